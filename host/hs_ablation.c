@@ -42,15 +42,18 @@ static hs_status check_params(const hs_model_config *c, const hs_prompts *pr, co
     return st;
 }
 
-/* Mean of z over the prompt set, per layer, head and position (valid tokens
- * only): out [L, H, T, d_head]. */
-static hs_status mean_z(hs_session *s, hs_backend *be, const hs_model_config *c, const hs_prompts *pr, int rows,
-                        int per_position, int32_t *mask, float *out, hs_err *err) {
+hs_status hs_ablation_mean_z(hs_session *s, const hs_model *m, const hs_prompts *pr, int rows, int per_position,
+                             float *out, hs_err *err) {
     hs_status st = HS_OK;
+    const hs_model_config *c = hs_model_get_config(m);
     const int L = c->n_layers, H = c->n_heads, dh = c->d_head, T = pr->T;
+    hs_backend *be = hs_session_backend(s);
     hs_capture *cap = NULL;
+    if (rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "mean z: batch_rows must be >= 1");
     int *count = calloc((size_t)T, sizeof *count);
-    if (!count) return hs_err_set(err, HS_ERR_OOM, "ablation: out of memory");
+    int32_t *mask = malloc((size_t)pr->N * T * sizeof *mask);
+    if (!count || !mask) HS_FAIL(err, HS_ERR_OOM, "mean z: out of memory");
+    hs_prompts_mask_targets(pr, NULL, mask, NULL);
     memset(out, 0, (size_t)L * H * T * dh * sizeof(float));
     HS_CHECK(hs_capture_init(be, &cap, err));
     HS_CHECK(hs_capture_want(cap, HS_HOOK_Z, -1, err));
@@ -95,7 +98,13 @@ static hs_status mean_z(hs_session *s, hs_backend *be, const hs_model_config *c,
 exit:
     hs_capture_free(cap);
     free(count);
+    free(mask);
     return st;
+}
+
+int hs_head_ablation_unit(const hs_model *m, const hs_ablation_params *p) {
+    const int H = hs_model_get_config(m)->n_heads;
+    return p->batch_rows / H > 0 ? p->batch_rows / H : 1;
 }
 
 hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *pr, const hs_ablation_params *p,
@@ -108,7 +117,7 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     hs_capture *cap = NULL;
     const int R = p->batch_rows;
     /* Prompts per chunk: with all heads of a layer batched, R / H prompts fill a forward. */
-    const int P_max = R / H > 0 ? R / H : 1;
+    const int P_max = hs_head_ablation_unit(m, p);
     const int want_lp = p->metric == HS_METRIC_LOSS;
     int32_t *mask = malloc((size_t)pr->N * T * sizeof *mask), *targets = malloc((size_t)pr->N * T * sizeof *targets);
     int32_t *rtok = malloc((size_t)R * T * sizeof *rtok), *rmask = malloc((size_t)R * T * sizeof *rmask),
@@ -116,18 +125,19 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     float *logits = malloc((size_t)R * V * sizeof(float)), *lp = malloc((size_t)R * T * sizeof(float));
     float *clean_logp = malloc((size_t)P_max * V * sizeof(float)), *scratch = malloc((size_t)V * sizeof(float));
     float *resid = malloc((size_t)R * T * d * sizeof(float));
-    float *meanz = p->mode == HS_ABLATE_MEAN ? malloc((size_t)L * H * T * c->d_head * sizeof(float)) : NULL;
+    float *meanz = p->mode == HS_ABLATE_MEAN && !p->mean_z ? malloc((size_t)L * H * T * c->d_head * sizeof(float)) : NULL;
     hs_z_edit *edits = malloc((size_t)R * H * sizeof *edits);
     int *row_prompt = malloc((size_t)R * sizeof *row_prompt), *row_var = malloc((size_t)R * sizeof *row_var);
     int *vars = malloc((size_t)H * sizeof *vars); /* this layer's variants: the head index, or -1 = whole layer */
     if (!mask || !targets || !rtok || !rmask || !rtg || !logits || !lp || !clean_logp || !scratch || !resid ||
-        !edits || !row_prompt || !row_var || !vars || (p->mode == HS_ABLATE_MEAN && !meanz))
+        !edits || !row_prompt || !row_var || !vars || (p->mode == HS_ABLATE_MEAN && !p->mean_z && !meanz))
         HS_FAIL(err, HS_ERR_OOM, "ablation: out of memory for %d rows x %d tokens", R, T);
     /* entries not swept (outside select) stay NAN */
     const int64_t n_out = (int64_t)pr->N * L * (p->kind == HS_ABLATION_WHOLE_LAYER ? 1 : H);
     for (int64_t i = 0; i < n_out; i++) out_delta[i] = NAN;
     hs_prompts_mask_targets(pr, NULL, mask, targets);
-    if (meanz) HS_CHECK(mean_z(s, be, c, pr, R, p->mean_per_position, mask, meanz, err));
+    if (meanz) HS_CHECK(hs_ablation_mean_z(s, m, pr, R, p->mean_per_position, meanz, err));
+    const float *mean_src = p->mean_z ? p->mean_z : meanz;
     HS_CHECK(hs_capture_init(be, &cap, err));
     if (p->prefix_reuse) HS_CHECK(hs_capture_want(cap, HS_HOOK_RESID_PRE, -1, err));
     hs_hooks hooks = hs_capture_hooks(cap);
@@ -179,7 +189,7 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
                                  : p->mode == HS_ABLATE_SCALE ? HS_EDIT_SCALE
                                  : p->mode == HS_ABLATE_MEAN  ? HS_EDIT_SET
                                                               : HS_EDIT_UNIFORM;
-                        if (meanz) e.src = meanz + ((int64_t)l * H + h) * T * c->d_head;
+                        if (mean_src) e.src = mean_src + ((int64_t)l * H + h) * T * c->d_head;
                         edits[ne++] = e;
                     }
                 }
@@ -214,8 +224,8 @@ exit:
     return st;
 }
 
-hs_status hs_eval_metric(hs_session *s, const hs_model *m, const hs_prompts *pr, hs_metric metric,
-                         const float *head_scale, int batch_rows, double *out, hs_err *err) {
+hs_status hs_eval_metric_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *pr, hs_metric metric,
+                                    const float *head_scale, int batch_rows, float *out, hs_err *err) {
     hs_status st = HS_OK;
     const hs_model_config *c = hs_model_get_config(m);
     const int L = c->n_layers, H = c->n_heads, T = pr->T, V = c->n_vocab, R = batch_rows;
@@ -227,7 +237,6 @@ hs_status hs_eval_metric(hs_session *s, const hs_model *m, const hs_prompts *pr,
     float *logits = malloc((size_t)R * V * sizeof(float)), *lp = malloc((size_t)R * T * sizeof(float));
     float *clean = malloc((size_t)R * V * sizeof(float)), *logp = malloc((size_t)V * sizeof(float));
     float *hs = head_scale ? malloc((size_t)L * R * H * sizeof(float)) : NULL;
-    double sum = 0;
     if (!mask || !tg || !logits || !lp || !clean || !logp || (head_scale && !hs))
         HS_FAIL(err, HS_ERR_OOM, "eval: out of memory");
     for (int p0 = 0; p0 < pr->N; p0 += R) {
@@ -249,11 +258,22 @@ hs_status hs_eval_metric(hs_session *s, const hs_model *m, const hs_prompts *pr,
         }
         HS_CHECK(hs_forward(s, &b, &fp, logits, err));
         for (int i = 0; i < B; i++)
-            sum += hs_row_metric(metric, pr, p0 + i, logits + (int64_t)i * V, lp + (int64_t)i * T, V,
-                              clean + (int64_t)i * V, logp);
+            out[p0 + i] = (float)hs_row_metric(metric, pr, p0 + i, logits + (int64_t)i * V, lp + (int64_t)i * T, V,
+                                               clean + (int64_t)i * V, logp);
     }
-    *out = sum / pr->N;
 exit:
     free(mask), free(tg), free(logits), free(lp), free(clean), free(logp), free(hs);
+    return st;
+}
+
+hs_status hs_eval_metric(hs_session *s, const hs_model *m, const hs_prompts *pr, hs_metric metric,
+                         const float *head_scale, int batch_rows, double *out, hs_err *err) {
+    float *v = malloc((size_t)(pr->N > 0 ? pr->N : 1) * sizeof *v);
+    if (!v) return hs_err_set(err, HS_ERR_OOM, "eval: out of memory");
+    hs_status st = hs_eval_metric_per_prompt(s, m, pr, metric, head_scale, batch_rows, v, err);
+    double sum = 0;
+    for (int i = 0; !st && i < pr->N; i++) sum += v[i];
+    if (!st) *out = sum / pr->N;
+    free(v);
     return st;
 }

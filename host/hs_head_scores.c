@@ -40,8 +40,8 @@ static double head_score(hs_score_kind k, const float *A, int T, int n, const in
     return den > 0 ? num / den : 0.0;
 }
 
-hs_status hs_head_scores(hs_session *s, const hs_model *m, const hs_prompts *pr, unsigned mask, int batch_rows,
-                         float *out, hs_err *err) {
+hs_status hs_head_scores_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *pr, unsigned mask,
+                                    int batch_rows, float *out, hs_err *err) {
     hs_status st = HS_OK;
     const hs_model_config *c = hs_model_get_config(m);
     const int L = c->n_layers, H = c->n_heads, T = pr->T;
@@ -54,8 +54,7 @@ hs_status hs_head_scores(hs_session *s, const hs_model *m, const hs_prompts *pr,
                                   i, pr->lengths[i]);
     hs_capture *cap = NULL;
     int32_t *msk = malloc((size_t)pr->N * T * sizeof *msk);
-    double *acc = calloc((size_t)HS_SCORE_COUNT * L * H, sizeof *acc);
-    if (!msk || !acc) HS_FAIL(err, HS_ERR_OOM, "head_scores: out of memory");
+    if (!msk) HS_FAIL(err, HS_ERR_OOM, "head_scores: out of memory");
     hs_prompts_mask_targets(pr, NULL, msk, NULL);
     HS_CHECK(hs_capture_init(hs_session_backend(s), &cap, err));
     HS_CHECK(hs_capture_want(cap, HS_HOOK_PATTERN, -1, err));
@@ -73,18 +72,33 @@ hs_status hs_head_scores(hs_session *s, const hs_model *m, const hs_prompts *pr,
                 if (!(mask & (1u << k))) continue;
                 for (int bi = 0; bi < B; bi++)
                     for (int h = 0; h < H; h++)
-                        acc[((int64_t)k * L + l) * H + h] +=
-                            head_score((hs_score_kind)k, pat + ((int64_t)bi * H + h) * T * T, T, pr->lengths[p0 + bi],
+                        out[(((int64_t)(p0 + bi) * HS_SCORE_COUNT + k) * L + l) * H + h] = (float)head_score((hs_score_kind)k, pat + ((int64_t)bi * H + h) * T * T, T, pr->lengths[p0 + bi],
                                        pr->tokens + (int64_t)(p0 + bi) * T);
             }
         }
     }
-    for (int k = 0; k < HS_SCORE_COUNT; k++)
-        if (mask & (1u << k))
-            for (int i = 0; i < L * H; i++) out[(int64_t)k * L * H + i] = (float)(acc[(int64_t)k * L * H + i] / pr->N);
 exit:
     hs_capture_free(cap);
     free(msk);
-    free(acc);
+    return st;
+}
+
+hs_status hs_head_scores(hs_session *s, const hs_model *m, const hs_prompts *pr, unsigned mask, int batch_rows,
+                         float *out, hs_err *err) {
+    const hs_model_config *c = hs_model_get_config(m);
+    const int64_t K = (int64_t)HS_SCORE_COUNT * c->n_layers * c->n_heads;
+    float *per = malloc((size_t)(pr->N > 0 ? pr->N : 1) * K * sizeof *per);
+    if (!per) return hs_err_set(err, HS_ERR_OOM, "head_scores: out of memory");
+    hs_status st = hs_head_scores_per_prompt(s, m, pr, mask, batch_rows, per, err);
+    const int64_t LH = (int64_t)c->n_layers * c->n_heads;
+    for (int k = 0; !st && k < HS_SCORE_COUNT; k++) {
+        if (!(mask & (1u << k))) continue;
+        for (int64_t j = 0; j < LH; j++) {
+            double acc = 0; /* prompt order: the same sum however the prompts were sharded */
+            for (int i = 0; i < pr->N; i++) acc += per[(int64_t)i * K + k * LH + j];
+            out[k * LH + j] = (float)(acc / pr->N);
+        }
+    }
+    free(per);
     return st;
 }

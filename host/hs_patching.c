@@ -118,6 +118,11 @@ static hs_status base_pass(patch_ctx *x, hs_capture *cap, const int32_t *tokens,
     return HS_OK;
 }
 
+int hs_activation_patching_unit(const hs_model *m, const hs_patching_params *p) {
+    const int H = hs_model_get_config(m)->n_heads;
+    return p->batch_rows / H > 0 ? p->batch_rows / H : 1;
+}
+
 hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prompts *pr, const int32_t *corrupt,
                                  const hs_patching_params *p, hs_patching_out *out, hs_err *err) {
     const hs_model_config *c = hs_model_get_config(m);
@@ -133,7 +138,7 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
     memset(&x, 0, sizeof x);
     x.s = s, x.c = c, x.pr = pr, x.corrupt = corrupt, x.p = p, x.T = T, x.V = c->n_vocab, x.d = c->d_model;
     x.dh = c->d_head;
-    const int P_max = R / H > 0 ? R / H : 1;
+    const int P_max = hs_activation_patching_unit(m, p);
     const int64_t nz = (int64_t)L * P_max * T * H * x.dh, nr = (int64_t)L * P_max * T * x.d;
     hs_capture *cap_c = NULL, *cap_x = NULL;
     item *items = malloc((size_t)P_max * H * T * sizeof *items);

@@ -59,6 +59,10 @@ typedef struct {
     int batch_rows;   /* rows per forward pass (variants x prompts); >= 1 */
     int prefix_reuse; /* 1: start each variant at its layer from cached resid_pre; 0: run every layer */
     int mean_per_position; /* HS_ABLATE_MEAN: 1 = mean per position over prompts; 0 = over prompts and positions */
+    /* HS_ABLATE_MEAN: the mean z [L, H, T, d_head] from hs_ablation_mean_z over
+     * a reference set (a sharded run passes the whole dataset's mean to each
+     * chunk); NULL = the mean over the swept prompts themselves. */
+    const float *mean_z;
     /* Called after each layer of each prompt chunk with (units done, units in
      * all); a nonzero return stops the sweep with HS_ERR_INVALID_ARG "interrupted". */
     int (*progress)(void *user, int done, int total);
@@ -74,11 +78,26 @@ hs_ablation_params hs_ablation_default_params(void);
 hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *prompts, const hs_ablation_params *p,
                            float *out_base, float *out_delta, hs_err *err);
 
+/* Mean of z over the prompt set, per layer, head and position (valid tokens
+ * only; per_position 0 = one vector per head over every valid position):
+ * out [L, H, prompts->T, d_head]. Forwards batch_rows prompts at a time. */
+hs_status hs_ablation_mean_z(hs_session *s, const hs_model *m, const hs_prompts *prompts, int batch_rows,
+                             int per_position, float *out, hs_err *err);
+
+/* Prompts per unit of hs_head_ablation's work: a sweep over the prompts
+ * [k*U, (k+1)*U) as its own call computes exactly what the whole sweep
+ * computes for them, which is what lets a run shard and resume by unit. */
+int hs_head_ablation_unit(const hs_model *m, const hs_ablation_params *p);
+
 /* The metric averaged over the prompts with a fixed head mask applied to
  * every prompt: head_scale [n_layers, n_heads] multiplies z (0 prunes a head),
  * or NULL for the unedited model. KL is against the unedited model. */
 hs_status hs_eval_metric(hs_session *s, const hs_model *m, const hs_prompts *prompts, hs_metric metric,
                          const float *head_scale, int batch_rows, double *out, hs_err *err);
+
+/* Same, per prompt: out [N], each prompt's metric (batch_rows at a time). */
+hs_status hs_eval_metric_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *prompts, hs_metric metric,
+                                    const float *head_scale, int batch_rows, float *out, hs_err *err);
 
 #ifdef __cplusplus
 }

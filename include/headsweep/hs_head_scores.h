@@ -29,6 +29,11 @@ const char *hs_score_name(hs_score_kind k);
 hs_status hs_head_scores(hs_session *s, const hs_model *m, const hs_prompts *prompts, unsigned mask, int batch_rows,
                          float *out, hs_err *err);
 
+/* The same scores per prompt: out [N, HS_SCORE_COUNT, n_layers, n_heads]
+ * (kinds not in mask left untouched); hs_head_scores is their mean. */
+hs_status hs_head_scores_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *prompts, unsigned mask,
+                                    int batch_rows, float *out, hs_err *err);
+
 #ifdef __cplusplus
 }
 #endif

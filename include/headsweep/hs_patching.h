@@ -47,6 +47,10 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
                                  const int32_t *corrupt_tokens, const hs_patching_params *p, hs_patching_out *out,
                                  hs_err *err);
 
+/* Prompts per unit of work: patching the prompts [k*U, (k+1)*U) as its own
+ * call computes exactly what the whole call computes for them. */
+int hs_activation_patching_unit(const hs_model *m, const hs_patching_params *p);
+
 #ifdef __cplusplus
 }
 #endif
