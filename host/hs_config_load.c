@@ -255,8 +255,9 @@ exit:
     return st;
 }
 
-hs_status hs_config_load(const char *path, const char *const *overrides, int n_overrides,
-                         hs_config **out, hs_err *err) {
+/* text NULL: read the file at path; else parse text, naming it path in messages. */
+static hs_status load(const char *path, const char *text, const char *const *overrides, int n_overrides,
+                      hs_config **out, hs_err *err) {
     hs_status st = HS_OK;
     hs_config *c = NULL;
     struct fy_diag *diag = NULL;
@@ -266,16 +267,18 @@ hs_status hs_config_load(const char *path, const char *const *overrides, int n_o
     if (out) *out = NULL;
     if (!path || !out || n_overrides < 0 || (n_overrides > 0 && !overrides))
         HS_FAIL(err, HS_ERR_INVALID_ARG, "hs_config_load: bad arguments");
-    FILE *f = fopen(path, "r");
-    if (!f) HS_FAIL(err, HS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    fclose(f);
+    if (!text) {
+        FILE *f = fopen(path, "r");
+        if (!f) HS_FAIL(err, HS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        fclose(f);
+    }
     hs_cfg_ctx ctx = {path, overrides, NULL, {HS_CFG_SRC_FILE, 1, 1, 0, 0, 0}};
     if (!(ctx.diag = diag = diag_create())) HS_FAIL(err, HS_ERR_OOM, "out of memory");
     if (!(c = calloc(1, sizeof *c))) HS_FAIL(err, HS_ERR_OOM, "out of memory");
     *c = hs_config_default_params();
     s.c = c;
     struct fy_parse_cfg pc = parse_cfg(diag);
-    doc = fy_document_build_from_file(&pc, path);
+    doc = text ? fy_document_build_from_string(&pc, text, strlen(text)) : fy_document_build_from_file(&pc, path);
     struct fy_diag_error *e = doc ? NULL : diag_nth(diag, 0);
     if (e) HS_FAIL(err, HS_ERR_FORMAT, "%s:%d:%d: %s", path, e->line, e->column, e->msg);
     struct fy_node *root = doc ? fy_document_root(doc) : NULL; /* no error, no doc: empty file */
@@ -296,4 +299,17 @@ exit:
     if (doc) fy_document_destroy(doc);
     if (diag) fy_diag_destroy(diag);
     return st;
+}
+
+hs_status hs_config_load(const char *path, const char *const *overrides, int n_overrides,
+                         hs_config **out, hs_err *err) {
+    return load(path, NULL, overrides, n_overrides, out, err);
+}
+
+hs_status hs_config_load_text(const char *text, const char *name, hs_config **out, hs_err *err) {
+    if (!text || !name) {
+        if (out) *out = NULL;
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "hs_config_load_text: bad arguments");
+    }
+    return load(name, text, NULL, 0, out, err);
 }

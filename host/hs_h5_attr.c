@@ -241,3 +241,60 @@ exit:
     free(weights);
     return st;
 }
+
+typedef struct {
+    hid_t dst;
+    const char *skip;
+    int failed;
+    char name[HS_H5_NAME_MAX];
+} copy_ctx;
+
+static herr_t copy_one(hid_t loc, const char *name, const H5A_info_t *info, void *user) {
+    (void)info;
+    copy_ctx *c = user;
+    if (c->skip && !strncmp(name, c->skip, strlen(c->skip))) return 0;
+    htri_t ex = H5Aexists(c->dst, name);
+    if (ex != 0) return ex < 0 ? -1 : 0;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT), t = -1, sp = -1, b = -1;
+    void *buf = NULL;
+    herr_t rc = -1;
+    if (a < 0 || (t = H5Aget_type(a)) < 0 || (sp = H5Aget_space(a)) < 0) goto done;
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    size_t sz = H5Tget_size(t);
+    if (n < 0 || sz == 0 || !(buf = calloc((size_t)(n ? n : 1), sz))) goto done;
+    if (H5Aread(a, t, buf) < 0) goto done;
+    if ((b = H5Acreate2(c->dst, name, t, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 || H5Awrite(b, t, buf) < 0) goto done;
+    rc = 0;
+done:
+    if (rc < 0) snprintf(c->name, sizeof c->name, "%s", name), c->failed = 1;
+    if (buf && t >= 0 && H5Tis_variable_str(t) > 0 && sp >= 0) H5Dvlen_reclaim(t, sp, H5P_DEFAULT, buf);
+    free(buf);
+    if (b >= 0) H5Aclose(b);
+    if (sp >= 0) H5Sclose(sp);
+    if (t >= 0) H5Tclose(t);
+    if (a >= 0) H5Aclose(a);
+    return rc;
+}
+
+hs_status hs_h5_copy_attrs(hs_h5_group *src, const char *sobj, hs_h5_group *dst, const char *dobj,
+                           const char *skip_prefix, hs_err *err) {
+    hs_status st = HS_OK;
+    hid_t sloc = H5I_INVALID_HID, dloc = H5I_INVALID_HID;
+    int sopen = 0, dopen = 0;
+    hs_h5_quiet q;
+    hs_h5_quiet_begin(&q);
+    if (!src || !dst) HS_FAIL(err, HS_ERR_INVALID_ARG, "hs_h5_copy_attrs: group is NULL");
+    if (!dst->file->writable) HS_H5_FAIL(err, HS_ERR_INVALID_ARG, dst, dobj, 0, "copying attributes: file is read-only");
+    HS_CHECK(attr_target(src, sobj, "copy", &sloc, &sopen, err));
+    HS_CHECK(attr_target(dst, dobj, "copy", &dloc, &dopen, err));
+    copy_ctx c = {.dst = dloc, .skip = skip_prefix};
+    hsize_t idx = 0;
+    if (H5Aiterate2(sloc, H5_INDEX_NAME, H5_ITER_INC, &idx, copy_one, &c) < 0)
+        HS_H5_FAIL(err, HS_ERR_IO, dst, dobj, 1, "cannot copy attribute '%s' from %s", c.failed ? c.name : "?",
+                   src->file->path);
+exit:
+    if (sopen) H5Oclose(sloc);
+    if (dopen) H5Oclose(dloc);
+    hs_h5_quiet_end(&q);
+    return st;
+}

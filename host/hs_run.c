@@ -1,17 +1,17 @@
-/* hs_run: config -> model, backend, dataset -> experiments -> one HDF5 file.
+/* hs_run: config -> model, backends, dataset -> units of work (sharded,
+ * journaled, spread over workers) -> one HDF5 result or shard file.
  * Options the engine does not implement yet are refused up front with a
  * message naming the experiment and key, never silently ignored. */
 #include "headsweep/hs_run.h"
 
-#include <cblas.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "headsweep/hs_ablation.h"
 #include "headsweep/hs_dataset.h"
-#include "headsweep/hs_h5.h"
+#include "headsweep/hs_sha256.h"
 #include "hs_run_internal.h"
 
 hs_run_params hs_run_default_params(void) {
@@ -26,12 +26,7 @@ static hs_status unsupported(hs_err *err, const hs_config_experiment *e, const c
 }
 
 /* Everything this engine cannot do yet, before any work starts. */
-static hs_status check_supported(const hs_config *cfg, hs_err *err) {
-    if (cfg->device.kind == HS_CONFIG_DEVICE_CUDA && cfg->device.n > 1)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "device: several GPUs in one process are not implemented yet");
-    if (cfg->shard.set && cfg->shard.count > 1)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "shard %d/%d: sharded runs are not implemented yet",
-                          cfg->shard.index, cfg->shard.count);
+static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *err) {
     for (int i = 0; i < cfg->n_experiments; i++) {
         const hs_config_experiment *e = &cfg->experiments[i];
         switch (e->type) {
@@ -49,6 +44,12 @@ static hs_status check_supported(const hs_config *cfg, hs_err *err) {
             break;
         case HS_CONFIG_EXP_PRUNING_CURVE:
             if (e->recompute) return unsupported(err, e, "recompute");
+            if (e->importance.experiment && shard_count > 1)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "experiment '%s': importance from experiment '%s' needs every prompt's ablation, which "
+                                  "a shard does not have; run the ablation sharded, merge, then point importance at "
+                                  "the merged file (importance: FILE:/%s/delta_mean)",
+                                  e->name, e->importance.experiment, e->importance.experiment);
             if (e->mode != HS_CONFIG_MODE_ZERO) return unsupported(err, e, "pruning by a mode other than zero");
             if ((e->metric == HS_CONFIG_METRIC_LOSS) != (e->positions == HS_CONFIG_POSITIONS_ALL))
                 return unsupported(err, e, "these metric positions");
@@ -66,80 +67,6 @@ static hs_status check_supported(const hs_config *cfg, hs_err *err) {
         }
     }
     return HS_OK;
-}
-
-static hs_status open_backend(const hs_config *cfg, hs_backend **be, char *desc, size_t n, hs_err *err) {
-    hs_backend_params bp = hs_backend_default_params();
-    bp.n_threads = cfg->threads;
-    bp.dtype = cfg->dtype;
-    if (cfg->device.kind == HS_CONFIG_DEVICE_CPU) {
-        if (cfg->dtype != HS_DTYPE_F32)
-            return hs_err_set(err, HS_ERR_UNSUPPORTED, "dtype %s: the CPU backend computes in f32 only",
-                              hs_dtype_name(cfg->dtype));
-        snprintf(desc, n, "cpu");
-        return hs_backend_cpu_init(&bp, be, err);
-    }
-    bp.device = cfg->device.kind == HS_CONFIG_DEVICE_CUDA ? cfg->device.ids[0] : 0;
-    snprintf(desc, n, "cuda:%d (%s)", bp.device, hs_dtype_name(cfg->dtype));
-    return hs_backend_cuda_init(&bp, be, err);
-}
-
-/* The weight files of a model path, for provenance hashes: the file itself,
- * or the .safetensors files of a folder. */
-static int weight_files(const char *path, char ***out) {
-    struct stat sb;
-    *out = NULL;
-    if (stat(path, &sb) != 0) return 0;
-    char **v = calloc(64, sizeof *v);
-    int n = 0;
-    if (!v) return 0;
-    if (S_ISREG(sb.st_mode)) {
-        v[n++] = strdup(path);
-    } else {
-        char cand[4200];
-        snprintf(cand, sizeof cand, "%s/model.safetensors", path);
-        if (stat(cand, &sb) == 0) {
-            v[n++] = strdup(cand);
-        } else {
-            for (int k = 1; k <= 63 && n < 64; k++) { /* model-0000k-of-0000N.safetensors */
-                int found = 0;
-                for (int total = k; total <= 63 && !found; total++) {
-                    snprintf(cand, sizeof cand, "%s/model-%05d-of-%05d.safetensors", path, k, total);
-                    if (stat(cand, &sb) == 0) v[n++] = strdup(cand), found = 1;
-                }
-                if (!found) break;
-            }
-        }
-    }
-    *out = v;
-    return n;
-}
-
-static hs_status write_provenance(hs_h5 *f, const hs_config *cfg, const char *text, const hs_model *m,
-                                  const char *device, hs_err *err) {
-    const hs_model_config *c = hs_model_get_config(m);
-    char **files = NULL;
-    int nf = weight_files(hs_model_get_path(m), &files);
-    hs_h5_provenance p = hs_h5_provenance_default();
-    p.config_text = text;
-    p.model_path = cfg->model;
-    p.model_id = hs_model_get_path(m);
-    p.n_weight_files = nf;
-    p.weight_files = (const char *const *)files;
-    p.n_layers = c->n_layers;
-    p.n_heads = c->n_heads;
-    p.n_kv_heads = c->n_kv_heads;
-    p.d_model = c->d_model;
-    p.d_head = c->d_head;
-    p.d_mlp = c->d_mlp;
-    p.n_vocab = c->n_vocab;
-    p.device = device;
-    p.blas_version = openblas_get_config();
-    p.seed = cfg->seed;
-    hs_status st = hs_h5_write_provenance(f, &p, err);
-    for (int i = 0; i < nf; i++) free(files[i]);
-    free(files);
-    return st;
 }
 
 /* The prompt set of cfg->dataset. Text needs the model's tokenizer (from its
@@ -210,26 +137,316 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
     return HS_OK;
 }
 
-/* tokens and lengths, and whichever of answers, distractors, templates,
- * corrupt prompts and needle spans the dataset has. */
-static hs_status write_dataset(hs_h5 *f, const hs_config *cfg, const hs_dataset *d, hs_err *err) {
-    hs_h5_group *g;
-    hs_status st = hs_h5_group_open(f, "dataset", &g, err);
+/* An environment variable as a non-negative int; -1 if unset, -2 if malformed. */
+static int env_int(const char *name) {
+    const char *v = getenv(name);
+    if (!v || !*v) return -1;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    return (*end || errno || x < 0 || x > 1000000) ? -2 : (int)x;
+}
+
+hs_status hs_run_shard(const hs_config *cfg, int *index, int *count, hs_err *err) {
+    *index = 0, *count = 1;
+    if (cfg->shard.set) {
+        *index = cfg->shard.index, *count = cfg->shard.count;
+        return HS_OK;
+    }
+    const char *pairs[2][3] = {{"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"},
+                               {"SLURM_PROCID", "SLURM_NTASKS", NULL}};
+    for (int k = 0; k < 2; k++) {
+        int i = env_int(pairs[k][0]), n = env_int(pairs[k][1]), base = pairs[k][2] ? env_int(pairs[k][2]) : 0;
+        if (i == -1 && n == -1) continue;
+        if (base == -1) base = 0;
+        if (i < 0 || n < 1 || base < 0 || i - base < 0 || i - base >= n)
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "shard from the environment: %s=%s, %s=%s%s%s do not make a shard i/n",
+                              pairs[k][0], getenv(pairs[k][0]) ? getenv(pairs[k][0]) : "(unset)", pairs[k][1],
+                              getenv(pairs[k][1]) ? getenv(pairs[k][1]) : "(unset)", pairs[k][2] ? ", min " : "",
+                              pairs[k][2] && getenv(pairs[k][2]) ? getenv(pairs[k][2]) : "");
+        *index = i - base, *count = n;
+        return HS_OK;
+    }
+    return HS_OK;
+}
+
+void hs_run_shard_path(const hs_config *cfg, int index, int count, char *out, size_t n) {
+    if (count <= 1) {
+        snprintf(out, n, "%s", cfg->output);
+        return;
+    }
+    size_t len = strlen(cfg->output);
+    if (len >= 3 && !strcmp(cfg->output + len - 3, ".h5")) len -= 3;
+    snprintf(out, n, "%.*s.shard-%05d-of-%05d.h5", (int)len, cfg->output, index, count);
+}
+
+/* One backend and session per worker: the CPU (cpu_workers of them), or one
+ * per listed or visible GPU. */
+static hs_status open_workers(const hs_config *cfg, const hs_run_params *rp, hs_model *m, int T, hs_run_worker **out,
+                              int *n_out, char *desc, size_t n, hs_err *err) {
+    int ids[HS_CONFIG_MAX_DEVICES], nw = 1;
+    hs_status st = HS_OK;
+    if (cfg->device.kind == HS_CONFIG_DEVICE_CPU) {
+        if (cfg->dtype != HS_DTYPE_F32)
+            return hs_err_set(err, HS_ERR_UNSUPPORTED, "dtype %s: the CPU backend computes in f32 only",
+                              hs_dtype_name(cfg->dtype));
+        nw = rp->cpu_workers > 1 ? rp->cpu_workers : 1;
+        snprintf(desc, n, "cpu");
+    } else if (cfg->device.kind == HS_CONFIG_DEVICE_CUDA) {
+        nw = cfg->device.n;
+        memcpy(ids, cfg->device.ids, (size_t)nw * sizeof *ids);
+    } else {
+        nw = hs_backend_cuda_device_count();
+        if (nw < 1) return hs_err_set(err, HS_ERR_DEVICE, "device: all: no CUDA device");
+        if (nw > HS_CONFIG_MAX_DEVICES) nw = HS_CONFIG_MAX_DEVICES;
+        for (int i = 0; i < nw; i++) ids[i] = i;
+    }
+    if (cfg->device.kind != HS_CONFIG_DEVICE_CPU) {
+        size_t len = (size_t)snprintf(desc, n, "cuda:");
+        for (int i = 0; i < nw && len < n; i++) len += (size_t)snprintf(desc + len, n - len, "%s%d", i ? "," : "", ids[i]);
+        if (len < n) snprintf(desc + len, n - len, " (%s)", hs_dtype_name(cfg->dtype));
+    }
+    hs_run_worker *w = calloc((size_t)nw, sizeof *w);
+    if (!w) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    *out = w, *n_out = nw;
+    for (int i = 0; i < nw; i++) {
+        hs_backend_params bp = hs_backend_default_params();
+        bp.n_threads = cfg->threads;
+        bp.dtype = cfg->dtype;
+        if (cfg->device.kind == HS_CONFIG_DEVICE_CPU) {
+            HS_CHECK(hs_backend_cpu_init(&bp, &w[i].be, err));
+        } else {
+            bp.device = ids[i];
+            HS_CHECK(hs_backend_cuda_init(&bp, &w[i].be, err));
+        }
+        HS_CHECK(hs_session_init(w[i].be, m, cfg->batch_size, T, &w[i].session, err));
+    }
+exit:
+    return st;
+}
+
+static void close_workers(hs_run_worker *w, int n) {
+    for (int i = 0; w && i < n; i++) {
+        hs_session_free(w[i].session);
+        hs_backend_free(w[i].be);
+    }
+    free(w);
+}
+
+int hs_run_should_stop(hs_run_ctx *x, int exp) {
+    pthread_mutex_lock(&x->lock);
+    const hs_run_exp *r = &x->exps[exp];
+    if (!x->stop && x->rp->progress)
+        x->stop = x->rp->progress(x->rp->progress_user, x->cfg->experiments[exp].name, (int)r->items_done, r->hi - r->lo);
+    int s = x->stop || x->failed;
+    pthread_mutex_unlock(&x->lock);
+    return s;
+}
+
+/* ---- the journal: one record per completed unit ---------------------------- */
+
+#define UNIT_MAGIC 0x54494e55u /* "UNIT" */
+
+typedef struct {
+    uint32_t magic, exp;
+    int64_t unit, n_floats;
+} unit_header;
+
+static int64_t unit_floats(const hs_run_exp *r, int n) {
+    int64_t k = 0;
+    for (int a = 0; a < r->n_arrays; a++) k += r->arrays[a].per * n;
+    return k;
+}
+
+static void unit_items(const hs_run_exp *r, int64_t u, int *i0, int *n) {
+    *i0 = (int)(u * r->unit);
+    *n = r->n_items - *i0 < r->unit ? r->n_items - *i0 : r->unit;
+}
+
+/* The unit's rows of every array, after a header, into one buffer. */
+static hs_status journal_unit(hs_run_ctx *x, int exp, int64_t u, hs_err *err) {
+    const hs_run_exp *r = &x->exps[exp];
+    int i0, n;
+    unit_items(r, u, &i0, &n);
+    const int64_t nf = unit_floats(r, n);
+    unit_header h = {UNIT_MAGIC, (uint32_t)exp, u, nf};
+    char *buf = malloc(sizeof h + (size_t)nf * sizeof(float));
+    if (!buf) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    memcpy(buf, &h, sizeof h);
+    float *p = (float *)(buf + sizeof h);
+    for (int a = 0; a < r->n_arrays; a++) {
+        const hs_run_array *ar = &r->arrays[a];
+        memcpy(p, ar->data + (int64_t)(i0 - r->lo) * ar->per, (size_t)(ar->per * n) * sizeof(float));
+        p += ar->per * n;
+    }
+    pthread_mutex_lock(&x->lock);
+    hs_status st = hs_journal_append(x->journal, r->batch0 + (u - r->u_lo), buf, sizeof h + (size_t)nf * sizeof(float), err);
+    pthread_mutex_unlock(&x->lock);
+    free(buf);
+    return st;
+}
+
+/* Puts a journaled unit back into the arrays. */
+static hs_status replay(void *user, int64_t batch, const void *payload, size_t len, hs_err *err) {
+    hs_run_ctx *x = user;
+    unit_header h;
+    if (len < sizeof h) return hs_err_set(err, HS_ERR_FORMAT, "journal record %lld: %zu bytes", (long long)batch, len);
+    memcpy(&h, payload, sizeof h);
+    const hs_run_exp *r = h.exp < (uint32_t)x->cfg->n_experiments ? &x->exps[h.exp] : NULL;
+    int i0 = 0, n = 0;
+    if (r) unit_items(r, h.unit, &i0, &n);
+    if (h.magic != UNIT_MAGIC || !r || h.unit < r->u_lo || h.unit >= r->u_hi || r->batch0 + (h.unit - r->u_lo) != batch ||
+        h.n_floats != unit_floats(r, n) || len != sizeof h + (size_t)h.n_floats * sizeof(float))
+        return hs_err_set(err, HS_ERR_FORMAT, "journal record %lld does not match this run's plan", (long long)batch);
+    const float *p = (const float *)((const char *)payload + sizeof h);
+    for (int a = 0; a < r->n_arrays; a++) {
+        const hs_run_array *ar = &r->arrays[a];
+        memcpy(ar->data + (int64_t)(i0 - r->lo) * ar->per, p, (size_t)(ar->per * n) * sizeof(float));
+        p += ar->per * n;
+    }
+    x->exps[h.exp].items_done += n;
+    return HS_OK;
+}
+
+/* ---- workers ------------------------------------------------------------------ */
+
+typedef struct {
+    int exp;
+    int64_t unit;
+} job;
+
+typedef struct {
+    hs_run_ctx *x;
+    hs_run_worker *w;
+    const job *jobs;
+    int n_jobs, *next;
+} worker_arg;
+
+static void fail(hs_run_ctx *x, hs_status st, const hs_err *e) {
+    pthread_mutex_lock(&x->lock);
+    if (!x->failed && !x->stop) x->failed = st, x->failed_err = *e;
+    pthread_mutex_unlock(&x->lock);
+}
+
+static void *worker_main(void *arg) {
+    worker_arg *a = arg;
+    hs_run_ctx *x = a->x;
+    for (;;) {
+        pthread_mutex_lock(&x->lock);
+        const int k = x->stop || x->failed || *a->next >= a->n_jobs ? -1 : (*a->next)++;
+        pthread_mutex_unlock(&x->lock);
+        if (k < 0) break;
+        const job j = a->jobs[k];
+        hs_run_exp *r = &x->exps[j.exp];
+        int i0, n;
+        unit_items(r, j.unit, &i0, &n);
+        hs_err e = {0};
+        hs_status st = hs_run_unit(x, j.exp, a->w, i0, n, &e);
+        if (!st) st = journal_unit(x, j.exp, j.unit, &e);
+        if (st) {
+            hs_err_prefix(&e, "experiment '%s', items %d..%d", x->cfg->experiments[j.exp].name, i0, i0 + n - 1);
+            fail(x, st, &e);
+            break;
+        }
+        pthread_mutex_lock(&x->lock);
+        r->items_done += n;
+        pthread_mutex_unlock(&x->lock);
+        hs_run_should_stop(x, j.exp); /* reports progress */
+    }
+    return NULL;
+}
+
+/* Runs every unit of the phase's experiments that the journal does not hold. */
+static hs_status run_phase(hs_run_ctx *x, int phase, hs_run_worker *w, int nw, hs_err *err) {
+    int n_jobs = 0, next = 0;
+    if (x->stop) return HS_OK;
+    for (int i = 0; i < x->cfg->n_experiments; i++) n_jobs += x->exps[i].phase == phase ? (int)(x->exps[i].u_hi - x->exps[i].u_lo) : 0;
+    job *jobs = malloc((size_t)(n_jobs > 0 ? n_jobs : 1) * sizeof *jobs);
+    if (!jobs) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    n_jobs = 0;
+    for (int i = 0; i < x->cfg->n_experiments; i++) {
+        hs_run_exp *r = &x->exps[i];
+        if (r->phase != phase) continue;
+        int pending = 0;
+        for (int64_t u = r->u_lo; u < r->u_hi; u++)
+            if (!hs_journal_is_done(x->journal, r->batch0 + (u - r->u_lo))) jobs[n_jobs++] = (job){i, u}, pending = 1;
+        hs_status st = hs_run_prepare(x, i, &w[0], pending, err);
+        if (st) {
+            free(jobs);
+            return hs_err_prefix(err, "experiment '%s'", x->cfg->experiments[i].name);
+        }
+    }
+    worker_arg *args = calloc((size_t)nw, sizeof *args);
+    pthread_t *th = calloc((size_t)nw, sizeof *th);
+    int started = 0;
+    if (args && th) {
+        for (int i = 0; i < nw; i++) args[i] = (worker_arg){x, &w[i], jobs, n_jobs, &next};
+        if (nw == 1) {
+            worker_main(&args[0]);
+        } else {
+            for (; started < nw; started++)
+                if (pthread_create(&th[started], NULL, worker_main, &args[started])) break;
+            if (!started) worker_main(&args[0]); /* no threads to be had: one worker */
+            for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+        }
+    }
+    hs_status st = !args || !th ? hs_err_set(err, HS_ERR_OOM, "out of memory") : HS_OK;
+    free(args), free(th), free(jobs);
     if (st) return st;
-    const int64_t dims[2] = {d->N, d->T};
-    const char *names[2] = {"prompt", "position"};
-    const struct {
-        const char *name;
-        const int32_t *v;
-        int ndim;
-    } arrays[] = {{"tokens", d->tokens, 2},           {"lengths", d->lengths, 1},
-                  {"answer", d->answer, 1},           {"distractor", d->distractor, 1},
-                  {"template_id", d->template_id, 1}, {"corrupt_tokens", d->corrupt_tokens, 2},
-                  {"needle_start", d->needle_start, 1}, {"needle_len", d->needle_len, 1}};
-    for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++)
-        if (arrays[i].v && (st = hs_h5_write_i32(g, arrays[i].name, arrays[i].ndim, dims, names, arrays[i].v, err)))
-            return st;
-    return hs_h5_attr_str(g, NULL, "kind", hs_config_dataset_kind_name(cfg->dataset.kind), err);
+    if (x->failed) {
+        if (err) *err = x->failed_err;
+        return x->failed;
+    }
+    return HS_OK;
+}
+
+/* Units and this shard's part of them, for every experiment; the journal
+ * numbers the shard's units in experiment order. */
+static hs_status plan(hs_run_ctx *x, int64_t *n_batches, hs_err *err) {
+    const hs_model_config *c = hs_model_get_config(x->model);
+    *n_batches = 0;
+    for (int i = 0; i < x->cfg->n_experiments; i++) {
+        hs_run_exp *r = &x->exps[i];
+        hs_status st = hs_run_plan(x->cfg, i, c, x->prompts.N, x->prompts.T, r, err);
+        if (st) return st;
+        r->unit = hs_run_unit_size(x, i);
+        r->n_units = (r->n_items + r->unit - 1) / r->unit;
+        r->u_lo = r->n_units * x->shard_index / x->shard_count;
+        r->u_hi = r->n_units * (x->shard_index + 1) / x->shard_count;
+        r->lo = (int)(r->u_lo * r->unit);
+        r->hi = (int)(r->u_hi * r->unit < r->n_items ? r->u_hi * r->unit : r->n_items);
+        if (r->hi < r->lo) r->hi = r->lo;
+        r->batch0 = *n_batches;
+        *n_batches += r->u_hi - r->u_lo;
+        if ((st = hs_run_alloc(r, err))) return st;
+    }
+    return HS_OK;
+}
+
+static hs_status write_output(hs_run_ctx *x, const char *path, const char *text, const char *device,
+                              const char *sweep_sha, hs_err *err) {
+    hs_h5 *f = NULL;
+    hs_status st = HS_OK;
+    HS_CHECK(hs_h5_create(path, x->cfg->overwrite, &f, err));
+    HS_CHECK(hs_run_write_header(x, f, text, device, err));
+    if (x->shard_count > 1) {
+        HS_CHECK(hs_run_write_shard(x, f, sweep_sha, err));
+    } else {
+        for (int i = 0; i < x->cfg->n_experiments; i++) {
+            hs_h5_group *g;
+            HS_CHECK(hs_h5_group_open(f, x->cfg->experiments[i].name, &g, err));
+            st = hs_run_write(x->cfg, i, &x->exps[i], g, err);
+            if (st) {
+                hs_err_prefix(err, "experiment '%s'", x->cfg->experiments[i].name);
+                goto exit;
+            }
+        }
+    }
+    st = hs_h5_commit(f, err);
+    f = NULL; /* commit frees the handle either way */
+exit:
+    if (f) hs_h5_abort(f);
+    return st;
 }
 
 hs_status hs_run(const hs_config *cfg, const char *config_text, const hs_run_params *rp, hs_err *err) {
@@ -237,52 +454,64 @@ hs_status hs_run(const hs_config *cfg, const char *config_text, const hs_run_par
     hs_run_params defaults = hs_run_default_params();
     hs_run_ctx x;
     memset(&x, 0, sizeof x);
+    pthread_mutex_init(&x.lock, NULL);
     x.cfg = cfg;
     x.rp = rp ? rp : &defaults;
-    char device[128];
-    HS_CHECK(check_supported(cfg, err));
+    hs_run_worker *w = NULL;
+    int nw = 0;
+    char device[600], path[4200], jpath[4300], sweep_sha[HS_SHA256_HEX_LEN + 1], journal_sha[HS_SHA256_HEX_LEN + 1];
+    char *sweep = NULL;
+    struct stat sb;
+    HS_CHECK(hs_run_shard(cfg, &x.shard_index, &x.shard_count, err));
+    HS_CHECK(check_supported(cfg, x.shard_count, err));
+    hs_run_shard_path(cfg, x.shard_index, x.shard_count, path, sizeof path);
+    if (!cfg->overwrite && stat(path, &sb) == 0)
+        HS_FAIL(err, HS_ERR_INVALID_ARG, "%s exists; pass --overwrite to replace it", path);
+    HS_CHECK(hs_config_sweep_yaml(cfg, &sweep, err));
+    hs_sha256_hex(sweep, strlen(sweep), sweep_sha);
+    {
+        char tag[64];
+        hs_sha256_ctx h;
+        uint8_t d[HS_SHA256_BYTES];
+        snprintf(tag, sizeof tag, "\nshard: %d/%d\n", x.shard_index, x.shard_count);
+        hs_sha256_init(&h);
+        hs_sha256_update(&h, sweep, strlen(sweep));
+        hs_sha256_update(&h, tag, strlen(tag));
+        hs_sha256_final(&h, d);
+        hs_sha256_to_hex(d, journal_sha);
+    }
     HS_CHECK(hs_model_load(cfg->model, &x.model, err));
-    HS_CHECK(open_backend(cfg, &x.be, device, sizeof device, err));
     HS_CHECK(build_dataset(cfg, x.model, &x.data, err));
     HS_CHECK(check_dataset_fits(cfg, x.data, err));
     x.prompts = hs_dataset_prompts(x.data);
-    HS_CHECK(hs_session_init(x.be, x.model, cfg->batch_size, x.prompts.T, &x.session, err));
-    x.importance = calloc((size_t)cfg->n_experiments, sizeof *x.importance);
-    if (!x.importance) HS_FAIL(err, HS_ERR_OOM, "run: out of memory");
-    HS_CHECK(hs_h5_create(cfg->output, cfg->overwrite, &x.out, err));
-    HS_CHECK(write_provenance(x.out, cfg, config_text, x.model, device, err));
-    HS_CHECK(write_dataset(x.out, cfg, x.data, err));
-    /* Pruning curves last: they may read the importance of an ablation listed after them. */
-    for (int k = 0; k < 2 * cfg->n_experiments; k++) {
-        const int i = k % cfg->n_experiments, pass = k / cfg->n_experiments;
-        const hs_config_experiment *e = &cfg->experiments[i];
-        if ((e->type == HS_CONFIG_EXP_PRUNING_CURVE) != (pass == 1)) continue;
-        hs_h5_group *g;
-        HS_CHECK(hs_h5_group_open(x.out, e->name, &g, err));
-        HS_CHECK(hs_h5_attr_str(g, NULL, "type", hs_config_exp_type_name(e->type), err));
-        switch (e->type) {
-        case HS_CONFIG_EXP_HEAD_ABLATION: st = hs_run_head_ablation(&x, i, g, err); break;
-        case HS_CONFIG_EXP_HEAD_SCORES: st = hs_run_head_scores(&x, i, g, err); break;
-        case HS_CONFIG_EXP_PRUNING_CURVE: st = hs_run_pruning_curve(&x, i, g, err); break;
-        case HS_CONFIG_EXP_CAPTURE: st = hs_run_capture(&x, i, g, err); break;
-        case HS_CONFIG_EXP_ACTIVATION_PATCHING: st = hs_run_activation_patching(&x, i, g, err); break;
-        default: st = unsupported(err, e, "this experiment type");
-        }
-        if (st) {
-            hs_err_prefix(err, "experiment '%s'", e->name);
-            goto exit;
-        }
+    HS_CHECK(open_workers(cfg, x.rp, x.model, x.prompts.T, &w, &nw, device, sizeof device, err));
+    if (!(x.exps = calloc((size_t)cfg->n_experiments, sizeof *x.exps))) HS_FAIL(err, HS_ERR_OOM, "run: out of memory");
+    int64_t n_batches;
+    HS_CHECK(plan(&x, &n_batches, err));
+    snprintf(jpath, sizeof jpath, "%s.journal", path);
+    if (n_batches > 0) {
+        HS_CHECK(hs_journal_open(jpath, journal_sha, n_batches, &x.journal, err));
+        HS_CHECK(hs_journal_foreach(x.journal, replay, &x, err));
     }
-    st = hs_h5_commit(x.out, err);
-    x.out = NULL; /* commit frees the handle either way */
+    for (int phase = 0; phase < 2; phase++) HS_CHECK(run_phase(&x, phase, w, nw, err));
+    if (x.stop) {
+        HS_FAIL(err, HS_ERR_INTERRUPTED, "interrupted: %lld of %lld units done, kept in %s; run again to resume",
+                (long long)(x.journal ? hs_journal_n_done(x.journal) : 0), (long long)n_batches, jpath);
+    }
+    HS_CHECK(write_output(&x, path, config_text, device, sweep_sha, err));
+    if (x.journal) {
+        hs_journal_close(x.journal);
+        x.journal = NULL;
+        HS_CHECK(hs_journal_remove(jpath, err));
+    }
 exit:
-    if (x.out) hs_h5_abort(x.out);
-    if (x.importance)
-        for (int i = 0; i < cfg->n_experiments; i++) free(x.importance[i]);
-    free(x.importance);
-    hs_session_free(x.session);
+    hs_journal_close(x.journal);
+    for (int i = 0; x.exps && i < cfg->n_experiments; i++) hs_run_exp_free(&x.exps[i]);
+    free(x.exps);
+    close_workers(w, nw);
     hs_dataset_free(x.data);
-    hs_backend_free(x.be);
     hs_model_free(x.model);
+    free(sweep);
+    pthread_mutex_destroy(&x.lock);
     return st;
 }

@@ -48,6 +48,7 @@ const char *hs_status_str(hs_status s) {
     case HS_ERR_MISSING: return "missing";
     case HS_ERR_OOM: return "out of memory";
     case HS_ERR_DEVICE: return "device error";
+    case HS_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown status";
 }

@@ -5,6 +5,12 @@
 int hs_cli_info(int argc, char **argv);
 int hs_cli_forward(int argc, char **argv);
 int hs_cli_run(int argc, char **argv);
+int hs_cli_shard_path(int argc, char **argv);
+int hs_cli_merge(int argc, char **argv);
+
+/* Exit code of a run stopped by a signal with its progress journaled
+ * (EX_TEMPFAIL): slurm/sweep.sbatch requeues the task on it. */
+#define HS_CLI_EXIT_REQUEUE 75
 int hs_cli_plot(int argc, char **argv);
 int hs_cli_top(int argc, char **argv);
 int hs_cli_validate(int argc, char **argv);

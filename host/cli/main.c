@@ -13,6 +13,9 @@ static void usage(FILE *to) {
             "  info MODEL                      architecture, sizes and weight dtypes of a model\n"
             "  forward MODEL --tokens IDS      run one forward pass and print the top-k next tokens\n"
             "  run CONFIG [--set K=V]          run a sweep config into its HDF5 result file\n"
+            "      [--shard I/N]               ... or shard I of N of it (default: from Slurm)\n"
+            "  merge OUT SHARD...              merge the shard files of a sweep into OUT\n"
+            "  shard-path CONFIG I/N           the file shard I of N writes\n"
             "  validate CONFIG [--set K=V]     check a sweep config and print it resolved\n"
             "  plot FILE --experiment NAME     layer x head heatmap (or pruning curve) as SVG\n"
             "  top FILE --experiment NAME      the heads with the largest values of a result\n"
@@ -34,6 +37,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "forward")) return hs_cli_forward(argc - 1, argv + 1);
     if (!strcmp(cmd, "validate")) return hs_cli_validate(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return hs_cli_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "merge")) return hs_cli_merge(argc - 1, argv + 1);
+    if (!strcmp(cmd, "shard-path")) return hs_cli_shard_path(argc - 1, argv + 1);
     if (!strcmp(cmd, "plot")) return hs_cli_plot(argc - 1, argv + 1);
     if (!strcmp(cmd, "top")) return hs_cli_top(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return hs_cli_tokenize(argc - 1, argv + 1);

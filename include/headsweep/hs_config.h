@@ -224,6 +224,10 @@ hs_config_experiment hs_config_experiment_default_params(hs_config_exp_type type
 hs_status hs_config_load(const char *path, const char *const *overrides, int n_overrides,
                          hs_config **out, hs_err *err);
 
+/* Same for YAML text held in memory (the resolved config stored in a result
+ * file); name stands for the file in messages. */
+hs_status hs_config_load_text(const char *text, const char *name, hs_config **out, hs_err *err);
+
 /* Frees every heap member and c itself. NULL is a no-op. */
 void hs_config_free(hs_config *c);
 

@@ -144,6 +144,12 @@ hs_status hs_h5_attr_f64(hs_h5_group *g, const char *obj, const char *key, doubl
 
 /* Reads a scalar string attribute (variable- or fixed-length) into a malloc'd
  * string (free() it). HS_ERR_MISSING if absent, HS_ERR_FORMAT if not a string. */
+/* Copies every attribute of src (group or dataset sobj) onto dst (group or
+ * dataset dobj), except those whose name starts with skip_prefix (NULL: none)
+ * and those dst already has. Types and shapes are kept. */
+hs_status hs_h5_copy_attrs(hs_h5_group *src, const char *sobj, hs_h5_group *dst, const char *dobj,
+                           const char *skip_prefix, hs_err *err);
+
 hs_status hs_h5_read_attr_str(hs_h5_group *g, const char *obj, const char *key, char **value,
                               hs_err *err);
 /* Reads a scalar integer (any width) or float attribute, converting (integers

@@ -21,6 +21,7 @@ typedef enum {
     HS_ERR_MISSING,     /* required tensor or key absent */
     HS_ERR_OOM,         /* allocation failed */
     HS_ERR_DEVICE,      /* CUDA / cuBLAS failure or no device */
+    HS_ERR_INTERRUPTED, /* stopped on request (a signal); completed work was kept */
 } hs_status;
 
 #define HS_ERR_MSG_MAX 1024

@@ -1,0 +1,190 @@
+/* hs_run_plan: what each experiment produces, per item, from the config and
+ * the model's shape alone (the merge of shard files plans without a model). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "headsweep/hs_capture.h"
+#include "headsweep/hs_head_scores.h"
+#include "hs_run_internal.h"
+
+float hs_run_importance_sign(hs_config_metric m) {
+    return (m == HS_CONFIG_METRIC_LOSS || m == HS_CONFIG_METRIC_KL) ? 1.0f : -1.0f;
+}
+
+hs_status hs_run_head_selection(const hs_config_experiment *e, int L, int H, uint8_t **out, hs_err *err) {
+    *out = NULL;
+    if (e->layers.all && e->heads.all) return HS_OK;
+    for (int i = 0; !e->layers.all && i < e->layers.n; i++)
+        if (e->layers.v[i] >= L) return hs_err_set(err, HS_ERR_INVALID_ARG, "layers: %d beyond the model's %d", e->layers.v[i], L);
+    for (int i = 0; !e->heads.all && i < e->heads.n; i++)
+        if (e->heads.v[i] >= H) return hs_err_set(err, HS_ERR_INVALID_ARG, "heads: %d beyond the model's %d", e->heads.v[i], H);
+    uint8_t *sel = calloc((size_t)L * H, 1);
+    if (!sel) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < H; h++) {
+            int in_l = e->layers.all, in_h = e->heads.all;
+            for (int i = 0; !in_l && i < e->layers.n; i++) in_l = e->layers.v[i] == l;
+            for (int i = 0; !in_h && i < e->heads.n; i++) in_h = e->heads.v[i] == h;
+            sel[l * H + h] = (uint8_t)(in_l && in_h);
+        }
+    *out = sel;
+    return HS_OK;
+}
+
+/* Adds an array of shape [item, d0, d1, ...] (ndim axes after the item axis). */
+static hs_status add(hs_run_exp *r, int constant, const char *name, int ndim, const int64_t *dims,
+                     const char *const *names, hs_err *err) {
+    int *n = constant ? &r->n_consts : &r->n_arrays;
+    hs_run_array **v = constant ? &r->consts : &r->arrays;
+    hs_run_array *grown = realloc(*v, (size_t)(*n + 1) * sizeof **v);
+    if (!grown) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    *v = grown;
+    hs_run_array *a = &grown[(*n)++];
+    memset(a, 0, sizeof *a);
+    snprintf(a->name, sizeof a->name, "%s", name);
+    a->ndim = ndim;
+    a->per = 1;
+    a->dim_names[0] = "prompt";
+    for (int k = 0; k < ndim; k++) a->dims[k] = dims[k], a->dim_names[k + 1] = names[k], a->per *= dims[k];
+    return HS_OK;
+}
+
+static const char *N_LH[2] = {"layer", "head"};
+
+/* Per-prompt shape and dimension names of a captured hook's tensor. */
+int hs_run_hook_dims(hs_hook_point p, const hs_model_config *c, int T, int64_t *dims, const char **names) {
+    switch (p) {
+    case HS_HOOK_Q:
+    case HS_HOOK_ROT_Q:
+    case HS_HOOK_Z:
+    case HS_HOOK_K:
+    case HS_HOOK_ROT_K:
+    case HS_HOOK_V: {
+        int kv = p == HS_HOOK_K || p == HS_HOOK_ROT_K || p == HS_HOOK_V;
+        dims[0] = T, dims[1] = kv ? c->n_kv_heads : c->n_heads, dims[2] = c->d_head;
+        names[0] = "position", names[1] = kv ? "kv_head" : "head", names[2] = "d_head";
+        return 3;
+    }
+    case HS_HOOK_PATTERN:
+        dims[0] = c->n_heads, dims[1] = T, dims[2] = T;
+        names[0] = "head", names[1] = "query", names[2] = "key";
+        return 3;
+    default:
+        dims[0] = T, dims[1] = c->d_model;
+        names[0] = "position", names[1] = "d_model";
+        return 2;
+    }
+}
+
+void hs_run_hook_name(char *out, size_t n, hs_hook_point p, int layer) {
+    int attn = p == HS_HOOK_Q || p == HS_HOOK_K || p == HS_HOOK_V || p == HS_HOOK_ROT_Q || p == HS_HOOK_ROT_K ||
+               p == HS_HOOK_PATTERN || p == HS_HOOK_Z;
+    snprintf(out, n, "blocks.%d.%shook_%s", layer, attn ? "attn." : "", hs_hook_name(p));
+}
+
+static hs_status plan_capture(const hs_config_experiment *e, const hs_model_config *c, int N, int T, hs_run_exp *r,
+                              hs_err *err) {
+    const int L = c->n_layers;
+    int nP = e->prompts.all ? N : e->prompts.n, nL = e->layers.all ? L : e->layers.n;
+    if (!(r->items = malloc((size_t)(nP > 0 ? nP : 1) * sizeof *r->items))) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    for (int i = 0; i < nP; i++) {
+        r->items[i] = e->prompts.all ? i : e->prompts.v[i];
+        if (r->items[i] >= N)
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "prompts: index %d beyond the %d prompts", r->items[i], N);
+    }
+    for (int i = 0; i < nL; i++)
+        if (!e->layers.all && e->layers.v[i] >= L)
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "layers: index %d beyond the model's %d layers", e->layers.v[i], L);
+    r->n_items = nP;
+    hs_status st = HS_OK;
+    for (int p = 0; p < HS_HOOK_COUNT && !st; p++) {
+        if (!(e->hooks & HS_CONFIG_BIT(p))) continue;
+        for (int i = 0; i < nL && !st; i++) {
+            int64_t dims[HS_RUN_MAX_DIMS];
+            const char *names[HS_RUN_MAX_DIMS];
+            int nd = hs_run_hook_dims((hs_hook_point)p, c, T, dims, names);
+            char name[128];
+            hs_run_hook_name(name, sizeof name, (hs_hook_point)p, e->layers.all ? i : e->layers.v[i]);
+            st = add(r, 0, name, nd, dims, names, err);
+        }
+    }
+    return st;
+}
+
+hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, int N, int T, hs_run_exp *r,
+                      hs_err *err) {
+    const hs_config_experiment *e = &cfg->experiments[exp];
+    const int L = c->n_layers, H = c->n_heads;
+    const int64_t lh[2] = {L, H}, lth[3] = {L, T, H}, lt[2] = {L, T};
+    const char *n_lth[3] = {"layer", "position", "head"};
+    hs_status st = HS_OK;
+    memset(r, 0, sizeof *r);
+    r->n_items = N;
+    switch (e->type) {
+    case HS_CONFIG_EXP_HEAD_ABLATION:
+        HS_CHECK(add(r, 0, "base", 0, NULL, NULL, err));
+        HS_CHECK(add(r, 0, "delta", 2, lh, N_LH, err));
+        if (e->whole_layers) HS_CHECK(add(r, 0, "delta_layer", 1, lh, N_LH, err));
+        if (e->all_but_one) HS_CHECK(add(r, 0, "delta_all_but_one", 2, lh, N_LH, err));
+        HS_CHECK(hs_run_head_selection(e, L, H, &r->select, err));
+        break;
+    case HS_CONFIG_EXP_HEAD_SCORES:
+        for (int k = 0; k < HS_SCORE_COUNT; k++) {
+            if (!(e->scores & (1u << k))) continue;
+            char name[96];
+            snprintf(name, sizeof name, "%s_per_prompt", hs_score_name((hs_score_kind)k));
+            HS_CHECK(add(r, 0, name, 2, lh, N_LH, err));
+        }
+        break;
+    case HS_CONFIG_EXP_PRUNING_CURVE: {
+        const int64_t steps = (int64_t)ceil(1.0 / e->step - 1e-9) + 1, slh[3] = {steps, L, H};
+        const char *n_slh[3] = {"step", "layer", "head"};
+        r->phase = 1;
+        HS_CHECK(add(r, 0, "metric_per_prompt", 1, slh, n_slh, err));
+        HS_CHECK(add(r, 1, "masks", 3, slh, n_slh, err));
+        break;
+    }
+    case HS_CONFIG_EXP_CAPTURE: HS_CHECK(plan_capture(e, c, N, T, r, err)); break;
+    case HS_CONFIG_EXP_ACTIVATION_PATCHING:
+        HS_CHECK(add(r, 0, "clean", 0, NULL, NULL, err));
+        HS_CHECK(add(r, 0, "corrupt", 0, NULL, NULL, err));
+        if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_Z_ALL_POS)) HS_CHECK(add(r, 0, "z_all_pos", 2, lh, N_LH, err));
+        if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_Z_BY_POS)) HS_CHECK(add(r, 0, "z_by_pos", 3, lth, n_lth, err));
+        if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_RESID_PRE)) HS_CHECK(add(r, 0, "resid_pre", 2, lt, n_lth, err));
+        break;
+    default: st = hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(e->type));
+    }
+exit:
+    if (st) hs_err_prefix(err, "experiment '%s'", e->name);
+    return st;
+}
+
+hs_status hs_run_alloc(hs_run_exp *r, hs_err *err) {
+    for (int k = 0; k < r->n_arrays + r->n_consts; k++) {
+        hs_run_array *a = k < r->n_arrays ? &r->arrays[k] : &r->consts[k - r->n_arrays];
+        int64_t rows = k < r->n_arrays ? r->hi - r->lo : 1, n = rows * a->per;
+        free(a->data);
+        if (!(a->data = malloc((size_t)(n > 0 ? n : 1) * sizeof(float))))
+            return hs_err_set(err, HS_ERR_OOM, "out of memory for %s (%lld floats)", a->name, (long long)n);
+        for (int64_t i = 0; i < n; i++) a->data[i] = NAN;
+    }
+    return HS_OK;
+}
+
+void hs_run_exp_free(hs_run_exp *r) {
+    if (!r) return;
+    for (int k = 0; k < r->n_arrays; k++) free(r->arrays[k].data);
+    for (int k = 0; k < r->n_consts; k++) free(r->consts[k].data);
+    free(r->arrays), free(r->consts), free(r->items), free(r->mean_z), free(r->select);
+    memset(r, 0, sizeof *r);
+}
+
+hs_run_array *hs_run_find(const hs_run_exp *r, const char *name) {
+    for (int k = 0; k < r->n_arrays; k++)
+        if (!strcmp(r->arrays[k].name, name)) return &r->arrays[k];
+    for (int k = 0; k < r->n_consts; k++)
+        if (!strcmp(r->consts[k].name, name)) return &r->consts[k];
+    return NULL;
+}

@@ -1,0 +1,251 @@
+/* The experiment steps of hs_run: the work done once per experiment
+ * (prepare) and the work of one unit of items, written into the unit's rows
+ * of the experiment's per-item arrays. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "headsweep/hs_head_scores.h"
+#include "headsweep/hs_patching.h"
+#include "hs_run_internal.h"
+
+/* Prompts [i0, i0 + n) as a prompt set of their own. */
+static hs_prompts view(const hs_prompts *p, int i0, int n) {
+    hs_prompts v = *p;
+    v.N = n;
+    v.tokens = p->tokens + (int64_t)i0 * p->T;
+    v.lengths = p->lengths + i0;
+    v.answer = p->answer ? p->answer + i0 : NULL;
+    v.distractor = p->distractor ? p->distractor + i0 : NULL;
+    return v;
+}
+
+/* Row of array `name` for item i. */
+static float *row(const hs_run_exp *r, const char *name, int i) {
+    hs_run_array *a = hs_run_find(r, name);
+    return a ? a->data + (int64_t)(i - r->lo) * a->per : NULL;
+}
+
+typedef struct {
+    hs_run_ctx *x;
+    int exp;
+} stop_check;
+
+static int inner_progress(void *user, int done, int total) {
+    (void)done, (void)total;
+    stop_check *s = user;
+    return hs_run_should_stop(s->x, s->exp);
+}
+
+static hs_ablation_params ablation_params(const hs_run_ctx *x, const hs_config_experiment *e) {
+    hs_ablation_params p = hs_ablation_default_params();
+    p.metric = (hs_metric)e->metric;
+    p.mode = e->mode == HS_CONFIG_MODE_ZERO    ? HS_ABLATE_ZERO
+             : e->mode == HS_CONFIG_MODE_SCALE ? HS_ABLATE_SCALE
+             : e->mode == HS_CONFIG_MODE_MEAN  ? HS_ABLATE_MEAN
+                                               : HS_ABLATE_UNIFORM;
+    p.scale = (float)e->scale;
+    p.batch_rows = x->cfg->batch_size;
+    p.mean_per_position = e->mean_over == HS_CONFIG_MEAN_OVER_POSITION;
+    return p;
+}
+
+static hs_patching_params patching_params(const hs_run_ctx *x, const hs_config_experiment *e) {
+    hs_patching_params p = hs_patching_default_params();
+    p.metric = (hs_metric)e->metric;
+    p.batch_rows = x->cfg->batch_size;
+    p.targets = e->targets & ((1u << HS_PATCH_COUNT) - 1); /* config bits share the target order */
+    return p;
+}
+
+int hs_run_unit_size(const hs_run_ctx *x, int exp) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    if (e->type == HS_CONFIG_EXP_HEAD_ABLATION) {
+        hs_ablation_params p = ablation_params(x, e);
+        return hs_head_ablation_unit(x->model, &p);
+    }
+    if (e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING) {
+        hs_patching_params p = patching_params(x, e);
+        return hs_activation_patching_unit(x->model, &p);
+    }
+    return x->cfg->batch_size;
+}
+
+/* Importance [L, H] from this run or from a result file "FILE:/group/dataset". */
+static hs_status load_importance(hs_run_ctx *x, const hs_config_experiment *e, float *imp, int LH, hs_err *err) {
+    if (e->importance.experiment) {
+        for (int j = 0; j < x->cfg->n_experiments; j++)
+            if (!strcmp(x->cfg->experiments[j].name, e->importance.experiment) &&
+                x->cfg->experiments[j].type == HS_CONFIG_EXP_HEAD_ABLATION) {
+                hs_run_importance(&x->cfg->experiments[j], &x->exps[j], imp);
+                return HS_OK;
+            }
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "importance: experiment '%s' is not a head_ablation of this run",
+                          e->importance.experiment);
+    }
+    hs_h5 *f = NULL;
+    hs_h5_group *grp;
+    float *data = NULL;
+    hs_h5_shape shape;
+    hs_status st = HS_OK;
+    char group[512];
+    const char *ds = strrchr(e->importance.dataset, '/');
+    const char *g0 = e->importance.dataset + (e->importance.dataset[0] == '/'); /* "/abl/delta_mean" */
+    snprintf(group, sizeof group, "%.*s", ds && ds > g0 ? (int)(ds - g0) : 0, g0);
+    HS_CHECK(hs_h5_open_read(e->importance.file, &f, err));
+    HS_CHECK(hs_h5_group_open(f, group[0] ? group : "/", &grp, err));
+    HS_CHECK(hs_h5_read_f32(grp, ds ? ds + 1 : e->importance.dataset, &data, &shape, err));
+    if (shape.ndim != 2 || shape.dims[0] * shape.dims[1] != LH)
+        HS_FAIL(err, HS_ERR_SHAPE, "%s:%s: importance must be [layer, head] with %d entries", e->importance.file,
+                e->importance.dataset, LH);
+    memcpy(imp, data, (size_t)LH * sizeof(float));
+exit:
+    free(data);
+    if (f) hs_h5_close(f);
+    return st;
+}
+
+typedef struct {
+    const float *imp;
+    int idx;
+} ranked;
+
+static int by_importance(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    if (x->imp[x->idx] != y->imp[y->idx]) return x->imp[x->idx] < y->imp[y->idx] ? -1 : 1;
+    return x->idx - y->idx; /* ties: lower index first, deterministic */
+}
+
+/* Pruning masks [steps, L, H]: the least important heads first (Michel et al.). */
+static hs_status pruning_masks(hs_run_ctx *x, int exp, hs_err *err) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    const hs_model_config *c = hs_model_get_config(x->model);
+    const int LH = c->n_layers * c->n_heads;
+    hs_run_array *masks = hs_run_find(&x->exps[exp], "masks");
+    const int steps = (int)masks->dims[0];
+    hs_status st = HS_OK;
+    float *imp = malloc((size_t)LH * sizeof *imp);
+    ranked *order = malloc((size_t)LH * sizeof *order);
+    if (!imp || !order) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+    HS_CHECK(load_importance(x, e, imp, LH, err));
+    for (int k = 0; k < LH; k++) order[k] = (ranked){imp, k};
+    qsort(order, (size_t)LH, sizeof *order, by_importance);
+    for (int s = 0; s < steps; s++) {
+        const int n = (int)floor(fmin(1.0, s * e->step) * LH + 0.5);
+        float *mk = masks->data + (int64_t)s * LH;
+        for (int k = 0; k < LH; k++) mk[k] = 1.0f;
+        for (int k = 0; k < n; k++) mk[order[k].idx] = 0.0f;
+    }
+exit:
+    free(imp), free(order);
+    return st;
+}
+
+hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, hs_err *err) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    hs_run_exp *r = &x->exps[exp];
+    const hs_model_config *c = hs_model_get_config(x->model);
+    if (e->type == HS_CONFIG_EXP_PRUNING_CURVE) return pruning_masks(x, exp, err);
+    if (e->type == HS_CONFIG_EXP_CAPTURE && c->rope == HS_ROPE_NONE &&
+        (e->hooks & (HS_CONFIG_BIT(HS_HOOK_ROT_Q) | HS_CONFIG_BIT(HS_HOOK_ROT_K))))
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "hooks rot_q/rot_k: the model has no rotary embedding");
+    if (!pending || e->type != HS_CONFIG_EXP_HEAD_ABLATION || e->mode != HS_CONFIG_MODE_MEAN || r->mean_z) return HS_OK;
+    /* the whole dataset's mean, the same in every shard and every unit */
+    r->mean_z = malloc((size_t)c->n_layers * c->n_heads * x->prompts.T * c->d_head * sizeof(float));
+    if (!r->mean_z) return hs_err_set(err, HS_ERR_OOM, "out of memory for the mean z");
+    return hs_ablation_mean_z(w->session, x->model, &x->prompts, x->cfg->batch_size,
+                              e->mean_over == HS_CONFIG_MEAN_OVER_POSITION, r->mean_z, err);
+}
+
+static hs_status unit_ablation(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    const hs_run_exp *r = &x->exps[exp];
+    const hs_prompts v = view(&x->prompts, i0, n);
+    stop_check sc = {x, exp};
+    hs_ablation_params p = ablation_params(x, e);
+    p.select = r->select;
+    p.mean_z = r->mean_z;
+    p.progress = inner_progress;
+    p.progress_user = &sc;
+    float *base = row(r, "base", i0);
+    hs_status st = hs_head_ablation(w->session, x->model, &v, &p, base, row(r, "delta", i0), err);
+    if (!st && e->whole_layers) { /* Michel et al. Table 2: every head of a layer at once */
+        p.kind = HS_ABLATION_WHOLE_LAYER;
+        st = hs_head_ablation(w->session, x->model, &v, &p, base, row(r, "delta_layer", i0), err);
+    }
+    if (!st && e->all_but_one) { /* Michel et al. Table 3: keep one head of a layer */
+        p.kind = HS_ABLATION_ALL_BUT_ONE;
+        st = hs_head_ablation(w->session, x->model, &v, &p, base, row(r, "delta_all_but_one", i0), err);
+    }
+    return st;
+}
+
+static hs_status unit_scores(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    const hs_run_exp *r = &x->exps[exp];
+    const hs_model_config *c = hs_model_get_config(x->model);
+    const int64_t LH = (int64_t)c->n_layers * c->n_heads, K = HS_SCORE_COUNT * LH;
+    const unsigned mask = e->scores & ((1u << HS_SCORE_COUNT) - 1); /* config bits share the kind order */
+    const hs_prompts v = view(&x->prompts, i0, n);
+    float *per = malloc((size_t)n * K * sizeof *per);
+    if (!per) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    hs_status st = hs_head_scores_per_prompt(w->session, x->model, &v, mask, x->cfg->batch_size, per, err);
+    for (int k = 0; !st && k < HS_SCORE_COUNT; k++) {
+        if (!(mask & (1u << k))) continue;
+        char name[96];
+        snprintf(name, sizeof name, "%s_per_prompt", hs_score_name((hs_score_kind)k));
+        for (int i = 0; i < n; i++) memcpy(row(r, name, i0 + i), per + i * K + k * LH, (size_t)LH * sizeof(float));
+    }
+    free(per);
+    if (!st && hs_run_should_stop(x, exp)) st = hs_err_set(err, HS_ERR_INTERRUPTED, "interrupted");
+    return st;
+}
+
+static hs_status unit_pruning(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    const hs_run_exp *r = &x->exps[exp];
+    const hs_run_array *masks = hs_run_find(r, "masks"), *m = hs_run_find(r, "metric_per_prompt");
+    const int steps = (int)masks->dims[0];
+    const int64_t LH = masks->dims[1] * masks->dims[2];
+    const hs_prompts v = view(&x->prompts, i0, n);
+    hs_status st = HS_OK;
+    float *val = malloc((size_t)n * sizeof *val);
+    if (!val) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    for (int s = 0; s < steps && !st; s++) {
+        st = hs_eval_metric_per_prompt(w->session, x->model, &v, (hs_metric)e->metric, s ? masks->data + s * LH : NULL,
+                                       x->cfg->batch_size, val, err);
+        for (int i = 0; !st && i < n; i++) m->data[(int64_t)(i0 + i - r->lo) * steps + s] = val[i];
+        if (!st && hs_run_should_stop(x, exp)) st = hs_err_set(err, HS_ERR_INTERRUPTED, "interrupted");
+    }
+    free(val);
+    return st;
+}
+
+static hs_status unit_patching(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    const hs_run_exp *r = &x->exps[exp];
+    const hs_prompts v = view(&x->prompts, i0, n);
+    stop_check sc = {x, exp};
+    hs_patching_params p = patching_params(x, e);
+    p.progress = inner_progress;
+    p.progress_user = &sc;
+    hs_patching_out out = {.clean = row(r, "clean", i0),
+                           .corrupt = row(r, "corrupt", i0),
+                           .z_all_pos = row(r, "z_all_pos", i0),
+                           .z_by_pos = row(r, "z_by_pos", i0),
+                           .resid_pre = row(r, "resid_pre", i0)};
+    return hs_activation_patching(w->session, x->model, &v, x->data->corrupt_tokens + (int64_t)i0 * x->prompts.T, &p,
+                                  &out, err);
+}
+
+hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    switch (x->cfg->experiments[exp].type) {
+    case HS_CONFIG_EXP_HEAD_ABLATION: return unit_ablation(x, exp, w, i0, n, err);
+    case HS_CONFIG_EXP_HEAD_SCORES: return unit_scores(x, exp, w, i0, n, err);
+    case HS_CONFIG_EXP_PRUNING_CURVE: return unit_pruning(x, exp, w, i0, n, err);
+    case HS_CONFIG_EXP_CAPTURE: return hs_run_capture_unit(x, exp, w, i0, n, err);
+    case HS_CONFIG_EXP_ACTIVATION_PATCHING: return unit_patching(x, exp, w, i0, n, err);
+    default: return hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(x->cfg->experiments[exp].type));
+    }
+}

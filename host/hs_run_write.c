@@ -1,0 +1,186 @@
+/* hs_run_write: an experiment's group of a final result file, from the
+ * per-item values of every item (a whole run, or merged shards). Reductions
+ * run over items in order, so they do not depend on how the run was sharded. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "headsweep/hs_head_scores.h"
+#include "hs_run_internal.h"
+
+/* Writes a per-item array whole: [n_items, dims...]. */
+static hs_status put(hs_h5_group *g, const hs_run_exp *r, const hs_run_array *a, const char *name, hs_err *err) {
+    int64_t dims[HS_RUN_MAX_DIMS + 1] = {r->hi - r->lo};
+    for (int k = 0; k < a->ndim; k++) dims[k + 1] = a->dims[k];
+    return hs_h5_write_f32(g, name ? name : a->name, a->ndim + 1, dims, a->dim_names, a->data, err);
+}
+
+/* Mean over items of [n, K] -> [K]. */
+static void mean_items(const hs_run_array *a, int n, float *out) {
+    for (int64_t k = 0; k < a->per; k++) {
+        double s = 0;
+        for (int i = 0; i < n; i++) s += a->data[i * a->per + k];
+        out[k] = (float)(s / n);
+    }
+}
+
+/* Writes NAME (per item) and NAME_mean (over items) with their definitions. */
+static hs_status put_with_mean(hs_h5_group *g, const hs_run_exp *r, const char *name, const char *definition,
+                               hs_err *err) {
+    const hs_run_array *a = hs_run_find(r, name);
+    char mname[HS_H5_NAME_MAX];
+    hs_status st = HS_OK;
+    float *m = malloc((size_t)a->per * sizeof *m);
+    if (!m) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    mean_items(a, r->hi - r->lo, m);
+    snprintf(mname, sizeof mname, "%s_mean", name);
+    HS_CHECK(put(g, r, a, NULL, err));
+    HS_CHECK(hs_h5_write_f32(g, mname, a->ndim, a->dims, a->dim_names + 1, m, err));
+    if (definition) HS_CHECK(hs_h5_attr_str(g, name, "definition", definition, err));
+exit:
+    free(m);
+    return st;
+}
+
+void hs_run_importance(const hs_config_experiment *e, const hs_run_exp *r, float *out) {
+    const hs_run_array *d = hs_run_find(r, "delta");
+    mean_items(d, r->hi - r->lo, out);
+    for (int64_t k = 0; k < d->per; k++) out[k] *= hs_run_importance_sign(e->metric);
+}
+
+static hs_status write_ablation(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+    hs_status st = HS_OK;
+    HS_CHECK(put(g, r, hs_run_find(r, "base"), NULL, err));
+    HS_CHECK(put_with_mean(g, r, "delta", "metric(head ablated) - metric(unablated), per prompt", err));
+    if (r->select) HS_CHECK(hs_h5_attr_str(g, "delta", "note", "heads outside the configured layers/heads are NaN", err));
+    if (e->whole_layers) HS_CHECK(put_with_mean(g, r, "delta_layer", NULL, err));
+    if (e->all_but_one)
+        HS_CHECK(put_with_mean(g, r, "delta_all_but_one",
+                               "metric(every head of the layer ablated but this one) - metric(unablated)", err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "positions", hs_config_positions_name(e->positions), err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "mode", hs_config_mode_name(e->mode), err));
+    if (e->mode == HS_CONFIG_MODE_SCALE) HS_CHECK(hs_h5_attr_f64(g, NULL, "scale", e->scale, err));
+    if (e->mode == HS_CONFIG_MODE_MEAN)
+        HS_CHECK(hs_h5_attr_str(g, NULL, "mean_over", hs_config_mean_over_name(e->mean_over), err));
+    HS_CHECK(hs_h5_attr_str(g, "base", "definition", "metric of the unablated model, per prompt", err));
+exit:
+    return st;
+}
+
+static hs_status write_scores(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+    hs_status st = HS_OK;
+    for (int k = 0; k < HS_SCORE_COUNT; k++) {
+        if (!(e->scores & (1u << k))) continue;
+        const char *name = hs_score_name((hs_score_kind)k);
+        char pname[96];
+        snprintf(pname, sizeof pname, "%s_per_prompt", name);
+        const hs_run_array *a = hs_run_find(r, pname);
+        float *m = malloc((size_t)a->per * sizeof *m);
+        if (!m) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+        mean_items(a, r->hi - r->lo, m);
+        st = hs_h5_write_f32(g, name, 2, a->dims, a->dim_names + 1, m, err);
+        free(m);
+        if (st) goto exit;
+        HS_CHECK(put(g, r, a, NULL, err));
+        HS_CHECK(hs_h5_attr_str(g, name, "definition",
+                                k == HS_SCORE_OLSSON_INDUCTION
+                                    ? "mean attention from each second-copy token to the token after its first occurrence"
+                                    : "TransformerLens head detector, error measure 'mul', mean over prompts",
+                                err));
+    }
+exit:
+    return st;
+}
+
+static hs_status write_pruning(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+    const hs_run_array *masks = hs_run_find(r, "masks"), *mp = hs_run_find(r, "metric_per_prompt");
+    const int steps = (int)masks->dims[0], LH = (int)(masks->dims[1] * masks->dims[2]), n = r->hi - r->lo;
+    hs_status st = HS_OK;
+    float *frac = malloc((size_t)steps * sizeof *frac), *metric = malloc((size_t)steps * sizeof *metric);
+    int32_t *npruned = malloc((size_t)steps * sizeof *npruned);
+    if (!frac || !metric || !npruned) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+    mean_items(mp, n, metric);
+    for (int s = 0; s < steps; s++) {
+        double f = fmin(1.0, s * e->step);
+        frac[s] = (float)f;
+        npruned[s] = (int)floor(f * LH + 0.5);
+    }
+    HS_CHECK(hs_h5_write_f32(g, "step", 1, masks->dims, masks->dim_names + 1, frac, err));
+    HS_CHECK(hs_h5_write_i32(g, "n_pruned", 1, masks->dims, masks->dim_names + 1, npruned, err));
+    HS_CHECK(hs_h5_write_f32(g, "metric", 1, masks->dims, masks->dim_names + 1, metric, err));
+    HS_CHECK(put(g, r, mp, NULL, err));
+    HS_CHECK(hs_h5_write_f32(g, "masks", 3, masks->dims, masks->dim_names + 1, masks->data, err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
+    HS_CHECK(hs_h5_attr_str(g, "step", "definition", "fraction of all heads pruned (z := 0), least important first", err));
+    HS_CHECK(hs_h5_attr_str(g, "masks", "definition", "1 = head kept, 0 = pruned", err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "importance",
+                            e->importance.experiment ? e->importance.experiment : e->importance.dataset, err));
+exit:
+    free(frac), free(metric), free(npruned);
+    return st;
+}
+
+/* Normalised patching effect of the prompt-mean metrics (TransformerLens):
+ * (patched - corrupt) / (clean - corrupt), NAN where a cell was not run. */
+static hs_status put_normalised(hs_h5_group *g, const hs_run_exp *r, const char *name, hs_err *err) {
+    const hs_run_array *a = hs_run_find(r, name), *cl = hs_run_find(r, "clean"), *co = hs_run_find(r, "corrupt");
+    const int n = r->hi - r->lo;
+    double mc = 0, mx = 0;
+    for (int i = 0; i < n; i++) mc += cl->data[i] / n, mx += co->data[i] / n;
+    const double den = mc - mx;
+    float *out = malloc((size_t)a->per * sizeof *out);
+    if (!out) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    for (int64_t k = 0; k < a->per; k++) {
+        double s = 0;
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (a->data[i * a->per + k] == a->data[i * a->per + k]) s += a->data[i * a->per + k], m++;
+        out[k] = m == n && den != 0 ? (float)((s / n - mx) / den) : NAN;
+    }
+    char nname[HS_H5_NAME_MAX];
+    snprintf(nname, sizeof nname, "%s_normalised", name);
+    hs_status st = put(g, r, a, NULL, err);
+    if (!st) st = hs_h5_write_f32(g, nname, a->ndim, a->dims, a->dim_names + 1, out, err);
+    free(out);
+    return st;
+}
+
+static hs_status write_patching(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+    hs_status st = HS_OK;
+    HS_CHECK(put(g, r, hs_run_find(r, "clean"), NULL, err));
+    HS_CHECK(put(g, r, hs_run_find(r, "corrupt"), NULL, err));
+    const char *targets[3] = {"z_all_pos", "z_by_pos", "resid_pre"};
+    for (int k = 0; k < 3; k++)
+        if (hs_run_find(r, targets[k])) HS_CHECK(put_normalised(g, r, targets[k], err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "normalisation",
+                            "(mean patched - mean corrupt) / (mean clean - mean corrupt), means over prompts; "
+                            "NaN where a position is beyond some prompt", err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "patch", "clean activation copied into the corrupted run", err));
+exit:
+    return st;
+}
+
+static hs_status write_capture(const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+    hs_status st = HS_OK;
+    for (int k = 0; k < r->n_arrays; k++) HS_CHECK(put(g, r, &r->arrays[k], NULL, err));
+    HS_CHECK(hs_h5_write_i32(g, "prompt_index", 1, (int64_t[]){r->n_items}, (const char *[]){"prompt"}, r->items, err));
+exit:
+    return st;
+}
+
+hs_status hs_run_write(const hs_config *cfg, int exp, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+    const hs_config_experiment *e = &cfg->experiments[exp];
+    hs_status st = hs_h5_attr_str(g, NULL, "type", hs_config_exp_type_name(e->type), err);
+    if (st) return st;
+    switch (e->type) {
+    case HS_CONFIG_EXP_HEAD_ABLATION: return write_ablation(e, r, g, err);
+    case HS_CONFIG_EXP_HEAD_SCORES: return write_scores(e, r, g, err);
+    case HS_CONFIG_EXP_PRUNING_CURVE: return write_pruning(e, r, g, err);
+    case HS_CONFIG_EXP_CAPTURE: return write_capture(r, g, err);
+    case HS_CONFIG_EXP_ACTIVATION_PATCHING: return write_patching(e, r, g, err);
+    default: return hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(e->type));
+    }
+}

@@ -1,0 +1,382 @@
+/* Scale-out: shards merged, resumed runs (progress stop and kill -9) and
+ * several workers all give the unsharded run's file bit for bit; merge
+ * refuses incomplete or mixed shard sets and writes nothing then. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "headsweep/hs_config.h"
+#include "headsweep/hs_h5.h"
+#include "headsweep/hs_journal.h"
+#include "headsweep/hs_run.h"
+#include "hs_testutil.h"
+
+static char dir[64];
+
+static void make_dir(void) {
+    snprintf(dir, sizeof dir, "/tmp/hs_test_shard_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void remove_dir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* 11 prompts of token ids with answers, distractors and corrupted copies. */
+static void write_jsonl(const char *path) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    hs_test_rng r;
+    hs_test_rng_seed(&r, 11);
+    for (int i = 0; i < 11; i++) {
+        int t[6];
+        for (int k = 0; k < 6; k++) t[k] = 3 + (int)(hs_test_rng_u64(&r) % 200);
+        fprintf(f, "{\"tokens\": [%d, %d, %d, %d, %d, %d], \"corrupt\": [%d, %d, %d, %d, %d, %d], \"answer\": %d, "
+                   "\"distractor\": %d}\n",
+                t[0], t[1], t[2], t[3], t[4], t[5], t[0], t[1], (t[2] + 7) % 200 + 3, t[3], t[4], t[5], t[2], t[1]);
+    }
+    fclose(f);
+}
+
+/* Every experiment type that shards, two of them over a JSONL dataset. */
+static void write_config(const char *path, const char *out, const char *importance) {
+    char model[1024], data[256];
+    hs_test_fixture_path(model, sizeof model, "models/llama_gqa");
+    snprintf(data, sizeof data, "%s/data.jsonl", dir);
+    write_jsonl(data);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "model: %s\nseed: 3\nbatch_size: 12\noutput: %s\n"
+            "dataset:\n  file: %s\n"
+            "experiments:\n"
+            "  - name: abl\n    type: head_ablation\n    metric: logit_diff\n    positions: last\n    mode: mean\n"
+            "    whole_layers: true\n    all_but_one: true\n"
+            "  - name: patch\n    type: activation_patching\n    metric: logit_diff\n    positions: last\n"
+            "    targets: [z_all_pos, z_by_pos, resid_pre]\n"
+            "  - name: scores\n    type: head_scores\n    scores: [previous_token, induction]\n"
+            "  - name: cap\n    type: capture\n    hooks: [z, resid_post]\n    layers: [0, 2]\n    prompts: [1, 4, 10]\n",
+            model, out, data);
+    if (importance)
+        fprintf(f, "  - name: prune\n    type: pruning_curve\n    metric: logit_diff\n    positions: last\n"
+                   "    importance: %s\n    step: 0.25\n", importance);
+    fclose(f);
+}
+
+static hs_config *load(const char *path, const char *shard) {
+    hs_config *c = NULL;
+    hs_err err = {0};
+    char set[64];
+    snprintf(set, sizeof set, "shard=%s", shard ? shard : "null");
+    const char *sets[1] = {set};
+    cr_assert_eq(hs_config_load(path, sets, 1, &c, &err), HS_OK, "%s", err.msg);
+    return c;
+}
+
+static hs_status run(const char *cfg_path, const char *shard, const hs_run_params *rp, hs_err *err) {
+    hs_config *c = load(cfg_path, shard);
+    char *text = NULL;
+    cr_assert_eq(hs_config_resolved_yaml(c, &text, err), HS_OK);
+    hs_status st = hs_run(c, text, rp, err);
+    free(text);
+    hs_config_free(c);
+    return st;
+}
+
+/* Every dataset of every group of a equals b's, bit for bit, and b has no others. */
+static void assert_same_results(const char *a, const char *b) {
+    hs_h5 *fa, *fb;
+    hs_err err = {0};
+    cr_assert_eq(hs_h5_open_read(a, &fa, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_open_read(b, &fb, &err), HS_OK, "%s", err.msg);
+    char **groups, **names_a, **names_b;
+    int64_t ng, na, nb, compared = 0;
+    cr_assert_eq(hs_h5_list_groups(fa, &groups, &ng, &err), HS_OK, "%s", err.msg);
+    for (int64_t i = 0; i < ng; i++) {
+        hs_h5_group *ga, *gb;
+        cr_assert_eq(hs_h5_group_open(fa, groups[i], &ga, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_h5_group_open(fb, groups[i], &gb, &err), HS_OK, "%s: %s", b, err.msg);
+        cr_assert_eq(hs_h5_list_datasets(ga, &names_a, &na, &err), HS_OK);
+        cr_assert_eq(hs_h5_list_datasets(gb, &names_b, &nb, &err), HS_OK);
+        cr_assert_eq(na, nb, "group %s: %lld vs %lld datasets", groups[i], (long long)na, (long long)nb);
+        for (int64_t k = 0; k < na; k++) {
+            void *da = NULL, *db = NULL;
+            hs_h5_shape sa, sb;
+            int isf = hs_h5_read_f32(ga, names_a[k], (float **)&da, &sa, NULL) == HS_OK;
+            if (isf) cr_assert_eq(hs_h5_read_f32(gb, names_a[k], (float **)&db, &sb, &err), HS_OK, "%s", err.msg);
+            else {
+                cr_assert_eq(hs_h5_read_i32(ga, names_a[k], (int32_t **)&da, &sa, &err), HS_OK, "%s", err.msg);
+                cr_assert_eq(hs_h5_read_i32(gb, names_a[k], (int32_t **)&db, &sb, &err), HS_OK, "%s", err.msg);
+            }
+            cr_assert_eq(sa.ndim, sb.ndim, "%s/%s", groups[i], names_a[k]);
+            int64_t n = 1;
+            for (int d = 0; d < sa.ndim; d++) {
+                cr_assert_eq(sa.dims[d], sb.dims[d], "%s/%s", groups[i], names_a[k]);
+                n *= sa.dims[d];
+            }
+            cr_assert_eq(memcmp(da, db, (size_t)n * 4), 0, "%s/%s differs between %s and %s", groups[i], names_a[k], a, b);
+            free(da), free(db);
+            compared++;
+        }
+        hs_h5_names_free(names_a, na);
+        hs_h5_names_free(names_b, nb);
+    }
+    cr_assert_gt(compared, 40, "only %lld datasets compared", (long long)compared);
+    hs_h5_names_free(groups, ng);
+    hs_h5_close(fa);
+    hs_h5_close(fb);
+}
+
+static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", dir, name); }
+
+static int exists(const char *p) { return access(p, F_OK) == 0; }
+
+/* The unsharded result as ref.h5 and the config (with output out.h5) at cfg. */
+static void reference(char *cfg, char *ref, const char *importance) {
+    char out[256];
+    path_in(cfg, 256, "c.yaml");
+    path_in(out, sizeof out, "out.h5");
+    path_in(ref, 256, "ref.h5");
+    write_config(cfg, out, importance);
+    hs_err err = {0};
+    cr_assert_eq(run(cfg, NULL, NULL, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(rename(out, ref), 0);
+}
+
+/* Shards of n, merged into merged.h5. */
+static void run_shards(const char *cfg, int n, char paths[][256]) {
+    for (int i = 0; i < n; i++) {
+        char spec[32];
+        hs_err err = {0};
+        snprintf(spec, sizeof spec, "%d/%d", i, n);
+        cr_assert_eq(run(cfg, spec, NULL, &err), HS_OK, "shard %s: %s", spec, err.msg);
+        snprintf(paths[i], 256, "%s/out.shard-%05d-of-%05d.h5", dir, i, n);
+        cr_assert(exists(paths[i]), "%s", paths[i]);
+        char j[300];
+        snprintf(j, sizeof j, "%s.journal", paths[i]);
+        cr_assert(!exists(j), "journal %s left after a complete shard", j);
+    }
+}
+
+Test(shard, three_shards_merge_to_the_unsharded_result, .timeout = 300) {
+    make_dir();
+    char cfg[256], ref[256], merged[256], imp[300], paths[3][256];
+    path_in(ref, sizeof ref, "ref.h5");
+    snprintf(imp, sizeof imp, "%s:/abl/delta_mean", ref);
+    /* the pruning curve reads its importance from a finished file, as a sharded sweep must */
+    reference(cfg, ref, NULL);
+    char ref2[256];
+    path_in(ref2, sizeof ref2, "ref_pruned.h5");
+    write_config(cfg, ref2, imp);
+    hs_err err = {0};
+    cr_assert_eq(run(cfg, NULL, NULL, &err), HS_OK, "%s", err.msg);
+    char out[256];
+    path_in(out, sizeof out, "out.h5");
+    write_config(cfg, out, imp);
+    run_shards(cfg, 3, paths);
+    path_in(merged, sizeof merged, "merged.h5");
+    const char *sp[3] = {paths[2], paths[0], paths[1]}; /* any order */
+    cr_assert_eq(hs_run_merge(merged, sp, 3, 0, &err), HS_OK, "%s", err.msg);
+    assert_same_results(ref2, merged);
+    assert_same_results(merged, ref2);
+    /* the merged file records the sweep as an unsharded run would */
+    hs_h5 *f;
+    hs_h5_group *root;
+    char *text = NULL;
+    int64_t v;
+    cr_assert_eq(hs_h5_open_read(merged, &f, &err), HS_OK);
+    cr_assert_eq(hs_h5_group_open(f, "/", &root, &err), HS_OK);
+    cr_assert_eq(hs_h5_read_attr_str(root, NULL, "config", &text, &err), HS_OK);
+    cr_assert(strstr(text, "shard: null"), "%s", text);
+    cr_assert_eq(hs_h5_read_attr_int(root, NULL, "merged_shards", &v, &err), HS_OK);
+    cr_assert_eq(v, 3);
+    cr_assert_neq(hs_h5_read_attr_int(root, NULL, "shard_index", &v, NULL), HS_OK, "shard attributes leaked");
+    free(text);
+    hs_h5_close(f);
+    remove_dir();
+}
+
+static int stop_after(void *user, const char *exp, int done, int total) {
+    (void)exp, (void)done, (void)total;
+    int *calls = user;
+    return --*calls <= 0;
+}
+
+Test(shard, a_stopped_run_resumes_to_the_same_bits, .timeout = 300) {
+    make_dir();
+    char cfg[256], ref[256], out[256], journal[300];
+    reference(cfg, ref, NULL);
+    path_in(out, sizeof out, "out.h5");
+    snprintf(journal, sizeof journal, "%s.journal", out);
+    int budget = 3;
+    for (int attempt = 0; attempt < 40; attempt++) { /* stop again and again, a few units further each time */
+        int calls = budget;
+        hs_run_params rp = hs_run_default_params();
+        rp.progress = stop_after;
+        rp.progress_user = &calls;
+        hs_err err = {0};
+        hs_status st = run(cfg, NULL, &rp, &err);
+        if (st == HS_OK) break;
+        cr_assert_eq(st, HS_ERR_INTERRUPTED, "%s", err.msg);
+        cr_assert(!exists(out), "an interrupted run wrote its output");
+        cr_assert(exists(journal));
+        budget += 3;
+    }
+    cr_assert(exists(out), "the run never finished");
+    cr_assert(!exists(journal), "journal left after the run completed");
+    assert_same_results(ref, out);
+    remove_dir();
+}
+
+Test(shard, several_workers_give_the_same_bits, .timeout = 300) {
+    make_dir();
+    char cfg[256], ref[256], out[256];
+    reference(cfg, ref, NULL);
+    path_in(out, sizeof out, "out.h5");
+    hs_run_params rp = hs_run_default_params();
+    rp.cpu_workers = 3;
+    hs_err err = {0};
+    cr_assert_eq(run(cfg, NULL, &rp, &err), HS_OK, "%s", err.msg);
+    assert_same_results(ref, out);
+    remove_dir();
+}
+
+/* kill -9 the CLI once its journal holds a unit, then rerun it to the end. */
+Test(shard, kill_9_then_rerun_gives_the_same_bits, .timeout = 300) {
+    make_dir();
+    char cfg[256], ref[256], out[256], journal[300], bin[1024];
+    reference(cfg, ref, NULL);
+    path_in(out, sizeof out, "out.h5");
+    snprintf(journal, sizeof journal, "%s.journal", out);
+    snprintf(bin, sizeof bin, "%s/headsweep", HS_BINARY_DIR);
+    int killed_mid_run = 0;
+    for (int attempt = 0; attempt < 5 && !killed_mid_run; attempt++) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            int fd = open("/dev/null", O_WRONLY);
+            dup2(fd, 2);
+            execl(bin, bin, "run", cfg, (char *)NULL);
+            _exit(127);
+        }
+        struct stat sb;
+        for (int i = 0; i < 20000; i++) { /* until a unit is on disk (88-byte header + records) */
+            if (stat(journal, &sb) == 0 && sb.st_size > 88) break;
+            usleep(500);
+        }
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        killed_mid_run = WIFSIGNALED(status) && !exists(out);
+        if (!killed_mid_run) remove(out); /* it finished first: try again */
+    }
+    cr_assert(killed_mid_run, "could not kill the run before it finished");
+    char args[600], msg[4096];
+    snprintf(args, sizeof args, "run %s", cfg);
+    cr_assert_eq(hs_test_run_cli(args, "2>&1", msg, sizeof msg), 0, "%s", msg);
+    cr_assert(!exists(journal));
+    assert_same_results(ref, out);
+    remove_dir();
+}
+
+Test(shard, merge_refuses_incomplete_or_mixed_shards, .timeout = 300) {
+    make_dir();
+    char cfg[256], out[256], merged[256], paths[3][256], other[3][256];
+    path_in(cfg, sizeof cfg, "c.yaml");
+    path_in(out, sizeof out, "out.h5");
+    path_in(merged, sizeof merged, "merged.h5");
+    write_config(cfg, out, NULL);
+    run_shards(cfg, 3, paths);
+    hs_err err = {0};
+    const char *two[2] = {paths[0], paths[2]};
+    cr_assert_eq(hs_run_merge(merged, two, 2, 0, &err), HS_ERR_MISSING);
+    cr_assert(strstr(err.msg, "index 1"), "%s", err.msg);
+    const char *dup[3] = {paths[0], paths[1], paths[0]};
+    cr_assert_eq(hs_run_merge(merged, dup, 3, 0, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "given twice"), "%s", err.msg);
+    /* a shard of another sweep (another seed) */
+    for (int i = 0; i < 3; i++) snprintf(other[i], 256, "%s/other_%d.h5", dir, i);
+    cr_assert_eq(rename(paths[1], other[0]), 0);
+    char set_cmd[700];
+    snprintf(set_cmd, sizeof set_cmd, "sed -i 's/^seed: 3/seed: 4/' %s", cfg);
+    cr_assert_eq(system(set_cmd), 0);
+    cr_assert_eq(run(cfg, "1/3", NULL, &err), HS_OK, "%s", err.msg);
+    const char *mixed[3] = {paths[0], paths[1], paths[2]};
+    cr_assert_eq(hs_run_merge(merged, mixed, 3, 0, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "different sweep"), "%s", err.msg);
+    /* a truncated shard */
+    cr_assert_eq(rename(other[0], paths[1]), 0);
+    char cp[700];
+    snprintf(cp, sizeof cp, "head -c 3000 %s > %s", paths[2], other[1]);
+    cr_assert_eq(system(cp), 0);
+    const char *trunc[3] = {paths[0], paths[1], other[1]};
+    cr_assert_neq(hs_run_merge(merged, trunc, 3, 0, &err), HS_OK);
+    cr_assert(strstr(err.msg, other[1]), "error does not name the file: %s", err.msg);
+    /* an output directory that does not exist */
+    char bad[300];
+    snprintf(bad, sizeof bad, "%s/no/such/dir/m.h5", dir);
+    cr_assert_neq(hs_run_merge(bad, mixed, 3, 0, &err), HS_OK);
+    cr_assert(strstr(err.msg, "no/such/dir"), "%s", err.msg);
+    cr_assert(!exists(merged), "a refused merge wrote its output");
+    /* the shards themselves are untouched: the complete set still merges */
+    cr_assert_eq(hs_run_merge(merged, mixed, 3, 0, &err), HS_OK, "%s", err.msg);
+    remove_dir();
+}
+
+Test(shard, two_tasks_with_one_shard_index_are_refused) {
+    make_dir();
+    char cfg[256], out[256], journal[300];
+    path_in(cfg, sizeof cfg, "c.yaml");
+    path_in(out, sizeof out, "out.h5");
+    write_config(cfg, out, NULL);
+    snprintf(journal, sizeof journal, "%s/out.shard-00001-of-00003.h5.journal", dir);
+    /* the other task holds the journal; its hash does not matter, the lock does */
+    hs_journal *j = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_journal_open(journal, "0000000000000000000000000000000000000000000000000000000000000000", 1, &j, &err),
+                 HS_OK, "%s", err.msg);
+    cr_assert_neq(run(cfg, "1/3", NULL, &err), HS_OK);
+    cr_assert(strstr(err.msg, "in use"), "%s", err.msg);
+    hs_journal_close(j);
+    remove_dir();
+}
+
+Test(shard, shard_comes_from_slurm_when_not_given) {
+    hs_config *c = calloc(1, sizeof *c);
+    cr_assert_not_null(c);
+    c->output = "/tmp/x/out.h5";
+    int i, n;
+    hs_err err = {0};
+    char p[256];
+    unsetenv("SLURM_ARRAY_TASK_ID"), unsetenv("SLURM_ARRAY_TASK_COUNT"), unsetenv("SLURM_ARRAY_TASK_MIN");
+    unsetenv("SLURM_PROCID"), unsetenv("SLURM_NTASKS");
+    cr_assert_eq(hs_run_shard(c, &i, &n, &err), HS_OK);
+    cr_assert(i == 0 && n == 1);
+    hs_run_shard_path(c, i, n, p, sizeof p);
+    cr_assert_str_eq(p, "/tmp/x/out.h5");
+    setenv("SLURM_PROCID", "2", 1), setenv("SLURM_NTASKS", "4", 1);
+    cr_assert_eq(hs_run_shard(c, &i, &n, &err), HS_OK);
+    cr_assert(i == 2 && n == 4, "%d/%d", i, n);
+    setenv("SLURM_ARRAY_TASK_ID", "5", 1), setenv("SLURM_ARRAY_TASK_COUNT", "3", 1), setenv("SLURM_ARRAY_TASK_MIN", "4", 1);
+    cr_assert_eq(hs_run_shard(c, &i, &n, &err), HS_OK); /* the array wins over srun's task id */
+    cr_assert(i == 1 && n == 3, "%d/%d", i, n);
+    hs_run_shard_path(c, i, n, p, sizeof p);
+    cr_assert_str_eq(p, "/tmp/x/out.shard-00001-of-00003.h5");
+    setenv("SLURM_ARRAY_TASK_ID", "9", 1);
+    cr_assert_eq(hs_run_shard(c, &i, &n, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "SLURM_ARRAY_TASK_ID=9"), "%s", err.msg);
+    c->shard = (hs_config_shard){1, 0, 2}; /* --shard wins over the environment */
+    cr_assert_eq(hs_run_shard(c, &i, &n, &err), HS_OK);
+    cr_assert(i == 0 && n == 2);
+    unsetenv("SLURM_ARRAY_TASK_ID"), unsetenv("SLURM_ARRAY_TASK_COUNT"), unsetenv("SLURM_ARRAY_TASK_MIN");
+    unsetenv("SLURM_PROCID"), unsetenv("SLURM_NTASKS");
+    free(c);
+}
