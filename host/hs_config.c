@@ -19,7 +19,7 @@ static const char *name_of(const char *const *names, int n, int v) {
     return v >= 0 && v < n ? names[v] : "?";
 }
 const char *hs_config_exp_type_name(hs_config_exp_type t) {
-    return name_of(hs_cfg_exp_type_names, 5, (int)t);
+    return name_of(hs_cfg_exp_type_names, HS_CONFIG_EXP_COUNT, (int)t);
 }
 const char *hs_config_dataset_kind_name(hs_config_dataset_kind k) {
     return name_of(hs_cfg_dataset_kind_names, 4, (int)k);
@@ -28,7 +28,7 @@ const char *hs_config_metric_name(hs_config_metric m) {
     return name_of(hs_cfg_metric_names, 5, (int)m);
 }
 const char *hs_config_positions_name(hs_config_positions p) {
-    return name_of(hs_cfg_positions_names, 3, (int)p);
+    return name_of(hs_cfg_positions_names, 4, (int)p);
 }
 const char *hs_config_mode_name(hs_config_mode m) { return name_of(hs_cfg_mode_names, 6, (int)m); }
 const char *hs_config_mean_over_name(hs_config_mean_over m) {
@@ -101,6 +101,8 @@ hs_config_experiment hs_config_experiment_default_params(hs_config_exp_type type
                HS_CONFIG_BIT(HS_CONFIG_SCORE_DUPLICATE_TOKEN) |
                HS_CONFIG_BIT(HS_CONFIG_SCORE_INDUCTION);
     e.step = 0.1; /* Michel et al. prune 10% of heads per step */
+    e.top_k = 10;
+    e.random_sets = 10;
     e.hooks = HS_CONFIG_BIT(HS_CONFIG_HOOK_Z) | HS_CONFIG_BIT(HS_CONFIG_HOOK_PATTERN);
     return e;
 }

@@ -154,6 +154,11 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
         dk == HS_CONFIG_DATASET_INDUCTION)
         HS_CFG_FAIL(ctx, l[HS_EK_POSITIONS], err, HS_ERR_FORMAT,
                     "experiments[%d].positions: the induction generator has no answers", i);
+    if (hs_cfg_exp_key_applies(e, HS_EK_POSITIONS) && e->positions == HS_CONFIG_POSITIONS_SECOND_HALF &&
+        (e->metric != HS_CONFIG_METRIC_LOSS || e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION))
+        HS_CFG_FAIL(ctx, l[HS_EK_POSITIONS], err, HS_ERR_FORMAT,
+                    "experiments[%d].positions: second_half is the loss of a head_set_ablation over "
+                    "the repeated half of [BOS] x x prompts", i);
     if (e->type == HS_CONFIG_EXP_HEAD_SCORES) {
         if ((e->scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_OLSSON_INDUCTION)) &&
             dk != HS_CONFIG_DATASET_INDUCTION)
@@ -184,7 +189,7 @@ static hs_status check_references(const hs_cfg_ctx *ctx, hs_cfg_state *s, hs_err
                             c->experiments[i].name, j);
     for (int i = 0; i < c->n_experiments; i++) {
         const hs_config_experiment *e = &c->experiments[i];
-        if (e->type != HS_CONFIG_EXP_PRUNING_CURVE) continue;
+        if (e->type != HS_CONFIG_EXP_PRUNING_CURVE && e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION) continue;
         hs_cfg_loc at = hs_cfg_at_value(s->exp[i][HS_EK_IMPORTANCE]);
         if (!e->importance.experiment) {
             if (e->recompute)
@@ -202,12 +207,13 @@ static hs_status check_references(const hs_cfg_ctx *ctx, hs_cfg_state *s, hs_err
                         "experiments[%d].importance: no experiment named '%s' in this config "
                         "(experiment '%s' needs it)",
                         i, e->importance.experiment, e->name);
-        if (c->experiments[j].type != HS_CONFIG_EXP_HEAD_ABLATION)
+        const hs_config_exp_type tj = c->experiments[j].type;
+        if (tj != HS_CONFIG_EXP_HEAD_ABLATION && (e->type == HS_CONFIG_EXP_PRUNING_CURVE || tj != HS_CONFIG_EXP_HEAD_SCORES))
             HS_CFG_FAIL(ctx, at, err, HS_ERR_FORMAT,
                         "experiments[%d].importance: '%s' is a %s experiment; experiment '%s' "
-                        "needs a head_ablation",
-                        i, c->experiments[j].name, hs_config_exp_type_name(c->experiments[j].type),
-                        e->name);
+                        "needs a head_ablation%s",
+                        i, c->experiments[j].name, hs_config_exp_type_name(tj), e->name,
+                        e->type == HS_CONFIG_EXP_PRUNING_CURVE ? "" : " or head_scores");
     }
 exit:
     return st;

@@ -120,6 +120,8 @@ enum {
     HS_EK_RECOMPUTE,
     HS_EK_HOOKS,
     HS_EK_PROMPTS,
+    HS_EK_TOP_K,
+    HS_EK_RANDOM_SETS,
     HS_EK_COUNT
 };
 

@@ -8,10 +8,10 @@
 #include "hs_config_internal.h"
 
 const char *const hs_cfg_exp_type_names[] = {
-    "head_ablation", "activation_patching", "head_scores", "pruning_curve", "capture", NULL};
+    "head_ablation", "activation_patching", "head_scores", "pruning_curve", "capture", "head_set_ablation", NULL};
 const char *const hs_cfg_dataset_kind_names[] = {"file", "ioi", "induction", "needle", NULL};
 const char *const hs_cfg_metric_names[] = {"loss", "logprob", "logit_diff", "kl", "accuracy", NULL};
-const char *const hs_cfg_positions_names[] = {"all", "last", "answer", NULL};
+const char *const hs_cfg_positions_names[] = {"all", "last", "answer", "second_half", NULL};
 const char *const hs_cfg_mode_names[] = {"zero",  "scale",   "mean", "resample",
                                          "patch", "uniform", NULL};
 const char *const hs_cfg_mean_over_names[] = {"dataset", "position", "template", NULL};
@@ -31,6 +31,7 @@ static const char *const generator_names[] = {"ioi", "induction", "needle", NULL
 #define T_SCO BIT(HS_CONFIG_EXP_HEAD_SCORES)
 #define T_PRU BIT(HS_CONFIG_EXP_PRUNING_CURVE)
 #define T_CAP BIT(HS_CONFIG_EXP_CAPTURE)
+#define T_SET BIT(HS_CONFIG_EXP_HEAD_SET_ABLATION)
 #define D_FILE BIT(HS_CONFIG_DATASET_FILE)
 #define D_IOI BIT(HS_CONFIG_DATASET_IOI)
 #define D_IND BIT(HS_CONFIG_DATASET_INDUCTION)
@@ -85,14 +86,14 @@ const hs_cfg_key hs_cfg_exp_keys[HS_EK_COUNT] = {
     [HS_EK_NAME] = {"name", HS_CFG_V_NAME, EX(name), .required = 1},
     [HS_EK_TYPE] = {"type", HS_CFG_V_ENUM, EX(type), hs_cfg_exp_type_names, .required = 1},
     [HS_EK_METRIC] = {"metric", HS_CFG_V_ENUM, EX(metric), hs_cfg_metric_names,
-                      .applies = T_ABL | T_PAT | T_PRU},
+                      .applies = T_ABL | T_PAT | T_PRU | T_SET},
     [HS_EK_POSITIONS] = {"positions", HS_CFG_V_ENUM, EX(positions), hs_cfg_positions_names,
-                         .applies = T_ABL | T_PAT | T_PRU},
-    [HS_EK_MODE] = {"mode", HS_CFG_V_ENUM, EX(mode), hs_cfg_mode_names, .applies = T_ABL | T_PRU},
+                         .applies = T_ABL | T_PAT | T_PRU | T_SET},
+    [HS_EK_MODE] = {"mode", HS_CFG_V_ENUM, EX(mode), hs_cfg_mode_names, .applies = T_ABL | T_PRU | T_SET},
     [HS_EK_SCALE] = {"scale", HS_CFG_V_F64, EX(scale), .min = -DBL_MAX, .max = DBL_MAX,
-                     .applies = T_ABL | T_PRU},
+                     .applies = T_ABL | T_PRU | T_SET},
     [HS_EK_MEAN_OVER] = {"mean_over", HS_CFG_V_ENUM, EX(mean_over), hs_cfg_mean_over_names,
-                         .applies = T_ABL | T_PRU},
+                         .applies = T_ABL | T_PRU | T_SET},
     [HS_EK_LAYERS] = {"layers", HS_CFG_V_INTS, EX(layers), .min = 0, .max = BIG,
                       .applies = T_ABL | T_PAT | T_SCO | T_CAP},
     [HS_EK_HEADS] = {"heads", HS_CFG_V_INTS, EX(heads), .min = 0, .max = BIG,
@@ -103,7 +104,7 @@ const hs_cfg_key hs_cfg_exp_keys[HS_EK_COUNT] = {
                        .applies = T_PAT},
     [HS_EK_SCORES] = {"scores", HS_CFG_V_ENUM_SET, EX(scores), hs_cfg_score_names,
                       .applies = T_SCO},
-    [HS_EK_IMPORTANCE] = {"importance", HS_CFG_V_IMPORTANCE, EX(importance), .applies = T_PRU,
+    [HS_EK_IMPORTANCE] = {"importance", HS_CFG_V_IMPORTANCE, EX(importance), .applies = T_PRU | T_SET,
                           .required = 1},
     [HS_EK_STEP] = {"step", HS_CFG_V_F64, EX(step), .min = 0, .max = 1, .min_open = 1,
                     .applies = T_PRU},
@@ -111,4 +112,7 @@ const hs_cfg_key hs_cfg_exp_keys[HS_EK_COUNT] = {
     [HS_EK_HOOKS] = {"hooks", HS_CFG_V_ENUM_SET, EX(hooks), hs_cfg_hook_names, .applies = T_CAP},
     [HS_EK_PROMPTS] = {"prompts", HS_CFG_V_INTS, EX(prompts), .min = 0, .max = 1 << 30,
                        .applies = T_CAP},
+    [HS_EK_TOP_K] = {"top_k", HS_CFG_V_INT, EX(top_k), .min = 1, .max = BIG, .applies = T_SET},
+    [HS_EK_RANDOM_SETS] = {"random_sets", HS_CFG_V_INT, EX(random_sets), .min = 0, .max = 100000,
+                           .applies = T_SET},
 };

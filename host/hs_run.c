@@ -54,6 +54,20 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
             if ((e->metric == HS_CONFIG_METRIC_LOSS) != (e->positions == HS_CONFIG_POSITIONS_ALL))
                 return unsupported(err, e, "these metric positions");
             break;
+        case HS_CONFIG_EXP_HEAD_SET_ABLATION:
+            if (e->mode == HS_CONFIG_MODE_RESAMPLE || e->mode == HS_CONFIG_MODE_PATCH ||
+                (e->mode == HS_CONFIG_MODE_MEAN && e->mean_over == HS_CONFIG_MEAN_OVER_TEMPLATE))
+                return unsupported(err, e, "this ablation mode");
+            if ((e->metric == HS_CONFIG_METRIC_LOSS) !=
+                    (e->positions == HS_CONFIG_POSITIONS_ALL || e->positions == HS_CONFIG_POSITIONS_SECOND_HALF) ||
+                e->positions == HS_CONFIG_POSITIONS_ANSWER)
+                return unsupported(err, e, "these metric positions");
+            if (e->importance.experiment && shard_count > 1)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "experiment '%s': a ranking from experiment '%s' needs every prompt, which a shard "
+                                  "does not have; merge that experiment first and rank from the merged file",
+                                  e->name, e->importance.experiment);
+            break;
         case HS_CONFIG_EXP_CAPTURE:
             if (e->hooks & HS_CONFIG_BIT(HS_CONFIG_HOOK_RESULT)) return unsupported(err, e, "the 'result' hook");
             break;
@@ -120,7 +134,7 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
     for (int i = 0; i < cfg->n_experiments; i++) {
         const hs_config_experiment *e = &cfg->experiments[i];
         const int metric = e->type == HS_CONFIG_EXP_HEAD_ABLATION || e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING ||
-                           e->type == HS_CONFIG_EXP_PRUNING_CURVE;
+                           e->type == HS_CONFIG_EXP_PRUNING_CURVE || e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION;
         const char *missing = NULL;
         if (metric && e->metric != HS_CONFIG_METRIC_LOSS && e->metric != HS_CONFIG_METRIC_KL && !d->answer)
             missing = "answers";

@@ -147,6 +147,20 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
         break;
     }
     case HS_CONFIG_EXP_CAPTURE: HS_CHECK(plan_capture(e, c, N, T, r, err)); break;
+    case HS_CONFIG_EXP_HEAD_SET_ABLATION: {
+        const int64_t slh[3] = {1 + e->random_sets, L, H};
+        const char *n_slh[3] = {"set", "layer", "head"};
+        if (e->top_k > L * H)
+            HS_FAIL(err, HS_ERR_INVALID_ARG, "top_k %d: the model has %d heads", e->top_k, L * H);
+        if (e->random_sets > 0 && 2 * e->top_k > L * H)
+            HS_FAIL(err, HS_ERR_INVALID_ARG, "top_k %d: random sets are drawn from the other %d heads, too few",
+                    e->top_k, L * H - e->top_k);
+        r->phase = 1;
+        HS_CHECK(add(r, 0, "base", 0, NULL, NULL, err));
+        HS_CHECK(add(r, 0, "metric_per_prompt", 1, slh, n_slh, err));
+        HS_CHECK(add(r, 1, "sets", 3, slh, n_slh, err));
+        break;
+    }
     case HS_CONFIG_EXP_ACTIVATION_PATCHING:
         HS_CHECK(add(r, 0, "clean", 0, NULL, NULL, err));
         HS_CHECK(add(r, 0, "corrupt", 0, NULL, NULL, err));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "headsweep/hs_head_scores.h"
+#include "headsweep/hs_head_sets.h"
 #include "headsweep/hs_patching.h"
 #include "hs_run_internal.h"
 
@@ -72,16 +73,32 @@ int hs_run_unit_size(const hs_run_ctx *x, int exp) {
     return x->cfg->batch_size;
 }
 
-/* Importance [L, H] from this run or from a result file "FILE:/group/dataset". */
+/* Importance [L, H] from this run (a head_ablation, or the first score of a
+ * head_scores) or from a result file "FILE:/group/dataset". */
 static hs_status load_importance(hs_run_ctx *x, const hs_config_experiment *e, float *imp, int LH, hs_err *err) {
     if (e->importance.experiment) {
-        for (int j = 0; j < x->cfg->n_experiments; j++)
-            if (!strcmp(x->cfg->experiments[j].name, e->importance.experiment) &&
-                x->cfg->experiments[j].type == HS_CONFIG_EXP_HEAD_ABLATION) {
-                hs_run_importance(&x->cfg->experiments[j], &x->exps[j], imp);
+        for (int j = 0; j < x->cfg->n_experiments; j++) {
+            const hs_config_experiment *ej = &x->cfg->experiments[j];
+            if (strcmp(ej->name, e->importance.experiment)) continue;
+            if (ej->type == HS_CONFIG_EXP_HEAD_ABLATION) {
+                hs_run_importance(ej, &x->exps[j], imp);
                 return HS_OK;
             }
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "importance: experiment '%s' is not a head_ablation of this run",
+            for (int k = 0; ej->type == HS_CONFIG_EXP_HEAD_SCORES && k < HS_SCORE_COUNT; k++) {
+                if (!(ej->scores & (1u << k))) continue;
+                char name[96];
+                snprintf(name, sizeof name, "%s_per_prompt", hs_score_name((hs_score_kind)k));
+                const hs_run_array *a = hs_run_find(&x->exps[j], name);
+                const int n = x->exps[j].hi - x->exps[j].lo;
+                for (int q = 0; q < LH; q++) {
+                    double s = 0;
+                    for (int i = 0; i < n; i++) s += a->data[(int64_t)i * LH + q];
+                    imp[q] = (float)(s / n);
+                }
+                return HS_OK;
+            }
+        }
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "importance: experiment '%s' is not a head_ablation or head_scores of this run",
                           e->importance.experiment);
     }
     hs_h5 *f = NULL;
@@ -142,15 +159,58 @@ exit:
     return st;
 }
 
+/* The head sets [1 + random_sets, L, H]: the top_k of the ranking, then
+ * random top_k-sets of the other heads (seeded, the same in every shard). */
+static hs_status head_sets(hs_run_ctx *x, int exp, hs_err *err) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    const hs_model_config *c = hs_model_get_config(x->model);
+    const int LH = c->n_layers * c->n_heads, K = e->top_k;
+    hs_run_array *sets = hs_run_find(&x->exps[exp], "sets");
+    hs_status st = HS_OK;
+    float *imp = malloc((size_t)LH * sizeof *imp);
+    ranked *order = malloc((size_t)LH * sizeof *order);
+    int *rest = malloc((size_t)LH * sizeof *rest);
+    if (!imp || !order || !rest) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+    HS_CHECK(load_importance(x, e, imp, LH, err));
+    for (int k = 0; k < LH; k++) order[k] = (ranked){imp, k};
+    qsort(order, (size_t)LH, sizeof *order, by_importance);
+    for (int64_t k = 0; k < sets->per; k++) sets->data[k] = 0.0f;
+    for (int k = 0; k < K; k++) sets->data[order[LH - 1 - k].idx] = 1.0f; /* the most important */
+    uint64_t state = x->cfg->seed ^ 0x5e75e75e75e75e75ull;
+    for (int s = 1; s <= e->random_sets; s++) {
+        int n = 0;
+        for (int k = 0; k < LH; k++)
+            if (sets->data[k] == 0.0f) rest[n++] = k;
+        for (int k = 0; k < K; k++) { /* partial Fisher-Yates with splitmix64 */
+            uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            z ^= z >> 31;
+            const int j = k + (int)(z % (uint64_t)(n - k)), t = rest[k];
+            rest[k] = rest[j], rest[j] = t;
+            sets->data[(int64_t)s * LH + rest[k]] = 1.0f;
+        }
+    }
+exit:
+    free(imp), free(order), free(rest);
+    return st;
+}
+
 hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, hs_err *err) {
     const hs_config_experiment *e = &x->cfg->experiments[exp];
     hs_run_exp *r = &x->exps[exp];
     const hs_model_config *c = hs_model_get_config(x->model);
     if (e->type == HS_CONFIG_EXP_PRUNING_CURVE) return pruning_masks(x, exp, err);
+    if (e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION) {
+        hs_status st = head_sets(x, exp, err);
+        if (st) return st;
+    }
     if (e->type == HS_CONFIG_EXP_CAPTURE && c->rope == HS_ROPE_NONE &&
         (e->hooks & (HS_CONFIG_BIT(HS_HOOK_ROT_Q) | HS_CONFIG_BIT(HS_HOOK_ROT_K))))
         return hs_err_set(err, HS_ERR_INVALID_ARG, "hooks rot_q/rot_k: the model has no rotary embedding");
-    if (!pending || e->type != HS_CONFIG_EXP_HEAD_ABLATION || e->mode != HS_CONFIG_MODE_MEAN || r->mean_z) return HS_OK;
+    if (!pending || (e->type != HS_CONFIG_EXP_HEAD_ABLATION && e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION) ||
+        e->mode != HS_CONFIG_MODE_MEAN || r->mean_z)
+        return HS_OK;
     /* the whole dataset's mean, the same in every shard and every unit */
     r->mean_z = malloc((size_t)c->n_layers * c->n_heads * x->prompts.T * c->d_head * sizeof(float));
     if (!r->mean_z) return hs_err_set(err, HS_ERR_OOM, "out of memory for the mean z");
@@ -239,6 +299,37 @@ static hs_status unit_patching(hs_run_ctx *x, int exp, hs_run_worker *w, int i0,
                                   &out, err);
 }
 
+static hs_status unit_sets(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    const hs_run_exp *r = &x->exps[exp];
+    const hs_run_array *sets = hs_run_find(r, "sets"), *m = hs_run_find(r, "metric_per_prompt");
+    const int n_sets = (int)sets->dims[0];
+    const int64_t LH = sets->dims[1] * sets->dims[2];
+    const hs_prompts v = view(&x->prompts, i0, n);
+    const hs_ablation_params ap = ablation_params(x, e);
+    hs_head_set_params p = hs_head_set_default_params();
+    p.metric = (hs_metric)e->metric;
+    p.mode = ap.mode;
+    p.scale = ap.scale;
+    p.mean_z = r->mean_z;
+    p.second_half = e->positions == HS_CONFIG_POSITIONS_SECOND_HALF;
+    p.batch_rows = x->cfg->batch_size;
+    hs_status st = HS_OK;
+    float *val = malloc((size_t)n * sizeof *val);
+    uint8_t *set = malloc((size_t)LH);
+    if (!val || !set) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+    HS_CHECK(hs_head_set_metric(w->session, x->model, &v, &p, NULL, row(r, "base", i0), err));
+    for (int s = 0; s < n_sets; s++) {
+        for (int64_t k = 0; k < LH; k++) set[k] = sets->data[s * LH + k] != 0.0f;
+        HS_CHECK(hs_head_set_metric(w->session, x->model, &v, &p, set, val, err));
+        for (int i = 0; i < n; i++) m->data[(int64_t)(i0 + i - r->lo) * n_sets + s] = val[i];
+        if (hs_run_should_stop(x, exp)) HS_FAIL(err, HS_ERR_INTERRUPTED, "interrupted");
+    }
+exit:
+    free(val), free(set);
+    return st;
+}
+
 hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
     switch (x->cfg->experiments[exp].type) {
     case HS_CONFIG_EXP_HEAD_ABLATION: return unit_ablation(x, exp, w, i0, n, err);
@@ -246,6 +337,7 @@ hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, h
     case HS_CONFIG_EXP_PRUNING_CURVE: return unit_pruning(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_CAPTURE: return hs_run_capture_unit(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_ACTIVATION_PATCHING: return unit_patching(x, exp, w, i0, n, err);
+    case HS_CONFIG_EXP_HEAD_SET_ABLATION: return unit_sets(x, exp, w, i0, n, err);
     default: return hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(x->cfg->experiments[exp].type));
     }
 }

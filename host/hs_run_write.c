@@ -163,6 +163,44 @@ exit:
     return st;
 }
 
+static hs_status write_sets(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+    const hs_run_array *sets = hs_run_find(r, "sets"), *mp = hs_run_find(r, "metric_per_prompt"),
+                       *base = hs_run_find(r, "base");
+    const int n_sets = (int)sets->dims[0], n = r->hi - r->lo;
+    hs_status st = HS_OK;
+    float *metric = malloc((size_t)n_sets * sizeof *metric), b = 0;
+    if (!metric) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    mean_items(mp, n, metric);
+    mean_items(base, n, &b);
+    double rs = 0, rs2 = 0;
+    for (int s = 1; s < n_sets; s++) rs += metric[s], rs2 += (double)metric[s] * metric[s];
+    HS_CHECK(put(g, r, base, NULL, err));
+    HS_CHECK(put(g, r, mp, NULL, err));
+    HS_CHECK(hs_h5_write_f32(g, "metric", 1, sets->dims, sets->dim_names + 1, metric, err));
+    HS_CHECK(hs_h5_write_f32(g, "sets", 3, sets->dims, sets->dim_names + 1, sets->data, err));
+    HS_CHECK(hs_h5_attr_str(g, "sets", "definition",
+                            "1 = head ablated; set 0 = the top_k heads of the ranking, sets 1.. = random top_k-head "
+                            "sets of the other heads (seeded)", err));
+    HS_CHECK(hs_h5_attr_str(g, "metric", "definition", "mean over prompts of the metric with the set ablated", err));
+    HS_CHECK(hs_h5_attr_str(g, "base", "definition", "metric of the unablated model, per prompt", err));
+    HS_CHECK(hs_h5_attr_f64(g, NULL, "metric_base", b, err));
+    HS_CHECK(hs_h5_attr_f64(g, NULL, "metric_top_k", metric[0], err));
+    if (n_sets > 1) {
+        const double mean = rs / (n_sets - 1), var = rs2 / (n_sets - 1) - mean * mean;
+        HS_CHECK(hs_h5_attr_f64(g, NULL, "metric_random_mean", mean, err));
+        HS_CHECK(hs_h5_attr_f64(g, NULL, "metric_random_std", var > 0 ? sqrt(var) : 0.0, err));
+    }
+    HS_CHECK(hs_h5_attr_int(g, NULL, "top_k", e->top_k, err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "positions", hs_config_positions_name(e->positions), err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "mode", hs_config_mode_name(e->mode), err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "ranking",
+                            e->importance.experiment ? e->importance.experiment : e->importance.dataset, err));
+exit:
+    free(metric);
+    return st;
+}
+
 static hs_status write_capture(const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
     hs_status st = HS_OK;
     for (int k = 0; k < r->n_arrays; k++) HS_CHECK(put(g, r, &r->arrays[k], NULL, err));
@@ -181,6 +219,7 @@ hs_status hs_run_write(const hs_config *cfg, int exp, const hs_run_exp *r, hs_h5
     case HS_CONFIG_EXP_PRUNING_CURVE: return write_pruning(e, r, g, err);
     case HS_CONFIG_EXP_CAPTURE: return write_capture(r, g, err);
     case HS_CONFIG_EXP_ACTIVATION_PATCHING: return write_patching(e, r, g, err);
+    case HS_CONFIG_EXP_HEAD_SET_ABLATION: return write_sets(e, r, g, err);
     default: return hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(e->type));
     }
 }

@@ -94,6 +94,7 @@ typedef enum {
     HS_CONFIG_EXP_HEAD_SCORES,
     HS_CONFIG_EXP_PRUNING_CURVE,
     HS_CONFIG_EXP_CAPTURE,
+    HS_CONFIG_EXP_HEAD_SET_ABLATION, /* the top-k heads of a ranking together vs random k-head sets */
     HS_CONFIG_EXP_COUNT
 } hs_config_exp_type;
 
@@ -109,6 +110,7 @@ typedef enum {
     HS_CONFIG_POSITIONS_ALL = 0,
     HS_CONFIG_POSITIONS_LAST,
     HS_CONFIG_POSITIONS_ANSWER,
+    HS_CONFIG_POSITIONS_SECOND_HALF, /* loss over the second copy of [BOS] x x prompts (Olsson et al.) */
 } hs_config_positions;
 
 typedef enum { /* DESIGN.md §2 */
@@ -161,8 +163,10 @@ typedef enum {
     HS_CONFIG_HOOK_COUNT
 } hs_config_hook;
 
-/* pruning_curve importance: exactly one of experiment (a head_ablation
- * experiment of this config) or file + dataset ("FILE.h5:/group/dataset"). */
+/* pruning_curve importance and head_set_ablation ranking: exactly one of
+ * experiment (a head_ablation of this config; for head_set_ablation also a
+ * head_scores experiment, whose first listed score ranks) or file + dataset
+ * ("FILE.h5:/group/dataset", [layer, head]). Larger = more important. */
 typedef struct {
     char *experiment;
     char *file, *dataset;
@@ -188,6 +192,8 @@ typedef struct {
     int recompute;              /* pruning: recompute importance after each step */
     unsigned hooks;             /* capture: HS_CONFIG_BIT(hs_config_hook) set ({z, pattern}) */
     hs_config_ints prompts;     /* capture (all) */
+    int top_k;                  /* head_set_ablation: heads in each set (10) */
+    int random_sets;            /* head_set_ablation: random sets of top_k heads to compare with (10) */
 } hs_config_experiment;
 
 typedef struct {

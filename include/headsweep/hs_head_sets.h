@@ -1,0 +1,36 @@
+/* hs_head_sets: the metric per prompt with a set of heads ablated together,
+ * for comparisons such as Olsson et al.'s: the top-k induction heads
+ * mean-ablated at once versus random k-head sets, loss on the repeated half
+ * of [BOS] x x prompts. */
+#ifndef HS_HEAD_SETS_H
+#define HS_HEAD_SETS_H
+
+#include "headsweep/hs_ablation.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    hs_metric metric;
+    hs_ablate_mode mode; /* HS_ABLATE_ZERO, _SCALE, _MEAN or _UNIFORM */
+    float scale;         /* HS_ABLATE_SCALE */
+    const float *mean_z; /* HS_ABLATE_MEAN: [L, H, T, d_head] from hs_ablation_mean_z (required) */
+    /* HS_METRIC_LOSS only: average the next-token loss over the second copy
+     * of [BOS] x1..xn x1..xn prompts, the tokens x2..xn an induction head can
+     * predict (positions n+1 .. 2n-1 predicting n+2 .. 2n), instead of every position. */
+    int second_half;
+    int batch_rows;
+} hs_head_set_params;
+
+hs_head_set_params hs_head_set_default_params(void);
+
+/* out [N]: the metric of every prompt with the heads set[l * H + h] != 0
+ * ablated together (set NULL: the unedited model). KL is against the unedited model. */
+hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts *prompts, const hs_head_set_params *p,
+                             const uint8_t *set, float *out, hs_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

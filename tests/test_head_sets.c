@@ -1,0 +1,184 @@
+/* hs_head_set_metric: a set of heads ablated together equals the same set
+ * applied as a head mask (zero) or as hand-built SET edits (mean); the
+ * second-half loss equals the loss recomputed from the target log-probs. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "headsweep/hs_dataset.h"
+#include "headsweep/hs_h5.h"
+#include "headsweep/hs_head_sets.h"
+#include "headsweep/hs_run.h"
+#include "hs_testutil.h"
+
+typedef struct {
+    hs_model *m;
+    hs_backend *be;
+    hs_session *s;
+    hs_dataset *d;
+    hs_prompts pr;
+} fixture;
+
+static void setup(fixture *f, int N) {
+    char path[1024];
+    hs_err err = {0};
+    hs_test_fixture_path(path, sizeof path, "models/llama_gqa");
+    cr_assert_eq(hs_model_load(path, &f->m, &err), HS_OK, "%s", err.msg);
+    hs_backend_params bp = hs_backend_default_params();
+    cr_assert_eq(hs_backend_cpu_init(&bp, &f->be, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_dataset_induction(hs_model_get_config(f->m), N, 6, 3, 300, 5, &f->d, &err), HS_OK, "%s", err.msg);
+    f->pr = hs_dataset_prompts(f->d);
+    cr_assert_eq(hs_session_init(f->be, f->m, 8, f->pr.T, &f->s, &err), HS_OK, "%s", err.msg);
+}
+
+static void teardown(fixture *f) {
+    hs_session_free(f->s);
+    hs_dataset_free(f->d);
+    hs_backend_free(f->be);
+    hs_model_free(f->m);
+}
+
+Test(head_sets, zero_sets_equal_the_head_mask) {
+    fixture f;
+    setup(&f, 10);
+    const hs_model_config *c = hs_model_get_config(f.m);
+    const int LH = c->n_layers * c->n_heads, N = f.pr.N;
+    hs_test_rng r;
+    hs_test_rng_seed(&r, 3);
+    float got[16], ref[16];
+    for (int trial = 0; trial < 6; trial++) {
+        uint8_t set[256] = {0};
+        float scale[256];
+        for (int k = 0; k < LH; k++) set[k] = hs_test_rng_u64(&r) % 4 == 0, scale[k] = set[k] ? 0.0f : 1.0f;
+        hs_head_set_params p = hs_head_set_default_params();
+        p.batch_rows = 8;
+        hs_err err = {0};
+        for (int k = 0; k < N; k++) got[k] = NAN;
+        cr_assert_eq(hs_head_set_metric(f.s, f.m, &f.pr, &p, set, got, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_eval_metric_per_prompt(f.s, f.m, &f.pr, HS_METRIC_LOSS, scale, 8, ref, &err), HS_OK, "%s", err.msg);
+        hs_test_cmp cmp = hs_test_compare(got, ref, N, 1e-5, 1e-5);
+        cr_assert(cmp.n_bad == 0 && !cmp.nan, "trial %d: max diff %g at %lld", trial, cmp.max_abs, (long long)cmp.first_bad);
+    }
+    teardown(&f);
+}
+
+/* The second-half loss is the mean NLL of tokens x2..xn of the second copy,
+ * recomputed here from the forward's target log-probs. */
+Test(head_sets, second_half_loss_reads_the_repeated_tokens) {
+    fixture f;
+    setup(&f, 5);
+    const int N = f.pr.N, T = f.pr.T;
+    hs_head_set_params p = hs_head_set_default_params();
+    p.batch_rows = 8;
+    p.second_half = 1;
+    hs_err err = {0};
+    float got[8], lp[8 * 64];
+    cr_assert_eq(hs_head_set_metric(f.s, f.m, &f.pr, &p, NULL, got, &err), HS_OK, "%s", err.msg);
+    int32_t mask[8 * 64], tg[8 * 64];
+    for (int i = 0; i < N; i++)
+        for (int t = 0; t < T; t++) {
+            mask[i * T + t] = t < f.pr.lengths[i];
+            tg[i * T + t] = t + 1 < f.pr.lengths[i] ? f.pr.tokens[i * T + t + 1] : -1;
+        }
+    hs_batch b = {.B = N, .T = T, .tokens = f.pr.tokens, .mask = mask, .targets = tg};
+    hs_forward_params fp = hs_forward_default_params();
+    fp.target_logprobs = lp;
+    float *logits = malloc((size_t)N * hs_model_get_config(f.m)->n_vocab * sizeof(float));
+    cr_assert_eq(hs_forward(f.s, &b, &fp, logits, &err), HS_OK, "%s", err.msg);
+    for (int i = 0; i < N; i++) {
+        const int n = (f.pr.lengths[i] - 1) / 2; /* [BOS] x1..xn x1..xn */
+        double s = 0;
+        for (int t = n + 1; t < 2 * n; t++) s -= lp[i * T + t];
+        cr_assert_float_eq(got[i], (float)(s / (n - 1)), 1e-5, "prompt %d", i);
+    }
+    free(logits);
+    /* prompts not of the [BOS] x x shape are refused */
+    hs_prompts bad = f.pr;
+    int32_t len2[8];
+    memcpy(len2, f.pr.lengths, sizeof(int32_t) * N);
+    len2[1] -= 1;
+    bad.lengths = len2;
+    cr_assert_eq(hs_head_set_metric(f.s, f.m, &bad, &p, NULL, got, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "prompt 1"), "%s", err.msg);
+    teardown(&f);
+}
+
+/* The head_set_ablation experiment: its sets are the top_k of the ranking and
+ * distinct random sets of other heads, and each set's per-prompt metric is
+ * what hs_head_set_metric gives for that set (the driver's bookkeeping). */
+Test(head_sets, the_experiment_writes_each_sets_metric, .timeout = 120) {
+    char dir[] = "/tmp/hs_test_sets_XXXXXX", cfgp[256], out[256], model[1024];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    hs_test_fixture_path(model, sizeof model, "models/llama_gqa");
+    FILE *fc = fopen(cfgp, "w");
+    cr_assert_not_null(fc);
+    fprintf(fc,
+            "model: %s\nseed: 7\nbatch_size: 8\noutput: %s\n"
+            "dataset:\n  generator: induction\n  n: 10\n  seq_len: 6\n  token_min: 3\n  token_max: 300\n"
+            "experiments:\n  - name: scores\n    type: head_scores\n    scores: [olsson_induction]\n"
+            "  - name: sets\n    type: head_set_ablation\n    importance: scores\n    top_k: 3\n    random_sets: 4\n"
+            "    mode: zero\n",
+            model, out);
+    fclose(fc);
+    hs_config *cfg = NULL;
+    hs_err err = {0};
+    char *text = NULL;
+    cr_assert_eq(hs_config_load(cfgp, NULL, 0, &cfg, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_config_resolved_yaml(cfg, &text, &err), HS_OK);
+    cr_assert_eq(hs_run(cfg, text, NULL, &err), HS_OK, "%s", err.msg);
+    hs_h5 *h;
+    hs_h5_group *g;
+    float *sets = NULL, *mp = NULL, *score = NULL;
+    hs_h5_shape ss, ms, cs;
+    cr_assert_eq(hs_h5_open_read(out, &h, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_group_open(h, "sets", &g, &err), HS_OK);
+    cr_assert_eq(hs_h5_read_f32(g, "sets", &sets, &ss, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_f32(g, "metric_per_prompt", &mp, &ms, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_group_open(h, "scores", &g, &err), HS_OK);
+    cr_assert_eq(hs_h5_read_f32(g, "olsson_induction", &score, &cs, &err), HS_OK, "%s", err.msg);
+    cr_assert(ss.ndim == 3 && ss.dims[0] == 5 && ms.dims[0] == 10 && ms.dims[1] == 5);
+    const int LH = (int)(ss.dims[1] * ss.dims[2]);
+    /* set 0: the 3 highest scores; sets 1..4: 3 heads each, none of set 0's, not all alike */
+    int n_top = 0;
+    for (int k = 0; k < LH; k++) n_top += sets[k] != 0;
+    cr_assert_eq(n_top, 3);
+    for (int k = 0; k < LH; k++)
+        for (int j = 0; j < LH; j++)
+            if (sets[k] != 0 && sets[j] == 0) cr_assert_geq(score[k], score[j], "head %d outranks top head %d", j, k);
+    int distinct = 0;
+    for (int s = 1; s < 5; s++) {
+        int n = 0, diff = 0;
+        for (int k = 0; k < LH; k++) {
+            n += sets[s * LH + k] != 0;
+            cr_assert(!(sets[s * LH + k] != 0 && sets[k] != 0), "random set %d holds top head %d", s, k);
+            diff |= sets[s * LH + k] != sets[LH + k];
+        }
+        cr_assert_eq(n, 3, "set %d has %d heads", s, n);
+        distinct += diff;
+    }
+    cr_assert_geq(distinct, 2, "the random sets are all the same");
+    fixture f;
+    setup(&f, 10);
+    hs_dataset_free(f.d); /* the run's prompts: the same generator, seed 7 */
+    cr_assert_eq(hs_dataset_induction(hs_model_get_config(f.m), 10, 6, 3, 300, 7, &f.d, &err), HS_OK);
+    f.pr = hs_dataset_prompts(f.d);
+    for (int s = 0; s < 5; s++) {
+        uint8_t set[256];
+        float ref[10];
+        for (int k = 0; k < LH; k++) set[k] = sets[s * LH + k] != 0;
+        hs_head_set_params p = hs_head_set_default_params();
+        p.batch_rows = 8;
+        cr_assert_eq(hs_head_set_metric(f.s, f.m, &f.pr, &p, set, ref, &err), HS_OK, "%s", err.msg);
+        for (int i = 0; i < 10; i++) cr_assert_float_eq(mp[i * 5 + s], ref[i], 1e-5, "set %d prompt %d", s, i);
+    }
+    teardown(&f);
+    free(sets), free(mp), free(score), free(text);
+    hs_h5_close(h);
+    hs_config_free(cfg);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
