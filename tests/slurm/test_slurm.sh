@@ -78,7 +78,7 @@ job_states() { scontrol show job -o "$1" | grep -o 'JobState=[A-Z_]*' | cut -d= 
 wait_ended() {
     local i s
     for ((i = 0; i < $2; i++)); do
-        s=$(job_states "$1")
+        s=$(job_states "$1") || fail "scontrol show job $1 failed"
         case $s in PENDING | RUNNING | REQUEUED | CONFIGURING | COMPLETING | SUSPENDED | RESIZING) ;; *) return 0 ;; esac
         sleep 1
     done
