@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config git python3 python3-pip python3-venv
       libjansson-dev libopenblas-openmp-dev libcriterion-dev libhdf5-dev hdf5-tools
-      libfyaml-dev libpcre2-dev clang libclang-rt-14-dev libomp-14-dev)
+      libfyaml-dev libpcre2-dev clang libclang-rt-14-dev libomp-14-dev
+      slurm-wlm munge)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test: the Criterion suite (CUDA compiled in
 # when nvcc is present; GPU tests skip without a device), the same suite under
-# ASan+UBSan, and bounded libFuzzer runs of the file-format parsers.
+# ASan+UBSan, the slurm/ scripts on a single-node Slurm cluster started on
+# localhost, and bounded libFuzzer runs of the file-format parsers.
 #   HS_FUZZ_SECONDS   seconds per fuzz target (default 60)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DHS_CUDA=OFF -DHS_SANITIZE=ON
 cmake --build build-asan -j"$JOBS"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$JOBS"
+
+echo "== local Slurm cluster (slurm/ scripts, tests/slurm/) =="
+HS_BIN=$PWD/build/headsweep tests/slurm/test_slurm.sh
 
 echo "== fuzzing the file parsers (build-fuzz/) =="
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DHS_CUDA=OFF -DHS_FUZZ=ON -DHS_TESTS=OFF >/dev/null
