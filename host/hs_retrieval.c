@@ -116,7 +116,7 @@ hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const
                         copied[((int64_t)b * L * H + lh) * max_nl + (j - ns[i])] = 1;
                 }
                 if (out_generated) out_generated[(int64_t)i * G + step] = w;
-                ctx[(int64_t)b * Tc + cur[b]++] = w;
+                if (step + 1 < G) ctx[(int64_t)b * Tc + cur[b]++] = w; /* the next step's context */
             }
         }
         for (int b = 0; b < B; b++) {
