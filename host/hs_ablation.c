@@ -16,7 +16,7 @@ const char *hs_metric_name(hs_metric m) {
 }
 
 const char *hs_ablate_mode_name(hs_ablate_mode m) {
-    static const char *n[HS_ABLATE_COUNT] = {"zero", "scale", "mean", "uniform"};
+    static const char *n[HS_ABLATE_COUNT] = {"zero", "scale", "mean", "uniform", "resample"};
     return (m >= 0 && m < HS_ABLATE_COUNT) ? n[m] : "?";
 }
 
@@ -38,69 +38,48 @@ static hs_status check_params(const hs_model_config *c, const hs_prompts *pr, co
     if (p->mode < 0 || p->mode >= HS_ABLATE_COUNT || p->kind < 0 || p->kind > HS_ABLATION_ALL_BUT_ONE)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "ablation: unknown mode or kind");
     hs_status st = hs_metric_check(c, pr, p->metric, err);
-    if (st) hs_err_prefix(err, "ablation");
-    return st;
+    if (st) {
+        hs_err_prefix(err, "ablation");
+        return st;
+    }
+    if (p->mode == HS_ABLATE_MEAN && p->mean_template) {
+        if (!p->mean_z || p->n_templates < 1)
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "ablation: per-template means need mean_z and n_templates >= 1");
+        for (int i = 0; i < pr->N; i++)
+            if (p->mean_template[i] < 0 || p->mean_template[i] >= p->n_templates)
+                return hs_err_set(err, HS_ERR_INVALID_ARG, "ablation: prompt %d has template id %d outside [0, %d)", i,
+                                  p->mean_template[i], p->n_templates);
+    }
+    if (p->mode == HS_ABLATE_RESAMPLE) {
+        const hs_prompts *ref = p->resample_ref;
+        if (!ref || !p->resample_src || ref->N < 1)
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "ablation: resample needs resample_ref prompts and resample_src");
+        for (int i = 0; i < pr->N; i++)
+            if (p->resample_src[i] < 0 || p->resample_src[i] >= ref->N)
+                return hs_err_set(err, HS_ERR_INVALID_ARG, "ablation: prompt %d has resample source %d outside [0, %d)", i,
+                                  p->resample_src[i], ref->N);
+    }
+    return HS_OK;
 }
 
-hs_status hs_ablation_mean_z(hs_session *s, const hs_model *m, const hs_prompts *pr, int rows, int per_position,
-                             float *out, hs_err *err) {
-    hs_status st = HS_OK;
-    const hs_model_config *c = hs_model_get_config(m);
-    const int L = c->n_layers, H = c->n_heads, dh = c->d_head, T = pr->T;
-    hs_backend *be = hs_session_backend(s);
-    hs_capture *cap = NULL;
-    if (rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "mean z: batch_rows must be >= 1");
-    int *count = calloc((size_t)T, sizeof *count);
-    int32_t *mask = malloc((size_t)pr->N * T * sizeof *mask);
-    if (!count || !mask) HS_FAIL(err, HS_ERR_OOM, "mean z: out of memory");
-    hs_prompts_mask_targets(pr, NULL, mask, NULL);
-    memset(out, 0, (size_t)L * H * T * dh * sizeof(float));
-    HS_CHECK(hs_capture_init(be, &cap, err));
-    HS_CHECK(hs_capture_want(cap, HS_HOOK_Z, -1, err));
+/* The sources of a chunk's resample edits: a forward of its P source prompts
+ * (rows src[0..P) of ref) capturing z [P, ref->T, H, d_head] at every layer. */
+static hs_status resample_forward(hs_session *s, const hs_prompts *ref, const int32_t *src, int P, hs_capture *cap,
+                                  int32_t *tok, int32_t *mask, hs_err *err) {
+    const int T = ref->T;
+    for (int i = 0; i < P; i++) {
+        memcpy(tok + (int64_t)i * T, ref->tokens + (int64_t)src[i] * T, (size_t)T * sizeof *tok);
+        for (int t = 0; t < T; t++) mask[(int64_t)i * T + t] = t < ref->lengths[src[i]];
+    }
     hs_hooks hooks = hs_capture_hooks(cap);
     hs_forward_params fp = hs_forward_default_params();
     fp.logits = HS_LOGITS_NONE;
     fp.hooks = &hooks;
-    for (int p0 = 0; p0 < pr->N; p0 += rows) {
-        int P = pr->N - p0 < rows ? pr->N - p0 : rows;
-        hs_batch b = {.B = P, .T = T, .tokens = pr->tokens + (int64_t)p0 * T, .mask = mask + (int64_t)p0 * T};
-        HS_CHECK(hs_forward(s, &b, &fp, NULL, err));
-        for (int p = 0; p < P; p++)
-            for (int t = 0; t < pr->lengths[p0 + p]; t++) count[t]++;
-        for (int l = 0; l < L; l++) {
-            const float *z = hs_capture_get(cap, HS_HOOK_Z, l, NULL); /* [P, T, H, dh] */
-            for (int p = 0; p < P; p++)
-                for (int t = 0; t < pr->lengths[p0 + p]; t++)
-                    for (int h = 0; h < H; h++)
-                        for (int i = 0; i < dh; i++)
-                            out[(((int64_t)l * H + h) * T + t) * dh + i] += z[(((int64_t)p * T + t) * H + h) * dh + i];
-        }
-    }
-    int64_t total = 0;
-    for (int t = 0; t < T; t++) total += count[t];
-    for (int l = 0; l < L; l++)
-        for (int h = 0; h < H; h++) {
-            float *o = out + ((int64_t)l * H + h) * T * dh;
-            if (per_position) {
-                for (int t = 0; t < T; t++)
-                    for (int i = 0; i < dh; i++)
-                        if (count[t]) o[t * dh + i] /= (float)count[t];
-                continue;
-            }
-            /* one vector per head: the mean over every valid (prompt, position) */
-            for (int i = 0; i < dh; i++) {
-                double acc = 0;
-                for (int t = 0; t < T; t++) acc += o[t * dh + i];
-                float mean = total ? (float)(acc / (double)total) : 0.0f;
-                for (int t = 0; t < T; t++) o[t * dh + i] = mean;
-            }
-        }
-exit:
-    hs_capture_free(cap);
-    free(count);
-    free(mask);
-    return st;
+    hs_batch b = {.B = P, .T = T, .tokens = tok, .mask = mask};
+    return hs_forward(s, &b, &fp, NULL, err);
 }
+
+static int min_int(int a, int b) { return a < b ? a : b; }
 
 int hs_head_ablation_unit(const hs_model *m, const hs_ablation_params *p) {
     const int H = hs_model_get_config(m)->n_heads;
@@ -114,8 +93,10 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     const int L = c->n_layers, H = c->n_heads, T = pr->T, V = c->n_vocab, d = c->d_model;
     if ((st = check_params(c, pr, p, err))) return st;
     hs_backend *be = hs_session_backend(s);
-    hs_capture *cap = NULL;
+    hs_capture *cap = NULL, *rcap = NULL;
     const int R = p->batch_rows;
+    const int resample = p->mode == HS_ABLATE_RESAMPLE, dh = c->d_head;
+    const int Tr = resample ? p->resample_ref->T : 0;
     /* Prompts per chunk: with all heads of a layer batched, R / H prompts fill a forward. */
     const int P_max = hs_head_ablation_unit(m, p);
     const int want_lp = p->metric == HS_METRIC_LOSS;
@@ -126,11 +107,15 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     float *clean_logp = malloc((size_t)P_max * V * sizeof(float)), *scratch = malloc((size_t)V * sizeof(float));
     float *resid = malloc((size_t)R * T * d * sizeof(float));
     float *meanz = p->mode == HS_ABLATE_MEAN && !p->mean_z ? malloc((size_t)L * H * T * c->d_head * sizeof(float)) : NULL;
-    hs_z_edit *edits = malloc((size_t)R * H * sizeof *edits);
+    /* resample edits are per position: a source may be shorter than its target */
+    hs_z_edit *edits = malloc((size_t)R * H * (resample ? T : 1) * sizeof *edits);
+    int32_t *stok = resample ? malloc((size_t)P_max * Tr * sizeof *stok) : NULL,
+            *smask = resample ? malloc((size_t)P_max * Tr * sizeof *smask) : NULL;
     int *row_prompt = malloc((size_t)R * sizeof *row_prompt), *row_var = malloc((size_t)R * sizeof *row_var);
     int *vars = malloc((size_t)H * sizeof *vars); /* this layer's variants: the head index, or -1 = whole layer */
     if (!mask || !targets || !rtok || !rmask || !rtg || !logits || !lp || !clean_logp || !scratch || !resid ||
-        !edits || !row_prompt || !row_var || !vars || (p->mode == HS_ABLATE_MEAN && !p->mean_z && !meanz))
+        !edits || !row_prompt || !row_var || !vars || (p->mode == HS_ABLATE_MEAN && !p->mean_z && !meanz) ||
+        (resample && (!stok || !smask)))
         HS_FAIL(err, HS_ERR_OOM, "ablation: out of memory for %d rows x %d tokens", R, T);
     /* entries not swept (outside select) stay NAN */
     const int64_t n_out = (int64_t)pr->N * L * (p->kind == HS_ABLATION_WHOLE_LAYER ? 1 : H);
@@ -141,9 +126,15 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     HS_CHECK(hs_capture_init(be, &cap, err));
     if (p->prefix_reuse) HS_CHECK(hs_capture_want(cap, HS_HOOK_RESID_PRE, -1, err));
     hs_hooks hooks = hs_capture_hooks(cap);
+    if (resample) {
+        HS_CHECK(hs_capture_init(be, &rcap, err));
+        HS_CHECK(hs_capture_want(rcap, HS_HOOK_Z, -1, err));
+    }
 
     for (int p0 = 0; p0 < pr->N; p0 += P_max) {
         const int P = pr->N - p0 < P_max ? pr->N - p0 : P_max;
+        /* 0. resample: the chunk's source prompts, z captured at every layer */
+        if (resample) HS_CHECK(resample_forward(s, p->resample_ref, p->resample_src + p0, P, rcap, stok, smask, err));
         /* 1. the unedited chunk: baseline metric, clean distribution, cached residuals */
         hs_batch cb = {.B = P, .T = T, .tokens = pr->tokens + (int64_t)p0 * T, .mask = mask + (int64_t)p0 * T,
                        .targets = targets + (int64_t)p0 * T};
@@ -159,6 +150,7 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
         /* 2. every variant of every layer, rows = (prompt, variant) packed R at a time */
         for (int l = 0; l < L; l++) {
             const float *rp = p->prefix_reuse ? hs_capture_get(cap, HS_HOOK_RESID_PRE, l, NULL) : NULL;
+            const float *rz = resample ? hs_capture_get(rcap, HS_HOOK_Z, l, NULL) : NULL; /* [P, Tr, H, dh] */
             int nv = 0;
             if (p->kind == HS_ABLATION_WHOLE_LAYER) {
                 int any = !p->select;
@@ -185,11 +177,24 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
                                                                      : 1;
                         if (!on) continue;
                         hs_z_edit e = {.row = r, .layer = l, .head = h, .pos = -1, .scale = p->scale};
+                        if (resample) { /* the source's z where both prompts have tokens */
+                            const int j = p->resample_src[g], n = min_int(pr->lengths[g], p->resample_ref->lengths[j]);
+                            e.mode = HS_EDIT_SET;
+                            for (int t = 0; t < n; t++) {
+                                e.pos = t;
+                                e.src = rz + (((int64_t)pi * Tr + t) * H + h) * dh;
+                                edits[ne++] = e;
+                            }
+                            continue;
+                        }
                         e.mode = p->mode == HS_ABLATE_ZERO    ? HS_EDIT_ZERO
                                  : p->mode == HS_ABLATE_SCALE ? HS_EDIT_SCALE
                                  : p->mode == HS_ABLATE_MEAN  ? HS_EDIT_SET
                                                               : HS_EDIT_UNIFORM;
-                        if (mean_src) e.src = mean_src + ((int64_t)l * H + h) * T * c->d_head;
+                        if (mean_src) {
+                            const int64_t tk = p->mean_template ? p->mean_template[g] : 0; /* template mean, or the one */
+                            e.src = mean_src + ((tk * L + l) * H + h) * T * dh;
+                        }
                         edits[ne++] = e;
                     }
                 }
@@ -219,6 +224,8 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     }
 exit:
     hs_capture_free(cap);
+    hs_capture_free(rcap);
+    free(stok), free(smask);
     free(mask), free(targets), free(rtok), free(rmask), free(rtg), free(logits), free(lp), free(clean_logp);
     free(scratch), free(resid), free(meanz), free(edits), free(row_prompt), free(row_var), free(vars);
     return st;

@@ -36,6 +36,7 @@ typedef enum {
     HS_ABLATE_SCALE,    /* z_h := scale * z_h */
     HS_ABLATE_MEAN,     /* z_h := mean of z_h over the prompt set, per position */
     HS_ABLATE_UNIFORM,  /* head attends uniformly over its visible keys */
+    HS_ABLATE_RESAMPLE, /* z_h := z_h of another prompt (resample_ref / resample_src) */
     HS_ABLATE_COUNT
 } hs_ablate_mode;
 
@@ -63,6 +64,26 @@ typedef struct {
      * a reference set (a sharded run passes the whole dataset's mean to each
      * chunk); NULL = the mean over the swept prompts themselves. */
     const float *mean_z;
+    /* HS_ABLATE_MEAN per template (Wang et al.'s IOI knockout): with
+     * mean_template set, mean_z holds n_templates means [n_templates, L, H, T,
+     * d_head] (hs_ablation_mean_z_template) and swept prompt i (of this call)
+     * takes the mean of template mean_template[i], 0 <= id < n_templates. A
+     * call on a sub-range of the prompts passes the matching sub-range of the
+     * template ids. NULL: one mean for every prompt. */
+    const int32_t *mean_template;
+    int n_templates;
+    /* HS_ABLATE_RESAMPLE: swept prompt i (of this call) takes z_h, at every
+     * position, from prompt resample_src[i] of resample_ref (the reference
+     * set: the whole dataset, or its corrupted versions; resample_ref->T must
+     * fit the session). The source z is computed on demand, one forward per
+     * chunk of hs_head_ablation_unit prompts, so memory stays bounded by the
+     * chunk and a sub-range call with the matching sub-range of resample_src
+     * computes exactly what the whole call does. Positions at or past the
+     * source's length keep the prompt's own z (a shorter source has no value
+     * there); positions past the prompt's own length are never edited.
+     * hs_ablation_resample_sources draws resample_src. */
+    const hs_prompts *resample_ref;
+    const int32_t *resample_src;
     /* Called after each layer of each prompt chunk with (units done, units in
      * all); a nonzero return stops the sweep with HS_ERR_INVALID_ARG "interrupted". */
     int (*progress)(void *user, int done, int total);
@@ -83,6 +104,26 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
  * out [L, H, prompts->T, d_head]. Forwards batch_rows prompts at a time. */
 hs_status hs_ablation_mean_z(hs_session *s, const hs_model *m, const hs_prompts *prompts, int batch_rows,
                              int per_position, float *out, hs_err *err);
+
+/* Means of z over the reference prompts, grouped by template (IOI
+ * knockout): out [n_templates, L, H, ref->T, d_head], entry k the per-position
+ * mean over the prompts i with template_id[i] == k that reach the position
+ * (valid tokens only; 0 where none does). The reference is usually the ABC
+ * (corrupted) prompts: pass ref.tokens = dataset corrupt_tokens. Positions
+ * are aligned by index: prompts of one IOI template share a length when the
+ * names, places and objects are single tokens, otherwise later positions mix
+ * tokens of different roles. Errors: HS_ERR_INVALID_ARG (a template id
+ * outside [0, n_templates), batch_rows < 1), HS_ERR_OOM. */
+hs_status hs_ablation_mean_z_template(hs_session *s, const hs_model *m, const hs_prompts *ref,
+                                      const int32_t *template_id, int n_templates, int batch_rows, float *out,
+                                      hs_err *err);
+
+/* Resample sources: out[k] = the source of global prompt first + k (k < n),
+ * an index into a reference set of n_ref prompts, drawn from splitmix64 of
+ * (seed, first + k) alone, so any sub-range gives the same values. The
+ * source is never the prompt itself (for first + k < n_ref). Errors:
+ * HS_ERR_INVALID_ARG (n_ref < 2, first < 0, n < 0). */
+hs_status hs_ablation_resample_sources(uint64_t seed, int n_ref, int first, int n, int32_t *out, hs_err *err);
 
 /* Prompts per unit of hs_head_ablation's work: a sweep over the prompts
  * [k*U, (k+1)*U) as its own call computes exactly what the whole sweep

@@ -1,0 +1,151 @@
+/* hs_retrieval: greedy decoding of needle prompts with the argmax of every
+ * head's last attention row recorded per step (a pattern hook that reads one
+ * row per batch row and head, never the whole pattern), then copy counting. */
+#include "headsweep/hs_retrieval.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+hs_retrieval_params hs_retrieval_default_params(void) {
+    hs_retrieval_params p = {.n_generate = 32, .batch_rows = 8};
+    return p;
+}
+
+int hs_retrieval_unit(const hs_retrieval_params *p) { return p->batch_rows; }
+
+/* The pattern hook's state: for the current step, the argmax key of each
+ * (layer, row, head)'s last query row. */
+typedef struct {
+    hs_backend *be;
+    int B, H;
+    const int32_t *cur; /* [B] context length per row */
+    float *row;         /* [T] one downloaded attention row */
+    int32_t *argmax;    /* [L, B, H] */
+} argmax_hook;
+
+static int hook_wants(void *user, hs_hook_point p, int layer) {
+    (void)user, (void)layer;
+    return p == HS_HOOK_PATTERN;
+}
+
+static hs_status hook_fn(void *user, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
+    argmax_hook *a = user;
+    (void)p;
+    const int64_t T = t->shape[2]; /* [B, H, T, T] f32 */
+    for (int b = 0; b < a->B; b++)
+        for (int h = 0; h < a->H; h++) {
+            const int n = a->cur[b];
+            const char *src = (const char *)t->data + ((((int64_t)b * a->H + h) * T + (n - 1)) * T) * sizeof(float);
+            hs_status st = a->be->ops->download(a->be, a->row, src, (size_t)n * sizeof(float), err);
+            if (st) return st;
+            int best = 0; /* the first maximum, as torch.argmax */
+            for (int j = 1; j < n; j++)
+                if (a->row[j] > a->row[best]) best = j;
+            a->argmax[((int64_t)l * a->B + b) * a->H + h] = best;
+        }
+    return HS_OK;
+}
+
+static hs_status check_args(const hs_prompts *pr, const int32_t *ns, const int32_t *nl, const hs_retrieval_params *p,
+                            hs_err *err) {
+    if (p->n_generate < 1 || p->batch_rows < 1)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "retrieval: n_generate %d and batch_rows %d must be >= 1",
+                          p->n_generate, p->batch_rows);
+    if (!ns || !nl) return hs_err_set(err, HS_ERR_INVALID_ARG, "retrieval: needs the needle spans");
+    for (int i = 0; i < pr->N; i++)
+        if (pr->lengths[i] < 1 || pr->lengths[i] > pr->T || nl[i] < 1 || ns[i] < 0 || ns[i] + nl[i] > pr->lengths[i])
+            return hs_err_set(err, HS_ERR_INVALID_ARG,
+                              "retrieval: prompt %d: needle [%d, %d) outside its %d tokens (or an empty needle)", i,
+                              ns[i], ns[i] + nl[i], pr->lengths[i]);
+    return HS_OK;
+}
+
+hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *pr, const int32_t *ns,
+                                         const int32_t *nl, const hs_retrieval_params *p, float *out_score,
+                                         int32_t *out_generated, hs_err *err) {
+    hs_status st = check_args(pr, ns, nl, p, err);
+    if (st) return st;
+    const hs_model_config *c = hs_model_get_config(m);
+    const int L = c->n_layers, H = c->n_heads, V = c->n_vocab, G = p->n_generate, R = p->batch_rows;
+    int max_len = 1, max_nl = 1;
+    for (int i = 0; i < pr->N; i++) {
+        if (pr->lengths[i] > max_len) max_len = pr->lengths[i];
+        if (nl[i] > max_nl) max_nl = nl[i];
+    }
+    const int Tc = max_len + G - 1; /* the longest context decoded */
+    int32_t *ctx = malloc((size_t)R * Tc * sizeof *ctx), *tok = malloc((size_t)R * Tc * sizeof *tok);
+    int32_t *mask = malloc((size_t)R * Tc * sizeof *mask), *cur = malloc((size_t)R * sizeof *cur);
+    int32_t *am = malloc((size_t)L * R * H * sizeof *am);
+    uint8_t *copied = malloc((size_t)R * L * H * max_nl); /* [R, L, H, needle position] */
+    float *logits = malloc((size_t)R * V * sizeof(float)), *row = malloc((size_t)Tc * sizeof(float));
+    if (!ctx || !tok || !mask || !cur || !am || !copied || !logits || !row)
+        HS_FAIL(err, HS_ERR_OOM, "retrieval: out of memory for %d rows x %d tokens", R, Tc);
+    argmax_hook ah = {.be = hs_session_backend(s), .H = H, .cur = cur, .row = row, .argmax = am};
+    hs_hooks hooks = {.wants = hook_wants, .fn = hook_fn, .user = &ah};
+    for (int p0 = 0; p0 < pr->N; p0 += R) {
+        const int B = pr->N - p0 < R ? pr->N - p0 : R;
+        ah.B = B;
+        memset(copied, 0, (size_t)B * L * H * max_nl);
+        for (int b = 0; b < B; b++) {
+            cur[b] = pr->lengths[p0 + b];
+            memcpy(ctx + (int64_t)b * Tc, pr->tokens + (int64_t)(p0 + b) * pr->T, (size_t)cur[b] * sizeof *ctx);
+        }
+        for (int step = 0; step < G; step++) {
+            int T = 0;
+            for (int b = 0; b < B; b++) T = cur[b] > T ? cur[b] : T;
+            for (int b = 0; b < B; b++) /* right-padded [B, T] view of the contexts */
+                for (int t = 0; t < T; t++) {
+                    tok[(int64_t)b * T + t] = t < cur[b] ? ctx[(int64_t)b * Tc + t] : 0;
+                    mask[(int64_t)b * T + t] = t < cur[b];
+                }
+            hs_batch batch = {.B = B, .T = T, .tokens = tok, .mask = mask};
+            hs_forward_params fp = hs_forward_default_params();
+            fp.logits = HS_LOGITS_LAST;
+            fp.hooks = &hooks;
+            HS_CHECK(hs_forward(s, &batch, &fp, logits, err));
+            for (int b = 0; b < B; b++) {
+                const float *lg = logits + (int64_t)b * V;
+                int32_t w = 0; /* greedy: the first maximum */
+                for (int v = 1; v < V; v++)
+                    if (lg[v] > lg[w]) w = v;
+                const int i = p0 + b;
+                const int32_t *ctok = ctx + (int64_t)b * Tc;
+                for (int lh = 0; lh < L * H; lh++) {
+                    const int j = am[((int64_t)(lh / H) * B + b) * H + lh % H];
+                    if (j >= ns[i] && j < ns[i] + nl[i] && ctok[j] == w)
+                        copied[((int64_t)b * L * H + lh) * max_nl + (j - ns[i])] = 1;
+                }
+                if (out_generated) out_generated[(int64_t)i * G + step] = w;
+                if (step + 1 < G) ctx[(int64_t)b * Tc + cur[b]++] = w; /* the next step's context */
+            }
+        }
+        for (int b = 0; b < B; b++) {
+            const int i = p0 + b;
+            for (int lh = 0; lh < L * H; lh++) {
+                int n = 0;
+                for (int k = 0; k < nl[i]; k++) n += copied[((int64_t)b * L * H + lh) * max_nl + k];
+                out_score[(int64_t)i * L * H + lh] = (float)n / (float)nl[i];
+            }
+        }
+    }
+exit:
+    free(ctx), free(tok), free(mask), free(cur), free(am), free(copied), free(logits), free(row);
+    return st;
+}
+
+hs_status hs_retrieval_scores(hs_session *s, const hs_model *m, const hs_prompts *pr, const int32_t *ns,
+                              const int32_t *nl, const hs_retrieval_params *p, float *out, hs_err *err) {
+    const hs_model_config *c = hs_model_get_config(m);
+    const int64_t LH = (int64_t)c->n_layers * c->n_heads;
+    if (pr->N < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "retrieval: no prompts");
+    float *per = malloc((size_t)pr->N * LH * sizeof *per);
+    if (!per) return hs_err_set(err, HS_ERR_OOM, "retrieval: out of memory");
+    hs_status st = hs_retrieval_scores_per_prompt(s, m, pr, ns, nl, p, per, NULL, err);
+    for (int64_t j = 0; !st && j < LH; j++) {
+        double acc = 0; /* prompt order: the same sum however the prompts were sharded */
+        for (int i = 0; i < pr->N; i++) acc += per[(int64_t)i * LH + j];
+        out[j] = (float)(acc / pr->N);
+    }
+    free(per);
+    return st;
+}
