@@ -167,10 +167,10 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
                         "(dataset is %s)",
                         i, dname);
         if ((e->scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL)) &&
-            dk != HS_CONFIG_DATASET_NEEDLE)
+            dk != HS_CONFIG_DATASET_NEEDLE && dk != HS_CONFIG_DATASET_FILE)
             HS_CFG_FAIL(ctx, l[HS_EK_SCORES], err, HS_ERR_FORMAT,
-                        "experiments[%d].scores: retrieval needs the needle generator (dataset is "
-                        "%s)",
+                        "experiments[%d].scores: retrieval needs needle prompts: the needle generator or a "
+                        "file with needle_start/needle_len (dataset is %s)",
                         i, dname);
     }
 exit:
@@ -199,14 +199,28 @@ static hs_status check_references(const hs_cfg_ctx *ctx, hs_cfg_state *s, hs_err
                             i);
             continue;
         }
+        const char *slash = strchr(e->importance.experiment, '/');
+        const size_t nlen = slash ? (size_t)(slash - e->importance.experiment) : strlen(e->importance.experiment);
         int j = 0;
-        while (j < c->n_experiments && strcmp(c->experiments[j].name, e->importance.experiment))
+        while (j < c->n_experiments && (strlen(c->experiments[j].name) != nlen ||
+                                        strncmp(c->experiments[j].name, e->importance.experiment, nlen)))
             j++;
         if (j == c->n_experiments)
             HS_CFG_FAIL(ctx, at, err, HS_ERR_FORMAT,
-                        "experiments[%d].importance: no experiment named '%s' in this config "
+                        "experiments[%d].importance: no experiment named '%.*s' in this config "
                         "(experiment '%s' needs it)",
-                        i, e->importance.experiment, e->name);
+                        i, (int)nlen, e->importance.experiment, e->name);
+        if (slash) {
+            int k = 0;
+            while (hs_cfg_score_names[k] && strcmp(hs_cfg_score_names[k], slash + 1)) k++;
+            if (c->experiments[j].type != HS_CONFIG_EXP_HEAD_SCORES || e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION ||
+                !hs_cfg_score_names[k] || !(c->experiments[j].scores & HS_CONFIG_BIT(k)))
+                HS_CFG_FAIL(ctx, at, err, HS_ERR_FORMAT,
+                            "experiments[%d].importance: '%s' must name a score that head_scores experiment "
+                            "'%.*s' computes (and only a head_set_ablation ranks by one)",
+                            i, e->importance.experiment, (int)nlen, e->importance.experiment);
+            continue;
+        }
         const hs_config_exp_type tj = c->experiments[j].type;
         if (tj != HS_CONFIG_EXP_HEAD_ABLATION && (e->type == HS_CONFIG_EXP_PRUNING_CURVE || tj != HS_CONFIG_EXP_HEAD_SCORES))
             HS_CFG_FAIL(ctx, at, err, HS_ERR_FORMAT,

@@ -278,7 +278,16 @@ static hs_status set_shard(const hs_cfg_ctx *ctx, hs_config_shard *sh, struct fy
 /* "NAME" (an experiment of this config) or "FILE.h5:/group/dataset". */
 static hs_status set_importance(const hs_cfg_ctx *ctx, hs_config_importance *im, char *s,
                                 hs_cfg_loc loc, const char *what, hs_err *err) {
-    char *sep = strstr(s, ":/");
+    char *sep = strstr(s, ":/"), *slash = strchr(s, '/');
+    if (!sep && slash && slash > s && !strchr(slash + 1, '/')) { /* "EXPERIMENT/SCORE" */
+        *slash = '\0';
+        int ok = hs_cfg_is_name(s) && hs_cfg_is_name(slash + 1);
+        *slash = '/';
+        if (ok) {
+            im->experiment = s;
+            return HS_OK;
+        }
+    }
     if (!sep && hs_cfg_is_name(s)) {
         im->experiment = s;
         return HS_OK;
@@ -286,7 +295,8 @@ static hs_status set_importance(const hs_cfg_ctx *ctx, hs_config_importance *im,
     if (!sep || sep == s || !sep[2]) {
         free(s);
         return hs_cfg_fail(ctx, loc, err, HS_ERR_FORMAT,
-                           "%s: expected the name of an experiment or FILE.h5:/group/dataset",
+                           "%s: expected the name of an experiment (EXPERIMENT/SCORE for one score of a "
+                           "head_scores), or FILE.h5:/group/dataset",
                            what);
     }
     *sep = '\0';

@@ -31,16 +31,13 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
         const hs_config_experiment *e = &cfg->experiments[i];
         switch (e->type) {
         case HS_CONFIG_EXP_HEAD_ABLATION:
-            if (e->mode == HS_CONFIG_MODE_RESAMPLE || e->mode == HS_CONFIG_MODE_PATCH ||
-                (e->mode == HS_CONFIG_MODE_MEAN && e->mean_over == HS_CONFIG_MEAN_OVER_TEMPLATE))
-                return unsupported(err, e, "this ablation mode");
+            if (e->mode == HS_CONFIG_MODE_PATCH) return unsupported(err, e, "this ablation mode");
             if ((e->metric == HS_CONFIG_METRIC_LOSS) != (e->positions == HS_CONFIG_POSITIONS_ALL) ||
                 e->positions == HS_CONFIG_POSITIONS_ANSWER)
                 return unsupported(err, e, "these metric positions (loss reads all positions, other metrics the last)");
             break;
         case HS_CONFIG_EXP_HEAD_SCORES:
             if (!e->layers.all || !e->heads.all) return unsupported(err, e, "a subset of layers or heads");
-            if (e->scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL)) return unsupported(err, e, "the retrieval score");
             break;
         case HS_CONFIG_EXP_PRUNING_CURVE:
             if (e->recompute) return unsupported(err, e, "recompute");
@@ -68,9 +65,7 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
                                   "does not have; merge that experiment first and rank from the merged file",
                                   e->name, e->importance.experiment);
             break;
-        case HS_CONFIG_EXP_CAPTURE:
-            if (e->hooks & HS_CONFIG_BIT(HS_CONFIG_HOOK_RESULT)) return unsupported(err, e, "the 'result' hook");
-            break;
+        case HS_CONFIG_EXP_CAPTURE: break;
         case HS_CONFIG_EXP_ACTIVATION_PATCHING:
             if (!e->layers.all || !e->heads.all) return unsupported(err, e, "a subset of layers or heads");
             if ((e->metric == HS_CONFIG_METRIC_LOSS) != (e->positions == HS_CONFIG_POSITIONS_ALL) ||
@@ -144,6 +139,11 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
             missing = "corrupt prompts";
         else if (e->mode == HS_CONFIG_MODE_MEAN && e->mean_over == HS_CONFIG_MEAN_OVER_TEMPLATE && !d->template_id)
             missing = "template ids";
+        else if (e->type == HS_CONFIG_EXP_HEAD_SCORES && (e->scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL)) &&
+                 (!d->needle_start || !d->needle_len))
+            missing = "needle spans (needle_start, needle_len)";
+        else if (e->mode == HS_CONFIG_MODE_RESAMPLE && d->N < 2)
+            missing = "a second prompt to resample from";
         if (missing)
             return hs_err_set(err, HS_ERR_INVALID_ARG, "experiment '%s' needs %s and the dataset (%s) has none", e->name,
                               missing, hs_config_dataset_kind_name(cfg->dataset.kind));
@@ -498,7 +498,12 @@ hs_status hs_run(const hs_config *cfg, const char *config_text, const hs_run_par
     HS_CHECK(build_dataset(cfg, x.model, &x.data, err));
     HS_CHECK(check_dataset_fits(cfg, x.data, err));
     x.prompts = hs_dataset_prompts(x.data);
-    HS_CHECK(open_workers(cfg, x.rp, x.model, x.prompts.T, &w, &nw, device, sizeof device, err));
+    int session_T = x.prompts.T;
+    for (int i = 0; i < cfg->n_experiments; i++)
+        if (cfg->experiments[i].type == HS_CONFIG_EXP_HEAD_SCORES &&
+            (cfg->experiments[i].scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL)))
+            session_T = x.prompts.T + HS_RUN_RETRIEVAL_TOKENS - 1; /* greedy decoding grows the context */
+    HS_CHECK(open_workers(cfg, x.rp, x.model, session_T, &w, &nw, device, sizeof device, err));
     if (!(x.exps = calloc((size_t)cfg->n_experiments, sizeof *x.exps))) HS_FAIL(err, HS_ERR_OOM, "run: out of memory");
     int64_t n_batches;
     HS_CHECK(plan(&x, &n_batches, err));

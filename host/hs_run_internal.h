@@ -22,6 +22,7 @@
 #include "headsweep/hs_run.h"
 
 #define HS_RUN_MAX_DIMS 4
+#define HS_RUN_RETRIEVAL_TOKENS 32 /* greedy tokens per needle prompt for the retrieval score */
 
 /* One float32 result array: rows of `per` floats, one row per item this
  * process holds (items [lo, hi) of its experiment), or one row for a constant. */
@@ -46,7 +47,10 @@ typedef struct {
     hs_run_array *arrays; /* per-item results, [hi - lo] rows each */
     hs_run_array *consts; /* one row each, the same in every shard (pruning masks) */
     int32_t *items;      /* capture: the prompt index of each item; else NULL (item = prompt) */
-    float *mean_z;       /* mean ablation: the whole dataset's mean z [L, H, T, d_head] */
+    float *mean_z;       /* mean ablation: the whole dataset's mean z [L, H, T, d_head] (per template:
+                            [n_templates, L, H, T, d_head]) */
+    int n_templates;     /* mean_over template */
+    int32_t *resample_src; /* resample: each prompt's source prompt [N] */
     uint8_t *select;     /* [L, H] heads swept, NULL = all */
     int64_t items_done;  /* progress */
 } hs_run_exp;

@@ -71,6 +71,10 @@ int hs_run_hook_dims(hs_hook_point p, const hs_model_config *c, int T, int64_t *
         dims[0] = c->n_heads, dims[1] = T, dims[2] = T;
         names[0] = "head", names[1] = "query", names[2] = "key";
         return 3;
+    case HS_HOOK_COUNT: /* the result hook */
+        dims[0] = T, dims[1] = c->n_heads, dims[2] = c->d_model;
+        names[0] = "position", names[1] = "head", names[2] = "d_model";
+        return 3;
     default:
         dims[0] = T, dims[1] = c->d_model;
         names[0] = "position", names[1] = "d_model";
@@ -81,7 +85,8 @@ int hs_run_hook_dims(hs_hook_point p, const hs_model_config *c, int T, int64_t *
 void hs_run_hook_name(char *out, size_t n, hs_hook_point p, int layer) {
     int attn = p == HS_HOOK_Q || p == HS_HOOK_K || p == HS_HOOK_V || p == HS_HOOK_ROT_Q || p == HS_HOOK_ROT_K ||
                p == HS_HOOK_PATTERN || p == HS_HOOK_Z;
-    snprintf(out, n, "blocks.%d.%shook_%s", layer, attn ? "attn." : "", hs_hook_name(p));
+    snprintf(out, n, "blocks.%d.%shook_%s", layer, attn || p == HS_HOOK_COUNT ? "attn." : "",
+             p == HS_HOOK_COUNT ? "result" : hs_hook_name(p));
 }
 
 static hs_status plan_capture(const hs_config_experiment *e, const hs_model_config *c, int N, int T, hs_run_exp *r,
@@ -99,8 +104,8 @@ static hs_status plan_capture(const hs_config_experiment *e, const hs_model_conf
             return hs_err_set(err, HS_ERR_INVALID_ARG, "layers: index %d beyond the model's %d layers", e->layers.v[i], L);
     r->n_items = nP;
     hs_status st = HS_OK;
-    for (int p = 0; p < HS_HOOK_COUNT && !st; p++) {
-        if (!(e->hooks & HS_CONFIG_BIT(p))) continue;
+    for (int p = 0; p <= HS_HOOK_COUNT && !st; p++) { /* HS_HOOK_COUNT stands for the result hook */
+        if (!(e->hooks & HS_CONFIG_BIT(p == HS_HOOK_COUNT ? HS_CONFIG_HOOK_RESULT : p))) continue;
         for (int i = 0; i < nL && !st; i++) {
             int64_t dims[HS_RUN_MAX_DIMS];
             const char *names[HS_RUN_MAX_DIMS];
@@ -136,6 +141,12 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
             char name[96];
             snprintf(name, sizeof name, "%s_per_prompt", hs_score_name((hs_score_kind)k));
             HS_CHECK(add(r, 0, name, 2, lh, N_LH, err));
+        }
+        if (e->scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL)) {
+            const int64_t g[1] = {HS_RUN_RETRIEVAL_TOKENS};
+            const char *n_g[1] = {"generated"};
+            HS_CHECK(add(r, 0, "retrieval_per_prompt", 2, lh, N_LH, err));
+            HS_CHECK(add(r, 0, "generated_tokens", 1, g, n_g, err)); /* token ids, exact in float32 */
         }
         break;
     case HS_CONFIG_EXP_PRUNING_CURVE: {
@@ -191,7 +202,7 @@ void hs_run_exp_free(hs_run_exp *r) {
     if (!r) return;
     for (int k = 0; k < r->n_arrays; k++) free(r->arrays[k].data);
     for (int k = 0; k < r->n_consts; k++) free(r->consts[k].data);
-    free(r->arrays), free(r->consts), free(r->items), free(r->mean_z), free(r->select);
+    free(r->arrays), free(r->consts), free(r->items), free(r->mean_z), free(r->select), free(r->resample_src);
     memset(r, 0, sizeof *r);
 }
 

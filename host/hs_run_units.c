@@ -9,6 +9,7 @@
 #include "headsweep/hs_head_scores.h"
 #include "headsweep/hs_head_sets.h"
 #include "headsweep/hs_patching.h"
+#include "headsweep/hs_retrieval.h"
 #include "hs_run_internal.h"
 
 /* Prompts [i0, i0 + n) as a prompt set of their own. */
@@ -49,7 +50,16 @@ static hs_ablation_params ablation_params(const hs_run_ctx *x, const hs_config_e
     p.scale = (float)e->scale;
     p.batch_rows = x->cfg->batch_size;
     p.mean_per_position = e->mean_over == HS_CONFIG_MEAN_OVER_POSITION;
+    if (e->mode == HS_CONFIG_MODE_RESAMPLE) p.mode = HS_ABLATE_RESAMPLE;
     return p;
+}
+
+/* The reference prompts of template means: the corrupted (ABC) prompts when
+ * the dataset has them (Wang et al.'s knockout), else the prompts themselves. */
+static hs_prompts template_reference(const hs_run_ctx *x) {
+    hs_prompts ref = x->prompts;
+    if (x->data->corrupt_tokens) ref.tokens = x->data->corrupt_tokens;
+    return ref;
 }
 
 static hs_patching_params patching_params(const hs_run_ctx *x, const hs_config_experiment *e) {
@@ -77,15 +87,18 @@ int hs_run_unit_size(const hs_run_ctx *x, int exp) {
  * head_scores) or from a result file "FILE:/group/dataset". */
 static hs_status load_importance(hs_run_ctx *x, const hs_config_experiment *e, float *imp, int LH, hs_err *err) {
     if (e->importance.experiment) {
+        const char *slash = strchr(e->importance.experiment, '/'); /* "EXPERIMENT/SCORE" */
+        const size_t nlen = slash ? (size_t)(slash - e->importance.experiment) : strlen(e->importance.experiment);
         for (int j = 0; j < x->cfg->n_experiments; j++) {
             const hs_config_experiment *ej = &x->cfg->experiments[j];
-            if (strcmp(ej->name, e->importance.experiment)) continue;
+            if (strlen(ej->name) != nlen || strncmp(ej->name, e->importance.experiment, nlen)) continue;
             if (ej->type == HS_CONFIG_EXP_HEAD_ABLATION) {
                 hs_run_importance(ej, &x->exps[j], imp);
                 return HS_OK;
             }
             for (int k = 0; ej->type == HS_CONFIG_EXP_HEAD_SCORES && k < HS_SCORE_COUNT; k++) {
-                if (!(ej->scores & (1u << k))) continue;
+                if (!(ej->scores & (1u << k)) || (slash && strcmp(slash + 1, hs_score_name((hs_score_kind)k))))
+                    continue;
                 char name[96];
                 snprintf(name, sizeof name, "%s_per_prompt", hs_score_name((hs_score_kind)k));
                 const hs_run_array *a = hs_run_find(&x->exps[j], name);
@@ -97,6 +110,13 @@ static hs_status load_importance(hs_run_ctx *x, const hs_config_experiment *e, f
                 }
                 return HS_OK;
             }
+            const hs_run_array *a = ej->type == HS_CONFIG_EXP_HEAD_SCORES ? hs_run_find(&x->exps[j], "retrieval_per_prompt") : NULL;
+            for (int q = 0; a && q < LH; q++) {
+                double s = 0;
+                for (int i = 0; i < x->exps[j].hi - x->exps[j].lo; i++) s += a->data[(int64_t)i * LH + q];
+                imp[q] = (float)(s / (x->exps[j].hi - x->exps[j].lo));
+            }
+            if (a) return HS_OK;
         }
         return hs_err_set(err, HS_ERR_INVALID_ARG, "importance: experiment '%s' is not a head_ablation or head_scores of this run",
                           e->importance.experiment);
@@ -208,9 +228,24 @@ hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, 
     if (e->type == HS_CONFIG_EXP_CAPTURE && c->rope == HS_ROPE_NONE &&
         (e->hooks & (HS_CONFIG_BIT(HS_HOOK_ROT_Q) | HS_CONFIG_BIT(HS_HOOK_ROT_K))))
         return hs_err_set(err, HS_ERR_INVALID_ARG, "hooks rot_q/rot_k: the model has no rotary embedding");
-    if (!pending || (e->type != HS_CONFIG_EXP_HEAD_ABLATION && e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION) ||
-        e->mode != HS_CONFIG_MODE_MEAN || r->mean_z)
+    if (!pending || (e->type != HS_CONFIG_EXP_HEAD_ABLATION && e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION))
         return HS_OK;
+    if (e->mode == HS_CONFIG_MODE_RESAMPLE && !r->resample_src) { /* a source per prompt, by global index */
+        if (!(r->resample_src = malloc((size_t)x->prompts.N * sizeof *r->resample_src)))
+            return hs_err_set(err, HS_ERR_OOM, "out of memory");
+        return hs_ablation_resample_sources(x->cfg->seed, x->prompts.N, 0, x->prompts.N, r->resample_src, err);
+    }
+    if (e->mode != HS_CONFIG_MODE_MEAN || r->mean_z) return HS_OK;
+    if (e->mean_over == HS_CONFIG_MEAN_OVER_TEMPLATE) {
+        int n_t = 0;
+        for (int i = 0; i < x->prompts.N; i++) n_t = x->data->template_id[i] + 1 > n_t ? x->data->template_id[i] + 1 : n_t;
+        const hs_prompts ref = template_reference(x);
+        r->n_templates = n_t;
+        r->mean_z = malloc((size_t)n_t * c->n_layers * c->n_heads * x->prompts.T * c->d_head * sizeof(float));
+        if (!r->mean_z) return hs_err_set(err, HS_ERR_OOM, "out of memory for %d template means", n_t);
+        return hs_ablation_mean_z_template(w->session, x->model, &ref, x->data->template_id, n_t, x->cfg->batch_size,
+                                           r->mean_z, err);
+    }
     /* the whole dataset's mean, the same in every shard and every unit */
     r->mean_z = malloc((size_t)c->n_layers * c->n_heads * x->prompts.T * c->d_head * sizeof(float));
     if (!r->mean_z) return hs_err_set(err, HS_ERR_OOM, "out of memory for the mean z");
@@ -226,6 +261,8 @@ static hs_status unit_ablation(hs_run_ctx *x, int exp, hs_run_worker *w, int i0,
     hs_ablation_params p = ablation_params(x, e);
     p.select = r->select;
     p.mean_z = r->mean_z;
+    if (r->n_templates) p.mean_template = x->data->template_id + i0, p.n_templates = r->n_templates;
+    if (r->resample_src) p.resample_ref = &x->prompts, p.resample_src = r->resample_src + i0;
     p.progress = inner_progress;
     p.progress_user = &sc;
     float *base = row(r, "base", i0);
@@ -250,7 +287,20 @@ static hs_status unit_scores(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, i
     const hs_prompts v = view(&x->prompts, i0, n);
     float *per = malloc((size_t)n * K * sizeof *per);
     if (!per) return hs_err_set(err, HS_ERR_OOM, "out of memory");
-    hs_status st = hs_head_scores_per_prompt(w->session, x->model, &v, mask, x->cfg->batch_size, per, err);
+    hs_status st = mask ? hs_head_scores_per_prompt(w->session, x->model, &v, mask, x->cfg->batch_size, per, err) : HS_OK;
+    if (!st && (e->scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL))) {
+        hs_retrieval_params rp = hs_retrieval_default_params();
+        rp.n_generate = HS_RUN_RETRIEVAL_TOKENS;
+        rp.batch_rows = x->cfg->batch_size;
+        int32_t *gen = malloc((size_t)n * rp.n_generate * sizeof *gen);
+        float *g = row(r, "generated_tokens", i0);
+        st = gen ? hs_retrieval_scores_per_prompt(w->session, x->model, &v, x->data->needle_start + i0,
+                                                  x->data->needle_len + i0, &rp, row(r, "retrieval_per_prompt", i0),
+                                                  gen, err)
+                 : hs_err_set(err, HS_ERR_OOM, "out of memory");
+        for (int64_t k = 0; !st && k < (int64_t)n * rp.n_generate; k++) g[k] = (float)gen[k];
+        free(gen);
+    }
     for (int k = 0; !st && k < HS_SCORE_COUNT; k++) {
         if (!(mask & (1u << k))) continue;
         char name[96];

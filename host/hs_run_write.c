@@ -64,6 +64,16 @@ static hs_status write_ablation(const hs_config_experiment *e, const hs_run_exp 
     if (e->mode == HS_CONFIG_MODE_SCALE) HS_CHECK(hs_h5_attr_f64(g, NULL, "scale", e->scale, err));
     if (e->mode == HS_CONFIG_MODE_MEAN)
         HS_CHECK(hs_h5_attr_str(g, NULL, "mean_over", hs_config_mean_over_name(e->mean_over), err));
+    if (e->mode == HS_CONFIG_MODE_MEAN && e->mean_over == HS_CONFIG_MEAN_OVER_TEMPLATE)
+        HS_CHECK(hs_h5_attr_str(g, NULL, "mean_reference",
+                                "per template: the mean z over the dataset's corrupted prompts of that template "
+                                "(Wang et al.'s ABC knockout), or over its prompts when it has no corrupted ones",
+                                err));
+    if (e->mode == HS_CONFIG_MODE_RESAMPLE)
+        HS_CHECK(hs_h5_attr_str(g, NULL, "resample_source",
+                                "z of another prompt of the dataset, one source per prompt drawn from the run's seed "
+                                "(splitmix64 of seed and prompt index); positions past the source's length keep their own z",
+                                err));
     HS_CHECK(hs_h5_attr_str(g, "base", "definition", "metric of the unablated model, per prompt", err));
 exit:
     return st;
@@ -88,6 +98,31 @@ static hs_status write_scores(const hs_config_experiment *e, const hs_run_exp *r
                                 k == HS_SCORE_OLSSON_INDUCTION
                                     ? "mean attention from each second-copy token to the token after its first occurrence"
                                     : "TransformerLens head detector, error measure 'mul', mean over prompts",
+                                err));
+    }
+    if (e->scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL)) {
+        const hs_run_array *a = hs_run_find(r, "retrieval_per_prompt"), *gt = hs_run_find(r, "generated_tokens");
+        const int64_t n = r->hi - r->lo, ng = n * gt->per;
+        float *m = malloc((size_t)a->per * sizeof *m);
+        int32_t *gen = malloc((size_t)(ng > 0 ? ng : 1) * sizeof *gen);
+        if (m && gen) {
+            mean_items(a, (int)n, m);
+            for (int64_t k = 0; k < ng; k++) gen[k] = (int32_t)gt->data[k];
+            const int64_t gd[2] = {n, gt->per};
+            st = hs_h5_write_f32(g, "retrieval", 2, a->dims, a->dim_names + 1, m, err);
+            if (!st) st = put(g, r, a, NULL, err);
+            if (!st) st = hs_h5_write_i32(g, "generated_tokens", 2, gd, gt->dim_names, gen, err);
+        } else {
+            st = hs_err_set(err, HS_ERR_OOM, "out of memory");
+        }
+        free(m), free(gen);
+        if (st) goto exit;
+        HS_CHECK(hs_h5_attr_str(g, "retrieval", "definition",
+                                "Wu et al. 2024: distinct needle positions a head copy-pastes during greedy decoding "
+                                "(generated token in the needle, argmax attention on that needle position) / needle "
+                                "length, mean over prompts; > 0.1 = retrieval head",
+                                err));
+        HS_CHECK(hs_h5_attr_str(g, "generated_tokens", "definition", "the greedy tokens each needle prompt generated",
                                 err));
     }
 exit:

@@ -2,7 +2,8 @@
 # The main job on the default model (SmolLM2-135M-Instruct, Q4_1 GGUF): set up
 # and build, then find SmolLM2's induction heads: the Olsson repeated-random-
 # token score and the TransformerLens detectors for all 270 heads, and the
-# loss increase when each head is mean-ablated (configs/smollm2-induction.yaml).
+# loss increase when each head is mean-ablated, and the top-10 induction heads
+# ablated together against random heads (configs/smollm2-induction.yaml).
 # Results: results/smollm2-induction.h5 (+ SVG heatmaps beside it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +15,6 @@ OUT=results/smollm2-induction.h5
 build/headsweep run configs/smollm2-induction.yaml --set "model=$MODEL" --set "output=$OUT" --overwrite
 build/headsweep top "$OUT" --experiment induction_scores --dataset olsson_induction -k 10
 build/headsweep top "$OUT" --experiment mean_ablation -k 10
+build/headsweep top "$OUT" --experiment top10_vs_random
 build/headsweep plot "$OUT" --experiment induction_scores --dataset olsson_induction -o results/olsson_induction.svg
 build/headsweep plot "$OUT" --experiment mean_ablation -o results/mean_ablation.svg

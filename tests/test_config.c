@@ -295,7 +295,7 @@ Test(config, key_not_applicable) {
                  "(it applies to: activation_patching)");
     expect_error(HEAD IND "experiments:\n  - name: s\n    mode: mean\n    type: head_scores\n", NULL, 0,
                  "F:7:5: experiments[0].mode does not apply to type head_scores (it applies to: "
-                 "head_ablation, pruning_curve)");
+                 "head_ablation, pruning_curve, head_set_ablation)");
     expect_error(HEAD IND ABL "    scale: 0.5\n", NULL, 0,
                  "F:8:5: experiments[0].scale only applies with mode scale (mode is zero)");
     expect_error(HEAD IND ABL "    mode: zero\n    mean_over: dataset\n", NULL, 0,

@@ -118,8 +118,8 @@ Test(head_sets, the_experiment_writes_each_sets_metric, .timeout = 120) {
     fprintf(fc,
             "model: %s\nseed: 7\nbatch_size: 8\noutput: %s\n"
             "dataset:\n  generator: induction\n  n: 10\n  seq_len: 6\n  token_min: 3\n  token_max: 300\n"
-            "experiments:\n  - name: scores\n    type: head_scores\n    scores: [olsson_induction]\n"
-            "  - name: sets\n    type: head_set_ablation\n    importance: scores\n    top_k: 3\n    random_sets: 4\n"
+            "experiments:\n  - name: scores\n    type: head_scores\n    scores: [previous_token, olsson_induction]\n"
+            "  - name: sets\n    type: head_set_ablation\n    importance: scores/olsson_induction\n    top_k: 3\n    random_sets: 4\n"
             "    mode: zero\n",
             model, out);
     fclose(fc);

@@ -196,10 +196,10 @@ Test(run, unimplemented_options_are_refused_up_front) {
     write_config(cfgp, out, NULL);
     hs_config *cfg = NULL;
     hs_err err = {0};
-    const char *sets[] = {"experiments.abl.mode=resample"};
+    const char *sets[] = {"experiments.prune.recompute=true"};
     cr_assert_eq(hs_config_load(cfgp, sets, 1, &cfg, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_UNSUPPORTED);
-    cr_assert(strstr(err.msg, "'abl'") && strstr(err.msg, "mode"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "'prune'") && strstr(err.msg, "recompute"), "%s", err.msg);
     cr_assert_neq(access(out, F_OK), 0);
     hs_config_free(cfg);
     char cmd[128];

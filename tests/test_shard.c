@@ -60,6 +60,7 @@ static void write_config(const char *path, const char *out, const char *importan
             "experiments:\n"
             "  - name: abl\n    type: head_ablation\n    metric: logit_diff\n    positions: last\n    mode: mean\n"
             "    whole_layers: true\n    all_but_one: true\n"
+            "  - name: res\n    type: head_ablation\n    mode: resample\n    metric: loss\n"
             "  - name: patch\n    type: activation_patching\n    metric: logit_diff\n    positions: last\n"
             "    targets: [z_all_pos, z_by_pos, resid_pre]\n"
             "  - name: scores\n    type: head_scores\n    scores: [previous_token, induction]\n"

@@ -1,6 +1,8 @@
 /* `headsweep top FILE --experiment NAME [--dataset D] [-k 10]`: the k heads
  * with the largest values of a [layer, head] result, e.g. the strongest
- * induction heads or the heads whose ablation hurts most. */
+ * induction heads or the heads whose ablation hurts most. For a
+ * head_set_ablation: the heads of the top set and the metric with it
+ * ablated against the random sets. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +35,29 @@ int hs_cli_top(int argc, char **argv) {
     if (hs_h5_open_read(file, &f, &err) || hs_h5_group_open(f, exp, &g, &err) ||
         hs_h5_read_attr_str(g, NULL, "type", &type, &err))
         goto fail;
+    if (!strcmp(type, "head_set_ablation") && !ds) {
+        double base, top, rmean = NAN, rstd = NAN;
+        int64_t topk;
+        char *metric = NULL;
+        if (hs_h5_read_attr_f64(g, NULL, "metric_base", &base, &err) || hs_h5_read_attr_f64(g, NULL, "metric_top_k", &top, &err) ||
+            hs_h5_read_attr_int(g, NULL, "top_k", &topk, &err) || hs_h5_read_attr_str(g, NULL, "metric", &metric, &err) ||
+            hs_h5_read_f32(g, "sets", &d, &sh, &err))
+            goto fail;
+        hs_h5_read_attr_f64(g, NULL, "metric_random_mean", &rmean, NULL); /* absent with no random sets */
+        hs_h5_read_attr_f64(g, NULL, "metric_random_std", &rstd, NULL);
+        const int H = (int)sh.dims[2], n = (int)(sh.dims[1] * sh.dims[2]);
+        printf("%s: the %lld top heads ablated together:", exp, (long long)topk);
+        for (int i = 0; i < n; i++)
+            if (d[i] != 0) printf(" L%dH%d", i / H, i % H);
+        printf("\n  %s unablated          %10.5f\n  %s top %lld ablated      %10.5f\n", metric, base, metric,
+               (long long)topk, top);
+        if (rmean == rmean)
+            printf("  %s random %lld ablated   %10.5f +- %.5f (%lld random sets)\n", metric, (long long)topk, rmean, rstd,
+                   (long long)sh.dims[0] - 1);
+        free(metric);
+        rc = 0;
+        goto done;
+    }
     if (!ds) ds = !strcmp(type, "head_ablation") ? "delta_mean" : NULL;
     if (!ds) {
         snprintf(err.msg, sizeof err.msg, "%s: experiment '%s' (%s): name the result with --dataset", file, exp, type);
