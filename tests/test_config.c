@@ -323,7 +323,7 @@ Test(config, importance_references) {
                  "F:7:48: experiments[1].importance: 's' is a head_scores experiment; experiment "
                  "'p' needs a head_ablation");
     expect_error(HEAD IND "experiments:\n  - {name: p, type: pruning_curve, importance: \"a b\"}\n",
-                 NULL, 0, "experiments[0].importance: expected the name of an experiment or FILE.h5:/group/dataset");
+                 NULL, 0, "experiments[0].importance: expected the name of an experiment (EXPERIMENT/SCORE for one score of a head_scores), or FILE.h5:/group/dataset");
     expect_error(HEAD IND "experiments:\n  - {name: p, type: pruning_curve, importance: f.h5:/x, "
                  "recompute: true}\n", NULL, 0,
                  "F:6:57: experiments[0].recompute needs importance from an experiment of this config");
