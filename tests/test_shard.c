@@ -381,3 +381,21 @@ Test(shard, shard_comes_from_slurm_when_not_given) {
     unsetenv("SLURM_PROCID"), unsetenv("SLURM_NTASKS");
     free(c);
 }
+
+/* An output directory that cannot be written fails before any work, naming the path. */
+Test(shard, an_unwritable_output_fails_before_the_work) {
+    make_dir();
+    char cfg[256], out[256];
+    path_in(cfg, sizeof cfg, "c.yaml");
+    snprintf(out, sizeof out, "%s/no/such/dir/out.h5", dir);
+    write_config(cfg, out, NULL);
+    int calls = 0;
+    hs_run_params rp = hs_run_default_params();
+    rp.progress = stop_after; /* counts down from 0: any unit that ran would stop the run */
+    rp.progress_user = &calls;
+    hs_err err = {0};
+    hs_status st = run(cfg, NULL, &rp, &err);
+    cr_assert(st == HS_ERR_IO, "status %d: %s", st, err.msg);
+    cr_assert(strstr(err.msg, "no/such/dir"), "%s", err.msg);
+    remove_dir();
+}
