@@ -1,6 +1,8 @@
 /* Shared test helpers (see hs_testutil.h). */
 #include "hs_testutil.h"
 
+#include <criterion/criterion.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,4 +143,15 @@ int hs_test_run_cli(const char *args, const char *redirect, char *out, size_t n)
     out[len] = '\0';
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void hs_test_load_fixture(const char *model, const char *part, hs_model **m, hs_st_file **ref) {
+    char rel[256], path[1024];
+    hs_err err = {0};
+    snprintf(rel, sizeof rel, "models/%s", model);
+    hs_test_fixture_path(path, sizeof path, rel);
+    cr_assert_eq(hs_model_load(path, m, &err), HS_OK, "%s", err.msg);
+    snprintf(rel, sizeof rel, "ref/%s_%s.safetensors", model, part);
+    hs_test_fixture_path(path, sizeof path, rel);
+    cr_assert_eq(hs_st_open(path, ref, &err), HS_OK, "%s", err.msg);
 }

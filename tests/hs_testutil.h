@@ -5,11 +5,16 @@
 
 #include <stdint.h>
 
+#include "headsweep/hs_model.h"
+#include "headsweep/hs_safetensors.h"
 #include "headsweep/hs_status.h"
 
 /* Path of a file under the source tree's tests/fixtures (static buffer per call site
  * is avoided: writes into out). */
 void hs_test_fixture_path(char *out, size_t n, const char *rel);
+/* Loads fixtures/models/<model> into *m and opens its reference tensors
+ * fixtures/ref/<model>_<part>.safetensors into *ref; a failure fails the test. */
+void hs_test_load_fixture(const char *model, const char *part, hs_model **m, hs_st_file **ref);
 /* The real SmolLM2 GGUF: $HS_SMOLLM2_GGUF or the set-up script's cache path.
  * Returns 1 if the file exists. */
 int hs_test_smollm2_path(char *out, size_t n);

@@ -19,15 +19,9 @@ typedef struct {
 } fx;
 
 static void fx_init(fx *f, const char *model, int max_rows) {
-    char path[1024], rel[256];
     hs_err err = {0};
     memset(f, 0, sizeof *f);
-    snprintf(rel, sizeof rel, "models/%s", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_model_load(path, &f->m, &err), HS_OK, "%s", err.msg);
-    snprintf(rel, sizeof rel, "ref/%s_ablation.safetensors", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_st_open(path, &f->ref, &err), HS_OK, "%s", err.msg);
+    hs_test_load_fixture(model, "ablation", &f->m, &f->ref);
     const hs_st_tensor *tok = hs_st_find(f->ref, "tokens"), *len = hs_st_find(f->ref, "lengths");
     cr_assert(tok && len);
     f->pr = (hs_prompts){.N = (int)tok->shape[0], .T = (int)tok->shape[1], .tokens = tok->data, .lengths = len->data};

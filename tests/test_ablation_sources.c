@@ -29,15 +29,9 @@ static const void *tensor(fx *f, const char *name) {
 }
 
 static void fx_init(fx *f, const char *model, int max_rows) {
-    char path[1024], rel[256];
     hs_err err = {0};
     memset(f, 0, sizeof *f);
-    snprintf(rel, sizeof rel, "models/%s", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_model_load(path, &f->m, &err), HS_OK, "%s", err.msg);
-    snprintf(rel, sizeof rel, "ref/%s_template_mean.safetensors", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_st_open(path, &f->ref, &err), HS_OK, "%s", err.msg);
+    hs_test_load_fixture(model, "template_mean", &f->m, &f->ref);
     const hs_st_tensor *tok = hs_st_find(f->ref, "tokens");
     cr_assert_not_null(tok);
     f->N = (int)tok->shape[0], f->T = (int)tok->shape[1];

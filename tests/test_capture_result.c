@@ -10,19 +10,14 @@
 #include "hs_testutil.h"
 
 static void result_matches(const char *model) {
-    char path[1024], rel[256], name[64];
+    char name[64];
     hs_err err = {0};
     hs_model *m = NULL;
     hs_st_file *ref = NULL;
     hs_backend *be = NULL;
     hs_session *s = NULL;
     hs_capture *cap = NULL;
-    snprintf(rel, sizeof rel, "models/%s", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_model_load(path, &m, &err), HS_OK, "%s", err.msg);
-    snprintf(rel, sizeof rel, "ref/%s_result.safetensors", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_st_open(path, &ref, &err), HS_OK, "%s", err.msg);
+    hs_test_load_fixture(model, "result", &m, &ref);
     const hs_st_tensor *tok = hs_st_find(ref, "tokens"), *mask = hs_st_find(ref, "mask");
     cr_assert(tok && mask);
     const int B = (int)tok->shape[0], T = (int)tok->shape[1];

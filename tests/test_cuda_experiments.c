@@ -25,15 +25,9 @@ typedef struct {
 
 static void fx_init(fx *f, const char *model) {
     if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");
-    char path[1024], rel[256];
     hs_err err = {0};
     memset(f, 0, sizeof *f);
-    snprintf(rel, sizeof rel, "models/%s", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_model_load(path, &f->m, &err), HS_OK, "%s", err.msg);
-    snprintf(rel, sizeof rel, "ref/%s_patching.safetensors", model); /* prompts with answers and corruptions */
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_st_open(path, &f->ref, &err), HS_OK, "%s", err.msg);
+    hs_test_load_fixture(model, "patching", &f->m, &f->ref); /* prompts with answers and corruptions */
     const hs_st_tensor *tok = hs_st_find(f->ref, "tokens");
     f->T = (int)tok->shape[1];
     f->pr = (hs_prompts){.N = (int)tok->shape[0], .T = f->T, .tokens = tok->data,

@@ -8,18 +8,12 @@
 #include "hs_testutil.h"
 
 static void scores_match(const char *model, int pad_to) {
-    char path[1024], rel[256];
     hs_err err = {0};
     hs_model *m = NULL;
     hs_st_file *ref = NULL;
     hs_backend *be = NULL;
     hs_session *s = NULL;
-    snprintf(rel, sizeof rel, "models/%s", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_model_load(path, &m, &err), HS_OK, "%s", err.msg);
-    snprintf(rel, sizeof rel, "ref/%s_scores.safetensors", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_st_open(path, &ref, &err), HS_OK, "%s", err.msg);
+    hs_test_load_fixture(model, "scores", &m, &ref);
     const hs_st_tensor *tok = hs_st_find(ref, "tokens"), *sc = hs_st_find(ref, "scores");
     cr_assert(tok && sc);
     int N = (int)tok->shape[0], n = (int)tok->shape[1], T = pad_to > n ? pad_to : n;

@@ -27,15 +27,9 @@ static const void *need(hs_st_file *f, const char *n) {
 }
 
 static void fx_init(fx *f, const char *model, int rows) {
-    char path[1024], rel[256];
     hs_err err = {0};
     memset(f, 0, sizeof *f);
-    snprintf(rel, sizeof rel, "models/%s", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_model_load(path, &f->m, &err), HS_OK, "%s", err.msg);
-    snprintf(rel, sizeof rel, "ref/%s_patching.safetensors", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_st_open(path, &f->ref, &err), HS_OK, "%s", err.msg);
+    hs_test_load_fixture(model, "patching", &f->m, &f->ref);
     const hs_st_tensor *tok = hs_st_find(f->ref, "tokens");
     cr_assert_not_null(tok);
     f->T = (int)tok->shape[1];
