@@ -2,13 +2,18 @@
  * same math): single-head ablation with zero, mean and uniform modes (the
  * in-kernel head multipliers and uniform flags, SET edits uploaded into z,
  * prefix reuse from cached residuals), activation patching (z by position and
- * resid_pre, which also exercises resid_start at layer 0) and head scores
- * (patterns recomputed from the log-sum-exp). Skips without a device. */
+ * resid_pre, which also exercises resid_start at layer 0), head scores
+ * (patterns recomputed from the log-sum-exp), resample and per-template mean
+ * ablation (per-position SET edits), heads ablated together, the retrieval
+ * score (greedy decoding) and the result hook. Skips without a device. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
 
+#include "headsweep/hs_capture.h"
 #include "headsweep/hs_head_scores.h"
+#include "headsweep/hs_head_sets.h"
+#include "headsweep/hs_retrieval.h"
 #include "headsweep/hs_patching.h"
 #include "headsweep/hs_safetensors.h"
 #include "hs_testutil.h"
@@ -130,6 +135,134 @@ Test(cuda_experiments, head_scores_match_cpu) {
     expect_close(sg, sc, n, "head scores");
     free(sc), free(sg);
     fx_free(&f);
+}
+
+Test(cuda_experiments, resample_and_template_means_match_cpu) {
+    fx f;
+    fx_init(&f, "llama_gqa");
+    const int N = f.pr.N, n = N * f.L * f.H, T = f.T, dh = hs_model_get_config(f.m)->d_head;
+    int32_t src[16], tid[16];
+    hs_err err = {0};
+    cr_assert_eq(hs_ablation_resample_sources(3, N, 0, N, src, &err), HS_OK, "%s", err.msg);
+    for (int i = 0; i < N; i++) tid[i] = i % 2;
+    float *mc = malloc((size_t)2 * f.L * f.H * T * dh * sizeof(float)), *mg = malloc((size_t)2 * f.L * f.H * T * dh * sizeof(float));
+    hs_prompts ref = f.pr;
+    ref.tokens = f.corrupt;
+    cr_assert_eq(hs_ablation_mean_z_template(f.s_cpu, f.m, &ref, tid, 2, 16, mc, &err), HS_OK, "%s", err.msg);
+    for (int64_t i = 0; i < (int64_t)2 * f.L * f.H * T * dh; i++) mg[i] = NAN;
+    cr_assert_eq(hs_ablation_mean_z_template(f.s_gpu, f.m, &ref, tid, 2, 16, mg, &err), HS_OK, "%s", err.msg);
+    expect_close(mg, mc, (int64_t)2 * f.L * f.H * T * dh, "template means");
+    for (int k = 0; k < 2; k++) {
+        float bc[16], bg[16], *dc = malloc((size_t)n * sizeof(float)), *dg = malloc((size_t)n * sizeof(float));
+        hs_ablation_params p = hs_ablation_default_params();
+        p.batch_rows = 16;
+        p.metric = HS_METRIC_LOGIT_DIFF;
+        if (k == 0) p.mode = HS_ABLATE_RESAMPLE, p.resample_ref = &f.pr, p.resample_src = src;
+        else p.mode = HS_ABLATE_MEAN, p.mean_z = mc, p.mean_template = tid, p.n_templates = 2;
+        cr_assert_eq(hs_head_ablation(f.s_cpu, f.m, &f.pr, &p, bc, dc, &err), HS_OK, "%s", err.msg);
+        for (int i = 0; i < n; i++) dg[i] = NAN;
+        cr_assert_eq(hs_head_ablation(f.s_gpu, f.m, &f.pr, &p, bg, dg, &err), HS_OK, "%s", err.msg);
+        expect_close(dg, dc, n, k == 0 ? "resample ablation" : "template-mean ablation");
+        free(dc), free(dg);
+    }
+    free(mc), free(mg);
+    fx_free(&f);
+}
+
+Test(cuda_experiments, head_sets_match_cpu) {
+    fx f;
+    fx_init(&f, "gpt2");
+    const int N = f.pr.N, LH = f.L * f.H;
+    uint8_t *set = calloc((size_t)LH, 1);
+    for (int k = 0; k < LH; k += 3) set[k] = 1; /* heads in every layer */
+    const hs_ablate_mode modes[3] = {HS_ABLATE_ZERO, HS_ABLATE_SCALE, HS_ABLATE_UNIFORM};
+    for (int k = 0; k < 3; k++) {
+        hs_head_set_params p = hs_head_set_default_params();
+        p.mode = modes[k];
+        p.scale = 0.5f;
+        p.metric = k == 2 ? HS_METRIC_KL : HS_METRIC_LOSS;
+        p.batch_rows = 16;
+        float c[16], g[16];
+        hs_err err = {0};
+        cr_assert_eq(hs_head_set_metric(f.s_cpu, f.m, &f.pr, &p, set, c, &err), HS_OK, "%s", err.msg);
+        for (int i = 0; i < N; i++) g[i] = NAN;
+        cr_assert_eq(hs_head_set_metric(f.s_gpu, f.m, &f.pr, &p, set, g, &err), HS_OK, "%s", err.msg);
+        expect_close(g, c, N, hs_ablate_mode_name(modes[k]));
+    }
+    free(set);
+    fx_free(&f);
+}
+
+/* Greedy tokens must agree exactly; near-ties in the logits could flip them,
+ * which the retrieval fixture's prompts avoid (gaps > 1e-3). */
+Test(cuda_experiments, retrieval_and_result_hook_match_cpu) {
+    if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");
+    hs_model *m;
+    hs_st_file *ref;
+    hs_backend *cpu, *gpu;
+    hs_session *sc, *sg;
+    hs_err err = {0};
+    hs_test_load_fixture("llama_gqa", "retrieval", &m, &ref);
+    const hs_st_tensor *tok = hs_st_find(ref, "tokens");
+    const hs_prompts pr = {.N = (int)tok->shape[0], .T = (int)tok->shape[1], .tokens = tok->data,
+                           .lengths = hs_st_find(ref, "lengths")->data};
+    const int32_t *ns = hs_st_find(ref, "needle_start")->data, *nl = hs_st_find(ref, "needle_len")->data;
+    const hs_model_config *c = hs_model_get_config(m);
+    hs_backend_params bp = hs_backend_default_params();
+    bp.dtype = HS_DTYPE_F32;
+    hs_retrieval_params rp = hs_retrieval_default_params();
+    rp.n_generate = 8;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &cpu, &err), HS_OK);
+    cr_assert_eq(hs_backend_cuda_init(&bp, &gpu, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_session_init(cpu, m, 8, pr.T + rp.n_generate, &sc, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_session_init(gpu, m, 8, pr.T + rp.n_generate, &sg, &err), HS_OK, "%s", err.msg);
+    const int64_t ns_ = (int64_t)pr.N * c->n_layers * c->n_heads;
+    float *scc = malloc((size_t)ns_ * sizeof(float)), *scg = malloc((size_t)ns_ * sizeof(float));
+    int32_t *gc = malloc((size_t)pr.N * rp.n_generate * sizeof(int32_t)), *gg = malloc((size_t)pr.N * rp.n_generate * sizeof(int32_t));
+    cr_assert_eq(hs_retrieval_scores_per_prompt(sc, m, &pr, ns, nl, &rp, scc, gc, &err), HS_OK, "%s", err.msg);
+    for (int64_t i = 0; i < ns_; i++) scg[i] = NAN;
+    cr_assert_eq(hs_retrieval_scores_per_prompt(sg, m, &pr, ns, nl, &rp, scg, gg, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(memcmp(gc, gg, (size_t)pr.N * rp.n_generate * sizeof(int32_t)), 0, "greedy tokens differ");
+    expect_close(scg, scc, ns_, "retrieval scores");
+    /* the result hook: z from the device, W_O on the host */
+    hs_capture *cc, *cg;
+    cr_assert_eq(hs_capture_init(cpu, &cc, &err), HS_OK);
+    cr_assert_eq(hs_capture_init(gpu, &cg, &err), HS_OK);
+    cr_assert_eq(hs_capture_want_result(cc, m, -1, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_capture_want_result(cg, m, -1, &err), HS_OK, "%s", err.msg);
+    int32_t *mask = malloc((size_t)pr.N * pr.T * sizeof(int32_t));
+    for (int i = 0; i < pr.N; i++)
+        for (int t = 0; t < pr.T; t++) mask[i * pr.T + t] = t < pr.lengths[i];
+    const int B = pr.N < 8 ? pr.N : 8;
+    hs_batch b = {.B = B, .T = pr.T, .tokens = pr.tokens, .mask = mask};
+    hs_hooks hc = hs_capture_hooks(cc), hg = hs_capture_hooks(cg);
+    hs_forward_params fp = hs_forward_default_params();
+    fp.logits = HS_LOGITS_NONE;
+    fp.hooks = &hc;
+    cr_assert_eq(hs_forward(sc, &b, &fp, NULL, &err), HS_OK, "%s", err.msg);
+    fp.hooks = &hg;
+    cr_assert_eq(hs_forward(sg, &b, &fp, NULL, &err), HS_OK, "%s", err.msg);
+    for (int l = 0; l < c->n_layers; l++) {
+        hs_tensor shape;
+        const float *rc = hs_capture_get_result(cc, l, &shape), *rg = hs_capture_get_result(cg, l, NULL);
+        cr_assert(rc && rg);
+        float *keep_c = malloc((size_t)hs_tensor_numel(&shape) * sizeof(float));
+        float *keep_g = malloc((size_t)hs_tensor_numel(&shape) * sizeof(float));
+        const int64_t per_t = (int64_t)c->n_heads * c->d_model; /* padded positions are not compared */
+        for (int64_t i = 0; i < hs_tensor_numel(&shape); i++) {
+            const int row = (int)(i / (pr.T * per_t)), t = (int)(i / per_t % pr.T);
+            keep_c[i] = t < pr.lengths[row] ? rc[i] : NAN;
+            keep_g[i] = t < pr.lengths[row] ? rg[i] : NAN;
+        }
+        expect_close(keep_g, keep_c, hs_tensor_numel(&shape), "result hook");
+        free(keep_c), free(keep_g);
+    }
+    hs_capture_free(cc), hs_capture_free(cg);
+    free(scc), free(scg), free(gc), free(gg), free(mask);
+    hs_session_free(sc), hs_session_free(sg);
+    hs_backend_free(cpu), hs_backend_free(gpu);
+    hs_st_close(ref);
+    hs_model_free(m);
 }
 
 /* A CPU-only run must still count a real test. */
