@@ -10,14 +10,17 @@
 #                                             to .device/ if configure fails
 #   scripts/gpu-check.sh --prebuilt .device   use the bundle made by
 #                                             scripts/device-bundle.sh
-#   options: --quick (short benchmarks), --no-bench, --no-sanitizer
+#   options: --quick (short benchmarks), --no-bench, --no-sanitizer,
+#            --sweep (add the 1024-head 7B-shaped ablation sweep vs transformers,
+#            bench/run-sweep-7b.sh: ~5-8 more minutes, so run it with
+#            --no-sanitizer --no-bench, or in a call of its own)
 # Designed to finish inside 10 minutes on an H100. Exit status: 0 when every
 # test passed and memcheck found nothing, 1 otherwise.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-prebuilt="" build="$root/build-gpu" quick=0 do_bench=1 do_san=1
+prebuilt="" build="$root/build-gpu" quick=0 do_bench=1 do_san=1 do_sweep=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --prebuilt) prebuilt=$2; shift 2 ;;
@@ -25,7 +28,8 @@ while [ $# -gt 0 ]; do
     --quick) quick=1; shift ;;
     --no-bench) do_bench=0; shift ;;
     --no-sanitizer) do_san=0; shift ;;
-    *) echo "usage: $0 [--prebuilt DIR] [--build-dir DIR] [--quick] [--no-bench] [--no-sanitizer]" >&2; exit 2 ;;
+    --sweep) do_sweep=1; shift ;;
+    *) echo "usage: $0 [--prebuilt DIR] [--build-dir DIR] [--quick] [--no-bench] [--no-sanitizer] [--sweep]" >&2; exit 2 ;;
     esac
 done
 
@@ -166,6 +170,12 @@ if [ $do_bench -eq 1 ]; then
         { bench_note+="bench_forward_7b failed (exit $?); "; status=1; }
 fi
 
+if [ $do_sweep -eq 1 ]; then
+    log "bench/run-sweep-7b.sh"
+    BIN="$bindir" OUT_MD="$work/sweep.md" timeout 560 bench/run-sweep-7b.sh >"$work/bench_sweep.log" 2>&1 ||
+        { bench_note+="run-sweep-7b.sh failed (exit $?); "; status=1; }
+fi
+
 # ---- report ---------------------------------------------------------------------------------------
 log "report $report"
 {
@@ -234,6 +244,10 @@ EOF
         echo "## Llama-2-7B-shaped forward (bf16, 64 x 128 tokens)"
         echo
         if [ -s "$work/fwd.md" ]; then cat "$work/fwd.md"; else echo "(no output)"; tail -5 "$work/bench_forward_7b.log"; fi
+        echo
+    fi
+    if [ $do_sweep -eq 1 ]; then
+        if [ -s "$work/sweep.md" ]; then cat "$work/sweep.md"; else echo "## 7B sweep: no output"; tail -8 "$work/bench_sweep.log"; fi
         echo
     fi
 } >"$report"
