@@ -98,22 +98,34 @@ static int fill(hs_ds_buf *b, const char *t, const char *a, const char *bn, cons
     return 0;
 }
 
-/* Names that are one token after a space, mid-sentence. */
-static hs_status single_token_names(hs_tokenizer *tok, int *keep, int *n_keep, hs_err *err) {
+/* The words[0..n) that are one token after a space, mid-sentence: names,
+ * and places and objects, so that every prompt of a template has the same
+ * token length and positions line up (per-template means, Wang et al.). */
+static hs_status single_token_words(hs_tokenizer *tok, const char *const *words, int n_words, int *keep, int *n_keep,
+                                    hs_err *err) {
     static const char prefix[] = "Then,";
     int32_t *ids = NULL, id;
     int n = 0, extra;
     *n_keep = 0;
     hs_status st = hs_tokenizer_encode(tok, prefix, sizeof prefix - 1, 0, &ids, &n, err);
     char cont[64];
-    for (int i = 0; st == HS_OK && i < N_NAMES; i++) {
-        snprintf(cont, sizeof cont, " %s", names[i]);
+    for (int i = 0; st == HS_OK && i < n_words; i++) {
+        snprintf(cont, sizeof cont, " %s", words[i]);
         st = hs_ds_continuation(tok, prefix, sizeof prefix - 1, ids, n, cont, &id, &extra, err);
         if (st == HS_OK && id >= 0) keep[(*n_keep)++] = i;
     }
     free(ids);
     return st;
 }
+
+#define N_PLACES ((int)(sizeof places / sizeof *places))
+#define N_OBJECTS ((int)(sizeof objects / sizeof *objects))
+
+/* The places and objects a prompt may use: the single-token ones, or all of
+ * them when the tokenizer splits every one (then lengths vary within a template). */
+typedef struct {
+    int place[N_PLACES], object[N_OBJECTS], n_place, n_object;
+} ioi_words;
 
 /* A name index from pool[0..n) that is not in avoid[0..n_avoid). */
 static int pick(uint64_t *s, const int *pool, int n, const int *avoid, int n_avoid) {
@@ -126,12 +138,12 @@ static int pick(uint64_t *s, const int *pool, int n, const int *avoid, int n_avo
 
 /* One row: fills r, or sets r->ids NULL when the sampled names do not work. */
 static hs_status make_row(hs_tokenizer *tok, const hs_model_config *cfg, uint64_t *s, int t, const int *pool,
-                          int n_pool, hs_ds_buf *b, ioi_row *r, hs_err *err) {
+                          int n_pool, const ioi_words *w, hs_ds_buf *b, ioi_row *r, hs_err *err) {
     hs_status st = HS_OK;
     int extra, nc = 0;
     const int a = pick(s, pool, n_pool, NULL, 0), bn = pick(s, pool, n_pool, &a, 1);
-    const char *place = places[hs_ds_below(s, (int)(sizeof places / sizeof *places))];
-    const char *obj = objects[hs_ds_below(s, (int)(sizeof objects / sizeof *objects))];
+    const char *place = places[w->place[hs_ds_below(s, w->n_place)]];
+    const char *obj = objects[w->object[hs_ds_below(s, w->n_object)]];
     const int nb = hs_ds_n_bos(tok);
     char cont[64];
     if (fill(b, templates[t], names[a], names[bn], place, obj, NULL, NULL))
@@ -184,7 +196,14 @@ hs_status hs_dataset_ioi(hs_tokenizer *tok, const hs_model_config *c, int n, uin
     for (int t = 0; t < 2 * HS_DATASET_IOI_N_BABA; t++)
         if (which == HS_DATASET_IOI_ALL || (which == HS_DATASET_IOI_BABA) == (t < HS_DATASET_IOI_N_BABA))
             deck[n_deck++] = t;
-    HS_CHECK(single_token_names(tok, pool, &n_pool, err));
+    HS_CHECK(single_token_words(tok, names, N_NAMES, pool, &n_pool, err));
+    ioi_words w;
+    HS_CHECK(single_token_words(tok, places, N_PLACES, w.place, &w.n_place, err));
+    HS_CHECK(single_token_words(tok, objects, N_OBJECTS, w.object, &w.n_object, err));
+    if (!w.n_place)
+        for (int i = 0; i < N_PLACES; i++) w.place[w.n_place++] = i;
+    if (!w.n_object)
+        for (int i = 0; i < N_OBJECTS; i++) w.object[w.n_object++] = i;
     if (n_pool < 4)
         HS_FAIL(err, HS_ERR_INVALID_ARG, "ioi: only %d of %d names are one token for this tokenizer (%s); 4 are needed",
                 n_pool, N_NAMES, hs_tokenizer_describe(tok));
@@ -202,7 +221,7 @@ hs_status hs_dataset_ioi(hs_tokenizer *tok, const hs_model_config *c, int n, uin
             if (attempt == 100)
                 HS_FAIL(err, HS_ERR_INVALID_ARG,
                         "ioi: template %d: no names found whose answer is one token after the prompt", t);
-            HS_CHECK(make_row(tok, c, &s, t, pool, n_pool, &b, &rows[i], err));
+            HS_CHECK(make_row(tok, c, &s, t, pool, n_pool, &w, &b, &rows[i], err));
         }
         if (rows[i].n > T) T = rows[i].n;
     }
