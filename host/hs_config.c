@@ -103,6 +103,7 @@ hs_config_experiment hs_config_experiment_default_params(hs_config_exp_type type
     e.step = 0.1; /* Michel et al. prune 10% of heads per step */
     e.top_k = 10;
     e.random_sets = 10;
+    e.split_layers = 1;
     e.hooks = HS_CONFIG_BIT(HS_CONFIG_HOOK_Z) | HS_CONFIG_BIT(HS_CONFIG_HOOK_PATTERN);
     return e;
 }

@@ -122,6 +122,7 @@ enum {
     HS_EK_PROMPTS,
     HS_EK_TOP_K,
     HS_EK_RANDOM_SETS,
+    HS_EK_SPLIT_LAYERS,
     HS_EK_COUNT
 };
 

@@ -115,4 +115,6 @@ const hs_cfg_key hs_cfg_exp_keys[HS_EK_COUNT] = {
     [HS_EK_TOP_K] = {"top_k", HS_CFG_V_INT, EX(top_k), .min = 1, .max = BIG, .applies = T_SET},
     [HS_EK_RANDOM_SETS] = {"random_sets", HS_CFG_V_INT, EX(random_sets), .min = 0, .max = 100000,
                            .applies = T_SET},
+    [HS_EK_SPLIT_LAYERS] = {"split_layers", HS_CFG_V_INT, EX(split_layers), .min = 1, .max = 65536,
+                            .applies = T_ABL},
 };

@@ -251,7 +251,8 @@ int hs_run_should_stop(hs_run_ctx *x, int exp) {
     pthread_mutex_lock(&x->lock);
     const hs_run_exp *r = &x->exps[exp];
     if (!x->stop && x->rp->progress)
-        x->stop = x->rp->progress(x->rp->progress_user, x->cfg->experiments[exp].name, (int)r->items_done, r->hi - r->lo);
+        x->stop = x->rp->progress(x->rp->progress_user, x->cfg->experiments[exp].name, (int)r->units_done,
+                                  (int)(r->u_hi - r->u_lo));
     int s = x->stop || x->failed;
     pthread_mutex_unlock(&x->lock);
     return s;
@@ -266,33 +267,48 @@ typedef struct {
     int64_t unit, n_floats;
 } unit_header;
 
-static int64_t unit_floats(const hs_run_exp *r, int n) {
-    int64_t k = 0;
-    for (int a = 0; a < r->n_arrays; a++) k += r->arrays[a].per * n;
+/* Floats a unit of part g over n items holds: its columns of every array. */
+static int64_t unit_floats(const hs_run_exp *r, int n, int g) {
+    int64_t k = 0, c0, c1;
+    for (int a = 0; a < r->n_arrays; a++) {
+        hs_run_part_cols(r, &r->arrays[a], g, &c0, &c1);
+        k += (c1 - c0) * n;
+    }
     return k;
 }
 
-static void unit_items(const hs_run_exp *r, int64_t u, int *i0, int *n) {
-    *i0 = (int)(u * r->unit);
+/* Unit u: items [i0, i0 + n) of chunk u / parts, part g = u % parts. */
+static void unit_items(const hs_run_exp *r, int64_t u, int *i0, int *n, int *g) {
+    *i0 = (int)(u / r->parts * r->unit);
     *n = r->n_items - *i0 < r->unit ? r->n_items - *i0 : r->unit;
+    *g = (int)(u % r->parts);
+}
+
+/* Copies a unit's columns of every array between the arrays and a packed
+ * buffer (to_buf: arrays -> buf). */
+static void pack_unit(const hs_run_exp *r, int i0, int n, int g, float *buf, int to_buf) {
+    for (int a = 0; a < r->n_arrays; a++) {
+        const hs_run_array *ar = &r->arrays[a];
+        int64_t c0, c1;
+        hs_run_part_cols(r, ar, g, &c0, &c1);
+        for (int i = 0; i < n; i++, buf += c1 - c0) {
+            float *row = ar->data + (int64_t)(i0 + i - r->lo) * ar->per + c0;
+            memcpy(to_buf ? buf : row, to_buf ? row : buf, (size_t)(c1 - c0) * sizeof(float));
+        }
+    }
 }
 
 /* The unit's rows of every array, after a header, into one buffer. */
 static hs_status journal_unit(hs_run_ctx *x, int exp, int64_t u, hs_err *err) {
     const hs_run_exp *r = &x->exps[exp];
-    int i0, n;
-    unit_items(r, u, &i0, &n);
-    const int64_t nf = unit_floats(r, n);
+    int i0, n, g;
+    unit_items(r, u, &i0, &n, &g);
+    const int64_t nf = unit_floats(r, n, g);
     unit_header h = {UNIT_MAGIC, (uint32_t)exp, u, nf};
     char *buf = malloc(sizeof h + (size_t)nf * sizeof(float));
     if (!buf) return hs_err_set(err, HS_ERR_OOM, "out of memory");
     memcpy(buf, &h, sizeof h);
-    float *p = (float *)(buf + sizeof h);
-    for (int a = 0; a < r->n_arrays; a++) {
-        const hs_run_array *ar = &r->arrays[a];
-        memcpy(p, ar->data + (int64_t)(i0 - r->lo) * ar->per, (size_t)(ar->per * n) * sizeof(float));
-        p += ar->per * n;
-    }
+    pack_unit(r, i0, n, g, (float *)(buf + sizeof h), 1);
     pthread_mutex_lock(&x->lock);
     hs_status st = hs_journal_append(x->journal, r->batch0 + (u - r->u_lo), buf, sizeof h + (size_t)nf * sizeof(float), err);
     pthread_mutex_unlock(&x->lock);
@@ -306,19 +322,14 @@ static hs_status replay(void *user, int64_t batch, const void *payload, size_t l
     unit_header h;
     if (len < sizeof h) return hs_err_set(err, HS_ERR_FORMAT, "journal record %lld: %zu bytes", (long long)batch, len);
     memcpy(&h, payload, sizeof h);
-    const hs_run_exp *r = h.exp < (uint32_t)x->cfg->n_experiments ? &x->exps[h.exp] : NULL;
-    int i0 = 0, n = 0;
-    if (r) unit_items(r, h.unit, &i0, &n);
+    hs_run_exp *r = h.exp < (uint32_t)x->cfg->n_experiments ? &x->exps[h.exp] : NULL;
+    int i0 = 0, n = 0, g = 0;
+    if (r && h.unit >= r->u_lo && h.unit < r->u_hi) unit_items(r, h.unit, &i0, &n, &g);
     if (h.magic != UNIT_MAGIC || !r || h.unit < r->u_lo || h.unit >= r->u_hi || r->batch0 + (h.unit - r->u_lo) != batch ||
-        h.n_floats != unit_floats(r, n) || len != sizeof h + (size_t)h.n_floats * sizeof(float))
+        h.n_floats != unit_floats(r, n, g) || len != sizeof h + (size_t)h.n_floats * sizeof(float))
         return hs_err_set(err, HS_ERR_FORMAT, "journal record %lld does not match this run's plan", (long long)batch);
-    const float *p = (const float *)((const char *)payload + sizeof h);
-    for (int a = 0; a < r->n_arrays; a++) {
-        const hs_run_array *ar = &r->arrays[a];
-        memcpy(ar->data + (int64_t)(i0 - r->lo) * ar->per, p, (size_t)(ar->per * n) * sizeof(float));
-        p += ar->per * n;
-    }
-    x->exps[h.exp].items_done += n;
+    pack_unit(r, i0, n, g, (float *)((const char *)payload + sizeof h), 0);
+    r->units_done++;
     return HS_OK;
 }
 
@@ -352,10 +363,10 @@ static void *worker_main(void *arg) {
         if (k < 0) break;
         const job j = a->jobs[k];
         hs_run_exp *r = &x->exps[j.exp];
-        int i0, n;
-        unit_items(r, j.unit, &i0, &n);
+        int i0, n, g;
+        unit_items(r, j.unit, &i0, &n, &g);
         hs_err e = {0};
-        hs_status st = hs_run_unit(x, j.exp, a->w, i0, n, &e);
+        hs_status st = hs_run_unit(x, j.exp, a->w, i0, n, g, &e);
         if (!st) st = journal_unit(x, j.exp, j.unit, &e);
         if (st) {
             hs_err_prefix(&e, "experiment '%s', items %d..%d", x->cfg->experiments[j.exp].name, i0, i0 + n - 1);
@@ -363,7 +374,7 @@ static void *worker_main(void *arg) {
             break;
         }
         pthread_mutex_lock(&x->lock);
-        r->items_done += n;
+        r->units_done++;
         pthread_mutex_unlock(&x->lock);
         hs_run_should_stop(x, j.exp); /* reports progress */
     }
@@ -424,11 +435,13 @@ static hs_status plan(hs_run_ctx *x, int64_t *n_batches, hs_err *err) {
         hs_status st = hs_run_plan(x->cfg, i, c, x->prompts.N, x->prompts.T, r, err);
         if (st) return st;
         r->unit = hs_run_unit_size(x, i);
-        r->n_units = (r->n_items + r->unit - 1) / r->unit;
+        r->n_units = (r->n_items + r->unit - 1) / r->unit * r->parts;
         r->u_lo = r->n_units * x->shard_index / x->shard_count;
         r->u_hi = r->n_units * (x->shard_index + 1) / x->shard_count;
-        r->lo = (int)(r->u_lo * r->unit);
-        r->hi = (int)(r->u_hi * r->unit < r->n_items ? r->u_hi * r->unit : r->n_items);
+        /* the items of the chunks the shard's units touch (a chunk may be split with a neighbour) */
+        const int64_t c_lo = r->u_lo / r->parts, c_hi = r->u_hi > r->u_lo ? (r->u_hi - 1) / r->parts + 1 : c_lo;
+        r->lo = (int)(c_lo * r->unit < r->n_items ? c_lo * r->unit : r->n_items);
+        r->hi = (int)(c_hi * r->unit < r->n_items ? c_hi * r->unit : r->n_items);
         if (r->hi < r->lo) r->hi = r->lo;
         r->batch0 = *n_batches;
         *n_batches += r->u_hi - r->u_lo;

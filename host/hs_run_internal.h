@@ -32,13 +32,17 @@ typedef struct {
     int64_t dims[HS_RUN_MAX_DIMS];
     const char *dim_names[HS_RUN_MAX_DIMS + 1]; /* [0] = "prompt"; static strings */
     int64_t per;                                /* floats per row */
+    int split;  /* 1: a unit of part g of G writes only the columns of the layer group
+                   [g*dims[0]/G, (g+1)*dims[0]/G) along the first axis; 0: part 0 writes
+                   whole rows (the others compute the same values and drop them) */
     float *data;
 } hs_run_array;
 
 typedef struct {
     int phase;           /* 0, or 1 = after every phase-0 experiment (pruning curves) */
     int n_items;         /* items of the whole sweep */
-    int unit;            /* items per unit (run only; 0 in merge) */
+    int unit;            /* items per chunk of items (run only; 0 in merge) */
+    int parts;           /* units per chunk (>= 1): a unit is (chunk u / parts, part u % parts) */
     int64_t n_units;
     int64_t u_lo, u_hi;  /* this shard's units */
     int lo, hi;          /* this shard's items */
@@ -52,7 +56,7 @@ typedef struct {
     int n_templates;     /* mean_over template */
     int32_t *resample_src; /* resample: each prompt's source prompt [N] */
     uint8_t *select;     /* [L, H] heads swept, NULL = all */
-    int64_t items_done;  /* progress */
+    int64_t units_done;  /* progress */
 } hs_run_exp;
 
 typedef struct {
@@ -82,6 +86,8 @@ typedef struct {
  * from the config and model shape alone, so merge can plan without a model. */
 hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, int N, int T, hs_run_exp *r,
                       hs_err *err);
+/* Columns [*c0, *c1) of a row of a that part g of r->parts writes. */
+void hs_run_part_cols(const hs_run_exp *r, const hs_run_array *a, int g, int64_t *c0, int64_t *c1);
 /* Allocates rows [lo, hi) of every array (NaN-filled) and one row per constant. */
 hs_status hs_run_alloc(hs_run_exp *r, hs_err *err);
 void hs_run_exp_free(hs_run_exp *r);
@@ -104,8 +110,9 @@ int hs_run_unit_size(const hs_run_ctx *x, int exp);
  * writes (pruning masks), and, when this process has units of exp left to
  * run (pending), their inputs (the mean z). */
 hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, hs_err *err);
-/* Computes items [i0, i0 + n) of exp into its arrays. */
-hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err);
+/* Computes part g of items [i0, i0 + n) of exp into its arrays (the part's
+ * columns, hs_run_part_cols). */
+hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, int g, hs_err *err);
 hs_status hs_run_capture_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err);
 /* Called from inside a unit: nonzero when the run must stop. */
 int hs_run_should_stop(hs_run_ctx *x, int exp);

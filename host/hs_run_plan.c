@@ -127,12 +127,15 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
     hs_status st = HS_OK;
     memset(r, 0, sizeof *r);
     r->n_items = N;
+    r->parts = 1;
     switch (e->type) {
     case HS_CONFIG_EXP_HEAD_ABLATION:
+        r->parts = e->split_layers < L ? e->split_layers : L;
         HS_CHECK(add(r, 0, "base", 0, NULL, NULL, err));
         HS_CHECK(add(r, 0, "delta", 2, lh, N_LH, err));
         if (e->whole_layers) HS_CHECK(add(r, 0, "delta_layer", 1, lh, N_LH, err));
         if (e->all_but_one) HS_CHECK(add(r, 0, "delta_all_but_one", 2, lh, N_LH, err));
+        for (int k = 1; k < r->n_arrays; k++) r->arrays[k].split = 1; /* every array but base is per layer */
         HS_CHECK(hs_run_head_selection(e, L, H, &r->select, err));
         break;
     case HS_CONFIG_EXP_HEAD_SCORES:
@@ -184,6 +187,16 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
 exit:
     if (st) hs_err_prefix(err, "experiment '%s'", e->name);
     return st;
+}
+
+void hs_run_part_cols(const hs_run_exp *r, const hs_run_array *a, int g, int64_t *c0, int64_t *c1) {
+    if (r->parts <= 1 || !a->split || a->ndim < 1) { /* whole rows, written by part 0 alone */
+        *c0 = 0, *c1 = g == 0 || r->parts <= 1 ? a->per : 0;
+        return;
+    }
+    const int64_t A = a->dims[0], stride = a->per / A;
+    *c0 = g * A / r->parts * stride;
+    *c1 = (g + 1) * A / r->parts * stride;
 }
 
 hs_status hs_run_alloc(hs_run_exp *r, hs_err *err) {

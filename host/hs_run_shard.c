@@ -123,6 +123,10 @@ hs_status hs_run_write_shard(hs_run_ctx *x, hs_h5 *f, const char *sweep_sha, hs_
         HS_CHECK(hs_h5_attr_int(g, NULL, "item_lo", r->lo, err));
         HS_CHECK(hs_h5_attr_int(g, NULL, "item_hi", r->hi, err));
         HS_CHECK(hs_h5_attr_int(g, NULL, "n_items", r->n_items, err));
+        HS_CHECK(hs_h5_attr_int(g, NULL, "unit_items", r->unit, err));
+        HS_CHECK(hs_h5_attr_int(g, NULL, "unit_parts", r->parts, err));
+        HS_CHECK(hs_h5_attr_int(g, NULL, "unit_lo", r->u_lo, err));
+        HS_CHECK(hs_h5_attr_int(g, NULL, "unit_hi", r->u_hi, err));
         for (int k = 0; k < r->n_arrays && r->hi > r->lo; k++) HS_CHECK(put_rows(g, &r->arrays[k], r->hi - r->lo, err));
         for (int k = 0; k < r->n_consts; k++) HS_CHECK(put_rows(g, &r->consts[k], -1, err));
     }
@@ -228,43 +232,64 @@ exit:
     return st;
 }
 
-/* Fills r's rows from every shard's group, in shard order. */
+/* Fills r from every shard's group, in shard order: each shard contributes
+ * the columns of the units it ran (units tile the sweep; a chunk of items
+ * split into parts may span two shards). */
 static hs_status gather(shard **sh, int64_t count, const char *group, hs_run_exp *r, hs_err *err) {
     hs_status st = HS_OK;
-    int64_t next = 0;
+    int64_t next = 0, n_units = -1, unit = 0;
+    float *v = NULL;
     for (int64_t s = 0; s < count; s++) {
         hs_h5_group *g;
-        int64_t lo, hi, n_items;
+        int64_t lo, hi, n_items, u_items, parts, u_lo, u_hi;
         HS_CHECK(hs_h5_group_open(sh[s]->f, group, &g, err));
         HS_CHECK(hs_h5_read_attr_int(g, NULL, "item_lo", &lo, err));
         HS_CHECK(hs_h5_read_attr_int(g, NULL, "item_hi", &hi, err));
         HS_CHECK(hs_h5_read_attr_int(g, NULL, "n_items", &n_items, err));
-        if (lo != next || hi < lo || hi > r->n_items || n_items != r->n_items)
-            HS_FAIL(err, HS_ERR_FORMAT, "%s: experiment '%s' holds items %lld..%lld of %lld, expected to start at %lld of %d",
-                    sh[s]->path, group, (long long)lo, (long long)hi, (long long)n_items, (long long)next, r->n_items);
+        HS_CHECK(hs_h5_read_attr_int(g, NULL, "unit_items", &u_items, err));
+        HS_CHECK(hs_h5_read_attr_int(g, NULL, "unit_parts", &parts, err));
+        HS_CHECK(hs_h5_read_attr_int(g, NULL, "unit_lo", &u_lo, err));
+        HS_CHECK(hs_h5_read_attr_int(g, NULL, "unit_hi", &u_hi, err));
+        if (s == 0) unit = u_items, n_units = u_items > 0 ? (r->n_items + u_items - 1) / u_items * r->parts : -1;
+        if (n_items != r->n_items || u_items != unit || unit < 1 || parts != r->parts || u_lo != next || u_hi < u_lo ||
+            u_hi > n_units || lo < 0 || hi < lo || hi > r->n_items ||
+            (u_hi > u_lo && (lo != u_lo / parts * unit || hi < (u_hi - 1) / parts * unit + 1)))
+            HS_FAIL(err, HS_ERR_FORMAT,
+                    "%s: experiment '%s' holds units %lld..%lld (items %lld..%lld of %lld, %lld per unit, %lld parts); "
+                    "expected units from %lld of %lld, %d items, %d parts",
+                    sh[s]->path, group, (long long)u_lo, (long long)u_hi, (long long)lo, (long long)hi,
+                    (long long)n_items, (long long)u_items, (long long)parts, (long long)next, (long long)n_units,
+                    r->n_items, r->parts);
         for (int k = 0; k < r->n_arrays + (s == 0 ? r->n_consts : 0); k++) {
             const int is_const = k >= r->n_arrays;
-            if (!is_const && hi == lo) continue; /* a shard with none of this experiment's items */
             hs_run_array *a = is_const ? &r->consts[k - r->n_arrays] : &r->arrays[k];
-            float *v = NULL;
+            if (!is_const && hi == lo) continue; /* a shard with none of this experiment's items */
             hs_h5_shape shp;
             HS_CHECK(hs_h5_read_f32(g, a->name, &v, &shp, err));
             int64_t numel = 1;
             for (int d = 0; d < shp.ndim; d++) numel *= shp.dims[d];
             const int64_t want = is_const ? a->per : (hi - lo) * a->per;
-            if (numel != want || shp.ndim != a->ndim + !is_const) {
-                free(v);
+            if (numel != want || shp.ndim != a->ndim + !is_const)
                 HS_FAIL(err, HS_ERR_SHAPE, "%s: %s/%s has %lld values, expected %lld", sh[s]->path, group, a->name,
                         (long long)numel, (long long)want);
+            if (is_const) memcpy(a->data, v, (size_t)want * sizeof(float));
+            for (int64_t u = u_lo; !is_const && u < u_hi; u++) {
+                const int64_t i0 = u / parts * unit, i1 = i0 + unit < r->n_items ? i0 + unit : r->n_items;
+                int64_t c0, c1;
+                hs_run_part_cols(r, a, (int)(u % parts), &c0, &c1);
+                for (int64_t i = i0; i < i1; i++)
+                    memcpy(a->data + i * a->per + c0, v + (i - lo) * a->per + c0, (size_t)(c1 - c0) * sizeof(float));
             }
-            memcpy(a->data + (is_const ? 0 : lo * a->per), v, (size_t)want * sizeof(float));
             free(v);
+            v = NULL;
         }
-        next = hi;
+        next = u_hi;
     }
-    if (next != r->n_items)
-        HS_FAIL(err, HS_ERR_FORMAT, "experiment '%s': the shards hold %lld of its %d items", group, (long long)next, r->n_items);
+    if (next != n_units)
+        HS_FAIL(err, HS_ERR_FORMAT, "experiment '%s': the shards hold %lld of its %lld units", group, (long long)next,
+                (long long)n_units);
 exit:
+    free(v);
     return st;
 }
 

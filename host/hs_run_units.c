@@ -253,28 +253,65 @@ hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, 
                               e->mean_over == HS_CONFIG_MEAN_OVER_POSITION, r->mean_z, err);
 }
 
-static hs_status unit_ablation(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+/* The ablation sweep of items [i0, i0 + n) over the heads in select, into
+ * rows of n items (delta_layer / delta_abo NULL when not configured). */
+static hs_status ablate(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, const uint8_t *select, float *base,
+                        float *delta, float *delta_layer, float *delta_abo, hs_err *err) {
     const hs_config_experiment *e = &x->cfg->experiments[exp];
     const hs_run_exp *r = &x->exps[exp];
     const hs_prompts v = view(&x->prompts, i0, n);
     stop_check sc = {x, exp};
     hs_ablation_params p = ablation_params(x, e);
-    p.select = r->select;
+    p.select = select;
     p.mean_z = r->mean_z;
     if (r->n_templates) p.mean_template = x->data->template_id + i0, p.n_templates = r->n_templates;
     if (r->resample_src) p.resample_ref = &x->prompts, p.resample_src = r->resample_src + i0;
     p.progress = inner_progress;
     p.progress_user = &sc;
-    float *base = row(r, "base", i0);
-    hs_status st = hs_head_ablation(w->session, x->model, &v, &p, base, row(r, "delta", i0), err);
-    if (!st && e->whole_layers) { /* Michel et al. Table 2: every head of a layer at once */
+    hs_status st = hs_head_ablation(w->session, x->model, &v, &p, base, delta, err);
+    if (!st && delta_layer) { /* Michel et al. Table 2: every head of a layer at once */
         p.kind = HS_ABLATION_WHOLE_LAYER;
-        st = hs_head_ablation(w->session, x->model, &v, &p, base, row(r, "delta_layer", i0), err);
+        st = hs_head_ablation(w->session, x->model, &v, &p, base, delta_layer, err);
     }
-    if (!st && e->all_but_one) { /* Michel et al. Table 3: keep one head of a layer */
+    if (!st && delta_abo) { /* Michel et al. Table 3: keep one head of a layer */
         p.kind = HS_ABLATION_ALL_BUT_ONE;
-        st = hs_head_ablation(w->session, x->model, &v, &p, base, row(r, "delta_all_but_one", i0), err);
+        st = hs_head_ablation(w->session, x->model, &v, &p, base, delta_abo, err);
     }
+    return st;
+}
+
+/* Part g of r->parts sweeps only the heads of its layer group. A layer's
+ * variants are batched on their own, so these are the same forwards as in the
+ * whole sweep; the part's columns are copied out of scratch rows. */
+static hs_status unit_ablation(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, int g, hs_err *err) {
+    const hs_run_exp *r = &x->exps[exp];
+    const char *names[4] = {"base", "delta", "delta_layer", "delta_all_but_one"};
+    hs_run_array *a[4];
+    for (int k = 0; k < 4; k++) a[k] = hs_run_find(r, names[k]);
+    if (r->parts == 1)
+        return ablate(x, exp, w, i0, n, r->select, row(r, names[0], i0), row(r, names[1], i0), row(r, names[2], i0),
+                      row(r, names[3], i0), err);
+    const hs_model_config *c = hs_model_get_config(x->model);
+    const int L = c->n_layers, H = c->n_heads, l0 = g * L / r->parts, l1 = (g + 1) * L / r->parts;
+    hs_status st = HS_OK;
+    float *scratch[4] = {NULL, NULL, NULL, NULL};
+    uint8_t *select = malloc((size_t)L * H);
+    if (!select) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+    for (int k = 0; k < L * H; k++) select[k] = (uint8_t)(k / H >= l0 && k / H < l1 && (!r->select || r->select[k]));
+    for (int k = 0; k < 4; k++)
+        if (a[k] && !(scratch[k] = malloc((size_t)(n * a[k]->per) * sizeof(float)))) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+    HS_CHECK(ablate(x, exp, w, i0, n, select, scratch[0], scratch[1], scratch[2], scratch[3], err));
+    for (int k = 0; k < 4; k++) {
+        int64_t c0, c1;
+        if (!a[k]) continue;
+        hs_run_part_cols(r, a[k], g, &c0, &c1);
+        for (int i = 0; i < n; i++)
+            memcpy(a[k]->data + (int64_t)(i0 + i - r->lo) * a[k]->per + c0, scratch[k] + (int64_t)i * a[k]->per + c0,
+                   (size_t)(c1 - c0) * sizeof(float));
+    }
+exit:
+    for (int k = 0; k < 4; k++) free(scratch[k]);
+    free(select);
     return st;
 }
 
@@ -380,9 +417,9 @@ exit:
     return st;
 }
 
-hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, int g, hs_err *err) {
     switch (x->cfg->experiments[exp].type) {
-    case HS_CONFIG_EXP_HEAD_ABLATION: return unit_ablation(x, exp, w, i0, n, err);
+    case HS_CONFIG_EXP_HEAD_ABLATION: return unit_ablation(x, exp, w, i0, n, g, err);
     case HS_CONFIG_EXP_HEAD_SCORES: return unit_scores(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_PRUNING_CURVE: return unit_pruning(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_CAPTURE: return hs_run_capture_unit(x, exp, w, i0, n, err);

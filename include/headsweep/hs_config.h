@@ -194,6 +194,9 @@ typedef struct {
     hs_config_ints prompts;     /* capture (all) */
     int top_k;                  /* head_set_ablation: heads in each set (10) */
     int random_sets;            /* head_set_ablation: random sets of top_k heads to compare with (10) */
+    int split_layers;           /* head_ablation: units per prompt chunk, each sweeping a group of
+                                   layers, so a sweep shards over more tasks than it has prompt
+                                   chunks (1; at most n_layers is used) */
 } hs_config_experiment;
 
 typedef struct {
