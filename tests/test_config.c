@@ -60,7 +60,7 @@ static hs_config *load_ok(const char *text, const char *const *sets, int n_sets)
 #define ABL "experiments:\n  - name: abl\n    type: head_ablation\n"
 
 static const char *const example_configs[] = {"smollm2-induction.yaml", "smollm2-ioi.yaml",
-                                              "smollm2-pruning.yaml"};
+                                              "smollm2-pruning.yaml", "smollm2-ioi-knockout.yaml"};
 
 Test(config, examples_load) {
     for (size_t i = 0; i < sizeof example_configs / sizeof *example_configs; i++) {
@@ -71,7 +71,7 @@ Test(config, examples_load) {
         cr_assert_eq(hs_config_load(path, NULL, 0, &c, &err), HS_OK, "%s", err.msg);
         cr_assert(strstr(c->model, "SmolLM2-135M-Instruct.Q4_1.gguf"));
         cr_assert_neq(c->model[0], '~', "'~' must be expanded: %s", c->model);
-        cr_assert_geq(c->n_experiments, 2);
+        cr_assert_geq(c->n_experiments, 1);
         hs_config_free(c);
     }
 }
@@ -506,7 +506,8 @@ Test(config, canonical_text) {
                         "    layers: all\n"
                         "    heads: all\n"
                         "    whole_layers: false\n"
-                        "    all_but_one: false\n");
+                        "    all_but_one: false\n"
+                        "    split_layers: 1\n");
     free(t);
     /* the sweep text leaves out where and how a run is placed */
     static const char *const sets[] = {"shard=1/4", "output=other.h5", "device=all", "threads=2"};
@@ -577,4 +578,32 @@ Test(config, cli_validate) {
                          sizeof out, "2>&1"), 1);
     cr_assert(strstr(out, "--set experiments.9.mode=zero: no experiment 9"), "%s", out);
     cr_assert_eq(run_cli("validate", out, sizeof out, "2>&1"), 2);
+}
+
+/* head_set_ablation and split_layers: defaults, the EXPERIMENT/SCORE ranking
+ * and what is refused, with the location. */
+Test(config, head_sets_and_split_layers) {
+    hs_config *c = load_ok(HEAD IND
+                           "experiments:\n  - name: sc\n    type: head_scores\n    scores: [induction, olsson_induction]\n"
+                           "  - name: set\n    type: head_set_ablation\n    importance: sc/olsson_induction\n"
+                           "    positions: second_half\n  - name: abl\n    type: head_ablation\n    split_layers: 4\n",
+                           NULL, 0);
+    cr_assert_eq(c->experiments[1].top_k, 10);
+    cr_assert_eq(c->experiments[1].random_sets, 10);
+    cr_assert_str_eq(c->experiments[1].importance.experiment, "sc/olsson_induction");
+    cr_assert_eq(c->experiments[1].positions, HS_CONFIG_POSITIONS_SECOND_HALF);
+    cr_assert_eq(c->experiments[2].split_layers, 4);
+    check_round_trip(c);
+    hs_config_free(c);
+    expect_error(HEAD IND ABL "    split_layers: 0\n", NULL, 0, "F:8:19: experiments[0].split_layers: 0 is out of range");
+    expect_error(HEAD IND "experiments:\n  - name: sc\n    type: head_scores\n    scores: [induction]\n"
+                          "  - name: set\n    type: head_set_ablation\n    importance: sc/olsson_induction\n",
+                 NULL, 0, "'sc/olsson_induction' must name a score that head_scores experiment 'sc' computes");
+    expect_error(HEAD IND ABL "    positions: second_half\n", NULL, 0,
+                 "positions: second_half is the loss of a head_set_ablation");
+    expect_error(HEAD IND "experiments:\n  - name: set\n    type: head_set_ablation\n    importance: nope\n", NULL, 0,
+                 "no experiment named 'nope'");
+    expect_error(HEAD IND "experiments:\n  - name: set\n    type: head_set_ablation\n    importance: x.h5:/a/b\n"
+                          "    top_k: 0\n",
+                 NULL, 0, "experiments[0].top_k");
 }
