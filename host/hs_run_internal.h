@@ -117,6 +117,18 @@ hs_status hs_run_capture_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, 
 /* Called from inside a unit: nonzero when the run must stop. */
 int hs_run_should_stop(hs_run_ctx *x, int exp);
 
+/* ---- units of work (hs_run_work.c) ---------------------------------------- */
+
+/* Plans every experiment (hs_run_plan), its units and this shard's range of
+ * them, and allocates its rows; *n_batches: the shard's units, which the
+ * journal numbers in experiment order. */
+hs_status hs_run_plan_units(hs_run_ctx *x, int64_t *n_batches, hs_err *err);
+/* hs_journal_visit_fn: puts a journaled unit back into the arrays. */
+hs_status hs_run_replay(void *user, int64_t batch, const void *payload, size_t len, hs_err *err);
+/* Runs every unit of the phase's experiments that the journal lacks, on
+ * workers w[0..nw), after their hs_run_prepare. */
+hs_status hs_run_phase(hs_run_ctx *x, int phase, hs_run_worker *w, int nw, hs_err *err);
+
 /* ---- result groups (hs_run_write.c): reductions from per-item values ------ */
 
 /* Writes exp's group of a final result file from all of its items. */
