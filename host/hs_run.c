@@ -31,7 +31,6 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
         const hs_config_experiment *e = &cfg->experiments[i];
         switch (e->type) {
         case HS_CONFIG_EXP_HEAD_ABLATION:
-            if (e->mode == HS_CONFIG_MODE_PATCH) return unsupported(err, e, "this ablation mode");
             if ((e->metric == HS_CONFIG_METRIC_LOSS) != (e->positions == HS_CONFIG_POSITIONS_ALL) ||
                 e->positions == HS_CONFIG_POSITIONS_ANSWER)
                 return unsupported(err, e, "these metric positions (loss reads all positions, other metrics the last)");

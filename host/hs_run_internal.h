@@ -54,7 +54,8 @@ typedef struct {
     float *mean_z;       /* mean ablation: the whole dataset's mean z [L, H, T, d_head] (per template:
                             [n_templates, L, H, T, d_head]) */
     int n_templates;     /* mean_over template */
-    int32_t *resample_src; /* resample: each prompt's source prompt [N] */
+    int32_t *resample_src; /* resample, patch: each prompt's source prompt [N] in source */
+    hs_prompts source;   /* resample: the dataset; patch: its corrupted prompts */
     uint8_t *select;     /* [L, H] heads swept, NULL = all */
     int64_t units_done;  /* progress */
 } hs_run_exp;

@@ -50,7 +50,8 @@ static hs_ablation_params ablation_params(const hs_run_ctx *x, const hs_config_e
     p.scale = (float)e->scale;
     p.batch_rows = x->cfg->batch_size;
     p.mean_per_position = e->mean_over == HS_CONFIG_MEAN_OVER_POSITION;
-    if (e->mode == HS_CONFIG_MODE_RESAMPLE) p.mode = HS_ABLATE_RESAMPLE;
+    /* patch: z from the corrupted version of the same prompt, a resample with fixed sources */
+    if (e->mode == HS_CONFIG_MODE_RESAMPLE || e->mode == HS_CONFIG_MODE_PATCH) p.mode = HS_ABLATE_RESAMPLE;
     return p;
 }
 
@@ -230,10 +231,15 @@ hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, 
         return hs_err_set(err, HS_ERR_INVALID_ARG, "hooks rot_q/rot_k: the model has no rotary embedding");
     if (!pending || (e->type != HS_CONFIG_EXP_HEAD_ABLATION && e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION))
         return HS_OK;
-    if (e->mode == HS_CONFIG_MODE_RESAMPLE && !r->resample_src) { /* a source per prompt, by global index */
+    if ((e->mode == HS_CONFIG_MODE_RESAMPLE || e->mode == HS_CONFIG_MODE_PATCH) && !r->resample_src) {
         if (!(r->resample_src = malloc((size_t)x->prompts.N * sizeof *r->resample_src)))
             return hs_err_set(err, HS_ERR_OOM, "out of memory");
-        return hs_ablation_resample_sources(x->cfg->seed, x->prompts.N, 0, x->prompts.N, r->resample_src, err);
+        r->source = x->prompts;
+        if (e->mode == HS_CONFIG_MODE_RESAMPLE) /* a source per prompt, by global index */
+            return hs_ablation_resample_sources(x->cfg->seed, x->prompts.N, 0, x->prompts.N, r->resample_src, err);
+        r->source.tokens = x->data->corrupt_tokens;
+        for (int i = 0; i < x->prompts.N; i++) r->resample_src[i] = i;
+        return HS_OK;
     }
     if (e->mode != HS_CONFIG_MODE_MEAN || r->mean_z) return HS_OK;
     if (e->mean_over == HS_CONFIG_MEAN_OVER_TEMPLATE) {
@@ -265,7 +271,7 @@ static hs_status ablate(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n,
     p.select = select;
     p.mean_z = r->mean_z;
     if (r->n_templates) p.mean_template = x->data->template_id + i0, p.n_templates = r->n_templates;
-    if (r->resample_src) p.resample_ref = &x->prompts, p.resample_src = r->resample_src + i0;
+    if (r->resample_src) p.resample_ref = &r->source, p.resample_src = r->resample_src + i0;
     p.progress = inner_progress;
     p.progress_user = &sc;
     hs_status st = hs_head_ablation(w->session, x->model, &v, &p, base, delta, err);

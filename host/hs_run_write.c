@@ -74,6 +74,8 @@ static hs_status write_ablation(const hs_config_experiment *e, const hs_run_exp 
                                 "z of another prompt of the dataset, one source per prompt drawn from the run's seed "
                                 "(splitmix64 of seed and prompt index); positions past the source's length keep their own z",
                                 err));
+    if (e->mode == HS_CONFIG_MODE_PATCH)
+        HS_CHECK(hs_h5_attr_str(g, NULL, "patch_source", "z of the same prompt's corrupted version (corrupt -> clean)", err));
     HS_CHECK(hs_h5_attr_str(g, "base", "definition", "metric of the unablated model, per prompt", err));
 exit:
     return st;

@@ -1,4 +1,4 @@
-/* The run driver's wiring of resample ablation, template means, the
+/* The run driver's wiring of resample and patch ablation, template means, the
  * retrieval score and the result hook: `headsweep run` (which cuts every
  * experiment into units) writes exactly what the library computes in one
  * call over the whole dataset. The library functions themselves are checked
@@ -76,6 +76,7 @@ Test(run_modes, run_equals_the_library_on_the_whole_dataset, .timeout = 300) {
             "  - name: res\n    type: head_ablation\n    mode: resample\n    metric: loss\n"
             "  - name: tmpl\n    type: head_ablation\n    mode: mean\n    mean_over: template\n"
             "    metric: logit_diff\n    positions: last\n"
+            "  - name: pat\n    type: head_ablation\n    mode: patch\n    metric: logit_diff\n    positions: last\n"
             "  - name: ret\n    type: head_scores\n    scores: [retrieval]\n"
             "  - name: cap\n    type: capture\n    hooks: [result]\n    layers: [1]\n    prompts: [0, 3, 8]\n",
             model, out, data);
@@ -116,6 +117,22 @@ Test(run_modes, run_equals_the_library_on_the_whole_dataset, .timeout = 300) {
     got = read_f32(f, "res", "delta", &n);
     cr_assert_eq(n, N * L * H);
     same(got, delta, n, "res/delta");
+    free(got);
+
+    /* patch: each prompt's z from its own corrupted version */
+    int32_t self[N];
+    for (int i = 0; i < N; i++) self[i] = i;
+    hs_prompts corrupt = pr;
+    corrupt.tokens = d->corrupt_tokens;
+    p = hs_ablation_default_params();
+    p.batch_rows = 12;
+    p.metric = HS_METRIC_LOGIT_DIFF;
+    p.mode = HS_ABLATE_RESAMPLE;
+    p.resample_ref = &corrupt;
+    p.resample_src = self;
+    cr_assert_eq(hs_head_ablation(s, m, &pr, &p, base, delta, &err), HS_OK, "%s", err.msg);
+    got = read_f32(f, "pat", "delta", &n);
+    same(got, delta, n, "pat/delta");
     free(got);
 
     float *means = malloc((size_t)2 * L * H * pr.T * c->d_head * sizeof(float));
