@@ -19,7 +19,7 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *which = "both";
+    const char *model = NULL, *which = "both", *metric = "loss";
     int N = 8, T = 32, threads = 0, rows = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--prompts") && i + 1 < argc) N = atoi(argv[++i]);
@@ -27,10 +27,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) which = argv[++i];
+        else if (!strcmp(argv[i], "--metric") && i + 1 < argc) metric = argv[++i];
         else model = argv[i];
     }
-    if (!model || N < 1 || T < 2) {
-        fprintf(stderr, "usage: bench_ablation MODEL [--prompts 8] [--seq 32] [--threads N] [--rows R] [--only naive|fast]\n");
+    if (!model || N < 1 || T < 2 || (strcmp(metric, "loss") && strcmp(metric, "logprob"))) {
+        fprintf(stderr, "usage: bench_ablation MODEL [--prompts 8] [--seq 32] [--threads N] [--rows R] [--only naive|fast] "
+                        "[--metric loss|logprob]\n");
         return 2;
     }
     hs_err err = {0};
@@ -58,12 +60,15 @@ int main(int argc, char **argv) {
         tok[i] = (int32_t)((z ^ (z >> 31)) % (uint64_t)c->n_vocab);
     }
     for (int i = 0; i < N; i++) len[i] = T;
-    hs_prompts pr = {.N = N, .T = T, .tokens = tok, .lengths = len};
+    int32_t *answer = malloc((size_t)N * sizeof *answer);
+    for (int i = 0; i < N; i++) answer[i] = tok[(int64_t)i * T + 1]; /* logprob: the prompt's second token, as the peer */
+    hs_prompts pr = {.N = N, .T = T, .tokens = tok, .lengths = len, .answer = answer};
     int64_t nd = (int64_t)N * c->n_layers * c->n_heads;
     float *base = malloc((size_t)N * sizeof(float)), *d_naive = calloc((size_t)nd, sizeof(float)),
           *d_fast = calloc((size_t)nd, sizeof(float));
     double t_naive = 0, t_fast = 0;
     hs_ablation_params p = hs_ablation_default_params();
+    p.metric = strcmp(metric, "loss") ? HS_METRIC_LOGPROB : HS_METRIC_LOSS;
     if (strcmp(which, "fast")) {
         p.batch_rows = N;
         p.prefix_reuse = 0;
@@ -86,16 +91,17 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < nd; i++) md = fmax(md, fabs((double)d_naive[i] - d_fast[i]));
         printf("speedup=%.2f max_abs_diff=%.3g\n", t_naive / t_fast, md);
     }
-    /* the most important head by mean loss increase, as a sanity line */
+    /* the most important head (mean loss up, or log-prob down), as a sanity line */
     float *d = t_fast > 0 ? d_fast : d_naive;
+    const double sign = p.metric == HS_METRIC_LOSS ? 1.0 : -1.0;
     int best = 0;
     double bv = -1e30;
     for (int k = 0; k < c->n_layers * c->n_heads; k++) {
         double mean = 0;
-        for (int i = 0; i < N; i++) mean += d[(int64_t)i * c->n_layers * c->n_heads + k];
+        for (int i = 0; i < N; i++) mean += sign * d[(int64_t)i * c->n_layers * c->n_heads + k];
         if (mean > bv) bv = mean, best = k;
     }
-    printf("top_head=L%dH%d mean_delta_loss=%.4f\n", best / c->n_heads, best % c->n_heads, bv / N);
+    printf("top_head=L%dH%d mean_delta_%s=%.4f\n", best / c->n_heads, best % c->n_heads, metric, sign * bv / N);
     hs_session_free(s);
     hs_backend_free(be);
     hs_model_free(m);

@@ -13,6 +13,7 @@ ap.add_argument("model")
 ap.add_argument("--prompts", type=int, default=8)
 ap.add_argument("--seq", type=int, default=32)
 ap.add_argument("--threads", type=int, default=os.cpu_count())
+ap.add_argument("--metric", default="loss", choices=["loss", "logprob"])
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 d, f = os.path.split(a.model)
@@ -34,6 +35,9 @@ ids = torch.tensor([splitmix(i) % c.vocab_size for i in range(a.prompts * a.seq)
 
 
 def loss_per_prompt():
+    if a.metric == "logprob":  # log p(ids[:, 1]) after the last token: the fixed answer bench_ablation.c uses
+        lg = model(ids, logits_to_keep=1).logits[:, -1]
+        return lg.log_softmax(-1).gather(1, ids[:, 1:2])[:, 0]
     lg = model(ids).logits
     nll = F.cross_entropy(lg[:, :-1].reshape(-1, lg.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
     return nll.view(a.prompts, -1).mean(-1)
@@ -54,7 +58,7 @@ with torch.inference_mode():
             delta[:, l, h] = loss_per_prompt() - base
             hd.remove()
     sec = time.perf_counter() - t0
-mean = delta.mean(0).flatten()
+mean = delta.mean(0).flatten() * (1 if a.metric == "loss" else -1)
 k = int(mean.argmax())
-print(f"impl=transformers-{torch.__version__} heads={L * H} prompts={a.prompts} seq={a.seq} seconds={sec:.3f}")
-print(f"top_head=L{k // H}H{k % H} mean_delta_loss={mean[k].item():.4f}")
+print(f"impl=transformers-{torch.__version__} heads={L * H} prompts={a.prompts} seq={a.seq} metric={a.metric} seconds={sec:.3f}")
+print(f"top_head=L{k // H}H{k % H} mean_delta_{a.metric}={mean[k].item() * (1 if a.metric == 'loss' else -1):.4f}")
