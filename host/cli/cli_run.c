@@ -69,13 +69,14 @@ static int on_progress(void *user, const char *exp, int done, int total) {
     double el = difftime(now, p->start), eta = done ? el * (total - done) / done : 0;
     if (p->tty) {
         int w = 30, fill = total ? w * done / total : w;
-        fprintf(stderr, "\r%-16s [%.*s%*s] %d/%d  %.0fs elapsed, ETA %.0fs ", exp, fill,
-                "##############################", w - fill, "", done, total, el, eta);
+        fprintf(stderr, "\r%-16s [%.*s%*s] %d/%d units  %.2f units/s  %.0fs elapsed, ETA %.0fs ", exp, fill,
+                "##############################", w - fill, "", done, total, el > 0 ? done / el : 0.0, el, eta);
         if (done == total) fputc('\n', stderr);
     } else if (pct - p->last_pct >= 5 || difftime(now, p->last_line) >= 30 || done == total) {
         char ts[32];
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-        fprintf(stderr, "%s %s: %d/%d (%d%%), %.0fs elapsed, ETA %.0fs\n", ts, exp, done, total, pct, el, eta);
+        fprintf(stderr, "%s %s: %d/%d units (%d%%), %.2f units/s, %.0fs elapsed, ETA %.0fs\n", ts, exp, done, total, pct,
+                el > 0 ? done / el : 0.0, el, eta);
         p->last_pct = pct;
         p->last_line = now;
     }
