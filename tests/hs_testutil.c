@@ -155,3 +155,14 @@ void hs_test_load_fixture(const char *model, const char *part, hs_model **m, hs_
     hs_test_fixture_path(path, sizeof path, rel);
     cr_assert_eq(hs_st_open(path, ref, &err), HS_OK, "%s", err.msg);
 }
+
+hs_status hs_test_run_config(const char *path, const char *const *sets, int n_sets, const hs_run_params *rp, hs_err *err) {
+    hs_config *c = NULL;
+    char *text = NULL;
+    cr_assert_eq(hs_config_load(path, sets, n_sets, &c, err), HS_OK, "%s", err->msg);
+    cr_assert_eq(hs_config_resolved_yaml(c, &text, err), HS_OK, "%s", err->msg);
+    hs_status st = hs_run(c, text, rp, err);
+    free(text);
+    hs_config_free(c);
+    return st;
+}

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "headsweep/hs_model.h"
+#include "headsweep/hs_run.h"
 #include "headsweep/hs_safetensors.h"
 #include "headsweep/hs_status.h"
 
@@ -15,6 +16,9 @@ void hs_test_fixture_path(char *out, size_t n, const char *rel);
 /* Loads fixtures/models/<model> into *m and opens its reference tensors
  * fixtures/ref/<model>_<part>.safetensors into *ref; a failure fails the test. */
 void hs_test_load_fixture(const char *model, const char *part, hs_model **m, hs_st_file **ref);
+/* Loads the config at path with overrides sets[0..n_sets) (a failure fails
+ * the test) and runs it as `headsweep run` does; returns hs_run's status. */
+hs_status hs_test_run_config(const char *path, const char *const *sets, int n_sets, const hs_run_params *rp, hs_err *err);
 /* The real SmolLM2 GGUF: $HS_SMOLLM2_GGUF or the set-up script's cache path.
  * Returns 1 if the file exists. */
 int hs_test_smollm2_path(char *out, size_t n);

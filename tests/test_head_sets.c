@@ -123,12 +123,8 @@ Test(head_sets, the_experiment_writes_each_sets_metric, .timeout = 120) {
             "    mode: zero\n",
             model, out);
     fclose(fc);
-    hs_config *cfg = NULL;
     hs_err err = {0};
-    char *text = NULL;
-    cr_assert_eq(hs_config_load(cfgp, NULL, 0, &cfg, &err), HS_OK, "%s", err.msg);
-    cr_assert_eq(hs_config_resolved_yaml(cfg, &text, &err), HS_OK);
-    cr_assert_eq(hs_run(cfg, text, NULL, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_test_run_config(cfgp, NULL, 0, NULL, &err), HS_OK, "%s", err.msg);
     hs_h5 *h;
     hs_h5_group *g;
     float *sets = NULL, *mp = NULL, *score = NULL;
@@ -175,9 +171,8 @@ Test(head_sets, the_experiment_writes_each_sets_metric, .timeout = 120) {
         for (int i = 0; i < 10; i++) cr_assert_float_eq(mp[i * 5 + s], ref[i], 1e-5, "set %d prompt %d", s, i);
     }
     teardown(&f);
-    free(sets), free(mp), free(score), free(text);
+    free(sets), free(mp), free(score);
     hs_h5_close(h);
-    hs_config_free(cfg);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);

@@ -81,12 +81,8 @@ Test(run_modes, run_equals_the_library_on_the_whole_dataset, .timeout = 300) {
             "  - name: cap\n    type: capture\n    hooks: [result]\n    layers: [1]\n    prompts: [0, 3, 8]\n",
             model, out, data);
     fclose(fc);
-    hs_config *cfg = NULL;
     hs_err err = {0};
-    char *text = NULL;
-    cr_assert_eq(hs_config_load(cfgp, NULL, 0, &cfg, &err), HS_OK, "%s", err.msg);
-    cr_assert_eq(hs_config_resolved_yaml(cfg, &text, &err), HS_OK);
-    cr_assert_eq(hs_run(cfg, text, NULL, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_test_run_config(cfgp, NULL, 0, NULL, &err), HS_OK, "%s", err.msg);
 
     /* the library, one call each over all prompts */
     hs_model *m;
@@ -198,8 +194,6 @@ Test(run_modes, run_equals_the_library_on_the_whole_dataset, .timeout = 300) {
     hs_dataset_free(d);
     hs_backend_free(be);
     hs_model_free(m);
-    hs_config_free(cfg);
-    free(text);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);

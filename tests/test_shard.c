@@ -72,24 +72,11 @@ static void write_config(const char *path, const char *out, const char *importan
     fclose(f);
 }
 
-static hs_config *load(const char *path, const char *shard) {
-    hs_config *c = NULL;
-    hs_err err = {0};
+static hs_status run(const char *cfg_path, const char *shard, const hs_run_params *rp, hs_err *err) {
     char set[64];
     snprintf(set, sizeof set, "shard=%s", shard ? shard : "null");
     const char *sets[1] = {set};
-    cr_assert_eq(hs_config_load(path, sets, 1, &c, &err), HS_OK, "%s", err.msg);
-    return c;
-}
-
-static hs_status run(const char *cfg_path, const char *shard, const hs_run_params *rp, hs_err *err) {
-    hs_config *c = load(cfg_path, shard);
-    char *text = NULL;
-    cr_assert_eq(hs_config_resolved_yaml(c, &text, err), HS_OK);
-    hs_status st = hs_run(c, text, rp, err);
-    free(text);
-    hs_config_free(c);
-    return st;
+    return hs_test_run_config(cfg_path, sets, 1, rp, err);
 }
 
 /* Every dataset of every group of a equals b's, bit for bit, and b has no others. */
