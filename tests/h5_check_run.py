@@ -27,12 +27,34 @@ with h5py.File(path, "r") as f:
             assert g.attrs["metric"] in ("loss", "logprob", "logit_diff", "kl", "accuracy")
         elif kind == "head_scores":
             for k, v in g.items():
-                if v.ndim == 2:
+                if k.endswith("_per_prompt"):
+                    assert v.shape == (N, L, H), (k, v.shape)
+                    assert np.allclose(g[k[: -len("_per_prompt")]][...], v[...].mean(0), atol=1e-6), k
+                elif k == "generated_tokens":
+                    assert v.shape[0] == N and v.dtype == np.int32, (k, v.shape, v.dtype)
+                elif v.ndim == 2:
                     assert v.shape == (L, H) and np.isfinite(v[...]).all(), k
         elif kind == "pruning_curve":
             s = g["step"][...]
             assert s[0] == 0 and abs(s[-1] - 1) < 1e-6 and np.all(np.diff(s) > 0)
             assert g["masks"].shape == (len(s), L, H)
+            assert np.allclose(g["metric"][...], g["metric_per_prompt"][...].mean(0), atol=1e-5)
+        elif kind == "head_set_ablation":
+            sets, m = g["sets"][...], g["metric_per_prompt"][...]
+            assert sets.shape[1:] == (L, H) and m.shape == (N, sets.shape[0]), (sets.shape, m.shape)
+            assert (sets.sum((1, 2)) == int(g.attrs["top_k"])).all(), "every set holds top_k heads"
+            assert np.allclose(g["metric"][...], m.mean(0), atol=1e-5)
+            assert abs(g.attrs["metric_top_k"] - g["metric"][0]) < 1e-5
+        elif kind == "activation_patching":
+            assert g["clean"].shape == (N,) and g["corrupt"].shape == (N,)
+            if "z_all_pos" in g:
+                assert g["z_all_pos"].shape == (N, L, H) and g["z_all_pos_normalised"].shape == (L, H)
+        elif kind == "capture":
+            idx = g["prompt_index"][...]
+            for k, v in g.items():
+                if k.startswith("blocks."):
+                    assert v.shape[0] == len(idx), (k, v.shape)
+                    assert v.dims[0].label == "prompt", k
     ds = xr.open_dataset(path, group=[n for n in f if n != "dataset"][0], engine="h5netcdf")
     assert "layer" in ds.dims and "head" in ds.dims, ds.dims
 print(f"h5_check_run: {path}: OK ({N} prompts, {L} layers x {H} heads)")

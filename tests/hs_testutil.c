@@ -166,3 +166,14 @@ hs_status hs_test_run_config(const char *path, const char *const *sets, int n_se
     hs_config_free(c);
     return st;
 }
+
+void hs_test_check_with_h5py(const char *path) {
+    const char *py = getenv("HS_PYTHON");
+    if (!py || !*py) {
+        cr_log_info("HS_PYTHON not set: h5py/xarray check of %s skipped", path);
+        return;
+    }
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/h5_check_run.py' '%s'", py, HS_SOURCE_DIR, path);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+}

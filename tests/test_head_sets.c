@@ -125,6 +125,7 @@ Test(head_sets, the_experiment_writes_each_sets_metric, .timeout = 120) {
     fclose(fc);
     hs_err err = {0};
     cr_assert_eq(hs_test_run_config(cfgp, NULL, 0, NULL, &err), HS_OK, "%s", err.msg);
+    hs_test_check_with_h5py(out);
     hs_h5 *h;
     hs_h5_group *g;
     float *sets = NULL, *mp = NULL, *score = NULL;

@@ -134,15 +134,7 @@ Test(run, results_match_direct_computation, .timeout = 300) {
     free(stored);
     hs_h5_close(f);
 
-    /* as a user opens it: h5py and xarray (skipped without HS_PYTHON; CI sets it) */
-    const char *py = getenv("HS_PYTHON");
-    if (py && *py) {
-        char cmd[2048];
-        snprintf(cmd, sizeof cmd, "'%s' '%s/tests/h5_check_run.py' '%s'", py, HS_SOURCE_DIR, out);
-        cr_assert_eq(system(cmd), 0, "%s failed", cmd);
-    } else {
-        cr_log_info("HS_PYTHON not set: h5py/xarray check of %s skipped", out);
-    }
+    hs_test_check_with_h5py(out);
 
     /* the output exists now: a second run is refused and leaves it intact */
     hs_err e2 = {0};

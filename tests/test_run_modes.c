@@ -100,6 +100,7 @@ Test(run_modes, run_equals_the_library_on_the_whole_dataset, .timeout = 300) {
     float base[N], delta[N * 64], *got;
     int64_t n;
     hs_h5 *f;
+    hs_test_check_with_h5py(out);
     cr_assert_eq(hs_h5_open_read(out, &f, &err), HS_OK, "%s", err.msg);
 
     int32_t src[N];

@@ -175,6 +175,7 @@ Test(shard, three_shards_merge_to_the_unsharded_result, .timeout = 300) {
     cr_assert_eq(hs_run_merge(merged, sp, 3, 0, &err), HS_OK, "%s", err.msg);
     assert_same_results(ref2, merged);
     assert_same_results(merged, ref2);
+    hs_test_check_with_h5py(merged);
     /* the merged file records the sweep as an unsharded run would */
     hs_h5 *f;
     hs_h5_group *root;
