@@ -29,9 +29,13 @@ hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts 
     hs_status st = HS_OK;
     const hs_model_config *c = hs_model_get_config(m);
     const int L = c->n_layers, H = c->n_heads, T = pr->T, V = c->n_vocab, R = p->batch_rows;
-    if (R < 1 || p->mode < 0 || p->mode >= HS_ABLATE_COUNT || (p->mode == HS_ABLATE_MEAN && !p->mean_z) ||
-        (p->second_half && p->metric != HS_METRIC_LOSS))
+    if (R < 1 || p->mode < 0 || p->mode >= HS_ABLATE_COUNT || p->mode == HS_ABLATE_RESAMPLE ||
+        (p->mode == HS_ABLATE_MEAN && !p->mean_z) || (p->second_half && p->metric != HS_METRIC_LOSS))
         return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: bad parameters (batch_rows, mode, mean_z or second_half)");
+    for (int i = 0; p->mean_template && i < pr->N; i++)
+        if (p->mean_template[i] < 0 || p->mean_template[i] >= p->n_templates)
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: prompt %d has template %d outside [0, %d)", i,
+                              p->mean_template[i], p->n_templates);
     if ((st = hs_metric_check(c, pr, p->metric, err))) return hs_err_prefix(err, "head sets");
     for (int i = 0; p->second_half && i < pr->N; i++)
         if (pr->lengths[i] < 5 || pr->lengths[i] % 2 == 0)
@@ -66,7 +70,10 @@ hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts 
                          : p->mode == HS_ABLATE_SCALE ? HS_EDIT_SCALE
                          : p->mode == HS_ABLATE_MEAN  ? HS_EDIT_SET
                                                       : HS_EDIT_UNIFORM;
-                if (p->mode == HS_ABLATE_MEAN) e.src = p->mean_z + (int64_t)k * T * c->d_head;
+                if (p->mode == HS_ABLATE_MEAN) {
+                    const int64_t tm = p->mean_template ? p->mean_template[p0 + r] : 0; /* the row's template mean */
+                    e.src = p->mean_z + (tm * L * H + k) * T * c->d_head;
+                }
                 edits[ne++] = e;
             }
         fp.edits = edits;

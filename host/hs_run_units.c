@@ -405,6 +405,7 @@ static hs_status unit_sets(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int
     p.mode = ap.mode;
     p.scale = ap.scale;
     p.mean_z = r->mean_z;
+    if (r->n_templates) p.mean_template = x->data->template_id + i0, p.n_templates = r->n_templates;
     p.second_half = e->positions == HS_CONFIG_POSITIONS_SECOND_HALF;
     p.batch_rows = x->cfg->batch_size;
     hs_status st = HS_OK;

@@ -231,6 +231,8 @@ static hs_status write_sets(const hs_config_experiment *e, const hs_run_exp *r, 
     HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
     HS_CHECK(hs_h5_attr_str(g, NULL, "positions", hs_config_positions_name(e->positions), err));
     HS_CHECK(hs_h5_attr_str(g, NULL, "mode", hs_config_mode_name(e->mode), err));
+    if (e->mode == HS_CONFIG_MODE_MEAN)
+        HS_CHECK(hs_h5_attr_str(g, NULL, "mean_over", hs_config_mean_over_name(e->mean_over), err));
     HS_CHECK(hs_h5_attr_str(g, NULL, "ranking",
                             e->importance.experiment ? e->importance.experiment : e->importance.dataset, err));
 exit:

@@ -178,3 +178,45 @@ Test(head_sets, the_experiment_writes_each_sets_metric, .timeout = 120) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* A one-head set mean-ablated with per-template means is the single-head
+ * ablation sweep's entry for that head (two ways of building the edits). */
+Test(head_sets, template_means_match_the_single_head_sweep) {
+    fixture f;
+    setup(&f, 6);
+    const hs_model_config *c = hs_model_get_config(f.m);
+    const int L = c->n_layers, H = c->n_heads, N = f.pr.N, T = f.pr.T;
+    int32_t tid[8];
+    for (int i = 0; i < N; i++) tid[i] = i % 2;
+    hs_err err = {0};
+    float *means = malloc((size_t)2 * L * H * T * c->d_head * sizeof(float));
+    cr_assert_eq(hs_ablation_mean_z_template(f.s, f.m, &f.pr, tid, 2, 8, means, &err), HS_OK, "%s", err.msg);
+    hs_ablation_params ap = hs_ablation_default_params();
+    ap.mode = HS_ABLATE_MEAN;
+    ap.mean_z = means;
+    ap.mean_template = tid;
+    ap.n_templates = 2;
+    ap.batch_rows = 8;
+    float base[8], *delta = malloc((size_t)N * L * H * sizeof(float));
+    cr_assert_eq(hs_head_ablation(f.s, f.m, &f.pr, &ap, base, delta, &err), HS_OK, "%s", err.msg);
+    hs_head_set_params p = hs_head_set_default_params();
+    p.mode = HS_ABLATE_MEAN;
+    p.mean_z = means;
+    p.mean_template = tid;
+    p.n_templates = 2;
+    p.batch_rows = 8;
+    for (int k = 0; k < L * H; k += 5) {
+        uint8_t set[256] = {0};
+        float got[8];
+        set[k] = 1;
+        cr_assert_eq(hs_head_set_metric(f.s, f.m, &f.pr, &p, set, got, &err), HS_OK, "%s", err.msg);
+        for (int i = 0; i < N; i++)
+            cr_assert_float_eq(got[i], base[i] + delta[(int64_t)i * L * H + k], 1e-5, "head %d prompt %d", k, i);
+    }
+    tid[1] = 2; /* a template without a mean */
+    float got[8];
+    cr_assert_eq(hs_head_set_metric(f.s, f.m, &f.pr, &p, NULL, got, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "prompt 1 has template 2"), "%s", err.msg);
+    free(means), free(delta);
+    teardown(&f);
+}
