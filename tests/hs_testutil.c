@@ -177,3 +177,9 @@ void hs_test_check_with_h5py(const char *path) {
     snprintf(cmd, sizeof cmd, "'%s' '%s/tests/h5_check_run.py' '%s'", py, HS_SOURCE_DIR, path);
     cr_assert_eq(system(cmd), 0, "%s failed", cmd);
 }
+
+const hs_st_tensor *hs_test_ref_tensor(hs_st_file *ref, const char *name) {
+    const hs_st_tensor *t = hs_st_find(ref, name);
+    cr_assert_not_null(t, "fixture lacks %s", name);
+    return t;
+}

@@ -16,6 +16,8 @@ void hs_test_fixture_path(char *out, size_t n, const char *rel);
 /* Loads fixtures/models/<model> into *m and opens its reference tensors
  * fixtures/ref/<model>_<part>.safetensors into *ref; a failure fails the test. */
 void hs_test_load_fixture(const char *model, const char *part, hs_model **m, hs_st_file **ref);
+/* Reference tensor `name` of a fixture file; its absence fails the test. */
+const hs_st_tensor *hs_test_ref_tensor(hs_st_file *ref, const char *name);
 /* Loads the config at path with overrides sets[0..n_sets) (a failure fails
  * the test) and runs it as `headsweep run` does; returns hs_run's status. */
 /* Opens a result file the way users do, h5py and xarray (tests/h5_check_run.py),

@@ -22,12 +22,6 @@ typedef struct {
     int N, T, L, H, dh;
 } fx;
 
-static const void *tensor(fx *f, const char *name) {
-    const hs_st_tensor *t = hs_st_find(f->ref, name);
-    cr_assert_not_null(t, "fixture lacks %s", name);
-    return t->data;
-}
-
 static void fx_init(fx *f, const char *model, int max_rows) {
     hs_err err = {0};
     memset(f, 0, sizeof *f);
@@ -35,11 +29,13 @@ static void fx_init(fx *f, const char *model, int max_rows) {
     const hs_st_tensor *tok = hs_st_find(f->ref, "tokens");
     cr_assert_not_null(tok);
     f->N = (int)tok->shape[0], f->T = (int)tok->shape[1];
-    f->pr = (hs_prompts){.N = f->N, .T = f->T, .tokens = tok->data, .lengths = tensor(f, "lengths"),
-                         .answer = tensor(f, "answer"), .distractor = tensor(f, "distractor")};
+    f->pr = (hs_prompts){.N = f->N, .T = f->T, .tokens = tok->data,
+                         .lengths = hs_test_ref_tensor(f->ref, "lengths")->data,
+                         .answer = hs_test_ref_tensor(f->ref, "answer")->data,
+                         .distractor = hs_test_ref_tensor(f->ref, "distractor")->data};
     f->corrupt = f->pr;
-    f->corrupt.tokens = tensor(f, "corrupt");
-    f->tid = tensor(f, "template_id");
+    f->corrupt.tokens = hs_test_ref_tensor(f->ref, "corrupt")->data;
+    f->tid = hs_test_ref_tensor(f->ref, "template_id")->data;
     const hs_model_config *c = hs_model_get_config(f->m);
     f->L = c->n_layers, f->H = c->n_heads, f->dh = c->d_head;
     cr_assert_eq(hs_backend_cpu_init(NULL, &f->be, &err), HS_OK, "%s", err.msg);
@@ -88,7 +84,7 @@ static void template_mean_matches(const char *model) {
     float *means = malloc((size_t)(2 * per) * sizeof *means);
     cr_assert_eq(hs_ablation_mean_z_template(f.s, f.m, &f.corrupt, f.tid, 2, 4, means, &err), HS_OK, "%s", err.msg);
     /* means of f32 activations of scale ~1 over 3 prompts: summation-order noise ~1e-6 */
-    hs_test_cmp c = hs_test_compare(means, tensor(&f, "mean_z"), 2 * per, 1e-5, 1e-5);
+    hs_test_cmp c = hs_test_compare(means, hs_test_ref_tensor(f.ref, "mean_z")->data, 2 * per, 1e-5, 1e-5);
     cr_assert_eq(c.n_bad, 0, "%s: template means off at %lld (max abs %.3g)", model, (long long)c.first_bad, c.max_abs);
     cr_log_info("%s: template means max |diff| %.2e", model, c.max_abs);
 
@@ -102,12 +98,12 @@ static void template_mean_matches(const char *model) {
     float *base = malloc((size_t)f.N * sizeof *base), *delta = malloc((size_t)f.N * LH * sizeof *delta);
     cr_assert_eq(hs_head_ablation(f.s, f.m, &f.pr, &p, base, delta, &err), HS_OK, "%s", err.msg);
     /* logit differences of ~1-5 from f32 forwards: 1e-4 (as for the other ablation deltas) */
-    c = hs_test_compare(base, tensor(&f, "base_logit_diff"), f.N, 1e-4, 0);
+    c = hs_test_compare(base, hs_test_ref_tensor(f.ref, "base_logit_diff")->data, f.N, 1e-4, 0);
     cr_assert_eq(c.n_bad, 0, "%s: base logit diff max abs %.3g", model, c.max_abs);
-    c = hs_test_compare(delta, tensor(&f, "delta_logit_diff_template_mean"), f.N * LH, 1e-4, 0);
+    const float *want = hs_test_ref_tensor(f.ref, "delta_logit_diff_template_mean")->data;
+    c = hs_test_compare(delta, want, f.N * LH, 1e-4, 0);
     cr_assert_eq(c.n_bad, 0, "%s: %lld deltas off (first %lld: %g vs %g), max abs %.3g", model, (long long)c.n_bad,
-                 (long long)c.first_bad, (double)delta[c.first_bad],
-                 (double)((const float *)tensor(&f, "delta_logit_diff_template_mean"))[c.first_bad], c.max_abs);
+                 (long long)c.first_bad, (double)delta[c.first_bad], (double)want[c.first_bad], c.max_abs);
     cr_log_info("%s: template-mean deltas max |diff| vs transformers %.2e", model, c.max_abs);
     expect_units_equal_whole(&f, &p, base, delta);
     free(means), free(base), free(delta);

@@ -20,12 +20,6 @@ typedef struct {
     int L, H, T;
 } fx;
 
-static const void *need(hs_st_file *f, const char *n) {
-    const hs_st_tensor *t = hs_st_find(f, n);
-    cr_assert_not_null(t, "fixture lacks %s", n);
-    return t->data;
-}
-
 static void fx_init(fx *f, const char *model, int rows) {
     hs_err err = {0};
     memset(f, 0, sizeof *f);
@@ -33,9 +27,11 @@ static void fx_init(fx *f, const char *model, int rows) {
     const hs_st_tensor *tok = hs_st_find(f->ref, "tokens");
     cr_assert_not_null(tok);
     f->T = (int)tok->shape[1];
-    f->pr = (hs_prompts){.N = (int)tok->shape[0], .T = f->T, .tokens = tok->data, .lengths = need(f->ref, "lengths"),
-                         .answer = need(f->ref, "answer"), .distractor = need(f->ref, "distractor")};
-    f->corrupt = need(f->ref, "corrupt");
+    f->pr = (hs_prompts){.N = (int)tok->shape[0], .T = f->T, .tokens = tok->data,
+                         .lengths = hs_test_ref_tensor(f->ref, "lengths")->data,
+                         .answer = hs_test_ref_tensor(f->ref, "answer")->data,
+                         .distractor = hs_test_ref_tensor(f->ref, "distractor")->data};
+    f->corrupt = hs_test_ref_tensor(f->ref, "corrupt")->data;
     f->L = hs_model_get_config(f->m)->n_layers;
     f->H = hs_model_get_config(f->m)->n_heads;
     cr_assert_eq(hs_backend_cpu_init(NULL, &f->be, &err), HS_OK);

@@ -21,24 +21,18 @@ typedef struct {
     int G, LH;
 } fx;
 
-static const hs_st_tensor *tensor(fx *f, const char *name) {
-    const hs_st_tensor *t = hs_st_find(f->ref, name);
-    cr_assert_not_null(t, "fixture lacks %s", name);
-    return t;
-}
-
 static void fx_init(fx *f, const char *model) {
     hs_err err = {0};
     memset(f, 0, sizeof *f);
     hs_test_load_fixture(model, "retrieval", &f->m, &f->ref);
-    const hs_st_tensor *tok = tensor(f, "tokens"), *gen = tensor(f, "generated");
+    const hs_st_tensor *tok = hs_test_ref_tensor(f->ref, "tokens"), *gen = hs_test_ref_tensor(f->ref, "generated");
     f->pr = (hs_prompts){.N = (int)tok->shape[0], .T = (int)tok->shape[1], .tokens = tok->data,
-                         .lengths = tensor(f, "lengths")->data};
-    f->ns = tensor(f, "needle_start")->data;
-    f->nl = tensor(f, "needle_len")->data;
+                         .lengths = hs_test_ref_tensor(f->ref, "lengths")->data};
+    f->ns = hs_test_ref_tensor(f->ref, "needle_start")->data;
+    f->nl = hs_test_ref_tensor(f->ref, "needle_len")->data;
     f->gen = gen->data;
     f->G = (int)gen->shape[1];
-    f->scores = tensor(f, "scores")->data;
+    f->scores = hs_test_ref_tensor(f->ref, "scores")->data;
     const hs_model_config *c = hs_model_get_config(f->m);
     f->LH = c->n_layers * c->n_heads;
     cr_assert_eq(hs_backend_cpu_init(NULL, &f->be, &err), HS_OK, "%s", err.msg);
