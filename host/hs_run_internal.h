@@ -134,6 +134,9 @@ hs_status hs_run_phase(hs_run_ctx *x, int phase, hs_run_worker *w, int nw, hs_er
 
 /* Writes exp's group of a final result file from all of its items. */
 hs_status hs_run_write(const hs_config *cfg, int exp, const hs_run_exp *r, hs_h5_group *g, hs_err *err);
+/* Mean over the first n rows of a, in row order (the same sum however the
+ * rows were sharded): out [a->per]. */
+void hs_run_mean_items(const hs_run_array *a, int n, float *out);
 /* importance [L, H] (larger = more important) from a finished head_ablation. */
 void hs_run_importance(const hs_config_experiment *e, const hs_run_exp *r, float *out);
 

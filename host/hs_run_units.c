@@ -97,27 +97,18 @@ static hs_status load_importance(hs_run_ctx *x, const hs_config_experiment *e, f
                 hs_run_importance(ej, &x->exps[j], imp);
                 return HS_OK;
             }
-            for (int k = 0; ej->type == HS_CONFIG_EXP_HEAD_SCORES && k < HS_SCORE_COUNT; k++) {
-                if (!(ej->scores & (1u << k)) || (slash && strcmp(slash + 1, hs_score_name((hs_score_kind)k))))
-                    continue;
+            /* head_scores: the named score, else the first computed, the retrieval score last */
+            const hs_run_array *a = NULL;
+            for (int k = 0; ej->type == HS_CONFIG_EXP_HEAD_SCORES && k < HS_SCORE_COUNT && !a; k++) {
                 char name[96];
                 snprintf(name, sizeof name, "%s_per_prompt", hs_score_name((hs_score_kind)k));
-                const hs_run_array *a = hs_run_find(&x->exps[j], name);
-                const int n = x->exps[j].hi - x->exps[j].lo;
-                for (int q = 0; q < LH; q++) {
-                    double s = 0;
-                    for (int i = 0; i < n; i++) s += a->data[(int64_t)i * LH + q];
-                    imp[q] = (float)(s / n);
-                }
+                if (!slash || !strcmp(slash + 1, hs_score_name((hs_score_kind)k))) a = hs_run_find(&x->exps[j], name);
+            }
+            if (!a && ej->type == HS_CONFIG_EXP_HEAD_SCORES) a = hs_run_find(&x->exps[j], "retrieval_per_prompt");
+            if (a && a->per == LH) {
+                hs_run_mean_items(a, x->exps[j].hi - x->exps[j].lo, imp);
                 return HS_OK;
             }
-            const hs_run_array *a = ej->type == HS_CONFIG_EXP_HEAD_SCORES ? hs_run_find(&x->exps[j], "retrieval_per_prompt") : NULL;
-            for (int q = 0; a && q < LH; q++) {
-                double s = 0;
-                for (int i = 0; i < x->exps[j].hi - x->exps[j].lo; i++) s += a->data[(int64_t)i * LH + q];
-                imp[q] = (float)(s / (x->exps[j].hi - x->exps[j].lo));
-            }
-            if (a) return HS_OK;
         }
         return hs_err_set(err, HS_ERR_INVALID_ARG, "importance: experiment '%s' is not a head_ablation or head_scores of this run",
                           e->importance.experiment);

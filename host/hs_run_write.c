@@ -16,8 +16,7 @@ static hs_status put(hs_h5_group *g, const hs_run_exp *r, const hs_run_array *a,
     return hs_h5_write_f32(g, name ? name : a->name, a->ndim + 1, dims, a->dim_names, a->data, err);
 }
 
-/* Mean over items of [n, K] -> [K]. */
-static void mean_items(const hs_run_array *a, int n, float *out) {
+void hs_run_mean_items(const hs_run_array *a, int n, float *out) {
     for (int64_t k = 0; k < a->per; k++) {
         double s = 0;
         for (int i = 0; i < n; i++) s += a->data[i * a->per + k];
@@ -33,7 +32,7 @@ static hs_status put_with_mean(hs_h5_group *g, const hs_run_exp *r, const char *
     hs_status st = HS_OK;
     float *m = malloc((size_t)a->per * sizeof *m);
     if (!m) return hs_err_set(err, HS_ERR_OOM, "out of memory");
-    mean_items(a, r->hi - r->lo, m);
+    hs_run_mean_items(a, r->hi - r->lo, m);
     snprintf(mname, sizeof mname, "%s_mean", name);
     HS_CHECK(put(g, r, a, NULL, err));
     HS_CHECK(hs_h5_write_f32(g, mname, a->ndim, a->dims, a->dim_names + 1, m, err));
@@ -45,7 +44,7 @@ exit:
 
 void hs_run_importance(const hs_config_experiment *e, const hs_run_exp *r, float *out) {
     const hs_run_array *d = hs_run_find(r, "delta");
-    mean_items(d, r->hi - r->lo, out);
+    hs_run_mean_items(d, r->hi - r->lo, out);
     for (int64_t k = 0; k < d->per; k++) out[k] *= hs_run_importance_sign(e->metric);
 }
 
@@ -91,7 +90,7 @@ static hs_status write_scores(const hs_config_experiment *e, const hs_run_exp *r
         const hs_run_array *a = hs_run_find(r, pname);
         float *m = malloc((size_t)a->per * sizeof *m);
         if (!m) return hs_err_set(err, HS_ERR_OOM, "out of memory");
-        mean_items(a, r->hi - r->lo, m);
+        hs_run_mean_items(a, r->hi - r->lo, m);
         st = hs_h5_write_f32(g, name, 2, a->dims, a->dim_names + 1, m, err);
         free(m);
         if (st) goto exit;
@@ -108,7 +107,7 @@ static hs_status write_scores(const hs_config_experiment *e, const hs_run_exp *r
         float *m = malloc((size_t)a->per * sizeof *m);
         int32_t *gen = malloc((size_t)(ng > 0 ? ng : 1) * sizeof *gen);
         if (m && gen) {
-            mean_items(a, (int)n, m);
+            hs_run_mean_items(a, (int)n, m);
             for (int64_t k = 0; k < ng; k++) gen[k] = (int32_t)gt->data[k];
             const int64_t gd[2] = {n, gt->per};
             st = hs_h5_write_f32(g, "retrieval", 2, a->dims, a->dim_names + 1, m, err);
@@ -138,7 +137,7 @@ static hs_status write_pruning(const hs_config_experiment *e, const hs_run_exp *
     float *frac = malloc((size_t)steps * sizeof *frac), *metric = malloc((size_t)steps * sizeof *metric);
     int32_t *npruned = malloc((size_t)steps * sizeof *npruned);
     if (!frac || !metric || !npruned) HS_FAIL(err, HS_ERR_OOM, "out of memory");
-    mean_items(mp, n, metric);
+    hs_run_mean_items(mp, n, metric);
     for (int s = 0; s < steps; s++) {
         double f = fmin(1.0, s * e->step);
         frac[s] = (float)f;
@@ -207,8 +206,8 @@ static hs_status write_sets(const hs_config_experiment *e, const hs_run_exp *r, 
     hs_status st = HS_OK;
     float *metric = malloc((size_t)n_sets * sizeof *metric), b = 0;
     if (!metric) return hs_err_set(err, HS_ERR_OOM, "out of memory");
-    mean_items(mp, n, metric);
-    mean_items(base, n, &b);
+    hs_run_mean_items(mp, n, metric);
+    hs_run_mean_items(base, n, &b);
     double rs = 0, rs2 = 0;
     for (int s = 1; s < n_sets; s++) rs += metric[s], rs2 += (double)metric[s] * metric[s];
     HS_CHECK(put(g, r, base, NULL, err));
