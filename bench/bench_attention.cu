@@ -32,6 +32,9 @@
  *           v3 (two m-tiles per warp)                                205 / —
  *      Default now: v3 for d_head <= 64 at T >= 1024 (it loses 10-15% at
  *      T <= 512), else v1.
+ *   6. wgmma_bk64, wgmma_bk128: the Hopper kernel (cuda/hs_attn_wgmma_sm90a.cu,
+ *      compute capability 9.0 only) with 64- or 128-key tiles; its z is first
+ *      compared with the default kernel's on the same inputs.
  * TFLOP/s use the causal count 2·2·B·H·T²·d/2 for every variant. Timing: CUDA
  * events around each launch, 3 warm-ups, median of repeats. A spot check
  * compares fused and naive z before timing.
@@ -50,6 +53,20 @@
 
 
 typedef __nv_bfloat16 bf16;
+
+/* max |a - b| over n bf16 device values. */
+static double max_abs_diff_bf16(const void *a, const void *b, int64_t n) {
+    std::vector<uint16_t> ha(n), hb(n);
+    CK(cudaMemcpy(ha.data(), a, n * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hb.data(), b, n * 2, cudaMemcpyDeviceToHost));
+    double mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = fabs((double)hs_bf16_to_f32(ha[i]) - (double)hs_bf16_to_f32(hb[i]));
+        if (d != d) return INFINITY; /* NaN */
+        if (d > mx) mx = d;
+    }
+    return mx;
+}
 
 /* Row-wise causal softmax in place on S [BH, T, T] (bf16): the naive baseline. */
 __global__ void naive_softmax(bf16 *S, int T) {
@@ -141,6 +158,7 @@ int main(int argc, char **argv) {
     CB(cublasSetStream(blas, st));
 
     std::vector<Row> rows;
+    int disagree = 0; /* a kernel variant whose z differed from the default kernel's */
     const int ds[] = {64, 128};
     const int Ts[] = {128, 512, 2048, 8192};
     for (int d : ds) {
@@ -270,6 +288,35 @@ int main(int argc, char **argv) {
                     ms = time_ms(st, run, reps);
                     rows.push_back({names[var], d, T, B, H, ms, flops / ms / 1e9});
                 }
+                /* 6. the Hopper kernel (cuda/hs_attn_wgmma_sm90a.cu), checked
+                 * against the mma kernel's z before it is timed */
+                const int cc = prop.major * 10 + prop.minor;
+                static const char *wnames[] = {"", "wgmma_bk64", "wgmma_bk128"};
+                for (int var = 1; var <= 2 && hs_cuda_attn_wgmma_supports(d, cc); var++) {
+                    aa.z = z2;
+                    auto run = [&]() {
+                        hs_err e = {};
+                        if (hs_cuda_attn_wgmma(&aa, var, st, &e) != HS_OK) {
+                            fprintf(stderr, "wgmma variant %d: %s\n", var, e.msg);
+                            exit(1);
+                        }
+                    };
+                    run();
+                    fused();
+                    CK(cudaStreamSynchronize(st));
+                    const double mx = max_abs_diff_bf16(z, z2, nz);
+                    printf("check d=%d T=%d: max |wgmma_bk%d - fused| = %.4g\n", d, T, var == 1 ? 64 : 128, mx);
+                    if (!(mx <= 0.05)) { /* not timed; the run still reports the rest */
+                        fprintf(stderr, "bench_attention: wgmma_bk%d and the default kernel disagree\n",
+                                var == 1 ? 64 : 128);
+                        disagree = 1;
+                        aa.z = z;
+                        continue;
+                    }
+                    ms = time_ms(st, run, reps);
+                    rows.push_back({wnames[var], d, T, B, H, ms, flops / ms / 1e9});
+                    aa.z = z;
+                }
             }
             if (naive_fits) {
                 ms = time_ms(st, naive, reps);
@@ -308,5 +355,5 @@ int main(int argc, char **argv) {
     }
     cublasDestroy(blas);
     hs_backend_free(be);
-    return 0;
+    return disagree ? 1 : 0;
 }

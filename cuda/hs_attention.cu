@@ -4,6 +4,7 @@
  * and always in f32 mode) and, only when a pattern is wanted, has it
  * recomputed from q, k and the log-sum-exp the fused kernel stored. */
 #include "hs_attention.cuh"
+#include "hs_backend_cuda.h"
 #include "hs_cuda_backend.cuh"
 
 #include <math.h>
@@ -70,7 +71,10 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
                            a.k_sh % 8 == 0 && a.q_sb % 8 == 0 && a.k_sb % 8 == 0;
     const int mma = bf16 && hs_cuda_attn_mma_supports(d) && strides_ok && hs_al16(a.q) &&
                     hs_al16(a.k) && hs_al16(a.v) && hs_al16(a.z);
-    st = mma ? hs_cuda_attn_mma(&a, be->stream, err) : hs_cuda_attn_simt(&a, bf16, be->stream, err);
+    const int wg = mma && be->attn_kernel == HS_CUDA_ATTN_WGMMA && hs_cuda_attn_wgmma_supports(d, be->cc);
+    if (wg) st = hs_cuda_attn_wgmma(&a, 0, be->stream, err);
+    else if (mma) st = hs_cuda_attn_mma(&a, be->stream, err);
+    else st = hs_cuda_attn_simt(&a, bf16, be->stream, err);
     if (st != HS_OK) return st;
     if (p->pattern) return hs_cuda_attn_pattern(&a, bf16, mma, a.lse, p->pattern, be->stream, err);
     return HS_OK;

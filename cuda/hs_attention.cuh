@@ -3,6 +3,10 @@
  * and the launchers of its two kernels and the pattern recompute:
  *   - hs_attn_mma.cu: bf16 tensor-core kernel (mma.sync m16n8k16, online
  *     softmax over key tiles of 64), d_head in {32, 64, 80, 96, 128};
+ *   - hs_attn_wgmma_sm90a.cu: the same on Hopper's warpgroup tensor cores
+ *     (wgmma), d_head 64 and 128, compute capability 9.0 only; built for
+ *     sm_90a alone and chosen only on request (hs_backend_cuda_set_attn_kernel
+ *     or HS_CUDA_ATTN=wgmma) until it has been validated on a device;
  *   - hs_attn_simt.cu: generic CUDA-core kernel, f32 or bf16, any d_head <= 128
  *     (true f32 math: the f32 validation mode uses it for every shape);
  *   - hs_attn_pattern.cu: the pattern recompute from q, k and the LSE
@@ -42,6 +46,12 @@ hs_status hs_cuda_attn_mma(const hs_cuda_attn_args *a, cudaStream_t st, hs_err *
  * listed in hs_attn_mma.cu). For benchmarks. */
 hs_status hs_cuda_attn_mma_variant(const hs_cuda_attn_args *a, int variant, cudaStream_t st,
                                    hs_err *err);
+
+/* Hopper kernel: supports(d, cc) says whether it covers d_head d on a device
+ * of compute capability cc (major * 10 + minor); same buffer conditions as
+ * the mma kernel. variant 0 = default, 1 = 64-key tiles, 2 = 128-key tiles. */
+int hs_cuda_attn_wgmma_supports(int d, int cc);
+hs_status hs_cuda_attn_wgmma(const hs_cuda_attn_args *a, int variant, cudaStream_t st, hs_err *err);
 
 /* CUDA-core kernel, f32 (is_bf16 = 0) or bf16 (is_bf16 = 1) elements, d <= 128. */
 hs_status hs_cuda_attn_simt(const hs_cuda_attn_args *a, int is_bf16, cudaStream_t st, hs_err *err);

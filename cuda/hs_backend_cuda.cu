@@ -227,6 +227,35 @@ extern "C" int hs_backend_cuda_device_count(void) {
     return n;
 }
 
+/* HS_CUDA_ATTN=auto|mma|wgmma picks the attention kernel (see
+ * hs_backend_cuda.h), so a whole test suite or run can be pointed at one. */
+static hs_status hs_attn_kernel_from_env(hs_backend *be, hs_err *err) {
+    const char *v = getenv("HS_CUDA_ATTN");
+    if (!v || !*v) return HS_OK;
+    hs_cuda_attn_kernel k;
+    if (!strcmp(v, "auto")) k = HS_CUDA_ATTN_AUTO;
+    else if (!strcmp(v, "mma")) k = HS_CUDA_ATTN_MMA;
+    else if (!strcmp(v, "wgmma")) k = HS_CUDA_ATTN_WGMMA;
+    else
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "HS_CUDA_ATTN=%s: expected auto, mma or wgmma", v);
+    return hs_backend_cuda_set_attn_kernel(be, k, err);
+}
+
+extern "C" hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel,
+                                                     hs_err *err) {
+    if (!be || be->device != HS_DEVICE_CUDA)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "set_attn_kernel: not a CUDA backend");
+    hs_cuda_backend *c = hs_cb(be);
+    if (kernel == HS_CUDA_ATTN_WGMMA && !hs_cuda_attn_wgmma_supports(128, c->cc))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "the wgmma attention kernel needs compute capability 9.0 (device %d has %d.%d)",
+                          c->device, c->cc / 10, c->cc % 10);
+    if (kernel != HS_CUDA_ATTN_AUTO && kernel != HS_CUDA_ATTN_MMA && kernel != HS_CUDA_ATTN_WGMMA)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "set_attn_kernel: unknown kernel %d", (int)kernel);
+    c->attn_kernel = kernel;
+    return HS_OK;
+}
+
 extern "C" hs_status hs_backend_cuda_init(const hs_backend_params *p, hs_backend **out,
                                           hs_err *err) {
     hs_status st = HS_OK;
@@ -263,6 +292,7 @@ extern "C" hs_status hs_backend_cuda_init(const hs_backend_params *p, hs_backend
     c->dtype = dt;
     c->device = dev;
     c->sm_count = prop.multiProcessorCount;
+    c->cc = prop.major * 10 + prop.minor;
     HS_CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     HS_CUDA_CHECK_GOTO(err, cudaMalloc(&c->workspace, HS_CUDA_WORKSPACE_BYTES));
     HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->stage, (size_t)HS_CUDA_STAGE_ELEMS * 4));
@@ -275,6 +305,7 @@ extern "C" hs_status hs_backend_cuda_init(const hs_backend_params *p, hs_backend
     HS_CUBLAS_CHECK_GOTO(err, cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));
     HS_CUBLAS_CHECK_GOTO(err, cublasLtCreate(&c->lt));
     if ((st = hs_cuda_gemm_init(c, err)) != HS_OK) goto exit;
+    if ((st = hs_attn_kernel_from_env(&c->base, err)) != HS_OK) goto exit;
 exit:
     if (st != HS_OK) {
         cu_destroy(&c->base);

@@ -20,6 +20,15 @@ extern "C" {
 hs_status hs_backend_cuda_fill_normal(hs_backend *be, void *dst, int64_t n, uint64_t seed,
                                       float mean, float std, hs_err *err);
 
+/* The bf16 fused-attention kernel. AUTO is the default choice (today the
+ * mma.sync kernel everywhere); MMA forces it; WGMMA asks for the Hopper
+ * kernel, which needs a compute-capability 9.0 device (HS_ERR_UNSUPPORTED
+ * otherwise) and covers d_head 64 and 128 (other shapes keep the mma.sync
+ * kernel). A backend starts from the environment variable HS_CUDA_ATTN
+ * (auto, mma or wgmma) when it is set. */
+typedef enum { HS_CUDA_ATTN_AUTO = 0, HS_CUDA_ATTN_MMA, HS_CUDA_ATTN_WGMMA } hs_cuda_attn_kernel;
+hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, hs_err *err);
+
 /* The backend's cudaStream_t (as void*), for events in benchmarks. */
 void *hs_backend_cuda_stream(hs_backend *be);
 

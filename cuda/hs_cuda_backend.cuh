@@ -31,6 +31,8 @@ typedef struct {
     hs_dtype dtype;  /* activation and weight dtype: HS_DTYPE_BF16 or HS_DTYPE_F32 */
     int device;
     int sm_count;
+    int cc;           /* compute capability, major * 10 + minor */
+    int attn_kernel;  /* hs_cuda_attn_kernel: which bf16 attention kernel */
     cudaStream_t stream;
     cublasHandle_t blas;
     cublasLtHandle_t lt;

@@ -1,5 +1,6 @@
 /* Built instead of cuda/ when the CUDA backend is not compiled in. */
 #include "headsweep/hs_backend.h"
+#include "hs_backend_cuda.h"
 
 hs_status hs_backend_cuda_init(const hs_backend_params *p, hs_backend **out, hs_err *err) {
     *out = NULL;
@@ -7,3 +8,7 @@ hs_status hs_backend_cuda_init(const hs_backend_params *p, hs_backend **out, hs_
 }
 
 int hs_backend_cuda_device_count(void) { return 0; }
+
+hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, hs_err *err) {
+    return hs_err_set(err, HS_ERR_UNSUPPORTED, "CUDA backend: headsweep was built without CUDA");
+}

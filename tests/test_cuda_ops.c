@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "headsweep/hs_backend.h"
+#include "hs_backend_cuda.h"
 #include "hs_testutil.h"
 
 #define F32_RTOL 1e-5
@@ -498,6 +499,10 @@ static const attn_case attn_cases[] = {
     {1, 100, 2, 1, 100, MASK_RIGHT}, {2, 257, 6, 3, 128, MASK_LEFT},
     /* T >= 1024 with d_head <= 64: the two-m-tiles-per-warp kernel variant */
     {1, 1100, 2, 1, 64, MASK_LEFT},  {1, 1030, 2, 2, 32, MASK_HOLES},
+    /* the wgmma kernel's edges: one row, a partial second warpgroup, a 128-row
+     * block plus one, several 128-key tiles with holes */
+    {1, 1, 2, 1, 128, MASK_NONE},    {2, 70, 2, 2, 64, MASK_LEFT},   {2, 129, 4, 2, 64, MASK_HOLES},
+    {1, 520, 2, 2, 128, MASK_HOLES},
 };
 
 static void make_mask(H *h, int kind, int B, int T, int32_t *m) {
@@ -657,9 +662,19 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     free(z), free(zn), free(ln), free(pn);
 }
 
-static void run_attention(hs_dtype dt, const char *name) {
+/* kernel: the bf16 attention kernel to force (HS_CUDA_ATTN_AUTO = the default). */
+static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel kernel) {
     H h;
     h_init(&h, dt, name, 1020);
+    if (kernel != HS_CUDA_ATTN_AUTO) {
+        hs_err err = {0};
+        const hs_status st = hs_backend_cuda_set_attn_kernel(h.gpu, kernel, &err);
+        if (st == HS_ERR_UNSUPPORTED) {
+            h_free(&h);
+            cr_skip_test("%s", err.msg);
+        }
+        ok(st, &err, "set_attn_kernel");
+    }
     for (size_t ci = 0; ci < sizeof attn_cases / sizeof *attn_cases; ci++) {
         run_attn_case(&h, &attn_cases[ci], 0);
         run_attn_case(&h, &attn_cases[ci], 1);
@@ -669,8 +684,19 @@ static void run_attention(hs_dtype dt, const char *name) {
     h_free(&h);
 }
 
-Test(cuda_ops, attention_f32) { REQUIRE_GPU(); run_attention(HS_DTYPE_F32, "attention_f32"); }
-Test(cuda_ops, attention_bf16) { REQUIRE_GPU(); run_attention(HS_DTYPE_BF16, "attention_bf16"); }
+Test(cuda_ops, attention_f32) { REQUIRE_GPU(); run_attention(HS_DTYPE_F32, "attention_f32", HS_CUDA_ATTN_AUTO); }
+Test(cuda_ops, attention_bf16) { REQUIRE_GPU(); run_attention(HS_DTYPE_BF16, "attention_bf16", HS_CUDA_ATTN_AUTO); }
+/* The same cases on each forced kernel: mma.sync everywhere, and the Hopper
+ * wgmma kernel for d_head 64 and 128 (skipped, with the reason, on a device
+ * other than compute capability 9.0). */
+Test(cuda_ops, attention_bf16_mma) {
+    REQUIRE_GPU();
+    run_attention(HS_DTYPE_BF16, "attention_bf16_mma", HS_CUDA_ATTN_MMA);
+}
+Test(cuda_ops, attention_bf16_wgmma) {
+    REQUIRE_GPU();
+    run_attention(HS_DTYPE_BF16, "attention_bf16_wgmma", HS_CUDA_ATTN_WGMMA);
+}
 
 /* Same inputs twice -> the same bits (no atomics, fixed reduction orders). */
 static void run_deterministic(hs_dtype dt, const char *name) {
