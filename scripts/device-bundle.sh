@@ -12,10 +12,20 @@
 # Not bundled: glibc's libraries and the loader, libstdc++/libgcc_s (the GPU
 # machine's are newer), libcuda (the driver's) and libcublas/libcublasLt
 # (~600 MB; the GPU machine's CUDA 13 has them: gpu-check compares versions).
-# Usage: scripts/device-bundle.sh [build-dir]   (default build-device)
+# With --model it also splits the SmolLM2 GGUF (98 MB, more than one call may
+# carry next to the bundle) into .device-model/part-a (57 MiB) and part-b plus
+# its SHA256, for two calls in a row (the machine keeps ignored files between
+# calls while it stays warm, about 30 s):
+#   1. carry .device-model/part-a                  command: true
+#   2. carry .device .device-model/part-b .device-model/SHA256
+#                                                  command: scripts/gpu-check.sh --prebuilt .device
+# gpu-check joins the parts, checks the hash and runs the SmolLM2 tests too.
+# Usage: scripts/device-bundle.sh [--model] [build-dir]   (default build-device)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+with_model=0
+if [ "${1:-}" = "--model" ]; then with_model=1; shift; fi
 build=${1:-$root/build-device}
 out=$root/.device
 limit_mb=50
@@ -68,5 +78,15 @@ echo "device-bundle: $out: $(grep -c '^file bin/' "$out/MANIFEST") binaries," \
     "$(grep -c '^file lib/' "$out/MANIFEST") libraries, ${size_mb} MB"
 if [ "$size_mb" -gt "$limit_mb" ]; then
     echo "device-bundle: warning: larger than ${limit_mb} MB (the device carry limit is 64 MiB for the whole tree)" >&2
+fi
+if [ $with_model -eq 1 ]; then
+    gguf=$("$root/scripts/fetch-model.sh")
+    rm -rf "$root/.device-model"
+    mkdir -p "$root/.device-model"
+    head -c 60000000 "$gguf" >"$root/.device-model/part-a"
+    tail -c +60000001 "$gguf" >"$root/.device-model/part-b"
+    (cd "$(dirname "$gguf")" && sha256sum "$(basename "$gguf")") >"$root/.device-model/SHA256"
+    echo "device-bundle: .device-model: $(basename "$gguf") in two parts (carry part-a in one call," \
+        "then .device, part-b and SHA256 in the next)"
 fi
 echo "run on the GPU machine: scripts/gpu-check.sh --prebuilt .device   (carry: .device)"

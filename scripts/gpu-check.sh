@@ -105,6 +105,26 @@ if [ -n "$prebuilt" ]; then
     [ -n "$missing" ] && { log "unresolved libraries:"; echo "$missing"; }
 fi
 export HS_SOURCE_DIR="$root"
+
+# The SmolLM2 GGUF, carried in two parts (scripts/device-bundle.sh --model)
+smollm2_md="not on this machine: the SmolLM2 tests skip (scripts/device-bundle.sh --model carries it)"
+if [ -z "${HS_SMOLLM2_GGUF:-}" ] && [ -f .device-model/part-a ] && [ -f .device-model/part-b ] &&
+    [ -f .device-model/SHA256 ]; then
+    mname=$(awk '{print $2}' .device-model/SHA256)
+    cat .device-model/part-a .device-model/part-b >"$work/$mname"
+    if (cd "$work" && sha256sum -c --quiet "$root/.device-model/SHA256"); then
+        export HS_SMOLLM2_GGUF="$work/$mname"
+        smollm2_md="$mname joined from .device-model/ (SHA-256 checked)"
+    else
+        smollm2_md="**.device-model parts do not match their SHA-256**: SmolLM2 tests skip"
+        status=1
+    fi
+elif [ -n "${HS_SMOLLM2_GGUF:-}" ]; then
+    smollm2_md="$HS_SMOLLM2_GGUF"
+elif [ -f .device-model/part-b ]; then
+    smollm2_md="only part-b of the model arrived (part-a must be carried in the call before)"
+fi
+log "SmolLM2: $smollm2_md"
 cublas_built=$(awk '$1 == "cublas_built_against" {print $2}' "${prebuilt:-/dev/null}/MANIFEST" 2>/dev/null)
 cublas_here=$(ls "$(cuda_libs)"/libcublasLt.so.13.* 2>/dev/null | head -1 | sed 's/.*libcublasLt.so.//')
 
@@ -212,6 +232,7 @@ log "report $report"
     echo "| nvcc | $nvcc_ver |"
     echo "| binaries | $mode |"
     echo "| cuBLAS built against / found | ${cublas_built:-this toolkit} / ${cublas_here:-?} |"
+    echo "| SmolLM2 GGUF | $smollm2_md |"
     echo "| verdict | $([ $status -eq 0 ] && echo 'all tests passed, memcheck clean' || echo '**FAILURES, see below**') |"
     echo "| wall time | $(($(date +%s) - t0)) s |"
     echo

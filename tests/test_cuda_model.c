@@ -1,7 +1,7 @@
 /* test_cuda_model: whole-model CUDA vs CPU through hs_session / hs_forward on
  * the tiny fixture models (tests/fixtures/models/{gpt2,llama_mha,llama_gqa})
- * and a SmolLM2-135M-shaped random model (30 layers, GQA 9/3, d_head 64), in
- * f32 and bf16 mode. Compared: logits at every position, z and resid_post at
+ * a SmolLM2-135M-shaped random model (30 layers, GQA 9/3, d_head 64) and the
+ * real SmolLM2-135M GGUF when present, in f32 and bf16 mode. Compared: logits at every position, z and resid_post at
  * every layer, the pattern at the first and last layer; the first hook point
  * (in forward order) that diverges is named. Padded batches and head_scale
  * edits are on, so the mask and epilogue paths run end to end.
@@ -220,6 +220,28 @@ static void smollm2_case(hs_dtype dt, const char *name) {
 
 Test(cuda_model, smollm2_shape_f32, .timeout = 600) { REQUIRE_GPU(); smollm2_case(HS_DTYPE_F32, "smollm2_shape_f32"); }
 Test(cuda_model, smollm2_shape_bf16, .timeout = 600) { REQUIRE_GPU(); smollm2_case(HS_DTYPE_BF16, "smollm2_shape_bf16"); }
+
+/* The real default model (its Q4_1 weights dequantised to f32 on load; in
+ * bf16 mode rounded once more, on both sides). Trained weights have sharper
+ * attention and larger activations than random ones; the same tolerances
+ * apply. Skips without the GGUF (scripts/fetch-model.sh, or on the GPU
+ * machine scripts/device-bundle.sh --model). */
+static void smollm2_real_case(hs_dtype dt, const char *name) {
+    char path[1024];
+    if (!hs_test_smollm2_path(path, sizeof path))
+        cr_skip_test("SmolLM2 GGUF not found at %s (set HS_SMOLLM2_GGUF or run scripts/fetch-model.sh)", path);
+    hs_err err = {0};
+    hs_model *m = NULL;
+    ok(hs_model_load(path, &m, &err), &err, path);
+    compare_model(m, dt, 3, 64, 2003, name);
+    hs_model_free(m);
+}
+
+Test(cuda_model, smollm2_real_f32, .timeout = 600) { REQUIRE_GPU(); smollm2_real_case(HS_DTYPE_F32, "smollm2_real_f32"); }
+Test(cuda_model, smollm2_real_bf16, .timeout = 600) {
+    REQUIRE_GPU();
+    smollm2_real_case(HS_DTYPE_BF16, "smollm2_real_bf16");
+}
 
 /* ---- CPU-only: run everywhere ---------------------------------------------------- */
 
