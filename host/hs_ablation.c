@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "headsweep/hs_capture.h"
+#include "hs_batches.h"
 #include "hs_metric.h"
 
 const char *hs_metric_name(hs_metric m) {
@@ -231,45 +232,37 @@ exit:
     return st;
 }
 
+/* The same per-head scales [L, H] in every row of a batch. */
+typedef struct {
+    const float *head_scale;
+    int L, H;
+    float *rows; /* [L, batch_rows, H] */
+} row_scales;
+
+static hs_status fill_scales(void *user, int p0, int B, hs_forward_params *fp, hs_err *err) {
+    const row_scales *u = user;
+    (void)p0, (void)err;
+    if (!u->head_scale) return HS_OK;
+    for (int l = 0; l < u->L; l++)
+        for (int i = 0; i < B; i++)
+            memcpy(u->rows + ((int64_t)l * B + i) * u->H, u->head_scale + (int64_t)l * u->H, (size_t)u->H * sizeof(float));
+    fp->head_scale = u->rows;
+    return HS_OK;
+}
+
 hs_status hs_eval_metric_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *pr, hs_metric metric,
                                     const float *head_scale, int batch_rows, float *out, hs_err *err) {
     hs_status st = HS_OK;
     const hs_model_config *c = hs_model_get_config(m);
-    const int L = c->n_layers, H = c->n_heads, T = pr->T, V = c->n_vocab, R = batch_rows;
     hs_ablation_params p = hs_ablation_default_params();
     p.metric = metric;
-    p.batch_rows = R;
+    p.batch_rows = batch_rows;
     if ((st = check_params(c, pr, &p, err))) return st;
-    int32_t *mask = malloc((size_t)R * T * sizeof *mask), *tg = malloc((size_t)R * T * sizeof *tg);
-    float *logits = malloc((size_t)R * V * sizeof(float)), *lp = malloc((size_t)R * T * sizeof(float));
-    float *clean = malloc((size_t)R * V * sizeof(float)), *logp = malloc((size_t)V * sizeof(float));
-    float *hs = head_scale ? malloc((size_t)L * R * H * sizeof(float)) : NULL;
-    if (!mask || !tg || !logits || !lp || !clean || !logp || (head_scale && !hs))
-        HS_FAIL(err, HS_ERR_OOM, "eval: out of memory");
-    for (int p0 = 0; p0 < pr->N; p0 += R) {
-        const int B = pr->N - p0 < R ? pr->N - p0 : R;
-        const hs_prompts chunk = {.N = B, .T = T, .tokens = pr->tokens + (int64_t)p0 * T, .lengths = pr->lengths + p0};
-        hs_prompts_mask_targets(&chunk, NULL, mask, tg);
-        hs_batch b = {.B = B, .T = T, .tokens = pr->tokens + (int64_t)p0 * T, .mask = mask, .targets = tg};
-        hs_forward_params fp = hs_forward_default_params();
-        fp.target_logprobs = metric == HS_METRIC_LOSS ? lp : NULL;
-        if (metric == HS_METRIC_KL) { /* the unedited distribution first */
-            HS_CHECK(hs_forward(s, &b, &fp, logits, err));
-            for (int i = 0; i < B; i++) hs_log_softmax(logits + (int64_t)i * V, V, clean + (int64_t)i * V);
-        }
-        if (hs) {
-            for (int l = 0; l < L; l++)
-                for (int i = 0; i < B; i++)
-                    memcpy(hs + ((int64_t)l * B + i) * H, head_scale + (int64_t)l * H, (size_t)H * sizeof(float));
-            fp.head_scale = hs;
-        }
-        HS_CHECK(hs_forward(s, &b, &fp, logits, err));
-        for (int i = 0; i < B; i++)
-            out[p0 + i] = (float)hs_row_metric(metric, pr, p0 + i, logits + (int64_t)i * V, lp + (int64_t)i * T, V,
-                                               clean + (int64_t)i * V, logp);
-    }
-exit:
-    free(mask), free(tg), free(logits), free(lp), free(clean), free(logp), free(hs);
+    row_scales u = {.head_scale = head_scale, .L = c->n_layers, .H = c->n_heads};
+    if (head_scale && !(u.rows = malloc((size_t)c->n_layers * batch_rows * c->n_heads * sizeof(float))))
+        return hs_err_set(err, HS_ERR_OOM, "eval: out of memory");
+    st = hs_metric_per_prompt_edited(s, m, pr, metric, 0, batch_rows, fill_scales, &u, out, err);
+    free(u.rows);
     return st;
 }
 

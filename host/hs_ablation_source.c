@@ -7,7 +7,37 @@
 #include <string.h>
 
 #include "headsweep/hs_capture.h"
-#include "hs_metric.h"
+#include "hs_batches.h"
+
+/* Adds a batch's z into its group's sums. */
+typedef struct {
+    const hs_prompts *pr;
+    const int32_t *group;
+    int L, H, dh;
+    float *out;
+    int64_t *count;
+} z_sums;
+
+static hs_status sum_visit(void *user, int p0, int P, const hs_capture *cap, hs_err *err) {
+    const z_sums *u = user;
+    const int L = u->L, H = u->H, dh = u->dh, T = u->pr->T;
+    (void)err;
+    for (int p = 0; p < P; p++) {
+        const int g = u->group ? u->group[p0 + p] : 0;
+        for (int t = 0; t < u->pr->lengths[p0 + p]; t++) u->count[(int64_t)g * T + t]++;
+    }
+    for (int l = 0; l < L; l++) {
+        const float *z = hs_capture_get(cap, HS_HOOK_Z, l, NULL); /* [P, T, H, dh] */
+        for (int p = 0; p < P; p++) {
+            float *o = u->out + (int64_t)(u->group ? u->group[p0 + p] : 0) * L * H * T * dh;
+            for (int t = 0; t < u->pr->lengths[p0 + p]; t++)
+                for (int h = 0; h < H; h++)
+                    for (int i = 0; i < dh; i++)
+                        o[(((int64_t)l * H + h) * T + t) * dh + i] += z[(((int64_t)p * T + t) * H + h) * dh + i];
+        }
+    }
+    return HS_OK;
+}
 
 /* Sums z of the reference prompts into out [G, L, H, T, dh] by group
  * (group NULL = all in group 0) and counts valid prompts per (group,
@@ -16,41 +46,16 @@ static hs_status sum_z(hs_session *s, const hs_model *m, const hs_prompts *pr, c
                        float *out, int64_t *count, hs_err *err) {
     hs_status st = HS_OK;
     const hs_model_config *c = hs_model_get_config(m);
-    const int L = c->n_layers, H = c->n_heads, dh = c->d_head, T = pr->T;
+    z_sums u = {.pr = pr, .group = group, .L = c->n_layers, .H = c->n_heads, .dh = c->d_head, .out = out,
+                .count = count};
     hs_capture *cap = NULL;
-    int32_t *mask = malloc((size_t)(pr->N > 0 ? pr->N : 1) * T * sizeof *mask);
-    if (!mask) HS_FAIL(err, HS_ERR_OOM, "mean z: out of memory");
-    hs_prompts_mask_targets(pr, NULL, mask, NULL);
-    memset(out, 0, (size_t)G * L * H * T * dh * sizeof(float));
-    memset(count, 0, (size_t)G * T * sizeof *count);
+    memset(out, 0, (size_t)G * u.L * u.H * pr->T * u.dh * sizeof(float));
+    memset(count, 0, (size_t)G * pr->T * sizeof *count);
     HS_CHECK(hs_capture_init(hs_session_backend(s), &cap, err));
     HS_CHECK(hs_capture_want(cap, HS_HOOK_Z, -1, err));
-    hs_hooks hooks = hs_capture_hooks(cap);
-    hs_forward_params fp = hs_forward_default_params();
-    fp.logits = HS_LOGITS_NONE;
-    fp.hooks = &hooks;
-    for (int p0 = 0; p0 < pr->N; p0 += rows) {
-        int P = pr->N - p0 < rows ? pr->N - p0 : rows;
-        hs_batch b = {.B = P, .T = T, .tokens = pr->tokens + (int64_t)p0 * T, .mask = mask + (int64_t)p0 * T};
-        HS_CHECK(hs_forward(s, &b, &fp, NULL, err));
-        for (int p = 0; p < P; p++) {
-            const int g = group ? group[p0 + p] : 0;
-            for (int t = 0; t < pr->lengths[p0 + p]; t++) count[(int64_t)g * T + t]++;
-        }
-        for (int l = 0; l < L; l++) {
-            const float *z = hs_capture_get(cap, HS_HOOK_Z, l, NULL); /* [P, T, H, dh] */
-            for (int p = 0; p < P; p++) {
-                float *o = out + (int64_t)(group ? group[p0 + p] : 0) * L * H * T * dh;
-                for (int t = 0; t < pr->lengths[p0 + p]; t++)
-                    for (int h = 0; h < H; h++)
-                        for (int i = 0; i < dh; i++)
-                            o[(((int64_t)l * H + h) * T + t) * dh + i] += z[(((int64_t)p * T + t) * H + h) * dh + i];
-            }
-        }
-    }
+    HS_CHECK(hs_capture_batches(s, cap, pr, rows, sum_visit, &u, err));
 exit:
     hs_capture_free(cap);
-    free(mask);
     return st;
 }
 

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "headsweep/hs_capture.h"
-#include "hs_metric.h"
+#include "hs_batches.h"
 
 const char *hs_score_name(hs_score_kind k) {
     static const char *n[HS_SCORE_COUNT] = {"previous_token", "duplicate_token", "induction", "olsson_induction"};
@@ -40,11 +40,36 @@ static double head_score(hs_score_kind k, const float *A, int T, int n, const in
     return den > 0 ? num / den : 0.0;
 }
 
+/* Scores every (prompt, kind, layer, head) of a batch from its patterns. */
+typedef struct {
+    const hs_prompts *pr;
+    unsigned kinds;
+    int L, H;
+    float *out;
+} score_batch;
+
+static hs_status score_visit(void *user, int p0, int B, const hs_capture *cap, hs_err *err) {
+    const score_batch *u = user;
+    const int T = u->pr->T, L = u->L, H = u->H;
+    (void)err;
+    for (int l = 0; l < L; l++) {
+        const float *pat = hs_capture_get(cap, HS_HOOK_PATTERN, l, NULL); /* [B, H, T, T] */
+        for (int k = 0; k < HS_SCORE_COUNT; k++) {
+            if (!(u->kinds & (1u << k))) continue;
+            for (int bi = 0; bi < B; bi++)
+                for (int h = 0; h < H; h++)
+                    u->out[(((int64_t)(p0 + bi) * HS_SCORE_COUNT + k) * L + l) * H + h] =
+                        (float)head_score((hs_score_kind)k, pat + ((int64_t)bi * H + h) * T * T, T,
+                                          u->pr->lengths[p0 + bi], u->pr->tokens + (int64_t)(p0 + bi) * T);
+        }
+    }
+    return HS_OK;
+}
+
 hs_status hs_head_scores_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *pr, unsigned mask,
                                     int batch_rows, float *out, hs_err *err) {
     hs_status st = HS_OK;
     const hs_model_config *c = hs_model_get_config(m);
-    const int L = c->n_layers, H = c->n_heads, T = pr->T;
     if (batch_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "head_scores: batch_rows must be >= 1");
     if (mask & (1u << HS_SCORE_OLSSON_INDUCTION))
         for (int i = 0; i < pr->N; i++)
@@ -53,33 +78,12 @@ hs_status hs_head_scores_per_prompt(hs_session *s, const hs_model *m, const hs_p
                                   "head_scores: olsson_induction needs [BOS] x x prompts of odd length; prompt %d has %d",
                                   i, pr->lengths[i]);
     hs_capture *cap = NULL;
-    int32_t *msk = malloc((size_t)pr->N * T * sizeof *msk);
-    if (!msk) HS_FAIL(err, HS_ERR_OOM, "head_scores: out of memory");
-    hs_prompts_mask_targets(pr, NULL, msk, NULL);
+    score_batch u = {.pr = pr, .kinds = mask, .L = c->n_layers, .H = c->n_heads, .out = out};
     HS_CHECK(hs_capture_init(hs_session_backend(s), &cap, err));
     HS_CHECK(hs_capture_want(cap, HS_HOOK_PATTERN, -1, err));
-    hs_hooks hooks = hs_capture_hooks(cap);
-    hs_forward_params fp = hs_forward_default_params();
-    fp.logits = HS_LOGITS_NONE;
-    fp.hooks = &hooks;
-    for (int p0 = 0; p0 < pr->N; p0 += batch_rows) {
-        int B = pr->N - p0 < batch_rows ? pr->N - p0 : batch_rows;
-        hs_batch b = {.B = B, .T = T, .tokens = pr->tokens + (int64_t)p0 * T, .mask = msk + (int64_t)p0 * T};
-        HS_CHECK(hs_forward(s, &b, &fp, NULL, err));
-        for (int l = 0; l < L; l++) {
-            const float *pat = hs_capture_get(cap, HS_HOOK_PATTERN, l, NULL); /* [B, H, T, T] */
-            for (int k = 0; k < HS_SCORE_COUNT; k++) {
-                if (!(mask & (1u << k))) continue;
-                for (int bi = 0; bi < B; bi++)
-                    for (int h = 0; h < H; h++)
-                        out[(((int64_t)(p0 + bi) * HS_SCORE_COUNT + k) * L + l) * H + h] = (float)head_score((hs_score_kind)k, pat + ((int64_t)bi * H + h) * T * T, T, pr->lengths[p0 + bi],
-                                       pr->tokens + (int64_t)(p0 + bi) * T);
-            }
-        }
-    }
+    HS_CHECK(hs_capture_batches(s, cap, pr, batch_rows, score_visit, &u, err));
 exit:
     hs_capture_free(cap);
-    free(msk);
     return st;
 }
 
