@@ -7,14 +7,26 @@
 # Needs ~40 GB host RAM (the f32 random model) and one 80 GB GPU; a GPU
 # machine call of its own (about 5-8 minutes).
 #   BIN=build-gpu bench/run-sweep-7b.sh [extra bench_sweep_7b options]
+# A CPU smoke run of the whole script at a toy shape (both programs get SHAPE):
+#   DEVICE=cpu SHAPE="--layers 2 --heads 4 --d-model 64 --d-mlp 128 --vocab 256 --prompts 4 --seq 16 --rows 4" \
+#     SAMPLE=4 PYTHON=.venv/bin/python bench/run-sweep-7b.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build}
 PY=${PYTHON:-python3}
 METRIC=${METRIC:-loss}
 SAMPLE=${SAMPLE:-64}
-ours=$("$BIN/bench_sweep_7b" --metric "$METRIC" "$@")
-peer=$($PY bench/peer_sweep_7b.py --metric "$METRIC" --sample "$SAMPLE" 2>/dev/null)
+DEVICE=${DEVICE:-}
+SHAPE=${SHAPE:-}
+peer_shape=$(echo "$SHAPE" | sed 's/--rows [0-9]*//') # the peer runs one forward per head: no batching option
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# shellcheck disable=SC2086 # SHAPE is a list of options
+ours=$("$BIN/bench_sweep_7b" ${DEVICE:+--device "$DEVICE"} $SHAPE --metric "$METRIC" "$@" 2>"$log") ||
+    { cat "$log" >&2; echo "run-sweep-7b: bench_sweep_7b failed" >&2; exit 1; }
+# shellcheck disable=SC2086
+peer=$($PY bench/peer_sweep_7b.py ${DEVICE:+--device "${DEVICE%%:*}"} $peer_shape --metric "$METRIC" \
+    --sample "$SAMPLE" 2>"$log") || { cat "$log" >&2; echo "run-sweep-7b: peer_sweep_7b.py failed" >&2; exit 1; }
 echo "$ours" >&2
 echo "$peer" >&2
 get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
@@ -22,17 +34,22 @@ sweep=$(get "$ours" sweep_s)
 floor=$(get "$ours" floor_s)
 tfl=$(get "$ours" achieved_tflops)
 torch=$(get "$peer" extrapolated_sweep_s)
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
+ratio() { python3 -c "import sys; a, b = map(float, sys.argv[1:]); print(f'{a / b:.2f}' if b > 0 else 'n/a')" "$1" "$2"; }
 md=$(
-    echo "## 1024-head ablation sweep, Llama-2-7B shape (bf16, 64 x 128 tokens, metric $METRIC)"
+    if [ -z "$SHAPE" ]; then
+        echo "## 1024-head ablation sweep, Llama-2-7B shape (bf16, 64 x 128 tokens, metric $METRIC)"
+    else
+        echo "## Ablation sweep smoke run at a toy shape ($SHAPE, metric $METRIC): timings mean nothing"
+    fi
     echo
-    echo "Command: \`BIN=$BIN METRIC=$METRIC SAMPLE=$SAMPLE bench/run-sweep-7b.sh $*\` ($(date -u +%Y-%m-%d), ${gpu:-unknown GPU})."
+    echo "Command: \`BIN=$BIN METRIC=$METRIC SAMPLE=$SAMPLE${DEVICE:+ DEVICE=$DEVICE}${SHAPE:+ SHAPE=\"$SHAPE\"} bench/run-sweep-7b.sh $*\` ($(date -u +%Y-%m-%d), ${gpu:-unknown GPU})."
     echo
     echo "| way | seconds | note |"
     echo "|---|---|---|"
     echo "| floor: the sweep's FLOPs at 800 TFLOP/s | $floor | every variant from its layer to the logits |"
-    echo "| headsweep (prefix reuse, heads of a layer batched) | $sweep | $tfl TFLOP/s achieved; $(python3 -c "print(f'{$sweep/$floor:.2f}')")x the floor (target <= 2) |"
-    echo "| transformers + o_proj hooks, one forward per head | $torch | extrapolated from $SAMPLE sampled heads; headsweep $(python3 -c "print(f'{$torch/$sweep:.1f}')")x faster (target >= 5) |"
+    echo "| headsweep (prefix reuse, heads of a layer batched) | $sweep | $tfl TFLOP/s achieved; $(ratio "$sweep" "$floor")x the floor (target <= 2) |"
+    echo "| transformers + o_proj hooks, one forward per head | $torch | extrapolated from $SAMPLE sampled heads; headsweep $(ratio "$torch" "$sweep")x faster (target >= 5) |"
 )
 echo "$md"
 [ -n "${OUT_MD:-}" ] && echo "$md" >"$OUT_MD"
