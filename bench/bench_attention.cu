@@ -32,9 +32,10 @@
  *           v3 (two m-tiles per warp)                                205 / —
  *      Default now: v3 for d_head <= 64 at T >= 1024 (it loses 10-15% at
  *      T <= 512), else v1.
- *   6. wgmma_bk64, wgmma_bk128: the Hopper kernel (cuda/hs_attn_wgmma_sm90a.cu,
- *      compute capability 9.0 only) with 64- or 128-key tiles; its z is first
- *      compared with the default kernel's on the same inputs.
+ *   6. wgmma_bk64, wgmma_bk128, wgmma_pipe_bk64, wgmma_pipe_bk128: the Hopper
+ *      kernel's variants (cuda/hs_attn_wgmma_sm90a.cu, compute capability 9.0
+ *      only): plain or pipelined schedule, 64- or 128-key tiles; each one's z
+ *      is first compared with the default kernel's on the same inputs.
  * TFLOP/s use the causal count 2·2·B·H·T²·d/2 for every variant. Timing: CUDA
  * events around each launch, 3 warm-ups, median of repeats. A spot check
  * compares fused and naive z before timing.
@@ -291,8 +292,8 @@ int main(int argc, char **argv) {
                 /* 6. the Hopper kernel (cuda/hs_attn_wgmma_sm90a.cu), checked
                  * against the mma kernel's z before it is timed */
                 const int cc = prop.major * 10 + prop.minor;
-                static const char *wnames[] = {"", "wgmma_bk64", "wgmma_bk128"};
-                for (int var = 1; var <= 2 && hs_cuda_attn_wgmma_supports(d, cc); var++) {
+                static const char *wnames[] = {"", "wgmma_bk64", "wgmma_bk128", "wgmma_pipe_bk64", "wgmma_pipe_bk128"};
+                for (int var = 1; var <= HS_CUDA_WGMMA_VARIANTS && hs_cuda_attn_wgmma_supports(d, cc); var++) {
                     aa.z = z2;
                     auto run = [&]() {
                         hs_err e = {};
@@ -305,10 +306,9 @@ int main(int argc, char **argv) {
                     fused();
                     CK(cudaStreamSynchronize(st));
                     const double mx = max_abs_diff_bf16(z, z2, nz);
-                    printf("check d=%d T=%d: max |wgmma_bk%d - fused| = %.4g\n", d, T, var == 1 ? 64 : 128, mx);
+                    printf("check d=%d T=%d: max |%s - fused| = %.4g\n", d, T, wnames[var], mx);
                     if (!(mx <= 0.05)) { /* not timed; the run still reports the rest */
-                        fprintf(stderr, "bench_attention: wgmma_bk%d and the default kernel disagree\n",
-                                var == 1 ? 64 : 128);
+                        fprintf(stderr, "bench_attention: %s and the default kernel disagree\n", wnames[var]);
                         disagree = 1;
                         aa.z = z;
                         continue;

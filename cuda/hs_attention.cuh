@@ -49,7 +49,8 @@ hs_status hs_cuda_attn_mma_variant(const hs_cuda_attn_args *a, int variant, cuda
 
 /* Hopper kernel: supports(d, cc) says whether it covers d_head d on a device
  * of compute capability cc (major * 10 + minor); same buffer conditions as
- * the mma kernel. variant 0 = default, 1 = 64-key tiles, 2 = 128-key tiles. */
+ * the mma kernel. variant 0 = the default; the others are listed in
+ * hs_attn_wgmma_sm90a.cu. */
 int hs_cuda_attn_wgmma_supports(int d, int cc);
 hs_status hs_cuda_attn_wgmma(const hs_cuda_attn_args *a, int variant, cudaStream_t st, hs_err *err);
 

@@ -227,32 +227,42 @@ extern "C" int hs_backend_cuda_device_count(void) {
     return n;
 }
 
-/* HS_CUDA_ATTN=auto|mma|wgmma picks the attention kernel (see
+/* HS_CUDA_ATTN=auto|mma|wgmma[:VARIANT] picks the attention kernel (see
  * hs_backend_cuda.h), so a whole test suite or run can be pointed at one. */
 static hs_status hs_attn_kernel_from_env(hs_backend *be, hs_err *err) {
     const char *v = getenv("HS_CUDA_ATTN");
     if (!v || !*v) return HS_OK;
-    hs_cuda_attn_kernel k;
-    if (!strcmp(v, "auto")) k = HS_CUDA_ATTN_AUTO;
-    else if (!strcmp(v, "mma")) k = HS_CUDA_ATTN_MMA;
+    hs_cuda_attn_kernel k = HS_CUDA_ATTN_AUTO;
+    int variant = 0, ok = 1;
+    if (!strcmp(v, "mma")) k = HS_CUDA_ATTN_MMA;
     else if (!strcmp(v, "wgmma")) k = HS_CUDA_ATTN_WGMMA;
-    else
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "HS_CUDA_ATTN=%s: expected auto, mma or wgmma", v);
-    return hs_backend_cuda_set_attn_kernel(be, k, err);
+    else if (!strncmp(v, "wgmma:", 6)) {
+        char *end = NULL;
+        variant = (int)strtol(v + 6, &end, 10);
+        ok = end != v + 6 && *end == 0;
+        k = HS_CUDA_ATTN_WGMMA;
+    } else ok = !strcmp(v, "auto");
+    if (!ok)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "HS_CUDA_ATTN=%s: expected auto, mma, wgmma or wgmma:VARIANT", v);
+    return hs_backend_cuda_set_attn_kernel(be, k, variant, err);
 }
 
-extern "C" hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel,
+extern "C" hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, int variant,
                                                      hs_err *err) {
     if (!be || be->device != HS_DEVICE_CUDA)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "set_attn_kernel: not a CUDA backend");
     hs_cuda_backend *c = hs_cb(be);
+    if (kernel != HS_CUDA_ATTN_AUTO && kernel != HS_CUDA_ATTN_MMA && kernel != HS_CUDA_ATTN_WGMMA)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "set_attn_kernel: unknown kernel %d", (int)kernel);
+    if (variant < 0 || (kernel == HS_CUDA_ATTN_WGMMA && variant > HS_CUDA_WGMMA_VARIANTS) ||
+        (kernel != HS_CUDA_ATTN_WGMMA && variant != 0))
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "set_attn_kernel: no variant %d of that kernel", variant);
     if (kernel == HS_CUDA_ATTN_WGMMA && !hs_cuda_attn_wgmma_supports(128, c->cc))
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
                           "the wgmma attention kernel needs compute capability 9.0 (device %d has %d.%d)",
                           c->device, c->cc / 10, c->cc % 10);
-    if (kernel != HS_CUDA_ATTN_AUTO && kernel != HS_CUDA_ATTN_MMA && kernel != HS_CUDA_ATTN_WGMMA)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "set_attn_kernel: unknown kernel %d", (int)kernel);
     c->attn_kernel = kernel;
+    c->attn_variant = variant;
     return HS_OK;
 }
 

@@ -24,10 +24,13 @@ hs_status hs_backend_cuda_fill_normal(hs_backend *be, void *dst, int64_t n, uint
  * mma.sync kernel everywhere); MMA forces it; WGMMA asks for the Hopper
  * kernel, which needs a compute-capability 9.0 device (HS_ERR_UNSUPPORTED
  * otherwise) and covers d_head 64 and 128 (other shapes keep the mma.sync
- * kernel). A backend starts from the environment variable HS_CUDA_ATTN
- * (auto, mma or wgmma) when it is set. */
+ * kernel). variant picks the kernel's variant (0 = its default; the wgmma
+ * kernel's are listed in cuda/hs_attn_wgmma_sm90a.cu). A backend starts from
+ * the environment variable HS_CUDA_ATTN (auto, mma, wgmma or wgmma:VARIANT)
+ * when it is set. */
 typedef enum { HS_CUDA_ATTN_AUTO = 0, HS_CUDA_ATTN_MMA, HS_CUDA_ATTN_WGMMA } hs_cuda_attn_kernel;
-hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, hs_err *err);
+#define HS_CUDA_WGMMA_VARIANTS 4
+hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, int variant, hs_err *err);
 
 /* The backend's cudaStream_t (as void*), for events in benchmarks. */
 void *hs_backend_cuda_stream(hs_backend *be);

@@ -33,6 +33,7 @@ typedef struct {
     int sm_count;
     int cc;           /* compute capability, major * 10 + minor */
     int attn_kernel;  /* hs_cuda_attn_kernel: which bf16 attention kernel */
+    int attn_variant; /* and its variant (0 = the kernel's default) */
     cudaStream_t stream;
     cublasHandle_t blas;
     cublasLtHandle_t lt;

@@ -9,6 +9,6 @@ hs_status hs_backend_cuda_init(const hs_backend_params *p, hs_backend **out, hs_
 
 int hs_backend_cuda_device_count(void) { return 0; }
 
-hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, hs_err *err) {
+hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, int variant, hs_err *err) {
     return hs_err_set(err, HS_ERR_UNSUPPORTED, "CUDA backend: headsweep was built without CUDA");
 }

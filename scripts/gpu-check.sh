@@ -163,18 +163,23 @@ if [ $do_tests -eq 0 ]; then
     :
 elif [ "$cc" = "9.0" ]; then
     log "tests with HS_CUDA_ATTN=wgmma"
-    echo "### CUDA tests with HS_CUDA_ATTN=wgmma (every attention call on the Hopper kernel)" >>"$work/tests.md"
+    echo "### CUDA tests with HS_CUDA_ATTN=wgmma[:4] (every attention call on the Hopper kernel)" >>"$work/tests.md"
     echo >>"$work/tests.md"
-    for name in test_cuda_ops test_cuda_model test_cuda_experiments; do
+    # wgmma = its default variant (plain schedule); wgmma:4 = the pipelined one
+    for run in "wgmma test_cuda_ops" "wgmma test_cuda_model" "wgmma test_cuda_experiments" \
+        "wgmma:4 test_cuda_model" "wgmma:4 test_cuda_experiments"; do
+        set -- $run
+        kern=$1 name=$2
         [ -x "$bindir/$name" ] || continue
-        HS_CUDA_ATTN=wgmma timeout 300 "$bindir/$name" -j1 --verbose >"$work/$name.wgmma.log" 2>&1
+        f="$work/$name.$(echo "$kern" | tr ':' '_').log"
+        HS_CUDA_ATTN=$kern timeout 300 "$bindir/$name" -j1 --verbose >"$f" 2>&1
         rc=$?
-        synth=$(grep -ao 'Tested: [0-9]* | Passing: [0-9]* | Failing: [0-9]* | Crashing: [0-9]*' "$work/$name.wgmma.log" | tail -1)
+        synth=$(grep -ao 'Tested: [0-9]* | Passing: [0-9]* | Failing: [0-9]* | Crashing: [0-9]*' "$f" | tail -1)
         [ $rc -ne 0 ] && status=1
         verdict=$([ $rc -eq 0 ] && echo PASS || echo "FAIL (exit $rc)")
-        log "$name (wgmma): $verdict, $synth"
-        echo "- $name: $verdict, ${synth:-no summary}" >>"$work/tests.md"
-        grep -aE '^\[(FAIL|ERR )\]|Assertion' "$work/$name.wgmma.log" | head -20 | sed 's/^/    /' >>"$work/tests.md"
+        log "$name (HS_CUDA_ATTN=$kern): $verdict, $synth"
+        echo "- HS_CUDA_ATTN=$kern $name: $verdict, ${synth:-no summary}" >>"$work/tests.md"
+        grep -aE '^\[(FAIL|ERR )\]|Assertion' "$f" | head -20 | sed 's/^/    /' >>"$work/tests.md"
     done
     echo >>"$work/tests.md"
 else

@@ -662,18 +662,20 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     free(z), free(zn), free(ln), free(pn);
 }
 
-/* kernel: the bf16 attention kernel to force (HS_CUDA_ATTN_AUTO = the default). */
-static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel kernel) {
+/* kernel, variant: the bf16 attention kernel to force (HS_CUDA_ATTN_AUTO =
+ * the default). */
+static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel kernel, int variant) {
     H h;
     h_init(&h, dt, name, 1020);
     if (kernel != HS_CUDA_ATTN_AUTO) {
         hs_err err = {0};
-        const hs_status st = hs_backend_cuda_set_attn_kernel(h.gpu, kernel, &err);
+        const hs_status st = hs_backend_cuda_set_attn_kernel(h.gpu, kernel, variant, &err);
         if (st == HS_ERR_UNSUPPORTED) {
             h_free(&h);
             cr_skip_test("%s", err.msg);
         }
         ok(st, &err, "set_attn_kernel");
+        fprintf(stderr, "[test_cuda_ops] %s: kernel %d variant %d\n", name, (int)kernel, variant);
     }
     for (size_t ci = 0; ci < sizeof attn_cases / sizeof *attn_cases; ci++) {
         run_attn_case(&h, &attn_cases[ci], 0);
@@ -684,18 +686,18 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
     h_free(&h);
 }
 
-Test(cuda_ops, attention_f32) { REQUIRE_GPU(); run_attention(HS_DTYPE_F32, "attention_f32", HS_CUDA_ATTN_AUTO); }
-Test(cuda_ops, attention_bf16) { REQUIRE_GPU(); run_attention(HS_DTYPE_BF16, "attention_bf16", HS_CUDA_ATTN_AUTO); }
-/* The same cases on each forced kernel: mma.sync everywhere, and the Hopper
- * wgmma kernel for d_head 64 and 128 (skipped, with the reason, on a device
- * other than compute capability 9.0). */
+Test(cuda_ops, attention_f32) { REQUIRE_GPU(); run_attention(HS_DTYPE_F32, "attention_f32", HS_CUDA_ATTN_AUTO, 0); }
+Test(cuda_ops, attention_bf16) { REQUIRE_GPU(); run_attention(HS_DTYPE_BF16, "attention_bf16", HS_CUDA_ATTN_AUTO, 0); }
+/* The same cases on each forced kernel: mma.sync everywhere, and every variant
+ * of the Hopper wgmma kernel for d_head 64 and 128 (skipped, with the reason,
+ * on a device other than compute capability 9.0). */
 Test(cuda_ops, attention_bf16_mma) {
     REQUIRE_GPU();
-    run_attention(HS_DTYPE_BF16, "attention_bf16_mma", HS_CUDA_ATTN_MMA);
+    run_attention(HS_DTYPE_BF16, "attention_bf16_mma", HS_CUDA_ATTN_MMA, 0);
 }
 Test(cuda_ops, attention_bf16_wgmma) {
     REQUIRE_GPU();
-    run_attention(HS_DTYPE_BF16, "attention_bf16_wgmma", HS_CUDA_ATTN_WGMMA);
+    for (int v = 1; v <= HS_CUDA_WGMMA_VARIANTS; v++) run_attention(HS_DTYPE_BF16, "attention_bf16_wgmma", HS_CUDA_ATTN_WGMMA, v);
 }
 
 /* Same inputs twice -> the same bits (no atomics, fixed reduction orders). */
