@@ -76,6 +76,8 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     else if (mma) st = hs_cuda_attn_mma(&a, be->stream, err);
     else st = hs_cuda_attn_simt(&a, bf16, be->stream, err);
     if (st != HS_OK) return st;
+    if (p->pattern && p->pattern_rows)
+        return hs_cuda_attn_pattern_rows(&a, bf16, p->pattern_rows, a.lse, p->pattern, be->stream, err);
     if (p->pattern) return hs_cuda_attn_pattern(&a, bf16, mma, a.lse, p->pattern, be->stream, err);
     return HS_OK;
 }

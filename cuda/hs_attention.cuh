@@ -63,6 +63,11 @@ hs_status hs_cuda_attn_simt(const hs_cuda_attn_args *a, int is_bf16, cudaStream_
 hs_status hs_cuda_attn_pattern(const hs_cuda_attn_args *a, int is_bf16, int use_mma, const float *lse,
                                float *pattern, cudaStream_t st, hs_err *err);
 
+/* The same for one query row per batch row: rows int32 [B] (device), pattern
+ * [B, H, T] = P[b, h, rows[b], :]. */
+hs_status hs_cuda_attn_pattern_rows(const hs_cuda_attn_args *a, int is_bf16, const int32_t *rows, const float *lse,
+                                    float *pattern, cudaStream_t st, hs_err *err);
+
 #define HS_ATTN_LN2 0.69314718055994530942f
 #define HS_ATTN_LOG2E 1.44269504088896340736f
 

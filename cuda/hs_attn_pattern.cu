@@ -1,4 +1,5 @@
-/* hs_attn_pattern: the attention pattern [B, H, T, T] (f32), recomputed only
+/* hs_attn_pattern: the attention pattern [B, H, T, T] (f32), or one query row
+ * per batch row of it [B, H, T], recomputed only
  * when a hook wants it, from q, k and the log-sum-exp the fused kernel
  * stored: P[t,s] = exp(scale q_t·k_s - lse_t) for visible keys, 0 elsewhere
  * (every entry is written). Writing T² floats is the cost, so:
@@ -64,6 +65,33 @@ __global__ void __launch_bounds__(PAT_THREADS)
         const float L = lse[(int64_t)bh * T_ + t];
         const bool vis = kvis && key <= t && L != -INFINITY;
         prow[(int64_t)t * T_ + key] = vis ? expf((uni ? 0.0f : dot[r] * a.scale) - L) : 0.0f;
+    }
+}
+
+/* One query row per batch row (rows[b]) into pattern [B, H, T]: one block
+ * per b*H + h, a thread per key; for analyses that read a single row (the
+ * retrieval score's last position), T floats per head instead of T². */
+template <typename T>
+__global__ void __launch_bounds__(PAT_THREADS)
+    hs_k_pattern_row(hs_cuda_attn_args a, const int32_t *rows, const float *lse, float *pattern) {
+    extern __shared__ float sq[]; /* [d] */
+    const int T_ = a.T, bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H, hk = h / (a.H / a.H_kv);
+    const int t = rows[b];
+    const T *qr = (const T *)a.q + b * a.q_sb + t * a.q_st + h * a.q_sh;
+    const T *kb = (const T *)a.k + b * a.k_sb + hk * a.k_sh;
+    for (int c = threadIdx.x; c < a.d; c += PAT_THREADS) sq[c] = hs_ld(qr + c);
+    __syncthreads();
+    const bool uni = a.uniform && a.uniform[bh] != 0;
+    const float L = lse[(int64_t)bh * T_ + t];
+    float *prow = pattern + (int64_t)bh * T_;
+    for (int s = threadIdx.x; s < T_; s += PAT_THREADS) {
+        const bool vis = s <= t && L != -INFINITY && (!a.key_mask || a.key_mask[(int64_t)b * T_ + s] != 0);
+        float dot = 0.0f;
+        if (vis && !uni) {
+            const T *kr = kb + s * a.k_st;
+            for (int c = 0; c < a.d; c++) dot = fmaf(sq[c], hs_ld(kr + c), dot);
+        }
+        prow[s] = vis ? expf(dot * a.scale - L) : 0.0f; /* uniform heads: score 0 */
     }
 }
 
@@ -174,6 +202,18 @@ static hs_status hs_pattern_mma_launch(const hs_cuda_attn_args *a, const float *
     const dim3 grid((unsigned)((a->T + BQ - 1) / BQ), (unsigned)a->H, (unsigned)a->B);
     hs_k_pattern_mma<D><<<grid, MMA_WARPS * 32, smem, st>>>(*a, lse, pattern);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_pattern_mma");
+    return HS_OK;
+}
+
+hs_status hs_cuda_attn_pattern_rows(const hs_cuda_attn_args *a, int is_bf16, const int32_t *rows, const float *lse,
+                                    float *pattern, cudaStream_t st, hs_err *err) {
+    const dim3 grid((unsigned)((int64_t)a->B * a->H));
+    const size_t smem = sizeof(float) * (size_t)a->d;
+    if (is_bf16)
+        hs_k_pattern_row<bf16><<<grid, PAT_THREADS, smem, st>>>(*a, rows, lse, pattern);
+    else
+        hs_k_pattern_row<float><<<grid, PAT_THREADS, smem, st>>>(*a, rows, lse, pattern);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_pattern_row");
     return HS_OK;
 }
 

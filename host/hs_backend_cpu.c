@@ -141,19 +141,22 @@ static void attend_head(const hs_attn_params *p, int b, int h, float *scores) {
             if (row[s] > mx) mx = row[s];
         }
         float *lse = p->lse ? p->lse + ((int64_t)b * H + h) * T + t : NULL;
-        if (mx == -INFINITY) { /* no visible key: z = 0 */
+        if (mx == -INFINITY) { /* no visible key: z = 0, a zero pattern row */
             memset(row, 0, (size_t)T * sizeof(float));
             if (lse) *lse = -INFINITY;
-            continue;
+        } else {
+            float sum = 0;
+            for (int s = 0; s < T; s++) {
+                row[s] = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
+                sum += row[s];
+            }
+            if (lse) *lse = mx + logf(sum);
+            for (int s = 0; s < T; s++) row[s] /= sum;
         }
-        float sum = 0;
-        for (int s = 0; s < T; s++) {
-            row[s] = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
-            sum += row[s];
-        }
-        if (lse) *lse = mx + logf(sum);
-        for (int s = 0; s < T; s++) row[s] /= sum;
-        if (p->pattern) memcpy(p->pattern + (((int64_t)b * H + h) * T + t) * T, row, (size_t)T * sizeof(float));
+        if (p->pattern && !p->pattern_rows)
+            memcpy(p->pattern + (((int64_t)b * H + h) * T + t) * T, row, (size_t)T * sizeof(float));
+        else if (p->pattern && p->pattern_rows[b] == t)
+            memcpy(p->pattern + ((int64_t)b * H + h) * T, row, (size_t)T * sizeof(float));
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, hscale, scores, T, v, Hk * dh, 0.0f, z, H * dh);
 }

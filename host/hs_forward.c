@@ -26,6 +26,7 @@ struct hs_session {
     /* scratch, sized for max_B * max_T rows */
     void *x, *xn, *q, *k, *v, *z, *attn_out, *gate, *up, *hid, *mlp_out, *logits;
     int32_t *d_tokens, *d_pos, *d_mask;
+    int32_t *d_pattern_rows; /* [max_B] */
     float *d_head_scale; /* [max_B, H] */
     uint8_t *d_uniform;  /* [max_B, H] */
     int64_t bytes;
@@ -136,6 +137,7 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     HS_CHECK(sbuf(s, rows * sizeof(int32_t), (void **)&s->d_tokens, err));
     HS_CHECK(sbuf(s, rows * sizeof(int32_t), (void **)&s->d_pos, err));
     HS_CHECK(sbuf(s, rows * sizeof(int32_t), (void **)&s->d_mask, err));
+    HS_CHECK(sbuf(s, (size_t)max_B * sizeof(int32_t), (void **)&s->d_pattern_rows, err));
     HS_CHECK(sbuf(s, (size_t)max_B * c->n_heads * sizeof(float), (void **)&s->d_head_scale, err));
     HS_CHECK(sbuf(s, (size_t)max_B * c->n_heads, (void **)&s->d_uniform, err));
 exit:
@@ -152,7 +154,8 @@ void hs_session_free(hs_session *s) {
     hs_backend *be = s->be;
     void (*fr)(hs_backend *, void *) = be->ops->free;
     void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->z, s->attn_out, s->gate, s->up, s->hid, s->mlp_out,
-                       s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_head_scale, s->d_uniform};
+                       s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows, s->d_head_scale,
+                       s->d_uniform};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         if (scratch[i]) fr(be, scratch[i]);
     if (s->owns_weights) {
@@ -357,13 +360,22 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     HS_CHECK(o->upload(be, s->d_tokens, b->tokens, (size_t)n * 4, err));
     HS_CHECK(o->upload(be, s->d_pos, pos, (size_t)n * 4, err));
     if (b->mask) HS_CHECK(o->upload(be, s->d_mask, b->mask, (size_t)n * 4, err));
+    if (fp->pattern_rows) {
+        for (int r = 0; r < B; r++)
+            if (fp->pattern_rows[r] < 0 || fp->pattern_rows[r] >= T)
+                HS_FAIL(err, HS_ERR_INVALID_ARG, "forward: pattern_rows[%d] = %d outside [0, %d)", r,
+                        fp->pattern_rows[r], T);
+        HS_CHECK(o->upload(be, s->d_pattern_rows, fp->pattern_rows, (size_t)B * 4, err));
+    }
+    const int pat_T = fp->pattern_rows ? 1 : T; /* query rows per pattern */
 
     if (fp->resid_start) /* also at layer 0: a patched embedding output */
         HS_CHECK(o->upload_f32(be, s->x, fp->resid_start, n * d, err));
     else
         HS_CHECK(o->embed(be, s->d_tokens, s->d_pos, s->tok_embd, c->learned_pos ? s->pos_embd : NULL, n, d, s->x, err));
     hs_attn_params ap = {.B = B, .T = T, .H = H, .H_kv = Hk, .d_head = dh, .scale = 1.0f / sqrtf((float)dh),
-                         .q = s->q, .k = s->k, .v = s->v, .key_mask = b->mask ? s->d_mask : NULL, .z = s->z};
+                         .q = s->q, .k = s->k, .v = s->v, .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,
+                         .pattern_rows = fp->pattern_rows ? s->d_pattern_rows : NULL};
     for (int l = fp->start_layer; l < c->n_layers; l++) {
         const dev_layer *W = &s->layers[l];
         HS_CHECK(offer(s, hk, HS_HOOK_RESID_PRE, l, s->x, dt, 3, B, T, d, 0, err));
@@ -382,7 +394,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         }
         ap.pattern = NULL;
         if (wants(hk, HS_HOOK_PATTERN, l)) {
-            if (!pattern) HS_CHECK(o->alloc(be, (size_t)B * H * T * T * sizeof(float), (void **)&pattern, err));
+            if (!pattern) HS_CHECK(o->alloc(be, (size_t)B * H * pat_T * T * sizeof(float), (void **)&pattern, err));
             ap.pattern = pattern;
         }
         int use_scale, use_uni;
@@ -400,7 +412,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(o->attention(be, &ap, err));
         HS_CHECK(apply_z_edits(s, b, fp, l, tmp, err));
         /* The pattern is offered for reading: z has already been computed from it. */
-        if (ap.pattern) HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, pattern, HS_DTYPE_F32, 4, B, H, T, T, err));
+        if (ap.pattern) HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, pattern, HS_DTYPE_F32, 4, B, H, pat_T, T, err));
         HS_CHECK(offer(s, hk, HS_HOOK_Z, l, s->z, dt, 4, B, T, H, dh, err));
         HS_CHECK(o->matmul(be, s->z, W->wo, W->bo, n, d, H * dh, 0, s->attn_out, err));
         HS_CHECK(offer(s, hk, HS_HOOK_ATTN_OUT, l, s->attn_out, dt, 3, B, T, d, 0, err));

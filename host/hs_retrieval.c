@@ -1,6 +1,7 @@
 /* hs_retrieval: greedy decoding of needle prompts with the argmax of every
- * head's last attention row recorded per step (a pattern hook that reads one
- * row per batch row and head, never the whole pattern), then copy counting. */
+ * head's last attention row recorded per step (the forward computes only that
+ * row of each pattern, pattern_rows, and the hook reads it in one download per
+ * layer), then copy counting. */
 #include "headsweep/hs_retrieval.h"
 
 #include <stdlib.h>
@@ -19,7 +20,7 @@ typedef struct {
     hs_backend *be;
     int B, H;
     const int32_t *cur; /* [B] context length per row */
-    float *row;         /* [T] one downloaded attention row */
+    float *rows;        /* [B, H, T] the downloaded last rows */
     int32_t *argmax;    /* [L, B, H] */
 } argmax_hook;
 
@@ -31,16 +32,15 @@ static int hook_wants(void *user, hs_hook_point p, int layer) {
 static hs_status hook_fn(void *user, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
     argmax_hook *a = user;
     (void)p;
-    const int64_t T = t->shape[2]; /* [B, H, T, T] f32 */
+    const int64_t T = t->shape[3]; /* [B, H, 1, T] f32: row cur[b] - 1 of each pattern */
+    hs_status st = a->be->ops->download(a->be, a->rows, t->data, (size_t)a->B * a->H * T * sizeof(float), err);
+    if (st) return st;
     for (int b = 0; b < a->B; b++)
         for (int h = 0; h < a->H; h++) {
-            const int n = a->cur[b];
-            const char *src = (const char *)t->data + ((((int64_t)b * a->H + h) * T + (n - 1)) * T) * sizeof(float);
-            hs_status st = a->be->ops->download(a->be, a->row, src, (size_t)n * sizeof(float), err);
-            if (st) return st;
+            const float *row = a->rows + ((int64_t)b * a->H + h) * T;
             int best = 0; /* the first maximum, as torch.argmax */
-            for (int j = 1; j < n; j++)
-                if (a->row[j] > a->row[best]) best = j;
+            for (int j = 1; j < a->cur[b]; j++)
+                if (row[j] > row[best]) best = j;
             a->argmax[((int64_t)l * a->B + b) * a->H + h] = best;
         }
     return HS_OK;
@@ -75,12 +75,13 @@ hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const
     const int Tc = max_len + G - 1; /* the longest context decoded */
     int32_t *ctx = malloc((size_t)R * Tc * sizeof *ctx), *tok = malloc((size_t)R * Tc * sizeof *tok);
     int32_t *mask = malloc((size_t)R * Tc * sizeof *mask), *cur = malloc((size_t)R * sizeof *cur);
+    int32_t *last = malloc((size_t)R * sizeof *last);
     int32_t *am = malloc((size_t)L * R * H * sizeof *am);
     uint8_t *copied = malloc((size_t)R * L * H * max_nl); /* [R, L, H, needle position] */
-    float *logits = malloc((size_t)R * V * sizeof(float)), *row = malloc((size_t)Tc * sizeof(float));
-    if (!ctx || !tok || !mask || !cur || !am || !copied || !logits || !row)
+    float *logits = malloc((size_t)R * V * sizeof(float)), *rows = malloc((size_t)R * H * Tc * sizeof(float));
+    if (!ctx || !tok || !mask || !cur || !last || !am || !copied || !logits || !rows)
         HS_FAIL(err, HS_ERR_OOM, "retrieval: out of memory for %d rows x %d tokens", R, Tc);
-    argmax_hook ah = {.be = hs_session_backend(s), .H = H, .cur = cur, .row = row, .argmax = am};
+    argmax_hook ah = {.be = hs_session_backend(s), .H = H, .cur = cur, .rows = rows, .argmax = am};
     hs_hooks hooks = {.wants = hook_wants, .fn = hook_fn, .user = &ah};
     for (int p0 = 0; p0 < pr->N; p0 += R) {
         const int B = pr->N - p0 < R ? pr->N - p0 : R;
@@ -98,10 +99,12 @@ hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const
                     tok[(int64_t)b * T + t] = t < cur[b] ? ctx[(int64_t)b * Tc + t] : 0;
                     mask[(int64_t)b * T + t] = t < cur[b];
                 }
+            for (int b = 0; b < B; b++) last[b] = cur[b] - 1;
             hs_batch batch = {.B = B, .T = T, .tokens = tok, .mask = mask};
             hs_forward_params fp = hs_forward_default_params();
             fp.logits = HS_LOGITS_LAST;
             fp.hooks = &hooks;
+            fp.pattern_rows = last;
             HS_CHECK(hs_forward(s, &batch, &fp, logits, err));
             for (int b = 0; b < B; b++) {
                 const float *lg = logits + (int64_t)b * V;
@@ -129,7 +132,7 @@ hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const
         }
     }
 exit:
-    free(ctx), free(tok), free(mask), free(cur), free(am), free(copied), free(logits), free(row);
+    free(ctx), free(tok), free(mask), free(cur), free(last), free(am), free(copied), free(logits), free(rows);
     return st;
 }
 

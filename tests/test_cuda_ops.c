@@ -577,12 +577,13 @@ static void naive_attention(const attn_case *c, const float *q, const float *k, 
 
 /* variant 0: z only; 1: z + lse + pattern + head_scale; 2: pattern without
  * lse (the backend's LSE scratch path) + head_scale; 3: as 1 with every third
- * (row, head) attending uniformly. */
+ * (row, head) attending uniformly; 4: as 3 with one pattern row per batch
+ * row (pattern_rows). */
 static void run_attn_case(H *h, const attn_case *c, int variant) {
     hs_err err = {0};
     const int B = c->B, T = c->T, Hq = c->H, Hk = c->Hk, d = c->d;
-    const int64_t nq = (int64_t)B * T * Hq * d, nkv = (int64_t)B * T * Hk * d, nl = (int64_t)B * Hq * T,
-                  np = nl * T;
+    const int64_t nq = (int64_t)B * T * Hq * d, nkv = (int64_t)B * T * Hk * d, nl = (int64_t)B * Hq * T;
+    int64_t np = nl * T;
     char what[160];
     snprintf(what, sizeof what, "attention B=%d T=%d H=%d H_kv=%d d_head=%d mask=%s variant=%d", B, T, Hq,
              Hk, d, mask_names[c->mask], variant);
@@ -598,7 +599,7 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
         for (int i = 0; i < B * Hq; i++) hsc[i] = head_scale_value(i);
     }
     uint8_t *uni = NULL;
-    if (variant == 3) {
+    if (variant >= 3) {
         uni = calloc((size_t)B * Hq, 1);
         for (int i = 0; i < B * Hq; i++) uni[i] = i % 3 == 1;
     }
@@ -620,13 +621,20 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     void *gq = put(h->gpu, q, nq, 0), *gk = put(h->gpu, k, nkv, 0), *gv = put(h->gpu, v, nkv, 0);
     void *gm = mask ? put(h->gpu, mask, (int64_t)B * T, 1) : NULL, *ghs = hsc ? put(h->gpu, hsc, (int64_t)B * Hq, 1) : NULL;
     void *gu = uni ? put_bytes(h->gpu, uni, (size_t)B * Hq) : NULL;
-    const int want_lse = variant == 1 || variant == 3;
+    const int want_lse = variant == 1 || variant >= 3;
+    int32_t *prow = NULL; /* variant 4: the query row kept per batch row */
+    void *gr = NULL;
+    if (variant == 4) {
+        prow = malloc((size_t)B * sizeof *prow);
+        for (int b = 0; b < B; b++) prow[b] = b == 0 ? T - 1 : (int)(hs_test_rng_u64(&h->rng) % (uint64_t)T);
+        gr = put(h->gpu, prow, B, 1);
+    }
     gbuf gz = galloc(h, nq, 0, NULL), gl = galloc(h, want_lse ? nl : 0, 1, NULL),
-         gp = galloc(h, variant ? np : 0, 1, NULL);
+         gp = galloc(h, variant ? (prow ? nl : np) : 0, 1, NULL);
     hs_attn_params g = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .q = gq, .k = gk,
                         .v = gv, .key_mask = gm, .head_scale = ghs, .z = gptr(&gz),
                         .lse = want_lse ? gptr(&gl) : NULL, .pattern = variant ? gptr(&gp) : NULL,
-                        .uniform = gu};
+                        .pattern_rows = gr, .uniform = gu};
     ok(h->gpu->ops->attention(h->gpu, &g, &err), &err, what);
 
     float *z = h_zeros(nq), *zn = h_zeros(nq), *ln = h_zeros(nl), *pn = h_zeros(np);
@@ -645,6 +653,15 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
         check(h, "lse", l, ln, lse_ref, nl);
         free(l);
     }
+    if (prow) { /* keep only the chosen rows of the references: [B, H, T] */
+        for (int b = 0; b < B; b++)
+            for (int hh = 0; hh < Hq; hh++) {
+                const int64_t dst = ((int64_t)b * Hq + hh) * T, src = (dst + prow[b]) * T;
+                memmove(pat_ref + dst, pat_ref + src, (size_t)T * sizeof(float));
+                memmove(pn + dst, pn + src, (size_t)T * sizeof(float));
+            }
+        np = nl;
+    }
     if (variant) {
         float *pt = h_zeros(np);
         gread(h, &gp, pt, what);
@@ -658,6 +675,8 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     void *cb[] = {cq, ck, cv, cm, chs, cz, cl, cp, cu}, *gb[] = {gq, gk, gv, gm, ghs, gu};
     for (int i = 0; i < 9; i++) h->cpu->ops->free(h->cpu, cb[i]);
     for (int i = 0; i < 6; i++) h->gpu->ops->free(h->gpu, gb[i]);
+    if (gr) h->gpu->ops->free(h->gpu, gr);
+    free(prow);
     free(q), free(k), free(v), free(mask), free(hsc), free(uni), free(z_ref), free(lse_ref), free(pat_ref);
     free(z), free(zn), free(ln), free(pn);
 }
@@ -682,6 +701,7 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
         run_attn_case(&h, &attn_cases[ci], 1);
         if (ci == 2 || ci == 4) run_attn_case(&h, &attn_cases[ci], 2);
         if (ci == 1 || ci == 2 || ci == 3 || ci == 4 || ci == 9 || ci == 11) run_attn_case(&h, &attn_cases[ci], 3);
+        if (ci == 1 || ci == 3 || ci == 8 || ci == 12) run_attn_case(&h, &attn_cases[ci], 4);
     }
     h_free(&h);
 }

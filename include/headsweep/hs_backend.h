@@ -49,6 +49,10 @@ typedef struct {
     void *z;         /* out [B, T, H, d_head] */
     float *lse;      /* out f32 [B, H, T] log-sum-exp of scaled scores, or NULL */
     float *pattern;  /* out f32 [B, H, T, T] probabilities (0 where masked), or NULL */
+    /* With pattern: NULL = the whole pattern; else int32 [B] (backend memory),
+     * one query row per batch row, 0 <= pattern_rows[b] < T: pattern is then
+     * [B, H, T] and holds only P[b, h, pattern_rows[b], :]. */
+    const int32_t *pattern_rows;
     /* Per-(row, head) flag [B, H]: nonzero = the head attends uniformly over
      * its visible keys (the retrieval-head papers' "masking"); NULL = none.
      * Backends that cannot do it return HS_ERR_UNSUPPORTED. */

@@ -98,6 +98,11 @@ typedef struct {
     /* out host f32 [B, T]: log p(targets[b,t] | prefix) at each position, NAN
      * where targets < 0. Needs batch->targets. NULL = not computed. */
     float *target_logprobs;
+    /* host int32 [B], 0 <= pattern_rows[b] < T, or NULL: patterns offered to
+     * hooks then hold only query row pattern_rows[b] of each batch row, as
+     * [B, H, 1, T] (B*H*T floats instead of B*H*T², for analyses that read
+     * one row, like the retrieval score's last position). */
+    const int32_t *pattern_rows;
 } hs_forward_params;
 
 hs_forward_params hs_forward_default_params(void);

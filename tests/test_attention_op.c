@@ -1,0 +1,180 @@
+/* test_attention_op: the attention op's pattern contract on the CPU reference
+ * backend (the CUDA backend is held to the CPU op in test_cuda_ops):
+ *   - every pattern entry is written, a query with no visible key (left
+ *     padding) gets a zero row, whatever the buffer held before;
+ *   - pattern_rows gives exactly those rows of the whole pattern;
+ *   - through hs_forward, a pattern hook sees [B, H, 1, T] with pattern_rows
+ *     and the same values as the whole pattern's rows; bad rows are refused. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "headsweep/hs_backend.h"
+#include "headsweep/hs_capture.h"
+#include "headsweep/hs_forward.h"
+#include "headsweep/hs_model.h"
+#include "hs_testutil.h"
+
+enum { B = 3, T = 11, H = 4, HK = 2, D = 8 };
+
+typedef struct {
+    hs_backend *be;
+    float *q, *k, *v, *z, *lse;
+    int32_t mask[B * T];
+    uint8_t uni[B * H];
+} op_case;
+
+/* Left padding of 0, 3 and 5 tokens; head 2 of row 1 attends uniformly. */
+static void op_init(op_case *c) {
+    hs_err err = {0};
+    memset(c, 0, sizeof *c);
+    cr_assert_eq(hs_backend_cpu_init(NULL, &c->be, &err), HS_OK, "%s", err.msg);
+    hs_test_rng rng;
+    hs_test_rng_seed(&rng, 77);
+    c->q = malloc(sizeof(float) * B * T * H * D);
+    c->k = malloc(sizeof(float) * B * T * HK * D);
+    c->v = malloc(sizeof(float) * B * T * HK * D);
+    c->z = malloc(sizeof(float) * B * T * H * D);
+    c->lse = malloc(sizeof(float) * B * H * T);
+    cr_assert(c->q && c->k && c->v && c->z && c->lse);
+    hs_test_fill_normal(&rng, c->q, B * T * H * D, 1.0f);
+    hs_test_fill_normal(&rng, c->k, B * T * HK * D, 1.0f);
+    hs_test_fill_normal(&rng, c->v, B * T * HK * D, 1.0f);
+    const int pad[B] = {0, 3, 5};
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) c->mask[b * T + t] = t >= pad[b];
+    c->uni[1 * H + 2] = 1;
+}
+
+static void op_free(op_case *c) {
+    free(c->q), free(c->k), free(c->v), free(c->z), free(c->lse);
+    hs_backend_free(c->be);
+}
+
+static hs_attn_params op_params(op_case *c, float *pattern, const int32_t *rows) {
+    hs_attn_params p = {.B = B, .T = T, .H = H, .H_kv = HK, .d_head = D, .scale = 1.0f / sqrtf((float)D),
+                        .q = c->q, .k = c->k, .v = c->v, .key_mask = c->mask, .z = c->z, .lse = c->lse,
+                        .pattern = pattern, .pattern_rows = rows, .uniform = c->uni};
+    return p;
+}
+
+static void poison(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+Test(attention_op, every_entry_written_and_masked_queries_get_zero_rows) {
+    op_case c;
+    op_init(&c);
+    hs_err err = {0};
+    float *pat = malloc(sizeof(float) * B * H * T * T);
+    poison(pat, (size_t)B * H * T * T);
+    hs_attn_params p = op_params(&c, pat, NULL);
+    cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_OK, "%s", err.msg);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const float *row = pat + (((int64_t)b * H + h) * T + t) * T;
+                double sum = 0;
+                for (int s = 0; s < T; s++) {
+                    cr_assert(isfinite(row[s]), "pattern[%d,%d,%d,%d] not written (%g)", b, h, t, s, row[s]);
+                    const int vis = s <= t && c.mask[b * T + s];
+                    cr_assert(vis || row[s] == 0.0f, "pattern[%d,%d,%d,%d] = %g on a hidden key", b, h, t, s, row[s]);
+                    sum += row[s];
+                }
+                const int any = c.mask[b * T + t]; /* left padding: a query sees a key iff it is real */
+                cr_assert(any ? fabs(sum - 1.0) < 1e-5 : sum == 0.0, "row (%d,%d,%d) sums to %g", b, h, t, sum);
+                if (!any) cr_assert(isinf(c.lse[((int64_t)b * H + h) * T + t]), "lse of a query with no key");
+            }
+    free(pat);
+    op_free(&c);
+}
+
+Test(attention_op, pattern_rows_are_rows_of_the_whole_pattern) {
+    op_case c;
+    op_init(&c);
+    hs_err err = {0};
+    float *full = malloc(sizeof(float) * B * H * T * T), *part = malloc(sizeof(float) * B * H * T);
+    float *z_full = malloc(sizeof(float) * B * T * H * D);
+    hs_attn_params p = op_params(&c, full, NULL);
+    cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_OK, "%s", err.msg);
+    memcpy(z_full, c.z, sizeof(float) * B * T * H * D);
+    const int32_t rows[B] = {T - 1, 4, 2}; /* row 2 of batch row 2 is padding: a zero row */
+    poison(part, (size_t)B * H * T);
+    p = op_params(&c, part, rows);
+    cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_OK, "%s", err.msg);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            cr_assert(!memcmp(part + ((int64_t)b * H + h) * T, full + (((int64_t)b * H + h) * T + rows[b]) * T,
+                              sizeof(float) * T),
+                      "pattern_rows row (%d, %d) differs from row %d of the whole pattern", b, h, rows[b]);
+    cr_assert(!memcmp(z_full, c.z, sizeof(float) * B * T * H * D), "z depends on pattern_rows");
+    free(full), free(part), free(z_full);
+    op_free(&c);
+}
+
+/* A hook that copies the pattern tensor it is offered at one layer. */
+typedef struct {
+    int layer;
+    int64_t shape[4];
+    float *copy;
+} grab;
+
+static int grab_wants(void *user, hs_hook_point p, int layer) {
+    return p == HS_HOOK_PATTERN && layer == ((grab *)user)->layer;
+}
+
+static hs_status grab_fn(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
+    grab *g = user;
+    (void)p, (void)layer, (void)err;
+    const int64_t n = hs_tensor_numel(t);
+    memcpy(g->shape, t->shape, sizeof g->shape);
+    g->copy = malloc((size_t)n * sizeof(float));
+    memcpy(g->copy, t->data, (size_t)n * sizeof(float)); /* the CPU backend's memory is host memory */
+    return HS_OK;
+}
+
+Test(attention_op, forward_offers_one_row_per_batch_row) {
+    char path[1024];
+    hs_model *m = NULL;
+    hs_err err = {0};
+    hs_test_fixture_path(path, sizeof path, "models/llama_gqa");
+    cr_assert_eq(hs_model_load(path, &m, &err), HS_OK, "%s", err.msg);
+    const hs_model_config *cfg = hs_model_get_config(m);
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    enum { R = 2, TT = 9 };
+    cr_assert_eq(hs_session_init(be, m, R, TT, &s, &err), HS_OK, "%s", err.msg);
+    int32_t tok[R * TT], mask[R * TT];
+    for (int i = 0; i < R * TT; i++) tok[i] = (i * 7 + 3) % cfg->n_vocab, mask[i] = !(i >= TT && i < TT + 2);
+    hs_batch b = {.B = R, .T = TT, .tokens = tok, .mask = mask};
+    const int L1 = cfg->n_layers - 1, Hh = cfg->n_heads;
+    grab whole = {.layer = L1}, rows = {.layer = L1};
+    hs_hooks hw = {.wants = grab_wants, .fn = grab_fn, .user = &whole}, hr = {.wants = grab_wants, .fn = grab_fn,
+                                                                           .user = &rows};
+    hs_forward_params fp = hs_forward_default_params();
+    fp.logits = HS_LOGITS_NONE;
+    fp.hooks = &hw;
+    cr_assert_eq(hs_forward(s, &b, &fp, NULL, &err), HS_OK, "%s", err.msg);
+    const int32_t last[R] = {TT - 1, 5};
+    fp.hooks = &hr;
+    fp.pattern_rows = last;
+    cr_assert_eq(hs_forward(s, &b, &fp, NULL, &err), HS_OK, "%s", err.msg);
+    cr_assert(rows.shape[0] == R && rows.shape[1] == Hh && rows.shape[2] == 1 && rows.shape[3] == TT,
+              "pattern_rows hook shape [%lld, %lld, %lld, %lld], want [%d, %d, 1, %d]", (long long)rows.shape[0],
+              (long long)rows.shape[1], (long long)rows.shape[2], (long long)rows.shape[3], R, Hh, TT);
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < Hh; h++)
+            cr_assert(!memcmp(rows.copy + ((int64_t)r * Hh + h) * TT,
+                              whole.copy + (((int64_t)r * Hh + h) * TT + last[r]) * TT, sizeof(float) * TT),
+                      "row %d head %d: the one-row pattern differs from the whole pattern's row %d", r, h, last[r]);
+    const int32_t bad[R] = {0, TT};
+    fp.pattern_rows = bad;
+    cr_assert_eq(hs_forward(s, &b, &fp, NULL, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "pattern_rows[1]"), "error names the bad row: %s", err.msg);
+    free(whole.copy), free(rows.copy);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_model_free(m);
+}
