@@ -179,6 +179,12 @@ static hs_status cu_add(hs_backend *be, void *y, const void *x, int64_t n, hs_er
     return hs_cuda_add(hs_cb(be)->stream, hs_cb(be)->dtype, y, x, n, err);
 }
 
+static hs_status cu_target_logprob(hs_backend *be, const void *logits, const int32_t *targets, int64_t R, int V,
+                                   float *out, hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_target_logprob(hs_cb(be)->stream, hs_cb(be)->dtype, logits, targets, R, V, out, err);
+}
+
 /* Releases whatever init managed to create (every field starts NULL). */
 static void cu_destroy(hs_backend *be) {
     hs_cuda_backend *c = hs_cb(be);
@@ -215,6 +221,7 @@ static const hs_backend_ops hs_cuda_ops = {
     cu_attention,
     cu_act,
     cu_add,
+    cu_target_logprob,
     cu_destroy,
 };
 

@@ -76,6 +76,11 @@ hs_status hs_cuda_to_f32(cudaStream_t st, hs_dtype dt, float *dst, const void *s
 hs_status hs_cuda_fill_normal(cudaStream_t st, hs_dtype dt, void *dst, int64_t n, uint64_t seed,
                               float mean, float std, hs_err *err);
 
+/* ---- hs_kern_reduce.cu ------------------------------------------------------ */
+/* out[r] = logits[r, targets[r]] - logsumexp(logits[r, :]) (NAN for targets < 0). */
+hs_status hs_cuda_target_logprob(cudaStream_t st, hs_dtype dt, const void *logits, const int32_t *targets, int64_t R,
+                                 int V, float *out, hs_err *err);
+
 /* ---- hs_gemm.cu ------------------------------------------------------------ */
 hs_status hs_cuda_gemm_init(hs_cuda_backend *be, hs_err *err);
 void hs_cuda_gemm_free(hs_cuda_backend *be);

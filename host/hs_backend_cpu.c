@@ -204,6 +204,27 @@ static hs_status cpu_add(hs_backend *be, void *yv, const void *xv, int64_t n, hs
     return HS_OK;
 }
 
+/* log-sum-exp of one row, max-shifted, f32 accumulation (the row's terms are
+ * <= 1 after the shift, so f32 is accurate to ~1e-7 relative for the
+ * vocabulary sizes of LMs). */
+HS_SIMD_CLONES
+static float row_logsumexp(const float *x, int n) {
+    float mx = x[0], sum = 0.0f;
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < n; i++) sum += expf(x[i] - mx);
+    return mx + logf(sum);
+}
+
+static hs_status cpu_target_logprob(hs_backend *be, const void *lv, const int32_t *tg, int64_t R, int V, float *out,
+                                    hs_err *err) {
+    const float *logits = lv;
+#pragma omp parallel for num_threads(nthreads(be)) schedule(static)
+    for (int64_t r = 0; r < R; r++)
+        out[r] = tg[r] >= 0 ? logits[r * V + tg[r]] - row_logsumexp(logits + r * V, V) : NAN;
+    return HS_OK;
+}
+
 static void cpu_destroy(hs_backend *be) { free(be); }
 
 static const hs_backend_ops cpu_ops = {
@@ -225,6 +246,7 @@ static const hs_backend_ops cpu_ops = {
     .attention = cpu_attention,
     .act = cpu_act,
     .add = cpu_add,
+    .target_logprob = cpu_target_logprob,
     .destroy = cpu_destroy,
 };
 

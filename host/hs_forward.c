@@ -3,7 +3,6 @@
  * materialised for a hook only if some hook wants it (patterns), and edits a
  * hook makes in place flow into the rest of the pass. */
 #include "headsweep/hs_forward.h"
-#include "hs_simd.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -289,19 +288,9 @@ static hs_status apply_z_edits(hs_session *s, const hs_batch *b, const hs_forwar
     return HS_OK;
 }
 
-/* Stable log-sum-exp of one row (vectorised; f32 with the max subtracted is
- * accurate to ~1e-7 relative for the vocabulary sizes of LMs). */
-HS_SIMD_CLONES
-static float row_logsumexp(const float *x, int n) {
-    float mx = x[0], sum = 0.0f;
-    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < n; i++) sum += expf(x[i] - mx);
-    return mx + logf(sum);
-}
-
-/* log p(target) per position: unembed a chunk of rows, then a stable
- * log-softmax at the target on the host. */
+/* log p(target) per position: unembed a chunk of rows, then the backend's
+ * target_logprob reduces each row to one float (the logits never leave the
+ * backend). */
 static hs_status target_logprobs(hs_session *s, const hs_batch *b, float *out, hs_err *err) {
     const hs_backend_ops *o = s->be->ops;
     const int64_t n = (int64_t)b->B * b->T, V = s->cfg.n_vocab;
@@ -309,31 +298,29 @@ static hs_status target_logprobs(hs_session *s, const hs_batch *b, float *out, h
     /* Rows per unembedding GEMM: enough for BLAS efficiency (a few rows
      * against a 50k-wide vocabulary run at a fraction of peak), bounded memory. */
     const int64_t chunk = n < 256 ? n : 256;
-    float *host = malloc((size_t)(chunk * V) * sizeof(float));
-    void *dev = NULL;
-    if (!host) return hs_err_set(err, HS_ERR_OOM, "forward: out of memory for target log-probs");
-    hs_status st = o->alloc(s->be, (size_t)(chunk * V) * s->es, &dev, err);
-    if (st) {
-        free(host);
-        return st;
-    }
+    void *dev = NULL, *dtg = NULL, *dout = NULL;
+    hs_status st = HS_OK;
+    HS_CHECK(o->alloc(s->be, (size_t)(chunk * V) * s->es, &dev, err));
+    HS_CHECK(o->alloc(s->be, (size_t)chunk * sizeof(int32_t), &dtg, err));
+    HS_CHECK(o->alloc(s->be, (size_t)chunk * sizeof(float), &dout, err));
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         int64_t R = n - r0 < chunk ? n - r0 : chunk;
         int any = 0;
         for (int64_t r = r0; r < r0 + R; r++) any |= b->targets[r] >= 0;
-        for (int64_t r = r0; r < r0 + R; r++) out[r] = NAN;
-        if (!any) continue;
-        const char *x = (const char *)s->xn + r0 * d * (int64_t)s->es;
-        if ((st = o->matmul(s->be, x, s->unembed, s->unembed_b, R, (int)V, d, 0, dev, err))) break;
-        if ((st = o->download_f32(s->be, host, dev, R * V, err))) break;
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < R; r++) {
-            int32_t tg = b->targets[r0 + r]; /* range-checked in check_batch */
-            if (tg >= 0) out[r0 + r] = host[r * V + tg] - row_logsumexp(host + r * V, (int)V);
+        if (!any) {
+            for (int64_t r = r0; r < r0 + R; r++) out[r] = NAN;
+            continue;
         }
+        const char *x = (const char *)s->xn + r0 * d * (int64_t)s->es;
+        HS_CHECK(o->matmul(s->be, x, s->unembed, s->unembed_b, R, (int)V, d, 0, dev, err));
+        HS_CHECK(o->upload(s->be, dtg, b->targets + r0, (size_t)R * sizeof(int32_t), err)); /* range-checked */
+        HS_CHECK(o->target_logprob(s->be, dev, dtg, R, (int)V, dout, err));
+        HS_CHECK(o->download(s->be, out + r0, dout, (size_t)R * sizeof(float), err));
     }
-    o->free(s->be, dev);
-    free(host);
+exit:
+    if (dev) o->free(s->be, dev);
+    if (dtg) o->free(s->be, dtg);
+    if (dout) o->free(s->be, dout);
     return st;
 }
 

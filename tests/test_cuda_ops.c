@@ -480,6 +480,50 @@ Test(cuda_ops, act_silu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 1,
 Test(cuda_ops, add_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 2, "add_f32"); }
 Test(cuda_ops, add_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 2, "add_bf16"); }
 
+/* ---- target_logprob (a metric reduction) -------------------------------------------
+ * Both backends reduce the same (bf16-rounded in bf16 mode) logits in f32 and
+ * return f32, so the f32 rule applies in both modes; rows without a target
+ * must come back NaN on both. */
+
+static void run_target_logprob(hs_dtype dt, const char *name) {
+    H h;
+    h_init(&h, dt, name, 1050);
+    const struct { int64_t R; int V; } cs[] = {{1, 1}, {7, 1000}, {300, 50257}, {33, 49152}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
+        hs_err err = {0};
+        const int64_t R = cs[ci].R;
+        const int V = cs[ci].V;
+        char what[64];
+        snprintf(what, sizeof what, "%s R=%lld V=%d", name, (long long)R, V);
+        float *x = h_rand(&h, R * V, 0, 4.0f), *ref = h_zeros(R), *got = h_zeros(R);
+        int32_t *tg = malloc((size_t)R * sizeof *tg);
+        for (int64_t r = 0; r < R; r++) tg[r] = r % 5 == 3 ? -1 : (int32_t)(hs_test_rng_u64(&h.rng) % (uint64_t)V);
+        void *cx = put(h.cpu, x, R * V, 0), *ct = put(h.cpu, tg, R, 1), *co = put(h.cpu, ref, R, 1);
+        ok(h.cpu->ops->target_logprob(h.cpu, cx, ct, R, V, co, &err), &err, "cpu target_logprob");
+        get(h.cpu, ref, co, R, 1);
+        void *gx = put(h.gpu, x, R * V, 0), *gt = put(h.gpu, tg, R, 1);
+        gbuf out = galloc(&h, R, 1, NULL);
+        ok(h.gpu->ops->target_logprob(h.gpu, gx, gt, R, V, gptr(&out), &err), &err, what);
+        gread(&h, &out, got, what);
+        for (int64_t r = 0; r < R; r++) {
+            cr_assert_eq(isnan(got[r]) != 0, tg[r] < 0, "%s: row %lld: %g with target %d", what, (long long)r,
+                         got[r], tg[r]);
+            cr_assert_eq(isnan(ref[r]) != 0, tg[r] < 0, "%s: cpu row %lld: %g with target %d", what, (long long)r,
+                         ref[r], tg[r]);
+            if (tg[r] < 0) got[r] = ref[r] = 0.0f; /* equal: compare the rest */
+        }
+        check_f32(&h, what, got, ref, R);
+        gfree(&h, &out);
+        h.cpu->ops->free(h.cpu, cx), h.cpu->ops->free(h.cpu, ct), h.cpu->ops->free(h.cpu, co);
+        h.gpu->ops->free(h.gpu, gx), h.gpu->ops->free(h.gpu, gt);
+        free(x), free(ref), free(got), free(tg);
+    }
+    h_free(&h);
+}
+
+Test(cuda_ops, target_logprob_f32) { REQUIRE_GPU(); run_target_logprob(HS_DTYPE_F32, "target_logprob_f32"); }
+Test(cuda_ops, target_logprob_bf16) { REQUIRE_GPU(); run_target_logprob(HS_DTYPE_BF16, "target_logprob_bf16"); }
+
 /* ---- attention ---------------------------------------------------------------- */
 
 enum { MASK_NONE, MASK_LEFT, MASK_RIGHT, MASK_HOLES };

@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 1
+#define HS_BACKEND_API_VERSION 2 /* 2: target_logprob */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -27,6 +27,7 @@ typedef enum {
     HS_OP_ATTENTION,
     HS_OP_ACT,
     HS_OP_ADD,
+    HS_OP_TARGET_LOGPROB,
     HS_OP_COUNT
 } hs_op;
 
@@ -97,6 +98,13 @@ typedef struct {
                      int64_t n, void *out, hs_err *err);
     /* y += x, n elements. */
     hs_status (*add)(hs_backend *be, void *y, const void *x, int64_t n, hs_err *err);
+    /* out[r] = logits[r, targets[r]] - logsumexp(logits[r, :]) for rows with
+     * 0 <= targets[r] < V, NAN for targets[r] < 0; r < R. logits [R, V] act
+     * dtype, targets int32 [R], out f32 [R], all in backend memory. The
+     * reduction order is fixed (the same bits every run), so a loss never
+     * needs its logits to leave the device. */
+    hs_status (*target_logprob)(hs_backend *be, const void *logits, const int32_t *targets, int64_t R, int V,
+                                float *out, hs_err *err);
 
     void (*destroy)(hs_backend *be);
 } hs_backend_ops;

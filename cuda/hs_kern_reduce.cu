@@ -1,0 +1,59 @@
+/* hs_kern_reduce: the metric reductions of the CUDA backend, so that a loss
+ * reads back one float per position instead of a vocabulary-wide row of
+ * logits. One block per row; every reduction is a fixed-order tree in f32
+ * (the same bits every run, no atomics), max-shifted like the CPU reference. */
+#include "hs_cuda_backend.cuh"
+
+#include <math.h>
+
+typedef __nv_bfloat16 bf16;
+
+#define HS_RED_THREADS 256
+
+/* Fixed-order block reduction of one value per thread (op: max or sum). */
+template <bool MAX> __device__ __forceinline__ float hs_block_reduce(float v, float *sh) {
+    const int tid = threadIdx.x;
+    sh[tid] = v;
+    __syncthreads();
+#pragma unroll
+    for (int s = HS_RED_THREADS / 2; s > 0; s >>= 1) {
+        if (tid < s) sh[tid] = MAX ? fmaxf(sh[tid], sh[tid + s]) : sh[tid] + sh[tid + s];
+        __syncthreads();
+    }
+    const float r = sh[0];
+    __syncthreads(); /* sh is reused by the next reduction */
+    return r;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(HS_RED_THREADS)
+    hs_k_target_logprob(const T *logits, const int32_t *targets, int V, float *out) {
+    __shared__ float sh[HS_RED_THREADS];
+    const int64_t r = blockIdx.x;
+    const int tg = targets[r];
+    if (tg < 0) { /* uniform per block: the whole block leaves */
+        if (threadIdx.x == 0) out[r] = NAN;
+        return;
+    }
+    const T *x = logits + r * V;
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += HS_RED_THREADS) mx = fmaxf(mx, hs_ld(x + i));
+    mx = hs_block_reduce<true>(mx, sh);
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < V; i += HS_RED_THREADS) sum += expf(hs_ld(x + i) - mx);
+    sum = hs_block_reduce<false>(sum, sh);
+    if (threadIdx.x == 0) out[r] = hs_ld(x + tg) - (mx + logf(sum));
+}
+
+hs_status hs_cuda_target_logprob(cudaStream_t st, hs_dtype dt, const void *logits, const int32_t *targets, int64_t R,
+                                 int V, float *out, hs_err *err) {
+    if (R <= 0) return HS_OK;
+    if (R > 0x7fffffff || V <= 0)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda target_logprob: %lld rows of %d", (long long)R, V);
+    if (dt == HS_DTYPE_BF16)
+        hs_k_target_logprob<bf16><<<(unsigned)R, HS_RED_THREADS, 0, st>>>((const bf16 *)logits, targets, V, out);
+    else
+        hs_k_target_logprob<float><<<(unsigned)R, HS_RED_THREADS, 0, st>>>((const float *)logits, targets, V, out);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_target_logprob");
+    return HS_OK;
+}
