@@ -53,6 +53,14 @@ static hs_status cu_upload(hs_backend *be, void *dst, const void *src, size_t nb
     return HS_OK;
 }
 
+static hs_status cu_copy(hs_backend *be, void *dst, const void *src, size_t nbytes, hs_err *err) {
+    hs_cuda_backend *c = hs_cb(be);
+    HS_ENTER(be, err);
+    if (!nbytes) return HS_OK;
+    HS_CUDA_CHECK(err, cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, c->stream));
+    return HS_OK;
+}
+
 static hs_status cu_download(hs_backend *be, void *dst, const void *src, size_t nbytes,
                              hs_err *err) {
     hs_cuda_backend *c = hs_cb(be);
@@ -211,6 +219,7 @@ static const hs_backend_ops hs_cuda_ops = {
     cu_free,
     cu_upload,
     cu_download,
+    cu_copy,
     cu_upload_f32,
     cu_download_f32,
     cu_sync,

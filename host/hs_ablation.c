@@ -87,6 +87,29 @@ int hs_head_ablation_unit(const hs_model *m, const hs_ablation_params *p) {
     return p->batch_rows / H > 0 ? p->batch_rows / H : 1;
 }
 
+/* Prefix reuse keeps the unedited chunk's resid_pre of every layer in backend
+ * memory, [L, P_max, T, d_model] act dtype: a variant batch is then gathered
+ * with backend copies, never through the host (on a GPU, ~130 MB per 7B-sized
+ * batch that would otherwise cross PCIe twice). */
+typedef struct {
+    hs_backend *be;
+    char *cache;
+    size_t row_bytes; /* T * d_model * element size */
+    int P_max;
+} resid_cache;
+
+static int cache_wants(void *user, hs_hook_point p, int layer) {
+    (void)user, (void)layer;
+    return p == HS_HOOK_RESID_PRE;
+}
+
+static hs_status cache_fn(void *user, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
+    const resid_cache *c = user;
+    (void)p;
+    return c->be->ops->copy(c->be, c->cache + (size_t)l * c->P_max * c->row_bytes, t->data,
+                            (size_t)t->shape[0] * c->row_bytes, err);
+}
+
 hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *pr, const hs_ablation_params *p,
                            float *out_base, float *out_delta, hs_err *err) {
     hs_status st = HS_OK;
@@ -94,19 +117,23 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     const int L = c->n_layers, H = c->n_heads, T = pr->T, V = c->n_vocab, d = c->d_model;
     if ((st = check_params(c, pr, p, err))) return st;
     hs_backend *be = hs_session_backend(s);
-    hs_capture *cap = NULL, *rcap = NULL;
+    hs_capture *rcap = NULL;
     const int R = p->batch_rows;
     const int resample = p->mode == HS_ABLATE_RESAMPLE, dh = c->d_head;
     const int Tr = resample ? p->resample_ref->T : 0;
     /* Prompts per chunk: with all heads of a layer batched, R / H prompts fill a forward. */
     const int P_max = hs_head_ablation_unit(m, p);
-    const int want_lp = p->metric == HS_METRIC_LOSS;
+    const int want_lp = p->metric == HS_METRIC_LOSS, want_kl = p->metric == HS_METRIC_KL;
+    /* the loss reads target log-probs only; the other metrics the last position's logits */
+    const hs_logits_mode lmode = want_lp ? HS_LOGITS_NONE : HS_LOGITS_LAST;
+    const size_t es = (size_t)hs_dtype_block_bytes(be->ops->act_dtype(be));
+    resid_cache rc = {.be = be, .row_bytes = (size_t)T * d * es, .P_max = P_max};
+    char *dres = NULL; /* [R, T, d] the variant batch's resid_start */
     int32_t *mask = malloc((size_t)pr->N * T * sizeof *mask), *targets = malloc((size_t)pr->N * T * sizeof *targets);
     int32_t *rtok = malloc((size_t)R * T * sizeof *rtok), *rmask = malloc((size_t)R * T * sizeof *rmask),
             *rtg = malloc((size_t)R * T * sizeof *rtg);
     float *logits = malloc((size_t)R * V * sizeof(float)), *lp = malloc((size_t)R * T * sizeof(float));
     float *clean_logp = malloc((size_t)P_max * V * sizeof(float)), *scratch = malloc((size_t)V * sizeof(float));
-    float *resid = malloc((size_t)R * T * d * sizeof(float));
     float *meanz = p->mode == HS_ABLATE_MEAN && !p->mean_z ? malloc((size_t)L * H * T * c->d_head * sizeof(float)) : NULL;
     /* resample edits are per position: a source may be shorter than its target */
     hs_z_edit *edits = malloc((size_t)R * H * (resample ? T : 1) * sizeof *edits);
@@ -114,7 +141,7 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
             *smask = resample ? malloc((size_t)P_max * Tr * sizeof *smask) : NULL;
     int *row_prompt = malloc((size_t)R * sizeof *row_prompt), *row_var = malloc((size_t)R * sizeof *row_var);
     int *vars = malloc((size_t)H * sizeof *vars); /* this layer's variants: the head index, or -1 = whole layer */
-    if (!mask || !targets || !rtok || !rmask || !rtg || !logits || !lp || !clean_logp || !scratch || !resid ||
+    if (!mask || !targets || !rtok || !rmask || !rtg || !logits || !lp || !clean_logp || !scratch ||
         !edits || !row_prompt || !row_var || !vars || (p->mode == HS_ABLATE_MEAN && !p->mean_z && !meanz) ||
         (resample && (!stok || !smask)))
         HS_FAIL(err, HS_ERR_OOM, "ablation: out of memory for %d rows x %d tokens", R, T);
@@ -124,9 +151,11 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     hs_prompts_mask_targets(pr, NULL, mask, targets);
     if (meanz) HS_CHECK(hs_ablation_mean_z(s, m, pr, R, p->mean_per_position, meanz, err));
     const float *mean_src = p->mean_z ? p->mean_z : meanz;
-    HS_CHECK(hs_capture_init(be, &cap, err));
-    if (p->prefix_reuse) HS_CHECK(hs_capture_want(cap, HS_HOOK_RESID_PRE, -1, err));
-    hs_hooks hooks = hs_capture_hooks(cap);
+    if (p->prefix_reuse) {
+        HS_CHECK(be->ops->alloc(be, (size_t)L * P_max * rc.row_bytes, (void **)&rc.cache, err));
+        HS_CHECK(be->ops->alloc(be, (size_t)R * rc.row_bytes, (void **)&dres, err));
+    }
+    hs_hooks hooks = {.wants = cache_wants, .fn = cache_fn, .user = &rc};
     if (resample) {
         HS_CHECK(hs_capture_init(be, &rcap, err));
         HS_CHECK(hs_capture_want(rcap, HS_HOOK_Z, -1, err));
@@ -141,16 +170,16 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
                        .targets = targets + (int64_t)p0 * T};
         hs_forward_params cf = hs_forward_default_params();
         cf.hooks = p->prefix_reuse ? &hooks : NULL;
+        cf.logits = lmode;
         cf.target_logprobs = want_lp ? lp : NULL;
         HS_CHECK(hs_forward(s, &cb, &cf, logits, err));
         for (int i = 0; i < P; i++) {
-            hs_log_softmax(logits + (int64_t)i * V, V, clean_logp + (int64_t)i * V);
+            if (want_kl) hs_log_softmax(logits + (int64_t)i * V, V, clean_logp + (int64_t)i * V);
             out_base[p0 + i] = (float)hs_row_metric(p->metric, pr, p0 + i, logits + (int64_t)i * V, lp + (int64_t)i * T, V,
                                                  clean_logp + (int64_t)i * V, scratch);
         }
         /* 2. every variant of every layer, rows = (prompt, variant) packed R at a time */
         for (int l = 0; l < L; l++) {
-            const float *rp = p->prefix_reuse ? hs_capture_get(cap, HS_HOOK_RESID_PRE, l, NULL) : NULL;
             const float *rz = resample ? hs_capture_get(rcap, HS_HOOK_Z, l, NULL) : NULL; /* [P, Tr, H, dh] */
             int nv = 0;
             if (p->kind == HS_ABLATION_WHOLE_LAYER) {
@@ -171,7 +200,9 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
                     memcpy(rtok + (int64_t)r * T, pr->tokens + (int64_t)g * T, (size_t)T * sizeof *rtok);
                     memcpy(rmask + (int64_t)r * T, mask + (int64_t)g * T, (size_t)T * sizeof *rmask);
                     memcpy(rtg + (int64_t)r * T, targets + (int64_t)g * T, (size_t)T * sizeof *rtg);
-                    if (rp) memcpy(resid + (int64_t)r * T * d, rp + (int64_t)pi * T * d, (size_t)T * d * sizeof(float));
+                    if (dres)
+                        HS_CHECK(be->ops->copy(be, dres + r * rc.row_bytes,
+                                               rc.cache + ((size_t)l * P_max + pi) * rc.row_bytes, rc.row_bytes, err));
                     for (int h = 0; h < H; h++) { /* the heads this variant ablates */
                         int on = p->kind == HS_ABLATION_SINGLE_HEAD ? h == v
                                  : p->kind == HS_ABLATION_ALL_BUT_ONE ? h != v
@@ -203,10 +234,11 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
                 hs_forward_params vf = hs_forward_default_params();
                 vf.edits = edits;
                 vf.n_edits = ne;
+                vf.logits = lmode;
                 vf.target_logprobs = want_lp ? lp : NULL;
                 if (p->prefix_reuse) {
                     vf.start_layer = l;
-                    vf.resid_start = resid;
+                    vf.resid_start_dev = dres;
                 }
                 HS_CHECK(hs_forward(s, &vb, &vf, logits, err));
                 for (int r = 0; r < B; r++) {
@@ -224,11 +256,12 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
         }
     }
 exit:
-    hs_capture_free(cap);
+    if (rc.cache) be->ops->free(be, rc.cache);
+    if (dres) be->ops->free(be, dres);
     hs_capture_free(rcap);
     free(stok), free(smask);
     free(mask), free(targets), free(rtok), free(rmask), free(rtg), free(logits), free(lp), free(clean_logp);
-    free(scratch), free(resid), free(meanz), free(edits), free(row_prompt), free(row_var), free(vars);
+    free(scratch), free(meanz), free(edits), free(row_prompt), free(row_var), free(vars);
     return st;
 }
 

@@ -236,6 +236,7 @@ static const hs_backend_ops cpu_ops = {
     .free = cpu_free,
     .upload = cpu_copy,
     .download = cpu_copy,
+    .copy = cpu_copy,
     .upload_f32 = cpu_upload_f32,
     .download_f32 = cpu_copy_f32,
     .sync = cpu_sync,

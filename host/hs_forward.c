@@ -233,7 +233,10 @@ static hs_status check_edits(const hs_session *s, const hs_batch *b, const hs_fo
             return hs_err_set(err, HS_ERR_INVALID_ARG, "edit %d at layer %d precedes start_layer %d", i, e->layer,
                               fp->start_layer);
     }
-    if (fp->start_layer < 0 || fp->start_layer >= c->n_layers || (fp->start_layer > 0 && !fp->resid_start))
+    if (fp->resid_start && fp->resid_start_dev)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "forward: both resid_start and resid_start_dev given");
+    if (fp->start_layer < 0 || fp->start_layer >= c->n_layers ||
+        (fp->start_layer > 0 && !fp->resid_start && !fp->resid_start_dev))
         return hs_err_set(err, HS_ERR_INVALID_ARG, "start_layer %d needs 0 <= l < %d and resid_start", fp->start_layer,
                           c->n_layers);
     if (fp->target_logprobs && !b->targets)
@@ -358,6 +361,8 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
 
     if (fp->resid_start) /* also at layer 0: a patched embedding output */
         HS_CHECK(o->upload_f32(be, s->x, fp->resid_start, n * d, err));
+    else if (fp->resid_start_dev)
+        HS_CHECK(o->copy(be, s->x, fp->resid_start_dev, (size_t)n * d * es, err));
     else
         HS_CHECK(o->embed(be, s->d_tokens, s->d_pos, s->tok_embd, c->learned_pos ? s->pos_embd : NULL, n, d, s->x, err));
     hs_attn_params ap = {.B = B, .T = T, .H = H, .H_kv = Hk, .d_head = dh, .scale = 1.0f / sqrtf((float)dh),

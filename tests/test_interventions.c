@@ -184,6 +184,21 @@ Test(interventions, prefix_reuse_equals_full_recomputation) {
         pref.resid_start = hs_capture_get(cap, HS_HOOK_RESID_PRE, l, NULL);
         float *a = run(&f, ROWS, 4, &full), *b = run(&f, ROWS, 4, &pref);
         expect_close(a, b, 4 * V, 1e-5, "prefix-reuse logits");
+        /* the same residuals already in backend memory: the same bits */
+        const int64_t nres = (int64_t)4 * T * f.c->d_model;
+        void *dev = NULL;
+        float lp_dev[4 * 9];
+        cr_assert_eq(f.be->ops->alloc(f.be, (size_t)nres * sizeof(float), &dev, &err), HS_OK);
+        cr_assert_eq(f.be->ops->upload_f32(f.be, dev, pref.resid_start, nres, &err), HS_OK);
+        hs_forward_params pdev = pref;
+        pdev.resid_start = NULL;
+        pdev.resid_start_dev = dev;
+        pdev.target_logprobs = lp_dev;
+        float *c = run(&f, ROWS, 4, &pdev);
+        cr_assert(!memcmp(b, c, (size_t)4 * V * sizeof(float)), "resid_start_dev logits differ from resid_start");
+        cr_assert(!memcmp(lp_pref, lp_dev, (size_t)4 * T * sizeof(float)), "resid_start_dev log-probs differ");
+        f.be->ops->free(f.be, dev);
+        free(c);
         for (int i = 0; i < 4 * T; i++) {
             if (isnan(lp_full[i])) {
                 cr_assert(isnan(lp_pref[i]) && (i % T) == T - 1, "NaN only where there is no target");
@@ -278,5 +293,10 @@ Test(interventions, bad_edits_are_refused) {
     fp.n_edits = 0;
     fp.start_layer = 1; /* without resid_start */
     cr_assert_eq(hs_forward(f.s, &b, &fp, lg, &err), HS_ERR_INVALID_ARG);
+    float resid[1] = {0};
+    fp.resid_start = resid; /* and with both forms at once */
+    fp.resid_start_dev = resid;
+    cr_assert_eq(hs_forward(f.s, &b, &fp, lg, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "resid_start_dev"), "%s", err.msg);
     fx_free(&f);
 }

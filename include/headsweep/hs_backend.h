@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 2 /* 2: target_logprob */
+#define HS_BACKEND_API_VERSION 2 /* 2: copy, target_logprob */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -73,6 +73,8 @@ typedef struct {
     /* Host <-> backend copies of raw bytes. */
     hs_status (*upload)(hs_backend *be, void *dst, const void *src, size_t nbytes, hs_err *err);
     hs_status (*download)(hs_backend *be, void *dst, const void *src, size_t nbytes, hs_err *err);
+    /* Backend -> backend copy of raw bytes (non-overlapping). */
+    hs_status (*copy)(hs_backend *be, void *dst, const void *src, size_t nbytes, hs_err *err);
     /* Copies n host f32 values into backend memory as act/weight dtype elements. */
     hs_status (*upload_f32)(hs_backend *be, void *dst, const float *src, int64_t n, hs_err *err);
     /* Copies n backend act-dtype elements into host f32. */

@@ -95,6 +95,10 @@ typedef struct {
      * start_layer 0, resid_start (if given) replaces the embedding output. */
     int start_layer;
     const float *resid_start;
+    /* The same already in backend memory, act dtype [B, T, d_model] (e.g. the
+     * unedited run's resid_pre kept on the device): no host round trip. At
+     * most one of resid_start and resid_start_dev. */
+    const void *resid_start_dev;
     /* out host f32 [B, T]: log p(targets[b,t] | prefix) at each position, NAN
      * where targets < 0. Needs batch->targets. NULL = not computed. */
     float *target_logprobs;
