@@ -225,6 +225,15 @@ static hs_status cpu_target_logprob(hs_backend *be, const void *lv, const int32_
     return HS_OK;
 }
 
+static hs_status cpu_set_z(hs_backend *be, void *zv, int T, int H, int dh, const int32_t *idx, const float *src,
+                           int64_t n, hs_err *err) {
+    float *z = zv;
+    for (int64_t i = 0; i < n; i++)
+        memcpy(z + (((int64_t)idx[3 * i] * T + idx[3 * i + 1]) * H + idx[3 * i + 2]) * dh, src + i * dh,
+               (size_t)dh * sizeof(float));
+    return HS_OK;
+}
+
 static void cpu_destroy(hs_backend *be) { free(be); }
 
 static const hs_backend_ops cpu_ops = {
@@ -247,6 +256,7 @@ static const hs_backend_ops cpu_ops = {
     .attention = cpu_attention,
     .act = cpu_act,
     .add = cpu_add,
+    .set_z = cpu_set_z,
     .target_logprob = cpu_target_logprob,
     .destroy = cpu_destroy,
 };

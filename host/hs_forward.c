@@ -267,8 +267,29 @@ static void layer_head_tables(const hs_session *s, const hs_batch *b, const hs_f
 
 /* Edits the kernel cannot fold in: SET anywhere, ZERO/SCALE at one position.
  * Each touches d_head values of z at (row, t, head). */
+/* The SET vectors of one layer, gathered for one set_z call. */
+typedef struct {
+    int32_t *idx;   /* [cap, 3] (row, position, head) */
+    float *src;     /* [cap, d_head] */
+    uint8_t *taken; /* [B, T, H] a triple already pending */
+    int64_t n, cap;
+} z_sets;
+
+static hs_status flush_sets(hs_session *s, const hs_batch *b, z_sets *zs, hs_err *err) {
+    const int H = s->cfg.n_heads;
+    hs_status st = s->be->ops->set_z(s->be, s->z, b->T, H, s->cfg.d_head, zs->idx, zs->src, zs->n, err);
+    for (int64_t i = 0; i < zs->n; i++)
+        zs->taken[((int64_t)zs->idx[3 * i] * b->T + zs->idx[3 * i + 1]) * H + zs->idx[3 * i + 2]] = 0;
+    zs->n = 0;
+    return st;
+}
+
+/* Edits that the kernel does not apply: SET (patched or mean z, all positions
+ * or one) and ZERO/SCALE at one position, in list order. Consecutive SETs go
+ * to the backend in one set_z call; a SET that hits a pending triple again,
+ * or a ZERO/SCALE, first flushes the pending ones, so the list order holds. */
 static hs_status apply_z_edits(hs_session *s, const hs_batch *b, const hs_forward_params *fp, int l, float *tmp,
-                               hs_err *err) {
+                               z_sets *zs, hs_err *err) {
     const hs_backend_ops *o = s->be->ops;
     const int T = b->T, H = s->cfg.n_heads, dh = s->cfg.d_head;
     hs_status st = HS_OK;
@@ -276,19 +297,24 @@ static hs_status apply_z_edits(hs_session *s, const hs_batch *b, const hs_forwar
         const hs_z_edit *e = &fp->edits[i];
         if (e->layer != l || (e->pos == -1 && e->mode != HS_EDIT_SET)) continue;
         int t0 = e->pos < 0 ? 0 : e->pos, t1 = e->pos < 0 ? T : e->pos + 1;
+        if (e->mode != HS_EDIT_SET && zs->n && (st = flush_sets(s, b, zs, err))) return st;
         for (int t = t0; t < t1; t++) {
-            char *dst = (char *)s->z + ((((int64_t)e->row * T + t) * H + e->head) * dh) * (int64_t)s->es;
             if (e->mode == HS_EDIT_SET) {
-                st = o->upload_f32(s->be, dst, e->src + (int64_t)(t - t0) * dh, dh, err);
-            } else {
-                if ((st = o->download_f32(s->be, tmp, dst, dh, err))) return st;
-                for (int j = 0; j < dh; j++) tmp[j] = e->mode == HS_EDIT_ZERO ? 0.0f : tmp[j] * e->scale;
-                st = o->upload_f32(s->be, dst, tmp, dh, err);
+                uint8_t *tk = zs->taken + ((int64_t)e->row * T + t) * H + e->head;
+                if ((*tk || zs->n == zs->cap) && (st = flush_sets(s, b, zs, err))) return st;
+                *tk = 1;
+                zs->idx[3 * zs->n] = e->row, zs->idx[3 * zs->n + 1] = t, zs->idx[3 * zs->n + 2] = e->head;
+                memcpy(zs->src + zs->n * dh, e->src + (int64_t)(t - t0) * dh, (size_t)dh * sizeof(float));
+                zs->n++;
+                continue;
             }
-            if (st) return st;
+            char *dst = (char *)s->z + ((((int64_t)e->row * T + t) * H + e->head) * dh) * (int64_t)s->es;
+            if ((st = o->download_f32(s->be, tmp, dst, dh, err))) return st;
+            for (int j = 0; j < dh; j++) tmp[j] = e->mode == HS_EDIT_ZERO ? 0.0f : tmp[j] * e->scale;
+            if ((st = o->upload_f32(s->be, dst, tmp, dh, err))) return st;
         }
     }
-    return HS_OK;
+    return zs->n ? flush_sets(s, b, zs, err) : HS_OK;
 }
 
 /* log p(target) per position: unembed a chunk of rows, then the backend's
@@ -341,10 +367,21 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     const size_t es = s->es;
     int32_t *pos = malloc((size_t)n * sizeof *pos);
     float *hscale = malloc((size_t)B * H * sizeof(float)), *tmp = malloc((size_t)dh * sizeof(float));
+    z_sets zs = {0}; /* at most min(B*T, 64Ki, the SET vectors in the list) vectors per set_z call */
+    for (int i = 0; i < fp->n_edits; i++)
+        if (fp->edits[i].mode == HS_EDIT_SET) zs.cap += fp->edits[i].pos < 0 ? T : 1;
+    if (zs.cap > (int64_t)B * T) zs.cap = (int64_t)B * T;
+    if (zs.cap > 65536) zs.cap = 65536;
+    if (zs.cap) {
+        zs.idx = malloc((size_t)zs.cap * 3 * sizeof(int32_t));
+        zs.src = malloc((size_t)zs.cap * dh * sizeof(float));
+        zs.taken = calloc((size_t)B * T * H, 1);
+    }
     uint8_t *uni = malloc((size_t)B * H);
     float *pattern = NULL;
     void *all_logits = NULL;
-    if (!pos || !hscale || !tmp || !uni) HS_FAIL(err, HS_ERR_OOM, "forward: out of memory");
+    if (!pos || !hscale || !tmp || !uni || (zs.cap && (!zs.idx || !zs.src || !zs.taken)))
+        HS_FAIL(err, HS_ERR_OOM, "forward: out of memory");
     HS_CHECK(check_batch(s, b, pos, err));
     HS_CHECK(check_edits(s, b, fp, err));
     HS_CHECK(o->upload(be, s->d_tokens, b->tokens, (size_t)n * 4, err));
@@ -402,7 +439,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
             ap.uniform = s->d_uniform;
         }
         HS_CHECK(o->attention(be, &ap, err));
-        HS_CHECK(apply_z_edits(s, b, fp, l, tmp, err));
+        HS_CHECK(apply_z_edits(s, b, fp, l, tmp, &zs, err));
         /* The pattern is offered for reading: z has already been computed from it. */
         if (ap.pattern) HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, pattern, HS_DTYPE_F32, 4, B, H, pat_T, T, err));
         HS_CHECK(offer(s, hk, HS_HOOK_Z, l, s->z, dt, 4, B, T, H, dh, err));
@@ -444,7 +481,7 @@ exit:
     if (all_logits) o->free(be, all_logits);
     free(pos);
     free(hscale);
-    free(tmp);
+    free(tmp), free(zs.idx), free(zs.src), free(zs.taken);
     free(uni);
     return st;
 }

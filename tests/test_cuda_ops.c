@@ -480,6 +480,50 @@ Test(cuda_ops, act_silu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 1,
 Test(cuda_ops, add_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 2, "add_f32"); }
 Test(cuda_ops, add_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 2, "add_bf16"); }
 
+/* ---- set_z: listed z vectors overwritten, every other element untouched ----
+ * A copy (f32) or one round to bf16 on both sides: the results must be equal
+ * bit for bit. */
+
+static void run_set_z(hs_dtype dt, const char *name) {
+    H h;
+    h_init(&h, dt, name, 1060);
+    const struct { int B, T, H, dh; int64_t n; } cs[] = {{1, 1, 1, 8, 1}, {3, 17, 4, 64, 40}, {8, 128, 32, 128, 8192}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
+        hs_err err = {0};
+        const int B = cs[ci].B, T = cs[ci].T, Hh = cs[ci].H, dh = cs[ci].dh;
+        const int64_t n = cs[ci].n, nz = (int64_t)B * T * Hh * dh;
+        char what[64];
+        snprintf(what, sizeof what, "%s B=%d T=%d H=%d dh=%d n=%lld", name, B, T, Hh, dh, (long long)n);
+        float *z = h_rand(&h, nz, 0, 1.0f), *src = h_rand(&h, n * dh, 0, 3.0f);
+        float *ref = h_zeros(nz), *got = h_zeros(nz);
+        int32_t *idx = malloc((size_t)n * 3 * sizeof *idx);
+        uint8_t *used = calloc((size_t)B * T * Hh, 1);
+        for (int64_t i = 0; i < n; i++) { /* distinct random triples */
+            int64_t k;
+            do k = (int64_t)(hs_test_rng_u64(&h.rng) % (uint64_t)(B * T * Hh));
+            while (used[k]);
+            used[k] = 1;
+            idx[3 * i] = (int32_t)(k / (T * Hh)), idx[3 * i + 1] = (int32_t)(k / Hh % T), idx[3 * i + 2] = (int32_t)(k % Hh);
+        }
+        void *cz = put(h.cpu, z, nz, 0);
+        ok(h.cpu->ops->set_z(h.cpu, cz, T, Hh, dh, idx, src, n, &err), &err, "cpu set_z");
+        get(h.cpu, ref, cz, nz, 0);
+        if (h.bf16) hs_test_bf16_round_array(ref, nz); /* the CUDA side stores bf16 */
+        gbuf out = galloc(&h, nz, 0, z);
+        ok(h.gpu->ops->set_z(h.gpu, gptr(&out), T, Hh, dh, idx, src, n, &err), &err, what);
+        gread(&h, &out, got, what);
+        for (int64_t i = 0; i < nz; i++)
+            cr_assert(got[i] == ref[i], "%s: z[%lld] = %.9g, want %.9g", what, (long long)i, got[i], ref[i]);
+        gfree(&h, &out);
+        h.cpu->ops->free(h.cpu, cz);
+        free(z), free(src), free(ref), free(got), free(idx), free(used);
+    }
+    h_free(&h);
+}
+
+Test(cuda_ops, set_z_f32) { REQUIRE_GPU(); run_set_z(HS_DTYPE_F32, "set_z_f32"); }
+Test(cuda_ops, set_z_bf16) { REQUIRE_GPU(); run_set_z(HS_DTYPE_BF16, "set_z_bf16"); }
+
 /* ---- target_logprob (a metric reduction) -------------------------------------------
  * Both backends reduce the same (bf16-rounded in bf16 mode) logits in f32 and
  * return f32, so the f32 rule applies in both modes; rows without a target

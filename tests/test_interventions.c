@@ -300,3 +300,45 @@ Test(interventions, bad_edits_are_refused) {
     cr_assert(strstr(err.msg, "resid_start_dev"), "%s", err.msg);
     fx_free(&f);
 }
+
+/* Edits apply in list order: a later SET of the same z vector wins, a
+ * position's ZERO after a SET zeroes it, a SET after a ZERO sets it (the SETs
+ * of a layer reach the backend in one set_z call, flushed where order matters). */
+Test(interventions, edit_list_order_holds) {
+    fx f;
+    fx_init(&f, "llama_gqa");
+    const int T = f.T, H = f.c->n_heads, dh = f.c->d_head, l = 1;
+    hs_err err = {0};
+    float *a = malloc((size_t)T * dh * sizeof(float)), *bb = malloc((size_t)T * dh * sizeof(float));
+    for (int i = 0; i < T * dh; i++) a[i] = 0.25f + (float)i / 64.0f, bb[i] = -1.5f + (float)i / 128.0f;
+    const hs_z_edit lists[3][2] = {
+        {{.row = 0, .layer = l, .head = 1, .pos = -1, .mode = HS_EDIT_SET, .src = a},
+         {.row = 0, .layer = l, .head = 1, .pos = 3, .mode = HS_EDIT_SET, .src = bb}},
+        {{.row = 0, .layer = l, .head = 1, .pos = -1, .mode = HS_EDIT_SET, .src = a},
+         {.row = 0, .layer = l, .head = 1, .pos = 3, .mode = HS_EDIT_ZERO}},
+        {{.row = 0, .layer = l, .head = 1, .pos = 3, .mode = HS_EDIT_ZERO},
+         {.row = 0, .layer = l, .head = 1, .pos = -1, .mode = HS_EDIT_SET, .src = a}},
+    };
+    for (int k = 0; k < 3; k++) {
+        hs_capture *cap;
+        cr_assert_eq(hs_capture_init(f.be, &cap, &err), HS_OK);
+        hs_capture_want(cap, HS_HOOK_Z, l, &err);
+        hs_hooks hooks = hs_capture_hooks(cap);
+        hs_forward_params fp = hs_forward_default_params();
+        fp.hooks = &hooks;
+        fp.edits = lists[k];
+        fp.n_edits = 2;
+        free(run(&f, ROWS, 2, &fp));
+        const float *z = hs_capture_get(cap, HS_HOOK_Z, l, NULL); /* [B, T, H, dh] */
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < dh; j++) {
+                const float got = z[((int64_t)t * H + 1) * dh + j];
+                float want = a[t * dh + j];
+                if (t == 3) want = k == 0 ? bb[j] : k == 1 ? 0.0f : a[t * dh + j];
+                cr_assert_eq(got, want, "list %d: z[0, %d, 1, %d] = %g, want %g", k, t, j, got, want);
+            }
+        hs_capture_free(cap);
+    }
+    free(a), free(bb);
+    fx_free(&f);
+}

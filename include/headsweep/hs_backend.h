@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 2 /* 2: copy, target_logprob */
+#define HS_BACKEND_API_VERSION 2 /* 2: copy, set_z, target_logprob */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -28,6 +28,7 @@ typedef enum {
     HS_OP_ACT,
     HS_OP_ADD,
     HS_OP_TARGET_LOGPROB,
+    HS_OP_SET_Z,
     HS_OP_COUNT
 } hs_op;
 
@@ -100,6 +101,13 @@ typedef struct {
                      int64_t n, void *out, hs_err *err);
     /* y += x, n elements. */
     hs_status (*add)(hs_backend *be, void *y, const void *x, int64_t n, hs_err *err);
+    /* z[idx[3i], idx[3i+1], idx[3i+2], :] = src[i, :] for i < n: (row, position,
+     * head) triples and their d_head-long vectors, both in host memory (f32);
+     * z [B, T, H, d_head] act dtype in backend memory. The triples must be
+     * distinct. One call places every patched or mean vector of a layer (on a
+     * GPU: one transfer instead of one per vector). */
+    hs_status (*set_z)(hs_backend *be, void *z, int T, int H, int d_head, const int32_t *idx, const float *src,
+                       int64_t n, hs_err *err);
     /* out[r] = logits[r, targets[r]] - logsumexp(logits[r, :]) for rows with
      * 0 <= targets[r] < V, NAN for targets[r] < 0; r < R. logits [R, V] act
      * dtype, targets int32 [R], out f32 [R], all in backend memory. The
