@@ -9,6 +9,7 @@
 
 #include "headsweep/hs_capture.h"
 #include "hs_batches.h"
+#include "hs_resid_cache.h"
 #include "hs_metric.h"
 
 const char *hs_metric_name(hs_metric m) {
@@ -87,29 +88,6 @@ int hs_head_ablation_unit(const hs_model *m, const hs_ablation_params *p) {
     return p->batch_rows / H > 0 ? p->batch_rows / H : 1;
 }
 
-/* Prefix reuse keeps the unedited chunk's resid_pre of every layer in backend
- * memory, [L, P_max, T, d_model] act dtype: a variant batch is then gathered
- * with backend copies, never through the host (on a GPU, ~130 MB per 7B-sized
- * batch that would otherwise cross PCIe twice). */
-typedef struct {
-    hs_backend *be;
-    char *cache;
-    size_t row_bytes; /* T * d_model * element size */
-    int P_max;
-} resid_cache;
-
-static int cache_wants(void *user, hs_hook_point p, int layer) {
-    (void)user, (void)layer;
-    return p == HS_HOOK_RESID_PRE;
-}
-
-static hs_status cache_fn(void *user, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
-    const resid_cache *c = user;
-    (void)p;
-    return c->be->ops->copy(c->be, c->cache + (size_t)l * c->P_max * c->row_bytes, t->data,
-                            (size_t)t->shape[0] * c->row_bytes, err);
-}
-
 hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *pr, const hs_ablation_params *p,
                            float *out_base, float *out_delta, hs_err *err) {
     hs_status st = HS_OK;
@@ -126,9 +104,8 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     const int want_lp = p->metric == HS_METRIC_LOSS, want_kl = p->metric == HS_METRIC_KL;
     /* the loss reads target log-probs only; the other metrics the last position's logits */
     const hs_logits_mode lmode = want_lp ? HS_LOGITS_NONE : HS_LOGITS_LAST;
-    const size_t es = (size_t)hs_dtype_block_bytes(be->ops->act_dtype(be));
-    resid_cache rc = {.be = be, .row_bytes = (size_t)T * d * es, .P_max = P_max};
-    char *dres = NULL; /* [R, T, d] the variant batch's resid_start */
+    hs_resid_cache rc = {0}; /* prefix reuse: the unedited chunk's resid_pre, in backend memory */
+    void *dres = NULL;       /* [R, T, d] the variant batch's resid_start */
     int32_t *mask = malloc((size_t)pr->N * T * sizeof *mask), *targets = malloc((size_t)pr->N * T * sizeof *targets);
     int32_t *rtok = malloc((size_t)R * T * sizeof *rtok), *rmask = malloc((size_t)R * T * sizeof *rmask),
             *rtg = malloc((size_t)R * T * sizeof *rtg);
@@ -152,10 +129,10 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     if (meanz) HS_CHECK(hs_ablation_mean_z(s, m, pr, R, p->mean_per_position, meanz, err));
     const float *mean_src = p->mean_z ? p->mean_z : meanz;
     if (p->prefix_reuse) {
-        HS_CHECK(be->ops->alloc(be, (size_t)L * P_max * rc.row_bytes, (void **)&rc.cache, err));
-        HS_CHECK(be->ops->alloc(be, (size_t)R * rc.row_bytes, (void **)&dres, err));
+        HS_CHECK(hs_resid_cache_init(&rc, be, L, P_max, T, d, err));
+        HS_CHECK(be->ops->alloc(be, (size_t)R * rc.row_bytes, &dres, err));
     }
-    hs_hooks hooks = {.wants = cache_wants, .fn = cache_fn, .user = &rc};
+    hs_hooks hooks = hs_resid_cache_hooks(&rc, NULL);
     if (resample) {
         HS_CHECK(hs_capture_init(be, &rcap, err));
         HS_CHECK(hs_capture_want(rcap, HS_HOOK_Z, -1, err));
@@ -200,9 +177,7 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
                     memcpy(rtok + (int64_t)r * T, pr->tokens + (int64_t)g * T, (size_t)T * sizeof *rtok);
                     memcpy(rmask + (int64_t)r * T, mask + (int64_t)g * T, (size_t)T * sizeof *rmask);
                     memcpy(rtg + (int64_t)r * T, targets + (int64_t)g * T, (size_t)T * sizeof *rtg);
-                    if (dres)
-                        HS_CHECK(be->ops->copy(be, dres + r * rc.row_bytes,
-                                               rc.cache + ((size_t)l * P_max + pi) * rc.row_bytes, rc.row_bytes, err));
+                    if (dres) HS_CHECK(hs_resid_cache_get(&rc, l, pi, -1, dres, r, err));
                     for (int h = 0; h < H; h++) { /* the heads this variant ablates */
                         int on = p->kind == HS_ABLATION_SINGLE_HEAD ? h == v
                                  : p->kind == HS_ABLATION_ALL_BUT_ONE ? h != v
@@ -256,7 +231,7 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
         }
     }
 exit:
-    if (rc.cache) be->ops->free(be, rc.cache);
+    hs_resid_cache_free(&rc);
     if (dres) be->ops->free(be, dres);
     hs_capture_free(rcap);
     free(stok), free(smask);

@@ -11,6 +11,7 @@
 
 #include "headsweep/hs_capture.h"
 #include "hs_metric.h"
+#include "hs_resid_cache.h"
 
 hs_patching_params hs_patching_default_params(void) {
     hs_patching_params p;
@@ -34,17 +35,18 @@ typedef struct {
     int p0, P, T, V, d, dh;
     int32_t *mask, *targets, *targets_clean; /* [N, T]; targets of the corrupted and clean prompts */
     float *zc;                          /* [L, P, T, H, dh] clean z */
-    float *rc, *rx;                     /* [L, P, T, d] clean and corrupted resid_pre */
+    hs_resid_cache rc, rx;              /* clean and corrupted resid_pre, backend memory */
+    void *dres;                         /* [batch_rows, T, d] a patched pass's resid_start */
     float *clean_logp;                  /* [P, V] */
     /* per-forward scratch, batch_rows rows */
     int32_t *tok, *msk, *tg;
-    float *resid, *logits, *lp, *src, *scratch;
+    float *logits, *lp, *src, *scratch;
     hs_z_edit *edits;
 } patch_ctx;
 
 /* Runs the items of one layer in batches and stores each item's metric. */
 static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item *it, int n, float *out, hs_err *err) {
-    const int R = x->p->batch_rows, T = x->T, d = x->d, dh = x->dh, H = x->c->n_heads, L = x->c->n_layers;
+    const int R = x->p->batch_rows, T = x->T, dh = x->dh, H = x->c->n_heads, L = x->c->n_layers;
     hs_status st = HS_OK;
     for (int k0 = 0; k0 < n; k0 += R) {
         const int B = n - k0 < R ? n - k0 : R;
@@ -55,12 +57,10 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
             memcpy(x->tok + (int64_t)r * T, x->corrupt + (int64_t)g * T, (size_t)T * sizeof(int32_t));
             memcpy(x->msk + (int64_t)r * T, x->mask + (int64_t)g * T, (size_t)T * sizeof(int32_t));
             memcpy(x->tg + (int64_t)r * T, x->targets + (int64_t)g * T, (size_t)T * sizeof(int32_t));
-            float *res = x->resid + (int64_t)r * T * d;
-            memcpy(res, x->rx + ((int64_t)l * x->P + e->prompt) * T * d, (size_t)T * d * sizeof(float));
+            if ((st = hs_resid_cache_get(&x->rx, l, e->prompt, -1, x->dres, r, err))) return st;
             const float *zl = x->zc + ((int64_t)l * x->P + e->prompt) * T * H * dh; /* [T, H, dh] */
             if (tgt == HS_PATCH_RESID_PRE) {
-                memcpy(res + (int64_t)e->pos * d, x->rc + (((int64_t)l * x->P + e->prompt) * T + e->pos) * d,
-                       (size_t)d * sizeof(float));
+                if ((st = hs_resid_cache_get(&x->rc, l, e->prompt, e->pos, x->dres, r, err))) return st;
             } else if (tgt == HS_PATCH_Z_ALL_POS) {
                 float *src = x->src + (int64_t)r * T * dh; /* the head's clean z, [T, dh] */
                 for (int t = 0; t < T; t++) memcpy(src + t * dh, zl + ((int64_t)t * H + e->head) * dh, (size_t)dh * sizeof(float));
@@ -73,7 +73,7 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
         hs_batch b = {.B = B, .T = T, .tokens = x->tok, .mask = x->msk, .targets = x->tg};
         hs_forward_params fp = hs_forward_default_params();
         fp.start_layer = l;
-        fp.resid_start = x->resid;
+        fp.resid_start_dev = x->dres;
         fp.edits = x->edits;
         fp.n_edits = ne;
         fp.target_logprobs = x->p->metric == HS_METRIC_LOSS ? x->lp : NULL;
@@ -92,13 +92,14 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
 }
 
 /* One unedited pass over prompts p0..p0+P-1 (clean or corrupted tokens):
- * metrics, and the requested activations copied out of the capture. */
+ * metrics, z copied out of the capture (z_out) and resid_pre kept in backend
+ * memory (r_out), each where asked for. */
 static hs_status base_pass(patch_ctx *x, hs_capture *cap, const int32_t *tokens, const int32_t *targets,
-                           float *metric_out, float *z_out, float *r_out, int keep_logp, hs_err *err) {
+                           float *metric_out, float *z_out, hs_resid_cache *r_out, int keep_logp, hs_err *err) {
     const int T = x->T, L = x->c->n_layers, P = x->P;
     hs_batch b = {.B = P, .T = T, .tokens = tokens + (int64_t)x->p0 * T, .mask = x->mask + (int64_t)x->p0 * T,
                   .targets = targets + (int64_t)x->p0 * T};
-    hs_hooks hooks = hs_capture_hooks(cap);
+    hs_hooks cap_hooks = hs_capture_hooks(cap), hooks = r_out ? hs_resid_cache_hooks(r_out, &cap_hooks) : cap_hooks;
     hs_forward_params fp = hs_forward_default_params();
     fp.hooks = &hooks;
     fp.target_logprobs = x->p->metric == HS_METRIC_LOSS ? x->lp : NULL;
@@ -110,11 +111,9 @@ static hs_status base_pass(patch_ctx *x, hs_capture *cap, const int32_t *tokens,
         metric_out[x->p0 + i] = (float)hs_row_metric(x->p->metric, x->pr, x->p0 + i, x->logits + (int64_t)i * x->V,
                                                      x->lp + (int64_t)i * T, x->V, x->clean_logp + (int64_t)i * x->V,
                                                      x->scratch);
-    const int64_t zn = (int64_t)P * T * x->c->n_heads * x->dh, rn = (int64_t)P * T * x->d;
-    for (int l = 0; l < L; l++) {
-        if (z_out) memcpy(z_out + l * zn, hs_capture_get(cap, HS_HOOK_Z, l, NULL), (size_t)zn * sizeof(float));
-        if (r_out) memcpy(r_out + l * rn, hs_capture_get(cap, HS_HOOK_RESID_PRE, l, NULL), (size_t)rn * sizeof(float));
-    }
+    const int64_t zn = (int64_t)P * T * x->c->n_heads * x->dh;
+    for (int l = 0; z_out && l < L; l++)
+        memcpy(z_out + l * zn, hs_capture_get(cap, HS_HOOK_Z, l, NULL), (size_t)zn * sizeof(float));
     return HS_OK;
 }
 
@@ -139,44 +138,43 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
     x.s = s, x.c = c, x.pr = pr, x.corrupt = corrupt, x.p = p, x.T = T, x.V = c->n_vocab, x.d = c->d_model;
     x.dh = c->d_head;
     const int P_max = hs_activation_patching_unit(m, p);
-    const int64_t nz = (int64_t)L * P_max * T * H * x.dh, nr = (int64_t)L * P_max * T * x.d;
+    const int64_t nz = (int64_t)L * P_max * T * H * x.dh;
+    hs_backend *be = hs_session_backend(s);
     hs_capture *cap_c = NULL, *cap_x = NULL;
     item *items = malloc((size_t)P_max * H * T * sizeof *items);
     x.mask = malloc((size_t)N * T * sizeof(int32_t));
     x.targets = malloc((size_t)N * T * sizeof(int32_t));
     x.targets_clean = malloc((size_t)N * T * sizeof(int32_t));
     x.zc = malloc((size_t)nz * sizeof(float));
-    x.rc = want[2] ? malloc((size_t)nr * sizeof(float)) : NULL;
-    x.rx = malloc((size_t)nr * sizeof(float));
     x.clean_logp = malloc((size_t)P_max * x.V * sizeof(float));
     x.tok = malloc((size_t)R * T * sizeof(int32_t));
     x.msk = malloc((size_t)R * T * sizeof(int32_t));
     x.tg = malloc((size_t)R * T * sizeof(int32_t));
-    x.resid = malloc((size_t)R * T * x.d * sizeof(float));
     x.logits = malloc((size_t)(R > P_max ? R : P_max) * x.V * sizeof(float));
     x.lp = malloc((size_t)(R > P_max ? R : P_max) * T * sizeof(float));
     x.src = malloc((size_t)R * T * x.dh * sizeof(float));
     x.scratch = malloc((size_t)x.V * sizeof(float));
     x.edits = malloc((size_t)R * sizeof *x.edits);
-    if (!items || !x.mask || !x.targets || !x.targets_clean || !x.zc || (want[2] && !x.rc) || !x.rx || !x.clean_logp || !x.tok ||
-        !x.msk || !x.tg || !x.resid || !x.logits || !x.lp || !x.src || !x.scratch || !x.edits)
+    if (!items || !x.mask || !x.targets || !x.targets_clean || !x.zc || !x.clean_logp || !x.tok || !x.msk || !x.tg ||
+        !x.logits || !x.lp || !x.src || !x.scratch || !x.edits)
         HS_FAIL(err, HS_ERR_OOM, "patching: out of memory for %d rows x %d tokens", R, T);
+    if (want[2]) HS_CHECK(hs_resid_cache_init(&x.rc, be, L, P_max, T, x.d, err)); /* only the resid_pre target reads it */
+    HS_CHECK(hs_resid_cache_init(&x.rx, be, L, P_max, T, x.d, err));
+    HS_CHECK(be->ops->alloc(be, (size_t)R * x.rx.row_bytes, &x.dres, err));
     hs_prompts_mask_targets(pr, corrupt, x.mask, x.targets);
     hs_prompts_mask_targets(pr, NULL, NULL, x.targets_clean);
     if (out->z_by_pos)
         for (int64_t i = 0; i < (int64_t)N * L * T * H; i++) out->z_by_pos[i] = NAN;
     if (out->resid_pre)
         for (int64_t i = 0; i < (int64_t)N * L * T; i++) out->resid_pre[i] = NAN;
-    HS_CHECK(hs_capture_init(hs_session_backend(s), &cap_c, err));
-    HS_CHECK(hs_capture_init(hs_session_backend(s), &cap_x, err));
+    HS_CHECK(hs_capture_init(be, &cap_c, err));
+    HS_CHECK(hs_capture_init(be, &cap_x, err));
     HS_CHECK(hs_capture_want(cap_c, HS_HOOK_Z, -1, err));
-    if (want[2]) HS_CHECK(hs_capture_want(cap_c, HS_HOOK_RESID_PRE, -1, err));
-    HS_CHECK(hs_capture_want(cap_x, HS_HOOK_RESID_PRE, -1, err));
     const int chunks = (N + P_max - 1) / P_max;
     for (x.p0 = 0; x.p0 < N; x.p0 += P_max) {
         x.P = N - x.p0 < P_max ? N - x.p0 : P_max;
-        HS_CHECK(base_pass(&x, cap_c, pr->tokens, x.targets_clean, out->clean, x.zc, x.rc, 1, err));
-        HS_CHECK(base_pass(&x, cap_x, corrupt, x.targets, out->corrupt, NULL, x.rx, 0, err));
+        HS_CHECK(base_pass(&x, cap_c, pr->tokens, x.targets_clean, out->clean, x.zc, want[2] ? &x.rc : NULL, 1, err));
+        HS_CHECK(base_pass(&x, cap_x, corrupt, x.targets, out->corrupt, NULL, &x.rx, 0, err));
         for (int l = 0; l < L; l++) {
             int n = 0;
             if (want[HS_PATCH_Z_ALL_POS]) {
@@ -204,8 +202,11 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
 exit:
     hs_capture_free(cap_c);
     hs_capture_free(cap_x);
-    free(items), free(x.mask), free(x.targets), free(x.targets_clean), free(x.zc), free(x.rc), free(x.rx), free(x.clean_logp);
-    free(x.tok), free(x.msk), free(x.tg), free(x.resid), free(x.logits), free(x.lp), free(x.src), free(x.scratch);
+    hs_resid_cache_free(&x.rc);
+    hs_resid_cache_free(&x.rx);
+    if (x.dres) be->ops->free(be, x.dres);
+    free(items), free(x.mask), free(x.targets), free(x.targets_clean), free(x.zc), free(x.clean_logp);
+    free(x.tok), free(x.msk), free(x.tg), free(x.logits), free(x.lp), free(x.src), free(x.scratch);
     free(x.edits);
     return st;
 }

@@ -1,0 +1,48 @@
+/* hs_resid_cache: resid_pre of every layer in backend memory (hs_resid_cache.h). */
+#include "hs_resid_cache.h"
+
+#include <string.h>
+
+hs_status hs_resid_cache_init(hs_resid_cache *c, hs_backend *be, int n_layers, int P_max, int T, int d_model,
+                              hs_err *err) {
+    memset(c, 0, sizeof *c);
+    c->be = be;
+    c->pos_bytes = (size_t)d_model * hs_dtype_block_bytes(be->ops->act_dtype(be));
+    c->row_bytes = (size_t)T * c->pos_bytes;
+    c->P_max = P_max;
+    return be->ops->alloc(be, (size_t)n_layers * P_max * c->row_bytes, (void **)&c->cache, err);
+}
+
+void hs_resid_cache_free(hs_resid_cache *c) {
+    if (c->cache) c->be->ops->free(c->be, c->cache);
+    c->cache = NULL;
+}
+
+static int cache_wants(void *user, hs_hook_point p, int layer) {
+    const hs_resid_cache *c = user;
+    return p == HS_HOOK_RESID_PRE || (c->also && c->also->wants(c->also->user, p, layer));
+}
+
+static hs_status cache_fn(void *user, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
+    const hs_resid_cache *c = user;
+    if (p == HS_HOOK_RESID_PRE) {
+        hs_status st = c->be->ops->copy(c->be, c->cache + (size_t)l * c->P_max * c->row_bytes, t->data,
+                                        (size_t)t->shape[0] * c->row_bytes, err);
+        if (st) return st;
+    }
+    return c->also && c->also->wants(c->also->user, p, l) ? c->also->fn(c->also->user, p, l, t, err) : HS_OK;
+}
+
+hs_hooks hs_resid_cache_hooks(hs_resid_cache *c, const hs_hooks *also) {
+    c->also = also;
+    hs_hooks h = {.wants = cache_wants, .fn = cache_fn, .user = c};
+    return h;
+}
+
+hs_status hs_resid_cache_get(const hs_resid_cache *c, int l, int pi, int pos, void *dst, int r, hs_err *err) {
+    const char *src = c->cache + ((size_t)l * c->P_max + pi) * c->row_bytes;
+    char *d = (char *)dst + (size_t)r * c->row_bytes;
+    if (pos < 0) return c->be->ops->copy(c->be, d, src, c->row_bytes, err);
+    return c->be->ops->copy(c->be, d + (size_t)pos * c->pos_bytes, src + (size_t)pos * c->pos_bytes, c->pos_bytes,
+                            err);
+}

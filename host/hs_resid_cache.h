@@ -1,0 +1,29 @@
+/* hs_resid_cache (internal): an unedited run's resid_pre at every layer, kept
+ * in backend memory ([L, P_max, T, d_model], act dtype) for prefix reuse.
+ * Sweeps gather a variant batch's starting residuals from it with backend
+ * copies, so on a GPU nothing crosses the host. */
+#ifndef HS_RESID_CACHE_H
+#define HS_RESID_CACHE_H
+
+#include "headsweep/hs_forward.h"
+
+typedef struct {
+    hs_backend *be;
+    char *cache;
+    size_t row_bytes; /* T * d_model * element size */
+    size_t pos_bytes; /* d_model * element size */
+    int P_max;
+    const hs_hooks *also; /* hooks the cache's hooks pass on to, or NULL */
+} hs_resid_cache;
+
+hs_status hs_resid_cache_init(hs_resid_cache *c, hs_backend *be, int n_layers, int P_max, int T, int d_model,
+                              hs_err *err);
+void hs_resid_cache_free(hs_resid_cache *c);
+/* Hooks for the unedited pass over at most P_max prompts: resid_pre of every
+ * layer is copied into the cache; everything `also` wants goes to it too. */
+hs_hooks hs_resid_cache_hooks(hs_resid_cache *c, const hs_hooks *also);
+/* Row r of dst ([rows, T, d_model] backend memory) = prompt pi's cached
+ * resid_pre at layer l; with pos >= 0 only that position is copied. */
+hs_status hs_resid_cache_get(const hs_resid_cache *c, int l, int pi, int pos, void *dst, int r, hs_err *err);
+
+#endif
