@@ -26,6 +26,11 @@ struct hs_session {
     void *x, *xn, *q, *k, *v, *z, *attn_out, *gate, *up, *hid, *mlp_out, *logits;
     int32_t *d_tokens, *d_pos, *d_mask;
     int32_t *d_pattern_rows; /* [max_B] */
+    /* target log-probs: one chunk's logits, targets and results, allocated at
+     * first use and kept (no device allocation per forward) */
+    void *tl_logits;
+    int32_t *tl_targets;
+    float *tl_out;
     float *d_head_scale; /* [max_B, H] */
     uint8_t *d_uniform;  /* [max_B, H] */
     int64_t bytes;
@@ -154,7 +159,7 @@ void hs_session_free(hs_session *s) {
     void (*fr)(hs_backend *, void *) = be->ops->free;
     void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->z, s->attn_out, s->gate, s->up, s->hid, s->mlp_out,
                        s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows, s->d_head_scale,
-                       s->d_uniform};
+                       s->d_uniform, s->tl_logits, s->tl_targets, s->tl_out};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         if (scratch[i]) fr(be, scratch[i]);
     if (s->owns_weights) {
@@ -320,18 +325,21 @@ static hs_status apply_z_edits(hs_session *s, const hs_batch *b, const hs_forwar
 /* log p(target) per position: unembed a chunk of rows, then the backend's
  * target_logprob reduces each row to one float (the logits never leave the
  * backend). */
+#define TL_CHUNK 256
+
 static hs_status target_logprobs(hs_session *s, const hs_batch *b, float *out, hs_err *err) {
     const hs_backend_ops *o = s->be->ops;
     const int64_t n = (int64_t)b->B * b->T, V = s->cfg.n_vocab;
     const int d = s->cfg.d_model;
     /* Rows per unembedding GEMM: enough for BLAS efficiency (a few rows
      * against a 50k-wide vocabulary run at a fraction of peak), bounded memory. */
-    const int64_t chunk = n < 256 ? n : 256;
-    void *dev = NULL, *dtg = NULL, *dout = NULL;
+    const int64_t max_rows = (int64_t)s->max_B * s->max_T, chunk = n < TL_CHUNK ? n : TL_CHUNK,
+                  cap = max_rows < TL_CHUNK ? max_rows : TL_CHUNK;
     hs_status st = HS_OK;
-    HS_CHECK(o->alloc(s->be, (size_t)(chunk * V) * s->es, &dev, err));
-    HS_CHECK(o->alloc(s->be, (size_t)chunk * sizeof(int32_t), &dtg, err));
-    HS_CHECK(o->alloc(s->be, (size_t)chunk * sizeof(float), &dout, err));
+    if (!s->tl_logits) HS_CHECK(o->alloc(s->be, (size_t)(cap * V) * s->es, &s->tl_logits, err));
+    if (!s->tl_targets) HS_CHECK(o->alloc(s->be, (size_t)cap * sizeof(int32_t), (void **)&s->tl_targets, err));
+    if (!s->tl_out) HS_CHECK(o->alloc(s->be, (size_t)cap * sizeof(float), (void **)&s->tl_out, err));
+    void *dev = s->tl_logits, *dtg = s->tl_targets, *dout = s->tl_out;
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         int64_t R = n - r0 < chunk ? n - r0 : chunk;
         int any = 0;
@@ -347,9 +355,6 @@ static hs_status target_logprobs(hs_session *s, const hs_batch *b, float *out, h
         HS_CHECK(o->download(s->be, out + r0, dout, (size_t)R * sizeof(float), err));
     }
 exit:
-    if (dev) o->free(s->be, dev);
-    if (dtg) o->free(s->be, dtg);
-    if (dout) o->free(s->be, dout);
     return st;
 }
 
