@@ -2,6 +2,7 @@
  * every error class names FILE:LINE:COL and the key, overrides validate like
  * file values, and the resolved YAML is a fixed point of load -> emit. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,42 @@ Test(config, examples_load) {
         cr_assert_geq(c->n_experiments, 1);
         hs_config_free(c);
     }
+}
+
+/* The configs for checkpoints the user supplies (--set model=PATH) load, and
+ * every *.yaml under configs/ is one of the two lists. */
+static const char *const supplied_model_configs[] = {"gpt2-ioi.yaml", "llama2-7b-pruning.yaml"};
+
+Test(config, supplied_model_examples_load) {
+    for (size_t i = 0; i < sizeof supplied_model_configs / sizeof *supplied_model_configs; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/configs/%s", hs_test_source_dir(), supplied_model_configs[i]);
+        hs_config *c = NULL;
+        hs_err err = {0};
+        cr_assert_eq(hs_config_load(path, NULL, 0, &c, &err), HS_OK, "%s", err.msg);
+        cr_assert(!strncmp(c->model, "/path/to/", 9), "%s: model %s is not the placeholder", path, c->model);
+        cr_assert_geq(c->n_experiments, 2);
+        hs_config_free(c);
+    }
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/configs", hs_test_source_dir());
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "%s", dir);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        const size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 5, ".yaml")) continue;
+        int known = 0;
+        for (size_t i = 0; i < sizeof example_configs / sizeof *example_configs; i++)
+            known |= !strcmp(e->d_name, example_configs[i]);
+        for (size_t i = 0; i < sizeof supplied_model_configs / sizeof *supplied_model_configs; i++)
+            known |= !strcmp(e->d_name, supplied_model_configs[i]);
+        cr_assert(known, "configs/%s is in neither list of test_config.c", e->d_name);
+        n++;
+    }
+    closedir(d);
+    cr_assert_eq(n, 6);
 }
 
 Test(config, defaults_filled) {
