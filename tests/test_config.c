@@ -62,14 +62,29 @@ static hs_config *load_ok(const char *text, const char *const *sets, int n_sets)
 
 static const char *const example_configs[] = {"smollm2-induction.yaml", "smollm2-ioi.yaml",
                                               "smollm2-pruning.yaml", "smollm2-ioi-knockout.yaml"};
+/* Configs for checkpoints the user supplies (--set model=PATH). */
+static const char *const supplied_model_configs[] = {"gpt2-ioi.yaml", "llama2-7b-pruning.yaml"};
+#define N_OF(a) (sizeof(a) / sizeof *(a))
+
+/* configs/<name>, loaded; a failure fails the test. */
+static hs_config *load_example(const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/configs/%s", hs_test_source_dir(), name);
+    hs_config *c = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_config_load(path, NULL, 0, &c, &err), HS_OK, "%s", err.msg);
+    return c;
+}
+
+static int listed(const char *name, const char *const *list, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(name, list[i])) return 1;
+    return 0;
+}
 
 Test(config, examples_load) {
-    for (size_t i = 0; i < sizeof example_configs / sizeof *example_configs; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/configs/%s", hs_test_source_dir(), example_configs[i]);
-        hs_config *c = NULL;
-        hs_err err = {0};
-        cr_assert_eq(hs_config_load(path, NULL, 0, &c, &err), HS_OK, "%s", err.msg);
+    for (size_t i = 0; i < N_OF(example_configs); i++) {
+        hs_config *c = load_example(example_configs[i]);
         cr_assert(strstr(c->model, "SmolLM2-135M-Instruct.Q4_1.gguf"));
         cr_assert_neq(c->model[0], '~', "'~' must be expanded: %s", c->model);
         cr_assert_geq(c->n_experiments, 1);
@@ -77,18 +92,13 @@ Test(config, examples_load) {
     }
 }
 
-/* The configs for checkpoints the user supplies (--set model=PATH) load, and
- * every *.yaml under configs/ is one of the two lists. */
-static const char *const supplied_model_configs[] = {"gpt2-ioi.yaml", "llama2-7b-pruning.yaml"};
-
+/* The configs for supplied checkpoints load, and every *.yaml under configs/
+ * is in one of the two lists. */
 Test(config, supplied_model_examples_load) {
-    for (size_t i = 0; i < sizeof supplied_model_configs / sizeof *supplied_model_configs; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/configs/%s", hs_test_source_dir(), supplied_model_configs[i]);
-        hs_config *c = NULL;
-        hs_err err = {0};
-        cr_assert_eq(hs_config_load(path, NULL, 0, &c, &err), HS_OK, "%s", err.msg);
-        cr_assert(!strncmp(c->model, "/path/to/", 9), "%s: model %s is not the placeholder", path, c->model);
+    for (size_t i = 0; i < N_OF(supplied_model_configs); i++) {
+        hs_config *c = load_example(supplied_model_configs[i]);
+        cr_assert(!strncmp(c->model, "/path/to/", 9), "%s: model %s is not the placeholder", supplied_model_configs[i],
+                  c->model);
         cr_assert_geq(c->n_experiments, 2);
         hs_config_free(c);
     }
@@ -97,20 +107,17 @@ Test(config, supplied_model_examples_load) {
     DIR *d = opendir(dir);
     cr_assert_not_null(d, "%s", dir);
     struct dirent *e;
-    int n = 0;
+    size_t n = 0;
     while ((e = readdir(d))) {
         const size_t len = strlen(e->d_name);
         if (len < 5 || strcmp(e->d_name + len - 5, ".yaml")) continue;
-        int known = 0;
-        for (size_t i = 0; i < sizeof example_configs / sizeof *example_configs; i++)
-            known |= !strcmp(e->d_name, example_configs[i]);
-        for (size_t i = 0; i < sizeof supplied_model_configs / sizeof *supplied_model_configs; i++)
-            known |= !strcmp(e->d_name, supplied_model_configs[i]);
-        cr_assert(known, "configs/%s is in neither list of test_config.c", e->d_name);
+        cr_assert(listed(e->d_name, example_configs, N_OF(example_configs)) ||
+                      listed(e->d_name, supplied_model_configs, N_OF(supplied_model_configs)),
+                  "configs/%s is in neither list of test_config.c", e->d_name);
         n++;
     }
     closedir(d);
-    cr_assert_eq(n, 6);
+    cr_assert_eq(n, N_OF(example_configs) + N_OF(supplied_model_configs));
 }
 
 Test(config, defaults_filled) {
