@@ -496,12 +496,8 @@ static void check_round_trip(hs_config *c) {
 }
 
 Test(config, round_trip) {
-    for (size_t i = 0; i < sizeof example_configs / sizeof *example_configs; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/configs/%s", hs_test_source_dir(), example_configs[i]);
-        hs_config *c = NULL;
-        hs_err err = {0};
-        cr_assert_eq(hs_config_load(path, NULL, 0, &c, &err), HS_OK, "%s", err.msg);
+    for (size_t i = 0; i < N_OF(example_configs); i++) {
+        hs_config *c = load_example(example_configs[i]);
         check_round_trip(c);
         hs_config_free(c);
     }
