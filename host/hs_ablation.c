@@ -102,8 +102,6 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     /* Prompts per chunk: with all heads of a layer batched, R / H prompts fill a forward. */
     const int P_max = hs_head_ablation_unit(m, p);
     const int want_lp = p->metric == HS_METRIC_LOSS, want_kl = p->metric == HS_METRIC_KL;
-    /* the loss reads target log-probs only; the other metrics the last position's logits */
-    const hs_logits_mode lmode = want_lp ? HS_LOGITS_NONE : HS_LOGITS_LAST;
     hs_resid_cache rc = {0}; /* prefix reuse: the unedited chunk's resid_pre, in backend memory */
     void *dres = NULL;       /* [R, T, d] the variant batch's resid_start */
     int32_t *mask = malloc((size_t)pr->N * T * sizeof *mask), *targets = malloc((size_t)pr->N * T * sizeof *targets);
@@ -147,7 +145,7 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
                        .targets = targets + (int64_t)p0 * T};
         hs_forward_params cf = hs_forward_default_params();
         cf.hooks = p->prefix_reuse ? &hooks : NULL;
-        cf.logits = lmode;
+        cf.logits = hs_metric_logits(p->metric);
         cf.target_logprobs = want_lp ? lp : NULL;
         HS_CHECK(hs_forward(s, &cb, &cf, logits, err));
         for (int i = 0; i < P; i++) {
@@ -209,7 +207,7 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
                 hs_forward_params vf = hs_forward_default_params();
                 vf.edits = edits;
                 vf.n_edits = ne;
-                vf.logits = lmode;
+                vf.logits = hs_metric_logits(p->metric);
                 vf.target_logprobs = want_lp ? lp : NULL;
                 if (p->prefix_reuse) {
                     vf.start_layer = l;

@@ -28,6 +28,7 @@ hs_status hs_metric_per_prompt_edited(hs_session *s, const hs_model *m, const hs
         hs_prompts_mask_targets(&chunk, NULL, mask, tg);
         hs_batch b = {.B = B, .T = T, .tokens = chunk.tokens, .mask = mask, .targets = tg};
         hs_forward_params fp = hs_forward_default_params();
+        fp.logits = hs_metric_logits(metric);
         fp.target_logprobs = metric == HS_METRIC_LOSS ? lp : NULL;
         if (metric == HS_METRIC_KL) { /* the unedited distribution first */
             HS_CHECK(hs_forward(s, &b, &fp, logits, err));

@@ -270,8 +270,6 @@ static void layer_head_tables(const hs_session *s, const hs_batch *b, const hs_f
     }
 }
 
-/* Edits the kernel cannot fold in: SET anywhere, ZERO/SCALE at one position.
- * Each touches d_head values of z at (row, t, head). */
 /* The SET vectors of one layer, gathered for one set_z call. */
 typedef struct {
     int32_t *idx;   /* [cap, 3] (row, position, head) */

@@ -1,6 +1,6 @@
 /* hs_head_sets: one forward per batch of prompts with every head of a set
  * edited in each row (the same edit list the sweeps use), through the
- * per-prompt metric loop of hs_metric.c. */
+ * per-prompt metric loop of hs_batches.c. */
 #include "headsweep/hs_head_sets.h"
 
 #include <stdlib.h>

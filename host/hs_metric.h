@@ -13,6 +13,12 @@ void hs_log_softmax(const float *x, int V, float *out);
 double hs_row_metric(hs_metric m, const hs_prompts *pr, int prompt, const float *logits, const float *lp, int V,
                      const float *ref_logp, float *scratch);
 
+/* The logits a metric reads: none for the loss (its target log-probs come
+ * from the forward), the last position's otherwise. */
+static inline hs_logits_mode hs_metric_logits(hs_metric m) {
+    return m == HS_METRIC_LOSS ? HS_LOGITS_NONE : HS_LOGITS_LAST;
+}
+
 /* The prompts suit the metric: lengths in range, answer/distractor present
  * and inside the vocabulary where the metric reads them. */
 hs_status hs_metric_check(const hs_model_config *c, const hs_prompts *pr, hs_metric metric, hs_err *err);

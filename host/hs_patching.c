@@ -76,6 +76,7 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
         fp.resid_start_dev = x->dres;
         fp.edits = x->edits;
         fp.n_edits = ne;
+        fp.logits = hs_metric_logits(x->p->metric);
         fp.target_logprobs = x->p->metric == HS_METRIC_LOSS ? x->lp : NULL;
         if ((st = hs_forward(x->s, &b, &fp, x->logits, err))) return st;
         for (int r = 0; r < B; r++) {
@@ -102,10 +103,11 @@ static hs_status base_pass(patch_ctx *x, hs_capture *cap, const int32_t *tokens,
     hs_hooks cap_hooks = hs_capture_hooks(cap), hooks = r_out ? hs_resid_cache_hooks(r_out, &cap_hooks) : cap_hooks;
     hs_forward_params fp = hs_forward_default_params();
     fp.hooks = &hooks;
+    fp.logits = hs_metric_logits(x->p->metric);
     fp.target_logprobs = x->p->metric == HS_METRIC_LOSS ? x->lp : NULL;
     hs_status st = hs_forward(x->s, &b, &fp, x->logits, err);
     if (st) return st;
-    if (keep_logp)
+    if (keep_logp && x->p->metric == HS_METRIC_KL) /* only KL reads the clean distribution */
         for (int i = 0; i < P; i++) hs_log_softmax(x->logits + (int64_t)i * x->V, x->V, x->clean_logp + (int64_t)i * x->V);
     for (int i = 0; i < P; i++)
         metric_out[x->p0 + i] = (float)hs_row_metric(x->p->metric, x->pr, x->p0 + i, x->logits + (int64_t)i * x->V,
