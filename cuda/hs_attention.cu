@@ -55,14 +55,9 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     a.uniform = p->uniform;
 
     if (p->pattern && !a.lse) { /* the recompute needs the LSE: keep it in scratch */
-        const size_t need = (size_t)B * H * T * sizeof(float);
-        if (be->lse_tmp_bytes < need) {
-            if (be->lse_tmp) HS_CUDA_CHECK(err, cudaFree(be->lse_tmp));
-            be->lse_tmp = NULL;
-            be->lse_tmp_bytes = 0;
-            HS_CUDA_CHECK(err, cudaMalloc((void **)&be->lse_tmp, need));
-            be->lse_tmp_bytes = need;
-        }
+        const hs_status st = hs_cuda_scratch((void **)&be->lse_tmp, &be->lse_tmp_bytes,
+                                             (size_t)B * H * T * sizeof(float), err);
+        if (st != HS_OK) return st;
         a.lse = be->lse_tmp;
     }
 

@@ -193,13 +193,8 @@ static hs_status cu_set_z(hs_backend *be, void *z, int T, int H, int dh, const i
     HS_ENTER(be, err);
     if (n <= 0) return HS_OK;
     const size_t ib = ((size_t)n * 3 * sizeof(int32_t) + 255) & ~(size_t)255, sb = (size_t)n * dh * sizeof(float);
-    if (c->zset_bytes < ib + sb) { /* grow-only scratch */
-        if (c->zset) HS_CUDA_CHECK(err, cudaFree(c->zset));
-        c->zset = NULL;
-        c->zset_bytes = 0;
-        HS_CUDA_CHECK(err, cudaMalloc(&c->zset, ib + sb));
-        c->zset_bytes = ib + sb;
-    }
+    const hs_status st = hs_cuda_scratch(&c->zset, &c->zset_bytes, ib + sb, err);
+    if (st != HS_OK) return st;
     /* pageable sources: each call returns once the data is staged, so the
      * caller may reuse its buffers at once */
     int32_t *didx = (int32_t *)c->zset;

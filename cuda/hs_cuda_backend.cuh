@@ -50,6 +50,18 @@ typedef struct {
     int plan_next;    /* round-robin replacement */
 } hs_cuda_backend;
 
+/* Grow-only device scratch: *buf holds at least need bytes afterwards (old
+ * contents are not kept; cudaFree waits for work still using the old buffer). */
+static inline hs_status hs_cuda_scratch(void **buf, size_t *bytes, size_t need, hs_err *err) {
+    if (*bytes >= need) return HS_OK;
+    if (*buf) HS_CUDA_CHECK(err, cudaFree(*buf));
+    *buf = NULL;
+    *bytes = 0;
+    HS_CUDA_CHECK(err, cudaMalloc(buf, need));
+    *bytes = need;
+    return HS_OK;
+}
+
 /* ---- hs_kern_elementwise.cu (dt: the element type of every void* buffer) -- */
 hs_status hs_cuda_embed(cudaStream_t st, hs_dtype dt, const int32_t *tokens, const int32_t *pos,
                         const void *tok_embd, const void *pos_embd, int64_t n, int d, void *out,
