@@ -134,16 +134,22 @@ cublas_here=$(ls "$(cuda_libs)"/libcublasLt.so.13.* 2>/dev/null | head -1 | sed 
 : >"$work/tests.md"
 [ $do_tests -eq 1 ] || echo "Tests not run in this call (--no-tests)." >>"$work/tests.md"
 [ $do_tests -eq 1 ] && log "tests"
+# run_test BINARY LOG: runs one test binary (environment as the caller sets
+# it) and sets synth, verdict and secs; a failure sets status=1.
+run_test() {
+    local start rc
+    start=$(date +%s)
+    timeout 300 "$1" -j1 --verbose >"$2" 2>&1
+    rc=$?
+    secs=$(($(date +%s) - start))
+    synth=$(grep -ao 'Tested: [0-9]* | Passing: [0-9]* | Failing: [0-9]* | Crashing: [0-9]*' "$2" | tail -1)
+    [ $rc -ne 0 ] && status=1
+    verdict=$([ $rc -eq 0 ] && echo PASS || echo "FAIL (exit $rc)")
+}
 for t in "$bindir"/test_*; do
     [ $do_tests -eq 1 ] && [ -x "$t" ] || continue
     name=$(basename "$t")
-    start=$(date +%s)
-    timeout 300 "$t" -j1 --verbose >"$work/$name.log" 2>&1
-    rc=$?
-    secs=$(($(date +%s) - start))
-    synth=$(grep -ao 'Tested: [0-9]* | Passing: [0-9]* | Failing: [0-9]* | Crashing: [0-9]*' "$work/$name.log" | tail -1)
-    [ $rc -ne 0 ] && status=1
-    verdict=$([ $rc -eq 0 ] && echo PASS || echo "FAIL (exit $rc)")
+    run_test "$t" "$work/$name.log"
     log "$name: $verdict, $synth (${secs}s)"
     {
         echo "### $name: $verdict, ${synth:-no summary} (${secs} s)"
@@ -172,11 +178,7 @@ elif [ "$cc" = "9.0" ]; then
         kern=$1 name=$2
         [ -x "$bindir/$name" ] || continue
         f="$work/$name.$(echo "$kern" | tr ':' '_').log"
-        HS_CUDA_ATTN=$kern timeout 300 "$bindir/$name" -j1 --verbose >"$f" 2>&1
-        rc=$?
-        synth=$(grep -ao 'Tested: [0-9]* | Passing: [0-9]* | Failing: [0-9]* | Crashing: [0-9]*' "$f" | tail -1)
-        [ $rc -ne 0 ] && status=1
-        verdict=$([ $rc -eq 0 ] && echo PASS || echo "FAIL (exit $rc)")
+        HS_CUDA_ATTN=$kern run_test "$bindir/$name" "$f"
         log "$name (HS_CUDA_ATTN=$kern): $verdict, $synth"
         echo "- HS_CUDA_ATTN=$kern $name: $verdict, ${synth:-no summary}" >>"$work/tests.md"
         grep -aE '^\[(FAIL|ERR )\]|Assertion' "$f" | head -20 | sed 's/^/    /' >>"$work/tests.md"
