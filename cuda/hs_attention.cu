@@ -1,13 +1,45 @@
 /* hs_attention: the attention op of the CUDA backend. Validates the
  * parameters, lays out the strides, picks the kernel (bf16 tensor cores for
  * d_head 32/64/80/96/128 with aligned buffers, the CUDA-core kernel otherwise
- * and always in f32 mode) and, only when a pattern is wanted, has it
- * recomputed from q, k and the log-sum-exp the fused kernel stored. */
+ * and always in f32 mode), applies the SET table and, only when a pattern is
+ * wanted, has it recomputed from q, k and the log-sum-exp the fused kernel
+ * stored. */
 #include "hs_attention.cuh"
 #include "hs_backend_cuda.h"
 #include "hs_cuda_backend.cuh"
 
 #include <math.h>
+
+/* ---- SET edits -------------------------------------------------------------------- */
+
+/* z[b,t,h,:] = src[idx[b,t,h], :] where idx >= 0; one block per (b, t). A pass
+ * of its own rather than in the fused kernels' epilogues: there the extra
+ * code made the d_head-128 tensor-core kernel spill in its main loop (ptxas:
+ * 54 B of spill stores), a cost every forward would pay, SET or not. This
+ * pass touches only the SET cells, on the same stream. */
+template <typename T>
+__global__ void __launch_bounds__(128) hs_k_attn_set(T *z, const int32_t *idx, const T *src, int H, int d) {
+    const int64_t bt = blockIdx.x;
+    for (int h = 0; h < H; h++) {
+        const int32_t i = idx[bt * H + h];
+        if (i < 0) continue;
+        T *zr = z + (bt * H + h) * d;
+        const T *sr = src + (int64_t)i * d;
+        for (int j = threadIdx.x; j < d; j += blockDim.x) zr[j] = sr[j];
+    }
+}
+
+static hs_status hs_attn_set(const hs_attn_params *p, int bf16, cudaStream_t st, hs_err *err) {
+    const unsigned rows = (unsigned)((int64_t)p->B * p->T);
+    if (bf16)
+        hs_k_attn_set<__nv_bfloat16><<<rows, 128, 0, st>>>((__nv_bfloat16 *)p->z, p->set_idx,
+                                                          (const __nv_bfloat16 *)p->set_src, p->H, p->d_head);
+    else
+        hs_k_attn_set<float><<<rows, 128, 0, st>>>((float *)p->z, p->set_idx, (const float *)p->set_src, p->H,
+                                                  p->d_head);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_attn_set");
+    return HS_OK;
+}
 
 /* ---- the op --------------------------------------------------------------------- */
 
@@ -26,6 +58,8 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention: d_head %d > 128", p->d_head);
     if (!p->q || !p->k || !p->v || !p->z)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: NULL q, k, v or z");
+    if (p->set_idx && !p->set_src)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: set_idx without set_src");
     if (p->B > 65535 || (int64_t)p->B * p->H > 65535 || p->H > 65535)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: B=%d x H=%d exceeds the grid",
                           p->B, p->H);
@@ -71,6 +105,7 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     else if (mma) st = hs_cuda_attn_mma(&a, be->stream, err);
     else st = hs_cuda_attn_simt(&a, bf16, be->stream, err);
     if (st != HS_OK) return st;
+    if (p->set_idx && (st = hs_attn_set(p, bf16, be->stream, err)) != HS_OK) return st;
     if (p->pattern && p->pattern_rows)
         return hs_cuda_attn_pattern_rows(&a, bf16, p->pattern_rows, a.lse, p->pattern, be->stream, err);
     if (p->pattern) return hs_cuda_attn_pattern(&a, bf16, mma, a.lse, p->pattern, be->stream, err);

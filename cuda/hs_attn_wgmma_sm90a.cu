@@ -11,8 +11,9 @@
  * Block = 2 warpgroups (256 threads) over BQ = 128 query rows of one
  * (batch, head), 64 rows per warpgroup; key tiles of BK = 64 or 128, copied
  * with cp.async one tile ahead. Two schedules:
- *   plain      per tile: S = Q·Kᵀ, wait, softmax, O += P·V, wait. The two
- *              warpgroups' softmax and GEMM phases interleave on the SM.
+ *   plain      per tile: S = Q·Kᵀ, wait, softmax, O += P·V, wait. The
+ *              block-wide barrier of each tile keeps the two warpgroups in
+ *              step (no overlap between them: that is the missing ping-pong).
  *   pipelined  FlashAttention-3's intra-warpgroup overlap: S_j = Q·K_jᵀ and
  *              O += P_{j-1}·V_{j-1} are issued together, and the softmax of
  *              S_j runs while the tensor cores still work on P_{j-1}·V_{j-1};

@@ -187,23 +187,6 @@ static hs_status cu_add(hs_backend *be, void *y, const void *x, int64_t n, hs_er
     return hs_cuda_add(hs_cb(be)->stream, hs_cb(be)->dtype, y, x, n, err);
 }
 
-static hs_status cu_set_z(hs_backend *be, void *z, int T, int H, int dh, const int32_t *idx, const float *src,
-                          int64_t n, hs_err *err) {
-    hs_cuda_backend *c = hs_cb(be);
-    HS_ENTER(be, err);
-    if (n <= 0) return HS_OK;
-    const size_t ib = ((size_t)n * 3 * sizeof(int32_t) + 255) & ~(size_t)255, sb = (size_t)n * dh * sizeof(float);
-    const hs_status st = hs_cuda_scratch(&c->zset, &c->zset_bytes, ib + sb, err);
-    if (st != HS_OK) return st;
-    /* pageable sources: each call returns once the data is staged, so the
-     * caller may reuse its buffers at once */
-    int32_t *didx = (int32_t *)c->zset;
-    float *dsrc = (float *)((char *)c->zset + ib);
-    HS_CUDA_CHECK(err, cudaMemcpyAsync(didx, idx, (size_t)n * 3 * sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
-    HS_CUDA_CHECK(err, cudaMemcpyAsync(dsrc, src, sb, cudaMemcpyHostToDevice, c->stream));
-    return hs_cuda_set_z(c->stream, c->dtype, z, T, H, dh, didx, dsrc, n, err);
-}
-
 static hs_status cu_target_logprob(hs_backend *be, const void *logits, const int32_t *targets, int64_t R, int V,
                                    float *out, hs_err *err) {
     HS_ENTER(be, err);
@@ -221,7 +204,6 @@ static void cu_destroy(hs_backend *be) {
     if (c->blas) cublasDestroy(c->blas);
     if (c->rope_inv) (void)cudaFree(c->rope_inv);
     if (c->lse_tmp) (void)cudaFree(c->lse_tmp);
-    if (c->zset) (void)cudaFree(c->zset);
     if (c->stage) (void)cudaFree(c->stage);
     if (c->workspace) (void)cudaFree(c->workspace);
     if (c->stream) (void)cudaStreamDestroy(c->stream);
@@ -248,7 +230,6 @@ static const hs_backend_ops hs_cuda_ops = {
     cu_attention,
     cu_act,
     cu_add,
-    cu_set_z,
     cu_target_logprob,
     cu_destroy,
 };

@@ -41,8 +41,6 @@ typedef struct {
     float *stage;     /* device f32 staging, HS_CUDA_STAGE_ELEMS */
     float *lse_tmp;   /* lse scratch when a pattern is wanted without lse */
     size_t lse_tmp_bytes;
-    void *zset;       /* set_z's uploaded (row, pos, head) triples and vectors */
-    size_t zset_bytes;
     float *rope_inv;  /* [rope_half] inverse frequencies for (rope_theta, rope_dh) */
     float rope_theta;
     int rope_dh;
@@ -89,10 +87,6 @@ hs_status hs_cuda_to_f32(cudaStream_t st, hs_dtype dt, float *dst, const void *s
  * (seed, i): the same values for a seed whatever the launch shape. */
 hs_status hs_cuda_fill_normal(cudaStream_t st, hs_dtype dt, void *dst, int64_t n, uint64_t seed,
                               float mean, float std, hs_err *err);
-
-/* z[idx[3i], idx[3i+1], idx[3i+2], :] = src[i, :], idx and src in device memory. */
-hs_status hs_cuda_set_z(cudaStream_t st, hs_dtype dt, void *z, int T, int H, int dh, const int32_t *idx,
-                        const float *src, int64_t n, hs_err *err);
 
 /* ---- hs_kern_reduce.cu ------------------------------------------------------ */
 /* out[r] = logits[r, targets[r]] - logsumexp(logits[r, :]) (NAN for targets < 0). */

@@ -342,25 +342,3 @@ hs_status hs_cuda_fill_normal(cudaStream_t st, hs_dtype dt, void *dst, int64_t n
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_fill_normal");
     return HS_OK;
 }
-
-/* ---- z rows set from a list (the forward's SET edits of one layer) ---------------- */
-
-template <typename T>
-__global__ void __launch_bounds__(HS_EW_THREADS)
-    hs_k_set_z(T *z, int T_, int H, int dh, const int32_t *idx, const float *src) {
-    const int64_t i = blockIdx.x;
-    T *dst = z + (((int64_t)idx[3 * i] * T_ + idx[3 * i + 1]) * H + idx[3 * i + 2]) * dh;
-    for (int j = threadIdx.x; j < dh; j += HS_EW_THREADS) hs_st(dst + j, src[i * dh + j]);
-}
-
-hs_status hs_cuda_set_z(cudaStream_t st, hs_dtype dt, void *z, int T, int H, int dh, const int32_t *idx,
-                        const float *src, int64_t n, hs_err *err) {
-    if (n <= 0) return HS_OK;
-    if (n > 0x7fffffff) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda set_z: %lld vectors", (long long)n);
-    if (dt == HS_DTYPE_BF16)
-        hs_k_set_z<bf16><<<(unsigned)n, HS_EW_THREADS, 0, st>>>((bf16 *)z, T, H, dh, idx, src);
-    else
-        hs_k_set_z<float><<<(unsigned)n, HS_EW_THREADS, 0, st>>>((float *)z, T, H, dh, idx, src);
-    HS_CUDA_LAUNCH_CHECK(err, "hs_k_set_z");
-    return HS_OK;
-}

@@ -159,9 +159,21 @@ static void attend_head(const hs_attn_params *p, int b, int h, float *scores) {
             memcpy(p->pattern + ((int64_t)b * H + h) * T, row, (size_t)T * sizeof(float));
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, hscale, scores, T, v, Hk * dh, 0.0f, z, H * dh);
+    if (p->set_idx)
+        for (int t = 0; t < T; t++) {
+            const int32_t i = p->set_idx[((int64_t)b * T + t) * H + h];
+            if (i >= 0) memcpy(z + (int64_t)t * H * dh, (const float *)p->set_src + (int64_t)i * dh, (size_t)dh * sizeof(float));
+        }
 }
 
 static hs_status cpu_attention(hs_backend *be, const hs_attn_params *p, hs_err *err) {
+    if (p->set_idx) { /* the reference checks the table the GPU kernels trust */
+        if (!p->set_src) return hs_err_set(err, HS_ERR_INVALID_ARG, "attention: set_idx without set_src");
+        for (int64_t i = 0; i < (int64_t)p->B * p->T * p->H; i++)
+            if (p->set_idx[i] >= p->n_set)
+                return hs_err_set(err, HS_ERR_INVALID_ARG, "attention: set_idx[%lld] = %d outside [0, %lld)",
+                                  (long long)i, p->set_idx[i], (long long)p->n_set);
+    }
     int failed = 0;
 #pragma omp parallel num_threads(nthreads(be))
     {
@@ -225,15 +237,6 @@ static hs_status cpu_target_logprob(hs_backend *be, const void *lv, const int32_
     return HS_OK;
 }
 
-static hs_status cpu_set_z(hs_backend *be, void *zv, int T, int H, int dh, const int32_t *idx, const float *src,
-                           int64_t n, hs_err *err) {
-    float *z = zv;
-    for (int64_t i = 0; i < n; i++)
-        memcpy(z + (((int64_t)idx[3 * i] * T + idx[3 * i + 1]) * H + idx[3 * i + 2]) * dh, src + i * dh,
-               (size_t)dh * sizeof(float));
-    return HS_OK;
-}
-
 static void cpu_destroy(hs_backend *be) { free(be); }
 
 static const hs_backend_ops cpu_ops = {
@@ -256,7 +259,6 @@ static const hs_backend_ops cpu_ops = {
     .attention = cpu_attention,
     .act = cpu_act,
     .add = cpu_add,
-    .set_z = cpu_set_z,
     .target_logprob = cpu_target_logprob,
     .destroy = cpu_destroy,
 };

@@ -4,6 +4,8 @@
  * hook makes in place flow into the rest of the pass. */
 #include "headsweep/hs_forward.h"
 
+#include "hs_zedit.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,10 @@ struct hs_session {
     float *tl_out;
     float *d_head_scale; /* [max_B, H] */
     uint8_t *d_uniform;  /* [max_B, H] */
+    /* the attention op's SET table and vectors, allocated at first use */
+    int32_t *d_set_idx; /* [max_B, max_T, H] */
+    void *d_set_src;
+    size_t set_src_bytes;
     int64_t bytes;
 };
 
@@ -159,7 +165,7 @@ void hs_session_free(hs_session *s) {
     void (*fr)(hs_backend *, void *) = be->ops->free;
     void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->z, s->attn_out, s->gate, s->up, s->hid, s->mlp_out,
                        s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows, s->d_head_scale,
-                       s->d_uniform, s->tl_logits, s->tl_targets, s->tl_out};
+                       s->d_uniform, s->tl_logits, s->tl_targets, s->tl_out, s->d_set_idx, s->d_set_src};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         if (scratch[i]) fr(be, scratch[i]);
     if (s->owns_weights) {
@@ -249,75 +255,41 @@ static hs_status check_edits(const hs_session *s, const hs_batch *b, const hs_fo
     return HS_OK;
 }
 
-/* Per-layer kernel inputs from the edits: head multipliers and uniform flags.
- * Returns whether each is in use. */
-static void layer_head_tables(const hs_session *s, const hs_batch *b, const hs_forward_params *fp, int l, float *hscale,
-                              uint8_t *uni, int *use_scale, int *use_uni) {
-    const int B = b->B, H = s->cfg.n_heads;
-    *use_scale = fp->head_scale != NULL;
-    *use_uni = 0;
-    for (int i = 0; i < B * H; i++) {
-        hscale[i] = fp->head_scale ? fp->head_scale[(int64_t)l * B * H + i] : 1.0f;
-        uni[i] = 0;
+/* Hands the op the layer's SET table (set_idx and the staged vectors). */
+static hs_status upload_sets(hs_session *s, const hs_zedit *ze, hs_attn_params *ap, hs_err *err) {
+    const hs_backend_ops *o = s->be->ops;
+    const int64_t cells = (int64_t)ze->B * ze->T * ze->H;
+    const size_t vbytes = (size_t)ze->n_vec * ze->dh * s->es;
+    if (!s->d_set_idx) {
+        hs_status st = sbuf(s, (size_t)s->max_B * s->max_T * s->cfg.n_heads * sizeof(int32_t), (void **)&s->d_set_idx, err);
+        if (st != HS_OK) return st;
     }
-    for (int i = 0; i < fp->n_edits; i++) {
-        const hs_z_edit *e = &fp->edits[i];
-        if (e->layer != l || e->pos != -1) continue;
-        int k = e->row * H + e->head;
-        if (e->mode == HS_EDIT_ZERO) hscale[k] = 0.0f, *use_scale = 1;
-        else if (e->mode == HS_EDIT_SCALE) hscale[k] *= e->scale, *use_scale = 1;
-        else if (e->mode == HS_EDIT_UNIFORM) uni[k] = 1, *use_uni = 1;
+    if (vbytes > s->set_src_bytes) { /* grow-only: no allocation per forward */
+        if (s->d_set_src) o->free(s->be, s->d_set_src), s->bytes -= (int64_t)s->set_src_bytes;
+        s->d_set_src = NULL, s->set_src_bytes = 0;
+        hs_status st = sbuf(s, vbytes, &s->d_set_src, err);
+        if (st != HS_OK) return st;
+        s->set_src_bytes = vbytes;
     }
-}
-
-/* The SET vectors of one layer, gathered for one set_z call. */
-typedef struct {
-    int32_t *idx;   /* [cap, 3] (row, position, head) */
-    float *src;     /* [cap, d_head] */
-    uint8_t *taken; /* [B, T, H] a triple already pending */
-    int64_t n, cap;
-} z_sets;
-
-static hs_status flush_sets(hs_session *s, const hs_batch *b, z_sets *zs, hs_err *err) {
-    const int H = s->cfg.n_heads;
-    hs_status st = s->be->ops->set_z(s->be, s->z, b->T, H, s->cfg.d_head, zs->idx, zs->src, zs->n, err);
-    for (int64_t i = 0; i < zs->n; i++)
-        zs->taken[((int64_t)zs->idx[3 * i] * b->T + zs->idx[3 * i + 1]) * H + zs->idx[3 * i + 2]] = 0;
-    zs->n = 0;
+    hs_status st = o->upload(s->be, s->d_set_idx, ze->set_idx, (size_t)cells * sizeof(int32_t), err);
+    if (st == HS_OK) st = o->upload_f32(s->be, s->d_set_src, ze->vec, ze->n_vec * ze->dh, err);
+    ap->set_idx = s->d_set_idx, ap->set_src = s->d_set_src, ap->n_set = ze->n_vec;
     return st;
 }
 
-/* Edits that the kernel does not apply: SET (patched or mean z, all positions
- * or one) and ZERO/SCALE at one position, in list order. Consecutive SETs go
- * to the backend in one set_z call; a SET that hits a pending triple again,
- * or a ZERO/SCALE, first flushes the pending ones, so the list order holds. */
-static hs_status apply_z_edits(hs_session *s, const hs_batch *b, const hs_forward_params *fp, int l, float *tmp,
-                               z_sets *zs, hs_err *err) {
+/* One-position SCALEs of a computed z: the only edit the op does not take. */
+static hs_status apply_post_scales(hs_session *s, const hs_zedit *ze, float *tmp, hs_err *err) {
     const hs_backend_ops *o = s->be->ops;
-    const int T = b->T, H = s->cfg.n_heads, dh = s->cfg.d_head;
-    hs_status st = HS_OK;
-    for (int i = 0; i < fp->n_edits; i++) {
-        const hs_z_edit *e = &fp->edits[i];
-        if (e->layer != l || (e->pos == -1 && e->mode != HS_EDIT_SET)) continue;
-        int t0 = e->pos < 0 ? 0 : e->pos, t1 = e->pos < 0 ? T : e->pos + 1;
-        if (e->mode != HS_EDIT_SET && zs->n && (st = flush_sets(s, b, zs, err))) return st;
-        for (int t = t0; t < t1; t++) {
-            if (e->mode == HS_EDIT_SET) {
-                uint8_t *tk = zs->taken + ((int64_t)e->row * T + t) * H + e->head;
-                if ((*tk || zs->n == zs->cap) && (st = flush_sets(s, b, zs, err))) return st;
-                *tk = 1;
-                zs->idx[3 * zs->n] = e->row, zs->idx[3 * zs->n + 1] = t, zs->idx[3 * zs->n + 2] = e->head;
-                memcpy(zs->src + zs->n * dh, e->src + (int64_t)(t - t0) * dh, (size_t)dh * sizeof(float));
-                zs->n++;
-                continue;
-            }
-            char *dst = (char *)s->z + ((((int64_t)e->row * T + t) * H + e->head) * dh) * (int64_t)s->es;
-            if ((st = o->download_f32(s->be, tmp, dst, dh, err))) return st;
-            for (int j = 0; j < dh; j++) tmp[j] = e->mode == HS_EDIT_ZERO ? 0.0f : tmp[j] * e->scale;
-            if ((st = o->upload_f32(s->be, dst, tmp, dh, err))) return st;
-        }
+    const int64_t cells = (int64_t)ze->B * ze->T * ze->H;
+    for (int64_t c = 0; c < cells; c++) {
+        if (ze->post[c] == 1.0f || (ze->use_set && ze->set_idx[c] >= 0)) continue;
+        char *dst = (char *)s->z + c * ze->dh * (int64_t)s->es;
+        hs_status st = o->download_f32(s->be, tmp, dst, ze->dh, err);
+        for (int j = 0; j < ze->dh && st == HS_OK; j++) tmp[j] *= ze->post[c];
+        if (st == HS_OK) st = o->upload_f32(s->be, dst, tmp, ze->dh, err);
+        if (st != HS_OK) return st;
     }
-    return zs->n ? flush_sets(s, b, zs, err) : HS_OK;
+    return HS_OK;
 }
 
 /* log p(target) per position: unembed a chunk of rows, then the backend's
@@ -369,24 +341,15 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     const int64_t n = (int64_t)B * T, V = c->n_vocab;
     const size_t es = s->es;
     int32_t *pos = malloc((size_t)n * sizeof *pos);
-    float *hscale = malloc((size_t)B * H * sizeof(float)), *tmp = malloc((size_t)dh * sizeof(float));
-    z_sets zs = {0}; /* at most min(B*T, 64Ki, the SET vectors in the list) vectors per set_z call */
-    for (int i = 0; i < fp->n_edits; i++)
-        if (fp->edits[i].mode == HS_EDIT_SET) zs.cap += fp->edits[i].pos < 0 ? T : 1;
-    if (zs.cap > (int64_t)B * T) zs.cap = (int64_t)B * T;
-    if (zs.cap > 65536) zs.cap = 65536;
-    if (zs.cap) {
-        zs.idx = malloc((size_t)zs.cap * 3 * sizeof(int32_t));
-        zs.src = malloc((size_t)zs.cap * dh * sizeof(float));
-        zs.taken = calloc((size_t)B * T * H, 1);
-    }
-    uint8_t *uni = malloc((size_t)B * H);
+    float *tmp = malloc((size_t)dh * sizeof(float));
+    hs_zedit ze;
+    memset(&ze, 0, sizeof ze);
     float *pattern = NULL;
     void *all_logits = NULL;
-    if (!pos || !hscale || !tmp || !uni || (zs.cap && (!zs.idx || !zs.src || !zs.taken)))
-        HS_FAIL(err, HS_ERR_OOM, "forward: out of memory");
+    if (!pos || !tmp) HS_FAIL(err, HS_ERR_OOM, "forward: out of memory");
     HS_CHECK(check_batch(s, b, pos, err));
     HS_CHECK(check_edits(s, b, fp, err));
+    HS_CHECK(hs_zedit_init(&ze, B, T, H, dh, fp->edits, fp->n_edits, err));
     HS_CHECK(o->upload(be, s->d_tokens, b->tokens, (size_t)n * 4, err));
     HS_CHECK(o->upload(be, s->d_pos, pos, (size_t)n * 4, err));
     if (b->mask) HS_CHECK(o->upload(be, s->d_mask, b->mask, (size_t)n * 4, err));
@@ -429,20 +392,21 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
             if (!pattern) HS_CHECK(o->alloc(be, (size_t)B * H * pat_T * T * sizeof(float), (void **)&pattern, err));
             ap.pattern = pattern;
         }
-        int use_scale, use_uni;
-        layer_head_tables(s, b, fp, l, hscale, uni, &use_scale, &use_uni);
+        hs_zedit_build(&ze, fp->head_scale ? fp->head_scale + (int64_t)l * B * H : NULL, fp->edits, fp->n_edits, l);
         ap.head_scale = NULL;
         ap.uniform = NULL;
-        if (use_scale) {
-            HS_CHECK(o->upload(be, s->d_head_scale, hscale, (size_t)B * H * sizeof(float), err));
+        ap.set_idx = NULL;
+        if (ze.use_scale) {
+            HS_CHECK(o->upload(be, s->d_head_scale, ze.hscale, (size_t)B * H * sizeof(float), err));
             ap.head_scale = s->d_head_scale;
         }
-        if (use_uni) {
-            HS_CHECK(o->upload(be, s->d_uniform, uni, (size_t)B * H, err));
+        if (ze.use_uni) {
+            HS_CHECK(o->upload(be, s->d_uniform, ze.uni, (size_t)B * H, err));
             ap.uniform = s->d_uniform;
         }
+        if (ze.use_set) HS_CHECK(upload_sets(s, &ze, &ap, err));
         HS_CHECK(o->attention(be, &ap, err));
-        HS_CHECK(apply_z_edits(s, b, fp, l, tmp, &zs, err));
+        if (ze.use_post) HS_CHECK(apply_post_scales(s, &ze, tmp, err));
         /* The pattern is offered for reading: z has already been computed from it. */
         if (ap.pattern) HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, pattern, HS_DTYPE_F32, 4, B, H, pat_T, T, err));
         HS_CHECK(offer(s, hk, HS_HOOK_Z, l, s->z, dt, 4, B, T, H, dh, err));
@@ -483,8 +447,7 @@ exit:
     if (pattern) o->free(be, pattern);
     if (all_logits) o->free(be, all_logits);
     free(pos);
-    free(hscale);
-    free(tmp), free(zs.idx), free(zs.src), free(zs.taken);
-    free(uni);
+    free(tmp);
+    hs_zedit_free(&ze);
     return st;
 }

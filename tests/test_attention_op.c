@@ -4,7 +4,10 @@
  *     padding) gets a zero row, whatever the buffer held before;
  *   - pattern_rows gives exactly those rows of the whole pattern;
  *   - through hs_forward, a pattern hook sees [B, H, 1, T] with pattern_rows
- *     and the same values as the whole pattern's rows; bad rows are refused. */
+ *     and the same values as the whole pattern's rows; bad rows are refused;
+ *   - the SET table: a listed cell holds its vector exactly (head_scale not
+ *     applied), every other value, lse and pattern are as without it; an
+ *     index past the vectors is refused and named. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -110,6 +113,48 @@ Test(attention_op, pattern_rows_are_rows_of_the_whole_pattern) {
                       "pattern_rows row (%d, %d) differs from row %d of the whole pattern", b, h, rows[b]);
     cr_assert(!memcmp(z_full, c.z, sizeof(float) * B * T * H * D), "z depends on pattern_rows");
     free(full), free(part), free(z_full);
+    op_free(&c);
+}
+
+Test(attention_op, set_table_replaces_listed_cells_only) {
+    op_case c;
+    op_init(&c);
+    hs_err err = {0};
+    const int64_t nz = (int64_t)B * T * H * D, nl = (int64_t)B * H * T, np = nl * T;
+    float hsc[B * H];
+    for (int i = 0; i < B * H; i++) hsc[i] = i % 3 == 0 ? 0.5f : 1.0f; /* scaled heads must not scale a SET */
+    float *pat0 = malloc(sizeof(float) * np), *pat1 = malloc(sizeof(float) * np);
+    float *z0 = malloc(sizeof(float) * nz), *lse0 = malloc(sizeof(float) * nl);
+    hs_attn_params p = op_params(&c, pat0, NULL);
+    p.head_scale = hsc;
+    cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_OK, "%s", err.msg);
+    memcpy(z0, c.z, sizeof(float) * nz), memcpy(lse0, c.lse, sizeof(float) * nl);
+
+    enum { NV = 3 };
+    float src[NV * D];
+    for (int i = 0; i < NV * D; i++) src[i] = 100.0f + (float)i;
+    int32_t idx[B * T * H];
+    for (int i = 0; i < B * T * H; i++) idx[i] = -1;
+    for (int t = 0; t < T; t++) idx[(0 * T + t) * H + 0] = t % NV; /* every position of (row 0, head 0) */
+    idx[(1 * T + 0) * H + 3] = 2;                                  /* a padded position */
+    idx[(2 * T + 7) * H + 2] = 1, idx[(2 * T + 8) * H + 2] = 1;    /* a shared vector */
+    poison(c.z, (size_t)nz), poison(pat1, (size_t)np);
+    p.pattern = pat1;
+    p.set_idx = idx, p.set_src = src, p.n_set = NV;
+    cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_OK, "%s", err.msg);
+    for (int64_t cell = 0; cell < (int64_t)B * T * H; cell++)
+        for (int j = 0; j < D; j++) {
+            const float want = idx[cell] >= 0 ? src[idx[cell] * D + j] : z0[cell * D + j];
+            cr_assert(c.z[cell * D + j] == want, "z cell %lld [%d] = %g, want %g", (long long)cell, j,
+                      c.z[cell * D + j], want);
+        }
+    cr_assert(!memcmp(lse0, c.lse, sizeof(float) * nl), "lse changed by the SET table");
+    cr_assert(!memcmp(pat0, pat1, sizeof(float) * np), "pattern changed by the SET table");
+
+    idx[5] = NV; /* one past the vectors */
+    cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "set_idx[5]"), "error names the cell: %s", err.msg);
+    free(pat0), free(pat1), free(z0), free(lse0);
     op_free(&c);
 }
 

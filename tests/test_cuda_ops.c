@@ -480,50 +480,6 @@ Test(cuda_ops, act_silu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 1,
 Test(cuda_ops, add_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 2, "add_f32"); }
 Test(cuda_ops, add_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 2, "add_bf16"); }
 
-/* ---- set_z: listed z vectors overwritten, every other element untouched ----
- * A copy (f32) or one round to bf16 on both sides: the results must be equal
- * bit for bit. */
-
-static void run_set_z(hs_dtype dt, const char *name) {
-    H h;
-    h_init(&h, dt, name, 1060);
-    const struct { int B, T, H, dh; int64_t n; } cs[] = {{1, 1, 1, 8, 1}, {3, 17, 4, 64, 40}, {8, 128, 32, 128, 8192}};
-    for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
-        hs_err err = {0};
-        const int B = cs[ci].B, T = cs[ci].T, Hh = cs[ci].H, dh = cs[ci].dh;
-        const int64_t n = cs[ci].n, nz = (int64_t)B * T * Hh * dh;
-        char what[64];
-        snprintf(what, sizeof what, "%s B=%d T=%d H=%d dh=%d n=%lld", name, B, T, Hh, dh, (long long)n);
-        float *z = h_rand(&h, nz, 0, 1.0f), *src = h_rand(&h, n * dh, 0, 3.0f);
-        float *ref = h_zeros(nz), *got = h_zeros(nz);
-        int32_t *idx = malloc((size_t)n * 3 * sizeof *idx);
-        uint8_t *used = calloc((size_t)B * T * Hh, 1);
-        for (int64_t i = 0; i < n; i++) { /* distinct random triples */
-            int64_t k;
-            do k = (int64_t)(hs_test_rng_u64(&h.rng) % (uint64_t)(B * T * Hh));
-            while (used[k]);
-            used[k] = 1;
-            idx[3 * i] = (int32_t)(k / (T * Hh)), idx[3 * i + 1] = (int32_t)(k / Hh % T), idx[3 * i + 2] = (int32_t)(k % Hh);
-        }
-        void *cz = put(h.cpu, z, nz, 0);
-        ok(h.cpu->ops->set_z(h.cpu, cz, T, Hh, dh, idx, src, n, &err), &err, "cpu set_z");
-        get(h.cpu, ref, cz, nz, 0);
-        if (h.bf16) hs_test_bf16_round_array(ref, nz); /* the CUDA side stores bf16 */
-        gbuf out = galloc(&h, nz, 0, z);
-        ok(h.gpu->ops->set_z(h.gpu, gptr(&out), T, Hh, dh, idx, src, n, &err), &err, what);
-        gread(&h, &out, got, what);
-        for (int64_t i = 0; i < nz; i++)
-            cr_assert(got[i] == ref[i], "%s: z[%lld] = %.9g, want %.9g", what, (long long)i, got[i], ref[i]);
-        gfree(&h, &out);
-        h.cpu->ops->free(h.cpu, cz);
-        free(z), free(src), free(ref), free(got), free(idx), free(used);
-    }
-    h_free(&h);
-}
-
-Test(cuda_ops, set_z_f32) { REQUIRE_GPU(); run_set_z(HS_DTYPE_F32, "set_z_f32"); }
-Test(cuda_ops, set_z_bf16) { REQUIRE_GPU(); run_set_z(HS_DTYPE_BF16, "set_z_bf16"); }
-
 /* ---- target_logprob (a metric reduction) -------------------------------------------
  * Both backends reduce the same (bf16-rounded in bf16 mode) logits in f32 and
  * return f32, so the f32 rule applies in both modes; rows without a target
@@ -666,7 +622,8 @@ static void naive_attention(const attn_case *c, const float *q, const float *k, 
 /* variant 0: z only; 1: z + lse + pattern + head_scale; 2: pattern without
  * lse (the backend's LSE scratch path) + head_scale; 3: as 1 with every third
  * (row, head) attending uniformly; 4: as 3 with one pattern row per batch
- * row (pattern_rows). */
+ * row (pattern_rows); 5: as 3 with a SET table (every position of every
+ * fourth (row, head), about one other cell in eight, vectors shared). */
 static void run_attn_case(H *h, const attn_case *c, int variant) {
     hs_err err = {0};
     const int B = c->B, T = c->T, Hq = c->H, Hk = c->Hk, d = c->d;
@@ -691,6 +648,22 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
         uni = calloc((size_t)B * Hq, 1);
         for (int i = 0; i < B * Hq; i++) uni[i] = i % 3 == 1;
     }
+    int32_t *sidx = NULL;
+    float *ssrc = NULL;
+    int64_t nset = 0;
+    if (variant == 5) {
+        nset = (int64_t)B * T * Hq < 37 ? (int64_t)B * T * Hq : 37;
+        ssrc = h_rand(h, nset * d, 0, 2); /* bf16-exact in bf16 mode */
+        sidx = malloc((size_t)B * T * Hq * sizeof *sidx);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+                for (int hh = 0; hh < Hq; hh++) {
+                    int32_t *cl = sidx + ((int64_t)b * T + t) * Hq + hh;
+                    *cl = (b * Hq + hh) % 4 == 2                    ? (int32_t)(t % nset)
+                         : hs_test_rng_uniform(&h->rng) < 0.125f ? (int32_t)(hs_test_rng_u64(&h->rng) % (uint64_t)nset)
+                                                                   : -1;
+                }
+    }
     const float scale = 1.0f / sqrtf((float)d);
     /* CPU reference: always with lse and pattern */
     float *z_ref = h_zeros(nq), *lse_ref = h_zeros(nl), *pat_ref = h_zeros(np);
@@ -698,9 +671,10 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     void *cm = mask ? put(h->cpu, mask, (int64_t)B * T, 1) : NULL, *chs = hsc ? put(h->cpu, hsc, (int64_t)B * Hq, 1) : NULL;
     void *cz = put(h->cpu, z_ref, nq, 0), *cl = put(h->cpu, lse_ref, nl, 1), *cp = put(h->cpu, pat_ref, np, 1);
     void *cu = uni ? put_bytes(h->cpu, uni, (size_t)B * Hq) : NULL;
+    void *csi = sidx ? put(h->cpu, sidx, (int64_t)B * T * Hq, 1) : NULL, *css = ssrc ? put(h->cpu, ssrc, nset * d, 0) : NULL;
     hs_attn_params p = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .q = cq, .k = ck,
                         .v = cv, .key_mask = cm, .head_scale = chs, .z = cz, .lse = cl, .pattern = cp,
-                        .uniform = cu};
+                        .uniform = cu, .set_idx = csi, .set_src = css, .n_set = nset};
     ok(h->cpu->ops->attention(h->cpu, &p, &err), &err, "cpu attention");
     get(h->cpu, z_ref, cz, nq, 0);
     get(h->cpu, lse_ref, cl, nl, 1);
@@ -709,6 +683,7 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     void *gq = put(h->gpu, q, nq, 0), *gk = put(h->gpu, k, nkv, 0), *gv = put(h->gpu, v, nkv, 0);
     void *gm = mask ? put(h->gpu, mask, (int64_t)B * T, 1) : NULL, *ghs = hsc ? put(h->gpu, hsc, (int64_t)B * Hq, 1) : NULL;
     void *gu = uni ? put_bytes(h->gpu, uni, (size_t)B * Hq) : NULL;
+    void *gsi = sidx ? put(h->gpu, sidx, (int64_t)B * T * Hq, 1) : NULL, *gss = ssrc ? put(h->gpu, ssrc, nset * d, 0) : NULL;
     const int want_lse = variant == 1 || variant >= 3;
     int32_t *prow = NULL; /* variant 4: the query row kept per batch row */
     void *gr = NULL;
@@ -722,12 +697,22 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     hs_attn_params g = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .q = gq, .k = gk,
                         .v = gv, .key_mask = gm, .head_scale = ghs, .z = gptr(&gz),
                         .lse = want_lse ? gptr(&gl) : NULL, .pattern = variant ? gptr(&gp) : NULL,
-                        .pattern_rows = gr, .uniform = gu};
+                        .pattern_rows = gr, .uniform = gu, .set_idx = gsi, .set_src = gss, .n_set = nset};
     ok(h->gpu->ops->attention(h->gpu, &g, &err), &err, what);
 
     float *z = h_zeros(nq), *zn = h_zeros(nq), *ln = h_zeros(nl), *pn = h_zeros(np);
     naive_attention(c, q, k, v, mask, hsc, uni, scale, zn, ln, pn);
     gread(h, &gz, z, what);
+    if (sidx) /* a SET cell holds its vector exactly, on every side */
+        for (int64_t cell = 0; cell < (int64_t)B * T * Hq; cell++) {
+            if (sidx[cell] < 0) continue;
+            const float *src = ssrc + (int64_t)sidx[cell] * d;
+            memcpy(zn + cell * d, src, (size_t)d * sizeof(float));
+            for (int i = 0; i < d; i++)
+                cr_assert(z[cell * d + i] == src[i] && z_ref[cell * d + i] == src[i],
+                          "%s: SET cell %lld: z[%d] = %g (cpu %g), want %g", what, (long long)cell, i,
+                          z[cell * d + i], z_ref[cell * d + i], src[i]);
+        }
     check(h, "z", z, zn, z_ref, nq);
     if (want_lse) {
         float *l = h_zeros(nl);
@@ -760,12 +745,13 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
         free(pt);
     }
     gfree(h, &gz), gfree(h, &gl), gfree(h, &gp);
-    void *cb[] = {cq, ck, cv, cm, chs, cz, cl, cp, cu}, *gb[] = {gq, gk, gv, gm, ghs, gu};
-    for (int i = 0; i < 9; i++) h->cpu->ops->free(h->cpu, cb[i]);
-    for (int i = 0; i < 6; i++) h->gpu->ops->free(h->gpu, gb[i]);
+    void *cb[] = {cq, ck, cv, cm, chs, cz, cl, cp, cu, csi, css}, *gb[] = {gq, gk, gv, gm, ghs, gu, gsi, gss};
+    for (size_t i = 0; i < sizeof cb / sizeof *cb; i++) h->cpu->ops->free(h->cpu, cb[i]);
+    for (size_t i = 0; i < sizeof gb / sizeof *gb; i++) h->gpu->ops->free(h->gpu, gb[i]);
     if (gr) h->gpu->ops->free(h->gpu, gr);
     free(prow);
     free(q), free(k), free(v), free(mask), free(hsc), free(uni), free(z_ref), free(lse_ref), free(pat_ref);
+    free(sidx), free(ssrc);
     free(z), free(zn), free(ln), free(pn);
 }
 
@@ -790,6 +776,7 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
         if (ci == 2 || ci == 4) run_attn_case(&h, &attn_cases[ci], 2);
         if (ci == 1 || ci == 2 || ci == 3 || ci == 4 || ci == 9 || ci == 11) run_attn_case(&h, &attn_cases[ci], 3);
         if (ci == 1 || ci == 3 || ci == 8 || ci == 12) run_attn_case(&h, &attn_cases[ci], 4);
+        if (ci == 1 || ci == 2 || ci == 3 || ci == 5 || ci == 10 || ci == 14 || ci == 15) run_attn_case(&h, &attn_cases[ci], 5);
     }
     h_free(&h);
 }

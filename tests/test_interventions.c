@@ -301,44 +301,74 @@ Test(interventions, bad_edits_are_refused) {
     fx_free(&f);
 }
 
-/* Edits apply in list order: a later SET of the same z vector wins, a
- * position's ZERO after a SET zeroes it, a SET after a ZERO sets it (the SETs
- * of a layer reach the backend in one set_z call, flushed where order matters). */
+/* Edits apply in list order: a later SET of the same z vector wins, a ZERO or
+ * SCALE after a SET scales the set vector, a SET after them replaces the
+ * value; multipliers on the computed z commute. The forward folds the list
+ * into the attention op's tables (head multipliers, the SET table, one-
+ * position SCALEs after the op), so every ordering is checked against the
+ * unedited z. */
+static float *z_at(fx *f, int l, const hs_z_edit *edits, int n) {
+    hs_err err = {0};
+    hs_capture *cap;
+    cr_assert_eq(hs_capture_init(f->be, &cap, &err), HS_OK);
+    hs_capture_want(cap, HS_HOOK_Z, l, &err);
+    hs_hooks hooks = hs_capture_hooks(cap);
+    hs_forward_params fp = hs_forward_default_params();
+    fp.hooks = &hooks;
+    fp.edits = edits;
+    fp.n_edits = n;
+    free(run(f, ROWS, 2, &fp));
+    const size_t bytes = (size_t)2 * f->T * f->c->n_heads * f->c->d_head * sizeof(float); /* [2, T, H, dh] */
+    float *z = malloc(bytes);
+    memcpy(z, hs_capture_get(cap, HS_HOOK_Z, l, NULL), bytes);
+    hs_capture_free(cap);
+    return z;
+}
+
 Test(interventions, edit_list_order_holds) {
     fx f;
     fx_init(&f, "llama_gqa");
-    const int T = f.T, H = f.c->n_heads, dh = f.c->d_head, l = 1;
-    hs_err err = {0};
+    const int T = f.T, H = f.c->n_heads, dh = f.c->d_head, l = 1, P = 3;
     float *a = malloc((size_t)T * dh * sizeof(float)), *bb = malloc((size_t)T * dh * sizeof(float));
     for (int i = 0; i < T * dh; i++) a[i] = 0.25f + (float)i / 64.0f, bb[i] = -1.5f + (float)i / 128.0f;
-    const hs_z_edit lists[3][2] = {
-        {{.row = 0, .layer = l, .head = 1, .pos = -1, .mode = HS_EDIT_SET, .src = a},
-         {.row = 0, .layer = l, .head = 1, .pos = 3, .mode = HS_EDIT_SET, .src = bb}},
-        {{.row = 0, .layer = l, .head = 1, .pos = -1, .mode = HS_EDIT_SET, .src = a},
-         {.row = 0, .layer = l, .head = 1, .pos = 3, .mode = HS_EDIT_ZERO}},
-        {{.row = 0, .layer = l, .head = 1, .pos = 3, .mode = HS_EDIT_ZERO},
-         {.row = 0, .layer = l, .head = 1, .pos = -1, .mode = HS_EDIT_SET, .src = a}},
+#define E(p, m, ...) {.row = 0, .layer = l, .head = 1, .pos = (p), .mode = (m), __VA_ARGS__}
+    /* want(t, j) per list: 'a'/'b' = a or bb, 'z' = the unedited z, times mult */
+    const struct {
+        hs_z_edit e[3];
+        int n;
+        char at_p, other;
+        float mult_p, mult_other;
+    } cases[] = {
+        {{E(-1, HS_EDIT_SET, .src = a), E(P, HS_EDIT_SET, .src = bb + P * dh)}, 2, 'b', 'a', 1, 1},
+        {{E(-1, HS_EDIT_SET, .src = a), E(P, HS_EDIT_ZERO)}, 2, 'a', 'a', 0, 1},
+        {{E(P, HS_EDIT_ZERO), E(-1, HS_EDIT_SET, .src = a)}, 2, 'a', 'a', 1, 1},
+        {{E(-1, HS_EDIT_SET, .src = a), E(-1, HS_EDIT_SCALE, .scale = 2)}, 2, 'a', 'a', 2, 2},
+        {{E(-1, HS_EDIT_ZERO), E(P, HS_EDIT_SET, .src = bb + P * dh)}, 2, 'b', 'z', 1, 0},
+        {{E(P, HS_EDIT_SCALE, .scale = 3)}, 1, 'z', 'z', 3, 1},
+        {{E(P, HS_EDIT_SCALE, .scale = 3), E(P, HS_EDIT_SET, .src = bb + P * dh)}, 2, 'b', 'z', 1, 1},
+        {{E(P, HS_EDIT_ZERO), E(-1, HS_EDIT_SCALE, .scale = 2)}, 2, 'z', 'z', 0, 2},
+        {{E(P, HS_EDIT_SET, .src = bb + P * dh), E(P, HS_EDIT_ZERO), E(P, HS_EDIT_SET, .src = a + P * dh)},
+         3, 'a', 'z', 1, 1},
+        {{E(P, HS_EDIT_SCALE, .scale = 3), E(-1, HS_EDIT_SCALE, .scale = 0.5f)}, 2, 'z', 'z', 1.5f, 0.5f},
     };
-    for (int k = 0; k < 3; k++) {
-        hs_capture *cap;
-        cr_assert_eq(hs_capture_init(f.be, &cap, &err), HS_OK);
-        hs_capture_want(cap, HS_HOOK_Z, l, &err);
-        hs_hooks hooks = hs_capture_hooks(cap);
-        hs_forward_params fp = hs_forward_default_params();
-        fp.hooks = &hooks;
-        fp.edits = lists[k];
-        fp.n_edits = 2;
-        free(run(&f, ROWS, 2, &fp));
-        const float *z = hs_capture_get(cap, HS_HOOK_Z, l, NULL); /* [B, T, H, dh] */
+#undef E
+    float *z0 = z_at(&f, l, NULL, 0);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        float *z = z_at(&f, l, cases[k].e, cases[k].n);
         for (int t = 0; t < T; t++)
-            for (int j = 0; j < dh; j++) {
-                const float got = z[((int64_t)t * H + 1) * dh + j];
-                float want = a[t * dh + j];
-                if (t == 3) want = k == 0 ? bb[j] : k == 1 ? 0.0f : a[t * dh + j];
-                cr_assert_eq(got, want, "list %d: z[0, %d, 1, %d] = %g, want %g", k, t, j, got, want);
-            }
-        hs_capture_free(cap);
+            for (int hh = 0; hh < H; hh++)
+                for (int j = 0; j < dh; j++) {
+                    const int64_t i = ((int64_t)t * H + hh) * dh + j;
+                    float want = z0[i];
+                    if (hh == 1) {
+                        const char what = t == P ? cases[k].at_p : cases[k].other;
+                        want = (what == 'a' ? a[t * dh + j] : what == 'b' ? bb[t * dh + j] : z0[i]) *
+                               (t == P ? cases[k].mult_p : cases[k].mult_other);
+                    }
+                    cr_assert_eq(z[i], want, "list %zu: z[0, %d, %d, %d] = %g, want %g", k, t, hh, j, z[i], want);
+                }
+        free(z);
     }
-    free(a), free(bb);
+    free(z0), free(a), free(bb);
     fx_free(&f);
 }

@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 2 /* 2: copy, set_z, target_logprob */
+#define HS_BACKEND_API_VERSION 3 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -28,7 +28,6 @@ typedef enum {
     HS_OP_ACT,
     HS_OP_ADD,
     HS_OP_TARGET_LOGPROB,
-    HS_OP_SET_Z,
     HS_OP_COUNT
 } hs_op;
 
@@ -59,6 +58,15 @@ typedef struct {
      * its visible keys (the retrieval-head papers' "masking"); NULL = none.
      * Backends that cannot do it return HS_ERR_UNSUPPORTED. */
     const uint8_t *uniform;
+    /* In-kernel SET (mean, resample and patch ablation, a zeroed position):
+     * set_idx int32 [B, T, H] (backend memory); set_idx[b,t,h] >= 0 writes
+     * z[b,t,h,:] = set_src[set_idx[b,t,h], :] in place of the attention output
+     * (head_scale does not apply to it; lse and pattern are unchanged); < 0
+     * keeps the computed value. set_src: n_set vectors [n_set, d_head], act
+     * dtype, backend memory. set_idx NULL = no SETs. */
+    const int32_t *set_idx;
+    const void *set_src;
+    int64_t n_set;
 } hs_attn_params;
 
 typedef struct hs_backend hs_backend;
@@ -101,13 +109,6 @@ typedef struct {
                      int64_t n, void *out, hs_err *err);
     /* y += x, n elements. */
     hs_status (*add)(hs_backend *be, void *y, const void *x, int64_t n, hs_err *err);
-    /* z[idx[3i], idx[3i+1], idx[3i+2], :] = src[i, :] for i < n: (row, position,
-     * head) triples and their d_head-long vectors, both in host memory (f32);
-     * z [B, T, H, d_head] act dtype in backend memory. The triples must be
-     * distinct. One call places every patched or mean vector of a layer (on a
-     * GPU: one transfer instead of one per vector). */
-    hs_status (*set_z)(hs_backend *be, void *z, int T, int H, int d_head, const int32_t *idx, const float *src,
-                       int64_t n, hs_err *err);
     /* out[r] = logits[r, targets[r]] - logsumexp(logits[r, :]) for rows with
      * 0 <= targets[r] < V, NAN for targets[r] < 0; r < R. logits [R, V] act
      * dtype, targets int32 [R], out f32 [R], all in backend memory. The

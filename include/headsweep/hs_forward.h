@@ -87,7 +87,10 @@ typedef struct {
     hs_logits_mode logits;
     const hs_hooks *hooks;    /* NULL = none */
     const float *head_scale;  /* host f32 [n_layers, B, H] multipliers on z, or NULL */
-    const hs_z_edit *edits;   /* applied at z before its hooks run; any order */
+    /* Applied at z before its hooks run, in list order: a SET replaces what
+     * came before it, a ZERO/SCALE after a SET scales the set value. UNIFORM
+     * changes how z is computed, so it precedes every other edit. */
+    const hs_z_edit *edits;
     int n_edits;
     /* Prefix reuse: run layers [start_layer, n_layers) from resid_start, the
      * host f32 [B, T, d_model] resid_pre of start_layer (e.g. cached from an
