@@ -19,7 +19,7 @@ static hs_cuda_backend *hs_cb(hs_backend *be) { return (hs_cuda_backend *)be; }
 
 
 static hs_dtype cu_act_dtype(hs_backend *be) { return hs_cb(be)->dtype; }
-static int cu_supports_op(hs_backend *be, hs_op op) { return op >= 0 && op < HS_OP_COUNT; }
+static int cu_supports_op(hs_backend *be, hs_op op) { return op >= 0 && op < HS_OP_COUNT && op != HS_OP_BACKWARD; }
 
 static hs_status cu_alloc(hs_backend *be, size_t nbytes, void **out, hs_err *err) {
     *out = NULL;
@@ -193,6 +193,29 @@ static hs_status cu_target_logprob(hs_backend *be, const void *logits, const int
     return hs_cuda_target_logprob(hs_cb(be)->stream, hs_cb(be)->dtype, logits, targets, R, V, out, err);
 }
 
+/* The backward ops: not on this backend yet (supports_op says so). */
+static hs_status cu_no_bwd(hs_err *err, const char *op) {
+    return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda backend: %s (the backward ops) is not implemented yet", op);
+}
+static hs_status cu_matmul_bwd(hs_backend *, const void *, const void *, int64_t, int, int, int, void *, hs_err *err) {
+    return cu_no_bwd(err, "matmul_bwd");
+}
+static hs_status cu_norm_bwd(hs_backend *, hs_norm_kind, const void *, const void *, float, int64_t, int, const void *,
+                             int, void *, hs_err *err) {
+    return cu_no_bwd(err, "norm_bwd");
+}
+static hs_status cu_act_bwd(hs_backend *, hs_act_kind, const void *, const void *, const void *, int64_t, void *, void *,
+                            hs_err *err) {
+    return cu_no_bwd(err, "act_bwd");
+}
+static hs_status cu_attention_bwd(hs_backend *, const hs_attn_params *, const void *, void *, void *, void *,
+                                  hs_err *err) {
+    return cu_no_bwd(err, "attention_bwd");
+}
+static hs_status cu_logprob_grad(hs_backend *, const void *, const int32_t *, int64_t, int, void *, hs_err *err) {
+    return cu_no_bwd(err, "logprob_grad");
+}
+
 /* Releases whatever init managed to create (every field starts NULL). */
 static void cu_destroy(hs_backend *be) {
     hs_cuda_backend *c = hs_cb(be);
@@ -231,6 +254,11 @@ static const hs_backend_ops hs_cuda_ops = {
     cu_act,
     cu_add,
     cu_target_logprob,
+    cu_matmul_bwd,
+    cu_norm_bwd,
+    cu_act_bwd,
+    cu_attention_bwd,
+    cu_logprob_grad,
     cu_destroy,
 };
 

@@ -8,14 +8,10 @@
 #include <string.h>
 
 #include "headsweep/hs_backend.h"
+#include "hs_backend_cpu_internal.h"
 #include "hs_simd.h"
 
-typedef struct {
-    hs_backend base;
-    int n_threads;
-} cpu_backend;
-
-static int nthreads(hs_backend *be) { return ((cpu_backend *)be)->n_threads; }
+static int nthreads(hs_backend *be) { return hs_cpu_threads(be); }
 
 static hs_dtype cpu_act_dtype(hs_backend *be) { return HS_DTYPE_F32; }
 static int cpu_supports_op(hs_backend *be, hs_op op) { return op >= 0 && op < HS_OP_COUNT; }
@@ -260,11 +256,16 @@ static const hs_backend_ops cpu_ops = {
     .act = cpu_act,
     .add = cpu_add,
     .target_logprob = cpu_target_logprob,
+    .matmul_bwd = hs_cpu_matmul_bwd,
+    .norm_bwd = hs_cpu_norm_bwd,
+    .act_bwd = hs_cpu_act_bwd,
+    .attention_bwd = hs_cpu_attention_bwd,
+    .logprob_grad = hs_cpu_logprob_grad,
     .destroy = cpu_destroy,
 };
 
 hs_status hs_backend_cpu_init(const hs_backend_params *p, hs_backend **out, hs_err *err) {
-    cpu_backend *be = calloc(1, sizeof *be);
+    hs_cpu_backend *be = calloc(1, sizeof *be);
     if (!be) return hs_err_set(err, HS_ERR_OOM, "cpu backend: out of memory");
     be->base.ops = &cpu_ops;
     be->base.device = HS_DEVICE_CPU;

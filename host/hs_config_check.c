@@ -222,10 +222,11 @@ static hs_status check_references(const hs_cfg_ctx *ctx, hs_cfg_state *s, hs_err
             continue;
         }
         const hs_config_exp_type tj = c->experiments[j].type;
-        if (tj != HS_CONFIG_EXP_HEAD_ABLATION && (e->type == HS_CONFIG_EXP_PRUNING_CURVE || tj != HS_CONFIG_EXP_HEAD_SCORES))
+        if (tj != HS_CONFIG_EXP_HEAD_ABLATION && tj != HS_CONFIG_EXP_HEAD_IMPORTANCE &&
+            (e->type == HS_CONFIG_EXP_PRUNING_CURVE || tj != HS_CONFIG_EXP_HEAD_SCORES))
             HS_CFG_FAIL(ctx, at, err, HS_ERR_FORMAT,
                         "experiments[%d].importance: '%s' is a %s experiment; experiment '%s' "
-                        "needs a head_ablation%s",
+                        "needs a head_ablation or head_importance%s",
                         i, c->experiments[j].name, hs_config_exp_type_name(tj), e->name,
                         e->type == HS_CONFIG_EXP_PRUNING_CURVE ? "" : " or head_scores");
     }

@@ -8,7 +8,8 @@
 #include "hs_config_internal.h"
 
 const char *const hs_cfg_exp_type_names[] = {
-    "head_ablation", "activation_patching", "head_scores", "pruning_curve", "capture", "head_set_ablation", NULL};
+    "head_ablation", "activation_patching", "head_scores", "pruning_curve", "capture", "head_set_ablation",
+    "head_importance", NULL};
 const char *const hs_cfg_dataset_kind_names[] = {"file", "ioi", "induction", "needle", NULL};
 const char *const hs_cfg_metric_names[] = {"loss", "logprob", "logit_diff", "kl", "accuracy", NULL};
 const char *const hs_cfg_positions_names[] = {"all", "last", "answer", "second_half", NULL};

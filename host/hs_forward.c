@@ -4,43 +4,12 @@
  * hook makes in place flow into the rest of the pass. */
 #include "headsweep/hs_forward.h"
 
+#include "hs_session_internal.h"
 #include "hs_zedit.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    void *ln1_w, *ln1_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *ln2_w, *ln2_b;
-    void *w_gate, *w_up, *b_up, *w_down, *b_down;
-} dev_layer;
-
-struct hs_session {
-    hs_backend *be;
-    const hs_model *model;
-    hs_model_config cfg;
-    int max_B, max_T;
-    int owns_weights; /* 0 on the CPU backend: weights alias the model's */
-    size_t es;        /* bytes per activation element */
-    void *tok_embd, *pos_embd, *lnf_w, *lnf_b, *unembed, *unembed_b;
-    dev_layer *layers;
-    /* scratch, sized for max_B * max_T rows */
-    void *x, *xn, *q, *k, *v, *z, *attn_out, *gate, *up, *hid, *mlp_out, *logits;
-    int32_t *d_tokens, *d_pos, *d_mask;
-    int32_t *d_pattern_rows; /* [max_B] */
-    /* target log-probs: one chunk's logits, targets and results, allocated at
-     * first use and kept (no device allocation per forward) */
-    void *tl_logits;
-    int32_t *tl_targets;
-    float *tl_out;
-    float *d_head_scale; /* [max_B, H] */
-    uint8_t *d_uniform;  /* [max_B, H] */
-    /* the attention op's SET table and vectors, allocated at first use */
-    int32_t *d_set_idx; /* [max_B, max_T, H] */
-    void *d_set_src;
-    size_t set_src_bytes;
-    int64_t bytes;
-};
 
 static const char *hook_names[HS_HOOK_COUNT] = {
     "resid_pre", "q", "k", "v", "rot_q", "rot_k", "pattern", "z", "attn_out", "resid_mid", "mlp_out", "resid_post",
@@ -105,7 +74,7 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     HS_CHECK(wbuf(s, w->pos_embd, (int64_t)c->n_ctx * d, &s->pos_embd, err));
     for (int l = 0; l < c->n_layers; l++) {
         const hs_layer_weights *W = &w->layers[l];
-        dev_layer *D = &s->layers[l];
+        hs_session_layer *D = &s->layers[l];
         HS_CHECK(wbuf(s, W->ln1_w, d, &D->ln1_w, err));
         HS_CHECK(wbuf(s, W->ln1_b, d, &D->ln1_b, err));
         HS_CHECK(wbuf(s, W->wq, qd * d, &D->wq, err));
@@ -172,7 +141,7 @@ void hs_session_free(hs_session *s) {
         if (s->layers)
             for (int l = 0; l < s->cfg.n_layers; l++) {
                 void **p = (void **)&s->layers[l];
-                for (size_t i = 0; i < sizeof(dev_layer) / sizeof(void *); i++)
+                for (size_t i = 0; i < sizeof(hs_session_layer) / sizeof(void *); i++)
                     if (p[i]) fr(be, p[i]);
             }
         void *top[] = {s->tok_embd, s->pos_embd, s->lnf_w, s->lnf_b,
@@ -372,7 +341,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
                          .q = s->q, .k = s->k, .v = s->v, .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,
                          .pattern_rows = fp->pattern_rows ? s->d_pattern_rows : NULL};
     for (int l = fp->start_layer; l < c->n_layers; l++) {
-        const dev_layer *W = &s->layers[l];
+        const hs_session_layer *W = &s->layers[l];
         HS_CHECK(offer(s, hk, HS_HOOK_RESID_PRE, l, s->x, dt, 3, B, T, d, 0, err));
         HS_CHECK(o->norm(be, c->norm, s->x, W->ln1_w, W->ln1_b, c->norm_eps, n, d, s->xn, err));
         HS_CHECK(o->matmul(be, s->xn, W->wq, W->bq, n, H * dh, d, 0, s->q, err));

@@ -139,6 +139,9 @@ hs_status hs_run_write(const hs_config *cfg, int exp, const hs_run_exp *r, hs_h5
 void hs_run_mean_items(const hs_run_array *a, int n, float *out);
 /* importance [L, H] (larger = more important) from a finished head_ablation. */
 void hs_run_importance(const hs_config_experiment *e, const hs_run_exp *r, float *out);
+/* Michel's importance of a finished head_importance: raw (may be NULL) and
+ * per-layer normalised [L, H] (the ranking), from every item's gradient. */
+hs_status hs_run_grad_importance(const hs_run_exp *r, float *raw, float *norm, hs_err *err);
 
 /* ---- files (hs_run_shard.c) ------------------------------------------------ */
 

@@ -161,6 +161,10 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
         break;
     }
     case HS_CONFIG_EXP_CAPTURE: HS_CHECK(plan_capture(e, c, N, T, r, err)); break;
+    case HS_CONFIG_EXP_HEAD_IMPORTANCE:
+        HS_CHECK(add(r, 0, "grad", 2, lh, N_LH, err));
+        HS_CHECK(add(r, 0, "tokens", 0, NULL, NULL, err)); /* a count, exact in float32 */
+        break;
     case HS_CONFIG_EXP_HEAD_SET_ABLATION: {
         const int64_t slh[3] = {1 + e->random_sets, L, H};
         const char *n_slh[3] = {"set", "layer", "head"};

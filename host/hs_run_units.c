@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "headsweep/hs_head_grad.h"
 #include "headsweep/hs_head_scores.h"
 #include "headsweep/hs_head_sets.h"
 #include "headsweep/hs_patching.h"
@@ -97,6 +98,7 @@ static hs_status load_importance(hs_run_ctx *x, const hs_config_experiment *e, f
                 hs_run_importance(ej, &x->exps[j], imp);
                 return HS_OK;
             }
+            if (ej->type == HS_CONFIG_EXP_HEAD_IMPORTANCE) return hs_run_grad_importance(&x->exps[j], NULL, imp, err);
             /* head_scores: the named score, else the first computed, the retrieval score last */
             const hs_run_array *a = NULL;
             for (int k = 0; ej->type == HS_CONFIG_EXP_HEAD_SCORES && k < HS_SCORE_COUNT && !a; k++) {
@@ -110,7 +112,8 @@ static hs_status load_importance(hs_run_ctx *x, const hs_config_experiment *e, f
                 return HS_OK;
             }
         }
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "importance: experiment '%s' is not a head_ablation or head_scores of this run",
+        return hs_err_set(err, HS_ERR_INVALID_ARG,
+                          "importance: experiment '%s' is not a head_ablation, head_importance or head_scores of this run",
                           e->importance.experiment);
     }
     hs_h5 *f = NULL;
@@ -415,6 +418,15 @@ exit:
     return st;
 }
 
+static hs_status unit_importance(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    const hs_run_exp *r = &x->exps[exp];
+    const hs_prompts v = view(&x->prompts, i0, n);
+    hs_status st = hs_head_grad_per_prompt(w->session, &v, x->cfg->batch_size, row(r, "grad", i0), err);
+    for (int i = 0; !st && i < n; i++) *row(r, "tokens", i0 + i) = (float)(v.lengths[i] - 1); /* predicted tokens */
+    if (!st && hs_run_should_stop(x, exp)) st = hs_err_set(err, HS_ERR_INTERRUPTED, "interrupted");
+    return st;
+}
+
 hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, int g, hs_err *err) {
     switch (x->cfg->experiments[exp].type) {
     case HS_CONFIG_EXP_HEAD_ABLATION: return unit_ablation(x, exp, w, i0, n, g, err);
@@ -423,6 +435,7 @@ hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, i
     case HS_CONFIG_EXP_CAPTURE: return hs_run_capture_unit(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_ACTIVATION_PATCHING: return unit_patching(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_HEAD_SET_ABLATION: return unit_sets(x, exp, w, i0, n, err);
+    case HS_CONFIG_EXP_HEAD_IMPORTANCE: return unit_importance(x, exp, w, i0, n, err);
     default: return hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(x->cfg->experiments[exp].type));
     }
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "headsweep/hs_head_grad.h"
 #include "headsweep/hs_head_scores.h"
 #include "hs_run_internal.h"
 
@@ -239,6 +240,41 @@ exit:
     return st;
 }
 
+hs_status hs_run_grad_importance(const hs_run_exp *r, float *raw, float *norm, hs_err *err) {
+    const hs_run_array *grad = hs_run_find(r, "grad"), *tok = hs_run_find(r, "tokens");
+    const int n = r->hi - r->lo;
+    int32_t *tokens = malloc((size_t)(n > 0 ? n : 1) * sizeof *tokens);
+    if (!tokens) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    for (int i = 0; i < n; i++) tokens[i] = (int32_t)tok->data[i];
+    hs_head_importance(grad->data, tokens, n, (int)grad->dims[0], (int)grad->dims[1], raw, norm);
+    free(tokens);
+    return HS_OK;
+}
+
+static hs_status write_importance(const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+    const hs_run_array *grad = hs_run_find(r, "grad");
+    hs_status st = HS_OK;
+    float *raw = malloc((size_t)grad->per * sizeof *raw), *norm = malloc((size_t)grad->per * sizeof *norm);
+    if (!raw || !norm) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+    HS_CHECK(hs_run_grad_importance(r, raw, norm, err));
+    HS_CHECK(put(g, r, grad, NULL, err));
+    HS_CHECK(put(g, r, hs_run_find(r, "tokens"), NULL, err));
+    HS_CHECK(hs_h5_write_f32(g, "importance", 2, grad->dims, grad->dim_names + 1, norm, err));
+    HS_CHECK(hs_h5_write_f32(g, "importance_raw", 2, grad->dims, grad->dim_names + 1, raw, err));
+    HS_CHECK(hs_h5_attr_str(g, "grad", "definition",
+                            "dL/dxi_{layer,head} at xi = 1, per prompt: xi multiplies the head's output z before "
+                            "W_O, L = the prompt's summed next-token negative log-likelihood", err));
+    HS_CHECK(hs_h5_attr_str(g, "tokens", "definition", "next-token predictions in the prompt's loss", err));
+    HS_CHECK(hs_h5_attr_str(g, "importance_raw", "definition",
+                            "sum over prompts of |grad| / sum over prompts of tokens (Michel et al. 2019)", err));
+    HS_CHECK(hs_h5_attr_str(g, "importance", "definition",
+                            "importance_raw divided by its l2 norm over the heads of each layer (Michel et al. "
+                            "2019); what a pruning_curve ranks by", err));
+exit:
+    free(raw), free(norm);
+    return st;
+}
+
 static hs_status write_capture(const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
     hs_status st = HS_OK;
     for (int k = 0; k < r->n_arrays; k++) HS_CHECK(put(g, r, &r->arrays[k], NULL, err));
@@ -258,6 +294,7 @@ hs_status hs_run_write(const hs_config *cfg, int exp, const hs_run_exp *r, hs_h5
     case HS_CONFIG_EXP_CAPTURE: return write_capture(r, g, err);
     case HS_CONFIG_EXP_ACTIVATION_PATCHING: return write_patching(e, r, g, err);
     case HS_CONFIG_EXP_HEAD_SET_ABLATION: return write_sets(e, r, g, err);
+    case HS_CONFIG_EXP_HEAD_IMPORTANCE: return write_importance(r, g, err);
     default: return hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(e->type));
     }
 }

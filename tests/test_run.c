@@ -12,6 +12,7 @@
 #include "headsweep/hs_config.h"
 #include "headsweep/hs_dataset.h"
 #include "headsweep/hs_h5.h"
+#include "headsweep/hs_head_grad.h"
 #include "headsweep/hs_head_scores.h"
 #include "headsweep/hs_run.h"
 #include "headsweep/hs_safetensors.h"
@@ -143,6 +144,86 @@ Test(run, results_match_direct_computation, .timeout = 300) {
     cr_assert_eq(access(out, R_OK), 0);
 
     free(text);
+    hs_config_free(cfg);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_dataset_free(d);
+    hs_model_free(m);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* head_importance through `headsweep run`: the file holds the library's
+ * per-prompt gradients (hs_head_grad, checked against autograd in
+ * test_head_grad), Michel's normalised importance, and a pruning curve
+ * ranked by it prunes the least important heads first. */
+Test(run, gradient_importance_ranks_a_pruning_curve, .timeout = 300) {
+    make_dir();
+    char cfgp[256], out[256];
+    snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    write_config(cfgp, out,
+                 "  - name: michel\n    type: head_importance\n"
+                 "  - name: prune_grad\n    type: pruning_curve\n    importance: michel\n    step: 0.25\n");
+    hs_config *cfg = load(cfgp);
+    hs_err err = {0};
+    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_OK, "%s", err.msg);
+
+    hs_model *m = NULL;
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    hs_dataset *d = NULL;
+    cr_assert_eq(hs_model_load(cfg->model, &m, &err), HS_OK);
+    const hs_model_config *c = hs_model_get_config(m);
+    const int L = c->n_layers, H = c->n_heads, LH = L * H;
+    cr_assert_eq(hs_dataset_induction(c, 5, 4, 3, 300, 7, &d, &err), HS_OK);
+    hs_prompts pr = hs_dataset_prompts(d);
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK);
+    cr_assert_eq(hs_session_init(be, m, 12, pr.T, &s, &err), HS_OK);
+    float *grad = malloc((size_t)5 * LH * sizeof(float)), *want = malloc((size_t)LH * sizeof(float));
+    int32_t tokens[5];
+    cr_assert_eq(hs_head_grad_per_prompt(s, &pr, 12, grad, &err), HS_OK, "%s", err.msg);
+    for (int i = 0; i < 5; i++) tokens[i] = pr.lengths[i] - 1;
+    hs_head_importance(grad, tokens, 5, L, H, NULL, want);
+
+    hs_h5 *f = NULL;
+    hs_h5_shape sh;
+    cr_assert_eq(hs_h5_open_read(out, &f, &err), HS_OK, "%s", err.msg);
+    float *fg = read_f32(f, "michel", "grad", &sh), *imp = read_f32(f, "michel", "importance", NULL);
+    cr_assert(sh.ndim == 3 && sh.dims[0] == 5 && sh.dims[1] == L && sh.dims[2] == H);
+    for (int i = 0; i < 5 * LH; i++) cr_assert_eq(fg[i], grad[i], "grad %d", i);
+    for (int l = 0; l < L; l++) {
+        double ss = 0;
+        for (int h = 0; h < H; h++) {
+            ss += (double)imp[l * H + h] * imp[l * H + h];
+            cr_assert_eq(imp[l * H + h], want[l * H + h], "importance [%d, %d]", l, h);
+        }
+        cr_assert(fabs(ss - 1.0) < 1e-5, "layer %d: |importance| = %g, want 1", l, sqrt(ss));
+    }
+    /* step 1 (25% of the heads) masks exactly the least important ones */
+    float *masks = read_f32(f, "prune_grad", "masks", NULL);
+    const int n1 = (int)floor(0.25 * LH + 0.5);
+    float cut = -1;
+    for (int k = 0; k < LH; k++)
+        if (masks[LH + k] == 0.0f && imp[k] > cut) cut = imp[k];
+    for (int k = 0; k < LH; k++)
+        cr_assert(masks[LH + k] == 0.0f || imp[k] >= cut, "head %d (importance %g) kept, a more important one pruned", k,
+                  imp[k]);
+    int pruned = 0;
+    for (int k = 0; k < LH; k++) pruned += masks[LH + k] == 0.0f;
+    cr_assert_eq(pruned, n1);
+    free(masks), free(fg), free(imp), free(grad), free(want);
+    hs_h5_close(f);
+    hs_test_check_with_h5py(out);
+
+    /* the cuda backend has no backward ops yet: refused before any work */
+    hs_config *cc = NULL;
+    const char *sets[] = {"device=cuda:0", "overwrite=true"};
+    cr_assert_eq(hs_config_load(cfgp, sets, 2, &cc, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_run(cc, "x", NULL, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "'michel'") && strstr(err.msg, "device: cpu"), "%s", err.msg);
+    hs_config_free(cc);
     hs_config_free(cfg);
     hs_session_free(s);
     hs_backend_free(be);

@@ -64,6 +64,7 @@ static void write_config(const char *path, const char *out, const char *importan
             "  - name: patch\n    type: activation_patching\n    metric: logit_diff\n    positions: last\n"
             "    targets: [z_all_pos, z_by_pos, resid_pre]\n"
             "  - name: scores\n    type: head_scores\n    scores: [previous_token, induction]\n"
+            "  - name: michel\n    type: head_importance\n"
             "  - name: cap\n    type: capture\n    hooks: [z, resid_post]\n    layers: [0, 2]\n    prompts: [1, 4, 10]\n",
             model, out, data);
     if (importance)

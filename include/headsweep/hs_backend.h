@@ -17,7 +17,8 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 3 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone */
+#define HS_BACKEND_API_VERSION 4 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+                                    4: the backward ops (gradient head importance) */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -28,6 +29,7 @@ typedef enum {
     HS_OP_ACT,
     HS_OP_ADD,
     HS_OP_TARGET_LOGPROB,
+    HS_OP_BACKWARD, /* matmul_bwd, norm_bwd, act_bwd, attention_bwd, logprob_grad */
     HS_OP_COUNT
 } hs_op;
 
@@ -116,6 +118,30 @@ typedef struct {
      * needs its logits to leave the device. */
     hs_status (*target_logprob)(hs_backend *be, const void *logits, const int32_t *targets, int64_t R, int V,
                                 float *out, hs_err *err);
+
+    /* Backward ops: input gradients only (no weight gradients), for the
+     * gradient of a loss with respect to activations (head importance).
+     * Same dtypes and memory as the forward ops. */
+    /* dx[M,K] (+)= dy[M,N] · w[N,K]: the input gradient of matmul. */
+    hs_status (*matmul_bwd)(hs_backend *be, const void *dy, const void *w, int64_t M, int N, int K, int accumulate,
+                            void *dx, hs_err *err);
+    /* dx (+)= (d norm(x) * w / dx)ᵀ dy; rows x d. The bias does not enter. */
+    hs_status (*norm_bwd)(hs_backend *be, hs_norm_kind kind, const void *x, const void *w, float eps, int64_t rows,
+                          int d, const void *dy, int accumulate, void *dx, hs_err *err);
+    /* GELU_NEW: d_up = d_out * gelu'(up), d_gate unused; SILU_GLU: d_up =
+     * d_out * silu(gate), d_gate = d_out * up * silu'(gate). n elements. */
+    hs_status (*act_bwd)(hs_backend *be, hs_act_kind kind, const void *gate, const void *up, const void *d_out,
+                         int64_t n, void *d_gate, void *d_up, hs_err *err);
+    /* Gradients of z = attention(q, k, v) (p: sizes, q, k, v, key_mask, scale;
+     * no edits) given dz [B, T, H, d_head]: dq [B, T, H, d_head], dk and dv
+     * [B, T, H_kv, d_head] (summed over the query heads of a group). Overwrites. */
+    hs_status (*attention_bwd)(hs_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk, void *dv,
+                               hs_err *err);
+    /* dlogits[r, :] = softmax(logits[r, :]) - onehot(targets[r]) for
+     * 0 <= targets[r] < V (the gradient of -log p(target)), 0 for targets < 0.
+     * logits and dlogits [R, V] act dtype, targets int32 [R], backend memory. */
+    hs_status (*logprob_grad)(hs_backend *be, const void *logits, const int32_t *targets, int64_t R, int V,
+                              void *dlogits, hs_err *err);
 
     void (*destroy)(hs_backend *be);
 } hs_backend_ops;

@@ -95,6 +95,7 @@ typedef enum {
     HS_CONFIG_EXP_PRUNING_CURVE,
     HS_CONFIG_EXP_CAPTURE,
     HS_CONFIG_EXP_HEAD_SET_ABLATION, /* the top-k heads of a ranking together vs random k-head sets */
+    HS_CONFIG_EXP_HEAD_IMPORTANCE,   /* Michel et al.'s gradient importance (hs_head_grad.h) */
     HS_CONFIG_EXP_COUNT
 } hs_config_exp_type;
 
@@ -164,9 +165,10 @@ typedef enum {
 } hs_config_hook;
 
 /* pruning_curve importance and head_set_ablation ranking: exactly one of
- * experiment (a head_ablation of this config; for head_set_ablation also a
- * head_scores experiment, whose first listed score ranks) or file + dataset
- * ("FILE.h5:/group/dataset", [layer, head]). Larger = more important. */
+ * experiment (a head_ablation or head_importance of this config; for
+ * head_set_ablation also a head_scores experiment, whose first listed score
+ * ranks) or file + dataset ("FILE.h5:/group/dataset", [layer, head]).
+ * Larger = more important. */
 typedef struct {
     char *experiment;
     char *file, *dataset;

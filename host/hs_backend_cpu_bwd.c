@@ -1,0 +1,153 @@
+/* hs_backend_cpu_bwd: the CPU backend's backward ops (input gradients only),
+ * the reference the other backends are held to. Reductions accumulate in
+ * double: these gradients are compared with PyTorch autograd to ~1e-5. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hs_backend_cpu_internal.h"
+
+hs_status hs_cpu_matmul_bwd(hs_backend *be, const void *dy, const void *w, int64_t M, int N, int K, int accumulate,
+                            void *dx, hs_err *err) {
+    (void)be, (void)err;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, K, N, 1.0f, dy, N, w, K, accumulate ? 1.0f : 0.0f,
+                dx, K);
+    return HS_OK;
+}
+
+/* LayerNorm: dx = inv * (g - mean(g) - xhat * mean(g * xhat)); RMSNorm: the
+ * same without the mean of g, xhat = x * inv; g = dy * w. */
+hs_status hs_cpu_norm_bwd(hs_backend *be, hs_norm_kind kind, const void *xv, const void *wv, float eps, int64_t rows,
+                          int d, const void *dyv, int accumulate, void *dxv, hs_err *err) {
+    (void)err;
+    const float *x = xv, *w = wv, *dy = dyv;
+    float *dx = dxv;
+#pragma omp parallel for num_threads(hs_cpu_threads(be)) if (rows > 16)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * d, *dyr = dy + r * d;
+        float *dxr = dx + r * d;
+        double mean = 0, ss = 0;
+        if (kind == HS_NORM_LAYERNORM) {
+            for (int i = 0; i < d; i++) mean += xr[i];
+            mean /= d;
+        }
+        for (int i = 0; i < d; i++) ss += (xr[i] - mean) * (xr[i] - mean);
+        const double inv = 1.0 / sqrt(ss / d + eps);
+        double g_mean = 0, gx_mean = 0;
+        for (int i = 0; i < d; i++) {
+            const double g = (double)dyr[i] * w[i];
+            g_mean += g;
+            gx_mean += g * (xr[i] - mean) * inv;
+        }
+        g_mean = kind == HS_NORM_LAYERNORM ? g_mean / d : 0.0;
+        gx_mean /= d;
+        for (int i = 0; i < d; i++) {
+            const double g = (double)dyr[i] * w[i], xh = (xr[i] - mean) * inv;
+            const float v = (float)(inv * (g - g_mean - xh * gx_mean));
+            dxr[i] = accumulate ? dxr[i] + v : v;
+        }
+    }
+    return HS_OK;
+}
+
+hs_status hs_cpu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gv, const void *uv, const void *dov, int64_t n,
+                         void *dgv, void *duv, hs_err *err) {
+    (void)err;
+    const float *g = gv, *u = uv, *dout = dov;
+    float *dg = dgv, *du = duv;
+#pragma omp parallel for num_threads(hs_cpu_threads(be)) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        if (kind == HS_ACT_GELU_NEW) {
+            const double x = u[i], c = 0.7978845608028654, t = tanh(c * (x + 0.044715 * x * x * x));
+            du[i] = (float)(dout[i] * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x)));
+        } else {
+            const double x = g[i], s = 1.0 / (1.0 + exp(-x));
+            du[i] = (float)(dout[i] * x * s);
+            dg[i] = (float)(dout[i] * u[i] * s * (1.0 + x * (1.0 - s)));
+        }
+    }
+    return HS_OK;
+}
+
+/* One (batch row, kv head): for each query head of the group, recompute P,
+ * then dP = dZ Vᵀ, dS = P ∘ (dP - rowsum(P ∘ dP)), dQ = scale dS K,
+ * dK += scale dSᵀ Q, dV += Pᵀ dZ. S and dP are T*T scratch each. */
+static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq, float *dk, float *dv, int b, int hk,
+                            float *S, float *dP) {
+    const int T = p->T, H = p->H, Hk = p->H_kv, dh = p->d_head, grp = H / Hk;
+    const float *k = (const float *)p->k + ((int64_t)b * T * Hk + hk) * dh;
+    const float *v = (const float *)p->v + ((int64_t)b * T * Hk + hk) * dh;
+    float *dkb = dk + ((int64_t)b * T * Hk + hk) * dh, *dvb = dv + ((int64_t)b * T * Hk + hk) * dh;
+    for (int h = hk * grp; h < (hk + 1) * grp; h++) {
+        const int64_t qo = ((int64_t)b * T * H + h) * dh;
+        const float *q = (const float *)p->q + qo, *dzb = dz + qo;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, p->scale, q, H * dh, k, Hk * dh, 0.0f, S, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, 1.0f, dzb, H * dh, v, Hk * dh, 0.0f, dP, T);
+        for (int t = 0; t < T; t++) {
+            float *s = S + (int64_t)t * T, *dp = dP + (int64_t)t * T;
+            float mx = -INFINITY;
+            for (int j = 0; j < T; j++) {
+                if (j > t || (p->key_mask && !p->key_mask[b * T + j])) s[j] = -INFINITY;
+                if (s[j] > mx) mx = s[j];
+            }
+            double sum = 0, pdp = 0;
+            for (int j = 0; j < T; j++) sum += s[j] == -INFINITY ? 0.0 : exp((double)s[j] - mx);
+            for (int j = 0; j < T; j++) {
+                s[j] = (mx == -INFINITY || s[j] == -INFINITY) ? 0.0f : (float)(exp((double)s[j] - mx) / sum);
+                pdp += (double)s[j] * dp[j];
+            }
+            for (int j = 0; j < T; j++) dp[j] = (float)(s[j] * (dp[j] - pdp)); /* dS */
+        }
+        const float beta = h == hk * grp ? 0.0f : 1.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, p->scale, dP, T, k, Hk * dh, 0.0f, dq + qo,
+                    H * dh);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dh, T, p->scale, dP, T, q, H * dh, beta, dkb, Hk * dh);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dh, T, 1.0f, S, T, dzb, H * dh, beta, dvb, Hk * dh);
+    }
+}
+
+hs_status hs_cpu_attention_bwd(hs_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk, void *dv,
+                               hs_err *err) {
+    if (p->head_scale || p->uniform || p->set_idx)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "attention_bwd: edits (head_scale, uniform, SET) are not supported");
+    int failed = 0;
+#pragma omp parallel num_threads(hs_cpu_threads(be))
+    {
+        float *S = malloc((size_t)p->T * p->T * sizeof(float)), *dP = malloc((size_t)p->T * p->T * sizeof(float));
+        if (!S || !dP) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < p->B; b++)
+            for (int hk = 0; hk < p->H_kv; hk++)
+                if (S && dP) attend_head_bwd(p, dz, dq, dk, dv, b, hk, S, dP);
+        free(S), free(dP);
+    }
+    if (failed) return hs_err_set(err, HS_ERR_OOM, "attention_bwd: out of memory");
+    return HS_OK;
+}
+
+hs_status hs_cpu_logprob_grad(hs_backend *be, const void *lv, const int32_t *tg, int64_t R, int V, void *dv,
+                              hs_err *err) {
+    (void)err;
+    const float *logits = lv;
+    float *dl = dv;
+#pragma omp parallel for num_threads(hs_cpu_threads(be)) schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+        const float *x = logits + r * V;
+        float *g = dl + r * V;
+        if (tg[r] < 0) {
+            memset(g, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float mx = x[0];
+        for (int i = 1; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+        double sum = 0;
+        for (int i = 0; i < V; i++) sum += exp((double)x[i] - mx);
+        for (int i = 0; i < V; i++) g[i] = (float)(exp((double)x[i] - mx) / sum);
+        g[tg[r]] -= 1.0f;
+    }
+    return HS_OK;
+}

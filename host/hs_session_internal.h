@@ -1,0 +1,41 @@
+/* hs_session_internal: the session's layout, shared by the forward
+ * (hs_forward.c) and the backward (hs_head_grad.c), which reruns a layer
+ * on the session's weights and scratch. */
+#ifndef HS_SESSION_INTERNAL_H
+#define HS_SESSION_INTERNAL_H
+
+#include "headsweep/hs_forward.h"
+
+typedef struct {
+    void *ln1_w, *ln1_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *ln2_w, *ln2_b;
+    void *w_gate, *w_up, *b_up, *w_down, *b_down;
+} hs_session_layer;
+
+struct hs_session {
+    hs_backend *be;
+    const hs_model *model;
+    hs_model_config cfg;
+    int max_B, max_T;
+    int owns_weights; /* 0 on the CPU backend: weights alias the model's */
+    size_t es;        /* bytes per activation element */
+    void *tok_embd, *pos_embd, *lnf_w, *lnf_b, *unembed, *unembed_b;
+    hs_session_layer *layers;
+    /* scratch, sized for max_B * max_T rows */
+    void *x, *xn, *q, *k, *v, *z, *attn_out, *gate, *up, *hid, *mlp_out, *logits;
+    int32_t *d_tokens, *d_pos, *d_mask;
+    int32_t *d_pattern_rows; /* [max_B] */
+    /* target log-probs: one chunk's logits, targets and results, allocated at
+     * first use and kept (no device allocation per forward) */
+    void *tl_logits;
+    int32_t *tl_targets;
+    float *tl_out;
+    float *d_head_scale; /* [max_B, H] */
+    uint8_t *d_uniform;  /* [max_B, H] */
+    /* the attention op's SET table and vectors, allocated at first use */
+    int32_t *d_set_idx; /* [max_B, max_T, H] */
+    void *d_set_src;
+    size_t set_src_bytes;
+    int64_t bytes;
+};
+
+#endif
