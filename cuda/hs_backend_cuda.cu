@@ -19,7 +19,7 @@ static hs_cuda_backend *hs_cb(hs_backend *be) { return (hs_cuda_backend *)be; }
 
 
 static hs_dtype cu_act_dtype(hs_backend *be) { return hs_cb(be)->dtype; }
-static int cu_supports_op(hs_backend *be, hs_op op) { return op >= 0 && op < HS_OP_COUNT && op != HS_OP_BACKWARD; }
+static int cu_supports_op(hs_backend *be, hs_op op) { return op >= 0 && op < HS_OP_COUNT; }
 
 static hs_status cu_alloc(hs_backend *be, size_t nbytes, void **out, hs_err *err) {
     *out = NULL;
@@ -193,27 +193,34 @@ static hs_status cu_target_logprob(hs_backend *be, const void *logits, const int
     return hs_cuda_target_logprob(hs_cb(be)->stream, hs_cb(be)->dtype, logits, targets, R, V, out, err);
 }
 
-/* The backward ops: not on this backend yet (supports_op says so). */
-static hs_status cu_no_bwd(hs_err *err, const char *op) {
-    return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda backend: %s (the backward ops) is not implemented yet", op);
+static hs_status cu_matmul_bwd(hs_backend *be, const void *dy, const void *w, int64_t M, int N, int K, int accumulate,
+                               void *dx, hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_matmul_bwd(hs_cb(be), dy, w, M, N, K, accumulate, dx, err);
 }
-static hs_status cu_matmul_bwd(hs_backend *, const void *, const void *, int64_t, int, int, int, void *, hs_err *err) {
-    return cu_no_bwd(err, "matmul_bwd");
+
+static hs_status cu_norm_bwd(hs_backend *be, hs_norm_kind kind, const void *x, const void *w, float eps, int64_t rows,
+                             int d, const void *dy, int accumulate, void *dx, hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_norm_bwd(hs_cb(be)->stream, hs_cb(be)->dtype, kind, x, w, eps, rows, d, dy, accumulate, dx, err);
 }
-static hs_status cu_norm_bwd(hs_backend *, hs_norm_kind, const void *, const void *, float, int64_t, int, const void *,
-                             int, void *, hs_err *err) {
-    return cu_no_bwd(err, "norm_bwd");
+
+static hs_status cu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gate, const void *up, const void *d_out,
+                            int64_t n, void *d_gate, void *d_up, hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_act_bwd(hs_cb(be)->stream, hs_cb(be)->dtype, kind, gate, up, d_out, n, d_gate, d_up, err);
 }
-static hs_status cu_act_bwd(hs_backend *, hs_act_kind, const void *, const void *, const void *, int64_t, void *, void *,
-                            hs_err *err) {
-    return cu_no_bwd(err, "act_bwd");
-}
-static hs_status cu_attention_bwd(hs_backend *, const hs_attn_params *, const void *, void *, void *, void *,
+
+static hs_status cu_attention_bwd(hs_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk, void *dv,
                                   hs_err *err) {
-    return cu_no_bwd(err, "attention_bwd");
+    HS_ENTER(be, err);
+    return hs_cuda_attention_bwd(hs_cb(be), p, dz, dq, dk, dv, err);
 }
-static hs_status cu_logprob_grad(hs_backend *, const void *, const int32_t *, int64_t, int, void *, hs_err *err) {
-    return cu_no_bwd(err, "logprob_grad");
+
+static hs_status cu_logprob_grad(hs_backend *be, const void *logits, const int32_t *targets, int64_t R, int V,
+                                 void *dlogits, hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_logprob_grad(hs_cb(be)->stream, hs_cb(be)->dtype, logits, targets, R, V, dlogits, err);
 }
 
 /* Releases whatever init managed to create (every field starts NULL). */
@@ -227,6 +234,7 @@ static void cu_destroy(hs_backend *be) {
     if (c->blas) cublasDestroy(c->blas);
     if (c->rope_inv) (void)cudaFree(c->rope_inv);
     if (c->lse_tmp) (void)cudaFree(c->lse_tmp);
+    if (c->bwd_tmp) (void)cudaFree(c->bwd_tmp);
     if (c->stage) (void)cudaFree(c->stage);
     if (c->workspace) (void)cudaFree(c->workspace);
     if (c->stream) (void)cudaStreamDestroy(c->stream);

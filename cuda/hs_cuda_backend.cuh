@@ -41,6 +41,8 @@ typedef struct {
     float *stage;     /* device f32 staging, HS_CUDA_STAGE_ELEMS */
     float *lse_tmp;   /* lse scratch when a pattern is wanted without lse */
     size_t lse_tmp_bytes;
+    void *bwd_tmp;    /* attention_bwd's row statistics (lse, D) */
+    size_t bwd_tmp_bytes;
     float *rope_inv;  /* [rope_half] inverse frequencies for (rope_theta, rope_dh) */
     float rope_theta;
     int rope_dh;
@@ -92,6 +94,18 @@ hs_status hs_cuda_fill_normal(cudaStream_t st, hs_dtype dt, void *dst, int64_t n
 /* out[r] = logits[r, targets[r]] - logsumexp(logits[r, :]) (NAN for targets < 0). */
 hs_status hs_cuda_target_logprob(cudaStream_t st, hs_dtype dt, const void *logits, const int32_t *targets, int64_t R,
                                  int V, float *out, hs_err *err);
+
+/* ---- hs_kern_backward.cu: the backward ops (contracts in hs_backend.h) ------- */
+hs_status hs_cuda_matmul_bwd(hs_cuda_backend *be, const void *dy, const void *w, int64_t M, int N, int K,
+                             int accumulate, void *dx, hs_err *err);
+hs_status hs_cuda_norm_bwd(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const void *x, const void *w, float eps,
+                           int64_t rows, int d, const void *dy, int accumulate, void *dx, hs_err *err);
+hs_status hs_cuda_act_bwd(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate, const void *up,
+                          const void *dout, int64_t n, void *dgate, void *dup, hs_err *err);
+hs_status hs_cuda_logprob_grad(cudaStream_t st, hs_dtype dt, const void *logits, const int32_t *targets, int64_t R,
+                               int V, void *dlogits, hs_err *err);
+hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk,
+                                void *dv, hs_err *err);
 
 /* ---- hs_gemm.cu ------------------------------------------------------------ */
 hs_status hs_cuda_gemm_init(hs_cuda_backend *be, hs_err *err);

@@ -64,11 +64,7 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
                                   e->name, e->importance.experiment);
             break;
         case HS_CONFIG_EXP_CAPTURE: break;
-        case HS_CONFIG_EXP_HEAD_IMPORTANCE:
-            if (cfg->device.kind != HS_CONFIG_DEVICE_CPU)
-                return unsupported(err, e, "the gradient on the cuda backend (it has no backward ops yet; "
-                                           "run this experiment with device: cpu)");
-            break;
+        case HS_CONFIG_EXP_HEAD_IMPORTANCE: break;
         case HS_CONFIG_EXP_ACTIVATION_PATCHING:
             if (!e->layers.all || !e->heads.all) return unsupported(err, e, "a subset of layers or heads");
             if ((e->metric == HS_CONFIG_METRIC_LOSS) != (e->positions == HS_CONFIG_POSITIONS_ALL) ||

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # gpu-check: one command on the GPU machine. Builds headsweep (Release, CUDA,
 # sm_90) or uses a prebuilt bundle, runs every test binary (the CUDA tests run
-# instead of skipping), compute-sanitizer memcheck over a subset of
-# test_cuda_ops, the benchmarks (fused attention vs naive cuBLAS and vs
+# instead of skipping), compute-sanitizer memcheck over subsets of
+# test_cuda_ops and test_cuda_backward, the benchmarks (fused attention vs naive cuBLAS and vs
 # PyTorch SDPA, Llama-2-7B-shaped forward), and writes a markdown report to
 # bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set).
 #
@@ -192,11 +192,15 @@ fi
 san_md="not run"
 if [ $do_san -eq 1 ] && command -v compute-sanitizer >/dev/null && [ -x "$bindir/test_cuda_ops" ]; then
     san_md=""
-    for filt in 'cuda_ops/attention_*' 'cuda_ops/*_bf16'; do
-        log "compute-sanitizer memcheck: test_cuda_ops --filter $filt"
+    for run in "test_cuda_ops cuda_ops/attention_*" "test_cuda_ops cuda_ops/*_bf16" \
+        "test_cuda_backward cuda_backward/*_f32"; do
+        set -- $run
+        bin=$1 filt=$2
+        [ -x "$bindir/$bin" ] || continue
+        log "compute-sanitizer memcheck: $bin --filter $filt"
         f="$work/memcheck-$(echo "$filt" | tr -c 'A-Za-z0-9' '_').log"
         timeout 240 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 99 \
-            --print-limit 20 "$bindir/test_cuda_ops" -j1 --verbose --filter "$filt" >"$f" 2>&1
+            --print-limit 20 "$bindir/$bin" -j1 --verbose --filter "$filt" >"$f" 2>&1
         rc=$?
         errs=$(grep -aE 'ERROR SUMMARY: [0-9]+' "$f" | grep -aoE '[0-9]+ error' | awk '{s += $1} END {print s + 0}')
         synth=$(grep -ao 'Tested: [0-9]* | Passing: [0-9]* | Failing: [0-9]* | Crashing: [0-9]*' "$f" | tail -1)
@@ -204,7 +208,7 @@ if [ $do_san -eq 1 ] && command -v compute-sanitizer >/dev/null && [ -x "$bindir
         { [ $rc -ne 0 ] || [ "$errs" != 0 ]; } && status=1
         [ $rc -eq 124 ] && verdict="TIMEOUT (240 s), $errs errors so far, $synth"
         log "memcheck $filt: $verdict"
-        san_md+="- \`--filter $filt\`: $verdict"$'\n'
+        san_md+="- \`$bin --filter $filt\`: $verdict"$'\n'
         grep -aE '^========= (Invalid|Program hit|Error|  at )' "$f" | head -20 | sed 's/^/    /' >>"$work/san_detail.txt"
     done
 elif [ $do_san -eq 1 ]; then
@@ -254,7 +258,7 @@ log "report $report"
     echo "## Tests (every tests/test_*.c binary, -j1)"
     echo
     cat "$work/tests.md"
-    echo "## compute-sanitizer memcheck (test_cuda_ops subset)"
+    echo "## compute-sanitizer memcheck (subsets of test_cuda_ops and test_cuda_backward)"
     echo
     echo "$san_md"
     [ -s "$work/san_detail.txt" ] && { echo '```'; cat "$work/san_detail.txt"; echo '```'; }

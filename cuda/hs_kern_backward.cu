@@ -1,0 +1,338 @@
+/* hs_kern_backward: the CUDA backend's backward ops (input gradients only;
+ * contracts in hs_backend.h), for the gradient head importance. Written for
+ * clarity and determinism rather than speed: every reduction is a fixed-order
+ * tree (warp shuffles, or a block tree), no atomics, so a run gives the same
+ * bits every time; the CPU backend (hs_backend_cpu_bwd.c) is the reference
+ * they are tested against. Attention's backward recomputes P from q, k and
+ * the row log-sum-exp (FlashAttention's D_t = sum_s P_ts dP_ts trick) in
+ * three passes: row statistics, dQ by query row, dK and dV by key row. */
+#include "hs_cuda_backend.cuh"
+
+#include <limits.h>
+#include <math.h>
+
+typedef __nv_bfloat16 bf16;
+
+#define HS_BWD_THREADS 256
+
+/* Fixed-order block sum of one value per thread (blockDim.x == HS_BWD_THREADS). */
+__device__ __forceinline__ float hs_bwd_block_sum(float v, float *sh) {
+    const int tid = threadIdx.x;
+    sh[tid] = v;
+    __syncthreads();
+#pragma unroll
+    for (int s = HS_BWD_THREADS / 2; s > 0; s >>= 1) {
+        if (tid < s) sh[tid] += sh[tid + s];
+        __syncthreads();
+    }
+    const float r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+__device__ __forceinline__ float hs_bwd_block_max(float v, float *sh) {
+    const int tid = threadIdx.x;
+    sh[tid] = v;
+    __syncthreads();
+#pragma unroll
+    for (int s = HS_BWD_THREADS / 2; s > 0; s >>= 1) {
+        if (tid < s) sh[tid] = fmaxf(sh[tid], sh[tid + s]);
+        __syncthreads();
+    }
+    const float r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+__device__ __forceinline__ float hs_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* ---- matmul: dx[M,K] (+)= dy[M,N] · w[N,K] ---------------------------------------- */
+
+hs_status hs_cuda_matmul_bwd(hs_cuda_backend *be, const void *dy, const void *w, int64_t M, int N, int K,
+                             int accumulate, void *dx, hs_err *err) {
+    if (M < 0 || N <= 0 || K <= 0)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda matmul_bwd: bad shape M=%lld N=%d K=%d", (long long)M, N, K);
+    if (M == 0) return HS_OK;
+    if (M > INT_MAX) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda matmul_bwd: M=%lld too large", (long long)M);
+    /* column-major: dxᵀ[K,M] = w (K x N, ld K) · dyᵀ (N x M, ld N) */
+    const cudaDataType_t t = be->dtype == HS_DTYPE_F32 ? CUDA_R_32F : CUDA_R_16BF;
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    HS_CUBLAS_CHECK(err, cublasGemmEx(be->blas, CUBLAS_OP_N, CUBLAS_OP_N, K, (int)M, N, &alpha, w, t, K, dy, t, N,
+                                      &beta, dx, t, K, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return HS_OK;
+}
+
+/* ---- norms: one block per row --------------------------------------------------- */
+
+template <typename T>
+__global__ void __launch_bounds__(HS_BWD_THREADS)
+    hs_k_norm_bwd(int layernorm, const T *x, const T *w, float eps, int d, const T *dy, int accumulate, T *dx) {
+    __shared__ float sh[HS_BWD_THREADS];
+    const int64_t r = blockIdx.x;
+    const T *xr = x + r * d, *dyr = dy + r * d;
+    T *dxr = dx + r * d;
+    float mean = 0.0f;
+    if (layernorm) {
+        float s = 0.0f;
+        for (int i = threadIdx.x; i < d; i += HS_BWD_THREADS) s += hs_ld(xr + i);
+        mean = hs_bwd_block_sum(s, sh) / (float)d;
+    }
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < d; i += HS_BWD_THREADS) {
+        const float c = hs_ld(xr + i) - mean;
+        ss += c * c;
+    }
+    const float inv = 1.0f / sqrtf(hs_bwd_block_sum(ss, sh) / (float)d + eps);
+    float gs = 0.0f, gx = 0.0f;
+    for (int i = threadIdx.x; i < d; i += HS_BWD_THREADS) {
+        const float g = hs_ld(dyr + i) * hs_ld(w + i);
+        gs += g;
+        gx += g * (hs_ld(xr + i) - mean) * inv;
+    }
+    const float g_mean = layernorm ? hs_bwd_block_sum(gs, sh) / (float)d : 0.0f;
+    const float gx_mean = hs_bwd_block_sum(gx, sh) / (float)d;
+    for (int i = threadIdx.x; i < d; i += HS_BWD_THREADS) {
+        const float g = hs_ld(dyr + i) * hs_ld(w + i), xh = (hs_ld(xr + i) - mean) * inv;
+        const float v = inv * (g - g_mean - xh * gx_mean);
+        hs_st(dxr + i, accumulate ? hs_ld(dxr + i) + v : v);
+    }
+}
+
+/* ---- activations: elementwise --------------------------------------------------- */
+
+template <typename T>
+__global__ void hs_k_act_bwd(int gelu, const T *gate, const T *up, const T *dout, int64_t n, T *dgate, T *dup) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float d = hs_ld(dout + i);
+        if (gelu) {
+            const float x = hs_ld(up + i), c = 0.7978845608028654f, t = tanhf(c * (x + 0.044715f * x * x * x));
+            hs_st(dup + i, d * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * 0.044715f * x * x)));
+        } else {
+            const float x = hs_ld(gate + i), s = 1.0f / (1.0f + expf(-x));
+            hs_st(dup + i, d * x * s);
+            hs_st(dgate + i, d * hs_ld(up + i) * s * (1.0f + x * (1.0f - s)));
+        }
+    }
+}
+
+/* ---- -log p(target): one block per row ---------------------------------------- */
+
+template <typename T>
+__global__ void __launch_bounds__(HS_BWD_THREADS)
+    hs_k_logprob_grad(const T *logits, const int32_t *targets, int V, T *dl) {
+    __shared__ float sh[HS_BWD_THREADS];
+    const int64_t r = blockIdx.x;
+    const int tg = targets[r];
+    const T *x = logits + r * V;
+    T *g = dl + r * V;
+    if (tg < 0) { /* uniform per block */
+        for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) hs_st(g + i, 0.0f);
+        return;
+    }
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) mx = fmaxf(mx, hs_ld(x + i));
+    mx = hs_bwd_block_max(mx, sh);
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) sum += expf(hs_ld(x + i) - mx);
+    sum = hs_bwd_block_sum(sum, sh); /* every read of x is done: g may alias it */
+    for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) hs_st(g + i, expf(hs_ld(x + i) - mx) / sum - (i == tg));
+}
+
+/* ---- attention ------------------------------------------------------------------- */
+
+#define HS_BWD_WARPS 4
+#define HS_BWD_DPL 4 /* d_head <= 128: four values per lane */
+
+typedef struct {
+    int B, T, H, Hk, d;
+    float scale;
+    const void *q, *k, *v, *dz;
+    const int32_t *mask;
+    void *dq, *dk, *dv;
+    float *lse, *D; /* [B, H, T] */
+} hs_bwd_attn;
+
+template <typename T> __device__ __forceinline__ void hs_bwd_load(const T *p, int d, float (&r)[HS_BWD_DPL]) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int c = 0; c < HS_BWD_DPL; c++) r[c] = lane + 32 * c < d ? hs_ld(p + lane + 32 * c) : 0.0f;
+}
+
+__device__ __forceinline__ float hs_bwd_dot(const float (&a)[HS_BWD_DPL], const float (&b)[HS_BWD_DPL]) {
+    float s = 0.0f;
+#pragma unroll
+    for (int c = 0; c < HS_BWD_DPL; c++) s += a[c] * b[c];
+    return hs_warp_sum(s);
+}
+
+/* Pass 1, a warp per query row (b, h, t): lse_t, then D_t = sum_s P_ts dZ_t·v_s. */
+template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_attn_bwd_rows(hs_bwd_attn a) {
+    const int64_t row = (int64_t)blockIdx.x * HS_BWD_WARPS + (threadIdx.x >> 5);
+    if (row >= (int64_t)a.B * a.H * a.T) return;
+    const int t = (int)(row % a.T), h = (int)(row / a.T % a.H), b = (int)(row / ((int64_t)a.T * a.H));
+    const int hk = h / (a.H / a.Hk);
+    float qv[HS_BWD_DPL], dzv[HS_BWD_DPL], kv[HS_BWD_DPL];
+    hs_bwd_load((const T *)a.q + (((int64_t)b * a.T + t) * a.H + h) * a.d, a.d, qv);
+    hs_bwd_load((const T *)a.dz + (((int64_t)b * a.T + t) * a.H + h) * a.d, a.d, dzv);
+    float m = -INFINITY, l = 0.0f;
+    for (int s = 0; s <= t; s++) {
+        if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
+        hs_bwd_load((const T *)a.k + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
+        const float sc = a.scale * hs_bwd_dot(qv, kv), mn = fmaxf(m, sc);
+        l = l * expf(m - mn) + expf(sc - mn);
+        m = mn;
+    }
+    const float lse = l > 0.0f ? m + logf(l) : -INFINITY;
+    float D = 0.0f;
+    for (int s = 0; s <= t && l > 0.0f; s++) {
+        if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
+        hs_bwd_load((const T *)a.k + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
+        const float p = expf(a.scale * hs_bwd_dot(qv, kv) - lse);
+        hs_bwd_load((const T *)a.v + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
+        D += p * hs_bwd_dot(dzv, kv);
+    }
+    if ((threadIdx.x & 31) == 0) a.lse[row] = lse, a.D[row] = D;
+}
+
+/* Pass 2, a warp per query row: dq_t = scale sum_s P_ts (dP_ts - D_t) k_s. */
+template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_attn_bwd_dq(hs_bwd_attn a) {
+    const int64_t row = (int64_t)blockIdx.x * HS_BWD_WARPS + (threadIdx.x >> 5);
+    if (row >= (int64_t)a.B * a.H * a.T) return;
+    const int t = (int)(row % a.T), h = (int)(row / a.T % a.H), b = (int)(row / ((int64_t)a.T * a.H));
+    const int hk = h / (a.H / a.Hk), lane = threadIdx.x & 31;
+    const int64_t qo = (((int64_t)b * a.T + t) * a.H + h) * a.d;
+    float qv[HS_BWD_DPL], dzv[HS_BWD_DPL], kv[HS_BWD_DPL], vv[HS_BWD_DPL], acc[HS_BWD_DPL] = {};
+    hs_bwd_load((const T *)a.q + qo, a.d, qv);
+    hs_bwd_load((const T *)a.dz + qo, a.d, dzv);
+    const float lse = a.lse[row], D = a.D[row];
+    for (int s = 0; s <= t && lse != -INFINITY; s++) {
+        if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
+        const int64_t ko = (((int64_t)b * a.T + s) * a.Hk + hk) * a.d;
+        hs_bwd_load((const T *)a.k + ko, a.d, kv);
+        hs_bwd_load((const T *)a.v + ko, a.d, vv);
+        const float p = expf(a.scale * hs_bwd_dot(qv, kv) - lse), ds = p * (hs_bwd_dot(dzv, vv) - D);
+#pragma unroll
+        for (int c = 0; c < HS_BWD_DPL; c++) acc[c] += ds * kv[c];
+    }
+#pragma unroll
+    for (int c = 0; c < HS_BWD_DPL; c++)
+        if (lane + 32 * c < a.d) hs_st((T *)a.dq + qo + lane + 32 * c, a.scale * acc[c]);
+}
+
+/* Pass 3, a warp per key row (b, hk, s): over the group's heads and the
+ * queries t >= s that see key s, dv_s = sum P_ts dZ_t, dk_s = scale sum dS_ts q_t. */
+template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_attn_bwd_dkv(hs_bwd_attn a) {
+    const int64_t row = (int64_t)blockIdx.x * HS_BWD_WARPS + (threadIdx.x >> 5);
+    if (row >= (int64_t)a.B * a.Hk * a.T) return;
+    const int s = (int)(row % a.T), hk = (int)(row / a.T % a.Hk), b = (int)(row / ((int64_t)a.T * a.Hk));
+    const int grp = a.H / a.Hk, lane = threadIdx.x & 31;
+    const int64_t ko = (((int64_t)b * a.T + s) * a.Hk + hk) * a.d;
+    float kv[HS_BWD_DPL], vv[HS_BWD_DPL], qv[HS_BWD_DPL], dzv[HS_BWD_DPL], dk[HS_BWD_DPL] = {}, dv[HS_BWD_DPL] = {};
+    hs_bwd_load((const T *)a.k + ko, a.d, kv);
+    hs_bwd_load((const T *)a.v + ko, a.d, vv);
+    const int visible = !a.mask || a.mask[(int64_t)b * a.T + s];
+    for (int h = hk * grp; h < (hk + 1) * grp && visible; h++)
+        for (int t = s; t < a.T; t++) {
+            const int64_t r = ((int64_t)b * a.H + h) * a.T + t;
+            const float lse = a.lse[r];
+            if (lse == -INFINITY) continue;
+            const int64_t qo = (((int64_t)b * a.T + t) * a.H + h) * a.d;
+            hs_bwd_load((const T *)a.q + qo, a.d, qv);
+            hs_bwd_load((const T *)a.dz + qo, a.d, dzv);
+            const float p = expf(a.scale * hs_bwd_dot(qv, kv) - lse), ds = p * (hs_bwd_dot(dzv, vv) - a.D[r]);
+#pragma unroll
+            for (int c = 0; c < HS_BWD_DPL; c++) dv[c] += p * dzv[c], dk[c] += ds * qv[c];
+        }
+#pragma unroll
+    for (int c = 0; c < HS_BWD_DPL; c++)
+        if (lane + 32 * c < a.d) {
+            hs_st((T *)a.dk + ko + lane + 32 * c, a.scale * dk[c]);
+            hs_st((T *)a.dv + ko + lane + 32 * c, dv[c]);
+        }
+}
+
+/* ---- launchers ------------------------------------------------------------------ */
+
+template <typename T>
+static hs_status hs_bwd_launch_norm(cudaStream_t st, int ln, const void *x, const void *w, float eps, int64_t rows,
+                                    int d, const void *dy, int acc, void *dx, hs_err *err) {
+    hs_k_norm_bwd<T><<<(unsigned)rows, HS_BWD_THREADS, 0, st>>>(ln, (const T *)x, (const T *)w, eps, d, (const T *)dy,
+                                                                acc, (T *)dx);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_norm_bwd");
+    return HS_OK;
+}
+
+hs_status hs_cuda_norm_bwd(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const void *x, const void *w, float eps,
+                           int64_t rows, int d, const void *dy, int accumulate, void *dx, hs_err *err) {
+    if (rows <= 0 || d <= 0) return HS_OK;
+    if (rows > 0x7fffffff) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda norm_bwd: %lld rows", (long long)rows);
+    const int ln = kind == HS_NORM_LAYERNORM;
+    return dt == HS_DTYPE_BF16 ? hs_bwd_launch_norm<bf16>(st, ln, x, w, eps, rows, d, dy, accumulate, dx, err)
+                               : hs_bwd_launch_norm<float>(st, ln, x, w, eps, rows, d, dy, accumulate, dx, err);
+}
+
+hs_status hs_cuda_act_bwd(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate, const void *up,
+                          const void *dout, int64_t n, void *dgate, void *dup, hs_err *err) {
+    if (n <= 0) return HS_OK;
+    const int gelu = kind == HS_ACT_GELU_NEW;
+    const unsigned grid = hs_cuda_grid_1d(n, HS_BWD_THREADS);
+    if (dt == HS_DTYPE_BF16)
+        hs_k_act_bwd<bf16><<<grid, HS_BWD_THREADS, 0, st>>>(gelu, (const bf16 *)gate, (const bf16 *)up,
+                                                            (const bf16 *)dout, n, (bf16 *)dgate, (bf16 *)dup);
+    else
+        hs_k_act_bwd<float><<<grid, HS_BWD_THREADS, 0, st>>>(gelu, (const float *)gate, (const float *)up,
+                                                             (const float *)dout, n, (float *)dgate, (float *)dup);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_act_bwd");
+    return HS_OK;
+}
+
+hs_status hs_cuda_logprob_grad(cudaStream_t st, hs_dtype dt, const void *logits, const int32_t *targets, int64_t R,
+                               int V, void *dlogits, hs_err *err) {
+    if (R <= 0) return HS_OK;
+    if (R > 0x7fffffff || V <= 0)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda logprob_grad: %lld rows of %d", (long long)R, V);
+    if (dt == HS_DTYPE_BF16)
+        hs_k_logprob_grad<bf16><<<(unsigned)R, HS_BWD_THREADS, 0, st>>>((const bf16 *)logits, targets, V,
+                                                                        (bf16 *)dlogits);
+    else
+        hs_k_logprob_grad<float><<<(unsigned)R, HS_BWD_THREADS, 0, st>>>((const float *)logits, targets, V,
+                                                                         (float *)dlogits);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_logprob_grad");
+    return HS_OK;
+}
+
+template <typename T> static hs_status hs_bwd_launch_attn(cudaStream_t st, const hs_bwd_attn &a, hs_err *err) {
+    const int64_t q_rows = (int64_t)a.B * a.H * a.T, k_rows = (int64_t)a.B * a.Hk * a.T;
+    const unsigned gq = (unsigned)((q_rows + HS_BWD_WARPS - 1) / HS_BWD_WARPS),
+                   gk = (unsigned)((k_rows + HS_BWD_WARPS - 1) / HS_BWD_WARPS);
+    hs_k_attn_bwd_rows<T><<<gq, HS_BWD_WARPS * 32, 0, st>>>(a);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_attn_bwd_rows");
+    hs_k_attn_bwd_dq<T><<<gq, HS_BWD_WARPS * 32, 0, st>>>(a);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_attn_bwd_dq");
+    hs_k_attn_bwd_dkv<T><<<gk, HS_BWD_WARPS * 32, 0, st>>>(a);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_attn_bwd_dkv");
+    return HS_OK;
+}
+
+hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk,
+                                void *dv, hs_err *err) {
+    if (p->head_scale || p->uniform || p->set_idx)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: edits (head_scale, uniform, SET) are not supported");
+    if (p->B <= 0 || p->T <= 0 || p->H <= 0 || p->H_kv <= 0 || p->H % p->H_kv || p->d_head <= 0)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention_bwd: bad sizes B=%d T=%d H=%d H_kv=%d d_head=%d",
+                          p->B, p->T, p->H, p->H_kv, p->d_head);
+    if (p->d_head > 32 * HS_BWD_DPL)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: d_head %d > %d", p->d_head, 32 * HS_BWD_DPL);
+    const size_t stat = (size_t)p->B * p->H * p->T * sizeof(float);
+    hs_status st = hs_cuda_scratch(&be->bwd_tmp, &be->bwd_tmp_bytes, 2 * stat, err);
+    if (st != HS_OK) return st;
+    hs_bwd_attn a = {p->B, p->T, p->H, p->H_kv, p->d_head, p->scale, p->q, p->k, p->v, dz, p->key_mask,
+                     dq, dk, dv, (float *)be->bwd_tmp, (float *)((char *)be->bwd_tmp + stat)};
+    return be->dtype == HS_DTYPE_BF16 ? hs_bwd_launch_attn<bf16>(be->stream, a, err)
+                                      : hs_bwd_launch_attn<float>(be->stream, a, err);
+}

@@ -1,0 +1,319 @@
+/* test_cuda_backward: the backward ops (gradient head importance) of the
+ * CUDA backend against the CPU reference ops, on seeded random inputs with
+ * poisoned, guard-banded outputs (hs_cuda_harness.h; the f32 rule of
+ * test_cuda_ops). In bf16 mode both sides see the same bf16 inputs and the
+ * "naive" result is the f32 reference rounded to bf16: the kernels accumulate
+ * in f32 and round once, so their error must stay within twice that rounding.
+ * The cuda_backward_cpu tests check the CPU ops themselves against central
+ * finite differences of the forward ops, so they run everywhere. */
+#include "hs_cuda_harness.h"
+
+static void round_bf16(float *x, int64_t n) { hs_test_bf16_round_array(x, n); }
+
+/* got (GPU) against ref (CPU), in the mode's rule. */
+static void expect(H *h, const char *what, const float *got, const float *ref, int64_t n) {
+    if (!h->bf16) {
+        check_f32(h, what, got, ref, n);
+        return;
+    }
+    float *naive = malloc((size_t)(n ? n : 1) * sizeof *naive);
+    memcpy(naive, ref, (size_t)n * sizeof *naive);
+    round_bf16(naive, n);
+    check_bf16(h, what, got, naive, ref, n);
+    free(naive);
+}
+
+/* ---- matmul_bwd --------------------------------------------------------------- */
+
+static void run_matmul_bwd(hs_dtype dt, const char *name) {
+    H h;
+    h_init(&h, dt, name, 2001);
+    const struct { int64_t M; int N, K; } cs[] = {{1, 1, 1}, {37, 300, 64}, {256, 1000, 576}, {9, 4096, 128}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++)
+        for (int acc = 0; acc < 2; acc++) {
+            hs_err err = {0};
+            const int64_t M = cs[ci].M;
+            const int N = cs[ci].N, K = cs[ci].K;
+            char what[96];
+            snprintf(what, sizeof what, "matmul_bwd M=%lld N=%d K=%d accumulate=%d", (long long)M, N, K, acc);
+            float *dy = h_rand(&h, M * N, 0, 1), *w = h_rand(&h, (int64_t)N * K, 0, 0.05f),
+                  *dx0 = h_rand(&h, M * K, 0, 1), *ref = h_zeros(M * K), *got = h_zeros(M * K);
+            void *cdy = put(h.cpu, dy, M * N, 0), *cw = put(h.cpu, w, (int64_t)N * K, 0), *cdx = put(h.cpu, dx0, M * K, 0);
+            ok(h.cpu->ops->matmul_bwd(h.cpu, cdy, cw, M, N, K, acc, cdx, &err), &err, "cpu matmul_bwd");
+            get(h.cpu, ref, cdx, M * K, 0);
+            void *gdy = put(h.gpu, dy, M * N, 0), *gw = put(h.gpu, w, (int64_t)N * K, 0);
+            gbuf out = galloc(&h, M * K, 0, acc ? dx0 : NULL);
+            ok(h.gpu->ops->matmul_bwd(h.gpu, gdy, gw, M, N, K, acc, gptr(&out), &err), &err, what);
+            gread(&h, &out, got, what);
+            expect(&h, what, got, ref, M * K);
+            gfree(&h, &out);
+            h.cpu->ops->free(h.cpu, cdy), h.cpu->ops->free(h.cpu, cw), h.cpu->ops->free(h.cpu, cdx);
+            h.gpu->ops->free(h.gpu, gdy), h.gpu->ops->free(h.gpu, gw);
+            free(dy), free(w), free(dx0), free(ref), free(got);
+        }
+    h_free(&h);
+}
+
+Test(cuda_backward, matmul_bwd_f32) { REQUIRE_GPU(); run_matmul_bwd(HS_DTYPE_F32, "matmul_bwd_f32"); }
+Test(cuda_backward, matmul_bwd_bf16) { REQUIRE_GPU(); run_matmul_bwd(HS_DTYPE_BF16, "matmul_bwd_bf16"); }
+
+/* ---- norm_bwd ----------------------------------------------------------------- */
+
+static void run_norm_bwd(hs_dtype dt, hs_norm_kind kind, const char *name) {
+    H h;
+    h_init(&h, dt, name, 2002);
+    const struct { int64_t rows; int d; } cs[] = {{1, 8}, {33, 576}, {7, 4096}, {300, 64}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++)
+        for (int acc = 0; acc < 2; acc++) {
+            hs_err err = {0};
+            const int64_t R = cs[ci].rows, n = R * cs[ci].d;
+            const int d = cs[ci].d;
+            char what[96];
+            snprintf(what, sizeof what, "norm_bwd rows=%lld d=%d accumulate=%d", (long long)R, d, acc);
+            float *x = h_rand(&h, n, 0.3f, 2), *w = h_rand(&h, d, 1, 0.2f), *dy = h_rand(&h, n, 0, 1),
+                  *dx0 = h_rand(&h, n, 0, 1), *ref = h_zeros(n), *got = h_zeros(n);
+            void *cx = put(h.cpu, x, n, 0), *cw = put(h.cpu, w, d, 0), *cdy = put(h.cpu, dy, n, 0),
+                 *cdx = put(h.cpu, dx0, n, 0);
+            ok(h.cpu->ops->norm_bwd(h.cpu, kind, cx, cw, 1e-5f, R, d, cdy, acc, cdx, &err), &err, "cpu norm_bwd");
+            get(h.cpu, ref, cdx, n, 0);
+            void *gx = put(h.gpu, x, n, 0), *gw = put(h.gpu, w, d, 0), *gdy = put(h.gpu, dy, n, 0);
+            gbuf out = galloc(&h, n, 0, acc ? dx0 : NULL);
+            ok(h.gpu->ops->norm_bwd(h.gpu, kind, gx, gw, 1e-5f, R, d, gdy, acc, gptr(&out), &err), &err, what);
+            gread(&h, &out, got, what);
+            expect(&h, what, got, ref, n);
+            gfree(&h, &out);
+            void *cb[] = {cx, cw, cdy, cdx}, *gb[] = {gx, gw, gdy};
+            for (int i = 0; i < 4; i++) h.cpu->ops->free(h.cpu, cb[i]);
+            for (int i = 0; i < 3; i++) h.gpu->ops->free(h.gpu, gb[i]);
+            free(x), free(w), free(dy), free(dx0), free(ref), free(got);
+        }
+    h_free(&h);
+}
+
+Test(cuda_backward, norm_bwd_layernorm_f32) { REQUIRE_GPU(); run_norm_bwd(HS_DTYPE_F32, HS_NORM_LAYERNORM, "ln_bwd_f32"); }
+Test(cuda_backward, norm_bwd_layernorm_bf16) { REQUIRE_GPU(); run_norm_bwd(HS_DTYPE_BF16, HS_NORM_LAYERNORM, "ln_bwd_bf16"); }
+Test(cuda_backward, norm_bwd_rmsnorm_f32) { REQUIRE_GPU(); run_norm_bwd(HS_DTYPE_F32, HS_NORM_RMSNORM, "rms_bwd_f32"); }
+Test(cuda_backward, norm_bwd_rmsnorm_bf16) { REQUIRE_GPU(); run_norm_bwd(HS_DTYPE_BF16, HS_NORM_RMSNORM, "rms_bwd_bf16"); }
+
+/* ---- act_bwd ------------------------------------------------------------------ */
+
+static void run_act_bwd(hs_dtype dt, hs_act_kind kind, const char *name) {
+    H h;
+    h_init(&h, dt, name, 2003);
+    const int64_t ns[] = {1, 1000, 100003};
+    const int silu = kind == HS_ACT_SILU_GLU;
+    for (size_t ci = 0; ci < sizeof ns / sizeof *ns; ci++) {
+        hs_err err = {0};
+        const int64_t n = ns[ci];
+        char what[64];
+        snprintf(what, sizeof what, "act_bwd n=%lld", (long long)n);
+        float *g = h_rand(&h, n, 0, 3), *u = h_rand(&h, n, 0, 3), *dout = h_rand(&h, n, 0, 1);
+        float *rg = h_zeros(n), *ru = h_zeros(n), *xg = h_zeros(n), *xu = h_zeros(n);
+        void *cg = put(h.cpu, g, n, 0), *cu = put(h.cpu, u, n, 0), *cd = put(h.cpu, dout, n, 0),
+             *cdg = put(h.cpu, rg, n, 0), *cdu = put(h.cpu, ru, n, 0);
+        ok(h.cpu->ops->act_bwd(h.cpu, kind, cg, cu, cd, n, cdg, cdu, &err), &err, "cpu act_bwd");
+        get(h.cpu, ru, cdu, n, 0);
+        if (silu) get(h.cpu, rg, cdg, n, 0);
+        void *gg = put(h.gpu, g, n, 0), *gu = put(h.gpu, u, n, 0), *gd = put(h.gpu, dout, n, 0);
+        gbuf odg = galloc(&h, silu ? n : 0, 0, NULL), odu = galloc(&h, n, 0, NULL);
+        ok(h.gpu->ops->act_bwd(h.gpu, kind, gg, gu, gd, n, silu ? gptr(&odg) : NULL, gptr(&odu), &err), &err, what);
+        gread(&h, &odu, xu, what);
+        expect(&h, "d_up", xu, ru, n);
+        if (silu) {
+            gread(&h, &odg, xg, what);
+            expect(&h, "d_gate", xg, rg, n);
+        }
+        gfree(&h, &odg), gfree(&h, &odu);
+        void *cb[] = {cg, cu, cd, cdg, cdu}, *gb[] = {gg, gu, gd};
+        for (int i = 0; i < 5; i++) h.cpu->ops->free(h.cpu, cb[i]);
+        for (int i = 0; i < 3; i++) h.gpu->ops->free(h.gpu, gb[i]);
+        free(g), free(u), free(dout), free(rg), free(ru), free(xg), free(xu);
+    }
+    h_free(&h);
+}
+
+Test(cuda_backward, act_bwd_gelu_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_GELU_NEW, "gelu_bwd_f32"); }
+Test(cuda_backward, act_bwd_gelu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_BF16, HS_ACT_GELU_NEW, "gelu_bwd_bf16"); }
+Test(cuda_backward, act_bwd_silu_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_SILU_GLU, "silu_bwd_f32"); }
+Test(cuda_backward, act_bwd_silu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_BF16, HS_ACT_SILU_GLU, "silu_bwd_bf16"); }
+
+/* ---- logprob_grad, out of place and in place ------------------------------------ */
+
+static void run_logprob_grad(hs_dtype dt, const char *name) {
+    H h;
+    h_init(&h, dt, name, 2004);
+    const struct { int64_t R; int V; } cs[] = {{1, 1}, {7, 1000}, {33, 49152}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++)
+        for (int in_place = 0; in_place < 2; in_place++) {
+            hs_err err = {0};
+            const int64_t R = cs[ci].R, n = R * cs[ci].V;
+            const int V = cs[ci].V;
+            char what[96];
+            snprintf(what, sizeof what, "logprob_grad R=%lld V=%d in_place=%d", (long long)R, V, in_place);
+            float *x = h_rand(&h, n, 0, 4), *ref = h_zeros(n), *got = h_zeros(n);
+            int32_t *tg = malloc((size_t)R * sizeof *tg);
+            for (int64_t r = 0; r < R; r++) tg[r] = r % 5 == 3 ? -1 : (int32_t)(hs_test_rng_u64(&h.rng) % (uint64_t)V);
+            void *cx = put(h.cpu, x, n, 0), *ct = put(h.cpu, tg, R, 1), *co = put(h.cpu, ref, n, 0);
+            ok(h.cpu->ops->logprob_grad(h.cpu, cx, ct, R, V, co, &err), &err, "cpu logprob_grad");
+            get(h.cpu, ref, co, n, 0);
+            void *gt = put(h.gpu, tg, R, 1), *gx = in_place ? NULL : put(h.gpu, x, n, 0);
+            gbuf out = galloc(&h, n, 0, in_place ? x : NULL);
+            ok(h.gpu->ops->logprob_grad(h.gpu, in_place ? gptr(&out) : gx, gt, R, V, gptr(&out), &err), &err, what);
+            gread(&h, &out, got, what);
+            expect(&h, what, got, ref, n);
+            gfree(&h, &out);
+            h.cpu->ops->free(h.cpu, cx), h.cpu->ops->free(h.cpu, ct), h.cpu->ops->free(h.cpu, co);
+            h.gpu->ops->free(h.gpu, gt), h.gpu->ops->free(h.gpu, gx);
+            free(x), free(ref), free(got), free(tg);
+        }
+    h_free(&h);
+}
+
+Test(cuda_backward, logprob_grad_f32) { REQUIRE_GPU(); run_logprob_grad(HS_DTYPE_F32, "logprob_grad_f32"); }
+Test(cuda_backward, logprob_grad_bf16) { REQUIRE_GPU(); run_logprob_grad(HS_DTYPE_BF16, "logprob_grad_bf16"); }
+
+/* ---- attention_bwd ------------------------------------------------------------- */
+
+typedef struct {
+    int B, T, H, Hk, d, mask; /* mask: 0 none, 1 left padding, 2 holes */
+} bwd_case;
+
+static const bwd_case bwd_cases[] = {
+    {1, 1, 1, 1, 8, 0}, {2, 37, 4, 2, 64, 1}, {1, 129, 6, 3, 128, 2}, {2, 64, 2, 2, 96, 0}, {1, 200, 4, 1, 80, 1},
+};
+
+static int32_t *make_mask(hs_test_rng *rng, const bwd_case *c) {
+    if (!c->mask) return NULL;
+    int32_t *m = malloc((size_t)c->B * c->T * sizeof *m);
+    for (int b = 0; b < c->B; b++)
+        for (int t = 0; t < c->T; t++)
+            m[b * c->T + t] = c->mask == 1 ? t >= (b * 5 + 2) % (c->T / 2 + 1) : hs_test_rng_uniform(rng) >= 0.2f;
+    return m;
+}
+
+static void run_attention_bwd(hs_dtype dt, const char *name) {
+    H h;
+    h_init(&h, dt, name, 2005);
+    for (size_t ci = 0; ci < sizeof bwd_cases / sizeof *bwd_cases; ci++) {
+        hs_err err = {0};
+        const bwd_case *c = &bwd_cases[ci];
+        const int64_t nq = (int64_t)c->B * c->T * c->H * c->d, nk = (int64_t)c->B * c->T * c->Hk * c->d;
+        char what[128];
+        snprintf(what, sizeof what, "attention_bwd B=%d T=%d H=%d H_kv=%d d=%d mask=%d", c->B, c->T, c->H, c->Hk, c->d,
+                 c->mask);
+        float *q = h_rand(&h, nq, 0, 1), *k = h_rand(&h, nk, 0, 1), *v = h_rand(&h, nk, 0, 1), *dz = h_rand(&h, nq, 0, 1);
+        int32_t *mask = make_mask(&h.rng, c);
+        float *rq = h_zeros(nq), *rk = h_zeros(nk), *rv = h_zeros(nk), *gq = h_zeros(nq), *gk = h_zeros(nk),
+              *gv = h_zeros(nk);
+        const float scale = 1.0f / sqrtf((float)c->d);
+        void *cq = put(h.cpu, q, nq, 0), *ck = put(h.cpu, k, nk, 0), *cv = put(h.cpu, v, nk, 0),
+             *cdz = put(h.cpu, dz, nq, 0), *cm = mask ? put(h.cpu, mask, (int64_t)c->B * c->T, 1) : NULL,
+             *cdq = put(h.cpu, rq, nq, 0), *cdk = put(h.cpu, rk, nk, 0), *cdv = put(h.cpu, rv, nk, 0);
+        hs_attn_params p = {.B = c->B, .T = c->T, .H = c->H, .H_kv = c->Hk, .d_head = c->d, .scale = scale,
+                            .q = cq, .k = ck, .v = cv, .key_mask = cm};
+        ok(h.cpu->ops->attention_bwd(h.cpu, &p, cdz, cdq, cdk, cdv, &err), &err, "cpu attention_bwd");
+        get(h.cpu, rq, cdq, nq, 0), get(h.cpu, rk, cdk, nk, 0), get(h.cpu, rv, cdv, nk, 0);
+        void *xq = put(h.gpu, q, nq, 0), *xk = put(h.gpu, k, nk, 0), *xv = put(h.gpu, v, nk, 0),
+             *xdz = put(h.gpu, dz, nq, 0), *xm = mask ? put(h.gpu, mask, (int64_t)c->B * c->T, 1) : NULL;
+        gbuf oq = galloc(&h, nq, 0, NULL), ok_ = galloc(&h, nk, 0, NULL), ov = galloc(&h, nk, 0, NULL);
+        hs_attn_params g = p;
+        g.q = xq, g.k = xk, g.v = xv, g.key_mask = xm;
+        ok(h.gpu->ops->attention_bwd(h.gpu, &g, xdz, gptr(&oq), gptr(&ok_), gptr(&ov), &err), &err, what);
+        gread(&h, &oq, gq, what), gread(&h, &ok_, gk, what), gread(&h, &ov, gv, what);
+        expect(&h, "dq", gq, rq, nq);
+        expect(&h, "dk", gk, rk, nk);
+        expect(&h, "dv", gv, rv, nk);
+        gfree(&h, &oq), gfree(&h, &ok_), gfree(&h, &ov);
+        void *cb[] = {cq, ck, cv, cdz, cm, cdq, cdk, cdv}, *gb[] = {xq, xk, xv, xdz, xm};
+        for (int i = 0; i < 8; i++) h.cpu->ops->free(h.cpu, cb[i]);
+        for (int i = 0; i < 5; i++) h.gpu->ops->free(h.gpu, gb[i]);
+        free(q), free(k), free(v), free(dz), free(mask), free(rq), free(rk), free(rv), free(gq), free(gk), free(gv);
+    }
+    h_free(&h);
+}
+
+Test(cuda_backward, attention_bwd_f32) { REQUIRE_GPU(); run_attention_bwd(HS_DTYPE_F32, "attention_bwd_f32"); }
+Test(cuda_backward, attention_bwd_bf16) { REQUIRE_GPU(); run_attention_bwd(HS_DTYPE_BF16, "attention_bwd_bf16"); }
+
+/* ---- the CPU ops against finite differences (run everywhere) -------------------- */
+
+/* sum(dz * z(q, k, v)) by the CPU forward op, in double. */
+static double attn_objective(hs_backend *be, hs_attn_params p, const float *dz, float *z, int64_t nq) {
+    hs_err err = {0};
+    p.z = z;
+    cr_assert_eq(be->ops->attention(be, &p, &err), HS_OK, "%s", err.msg);
+    double s = 0;
+    for (int64_t i = 0; i < nq; i++) s += (double)dz[i] * z[i];
+    return s;
+}
+
+/* Central differences in f32 (step 1e-2): agreement to ~1e-3 of the gradient's
+ * scale; a wrong term (a missing mask, a transposed product) is off by O(1). */
+Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) {
+    hs_backend *be = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    hs_test_rng rng;
+    hs_test_rng_seed(&rng, 91);
+    const bwd_case c = {2, 9, 4, 2, 8, 1};
+    const int64_t nq = (int64_t)c.B * c.T * c.H * c.d, nk = (int64_t)c.B * c.T * c.Hk * c.d;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *dz = malloc(nq * 4), *z = malloc(nq * 4);
+    float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
+    hs_test_fill_normal(&rng, q, nq, 1), hs_test_fill_normal(&rng, k, nk, 1), hs_test_fill_normal(&rng, v, nk, 1);
+    hs_test_fill_normal(&rng, dz, nq, 1);
+    int32_t *mask = make_mask(&rng, &c);
+    hs_attn_params p = {.B = c.B, .T = c.T, .H = c.H, .H_kv = c.Hk, .d_head = c.d, .scale = 0.35f,
+                        .q = q, .k = k, .v = v, .key_mask = mask};
+    cr_assert_eq(be->ops->attention_bwd(be, &p, dz, dq, dk, dv, &err), HS_OK, "%s", err.msg);
+    float *ins[3] = {q, k, v}, *grads[3] = {dq, dk, dv};
+    const int64_t ns[3] = {nq, nk, nk};
+    const char *names[3] = {"dq", "dk", "dv"};
+    for (int w = 0; w < 3; w++) {
+        const double sc = hs_test_max_abs(grads[w], ns[w]);
+        for (int64_t i = 0; i < ns[w]; i += 3) {
+            const float x0 = ins[w][i], h = 1e-2f;
+            ins[w][i] = x0 + h;
+            const double up = attn_objective(be, p, dz, z, nq);
+            ins[w][i] = x0 - h;
+            const double dn = attn_objective(be, p, dz, z, nq);
+            ins[w][i] = x0;
+            const double fd = (up - dn) / (2.0 * h);
+            cr_assert(fabs(fd - grads[w][i]) <= 2e-3 * sc + 1e-4, "%s[%lld]: op %g, finite difference %g", names[w],
+                      (long long)i, grads[w][i], fd);
+        }
+    }
+    free(q), free(k), free(v), free(dz), free(z), free(dq), free(dk), free(dv), free(mask);
+    hs_backend_free(be);
+}
+
+/* norm_bwd against central differences of the norm op, both kinds. */
+Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {
+    hs_backend *be = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    hs_test_rng rng;
+    hs_test_rng_seed(&rng, 92);
+    enum { R = 3, D = 16 };
+    float x[R * D], w[D], b[D], dy[R * D], dx[R * D], y[R * D];
+    hs_test_fill_normal(&rng, x, R * D, 1), hs_test_fill_normal(&rng, w, D, 1), hs_test_fill_normal(&rng, b, D, 1);
+    hs_test_fill_normal(&rng, dy, R * D, 1);
+    for (int kind = 0; kind < 2; kind++) {
+        const hs_norm_kind nk = kind ? HS_NORM_RMSNORM : HS_NORM_LAYERNORM;
+        cr_assert_eq(be->ops->norm_bwd(be, nk, x, w, 1e-5f, R, D, dy, 0, dx, &err), HS_OK, "%s", err.msg);
+        for (int i = 0; i < R * D; i++) {
+            const float x0 = x[i], h = 1e-2f;
+            double f[2];
+            for (int sgn = 0; sgn < 2; sgn++) {
+                x[i] = x0 + (sgn ? -h : h);
+                cr_assert_eq(be->ops->norm(be, nk, x, w, kind ? NULL : b, 1e-5f, R, D, y, &err), HS_OK);
+                f[sgn] = 0;
+                for (int j = 0; j < R * D; j++) f[sgn] += (double)dy[j] * y[j];
+            }
+            x[i] = x0;
+            const double fd = (f[0] - f[1]) / (2.0 * h);
+            cr_assert(fabs(fd - dx[i]) <= 2e-3 * (1 + fabs(fd)), "%s dx[%d]: op %g, finite difference %g",
+                      kind ? "rmsnorm" : "layernorm", i, dx[i], fd);
+        }
+    }
+    hs_backend_free(be);
+}
