@@ -6,7 +6,7 @@ import argparse, os, time
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM
+from peer_util import load_gguf, prompt_ids
 
 ap = argparse.ArgumentParser()
 ap.add_argument("model")
@@ -16,22 +16,11 @@ ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--metric", default="loss", choices=["loss", "logprob"])
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
-d, f = os.path.split(a.model)
-model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
+model = load_gguf(a.model)
 c = model.config
 L, H = c.num_hidden_layers, c.num_attention_heads
 dh = c.hidden_size // H
-M64 = (1 << 64) - 1
-
-
-def splitmix(i):  # the same ids bench_ablation.c draws
-    z = ((i + 1) * 0x9E3779B97F4A7C15) & M64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-    return z ^ (z >> 31)
-
-
-ids = torch.tensor([splitmix(i) % c.vocab_size for i in range(a.prompts * a.seq)]).view(a.prompts, a.seq)
+ids = prompt_ids(a.prompts, a.seq, c.vocab_size)  # the same ids bench_ablation.c draws
 
 
 def loss_per_prompt():

@@ -13,6 +13,7 @@ import argparse, time
 
 import torch
 import torch.nn.functional as F
+from peer_util import prompt_ids
 from transformers import LlamaConfig, LlamaForCausalLM
 
 ap = argparse.ArgumentParser()
@@ -38,17 +39,7 @@ with torch.device(dev):
     model = LlamaForCausalLM(cfg).to(dtype).eval()
 init_s = time.perf_counter() - t0
 L, H, dh = a.layers, a.heads, a.d_model // a.heads
-M64 = (1 << 64) - 1
-
-
-def splitmix(i):  # the same ids bench_sweep_7b.c draws
-    z = ((i + 1) * 0x9E3779B97F4A7C15) & M64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-    return z ^ (z >> 31)
-
-
-ids = torch.tensor([splitmix(i) % a.vocab for i in range(a.prompts * a.seq)], device=dev).view(a.prompts, a.seq)
+ids = prompt_ids(a.prompts, a.seq, a.vocab, dev)  # the same ids bench_sweep_7b.c draws
 answer = ids[:, 1]
 state = {"layer": -1, "head": -1}
 

@@ -6,6 +6,7 @@
  * they are tested against. Attention's backward recomputes P from q, k and
  * the row log-sum-exp (FlashAttention's D_t = sum_s P_ts dP_ts trick) in
  * three passes: row statistics, dQ by query row, dK and dV by key row. */
+#include "hs_block_reduce.cuh"
 #include "hs_cuda_backend.cuh"
 
 #include <limits.h>
@@ -13,36 +14,7 @@
 
 typedef __nv_bfloat16 bf16;
 
-#define HS_BWD_THREADS 256
-
-/* Fixed-order block sum of one value per thread (blockDim.x == HS_BWD_THREADS). */
-__device__ __forceinline__ float hs_bwd_block_sum(float v, float *sh) {
-    const int tid = threadIdx.x;
-    sh[tid] = v;
-    __syncthreads();
-#pragma unroll
-    for (int s = HS_BWD_THREADS / 2; s > 0; s >>= 1) {
-        if (tid < s) sh[tid] += sh[tid + s];
-        __syncthreads();
-    }
-    const float r = sh[0];
-    __syncthreads();
-    return r;
-}
-
-__device__ __forceinline__ float hs_bwd_block_max(float v, float *sh) {
-    const int tid = threadIdx.x;
-    sh[tid] = v;
-    __syncthreads();
-#pragma unroll
-    for (int s = HS_BWD_THREADS / 2; s > 0; s >>= 1) {
-        if (tid < s) sh[tid] = fmaxf(sh[tid], sh[tid + s]);
-        __syncthreads();
-    }
-    const float r = sh[0];
-    __syncthreads();
-    return r;
-}
+#define HS_BWD_THREADS HS_RED_THREADS
 
 __device__ __forceinline__ float hs_warp_sum(float v) {
 #pragma unroll
@@ -79,22 +51,22 @@ __global__ void __launch_bounds__(HS_BWD_THREADS)
     if (layernorm) {
         float s = 0.0f;
         for (int i = threadIdx.x; i < d; i += HS_BWD_THREADS) s += hs_ld(xr + i);
-        mean = hs_bwd_block_sum(s, sh) / (float)d;
+        mean = hs_block_reduce<false>(s, sh) / (float)d;
     }
     float ss = 0.0f;
     for (int i = threadIdx.x; i < d; i += HS_BWD_THREADS) {
         const float c = hs_ld(xr + i) - mean;
         ss += c * c;
     }
-    const float inv = 1.0f / sqrtf(hs_bwd_block_sum(ss, sh) / (float)d + eps);
+    const float inv = 1.0f / sqrtf(hs_block_reduce<false>(ss, sh) / (float)d + eps);
     float gs = 0.0f, gx = 0.0f;
     for (int i = threadIdx.x; i < d; i += HS_BWD_THREADS) {
         const float g = hs_ld(dyr + i) * hs_ld(w + i);
         gs += g;
         gx += g * (hs_ld(xr + i) - mean) * inv;
     }
-    const float g_mean = layernorm ? hs_bwd_block_sum(gs, sh) / (float)d : 0.0f;
-    const float gx_mean = hs_bwd_block_sum(gx, sh) / (float)d;
+    const float g_mean = layernorm ? hs_block_reduce<false>(gs, sh) / (float)d : 0.0f;
+    const float gx_mean = hs_block_reduce<false>(gx, sh) / (float)d;
     for (int i = threadIdx.x; i < d; i += HS_BWD_THREADS) {
         const float g = hs_ld(dyr + i) * hs_ld(w + i), xh = (hs_ld(xr + i) - mean) * inv;
         const float v = inv * (g - g_mean - xh * gx_mean);
@@ -136,10 +108,10 @@ __global__ void __launch_bounds__(HS_BWD_THREADS)
     }
     float mx = -INFINITY;
     for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) mx = fmaxf(mx, hs_ld(x + i));
-    mx = hs_bwd_block_max(mx, sh);
+    mx = hs_block_reduce<true>(mx, sh);
     float sum = 0.0f;
     for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) sum += expf(hs_ld(x + i) - mx);
-    sum = hs_bwd_block_sum(sum, sh); /* every read of x is done: g may alias it */
+    sum = hs_block_reduce<false>(sum, sh); /* every read of x is done: g may alias it */
     for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) hs_st(g + i, expf(hs_ld(x + i) - mx) / sum - (i == tg));
 }
 
@@ -153,14 +125,21 @@ typedef struct {
     float scale;
     const void *q, *k, *v, *dz;
     const int32_t *mask;
+    const float *hscale; /* [B, H]: z = hscale * P v, so dz acts as hscale * dz; NULL = ones */
     void *dq, *dk, *dv;
     float *lse, *D; /* [B, H, T] */
 } hs_bwd_attn;
 
-template <typename T> __device__ __forceinline__ void hs_bwd_load(const T *p, int d, float (&r)[HS_BWD_DPL]) {
+template <typename T>
+__device__ __forceinline__ void hs_bwd_load(const T *p, int d, float (&r)[HS_BWD_DPL], float mul = 1.0f) {
     const int lane = threadIdx.x & 31;
 #pragma unroll
-    for (int c = 0; c < HS_BWD_DPL; c++) r[c] = lane + 32 * c < d ? hs_ld(p + lane + 32 * c) : 0.0f;
+    for (int c = 0; c < HS_BWD_DPL; c++) r[c] = lane + 32 * c < d ? mul * hs_ld(p + lane + 32 * c) : 0.0f;
+}
+
+/* The head multiplier dz is scaled by (see hs_bwd_attn.hscale). */
+__device__ __forceinline__ float hs_bwd_hs(const hs_bwd_attn &a, int b, int h) {
+    return a.hscale ? a.hscale[b * a.H + h] : 1.0f;
 }
 
 __device__ __forceinline__ float hs_bwd_dot(const float (&a)[HS_BWD_DPL], const float (&b)[HS_BWD_DPL]) {
@@ -178,7 +157,7 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
     const int hk = h / (a.H / a.Hk);
     float qv[HS_BWD_DPL], dzv[HS_BWD_DPL], kv[HS_BWD_DPL];
     hs_bwd_load((const T *)a.q + (((int64_t)b * a.T + t) * a.H + h) * a.d, a.d, qv);
-    hs_bwd_load((const T *)a.dz + (((int64_t)b * a.T + t) * a.H + h) * a.d, a.d, dzv);
+    hs_bwd_load((const T *)a.dz + (((int64_t)b * a.T + t) * a.H + h) * a.d, a.d, dzv, hs_bwd_hs(a, b, h));
     float m = -INFINITY, l = 0.0f;
     for (int s = 0; s <= t; s++) {
         if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
@@ -208,7 +187,7 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
     const int64_t qo = (((int64_t)b * a.T + t) * a.H + h) * a.d;
     float qv[HS_BWD_DPL], dzv[HS_BWD_DPL], kv[HS_BWD_DPL], vv[HS_BWD_DPL], acc[HS_BWD_DPL] = {};
     hs_bwd_load((const T *)a.q + qo, a.d, qv);
-    hs_bwd_load((const T *)a.dz + qo, a.d, dzv);
+    hs_bwd_load((const T *)a.dz + qo, a.d, dzv, hs_bwd_hs(a, b, h));
     const float lse = a.lse[row], D = a.D[row];
     for (int s = 0; s <= t && lse != -INFINITY; s++) {
         if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
@@ -243,7 +222,7 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
             if (lse == -INFINITY) continue;
             const int64_t qo = (((int64_t)b * a.T + t) * a.H + h) * a.d;
             hs_bwd_load((const T *)a.q + qo, a.d, qv);
-            hs_bwd_load((const T *)a.dz + qo, a.d, dzv);
+            hs_bwd_load((const T *)a.dz + qo, a.d, dzv, hs_bwd_hs(a, b, h));
             const float p = expf(a.scale * hs_bwd_dot(qv, kv) - lse), ds = p * (hs_bwd_dot(dzv, vv) - a.D[r]);
 #pragma unroll
             for (int c = 0; c < HS_BWD_DPL; c++) dv[c] += p * dzv[c], dk[c] += ds * qv[c];
@@ -321,8 +300,8 @@ template <typename T> static hs_status hs_bwd_launch_attn(cudaStream_t st, const
 
 hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk,
                                 void *dv, hs_err *err) {
-    if (p->head_scale || p->uniform || p->set_idx)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: edits (head_scale, uniform, SET) are not supported");
+    if (p->uniform || p->set_idx)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: uniform heads and SET edits are not supported");
     if (p->B <= 0 || p->T <= 0 || p->H <= 0 || p->H_kv <= 0 || p->H % p->H_kv || p->d_head <= 0)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention_bwd: bad sizes B=%d T=%d H=%d H_kv=%d d_head=%d",
                           p->B, p->T, p->H, p->H_kv, p->d_head);
@@ -332,7 +311,7 @@ hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, co
     hs_status st = hs_cuda_scratch(&be->bwd_tmp, &be->bwd_tmp_bytes, 2 * stat, err);
     if (st != HS_OK) return st;
     hs_bwd_attn a = {p->B, p->T, p->H, p->H_kv, p->d_head, p->scale, p->q, p->k, p->v, dz, p->key_mask,
-                     dq, dk, dv, (float *)be->bwd_tmp, (float *)((char *)be->bwd_tmp + stat)};
+                     p->head_scale, dq, dk, dv, (float *)be->bwd_tmp, (float *)((char *)be->bwd_tmp + stat)};
     return be->dtype == HS_DTYPE_BF16 ? hs_bwd_launch_attn<bf16>(be->stream, a, err)
                                       : hs_bwd_launch_attn<float>(be->stream, a, err);
 }

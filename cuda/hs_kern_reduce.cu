@@ -2,28 +2,12 @@
  * reads back one float per position instead of a vocabulary-wide row of
  * logits. One block per row; every reduction is a fixed-order tree in f32
  * (the same bits every run, no atomics), max-shifted like the CPU reference. */
+#include "hs_block_reduce.cuh"
 #include "hs_cuda_backend.cuh"
 
 #include <math.h>
 
 typedef __nv_bfloat16 bf16;
-
-#define HS_RED_THREADS 256
-
-/* Fixed-order block reduction of one value per thread (op: max or sum). */
-template <bool MAX> __device__ __forceinline__ float hs_block_reduce(float v, float *sh) {
-    const int tid = threadIdx.x;
-    sh[tid] = v;
-    __syncthreads();
-#pragma unroll
-    for (int s = HS_RED_THREADS / 2; s > 0; s >>= 1) {
-        if (tid < s) sh[tid] = MAX ? fmaxf(sh[tid], sh[tid + s]) : sh[tid] + sh[tid + s];
-        __syncthreads();
-    }
-    const float r = sh[0];
-    __syncthreads(); /* sh is reused by the next reduction */
-    return r;
-}
 
 template <typename T>
 __global__ void __launch_bounds__(HS_RED_THREADS)

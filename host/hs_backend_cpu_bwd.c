@@ -82,8 +82,9 @@ static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq,
     for (int h = hk * grp; h < (hk + 1) * grp; h++) {
         const int64_t qo = ((int64_t)b * T * H + h) * dh;
         const float *q = (const float *)p->q + qo, *dzb = dz + qo;
+        const float hs = p->head_scale ? p->head_scale[b * H + h] : 1.0f; /* z = hs * P v */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, p->scale, q, H * dh, k, Hk * dh, 0.0f, S, T);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, 1.0f, dzb, H * dh, v, Hk * dh, 0.0f, dP, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, hs, dzb, H * dh, v, Hk * dh, 0.0f, dP, T);
         for (int t = 0; t < T; t++) {
             float *s = S + (int64_t)t * T, *dp = dP + (int64_t)t * T;
             float mx = -INFINITY;
@@ -103,14 +104,14 @@ static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, p->scale, dP, T, k, Hk * dh, 0.0f, dq + qo,
                     H * dh);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dh, T, p->scale, dP, T, q, H * dh, beta, dkb, Hk * dh);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dh, T, 1.0f, S, T, dzb, H * dh, beta, dvb, Hk * dh);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, dh, T, hs, S, T, dzb, H * dh, beta, dvb, Hk * dh);
     }
 }
 
 hs_status hs_cpu_attention_bwd(hs_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk, void *dv,
                                hs_err *err) {
-    if (p->head_scale || p->uniform || p->set_idx)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "attention_bwd: edits (head_scale, uniform, SET) are not supported");
+    if (p->uniform || p->set_idx)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "attention_bwd: uniform heads and SET edits are not supported");
     int failed = 0;
 #pragma omp parallel num_threads(hs_cpu_threads(be))
     {

@@ -222,6 +222,11 @@ static hs_status check_references(const hs_cfg_ctx *ctx, hs_cfg_state *s, hs_err
             continue;
         }
         const hs_config_exp_type tj = c->experiments[j].type;
+        if (e->recompute && tj != HS_CONFIG_EXP_HEAD_IMPORTANCE)
+            HS_CFG_FAIL(ctx, s->exp[i][HS_EK_RECOMPUTE], err, HS_ERR_FORMAT,
+                        "experiments[%d].recompute recomputes the gradient importance with the pruned heads masked: "
+                        "importance must name a head_importance experiment ('%s' is a %s)",
+                        i, c->experiments[j].name, hs_config_exp_type_name(tj));
         if (tj != HS_CONFIG_EXP_HEAD_ABLATION && tj != HS_CONFIG_EXP_HEAD_IMPORTANCE &&
             (e->type == HS_CONFIG_EXP_PRUNING_CURVE || tj != HS_CONFIG_EXP_HEAD_SCORES))
             HS_CFG_FAIL(ctx, at, err, HS_ERR_FORMAT,

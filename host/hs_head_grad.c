@@ -3,11 +3,12 @@
  * on the backend and one backward that reruns each layer from it (gradient
  * checkpointing: L + 1 residual streams kept instead of every activation).
  *
- * Backward of layer l, with g = dL/d resid_post[l]:
+ * Backward of layer l, with g = dL/d resid_post[l] and the heads' output
+ * xi_h z_h (xi = the mask, 1 without one):
  *   MLP:  d_hid = g W_down; (d_gate, d_up) = act'; dxn2 = d_up W_up (+ d_gate W_gate);
  *         gm = g + norm2'(resid_mid)ᵀ dxn2                      = dL/d resid_mid[l]
- *   heads: dz = gm W_O; dL/dxi_{l,h} = sum_t z_{t,h} . dz_{t,h}
- *   attention: (dq, dk, dv) = attention'(dz); RoPE' = RoPE at -position;
+ *   heads: dz = gm W_O (the gradient at xi z); dL/dxi_{l,h} = sum_t z_{t,h} . dz_{t,h}
+ *   attention: (dq, dk, dv) = attention'(dz) with head_scale xi; RoPE' = RoPE at -position;
  *         dxn1 = dq W_q + dk W_k + dv W_v; g = gm + norm1'(resid_pre)ᵀ dxn1.
  * Biases do not enter input gradients. */
 #include "headsweep/hs_head_grad.h"
@@ -41,10 +42,12 @@ static hs_status keep_fn(void *user, hs_hook_point p, int layer, hs_tensor *t, h
 /* Buffers of one backward, in backend memory. */
 typedef struct {
     void *res, *mid, *g, *gm, *dxn, *dhid, *dup, *dgate, *dz, *dq, *dk, *dv, *dlog;
+    void *zu;     /* with a mask: the unscaled z of the layer */
+    float *hsc;   /* with a mask: the layer's [B, H] multipliers */
     int32_t *neg_pos, *tg;
 } grad_bufs;
 
-static hs_status bufs_alloc(hs_session *s, int64_t n, grad_bufs *gb, hs_err *err) {
+static hs_status bufs_alloc(hs_session *s, int B, int64_t n, int masked, grad_bufs *gb, hs_err *err) {
     const hs_model_config *c = &s->cfg;
     const int64_t d = c->d_model, f = c->d_mlp, qd = (int64_t)c->n_heads * c->d_head,
                   kd = (int64_t)c->n_kv_heads * c->d_head, es = (int64_t)s->es;
@@ -57,9 +60,11 @@ static hs_status bufs_alloc(hs_session *s, int64_t n, grad_bufs *gb, hs_err *err
         {&gb->gm, n * d * es}, {&gb->dxn, n * d * es}, {&gb->dhid, n * f * es}, {&gb->dup, n * f * es},
         {&gb->dgate, n * f * es}, {&gb->dz, n * qd * es}, {&gb->dq, n * qd * es}, {&gb->dk, n * kd * es},
         {&gb->dv, n * kd * es}, {&gb->dlog, chunk * c->n_vocab * es}, {(void **)&gb->neg_pos, n * 4},
-        {(void **)&gb->tg, n * 4},
+        {(void **)&gb->tg, n * 4}, {&gb->zu, masked ? n * qd * es : 0},
+        {(void **)&gb->hsc, masked ? (int64_t)B * c->n_heads * 4 : 0},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        if (!want[i].bytes) continue;
         hs_status st = s->be->ops->alloc(s->be, (size_t)want[i].bytes, want[i].p, err);
         if (st != HS_OK) return hs_err_prefix(err, "head gradient"), st;
     }
@@ -94,7 +99,9 @@ exit:
 }
 
 /* Reruns layer l from gb->res[l] up to the MLP's inputs: s->q, s->k (rotated),
- * s->v, s->z, gb->mid = resid_mid, s->xn = norm2(resid_mid), s->up, s->gate. */
+ * s->v, s->z (the heads' output, times the mask), gb->mid = resid_mid,
+ * s->xn = norm2(resid_mid), s->up, s->gate; with a mask (ap0->head_scale) also
+ * gb->zu = the unscaled z. */
 static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_attn_params *ap0, grad_bufs *gb,
                              hs_err *err) {
     const hs_backend_ops *o = s->be->ops;
@@ -113,6 +120,12 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
         HS_CHECK(o->rope(s->be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rope_theta, err));
     }
     HS_CHECK(o->attention(s->be, ap0, err));
+    if (ap0->head_scale) { /* the dot products need z itself, also where the mask is 0 */
+        hs_attn_params au = *ap0;
+        au.head_scale = NULL;
+        au.z = gb->zu;
+        HS_CHECK(o->attention(s->be, &au, err));
+    }
     HS_CHECK(o->copy(s->be, gb->mid, x, (size_t)(n * d * es), err));
     HS_CHECK(o->matmul(s->be, s->z, W->wo, W->bo, n, (int)d, H * dh, 1, gb->mid, err));
     HS_CHECK(o->norm(s->be, c->norm, gb->mid, W->ln2_w, W->ln2_b, c->norm_eps, n, (int)d, s->xn, err));
@@ -123,12 +136,12 @@ exit:
 }
 
 /* grad[b, l, h] = sum over the row's positions of z . dz for head h. */
-static hs_status head_dots(hs_session *s, const hs_batch *b, int l, const void *dz, float *zh, float *dzh, float *grad,
-                           hs_err *err) {
+static hs_status head_dots(hs_session *s, const hs_batch *b, int l, const void *z, const void *dz, float *zh, float *dzh,
+                           float *grad, hs_err *err) {
     const hs_model_config *c = &s->cfg;
     const int H = c->n_heads, dh = c->d_head, T = b->T;
     const int64_t m = (int64_t)b->B * T * H * dh;
-    hs_status st = s->be->ops->download_f32(s->be, zh, s->z, m, err);
+    hs_status st = s->be->ops->download_f32(s->be, zh, z, m, err);
     if (st == HS_OK) st = s->be->ops->download_f32(s->be, dzh, dz, m, err);
     if (st != HS_OK) return st;
     for (int r = 0; r < b->B; r++)
@@ -143,7 +156,7 @@ static hs_status head_dots(hs_session *s, const hs_batch *b, int l, const void *
     return HS_OK;
 }
 
-hs_status hs_head_grad(hs_session *s, const hs_batch *b, float *grad, hs_err *err) {
+hs_status hs_head_grad(hs_session *s, const hs_batch *b, const float *head_mask, float *grad, hs_err *err) {
     const hs_backend_ops *o = s->be->ops;
     const hs_model_config *c = &s->cfg;
     if (!o->supports_op(s->be, HS_OP_BACKWARD))
@@ -154,16 +167,21 @@ hs_status hs_head_grad(hs_session *s, const hs_batch *b, float *grad, hs_err *er
     hs_status st = HS_OK;
     grad_bufs gb;
     memset(&gb, 0, sizeof gb);
+    const int BH = b->B * H;
     int32_t *pos = malloc((size_t)n * sizeof *pos);
     float *zh = malloc((size_t)n * H * dh * sizeof(float)), *dzh = malloc((size_t)n * H * dh * sizeof(float));
-    if (!pos || !zh || !dzh) HS_FAIL(err, HS_ERR_OOM, "head gradient: out of memory");
-    HS_CHECK(bufs_alloc(s, n, &gb, err));
+    float *hsc = head_mask ? malloc((size_t)c->n_layers * BH * sizeof(float)) : NULL; /* [L, B, H] */
+    if (!pos || !zh || !dzh || (head_mask && !hsc)) HS_FAIL(err, HS_ERR_OOM, "head gradient: out of memory");
+    for (int64_t i = 0; head_mask && i < (int64_t)c->n_layers * BH; i++)
+        hsc[i] = head_mask[i / BH * H + i % H];
+    HS_CHECK(bufs_alloc(s, b->B, n, head_mask != NULL, &gb, err));
 
     keep_ctx keep = {.s = s, .res = gb.res, .n = n};
     hs_hooks hooks = {.wants = keep_wants, .fn = keep_fn, .user = &keep};
     hs_forward_params fp = hs_forward_default_params();
     fp.logits = HS_LOGITS_NONE;
     fp.hooks = &hooks;
+    fp.head_scale = hsc;
     HS_CHECK(hs_forward(s, b, &fp, NULL, err)); /* also leaves the positions and mask in s->d_pos, s->d_mask */
     HS_CHECK(o->download(s->be, pos, s->d_pos, (size_t)n * sizeof(int32_t), err));
     for (int64_t i = 0; i < n; i++) pos[i] = -pos[i]; /* RoPE at -p is its transpose */
@@ -172,9 +190,10 @@ hs_status hs_head_grad(hs_session *s, const hs_batch *b, float *grad, hs_err *er
     HS_CHECK(grad_of_output(s, b, &gb, err));
     const hs_attn_params ap = {.B = b->B, .T = b->T, .H = H, .H_kv = Hk, .d_head = dh,
                                .scale = 1.0f / sqrtf((float)dh), .q = s->q, .k = s->k, .v = s->v,
-                               .key_mask = b->mask ? s->d_mask : NULL, .z = s->z};
+                               .key_mask = b->mask ? s->d_mask : NULL, .z = s->z, .head_scale = gb.hsc};
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const hs_session_layer *W = &s->layers[l];
+        if (hsc) HS_CHECK(o->upload(s->be, gb.hsc, hsc + (int64_t)l * BH, (size_t)BH * sizeof(float), err));
         HS_CHECK(rerun_layer(s, b, l, &ap, &gb, err));
         /* MLP */
         HS_CHECK(o->matmul_bwd(s->be, gb.g, W->w_down, n, (int)d, f, 0, gb.dhid, err));
@@ -185,7 +204,7 @@ hs_status hs_head_grad(hs_session *s, const hs_batch *b, float *grad, hs_err *er
         HS_CHECK(o->norm_bwd(s->be, c->norm, gb.mid, W->ln2_w, c->norm_eps, n, (int)d, gb.dxn, 1, gb.gm, err));
         /* the heads' mask gradients */
         HS_CHECK(o->matmul_bwd(s->be, gb.gm, W->wo, n, (int)d, H * dh, 0, gb.dz, err));
-        HS_CHECK(head_dots(s, b, l, gb.dz, zh, dzh, grad, err));
+        HS_CHECK(head_dots(s, b, l, hsc ? gb.zu : s->z, gb.dz, zh, dzh, grad, err));
         if (l == 0) break;
         /* attention, back to resid_pre */
         HS_CHECK(o->attention_bwd(s->be, &ap, gb.dz, gb.dq, gb.dk, gb.dv, err));
@@ -202,11 +221,12 @@ hs_status hs_head_grad(hs_session *s, const hs_batch *b, float *grad, hs_err *er
     }
 exit:
     bufs_free(s, &gb);
-    free(pos), free(zh), free(dzh);
+    free(pos), free(zh), free(dzh), free(hsc);
     return st;
 }
 
-hs_status hs_head_grad_per_prompt(hs_session *s, const hs_prompts *pr, int batch_rows, float *out, hs_err *err) {
+hs_status hs_head_grad_per_prompt(hs_session *s, const hs_prompts *pr, const float *head_mask, int batch_rows,
+                                  float *out, hs_err *err) {
     hs_status st = HS_OK;
     const int T = pr->T, R = batch_rows > 0 ? batch_rows : 1;
     const int64_t per = (int64_t)s->cfg.n_layers * s->cfg.n_heads;
@@ -217,7 +237,7 @@ hs_status hs_head_grad_per_prompt(hs_session *s, const hs_prompts *pr, int batch
         const hs_prompts chunk = {.N = B, .T = T, .tokens = pr->tokens + (int64_t)p0 * T, .lengths = pr->lengths + p0};
         hs_prompts_mask_targets(&chunk, NULL, mask, tg);
         const hs_batch b = {.B = B, .T = T, .tokens = chunk.tokens, .mask = mask, .targets = tg};
-        HS_CHECK(hs_head_grad(s, &b, out + (int64_t)p0 * per, err));
+        HS_CHECK(hs_head_grad(s, &b, head_mask, out + (int64_t)p0 * per, err));
     }
 exit:
     free(mask), free(tg);

@@ -39,7 +39,6 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
             if (!e->layers.all || !e->heads.all) return unsupported(err, e, "a subset of layers or heads");
             break;
         case HS_CONFIG_EXP_PRUNING_CURVE:
-            if (e->recompute) return unsupported(err, e, "recompute");
             if (e->importance.experiment && shard_count > 1)
                 return hs_err_set(err, HS_ERR_UNSUPPORTED,
                                   "experiment '%s': importance from experiment '%s' needs every prompt's ablation, which "

@@ -149,8 +149,27 @@ static int by_importance(const void *a, const void *b) {
     return x->idx - y->idx; /* ties: lower index first, deterministic */
 }
 
-/* Pruning masks [steps, L, H]: the least important heads first (Michel et al.). */
-static hs_status pruning_masks(hs_run_ctx *x, int exp, hs_err *err) {
+/* Michel's normalised gradient importance of every prompt at xi = mask. */
+static hs_status grad_importance_at(hs_run_ctx *x, hs_run_worker *w, const float *mask, float *imp, hs_err *err) {
+    const hs_model_config *c = hs_model_get_config(x->model);
+    const int N = x->prompts.N, LH = c->n_layers * c->n_heads;
+    hs_status st = HS_OK;
+    float *g = malloc((size_t)N * LH * sizeof *g);
+    int32_t *tokens = malloc((size_t)N * sizeof *tokens);
+    if (!g || !tokens) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+    HS_CHECK(hs_head_grad_per_prompt(w->session, &x->prompts, mask, x->cfg->batch_size, g, err));
+    for (int i = 0; i < N; i++) tokens[i] = x->prompts.lengths[i] - 1;
+    hs_head_importance(g, tokens, N, c->n_layers, c->n_heads, NULL, imp);
+exit:
+    free(g), free(tokens);
+    return st;
+}
+
+/* Pruning masks [steps, L, H]: the least important heads first (Michel et
+ * al.). With recompute, each step keeps the previous step's pruned heads and
+ * ranks the rest by the gradient importance recomputed over every prompt
+ * with those heads masked. */
+static hs_status pruning_masks(hs_run_ctx *x, int exp, hs_run_worker *w, hs_err *err) {
     const hs_config_experiment *e = &x->cfg->experiments[exp];
     const hs_model_config *c = hs_model_get_config(x->model);
     const int LH = c->n_layers * c->n_heads;
@@ -161,13 +180,20 @@ static hs_status pruning_masks(hs_run_ctx *x, int exp, hs_err *err) {
     ranked *order = malloc((size_t)LH * sizeof *order);
     if (!imp || !order) HS_FAIL(err, HS_ERR_OOM, "out of memory");
     HS_CHECK(load_importance(x, e, imp, LH, err));
-    for (int k = 0; k < LH; k++) order[k] = (ranked){imp, k};
-    qsort(order, (size_t)LH, sizeof *order, by_importance);
     for (int s = 0; s < steps; s++) {
         const int n = (int)floor(fmin(1.0, s * e->step) * LH + 0.5);
         float *mk = masks->data + (int64_t)s * LH;
+        if (e->recompute && s > 1) HS_CHECK(grad_importance_at(x, w, mk - LH, imp, err));
+        if (s <= 1 || e->recompute) { /* rank: pruned heads first (kept pruned), then by importance */
+            for (int k = 0; k < LH; k++) order[k] = (ranked){imp, k};
+            if (s > 1)
+                for (int k = 0; k < LH; k++)
+                    if (mk[k - LH] == 0.0f) imp[k] = -INFINITY;
+            qsort(order, (size_t)LH, sizeof *order, by_importance);
+        }
         for (int k = 0; k < LH; k++) mk[k] = 1.0f;
         for (int k = 0; k < n; k++) mk[order[k].idx] = 0.0f;
+        if (e->recompute && hs_run_should_stop(x, exp)) HS_FAIL(err, HS_ERR_INTERRUPTED, "interrupted");
     }
 exit:
     free(imp), free(order);
@@ -215,7 +241,7 @@ hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, 
     const hs_config_experiment *e = &x->cfg->experiments[exp];
     hs_run_exp *r = &x->exps[exp];
     const hs_model_config *c = hs_model_get_config(x->model);
-    if (e->type == HS_CONFIG_EXP_PRUNING_CURVE) return pruning_masks(x, exp, err);
+    if (e->type == HS_CONFIG_EXP_PRUNING_CURVE) return pruning_masks(x, exp, w, err);
     if (e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION) {
         hs_status st = head_sets(x, exp, err);
         if (st) return st;
@@ -421,7 +447,7 @@ exit:
 static hs_status unit_importance(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
     const hs_run_exp *r = &x->exps[exp];
     const hs_prompts v = view(&x->prompts, i0, n);
-    hs_status st = hs_head_grad_per_prompt(w->session, &v, x->cfg->batch_size, row(r, "grad", i0), err);
+    hs_status st = hs_head_grad_per_prompt(w->session, &v, NULL, x->cfg->batch_size, row(r, "grad", i0), err);
     for (int i = 0; !st && i < n; i++) *row(r, "tokens", i0 + i) = (float)(v.lengths[i] - 1); /* predicted tokens */
     if (!st && hs_run_should_stop(x, exp)) st = hs_err_set(err, HS_ERR_INTERRUPTED, "interrupted");
     return st;

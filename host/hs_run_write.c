@@ -154,6 +154,11 @@ static hs_status write_pruning(const hs_config_experiment *e, const hs_run_exp *
     HS_CHECK(hs_h5_attr_str(g, "masks", "definition", "1 = head kept, 0 = pruned", err));
     HS_CHECK(hs_h5_attr_str(g, NULL, "importance",
                             e->importance.experiment ? e->importance.experiment : e->importance.dataset, err));
+    HS_CHECK(hs_h5_attr_int(g, NULL, "recompute", e->recompute, err));
+    if (e->recompute)
+        HS_CHECK(hs_h5_attr_str(g, "masks", "recompute",
+                                "step s+1 prunes the heads of step s and then the least important of the rest by the "
+                                "gradient importance recomputed over every prompt with step s's heads masked", err));
 exit:
     free(frac), free(metric), free(npruned);
     return st;

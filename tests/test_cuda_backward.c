@@ -199,35 +199,44 @@ static void run_attention_bwd(hs_dtype dt, const char *name) {
         const bwd_case *c = &bwd_cases[ci];
         const int64_t nq = (int64_t)c->B * c->T * c->H * c->d, nk = (int64_t)c->B * c->T * c->Hk * c->d;
         char what[128];
-        snprintf(what, sizeof what, "attention_bwd B=%d T=%d H=%d H_kv=%d d=%d mask=%d", c->B, c->T, c->H, c->Hk, c->d,
-                 c->mask);
+        snprintf(what, sizeof what, "attention_bwd B=%d T=%d H=%d H_kv=%d d=%d mask=%d head_scale=%d", c->B, c->T, c->H,
+                 c->Hk, c->d, c->mask, (int)(ci % 2));
         float *q = h_rand(&h, nq, 0, 1), *k = h_rand(&h, nk, 0, 1), *v = h_rand(&h, nk, 0, 1), *dz = h_rand(&h, nq, 0, 1);
         int32_t *mask = make_mask(&h.rng, c);
+        float *hsc = NULL; /* odd cases: a pruning-style head multiplier (z = hsc * P v) */
+        if (ci % 2) {
+            static const float vals[] = {1.0f, 0.0f, 0.5f, 2.0f, -0.75f};
+            hsc = malloc((size_t)c->B * c->H * sizeof *hsc);
+            for (int i = 0; i < c->B * c->H; i++) hsc[i] = vals[i % 5];
+        }
         float *rq = h_zeros(nq), *rk = h_zeros(nk), *rv = h_zeros(nk), *gq = h_zeros(nq), *gk = h_zeros(nk),
               *gv = h_zeros(nk);
         const float scale = 1.0f / sqrtf((float)c->d);
         void *cq = put(h.cpu, q, nq, 0), *ck = put(h.cpu, k, nk, 0), *cv = put(h.cpu, v, nk, 0),
              *cdz = put(h.cpu, dz, nq, 0), *cm = mask ? put(h.cpu, mask, (int64_t)c->B * c->T, 1) : NULL,
-             *cdq = put(h.cpu, rq, nq, 0), *cdk = put(h.cpu, rk, nk, 0), *cdv = put(h.cpu, rv, nk, 0);
+             *cdq = put(h.cpu, rq, nq, 0), *cdk = put(h.cpu, rk, nk, 0), *cdv = put(h.cpu, rv, nk, 0),
+             *chs = hsc ? put(h.cpu, hsc, (int64_t)c->B * c->H, 1) : NULL;
         hs_attn_params p = {.B = c->B, .T = c->T, .H = c->H, .H_kv = c->Hk, .d_head = c->d, .scale = scale,
-                            .q = cq, .k = ck, .v = cv, .key_mask = cm};
+                            .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs};
         ok(h.cpu->ops->attention_bwd(h.cpu, &p, cdz, cdq, cdk, cdv, &err), &err, "cpu attention_bwd");
         get(h.cpu, rq, cdq, nq, 0), get(h.cpu, rk, cdk, nk, 0), get(h.cpu, rv, cdv, nk, 0);
         void *xq = put(h.gpu, q, nq, 0), *xk = put(h.gpu, k, nk, 0), *xv = put(h.gpu, v, nk, 0),
-             *xdz = put(h.gpu, dz, nq, 0), *xm = mask ? put(h.gpu, mask, (int64_t)c->B * c->T, 1) : NULL;
+             *xdz = put(h.gpu, dz, nq, 0), *xm = mask ? put(h.gpu, mask, (int64_t)c->B * c->T, 1) : NULL,
+             *xhs = hsc ? put(h.gpu, hsc, (int64_t)c->B * c->H, 1) : NULL;
         gbuf oq = galloc(&h, nq, 0, NULL), ok_ = galloc(&h, nk, 0, NULL), ov = galloc(&h, nk, 0, NULL);
         hs_attn_params g = p;
-        g.q = xq, g.k = xk, g.v = xv, g.key_mask = xm;
+        g.q = xq, g.k = xk, g.v = xv, g.key_mask = xm, g.head_scale = xhs;
         ok(h.gpu->ops->attention_bwd(h.gpu, &g, xdz, gptr(&oq), gptr(&ok_), gptr(&ov), &err), &err, what);
         gread(&h, &oq, gq, what), gread(&h, &ok_, gk, what), gread(&h, &ov, gv, what);
         expect(&h, "dq", gq, rq, nq);
         expect(&h, "dk", gk, rk, nk);
         expect(&h, "dv", gv, rv, nk);
         gfree(&h, &oq), gfree(&h, &ok_), gfree(&h, &ov);
-        void *cb[] = {cq, ck, cv, cdz, cm, cdq, cdk, cdv}, *gb[] = {xq, xk, xv, xdz, xm};
-        for (int i = 0; i < 8; i++) h.cpu->ops->free(h.cpu, cb[i]);
-        for (int i = 0; i < 5; i++) h.gpu->ops->free(h.gpu, gb[i]);
+        void *cb[] = {cq, ck, cv, cdz, cm, cdq, cdk, cdv, chs}, *gb[] = {xq, xk, xv, xdz, xm, xhs};
+        for (size_t i = 0; i < sizeof cb / sizeof *cb; i++) h.cpu->ops->free(h.cpu, cb[i]);
+        for (size_t i = 0; i < sizeof gb / sizeof *gb; i++) h.gpu->ops->free(h.gpu, gb[i]);
         free(q), free(k), free(v), free(dz), free(mask), free(rq), free(rk), free(rv), free(gq), free(gk), free(gv);
+        free(hsc);
     }
     h_free(&h);
 }
@@ -247,8 +256,10 @@ static double attn_objective(hs_backend *be, hs_attn_params p, const float *dz, 
     return s;
 }
 
-/* Central differences in f32 (step 1e-2): agreement to ~1e-3 of the gradient's
- * scale; a wrong term (a missing mask, a transposed product) is off by O(1). */
+/* Central differences in f32 (step 1e-2), with key padding, GQA and head
+ * multipliers (a zeroed head among them): agreement to ~1e-3 of the
+ * gradient's scale; a wrong term (a missing mask, a transposed product, the
+ * multiplier left out) is off by O(1). */
 Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) {
     hs_backend *be = NULL;
     hs_err err = {0};
@@ -262,8 +273,9 @@ Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) {
     hs_test_fill_normal(&rng, q, nq, 1), hs_test_fill_normal(&rng, k, nk, 1), hs_test_fill_normal(&rng, v, nk, 1);
     hs_test_fill_normal(&rng, dz, nq, 1);
     int32_t *mask = make_mask(&rng, &c);
+    const float hsc[2 * 4] = {1.0f, 0.0f, 0.5f, -2.0f, 1.5f, 1.0f, 0.25f, 1.0f}; /* [B, H] */
     hs_attn_params p = {.B = c.B, .T = c.T, .H = c.H, .H_kv = c.Hk, .d_head = c.d, .scale = 0.35f,
-                        .q = q, .k = k, .v = v, .key_mask = mask};
+                        .q = q, .k = k, .v = v, .key_mask = mask, .head_scale = hsc};
     cr_assert_eq(be->ops->attention_bwd(be, &p, dz, dq, dk, dv, &err), HS_OK, "%s", err.msg);
     float *ins[3] = {q, k, v}, *grads[3] = {dq, dk, dv};
     const int64_t ns[3] = {nq, nk, nk};

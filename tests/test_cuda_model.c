@@ -200,9 +200,10 @@ Test(cuda_model, llama_gqa_bf16) { REQUIRE_GPU(); fixture_case("llama_gqa", HS_D
 
 /* Gradient head importance (hs_head_grad: the forward, then the backward
  * ops through every layer), CUDA vs CPU, per prompt [B, L, H] of a padded
- * batch. The backward reruns each layer and goes back through it, so the
- * tolerance is the forward's at depth 3L + 2 (forward, rerun, backward;
- * +2: the loss head), in the same normalised-error form. */
+ * batch, at xi = 1 and with a third of the heads pruned. The backward reruns
+ * each layer and goes back through it, so the tolerance is the forward's at
+ * depth 3L + 2 (forward, rerun, backward; +2: the loss head), in the same
+ * normalised-error form. */
 static void grad_case(const char *rel, hs_dtype dt, const char *name) {
     hs_model *m = load_fixture(rel);
     if (dt == HS_DTYPE_BF16) round_model_bf16(m);
@@ -214,26 +215,32 @@ static void grad_case(const char *rel, hs_dtype dt, const char *name) {
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(hs_test_rng_u64(&rng) % (uint64_t)c->n_vocab);
     const hs_prompts pr = {.N = B, .T = T, .tokens = tok, .lengths = len};
     const int64_t n = (int64_t)B * L * c->n_heads;
-    float *g[2];
-    for (int gpu = 0; gpu < 2; gpu++) {
-        hs_err err = {0};
-        hs_backend *be = NULL;
-        hs_session *s = NULL;
-        hs_backend_params p = hs_backend_default_params();
-        p.dtype = dt;
-        if (gpu) ok(hs_backend_cuda_init(&p, &be, &err), &err, "cuda init");
-        else ok(hs_backend_cpu_init(&p, &be, &err), &err, "cpu init");
-        ok(hs_session_init(be, m, B, T, &s, &err), &err, "session");
-        g[gpu] = malloc((size_t)n * sizeof(float));
-        for (int64_t i = 0; i < n; i++) g[gpu][i] = NAN;
-        ok(hs_head_grad_per_prompt(s, &pr, B, g[gpu], &err), &err, gpu ? "cuda head grad" : "cpu head grad");
-        hs_session_free(s);
-        hs_backend_free(be);
+    float *mask = malloc((size_t)L * c->n_heads * sizeof *mask); /* a third of the heads pruned */
+    for (int k = 0; k < L * c->n_heads; k++) mask[k] = k % 3 == 1 ? 0.0f : 1.0f;
+    for (int masked = 0; masked < 2; masked++) {
+        float *g[2];
+        for (int gpu = 0; gpu < 2; gpu++) {
+            hs_err err = {0};
+            hs_backend *be = NULL;
+            hs_session *s = NULL;
+            hs_backend_params p = hs_backend_default_params();
+            p.dtype = dt;
+            if (gpu) ok(hs_backend_cuda_init(&p, &be, &err), &err, "cuda init");
+            else ok(hs_backend_cpu_init(&p, &be, &err), &err, "cpu init");
+            ok(hs_session_init(be, m, B, T, &s, &err), &err, "session");
+            g[gpu] = malloc((size_t)n * sizeof(float));
+            for (int64_t i = 0; i < n; i++) g[gpu][i] = NAN;
+            ok(hs_head_grad_per_prompt(s, &pr, masked ? mask : NULL, B, g[gpu], &err), &err,
+               gpu ? "cuda head grad" : "cpu head grad");
+            hs_session_free(s);
+            hs_backend_free(be);
+        }
+        char why[256];
+        cr_assert(close_enough(g[1], g[0], n, dt == HS_DTYPE_BF16, 3 * L + 2, why, sizeof why),
+                  "%s (masked %d): head gradient: %s", name, masked, why);
+        free(g[0]), free(g[1]);
     }
-    char why[256];
-    cr_assert(close_enough(g[1], g[0], n, dt == HS_DTYPE_BF16, 3 * L + 2, why, sizeof why), "%s: head gradient: %s",
-              name, why);
-    free(g[0]), free(g[1]);
+    free(mask);
     hs_model_free(m);
 }
 

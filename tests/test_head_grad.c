@@ -4,7 +4,9 @@
  * next-token NLL)/d xi per prompt, each prompt alone and unpadded), for
  * GPT-2 (LayerNorm, gelu_new, learned positions), Llama with GQA and with
  * MHA (RMSNorm, SiLU gate, RoPE); batched with right padding and one prompt
- * at a time; plus Michel's normalisation and the refusals. */
+ * at a time; at xi = 1 and at a mask with pruned (0) and halved heads (the
+ * gradient iterative pruning recomputes); plus Michel's normalisation and
+ * the refusals. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -20,7 +22,8 @@ static void against_autograd(const char *model) {
     hs_err err = {0};
     hs_test_load_fixture(model, "importance", &m, &ref);
     const hs_st_tensor *tok = hs_test_ref_tensor(ref, "tokens"), *len = hs_test_ref_tensor(ref, "lengths"),
-                       *want = hs_test_ref_tensor(ref, "grad");
+                       *want = hs_test_ref_tensor(ref, "grad"), *mask = hs_test_ref_tensor(ref, "mask"),
+                       *want_m = hs_test_ref_tensor(ref, "grad_masked");
     const hs_prompts pr = {.N = (int)tok->shape[0], .T = (int)tok->shape[1], .tokens = tok->data, .lengths = len->data};
     const hs_model_config *c = hs_model_get_config(m);
     const int64_t n = (int64_t)pr.N * c->n_layers * c->n_heads;
@@ -29,19 +32,26 @@ static void against_autograd(const char *model) {
     hs_session *s = NULL;
     cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_session_init(be, m, pr.N, pr.T, &s, &err), HS_OK, "%s", err.msg);
-    const double scale = hs_test_max_abs(want->data, n);
-    for (int rows = pr.N; rows >= 1; rows -= pr.N - 1) { /* all prompts padded together, then one by one */
-        float *got = malloc((size_t)n * sizeof(float));
-        for (int64_t i = 0; i < n; i++) got[i] = NAN;
-        cr_assert_eq(hs_head_grad_per_prompt(s, &pr, rows, got, &err), HS_OK, "%s", err.msg);
-        /* f32 forward and backward on both sides, summation orders differ:
-         * 1e-5 of the largest gradient, plus 1e-4 relative */
-        hs_test_cmp cmp = hs_test_compare(got, want->data, n, 1e-5 * scale, 1e-4);
-        cr_assert_eq(cmp.n_bad, 0, "%s rows=%d: %lld of %lld off (first %lld: got %g want %g), max abs %.3g", model,
-                     rows, (long long)cmp.n_bad, (long long)cmp.n, (long long)cmp.first_bad,
-                     (double)got[cmp.first_bad], (double)((const float *)want->data)[cmp.first_bad], cmp.max_abs);
-        cr_log_info("%s rows=%d: max |diff| vs autograd %.2e (max |grad| %.3g)", model, rows, cmp.max_abs, scale);
-        free(got);
+    cr_assert_eq(mask->numel, (int64_t)c->n_layers * c->n_heads);
+    /* at xi = 1, then at a pruning-style mask (zeros, and some 0.5) */
+    for (int masked = 0; masked < 2; masked++) {
+        const float *ref_g = (masked ? want_m : want)->data;
+        const double scale = hs_test_max_abs(ref_g, n);
+        for (int rows = pr.N; rows >= 1; rows -= pr.N - 1) { /* all prompts padded together, then one by one */
+            float *got = malloc((size_t)n * sizeof(float));
+            for (int64_t i = 0; i < n; i++) got[i] = NAN;
+            cr_assert_eq(hs_head_grad_per_prompt(s, &pr, masked ? mask->data : NULL, rows, got, &err), HS_OK, "%s",
+                         err.msg);
+            /* f32 forward and backward on both sides, summation orders differ:
+             * 1e-5 of the largest gradient, plus 1e-4 relative */
+            hs_test_cmp cmp = hs_test_compare(got, ref_g, n, 1e-5 * scale, 1e-4);
+            cr_assert_eq(cmp.n_bad, 0, "%s masked=%d rows=%d: %lld of %lld off (first %lld: got %g want %g), max abs %.3g",
+                         model, masked, rows, (long long)cmp.n_bad, (long long)cmp.n, (long long)cmp.first_bad,
+                         (double)got[cmp.first_bad], (double)ref_g[cmp.first_bad], cmp.max_abs);
+            cr_log_info("%s masked=%d rows=%d: max |diff| vs autograd %.2e (max |grad| %.3g)", model, masked, rows,
+                        cmp.max_abs, scale);
+            free(got);
+        }
     }
     hs_session_free(s);
     hs_backend_free(be);
@@ -78,7 +88,7 @@ Test(head_grad, needs_targets) {
     const int32_t t[4] = {1, 2, 3, 4};
     const hs_batch b = {.B = 1, .T = 4, .tokens = t};
     float out[64];
-    cr_assert_eq(hs_head_grad(s, &b, out, &err), HS_ERR_INVALID_ARG);
+    cr_assert_eq(hs_head_grad(s, &b, NULL, out, &err), HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "targets"), "%s", err.msg);
     hs_session_free(s);
     hs_backend_free(be);

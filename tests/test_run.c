@@ -165,7 +165,9 @@ Test(run, gradient_importance_ranks_a_pruning_curve, .timeout = 300) {
     snprintf(out, sizeof out, "%s/out.h5", dir);
     write_config(cfgp, out,
                  "  - name: michel\n    type: head_importance\n"
-                 "  - name: prune_grad\n    type: pruning_curve\n    importance: michel\n    step: 0.25\n");
+                 "  - name: prune_grad\n    type: pruning_curve\n    importance: michel\n    step: 0.25\n"
+                 "  - name: prune_rc\n    type: pruning_curve\n    importance: michel\n    step: 0.25\n"
+                 "    recompute: true\n");
     hs_config *cfg = load(cfgp);
     hs_err err = {0};
     cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_OK, "%s", err.msg);
@@ -183,7 +185,7 @@ Test(run, gradient_importance_ranks_a_pruning_curve, .timeout = 300) {
     cr_assert_eq(hs_session_init(be, m, 12, pr.T, &s, &err), HS_OK);
     float *grad = malloc((size_t)5 * LH * sizeof(float)), *want = malloc((size_t)LH * sizeof(float));
     int32_t tokens[5];
-    cr_assert_eq(hs_head_grad_per_prompt(s, &pr, 12, grad, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_head_grad_per_prompt(s, &pr, NULL, 12, grad, &err), HS_OK, "%s", err.msg);
     for (int i = 0; i < 5; i++) tokens[i] = pr.lengths[i] - 1;
     hs_head_importance(grad, tokens, 5, L, H, NULL, want);
 
@@ -213,6 +215,33 @@ Test(run, gradient_importance_ranks_a_pruning_curve, .timeout = 300) {
     int pruned = 0;
     for (int k = 0; k < LH; k++) pruned += masks[LH + k] == 0.0f;
     cr_assert_eq(pruned, n1);
+    /* recompute: step 1 as without; then each step keeps the last step's
+     * pruned heads and adds the least important of the rest by the gradient
+     * importance recomputed with those masked */
+    float *rc = read_f32(f, "prune_rc", "masks", NULL), *imp_s = malloc((size_t)LH * sizeof(float));
+    cr_assert(!memcmp(rc, masks, 2 * (size_t)LH * sizeof(float)), "steps 0 and 1 differ from the curve without recompute");
+    for (int st = 2; st < 5; st++) {
+        const float *prev = rc + (int64_t)(st - 1) * LH, *cur = rc + (int64_t)st * LH;
+        cr_assert_eq(hs_head_grad_per_prompt(s, &pr, prev, 12, grad, &err), HS_OK, "%s", err.msg);
+        hs_head_importance(grad, tokens, 5, L, H, NULL, imp_s);
+        float cut_s = -INFINITY;
+        int n_s = 0;
+        for (int k = 0; k < LH; k++) {
+            cr_assert(prev[k] != 0.0f || cur[k] == 0.0f, "step %d: head %d put back", st, k);
+            if (cur[k] == 0.0f && prev[k] != 0.0f && imp_s[k] > cut_s) cut_s = imp_s[k];
+            n_s += cur[k] == 0.0f;
+        }
+        for (int k = 0; k < LH; k++)
+            cr_assert(cur[k] == 0.0f || imp_s[k] >= cut_s, "step %d: head %d (recomputed importance %g) kept over one of %g",
+                      st, k, imp_s[k], cut_s);
+        cr_assert_eq(n_s, (int)floor(fmin(1.0, 0.25 * st) * LH + 0.5), "step %d", st);
+    }
+    hs_h5_group *gr;
+    int64_t rcv = 0;
+    cr_assert_eq(hs_h5_group_open(f, "prune_rc", &gr, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_attr_int(gr, NULL, "recompute", &rcv, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(rcv, 1);
+    free(rc), free(imp_s);
     free(masks), free(fg), free(imp), free(grad), free(want);
     hs_h5_close(f);
     hs_test_check_with_h5py(out);
@@ -258,15 +287,18 @@ Test(run, unimplemented_options_are_refused_up_front) {
     char cfgp[256], out[256];
     snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
     snprintf(out, sizeof out, "%s/out.h5", dir);
-    write_config(cfgp, out, NULL);
+    write_config(cfgp, out, "  - name: sets\n    type: head_set_ablation\n    importance: abl\n    mode: resample\n");
     hs_config *cfg = NULL;
     hs_err err = {0};
-    const char *sets[] = {"experiments.prune.recompute=true"};
-    cr_assert_eq(hs_config_load(cfgp, sets, 1, &cfg, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_config_load(cfgp, NULL, 0, &cfg, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_UNSUPPORTED);
-    cr_assert(strstr(err.msg, "'prune'") && strstr(err.msg, "recompute"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "'sets'") && strstr(err.msg, "ablation mode"), "%s", err.msg);
     cr_assert_neq(access(out, F_OK), 0);
     hs_config_free(cfg);
+    /* recompute needs a gradient importance to recompute: refused at load, naming the key */
+    const char *sets[] = {"experiments.prune.recompute=true"};
+    cr_assert_neq(hs_config_load(cfgp, sets, 1, &cfg, &err), HS_OK);
+    cr_assert(strstr(err.msg, "recompute") && strstr(err.msg, "head_importance"), "%s", err.msg);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);

@@ -132,8 +132,9 @@ typedef struct {
      * d_out * silu(gate), d_gate = d_out * up * silu'(gate). n elements. */
     hs_status (*act_bwd)(hs_backend *be, hs_act_kind kind, const void *gate, const void *up, const void *d_out,
                          int64_t n, void *d_gate, void *d_up, hs_err *err);
-    /* Gradients of z = attention(q, k, v) (p: sizes, q, k, v, key_mask, scale;
-     * no edits) given dz [B, T, H, d_head]: dq [B, T, H, d_head], dk and dv
+    /* Gradients of z = attention(q, k, v) (p: sizes, q, k, v, key_mask, scale,
+     * and head_scale: z = head_scale[b,h] * softmax(.) v; no other edits)
+     * given dz [B, T, H, d_head]: dq [B, T, H, d_head], dk and dv
      * [B, T, H_kv, d_head] (summed over the query heads of a group). Overwrites. */
     hs_status (*attention_bwd)(hs_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk, void *dv,
                                hs_err *err);

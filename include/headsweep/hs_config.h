@@ -191,7 +191,8 @@ typedef struct {
     unsigned scores;            /* head_scores: HS_CONFIG_BIT(hs_config_score) set */
     hs_config_importance importance; /* pruning (required) */
     double step;                /* pruning: fraction of heads per step, (0, 1] (0.1) */
-    int recompute;              /* pruning: recompute importance after each step */
+    int recompute;              /* pruning: recompute the importance (a head_importance) after each
+                                   step with the pruned heads masked */
     unsigned hooks;             /* capture: HS_CONFIG_BIT(hs_config_hook) set ({z, pattern}) */
     hs_config_ints prompts;     /* capture (all) */
     int top_k;                  /* head_set_ablation: heads in each set (10) */

@@ -14,14 +14,16 @@ extern "C" {
 
 /* grad [B, n_layers, n_heads] host f32: d L_b / d xi_{l,h} for every batch
  * row b, where L_b = -sum_t log p(targets[b,t]) over the row's positions with
- * targets >= 0 (a sum, not a mean). Needs batch->targets and a backend with
- * the backward ops (HS_OP_BACKWARD). */
-hs_status hs_head_grad(hs_session *s, const hs_batch *b, float *grad, hs_err *err);
+ * targets >= 0 (a sum, not a mean), at xi = head_mask (host f32 [n_layers,
+ * n_heads], the same for every row; NULL = all ones). A head with mask 0 is
+ * pruned, and its own gradient still says what putting it back would do.
+ * Needs batch->targets and a backend with the backward ops (HS_OP_BACKWARD). */
+hs_status hs_head_grad(hs_session *s, const hs_batch *b, const float *head_mask, float *grad, hs_err *err);
 
 /* The same for right-padded prompts [N, T] (next-token targets over each
  * prompt's length) in batches of batch_rows: out [N, n_layers, n_heads]. */
-hs_status hs_head_grad_per_prompt(hs_session *s, const hs_prompts *prompts, int batch_rows, float *out,
-                                  hs_err *err);
+hs_status hs_head_grad_per_prompt(hs_session *s, const hs_prompts *prompts, const float *head_mask, int batch_rows,
+                                  float *out, hs_err *err);
 
 /* Michel's normalisation of per-prompt gradients grad [N, L, H] with
  * tokens[p] predicted tokens per prompt: raw[l,h] = sum_p |grad[p,l,h]| /

@@ -1,0 +1,28 @@
+"""What the PyTorch peers of the benchmarks share: the prompt ids the C
+benchmarks draw (splitmix64(i) % vocab, so both sides run the same tokens) and
+loading the GGUF checkpoint with transformers."""
+import os
+
+import torch
+
+M64 = (1 << 64) - 1
+
+
+def splitmix(i):
+    z = ((i + 1) * 0x9E3779B97F4A7C15) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def prompt_ids(prompts, seq, vocab, device="cpu"):
+    """[prompts, seq] token ids, identical to the C benchmarks' (bench_*.c)."""
+    return torch.tensor([splitmix(i) % vocab for i in range(prompts * seq)], device=device).view(prompts, seq)
+
+
+def load_gguf(path):
+    """transformers' float32 model from a GGUF file (dequantised), in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    d, f = os.path.split(path)
+    return AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()

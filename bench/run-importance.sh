@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Michel gradient head importance on SmolLM2-135M (CPU), headsweep vs
+# transformers + autograd (PyTorch CPU) in one command, same weights, prompts
+# and threads; the peer also checks headsweep's gradients against autograd's.
+# Writes bench/results/cpu-importance.md. Needs build/ (scripts/setup.sh) and
+# .venv (scripts/setup-python.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${THREADS:-$(nproc)} N=${N:-8} SEQ=${SEQ:-64} REPS=${REPS:-3}
+OUT=bench/results/cpu-importance.md
+PY=${PYTHON:-.venv/bin/python}
+MODEL=$(scripts/fetch-model.sh)
+raw=$(mktemp)
+trap 'rm -f "$raw"' EXIT
+ours=$(build/bench_importance "$MODEL" --prompts "$N" --seq "$SEQ" --threads "$THREADS" --reps "$REPS" --out "$raw")
+peer=$($PY bench/peer_importance.py "$MODEL" --prompts "$N" --seq "$SEQ" --threads "$THREADS" --reps "$REPS" --ours "$raw" 2>/dev/null)
+echo "$ours"; echo "$peer"
+get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
+fast=$(get "$ours" seconds)
+torch=$(get "$peer" seconds)
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+{
+    echo "# CPU gradient head importance (Michel et al.): SmolLM2-135M, 270 heads"
+    echo
+    echo "Command: \`THREADS=$THREADS N=$N SEQ=$SEQ REPS=$REPS bench/run-importance.sh\` ($(date -u +%Y-%m-%d), $cpu, $THREADS threads)."
+    echo "dL/dxi for every head and prompt (L = each prompt's summed next-token NLL, xi a mask on each head's"
+    echo "output), $N prompts x $SEQ token ids (splitmix64, identical on both sides), f32, best of $REPS."
+    echo
+    echo "| way | seconds | vs headsweep |"
+    echo "|---|---|---|"
+    echo "| headsweep: one forward, one backward with layer recompute | $fast | 1.00 |"
+    echo "| transformers + autograd, xi on every o_proj input (PyTorch CPU) | $torch | $(python3 -c "print(f'{$torch/$fast:.2f}x slower')") |"
+    echo
+    echo "Agreement: largest |headsweep - autograd| = $(get "$peer" max_abs_diff) on gradients up to $(get "$peer" max_abs_grad);"
+    echo "most important head (sum over prompts of |grad|): headsweep $(get "$ours" top_head), autograd $(get "$peer" top_head)."
+} | tee "$OUT"
