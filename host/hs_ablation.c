@@ -64,23 +64,6 @@ static hs_status check_params(const hs_model_config *c, const hs_prompts *pr, co
     return HS_OK;
 }
 
-/* The sources of a chunk's resample edits: a forward of its P source prompts
- * (rows src[0..P) of ref) capturing z [P, ref->T, H, d_head] at every layer. */
-static hs_status resample_forward(hs_session *s, const hs_prompts *ref, const int32_t *src, int P, hs_capture *cap,
-                                  int32_t *tok, int32_t *mask, hs_err *err) {
-    const int T = ref->T;
-    for (int i = 0; i < P; i++) {
-        memcpy(tok + (int64_t)i * T, ref->tokens + (int64_t)src[i] * T, (size_t)T * sizeof *tok);
-        for (int t = 0; t < T; t++) mask[(int64_t)i * T + t] = t < ref->lengths[src[i]];
-    }
-    hs_hooks hooks = hs_capture_hooks(cap);
-    hs_forward_params fp = hs_forward_default_params();
-    fp.logits = HS_LOGITS_NONE;
-    fp.hooks = &hooks;
-    hs_batch b = {.B = P, .T = T, .tokens = tok, .mask = mask};
-    return hs_forward(s, &b, &fp, NULL, err);
-}
-
 static int min_int(int a, int b) { return a < b ? a : b; }
 
 int hs_head_ablation_unit(const hs_model *m, const hs_ablation_params *p) {
@@ -139,7 +122,7 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     for (int p0 = 0; p0 < pr->N; p0 += P_max) {
         const int P = pr->N - p0 < P_max ? pr->N - p0 : P_max;
         /* 0. resample: the chunk's source prompts, z captured at every layer */
-        if (resample) HS_CHECK(resample_forward(s, p->resample_ref, p->resample_src + p0, P, rcap, stok, smask, err));
+        if (resample) HS_CHECK(hs_resample_forward(s, p->resample_ref, p->resample_src + p0, P, rcap, stok, smask, err));
         /* 1. the unedited chunk: baseline metric, clean distribution, cached residuals */
         hs_batch cb = {.B = P, .T = T, .tokens = pr->tokens + (int64_t)p0 * T, .mask = mask + (int64_t)p0 * T,
                        .targets = targets + (int64_t)p0 * T};

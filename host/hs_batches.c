@@ -2,6 +2,7 @@
 #include "hs_batches.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "hs_metric.h"
 
@@ -67,4 +68,19 @@ hs_status hs_capture_batches(hs_session *s, hs_capture *c, const hs_prompts *pr,
 exit:
     free(mask);
     return st;
+}
+
+hs_status hs_resample_forward(hs_session *s, const hs_prompts *ref, const int32_t *src, int P, hs_capture *cap,
+                              int32_t *tok, int32_t *mask, hs_err *err) {
+    const int T = ref->T;
+    for (int i = 0; i < P; i++) {
+        memcpy(tok + (int64_t)i * T, ref->tokens + (int64_t)src[i] * T, (size_t)T * sizeof *tok);
+        for (int t = 0; t < T; t++) mask[(int64_t)i * T + t] = t < ref->lengths[src[i]];
+    }
+    hs_hooks hooks = hs_capture_hooks(cap);
+    hs_forward_params fp = hs_forward_default_params();
+    fp.logits = HS_LOGITS_NONE;
+    fp.hooks = &hooks;
+    hs_batch b = {.B = P, .T = T, .tokens = tok, .mask = mask};
+    return hs_forward(s, &b, &fp, NULL, err);
 }

@@ -26,4 +26,10 @@ typedef hs_status (*hs_capture_visit_fn)(void *user, int p0, int B, const hs_cap
 hs_status hs_capture_batches(hs_session *s, hs_capture *c, const hs_prompts *pr, int rows, hs_capture_visit_fn visit,
                              void *user, hs_err *err);
 
+/* The sources of resample edits: a forward of P source prompts (rows
+ * src[0..P) of ref) with cap's hooks attached (z at the layers wanted gives
+ * [P, ref->T, H, d_head]); tok and mask are scratch of P * ref->T. */
+hs_status hs_resample_forward(hs_session *s, const hs_prompts *ref, const int32_t *src, int P, hs_capture *cap,
+                              int32_t *tok, int32_t *mask, hs_err *err);
+
 #endif

@@ -20,17 +20,49 @@ hs_head_set_params hs_head_set_default_params(void) {
 
 /* Every head of the set edited in every row of a batch. */
 typedef struct {
+    hs_session *s;
+    const hs_prompts *pr;
     const hs_head_set_params *p;
     const uint8_t *set;
     int L, H, T, d_head;
-    hs_z_edit *edits; /* [batch_rows * heads in the set] */
+    hs_z_edit *edits; /* [batch_rows * heads in the set (* T with resample)] */
+    hs_capture *cap;  /* resample: the source prompts' z at the set's layers */
+    int32_t *stok, *smask;
 } set_edits;
 
+/* Resample: the batch's source prompts run first; each set head of row r then
+ * takes the source's z at every position both prompts have. */
+static hs_status resample_edits(set_edits *u, int p0, int B, int *ne, hs_err *err) {
+    const hs_prompts *ref = u->p->resample_ref;
+    const int32_t *src = u->p->resample_src + p0;
+    const int Tr = ref->T, H = u->H, dh = u->d_head;
+    hs_status st = hs_resample_forward(u->s, ref, src, B, u->cap, u->stok, u->smask, err);
+    if (st != HS_OK) return st;
+    for (int k = 0; k < u->L * H; k++) {
+        if (!u->set[k]) continue;
+        const float *rz = hs_capture_get(u->cap, HS_HOOK_Z, k / H, NULL); /* [B, Tr, H, dh] */
+        for (int r = 0; r < B; r++) {
+            const int lt = u->pr->lengths[p0 + r], ls = ref->lengths[src[r]], n = lt < ls ? lt : ls;
+            for (int t = 0; t < n; t++)
+                u->edits[(*ne)++] = (hs_z_edit){.row = r, .layer = k / H, .head = k % H, .pos = t,
+                                                .mode = HS_EDIT_SET,
+                                                .src = rz + (((int64_t)r * Tr + t) * H + k % H) * dh};
+        }
+    }
+    return HS_OK;
+}
+
 static hs_status build_edits(void *user, int p0, int B, hs_forward_params *fp, hs_err *err) {
-    const set_edits *u = user;
+    set_edits *u = user;
     const hs_head_set_params *p = u->p;
-    (void)err;
     int ne = 0;
+    if (p->mode == HS_ABLATE_RESAMPLE && u->set) {
+        hs_status st = resample_edits(u, p0, B, &ne, err);
+        if (st != HS_OK) return st;
+        fp->edits = u->edits;
+        fp->n_edits = ne;
+        return HS_OK;
+    }
     for (int r = 0; r < B; r++)
         for (int k = 0; u->set && k < u->L * u->H; k++) {
             if (!u->set[k]) continue;
@@ -55,9 +87,16 @@ hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts 
     hs_status st = HS_OK;
     const hs_model_config *c = hs_model_get_config(m);
     const int L = c->n_layers, H = c->n_heads, R = p->batch_rows;
-    if (R < 1 || p->mode < 0 || p->mode >= HS_ABLATE_COUNT || p->mode == HS_ABLATE_RESAMPLE ||
-        (p->mode == HS_ABLATE_MEAN && !p->mean_z) || (p->second_half && p->metric != HS_METRIC_LOSS))
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: bad parameters (batch_rows, mode, mean_z or second_half)");
+    const int resample = p->mode == HS_ABLATE_RESAMPLE;
+    if (R < 1 || p->mode < 0 || p->mode >= HS_ABLATE_COUNT || (p->mode == HS_ABLATE_MEAN && !p->mean_z) ||
+        (resample && (!p->resample_ref || !p->resample_src || p->resample_ref->N < 1)) ||
+        (p->second_half && p->metric != HS_METRIC_LOSS))
+        return hs_err_set(err, HS_ERR_INVALID_ARG,
+                          "head sets: bad parameters (batch_rows, mode, mean_z, resample_ref/src or second_half)");
+    for (int i = 0; resample && i < pr->N; i++)
+        if (p->resample_src[i] < 0 || p->resample_src[i] >= p->resample_ref->N)
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: prompt %d has resample source %d outside [0, %d)", i,
+                              p->resample_src[i], p->resample_ref->N);
     for (int i = 0; p->mean_template && i < pr->N; i++)
         if (p->mean_template[i] < 0 || p->mean_template[i] >= p->n_templates)
             return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: prompt %d has template %d outside [0, %d)", i,
@@ -70,10 +109,24 @@ hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts 
                               pr->lengths[i]);
     int n_set = 0;
     for (int k = 0; set && k < L * H; k++) n_set += set[k] != 0;
-    set_edits u = {.p = p, .set = set, .L = L, .H = H, .T = pr->T, .d_head = c->d_head};
-    u.edits = malloc((size_t)(R * n_set > 0 ? R * n_set : 1) * sizeof *u.edits);
-    if (!u.edits) return hs_err_set(err, HS_ERR_OOM, "head sets: out of memory");
-    st = hs_metric_per_prompt_edited(s, m, pr, p->metric, p->second_half, R, build_edits, &u, out, err);
-    free(u.edits);
+    set_edits u = {.s = s, .pr = pr, .p = p, .set = set, .L = L, .H = H, .T = pr->T, .d_head = c->d_head};
+    const int64_t per_row = (int64_t)n_set * (resample ? pr->T : 1), Tr = resample ? p->resample_ref->T : 0;
+    u.edits = malloc((size_t)(R * per_row > 0 ? R * per_row : 1) * sizeof *u.edits);
+    if (resample && n_set) {
+        u.stok = malloc((size_t)R * Tr * sizeof *u.stok);
+        u.smask = malloc((size_t)R * Tr * sizeof *u.smask);
+        if (u.stok && u.smask && (st = hs_capture_init(hs_session_backend(s), &u.cap, err)) == HS_OK)
+            for (int l = 0; l < L && st == HS_OK; l++) /* only the layers the set edits */
+                for (int h = 0; h < H; h++)
+                    if (set[l * H + h]) {
+                        st = hs_capture_want(u.cap, HS_HOOK_Z, l, err);
+                        break;
+                    }
+    }
+    if (st == HS_OK && (!u.edits || (resample && n_set && (!u.stok || !u.smask))))
+        st = hs_err_set(err, HS_ERR_OOM, "head sets: out of memory");
+    if (st == HS_OK) st = hs_metric_per_prompt_edited(s, m, pr, p->metric, p->second_half, R, build_edits, &u, out, err);
+    hs_capture_free(u.cap);
+    free(u.edits), free(u.stok), free(u.smask);
     return st;
 }

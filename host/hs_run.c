@@ -50,8 +50,6 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
                 return unsupported(err, e, "these metric positions");
             break;
         case HS_CONFIG_EXP_HEAD_SET_ABLATION:
-            if (e->mode == HS_CONFIG_MODE_RESAMPLE || e->mode == HS_CONFIG_MODE_PATCH)
-                return unsupported(err, e, "this ablation mode");
             if ((e->metric == HS_CONFIG_METRIC_LOSS) !=
                     (e->positions == HS_CONFIG_POSITIONS_ALL || e->positions == HS_CONFIG_POSITIONS_SECOND_HALF) ||
                 e->positions == HS_CONFIG_POSITIONS_ANSWER)

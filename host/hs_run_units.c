@@ -428,6 +428,7 @@ static hs_status unit_sets(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int
     if (r->n_templates) p.mean_template = x->data->template_id + i0, p.n_templates = r->n_templates;
     p.second_half = e->positions == HS_CONFIG_POSITIONS_SECOND_HALF;
     p.batch_rows = x->cfg->batch_size;
+    if (r->resample_src) p.resample_ref = &r->source, p.resample_src = r->resample_src + i0; /* resample, patch */
     hs_status st = HS_OK;
     float *val = malloc((size_t)n * sizeof *val);
     uint8_t *set = malloc((size_t)LH);

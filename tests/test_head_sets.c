@@ -120,7 +120,9 @@ Test(head_sets, the_experiment_writes_each_sets_metric, .timeout = 120) {
             "dataset:\n  generator: induction\n  n: 10\n  seq_len: 6\n  token_min: 3\n  token_max: 300\n"
             "experiments:\n  - name: scores\n    type: head_scores\n    scores: [previous_token, olsson_induction]\n"
             "  - name: sets\n    type: head_set_ablation\n    importance: scores/olsson_induction\n    top_k: 3\n    random_sets: 4\n"
-            "    mode: zero\n",
+            "    mode: zero\n"
+            "  - name: sets_rs\n    type: head_set_ablation\n    importance: scores/olsson_induction\n    top_k: 3\n"
+            "    random_sets: 0\n    mode: resample\n",
             model, out);
     fclose(fc);
     hs_err err = {0};
@@ -171,6 +173,25 @@ Test(head_sets, the_experiment_writes_each_sets_metric, .timeout = 120) {
         cr_assert_eq(hs_head_set_metric(f.s, f.m, &f.pr, &p, set, ref, &err), HS_OK, "%s", err.msg);
         for (int i = 0; i < 10; i++) cr_assert_float_eq(mp[i * 5 + s], ref[i], 1e-5, "set %d prompt %d", s, i);
     }
+    /* the resample experiment: the top set with z from the run's seeded sources */
+    float *mrs = NULL;
+    hs_h5_shape rs;
+    cr_assert_eq(hs_h5_group_open(h, "sets_rs", &g, &err), HS_OK);
+    cr_assert_eq(hs_h5_read_f32(g, "metric_per_prompt", &mrs, &rs, &err), HS_OK, "%s", err.msg);
+    cr_assert(rs.ndim == 2 && rs.dims[0] == 10 && rs.dims[1] == 1);
+    int32_t src[10];
+    uint8_t top[256];
+    float ref[10];
+    for (int k = 0; k < LH; k++) top[k] = sets[k] != 0;
+    cr_assert_eq(hs_ablation_resample_sources(7, 10, 0, 10, src, &err), HS_OK, "%s", err.msg);
+    hs_head_set_params p = hs_head_set_default_params();
+    p.batch_rows = 8;
+    p.mode = HS_ABLATE_RESAMPLE;
+    p.resample_ref = &f.pr;
+    p.resample_src = src;
+    cr_assert_eq(hs_head_set_metric(f.s, f.m, &f.pr, &p, top, ref, &err), HS_OK, "%s", err.msg);
+    for (int i = 0; i < 10; i++) cr_assert_float_eq(mrs[i], ref[i], 1e-5, "resample top set, prompt %d", i);
+    free(mrs);
     teardown(&f);
     free(sets), free(mp), free(score);
     hs_h5_close(h);
@@ -218,5 +239,55 @@ Test(head_sets, template_means_match_the_single_head_sweep) {
     cr_assert_eq(hs_head_set_metric(f.s, f.m, &f.pr, &p, NULL, got, &err), HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "prompt 1 has template 2"), "%s", err.msg);
     free(means), free(delta);
+    teardown(&f);
+}
+
+/* Resample (and patch, a resample with fixed sources): a one-head set equals
+ * the single-head resample sweep's ablated metric, prompt by prompt, with
+ * sources shorter and longer than their targets (the induction prompts are
+ * cut to different lengths); a bad source is refused. */
+Test(head_sets, resample_matches_the_single_head_sweep) {
+    fixture f;
+    setup(&f, 7);
+    const hs_model_config *c = hs_model_get_config(f.m);
+    const int L = c->n_layers, H = c->n_heads, N = f.pr.N;
+    int32_t len[8], src[8];
+    for (int i = 0; i < N; i++) len[i] = f.pr.T - (i * 3) % 6; /* uneven lengths */
+    hs_prompts pr = f.pr;
+    pr.lengths = len;
+    hs_err err = {0};
+    cr_assert_eq(hs_ablation_resample_sources(11, N, 0, N, src, &err), HS_OK, "%s", err.msg);
+    hs_ablation_params ap = hs_ablation_default_params();
+    ap.mode = HS_ABLATE_RESAMPLE;
+    ap.resample_ref = &pr;
+    ap.resample_src = src;
+    ap.batch_rows = 8;
+    float base[8], *delta = malloc((size_t)N * L * H * sizeof(float));
+    cr_assert_eq(hs_head_ablation(f.s, f.m, &pr, &ap, base, delta, &err), HS_OK, "%s", err.msg);
+    hs_head_set_params p = hs_head_set_default_params();
+    p.mode = HS_ABLATE_RESAMPLE;
+    p.resample_ref = &pr;
+    p.resample_src = src;
+    p.batch_rows = 3; /* batches that do not line up with the sweep's chunks */
+    for (int k = 1; k < L * H; k += 4) {
+        uint8_t set[256] = {0};
+        float got[8];
+        set[k] = 1;
+        cr_assert_eq(hs_head_set_metric(f.s, f.m, &pr, &p, set, got, &err), HS_OK, "%s", err.msg);
+        for (int i = 0; i < N; i++)
+            cr_assert_float_eq(got[i], base[i] + delta[(int64_t)i * L * H + k], 1e-5, "head %d prompt %d", k, i);
+    }
+    /* a two-head set differs from the unedited model (the edits land) */
+    uint8_t two[256] = {0};
+    two[0] = two[L * H - 1] = 1;
+    float got2[8];
+    cr_assert_eq(hs_head_set_metric(f.s, f.m, &pr, &p, two, got2, &err), HS_OK, "%s", err.msg);
+    int moved = 0;
+    for (int i = 0; i < N; i++) moved |= fabsf(got2[i] - base[i]) > 1e-6f;
+    cr_assert(moved, "resampling two heads changed no prompt's loss");
+    src[2] = N;
+    cr_assert_eq(hs_head_set_metric(f.s, f.m, &pr, &p, two, got2, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "prompt 2 has resample source"), "%s", err.msg);
+    free(delta);
     teardown(&f);
 }

@@ -287,12 +287,12 @@ Test(run, unimplemented_options_are_refused_up_front) {
     char cfgp[256], out[256];
     snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
     snprintf(out, sizeof out, "%s/out.h5", dir);
-    write_config(cfgp, out, "  - name: sets\n    type: head_set_ablation\n    importance: abl\n    mode: resample\n");
+    write_config(cfgp, out, "  - name: few\n    type: head_scores\n    layers: [1]\n");
     hs_config *cfg = NULL;
     hs_err err = {0};
     cr_assert_eq(hs_config_load(cfgp, NULL, 0, &cfg, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_UNSUPPORTED);
-    cr_assert(strstr(err.msg, "'sets'") && strstr(err.msg, "ablation mode"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "'few'") && strstr(err.msg, "subset of layers"), "%s", err.msg);
     cr_assert_neq(access(out, F_OK), 0);
     hs_config_free(cfg);
     /* recompute needs a gradient importance to recompute: refused at load, naming the key */

@@ -13,13 +13,19 @@ extern "C" {
 
 typedef struct {
     hs_metric metric;
-    hs_ablate_mode mode; /* HS_ABLATE_ZERO, _SCALE, _MEAN or _UNIFORM */
+    hs_ablate_mode mode; /* HS_ABLATE_ZERO, _SCALE, _MEAN, _UNIFORM or _RESAMPLE */
     float scale;         /* HS_ABLATE_SCALE */
     const float *mean_z; /* HS_ABLATE_MEAN: [L, H, T, d_head] from hs_ablation_mean_z (required), or
                             with mean_template [n_templates, L, H, T, d_head] from
                             hs_ablation_mean_z_template */
     const int32_t *mean_template; /* the template of each prompt of this call, or NULL */
     int n_templates;
+    /* HS_ABLATE_RESAMPLE (resample or patch): every head of the set takes, at
+     * each position both prompts have, the z of prompt resample_src[i] of
+     * resample_ref (hs_ablation_params has the same pair); later positions
+     * keep their own z. */
+    const hs_prompts *resample_ref;
+    const int32_t *resample_src;
     /* HS_METRIC_LOSS only: average the next-token loss over the second copy
      * of [BOS] x1..xn x1..xn prompts, the tokens x2..xn an induction head can
      * predict (positions n+1 .. 2n-1 predicting n+2 .. 2n), instead of every position. */
