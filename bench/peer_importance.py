@@ -58,5 +58,6 @@ line = f"impl=transformers_autograd heads={L * H} prompts={a.prompts} seq={a.seq
 if a.ours:
     ours = torch.from_numpy(np.fromfile(a.ours, dtype=np.float32).reshape(a.prompts, L, H))
     diff = (ours - g).abs().max().item()
-    line += f" max_abs_diff={diff:.3g} max_abs_grad={g.abs().max().item():.3g}"
+    rel = ((ours - g).norm() / g.norm()).item()
+    line += f" max_abs_diff={diff:.3g} max_abs_grad={g.abs().max().item():.3g} rel_l2={rel:.3g}"
 print(line)

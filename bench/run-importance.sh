@@ -31,6 +31,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
     echo "| headsweep: one forward, one backward with layer recompute | $fast | 1.00 |"
     echo "| transformers + autograd, xi on every o_proj input (PyTorch CPU) | $torch | $(python3 -c "print(f'{$torch/$fast:.2f}x slower')") |"
     echo
-    echo "Agreement: largest |headsweep - autograd| = $(get "$peer" max_abs_diff) on gradients up to $(get "$peer" max_abs_grad);"
+    echo "Agreement: largest |headsweep - autograd| = $(get "$peer" max_abs_diff) on gradients up to $(get "$peer" max_abs_grad),"
+    echo "||headsweep - autograd|| / ||autograd|| = $(get "$peer" rel_l2) (f32 both; the weights are the GGUF's Q4_1 dequantised by each side);"
     echo "most important head (sum over prompts of |grad|): headsweep $(get "$ours" top_head), autograd $(get "$peer" top_head)."
 } | tee "$OUT"

@@ -1,12 +1,14 @@
 /* hs_backend_cpu_bwd: the CPU backend's backward ops (input gradients only),
- * the reference the other backends are held to. Reductions accumulate in
- * double: these gradients are compared with PyTorch autograd to ~1e-5. */
+ * the reference the other backends are held to. Sums over a row accumulate
+ * in double (these gradients are compared with PyTorch autograd to ~1e-5);
+ * elementwise math is f32, as in the forward ops, so it vectorises. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hs_backend_cpu_internal.h"
+#include "hs_simd.h"
 
 hs_status hs_cpu_matmul_bwd(hs_backend *be, const void *dy, const void *w, int64_t M, int N, int K, int accumulate,
                             void *dx, hs_err *err) {
@@ -51,21 +53,25 @@ hs_status hs_cpu_norm_bwd(hs_backend *be, hs_norm_kind kind, const void *xv, con
     return HS_OK;
 }
 
+HS_SIMD_CLONES
 hs_status hs_cpu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gv, const void *uv, const void *dov, int64_t n,
                          void *dgv, void *duv, hs_err *err) {
     (void)err;
     const float *g = gv, *u = uv, *dout = dov;
     float *dg = dgv, *du = duv;
-#pragma omp parallel for num_threads(hs_cpu_threads(be)) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        if (kind == HS_ACT_GELU_NEW) {
-            const double x = u[i], c = 0.7978845608028654, t = tanh(c * (x + 0.044715 * x * x * x));
-            du[i] = (float)(dout[i] * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x)));
-        } else {
-            const double x = g[i], s = 1.0 / (1.0 + exp(-x));
-            du[i] = (float)(dout[i] * x * s);
-            dg[i] = (float)(dout[i] * u[i] * s * (1.0 + x * (1.0 - s)));
+    if (kind == HS_ACT_GELU_NEW) {
+#pragma omp parallel for simd num_threads(hs_cpu_threads(be)) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) {
+            const float x = u[i], c = 0.7978845608028654f, t = tanhf(c * (x + 0.044715f * x * x * x));
+            du[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * 0.044715f * x * x));
         }
+        return HS_OK;
+    }
+#pragma omp parallel for simd num_threads(hs_cpu_threads(be)) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i], s = 1.0f / (1.0f + expf(-x));
+        du[i] = dout[i] * x * s;
+        dg[i] = dout[i] * u[i] * s * (1.0f + x * (1.0f - s));
     }
     return HS_OK;
 }
@@ -93,9 +99,12 @@ static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq,
                 if (s[j] > mx) mx = s[j];
             }
             double sum = 0, pdp = 0;
-            for (int j = 0; j < T; j++) sum += s[j] == -INFINITY ? 0.0 : exp((double)s[j] - mx);
             for (int j = 0; j < T; j++) {
-                s[j] = (mx == -INFINITY || s[j] == -INFINITY) ? 0.0f : (float)(exp((double)s[j] - mx) / sum);
+                s[j] = (mx == -INFINITY || s[j] == -INFINITY) ? 0.0f : expf(s[j] - mx);
+                sum += s[j];
+            }
+            for (int j = 0; j < T; j++) {
+                s[j] = sum > 0 ? (float)(s[j] / sum) : 0.0f;
                 pdp += (double)s[j] * dp[j];
             }
             for (int j = 0; j < T; j++) dp[j] = (float)(s[j] * (dp[j] - pdp)); /* dS */
@@ -146,8 +155,14 @@ hs_status hs_cpu_logprob_grad(hs_backend *be, const void *lv, const int32_t *tg,
         float mx = x[0];
         for (int i = 1; i < V; i++) mx = x[i] > mx ? x[i] : mx;
         double sum = 0;
-        for (int i = 0; i < V; i++) sum += exp((double)x[i] - mx);
-        for (int i = 0; i < V; i++) g[i] = (float)(exp((double)x[i] - mx) / sum);
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < V; i++) { /* g may alias x: each element is read before it is written */
+            g[i] = expf(x[i] - mx);
+            sum += g[i];
+        }
+        const float inv = (float)(1.0 / sum);
+#pragma omp simd
+        for (int i = 0; i < V; i++) g[i] *= inv;
         g[tg[r]] -= 1.0f;
     }
     return HS_OK;
