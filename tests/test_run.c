@@ -170,7 +170,10 @@ Test(run, gradient_importance_ranks_a_pruning_curve, .timeout = 300) {
                  "    recompute: true\n");
     hs_config *cfg = load(cfgp);
     hs_err err = {0};
-    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_OK, "%s", err.msg);
+    char *text = NULL;
+    cr_assert_eq(hs_config_resolved_yaml(cfg, &text, &err), HS_OK);
+    cr_assert_eq(hs_run(cfg, text, NULL, &err), HS_OK, "%s", err.msg);
+    free(text);
 
     hs_model *m = NULL;
     hs_backend *be = NULL;
