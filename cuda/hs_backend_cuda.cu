@@ -223,6 +223,12 @@ static hs_status cu_logprob_grad(hs_backend *be, const void *logits, const int32
     return hs_cuda_logprob_grad(hs_cb(be)->stream, hs_cb(be)->dtype, logits, targets, R, V, dlogits, err);
 }
 
+static hs_status cu_head_dot(hs_backend *be, const void *a, const void *c, int B, int T, int H, int d, float *out,
+                             hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_head_dot(hs_cb(be)->stream, hs_cb(be)->dtype, a, c, B, T, H, d, out, err);
+}
+
 /* Releases whatever init managed to create (every field starts NULL). */
 static void cu_destroy(hs_backend *be) {
     hs_cuda_backend *c = hs_cb(be);
@@ -267,6 +273,7 @@ static const hs_backend_ops hs_cuda_ops = {
     cu_act_bwd,
     cu_attention_bwd,
     cu_logprob_grad,
+    cu_head_dot,
     cu_destroy,
 };
 

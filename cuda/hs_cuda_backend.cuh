@@ -106,6 +106,8 @@ hs_status hs_cuda_logprob_grad(cudaStream_t st, hs_dtype dt, const void *logits,
                                int V, void *dlogits, hs_err *err);
 hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk,
                                 void *dv, hs_err *err);
+hs_status hs_cuda_head_dot(cudaStream_t st, hs_dtype dt, const void *a, const void *c, int B, int T, int H, int d,
+                           float *out, hs_err *err);
 
 /* ---- hs_gemm.cu ------------------------------------------------------------ */
 hs_status hs_cuda_gemm_init(hs_cuda_backend *be, hs_err *err);

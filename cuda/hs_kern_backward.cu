@@ -115,6 +115,35 @@ __global__ void __launch_bounds__(HS_BWD_THREADS)
     for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) hs_st(g + i, expf(hs_ld(x + i) - mx) / sum - (i == tg));
 }
 
+/* ---- head_dot: one block per (b, h) ---------------------------------------------- */
+
+template <typename T>
+__global__ void __launch_bounds__(HS_BWD_THREADS)
+    hs_k_head_dot(const T *a, const T *c, int Tn, int H, int d, float *out) {
+    __shared__ float sh[HS_BWD_THREADS];
+    const int b = blockIdx.x / H, h = blockIdx.x % H;
+    float acc = 0.0f;
+    for (int64_t i = threadIdx.x; i < (int64_t)Tn * d; i += HS_BWD_THREADS) {
+        const int64_t o = (((int64_t)b * Tn + i / d) * H + h) * d + i % d;
+        acc += hs_ld(a + o) * hs_ld(c + o);
+    }
+    acc = hs_block_reduce<false>(acc, sh);
+    if (threadIdx.x == 0) out[blockIdx.x] = acc;
+}
+
+hs_status hs_cuda_head_dot(cudaStream_t st, hs_dtype dt, const void *a, const void *c, int B, int T, int H, int d,
+                           float *out, hs_err *err) {
+    if (B <= 0 || H <= 0) return HS_OK;
+    if ((int64_t)B * H > 0x7fffffff) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda head_dot: %d x %d", B, H);
+    const unsigned grid = (unsigned)((int64_t)B * H);
+    if (dt == HS_DTYPE_BF16)
+        hs_k_head_dot<bf16><<<grid, HS_BWD_THREADS, 0, st>>>((const bf16 *)a, (const bf16 *)c, T, H, d, out);
+    else
+        hs_k_head_dot<float><<<grid, HS_BWD_THREADS, 0, st>>>((const float *)a, (const float *)c, T, H, d, out);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_head_dot");
+    return HS_OK;
+}
+
 /* ---- attention ------------------------------------------------------------------- */
 
 #define HS_BWD_WARPS 4

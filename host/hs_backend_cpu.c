@@ -261,6 +261,7 @@ static const hs_backend_ops cpu_ops = {
     .act_bwd = hs_cpu_act_bwd,
     .attention_bwd = hs_cpu_attention_bwd,
     .logprob_grad = hs_cpu_logprob_grad,
+    .head_dot = hs_cpu_head_dot,
     .destroy = cpu_destroy,
 };
 

@@ -167,3 +167,20 @@ hs_status hs_cpu_logprob_grad(hs_backend *be, const void *lv, const int32_t *tg,
     }
     return HS_OK;
 }
+
+hs_status hs_cpu_head_dot(hs_backend *be, const void *av, const void *cv, int B, int T, int H, int d, float *out,
+                          hs_err *err) {
+    (void)err;
+    const float *a = av, *c = cv;
+#pragma omp parallel for collapse(2) num_threads(hs_cpu_threads(be)) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            double acc = 0;
+            for (int t = 0; t < T; t++) {
+                const int64_t o = (((int64_t)b * T + t) * H + h) * d;
+                for (int i = 0; i < d; i++) acc += (double)a[o + i] * c[o + i];
+            }
+            out[b * H + h] = (float)acc;
+        }
+    return HS_OK;
+}

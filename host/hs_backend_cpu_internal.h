@@ -20,6 +20,8 @@ hs_status hs_cpu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gate, con
                          int64_t n, void *d_gate, void *d_up, hs_err *err);
 hs_status hs_cpu_attention_bwd(hs_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk, void *dv,
                                hs_err *err);
+hs_status hs_cpu_head_dot(hs_backend *be, const void *a, const void *c, int B, int T, int H, int d, float *out,
+                          hs_err *err);
 hs_status hs_cpu_logprob_grad(hs_backend *be, const void *logits, const int32_t *targets, int64_t R, int V,
                               void *dlogits, hs_err *err);
 

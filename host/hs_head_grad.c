@@ -44,6 +44,7 @@ typedef struct {
     void *res, *mid, *g, *gm, *dxn, *dhid, *dup, *dgate, *dz, *dq, *dk, *dv, *dlog;
     void *zu;     /* with a mask: the unscaled z of the layer */
     float *hsc;   /* with a mask: the layer's [B, H] multipliers */
+    float *dots;  /* [B, H] the layer's head gradients */
     int32_t *neg_pos, *tg;
 } grad_bufs;
 
@@ -61,7 +62,7 @@ static hs_status bufs_alloc(hs_session *s, int B, int64_t n, int masked, grad_bu
         {&gb->dgate, n * f * es}, {&gb->dz, n * qd * es}, {&gb->dq, n * qd * es}, {&gb->dk, n * kd * es},
         {&gb->dv, n * kd * es}, {&gb->dlog, chunk * c->n_vocab * es}, {(void **)&gb->neg_pos, n * 4},
         {(void **)&gb->tg, n * 4}, {&gb->zu, masked ? n * qd * es : 0},
-        {(void **)&gb->hsc, masked ? (int64_t)B * c->n_heads * 4 : 0},
+        {(void **)&gb->hsc, masked ? (int64_t)B * c->n_heads * 4 : 0}, {(void **)&gb->dots, (int64_t)B * c->n_heads * 4},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!want[i].bytes) continue;
@@ -135,25 +136,17 @@ exit:
     return st;
 }
 
-/* grad[b, l, h] = sum over the row's positions of z . dz for head h. */
-static hs_status head_dots(hs_session *s, const hs_batch *b, int l, const void *z, const void *dz, float *zh, float *dzh,
-                           float *grad, hs_err *err) {
+/* grad[b, l, h] = sum over the row's positions of z . dz for head h, reduced
+ * on the backend (on a GPU only [B, H] floats cross PCIe). */
+static hs_status head_dots(hs_session *s, const hs_batch *b, int l, const void *z, const void *dz, float *dev,
+                           float *host, float *grad, hs_err *err) {
     const hs_model_config *c = &s->cfg;
-    const int H = c->n_heads, dh = c->d_head, T = b->T;
-    const int64_t m = (int64_t)b->B * T * H * dh;
-    hs_status st = s->be->ops->download_f32(s->be, zh, z, m, err);
-    if (st == HS_OK) st = s->be->ops->download_f32(s->be, dzh, dz, m, err);
-    if (st != HS_OK) return st;
-    for (int r = 0; r < b->B; r++)
-        for (int h = 0; h < H; h++) {
-            double acc = 0;
-            for (int t = 0; t < T; t++) {
-                const int64_t o = (((int64_t)r * T + t) * H + h) * dh;
-                for (int j = 0; j < dh; j++) acc += (double)zh[o + j] * dzh[o + j];
-            }
-            grad[((int64_t)r * c->n_layers + l) * H + h] = (float)acc;
-        }
-    return HS_OK;
+    const int H = c->n_heads;
+    hs_status st = s->be->ops->head_dot(s->be, z, dz, b->B, b->T, H, c->d_head, dev, err);
+    if (st == HS_OK) st = s->be->ops->download(s->be, host, dev, (size_t)b->B * H * sizeof(float), err);
+    for (int r = 0; st == HS_OK && r < b->B; r++)
+        memcpy(grad + ((int64_t)r * c->n_layers + l) * H, host + (int64_t)r * H, (size_t)H * sizeof(float));
+    return st;
 }
 
 hs_status hs_head_grad(hs_session *s, const hs_batch *b, const float *head_mask, float *grad, hs_err *err) {
@@ -169,9 +162,9 @@ hs_status hs_head_grad(hs_session *s, const hs_batch *b, const float *head_mask,
     memset(&gb, 0, sizeof gb);
     const int BH = b->B * H;
     int32_t *pos = malloc((size_t)n * sizeof *pos);
-    float *zh = malloc((size_t)n * H * dh * sizeof(float)), *dzh = malloc((size_t)n * H * dh * sizeof(float));
+    float *dots = malloc((size_t)BH * sizeof(float));
     float *hsc = head_mask ? malloc((size_t)c->n_layers * BH * sizeof(float)) : NULL; /* [L, B, H] */
-    if (!pos || !zh || !dzh || (head_mask && !hsc)) HS_FAIL(err, HS_ERR_OOM, "head gradient: out of memory");
+    if (!pos || !dots || (head_mask && !hsc)) HS_FAIL(err, HS_ERR_OOM, "head gradient: out of memory");
     for (int64_t i = 0; head_mask && i < (int64_t)c->n_layers * BH; i++)
         hsc[i] = head_mask[i / BH * H + i % H];
     HS_CHECK(bufs_alloc(s, b->B, n, head_mask != NULL, &gb, err));
@@ -204,7 +197,7 @@ hs_status hs_head_grad(hs_session *s, const hs_batch *b, const float *head_mask,
         HS_CHECK(o->norm_bwd(s->be, c->norm, gb.mid, W->ln2_w, c->norm_eps, n, (int)d, gb.dxn, 1, gb.gm, err));
         /* the heads' mask gradients */
         HS_CHECK(o->matmul_bwd(s->be, gb.gm, W->wo, n, (int)d, H * dh, 0, gb.dz, err));
-        HS_CHECK(head_dots(s, b, l, hsc ? gb.zu : s->z, gb.dz, zh, dzh, grad, err));
+        HS_CHECK(head_dots(s, b, l, hsc ? gb.zu : s->z, gb.dz, gb.dots, dots, grad, err));
         if (l == 0) break;
         /* attention, back to resid_pre */
         HS_CHECK(o->attention_bwd(s->be, &ap, gb.dz, gb.dq, gb.dk, gb.dv, err));
@@ -221,7 +214,7 @@ hs_status hs_head_grad(hs_session *s, const hs_batch *b, const float *head_mask,
     }
 exit:
     bufs_free(s, &gb);
-    free(pos), free(zh), free(dzh), free(hsc);
+    free(pos), free(dots), free(hsc);
     return st;
 }
 

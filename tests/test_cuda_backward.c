@@ -172,6 +172,38 @@ static void run_logprob_grad(hs_dtype dt, const char *name) {
 Test(cuda_backward, logprob_grad_f32) { REQUIRE_GPU(); run_logprob_grad(HS_DTYPE_F32, "logprob_grad_f32"); }
 Test(cuda_backward, logprob_grad_bf16) { REQUIRE_GPU(); run_logprob_grad(HS_DTYPE_BF16, "logprob_grad_bf16"); }
 
+/* ---- head_dot ---------------------------------------------------------------------- */
+
+static void run_head_dot(hs_dtype dt, const char *name) {
+    H h;
+    h_init(&h, dt, name, 2006);
+    const struct { int B, T, H, d; } cs[] = {{1, 1, 1, 8}, {3, 37, 9, 64}, {2, 128, 32, 128}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
+        hs_err err = {0};
+        const int B = cs[ci].B, T = cs[ci].T, Hh = cs[ci].H, d = cs[ci].d;
+        const int64_t n = (int64_t)B * T * Hh * d, m = (int64_t)B * Hh;
+        char what[96];
+        snprintf(what, sizeof what, "head_dot B=%d T=%d H=%d d=%d", B, T, Hh, d);
+        float *a = h_rand(&h, n, 0, 1), *c = h_rand(&h, n, 0, 1), *ref = h_zeros(m), *got = h_zeros(m);
+        void *ca = put(h.cpu, a, n, 0), *cc = put(h.cpu, c, n, 0), *co = put(h.cpu, ref, m, 1);
+        ok(h.cpu->ops->head_dot(h.cpu, ca, cc, B, T, Hh, d, co, &err), &err, "cpu head_dot");
+        get(h.cpu, ref, co, m, 1);
+        void *ga = put(h.gpu, a, n, 0), *gc = put(h.gpu, c, n, 0);
+        gbuf out = galloc(&h, m, 1, NULL);
+        ok(h.gpu->ops->head_dot(h.gpu, ga, gc, B, T, Hh, d, gptr(&out), &err), &err, what);
+        gread(&h, &out, got, what);
+        check_f32(&h, what, got, ref, m); /* both reduce the same (bf16-exact) values in f32 or better */
+        gfree(&h, &out);
+        h.cpu->ops->free(h.cpu, ca), h.cpu->ops->free(h.cpu, cc), h.cpu->ops->free(h.cpu, co);
+        h.gpu->ops->free(h.gpu, ga), h.gpu->ops->free(h.gpu, gc);
+        free(a), free(c), free(ref), free(got);
+    }
+    h_free(&h);
+}
+
+Test(cuda_backward, head_dot_f32) { REQUIRE_GPU(); run_head_dot(HS_DTYPE_F32, "head_dot_f32"); }
+Test(cuda_backward, head_dot_bf16) { REQUIRE_GPU(); run_head_dot(HS_DTYPE_BF16, "head_dot_bf16"); }
+
 /* ---- attention_bwd ------------------------------------------------------------- */
 
 typedef struct {

@@ -29,7 +29,7 @@ typedef enum {
     HS_OP_ACT,
     HS_OP_ADD,
     HS_OP_TARGET_LOGPROB,
-    HS_OP_BACKWARD, /* matmul_bwd, norm_bwd, act_bwd, attention_bwd, logprob_grad */
+    HS_OP_BACKWARD, /* matmul_bwd, norm_bwd, act_bwd, attention_bwd, logprob_grad, head_dot */
     HS_OP_COUNT
 } hs_op;
 
@@ -143,6 +143,11 @@ typedef struct {
      * logits and dlogits [R, V] act dtype, targets int32 [R], backend memory. */
     hs_status (*logprob_grad)(hs_backend *be, const void *logits, const int32_t *targets, int64_t R, int V,
                               void *dlogits, hs_err *err);
+    /* out[b, h] = sum over t and i of a[b,t,h,i] * c[b,t,h,i]: a, c [B, T, H, d]
+     * act dtype, out f32 [B, H], all in backend memory; a fixed summation
+     * order (the same bits every run). The head gradient's last step. */
+    hs_status (*head_dot)(hs_backend *be, const void *a, const void *c, int B, int T, int H, int d, float *out,
+                          hs_err *err);
 
     void (*destroy)(hs_backend *be);
 } hs_backend_ops;
