@@ -56,7 +56,7 @@ static hs_status build_edits(void *user, int p0, int B, hs_forward_params *fp, h
     set_edits *u = user;
     const hs_head_set_params *p = u->p;
     int ne = 0;
-    if (p->mode == HS_ABLATE_RESAMPLE && u->set) {
+    if (p->mode == HS_ABLATE_RESAMPLE && u->cap) { /* (no capture: an empty set, nothing to edit) */
         hs_status st = resample_edits(u, p0, B, &ne, err);
         if (st != HS_OK) return st;
         fp->edits = u->edits;

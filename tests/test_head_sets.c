@@ -285,6 +285,9 @@ Test(head_sets, resample_matches_the_single_head_sweep) {
     int moved = 0;
     for (int i = 0; i < N; i++) moved |= fabsf(got2[i] - base[i]) > 1e-6f;
     cr_assert(moved, "resampling two heads changed no prompt's loss");
+    uint8_t none[256] = {0}; /* an empty set is the unedited model */
+    cr_assert_eq(hs_head_set_metric(f.s, f.m, &pr, &p, none, got2, &err), HS_OK, "%s", err.msg);
+    for (int i = 0; i < N; i++) cr_assert_float_eq(got2[i], base[i], 1e-6, "empty set, prompt %d", i);
     src[2] = N;
     cr_assert_eq(hs_head_set_metric(f.s, f.m, &pr, &p, two, got2, &err), HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "prompt 2 has resample source"), "%s", err.msg);
