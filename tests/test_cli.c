@@ -57,7 +57,8 @@ Test(cli, run_then_plot) {
     snprintf(path, sizeof path, "%s/c.yaml", dir);
     FILE *f = fopen(path, "w");
     fprintf(f, "model: %s\noutput: %s/r.h5\nbatch_size: 10\ndataset:\n  generator: induction\n  n: 3\n  seq_len: 4\n"
-               "  token_min: 5\n  token_max: 300\nexperiments:\n  - name: abl\n    type: head_ablation\n",
+               "  token_min: 5\n  token_max: 300\nexperiments:\n  - name: abl\n    type: head_ablation\n"
+               "  - name: grad\n    type: head_importance\n",
             model, dir);
     fclose(f);
     snprintf(args, sizeof args, "run %s", path);
@@ -74,6 +75,10 @@ Test(cli, run_then_plot) {
     out[n] = 0;
     fclose(f);
     cr_assert(strstr(out, "<svg") && strstr(out, "L2 H4:"), "not a 3x5 heatmap: %.200s", out);
+    /* top ranks a head_importance by its normalised importance without --dataset */
+    snprintf(args, sizeof args, "top %s/r.h5 --experiment grad", dir);
+    cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "grad/importance"), "%s", out);
     snprintf(args, sizeof args, "plot %s/r.h5 --experiment nope", dir);
     cr_assert_eq(run_cli(args, out, sizeof out), 1);
     cr_assert(strstr(out, "nope"), "%s", out);

@@ -58,7 +58,10 @@ int hs_cli_top(int argc, char **argv) {
         rc = 0;
         goto done;
     }
-    if (!ds) ds = !strcmp(type, "head_ablation") ? "delta_mean" : NULL;
+    if (!ds) /* the ranking a pruning curve would use */
+        ds = !strcmp(type, "head_ablation")     ? "delta_mean"
+             : !strcmp(type, "head_importance") ? "importance"
+                                                : NULL;
     if (!ds) {
         snprintf(err.msg, sizeof err.msg, "%s: experiment '%s' (%s): name the result with --dataset", file, exp, type);
         goto fail;
