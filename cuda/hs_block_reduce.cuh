@@ -4,6 +4,8 @@
 #ifndef HS_BLOCK_REDUCE_CUH
 #define HS_BLOCK_REDUCE_CUH
 
+#include "hs_cuda_common.cuh"
+
 #define HS_RED_THREADS 256 /* blockDim.x of every kernel that calls it */
 
 /* One value per thread in, the block's max (MAX) or sum out, to every
@@ -20,6 +22,19 @@ template <bool MAX> __device__ __forceinline__ float hs_block_reduce(float v, fl
     const float r = sh[0];
     __syncthreads(); /* sh is reused by the next reduction */
     return r;
+}
+
+/* The max-shifted softmax denominator of one row of n values, reduced by
+ * the whole block: *mx = max x, returns sum exp(x - *mx) (the same bits on
+ * every thread). Every read of x is done when it returns. */
+template <typename T> __device__ __forceinline__ float hs_block_row_sumexp(const T *x, int n, float *sh, float *mx) {
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < n; i += HS_RED_THREADS) m = fmaxf(m, hs_ld(x + i));
+    m = hs_block_reduce<true>(m, sh);
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < n; i += HS_RED_THREADS) sum += expf(hs_ld(x + i) - m);
+    *mx = m;
+    return hs_block_reduce<false>(sum, sh);
 }
 
 #endif

@@ -106,12 +106,8 @@ __global__ void __launch_bounds__(HS_BWD_THREADS)
         for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) hs_st(g + i, 0.0f);
         return;
     }
-    float mx = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) mx = fmaxf(mx, hs_ld(x + i));
-    mx = hs_block_reduce<true>(mx, sh);
-    float sum = 0.0f;
-    for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) sum += expf(hs_ld(x + i) - mx);
-    sum = hs_block_reduce<false>(sum, sh); /* every read of x is done: g may alias it */
+    float mx;
+    const float sum = hs_block_row_sumexp(x, V, sh, &mx); /* every read of x is done: g may alias it */
     for (int i = threadIdx.x; i < V; i += HS_BWD_THREADS) hs_st(g + i, expf(hs_ld(x + i) - mx) / sum - (i == tg));
 }
 

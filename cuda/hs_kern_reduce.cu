@@ -20,12 +20,8 @@ __global__ void __launch_bounds__(HS_RED_THREADS)
         return;
     }
     const T *x = logits + r * V;
-    float mx = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += HS_RED_THREADS) mx = fmaxf(mx, hs_ld(x + i));
-    mx = hs_block_reduce<true>(mx, sh);
-    float sum = 0.0f;
-    for (int i = threadIdx.x; i < V; i += HS_RED_THREADS) sum += expf(hs_ld(x + i) - mx);
-    sum = hs_block_reduce<false>(sum, sh);
+    float mx;
+    const float sum = hs_block_row_sumexp(x, V, sh, &mx);
     if (threadIdx.x == 0) out[r] = hs_ld(x + tg) - (mx + logf(sum));
 }
 
