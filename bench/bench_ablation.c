@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "headsweep/hs_ablation.h"
+#include "hs_bench_ids.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -52,13 +53,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     int32_t *tok = malloc((size_t)N * T * sizeof *tok), *len = malloc((size_t)N * sizeof *len);
-    /* splitmix64(i) % V: the same ids bench/peer_ablation.py draws */
-    for (int i = 0; i < N * T; i++) {
-        uint64_t z = (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        tok[i] = (int32_t)((z ^ (z >> 31)) % (uint64_t)c->n_vocab);
-    }
+    hs_bench_prompt_ids(tok, (int64_t)N * T, c->n_vocab); /* the ids bench/peer_ablation.py draws */
     for (int i = 0; i < N; i++) len[i] = T;
     int32_t *answer = malloc((size_t)N * sizeof *answer);
     for (int i = 0; i < N; i++) answer[i] = tok[(int64_t)i * T + 1]; /* logprob: the prompt's second token, as the peer */

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "headsweep/hs_head_grad.h"
+#include "hs_bench_ids.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -46,12 +47,7 @@ int main(int argc, char **argv) {
     }
     const hs_model_config *c = hs_model_get_config(m);
     int32_t *tok = malloc((size_t)N * T * sizeof *tok), *len = malloc((size_t)N * sizeof *len);
-    for (int i = 0; i < N * T; i++) { /* splitmix64(i) % V */
-        uint64_t z = (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        tok[i] = (int32_t)((z ^ (z >> 31)) % (uint64_t)c->n_vocab);
-    }
+    hs_bench_prompt_ids(tok, (int64_t)N * T, c->n_vocab); /* the ids bench/peer_importance.py draws */
     for (int i = 0; i < N; i++) len[i] = T;
     const hs_prompts pr = {.N = N, .T = T, .tokens = tok, .lengths = len};
     const int64_t n = (int64_t)N * c->n_layers * c->n_heads;

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "headsweep/hs_ablation.h"
+#include "hs_bench_ids.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -80,12 +81,7 @@ int main(int argc, char **argv) {
     int32_t *tok = malloc((size_t)N * T * sizeof *tok), *len = malloc((size_t)N * sizeof *len);
     float *base = malloc((size_t)N * sizeof(float)), *delta = malloc((size_t)N * L * H * sizeof(float));
     if (!tok || !len || !base || !delta) return fprintf(stderr, "bench_sweep_7b: out of memory\n"), 1;
-    for (int i = 0; i < N * T; i++) { /* splitmix64(i) % V: the ids peer_sweep_7b.py draws */
-        uint64_t z = (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        tok[i] = (int32_t)((z ^ (z >> 31)) % (uint64_t)V);
-    }
+    hs_bench_prompt_ids(tok, (int64_t)N * T, V); /* the ids peer_sweep_7b.py draws */
     for (int i = 0; i < N; i++) len[i] = T;
     int32_t *answer = malloc((size_t)N * sizeof *answer);
     for (int i = 0; i < N; i++) answer[i] = tok[(int64_t)i * T + 1]; /* any fixed token */
