@@ -64,8 +64,6 @@ static hs_status check_params(const hs_model_config *c, const hs_prompts *pr, co
     return HS_OK;
 }
 
-static int min_int(int a, int b) { return a < b ? a : b; }
-
 int hs_head_ablation_unit(const hs_model *m, const hs_ablation_params *p) {
     const int H = hs_model_get_config(m)->n_heads;
     return p->batch_rows / H > 0 ? p->batch_rows / H : 1;
@@ -166,13 +164,8 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
                         if (!on) continue;
                         hs_z_edit e = {.row = r, .layer = l, .head = h, .pos = -1, .scale = p->scale};
                         if (resample) { /* the source's z where both prompts have tokens */
-                            const int j = p->resample_src[g], n = min_int(pr->lengths[g], p->resample_ref->lengths[j]);
-                            e.mode = HS_EDIT_SET;
-                            for (int t = 0; t < n; t++) {
-                                e.pos = t;
-                                e.src = rz + (((int64_t)pi * Tr + t) * H + h) * dh;
-                                edits[ne++] = e;
-                            }
+                            ne += hs_resample_edits(edits + ne, r, l, h, pr->lengths[g],
+                                                    p->resample_ref->lengths[p->resample_src[g]], rz, pi, Tr, H, dh);
                             continue;
                         }
                         e.mode = p->mode == HS_ABLATE_ZERO    ? HS_EDIT_ZERO

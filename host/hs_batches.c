@@ -84,3 +84,12 @@ hs_status hs_resample_forward(hs_session *s, const hs_prompts *ref, const int32_
     hs_batch b = {.B = P, .T = T, .tokens = tok, .mask = mask};
     return hs_forward(s, &b, &fp, NULL, err);
 }
+
+int hs_resample_edits(hs_z_edit *out, int row, int layer, int head, int target_len, int source_len, const float *rz,
+                      int src_row, int Tr, int H, int d_head) {
+    const int n = target_len < source_len ? target_len : source_len;
+    for (int t = 0; t < n; t++)
+        out[t] = (hs_z_edit){.row = row, .layer = layer, .head = head, .pos = t, .mode = HS_EDIT_SET,
+                             .src = rz + (((int64_t)src_row * Tr + t) * H + head) * d_head};
+    return n;
+}

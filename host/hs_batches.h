@@ -32,4 +32,12 @@ hs_status hs_capture_batches(hs_session *s, hs_capture *c, const hs_prompts *pr,
 hs_status hs_resample_forward(hs_session *s, const hs_prompts *ref, const int32_t *src, int P, hs_capture *cap,
                               int32_t *tok, int32_t *mask, hs_err *err);
 
+/* The resample rule for one head of one batch row: SET edits giving head
+ * (layer, head) of row `row` the z of row src_row of rz [P, Tr, H, d_head]
+ * (from hs_resample_forward) at every position both prompts have, [0, n)
+ * with n = min(target length, source length); later positions keep their own
+ * z. Writes n edits to out and returns n. */
+int hs_resample_edits(hs_z_edit *out, int row, int layer, int head, int target_len, int source_len, const float *rz,
+                      int src_row, int Tr, int H, int d_head);
+
 #endif

@@ -41,13 +41,9 @@ static hs_status resample_edits(set_edits *u, int p0, int B, int *ne, hs_err *er
     for (int k = 0; k < u->L * H; k++) {
         if (!u->set[k]) continue;
         const float *rz = hs_capture_get(u->cap, HS_HOOK_Z, k / H, NULL); /* [B, Tr, H, dh] */
-        for (int r = 0; r < B; r++) {
-            const int lt = u->pr->lengths[p0 + r], ls = ref->lengths[src[r]], n = lt < ls ? lt : ls;
-            for (int t = 0; t < n; t++)
-                u->edits[(*ne)++] = (hs_z_edit){.row = r, .layer = k / H, .head = k % H, .pos = t,
-                                                .mode = HS_EDIT_SET,
-                                                .src = rz + (((int64_t)r * Tr + t) * H + k % H) * dh};
-        }
+        for (int r = 0; r < B; r++)
+            *ne += hs_resample_edits(u->edits + *ne, r, k / H, k % H, u->pr->lengths[p0 + r], ref->lengths[src[r]], rz,
+                                     r, Tr, H, dh);
     }
     return HS_OK;
 }
