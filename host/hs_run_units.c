@@ -183,12 +183,14 @@ static hs_status pruning_masks(hs_run_ctx *x, int exp, hs_run_worker *w, hs_err 
     for (int s = 0; s < steps; s++) {
         const int n = (int)floor(fmin(1.0, s * e->step) * LH + 0.5);
         float *mk = masks->data + (int64_t)s * LH;
-        if (e->recompute && s > 1) HS_CHECK(grad_importance_at(x, w, mk - LH, imp, err));
-        if (s <= 1 || e->recompute) { /* rank: pruned heads first (kept pruned), then by importance */
+        const int rerank = e->recompute && s > 1; /* step 1 ranks by the given importance too */
+        if (rerank) { /* the last step's pruned heads first (they stay pruned), then the recomputed ranking */
+            HS_CHECK(grad_importance_at(x, w, mk - LH, imp, err));
+            for (int k = 0; k < LH; k++)
+                if (mk[k - LH] == 0.0f) imp[k] = -INFINITY;
+        }
+        if (s == 0 || rerank) {
             for (int k = 0; k < LH; k++) order[k] = (ranked){imp, k};
-            if (s > 1)
-                for (int k = 0; k < LH; k++)
-                    if (mk[k - LH] == 0.0f) imp[k] = -INFINITY;
             qsort(order, (size_t)LH, sizeof *order, by_importance);
         }
         for (int k = 0; k < LH; k++) mk[k] = 1.0f;
