@@ -61,6 +61,13 @@ static hs_status cu_copy(hs_backend *be, void *dst, const void *src, size_t nbyt
     return HS_OK;
 }
 
+static hs_status cu_zero(hs_backend *be, void *dst, size_t nbytes, hs_err *err) {
+    HS_ENTER(be, err);
+    if (!nbytes) return HS_OK;
+    HS_CUDA_CHECK(err, cudaMemsetAsync(dst, 0, nbytes, hs_cb(be)->stream));
+    return HS_OK;
+}
+
 static hs_status cu_download(hs_backend *be, void *dst, const void *src, size_t nbytes,
                              hs_err *err) {
     hs_cuda_backend *c = hs_cb(be);
@@ -257,6 +264,7 @@ static const hs_backend_ops hs_cuda_ops = {
     cu_upload,
     cu_download,
     cu_copy,
+    cu_zero,
     cu_upload_f32,
     cu_download_f32,
     cu_sync,

@@ -28,6 +28,10 @@ static hs_status cpu_copy(hs_backend *be, void *dst, const void *src, size_t n, 
     memcpy(dst, src, n);
     return HS_OK;
 }
+static hs_status cpu_zero(hs_backend *be, void *dst, size_t n, hs_err *err) {
+    memset(dst, 0, n);
+    return HS_OK;
+}
 static hs_status cpu_copy_f32(hs_backend *be, float *dst, const void *src, int64_t n, hs_err *err) {
     memcpy(dst, src, (size_t)n * sizeof(float));
     return HS_OK;
@@ -245,6 +249,7 @@ static const hs_backend_ops cpu_ops = {
     .upload = cpu_copy,
     .download = cpu_copy,
     .copy = cpu_copy,
+    .zero = cpu_zero,
     .upload_f32 = cpu_upload_f32,
     .download_f32 = cpu_copy_f32,
     .sync = cpu_sync,

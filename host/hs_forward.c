@@ -4,6 +4,7 @@
  * hook makes in place flow into the rest of the pass. */
 #include "headsweep/hs_forward.h"
 
+#include "hs_backward.h"
 #include "hs_session_internal.h"
 #include "hs_zedit.h"
 
@@ -137,6 +138,7 @@ void hs_session_free(hs_session *s) {
                        s->d_uniform, s->tl_logits, s->tl_targets, s->tl_out, s->d_set_idx, s->d_set_src};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         if (scratch[i]) fr(be, scratch[i]);
+    hs_bwd_free(s);
     if (s->owns_weights) {
         if (s->layers)
             for (int l = 0; l < s->cfg.n_layers; l++) {
@@ -266,18 +268,28 @@ static hs_status apply_post_scales(hs_session *s, const hs_zedit *ze, float *tmp
  * backend). */
 #define TL_CHUNK 256
 
+hs_status hs_session_logit_chunk(hs_session *s, int64_t *rows, hs_err *err) {
+    const hs_backend_ops *o = s->be->ops;
+    /* Rows per unembedding GEMM: enough for BLAS efficiency (a few rows
+     * against a 50k-wide vocabulary run at a fraction of peak), bounded memory. */
+    const int64_t max_rows = (int64_t)s->max_B * s->max_T, cap = max_rows < TL_CHUNK ? max_rows : TL_CHUNK;
+    hs_status st = HS_OK;
+    *rows = cap;
+    if (!s->tl_logits) HS_CHECK(o->alloc(s->be, (size_t)(cap * s->cfg.n_vocab) * s->es, &s->tl_logits, err));
+    if (!s->tl_targets) HS_CHECK(o->alloc(s->be, (size_t)cap * sizeof(int32_t), (void **)&s->tl_targets, err));
+    if (!s->tl_out) HS_CHECK(o->alloc(s->be, (size_t)cap * sizeof(float), (void **)&s->tl_out, err));
+exit:
+    return st;
+}
+
 static hs_status target_logprobs(hs_session *s, const hs_batch *b, float *out, hs_err *err) {
     const hs_backend_ops *o = s->be->ops;
     const int64_t n = (int64_t)b->B * b->T, V = s->cfg.n_vocab;
     const int d = s->cfg.d_model;
-    /* Rows per unembedding GEMM: enough for BLAS efficiency (a few rows
-     * against a 50k-wide vocabulary run at a fraction of peak), bounded memory. */
-    const int64_t max_rows = (int64_t)s->max_B * s->max_T, chunk = n < TL_CHUNK ? n : TL_CHUNK,
-                  cap = max_rows < TL_CHUNK ? max_rows : TL_CHUNK;
+    const int64_t chunk = n < TL_CHUNK ? n : TL_CHUNK;
     hs_status st = HS_OK;
-    if (!s->tl_logits) HS_CHECK(o->alloc(s->be, (size_t)(cap * V) * s->es, &s->tl_logits, err));
-    if (!s->tl_targets) HS_CHECK(o->alloc(s->be, (size_t)cap * sizeof(int32_t), (void **)&s->tl_targets, err));
-    if (!s->tl_out) HS_CHECK(o->alloc(s->be, (size_t)cap * sizeof(float), (void **)&s->tl_out, err));
+    int64_t cap;
+    HS_CHECK(hs_session_logit_chunk(s, &cap, err));
     void *dev = s->tl_logits, *dtg = s->tl_targets, *dout = s->tl_out;
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         int64_t R = n - r0 < chunk ? n - r0 : chunk;

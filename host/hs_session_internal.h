@@ -1,5 +1,5 @@
 /* hs_session_internal: the session's layout, shared by the forward
- * (hs_forward.c) and the backward (hs_head_grad.c), which reruns a layer
+ * (hs_forward.c) and the backward (hs_backward.c), which reruns a layer
  * on the session's weights and scratch. */
 #ifndef HS_SESSION_INTERNAL_H
 #define HS_SESSION_INTERNAL_H
@@ -35,7 +35,12 @@ struct hs_session {
     int32_t *d_set_idx; /* [max_B, max_T, H] */
     void *d_set_src;
     size_t set_src_bytes;
+    struct hs_bwd *bwd; /* the backward's buffers (hs_backward.h), allocated at first use */
     int64_t bytes;
 };
+
+/* The session's unembedding chunk (tl_logits [rows, V], tl_targets, tl_out),
+ * allocated at first use: rows = the chunk's capacity. */
+hs_status hs_session_logit_chunk(hs_session *s, int64_t *rows, hs_err *err);
 
 #endif

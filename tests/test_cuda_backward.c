@@ -204,6 +204,32 @@ static void run_head_dot(hs_dtype dt, const char *name) {
 Test(cuda_backward, head_dot_f32) { REQUIRE_GPU(); run_head_dot(HS_DTYPE_F32, "head_dot_f32"); }
 Test(cuda_backward, head_dot_bf16) { REQUIRE_GPU(); run_head_dot(HS_DTYPE_BF16, "head_dot_bf16"); }
 
+/* ---- zero --------------------------------------------------------------------------- */
+
+/* zero clears exactly its bytes: an odd byte count inside a poisoned buffer. */
+static void run_zero(hs_dtype dt, const char *name) {
+    H h;
+    h_init(&h, dt, name, 2007);
+    const int64_t ns[] = {1, 37, 4099};
+    for (size_t ci = 0; ci < sizeof ns / sizeof *ns; ci++) {
+        hs_err err = {0};
+        char what[64];
+        snprintf(what, sizeof what, "zero n=%lld", (long long)ns[ci]);
+        gbuf out = galloc(&h, ns[ci], 0, NULL);
+        float *got = h_zeros(ns[ci]);
+        for (int64_t i = 0; i < ns[ci]; i++) got[i] = NAN;
+        ok(h.gpu->ops->zero(h.gpu, gptr(&out), (size_t)ns[ci] * h.es, &err), &err, what);
+        gread(&h, &out, got, what); /* the guard bands stay poisoned */
+        for (int64_t i = 0; i < ns[ci]; i++) cr_assert(got[i] == 0.0f && !signbit(got[i]), "%s: [%lld] = %g", what, (long long)i, got[i]);
+        gfree(&h, &out);
+        free(got);
+    }
+    h_free(&h);
+}
+
+Test(cuda_backward, zero_f32) { REQUIRE_GPU(); run_zero(HS_DTYPE_F32, "zero_f32"); }
+Test(cuda_backward, zero_bf16) { REQUIRE_GPU(); run_zero(HS_DTYPE_BF16, "zero_bf16"); }
+
 /* ---- attention_bwd ------------------------------------------------------------- */
 
 typedef struct {

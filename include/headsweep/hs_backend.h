@@ -17,8 +17,8 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 4 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
-                                    4: the backward ops (gradient head importance) */
+#define HS_BACKEND_API_VERSION 5 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+                                    4: the backward ops (gradient head importance); 5: zero */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -86,6 +86,8 @@ typedef struct {
     hs_status (*download)(hs_backend *be, void *dst, const void *src, size_t nbytes, hs_err *err);
     /* Backend -> backend copy of raw bytes (non-overlapping). */
     hs_status (*copy)(hs_backend *be, void *dst, const void *src, size_t nbytes, hs_err *err);
+    /* Sets nbytes of backend memory to zero bytes (0.0 in every dtype). */
+    hs_status (*zero)(hs_backend *be, void *dst, size_t nbytes, hs_err *err);
     /* Copies n host f32 values into backend memory as act/weight dtype elements. */
     hs_status (*upload_f32)(hs_backend *be, void *dst, const float *src, int64_t n, hs_err *err);
     /* Copies n backend act-dtype elements into host f32. */

@@ -51,6 +51,22 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
  * call computes exactly what the whole call computes for them. */
 int hs_activation_patching_unit(const hs_model *m, const hs_patching_params *p);
 
+/* Attribution patching (Nanda 2023; AtP, Kramar et al. 2024): the first-order
+ * estimate of what hs_activation_patching measures, with the same parameters
+ * and outputs. Each cell holds M(corrupt) + (a_clean - a_corrupt) . dM/da,
+ * the gradient taken at the corrupted run, for a = the head's z at every
+ * position, at one position, or resid_pre at one position: every cell of a
+ * batch from one clean forward, one corrupted forward and one backward.
+ * batch_rows is prompts per batch. Needs a backend with the backward ops and
+ * a differentiable metric (accuracy is refused). Like any linearisation it
+ * misjudges patches that move a saturated softmax (Kramar et al.). */
+hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_prompts *clean,
+                                  const int32_t *corrupt_tokens, const hs_patching_params *p, hs_patching_out *out,
+                                  hs_err *err);
+
+/* Prompts per unit of work of hs_attribution_patching (batch_rows). */
+int hs_attribution_patching_unit(const hs_patching_params *p);
+
 #ifdef __cplusplus
 }
 #endif

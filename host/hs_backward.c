@@ -1,0 +1,241 @@
+/* hs_backward: the backward pass shared by the gradient experiments
+ * (hs_backward.h).
+ *
+ * Backward of layer l, with g = dM/d resid_post[l] and the heads' output
+ * xi_h z_h (xi = the head multipliers, 1 without them):
+ *   MLP:  d_hid = g W_down; (d_gate, d_up) = act'; dxn2 = d_up W_up (+ d_gate W_gate);
+ *         gm = g + norm2'(resid_mid)ᵀ dxn2                      = dM/d resid_mid[l]
+ *   heads: dz = gm W_O (the gradient at xi z)
+ *   attention: (dq, dk, dv) = attention'(dz) with head_scale xi; RoPE' = RoPE at -position;
+ *         dxn1 = dq W_q + dk W_k + dv W_v; g = gm + norm1'(resid_pre)ᵀ dxn1 = dM/d resid_pre[l].
+ * Biases do not enter input gradients. */
+#include "hs_backward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void hs_bwd_free(hs_session *s) {
+    hs_bwd *w = s->bwd;
+    if (!w) return;
+    void *bufs[] = {w->res, w->mid, w->g,  w->gm,  w->dxn, w->dhid,    w->dup, w->dgate, w->dz,
+                    w->dq,  w->dk,  w->dv, w->zu,  w->hsc, w->dots,    w->neg_pos, w->tg};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (bufs[i]) s->be->ops->free(s->be, bufs[i]);
+    free(w);
+    s->bwd = NULL;
+}
+
+/* Buffers for n rows, kept for later batches of at most as many rows. */
+static hs_status bwd_reserve(hs_session *s, int64_t n, hs_err *err) {
+    if (s->bwd && s->bwd->rows >= n) return HS_OK;
+    hs_bwd_free(s);
+    hs_bwd *w = calloc(1, sizeof *w);
+    if (!w) return hs_err_set(err, HS_ERR_OOM, "backward: out of memory");
+    s->bwd = w;
+    w->rows = n;
+    const hs_model_config *c = &s->cfg;
+    const int64_t d = c->d_model, f = c->d_mlp, qd = (int64_t)c->n_heads * c->d_head,
+                  kd = (int64_t)c->n_kv_heads * c->d_head, es = (int64_t)s->es;
+    struct {
+        void **p;
+        int64_t bytes;
+    } want[] = {
+        {&w->res, (c->n_layers + 1) * n * d * es}, {&w->mid, n * d * es}, {&w->g, n * d * es},
+        {&w->gm, n * d * es}, {&w->dxn, n * d * es}, {&w->dhid, n * f * es}, {&w->dup, n * f * es},
+        {&w->dgate, n * f * es}, {&w->dz, n * qd * es}, {&w->dq, n * qd * es}, {&w->dk, n * kd * es},
+        {&w->dv, n * kd * es}, {&w->zu, n * qd * es}, {(void **)&w->hsc, n * c->n_heads * 4},
+        {(void **)&w->dots, n * c->n_heads * 4}, {(void **)&w->neg_pos, n * 4}, {(void **)&w->tg, n * 4},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        hs_status st = s->be->ops->alloc(s->be, (size_t)want[i].bytes, want[i].p, err);
+        if (st != HS_OK) {
+            hs_bwd_free(s);
+            return hs_err_prefix(err, "backward buffers for %lld rows", (long long)n), st;
+        }
+    }
+    return HS_OK;
+}
+
+typedef struct {
+    hs_session *s;
+    int64_t n;
+} keep_ctx;
+
+static int keep_wants(void *user, hs_hook_point p, int layer) {
+    const keep_ctx *k = user;
+    return p == HS_HOOK_RESID_PRE || (p == HS_HOOK_RESID_POST && layer == k->s->cfg.n_layers - 1);
+}
+
+static hs_status keep_fn(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
+    keep_ctx *k = user;
+    const int64_t slot = p == HS_HOOK_RESID_PRE ? layer : k->s->cfg.n_layers, bytes = k->n * k->s->cfg.d_model * k->s->es;
+    return k->s->be->ops->copy(k->s->be, (char *)k->s->bwd->res + slot * bytes, t->data, (size_t)bytes, err);
+}
+
+hs_status hs_bwd_forward(hs_session *s, const hs_batch *b, const hs_forward_params *fp_in, float *logits_out,
+                         hs_err *err) {
+    const hs_backend_ops *o = s->be->ops;
+    if (!o->supports_op(s->be, HS_OP_BACKWARD))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "the %s backend has no backward ops yet", o->name);
+    if (fp_in->hooks) return hs_err_set(err, HS_ERR_INVALID_ARG, "backward: the forward's hooks are its own");
+    if (fp_in->start_layer) return hs_err_set(err, HS_ERR_INVALID_ARG, "backward: the forward must start at layer 0");
+    const int64_t n = (int64_t)b->B * b->T;
+    hs_status st = HS_OK;
+    int32_t *pos = malloc((size_t)n * sizeof *pos);
+    if (!pos) HS_FAIL(err, HS_ERR_OOM, "backward: out of memory");
+    HS_CHECK(bwd_reserve(s, n, err));
+    keep_ctx keep = {.s = s, .n = n};
+    hs_hooks hooks = {.wants = keep_wants, .fn = keep_fn, .user = &keep};
+    hs_forward_params fp = *fp_in;
+    fp.hooks = &hooks;
+    HS_CHECK(hs_forward(s, b, &fp, logits_out, err)); /* also leaves the positions and mask in s->d_pos, s->d_mask */
+    HS_CHECK(o->download(s->be, pos, s->d_pos, (size_t)n * sizeof(int32_t), err));
+    for (int64_t i = 0; i < n; i++) pos[i] = -pos[i]; /* RoPE at -p is its transpose */
+    HS_CHECK(o->upload(s->be, s->bwd->neg_pos, pos, (size_t)n * sizeof(int32_t), err));
+exit:
+    free(pos);
+    return st;
+}
+
+static const void *final_resid(hs_session *s, int64_t n) {
+    return (const char *)s->bwd->res + (int64_t)s->cfg.n_layers * n * s->cfg.d_model * (int64_t)s->es;
+}
+
+hs_status hs_bwd_seed_nll(hs_session *s, const hs_batch *b, const int32_t *targets, hs_err *err) {
+    const hs_backend_ops *o = s->be->ops;
+    const hs_model_config *c = &s->cfg;
+    hs_bwd *w = s->bwd;
+    const int64_t n = (int64_t)b->B * b->T, d = c->d_model, V = c->n_vocab, es = (int64_t)s->es;
+    const void *xf = final_resid(s, n);
+    int64_t cap;
+    hs_status st = HS_OK;
+    HS_CHECK(hs_session_logit_chunk(s, &cap, err));
+    HS_CHECK(o->norm(s->be, c->norm, xf, s->lnf_w, s->lnf_b, c->norm_eps, n, (int)d, s->xn, err));
+    HS_CHECK(o->upload(s->be, w->tg, targets, (size_t)n * sizeof(int32_t), err));
+    for (int64_t r0 = 0; r0 < n; r0 += cap) {
+        const int64_t R = n - r0 < cap ? n - r0 : cap;
+        HS_CHECK(o->matmul(s->be, (const char *)s->xn + r0 * d * es, s->unembed, s->unembed_b, R, (int)V, (int)d, 0,
+                           s->tl_logits, err));
+        HS_CHECK(o->logprob_grad(s->be, s->tl_logits, w->tg + r0, R, (int)V, s->tl_logits, err));
+        HS_CHECK(o->matmul_bwd(s->be, s->tl_logits, s->unembed, R, (int)V, (int)d, 0, (char *)w->dxn + r0 * d * es,
+                               err));
+    }
+    HS_CHECK(o->norm_bwd(s->be, c->norm, xf, s->lnf_w, c->norm_eps, n, (int)d, w->dxn, 0, w->g, err));
+exit:
+    return st;
+}
+
+hs_status hs_bwd_seed_last(hs_session *s, const hs_batch *b, const float *dlogits, hs_err *err) {
+    const hs_backend_ops *o = s->be->ops;
+    const hs_model_config *c = &s->cfg;
+    hs_bwd *w = s->bwd;
+    const int B = b->B, T = b->T;
+    const int64_t n = (int64_t)B * T, d = c->d_model, V = c->n_vocab, es = (int64_t)s->es, row = d * es;
+    const void *xf = final_resid(s, n);
+    int64_t cap;
+    hs_status st = HS_OK;
+    HS_CHECK(hs_session_logit_chunk(s, &cap, err));
+    /* dM/dxn at the last rows, staged in gm, then scattered into a zeroed dxn */
+    for (int r0 = 0; r0 < B; r0 += (int)cap) {
+        const int R = B - r0 < cap ? B - r0 : (int)cap;
+        HS_CHECK(o->upload_f32(s->be, s->tl_logits, dlogits + (int64_t)r0 * V, (int64_t)R * V, err));
+        HS_CHECK(o->matmul_bwd(s->be, s->tl_logits, s->unembed, R, (int)V, (int)d, 0, (char *)w->gm + r0 * row, err));
+    }
+    HS_CHECK(o->zero(s->be, w->dxn, (size_t)(n * row), err));
+    for (int r = 0; r < B; r++) {
+        int last = T - 1;
+        if (b->mask)
+            while (last > 0 && !b->mask[(int64_t)r * T + last]) last--;
+        HS_CHECK(o->copy(s->be, (char *)w->dxn + ((int64_t)r * T + last) * row, (char *)w->gm + r * row, (size_t)row,
+                         err));
+    }
+    HS_CHECK(o->norm_bwd(s->be, c->norm, xf, s->lnf_w, c->norm_eps, n, (int)d, w->dxn, 0, w->g, err));
+exit:
+    return st;
+}
+
+/* Reruns layer l from its resid_pre up to the MLP's inputs: s->q, s->k
+ * (rotated), s->v, s->z (the heads' output, times the multipliers), w->mid =
+ * resid_mid, s->xn = norm2(resid_mid), s->up, s->gate; with multipliers
+ * (ap0->head_scale) also w->zu = the unscaled z. */
+static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_attn_params *ap0, hs_err *err) {
+    const hs_backend_ops *o = s->be->ops;
+    const hs_model_config *c = &s->cfg;
+    const hs_session_layer *W = &s->layers[l];
+    hs_bwd *w = s->bwd;
+    const int64_t n = (int64_t)b->B * b->T, d = c->d_model, es = (int64_t)s->es;
+    const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp;
+    const void *x = (const char *)w->res + l * n * d * es;
+    hs_status st = HS_OK;
+    HS_CHECK(o->norm(s->be, c->norm, x, W->ln1_w, W->ln1_b, c->norm_eps, n, (int)d, s->xn, err));
+    HS_CHECK(o->matmul(s->be, s->xn, W->wq, W->bq, n, H * dh, (int)d, 0, s->q, err));
+    HS_CHECK(o->matmul(s->be, s->xn, W->wk, W->bk, n, Hk * dh, (int)d, 0, s->k, err));
+    HS_CHECK(o->matmul(s->be, s->xn, W->wv, W->bv, n, Hk * dh, (int)d, 0, s->v, err));
+    if (c->rope != HS_ROPE_NONE) {
+        HS_CHECK(o->rope(s->be, c->rope, s->q, s->d_pos, n, H, dh, c->rope_theta, err));
+        HS_CHECK(o->rope(s->be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rope_theta, err));
+    }
+    HS_CHECK(o->attention(s->be, ap0, err));
+    if (ap0->head_scale) { /* visitors need z itself, also where the multiplier is 0 */
+        hs_attn_params au = *ap0;
+        au.head_scale = NULL;
+        au.z = w->zu;
+        HS_CHECK(o->attention(s->be, &au, err));
+    }
+    HS_CHECK(o->copy(s->be, w->mid, x, (size_t)(n * d * es), err));
+    HS_CHECK(o->matmul(s->be, s->z, W->wo, W->bo, n, (int)d, H * dh, 1, w->mid, err));
+    HS_CHECK(o->norm(s->be, c->norm, w->mid, W->ln2_w, W->ln2_b, c->norm_eps, n, (int)d, s->xn, err));
+    HS_CHECK(o->matmul(s->be, s->xn, W->w_up, W->b_up, n, f, (int)d, 0, s->up, err));
+    if (c->act == HS_ACT_SILU_GLU) HS_CHECK(o->matmul(s->be, s->xn, W->w_gate, NULL, n, f, (int)d, 0, s->gate, err));
+exit:
+    return st;
+}
+
+hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale, int want_pre, hs_bwd_visit visit,
+                      void *user, hs_err *err) {
+    const hs_backend_ops *o = s->be->ops;
+    const hs_model_config *c = &s->cfg;
+    hs_bwd *w = s->bwd;
+    const int64_t n = (int64_t)b->B * b->T, d = c->d_model, es = (int64_t)s->es, BH = (int64_t)b->B * c->n_heads;
+    const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp;
+    hs_status st = HS_OK;
+    const hs_attn_params ap = {.B = b->B, .T = b->T, .H = H, .H_kv = Hk, .d_head = dh,
+                               .scale = 1.0f / sqrtf((float)dh), .q = s->q, .k = s->k, .v = s->v,
+                               .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,
+                               .head_scale = head_scale ? w->hsc : NULL};
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const hs_session_layer *W = &s->layers[l];
+        if (head_scale) HS_CHECK(o->upload(s->be, w->hsc, head_scale + l * BH, (size_t)BH * sizeof(float), err));
+        HS_CHECK(rerun_layer(s, b, l, &ap, err));
+        /* MLP */
+        HS_CHECK(o->matmul_bwd(s->be, w->g, W->w_down, n, (int)d, f, 0, w->dhid, err));
+        HS_CHECK(o->act_bwd(s->be, c->act, s->gate, s->up, w->dhid, n * f, w->dgate, w->dup, err));
+        HS_CHECK(o->matmul_bwd(s->be, w->dup, W->w_up, n, f, (int)d, 0, w->dxn, err));
+        if (c->act == HS_ACT_SILU_GLU) HS_CHECK(o->matmul_bwd(s->be, w->dgate, W->w_gate, n, f, (int)d, 1, w->dxn, err));
+        HS_CHECK(o->copy(s->be, w->gm, w->g, (size_t)(n * d * es), err));
+        HS_CHECK(o->norm_bwd(s->be, c->norm, w->mid, W->ln2_w, c->norm_eps, n, (int)d, w->dxn, 1, w->gm, err));
+        /* the heads' output */
+        HS_CHECK(o->matmul_bwd(s->be, w->gm, W->wo, n, (int)d, H * dh, 0, w->dz, err));
+        const void *z = head_scale ? w->zu : s->z;
+        if (l == 0 && !want_pre) { /* nothing below reads the attention's gradients */
+            HS_CHECK(visit(user, l, z, w->dz, NULL, err));
+            break;
+        }
+        /* attention, back to resid_pre */
+        HS_CHECK(o->attention_bwd(s->be, &ap, w->dz, w->dq, w->dk, w->dv, err));
+        if (c->rope != HS_ROPE_NONE) {
+            HS_CHECK(o->rope(s->be, c->rope, w->dq, w->neg_pos, n, H, dh, c->rope_theta, err));
+            HS_CHECK(o->rope(s->be, c->rope, w->dk, w->neg_pos, n, Hk, dh, c->rope_theta, err));
+        }
+        HS_CHECK(o->matmul_bwd(s->be, w->dq, W->wq, n, H * dh, (int)d, 0, w->dxn, err));
+        HS_CHECK(o->matmul_bwd(s->be, w->dk, W->wk, n, Hk * dh, (int)d, 1, w->dxn, err));
+        HS_CHECK(o->matmul_bwd(s->be, w->dv, W->wv, n, Hk * dh, (int)d, 1, w->dxn, err));
+        HS_CHECK(o->copy(s->be, w->g, w->gm, (size_t)(n * d * es), err));
+        const void *x = (const char *)w->res + (int64_t)l * n * d * es;
+        HS_CHECK(o->norm_bwd(s->be, c->norm, x, W->ln1_w, c->norm_eps, n, (int)d, w->dxn, 1, w->g, err));
+        HS_CHECK(visit(user, l, z, w->dz, want_pre ? w->g : NULL, err));
+    }
+exit:
+    return st;
+}

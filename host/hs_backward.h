@@ -1,0 +1,55 @@
+/* hs_backward (internal): one backward pass through the model, input
+ * gradients only, with layer recompute (gradient checkpointing: the forward
+ * keeps each layer's resid_pre, L + 1 residual streams, and the backward
+ * reruns a layer from it). Shared by the gradient head importance
+ * (hs_head_grad.c) and attribution patching (hs_attribution.c).
+ *
+ * A pass is: hs_bwd_forward (keeps the residual streams), one seed (the
+ * metric's gradient at the final resid_post), then hs_bwd_walk, which hands
+ * every layer's z and dM/dz (and, if asked, dM/d resid_pre) to a visitor.
+ * The buffers belong to the session, grow-only: no backend allocation per
+ * batch once the largest batch has run. */
+#ifndef HS_BACKWARD_H
+#define HS_BACKWARD_H
+
+#include "hs_session_internal.h"
+
+typedef struct hs_bwd {
+    int64_t rows; /* capacity in rows (B * T) */
+    void *res;    /* [L + 1, rows, d]: resid_pre of every layer, then the final resid_post */
+    void *mid, *g, *gm, *dxn, *dhid, *dup, *dgate, *dz, *dq, *dk, *dv;
+    void *zu;     /* the unscaled z of the layer (with head multipliers) */
+    float *hsc;   /* [rows, H]: one layer's head multipliers, [B, H] used */
+    float *dots;  /* [rows, H]: visitors' head_dot outputs */
+    int32_t *neg_pos, *tg;
+} hs_bwd;
+
+/* Frees the session's backward buffers (hs_session_free calls it). */
+void hs_bwd_free(hs_session *s);
+
+/* The forward of a backward pass: fp as for hs_forward (logits, target
+ * log-probs; fp->head_scale host [L, B, H] or NULL), with the hooks taken by
+ * the backward (fp->hooks must be NULL). Allocates the buffers for b. */
+hs_status hs_bwd_forward(hs_session *s, const hs_batch *b, const hs_forward_params *fp, float *logits_out,
+                         hs_err *err);
+
+/* Seeds for M = sum over rows r with targets[r] >= 0 of -log p(targets[r])
+ * (targets [B * T] host, each row's own positions). */
+hs_status hs_bwd_seed_nll(hs_session *s, const hs_batch *b, const int32_t *targets, hs_err *err);
+
+/* Seeds for a metric of each batch row's last-position logits (the row's last
+ * unmasked token, as HS_LOGITS_LAST): dlogits [B, V] host f32 = dM/dlogits. */
+hs_status hs_bwd_seed_last(hs_session *s, const hs_batch *b, const float *dlogits, hs_err *err);
+
+/* Called for layers L-1 down to 0: z [B*T, H, d_head] the heads' unscaled
+ * output, dz = dM/d(xi z) (the gradient at the scaled output) and, when the
+ * walk was asked for it, g_pre = dM/d resid_pre[layer] [B*T, d] (else NULL).
+ * All in backend memory, valid during the call. */
+typedef hs_status (*hs_bwd_visit)(void *user, int layer, const void *z, const void *dz, const void *g_pre,
+                                  hs_err *err);
+
+/* The backward after a seed. head_scale: the forward's fp->head_scale. */
+hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale, int want_pre, hs_bwd_visit visit,
+                      void *user, hs_err *err);
+
+#endif

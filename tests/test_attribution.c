@@ -1,0 +1,164 @@
+/* Attribution patching against PyTorch autograd (make_fixtures.py part
+ * attribution, each prompt alone, unpadded): for each metric, every cell
+ * M(corrupt) + (a_clean - a_corrupt) . dM/da with a = one head's z at all
+ * positions or one, or resid_pre at one position. Run here batched with
+ * padding (uneven lengths) and one prompt at a time. Plus the invariant that
+ * a corrupted run equal to the clean one moves nothing, and the refusals. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "headsweep/hs_patching.h"
+#include "headsweep/hs_safetensors.h"
+#include "hs_testutil.h"
+
+typedef struct {
+    hs_model *m;
+    hs_backend *be;
+    hs_session *s;
+    hs_st_file *ref;
+    hs_prompts pr;
+    const int32_t *corrupt;
+    int L, H, T;
+} fx;
+
+static void fx_init(fx *f, const char *model, int rows) {
+    hs_err err = {0};
+    memset(f, 0, sizeof *f);
+    hs_test_load_fixture(model, "attribution", &f->m, &f->ref);
+    const hs_st_tensor *tok = hs_test_ref_tensor(f->ref, "tokens");
+    f->T = (int)tok->shape[1];
+    f->pr = (hs_prompts){.N = (int)tok->shape[0], .T = f->T, .tokens = tok->data,
+                         .lengths = hs_test_ref_tensor(f->ref, "lengths")->data,
+                         .answer = hs_test_ref_tensor(f->ref, "answer")->data,
+                         .distractor = hs_test_ref_tensor(f->ref, "distractor")->data};
+    f->corrupt = hs_test_ref_tensor(f->ref, "corrupt")->data;
+    f->L = hs_model_get_config(f->m)->n_layers;
+    f->H = hs_model_get_config(f->m)->n_heads;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &f->be, &err), HS_OK);
+    cr_assert_eq(hs_session_init(f->be, f->m, rows, f->T, &f->s, &err), HS_OK, "%s", err.msg);
+}
+
+static void fx_free(fx *f) {
+    hs_session_free(f->s);
+    hs_backend_free(f->be);
+    hs_st_close(f->ref);
+    hs_model_free(f->m);
+}
+
+/* f32 forward and backward on both sides, metrics of magnitude 0.1-8 and
+ * estimated effects up to ~2.5: 2e-5 of the metric's scale plus 1e-5 of the
+ * value. A wrong sign, a missing factor or a position off by one moves cells
+ * by 1e-2 or more. */
+static double expect(fx *f, const char *metric, const char *name, const float *got, int64_t n) {
+    char key[64];
+    snprintf(key, sizeof key, "%s.%s", metric, name);
+    const hs_st_tensor *r = hs_test_ref_tensor(f->ref, key);
+    cr_assert_eq(r->numel, n, "%s size", key);
+    const float *want = r->data;
+    double scale = 0, md = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!isnan(want[i])) scale = fmax(scale, fabs(want[i]));
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(want[i])) {
+            cr_assert(isnan(got[i]), "%s[%lld]: expected NAN (beyond the prompt), got %g", key, (long long)i, got[i]);
+            continue;
+        }
+        const double d = fabs((double)got[i] - want[i]);
+        cr_assert_leq(d, 2e-5 * fmax(scale, 1.0) + 1e-5 * fabs(want[i]), "%s[%lld]: %.7g vs autograd %.7g", key,
+                      (long long)i, got[i], want[i]);
+        md = fmax(md, d);
+    }
+    return md;
+}
+
+static const struct {
+    const char *name;
+    hs_metric metric;
+} metrics[] = {{"logit_diff", HS_METRIC_LOGIT_DIFF}, {"logprob", HS_METRIC_LOGPROB}, {"kl", HS_METRIC_KL},
+               {"loss", HS_METRIC_LOSS}};
+
+static void against_autograd(const char *model, int rows) {
+    fx f;
+    fx_init(&f, model, rows);
+    const int N = f.pr.N, L = f.L, H = f.H, T = f.T;
+    float *clean = malloc((size_t)N * sizeof(float)), *corrupt = malloc((size_t)N * sizeof(float));
+    float *za = malloc((size_t)N * L * H * sizeof(float)), *zp = malloc((size_t)N * L * T * H * sizeof(float)),
+          *rp = malloc((size_t)N * L * T * sizeof(float));
+    for (size_t k = 0; k < sizeof metrics / sizeof *metrics; k++) {
+        hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .z_by_pos = zp, .resid_pre = rp};
+        hs_patching_params p = hs_patching_default_params();
+        p.metric = metrics[k].metric;
+        p.batch_rows = rows;
+        p.targets = (1u << HS_PATCH_COUNT) - 1;
+        hs_err err = {0};
+        memset(za, 0xff, (size_t)N * L * H * sizeof(float)); /* NaN: every cell must be written */
+        cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_OK, "%s", err.msg);
+        const char *mn = metrics[k].name;
+        double md = expect(&f, mn, "clean", clean, N);
+        md = fmax(md, expect(&f, mn, "corrupted", corrupt, N));
+        md = fmax(md, expect(&f, mn, "z_all_pos", za, (int64_t)N * L * H));
+        md = fmax(md, expect(&f, mn, "z_by_pos", zp, (int64_t)N * L * T * H));
+        md = fmax(md, expect(&f, mn, "resid_pre", rp, (int64_t)N * L * T));
+        cr_log_info("%s %s (%d rows per batch): max |diff| vs autograd %.2e", model, mn, rows, md);
+    }
+    free(clean), free(corrupt), free(za), free(zp), free(rp);
+    fx_free(&f);
+}
+
+Test(attribution, gpt2_matches_autograd) { against_autograd("gpt2", 3); }
+Test(attribution, gpt2_one_prompt_per_batch) { against_autograd("gpt2", 1); }
+Test(attribution, llama_gqa_matches_autograd) { against_autograd("llama_gqa", 3); }
+Test(attribution, llama_gqa_two_rows_per_batch) { against_autograd("llama_gqa", 2); }
+
+/* Clean and corrupted runs of the same tokens give the same activations bit
+ * for bit, so every estimate is exactly the unpatched metric. */
+Test(attribution, clean_into_clean_moves_nothing) {
+    fx f;
+    fx_init(&f, "llama_gqa", 3);
+    const int N = f.pr.N, L = f.L, H = f.H, T = f.T;
+    float clean[8], corrupt[8];
+    float *za = malloc((size_t)N * L * H * sizeof(float)), *rp = malloc((size_t)N * L * T * sizeof(float));
+    hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .resid_pre = rp};
+    hs_patching_params p = hs_patching_default_params();
+    p.batch_rows = 3;
+    p.targets = (1u << HS_PATCH_Z_ALL_POS) | (1u << HS_PATCH_RESID_PRE);
+    hs_err err = {0};
+    cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.pr.tokens, &p, &out, &err), HS_OK, "%s", err.msg);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(corrupt[i], clean[i]);
+        for (int k = 0; k < L * H; k++) cr_assert_eq(za[i * L * H + k], clean[i], "prompt %d cell %d", i, k);
+        for (int l = 0; l < L; l++)
+            for (int t = 0; t < T; t++) {
+                const float v = rp[((int64_t)i * L + l) * T + t];
+                if (t < f.pr.lengths[i]) cr_assert_eq(v, clean[i], "prompt %d layer %d pos %d", i, l, t);
+                else cr_assert(isnan(v), "prompt %d layer %d pos %d beyond the prompt: %g", i, l, t, v);
+            }
+    }
+    free(za), free(rp);
+    fx_free(&f);
+}
+
+Test(attribution, refuses_what_it_cannot_do) {
+    fx f;
+    fx_init(&f, "gpt2", 3);
+    const int N = f.pr.N;
+    float clean[8], corrupt[8], *za = malloc((size_t)N * f.L * f.H * sizeof(float));
+    hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za};
+    hs_patching_params p = hs_patching_default_params();
+    hs_err err = {0};
+    p.metric = HS_METRIC_ACCURACY;
+    cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "accuracy"), "%s", err.msg);
+    p.metric = HS_METRIC_LOGIT_DIFF;
+    p.targets = 1u << HS_PATCH_RESID_PRE; /* no resid_pre buffer */
+    cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "output buffer"), "%s", err.msg);
+    hs_prompts no_answers = f.pr;
+    no_answers.answer = NULL;
+    p.targets = 1u << HS_PATCH_Z_ALL_POS;
+    cr_assert_eq(hs_attribution_patching(f.s, f.m, &no_answers, f.corrupt, &p, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "answer"), "%s", err.msg);
+    free(za);
+    fx_free(&f);
+}
