@@ -34,6 +34,7 @@ const char *hs_config_mode_name(hs_config_mode m) { return name_of(hs_cfg_mode_n
 const char *hs_config_mean_over_name(hs_config_mean_over m) {
     return name_of(hs_cfg_mean_over_names, 3, (int)m);
 }
+const char *hs_config_method_name(hs_config_method m) { return name_of(hs_cfg_method_names, 2, (int)m); }
 const char *hs_config_target_name(hs_config_target t) {
     return name_of(hs_cfg_target_names, HS_CONFIG_TARGET_COUNT, (int)t);
 }

@@ -123,6 +123,7 @@ enum {
     HS_EK_TOP_K,
     HS_EK_RANDOM_SETS,
     HS_EK_SPLIT_LAYERS,
+    HS_EK_METHOD,
     HS_EK_COUNT
 };
 
@@ -138,6 +139,7 @@ extern const char *const hs_cfg_positions_names[];
 extern const char *const hs_cfg_mode_names[];
 extern const char *const hs_cfg_mean_over_names[];
 extern const char *const hs_cfg_target_names[];
+extern const char *const hs_cfg_method_names[];
 extern const char *const hs_cfg_score_names[];
 extern const char *const hs_cfg_hook_names[];
 extern const char *const hs_cfg_templates_names[];

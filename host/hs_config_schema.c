@@ -16,6 +16,7 @@ const char *const hs_cfg_positions_names[] = {"all", "last", "answer", "second_h
 const char *const hs_cfg_mode_names[] = {"zero",  "scale",   "mean", "resample",
                                          "patch", "uniform", NULL};
 const char *const hs_cfg_mean_over_names[] = {"dataset", "position", "template", NULL};
+const char *const hs_cfg_method_names[] = {"exact", "attribution", NULL};
 const char *const hs_cfg_target_names[] = {"z_all_pos", "z_by_pos", "resid_pre", NULL};
 const char *const hs_cfg_score_names[] = {"previous_token",   "duplicate_token", "induction",
                                           "olsson_induction", "retrieval",       NULL};
@@ -101,6 +102,7 @@ const hs_cfg_key hs_cfg_exp_keys[HS_EK_COUNT] = {
                      .applies = T_ABL | T_PAT | T_SCO | T_CAP},
     [HS_EK_WHOLE_LAYERS] = {"whole_layers", HS_CFG_V_BOOL, EX(whole_layers), .applies = T_ABL},
     [HS_EK_ALL_BUT_ONE] = {"all_but_one", HS_CFG_V_BOOL, EX(all_but_one), .applies = T_ABL},
+    [HS_EK_METHOD] = {"method", HS_CFG_V_ENUM, EX(method), hs_cfg_method_names, .applies = T_PAT},
     [HS_EK_TARGETS] = {"targets", HS_CFG_V_ENUM_SET, EX(targets), hs_cfg_target_names,
                        .applies = T_PAT},
     [HS_EK_SCORES] = {"scores", HS_CFG_V_ENUM_SET, EX(scores), hs_cfg_score_names,

@@ -34,6 +34,11 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
             if ((e->metric == HS_CONFIG_METRIC_LOSS) != (e->positions == HS_CONFIG_POSITIONS_ALL) ||
                 e->positions == HS_CONFIG_POSITIONS_ANSWER)
                 return unsupported(err, e, "these metric positions (loss reads all positions, other metrics the last)");
+            if (e->method == HS_CONFIG_METHOD_ATTRIBUTION && e->metric == HS_CONFIG_METRIC_ACCURACY)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "experiment '%s' (activation_patching): method attribution needs a gradient, and "
+                                  "metric accuracy has none (use logit_diff, logprob, kl or loss, or method exact)",
+                                  e->name);
             break;
         case HS_CONFIG_EXP_HEAD_SCORES:
             if (!e->layers.all || !e->heads.all) return unsupported(err, e, "a subset of layers or heads");

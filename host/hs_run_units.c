@@ -80,7 +80,8 @@ int hs_run_unit_size(const hs_run_ctx *x, int exp) {
     }
     if (e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING) {
         hs_patching_params p = patching_params(x, e);
-        return hs_activation_patching_unit(x->model, &p);
+        return e->method == HS_CONFIG_METHOD_ATTRIBUTION ? hs_attribution_patching_unit(&p)
+                                                         : hs_activation_patching_unit(x->model, &p);
     }
     return x->cfg->batch_size;
 }
@@ -410,8 +411,10 @@ static hs_status unit_patching(hs_run_ctx *x, int exp, hs_run_worker *w, int i0,
                            .z_all_pos = row(r, "z_all_pos", i0),
                            .z_by_pos = row(r, "z_by_pos", i0),
                            .resid_pre = row(r, "resid_pre", i0)};
-    return hs_activation_patching(w->session, x->model, &v, x->data->corrupt_tokens + (int64_t)i0 * x->prompts.T, &p,
-                                  &out, err);
+    const int32_t *corrupt = x->data->corrupt_tokens + (int64_t)i0 * x->prompts.T;
+    if (e->method == HS_CONFIG_METHOD_ATTRIBUTION)
+        return hs_attribution_patching(w->session, x->model, &v, corrupt, &p, &out, err);
+    return hs_activation_patching(w->session, x->model, &v, corrupt, &p, &out, err);
 }
 
 static hs_status unit_sets(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {

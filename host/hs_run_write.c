@@ -200,7 +200,13 @@ static hs_status write_patching(const hs_config_experiment *e, const hs_run_exp 
     HS_CHECK(hs_h5_attr_str(g, NULL, "normalisation",
                             "(mean patched - mean corrupt) / (mean clean - mean corrupt), means over prompts; "
                             "NaN where a position is beyond some prompt", err));
-    HS_CHECK(hs_h5_attr_str(g, NULL, "patch", "clean activation copied into the corrupted run", err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "method", hs_config_method_name(e->method), err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "patch",
+                            e->method == HS_CONFIG_METHOD_ATTRIBUTION
+                                ? "attribution patching: each cell is the first-order estimate of the patched "
+                                  "metric, M(corrupt) + (a_clean - a_corrupt) . dM/da at the corrupted run"
+                                : "clean activation copied into the corrupted run",
+                            err));
 exit:
     return st;
 }

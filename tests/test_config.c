@@ -340,6 +340,11 @@ Test(config, key_not_applicable) {
     expect_error(HEAD IND "experiments:\n  - name: s\n    mode: mean\n    type: head_scores\n", NULL, 0,
                  "F:7:5: experiments[0].mode does not apply to type head_scores (it applies to: "
                  "head_ablation, pruning_curve, head_set_ablation)");
+    expect_error(HEAD IND "experiments:\n  - name: p\n    type: activation_patching\n    method: gradient\n", NULL, 0,
+                 "F:8:13: experiments[0].method: 'gradient' is not one of exact, attribution");
+    expect_error(HEAD IND ABL "    method: attribution\n", NULL, 0,
+                 "F:8:5: experiments[0].method does not apply to type head_ablation "
+                 "(it applies to: activation_patching)");
     expect_error(HEAD IND ABL "    scale: 0.5\n", NULL, 0,
                  "F:8:5: experiments[0].scale only applies with mode scale (mode is zero)");
     expect_error(HEAD IND ABL "    mode: zero\n    mean_over: dataset\n", NULL, 0,
@@ -407,7 +412,7 @@ Test(config, overrides_apply) {
         "batch_size=16",          "dataset.n=100",       "experiments.0.metric=kl",
         "experiments.abl.mean_over=template", "experiments.pat.layers=[2, 0]", "device=cuda:1",
         "seed=7",                 "output=~/o.h5",       "shard=1/3", "experiments.1.name=patch2",
-        "experiments.patch2.targets=[z_by_pos, resid_pre]",
+        "experiments.patch2.targets=[z_by_pos, resid_pre]", "experiments.patch2.method=attribution",
     };
     setenv("HOME", "/home/tester", 1);
     hs_config *c = load_ok(OV_BASE, sets, (int)(sizeof sets / sizeof *sets));
@@ -418,6 +423,8 @@ Test(config, overrides_apply) {
     cr_assert_eq(c->experiments[0].mean_over, HS_CONFIG_MEAN_OVER_TEMPLATE);
     cr_assert_eq(c->experiments[1].layers.n, 2);
     cr_assert_eq(c->experiments[1].layers.v[0], 0);
+    cr_assert_eq(c->experiments[1].method, HS_CONFIG_METHOD_ATTRIBUTION);
+    cr_assert_eq(c->experiments[0].method, HS_CONFIG_METHOD_EXACT);
     cr_assert_str_eq(c->experiments[1].name, "patch2");
     cr_assert_eq(c->experiments[1].targets, HS_CONFIG_BIT(HS_CONFIG_TARGET_Z_BY_POS) |
                                                 HS_CONFIG_BIT(HS_CONFIG_TARGET_RESID_PRE));

@@ -5,7 +5,8 @@
  * resid_pre, which also exercises resid_start at layer 0), head scores
  * (patterns recomputed from the log-sum-exp), resample and per-template mean
  * ablation (per-position SET edits), heads ablated together, the retrieval
- * score (greedy decoding) and the result hook. Skips without a device. */
+ * score (greedy decoding), the result hook and attribution patching (the
+ * backward). Skips without a device. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -120,6 +121,44 @@ Test(cuda_experiments, patching_matches_cpu) {
     expect_close(rg, rc, (int64_t)N * L * T, "patching resid_pre");
     free(zc), free(zg), free(rc), free(rg);
     fx_free(&f);
+}
+
+/* Attribution patching: the backward ops, zero, the last-position seed and
+ * head_dot with one position per row, on CUDA. All four metrics, the three
+ * targets, both architectures. */
+Test(cuda_experiments, attribution_matches_cpu) {
+    const char *models[2] = {"gpt2", "llama_gqa"};
+    const hs_metric metrics[4] = {HS_METRIC_LOGIT_DIFF, HS_METRIC_LOGPROB, HS_METRIC_KL, HS_METRIC_LOSS};
+    for (int mi = 0; mi < 2; mi++) {
+        fx f;
+        fx_init(&f, models[mi]);
+        const int N = f.pr.N, L = f.L, H = f.H, T = f.T;
+        const int64_t na = (int64_t)N * L * H, nz = (int64_t)N * L * T * H, nr = (int64_t)N * L * T;
+        float cc[8], xc[8], cg[8], xg[8];
+        float *ac = malloc((size_t)na * 4), *ag = malloc((size_t)na * 4), *zc = malloc((size_t)nz * 4),
+              *zg = malloc((size_t)nz * 4), *rc = malloc((size_t)nr * 4), *rg = malloc((size_t)nr * 4);
+        for (int k = 0; k < 4; k++) {
+            hs_patching_out oc = {.clean = cc, .corrupt = xc, .z_all_pos = ac, .z_by_pos = zc, .resid_pre = rc};
+            hs_patching_out og = {.clean = cg, .corrupt = xg, .z_all_pos = ag, .z_by_pos = zg, .resid_pre = rg};
+            hs_patching_params p = hs_patching_default_params();
+            p.metric = metrics[k];
+            p.batch_rows = 2; /* two batches, the second one short */
+            p.targets = (1u << HS_PATCH_COUNT) - 1;
+            hs_err err = {0};
+            for (int64_t i = 0; i < na; i++) ag[i] = NAN; /* poisoned */
+            cr_assert_eq(hs_attribution_patching(f.s_cpu, f.m, &f.pr, f.corrupt, &p, &oc, &err), HS_OK, "%s", err.msg);
+            cr_assert_eq(hs_attribution_patching(f.s_gpu, f.m, &f.pr, f.corrupt, &p, &og, &err), HS_OK, "%s", err.msg);
+            char what[96];
+            snprintf(what, sizeof what, "attribution %s %s", models[mi], hs_metric_name(metrics[k]));
+            expect_close(cg, cc, N, what);
+            expect_close(xg, xc, N, what);
+            expect_close(ag, ac, na, what);
+            expect_close(zg, zc, nz, what);
+            expect_close(rg, rc, nr, what);
+        }
+        free(ac), free(ag), free(zc), free(zg), free(rc), free(rg);
+        fx_free(&f);
+    }
 }
 
 Test(cuda_experiments, head_scores_match_cpu) {

@@ -310,7 +310,9 @@ Test(run, unimplemented_options_are_refused_up_front) {
 /* activation_patching through `headsweep run` on a JSONL file of token ids
  * (the patching fixture's prompts): the result file holds transformers'
  * numbers, and the normalised map is (mean patched - mean corrupt) /
- * (mean clean - mean corrupt). */
+ * (mean clean - mean corrupt). The same experiment with method attribution,
+ * in the same run, holds autograd's first-order estimates (the attribution
+ * fixture, built on the same prompts). */
 Test(run, activation_patching_matches_transformers) {
     make_dir();
     char ref[1024], model[1024], jsonl[256], cfgp[256], out[256];
@@ -337,7 +339,9 @@ Test(run, activation_patching_matches_transformers) {
     fclose(f);
     f = fopen(cfgp, "w");
     fprintf(f, "model: %s\noutput: %s\nbatch_size: 16\ndataset:\n  file: %s\nexperiments:\n"
-               "  - name: patch\n    type: activation_patching\n    metric: logit_diff\n    targets: [z_all_pos, resid_pre]\n",
+               "  - name: patch\n    type: activation_patching\n    metric: logit_diff\n    targets: [z_all_pos, resid_pre]\n"
+               "  - name: atp\n    type: activation_patching\n    method: attribution\n    metric: logit_diff\n"
+               "    targets: [z_all_pos, resid_pre]\n",
             model, out, jsonl);
     fclose(f);
     hs_config *cfg = load(cfgp);
@@ -367,8 +371,39 @@ Test(run, activation_patching_matches_transformers) {
         else cr_assert_float_eq(rp[i], wr[i], 1e-4, "resid_pre %d", i);
     }
     free(za), free(zn), free(cl), free(co), free(rp);
+    /* attribution: autograd's estimates, and the method named in the file */
+    hs_st_file *atp = NULL;
+    hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_attribution.safetensors");
+    cr_assert_eq(hs_st_open(ref, &atp, &err), HS_OK, "%s", err.msg);
+    const char *names[] = {"z_all_pos", "resid_pre"};
+    for (int k = 0; k < 2; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "logit_diff.%s", names[k]);
+        const hs_st_tensor *w = hs_st_find(atp, key);
+        cr_assert_not_null(w, "%s", key);
+        float *got = read_f32(h, "atp", names[k], NULL);
+        const float *wv = w->data;
+        for (int64_t i = 0; i < w->numel; i++) {
+            if (isnan(wv[i])) cr_assert(isnan(got[i]), "atp %s %lld: beyond the prompt must be NaN", names[k], (long long)i);
+            else cr_assert_float_eq(got[i], wv[i], 1e-4, "atp %s %lld", names[k], (long long)i);
+        }
+        free(got);
+    }
+    hs_h5_group *gr;
+    char *method = NULL;
+    cr_assert_eq(hs_h5_group_open(h, "atp", &gr, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_attr_str(gr, NULL, "method", &method, &err), HS_OK, "%s", err.msg);
+    cr_assert_str_eq(method, "attribution");
+    free(method);
+    hs_st_close(atp);
     hs_h5_close(h);
     hs_st_close(st);
+    hs_config_free(cfg);
+    /* accuracy has no gradient: refused before any work, naming the experiment */
+    const char *acc[] = {"experiments.atp.metric=accuracy", "overwrite=true"};
+    cr_assert_eq(hs_config_load(cfgp, acc, 2, &cfg, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "'atp'") && strstr(err.msg, "accuracy"), "%s", err.msg);
     hs_config_free(cfg);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

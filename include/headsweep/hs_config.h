@@ -129,6 +129,11 @@ typedef enum {
     HS_CONFIG_MEAN_OVER_TEMPLATE,
 } hs_config_mean_over;
 
+typedef enum { /* activation_patching: how each cell is computed */
+    HS_CONFIG_METHOD_EXACT = 0,   /* one patched forward per cell (prefix reuse, batched) */
+    HS_CONFIG_METHOD_ATTRIBUTION, /* attribution patching: the first-order estimate, one backward per batch */
+} hs_config_method;
+
 typedef enum { /* activation_patching targets; bits in hs_config_experiment.targets */
     HS_CONFIG_TARGET_Z_ALL_POS = 0, /* -> [L, H] */
     HS_CONFIG_TARGET_Z_BY_POS,      /* -> [L, T, H] */
@@ -187,6 +192,7 @@ typedef struct {
     hs_config_ints layers, heads;  /* ablation, patching, scores, capture (all) */
     int whole_layers;           /* ablation: also ablate whole layers */
     int all_but_one;            /* ablation: Michel all-but-one-head per layer */
+    hs_config_method method;    /* patching (exact) */
     unsigned targets;           /* patching: HS_CONFIG_BIT(hs_config_target) set (z_all_pos) */
     unsigned scores;            /* head_scores: HS_CONFIG_BIT(hs_config_score) set */
     hs_config_importance importance; /* pruning (required) */
@@ -262,6 +268,7 @@ const char *hs_config_metric_name(hs_config_metric m);
 const char *hs_config_positions_name(hs_config_positions p);
 const char *hs_config_mode_name(hs_config_mode m);
 const char *hs_config_mean_over_name(hs_config_mean_over m);
+const char *hs_config_method_name(hs_config_method m);
 const char *hs_config_target_name(hs_config_target t);
 const char *hs_config_score_name(hs_config_score s);
 const char *hs_config_hook_name(hs_config_hook h);
