@@ -414,14 +414,17 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(o->matmul(be, s->xn, s->unembed, s->unembed_b, n, (int)V, d, 0, all_logits, err));
         HS_CHECK(o->download_f32(be, logits_out, all_logits, n * V, err));
     } else {
-        /* One row per prompt: its last real token. */
+        /* One row per prompt, its last real token, gathered (into attn_out, free
+         * by now) for one GEMM: B matrix-vector products would each read the
+         * whole unembedding. */
         for (int r = 0; r < B; r++) {
             int last = T - 1;
             if (b->mask)
                 while (last > 0 && !b->mask[(int64_t)r * T + last]) last--;
             const char *row = (const char *)s->xn + ((int64_t)r * T + last) * d * es;
-            HS_CHECK(o->matmul(be, row, s->unembed, s->unembed_b, 1, (int)V, d, 0, (char *)s->logits + r * V * es, err));
+            HS_CHECK(o->copy(be, (char *)s->attn_out + (int64_t)r * d * es, row, (size_t)d * es, err));
         }
+        HS_CHECK(o->matmul(be, s->attn_out, s->unembed, s->unembed_b, B, (int)V, d, 0, s->logits, err));
         HS_CHECK(o->download_f32(be, logits_out, s->logits, (int64_t)B * V, err));
     }
 exit:

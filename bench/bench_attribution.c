@@ -1,0 +1,166 @@
+/* Attribution patching vs activation patching on the CPU: Wang et al.'s IOI
+ * prompts (the library's generator, seeded), clean -> corrupt (ABC) patching
+ * of every head's z at all positions, metric logit(IO) - logit(S).
+ *   exact:       hs_activation_patching, one patched forward per (prompt, head)
+ *                with prefix reuse, batch_rows rows per forward;
+ *   attribution: hs_attribution_patching, two forwards and one backward per
+ *                batch of prompts.
+ * Reports both times and how well the estimate ranks the heads: Pearson and
+ * Spearman correlation of the normalised [layer, head] maps, and the overlap
+ * of their top-10 heads. Writes the prompts as token ids (--ids, JSONL) and the
+ * attribution cells [N, L, H] as raw f32 (--out) for bench/peer_attribution.py. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "headsweep/hs_dataset.h"
+#include "headsweep/hs_patching.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* (mean over prompts - mean corrupt) / (mean clean - mean corrupt), per cell. */
+static void normalise(const float *cells, const float *clean, const float *corrupt, int N, int K, double *out) {
+    double mc = 0, mx = 0;
+    for (int i = 0; i < N; i++) mc += clean[i] / N, mx += corrupt[i] / N;
+    for (int k = 0; k < K; k++) {
+        double m = 0;
+        for (int i = 0; i < N; i++) m += cells[(int64_t)i * K + k] / N;
+        out[k] = (m - mx) / (mc - mx);
+    }
+}
+
+static double pearson(const double *a, const double *b, int n) {
+    double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
+    for (int i = 0; i < n; i++) ma += a[i] / n, mb += b[i] / n;
+    for (int i = 0; i < n; i++) sab += (a[i] - ma) * (b[i] - mb), saa += (a[i] - ma) * (a[i] - ma), sbb += (b[i] - mb) * (b[i] - mb);
+    return sab / sqrt(saa * sbb);
+}
+
+static const double *sort_key;
+static int by_key_desc(const void *x, const void *y) {
+    const double a = sort_key[*(const int *)x], b = sort_key[*(const int *)y];
+    return a < b ? 1 : a > b ? -1 : *(const int *)x - *(const int *)y;
+}
+
+/* order[r] = the index of the r-th largest value. */
+static void rank_desc(const double *v, int n, int *order) {
+    for (int i = 0; i < n; i++) order[i] = i;
+    sort_key = v;
+    qsort(order, (size_t)n, sizeof *order, by_key_desc);
+}
+
+static double spearman(const double *a, const double *b, int n, int *oa, int *ob) {
+    double *ra = malloc((size_t)n * sizeof *ra), *rb = malloc((size_t)n * sizeof *rb);
+    rank_desc(a, n, oa), rank_desc(b, n, ob);
+    for (int r = 0; r < n; r++) ra[oa[r]] = r, rb[ob[r]] = r; /* ties broken by index: continuous values */
+    const double rho = pearson(ra, rb, n);
+    free(ra), free(rb);
+    return rho;
+}
+
+int main(int argc, char **argv) {
+    const char *model = NULL, *out = NULL, *ids = NULL, *only = "both";
+    int N = 32, threads = 0, reps = 3, rows = 0;
+    unsigned long long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--prompts") && i + 1 < argc) N = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--ids") && i + 1 < argc) ids = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else model = argv[i];
+    }
+    if (!model || N < 1 || reps < 1) {
+        fprintf(stderr, "usage: bench_attribution MODEL [--prompts 32] [--seed 1] [--threads N] [--reps 3] "
+                        "[--rows 4*heads] [--ids F.jsonl] [--out F] [--only attribution]\n");
+        return 2;
+    }
+    hs_err err = {0};
+    hs_model *m = NULL;
+    hs_tokenizer *tok = NULL;
+    hs_dataset *d = NULL;
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    hs_backend_params bp = hs_backend_default_params();
+    bp.n_threads = threads;
+    if (hs_model_load(model, &m, &err) || hs_tokenizer_load(model, &tok, &err) ||
+        hs_dataset_ioi(tok, hs_model_get_config(m), N, seed, HS_DATASET_IOI_ALL, &d, &err) ||
+        (ids && hs_dataset_write_jsonl(d, NULL, ids, &err)) || hs_backend_cpu_init(&bp, &be, &err))
+        goto fail;
+    const hs_model_config *c = hs_model_get_config(m);
+    const int L = c->n_layers, H = c->n_heads, K = L * H;
+    if (rows <= 0) rows = 4 * H; /* configs/smollm2-ioi.yaml's batch_size: 4 prompts per patched forward */
+    if (hs_session_init(be, m, rows > N ? rows : N, d->T, &s, &err)) goto fail;
+    const hs_prompts pr = {.N = N, .T = d->T, .tokens = d->tokens, .lengths = d->lengths, .answer = d->answer,
+                           .distractor = d->distractor};
+    float *cl = malloc((size_t)N * 4), *co = malloc((size_t)N * 4), *ex = malloc((size_t)N * K * 4),
+          *at = malloc((size_t)N * K * 4), *acl = malloc((size_t)N * 4), *aco = malloc((size_t)N * 4);
+    double *ne = malloc((size_t)K * sizeof *ne), *na = malloc((size_t)K * sizeof *na);
+    int *oe = malloc((size_t)K * sizeof *oe), *oa = malloc((size_t)K * sizeof *oa);
+    hs_patching_params p = hs_patching_default_params();
+    p.batch_rows = rows;
+    hs_patching_out oexact = {.clean = cl, .corrupt = co, .z_all_pos = ex};
+    double t0 = now_s();
+    if (strcmp(only, "attribution") && hs_activation_patching(s, m, &pr, d->corrupt_tokens, &p, &oexact, &err))
+        goto fail;
+    const double t_exact = now_s() - t0;
+    p.batch_rows = N;
+    hs_patching_out oatp = {.clean = acl, .corrupt = aco, .z_all_pos = at};
+    double t_atp = INFINITY;
+    for (int r = 0; r < reps; r++) { /* the best of reps: the machine is shared */
+        t0 = now_s();
+        if (hs_attribution_patching(s, m, &pr, d->corrupt_tokens, &p, &oatp, &err)) goto fail;
+        const double t = now_s() - t0;
+        t_atp = t < t_atp ? t : t_atp;
+    }
+    if (!strcmp(only, "attribution")) { /* for profiling: no exact map to compare with */
+        printf("impl=headsweep heads=%d prompts=%d seq=%d attribution_seconds=%.3f\n", K, N, d->T, t_atp);
+        return 0;
+    }
+    normalise(ex, cl, co, N, K, ne);
+    normalise(at, acl, aco, N, K, na);
+    const double rho = spearman(ne, na, K, oe, oa), r = pearson(ne, na, K);
+    int overlap = 0;
+    for (int i = 0; i < 10 && i < K; i++)
+        for (int j = 0; j < 10 && j < K; j++) overlap += oe[i] == oa[j];
+    double mc = 0, mx = 0;
+    for (int i = 0; i < N; i++) mc += cl[i] / N, mx += co[i] / N;
+    printf("impl=headsweep heads=%d prompts=%d seq=%d clean_ld=%.4f corrupt_ld=%.4f exact_seconds=%.3f "
+           "attribution_seconds=%.3f pearson=%.4f spearman=%.4f top10_overlap=%d top_exact=L%dH%d:%.3f "
+           "top_attribution=L%dH%d:%.3f\n",
+           K, N, d->T, mc, mx, t_exact, t_atp, r, rho, overlap, oe[0] / H, oe[0] % H, ne[oe[0]], oa[0] / H,
+           oa[0] % H, na[oa[0]]);
+    printf("top10_exact=");
+    for (int i = 0; i < 10 && i < K; i++) printf("%sL%dH%d", i ? "," : "", oe[i] / H, oe[i] % H);
+    printf(" top10_attribution=");
+    for (int i = 0; i < 10 && i < K; i++) printf("%sL%dH%d", i ? "," : "", oa[i] / H, oa[i] % H);
+    printf("\n");
+    if (out) {
+        FILE *f = fopen(out, "wb");
+        if (!f || fwrite(at, 4, (size_t)N * K, f) != (size_t)N * K || fwrite(aco, 4, (size_t)N, f) != (size_t)N ||
+            fclose(f)) {
+            fprintf(stderr, "bench_attribution: cannot write %s\n", out);
+            return 1;
+        }
+    }
+    free(cl), free(co), free(ex), free(at), free(acl), free(aco), free(ne), free(na), free(oe), free(oa);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_dataset_free(d);
+    hs_tokenizer_free(tok);
+    hs_model_free(m);
+    return 0;
+fail:
+    fprintf(stderr, "bench_attribution: %s\n", err.msg);
+    return 1;
+}

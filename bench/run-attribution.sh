@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Attribution patching vs activation patching on SmolLM2-135M (CPU), IOI
+# prompts, every head's z at all positions, logit difference: headsweep's exact
+# sweep and its attribution estimate (how well the estimate ranks the heads),
+# and the same estimate in transformers + autograd (PyTorch CPU) in one
+# command, same weights, prompts and threads. Writes
+# bench/results/cpu-attribution.md. Needs build/ (scripts/setup.sh) and .venv
+# (scripts/setup-python.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${THREADS:-$(nproc)} N=${N:-32} REPS=${REPS:-3}
+OUT=bench/results/cpu-attribution.md
+PY=${PYTHON:-.venv/bin/python}
+MODEL=$(scripts/fetch-model.sh)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+ours=$(build/bench_attribution "$MODEL" --prompts "$N" --threads "$THREADS" --reps "$REPS" --ids "$tmp/ids.jsonl" --out "$tmp/atp.raw")
+peer=$($PY bench/peer_attribution.py "$MODEL" --ids "$tmp/ids.jsonl" --threads "$THREADS" --reps "$REPS" --ours "$tmp/atp.raw" 2>/dev/null)
+echo "$ours"; echo "$peer"
+get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
+exact=$(get "$ours" exact_seconds)
+atp=$(get "$ours" attribution_seconds)
+torch=$(get "$peer" seconds)
+ratio() { python3 -c "r = $1 / $2; print(f'{r:.2f}x slower' if r >= 1 else f'{1 / r:.2f}x faster')"; }
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+{
+    echo "# CPU attribution patching vs activation patching: SmolLM2-135M, IOI, 270 heads"
+    echo
+    echo "Command: \`THREADS=$THREADS N=$N REPS=$REPS bench/run-attribution.sh\` ($(date -u +%Y-%m-%d), $cpu, $THREADS threads)."
+    echo "$N IOI prompts (the library's generator, seed 1, $(get "$ours" seq) tokens padded), clean -> corrupt (ABC) patching of"
+    echo "every head's z at all positions, metric logit(IO) - logit(S) at the last token, f32."
+    echo "Clean logit difference $(get "$ours" clean_ld), corrupted $(get "$ours" corrupt_ld) (means over prompts)."
+    echo
+    echo "| way | seconds | vs headsweep attribution |"
+    echo "|---|---|---|"
+    echo "| headsweep exact: one patched forward per (prompt, head), prefix reuse, 4 prompts x 9 heads per forward (one run) | $exact | $(ratio "$exact" "$atp") |"
+    echo "| headsweep attribution: 2 forwards + 1 backward per batch of $N prompts (best of $REPS) | $atp | 1.00 |"
+    echo "| transformers + autograd attribution, the same estimate (PyTorch CPU, best of $REPS) | $torch | $(ratio "$torch" "$atp") |"
+    echo
+    echo "How well the estimate ranks heads (normalised [layer, head] maps, exact vs headsweep attribution):"
+    echo "Pearson r = $(get "$ours" pearson), Spearman rho = $(get "$ours" spearman), top-10 overlap $(get "$ours" top10_overlap)/10;"
+    echo "top head exact $(get "$ours" top_exact), attribution $(get "$ours" top_attribution) (head:normalised effect)."
+    echo
+    echo "- top 10 exact: $(get "$ours" top10_exact)"
+    echo "- top 10 attribution: $(get "$ours" top10_attribution)"
+    echo
+    echo "headsweep attribution vs autograd attribution: ||diff|| / ||autograd|| = $(get "$peer" rel_l2) over the estimated"
+    echo "effects (largest |diff| $(get "$peer" max_abs_diff) on effects up to $(get "$peer" max_abs_effect); each side dequantises the Q4_1 GGUF itself)."
+} | tee "$OUT"
