@@ -12,6 +12,7 @@
 _Static_assert((int)HS_CONFIG_HOOK_RESID_PRE == (int)HS_HOOK_RESID_PRE, "hook order");
 _Static_assert((int)HS_CONFIG_HOOK_PATTERN == (int)HS_HOOK_PATTERN, "hook order");
 _Static_assert((int)HS_CONFIG_HOOK_Z == (int)HS_HOOK_Z, "hook order");
+_Static_assert((int)HS_CONFIG_HOOK_MLP_PRE_LINEAR == (int)HS_HOOK_MLP_PRE_LINEAR, "hook order");
 _Static_assert((int)HS_CONFIG_HOOK_RESID_POST == (int)HS_HOOK_RESID_POST, "hook order");
 _Static_assert((int)HS_CONFIG_HOOK_RESULT == (int)HS_HOOK_COUNT, "hook order");
 

@@ -21,8 +21,9 @@ const char *const hs_cfg_target_names[] = {"z_all_pos", "z_by_pos", "resid_pre",
 const char *const hs_cfg_score_names[] = {"previous_token",   "duplicate_token", "induction",
                                           "olsson_induction", "retrieval",       NULL};
 const char *const hs_cfg_hook_names[] = {
-    "resid_pre", "q",        "k",         "v",       "rot_q",      "rot_k",  "pattern",
-    "z",         "attn_out", "resid_mid", "mlp_out", "resid_post", "result", NULL};
+    "resid_pre", "q",         "k",       "v",              "rot_q",    "rot_k",   "pattern",    "z",
+    "attn_out",  "resid_mid", "mlp_pre", "mlp_pre_linear", "mlp_post", "mlp_out", "resid_post", "result",
+    NULL};
 const char *const hs_cfg_templates_names[] = {"all", "baba", "abba", NULL};
 /* dataset.generator: names[i] is hs_config_dataset_kind base + i */
 static const char *const generator_names[] = {"ioi", "induction", "needle", NULL};

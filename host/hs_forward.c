@@ -13,7 +13,8 @@
 #include <string.h>
 
 static const char *hook_names[HS_HOOK_COUNT] = {
-    "resid_pre", "q", "k", "v", "rot_q", "rot_k", "pattern", "z", "attn_out", "resid_mid", "mlp_out", "resid_post",
+    "resid_pre", "q",        "k",       "v",              "rot_q",    "rot_k",   "pattern",    "z",
+    "attn_out",  "resid_mid", "mlp_pre", "mlp_pre_linear", "mlp_post", "mlp_out", "resid_post",
 };
 
 const char *hs_hook_name(hs_hook_point p) { return (p >= 0 && p < HS_HOOK_COUNT) ? hook_names[p] : "?"; }
@@ -397,8 +398,15 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(offer(s, hk, HS_HOOK_RESID_MID, l, s->x, dt, 3, B, T, d, 0, err));
         HS_CHECK(o->norm(be, c->norm, s->x, W->ln2_w, W->ln2_b, c->norm_eps, n, d, s->xn, err));
         HS_CHECK(o->matmul(be, s->xn, W->w_up, W->b_up, n, f, d, 0, s->up, err));
-        if (c->act == HS_ACT_SILU_GLU) HS_CHECK(o->matmul(be, s->xn, W->w_gate, NULL, n, f, d, 0, s->gate, err));
+        if (c->act == HS_ACT_SILU_GLU) {
+            HS_CHECK(o->matmul(be, s->xn, W->w_gate, NULL, n, f, d, 0, s->gate, err));
+            HS_CHECK(offer(s, hk, HS_HOOK_MLP_PRE, l, s->gate, dt, 3, B, T, f, 0, err));
+            HS_CHECK(offer(s, hk, HS_HOOK_MLP_PRE_LINEAR, l, s->up, dt, 3, B, T, f, 0, err));
+        } else {
+            HS_CHECK(offer(s, hk, HS_HOOK_MLP_PRE, l, s->up, dt, 3, B, T, f, 0, err));
+        }
         HS_CHECK(o->act(be, c->act, s->gate, s->up, n * f, s->hid, err));
+        HS_CHECK(offer(s, hk, HS_HOOK_MLP_POST, l, s->hid, dt, 3, B, T, f, 0, err));
         HS_CHECK(o->matmul(be, s->hid, W->w_down, W->b_down, n, d, f, 0, s->mlp_out, err));
         HS_CHECK(offer(s, hk, HS_HOOK_MLP_OUT, l, s->mlp_out, dt, 3, B, T, d, 0, err));
         HS_CHECK(o->add(be, s->x, s->mlp_out, n * d, err));

@@ -34,11 +34,6 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
             if ((e->metric == HS_CONFIG_METRIC_LOSS) != (e->positions == HS_CONFIG_POSITIONS_ALL) ||
                 e->positions == HS_CONFIG_POSITIONS_ANSWER)
                 return unsupported(err, e, "these metric positions (loss reads all positions, other metrics the last)");
-            if (e->method == HS_CONFIG_METHOD_ATTRIBUTION && e->metric == HS_CONFIG_METRIC_ACCURACY)
-                return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                                  "experiment '%s' (activation_patching): method attribution needs a gradient, and "
-                                  "metric accuracy has none (use logit_diff, logprob, kl or loss, or method exact)",
-                                  e->name);
             break;
         case HS_CONFIG_EXP_HEAD_SCORES:
             if (!e->layers.all || !e->heads.all) return unsupported(err, e, "a subset of layers or heads");
@@ -72,6 +67,11 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
             if ((e->metric == HS_CONFIG_METRIC_LOSS) != (e->positions == HS_CONFIG_POSITIONS_ALL) ||
                 e->positions == HS_CONFIG_POSITIONS_ANSWER)
                 return unsupported(err, e, "these metric positions (loss reads all positions, other metrics the last)");
+            if (e->method == HS_CONFIG_METHOD_ATTRIBUTION && e->metric == HS_CONFIG_METRIC_ACCURACY)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "experiment '%s' (activation_patching): method attribution needs a gradient, and "
+                                  "metric accuracy has none (use logit_diff, logprob, kl or loss, or method exact)",
+                                  e->name);
             break;
         default: return unsupported(err, e, "this experiment type");
         }
@@ -123,6 +123,22 @@ static hs_status build_dataset(const hs_config *cfg, const hs_model *m, hs_datas
         *out = NULL;
     }
     return st;
+}
+
+/* The hooks a capture asks for exist in this model; checked before the
+ * journal is opened, so a refused run leaves nothing behind. */
+static hs_status check_model_fits(const hs_config *cfg, const hs_model_config *c, hs_err *err) {
+    for (int i = 0; i < cfg->n_experiments; i++) {
+        const hs_config_experiment *e = &cfg->experiments[i];
+        if (e->type != HS_CONFIG_EXP_CAPTURE) continue;
+        if (c->rope == HS_ROPE_NONE && (e->hooks & (HS_CONFIG_BIT(HS_HOOK_ROT_Q) | HS_CONFIG_BIT(HS_HOOK_ROT_K))))
+            return hs_err_set(err, HS_ERR_INVALID_ARG,
+                              "experiment '%s': hooks rot_q/rot_k: the model has no rotary embedding", e->name);
+        if (c->act != HS_ACT_SILU_GLU && (e->hooks & HS_CONFIG_BIT(HS_HOOK_MLP_PRE_LINEAR)))
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "experiment '%s': hook mlp_pre_linear: the model's MLP is not gated",
+                              e->name);
+    }
+    return HS_OK;
 }
 
 /* What each experiment reads from the dataset is there (a JSONL file may lack it). */
@@ -306,6 +322,7 @@ hs_status hs_run(const hs_config *cfg, const char *config_text, const hs_run_par
         hs_sha256_to_hex(d, journal_sha);
     }
     HS_CHECK(hs_model_load(cfg->model, &x.model, err));
+    HS_CHECK(check_model_fits(cfg, hs_model_get_config(x.model), err));
     HS_CHECK(build_dataset(cfg, x.model, &x.data, err));
     HS_CHECK(check_dataset_fits(cfg, x.data, err));
     x.prompts = hs_dataset_prompts(x.data);

@@ -71,6 +71,12 @@ int hs_run_hook_dims(hs_hook_point p, const hs_model_config *c, int T, int64_t *
         dims[0] = c->n_heads, dims[1] = T, dims[2] = T;
         names[0] = "head", names[1] = "query", names[2] = "key";
         return 3;
+    case HS_HOOK_MLP_PRE:
+    case HS_HOOK_MLP_PRE_LINEAR:
+    case HS_HOOK_MLP_POST:
+        dims[0] = T, dims[1] = c->d_mlp;
+        names[0] = "position", names[1] = "d_mlp";
+        return 2;
     case HS_HOOK_COUNT: /* the result hook */
         dims[0] = T, dims[1] = c->n_heads, dims[2] = c->d_model;
         names[0] = "position", names[1] = "head", names[2] = "d_model";
@@ -85,8 +91,9 @@ int hs_run_hook_dims(hs_hook_point p, const hs_model_config *c, int T, int64_t *
 void hs_run_hook_name(char *out, size_t n, hs_hook_point p, int layer) {
     int attn = p == HS_HOOK_Q || p == HS_HOOK_K || p == HS_HOOK_V || p == HS_HOOK_ROT_Q || p == HS_HOOK_ROT_K ||
                p == HS_HOOK_PATTERN || p == HS_HOOK_Z;
-    snprintf(out, n, "blocks.%d.%shook_%s", layer, attn || p == HS_HOOK_COUNT ? "attn." : "",
-             p == HS_HOOK_COUNT ? "result" : hs_hook_name(p));
+    const int mlp = p == HS_HOOK_MLP_PRE || p == HS_HOOK_MLP_PRE_LINEAR || p == HS_HOOK_MLP_POST;
+    snprintf(out, n, "blocks.%d.%shook_%s", layer, attn || p == HS_HOOK_COUNT ? "attn." : mlp ? "mlp." : "",
+             p == HS_HOOK_COUNT ? "result" : hs_hook_name(p) + (mlp ? 4 : 0)); /* "mlp_pre" -> mlp.hook_pre */
 }
 
 static hs_status plan_capture(const hs_config_experiment *e, const hs_model_config *c, int N, int T, hs_run_exp *r,
@@ -107,8 +114,8 @@ static hs_status plan_capture(const hs_config_experiment *e, const hs_model_conf
     for (int p = 0; p <= HS_HOOK_COUNT && !st; p++) { /* HS_HOOK_COUNT stands for the result hook */
         if (!(e->hooks & HS_CONFIG_BIT(p == HS_HOOK_COUNT ? HS_CONFIG_HOOK_RESULT : p))) continue;
         for (int i = 0; i < nL && !st; i++) {
-            int64_t dims[HS_RUN_MAX_DIMS];
-            const char *names[HS_RUN_MAX_DIMS];
+            int64_t dims[HS_RUN_MAX_DIMS] = {0};
+            const char *names[HS_RUN_MAX_DIMS] = {0};
             int nd = hs_run_hook_dims((hs_hook_point)p, c, T, dims, names);
             char name[128];
             hs_run_hook_name(name, sizeof name, (hs_hook_point)p, e->layers.all ? i : e->layers.v[i]);

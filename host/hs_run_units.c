@@ -249,9 +249,6 @@ hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, 
         hs_status st = head_sets(x, exp, err);
         if (st) return st;
     }
-    if (e->type == HS_CONFIG_EXP_CAPTURE && c->rope == HS_ROPE_NONE &&
-        (e->hooks & (HS_CONFIG_BIT(HS_HOOK_ROT_Q) | HS_CONFIG_BIT(HS_HOOK_ROT_K))))
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "hooks rot_q/rot_k: the model has no rotary embedding");
     if (!pending || (e->type != HS_CONFIG_EXP_HEAD_ABLATION && e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION))
         return HS_OK;
     if ((e->mode == HS_CONFIG_MODE_RESAMPLE || e->mode == HS_CONFIG_MODE_PATCH) && !r->resample_src) {

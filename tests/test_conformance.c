@@ -16,7 +16,9 @@
 static void ref_name(char *out, size_t n, hs_hook_point p, int layer) {
     int on_attn = p == HS_HOOK_Q || p == HS_HOOK_K || p == HS_HOOK_V || p == HS_HOOK_ROT_Q || p == HS_HOOK_ROT_K ||
                   p == HS_HOOK_PATTERN || p == HS_HOOK_Z;
-    snprintf(out, n, "blocks.%d.%shook_%s", layer, on_attn ? "attn." : "", hs_hook_name(p));
+    int on_mlp = p == HS_HOOK_MLP_PRE || p == HS_HOOK_MLP_PRE_LINEAR || p == HS_HOOK_MLP_POST;
+    snprintf(out, n, "blocks.%d.%shook_%s", layer, on_attn ? "attn." : on_mlp ? "mlp." : "",
+             hs_hook_name(p) + (on_mlp ? 4 : 0)); /* "mlp_pre" -> blocks.L.mlp.hook_pre */
 }
 
 static const hs_st_tensor *need(hs_st_file *f, const char *name) {
@@ -95,6 +97,10 @@ static void run_conformance(const char *model, const char *pad) {
         hs_test_fixture_path(rpath, sizeof rpath, rel);
         cr_assert_eq(hs_st_open(rpath, &hooks_ref, &err), HS_OK, "%s", err.msg);
     }
+    hs_st_file *mlp_ref = NULL; /* the MLP's hooks, right-padded, in their own file */
+    snprintf(rel, sizeof rel, "ref/%s_mlp.safetensors", model);
+    hs_test_fixture_path(rpath, sizeof rpath, rel);
+    cr_assert_eq(hs_st_open(rpath, &mlp_ref, &err), HS_OK, "%s", err.msg);
     const hs_model_config *c = hs_model_get_config(m);
     const hs_st_tensor *tok = need(ref, "tokens"), *msk = need(ref, "mask"), *pos = need(ref, "positions");
     const hs_st_tensor *lg = need(ref, "logits");
@@ -118,7 +124,10 @@ static void run_conformance(const char *model, const char *pad) {
         for (int p = 0; p < HS_HOOK_COUNT; p++) {
             char name[128];
             ref_name(name, sizeof name, (hs_hook_point)p, l);
-            const hs_st_tensor *r = hs_st_find(hooks_ref, name);
+            const int on_mlp = p == HS_HOOK_MLP_PRE || p == HS_HOOK_MLP_PRE_LINEAR || p == HS_HOOK_MLP_POST;
+            const hs_st_tensor *r = hs_st_find(on_mlp ? mlp_ref : hooks_ref, name);
+            if (on_mlp && (p != HS_HOOK_MLP_PRE_LINEAR || c->act == HS_ACT_SILU_GLU))
+                cr_assert_not_null(r, "%s: the MLP fixture lacks %s", model, name);
             if (!r) continue; /* e.g. rot_q on GPT-2 */
             hs_tensor shp;
             const float *got = hs_capture_get(cap, (hs_hook_point)p, l, &shp);
@@ -171,6 +180,7 @@ static void run_conformance(const char *model, const char *pad) {
     hs_session_free(s);
     hs_backend_free(be);
     if (hooks_ref != ref) hs_st_close(hooks_ref);
+    hs_st_close(mlp_ref);
     hs_st_close(ref);
     hs_model_free(m);
 }

@@ -40,7 +40,8 @@ static void write_config(const char *path, const char *out, const char *extra) {
             "  - name: abl\n    type: head_ablation\n    metric: loss\n    whole_layers: true\n    all_but_one: true\n"
             "  - name: prune\n    type: pruning_curve\n    importance: abl\n    step: 0.25\n"
             "  - name: scores\n    type: head_scores\n"
-            "  - name: cap\n    type: capture\n    hooks: [z, pattern]\n    layers: [1]\n    prompts: [0, 3]\n%s",
+            "  - name: cap\n    type: capture\n    hooks: [z, pattern, mlp_pre, mlp_pre_linear, mlp_post]\n"
+            "    layers: [1]\n    prompts: [0, 3]\n%s",
             model, out, extra ? extra : "");
     fclose(f);
 }
@@ -127,6 +128,17 @@ Test(run, results_match_direct_computation, .timeout = 300) {
     cr_assert_eq(sh.dims[0], 2);
     cr_assert_eq(sh.dims[1], pr.T);
     free(cz);
+    /* the MLP's hooks under TransformerLens names, [prompt, position, d_mlp], post = silu(pre) * pre_linear
+     * (test_conformance checks each against transformers) */
+    hs_h5_shape sp;
+    float *pre = read_f32(f, "cap", "blocks.1.mlp.hook_pre", &sp),
+          *lin = read_f32(f, "cap", "blocks.1.mlp.hook_pre_linear", NULL),
+          *post = read_f32(f, "cap", "blocks.1.mlp.hook_post", NULL);
+    cr_assert(sp.ndim == 3 && sp.dims[0] == 2 && sp.dims[1] == pr.T && sp.dims[2] == hs_model_get_config(m)->d_mlp);
+    for (int64_t i = 0; i < sp.dims[0] * sp.dims[1] * sp.dims[2]; i++)
+        cr_assert_float_eq(post[i], pre[i] / (1.0f + expf(-pre[i])) * lin[i], 1e-5 * (1.0 + fabsf(post[i])), "%lld",
+                           (long long)i);
+    free(pre), free(lin), free(post);
     hs_h5_group *root;
     char *stored = NULL;
     cr_assert_eq(hs_h5_group_open(f, "/", &root, &err), HS_OK);
@@ -403,7 +415,21 @@ Test(run, activation_patching_matches_transformers) {
     const char *acc[] = {"experiments.atp.metric=accuracy", "overwrite=true"};
     cr_assert_eq(hs_config_load(cfgp, acc, 2, &cfg, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_UNSUPPORTED);
-    cr_assert(strstr(err.msg, "'atp'") && strstr(err.msg, "accuracy"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "'atp'") && strstr(err.msg, "method attribution needs a gradient"), "%s", err.msg);
+    snprintf(ref, sizeof ref, "%s.journal", out);
+    cr_assert_neq(access(ref, F_OK), 0, "a refused run left %s", ref);
+    hs_config_free(cfg);
+    /* GPT-2's MLP is not gated: hook mlp_pre_linear is refused by name */
+    f = fopen(cfgp, "w");
+    fprintf(f, "model: %s\noutput: %s\noverwrite: true\ndataset:\n  file: %s\nexperiments:\n"
+               "  - name: cap\n    type: capture\n    hooks: [mlp_pre, mlp_pre_linear]\n",
+            model, out, jsonl);
+    fclose(f);
+    cfg = load(cfgp);
+    cr_assert_neq(hs_run(cfg, "x", NULL, &err), HS_OK);
+    cr_assert(strstr(err.msg, "'cap'") && strstr(err.msg, "mlp_pre_linear") && strstr(err.msg, "not gated"), "%s",
+              err.msg);
+    cr_assert_neq(access(ref, F_OK), 0, "a refused run left %s", ref);
     hs_config_free(cfg);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -150,7 +150,7 @@ typedef enum { /* head_scores; bits in hs_config_experiment.scores */
     HS_CONFIG_SCORE_COUNT
 } hs_config_score;
 
-/* capture hooks; bits in hs_config_experiment.hooks. The first twelve have
+/* capture hooks; bits in hs_config_experiment.hooks. All but the last have
  * the values of hs_hook_point (hs_forward.h), checked at compile time. */
 typedef enum {
     HS_CONFIG_HOOK_RESID_PRE = 0,
@@ -163,6 +163,9 @@ typedef enum {
     HS_CONFIG_HOOK_Z,
     HS_CONFIG_HOOK_ATTN_OUT,
     HS_CONFIG_HOOK_RESID_MID,
+    HS_CONFIG_HOOK_MLP_PRE,
+    HS_CONFIG_HOOK_MLP_PRE_LINEAR, /* gated MLPs only */
+    HS_CONFIG_HOOK_MLP_POST,
     HS_CONFIG_HOOK_MLP_OUT,
     HS_CONFIG_HOOK_RESID_POST,
     HS_CONFIG_HOOK_RESULT, /* [B, T, H, d_model]: memory-heavy */

@@ -28,12 +28,17 @@ typedef enum {
     HS_HOOK_Z,             /* [B, T, H, d_head] per-head output before W_O */
     HS_HOOK_ATTN_OUT,      /* [B, T, d_model] */
     HS_HOOK_RESID_MID,     /* [B, T, d_model] */
+    HS_HOOK_MLP_PRE,       /* [B, T, d_mlp] the activation's input: W_in x + b_in, or W_gate x (gated MLPs) */
+    HS_HOOK_MLP_PRE_LINEAR, /* [B, T, d_mlp] gated MLPs only: W_up x, the factor the activation multiplies */
+    HS_HOOK_MLP_POST,      /* [B, T, d_mlp] the activation: gelu_new(pre), or silu(pre) * pre_linear */
     HS_HOOK_MLP_OUT,       /* [B, T, d_model] */
     HS_HOOK_RESID_POST,    /* [B, T, d_model] */
     HS_HOOK_COUNT
 } hs_hook_point;
 
-/* TransformerLens-style name without the layer, e.g. "hook_z" -> "z". */
+/* TransformerLens-style name without the layer, e.g. "hook_z" -> "z"; the
+ * MLP's hooks are "mlp_pre", "mlp_pre_linear", "mlp_post" (TransformerLens
+ * blocks.L.mlp.hook_pre, hook_pre_linear, hook_post). */
 const char *hs_hook_name(hs_hook_point p);
 /* Parses a hook name ("z", "resid_pre", ...); returns HS_HOOK_COUNT if unknown. */
 hs_hook_point hs_hook_from_name(const char *name);
