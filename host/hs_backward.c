@@ -18,8 +18,9 @@
 void hs_bwd_free(hs_session *s) {
     hs_bwd *w = s->bwd;
     if (!w) return;
-    void *bufs[] = {w->res, w->mid, w->g,  w->gm,  w->dxn, w->dhid,    w->dup, w->dgate, w->dz,
-                    w->dq,  w->dk,  w->dv, w->zu,  w->hsc, w->dots,    w->neg_pos, w->tg};
+    void *bufs[] = {w->res,  w->mid, w->g,  w->gm,      w->dxn, w->dhid, w->dup, w->dgate, w->dz,  w->dq,
+                    w->dk,   w->dv,  w->zu, w->hsc,     w->dots, w->neg_pos, w->tg, w->kq, w->kk, w->kv,
+                    w->kz,   w->kmid, w->kpre, w->kprel};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (bufs[i]) s->be->ops->free(s->be, bufs[i]);
     free(w);
@@ -28,15 +29,19 @@ void hs_bwd_free(hs_session *s) {
 
 /* Buffers for n rows, kept for later batches of at most as many rows. */
 static hs_status bwd_reserve(hs_session *s, int64_t n, hs_err *err) {
-    if (s->bwd && s->bwd->rows >= n) return HS_OK;
+    const hs_model_config *c = &s->cfg;
+    const int64_t d = c->d_model, f = c->d_mlp, qd = (int64_t)c->n_heads * c->d_head,
+                  kd = (int64_t)c->n_kv_heads * c->d_head, es = (int64_t)s->es, L = c->n_layers;
+    const int gated = c->act == HS_ACT_SILU_GLU;
+    const int64_t keep_bytes = L * n * (2 * qd + 2 * kd + d + (gated ? 2 : 1) * f) * es;
+    const int keep = keep_bytes <= s->bwd_keep_bytes;
+    if (s->bwd && s->bwd->rows >= n) return HS_OK; /* whichever mode they were made for */
     hs_bwd_free(s);
     hs_bwd *w = calloc(1, sizeof *w);
     if (!w) return hs_err_set(err, HS_ERR_OOM, "backward: out of memory");
     s->bwd = w;
     w->rows = n;
-    const hs_model_config *c = &s->cfg;
-    const int64_t d = c->d_model, f = c->d_mlp, qd = (int64_t)c->n_heads * c->d_head,
-                  kd = (int64_t)c->n_kv_heads * c->d_head, es = (int64_t)s->es;
+    w->keep = keep;
     struct {
         void **p;
         int64_t bytes;
@@ -46,8 +51,12 @@ static hs_status bwd_reserve(hs_session *s, int64_t n, hs_err *err) {
         {&w->dgate, n * f * es}, {&w->dz, n * qd * es}, {&w->dq, n * qd * es}, {&w->dk, n * kd * es},
         {&w->dv, n * kd * es}, {&w->zu, n * qd * es}, {(void **)&w->hsc, n * c->n_heads * 4},
         {(void **)&w->dots, n * c->n_heads * 4}, {(void **)&w->neg_pos, n * 4}, {(void **)&w->tg, n * 4},
+        {&w->kq, keep * L * n * qd * es}, {&w->kk, keep * L * n * kd * es}, {&w->kv, keep * L * n * kd * es},
+        {&w->kz, keep * L * n * qd * es}, {&w->kmid, keep * L * n * d * es}, {&w->kpre, keep * L * n * f * es},
+        {&w->kprel, keep * gated * L * n * f * es},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        if (!want[i].bytes) continue;
         hs_status st = s->be->ops->alloc(s->be, (size_t)want[i].bytes, want[i].p, err);
         if (st != HS_OK) {
             hs_bwd_free(s);
@@ -62,15 +71,38 @@ typedef struct {
     int64_t n;
 } keep_ctx;
 
+/* Where a kept activation goes: its buffer (NULL = not kept) and width. */
+static void *keep_slot(const hs_session *s, hs_hook_point p, int64_t *width) {
+    const hs_model_config *c = &s->cfg;
+    const hs_bwd *w = s->bwd;
+    const int rope = c->rope != HS_ROPE_NONE;
+    const int64_t qd = (int64_t)c->n_heads * c->d_head, kd = (int64_t)c->n_kv_heads * c->d_head;
+    *width = c->d_model;
+    if (p == HS_HOOK_RESID_PRE || p == HS_HOOK_RESID_POST) return w->res;
+    if (!w->keep) return NULL;
+    if (p == (rope ? HS_HOOK_ROT_Q : HS_HOOK_Q)) return *width = qd, w->kq;
+    if (p == (rope ? HS_HOOK_ROT_K : HS_HOOK_K)) return *width = kd, w->kk;
+    if (p == HS_HOOK_V) return *width = kd, w->kv;
+    if (p == HS_HOOK_Z) return *width = qd, w->kz;
+    if (p == HS_HOOK_RESID_MID) return w->kmid;
+    if (p == HS_HOOK_MLP_PRE) return *width = c->d_mlp, w->kpre;
+    if (p == HS_HOOK_MLP_PRE_LINEAR) return *width = c->d_mlp, w->kprel;
+    return NULL;
+}
+
 static int keep_wants(void *user, hs_hook_point p, int layer) {
     const keep_ctx *k = user;
-    return p == HS_HOOK_RESID_PRE || (p == HS_HOOK_RESID_POST && layer == k->s->cfg.n_layers - 1);
+    int64_t width;
+    if (p == HS_HOOK_RESID_POST) return layer == k->s->cfg.n_layers - 1;
+    return keep_slot(k->s, p, &width) != NULL;
 }
 
 static hs_status keep_fn(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
     keep_ctx *k = user;
-    const int64_t slot = p == HS_HOOK_RESID_PRE ? layer : k->s->cfg.n_layers, bytes = k->n * k->s->cfg.d_model * k->s->es;
-    return k->s->be->ops->copy(k->s->be, (char *)k->s->bwd->res + slot * bytes, t->data, (size_t)bytes, err);
+    int64_t width;
+    char *buf = keep_slot(k->s, p, &width);
+    const int64_t slot = p == HS_HOOK_RESID_POST ? k->s->cfg.n_layers : layer, bytes = k->n * width * k->s->es;
+    return k->s->be->ops->copy(k->s->be, buf + slot * bytes, t->data, (size_t)bytes, err);
 }
 
 hs_status hs_bwd_forward(hs_session *s, const hs_batch *b, const hs_forward_params *fp_in, float *logits_out,
@@ -183,8 +215,11 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
         au.z = w->zu;
         HS_CHECK(o->attention(s->be, &au, err));
     }
+    /* resid_mid as the forward makes it (not by an accumulating GEMM, whose
+     * rounding differs): the same bits as a kept activation */
+    HS_CHECK(o->matmul(s->be, s->z, W->wo, W->bo, n, (int)d, H * dh, 0, s->attn_out, err));
     HS_CHECK(o->copy(s->be, w->mid, x, (size_t)(n * d * es), err));
-    HS_CHECK(o->matmul(s->be, s->z, W->wo, W->bo, n, (int)d, H * dh, 1, w->mid, err));
+    HS_CHECK(o->add(s->be, w->mid, s->attn_out, n * d, err));
     HS_CHECK(o->norm(s->be, c->norm, w->mid, W->ln2_w, W->ln2_b, c->norm_eps, n, (int)d, s->xn, err));
     HS_CHECK(o->matmul(s->be, s->xn, W->w_up, W->b_up, n, f, (int)d, 0, s->up, err));
     if (c->act == HS_ACT_SILU_GLU) HS_CHECK(o->matmul(s->be, s->xn, W->w_gate, NULL, n, f, (int)d, 0, s->gate, err));
@@ -200,24 +235,40 @@ hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale,
     const int64_t n = (int64_t)b->B * b->T, d = c->d_model, es = (int64_t)s->es, BH = (int64_t)b->B * c->n_heads;
     const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp;
     hs_status st = HS_OK;
-    const hs_attn_params ap = {.B = b->B, .T = b->T, .H = H, .H_kv = Hk, .d_head = dh,
-                               .scale = 1.0f / sqrtf((float)dh), .q = s->q, .k = s->k, .v = s->v,
-                               .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,
-                               .head_scale = head_scale ? w->hsc : NULL};
+    const int64_t qd = (int64_t)H * dh, kd = (int64_t)Hk * dh;
+    hs_attn_params ap = {.B = b->B, .T = b->T, .H = H, .H_kv = Hk, .d_head = dh, .scale = 1.0f / sqrtf((float)dh),
+                         .q = s->q, .k = s->k, .v = s->v, .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,
+                         .head_scale = head_scale ? w->hsc : NULL};
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const hs_session_layer *W = &s->layers[l];
+        const void *mid = w->mid, *gate = s->gate, *up = s->up, *z = head_scale ? w->zu : s->z;
         if (head_scale) HS_CHECK(o->upload(s->be, w->hsc, head_scale + l * BH, (size_t)BH * sizeof(float), err));
-        HS_CHECK(rerun_layer(s, b, l, &ap, err));
+        if (w->keep) { /* the forward's activations of layer l */
+            const int64_t gated = c->act == HS_ACT_SILU_GLU;
+            ap.q = (char *)w->kq + l * n * qd * es, ap.k = (char *)w->kk + l * n * kd * es;
+            ap.v = (char *)w->kv + l * n * kd * es, mid = (char *)w->kmid + l * n * d * es;
+            gate = gated ? (char *)w->kpre + l * n * f * es : NULL;
+            up = gated ? (char *)w->kprel + l * n * f * es : (char *)w->kpre + l * n * f * es;
+            if (head_scale) { /* visitors need z itself, also where the multiplier is 0 */
+                hs_attn_params au = ap;
+                au.head_scale = NULL;
+                au.z = w->zu;
+                HS_CHECK(o->attention(s->be, &au, err));
+            } else {
+                z = (char *)w->kz + l * n * qd * es;
+            }
+        } else {
+            HS_CHECK(rerun_layer(s, b, l, &ap, err));
+        }
         /* MLP */
         HS_CHECK(o->matmul_bwd(s->be, w->g, W->w_down, n, (int)d, f, 0, w->dhid, err));
-        HS_CHECK(o->act_bwd(s->be, c->act, s->gate, s->up, w->dhid, n * f, w->dgate, w->dup, err));
+        HS_CHECK(o->act_bwd(s->be, c->act, gate, up, w->dhid, n * f, w->dgate, w->dup, err));
         HS_CHECK(o->matmul_bwd(s->be, w->dup, W->w_up, n, f, (int)d, 0, w->dxn, err));
         if (c->act == HS_ACT_SILU_GLU) HS_CHECK(o->matmul_bwd(s->be, w->dgate, W->w_gate, n, f, (int)d, 1, w->dxn, err));
         HS_CHECK(o->copy(s->be, w->gm, w->g, (size_t)(n * d * es), err));
-        HS_CHECK(o->norm_bwd(s->be, c->norm, w->mid, W->ln2_w, c->norm_eps, n, (int)d, w->dxn, 1, w->gm, err));
+        HS_CHECK(o->norm_bwd(s->be, c->norm, mid, W->ln2_w, c->norm_eps, n, (int)d, w->dxn, 1, w->gm, err));
         /* the heads' output */
         HS_CHECK(o->matmul_bwd(s->be, w->gm, W->wo, n, (int)d, H * dh, 0, w->dz, err));
-        const void *z = head_scale ? w->zu : s->z;
         if (l == 0 && !want_pre) { /* nothing below reads the attention's gradients */
             HS_CHECK(visit(user, l, z, w->dz, NULL, err));
             break;

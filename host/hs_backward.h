@@ -4,6 +4,11 @@
  * reruns a layer from it). Shared by the gradient head importance
  * (hs_head_grad.c) and attribution patching (hs_attribution.c).
  *
+ * When the session's budget allows (hs_session_set_backward_keep_bytes), the
+ * forward also keeps what the backward reads of every layer (q and k after
+ * RoPE, v, z, resid_mid, the MLP's inputs to its activation) and no layer is
+ * rerun; the backward computes the same bits either way.
+ *
  * A pass is: hs_bwd_forward (keeps the residual streams), one seed (the
  * metric's gradient at the final resid_post), then hs_bwd_walk, which hands
  * every layer's z and dM/dz (and, if asked, dM/d resid_pre) to a visitor.
@@ -16,6 +21,10 @@
 
 typedef struct hs_bwd {
     int64_t rows; /* capacity in rows (B * T) */
+    int keep;     /* the layers' activations are kept: no rerun */
+    /* keep mode, [L, rows, width] each: q, k (after RoPE), v, z (as the
+     * forward made it), resid_mid, the MLP's pre and pre_linear */
+    void *kq, *kk, *kv, *kz, *kmid, *kpre, *kprel;
     void *res;    /* [L + 1, rows, d]: resid_pre of every layer, then the final resid_post */
     void *mid, *g, *gm, *dxn, *dhid, *dup, *dgate, *dz, *dq, *dk, *dv;
     void *zu;     /* the unscaled z of the layer (with head multipliers) */

@@ -64,6 +64,7 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     s->cfg = *hs_model_get_config(m);
     s->max_B = max_B;
     s->max_T = max_T;
+    s->bwd_keep_bytes = HS_BACKWARD_KEEP_BYTES;
     s->owns_weights = be->device != HS_DEVICE_CPU;
     s->es = hs_dtype_block_bytes(be->ops->act_dtype(be));
     const hs_model_config *c = &s->cfg;
@@ -128,6 +129,11 @@ exit:
     }
     *out = s;
     return HS_OK;
+}
+
+void hs_session_set_backward_keep_bytes(hs_session *s, int64_t bytes) {
+    s->bwd_keep_bytes = bytes > 0 ? bytes : 0;
+    hs_bwd_free(s); /* the next backward sizes its buffers for the new budget */
 }
 
 void hs_session_free(hs_session *s) {

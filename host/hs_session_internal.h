@@ -36,6 +36,7 @@ struct hs_session {
     void *d_set_src;
     size_t set_src_bytes;
     struct hs_bwd *bwd; /* the backward's buffers (hs_backward.h), allocated at first use */
+    int64_t bwd_keep_bytes; /* hs_session_set_backward_keep_bytes */
     int64_t bytes;
 };
 

@@ -111,6 +111,39 @@ Test(attribution, gpt2_one_prompt_per_batch) { against_autograd("gpt2", 1); }
 Test(attribution, llama_gqa_matches_autograd) { against_autograd("llama_gqa", 3); }
 Test(attribution, llama_gqa_two_rows_per_batch) { against_autograd("llama_gqa", 2); }
 
+/* The backward with the forward's activations kept and with each layer
+ * recomputed gives the same bits (both architectures, a last-position metric
+ * and the loss, every target). */
+static void keep_equals_recompute(const char *model) {
+    fx f;
+    fx_init(&f, model, 2);
+    const int N = f.pr.N;
+    const int64_t na = (int64_t)N * f.L * f.H, nz = na * f.T, nr = (int64_t)N * f.L * f.T, tot = 2 * N + na + nz + nr;
+    const hs_metric ms[2] = {HS_METRIC_LOGIT_DIFF, HS_METRIC_LOSS};
+    for (int k = 0; k < 2; k++) {
+        float *res[2];
+        for (int recompute = 0; recompute < 2; recompute++) {
+            float *b = res[recompute] = malloc((size_t)tot * sizeof(float));
+            hs_patching_out out = {.clean = b, .corrupt = b + N, .z_all_pos = b + 2 * N, .z_by_pos = b + 2 * N + na,
+                                   .resid_pre = b + 2 * N + na + nz};
+            hs_patching_params p = hs_patching_default_params();
+            p.metric = ms[k];
+            p.batch_rows = 2;
+            p.targets = (1u << HS_PATCH_COUNT) - 1;
+            hs_session_set_backward_keep_bytes(f.s, recompute ? 0 : HS_BACKWARD_KEEP_BYTES);
+            hs_err err = {0};
+            cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_OK, "%s", err.msg);
+        }
+        cr_assert(!memcmp(res[0], res[1], (size_t)tot * sizeof(float)), "%s %s: recomputing the layers changed the cells",
+                  model, hs_metric_name(ms[k]));
+        free(res[0]), free(res[1]);
+    }
+    fx_free(&f);
+}
+
+Test(attribution, gpt2_keep_equals_recompute) { keep_equals_recompute("gpt2"); }
+Test(attribution, llama_gqa_keep_equals_recompute) { keep_equals_recompute("llama_gqa"); }
+
 /* Clean and corrupted runs of the same tokens give the same activations bit
  * for bit, so every estimate is exactly the unpatched metric. */
 Test(attribution, clean_into_clean_moves_nothing) {

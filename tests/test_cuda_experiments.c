@@ -147,14 +147,19 @@ Test(cuda_experiments, attribution_matches_cpu) {
             hs_err err = {0};
             for (int64_t i = 0; i < na; i++) ag[i] = NAN; /* poisoned */
             cr_assert_eq(hs_attribution_patching(f.s_cpu, f.m, &f.pr, f.corrupt, &p, &oc, &err), HS_OK, "%s", err.msg);
-            cr_assert_eq(hs_attribution_patching(f.s_gpu, f.m, &f.pr, f.corrupt, &p, &og, &err), HS_OK, "%s", err.msg);
-            char what[96];
-            snprintf(what, sizeof what, "attribution %s %s", models[mi], hs_metric_name(metrics[k]));
-            expect_close(cg, cc, N, what);
-            expect_close(xg, xc, N, what);
-            expect_close(ag, ac, na, what);
-            expect_close(zg, zc, nz, what);
-            expect_close(rg, rc, nr, what);
+            for (int recompute = 0; recompute < 2; recompute++) { /* activations kept, then layers rerun */
+                hs_session_set_backward_keep_bytes(f.s_gpu, recompute ? 0 : HS_BACKWARD_KEEP_BYTES);
+                cr_assert_eq(hs_attribution_patching(f.s_gpu, f.m, &f.pr, f.corrupt, &p, &og, &err), HS_OK, "%s",
+                             err.msg);
+                char what[96];
+                snprintf(what, sizeof what, "attribution %s %s recompute=%d", models[mi], hs_metric_name(metrics[k]),
+                         recompute);
+                expect_close(cg, cc, N, what);
+                expect_close(xg, xc, N, what);
+                expect_close(ag, ac, na, what);
+                expect_close(zg, zc, nz, what);
+                expect_close(rg, rc, nr, what);
+            }
         }
         free(ac), free(ag), free(zc), free(zg), free(rc), free(rg);
         fx_free(&f);

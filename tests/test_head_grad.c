@@ -5,8 +5,9 @@
  * GPT-2 (LayerNorm, gelu_new, learned positions), Llama with GQA and with
  * MHA (RMSNorm, SiLU gate, RoPE); batched with right padding and one prompt
  * at a time; at xi = 1 and at a mask with pruned (0) and halved heads (the
- * gradient iterative pruning recomputes); plus Michel's normalisation and
- * the refusals. */
+ * gradient iterative pruning recomputes); with the forward's activations kept
+ * and with each layer recomputed, which must give the same bits; plus
+ * Michel's normalisation and the refusals. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -33,6 +34,9 @@ static void against_autograd(const char *model) {
     cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_session_init(be, m, pr.N, pr.T, &s, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(mask->numel, (int64_t)c->n_layers * c->n_heads);
+    float *kept[4] = {NULL};
+    for (int recompute = 0; recompute < 2; recompute++) {
+    hs_session_set_backward_keep_bytes(s, recompute ? 0 : HS_BACKWARD_KEEP_BYTES);
     /* at xi = 1, then at a pruning-style mask (zeros, and some 0.5) */
     for (int masked = 0; masked < 2; masked++) {
         const float *ref_g = (masked ? want_m : want)->data;
@@ -48,10 +52,18 @@ static void against_autograd(const char *model) {
             cr_assert_eq(cmp.n_bad, 0, "%s masked=%d rows=%d: %lld of %lld off (first %lld: got %g want %g), max abs %.3g",
                          model, masked, rows, (long long)cmp.n_bad, (long long)cmp.n, (long long)cmp.first_bad,
                          (double)got[cmp.first_bad], (double)ref_g[cmp.first_bad], cmp.max_abs);
-            cr_log_info("%s masked=%d rows=%d: max |diff| vs autograd %.2e (max |grad| %.3g)", model, masked, rows,
-                        cmp.max_abs, scale);
-            free(got);
+            cr_log_info("%s masked=%d rows=%d recompute=%d: max |diff| vs autograd %.2e (max |grad| %.3g)", model,
+                        masked, rows, recompute, cmp.max_abs, scale);
+            float **k = &kept[masked * 2 + (rows == 1)];
+            if (!recompute) {
+                *k = got;
+                continue;
+            }
+            cr_assert(!memcmp(got, *k, (size_t)n * sizeof(float)),
+                      "%s masked=%d rows=%d: recomputing the layers changed the gradients", model, masked, rows);
+            free(got), free(*k);
         }
+    }
     }
     hs_session_free(s);
     hs_backend_free(be);

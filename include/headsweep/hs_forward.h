@@ -135,6 +135,14 @@ hs_status hs_forward(hs_session *s, const hs_batch *batch, const hs_forward_para
 /* The backend the session runs on (borrowed). */
 hs_backend *hs_session_backend(const hs_session *s);
 
+/* Backend memory a backward pass (head gradients, attribution patching) may
+ * spend on keeping every layer's activations from its forward, instead of
+ * recomputing each layer from its input (about a quarter less work). A batch
+ * whose activations need more recomputes. 0 = always recompute. The results
+ * are the same bits either way. Default HS_BACKWARD_KEEP_BYTES. */
+#define HS_BACKWARD_KEEP_BYTES ((int64_t)2 << 30)
+void hs_session_set_backward_keep_bytes(hs_session *s, int64_t bytes);
+
 /* Bytes of backend memory the session holds (weights + scratch). */
 int64_t hs_session_device_bytes(const hs_session *s);
 
