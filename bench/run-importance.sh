@@ -28,7 +28,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
     echo
     echo "| way | seconds | vs headsweep |"
     echo "|---|---|---|"
-    echo "| headsweep: one forward, one backward with layer recompute | $fast | 1.00 |"
+    echo "| headsweep: one forward keeping the activations, one backward | $fast | 1.00 |"
     echo "| transformers + autograd, xi on every o_proj input (PyTorch CPU) | $torch | $(python3 -c "r = $torch / $fast; print(f'{r:.2f}x slower' if r >= 1 else f'{1 / r:.2f}x faster')") |"
     echo
     echo "Agreement: largest |headsweep - autograd| = $(get "$peer" max_abs_diff) on gradients up to $(get "$peer" max_abs_grad),"
