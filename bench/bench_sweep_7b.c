@@ -6,7 +6,11 @@
  * (every variant from its layer to the logits, plus the unedited run per
  * unit) at --peak-tflops (800: the bf16 GEMM rate measured on an H100,
  * REFERENCES.md). peer_sweep_7b.py runs the same sweep with transformers +
- * hooks on the same GPU. Options shrink the model for a CPU smoke run:
+ * hooks on the same GPU. Then attribution patching of every head's z over the
+ * same prompts (corrupted: other random ids; logit difference of two fixed
+ * tokens), batch_rows prompts per backward, against REFERENCES.md's anchor:
+ * three forwards' FLOPs at the same rate. Options shrink the model for a CPU
+ * smoke run:
  *   bench_sweep_7b [--device cuda:0|cpu] [--layers 32] [--heads 32] [--d-model 4096]
  *                  [--d-mlp 11008] [--vocab 32000] [--prompts 64] [--seq 128]
  *                  [--rows 64] [--metric loss|logprob] [--peak-tflops 800] */
@@ -17,6 +21,7 @@
 #include <time.h>
 
 #include "headsweep/hs_ablation.h"
+#include "headsweep/hs_patching.h"
 #include "hs_bench_ids.h"
 
 static double now_s(void) {
@@ -103,16 +108,38 @@ int main(int argc, char **argv) {
     double sum = 0;
     int finite = 1;
     for (int64_t i = 0; i < (int64_t)N * L * H; i++) finite &= delta[i] == delta[i], sum += delta[i];
+    /* attribution patching: clean = the prompts, corrupt = the next N x T ids */
+    int32_t *corrupt = malloc((size_t)N * T * sizeof *corrupt), *all = malloc((size_t)2 * N * T * sizeof *all),
+            *distractor = malloc((size_t)N * sizeof *distractor);
+    float *clean_m = malloc((size_t)N * sizeof(float)), *corrupt_m = malloc((size_t)N * sizeof(float));
+    if (!corrupt || !all || !distractor || !clean_m || !corrupt_m)
+        return fprintf(stderr, "bench_sweep_7b: out of memory\n"), 1;
+    hs_bench_prompt_ids(all, (int64_t)2 * N * T, V);
+    memcpy(corrupt, all + (int64_t)N * T, (size_t)N * T * sizeof *corrupt);
+    for (int i = 0; i < N; i++) {
+        const int32_t t2 = tok[(int64_t)i * T + 2];
+        distractor[i] = t2 != answer[i] ? t2 : (answer[i] + 1) % V;
+    }
+    pr.distractor = distractor;
+    hs_patching_params pp = hs_patching_default_params();
+    pp.batch_rows = rows < N ? rows : N;
+    hs_patching_out po = {.clean = clean_m, .corrupt = corrupt_m, .z_all_pos = delta};
+    t0 = now_s();
+    if (hs_attribution_patching(s, m, &pr, corrupt, &pp, &po, &err)) goto fail;
+    const double t_atp = now_s() - t0, atp_anchor = 3.0 * N * T * (L * f_layer + 2.0 * d * V / T) / (peak * 1e12);
     printf("device=%s layers=%d heads=%d d_model=%d prompts=%d seq=%d rows=%d metric=%s\n", device, L, H, d, N, T, rows,
            metric);
     printf("init_s=%.1f upload_s=%.1f sweep_s=%.2f sweep_tflop=%.1f achieved_tflops=%.1f floor_s=%.2f "
            "ratio_to_floor=%.2f mean_delta=%.4g finite=%d\n",
            t_init, t_upload, t_sweep, flops / 1e12, flops / 1e12 / t_sweep, floor_s, t_sweep / floor_s,
            sum / ((double)N * L * H), finite);
+    printf("attribution_s=%.3f attribution_anchor_s=%.3f attribution_ratio=%.2f\n", t_atp, atp_anchor,
+           t_atp / atp_anchor);
     hs_session_free(s);
     hs_backend_free(be);
     hs_model_free(m);
     free(tok), free(len), free(base), free(delta), free(answer);
+    free(corrupt), free(all), free(distractor), free(clean_m), free(corrupt_m);
     return finite ? 0 : 1;
 fail:
     fprintf(stderr, "bench_sweep_7b: %s\n", err.msg);

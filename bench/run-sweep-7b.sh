@@ -50,6 +50,9 @@ md=$(
     echo "| floor: the sweep's FLOPs at 800 TFLOP/s | $floor | every variant from its layer to the logits |"
     echo "| headsweep (prefix reuse, heads of a layer batched) | $sweep | $tfl TFLOP/s achieved; $(ratio "$sweep" "$floor")x the floor (target <= 2) |"
     echo "| transformers + o_proj hooks, one forward per head | $torch | extrapolated from $SAMPLE sampled heads; headsweep $(ratio "$torch" "$sweep")x faster (target >= 5) |"
+    echo
+    echo "Attribution patching of every head's z over the same prompts (one backward per batch): $(get "$ours" attribution_s) s,"
+    echo "$(get "$ours" attribution_ratio)x REFERENCES.md's anchor of three forwards at 800 TFLOP/s ($(get "$ours" attribution_anchor_s) s)."
 )
 echo "$md"
 [ -n "${OUT_MD:-}" ] && echo "$md" >"$OUT_MD"
