@@ -183,3 +183,11 @@ const hs_st_tensor *hs_test_ref_tensor(hs_st_file *ref, const char *name) {
     cr_assert_not_null(t, "fixture lacks %s", name);
     return t;
 }
+
+hs_prompts hs_test_ref_prompts(hs_st_file *ref) {
+    const hs_st_tensor *tok = hs_test_ref_tensor(ref, "tokens");
+    return (hs_prompts){.N = (int)tok->shape[0], .T = (int)tok->shape[1], .tokens = tok->data,
+                        .lengths = hs_test_ref_tensor(ref, "lengths")->data,
+                        .answer = hs_test_ref_tensor(ref, "answer")->data,
+                        .distractor = hs_test_ref_tensor(ref, "distractor")->data};
+}

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "headsweep/hs_ablation.h"
 #include "headsweep/hs_model.h"
 #include "headsweep/hs_run.h"
 #include "headsweep/hs_safetensors.h"
@@ -18,12 +19,15 @@ void hs_test_fixture_path(char *out, size_t n, const char *rel);
 void hs_test_load_fixture(const char *model, const char *part, hs_model **m, hs_st_file **ref);
 /* Reference tensor `name` of a fixture file; its absence fails the test. */
 const hs_st_tensor *hs_test_ref_tensor(hs_st_file *ref, const char *name);
-/* Loads the config at path with overrides sets[0..n_sets) (a failure fails
- * the test) and runs it as `headsweep run` does; returns hs_run's status. */
+/* The clean prompts of a patching-style fixture (tensors tokens [N, T],
+ * lengths, answer, distractor; borrowed from ref). */
+hs_prompts hs_test_ref_prompts(hs_st_file *ref);
 /* Opens a result file the way users do, h5py and xarray (tests/h5_check_run.py),
  * and fails the test if that check fails; only logged when HS_PYTHON is unset
  * (CI sets it). */
 void hs_test_check_with_h5py(const char *path);
+/* Loads the config at path with overrides sets[0..n_sets) (a failure fails
+ * the test) and runs it as `headsweep run` does; returns hs_run's status. */
 hs_status hs_test_run_config(const char *path, const char *const *sets, int n_sets, const hs_run_params *rp, hs_err *err);
 /* The real SmolLM2 GGUF: $HS_SMOLLM2_GGUF or the set-up script's cache path.
  * Returns 1 if the file exists. */

@@ -34,11 +34,8 @@ static void fx_init(fx *f, const char *model) {
     hs_err err = {0};
     memset(f, 0, sizeof *f);
     hs_test_load_fixture(model, "patching", &f->m, &f->ref); /* prompts with answers and corruptions */
-    const hs_st_tensor *tok = hs_st_find(f->ref, "tokens");
-    f->T = (int)tok->shape[1];
-    f->pr = (hs_prompts){.N = (int)tok->shape[0], .T = f->T, .tokens = tok->data,
-                         .lengths = hs_st_find(f->ref, "lengths")->data, .answer = hs_st_find(f->ref, "answer")->data,
-                         .distractor = hs_st_find(f->ref, "distractor")->data};
+    f->pr = hs_test_ref_prompts(f->ref);
+    f->T = f->pr.T;
     f->corrupt = hs_st_find(f->ref, "corrupt")->data;
     f->L = hs_model_get_config(f->m)->n_layers;
     f->H = hs_model_get_config(f->m)->n_heads;

@@ -24,13 +24,8 @@ static void fx_init(fx *f, const char *model, int rows) {
     hs_err err = {0};
     memset(f, 0, sizeof *f);
     hs_test_load_fixture(model, "patching", &f->m, &f->ref);
-    const hs_st_tensor *tok = hs_st_find(f->ref, "tokens");
-    cr_assert_not_null(tok);
-    f->T = (int)tok->shape[1];
-    f->pr = (hs_prompts){.N = (int)tok->shape[0], .T = f->T, .tokens = tok->data,
-                         .lengths = hs_test_ref_tensor(f->ref, "lengths")->data,
-                         .answer = hs_test_ref_tensor(f->ref, "answer")->data,
-                         .distractor = hs_test_ref_tensor(f->ref, "distractor")->data};
+    f->pr = hs_test_ref_prompts(f->ref);
+    f->T = f->pr.T;
     f->corrupt = hs_test_ref_tensor(f->ref, "corrupt")->data;
     f->L = hs_model_get_config(f->m)->n_layers;
     f->H = hs_model_get_config(f->m)->n_heads;
