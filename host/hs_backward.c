@@ -27,16 +27,12 @@ void hs_bwd_free(hs_session *s) {
     s->bwd = NULL;
 }
 
-/* Buffers for n rows, kept for later batches of at most as many rows. */
-static hs_status bwd_reserve(hs_session *s, int64_t n, hs_err *err) {
+/* The buffers for n rows, with or without the kept activations. */
+static hs_status bwd_alloc(hs_session *s, int64_t n, int keep, hs_err *err) {
     const hs_model_config *c = &s->cfg;
     const int64_t d = c->d_model, f = c->d_mlp, qd = (int64_t)c->n_heads * c->d_head,
                   kd = (int64_t)c->n_kv_heads * c->d_head, es = (int64_t)s->es, L = c->n_layers;
     const int gated = c->act == HS_ACT_SILU_GLU;
-    const int64_t keep_bytes = L * n * (2 * qd + 2 * kd + d + (gated ? 2 : 1) * f) * es;
-    const int keep = keep_bytes <= s->bwd_keep_bytes;
-    if (s->bwd && s->bwd->rows >= n) return HS_OK; /* whichever mode they were made for */
-    hs_bwd_free(s);
     hs_bwd *w = calloc(1, sizeof *w);
     if (!w) return hs_err_set(err, HS_ERR_OOM, "backward: out of memory");
     s->bwd = w;
@@ -64,6 +60,22 @@ static hs_status bwd_reserve(hs_session *s, int64_t n, hs_err *err) {
         }
     }
     return HS_OK;
+}
+
+/* Buffers for n rows, kept for later batches of at most as many rows. The
+ * activations are kept when they fit the session's budget and the backend
+ * has the memory; otherwise each layer is rerun. */
+static hs_status bwd_reserve(hs_session *s, int64_t n, hs_err *err) {
+    if (s->bwd && s->bwd->rows >= n) return HS_OK; /* whichever mode they were made for */
+    hs_bwd_free(s);
+    const hs_model_config *c = &s->cfg;
+    const int64_t qd = (int64_t)c->n_heads * c->d_head, kd = (int64_t)c->n_kv_heads * c->d_head;
+    const int64_t per_row = 2 * qd + 2 * kd + c->d_model + (c->act == HS_ACT_SILU_GLU ? 2 : 1) * (int64_t)c->d_mlp;
+    if ((int64_t)c->n_layers * n * per_row * (int64_t)s->es <= s->bwd_keep_bytes) {
+        hs_status st = bwd_alloc(s, n, 1, err);
+        if (st != HS_ERR_OOM) return st;
+    }
+    return bwd_alloc(s, n, 0, err);
 }
 
 typedef struct {
