@@ -54,6 +54,7 @@ hs_config hs_config_default_params(void) {
     c.seed = 0;
     c.batch_size = 8;
     c.threads = 0; /* all cores */
+    c.backward_memory_mb = (int)(HS_BACKWARD_KEEP_BYTES >> 20);
     c.dataset = hs_config_dataset_default_params(HS_CONFIG_DATASET_FILE);
     return c;
 }

@@ -184,8 +184,8 @@ static void put_value(buf *b, const hs_cfg_key *k, const void *base) {
 
 static hs_status emit(const hs_config *c, int placement, char **text, hs_err *err) {
     buf b = {0};
-    static const int placement_keys[] = {HS_TK_DEVICE, HS_TK_THREADS, HS_TK_OUTPUT, HS_TK_OVERWRITE,
-                                         HS_TK_SHARD};
+    static const int placement_keys[] = {HS_TK_DEVICE, HS_TK_THREADS, HS_TK_BACKWARD_MEMORY_MB, HS_TK_OUTPUT,
+                                         HS_TK_OVERWRITE, HS_TK_SHARD}; /* none changes a result */
     if (!c || !text) return hs_err_set(err, HS_ERR_INVALID_ARG, "hs_config emit: bad arguments");
     *text = NULL;
     for (int k = 0; k < HS_TK_COUNT; k++) {

@@ -53,6 +53,7 @@ const hs_cfg_key hs_cfg_top_keys[HS_TK_COUNT] = {
     [HS_TK_SEED] = {"seed", HS_CFG_V_U64, TOP(seed)},
     [HS_TK_BATCH_SIZE] = {"batch_size", HS_CFG_V_INT, TOP(batch_size), .min = 1, .max = 65536},
     [HS_TK_THREADS] = {"threads", HS_CFG_V_INT, TOP(threads), .min = 0, .max = 4096},
+    [HS_TK_BACKWARD_MEMORY_MB] = {"backward_memory_mb", HS_CFG_V_INT, TOP(backward_memory_mb), .min = 0, .max = BIG},
     [HS_TK_OUTPUT] = {"output", HS_CFG_V_PATH, TOP(output), .required = 1},
     [HS_TK_OVERWRITE] = {"overwrite", HS_CFG_V_BOOL, TOP(overwrite)},
     [HS_TK_SHARD] = {"shard", HS_CFG_V_SHARD, TOP(shard)},

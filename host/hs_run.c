@@ -251,6 +251,7 @@ static hs_status open_workers(const hs_config *cfg, const hs_run_params *rp, hs_
             HS_CHECK(hs_backend_cuda_init(&bp, &w[i].be, err));
         }
         HS_CHECK(hs_session_init(w[i].be, m, cfg->batch_size, T, &w[i].session, err));
+        hs_session_set_backward_keep_bytes(w[i].session, (int64_t)cfg->backward_memory_mb << 20);
     }
 exit:
     return st;

@@ -533,6 +533,7 @@ Test(config, canonical_text) {
                         "seed: 0\n"
                         "batch_size: 8\n"
                         "threads: 0\n"
+                        "backward_memory_mb: 2048\n"
                         "output: \"o.h5\"\n"
                         "overwrite: false\n"
                         "shard: null\n"
@@ -557,10 +558,12 @@ Test(config, canonical_text) {
                         "    split_layers: 1\n");
     free(t);
     /* the sweep text leaves out where and how a run is placed */
-    static const char *const sets[] = {"shard=1/4", "output=other.h5", "device=all", "threads=2"};
+    static const char *const sets[] = {"shard=1/4", "output=other.h5", "device=all", "threads=2",
+                                       "backward_memory_mb=0"};
     hs_config *c2 = load_ok("experiments: [{type: head_ablation, name: a, mode: mean}]\n"
                             "output: o.h5\nmodel: 'm.gguf'\ndataset: {generator: induction, n: 4}\n",
-                            sets, 4);
+                            sets, 5);
+    cr_assert_eq(c2->backward_memory_mb, 0);
     char *s1 = NULL, *s2 = NULL;
     hs_err err = {0};
     cr_assert_eq(hs_config_sweep_yaml(c, &s1, &err), HS_OK);

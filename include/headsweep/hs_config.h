@@ -218,6 +218,8 @@ typedef struct {
     uint64_t seed;           /* 0 */
     int batch_size;          /* rows per forward, 1..65536 (8) */
     int threads;             /* CPU threads, 0 = all (0) */
+    int backward_memory_mb;  /* backend memory a backward pass may keep activations in, MiB; 0 = rerun
+                                each layer instead (2048; hs_session_set_backward_keep_bytes) */
     char *output;            /* result file (heap, required) */
     int overwrite;           /* replace an existing output */
     hs_config_shard shard;
@@ -259,7 +261,7 @@ void hs_config_free(hs_config *c);
 hs_status hs_config_resolved_yaml(const hs_config *c, char **text, hs_err *err);
 
 /* Same without the keys that place a run rather than define it (device,
- * threads, output, overwrite, shard): shards of one sweep give the same text,
+ * threads, backward_memory_mb, output, overwrite, shard): shards of one sweep give the same text,
  * so its hash identifies the sweep. */
 hs_status hs_config_sweep_yaml(const hs_config *c, char **text, hs_err *err);
 
