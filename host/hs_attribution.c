@@ -95,25 +95,6 @@ exit:
     return st;
 }
 
-/* dM/dlogits at the last position of each corrupted row (host [B, V]). */
-static void seed_last(const attr_ctx *x, const float *logits, const float *clean_logp, float *dlog, float *scratch,
-                      int V) {
-    for (int r = 0; r < x->B; r++) {
-        const int g = x->p0 + r;
-        float *dl = dlog + (int64_t)r * V;
-        if (x->p->metric == HS_METRIC_LOGIT_DIFF) {
-            memset(dl, 0, (size_t)V * sizeof *dl);
-            dl[x->pr->answer[g]] += 1.0f, dl[x->pr->distractor[g]] -= 1.0f;
-            continue;
-        }
-        hs_log_softmax(logits + (int64_t)r * V, V, scratch); /* before dl, which may alias the row, is written */
-        for (int v = 0; v < V; v++)
-            dl[v] = x->p->metric == HS_METRIC_KL ? (float)(exp((double)scratch[v]) - exp((double)clean_logp[(int64_t)r * V + v]))
-                                                 : (float)-exp((double)scratch[v]);
-        if (x->p->metric == HS_METRIC_LOGPROB) dl[x->pr->answer[g]] += 1.0f;
-    }
-}
-
 hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_prompts *pr, const int32_t *corrupt,
                                   const hs_patching_params *p, hs_patching_out *out, hs_err *err) {
     const hs_model_config *c = hs_model_get_config(m);
@@ -182,7 +163,12 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
         if (p->metric == HS_METRIC_LOSS) {
             HS_CHECK(hs_bwd_seed_nll(s, &bx, bx.targets, err));
         } else {
-            seed_last(&x, logits, clean_logp, logits, scratch, V); /* in place: each row read before written */
+            for (int r = 0; r < x.B; r++) { /* in place: each row is read before it is written */
+                const int g = x.p0 + r;
+                hs_metric_dlogits(p->metric, logits + (int64_t)r * V, V, pr->answer ? pr->answer[g] : 0,
+                                  pr->distractor ? pr->distractor[g] : 0, clean_logp + (int64_t)r * V,
+                                  logits + (int64_t)r * V, scratch);
+            }
             HS_CHECK(hs_bwd_seed_last(s, &bx, logits, err));
         }
         HS_CHECK(hs_bwd_walk(s, &bx, NULL, x.want[HS_PATCH_RESID_PRE], visit, &x, err));

@@ -32,32 +32,63 @@ static hs_status head_dots(void *user, int l, const void *z, const void *dz, con
     return st;
 }
 
-hs_status hs_head_grad(hs_session *s, const hs_batch *b, const float *head_mask, float *grad, hs_err *err) {
+/* The gradient of the summed NLL over b->targets (pr NULL), or of a
+ * last-position metric of the batch, which holds prompts p0 .. p0 + B - 1 of
+ * pr (their answers and distractors). */
+static hs_status head_grad(hs_session *s, const hs_batch *b, const hs_prompts *pr, int p0, hs_metric metric,
+                           const float *head_mask, float *grad, hs_err *err) {
     const hs_model_config *c = &s->cfg;
-    if (!b->targets) return hs_err_set(err, HS_ERR_INVALID_ARG, "head gradient: the batch has no targets");
-    const int BH = b->B * c->n_heads;
+    const int BH = b->B * c->n_heads, V = c->n_vocab;
     hs_status st = HS_OK;
     float *dots = malloc((size_t)BH * sizeof(float));
     float *hsc = head_mask ? malloc((size_t)c->n_layers * BH * sizeof(float)) : NULL; /* [L, B, H] */
-    if (!dots || (head_mask && !hsc)) HS_FAIL(err, HS_ERR_OOM, "head gradient: out of memory");
+    const int last = pr != NULL; /* a last-position metric */
+    float *logits = last ? malloc((size_t)b->B * V * sizeof(float)) : NULL,
+          *scratch = last ? malloc((size_t)V * sizeof(float)) : NULL;
+    if (!dots || (head_mask && !hsc) || (last && (!logits || !scratch)))
+        HS_FAIL(err, HS_ERR_OOM, "head gradient: out of memory");
     for (int64_t i = 0; head_mask && i < (int64_t)c->n_layers * BH; i++)
         hsc[i] = head_mask[i / BH * c->n_heads + i % c->n_heads];
     hs_forward_params fp = hs_forward_default_params();
-    fp.logits = HS_LOGITS_NONE;
+    fp.logits = last ? HS_LOGITS_LAST : HS_LOGITS_NONE;
     fp.head_scale = hsc;
     dots_ctx x = {.s = s, .b = b, .host = dots, .grad = grad};
-    HS_CHECK(hs_bwd_forward(s, b, &fp, NULL, err));
-    HS_CHECK(hs_bwd_seed_nll(s, b, b->targets, err));
+    HS_CHECK(hs_bwd_forward(s, b, &fp, logits, err));
+    if (last) {
+        for (int r = 0; r < b->B; r++) { /* in place: each row is read before it is written */
+            const int g = p0 + r;
+            hs_metric_dlogits(metric, logits + (int64_t)r * V, V, pr->answer[g], pr->distractor ? pr->distractor[g] : 0,
+                              NULL, logits + (int64_t)r * V, scratch);
+        }
+        HS_CHECK(hs_bwd_seed_last(s, b, logits, err));
+    } else {
+        HS_CHECK(hs_bwd_seed_nll(s, b, b->targets, err));
+    }
     HS_CHECK(hs_bwd_walk(s, b, hsc, 0, head_dots, &x, err));
 exit:
     if (st) hs_err_prefix(err, "head gradient");
-    free(dots), free(hsc);
+    free(dots), free(hsc), free(logits), free(scratch);
     return st;
+}
+
+hs_status hs_head_grad(hs_session *s, const hs_batch *b, const float *head_mask, float *grad, hs_err *err) {
+    if (!b->targets) return hs_err_set(err, HS_ERR_INVALID_ARG, "head gradient: the batch has no targets");
+    return head_grad(s, b, NULL, 0, HS_METRIC_LOSS, head_mask, grad, err);
 }
 
 hs_status hs_head_grad_per_prompt(hs_session *s, const hs_prompts *pr, const float *head_mask, int batch_rows,
                                   float *out, hs_err *err) {
-    hs_status st = HS_OK;
+    return hs_head_grad_metric(s, pr, HS_METRIC_LOSS, head_mask, batch_rows, out, err);
+}
+
+hs_status hs_head_grad_metric(hs_session *s, const hs_prompts *pr, hs_metric metric, const float *head_mask,
+                              int batch_rows, float *out, hs_err *err) {
+    if (metric != HS_METRIC_LOSS && metric != HS_METRIC_LOGIT_DIFF && metric != HS_METRIC_LOGPROB)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "head gradient: metric %s (KL to the unmasked model has zero gradient there, accuracy "
+                          "none); use loss, logit_diff or logprob", hs_metric_name(metric));
+    hs_status st = hs_metric_check(&s->cfg, pr, metric, err);
+    if (st) return hs_err_prefix(err, "head gradient");
     const int T = pr->T, R = batch_rows > 0 ? batch_rows : 1;
     const int64_t per = (int64_t)s->cfg.n_layers * s->cfg.n_heads;
     int32_t *mask = malloc((size_t)R * T * sizeof *mask), *tg = malloc((size_t)R * T * sizeof *tg);
@@ -67,7 +98,8 @@ hs_status hs_head_grad_per_prompt(hs_session *s, const hs_prompts *pr, const flo
         const hs_prompts chunk = {.N = B, .T = T, .tokens = pr->tokens + (int64_t)p0 * T, .lengths = pr->lengths + p0};
         hs_prompts_mask_targets(&chunk, NULL, mask, tg);
         const hs_batch b = {.B = B, .T = T, .tokens = chunk.tokens, .mask = mask, .targets = tg};
-        HS_CHECK(hs_head_grad(s, &b, head_mask, out + (int64_t)p0 * per, err));
+        HS_CHECK(head_grad(s, &b, metric == HS_METRIC_LOSS ? NULL : pr, p0, metric, head_mask, out + (int64_t)p0 * per,
+                           err));
     }
 exit:
     free(mask), free(tg);

@@ -44,6 +44,18 @@ double hs_row_metric(hs_metric m, const hs_prompts *pr, int prompt, const float 
     }
 }
 
+void hs_metric_dlogits(hs_metric m, const float *logits, int V, int answer, int distractor, const float *ref_logp,
+                       float *dl, float *scratch) {
+    if (m == HS_METRIC_LOGIT_DIFF) {
+        for (int v = 0; v < V; v++) dl[v] = 0.0f;
+        dl[answer] += 1.0f, dl[distractor] -= 1.0f;
+        return;
+    }
+    hs_log_softmax(logits, V, scratch); /* before dl, which may alias logits, is written */
+    for (int v = 0; v < V; v++)
+        dl[v] = m == HS_METRIC_KL ? (float)(exp((double)scratch[v]) - exp((double)ref_logp[v])) : (float)-exp((double)scratch[v]);
+    if (m == HS_METRIC_LOGPROB) dl[answer] += 1.0f;
+}
 
 hs_status hs_metric_check(const hs_model_config *c, const hs_prompts *pr, hs_metric metric, hs_err *err) {
     if (metric < 0 || metric >= HS_METRIC_COUNT) return hs_err_set(err, HS_ERR_INVALID_ARG, "unknown metric %d", (int)metric);

@@ -61,7 +61,13 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
                                   e->name, e->importance.experiment);
             break;
         case HS_CONFIG_EXP_CAPTURE: break;
-        case HS_CONFIG_EXP_HEAD_IMPORTANCE: break;
+        case HS_CONFIG_EXP_HEAD_IMPORTANCE:
+            if (e->metric == HS_CONFIG_METRIC_KL || e->metric == HS_CONFIG_METRIC_ACCURACY)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "experiment '%s' (head_importance): metric %s has no useful gradient (KL to the "
+                                  "unmasked model is flat there, accuracy is a step); use loss, logit_diff or logprob",
+                                  e->name, hs_config_metric_name(e->metric));
+            break;
         case HS_CONFIG_EXP_ACTIVATION_PATCHING:
             if (!e->layers.all || !e->heads.all) return unsupported(err, e, "a subset of layers or heads");
             if ((e->metric == HS_CONFIG_METRIC_LOSS) != (e->positions == HS_CONFIG_POSITIONS_ALL) ||
@@ -146,7 +152,8 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
     for (int i = 0; i < cfg->n_experiments; i++) {
         const hs_config_experiment *e = &cfg->experiments[i];
         const int metric = e->type == HS_CONFIG_EXP_HEAD_ABLATION || e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING ||
-                           e->type == HS_CONFIG_EXP_PRUNING_CURVE || e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION;
+                           e->type == HS_CONFIG_EXP_PRUNING_CURVE || e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION ||
+                           e->type == HS_CONFIG_EXP_HEAD_IMPORTANCE;
         const char *missing = NULL;
         if (metric && e->metric != HS_CONFIG_METRIC_LOSS && e->metric != HS_CONFIG_METRIC_KL && !d->answer)
             missing = "answers";

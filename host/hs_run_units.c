@@ -150,16 +150,25 @@ static int by_importance(const void *a, const void *b) {
     return x->idx - y->idx; /* ties: lower index first, deterministic */
 }
 
-/* Michel's normalised gradient importance of every prompt at xi = mask. */
-static hs_status grad_importance_at(hs_run_ctx *x, hs_run_worker *w, const float *mask, float *imp, hs_err *err) {
+/* Predictions the metric of a head_importance sums: every next token for the
+ * loss, the one after the last token otherwise. */
+static float importance_tokens(hs_config_metric m, int length) { return m == HS_CONFIG_METRIC_LOSS ? length - 1 : 1; }
+
+/* Michel's normalised gradient importance of every prompt at xi = mask, for
+ * the metric of the head_importance experiment `name`. */
+static hs_status grad_importance_at(hs_run_ctx *x, hs_run_worker *w, const char *name, const float *mask, float *imp,
+                                    hs_err *err) {
     const hs_model_config *c = hs_model_get_config(x->model);
     const int N = x->prompts.N, LH = c->n_layers * c->n_heads;
+    hs_config_metric metric = HS_CONFIG_METRIC_LOSS;
+    for (int j = 0; j < x->cfg->n_experiments; j++)
+        if (!strcmp(x->cfg->experiments[j].name, name)) metric = x->cfg->experiments[j].metric;
     hs_status st = HS_OK;
     float *g = malloc((size_t)N * LH * sizeof *g);
     int32_t *tokens = malloc((size_t)N * sizeof *tokens);
     if (!g || !tokens) HS_FAIL(err, HS_ERR_OOM, "out of memory");
-    HS_CHECK(hs_head_grad_per_prompt(w->session, &x->prompts, mask, x->cfg->batch_size, g, err));
-    for (int i = 0; i < N; i++) tokens[i] = x->prompts.lengths[i] - 1;
+    HS_CHECK(hs_head_grad_metric(w->session, &x->prompts, (hs_metric)metric, mask, x->cfg->batch_size, g, err));
+    for (int i = 0; i < N; i++) tokens[i] = (int32_t)importance_tokens(metric, x->prompts.lengths[i]);
     hs_head_importance(g, tokens, N, c->n_layers, c->n_heads, NULL, imp);
 exit:
     free(g), free(tokens);
@@ -186,7 +195,7 @@ static hs_status pruning_masks(hs_run_ctx *x, int exp, hs_run_worker *w, hs_err 
         float *mk = masks->data + (int64_t)s * LH;
         const int rerank = e->recompute && s > 1; /* step 1 ranks by the given importance too */
         if (rerank) { /* the last step's pruned heads first (they stay pruned), then the recomputed ranking */
-            HS_CHECK(grad_importance_at(x, w, mk - LH, imp, err));
+            HS_CHECK(grad_importance_at(x, w, e->importance.experiment, mk - LH, imp, err));
             for (int k = 0; k < LH; k++)
                 if (mk[k - LH] == 0.0f) imp[k] = -INFINITY;
         }
@@ -448,10 +457,12 @@ exit:
 }
 
 static hs_status unit_importance(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
     const hs_run_exp *r = &x->exps[exp];
     const hs_prompts v = view(&x->prompts, i0, n);
-    hs_status st = hs_head_grad_per_prompt(w->session, &v, NULL, x->cfg->batch_size, row(r, "grad", i0), err);
-    for (int i = 0; !st && i < n; i++) *row(r, "tokens", i0 + i) = (float)(v.lengths[i] - 1); /* predicted tokens */
+    hs_status st = hs_head_grad_metric(w->session, &v, (hs_metric)e->metric, NULL, x->cfg->batch_size,
+                                       row(r, "grad", i0), err);
+    for (int i = 0; !st && i < n; i++) *row(r, "tokens", i0 + i) = importance_tokens(e->metric, v.lengths[i]);
     if (!st && hs_run_should_stop(x, exp)) st = hs_err_set(err, HS_ERR_INTERRUPTED, "interrupted");
     return st;
 }

@@ -262,7 +262,7 @@ hs_status hs_run_grad_importance(const hs_run_exp *r, float *raw, float *norm, h
     return HS_OK;
 }
 
-static hs_status write_importance(const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+static hs_status write_importance(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
     const hs_run_array *grad = hs_run_find(r, "grad");
     hs_status st = HS_OK;
     float *raw = malloc((size_t)grad->per * sizeof *raw), *norm = malloc((size_t)grad->per * sizeof *norm);
@@ -272,10 +272,16 @@ static hs_status write_importance(const hs_run_exp *r, hs_h5_group *g, hs_err *e
     HS_CHECK(put(g, r, hs_run_find(r, "tokens"), NULL, err));
     HS_CHECK(hs_h5_write_f32(g, "importance", 2, grad->dims, grad->dim_names + 1, norm, err));
     HS_CHECK(hs_h5_write_f32(g, "importance_raw", 2, grad->dims, grad->dim_names + 1, raw, err));
+    const int loss = e->metric == HS_CONFIG_METRIC_LOSS;
+    HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
     HS_CHECK(hs_h5_attr_str(g, "grad", "definition",
-                            "dL/dxi_{layer,head} at xi = 1, per prompt: xi multiplies the head's output z before "
-                            "W_O, L = the prompt's summed next-token negative log-likelihood", err));
-    HS_CHECK(hs_h5_attr_str(g, "tokens", "definition", "next-token predictions in the prompt's loss", err));
+                            loss ? "dL/dxi_{layer,head} at xi = 1, per prompt: xi multiplies the head's output z before "
+                                   "W_O, L = the prompt's summed next-token negative log-likelihood"
+                                 : "dM/dxi_{layer,head} at xi = 1, per prompt: xi multiplies the head's output z before "
+                                   "W_O, M = the metric (attribute metric) after the prompt's last token",
+                            err));
+    HS_CHECK(hs_h5_attr_str(g, "tokens", "definition",
+                            loss ? "next-token predictions in the prompt's loss" : "predictions in the metric (1)", err));
     HS_CHECK(hs_h5_attr_str(g, "importance_raw", "definition",
                             "sum over prompts of |grad| / sum over prompts of tokens (Michel et al. 2019)", err));
     HS_CHECK(hs_h5_attr_str(g, "importance", "definition",
@@ -305,7 +311,7 @@ hs_status hs_run_write(const hs_config *cfg, int exp, const hs_run_exp *r, hs_h5
     case HS_CONFIG_EXP_CAPTURE: return write_capture(r, g, err);
     case HS_CONFIG_EXP_ACTIVATION_PATCHING: return write_patching(e, r, g, err);
     case HS_CONFIG_EXP_HEAD_SET_ABLATION: return write_sets(e, r, g, err);
-    case HS_CONFIG_EXP_HEAD_IMPORTANCE: return write_importance(r, g, err);
+    case HS_CONFIG_EXP_HEAD_IMPORTANCE: return write_importance(e, r, g, err);
     default: return hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(e->type));
     }
 }

@@ -75,6 +75,60 @@ Test(head_grad, gpt2_matches_autograd) { against_autograd("gpt2"); }
 Test(head_grad, llama_gqa_matches_autograd) { against_autograd("llama_gqa"); }
 Test(head_grad, llama_mha_matches_autograd) { against_autograd("llama_mha"); }
 
+/* The head-mask gradient of a task metric after the last token (logit
+ * difference, log-prob of the answer) against autograd (make_fixtures.py part
+ * importance_metric): padded batches and one prompt at a time, at xi = 1 and
+ * at a pruning-style mask. Same tolerance as the loss. */
+static void metric_against_autograd(const char *model) {
+    hs_model *m = NULL;
+    hs_st_file *ref = NULL;
+    hs_err err = {0};
+    hs_test_load_fixture(model, "importance_metric", &m, &ref);
+    const hs_prompts pr = hs_test_ref_prompts(ref);
+    const hs_model_config *c = hs_model_get_config(m);
+    const int64_t n = (int64_t)pr.N * c->n_layers * c->n_heads;
+    const float *mask = hs_test_ref_tensor(ref, "mask")->data;
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_session_init(be, m, pr.N, pr.T, &s, &err), HS_OK, "%s", err.msg);
+    const struct {
+        hs_metric m;
+        const char *name;
+    } ms[2] = {{HS_METRIC_LOGIT_DIFF, "logit_diff"}, {HS_METRIC_LOGPROB, "logprob"}};
+    float *got = malloc((size_t)n * sizeof(float));
+    for (int k = 0; k < 2; k++)
+        for (int masked = 0; masked < 2; masked++)
+            for (int rows = pr.N; rows >= 1; rows -= pr.N - 1) {
+                char key[64];
+                snprintf(key, sizeof key, "%s.%s", ms[k].name, masked ? "grad_masked" : "grad");
+                const hs_st_tensor *want = hs_test_ref_tensor(ref, key);
+                cr_assert_eq(want->numel, n);
+                for (int64_t i = 0; i < n; i++) got[i] = NAN;
+                cr_assert_eq(hs_head_grad_metric(s, &pr, ms[k].m, masked ? mask : NULL, rows, got, &err), HS_OK, "%s",
+                             err.msg);
+                const double scale = hs_test_max_abs(want->data, n);
+                hs_test_cmp cmp = hs_test_compare(got, want->data, n, 1e-5 * scale, 1e-4);
+                cr_assert_eq(cmp.n_bad, 0, "%s %s rows=%d: %lld of %lld off (first %lld: got %g want %g)", model, key,
+                             rows, (long long)cmp.n_bad, (long long)cmp.n, (long long)cmp.first_bad,
+                             (double)got[cmp.first_bad], (double)((const float *)want->data)[cmp.first_bad]);
+                cr_log_info("%s %s rows=%d: max |diff| vs autograd %.2e (max |grad| %.3g)", model, key, rows,
+                            cmp.max_abs, scale);
+            }
+    /* KL to the unmasked model and accuracy are refused by name */
+    cr_assert_eq(hs_head_grad_metric(s, &pr, HS_METRIC_KL, NULL, 1, got, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "kl"), "%s", err.msg);
+    cr_assert_eq(hs_head_grad_metric(s, &pr, HS_METRIC_ACCURACY, NULL, 1, got, &err), HS_ERR_UNSUPPORTED);
+    free(got);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_st_close(ref);
+    hs_model_free(m);
+}
+
+Test(head_grad, gpt2_metric_matches_autograd) { metric_against_autograd("gpt2"); }
+Test(head_grad, llama_gqa_metric_matches_autograd) { metric_against_autograd("llama_gqa"); }
+
 /* raw = sum_p |g| / tokens, norm = raw / ||raw[l, :]||_2, an all-zero layer 0. */
 Test(head_grad, michel_normalisation) {
     const float g[2 * 2 * 2] = {3, -4, 0, 0, /* prompt 0: layer 0, layer 1 */ -3, 4, 0, 0};

@@ -356,7 +356,8 @@ Test(run, activation_patching_matches_transformers) {
     fprintf(f, "model: %s\noutput: %s\nbatch_size: 16\ndataset:\n  file: %s\nexperiments:\n"
                "  - name: patch\n    type: activation_patching\n    metric: logit_diff\n    targets: [z_all_pos, resid_pre]\n"
                "  - name: atp\n    type: activation_patching\n    method: attribution\n    metric: logit_diff\n"
-               "    targets: [z_all_pos, resid_pre]\n",
+               "    targets: [z_all_pos, resid_pre]\n"
+               "  - name: mg\n    type: head_importance\n    metric: logit_diff\n",
             model, out, jsonl);
     fclose(f);
     hs_config *cfg = load(cfgp);
@@ -411,6 +412,21 @@ Test(run, activation_patching_matches_transformers) {
     cr_assert_str_eq(method, "attribution");
     free(method);
     hs_st_close(atp);
+    /* head_importance of the logit difference: autograd's head-mask gradients, one prediction per prompt */
+    hs_st_file *img = NULL;
+    hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_importance_metric.safetensors");
+    cr_assert_eq(hs_st_open(ref, &img, &err), HS_OK, "%s", err.msg);
+    const hs_st_tensor *wg = hs_st_find(img, "logit_diff.grad");
+    cr_assert_not_null(wg);
+    float *mg = read_f32(h, "mg", "grad", NULL), *mt = read_f32(h, "mg", "tokens", NULL);
+    for (int64_t i = 0; i < wg->numel; i++)
+        cr_assert_float_eq(mg[i], ((const float *)wg->data)[i], 1e-4, "mg grad %lld", (long long)i);
+    for (int i = 0; i < N; i++) cr_assert_eq(mt[i], 1.0f);
+    cr_assert_eq(hs_h5_group_open(h, "mg", &gr, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_attr_str(gr, NULL, "metric", &method, &err), HS_OK, "%s", err.msg);
+    cr_assert_str_eq(method, "logit_diff");
+    free(method), free(mg), free(mt);
+    hs_st_close(img);
     hs_h5_close(h);
     hs_st_close(st);
     hs_config_free(cfg);
@@ -421,6 +437,11 @@ Test(run, activation_patching_matches_transformers) {
     cr_assert(strstr(err.msg, "'atp'") && strstr(err.msg, "method attribution needs a gradient"), "%s", err.msg);
     snprintf(ref, sizeof ref, "%s.journal", out);
     cr_assert_neq(access(ref, F_OK), 0, "a refused run left %s", ref);
+    hs_config_free(cfg);
+    const char *kl[] = {"experiments.mg.metric=kl", "overwrite=true"};
+    cr_assert_eq(hs_config_load(cfgp, kl, 2, &cfg, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "'mg'") && strstr(err.msg, "kl"), "%s", err.msg);
     hs_config_free(cfg);
     /* GPT-2's MLP is not gated: hook mlp_pre_linear is refused by name */
     f = fopen(cfgp, "w");

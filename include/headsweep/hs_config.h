@@ -187,7 +187,7 @@ typedef struct {
 typedef struct {
     char *name;                 /* [A-Za-z0-9_-]+, unique; the HDF5 group name (heap) */
     hs_config_exp_type type;
-    hs_config_metric metric;    /* ablation, patching, pruning */
+    hs_config_metric metric;    /* ablation, patching, pruning, head_importance (loss: Michel et al.) */
     hs_config_positions positions; /* where the metric reads; default all for loss/kl, else last */
     hs_config_mode mode;        /* ablation, pruning (zero) */
     double scale;               /* mode scale (0.0) */

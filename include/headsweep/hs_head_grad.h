@@ -25,6 +25,15 @@ hs_status hs_head_grad(hs_session *s, const hs_batch *b, const float *head_mask,
 hs_status hs_head_grad_per_prompt(hs_session *s, const hs_prompts *prompts, const float *head_mask, int batch_rows,
                                   float *out, hs_err *err);
 
+/* The same for a task metric instead of the loss: out [N, n_layers, n_heads]
+ * = dM_p/dxi at xi = head_mask for each prompt p, where M is
+ * HS_METRIC_LOSS: the summed next-token NLL (exactly hs_head_grad_per_prompt);
+ * HS_METRIC_LOGIT_DIFF, HS_METRIC_LOGPROB: the metric after the prompt's last
+ * token (needs answer, and distractor for logit_diff). KL to the unmasked
+ * model has zero gradient at xi = 1 and accuracy none: both are refused. */
+hs_status hs_head_grad_metric(hs_session *s, const hs_prompts *prompts, hs_metric metric, const float *head_mask,
+                              int batch_rows, float *out, hs_err *err);
+
 /* Michel's normalisation of per-prompt gradients grad [N, L, H] with
  * tokens[p] predicted tokens per prompt: raw[l,h] = sum_p |grad[p,l,h]| /
  * sum_p tokens[p], and norm[l,h] = raw[l,h] / ||raw[l,:]||_2 (0 for an
