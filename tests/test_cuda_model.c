@@ -198,12 +198,13 @@ Test(cuda_model, llama_mha_bf16) { REQUIRE_GPU(); fixture_case("llama_mha", HS_D
 Test(cuda_model, llama_gqa_f32) { REQUIRE_GPU(); fixture_case("llama_gqa", HS_DTYPE_F32, "llama_gqa_f32"); }
 Test(cuda_model, llama_gqa_bf16) { REQUIRE_GPU(); fixture_case("llama_gqa", HS_DTYPE_BF16, "llama_gqa_bf16"); }
 
-/* Gradient head importance (hs_head_grad: the forward, then the backward
- * ops through every layer), CUDA vs CPU, per prompt [B, L, H] of a padded
- * batch, at xi = 1 and with a third of the heads pruned. The backward reruns
- * each layer and goes back through it, so the tolerance is the forward's at
- * depth 3L + 2 (forward, rerun, backward; +2: the loss head), in the same
- * normalised-error form. */
+/* Gradient head importance (hs_head_grad_metric: the forward, then the
+ * backward ops through every layer), CUDA vs CPU, per prompt [B, L, H] of a
+ * padded batch, for the loss and for the logit difference after the last
+ * token, at xi = 1 and with a third of the heads pruned. The backward goes
+ * back through every layer the forward went through, so the tolerance is the
+ * forward's at depth 3L + 2 (forward, rerun, backward; +2: the output head),
+ * in the same normalised-error form. */
 static void grad_case(const char *rel, hs_dtype dt, const char *name) {
     hs_model *m = load_fixture(rel);
     if (dt == HS_DTYPE_BF16) round_model_bf16(m);
@@ -213,11 +214,15 @@ static void grad_case(const char *rel, hs_dtype dt, const char *name) {
     hs_test_rng rng;
     hs_test_rng_seed(&rng, 2004);
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(hs_test_rng_u64(&rng) % (uint64_t)c->n_vocab);
-    const hs_prompts pr = {.N = B, .T = T, .tokens = tok, .lengths = len};
+    int32_t answer[3], distractor[3];
+    for (int i = 0; i < B; i++) answer[i] = tok[i * T + 1], distractor[i] = (tok[i * T + 2] + 1) % c->n_vocab;
+    const hs_prompts pr = {.N = B, .T = T, .tokens = tok, .lengths = len, .answer = answer, .distractor = distractor};
     const int64_t n = (int64_t)B * L * c->n_heads;
     float *mask = malloc((size_t)L * c->n_heads * sizeof *mask); /* a third of the heads pruned */
     for (int k = 0; k < L * c->n_heads; k++) mask[k] = k % 3 == 1 ? 0.0f : 1.0f;
-    for (int masked = 0; masked < 2; masked++) {
+    for (int mk = 0; mk < 4; mk++) { /* the loss, then the logit difference (the last-position seed) */
+        const int masked = mk % 2;
+        const hs_metric metric = mk < 2 ? HS_METRIC_LOSS : HS_METRIC_LOGIT_DIFF;
         float *g[2];
         for (int gpu = 0; gpu < 2; gpu++) {
             hs_err err = {0};
@@ -230,14 +235,14 @@ static void grad_case(const char *rel, hs_dtype dt, const char *name) {
             ok(hs_session_init(be, m, B, T, &s, &err), &err, "session");
             g[gpu] = malloc((size_t)n * sizeof(float));
             for (int64_t i = 0; i < n; i++) g[gpu][i] = NAN;
-            ok(hs_head_grad_per_prompt(s, &pr, masked ? mask : NULL, B, g[gpu], &err), &err,
+            ok(hs_head_grad_metric(s, &pr, metric, masked ? mask : NULL, B, g[gpu], &err), &err,
                gpu ? "cuda head grad" : "cpu head grad");
             hs_session_free(s);
             hs_backend_free(be);
         }
         char why[256];
         cr_assert(close_enough(g[1], g[0], n, dt == HS_DTYPE_BF16, 3 * L + 2, why, sizeof why),
-                  "%s (masked %d): head gradient: %s", name, masked, why);
+                  "%s (masked %d, %s): head gradient: %s", name, masked, hs_metric_name(metric), why);
         free(g[0]), free(g[1]);
     }
     free(mask);
