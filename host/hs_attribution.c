@@ -163,12 +163,7 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
         if (p->metric == HS_METRIC_LOSS) {
             HS_CHECK(hs_bwd_seed_nll(s, &bx, bx.targets, err));
         } else {
-            for (int r = 0; r < x.B; r++) { /* in place: each row is read before it is written */
-                const int g = x.p0 + r;
-                hs_metric_dlogits(p->metric, logits + (int64_t)r * V, V, pr->answer ? pr->answer[g] : 0,
-                                  pr->distractor ? pr->distractor[g] : 0, clean_logp + (int64_t)r * V,
-                                  logits + (int64_t)r * V, scratch);
-            }
+            hs_metric_dlogits(p->metric, pr, x.p0, x.B, logits, V, clean_logp, logits, scratch); /* in place */
             HS_CHECK(hs_bwd_seed_last(s, &bx, logits, err));
         }
         HS_CHECK(hs_bwd_walk(s, &bx, NULL, x.want[HS_PATCH_RESID_PRE], visit, &x, err));

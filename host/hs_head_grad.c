@@ -55,11 +55,7 @@ static hs_status head_grad(hs_session *s, const hs_batch *b, const hs_prompts *p
     dots_ctx x = {.s = s, .b = b, .host = dots, .grad = grad};
     HS_CHECK(hs_bwd_forward(s, b, &fp, logits, err));
     if (last) {
-        for (int r = 0; r < b->B; r++) { /* in place: each row is read before it is written */
-            const int g = p0 + r;
-            hs_metric_dlogits(metric, logits + (int64_t)r * V, V, pr->answer[g], pr->distractor ? pr->distractor[g] : 0,
-                              NULL, logits + (int64_t)r * V, scratch);
-        }
+        hs_metric_dlogits(metric, pr, p0, b->B, logits, V, NULL, logits, scratch); /* in place */
         HS_CHECK(hs_bwd_seed_last(s, b, logits, err));
     } else {
         HS_CHECK(hs_bwd_seed_nll(s, b, b->targets, err));

@@ -44,17 +44,22 @@ double hs_row_metric(hs_metric m, const hs_prompts *pr, int prompt, const float 
     }
 }
 
-void hs_metric_dlogits(hs_metric m, const float *logits, int V, int answer, int distractor, const float *ref_logp,
-                       float *dl, float *scratch) {
-    if (m == HS_METRIC_LOGIT_DIFF) {
-        for (int v = 0; v < V; v++) dl[v] = 0.0f;
-        dl[answer] += 1.0f, dl[distractor] -= 1.0f;
-        return;
+void hs_metric_dlogits(hs_metric m, const hs_prompts *pr, int p0, int B, const float *logits, int V,
+                       const float *ref_logp, float *dl, float *scratch) {
+    for (int r = 0; r < B; r++) {
+        const float *x = logits + (int64_t)r * V, *ref = ref_logp ? ref_logp + (int64_t)r * V : NULL;
+        float *g = dl + (int64_t)r * V;
+        if (m == HS_METRIC_LOGIT_DIFF) {
+            for (int v = 0; v < V; v++) g[v] = 0.0f;
+            g[pr->answer[p0 + r]] += 1.0f, g[pr->distractor[p0 + r]] -= 1.0f;
+            continue;
+        }
+        hs_log_softmax(x, V, scratch); /* before g, which may alias x, is written */
+        for (int v = 0; v < V; v++)
+            g[v] = m == HS_METRIC_KL ? (float)(exp((double)scratch[v]) - exp((double)ref[v]))
+                                     : (float)-exp((double)scratch[v]);
+        if (m == HS_METRIC_LOGPROB) g[pr->answer[p0 + r]] += 1.0f;
     }
-    hs_log_softmax(logits, V, scratch); /* before dl, which may alias logits, is written */
-    for (int v = 0; v < V; v++)
-        dl[v] = m == HS_METRIC_KL ? (float)(exp((double)scratch[v]) - exp((double)ref_logp[v])) : (float)-exp((double)scratch[v]);
-    if (m == HS_METRIC_LOGPROB) dl[answer] += 1.0f;
 }
 
 hs_status hs_metric_check(const hs_model_config *c, const hs_prompts *pr, hs_metric metric, hs_err *err) {

@@ -19,12 +19,13 @@ static inline hs_logits_mode hs_metric_logits(hs_metric m) {
     return m == HS_METRIC_LOSS ? HS_LOGITS_NONE : HS_LOGITS_LAST;
 }
 
-/* dM/dlogits [V] of a last-position metric at one row's logits [V]:
- * logit_diff e_answer - e_distractor, logprob e_answer - softmax, KL (against
- * ref_logp, the reference's log-softmax) softmax - exp(ref_logp). dl may alias
- * logits; scratch holds V floats. Other metrics have none here. */
-void hs_metric_dlogits(hs_metric m, const float *logits, int V, int answer, int distractor, const float *ref_logp,
-                       float *dl, float *scratch);
+/* dM/dlogits [B, V] of a last-position metric for prompts p0 .. p0 + B - 1
+ * of pr, from their last-position logits [B, V]: logit_diff e_answer -
+ * e_distractor, logprob e_answer - softmax, KL (against ref_logp [B, V], the
+ * reference's log-softmax; NULL otherwise) softmax - exp(ref_logp). dl may
+ * alias logits; scratch holds V floats. Other metrics have none here. */
+void hs_metric_dlogits(hs_metric m, const hs_prompts *pr, int p0, int B, const float *logits, int V,
+                       const float *ref_logp, float *dl, float *scratch);
 
 /* The prompts suit the metric: lengths in range, answer/distractor present
  * and inside the vocabulary where the metric reads them. */
