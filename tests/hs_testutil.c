@@ -184,6 +184,13 @@ const hs_st_tensor *hs_test_ref_tensor(hs_st_file *ref, const char *name) {
     return t;
 }
 
+void hs_test_remove_dir(const char *dir) {
+    char cmd[1100];
+    cr_assert_lt((size_t)snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir), sizeof cmd, "directory name too long: %s",
+                 dir);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+}
+
 hs_prompts hs_test_ref_prompts(hs_st_file *ref) {
     const hs_st_tensor *tok = hs_test_ref_tensor(ref, "tokens");
     return (hs_prompts){.N = (int)tok->shape[0], .T = (int)tok->shape[1], .tokens = tok->data,

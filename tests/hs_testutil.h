@@ -22,6 +22,9 @@ const hs_st_tensor *hs_test_ref_tensor(hs_st_file *ref, const char *name);
 /* The clean prompts of a patching-style fixture (tensors tokens [N, T],
  * lengths, answer, distractor; borrowed from ref). */
 hs_prompts hs_test_ref_prompts(hs_st_file *ref);
+/* Removes a test's temporary directory and everything in it (rm -rf); a
+ * failure fails the test. */
+void hs_test_remove_dir(const char *dir);
 /* Opens a result file the way users do, h5py and xarray (tests/h5_check_run.py),
  * and fails the test if that check fails; only logged when HS_PYTHON is unset
  * (CI sets it). */

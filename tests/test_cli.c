@@ -82,6 +82,5 @@ Test(cli, run_then_plot) {
     snprintf(args, sizeof args, "plot %s/r.h5 --experiment nope", dir);
     cr_assert_eq(run_cli(args, out, sizeof out), 1);
     cr_assert(strstr(out, "nope"), "%s", out);
-    snprintf(args, sizeof args, "rm -rf %s", dir);
-    cr_assert_eq(system(args), 0);
+    hs_test_remove_dir(dir);
 }

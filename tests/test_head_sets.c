@@ -195,9 +195,7 @@ Test(head_sets, the_experiment_writes_each_sets_metric, .timeout = 120) {
     teardown(&f);
     free(sets), free(mp), free(score);
     hs_h5_close(h);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    hs_test_remove_dir(dir);
 }
 
 /* A one-head set mean-ablated with per-template means is the single-head

@@ -161,9 +161,7 @@ Test(run, results_match_direct_computation, .timeout = 300) {
     hs_backend_free(be);
     hs_dataset_free(d);
     hs_model_free(m);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    hs_test_remove_dir(dir);
 }
 
 /* head_importance through `headsweep run`: the file holds the library's
@@ -268,9 +266,7 @@ Test(run, gradient_importance_ranks_a_pruning_curve, .timeout = 300) {
     hs_backend_free(be);
     hs_dataset_free(d);
     hs_model_free(m);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    hs_test_remove_dir(dir);
 }
 
 static int stop_at_second(void *user, const char *exp, int done, int total) {
@@ -296,8 +292,7 @@ Test(run, interrupted_run_leaves_only_its_journal) {
     snprintf(cmd, sizeof cmd, "test \"$(ls -A %s | tr '\\n' ' ')\" = \"c.yaml out.h5.journal \"", dir);
     cr_assert_eq(system(cmd), 0, "files left behind in %s", dir);
     hs_config_free(cfg);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    hs_test_remove_dir(dir);
 }
 
 Test(run, unimplemented_options_are_refused_up_front) {
@@ -317,9 +312,7 @@ Test(run, unimplemented_options_are_refused_up_front) {
     const char *sets[] = {"experiments.prune.recompute=true"};
     cr_assert_neq(hs_config_load(cfgp, sets, 1, &cfg, &err), HS_OK);
     cr_assert(strstr(err.msg, "recompute") && strstr(err.msg, "head_importance"), "%s", err.msg);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    hs_test_remove_dir(dir);
 }
 
 /* activation_patching through `headsweep run` on a JSONL file of token ids
@@ -455,7 +448,5 @@ Test(run, activation_patching_matches_transformers) {
               err.msg);
     cr_assert_neq(access(ref, F_OK), 0, "a refused run left %s", ref);
     hs_config_free(cfg);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    hs_test_remove_dir(dir);
 }

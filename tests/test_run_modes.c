@@ -195,7 +195,5 @@ Test(run_modes, run_equals_the_library_on_the_whole_dataset, .timeout = 300) {
     hs_dataset_free(d);
     hs_backend_free(be);
     hs_model_free(m);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    hs_test_remove_dir(dir);
 }

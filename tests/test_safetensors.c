@@ -177,12 +177,6 @@ static void broken_copy(char *dir, size_t n, const char *from, const char *to) {
     free(cfg);
 }
 
-static void rm_dir(const char *dir) {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
-
 static void expect_load(const char *dir, hs_status code, const char *needle) {
     hs_model *m = NULL;
     hs_err e = {0};
@@ -203,42 +197,42 @@ Test(hf_folder, loads_fixture) {
     cr_assert_eq(c->d_head, 12);
     cr_assert_eq(c->arch, HS_ARCH_LLAMA);
     hs_model_free(m);
-    rm_dir(dir);
+    hs_test_remove_dir(dir);
 }
 
 Test(hf_folder, unsupported_architecture) {
     char dir[256];
     broken_copy(dir, sizeof dir, "LlamaForCausalLM", "FalconForCausalLM");
     expect_load(dir, HS_ERR_UNSUPPORTED, "FalconForCausalLM");
-    rm_dir(dir);
+    hs_test_remove_dir(dir);
 }
 
 Test(hf_folder, shape_contradicts_config) {
     char dir[256];
     broken_copy(dir, sizeof dir, "\"intermediate_size\": 88", "\"intermediate_size\": 90");
     expect_load(dir, HS_ERR_SHAPE, "mlp.gate_proj.weight");
-    rm_dir(dir);
+    hs_test_remove_dir(dir);
 }
 
 Test(hf_folder, missing_tensor) {
     char dir[256];
     broken_copy(dir, sizeof dir, "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 4");
     expect_load(dir, HS_ERR_MISSING, "model.layers.3.input_layernorm.weight");
-    rm_dir(dir);
+    hs_test_remove_dir(dir);
 }
 
 Test(hf_folder, missing_config_key) {
     char dir[256];
     broken_copy(dir, sizeof dir, "\"hidden_size\"", "\"hidden_sizes\"");
     expect_load(dir, HS_ERR_MISSING, "'hidden_size'");
-    rm_dir(dir);
+    hs_test_remove_dir(dir);
 }
 
 Test(hf_folder, malformed_config_json) {
     char dir[256];
     broken_copy(dir, sizeof dir, "{", "{{");
     expect_load(dir, HS_ERR_FORMAT, "config.json");
-    rm_dir(dir);
+    hs_test_remove_dir(dir);
 }
 
 Test(hf_folder, truncated_weights) {
@@ -249,7 +243,7 @@ Test(hf_folder, truncated_weights) {
     cr_assert_eq(stat(p, &sb), 0);
     cr_assert_eq(truncate(p, sb.st_size - 100), 0);
     expect_load(dir, HS_ERR_FORMAT, "model.safetensors");
-    rm_dir(dir);
+    hs_test_remove_dir(dir);
 }
 
 Test(hf_folder, nonexistent_path) {
@@ -273,7 +267,7 @@ Test(hf_folder, hf_cache_id_resolves_offline) {
     hs_model_free(m);
     cr_assert_eq(hs_model_load("tiny/absent", &m, &e), HS_ERR_IO);
     cr_assert(strstr(e.msg, "tiny/absent"), "%s", e.msg);
-    rm_dir(home);
+    hs_test_remove_dir(home);
 }
 
 /* Writes a copy of models/llama_mha with every tensor converted to F16 (the
@@ -339,5 +333,5 @@ Test(hf_folder, f16_weights_widen_exactly) {
     hs_model_free(m16);
     hs_model_free(m32);
     hs_st_close(f);
-    rm_dir(dir);
+    hs_test_remove_dir(dir);
 }

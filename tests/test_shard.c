@@ -25,9 +25,7 @@ static void make_dir(void) {
 }
 
 static void remove_dir(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    hs_test_remove_dir(dir);
 }
 
 /* 11 prompts of token ids with answers, distractors and corrupted copies. */
