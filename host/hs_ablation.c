@@ -108,7 +108,7 @@ hs_status hs_head_ablation(hs_session *s, const hs_model *m, const hs_prompts *p
     if (meanz) HS_CHECK(hs_ablation_mean_z(s, m, pr, R, p->mean_per_position, meanz, err));
     const float *mean_src = p->mean_z ? p->mean_z : meanz;
     if (p->prefix_reuse) {
-        HS_CHECK(hs_resid_cache_init(&rc, be, L, P_max, T, d, err));
+        HS_CHECK(hs_resid_cache_init(&rc, be, HS_HOOK_RESID_PRE, L, P_max, T, d, err));
         HS_CHECK(be->ops->alloc(be, (size_t)R * rc.row_bytes, &dres, err));
     }
     hs_hooks hooks = hs_resid_cache_hooks(&rc, NULL);

@@ -1,11 +1,14 @@
 /* hs_attribution: attribution patching (hs_patching.h). Per batch of prompts:
- *   1. the clean forward keeps every layer's z (and resid_pre, for that
- *      target) in backend memory and gives the clean metric;
+ *   1. the clean forward keeps every layer's z (and resid_pre, attn_out,
+ *      mlp_out, for those targets) in backend memory and gives the clean
+ *      metric;
  *   2. the corrupted forward (hs_bwd_forward) gives the corrupted metric and
- *      its logits, from which the metric's gradient is seeded;
+ *      its logits, from which the metric's gradient is seeded, and keeps
+ *      attn_out and mlp_out where wanted (the backward keeps z and resid_pre);
  *   3. the backward's visitor reduces, per layer, position and head,
  *      a_clean . dM/da and a_corrupt . dM/da on the backend (head_dot with one
  *      position per row), and the host takes their difference in double.
+ *      dM/d attn_out[l] is dM/d resid_mid[l], dM/d mlp_out[l] dM/d resid_post[l].
  * The difference of two dot products equals the dot product of the
  * difference (linearity); it saves a subtraction op and a buffer. */
 #include <math.h>
@@ -15,6 +18,7 @@
 #include "headsweep/hs_patching.h"
 #include "hs_backward.h"
 #include "hs_metric.h"
+#include "hs_patching_internal.h"
 
 int hs_attribution_patching_unit(const hs_patching_params *p) { return p->batch_rows > 0 ? p->batch_rows : 1; }
 
@@ -26,21 +30,34 @@ typedef struct {
     int p0, B, T, L, H, dh, d, want[HS_PATCH_COUNT];
     int64_t n;
     void *zc, *rc;   /* backend [L, n, H*dh] clean z, [L, n, d] clean resid_pre */
+    void *ac, *mc;   /* backend [L, n, d] clean attn_out and mlp_out */
+    void *ax, *mx;   /* backend [L, n, d] corrupted attn_out and mlp_out */
     float *dc, *dx;  /* host [n, H] dot products with the clean and corrupted activations */
     double *factor;  /* [B] dM/d(seeded quantity): 1, or 1/(len-1) for the mean loss */
 } attr_ctx;
 
-static int clean_wants(void *user, hs_hook_point p, int layer) {
-    const attr_ctx *x = user;
-    return (p == HS_HOOK_Z && (x->want[HS_PATCH_Z_ALL_POS] || x->want[HS_PATCH_Z_BY_POS])) ||
-           (p == HS_HOOK_RESID_PRE && x->want[HS_PATCH_RESID_PRE]);
+/* Where the clean (or corrupted) run keeps hook point p: NULL = not kept. */
+static void *slot(const attr_ctx *x, hs_hook_point p, int corrupt) {
+    if (p == HS_HOOK_ATTN_OUT) return corrupt ? x->ax : x->ac;
+    if (p == HS_HOOK_MLP_OUT) return corrupt ? x->mx : x->mc;
+    if (corrupt) return NULL; /* the backward keeps the corrupted z and resid_pre */
+    return p == HS_HOOK_Z ? x->zc : p == HS_HOOK_RESID_PRE ? x->rc : NULL;
+}
+
+static int clean_wants(void *user, hs_hook_point p, int layer) { return slot(user, p, 0) != NULL; }
+static int corrupt_wants(void *user, hs_hook_point p, int layer) { return slot(user, p, 1) != NULL; }
+
+static hs_status keep(attr_ctx *x, hs_hook_point p, int layer, const hs_tensor *t, int corrupt, hs_err *err) {
+    const int64_t w = p == HS_HOOK_Z ? (int64_t)x->H * x->dh : x->d, bytes = x->n * w * (int64_t)x->s->es;
+    return x->s->be->ops->copy(x->s->be, (char *)slot(x, p, corrupt) + layer * bytes, t->data, (size_t)bytes, err);
 }
 
 static hs_status clean_keep(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
-    attr_ctx *x = user;
-    const int64_t w = p == HS_HOOK_Z ? (int64_t)x->H * x->dh : x->d, bytes = x->n * w * (int64_t)x->s->es;
-    char *dst = (char *)(p == HS_HOOK_Z ? x->zc : x->rc) + layer * bytes;
-    return x->s->be->ops->copy(x->s->be, dst, t->data, (size_t)bytes, err);
+    return keep(user, p, layer, t, 0, err);
+}
+
+static hs_status corrupt_keep(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
+    return keep(user, p, layer, t, 1, err);
 }
 
 /* x->dc and x->dx [n, w] = per position, a_clean . g and a_corrupt . g. */
@@ -56,13 +73,13 @@ static hs_status dots(attr_ctx *x, const void *a_clean, const void *a_corrupt, c
     return st;
 }
 
-static hs_status visit(void *user, int l, const void *z, const void *dz, const void *g_pre, hs_err *err) {
+static hs_status visit(void *user, int l, const hs_bwd_layer *gl, hs_err *err) {
     attr_ctx *x = user;
     const int T = x->T, H = x->H, L = x->L;
     hs_status st = HS_OK;
     if (x->want[HS_PATCH_Z_ALL_POS] || x->want[HS_PATCH_Z_BY_POS]) {
         const int64_t zl = (int64_t)l * x->n * H * x->dh * (int64_t)x->s->es;
-        HS_CHECK(dots(x, (const char *)x->zc + zl, z, dz, H, x->dh, err));
+        HS_CHECK(dots(x, (const char *)x->zc + zl, gl->z, gl->dz, H, x->dh, err));
         for (int r = 0; r < x->B; r++) {
             const int g = x->p0 + r, len = x->pr->lengths[g];
             const float base = x->out->corrupt[g];
@@ -79,15 +96,23 @@ static hs_status visit(void *user, int l, const void *z, const void *dz, const v
             }
         }
     }
-    if (x->want[HS_PATCH_RESID_PRE]) {
-        const int64_t rl = (int64_t)l * x->n * x->d * (int64_t)x->s->es;
-        HS_CHECK(dots(x, (const char *)x->rc + rl, (const char *)x->s->bwd->res + rl, g_pre, 1, x->d, err));
+    /* one cell per position: the activation of the clean and corrupted runs, the gradient at it */
+    const int64_t rl = (int64_t)l * x->n * x->d * (int64_t)x->s->es;
+    const struct {
+        float *out;
+        const void *clean, *corrupt, *g;
+    } pos[3] = {{x->out->resid_pre, x->rc, x->s->bwd->res, gl->g_pre},
+                {x->out->attn_out, x->ac, x->ax, gl->g_mid},
+                {x->out->mlp_out, x->mc, x->mx, gl->g_post}};
+    for (int k = 0; k < 3; k++) {
+        if (!x->want[HS_PATCH_RESID_PRE + k]) continue;
+        HS_CHECK(dots(x, (const char *)pos[k].clean + rl, (const char *)pos[k].corrupt + rl, pos[k].g, 1, x->d, err));
         for (int r = 0; r < x->B; r++) {
             const int g = x->p0 + r;
             for (int t = 0; t < x->pr->lengths[g]; t++) {
-                const int64_t k = (int64_t)r * T + t;
-                x->out->resid_pre[((int64_t)g * L + l) * T + t] =
-                    (float)(x->out->corrupt[g] + x->factor[r] * ((double)x->dc[k] - x->dx[k]));
+                const int64_t c = (int64_t)r * T + t;
+                pos[k].out[((int64_t)g * L + l) * T + t] =
+                    (float)(x->out->corrupt[g] + x->factor[r] * ((double)x->dc[c] - x->dx[c]));
             }
         }
     }
@@ -103,13 +128,9 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
     if (st) return hs_err_prefix(err, "attribution patching");
     if (p->metric == HS_METRIC_ACCURACY)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "attribution patching: metric accuracy has no gradient");
-    if (R < 1 || !p->targets || p->targets >= (1u << HS_PATCH_COUNT))
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "attribution patching: batch_rows >= 1 and a known target needed");
     attr_ctx x;
     memset(&x, 0, sizeof x);
-    for (int k = 0; k < HS_PATCH_COUNT; k++) x.want[k] = !!(p->targets & (1u << k));
-    if ((x.want[0] && !out->z_all_pos) || (x.want[1] && !out->z_by_pos) || (x.want[2] && !out->resid_pre))
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "attribution patching: an output buffer for a requested target is NULL");
+    if ((st = hs_patching_prepare(p, out, N, L, T, H, x.want, "attribution patching", err))) return st;
     x.s = s, x.pr = pr, x.p = p, x.out = out, x.T = T, x.L = L, x.H = H, x.dh = c->d_head, x.d = c->d_model;
     const int64_t rows = (int64_t)R * T, es = (int64_t)s->es;
     hs_backend *be = s->be;
@@ -124,13 +145,13 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
     if (!mask || !tg_clean || !tg_corrupt || !logits || !clean_logp || !lp || !scratch || !x.dc || !x.dx || !x.factor)
         HS_FAIL(err, HS_ERR_OOM, "attribution patching: out of memory for %d rows x %d tokens", R, T);
     if (zwant) HS_CHECK(be->ops->alloc(be, (size_t)(L * rows * H * x.dh * es), &x.zc, err));
-    if (x.want[HS_PATCH_RESID_PRE]) HS_CHECK(be->ops->alloc(be, (size_t)(L * rows * x.d * es), &x.rc, err));
+    void **per_pos[5] = {x.want[HS_PATCH_RESID_PRE] ? &x.rc : NULL, x.want[HS_PATCH_ATTN_OUT] ? &x.ac : NULL,
+                         x.want[HS_PATCH_ATTN_OUT] ? &x.ax : NULL, x.want[HS_PATCH_MLP_OUT] ? &x.mc : NULL,
+                         x.want[HS_PATCH_MLP_OUT] ? &x.mx : NULL};
+    for (int k = 0; k < 5; k++)
+        if (per_pos[k]) HS_CHECK(be->ops->alloc(be, (size_t)(L * rows * x.d * es), per_pos[k], err));
     hs_prompts_mask_targets(pr, NULL, mask, tg_clean);
     hs_prompts_mask_targets(pr, corrupt, NULL, tg_corrupt);
-    if (out->z_by_pos)
-        for (int64_t i = 0; i < (int64_t)N * L * T * H; i++) out->z_by_pos[i] = NAN;
-    if (out->resid_pre)
-        for (int64_t i = 0; i < (int64_t)N * L * T; i++) out->resid_pre[i] = NAN;
     const int chunks = (N + R - 1) / R;
     for (x.p0 = 0; x.p0 < N; x.p0 += R) {
         x.B = N - x.p0 < R ? N - x.p0 : R;
@@ -139,9 +160,10 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
         const hs_batch bc = {.B = x.B, .T = T, .tokens = pr->tokens + o0, .mask = mask + o0, .targets = tg_clean + o0},
                        bx = {.B = x.B, .T = T, .tokens = corrupt + o0, .mask = mask + o0, .targets = tg_corrupt + o0};
         /* 1. clean */
-        hs_hooks keep = {.wants = clean_wants, .fn = clean_keep, .user = &x};
+        const hs_hooks keep_clean = {.wants = clean_wants, .fn = clean_keep, .user = &x},
+                       keep_corrupt = {.wants = corrupt_wants, .fn = corrupt_keep, .user = &x};
         hs_forward_params fp = hs_forward_default_params();
-        fp.hooks = &keep;
+        fp.hooks = &keep_clean;
         fp.logits = hs_metric_logits(p->metric);
         fp.target_logprobs = p->metric == HS_METRIC_LOSS ? lp : NULL;
         HS_CHECK(hs_forward(s, &bc, &fp, logits, err));
@@ -151,7 +173,7 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
                                                         lp + (int64_t)r * T, V, clean_logp + (int64_t)r * V, scratch);
         }
         /* 2. corrupted, with the backward's residual streams */
-        fp.hooks = NULL;
+        fp.hooks = x.ax || x.mx ? &keep_corrupt : NULL;
         HS_CHECK(hs_bwd_forward(s, &bx, &fp, logits, err));
         for (int r = 0; r < x.B; r++) {
             const int len = pr->lengths[x.p0 + r];
@@ -172,8 +194,9 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
     }
 exit:
     if (st) hs_err_prefix(err, "attribution patching");
-    if (x.zc) be->ops->free(be, x.zc);
-    if (x.rc) be->ops->free(be, x.rc);
+    void *bufs[] = {x.zc, x.rc, x.ac, x.mc, x.ax, x.mx};
+    for (int k = 0; k < 6; k++)
+        if (bufs[k]) be->ops->free(be, bufs[k]);
     free(mask), free(tg_clean), free(tg_corrupt), free(logits), free(clean_logp), free(lp), free(scratch);
     free(x.dc), free(x.dx), free(x.factor);
     return st;

@@ -18,7 +18,7 @@
 void hs_bwd_free(hs_session *s) {
     hs_bwd *w = s->bwd;
     if (!w) return;
-    void *bufs[] = {w->res,  w->mid, w->g,  w->gm,      w->dxn, w->dhid, w->dup, w->dgate, w->dz,  w->dq,
+    void *bufs[] = {w->res,  w->mid, w->g,  w->g2, w->gm,      w->dxn, w->dhid, w->dup, w->dgate, w->dz,  w->dq,
                     w->dk,   w->dv,  w->zu, w->hsc,     w->dots, w->neg_pos, w->tg, w->kq, w->kk, w->kv,
                     w->kz,   w->kmid, w->kpre, w->kprel};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
@@ -42,7 +42,7 @@ static hs_status bwd_alloc(hs_session *s, int64_t n, int keep, hs_err *err) {
         void **p;
         int64_t bytes;
     } want[] = {
-        {&w->res, (c->n_layers + 1) * n * d * es}, {&w->mid, n * d * es}, {&w->g, n * d * es},
+        {&w->res, (c->n_layers + 1) * n * d * es}, {&w->mid, n * d * es}, {&w->g, n * d * es}, {&w->g2, n * d * es},
         {&w->gm, n * d * es}, {&w->dxn, n * d * es}, {&w->dhid, n * f * es}, {&w->dup, n * f * es},
         {&w->dgate, n * f * es}, {&w->dz, n * qd * es}, {&w->dq, n * qd * es}, {&w->dk, n * kd * es},
         {&w->dv, n * kd * es}, {&w->zu, n * qd * es}, {(void **)&w->hsc, n * c->n_heads * 4},
@@ -81,6 +81,7 @@ static hs_status bwd_reserve(hs_session *s, int64_t n, hs_err *err) {
 typedef struct {
     hs_session *s;
     int64_t n;
+    const hs_hooks *also; /* the caller's observers, or NULL */
 } keep_ctx;
 
 /* Where a kept activation goes: its buffer (NULL = not kept) and width. */
@@ -102,19 +103,27 @@ static void *keep_slot(const hs_session *s, hs_hook_point p, int64_t *width) {
     return NULL;
 }
 
-static int keep_wants(void *user, hs_hook_point p, int layer) {
-    const keep_ctx *k = user;
+static int keeps(const keep_ctx *k, hs_hook_point p, int layer) {
     int64_t width;
     if (p == HS_HOOK_RESID_POST) return layer == k->s->cfg.n_layers - 1;
     return keep_slot(k->s, p, &width) != NULL;
 }
 
+static int keep_wants(void *user, hs_hook_point p, int layer) {
+    const keep_ctx *k = user;
+    return keeps(k, p, layer) || (k->also && k->also->wants(k->also->user, p, layer));
+}
+
 static hs_status keep_fn(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
     keep_ctx *k = user;
-    int64_t width;
-    char *buf = keep_slot(k->s, p, &width);
-    const int64_t slot = p == HS_HOOK_RESID_POST ? k->s->cfg.n_layers : layer, bytes = k->n * width * k->s->es;
-    return k->s->be->ops->copy(k->s->be, buf + slot * bytes, t->data, (size_t)bytes, err);
+    if (keeps(k, p, layer)) {
+        int64_t width;
+        char *buf = keep_slot(k->s, p, &width);
+        const int64_t slot = p == HS_HOOK_RESID_POST ? k->s->cfg.n_layers : layer, bytes = k->n * width * k->s->es;
+        hs_status st = k->s->be->ops->copy(k->s->be, buf + slot * bytes, t->data, (size_t)bytes, err);
+        if (st) return st;
+    }
+    return k->also && k->also->wants(k->also->user, p, layer) ? k->also->fn(k->also->user, p, layer, t, err) : HS_OK;
 }
 
 hs_status hs_bwd_forward(hs_session *s, const hs_batch *b, const hs_forward_params *fp_in, float *logits_out,
@@ -122,14 +131,13 @@ hs_status hs_bwd_forward(hs_session *s, const hs_batch *b, const hs_forward_para
     const hs_backend_ops *o = s->be->ops;
     if (!o->supports_op(s->be, HS_OP_BACKWARD))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "the %s backend has no backward ops yet", o->name);
-    if (fp_in->hooks) return hs_err_set(err, HS_ERR_INVALID_ARG, "backward: the forward's hooks are its own");
     if (fp_in->start_layer) return hs_err_set(err, HS_ERR_INVALID_ARG, "backward: the forward must start at layer 0");
     const int64_t n = (int64_t)b->B * b->T;
     hs_status st = HS_OK;
     int32_t *pos = malloc((size_t)n * sizeof *pos);
     if (!pos) HS_FAIL(err, HS_ERR_OOM, "backward: out of memory");
     HS_CHECK(bwd_reserve(s, n, err));
-    keep_ctx keep = {.s = s, .n = n};
+    keep_ctx keep = {.s = s, .n = n, .also = fp_in->hooks};
     hs_hooks hooks = {.wants = keep_wants, .fn = keep_fn, .user = &keep};
     hs_forward_params fp = *fp_in;
     fp.hooks = &hooks;
@@ -281,8 +289,9 @@ hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale,
         HS_CHECK(o->norm_bwd(s->be, c->norm, mid, W->ln2_w, c->norm_eps, n, (int)d, w->dxn, 1, w->gm, err));
         /* the heads' output */
         HS_CHECK(o->matmul_bwd(s->be, w->gm, W->wo, n, (int)d, H * dh, 0, w->dz, err));
+        hs_bwd_layer gl = {.z = z, .dz = w->dz, .g_mid = w->gm, .g_post = w->g};
         if (l == 0 && !want_pre) { /* nothing below reads the attention's gradients */
-            HS_CHECK(visit(user, l, z, w->dz, NULL, err));
+            HS_CHECK(visit(user, l, &gl, err));
             break;
         }
         /* attention, back to resid_pre */
@@ -294,10 +303,14 @@ hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale,
         HS_CHECK(o->matmul_bwd(s->be, w->dq, W->wq, n, H * dh, (int)d, 0, w->dxn, err));
         HS_CHECK(o->matmul_bwd(s->be, w->dk, W->wk, n, Hk * dh, (int)d, 1, w->dxn, err));
         HS_CHECK(o->matmul_bwd(s->be, w->dv, W->wv, n, Hk * dh, (int)d, 1, w->dxn, err));
-        HS_CHECK(o->copy(s->be, w->g, w->gm, (size_t)(n * d * es), err));
+        /* into g2, so the visitor still sees dM/d resid_post in g; then the two swap */
+        HS_CHECK(o->copy(s->be, w->g2, w->gm, (size_t)(n * d * es), err));
         const void *x = (const char *)w->res + (int64_t)l * n * d * es;
-        HS_CHECK(o->norm_bwd(s->be, c->norm, x, W->ln1_w, c->norm_eps, n, (int)d, w->dxn, 1, w->g, err));
-        HS_CHECK(visit(user, l, z, w->dz, want_pre ? w->g : NULL, err));
+        HS_CHECK(o->norm_bwd(s->be, c->norm, x, W->ln1_w, c->norm_eps, n, (int)d, w->dxn, 1, w->g2, err));
+        gl.g_pre = want_pre ? w->g2 : NULL;
+        HS_CHECK(visit(user, l, &gl, err));
+        void *t = w->g;
+        w->g = w->g2, w->g2 = t;
     }
 exit:
     return st;

@@ -26,7 +26,7 @@ typedef struct hs_bwd {
      * forward made it), resid_mid, the MLP's pre and pre_linear */
     void *kq, *kk, *kv, *kz, *kmid, *kpre, *kprel;
     void *res;    /* [L + 1, rows, d]: resid_pre of every layer, then the final resid_post */
-    void *mid, *g, *gm, *dxn, *dhid, *dup, *dgate, *dz, *dq, *dk, *dv;
+    void *mid, *g, *g2, *gm, *dxn, *dhid, *dup, *dgate, *dz, *dq, *dk, *dv;
     void *zu;     /* the unscaled z of the layer (with head multipliers) */
     float *hsc;   /* [rows, H]: one layer's head multipliers, [B, H] used */
     float *dots;  /* [rows, H]: visitors' head_dot outputs */
@@ -37,8 +37,9 @@ typedef struct hs_bwd {
 void hs_bwd_free(hs_session *s);
 
 /* The forward of a backward pass: fp as for hs_forward (logits, target
- * log-probs; fp->head_scale host [L, B, H] or NULL), with the hooks taken by
- * the backward (fp->hooks must be NULL). Allocates the buffers for b. */
+ * log-probs; fp->head_scale host [L, B, H] or NULL; fp->hooks, or NULL, may
+ * read what they want but must not change it: the backward's own hooks keep
+ * the activations as computed). Allocates the buffers for b. */
 hs_status hs_bwd_forward(hs_session *s, const hs_batch *b, const hs_forward_params *fp, float *logits_out,
                          hs_err *err);
 
@@ -50,12 +51,19 @@ hs_status hs_bwd_seed_nll(hs_session *s, const hs_batch *b, const int32_t *targe
  * unmasked token, as HS_LOGITS_LAST): dlogits [B, V] host f32 = dM/dlogits. */
 hs_status hs_bwd_seed_last(hs_session *s, const hs_batch *b, const float *dlogits, hs_err *err);
 
-/* Called for layers L-1 down to 0: z [B*T, H, d_head] the heads' unscaled
- * output, dz = dM/d(xi z) (the gradient at the scaled output) and, when the
- * walk was asked for it, g_pre = dM/d resid_pre[layer] [B*T, d] (else NULL).
- * All in backend memory, valid during the call. */
-typedef hs_status (*hs_bwd_visit)(void *user, int layer, const void *z, const void *dz, const void *g_pre,
-                                  hs_err *err);
+/* What a visitor gets of layer l, all in backend memory, valid during the
+ * call. The residual gradients are also the gradients at what the layer adds
+ * to the stream: g_mid = dM/d attn_out[l], g_post = dM/d mlp_out[l]. */
+typedef struct {
+    const void *z;      /* [B*T, H, d_head] the heads' unscaled output */
+    const void *dz;     /* dM/d(xi z), the gradient at the scaled output */
+    const void *g_pre;  /* [B*T, d] dM/d resid_pre[l] when the walk was asked for it, else NULL */
+    const void *g_mid;  /* [B*T, d] dM/d resid_mid[l] */
+    const void *g_post; /* [B*T, d] dM/d resid_post[l] */
+} hs_bwd_layer;
+
+/* Called for layers L-1 down to 0. */
+typedef hs_status (*hs_bwd_visit)(void *user, int layer, const hs_bwd_layer *g, hs_err *err);
 
 /* The backward after a seed. head_scale: the forward's fp->head_scale. */
 hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale, int want_pre, hs_bwd_visit visit,

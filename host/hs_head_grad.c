@@ -20,12 +20,12 @@ typedef struct {
 
 /* grad[b, l, h] = sum over the row's positions of z . dz for head h, reduced
  * on the backend (on a GPU only [B, H] floats cross PCIe). */
-static hs_status head_dots(void *user, int l, const void *z, const void *dz, const void *g_pre, hs_err *err) {
+static hs_status head_dots(void *user, int l, const hs_bwd_layer *g, hs_err *err) {
     dots_ctx *x = user;
     hs_session *s = x->s;
     const int H = s->cfg.n_heads, B = x->b->B;
     float *dev = s->bwd->dots;
-    hs_status st = s->be->ops->head_dot(s->be, z, dz, B, x->b->T, H, s->cfg.d_head, dev, err);
+    hs_status st = s->be->ops->head_dot(s->be, g->z, g->dz, B, x->b->T, H, s->cfg.d_head, dev, err);
     if (st == HS_OK) st = s->be->ops->download(s->be, x->host, dev, (size_t)B * H * sizeof(float), err);
     for (int r = 0; st == HS_OK && r < B; r++)
         memcpy(x->grad + ((int64_t)r * s->cfg.n_layers + l) * H, x->host + (int64_t)r * H, (size_t)H * sizeof(float));

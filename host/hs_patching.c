@@ -2,7 +2,9 @@
  * batched patches. Rows of a patched forward pass are "items": (prompt, head)
  * for z at all positions, (prompt, head, position) for z at one position,
  * (prompt, position) for resid_pre (which needs no edit: the patched residual
- * simply becomes the pass's starting state at that layer). */
+ * simply becomes the pass's starting state at that layer), attn_out and
+ * mlp_out (a hook writes the clean row over the computed one before it is
+ * added to the stream). */
 #include "headsweep/hs_patching.h"
 
 #include <math.h>
@@ -11,6 +13,7 @@
 
 #include "headsweep/hs_capture.h"
 #include "hs_metric.h"
+#include "hs_patching_internal.h"
 #include "hs_resid_cache.h"
 
 hs_patching_params hs_patching_default_params(void) {
@@ -36,6 +39,7 @@ typedef struct {
     int32_t *mask, *targets, *targets_clean; /* [N, T]; targets of the corrupted and clean prompts */
     float *zc;                          /* [L, P, T, H, dh] clean z */
     hs_resid_cache rc, rx;              /* clean and corrupted resid_pre, backend memory */
+    hs_resid_cache ra, rm;              /* clean attn_out and mlp_out, backend memory */
     void *dres;                         /* [batch_rows, T, d] a patched pass's resid_start */
     float *clean_logp;                  /* [P, V] */
     /* per-forward scratch, batch_rows rows */
@@ -44,9 +48,40 @@ typedef struct {
     hs_z_edit *edits;
 } patch_ctx;
 
+/* A patched pass's hook for attn_out or mlp_out: each batch row's item
+ * position gets the clean prompt's row. */
+typedef struct {
+    const hs_resid_cache *clean;
+    const item *it; /* the pass's items, one per batch row */
+    int B, layer;
+} row_patch;
+
+static int patch_wants(void *user, hs_hook_point p, int layer) {
+    const row_patch *rp = user;
+    return p == rp->clean->point && layer == rp->layer;
+}
+
+static hs_status patch_fn(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
+    const row_patch *rp = user;
+    hs_status st = HS_OK;
+    for (int r = 0; st == HS_OK && r < rp->B; r++)
+        st = hs_resid_cache_get(rp->clean, layer, rp->it[r].prompt, rp->it[r].pos, t->data, r, err);
+    return st;
+}
+
+/* Where target tgt's cell of item e at layer l goes. */
+static float *cell(const patch_ctx *x, hs_patching_out *out, hs_patch_target tgt, int l, const item *e) {
+    const int64_t g = x->p0 + e->prompt, L = x->c->n_layers, H = x->c->n_heads, T = x->T;
+    if (tgt == HS_PATCH_Z_ALL_POS) return out->z_all_pos + (g * L + l) * H + e->head;
+    if (tgt == HS_PATCH_Z_BY_POS) return out->z_by_pos + ((g * L + l) * T + e->pos) * H + e->head;
+    float *o = tgt == HS_PATCH_RESID_PRE ? out->resid_pre : tgt == HS_PATCH_ATTN_OUT ? out->attn_out : out->mlp_out;
+    return o + (g * L + l) * T + e->pos;
+}
+
 /* Runs the items of one layer in batches and stores each item's metric. */
-static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item *it, int n, float *out, hs_err *err) {
-    const int R = x->p->batch_rows, T = x->T, dh = x->dh, H = x->c->n_heads, L = x->c->n_layers;
+static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item *it, int n, hs_patching_out *out,
+                           hs_err *err) {
+    const int R = x->p->batch_rows, T = x->T, dh = x->dh, H = x->c->n_heads;
     hs_status st = HS_OK;
     for (int k0 = 0; k0 < n; k0 += R) {
         const int B = n - k0 < R ? n - k0 : R;
@@ -61,6 +96,8 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
             const float *zl = x->zc + ((int64_t)l * x->P + e->prompt) * T * H * dh; /* [T, H, dh] */
             if (tgt == HS_PATCH_RESID_PRE) {
                 if ((st = hs_resid_cache_get(&x->rc, l, e->prompt, e->pos, x->dres, r, err))) return st;
+            } else if (tgt == HS_PATCH_ATTN_OUT || tgt == HS_PATCH_MLP_OUT) {
+                /* patched by the hook below */
             } else if (tgt == HS_PATCH_Z_ALL_POS) {
                 float *src = x->src + (int64_t)r * T * dh; /* the head's clean z, [T, dh] */
                 for (int t = 0; t < T; t++) memcpy(src + t * dh, zl + ((int64_t)t * H + e->head) * dh, (size_t)dh * sizeof(float));
@@ -78,31 +115,35 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
         fp.n_edits = ne;
         fp.logits = hs_metric_logits(x->p->metric);
         fp.target_logprobs = x->p->metric == HS_METRIC_LOSS ? x->lp : NULL;
+        row_patch rp = {.clean = tgt == HS_PATCH_ATTN_OUT ? &x->ra : &x->rm, .it = it + k0, .B = B, .layer = l};
+        const hs_hooks patch = {.wants = patch_wants, .fn = patch_fn, .user = &rp};
+        if (tgt == HS_PATCH_ATTN_OUT || tgt == HS_PATCH_MLP_OUT) fp.hooks = &patch;
         if ((st = hs_forward(x->s, &b, &fp, x->logits, err))) return st;
         for (int r = 0; r < B; r++) {
             const item *e = &it[k0 + r];
             const int g = x->p0 + e->prompt;
             double v = hs_row_metric(x->p->metric, x->pr, g, x->logits + (int64_t)r * x->V, x->lp + (int64_t)r * T, x->V,
                                      x->clean_logp + (int64_t)e->prompt * x->V, x->scratch);
-            if (tgt == HS_PATCH_Z_ALL_POS) out[((int64_t)g * L + l) * H + e->head] = (float)v;
-            else if (tgt == HS_PATCH_Z_BY_POS) out[(((int64_t)g * L + l) * T + e->pos) * H + e->head] = (float)v;
-            else out[((int64_t)g * L + l) * T + e->pos] = (float)v;
+            *cell(x, out, tgt, l, e) = (float)v;
         }
     }
     return st;
 }
 
 /* One unedited pass over prompts p0..p0+P-1 (clean or corrupted tokens):
- * metrics, z copied out of the capture (z_out) and resid_pre kept in backend
- * memory (r_out), each where asked for. */
+ * metrics, z copied out of the capture (z_out) and the hook points of the
+ * caches kept in backend memory, each where asked for. */
 static hs_status base_pass(patch_ctx *x, hs_capture *cap, const int32_t *tokens, const int32_t *targets,
-                           float *metric_out, float *z_out, hs_resid_cache *r_out, int keep_logp, hs_err *err) {
+                           float *metric_out, float *z_out, hs_resid_cache *const *caches, int n_caches, int keep_logp,
+                           hs_err *err) {
     const int T = x->T, L = x->c->n_layers, P = x->P;
     hs_batch b = {.B = P, .T = T, .tokens = tokens + (int64_t)x->p0 * T, .mask = x->mask + (int64_t)x->p0 * T,
                   .targets = targets + (int64_t)x->p0 * T};
-    hs_hooks cap_hooks = hs_capture_hooks(cap), hooks = r_out ? hs_resid_cache_hooks(r_out, &cap_hooks) : cap_hooks;
+    hs_hooks chain[4]; /* the capture's hooks, then each cache's passing on to the one before */
+    chain[0] = hs_capture_hooks(cap);
+    for (int i = 0; i < n_caches; i++) chain[i + 1] = hs_resid_cache_hooks(caches[i], &chain[i]);
     hs_forward_params fp = hs_forward_default_params();
-    fp.hooks = &hooks;
+    fp.hooks = &chain[n_caches];
     fp.logits = hs_metric_logits(x->p->metric);
     fp.target_logprobs = x->p->metric == HS_METRIC_LOSS ? x->lp : NULL;
     hs_status st = hs_forward(x->s, &b, &fp, x->logits, err);
@@ -119,6 +160,27 @@ static hs_status base_pass(patch_ctx *x, hs_capture *cap, const int32_t *tokens,
     return HS_OK;
 }
 
+hs_status hs_patching_prepare(const hs_patching_params *p, hs_patching_out *out, int N, int L, int T, int H,
+                              int want[HS_PATCH_COUNT], const char *who, hs_err *err) {
+    static const char *const names[HS_PATCH_COUNT] = {"z_all_pos", "z_by_pos", "resid_pre", "attn_out", "mlp_out"};
+    float *const bufs[HS_PATCH_COUNT] = {out->z_all_pos, out->z_by_pos, out->resid_pre, out->attn_out, out->mlp_out};
+    if (p->batch_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: batch_rows must be >= 1", who);
+    if (!p->targets || p->targets >= (1u << HS_PATCH_COUNT))
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: targets 0x%x: at least one known target needed", who,
+                          p->targets);
+    for (int k = 0; k < HS_PATCH_COUNT; k++) {
+        want[k] = !!(p->targets & (1u << k));
+        if (want[k] && !bufs[k])
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: no output buffer for the requested target %s", who,
+                              names[k]);
+    }
+    for (int k = HS_PATCH_Z_BY_POS; k < HS_PATCH_COUNT; k++) {
+        const int64_t n = (int64_t)N * L * T * (k == HS_PATCH_Z_BY_POS ? H : 1);
+        for (int64_t i = 0; want[k] && i < n; i++) bufs[k][i] = NAN;
+    }
+    return HS_OK;
+}
+
 int hs_activation_patching_unit(const hs_model *m, const hs_patching_params *p) {
     const int H = hs_model_get_config(m)->n_heads;
     return p->batch_rows / H > 0 ? p->batch_rows / H : 1;
@@ -128,13 +190,10 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
                                  const hs_patching_params *p, hs_patching_out *out, hs_err *err) {
     const hs_model_config *c = hs_model_get_config(m);
     const int N = pr->N, T = pr->T, L = c->n_layers, H = c->n_heads, R = p->batch_rows;
+    int want[HS_PATCH_COUNT];
     hs_status st = hs_metric_check(c, pr, p->metric, err);
     if (st) return hs_err_prefix(err, "patching");
-    if (R < 1 || !p->targets || p->targets >= (1u << HS_PATCH_COUNT))
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "patching: batch_rows >= 1 and at least one known target needed");
-    const int want[HS_PATCH_COUNT] = {!!(p->targets & 1u), !!(p->targets & 2u), !!(p->targets & 4u)};
-    if ((want[0] && !out->z_all_pos) || (want[1] && !out->z_by_pos) || (want[2] && !out->resid_pre))
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "patching: an output buffer for a requested target is NULL");
+    if ((st = hs_patching_prepare(p, out, N, L, T, H, want, "patching", err))) return st;
     patch_ctx x;
     memset(&x, 0, sizeof x);
     x.s = s, x.c = c, x.pr = pr, x.corrupt = corrupt, x.p = p, x.T = T, x.V = c->n_vocab, x.d = c->d_model;
@@ -160,42 +219,54 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
     if (!items || !x.mask || !x.targets || !x.targets_clean || !x.zc || !x.clean_logp || !x.tok || !x.msk || !x.tg ||
         !x.logits || !x.lp || !x.src || !x.scratch || !x.edits)
         HS_FAIL(err, HS_ERR_OOM, "patching: out of memory for %d rows x %d tokens", R, T);
-    if (want[2]) HS_CHECK(hs_resid_cache_init(&x.rc, be, L, P_max, T, x.d, err)); /* only the resid_pre target reads it */
-    HS_CHECK(hs_resid_cache_init(&x.rx, be, L, P_max, T, x.d, err));
+    /* the clean caches only for the targets that read them */
+    hs_resid_cache *clean[3];
+    int n_clean = 0;
+    const struct {
+        int target;
+        hs_hook_point point;
+        hs_resid_cache *cache;
+    } caches[3] = {{HS_PATCH_RESID_PRE, HS_HOOK_RESID_PRE, &x.rc},
+                   {HS_PATCH_ATTN_OUT, HS_HOOK_ATTN_OUT, &x.ra},
+                   {HS_PATCH_MLP_OUT, HS_HOOK_MLP_OUT, &x.rm}};
+    for (int i = 0; i < 3; i++)
+        if (want[caches[i].target]) {
+            HS_CHECK(hs_resid_cache_init(caches[i].cache, be, caches[i].point, L, P_max, T, x.d, err));
+            clean[n_clean++] = caches[i].cache;
+        }
+    HS_CHECK(hs_resid_cache_init(&x.rx, be, HS_HOOK_RESID_PRE, L, P_max, T, x.d, err));
     HS_CHECK(be->ops->alloc(be, (size_t)R * x.rx.row_bytes, &x.dres, err));
     hs_prompts_mask_targets(pr, corrupt, x.mask, x.targets);
     hs_prompts_mask_targets(pr, NULL, NULL, x.targets_clean);
-    if (out->z_by_pos)
-        for (int64_t i = 0; i < (int64_t)N * L * T * H; i++) out->z_by_pos[i] = NAN;
-    if (out->resid_pre)
-        for (int64_t i = 0; i < (int64_t)N * L * T; i++) out->resid_pre[i] = NAN;
     HS_CHECK(hs_capture_init(be, &cap_c, err));
     HS_CHECK(hs_capture_init(be, &cap_x, err));
     HS_CHECK(hs_capture_want(cap_c, HS_HOOK_Z, -1, err));
     const int chunks = (N + P_max - 1) / P_max;
     for (x.p0 = 0; x.p0 < N; x.p0 += P_max) {
         x.P = N - x.p0 < P_max ? N - x.p0 : P_max;
-        HS_CHECK(base_pass(&x, cap_c, pr->tokens, x.targets_clean, out->clean, x.zc, want[2] ? &x.rc : NULL, 1, err));
-        HS_CHECK(base_pass(&x, cap_x, corrupt, x.targets, out->corrupt, NULL, &x.rx, 0, err));
+        hs_resid_cache *corrupt_cache = &x.rx;
+        HS_CHECK(base_pass(&x, cap_c, pr->tokens, x.targets_clean, out->clean, x.zc, clean, n_clean, 1, err));
+        HS_CHECK(base_pass(&x, cap_x, corrupt, x.targets, out->corrupt, NULL, &corrupt_cache, 1, 0, err));
         for (int l = 0; l < L; l++) {
             int n = 0;
             if (want[HS_PATCH_Z_ALL_POS]) {
                 for (int i = 0; i < x.P; i++)
                     for (int h = 0; h < H; h++) items[n++] = (item){i, h, -1};
-                HS_CHECK(run_items(&x, HS_PATCH_Z_ALL_POS, l, items, n, out->z_all_pos, err));
+                HS_CHECK(run_items(&x, HS_PATCH_Z_ALL_POS, l, items, n, out, err));
             }
             if (want[HS_PATCH_Z_BY_POS]) {
                 n = 0;
                 for (int i = 0; i < x.P; i++)
                     for (int t = 0; t < pr->lengths[x.p0 + i]; t++)
                         for (int h = 0; h < H; h++) items[n++] = (item){i, h, t};
-                HS_CHECK(run_items(&x, HS_PATCH_Z_BY_POS, l, items, n, out->z_by_pos, err));
+                HS_CHECK(run_items(&x, HS_PATCH_Z_BY_POS, l, items, n, out, err));
             }
-            if (want[HS_PATCH_RESID_PRE]) {
+            for (int k = HS_PATCH_RESID_PRE; k <= HS_PATCH_MLP_OUT; k++) { /* one cell per position */
+                if (!want[k]) continue;
                 n = 0;
                 for (int i = 0; i < x.P; i++)
                     for (int t = 0; t < pr->lengths[x.p0 + i]; t++) items[n++] = (item){i, -1, t};
-                HS_CHECK(run_items(&x, HS_PATCH_RESID_PRE, l, items, n, out->resid_pre, err));
+                HS_CHECK(run_items(&x, (hs_patch_target)k, l, items, n, out, err));
             }
             if (p->progress && p->progress(p->progress_user, (x.p0 / P_max) * L + l + 1, chunks * L))
                 HS_FAIL(err, HS_ERR_INVALID_ARG, "patching: interrupted at layer %d", l);
@@ -205,6 +276,8 @@ exit:
     hs_capture_free(cap_c);
     hs_capture_free(cap_x);
     hs_resid_cache_free(&x.rc);
+    hs_resid_cache_free(&x.ra);
+    hs_resid_cache_free(&x.rm);
     hs_resid_cache_free(&x.rx);
     if (x.dres) be->ops->free(be, x.dres);
     free(items), free(x.mask), free(x.targets), free(x.targets_clean), free(x.zc), free(x.clean_logp);

@@ -1,12 +1,13 @@
-/* hs_resid_cache: resid_pre of every layer in backend memory (hs_resid_cache.h). */
+/* hs_resid_cache: one hook point of every layer in backend memory (hs_resid_cache.h). */
 #include "hs_resid_cache.h"
 
 #include <string.h>
 
-hs_status hs_resid_cache_init(hs_resid_cache *c, hs_backend *be, int n_layers, int P_max, int T, int d_model,
-                              hs_err *err) {
+hs_status hs_resid_cache_init(hs_resid_cache *c, hs_backend *be, hs_hook_point point, int n_layers, int P_max,
+                              int T, int d_model, hs_err *err) {
     memset(c, 0, sizeof *c);
     c->be = be;
+    c->point = point;
     c->pos_bytes = (size_t)d_model * hs_dtype_block_bytes(be->ops->act_dtype(be));
     c->row_bytes = (size_t)T * c->pos_bytes;
     c->P_max = P_max;
@@ -20,12 +21,12 @@ void hs_resid_cache_free(hs_resid_cache *c) {
 
 static int cache_wants(void *user, hs_hook_point p, int layer) {
     const hs_resid_cache *c = user;
-    return p == HS_HOOK_RESID_PRE || (c->also && c->also->wants(c->also->user, p, layer));
+    return p == c->point || (c->also && c->also->wants(c->also->user, p, layer));
 }
 
 static hs_status cache_fn(void *user, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
     const hs_resid_cache *c = user;
-    if (p == HS_HOOK_RESID_PRE) {
+    if (p == c->point) {
         hs_status st = c->be->ops->copy(c->be, c->cache + (size_t)l * c->P_max * c->row_bytes, t->data,
                                         (size_t)t->shape[0] * c->row_bytes, err);
         if (st) return st;

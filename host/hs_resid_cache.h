@@ -1,6 +1,7 @@
-/* hs_resid_cache (internal): an unedited run's resid_pre at every layer, kept
- * in backend memory ([L, P_max, T, d_model], act dtype) for prefix reuse.
- * Sweeps gather a variant batch's starting residuals from it with backend
+/* hs_resid_cache (internal): one d_model-wide hook point of an unedited run
+ * (resid_pre, attn_out or mlp_out) at every layer, kept in backend memory
+ * ([L, P_max, T, d_model], act dtype). Sweeps gather a variant batch's
+ * starting residuals (prefix reuse) or patched rows from it with backend
  * copies, so on a GPU nothing crosses the host. */
 #ifndef HS_RESID_CACHE_H
 #define HS_RESID_CACHE_H
@@ -9,6 +10,7 @@
 
 typedef struct {
     hs_backend *be;
+    hs_hook_point point;
     char *cache;
     size_t row_bytes; /* T * d_model * element size */
     size_t pos_bytes; /* d_model * element size */
@@ -16,14 +18,14 @@ typedef struct {
     const hs_hooks *also; /* hooks the cache's hooks pass on to, or NULL */
 } hs_resid_cache;
 
-hs_status hs_resid_cache_init(hs_resid_cache *c, hs_backend *be, int n_layers, int P_max, int T, int d_model,
-                              hs_err *err);
+hs_status hs_resid_cache_init(hs_resid_cache *c, hs_backend *be, hs_hook_point point, int n_layers, int P_max,
+                              int T, int d_model, hs_err *err);
 void hs_resid_cache_free(hs_resid_cache *c);
-/* Hooks for the unedited pass over at most P_max prompts: resid_pre of every
+/* Hooks for the unedited pass over at most P_max prompts: the point at every
  * layer is copied into the cache; everything `also` wants goes to it too. */
 hs_hooks hs_resid_cache_hooks(hs_resid_cache *c, const hs_hooks *also);
 /* Row r of dst ([rows, T, d_model] backend memory) = prompt pi's cached
- * resid_pre at layer l; with pos >= 0 only that position is copied. */
+ * point at layer l; with pos >= 0 only that position is copied. */
 hs_status hs_resid_cache_get(const hs_resid_cache *c, int l, int pi, int pos, void *dst, int r, hs_err *err);
 
 #endif

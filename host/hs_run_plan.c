@@ -191,7 +191,8 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
         HS_CHECK(add(r, 0, "corrupt", 0, NULL, NULL, err));
         if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_Z_ALL_POS)) HS_CHECK(add(r, 0, "z_all_pos", 2, lh, N_LH, err));
         if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_Z_BY_POS)) HS_CHECK(add(r, 0, "z_by_pos", 3, lth, n_lth, err));
-        if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_RESID_PRE)) HS_CHECK(add(r, 0, "resid_pre", 2, lt, n_lth, err));
+        for (int k = HS_CONFIG_TARGET_RESID_PRE; k < HS_CONFIG_TARGET_COUNT; k++) /* one cell per position */
+            if (e->targets & HS_CONFIG_BIT(k)) HS_CHECK(add(r, 0, hs_config_target_name(k), 2, lt, n_lth, err));
         break;
     default: st = hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(e->type));
     }

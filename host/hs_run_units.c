@@ -64,6 +64,11 @@ static hs_prompts template_reference(const hs_run_ctx *x) {
     return ref;
 }
 
+_Static_assert((int)HS_CONFIG_TARGET_COUNT == (int)HS_PATCH_COUNT &&
+                   (int)HS_CONFIG_TARGET_RESID_PRE == (int)HS_PATCH_RESID_PRE &&
+                   (int)HS_CONFIG_TARGET_MLP_OUT == (int)HS_PATCH_MLP_OUT,
+               "config targets and patch targets share one order");
+
 static hs_patching_params patching_params(const hs_run_ctx *x, const hs_config_experiment *e) {
     hs_patching_params p = hs_patching_default_params();
     p.metric = (hs_metric)e->metric;
@@ -416,7 +421,9 @@ static hs_status unit_patching(hs_run_ctx *x, int exp, hs_run_worker *w, int i0,
                            .corrupt = row(r, "corrupt", i0),
                            .z_all_pos = row(r, "z_all_pos", i0),
                            .z_by_pos = row(r, "z_by_pos", i0),
-                           .resid_pre = row(r, "resid_pre", i0)};
+                           .resid_pre = row(r, "resid_pre", i0),
+                           .attn_out = row(r, "attn_out", i0),
+                           .mlp_out = row(r, "mlp_out", i0)};
     const int32_t *corrupt = x->data->corrupt_tokens + (int64_t)i0 * x->prompts.T;
     if (e->method == HS_CONFIG_METHOD_ATTRIBUTION)
         return hs_attribution_patching(w->session, x->model, &v, corrupt, &p, &out, err);

@@ -193,9 +193,8 @@ static hs_status write_patching(const hs_config_experiment *e, const hs_run_exp 
     hs_status st = HS_OK;
     HS_CHECK(put(g, r, hs_run_find(r, "clean"), NULL, err));
     HS_CHECK(put(g, r, hs_run_find(r, "corrupt"), NULL, err));
-    const char *targets[3] = {"z_all_pos", "z_by_pos", "resid_pre"};
-    for (int k = 0; k < 3; k++)
-        if (hs_run_find(r, targets[k])) HS_CHECK(put_normalised(g, r, targets[k], err));
+    for (int k = 0; k < HS_CONFIG_TARGET_COUNT; k++)
+        if (hs_run_find(r, hs_config_target_name(k))) HS_CHECK(put_normalised(g, r, hs_config_target_name(k), err));
     HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
     HS_CHECK(hs_h5_attr_str(g, NULL, "normalisation",
                             "(mean patched - mean corrupt) / (mean clean - mean corrupt), means over prompts; "

@@ -80,9 +80,11 @@ static void against_autograd(const char *model, int rows) {
     const int N = f.pr.N, L = f.L, H = f.H, T = f.T;
     float *clean = malloc((size_t)N * sizeof(float)), *corrupt = malloc((size_t)N * sizeof(float));
     float *za = malloc((size_t)N * L * H * sizeof(float)), *zp = malloc((size_t)N * L * T * H * sizeof(float)),
-          *rp = malloc((size_t)N * L * T * sizeof(float));
+          *rp = malloc((size_t)N * L * T * sizeof(float)), *ao = malloc((size_t)N * L * T * sizeof(float)),
+          *mo = malloc((size_t)N * L * T * sizeof(float));
     for (size_t k = 0; k < sizeof metrics / sizeof *metrics; k++) {
-        hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .z_by_pos = zp, .resid_pre = rp};
+        hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .z_by_pos = zp, .resid_pre = rp,
+                               .attn_out = ao, .mlp_out = mo};
         hs_patching_params p = hs_patching_default_params();
         p.metric = metrics[k].metric;
         p.batch_rows = rows;
@@ -96,9 +98,11 @@ static void against_autograd(const char *model, int rows) {
         md = fmax(md, expect(&f, mn, "z_all_pos", za, (int64_t)N * L * H));
         md = fmax(md, expect(&f, mn, "z_by_pos", zp, (int64_t)N * L * T * H));
         md = fmax(md, expect(&f, mn, "resid_pre", rp, (int64_t)N * L * T));
+        md = fmax(md, expect(&f, mn, "attn_out", ao, (int64_t)N * L * T));
+        md = fmax(md, expect(&f, mn, "mlp_out", mo, (int64_t)N * L * T));
         cr_log_info("%s %s (%d rows per batch): max |diff| vs autograd %.2e", model, mn, rows, md);
     }
-    free(clean), free(corrupt), free(za), free(zp), free(rp);
+    free(clean), free(corrupt), free(za), free(zp), free(rp), free(ao), free(mo);
     fx_free(&f);
 }
 
@@ -114,14 +118,16 @@ static void keep_equals_recompute(const char *model) {
     fx f;
     fx_init(&f, model, 2);
     const int N = f.pr.N;
-    const int64_t na = (int64_t)N * f.L * f.H, nz = na * f.T, nr = (int64_t)N * f.L * f.T, tot = 2 * N + na + nz + nr;
+    const int64_t na = (int64_t)N * f.L * f.H, nz = na * f.T, nr = (int64_t)N * f.L * f.T,
+                  tot = 2 * N + na + nz + 3 * nr;
     const hs_metric ms[2] = {HS_METRIC_LOGIT_DIFF, HS_METRIC_LOSS};
     for (int k = 0; k < 2; k++) {
         float *res[2];
         for (int recompute = 0; recompute < 2; recompute++) {
             float *b = res[recompute] = malloc((size_t)tot * sizeof(float));
             hs_patching_out out = {.clean = b, .corrupt = b + N, .z_all_pos = b + 2 * N, .z_by_pos = b + 2 * N + na,
-                                   .resid_pre = b + 2 * N + na + nz};
+                                   .resid_pre = b + 2 * N + na + nz, .attn_out = b + 2 * N + na + nz + nr,
+                                   .mlp_out = b + 2 * N + na + nz + 2 * nr};
             hs_patching_params p = hs_patching_default_params();
             p.metric = ms[k];
             p.batch_rows = 2;
@@ -147,24 +153,28 @@ Test(attribution, clean_into_clean_moves_nothing) {
     fx_init(&f, "llama_gqa", 3);
     const int N = f.pr.N, L = f.L, H = f.H, T = f.T;
     float clean[8], corrupt[8];
-    float *za = malloc((size_t)N * L * H * sizeof(float)), *rp = malloc((size_t)N * L * T * sizeof(float));
-    hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .resid_pre = rp};
+    const int64_t np = (int64_t)N * L * T;
+    float *za = malloc((size_t)N * L * H * sizeof(float)), *pp = malloc((size_t)3 * np * sizeof(float));
+    hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .resid_pre = pp, .attn_out = pp + np,
+                           .mlp_out = pp + 2 * np};
     hs_patching_params p = hs_patching_default_params();
     p.batch_rows = 3;
-    p.targets = (1u << HS_PATCH_Z_ALL_POS) | (1u << HS_PATCH_RESID_PRE);
+    p.targets = (1u << HS_PATCH_Z_ALL_POS) | (1u << HS_PATCH_RESID_PRE) | (1u << HS_PATCH_ATTN_OUT) |
+                (1u << HS_PATCH_MLP_OUT);
     hs_err err = {0};
     cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.pr.tokens, &p, &out, &err), HS_OK, "%s", err.msg);
     for (int i = 0; i < N; i++) {
         cr_assert_eq(corrupt[i], clean[i]);
         for (int k = 0; k < L * H; k++) cr_assert_eq(za[i * L * H + k], clean[i], "prompt %d cell %d", i, k);
-        for (int l = 0; l < L; l++)
-            for (int t = 0; t < T; t++) {
-                const float v = rp[((int64_t)i * L + l) * T + t];
-                if (t < f.pr.lengths[i]) cr_assert_eq(v, clean[i], "prompt %d layer %d pos %d", i, l, t);
-                else cr_assert(isnan(v), "prompt %d layer %d pos %d beyond the prompt: %g", i, l, t, v);
-            }
+        for (int64_t k = 0; k < 3 * np; k++) { /* resid_pre, attn_out, mlp_out */
+            const int l = (int)(k % np / T % L), t = (int)(k % T), g = (int)(k % np / T / L);
+            if (g != i) continue;
+            const float v = pp[k];
+            if (t < f.pr.lengths[i]) cr_assert_eq(v, clean[i], "target %d prompt %d layer %d pos %d", (int)(k / np), i, l, t);
+            else cr_assert(isnan(v), "prompt %d layer %d pos %d beyond the prompt: %g", i, l, t, v);
+        }
     }
-    free(za), free(rp);
+    free(za), free(pp);
     fx_free(&f);
 }
 
@@ -180,9 +190,9 @@ Test(attribution, refuses_what_it_cannot_do) {
     cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_UNSUPPORTED);
     cr_assert(strstr(err.msg, "accuracy"), "%s", err.msg);
     p.metric = HS_METRIC_LOGIT_DIFF;
-    p.targets = 1u << HS_PATCH_RESID_PRE; /* no resid_pre buffer */
+    p.targets = 1u << HS_PATCH_ATTN_OUT; /* no attn_out buffer */
     cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_INVALID_ARG);
-    cr_assert(strstr(err.msg, "output buffer"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "output buffer") && strstr(err.msg, "attn_out"), "%s", err.msg);
     hs_prompts no_answers = f.pr;
     no_answers.answer = NULL;
     p.targets = 1u << HS_PATCH_Z_ALL_POS;

@@ -103,25 +103,32 @@ Test(cuda_experiments, patching_matches_cpu) {
     const int N = f.pr.N, L = f.L, H = f.H, T = f.T;
     float cc[8], xc[8], cg[8], xg[8];
     float *zc = malloc((size_t)N * L * T * H * sizeof(float)), *zg = malloc((size_t)N * L * T * H * sizeof(float));
-    float *rc = malloc((size_t)N * L * T * sizeof(float)), *rg = malloc((size_t)N * L * T * sizeof(float));
-    hs_patching_out oc = {.clean = cc, .corrupt = xc, .z_by_pos = zc, .resid_pre = rc};
-    hs_patching_out og = {.clean = cg, .corrupt = xg, .z_by_pos = zg, .resid_pre = rg};
+    const int64_t nr = (int64_t)N * L * T; /* resid_pre, attn_out, mlp_out: 3 x nr */
+    float *rc = malloc((size_t)3 * nr * sizeof(float)), *rg = malloc((size_t)3 * nr * sizeof(float));
+    for (int64_t i = 0; i < 3 * nr; i++) rg[i] = NAN; /* poisoned: cells beyond a prompt are NaN on both */
+    hs_patching_out oc = {.clean = cc, .corrupt = xc, .z_by_pos = zc, .resid_pre = rc, .attn_out = rc + nr,
+                          .mlp_out = rc + 2 * nr};
+    hs_patching_out og = {.clean = cg, .corrupt = xg, .z_by_pos = zg, .resid_pre = rg, .attn_out = rg + nr,
+                          .mlp_out = rg + 2 * nr};
     hs_patching_params p = hs_patching_default_params();
     p.batch_rows = 16;
-    p.targets = (1u << HS_PATCH_Z_BY_POS) | (1u << HS_PATCH_RESID_PRE);
+    p.targets = (1u << HS_PATCH_Z_BY_POS) | (1u << HS_PATCH_RESID_PRE) | (1u << HS_PATCH_ATTN_OUT) |
+                (1u << HS_PATCH_MLP_OUT);
     hs_err err = {0};
     cr_assert_eq(hs_activation_patching(f.s_cpu, f.m, &f.pr, f.corrupt, &p, &oc, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_activation_patching(f.s_gpu, f.m, &f.pr, f.corrupt, &p, &og, &err), HS_OK, "%s", err.msg);
     expect_close(cg, cc, N, "patching clean");
     expect_close(xg, xc, N, "patching corrupt");
     expect_close(zg, zc, (int64_t)N * L * T * H, "patching z_by_pos");
-    expect_close(rg, rc, (int64_t)N * L * T, "patching resid_pre");
+    expect_close(rg, rc, nr, "patching resid_pre");
+    expect_close(rg + nr, rc + nr, nr, "patching attn_out");
+    expect_close(rg + 2 * nr, rc + 2 * nr, nr, "patching mlp_out");
     free(zc), free(zg), free(rc), free(rg);
     fx_free(&f);
 }
 
 /* Attribution patching: the backward ops, zero, the last-position seed and
- * head_dot with one position per row, on CUDA. All four metrics, the three
+ * head_dot with one position per row, on CUDA. All four metrics, the five
  * targets, both architectures. */
 Test(cuda_experiments, attribution_matches_cpu) {
     const char *models[2] = {"gpt2", "llama_gqa"};
@@ -133,10 +140,12 @@ Test(cuda_experiments, attribution_matches_cpu) {
         const int64_t na = (int64_t)N * L * H, nz = (int64_t)N * L * T * H, nr = (int64_t)N * L * T;
         float cc[8], xc[8], cg[8], xg[8];
         float *ac = malloc((size_t)na * 4), *ag = malloc((size_t)na * 4), *zc = malloc((size_t)nz * 4),
-              *zg = malloc((size_t)nz * 4), *rc = malloc((size_t)nr * 4), *rg = malloc((size_t)nr * 4);
-        for (int k = 0; k < 4; k++) {
-            hs_patching_out oc = {.clean = cc, .corrupt = xc, .z_all_pos = ac, .z_by_pos = zc, .resid_pre = rc};
-            hs_patching_out og = {.clean = cg, .corrupt = xg, .z_all_pos = ag, .z_by_pos = zg, .resid_pre = rg};
+              *zg = malloc((size_t)nz * 4), *rc = malloc((size_t)3 * nr * 4), *rg = malloc((size_t)3 * nr * 4);
+        for (int k = 0; k < 4; k++) { /* rc, rg: resid_pre, attn_out, mlp_out */
+            hs_patching_out oc = {.clean = cc, .corrupt = xc, .z_all_pos = ac, .z_by_pos = zc, .resid_pre = rc,
+                                  .attn_out = rc + nr, .mlp_out = rc + 2 * nr};
+            hs_patching_out og = {.clean = cg, .corrupt = xg, .z_all_pos = ag, .z_by_pos = zg, .resid_pre = rg,
+                                  .attn_out = rg + nr, .mlp_out = rg + 2 * nr};
             hs_patching_params p = hs_patching_default_params();
             p.metric = metrics[k];
             p.batch_rows = 2; /* two batches, the second one short */
@@ -155,7 +164,7 @@ Test(cuda_experiments, attribution_matches_cpu) {
                 expect_close(xg, xc, N, what);
                 expect_close(ag, ac, na, what);
                 expect_close(zg, zc, nz, what);
-                expect_close(rg, rc, nr, what);
+                expect_close(rg, rc, 3 * nr, what);
             }
         }
         free(ac), free(ag), free(zc), free(zg), free(rc), free(rg);

@@ -1,7 +1,8 @@
 /* Activation patching against transformers + hooks (make_fixtures.py, each
  * prompt alone): z of one head at all positions or one position, and
- * resid_pre at one position, copied from the clean run into the corrupted
- * one. Plus the invariant: patching clean into clean changes nothing. */
+ * resid_pre, attn_out and mlp_out at one position, copied from the clean run
+ * into the corrupted one. Plus the invariant: patching clean into clean
+ * changes nothing. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -65,8 +66,10 @@ static void against_transformers(const char *model, int rows) {
     const int N = f.pr.N, L = f.L, H = f.H, T = f.T;
     float clean[8], corrupt[8];
     float *za = malloc((size_t)N * L * H * sizeof(float)), *zp = malloc((size_t)N * L * T * H * sizeof(float)),
-          *rp = malloc((size_t)N * L * T * sizeof(float));
-    hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .z_by_pos = zp, .resid_pre = rp};
+          *rp = malloc((size_t)N * L * T * sizeof(float)), *ao = malloc((size_t)N * L * T * sizeof(float)),
+          *mo = malloc((size_t)N * L * T * sizeof(float));
+    hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .z_by_pos = zp, .resid_pre = rp,
+                           .attn_out = ao, .mlp_out = mo};
     hs_patching_params p = hs_patching_default_params();
     p.batch_rows = rows;
     p.targets = (1u << HS_PATCH_COUNT) - 1;
@@ -77,7 +80,9 @@ static void against_transformers(const char *model, int rows) {
     expect(&f, za, "z_all_pos", (int64_t)N * L * H);
     expect(&f, zp, "z_by_pos", (int64_t)N * L * T * H);
     expect(&f, rp, "resid_pre", (int64_t)N * L * T);
-    free(za), free(zp), free(rp);
+    expect(&f, ao, "attn_out", (int64_t)N * L * T);
+    expect(&f, mo, "mlp_out", (int64_t)N * L * T);
+    free(za), free(zp), free(rp), free(ao), free(mo);
     fx_free(&f);
 }
 
@@ -89,21 +94,44 @@ Test(patching, clean_into_clean_is_identity) {
     fx_init(&f, "llama_gqa", 12);
     const int N = f.pr.N, L = f.L, H = f.H, T = f.T;
     float clean[8], corrupt[8];
-    float *za = malloc((size_t)N * L * H * sizeof(float)), *rp = malloc((size_t)N * L * T * sizeof(float));
-    hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .resid_pre = rp};
+    float *za = malloc((size_t)N * L * H * sizeof(float)), *pp = malloc((size_t)3 * N * L * T * sizeof(float));
+    const int64_t np = (int64_t)N * L * T;
+    hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .resid_pre = pp, .attn_out = pp + np,
+                           .mlp_out = pp + 2 * np};
     hs_patching_params p = hs_patching_default_params();
     p.batch_rows = 12;
-    p.targets = (1u << HS_PATCH_Z_ALL_POS) | (1u << HS_PATCH_RESID_PRE);
+    p.targets = (1u << HS_PATCH_Z_ALL_POS) | (1u << HS_PATCH_RESID_PRE) | (1u << HS_PATCH_ATTN_OUT) |
+                (1u << HS_PATCH_MLP_OUT);
     hs_err err = {0};
     cr_assert_eq(hs_activation_patching(f.s, f.m, &f.pr, f.pr.tokens, &p, &out, &err), HS_OK, "%s", err.msg);
     for (int i = 0; i < N; i++) {
         cr_assert_float_eq(corrupt[i], clean[i], 0);
         for (int k = 0; k < L * H; k++) cr_assert_float_eq(za[i * L * H + k], clean[i], 1e-5);
-        for (int k = 0; k < L * f.pr.lengths[i]; k++) {
-            int l = k / f.pr.lengths[i], t = k % f.pr.lengths[i];
-            cr_assert_float_eq(rp[((int64_t)i * L + l) * T + t], clean[i], 1e-5);
+        for (int k = 0; k < 3 * L * f.pr.lengths[i]; k++) { /* resid_pre, attn_out, mlp_out */
+            const int len = f.pr.lengths[i], tg = k / (L * len), l = k / len % L, t = k % len;
+            cr_assert_float_eq(pp[tg * np + ((int64_t)i * L + l) * T + t], clean[i], 1e-5, "target %d layer %d pos %d",
+                               tg, l, t);
         }
     }
-    free(za), free(rp);
+    free(za), free(pp);
+    fx_free(&f);
+}
+
+Test(patching, missing_output_buffer_names_the_target) {
+    fx f;
+    fx_init(&f, "gpt2", 4);
+    float clean[8], corrupt[8];
+    float *rp = malloc((size_t)f.pr.N * f.L * f.T * sizeof(float));
+    hs_patching_out out = {.clean = clean, .corrupt = corrupt, .resid_pre = rp};
+    hs_patching_params p = hs_patching_default_params();
+    p.batch_rows = 4;
+    p.targets = (1u << HS_PATCH_RESID_PRE) | (1u << HS_PATCH_MLP_OUT);
+    hs_err err = {0};
+    cr_assert_eq(hs_activation_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "mlp_out"), "%s", err.msg);
+    p.targets = 1u << HS_PATCH_COUNT;
+    cr_assert_eq(hs_activation_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "known target"), "%s", err.msg);
+    free(rp);
     fx_free(&f);
 }

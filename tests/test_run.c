@@ -347,9 +347,10 @@ Test(run, activation_patching_matches_transformers) {
     fclose(f);
     f = fopen(cfgp, "w");
     fprintf(f, "model: %s\noutput: %s\nbatch_size: 16\ndataset:\n  file: %s\nexperiments:\n"
-               "  - name: patch\n    type: activation_patching\n    metric: logit_diff\n    targets: [z_all_pos, resid_pre]\n"
+               "  - name: patch\n    type: activation_patching\n    metric: logit_diff\n"
+               "    targets: [z_all_pos, resid_pre, attn_out, mlp_out]\n"
                "  - name: atp\n    type: activation_patching\n    method: attribution\n    metric: logit_diff\n"
-               "    targets: [z_all_pos, resid_pre]\n"
+               "    targets: [z_all_pos, resid_pre, attn_out, mlp_out]\n"
                "  - name: mg\n    type: head_importance\n    metric: logit_diff\n",
             model, out, jsonl);
     fclose(f);
@@ -372,20 +373,23 @@ Test(run, activation_patching_matches_transformers) {
         }
         cr_assert_float_eq(zn[k], (m - mx) / (mc - mx), 1e-4, "normalised %d", k);
     }
-    float *rp = read_f32(h, "patch", "resid_pre", &sh);
-    const float *wr = hs_st_find(st, "resid_pre")->data;
-    cr_assert_eq(sh.dims[2], T);
-    for (int i = 0; i < N * L * T; i++) {
-        if (isnan(wr[i])) cr_assert(isnan(rp[i]), "resid_pre %d: beyond the prompt must be NaN", i);
-        else cr_assert_float_eq(rp[i], wr[i], 1e-4, "resid_pre %d", i);
+    const char *names[] = {"z_all_pos", "resid_pre", "attn_out", "mlp_out"};
+    for (int k = 1; k < 4; k++) { /* one cell per position: [prompt, layer, position] */
+        float *rp = read_f32(h, "patch", names[k], &sh);
+        const float *wr = hs_st_find(st, names[k])->data;
+        cr_assert_eq(sh.dims[2], T);
+        for (int i = 0; i < N * L * T; i++) {
+            if (isnan(wr[i])) cr_assert(isnan(rp[i]), "%s %d: beyond the prompt must be NaN", names[k], i);
+            else cr_assert_float_eq(rp[i], wr[i], 1e-4, "%s %d", names[k], i);
+        }
+        free(rp);
     }
-    free(za), free(zn), free(cl), free(co), free(rp);
+    free(za), free(zn), free(cl), free(co);
     /* attribution: autograd's estimates, and the method named in the file */
     hs_st_file *atp = NULL;
     hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_attribution.safetensors");
     cr_assert_eq(hs_st_open(ref, &atp, &err), HS_OK, "%s", err.msg);
-    const char *names[] = {"z_all_pos", "resid_pre"};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {
         char key[64];
         snprintf(key, sizeof key, "logit_diff.%s", names[k]);
         const hs_st_tensor *w = hs_st_find(atp, key);

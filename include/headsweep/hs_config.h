@@ -138,6 +138,8 @@ typedef enum { /* activation_patching targets; bits in hs_config_experiment.targ
     HS_CONFIG_TARGET_Z_ALL_POS = 0, /* -> [L, H] */
     HS_CONFIG_TARGET_Z_BY_POS,      /* -> [L, T, H] */
     HS_CONFIG_TARGET_RESID_PRE,     /* -> [L, T] */
+    HS_CONFIG_TARGET_ATTN_OUT,      /* -> [L, T] */
+    HS_CONFIG_TARGET_MLP_OUT,       /* -> [L, T] */
     HS_CONFIG_TARGET_COUNT
 } hs_config_target;
 

@@ -1,8 +1,11 @@
 /* hs_patching: activation patching from clean into corrupted prompts
  * (TransformerLens patching.py semantics): one patch per index, the clean
  * run's activation copied into the corrupted run, the metric of each patched
- * run recorded. Every patched run starts at its layer from the corrupted
- * run's cached resid_pre (prefix reuse); patches are batched. */
+ * run recorded. The targets are TransformerLens's
+ * get_act_patch_attn_head_out_all_pos and _by_pos, and the three of
+ * get_act_patch_block_every (resid_pre, attn_out, mlp_out). Every patched run
+ * starts at its layer from the corrupted run's cached resid_pre (prefix
+ * reuse); patches are batched. */
 #ifndef HS_PATCHING_H
 #define HS_PATCHING_H
 
@@ -16,6 +19,8 @@ typedef enum {
     HS_PATCH_Z_ALL_POS = 0, /* one head's z at every position -> [N, L, H] */
     HS_PATCH_Z_BY_POS,      /* one head's z at one position -> [N, L, T, H] */
     HS_PATCH_RESID_PRE,     /* the residual stream before layer l at one position -> [N, L, T] */
+    HS_PATCH_ATTN_OUT,      /* layer l's attention output (after W_O and its bias) at one position -> [N, L, T] */
+    HS_PATCH_MLP_OUT,       /* layer l's MLP output at one position -> [N, L, T] */
     HS_PATCH_COUNT
 } hs_patch_target;
 
@@ -38,6 +43,8 @@ typedef struct {
     float *z_all_pos; /* [N, L, H] */
     float *z_by_pos;  /* [N, L, T, H] */
     float *resid_pre; /* [N, L, T] */
+    float *attn_out;  /* [N, L, T] */
+    float *mlp_out;   /* [N, L, T] */
 } hs_patching_out;
 
 /* clean: the prompts with answer/distractor; corrupt_tokens [N, T] holds each
@@ -55,7 +62,8 @@ int hs_activation_patching_unit(const hs_model *m, const hs_patching_params *p);
  * estimate of what hs_activation_patching measures, with the same parameters
  * and outputs. Each cell holds M(corrupt) + (a_clean - a_corrupt) . dM/da,
  * the gradient taken at the corrupted run, for a = the head's z at every
- * position, at one position, or resid_pre at one position: every cell of a
+ * position, at one position, or resid_pre, attn_out or mlp_out at one
+ * position: every cell of a
  * batch from one clean forward, one corrupted forward and one backward.
  * batch_rows is prompts per batch. Needs a backend with the backward ops and
  * a differentiable metric (accuracy is refused). Like any linearisation it

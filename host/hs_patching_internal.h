@@ -1,0 +1,14 @@
+/* hs_patching_internal: what exact and attribution patching share. */
+#ifndef HS_PATCHING_INTERNAL_H
+#define HS_PATCHING_INTERNAL_H
+
+#include "headsweep/hs_patching.h"
+
+/* Checks p's batch size and targets and that out has a buffer for each
+ * requested target (who names the caller in the error); fills want[k] = 1
+ * per requested target and the per-position outputs with NAN, the value of
+ * cells beyond a prompt's length. */
+hs_status hs_patching_prepare(const hs_patching_params *p, hs_patching_out *out, int N, int L, int T, int H,
+                              int want[HS_PATCH_COUNT], const char *who, hs_err *err);
+
+#endif
