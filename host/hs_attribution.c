@@ -1,14 +1,16 @@
 /* hs_attribution: attribution patching (hs_patching.h). Per batch of prompts:
- *   1. the clean forward keeps every layer's z (and resid_pre, attn_out,
- *      mlp_out, for those targets) in backend memory and gives the clean
- *      metric;
+ *   1. the clean forward keeps every layer's activation of each target (z,
+ *      resid_pre, attn_out, mlp_out, q, k, v) in backend memory and gives
+ *      the clean metric;
  *   2. the corrupted forward (hs_bwd_forward) gives the corrupted metric and
  *      its logits, from which the metric's gradient is seeded, and keeps
- *      attn_out and mlp_out where wanted (the backward keeps z and resid_pre);
+ *      attn_out, mlp_out, q, k and v where wanted (the backward keeps z and
+ *      resid_pre);
  *   3. the backward's visitor reduces, per layer, position and head,
  *      a_clean . dM/da and a_corrupt . dM/da on the backend (head_dot with one
  *      position per row), and the host takes their difference in double.
- *      dM/d attn_out[l] is dM/d resid_mid[l], dM/d mlp_out[l] dM/d resid_post[l].
+ *      dM/d attn_out[l] is dM/d resid_mid[l], dM/d mlp_out[l] dM/d resid_post[l];
+ *      q and k are taken before RoPE, as TransformerLens's hook_q and hook_k.
  * The difference of two dot products equals the dot product of the
  * difference (linearity); it saves a subtraction op and a buffer. */
 #include <math.h>
@@ -27,28 +29,48 @@ typedef struct {
     const hs_prompts *pr;
     const hs_patching_params *p;
     hs_patching_out *out;
-    int p0, B, T, L, H, dh, d, want[HS_PATCH_COUNT];
+    int p0, B, T, L, H, Hk, dh, d, want[HS_PATCH_COUNT];
     int64_t n;
-    void *zc, *rc;   /* backend [L, n, H*dh] clean z, [L, n, d] clean resid_pre */
-    void *ac, *mc;   /* backend [L, n, d] clean attn_out and mlp_out */
-    void *ax, *mx;   /* backend [L, n, d] corrupted attn_out and mlp_out */
+    /* backend [L, n, width] per target: the activation it patches, from the
+     * clean and from the corrupted run. z (both z targets) sits at
+     * HS_PATCH_Z_ALL_POS; the backward keeps the corrupted z and resid_pre. */
+    void *clean[HS_PATCH_COUNT], *corrupt[HS_PATCH_COUNT];
     float *dc, *dx;  /* host [n, H] dot products with the clean and corrupted activations */
     double *factor;  /* [B] dM/d(seeded quantity): 1, or 1/(len-1) for the mean loss */
 } attr_ctx;
 
+/* The target whose activation hook point p is (HS_PATCH_COUNT: none). */
+static int target_of(hs_hook_point p) {
+    switch (p) {
+    case HS_HOOK_Z: return HS_PATCH_Z_ALL_POS;
+    case HS_HOOK_RESID_PRE: return HS_PATCH_RESID_PRE;
+    case HS_HOOK_ATTN_OUT: return HS_PATCH_ATTN_OUT;
+    case HS_HOOK_MLP_OUT: return HS_PATCH_MLP_OUT;
+    case HS_HOOK_Q: return HS_PATCH_Q_ALL_POS;
+    case HS_HOOK_K: return HS_PATCH_K_ALL_POS;
+    case HS_HOOK_V: return HS_PATCH_V_ALL_POS;
+    default: return HS_PATCH_COUNT;
+    }
+}
+
+/* Floats per position of target k's activation. */
+static int64_t width_of(const attr_ctx *x, int k) {
+    if (k == HS_PATCH_Z_ALL_POS || k == HS_PATCH_Z_BY_POS || k == HS_PATCH_Q_ALL_POS) return (int64_t)x->H * x->dh;
+    if (k == HS_PATCH_K_ALL_POS || k == HS_PATCH_V_ALL_POS) return (int64_t)x->Hk * x->dh;
+    return x->d;
+}
+
 /* Where the clean (or corrupted) run keeps hook point p: NULL = not kept. */
 static void *slot(const attr_ctx *x, hs_hook_point p, int corrupt) {
-    if (p == HS_HOOK_ATTN_OUT) return corrupt ? x->ax : x->ac;
-    if (p == HS_HOOK_MLP_OUT) return corrupt ? x->mx : x->mc;
-    if (corrupt) return NULL; /* the backward keeps the corrupted z and resid_pre */
-    return p == HS_HOOK_Z ? x->zc : p == HS_HOOK_RESID_PRE ? x->rc : NULL;
+    const int k = target_of(p);
+    return k == HS_PATCH_COUNT ? NULL : corrupt ? x->corrupt[k] : x->clean[k];
 }
 
 static int clean_wants(void *user, hs_hook_point p, int layer) { return slot(user, p, 0) != NULL; }
 static int corrupt_wants(void *user, hs_hook_point p, int layer) { return slot(user, p, 1) != NULL; }
 
 static hs_status keep(attr_ctx *x, hs_hook_point p, int layer, const hs_tensor *t, int corrupt, hs_err *err) {
-    const int64_t w = p == HS_HOOK_Z ? (int64_t)x->H * x->dh : x->d, bytes = x->n * w * (int64_t)x->s->es;
+    const int64_t bytes = x->n * width_of(x, target_of(p)) * (int64_t)x->s->es;
     return x->s->be->ops->copy(x->s->be, (char *)slot(x, p, corrupt) + layer * bytes, t->data, (size_t)bytes, err);
 }
 
@@ -77,9 +99,10 @@ static hs_status visit(void *user, int l, const hs_bwd_layer *gl, hs_err *err) {
     attr_ctx *x = user;
     const int T = x->T, H = x->H, L = x->L;
     hs_status st = HS_OK;
+    const int64_t es = x->s->es;
     if (x->want[HS_PATCH_Z_ALL_POS] || x->want[HS_PATCH_Z_BY_POS]) {
-        const int64_t zl = (int64_t)l * x->n * H * x->dh * (int64_t)x->s->es;
-        HS_CHECK(dots(x, (const char *)x->zc + zl, gl->z, gl->dz, H, x->dh, err));
+        const int64_t zl = (int64_t)l * x->n * H * x->dh * es;
+        HS_CHECK(dots(x, (const char *)x->clean[HS_PATCH_Z_ALL_POS] + zl, gl->z, gl->dz, H, x->dh, err));
         for (int r = 0; r < x->B; r++) {
             const int g = x->p0 + r, len = x->pr->lengths[g];
             const float base = x->out->corrupt[g];
@@ -97,22 +120,46 @@ static hs_status visit(void *user, int l, const hs_bwd_layer *gl, hs_err *err) {
         }
     }
     /* one cell per position: the activation of the clean and corrupted runs, the gradient at it */
-    const int64_t rl = (int64_t)l * x->n * x->d * (int64_t)x->s->es;
+    const int64_t rl = (int64_t)l * x->n * x->d * es;
     const struct {
         float *out;
-        const void *clean, *corrupt, *g;
-    } pos[3] = {{x->out->resid_pre, x->rc, x->s->bwd->res, gl->g_pre},
-                {x->out->attn_out, x->ac, x->ax, gl->g_mid},
-                {x->out->mlp_out, x->mc, x->mx, gl->g_post}};
+        const void *corrupt, *g;
+    } pos[3] = {{x->out->resid_pre, x->s->bwd->res, gl->g_pre},
+                {x->out->attn_out, x->corrupt[HS_PATCH_ATTN_OUT], gl->g_mid},
+                {x->out->mlp_out, x->corrupt[HS_PATCH_MLP_OUT], gl->g_post}};
     for (int k = 0; k < 3; k++) {
         if (!x->want[HS_PATCH_RESID_PRE + k]) continue;
-        HS_CHECK(dots(x, (const char *)pos[k].clean + rl, (const char *)pos[k].corrupt + rl, pos[k].g, 1, x->d, err));
+        HS_CHECK(dots(x, (const char *)x->clean[HS_PATCH_RESID_PRE + k] + rl, (const char *)pos[k].corrupt + rl,
+                      pos[k].g, 1, x->d, err));
         for (int r = 0; r < x->B; r++) {
             const int g = x->p0 + r;
             for (int t = 0; t < x->pr->lengths[g]; t++) {
                 const int64_t c = (int64_t)r * T + t;
                 pos[k].out[((int64_t)g * L + l) * T + t] =
                     (float)(x->out->corrupt[g] + x->factor[r] * ((double)x->dc[c] - x->dx[c]));
+            }
+        }
+    }
+    /* one cell per head of q, per KV head of k and v: summed over the prompt's positions */
+    const struct {
+        float *out;
+        const void *g;
+        int heads;
+    } qkv[3] = {{x->out->q_all_pos, gl->dq, H}, {x->out->k_all_pos, gl->dk, x->Hk}, {x->out->v_all_pos, gl->dv, x->Hk}};
+    for (int k = 0; k < 3; k++) {
+        const int tg = HS_PATCH_Q_ALL_POS + k, nh = qkv[k].heads;
+        if (!x->want[tg]) continue;
+        const int64_t ql = (int64_t)l * x->n * nh * x->dh * es;
+        HS_CHECK(dots(x, (const char *)x->clean[tg] + ql, (const char *)x->corrupt[tg] + ql, qkv[k].g, nh, x->dh, err));
+        for (int r = 0; r < x->B; r++) {
+            const int g = x->p0 + r;
+            for (int h = 0; h < nh; h++) {
+                double sum = 0;
+                for (int t = 0; t < x->pr->lengths[g]; t++) {
+                    const int64_t c = ((int64_t)r * T + t) * nh + h;
+                    sum += (double)x->dc[c] - x->dx[c];
+                }
+                qkv[k].out[((int64_t)g * L + l) * nh + h] = (float)(x->out->corrupt[g] + x->factor[r] * sum);
             }
         }
     }
@@ -131,10 +178,10 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
     attr_ctx x;
     memset(&x, 0, sizeof x);
     if ((st = hs_patching_prepare(p, out, N, L, T, H, x.want, "attribution patching", err))) return st;
-    x.s = s, x.pr = pr, x.p = p, x.out = out, x.T = T, x.L = L, x.H = H, x.dh = c->d_head, x.d = c->d_model;
+    x.s = s, x.pr = pr, x.p = p, x.out = out, x.T = T, x.L = L, x.H = H, x.Hk = c->n_kv_heads, x.dh = c->d_head;
+    x.d = c->d_model;
     const int64_t rows = (int64_t)R * T, es = (int64_t)s->es;
     hs_backend *be = s->be;
-    const int zwant = x.want[HS_PATCH_Z_ALL_POS] || x.want[HS_PATCH_Z_BY_POS];
     int32_t *mask = malloc((size_t)N * T * sizeof *mask), *tg_clean = malloc((size_t)N * T * sizeof *tg_clean),
             *tg_corrupt = malloc((size_t)N * T * sizeof *tg_corrupt);
     float *logits = malloc((size_t)R * V * sizeof *logits), *clean_logp = malloc((size_t)R * V * sizeof *clean_logp),
@@ -144,12 +191,16 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
     x.factor = malloc((size_t)R * sizeof *x.factor);
     if (!mask || !tg_clean || !tg_corrupt || !logits || !clean_logp || !lp || !scratch || !x.dc || !x.dx || !x.factor)
         HS_FAIL(err, HS_ERR_OOM, "attribution patching: out of memory for %d rows x %d tokens", R, T);
-    if (zwant) HS_CHECK(be->ops->alloc(be, (size_t)(L * rows * H * x.dh * es), &x.zc, err));
-    void **per_pos[5] = {x.want[HS_PATCH_RESID_PRE] ? &x.rc : NULL, x.want[HS_PATCH_ATTN_OUT] ? &x.ac : NULL,
-                         x.want[HS_PATCH_ATTN_OUT] ? &x.ax : NULL, x.want[HS_PATCH_MLP_OUT] ? &x.mc : NULL,
-                         x.want[HS_PATCH_MLP_OUT] ? &x.mx : NULL};
-    for (int k = 0; k < 5; k++)
-        if (per_pos[k]) HS_CHECK(be->ops->alloc(be, (size_t)(L * rows * x.d * es), per_pos[k], err));
+    for (int k = 0; k < HS_PATCH_COUNT; k++) {
+        if (k == HS_PATCH_Z_BY_POS || !(x.want[k] || (k == HS_PATCH_Z_ALL_POS && x.want[HS_PATCH_Z_BY_POS]))) continue;
+        const size_t bytes = (size_t)(L * rows * width_of(&x, k) * es);
+        HS_CHECK(be->ops->alloc(be, bytes, &x.clean[k], err));
+        if (k != HS_PATCH_Z_ALL_POS && k != HS_PATCH_RESID_PRE) /* the backward keeps those two */
+            HS_CHECK(be->ops->alloc(be, bytes, &x.corrupt[k], err));
+    }
+    int corrupt_hooks = 0, want_attn_grads = x.want[HS_PATCH_RESID_PRE];
+    for (int k = 0; k < HS_PATCH_COUNT; k++) corrupt_hooks |= x.corrupt[k] != NULL;
+    for (int k = HS_PATCH_Q_ALL_POS; k < HS_PATCH_COUNT; k++) want_attn_grads |= x.want[k];
     hs_prompts_mask_targets(pr, NULL, mask, tg_clean);
     hs_prompts_mask_targets(pr, corrupt, NULL, tg_corrupt);
     const int chunks = (N + R - 1) / R;
@@ -173,7 +224,7 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
                                                         lp + (int64_t)r * T, V, clean_logp + (int64_t)r * V, scratch);
         }
         /* 2. corrupted, with the backward's residual streams */
-        fp.hooks = x.ax || x.mx ? &keep_corrupt : NULL;
+        fp.hooks = corrupt_hooks ? &keep_corrupt : NULL;
         HS_CHECK(hs_bwd_forward(s, &bx, &fp, logits, err));
         for (int r = 0; r < x.B; r++) {
             const int len = pr->lengths[x.p0 + r];
@@ -188,15 +239,16 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
             hs_metric_dlogits(p->metric, pr, x.p0, x.B, logits, V, clean_logp, logits, scratch); /* in place */
             HS_CHECK(hs_bwd_seed_last(s, &bx, logits, err));
         }
-        HS_CHECK(hs_bwd_walk(s, &bx, NULL, x.want[HS_PATCH_RESID_PRE], visit, &x, err));
+        HS_CHECK(hs_bwd_walk(s, &bx, NULL, want_attn_grads, visit, &x, err));
         if (p->progress && p->progress(p->progress_user, x.p0 / R + 1, chunks))
             HS_FAIL(err, HS_ERR_INVALID_ARG, "attribution patching: interrupted after prompt %d", x.p0 + x.B);
     }
 exit:
     if (st) hs_err_prefix(err, "attribution patching");
-    void *bufs[] = {x.zc, x.rc, x.ac, x.mc, x.ax, x.mx};
-    for (int k = 0; k < 6; k++)
-        if (bufs[k]) be->ops->free(be, bufs[k]);
+    for (int k = 0; k < HS_PATCH_COUNT; k++) {
+        if (x.clean[k]) be->ops->free(be, x.clean[k]);
+        if (x.corrupt[k]) be->ops->free(be, x.corrupt[k]);
+    }
     free(mask), free(tg_clean), free(tg_corrupt), free(logits), free(clean_logp), free(lp), free(scratch);
     free(x.dc), free(x.dx), free(x.factor);
     return st;

@@ -247,7 +247,7 @@ exit:
     return st;
 }
 
-hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale, int want_pre, hs_bwd_visit visit,
+hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale, int want_attn, hs_bwd_visit visit,
                       void *user, hs_err *err) {
     const hs_backend_ops *o = s->be->ops;
     const hs_model_config *c = &s->cfg;
@@ -290,7 +290,7 @@ hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale,
         /* the heads' output */
         HS_CHECK(o->matmul_bwd(s->be, w->gm, W->wo, n, (int)d, H * dh, 0, w->dz, err));
         hs_bwd_layer gl = {.z = z, .dz = w->dz, .g_mid = w->gm, .g_post = w->g};
-        if (l == 0 && !want_pre) { /* nothing below reads the attention's gradients */
+        if (l == 0 && !want_attn) { /* nothing below reads the attention's gradients */
             HS_CHECK(visit(user, l, &gl, err));
             break;
         }
@@ -307,7 +307,7 @@ hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale,
         HS_CHECK(o->copy(s->be, w->g2, w->gm, (size_t)(n * d * es), err));
         const void *x = (const char *)w->res + (int64_t)l * n * d * es;
         HS_CHECK(o->norm_bwd(s->be, c->norm, x, W->ln1_w, c->norm_eps, n, (int)d, w->dxn, 1, w->g2, err));
-        gl.g_pre = want_pre ? w->g2 : NULL;
+        if (want_attn) gl.g_pre = w->g2, gl.dq = w->dq, gl.dk = w->dk, gl.dv = w->dv;
         HS_CHECK(visit(user, l, &gl, err));
         void *t = w->g;
         w->g = w->g2, w->g2 = t;

@@ -57,16 +57,21 @@ hs_status hs_bwd_seed_last(hs_session *s, const hs_batch *b, const float *dlogit
 typedef struct {
     const void *z;      /* [B*T, H, d_head] the heads' unscaled output */
     const void *dz;     /* dM/d(xi z), the gradient at the scaled output */
-    const void *g_pre;  /* [B*T, d] dM/d resid_pre[l] when the walk was asked for it, else NULL */
     const void *g_mid;  /* [B*T, d] dM/d resid_mid[l] */
     const void *g_post; /* [B*T, d] dM/d resid_post[l] */
+    /* When the walk was asked for the attention's input gradients, else NULL:
+     * dM/d resid_pre[l] [B*T, d] and dM/dq [B*T, H, d_head], dM/dk and dM/dv
+     * [B*T, H_kv, d_head], q and k taken before RoPE. */
+    const void *g_pre, *dq, *dk, *dv;
 } hs_bwd_layer;
 
 /* Called for layers L-1 down to 0. */
 typedef hs_status (*hs_bwd_visit)(void *user, int layer, const hs_bwd_layer *g, hs_err *err);
 
-/* The backward after a seed. head_scale: the forward's fp->head_scale. */
-hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale, int want_pre, hs_bwd_visit visit,
+/* The backward after a seed. head_scale: the forward's fp->head_scale.
+ * want_attn: the visitors want g_pre, dq, dk, dv (layer 0 then also runs
+ * the attention's backward, which nothing else reads). */
+hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale, int want_attn, hs_bwd_visit visit,
                       void *user, hs_err *err);
 
 #endif

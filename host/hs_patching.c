@@ -4,7 +4,8 @@
  * (prompt, position) for resid_pre (which needs no edit: the patched residual
  * simply becomes the pass's starting state at that layer), attn_out and
  * mlp_out (a hook writes the clean row over the computed one before it is
- * added to the stream). */
+ * added to the stream), and (prompt, head) for q, k and v (a hook writes the
+ * clean head's slice at every position before RoPE and attention). */
 #include "headsweep/hs_patching.h"
 
 #include <math.h>
@@ -38,8 +39,8 @@ typedef struct {
     int p0, P, T, V, d, dh;
     int32_t *mask, *targets, *targets_clean; /* [N, T]; targets of the corrupted and clean prompts */
     float *zc;                          /* [L, P, T, H, dh] clean z */
-    hs_resid_cache rc, rx;              /* clean and corrupted resid_pre, backend memory */
-    hs_resid_cache ra, rm;              /* clean attn_out and mlp_out, backend memory */
+    hs_resid_cache rx;                  /* corrupted resid_pre, backend memory */
+    hs_resid_cache clean[HS_PATCH_COUNT]; /* per target that reads one: the clean activation, backend memory */
     void *dres;                         /* [batch_rows, T, d] a patched pass's resid_start */
     float *clean_logp;                  /* [P, V] */
     /* per-forward scratch, batch_rows rows */
@@ -48,12 +49,14 @@ typedef struct {
     hs_z_edit *edits;
 } patch_ctx;
 
-/* A patched pass's hook for attn_out or mlp_out: each batch row's item
- * position gets the clean prompt's row. */
+/* A patched pass's hook for attn_out, mlp_out, q, k or v: each batch row
+ * gets the clean prompt's row at its item's position, or its item head's
+ * slice at every position. */
 typedef struct {
     const hs_resid_cache *clean;
-    const item *it; /* the pass's items, one per batch row */
-    int B, layer;
+    const item *it;         /* the pass's items, one per batch row */
+    const int32_t *lengths; /* of the chunk's prompts */
+    int B, layer, dh;
 } row_patch;
 
 static int patch_wants(void *user, hs_hook_point p, int layer) {
@@ -64,15 +67,22 @@ static int patch_wants(void *user, hs_hook_point p, int layer) {
 static hs_status patch_fn(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
     const row_patch *rp = user;
     hs_status st = HS_OK;
-    for (int r = 0; st == HS_OK && r < rp->B; r++)
-        st = hs_resid_cache_get(rp->clean, layer, rp->it[r].prompt, rp->it[r].pos, t->data, r, err);
+    for (int r = 0; st == HS_OK && r < rp->B; r++) {
+        const item *e = &rp->it[r];
+        st = e->head < 0 ? hs_resid_cache_get(rp->clean, layer, e->prompt, e->pos, t->data, r, err)
+                         : hs_resid_cache_get_cols(rp->clean, layer, e->prompt, e->head * rp->dh, rp->dh,
+                                                   rp->lengths[e->prompt], t->data, r, err);
+    }
     return st;
 }
 
 /* Where target tgt's cell of item e at layer l goes. */
 static float *cell(const patch_ctx *x, hs_patching_out *out, hs_patch_target tgt, int l, const item *e) {
-    const int64_t g = x->p0 + e->prompt, L = x->c->n_layers, H = x->c->n_heads, T = x->T;
+    const int64_t g = x->p0 + e->prompt, L = x->c->n_layers, H = x->c->n_heads, Hk = x->c->n_kv_heads, T = x->T;
     if (tgt == HS_PATCH_Z_ALL_POS) return out->z_all_pos + (g * L + l) * H + e->head;
+    if (tgt == HS_PATCH_Q_ALL_POS) return out->q_all_pos + (g * L + l) * H + e->head;
+    if (tgt == HS_PATCH_K_ALL_POS) return out->k_all_pos + (g * L + l) * Hk + e->head;
+    if (tgt == HS_PATCH_V_ALL_POS) return out->v_all_pos + (g * L + l) * Hk + e->head;
     if (tgt == HS_PATCH_Z_BY_POS) return out->z_by_pos + ((g * L + l) * T + e->pos) * H + e->head;
     float *o = tgt == HS_PATCH_RESID_PRE ? out->resid_pre : tgt == HS_PATCH_ATTN_OUT ? out->attn_out : out->mlp_out;
     return o + (g * L + l) * T + e->pos;
@@ -95,8 +105,8 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
             if ((st = hs_resid_cache_get(&x->rx, l, e->prompt, -1, x->dres, r, err))) return st;
             const float *zl = x->zc + ((int64_t)l * x->P + e->prompt) * T * H * dh; /* [T, H, dh] */
             if (tgt == HS_PATCH_RESID_PRE) {
-                if ((st = hs_resid_cache_get(&x->rc, l, e->prompt, e->pos, x->dres, r, err))) return st;
-            } else if (tgt == HS_PATCH_ATTN_OUT || tgt == HS_PATCH_MLP_OUT) {
+                if ((st = hs_resid_cache_get(&x->clean[tgt], l, e->prompt, e->pos, x->dres, r, err))) return st;
+            } else if (tgt != HS_PATCH_Z_ALL_POS && tgt != HS_PATCH_Z_BY_POS) {
                 /* patched by the hook below */
             } else if (tgt == HS_PATCH_Z_ALL_POS) {
                 float *src = x->src + (int64_t)r * T * dh; /* the head's clean z, [T, dh] */
@@ -115,9 +125,10 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
         fp.n_edits = ne;
         fp.logits = hs_metric_logits(x->p->metric);
         fp.target_logprobs = x->p->metric == HS_METRIC_LOSS ? x->lp : NULL;
-        row_patch rp = {.clean = tgt == HS_PATCH_ATTN_OUT ? &x->ra : &x->rm, .it = it + k0, .B = B, .layer = l};
+        row_patch rp = {.clean = &x->clean[tgt], .it = it + k0, .lengths = x->pr->lengths + x->p0, .B = B,
+                        .layer = l, .dh = dh};
         const hs_hooks patch = {.wants = patch_wants, .fn = patch_fn, .user = &rp};
-        if (tgt == HS_PATCH_ATTN_OUT || tgt == HS_PATCH_MLP_OUT) fp.hooks = &patch;
+        if (tgt >= HS_PATCH_ATTN_OUT) fp.hooks = &patch;
         if ((st = hs_forward(x->s, &b, &fp, x->logits, err))) return st;
         for (int r = 0; r < B; r++) {
             const item *e = &it[k0 + r];
@@ -139,7 +150,7 @@ static hs_status base_pass(patch_ctx *x, hs_capture *cap, const int32_t *tokens,
     const int T = x->T, L = x->c->n_layers, P = x->P;
     hs_batch b = {.B = P, .T = T, .tokens = tokens + (int64_t)x->p0 * T, .mask = x->mask + (int64_t)x->p0 * T,
                   .targets = targets + (int64_t)x->p0 * T};
-    hs_hooks chain[4]; /* the capture's hooks, then each cache's passing on to the one before */
+    hs_hooks chain[HS_PATCH_COUNT + 1]; /* the capture's hooks, then each cache's passing on to the one before */
     chain[0] = hs_capture_hooks(cap);
     for (int i = 0; i < n_caches; i++) chain[i + 1] = hs_resid_cache_hooks(caches[i], &chain[i]);
     hs_forward_params fp = hs_forward_default_params();
@@ -162,8 +173,10 @@ static hs_status base_pass(patch_ctx *x, hs_capture *cap, const int32_t *tokens,
 
 hs_status hs_patching_prepare(const hs_patching_params *p, hs_patching_out *out, int N, int L, int T, int H,
                               int want[HS_PATCH_COUNT], const char *who, hs_err *err) {
-    static const char *const names[HS_PATCH_COUNT] = {"z_all_pos", "z_by_pos", "resid_pre", "attn_out", "mlp_out"};
-    float *const bufs[HS_PATCH_COUNT] = {out->z_all_pos, out->z_by_pos, out->resid_pre, out->attn_out, out->mlp_out};
+    static const char *const names[HS_PATCH_COUNT] = {"z_all_pos", "z_by_pos",  "resid_pre", "attn_out",
+                                                      "mlp_out",   "q_all_pos", "k_all_pos", "v_all_pos"};
+    float *const bufs[HS_PATCH_COUNT] = {out->z_all_pos, out->z_by_pos,  out->resid_pre, out->attn_out,
+                                         out->mlp_out,   out->q_all_pos, out->k_all_pos, out->v_all_pos};
     if (p->batch_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: batch_rows must be >= 1", who);
     if (!p->targets || p->targets >= (1u << HS_PATCH_COUNT))
         return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: targets 0x%x: at least one known target needed", who,
@@ -174,7 +187,7 @@ hs_status hs_patching_prepare(const hs_patching_params *p, hs_patching_out *out,
             return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: no output buffer for the requested target %s", who,
                               names[k]);
     }
-    for (int k = HS_PATCH_Z_BY_POS; k < HS_PATCH_COUNT; k++) {
+    for (int k = HS_PATCH_Z_BY_POS; k <= HS_PATCH_MLP_OUT; k++) { /* the per-position targets */
         const int64_t n = (int64_t)N * L * T * (k == HS_PATCH_Z_BY_POS ? H : 1);
         for (int64_t i = 0; want[k] && i < n; i++) bufs[k][i] = NAN;
     }
@@ -219,20 +232,23 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
     if (!items || !x.mask || !x.targets || !x.targets_clean || !x.zc || !x.clean_logp || !x.tok || !x.msk || !x.tg ||
         !x.logits || !x.lp || !x.src || !x.scratch || !x.edits)
         HS_FAIL(err, HS_ERR_OOM, "patching: out of memory for %d rows x %d tokens", R, T);
-    /* the clean caches only for the targets that read them */
-    hs_resid_cache *clean[3];
-    int n_clean = 0;
+    /* a clean cache for each target that reads one */
+    const int Hk = c->n_kv_heads;
     const struct {
-        int target;
         hs_hook_point point;
-        hs_resid_cache *cache;
-    } caches[3] = {{HS_PATCH_RESID_PRE, HS_HOOK_RESID_PRE, &x.rc},
-                   {HS_PATCH_ATTN_OUT, HS_HOOK_ATTN_OUT, &x.ra},
-                   {HS_PATCH_MLP_OUT, HS_HOOK_MLP_OUT, &x.rm}};
-    for (int i = 0; i < 3; i++)
-        if (want[caches[i].target]) {
-            HS_CHECK(hs_resid_cache_init(caches[i].cache, be, caches[i].point, L, P_max, T, x.d, err));
-            clean[n_clean++] = caches[i].cache;
+        int width;
+    } reads[HS_PATCH_COUNT] = {[HS_PATCH_RESID_PRE] = {HS_HOOK_RESID_PRE, x.d},
+                               [HS_PATCH_ATTN_OUT] = {HS_HOOK_ATTN_OUT, x.d},
+                               [HS_PATCH_MLP_OUT] = {HS_HOOK_MLP_OUT, x.d},
+                               [HS_PATCH_Q_ALL_POS] = {HS_HOOK_Q, H * x.dh},
+                               [HS_PATCH_K_ALL_POS] = {HS_HOOK_K, Hk * x.dh},
+                               [HS_PATCH_V_ALL_POS] = {HS_HOOK_V, Hk * x.dh}};
+    hs_resid_cache *clean[HS_PATCH_COUNT];
+    int n_clean = 0;
+    for (int k = HS_PATCH_RESID_PRE; k < HS_PATCH_COUNT; k++)
+        if (want[k]) {
+            HS_CHECK(hs_resid_cache_init(&x.clean[k], be, reads[k].point, L, P_max, T, reads[k].width, err));
+            clean[n_clean++] = &x.clean[k];
         }
     HS_CHECK(hs_resid_cache_init(&x.rx, be, HS_HOOK_RESID_PRE, L, P_max, T, x.d, err));
     HS_CHECK(be->ops->alloc(be, (size_t)R * x.rx.row_bytes, &x.dres, err));
@@ -268,6 +284,13 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
                     for (int t = 0; t < pr->lengths[x.p0 + i]; t++) items[n++] = (item){i, -1, t};
                 HS_CHECK(run_items(&x, (hs_patch_target)k, l, items, n, out, err));
             }
+            for (int k = HS_PATCH_Q_ALL_POS; k < HS_PATCH_COUNT; k++) { /* one cell per (KV) head */
+                if (!want[k]) continue;
+                n = 0;
+                for (int i = 0; i < x.P; i++)
+                    for (int h = 0; h < (k == HS_PATCH_Q_ALL_POS ? H : Hk); h++) items[n++] = (item){i, h, -1};
+                HS_CHECK(run_items(&x, (hs_patch_target)k, l, items, n, out, err));
+            }
             if (p->progress && p->progress(p->progress_user, (x.p0 / P_max) * L + l + 1, chunks * L))
                 HS_FAIL(err, HS_ERR_INVALID_ARG, "patching: interrupted at layer %d", l);
         }
@@ -275,9 +298,7 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
 exit:
     hs_capture_free(cap_c);
     hs_capture_free(cap_x);
-    hs_resid_cache_free(&x.rc);
-    hs_resid_cache_free(&x.ra);
-    hs_resid_cache_free(&x.rm);
+    for (int k = 0; k < HS_PATCH_COUNT; k++) hs_resid_cache_free(&x.clean[k]);
     hs_resid_cache_free(&x.rx);
     if (x.dres) be->ops->free(be, x.dres);
     free(items), free(x.mask), free(x.targets), free(x.targets_clean), free(x.zc), free(x.clean_logp);

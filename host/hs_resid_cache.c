@@ -4,11 +4,12 @@
 #include <string.h>
 
 hs_status hs_resid_cache_init(hs_resid_cache *c, hs_backend *be, hs_hook_point point, int n_layers, int P_max,
-                              int T, int d_model, hs_err *err) {
+                              int T, int width, hs_err *err) {
     memset(c, 0, sizeof *c);
     c->be = be;
     c->point = point;
-    c->pos_bytes = (size_t)d_model * hs_dtype_block_bytes(be->ops->act_dtype(be));
+    c->es = hs_dtype_block_bytes(be->ops->act_dtype(be));
+    c->pos_bytes = (size_t)width * c->es;
     c->row_bytes = (size_t)T * c->pos_bytes;
     c->P_max = P_max;
     return be->ops->alloc(be, (size_t)n_layers * P_max * c->row_bytes, (void **)&c->cache, err);
@@ -46,4 +47,15 @@ hs_status hs_resid_cache_get(const hs_resid_cache *c, int l, int pi, int pos, vo
     if (pos < 0) return c->be->ops->copy(c->be, d, src, c->row_bytes, err);
     return c->be->ops->copy(c->be, d + (size_t)pos * c->pos_bytes, src + (size_t)pos * c->pos_bytes, c->pos_bytes,
                             err);
+}
+
+hs_status hs_resid_cache_get_cols(const hs_resid_cache *c, int l, int pi, int col0, int ncols, int len, void *dst,
+                                  int r, hs_err *err) {
+    const char *src = c->cache + ((size_t)l * c->P_max + pi) * c->row_bytes + (size_t)col0 * c->es;
+    char *d = (char *)dst + (size_t)r * c->row_bytes + (size_t)col0 * c->es;
+    hs_status st = HS_OK;
+    for (int t = 0; t < len && st == HS_OK; t++) /* one copy per position: the slice is strided */
+        st = c->be->ops->copy(c->be, d + (size_t)t * c->pos_bytes, src + (size_t)t * c->pos_bytes,
+                              (size_t)ncols * c->es, err);
+    return st;
 }

@@ -129,7 +129,8 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
                       hs_err *err) {
     const hs_config_experiment *e = &cfg->experiments[exp];
     const int L = c->n_layers, H = c->n_heads;
-    const int64_t lh[2] = {L, H}, lth[3] = {L, T, H}, lt[2] = {L, T};
+    const int64_t lh[2] = {L, H}, lth[3] = {L, T, H}, lt[2] = {L, T}, lk[2] = {L, c->n_kv_heads};
+    const char *n_lk[2] = {"layer", "kv_head"};
     const char *n_lth[3] = {"layer", "position", "head"};
     hs_status st = HS_OK;
     memset(r, 0, sizeof *r);
@@ -191,8 +192,11 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
         HS_CHECK(add(r, 0, "corrupt", 0, NULL, NULL, err));
         if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_Z_ALL_POS)) HS_CHECK(add(r, 0, "z_all_pos", 2, lh, N_LH, err));
         if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_Z_BY_POS)) HS_CHECK(add(r, 0, "z_by_pos", 3, lth, n_lth, err));
-        for (int k = HS_CONFIG_TARGET_RESID_PRE; k < HS_CONFIG_TARGET_COUNT; k++) /* one cell per position */
+        for (int k = HS_CONFIG_TARGET_RESID_PRE; k <= HS_CONFIG_TARGET_MLP_OUT; k++) /* one cell per position */
             if (e->targets & HS_CONFIG_BIT(k)) HS_CHECK(add(r, 0, hs_config_target_name(k), 2, lt, n_lth, err));
+        if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_Q_ALL_POS)) HS_CHECK(add(r, 0, "q_all_pos", 2, lh, N_LH, err));
+        for (int k = HS_CONFIG_TARGET_K_ALL_POS; k <= HS_CONFIG_TARGET_V_ALL_POS; k++) /* per KV head (GQA) */
+            if (e->targets & HS_CONFIG_BIT(k)) HS_CHECK(add(r, 0, hs_config_target_name(k), 2, lk, n_lk, err));
         break;
     default: st = hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(e->type));
     }

@@ -19,7 +19,7 @@ typedef struct {
     hs_st_file *ref;
     hs_prompts pr;
     const int32_t *corrupt;
-    int L, H, T;
+    int L, H, Hk, T;
 } fx;
 
 static void fx_init(fx *f, const char *model, int rows) {
@@ -31,6 +31,7 @@ static void fx_init(fx *f, const char *model, int rows) {
     f->corrupt = hs_test_ref_tensor(f->ref, "corrupt")->data;
     f->L = hs_model_get_config(f->m)->n_layers;
     f->H = hs_model_get_config(f->m)->n_heads;
+    f->Hk = hs_model_get_config(f->m)->n_kv_heads;
     cr_assert_eq(hs_backend_cpu_init(NULL, &f->be, &err), HS_OK);
     cr_assert_eq(hs_session_init(f->be, f->m, rows, f->T, &f->s, &err), HS_OK, "%s", err.msg);
 }
@@ -81,10 +82,11 @@ static void against_autograd(const char *model, int rows) {
     float *clean = malloc((size_t)N * sizeof(float)), *corrupt = malloc((size_t)N * sizeof(float));
     float *za = malloc((size_t)N * L * H * sizeof(float)), *zp = malloc((size_t)N * L * T * H * sizeof(float)),
           *rp = malloc((size_t)N * L * T * sizeof(float)), *ao = malloc((size_t)N * L * T * sizeof(float)),
-          *mo = malloc((size_t)N * L * T * sizeof(float));
+          *mo = malloc((size_t)N * L * T * sizeof(float)), *qa = malloc((size_t)N * L * H * sizeof(float)),
+          *ka = malloc((size_t)N * L * f.Hk * sizeof(float)), *va = malloc((size_t)N * L * f.Hk * sizeof(float));
     for (size_t k = 0; k < sizeof metrics / sizeof *metrics; k++) {
         hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .z_by_pos = zp, .resid_pre = rp,
-                               .attn_out = ao, .mlp_out = mo};
+                               .attn_out = ao, .mlp_out = mo, .q_all_pos = qa, .k_all_pos = ka, .v_all_pos = va};
         hs_patching_params p = hs_patching_default_params();
         p.metric = metrics[k].metric;
         p.batch_rows = rows;
@@ -100,9 +102,12 @@ static void against_autograd(const char *model, int rows) {
         md = fmax(md, expect(&f, mn, "resid_pre", rp, (int64_t)N * L * T));
         md = fmax(md, expect(&f, mn, "attn_out", ao, (int64_t)N * L * T));
         md = fmax(md, expect(&f, mn, "mlp_out", mo, (int64_t)N * L * T));
+        md = fmax(md, expect(&f, mn, "q_all_pos", qa, (int64_t)N * L * H));
+        md = fmax(md, expect(&f, mn, "k_all_pos", ka, (int64_t)N * L * f.Hk));
+        md = fmax(md, expect(&f, mn, "v_all_pos", va, (int64_t)N * L * f.Hk));
         cr_log_info("%s %s (%d rows per batch): max |diff| vs autograd %.2e", model, mn, rows, md);
     }
-    free(clean), free(corrupt), free(za), free(zp), free(rp), free(ao), free(mo);
+    free(clean), free(corrupt), free(za), free(zp), free(rp), free(ao), free(mo), free(qa), free(ka), free(va);
     fx_free(&f);
 }
 
@@ -119,7 +124,7 @@ static void keep_equals_recompute(const char *model) {
     fx_init(&f, model, 2);
     const int N = f.pr.N;
     const int64_t na = (int64_t)N * f.L * f.H, nz = na * f.T, nr = (int64_t)N * f.L * f.T,
-                  tot = 2 * N + na + nz + 3 * nr;
+                  nk = (int64_t)N * f.L * f.Hk, tot = 2 * N + 2 * na + nz + 3 * nr + 2 * nk;
     const hs_metric ms[2] = {HS_METRIC_LOGIT_DIFF, HS_METRIC_LOSS};
     for (int k = 0; k < 2; k++) {
         float *res[2];
@@ -127,7 +132,9 @@ static void keep_equals_recompute(const char *model) {
             float *b = res[recompute] = malloc((size_t)tot * sizeof(float));
             hs_patching_out out = {.clean = b, .corrupt = b + N, .z_all_pos = b + 2 * N, .z_by_pos = b + 2 * N + na,
                                    .resid_pre = b + 2 * N + na + nz, .attn_out = b + 2 * N + na + nz + nr,
-                                   .mlp_out = b + 2 * N + na + nz + 2 * nr};
+                                   .mlp_out = b + 2 * N + na + nz + 2 * nr, .q_all_pos = b + 2 * N + na + nz + 3 * nr,
+                                   .k_all_pos = b + 2 * N + 2 * na + nz + 3 * nr,
+                                   .v_all_pos = b + 2 * N + 2 * na + nz + 3 * nr + nk};
             hs_patching_params p = hs_patching_default_params();
             p.metric = ms[k];
             p.batch_rows = 2;

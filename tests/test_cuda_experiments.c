@@ -106,14 +106,16 @@ Test(cuda_experiments, patching_matches_cpu) {
     const int64_t nr = (int64_t)N * L * T; /* resid_pre, attn_out, mlp_out: 3 x nr */
     float *rc = malloc((size_t)3 * nr * sizeof(float)), *rg = malloc((size_t)3 * nr * sizeof(float));
     for (int64_t i = 0; i < 3 * nr; i++) rg[i] = NAN; /* poisoned: cells beyond a prompt are NaN on both */
+    const int64_t nq = (int64_t)N * L * H; /* q, k, v: 3 x nq (k and v use the first N L H_kv of theirs) */
+    float *qc = malloc((size_t)3 * nq * sizeof(float)), *qg = malloc((size_t)3 * nq * sizeof(float));
+    for (int64_t i = 0; i < 3 * nq; i++) qg[i] = NAN;
     hs_patching_out oc = {.clean = cc, .corrupt = xc, .z_by_pos = zc, .resid_pre = rc, .attn_out = rc + nr,
-                          .mlp_out = rc + 2 * nr};
+                          .mlp_out = rc + 2 * nr, .q_all_pos = qc, .k_all_pos = qc + nq, .v_all_pos = qc + 2 * nq};
     hs_patching_out og = {.clean = cg, .corrupt = xg, .z_by_pos = zg, .resid_pre = rg, .attn_out = rg + nr,
-                          .mlp_out = rg + 2 * nr};
+                          .mlp_out = rg + 2 * nr, .q_all_pos = qg, .k_all_pos = qg + nq, .v_all_pos = qg + 2 * nq};
     hs_patching_params p = hs_patching_default_params();
     p.batch_rows = 16;
-    p.targets = (1u << HS_PATCH_Z_BY_POS) | (1u << HS_PATCH_RESID_PRE) | (1u << HS_PATCH_ATTN_OUT) |
-                (1u << HS_PATCH_MLP_OUT);
+    p.targets = (1u << HS_PATCH_COUNT) - 1 - (1u << HS_PATCH_Z_ALL_POS);
     hs_err err = {0};
     cr_assert_eq(hs_activation_patching(f.s_cpu, f.m, &f.pr, f.corrupt, &p, &oc, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_activation_patching(f.s_gpu, f.m, &f.pr, f.corrupt, &p, &og, &err), HS_OK, "%s", err.msg);
@@ -123,7 +125,11 @@ Test(cuda_experiments, patching_matches_cpu) {
     expect_close(rg, rc, nr, "patching resid_pre");
     expect_close(rg + nr, rc + nr, nr, "patching attn_out");
     expect_close(rg + 2 * nr, rc + 2 * nr, nr, "patching mlp_out");
-    free(zc), free(zg), free(rc), free(rg);
+    const int64_t nk = (int64_t)N * L * hs_model_get_config(f.m)->n_kv_heads;
+    expect_close(qg, qc, nq, "patching q_all_pos");
+    expect_close(qg + nq, qc + nq, nk, "patching k_all_pos");
+    expect_close(qg + 2 * nq, qc + 2 * nq, nk, "patching v_all_pos");
+    free(zc), free(zg), free(rc), free(rg), free(qc), free(qg);
     fx_free(&f);
 }
 
@@ -141,17 +147,22 @@ Test(cuda_experiments, attribution_matches_cpu) {
         float cc[8], xc[8], cg[8], xg[8];
         float *ac = malloc((size_t)na * 4), *ag = malloc((size_t)na * 4), *zc = malloc((size_t)nz * 4),
               *zg = malloc((size_t)nz * 4), *rc = malloc((size_t)3 * nr * 4), *rg = malloc((size_t)3 * nr * 4);
+        const int64_t nk = (int64_t)N * L * hs_model_get_config(f.m)->n_kv_heads; /* q: na, k and v: nk each */
+        float *qc = malloc((size_t)(na + 2 * nk) * 4), *qg = malloc((size_t)(na + 2 * nk) * 4);
         for (int k = 0; k < 4; k++) { /* rc, rg: resid_pre, attn_out, mlp_out */
             hs_patching_out oc = {.clean = cc, .corrupt = xc, .z_all_pos = ac, .z_by_pos = zc, .resid_pre = rc,
-                                  .attn_out = rc + nr, .mlp_out = rc + 2 * nr};
+                                  .attn_out = rc + nr, .mlp_out = rc + 2 * nr, .q_all_pos = qc, .k_all_pos = qc + na,
+                                  .v_all_pos = qc + na + nk};
             hs_patching_out og = {.clean = cg, .corrupt = xg, .z_all_pos = ag, .z_by_pos = zg, .resid_pre = rg,
-                                  .attn_out = rg + nr, .mlp_out = rg + 2 * nr};
+                                  .attn_out = rg + nr, .mlp_out = rg + 2 * nr, .q_all_pos = qg, .k_all_pos = qg + na,
+                                  .v_all_pos = qg + na + nk};
             hs_patching_params p = hs_patching_default_params();
             p.metric = metrics[k];
             p.batch_rows = 2; /* two batches, the second one short */
             p.targets = (1u << HS_PATCH_COUNT) - 1;
             hs_err err = {0};
             for (int64_t i = 0; i < na; i++) ag[i] = NAN; /* poisoned */
+            for (int64_t i = 0; i < na + 2 * nk; i++) qg[i] = NAN;
             cr_assert_eq(hs_attribution_patching(f.s_cpu, f.m, &f.pr, f.corrupt, &p, &oc, &err), HS_OK, "%s", err.msg);
             for (int recompute = 0; recompute < 2; recompute++) { /* activations kept, then layers rerun */
                 hs_session_set_backward_keep_bytes(f.s_gpu, recompute ? 0 : HS_BACKWARD_KEEP_BYTES);
@@ -165,9 +176,10 @@ Test(cuda_experiments, attribution_matches_cpu) {
                 expect_close(ag, ac, na, what);
                 expect_close(zg, zc, nz, what);
                 expect_close(rg, rc, 3 * nr, what);
+                expect_close(qg, qc, na + 2 * nk, what);
             }
         }
-        free(ac), free(ag), free(zc), free(zg), free(rc), free(rg);
+        free(ac), free(ag), free(zc), free(zg), free(rc), free(rg), free(qc), free(qg);
         fx_free(&f);
     }
 }

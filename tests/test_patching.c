@@ -1,8 +1,8 @@
 /* Activation patching against transformers + hooks (make_fixtures.py, each
- * prompt alone): z of one head at all positions or one position, and
- * resid_pre, attn_out and mlp_out at one position, copied from the clean run
- * into the corrupted one. Plus the invariant: patching clean into clean
- * changes nothing. */
+ * prompt alone): z of one head at all positions or one position,
+ * resid_pre, attn_out and mlp_out at one position, and q, k, v of one (KV)
+ * head at every position, copied from the clean run into the corrupted one.
+ * Plus the invariant: patching clean into clean changes nothing. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -18,7 +18,7 @@ typedef struct {
     hs_st_file *ref;
     hs_prompts pr;
     const int32_t *corrupt;
-    int L, H, T;
+    int L, H, Hk, T;
 } fx;
 
 static void fx_init(fx *f, const char *model, int rows) {
@@ -30,6 +30,7 @@ static void fx_init(fx *f, const char *model, int rows) {
     f->corrupt = hs_test_ref_tensor(f->ref, "corrupt")->data;
     f->L = hs_model_get_config(f->m)->n_layers;
     f->H = hs_model_get_config(f->m)->n_heads;
+    f->Hk = hs_model_get_config(f->m)->n_kv_heads;
     cr_assert_eq(hs_backend_cpu_init(NULL, &f->be, &err), HS_OK);
     cr_assert_eq(hs_session_init(f->be, f->m, rows, f->T, &f->s, &err), HS_OK, "%s", err.msg);
 }
@@ -67,9 +68,10 @@ static void against_transformers(const char *model, int rows) {
     float clean[8], corrupt[8];
     float *za = malloc((size_t)N * L * H * sizeof(float)), *zp = malloc((size_t)N * L * T * H * sizeof(float)),
           *rp = malloc((size_t)N * L * T * sizeof(float)), *ao = malloc((size_t)N * L * T * sizeof(float)),
-          *mo = malloc((size_t)N * L * T * sizeof(float));
+          *mo = malloc((size_t)N * L * T * sizeof(float)), *qa = malloc((size_t)N * L * H * sizeof(float)),
+          *ka = malloc((size_t)N * L * f.Hk * sizeof(float)), *va = malloc((size_t)N * L * f.Hk * sizeof(float));
     hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .z_by_pos = zp, .resid_pre = rp,
-                           .attn_out = ao, .mlp_out = mo};
+                           .attn_out = ao, .mlp_out = mo, .q_all_pos = qa, .k_all_pos = ka, .v_all_pos = va};
     hs_patching_params p = hs_patching_default_params();
     p.batch_rows = rows;
     p.targets = (1u << HS_PATCH_COUNT) - 1;
@@ -82,7 +84,10 @@ static void against_transformers(const char *model, int rows) {
     expect(&f, rp, "resid_pre", (int64_t)N * L * T);
     expect(&f, ao, "attn_out", (int64_t)N * L * T);
     expect(&f, mo, "mlp_out", (int64_t)N * L * T);
-    free(za), free(zp), free(rp), free(ao), free(mo);
+    expect(&f, qa, "q_all_pos", (int64_t)N * L * H);
+    expect(&f, ka, "k_all_pos", (int64_t)N * L * f.Hk);
+    expect(&f, va, "v_all_pos", (int64_t)N * L * f.Hk);
+    free(za), free(zp), free(rp), free(ao), free(mo), free(qa), free(ka), free(va);
     fx_free(&f);
 }
 
@@ -95,13 +100,13 @@ Test(patching, clean_into_clean_is_identity) {
     const int N = f.pr.N, L = f.L, H = f.H, T = f.T;
     float clean[8], corrupt[8];
     float *za = malloc((size_t)N * L * H * sizeof(float)), *pp = malloc((size_t)3 * N * L * T * sizeof(float));
-    const int64_t np = (int64_t)N * L * T;
+    float *qkv = malloc((size_t)3 * N * L * H * sizeof(float)); /* q [N, L, H], then k, v [N, L, H_kv] */
+    const int64_t np = (int64_t)N * L * T, nq = (int64_t)N * L * H, nk = (int64_t)N * L * f.Hk;
     hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .resid_pre = pp, .attn_out = pp + np,
-                           .mlp_out = pp + 2 * np};
+                           .mlp_out = pp + 2 * np, .q_all_pos = qkv, .k_all_pos = qkv + nq, .v_all_pos = qkv + nq + nk};
     hs_patching_params p = hs_patching_default_params();
     p.batch_rows = 12;
-    p.targets = (1u << HS_PATCH_Z_ALL_POS) | (1u << HS_PATCH_RESID_PRE) | (1u << HS_PATCH_ATTN_OUT) |
-                (1u << HS_PATCH_MLP_OUT);
+    p.targets = (1u << HS_PATCH_COUNT) - 1 - (1u << HS_PATCH_Z_BY_POS);
     hs_err err = {0};
     cr_assert_eq(hs_activation_patching(f.s, f.m, &f.pr, f.pr.tokens, &p, &out, &err), HS_OK, "%s", err.msg);
     for (int i = 0; i < N; i++) {
@@ -112,8 +117,13 @@ Test(patching, clean_into_clean_is_identity) {
             cr_assert_float_eq(pp[tg * np + ((int64_t)i * L + l) * T + t], clean[i], 1e-5, "target %d layer %d pos %d",
                                tg, l, t);
         }
+        for (int k = 0; k < L * H; k++) cr_assert_float_eq(qkv[i * L * H + k], clean[i], 1e-5, "q cell %d", k);
+        for (int k = 0; k < 2 * L * f.Hk; k++) { /* k, then v */
+            const int64_t j = nq + (k / (L * f.Hk)) * nk + (int64_t)i * L * f.Hk + k % (L * f.Hk);
+            cr_assert_float_eq(qkv[j], clean[i], 1e-5, "k/v cell %d", k);
+        }
     }
-    free(za), free(pp);
+    free(za), free(pp), free(qkv);
     fx_free(&f);
 }
 

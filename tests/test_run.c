@@ -348,9 +348,9 @@ Test(run, activation_patching_matches_transformers) {
     f = fopen(cfgp, "w");
     fprintf(f, "model: %s\noutput: %s\nbatch_size: 16\ndataset:\n  file: %s\nexperiments:\n"
                "  - name: patch\n    type: activation_patching\n    metric: logit_diff\n"
-               "    targets: [z_all_pos, resid_pre, attn_out, mlp_out]\n"
+               "    targets: [z_all_pos, resid_pre, attn_out, mlp_out, q_all_pos, k_all_pos, v_all_pos]\n"
                "  - name: atp\n    type: activation_patching\n    method: attribution\n    metric: logit_diff\n"
-               "    targets: [z_all_pos, resid_pre, attn_out, mlp_out]\n"
+               "    targets: [z_all_pos, resid_pre, attn_out, mlp_out, q_all_pos, k_all_pos, v_all_pos]\n"
                "  - name: mg\n    type: head_importance\n    metric: logit_diff\n",
             model, out, jsonl);
     fclose(f);
@@ -373,12 +373,14 @@ Test(run, activation_patching_matches_transformers) {
         }
         cr_assert_float_eq(zn[k], (m - mx) / (mc - mx), 1e-4, "normalised %d", k);
     }
-    const char *names[] = {"z_all_pos", "resid_pre", "attn_out", "mlp_out"};
-    for (int k = 1; k < 4; k++) { /* one cell per position: [prompt, layer, position] */
+    const char *names[] = {"z_all_pos", "resid_pre", "attn_out", "mlp_out", "q_all_pos", "k_all_pos", "v_all_pos"};
+    for (int k = 1; k < 7; k++) { /* [prompt, layer, position], then [prompt, layer, head] */
         float *rp = read_f32(h, "patch", names[k], &sh);
-        const float *wr = hs_st_find(st, names[k])->data;
-        cr_assert_eq(sh.dims[2], T);
-        for (int i = 0; i < N * L * T; i++) {
+        const hs_st_tensor *wt = hs_st_find(st, names[k]);
+        const float *wr = wt->data;
+        cr_assert_eq(sh.dims[2], k < 4 ? T : H);
+        cr_assert_eq(sh.dims[0] * sh.dims[1] * sh.dims[2], wt->numel, "%s", names[k]);
+        for (int i = 0; i < wt->numel; i++) {
             if (isnan(wr[i])) cr_assert(isnan(rp[i]), "%s %d: beyond the prompt must be NaN", names[k], i);
             else cr_assert_float_eq(rp[i], wr[i], 1e-4, "%s %d", names[k], i);
         }
@@ -389,7 +391,7 @@ Test(run, activation_patching_matches_transformers) {
     hs_st_file *atp = NULL;
     hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_attribution.safetensors");
     cr_assert_eq(hs_st_open(ref, &atp, &err), HS_OK, "%s", err.msg);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 7; k++) {
         char key[64];
         snprintf(key, sizeof key, "logit_diff.%s", names[k]);
         const hs_st_tensor *w = hs_st_find(atp, key);

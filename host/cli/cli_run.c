@@ -66,16 +66,18 @@ static int on_progress(void *user, const char *exp, int done, int total) {
         p->last_pct = -100;
     }
     int pct = total ? (int)(100.0 * done / total) : 100;
-    double el = difftime(now, p->start), eta = done ? el * (total - done) / done : 0;
+    double el = difftime(now, p->start);
+    char eta[32] = "?"; /* no estimate before the first unit is done */
+    if (done) snprintf(eta, sizeof eta, "%.0fs", el * (total - done) / done);
     if (p->tty) {
         int w = 30, fill = total ? w * done / total : w;
-        fprintf(stderr, "\r%-16s [%.*s%*s] %d/%d units  %.2f units/s  %.0fs elapsed, ETA %.0fs ", exp, fill,
+        fprintf(stderr, "\r%-16s [%.*s%*s] %d/%d units  %.2f units/s  %.0fs elapsed, ETA %s ", exp, fill,
                 "##############################", w - fill, "", done, total, el > 0 ? done / el : 0.0, el, eta);
         if (done == total) fputc('\n', stderr);
     } else if (pct - p->last_pct >= 5 || difftime(now, p->last_line) >= 30 || done == total) {
         char ts[32];
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-        fprintf(stderr, "%s %s: %d/%d units (%d%%), %.2f units/s, %.0fs elapsed, ETA %.0fs\n", ts, exp, done, total, pct,
+        fprintf(stderr, "%s %s: %d/%d units (%d%%), %.2f units/s, %.0fs elapsed, ETA %s\n", ts, exp, done, total, pct,
                 el > 0 ? done / el : 0.0, el, eta);
         p->last_pct = pct;
         p->last_line = now;

@@ -140,6 +140,9 @@ typedef enum { /* activation_patching targets; bits in hs_config_experiment.targ
     HS_CONFIG_TARGET_RESID_PRE,     /* -> [L, T] */
     HS_CONFIG_TARGET_ATTN_OUT,      /* -> [L, T] */
     HS_CONFIG_TARGET_MLP_OUT,       /* -> [L, T] */
+    HS_CONFIG_TARGET_Q_ALL_POS,     /* -> [L, H] */
+    HS_CONFIG_TARGET_K_ALL_POS,     /* -> [L, H_kv] */
+    HS_CONFIG_TARGET_V_ALL_POS,     /* -> [L, H_kv] */
     HS_CONFIG_TARGET_COUNT
 } hs_config_target;
 

@@ -2,8 +2,10 @@
  * (TransformerLens patching.py semantics): one patch per index, the clean
  * run's activation copied into the corrupted run, the metric of each patched
  * run recorded. The targets are TransformerLens's
- * get_act_patch_attn_head_out_all_pos and _by_pos, and the three of
- * get_act_patch_block_every (resid_pre, attn_out, mlp_out). Every patched run
+ * get_act_patch_attn_head_out_all_pos and _by_pos, the three of
+ * get_act_patch_block_every (resid_pre, attn_out, mlp_out) and
+ * get_act_patch_attn_head_{q,k,v}_all_pos (with GQA, k and v per KV head, the
+ * shape of hook_k and hook_v). Every patched run
  * starts at its layer from the corrupted run's cached resid_pre (prefix
  * reuse); patches are batched. */
 #ifndef HS_PATCHING_H
@@ -21,6 +23,9 @@ typedef enum {
     HS_PATCH_RESID_PRE,     /* the residual stream before layer l at one position -> [N, L, T] */
     HS_PATCH_ATTN_OUT,      /* layer l's attention output (after W_O and its bias) at one position -> [N, L, T] */
     HS_PATCH_MLP_OUT,       /* layer l's MLP output at one position -> [N, L, T] */
+    HS_PATCH_Q_ALL_POS,     /* one head's query (hook_q, before RoPE) at every position -> [N, L, H] */
+    HS_PATCH_K_ALL_POS,     /* one KV head's key (hook_k, before RoPE) at every position -> [N, L, H_kv] */
+    HS_PATCH_V_ALL_POS,     /* one KV head's value at every position -> [N, L, H_kv] */
     HS_PATCH_COUNT
 } hs_patch_target;
 
@@ -45,6 +50,9 @@ typedef struct {
     float *resid_pre; /* [N, L, T] */
     float *attn_out;  /* [N, L, T] */
     float *mlp_out;   /* [N, L, T] */
+    float *q_all_pos; /* [N, L, H] */
+    float *k_all_pos; /* [N, L, H_kv] */
+    float *v_all_pos; /* [N, L, H_kv] */
 } hs_patching_out;
 
 /* clean: the prompts with answer/distractor; corrupt_tokens [N, T] holds each
@@ -62,12 +70,13 @@ int hs_activation_patching_unit(const hs_model *m, const hs_patching_params *p);
  * estimate of what hs_activation_patching measures, with the same parameters
  * and outputs. Each cell holds M(corrupt) + (a_clean - a_corrupt) . dM/da,
  * the gradient taken at the corrupted run, for a = the head's z at every
- * position, at one position, or resid_pre, attn_out or mlp_out at one
- * position: every cell of a
+ * position, at one position, resid_pre, attn_out or mlp_out at one
+ * position, a head's q, k or v at every position: every cell of a
  * batch from one clean forward, one corrupted forward and one backward.
  * batch_rows is prompts per batch. Needs a backend with the backward ops and
  * a differentiable metric (accuracy is refused). Like any linearisation it
- * misjudges patches that move a saturated softmax (Kramar et al.). */
+ * misjudges patches that move a saturated softmax (Kramar et al.), which q
+ * and k patches can (AtP*'s correction for them is not implemented). */
 hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_prompts *clean,
                                   const int32_t *corrupt_tokens, const hs_patching_params *p, hs_patching_out *out,
                                   hs_err *err);
