@@ -11,6 +11,8 @@
  *      position per row), and the host takes their difference in double.
  *      dM/d attn_out[l] is dM/d resid_mid[l], dM/d mlp_out[l] dM/d resid_post[l];
  *      q and k are taken before RoPE, as TransformerLens's hook_q and hook_k.
+ *      With the QK fix (AtP*) the q and k cells instead recompute the layer's
+ *      attention with the clean q (k) after RoPE and take (z_new - z) . dM/dz.
  * The difference of two dot products equals the dot product of the
  * difference (linearity); it saves a subtraction op and a buffer. */
 #include <math.h>
@@ -30,6 +32,9 @@ typedef struct {
     const hs_patching_params *p;
     hs_patching_out *out;
     int p0, B, T, L, H, Hk, dh, d, want[HS_PATCH_COUNT];
+    int qk_fix; /* q and k cells by AtP*'s QK fix: their clean activations kept after RoPE */
+    int rope;
+    void *znew; /* backend [n, H, dh]: z with one head's q or k patched, for the QK fix */
     int64_t n;
     /* backend [L, n, width] per target: the activation it patches, from the
      * clean and from the corrupted run. z (both z targets) sits at
@@ -39,15 +44,17 @@ typedef struct {
     double *factor;  /* [B] dM/d(seeded quantity): 1, or 1/(len-1) for the mean loss */
 } attr_ctx;
 
-/* The target whose activation hook point p is (HS_PATCH_COUNT: none). */
-static int target_of(hs_hook_point p) {
+/* The target whose activation hook point p is (HS_PATCH_COUNT: none). The
+ * QK fix recomputes attention, which reads q and k after RoPE. */
+static int target_of(const attr_ctx *x, hs_hook_point p) {
+    const int rotated = x->qk_fix && x->rope;
+    if (p == (rotated ? HS_HOOK_ROT_Q : HS_HOOK_Q)) return HS_PATCH_Q_ALL_POS;
+    if (p == (rotated ? HS_HOOK_ROT_K : HS_HOOK_K)) return HS_PATCH_K_ALL_POS;
     switch (p) {
     case HS_HOOK_Z: return HS_PATCH_Z_ALL_POS;
     case HS_HOOK_RESID_PRE: return HS_PATCH_RESID_PRE;
     case HS_HOOK_ATTN_OUT: return HS_PATCH_ATTN_OUT;
     case HS_HOOK_MLP_OUT: return HS_PATCH_MLP_OUT;
-    case HS_HOOK_Q: return HS_PATCH_Q_ALL_POS;
-    case HS_HOOK_K: return HS_PATCH_K_ALL_POS;
     case HS_HOOK_V: return HS_PATCH_V_ALL_POS;
     default: return HS_PATCH_COUNT;
     }
@@ -62,7 +69,7 @@ static int64_t width_of(const attr_ctx *x, int k) {
 
 /* Where the clean (or corrupted) run keeps hook point p: NULL = not kept. */
 static void *slot(const attr_ctx *x, hs_hook_point p, int corrupt) {
-    const int k = target_of(p);
+    const int k = target_of(x, p);
     return k == HS_PATCH_COUNT ? NULL : corrupt ? x->corrupt[k] : x->clean[k];
 }
 
@@ -70,7 +77,7 @@ static int clean_wants(void *user, hs_hook_point p, int layer) { return slot(use
 static int corrupt_wants(void *user, hs_hook_point p, int layer) { return slot(user, p, 1) != NULL; }
 
 static hs_status keep(attr_ctx *x, hs_hook_point p, int layer, const hs_tensor *t, int corrupt, hs_err *err) {
-    const int64_t bytes = x->n * width_of(x, target_of(p)) * (int64_t)x->s->es;
+    const int64_t bytes = x->n * width_of(x, target_of(x, p)) * (int64_t)x->s->es;
     return x->s->be->ops->copy(x->s->be, (char *)slot(x, p, corrupt) + layer * bytes, t->data, (size_t)bytes, err);
 }
 
@@ -150,15 +157,33 @@ static hs_status visit(void *user, int l, const hs_bwd_layer *gl, hs_err *err) {
         const int tg = HS_PATCH_Q_ALL_POS + k, nh = qkv[k].heads;
         if (!x->want[tg]) continue;
         const int64_t ql = (int64_t)l * x->n * nh * x->dh * es;
-        HS_CHECK(dots(x, (const char *)x->clean[tg] + ql, (const char *)x->corrupt[tg] + ql, qkv[k].g, nh, x->dh, err));
+        const void *clean = (const char *)x->clean[tg] + ql;
+        int dot_heads = nh; /* the dots' heads, and how many of them make one cell */
+        if (x->qk_fix && tg != HS_PATCH_V_ALL_POS) {
+            /* z with every head's q (every KV head's k) patched: each head's z
+             * reads only its own q and its KV head's k, so per head it is that
+             * one patch; the cell is (z_new - z_corrupt) . dz, summed over the
+             * query heads that read the patched q or k */
+            hs_attn_params a = *gl->attn;
+            a.z = x->znew, a.lse = NULL, a.pattern = NULL, a.pattern_rows = NULL;
+            if (tg == HS_PATCH_Q_ALL_POS) a.q = clean;
+            else a.k = clean;
+            HS_CHECK(x->s->be->ops->attention(x->s->be, &a, err));
+            HS_CHECK(dots(x, x->znew, gl->z, gl->dz, H, x->dh, err));
+            dot_heads = H;
+        } else {
+            HS_CHECK(dots(x, clean, (const char *)x->corrupt[tg] + ql, qkv[k].g, nh, x->dh, err));
+        }
+        const int per_cell = dot_heads / nh;
         for (int r = 0; r < x->B; r++) {
             const int g = x->p0 + r;
             for (int h = 0; h < nh; h++) {
                 double sum = 0;
-                for (int t = 0; t < x->pr->lengths[g]; t++) {
-                    const int64_t c = ((int64_t)r * T + t) * nh + h;
-                    sum += (double)x->dc[c] - x->dx[c];
-                }
+                for (int t = 0; t < x->pr->lengths[g]; t++)
+                    for (int j = h * per_cell; j < (h + 1) * per_cell; j++) {
+                        const int64_t c = ((int64_t)r * T + t) * dot_heads + j;
+                        sum += (double)x->dc[c] - x->dx[c];
+                    }
                 qkv[k].out[((int64_t)g * L + l) * nh + h] = (float)(x->out->corrupt[g] + x->factor[r] * sum);
             }
         }
@@ -179,7 +204,7 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
     memset(&x, 0, sizeof x);
     if ((st = hs_patching_prepare(p, out, N, L, T, H, x.want, "attribution patching", err))) return st;
     x.s = s, x.pr = pr, x.p = p, x.out = out, x.T = T, x.L = L, x.H = H, x.Hk = c->n_kv_heads, x.dh = c->d_head;
-    x.d = c->d_model;
+    x.d = c->d_model, x.qk_fix = p->qk_fix, x.rope = c->rope != HS_ROPE_NONE;
     const int64_t rows = (int64_t)R * T, es = (int64_t)s->es;
     hs_backend *be = s->be;
     int32_t *mask = malloc((size_t)N * T * sizeof *mask), *tg_clean = malloc((size_t)N * T * sizeof *tg_clean),
@@ -195,12 +220,16 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
         if (k == HS_PATCH_Z_BY_POS || !(x.want[k] || (k == HS_PATCH_Z_ALL_POS && x.want[HS_PATCH_Z_BY_POS]))) continue;
         const size_t bytes = (size_t)(L * rows * width_of(&x, k) * es);
         HS_CHECK(be->ops->alloc(be, bytes, &x.clean[k], err));
-        if (k != HS_PATCH_Z_ALL_POS && k != HS_PATCH_RESID_PRE) /* the backward keeps those two */
+        const int fixed = x.qk_fix && (k == HS_PATCH_Q_ALL_POS || k == HS_PATCH_K_ALL_POS);
+        if (k != HS_PATCH_Z_ALL_POS && k != HS_PATCH_RESID_PRE && !fixed) /* the backward keeps those */
             HS_CHECK(be->ops->alloc(be, bytes, &x.corrupt[k], err));
     }
+    if (x.qk_fix && (x.want[HS_PATCH_Q_ALL_POS] || x.want[HS_PATCH_K_ALL_POS]))
+        HS_CHECK(be->ops->alloc(be, (size_t)(rows * H * x.dh * es), &x.znew, err));
     int corrupt_hooks = 0, want_attn_grads = x.want[HS_PATCH_RESID_PRE];
     for (int k = 0; k < HS_PATCH_COUNT; k++) corrupt_hooks |= x.corrupt[k] != NULL;
-    for (int k = HS_PATCH_Q_ALL_POS; k < HS_PATCH_COUNT; k++) want_attn_grads |= x.want[k];
+    for (int k = HS_PATCH_Q_ALL_POS; k < HS_PATCH_COUNT; k++) /* the QK fix reads dM/dz, not dM/dq or dM/dk */
+        want_attn_grads |= x.want[k] && !(x.qk_fix && k != HS_PATCH_V_ALL_POS);
     hs_prompts_mask_targets(pr, NULL, mask, tg_clean);
     hs_prompts_mask_targets(pr, corrupt, NULL, tg_corrupt);
     const int chunks = (N + R - 1) / R;
@@ -249,6 +278,7 @@ exit:
         if (x.clean[k]) be->ops->free(be, x.clean[k]);
         if (x.corrupt[k]) be->ops->free(be, x.corrupt[k]);
     }
+    if (x.znew) be->ops->free(be, x.znew);
     free(mask), free(tg_clean), free(tg_corrupt), free(logits), free(clean_logp), free(lp), free(scratch);
     free(x.dc), free(x.dx), free(x.factor);
     return st;

@@ -289,7 +289,7 @@ hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale,
         HS_CHECK(o->norm_bwd(s->be, c->norm, mid, W->ln2_w, c->norm_eps, n, (int)d, w->dxn, 1, w->gm, err));
         /* the heads' output */
         HS_CHECK(o->matmul_bwd(s->be, w->gm, W->wo, n, (int)d, H * dh, 0, w->dz, err));
-        hs_bwd_layer gl = {.z = z, .dz = w->dz, .g_mid = w->gm, .g_post = w->g};
+        hs_bwd_layer gl = {.z = z, .dz = w->dz, .g_mid = w->gm, .g_post = w->g, .attn = &ap};
         if (l == 0 && !want_attn) { /* nothing below reads the attention's gradients */
             HS_CHECK(visit(user, l, &gl, err));
             break;

@@ -63,6 +63,9 @@ typedef struct {
      * dM/d resid_pre[l] [B*T, d] and dM/dq [B*T, H, d_head], dM/dk and dM/dv
      * [B*T, H_kv, d_head], q and k taken before RoPE. */
     const void *g_pre, *dq, *dk, *dv;
+    /* The layer's attention as the forward ran it: q and k after RoPE, v,
+     * the key mask (its z output is the walk's: copy before changing it). */
+    const hs_attn_params *attn;
 } hs_bwd_layer;
 
 /* Called for layers L-1 down to 0. */

@@ -100,6 +100,7 @@ hs_config_experiment hs_config_experiment_default_params(hs_config_exp_type type
     e.heads.all = 1;
     e.prompts.all = 1;
     e.targets = HS_CONFIG_BIT(HS_CONFIG_TARGET_Z_ALL_POS);
+    e.qk_fix = 1;
     e.scores = HS_CONFIG_BIT(HS_CONFIG_SCORE_PREVIOUS_TOKEN) |
                HS_CONFIG_BIT(HS_CONFIG_SCORE_DUPLICATE_TOKEN) |
                HS_CONFIG_BIT(HS_CONFIG_SCORE_INDUCTION);

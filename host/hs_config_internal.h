@@ -125,6 +125,7 @@ enum {
     HS_EK_RANDOM_SETS,
     HS_EK_SPLIT_LAYERS,
     HS_EK_METHOD,
+    HS_EK_QK_FIX,
     HS_EK_COUNT
 };
 

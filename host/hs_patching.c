@@ -23,6 +23,7 @@ hs_patching_params hs_patching_default_params(void) {
     p.metric = HS_METRIC_LOGIT_DIFF;
     p.batch_rows = 16;
     p.targets = 1u << HS_PATCH_Z_ALL_POS;
+    p.qk_fix = 1;
     return p;
 }
 

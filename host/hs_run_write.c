@@ -200,11 +200,17 @@ static hs_status write_patching(const hs_config_experiment *e, const hs_run_exp 
                             "(mean patched - mean corrupt) / (mean clean - mean corrupt), means over prompts; "
                             "NaN where a position is beyond some prompt", err));
     HS_CHECK(hs_h5_attr_str(g, NULL, "method", hs_config_method_name(e->method), err));
+    const int fix = e->method == HS_CONFIG_METHOD_ATTRIBUTION && e->qk_fix &&
+                    (e->targets & (HS_CONFIG_BIT(HS_CONFIG_TARGET_Q_ALL_POS) | HS_CONFIG_BIT(HS_CONFIG_TARGET_K_ALL_POS)));
     HS_CHECK(hs_h5_attr_str(g, NULL, "patch",
-                            e->method == HS_CONFIG_METHOD_ATTRIBUTION
-                                ? "attribution patching: each cell is the first-order estimate of the patched "
-                                  "metric, M(corrupt) + (a_clean - a_corrupt) . dM/da at the corrupted run"
-                                : "clean activation copied into the corrupted run",
+                            e->method != HS_CONFIG_METHOD_ATTRIBUTION
+                                ? "clean activation copied into the corrupted run"
+                            : fix ? "attribution patching: each cell is the first-order estimate of the patched "
+                                    "metric, M(corrupt) + (a_clean - a_corrupt) . dM/da at the corrupted run; the q "
+                                    "and k cells by AtP*'s QK fix: the head's attention recomputed with the clean q "
+                                    "(k), then M(corrupt) + sum over positions of (z_patched - z_corrupt) . dM/dz"
+                                  : "attribution patching: each cell is the first-order estimate of the patched "
+                                    "metric, M(corrupt) + (a_clean - a_corrupt) . dM/da at the corrupted run",
                             err));
 exit:
     return st;

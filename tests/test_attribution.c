@@ -102,9 +102,15 @@ static void against_autograd(const char *model, int rows) {
         md = fmax(md, expect(&f, mn, "resid_pre", rp, (int64_t)N * L * T));
         md = fmax(md, expect(&f, mn, "attn_out", ao, (int64_t)N * L * T));
         md = fmax(md, expect(&f, mn, "mlp_out", mo, (int64_t)N * L * T));
+        md = fmax(md, expect(&f, mn, "q_all_pos_qkfix", qa, (int64_t)N * L * H)); /* the default: AtP*'s QK fix */
+        md = fmax(md, expect(&f, mn, "k_all_pos_qkfix", ka, (int64_t)N * L * f.Hk));
+        md = fmax(md, expect(&f, mn, "v_all_pos", va, (int64_t)N * L * f.Hk));
+        /* the plain first-order estimate of q and k */
+        p.qk_fix = 0;
+        p.targets = (1u << HS_PATCH_Q_ALL_POS) | (1u << HS_PATCH_K_ALL_POS);
+        cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_OK, "%s", err.msg);
         md = fmax(md, expect(&f, mn, "q_all_pos", qa, (int64_t)N * L * H));
         md = fmax(md, expect(&f, mn, "k_all_pos", ka, (int64_t)N * L * f.Hk));
-        md = fmax(md, expect(&f, mn, "v_all_pos", va, (int64_t)N * L * f.Hk));
         cr_log_info("%s %s (%d rows per batch): max |diff| vs autograd %.2e", model, mn, rows, md);
     }
     free(clean), free(corrupt), free(za), free(zp), free(rp), free(ao), free(mo), free(qa), free(ka), free(va);

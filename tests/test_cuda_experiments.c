@@ -159,6 +159,7 @@ Test(cuda_experiments, attribution_matches_cpu) {
             hs_patching_params p = hs_patching_default_params();
             p.metric = metrics[k];
             p.batch_rows = 2; /* two batches, the second one short */
+            p.qk_fix = k % 2; /* q and k by AtP*'s QK fix (an extra attention) and by the plain estimate */
             p.targets = (1u << HS_PATCH_COUNT) - 1;
             hs_err err = {0};
             for (int64_t i = 0; i < na; i++) ag[i] = NAN; /* poisoned */

@@ -393,7 +393,7 @@ Test(run, activation_patching_matches_transformers) {
     cr_assert_eq(hs_st_open(ref, &atp, &err), HS_OK, "%s", err.msg);
     for (int k = 0; k < 7; k++) {
         char key[64];
-        snprintf(key, sizeof key, "logit_diff.%s", names[k]);
+        snprintf(key, sizeof key, "logit_diff.%s%s", names[k], k == 4 || k == 5 ? "_qkfix" : ""); /* q, k: QK fix */
         const hs_st_tensor *w = hs_st_find(atp, key);
         cr_assert_not_null(w, "%s", key);
         float *got = read_f32(h, "atp", names[k], NULL);

@@ -33,6 +33,12 @@ typedef struct {
     hs_metric metric;  /* usually HS_METRIC_LOGIT_DIFF */
     int batch_rows;    /* rows per forward pass, >= 1 */
     unsigned targets;  /* (1u << hs_patch_target) bits */
+    /* Attribution only: the q and k cells by AtP*'s QK fix (Kramar et al.
+     * 2024): the patched head's attention recomputed exactly with the clean
+     * q (or k), linearised only after the softmax: sum over positions of
+     * (z_patched - z_corrupt) . dM/dz. 0 = the plain first-order estimate
+     * (a_clean - a_corrupt) . dM/da, which a saturated softmax defeats. */
+    int qk_fix;
     /* As in hs_ablation_params: called per layer of each prompt chunk. */
     int (*progress)(void *user, int done, int total);
     void *progress_user;
@@ -76,7 +82,7 @@ int hs_activation_patching_unit(const hs_model *m, const hs_patching_params *p);
  * batch_rows is prompts per batch. Needs a backend with the backward ops and
  * a differentiable metric (accuracy is refused). Like any linearisation it
  * misjudges patches that move a saturated softmax (Kramar et al.), which q
- * and k patches can (AtP*'s correction for them is not implemented). */
+ * and k patches can: p->qk_fix (the default) corrects those two. */
 hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_prompts *clean,
                                   const int32_t *corrupt_tokens, const hs_patching_params *p, hs_patching_out *out,
                                   hs_err *err);
