@@ -18,9 +18,9 @@
 void hs_bwd_free(hs_session *s) {
     hs_bwd *w = s->bwd;
     if (!w) return;
-    void *bufs[] = {w->res,  w->mid, w->g,  w->g2, w->gm,      w->dxn, w->dhid, w->dup, w->dgate, w->dz,  w->dq,
-                    w->dk,   w->dv,  w->zu, w->hsc,     w->dots, w->neg_pos, w->tg, w->kq, w->kk, w->kv,
-                    w->kz,   w->kmid, w->kpre, w->kprel};
+    void *bufs[] = {w->res, w->mid, w->g,   w->g2,   w->gm,      w->dxn, w->dhid, w->dup,  w->dgate,
+                    w->dz,  w->dq,  w->dk,  w->dv,   w->zu,      w->hsc, w->dots, w->neg_pos, w->tg,
+                    w->kq,  w->kk,  w->kv,  w->kz,   w->kmid,    w->kpre, w->kprel};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (bufs[i]) s->be->ops->free(s->be, bufs[i]);
     free(w);
@@ -42,8 +42,8 @@ static hs_status bwd_alloc(hs_session *s, int64_t n, int keep, hs_err *err) {
         void **p;
         int64_t bytes;
     } want[] = {
-        {&w->res, (c->n_layers + 1) * n * d * es}, {&w->mid, n * d * es}, {&w->g, n * d * es}, {&w->g2, n * d * es},
-        {&w->gm, n * d * es}, {&w->dxn, n * d * es}, {&w->dhid, n * f * es}, {&w->dup, n * f * es},
+        {&w->res, (c->n_layers + 1) * n * d * es}, {&w->mid, n * d * es}, {&w->g, n * d * es},
+        {&w->g2, n * d * es}, {&w->gm, n * d * es}, {&w->dxn, n * d * es}, {&w->dhid, n * f * es}, {&w->dup, n * f * es},
         {&w->dgate, n * f * es}, {&w->dz, n * qd * es}, {&w->dq, n * qd * es}, {&w->dk, n * kd * es},
         {&w->dv, n * kd * es}, {&w->zu, n * qd * es}, {(void **)&w->hsc, n * c->n_heads * 4},
         {(void **)&w->dots, n * c->n_heads * 4}, {(void **)&w->neg_pos, n * 4}, {(void **)&w->tg, n * 4},
