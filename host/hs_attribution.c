@@ -28,6 +28,7 @@ int hs_attribution_patching_unit(const hs_patching_params *p) { return p->batch_
 
 typedef struct {
     hs_session *s;
+    const hs_model_config *c;
     const hs_prompts *pr;
     const hs_patching_params *p;
     hs_patching_out *out;
@@ -44,27 +45,18 @@ typedef struct {
     double *factor;  /* [B] dM/d(seeded quantity): 1, or 1/(len-1) for the mean loss */
 } attr_ctx;
 
-/* The target whose activation hook point p is (HS_PATCH_COUNT: none). The
- * QK fix recomputes attention, which reads q and k after RoPE. */
+/* The target whose activation hook point p is (HS_PATCH_COUNT: none; z is
+ * kept once, at HS_PATCH_Z_ALL_POS). The QK fix recomputes attention, which
+ * reads q and k after RoPE. */
 static int target_of(const attr_ctx *x, hs_hook_point p) {
     const int rotated = x->qk_fix && x->rope;
-    if (p == (rotated ? HS_HOOK_ROT_Q : HS_HOOK_Q)) return HS_PATCH_Q_ALL_POS;
-    if (p == (rotated ? HS_HOOK_ROT_K : HS_HOOK_K)) return HS_PATCH_K_ALL_POS;
-    switch (p) {
-    case HS_HOOK_Z: return HS_PATCH_Z_ALL_POS;
-    case HS_HOOK_RESID_PRE: return HS_PATCH_RESID_PRE;
-    case HS_HOOK_ATTN_OUT: return HS_PATCH_ATTN_OUT;
-    case HS_HOOK_MLP_OUT: return HS_PATCH_MLP_OUT;
-    case HS_HOOK_V: return HS_PATCH_V_ALL_POS;
-    default: return HS_PATCH_COUNT;
-    }
-}
-
-/* Floats per position of target k's activation. */
-static int64_t width_of(const attr_ctx *x, int k) {
-    if (k == HS_PATCH_Z_ALL_POS || k == HS_PATCH_Z_BY_POS || k == HS_PATCH_Q_ALL_POS) return (int64_t)x->H * x->dh;
-    if (k == HS_PATCH_K_ALL_POS || k == HS_PATCH_V_ALL_POS) return (int64_t)x->Hk * x->dh;
-    return x->d;
+    if (rotated && p == HS_HOOK_ROT_Q) return HS_PATCH_Q_ALL_POS;
+    if (rotated && p == HS_HOOK_ROT_K) return HS_PATCH_K_ALL_POS;
+    for (int k = 0; k < HS_PATCH_COUNT; k++)
+        if (hs_patch_target_point((hs_patch_target)k) == p &&
+            !(rotated && (k == HS_PATCH_Q_ALL_POS || k == HS_PATCH_K_ALL_POS)))
+            return k;
+    return HS_PATCH_COUNT;
 }
 
 /* Where the clean (or corrupted) run keeps hook point p: NULL = not kept. */
@@ -77,7 +69,7 @@ static int clean_wants(void *user, hs_hook_point p, int layer) { return slot(use
 static int corrupt_wants(void *user, hs_hook_point p, int layer) { return slot(user, p, 1) != NULL; }
 
 static hs_status keep(attr_ctx *x, hs_hook_point p, int layer, const hs_tensor *t, int corrupt, hs_err *err) {
-    const int64_t bytes = x->n * width_of(x, target_of(x, p)) * (int64_t)x->s->es;
+    const int64_t bytes = x->n * hs_patch_target_width(x->c, (hs_patch_target)target_of(x, p)) * (int64_t)x->s->es;
     return x->s->be->ops->copy(x->s->be, (char *)slot(x, p, corrupt) + layer * bytes, t->data, (size_t)bytes, err);
 }
 
@@ -203,7 +195,7 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
     attr_ctx x;
     memset(&x, 0, sizeof x);
     if ((st = hs_patching_prepare(p, out, N, L, T, H, x.want, "attribution patching", err))) return st;
-    x.s = s, x.pr = pr, x.p = p, x.out = out, x.T = T, x.L = L, x.H = H, x.Hk = c->n_kv_heads, x.dh = c->d_head;
+    x.s = s, x.c = c, x.pr = pr, x.p = p, x.out = out, x.T = T, x.L = L, x.H = H, x.Hk = c->n_kv_heads, x.dh = c->d_head;
     x.d = c->d_model, x.qk_fix = p->qk_fix, x.rope = c->rope != HS_ROPE_NONE;
     const int64_t rows = (int64_t)R * T, es = (int64_t)s->es;
     hs_backend *be = s->be;
@@ -218,7 +210,7 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
         HS_FAIL(err, HS_ERR_OOM, "attribution patching: out of memory for %d rows x %d tokens", R, T);
     for (int k = 0; k < HS_PATCH_COUNT; k++) {
         if (k == HS_PATCH_Z_BY_POS || !(x.want[k] || (k == HS_PATCH_Z_ALL_POS && x.want[HS_PATCH_Z_BY_POS]))) continue;
-        const size_t bytes = (size_t)(L * rows * width_of(&x, k) * es);
+        const size_t bytes = (size_t)(L * rows * hs_patch_target_width(c, (hs_patch_target)k) * es);
         HS_CHECK(be->ops->alloc(be, bytes, &x.clean[k], err));
         const int fixed = x.qk_fix && (k == HS_PATCH_Q_ALL_POS || k == HS_PATCH_K_ALL_POS);
         if (k != HS_PATCH_Z_ALL_POS && k != HS_PATCH_RESID_PRE && !fixed) /* the backward keeps those */

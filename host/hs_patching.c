@@ -195,6 +195,21 @@ hs_status hs_patching_prepare(const hs_patching_params *p, hs_patching_out *out,
     return HS_OK;
 }
 
+hs_hook_point hs_patch_target_point(hs_patch_target k) {
+    static const hs_hook_point points[HS_PATCH_COUNT] = {
+        [HS_PATCH_Z_ALL_POS] = HS_HOOK_Z,       [HS_PATCH_Z_BY_POS] = HS_HOOK_Z,  [HS_PATCH_RESID_PRE] = HS_HOOK_RESID_PRE,
+        [HS_PATCH_ATTN_OUT] = HS_HOOK_ATTN_OUT, [HS_PATCH_MLP_OUT] = HS_HOOK_MLP_OUT, [HS_PATCH_Q_ALL_POS] = HS_HOOK_Q,
+        [HS_PATCH_K_ALL_POS] = HS_HOOK_K,       [HS_PATCH_V_ALL_POS] = HS_HOOK_V};
+    return points[k];
+}
+
+int64_t hs_patch_target_width(const hs_model_config *c, hs_patch_target k) {
+    const hs_hook_point p = hs_patch_target_point(k);
+    if (p == HS_HOOK_Z || p == HS_HOOK_Q) return (int64_t)c->n_heads * c->d_head;
+    if (p == HS_HOOK_K || p == HS_HOOK_V) return (int64_t)c->n_kv_heads * c->d_head;
+    return c->d_model;
+}
+
 int hs_activation_patching_unit(const hs_model *m, const hs_patching_params *p) {
     const int H = hs_model_get_config(m)->n_heads;
     return p->batch_rows / H > 0 ? p->batch_rows / H : 1;
@@ -233,22 +248,14 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
     if (!items || !x.mask || !x.targets || !x.targets_clean || !x.zc || !x.clean_logp || !x.tok || !x.msk || !x.tg ||
         !x.logits || !x.lp || !x.src || !x.scratch || !x.edits)
         HS_FAIL(err, HS_ERR_OOM, "patching: out of memory for %d rows x %d tokens", R, T);
-    /* a clean cache for each target that reads one */
+    /* a clean cache for each target that reads one (z comes from the capture) */
     const int Hk = c->n_kv_heads;
-    const struct {
-        hs_hook_point point;
-        int width;
-    } reads[HS_PATCH_COUNT] = {[HS_PATCH_RESID_PRE] = {HS_HOOK_RESID_PRE, x.d},
-                               [HS_PATCH_ATTN_OUT] = {HS_HOOK_ATTN_OUT, x.d},
-                               [HS_PATCH_MLP_OUT] = {HS_HOOK_MLP_OUT, x.d},
-                               [HS_PATCH_Q_ALL_POS] = {HS_HOOK_Q, H * x.dh},
-                               [HS_PATCH_K_ALL_POS] = {HS_HOOK_K, Hk * x.dh},
-                               [HS_PATCH_V_ALL_POS] = {HS_HOOK_V, Hk * x.dh}};
     hs_resid_cache *clean[HS_PATCH_COUNT];
     int n_clean = 0;
     for (int k = HS_PATCH_RESID_PRE; k < HS_PATCH_COUNT; k++)
         if (want[k]) {
-            HS_CHECK(hs_resid_cache_init(&x.clean[k], be, reads[k].point, L, P_max, T, reads[k].width, err));
+            HS_CHECK(hs_resid_cache_init(&x.clean[k], be, hs_patch_target_point((hs_patch_target)k), L, P_max, T,
+                                         (int)hs_patch_target_width(c, (hs_patch_target)k), err));
             clean[n_clean++] = &x.clean[k];
         }
     HS_CHECK(hs_resid_cache_init(&x.rx, be, HS_HOOK_RESID_PRE, L, P_max, T, x.d, err));

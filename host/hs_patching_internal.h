@@ -11,4 +11,9 @@
 hs_status hs_patching_prepare(const hs_patching_params *p, hs_patching_out *out, int N, int L, int T, int H,
                               int want[HS_PATCH_COUNT], const char *who, hs_err *err);
 
+/* The hook point whose activation target k patches (both z targets: z),
+ * and that activation's floats per position. */
+hs_hook_point hs_patch_target_point(hs_patch_target k);
+int64_t hs_patch_target_width(const hs_model_config *c, hs_patch_target k);
+
 #endif
