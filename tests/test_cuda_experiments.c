@@ -134,8 +134,8 @@ Test(cuda_experiments, patching_matches_cpu) {
 }
 
 /* Attribution patching: the backward ops, zero, the last-position seed and
- * head_dot with one position per row, on CUDA. All four metrics, the five
- * targets, both architectures. */
+ * head_dot with one position per row, on CUDA. All four metrics, every
+ * target (q and k with and without the QK fix), both architectures. */
 Test(cuda_experiments, attribution_matches_cpu) {
     const char *models[2] = {"gpt2", "llama_gqa"};
     const hs_metric metrics[4] = {HS_METRIC_LOGIT_DIFF, HS_METRIC_LOGPROB, HS_METRIC_KL, HS_METRIC_LOSS};
