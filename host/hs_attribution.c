@@ -15,7 +15,6 @@
  *      attention with the clean q (k) after RoPE and take (z_new - z) . dM/dz.
  * The difference of two dot products equals the dot product of the
  * difference (linearity); it saves a subtraction op and a buffer. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
