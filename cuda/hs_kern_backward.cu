@@ -229,8 +229,11 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
 }
 
 /* Pass 3, a warp per key row (b, hk, s): over the group's heads and the
- * queries t >= s that see key s, dv_s = sum P_ts dZ_t, dk_s = scale sum dS_ts q_t. */
-template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_attn_bwd_dkv(hs_bwd_attn a) {
+ * queries t >= s that see key s, dv_s = sum P_ts dZ_t, dk_s = scale sum dS_ts q_t.
+ * At least 8 blocks per SM (<= 64 registers): with the thread bound alone,
+ * ptxas for sm_90 chose 56 registers and spilled 4 bytes
+ * (scripts/check-cuda-resources.py). */
+template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32, 8) hs_k_attn_bwd_dkv(hs_bwd_attn a) {
     const int64_t row = (int64_t)blockIdx.x * HS_BWD_WARPS + (threadIdx.x >> 5);
     if (row >= (int64_t)a.B * a.Hk * a.T) return;
     const int s = (int)(row % a.T), hk = (int)(row / a.T % a.Hk), b = (int)(row / ((int64_t)a.T * a.Hk));
