@@ -228,6 +228,13 @@ static hs_status check_edits(const hs_session *s, const hs_batch *b, const hs_fo
         (fp->start_layer > 0 && !fp->resid_start && !fp->resid_start_dev))
         return hs_err_set(err, HS_ERR_INVALID_ARG, "start_layer %d needs 0 <= l < %d and resid_start", fp->start_layer,
                           c->n_layers);
+    if (fp->stop_layer && (fp->stop_layer <= fp->start_layer || fp->stop_layer > c->n_layers))
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "stop_layer %d needs start_layer %d < stop_layer <= %d",
+                          fp->stop_layer, fp->start_layer, c->n_layers);
+    if (fp->stop_layer && fp->stop_layer < c->n_layers &&
+        (fp->logits != HS_LOGITS_NONE || fp->target_logprobs))
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "stop_layer %d < %d: a partial pass has no logits", fp->stop_layer,
+                          c->n_layers);
     if (fp->target_logprobs && !b->targets)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "target_logprobs requested without batch targets");
     return HS_OK;
@@ -359,7 +366,8 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     hs_attn_params ap = {.B = B, .T = T, .H = H, .H_kv = Hk, .d_head = dh, .scale = 1.0f / sqrtf((float)dh),
                          .q = s->q, .k = s->k, .v = s->v, .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,
                          .pattern_rows = fp->pattern_rows ? s->d_pattern_rows : NULL};
-    for (int l = fp->start_layer; l < c->n_layers; l++) {
+    const int stop = fp->stop_layer ? fp->stop_layer : c->n_layers;
+    for (int l = fp->start_layer; l < stop; l++) {
         const hs_session_layer *W = &s->layers[l];
         HS_CHECK(offer(s, hk, HS_HOOK_RESID_PRE, l, s->x, dt, 3, B, T, d, 0, err));
         HS_CHECK(o->norm(be, c->norm, s->x, W->ln1_w, W->ln1_b, c->norm_eps, n, d, s->xn, err));
@@ -419,7 +427,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(offer(s, hk, HS_HOOK_RESID_POST, l, s->x, dt, 3, B, T, d, 0, err));
     }
     int want_logits = fp->logits != HS_LOGITS_NONE && logits_out;
-    if (!want_logits && !fp->target_logprobs) goto exit;
+    if (stop < c->n_layers || (!want_logits && !fp->target_logprobs)) goto exit;
     HS_CHECK(o->norm(be, c->norm, s->x, s->lnf_w, s->lnf_b, c->norm_eps, n, d, s->xn, err));
     if (fp->target_logprobs) HS_CHECK(target_logprobs(s, b, fp->target_logprobs, err));
     if (!want_logits) goto exit;

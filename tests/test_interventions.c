@@ -273,6 +273,67 @@ Test(interventions, uniform_attention_averages_values) {
     fx_free(&f);
 }
 
+/* A partial pass (stop_layer) runs layers [start_layer, stop_layer) exactly
+ * as the full pass does and offers no hook beyond them; it refuses logits. */
+typedef struct {
+    int max_layer;
+    const hs_hooks *also;
+} layer_seen;
+static int seen_wants(void *u, hs_hook_point p, int l) {
+    const layer_seen *ls = u;
+    return p == HS_HOOK_RESID_PRE || ls->also->wants(ls->also->user, p, l);
+}
+static hs_status seen_fn(void *u, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
+    layer_seen *ls = u;
+    if (l > ls->max_layer) ls->max_layer = l;
+    return ls->also->wants(ls->also->user, p, l) ? ls->also->fn(ls->also->user, p, l, t, err) : HS_OK;
+}
+
+Test(interventions, stop_layer_runs_a_prefix_of_the_layers) {
+    fx f;
+    fx_init(&f, "llama_gqa");
+    const int T = f.T, L = f.c->n_layers, w = f.c->n_heads * f.c->d_head;
+    cr_assert_geq(L, 2);
+    hs_err err = {0};
+    hs_capture *full, *part;
+    cr_assert_eq(hs_capture_init(f.be, &full, &err), HS_OK);
+    cr_assert_eq(hs_capture_init(f.be, &part, &err), HS_OK);
+    cr_assert_eq(hs_capture_want(full, HS_HOOK_Q, -1, &err), HS_OK);
+    cr_assert_eq(hs_capture_want(part, HS_HOOK_Q, -1, &err), HS_OK);
+    hs_hooks hf = hs_capture_hooks(full), hp = hs_capture_hooks(part);
+    hs_forward_params fp = hs_forward_default_params();
+    fp.hooks = &hf;
+    hs_z_edit e = {.row = 1, .layer = 0, .head = 1, .pos = -1, .mode = HS_EDIT_ZERO};
+    fp.edits = &e;
+    fp.n_edits = 1;
+    free(run(&f, ROWS, 4, &fp));
+    layer_seen ls = {-1, &hp};
+    const hs_hooks seen = {.wants = seen_wants, .fn = seen_fn, .user = &ls};
+    hs_batch b = {.B = 4, .T = T, .tokens = f.tok};
+    hs_forward_params pp = fp;
+    pp.hooks = &seen;
+    pp.logits = HS_LOGITS_NONE;
+    pp.stop_layer = L - 1;
+    cr_assert_eq(hs_forward(f.s, &b, &pp, NULL, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(ls.max_layer, L - 2, "hooks ran up to layer %d, stop_layer %d", ls.max_layer, L - 1);
+    for (int l = 0; l < L - 1; l++) {
+        const float *a = hs_capture_get(full, HS_HOOK_Q, l, NULL), *q = hs_capture_get(part, HS_HOOK_Q, l, NULL);
+        cr_assert(a && q);
+        cr_assert(!memcmp(a, q, (size_t)4 * T * w * sizeof(float)), "layer %d q differs", l);
+    }
+    float lg[4 * 300];
+    pp.logits = HS_LOGITS_LAST;
+    cr_assert_eq(hs_forward(f.s, &b, &pp, lg, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "no logits"), "%s", err.msg);
+    pp.logits = HS_LOGITS_NONE;
+    pp.stop_layer = L + 1;
+    cr_assert_eq(hs_forward(f.s, &b, &pp, NULL, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "stop_layer"), "%s", err.msg);
+    hs_capture_free(full);
+    hs_capture_free(part);
+    fx_free(&f);
+}
+
 Test(interventions, bad_edits_are_refused) {
     fx f;
     fx_init(&f, "gpt2");

@@ -107,6 +107,10 @@ typedef struct {
      * unedited run's resid_pre kept on the device): no host round trip. At
      * most one of resid_start and resid_start_dev. */
     const void *resid_start_dev;
+    /* Run layers [start_layer, stop_layer) only, for a pass whose hooks read
+     * what they need before the end (path patching's receivers); no logits
+     * or log-probabilities then. 0 = every layer. */
+    int stop_layer;
     /* out host f32 [B, T]: log p(targets[b,t] | prefix) at each position, NAN
      * where targets < 0. Needs batch->targets. NULL = not computed. */
     float *target_logprobs;
