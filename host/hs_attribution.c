@@ -251,6 +251,9 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
     attr_ctx x;
     memset(&x, 0, sizeof x);
     if ((st = hs_patching_prepare(p, out, c, N, T, x.want, "attribution patching", err))) return st;
+    if (x.want[HS_PATCH_PATH_HEADS])
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "attribution patching: path_heads has no attribution estimate here (method exact)");
     if (x.want[HS_PATCH_PATH_LOGITS])
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
                           "attribution patching: path_logits has no attribution estimate here (method exact)");

@@ -39,6 +39,9 @@ const char *hs_config_method_name(hs_config_method m) { return name_of(hs_cfg_me
 const char *hs_config_target_name(hs_config_target t) {
     return name_of(hs_cfg_target_names, HS_CONFIG_TARGET_COUNT, (int)t);
 }
+const char *hs_config_receiver_input_name(hs_config_receiver_input r) {
+    return name_of(hs_cfg_receiver_input_names, 3, (int)r);
+}
 const char *hs_config_score_name(hs_config_score s) {
     return name_of(hs_cfg_score_names, HS_CONFIG_SCORE_COUNT, (int)s);
 }

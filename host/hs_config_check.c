@@ -22,6 +22,8 @@ int hs_cfg_exp_key_applies(const hs_config_experiment *e, int k) {
     if (k == HS_EK_SCALE) return e->mode == HS_CONFIG_MODE_SCALE;
     if (k == HS_EK_MEAN_OVER) return e->mode == HS_CONFIG_MODE_MEAN;
     if (k == HS_EK_QK_FIX || k == HS_EK_GRAD_DROP) return e->method == HS_CONFIG_METHOD_ATTRIBUTION;
+    if (k == HS_EK_RECEIVERS || k == HS_EK_RECEIVER_INPUT)
+        return (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_PATH_HEADS)) != 0;
     return 1;
 }
 
@@ -129,9 +131,18 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
         HS_CFG_FAIL(ctx, l[HS_EK_GRAD_DROP], err, HS_ERR_FORMAT,
                     "experiments[%d].grad_drop only applies with method attribution (method is %s)", i,
                     hs_config_method_name(e->method));
-    if (e->method == HS_CONFIG_METHOD_ATTRIBUTION && (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_PATH_LOGITS)))
-        HS_CFG_FAIL(ctx, l[HS_EK_TARGETS], err, HS_ERR_FORMAT,
-                    "experiments[%d].targets: path_logits needs method exact (attribution has no estimate of it)", i);
+    for (int k = HS_CONFIG_TARGET_PATH_LOGITS; k <= HS_CONFIG_TARGET_PATH_HEADS; k++)
+        if (e->method == HS_CONFIG_METHOD_ATTRIBUTION && (e->targets & HS_CONFIG_BIT(k)))
+            HS_CFG_FAIL(ctx, l[HS_EK_TARGETS], err, HS_ERR_FORMAT,
+                        "experiments[%d].targets: %s needs method exact (attribution has no estimate of it)", i,
+                        hs_config_target_name((hs_config_target)k));
+    for (int k = HS_EK_RECEIVERS; k <= HS_EK_RECEIVER_INPUT; k++)
+        if (is_set(l[k]) && !hs_cfg_exp_key_applies(e, k))
+            HS_CFG_FAIL(ctx, l[k], err, HS_ERR_FORMAT, "experiments[%d].%s only applies with target path_heads", i,
+                        hs_cfg_exp_keys[k].name);
+    if (hs_cfg_exp_key_applies(e, HS_EK_RECEIVERS) && !is_set(l[HS_EK_RECEIVERS]))
+        HS_CFG_FAIL(ctx, l[HS_EK_TARGETS], err, HS_ERR_MISSING,
+                    "experiments[%d].targets: path_heads needs 'receivers' (heads like L9H6)", i);
     if (is_set(l[HS_EK_MEAN_OVER]) && !hs_cfg_exp_key_applies(e, HS_EK_MEAN_OVER))
         HS_CFG_FAIL(ctx, l[HS_EK_MEAN_OVER], err, HS_ERR_FORMAT,
                     "experiments[%d].mean_over only applies with mode mean (mode is %s)", i,

@@ -178,6 +178,12 @@ static void put_value(buf *b, const hs_cfg_key *k, const void *base) {
         }
         break;
     }
+    case HS_CFG_V_HEADS: {
+        const hs_config_heads *l = (const hs_config_heads *)f;
+        for (int i = 0; i < l->n; i++) put(b, "%sL%dH%d", i ? ", " : "[", l->v[2 * i], l->v[2 * i + 1]);
+        put(b, l->n ? "]" : "null"); /* null only in a hand-built config: loading refuses it */
+        break;
+    }
     case HS_CFG_V_SECTION: HS_ASSERT(!"sections are emitted by emit()"); break;
     }
 }

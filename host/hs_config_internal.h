@@ -56,6 +56,7 @@ typedef enum {
     HS_CFG_V_DTYPE,      /* hs_dtype: f32 | bf16 */
     HS_CFG_V_SHARD,      /* hs_config_shard */
     HS_CFG_V_IMPORTANCE, /* hs_config_importance */
+    HS_CFG_V_HEADS,      /* hs_config_heads */
 } hs_cfg_vkind;
 
 typedef struct {
@@ -127,6 +128,8 @@ enum {
     HS_EK_METHOD,
     HS_EK_QK_FIX,
     HS_EK_GRAD_DROP,
+    HS_EK_RECEIVERS,
+    HS_EK_RECEIVER_INPUT,
     HS_EK_COUNT
 };
 
@@ -142,6 +145,7 @@ extern const char *const hs_cfg_positions_names[];
 extern const char *const hs_cfg_mode_names[];
 extern const char *const hs_cfg_mean_over_names[];
 extern const char *const hs_cfg_target_names[];
+extern const char *const hs_cfg_receiver_input_names[];
 extern const char *const hs_cfg_method_names[];
 extern const char *const hs_cfg_score_names[];
 extern const char *const hs_cfg_hook_names[];

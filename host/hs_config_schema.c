@@ -18,7 +18,9 @@ const char *const hs_cfg_mode_names[] = {"zero",  "scale",   "mean", "resample",
 const char *const hs_cfg_mean_over_names[] = {"dataset", "position", "template", NULL};
 const char *const hs_cfg_method_names[] = {"exact", "attribution", NULL};
 const char *const hs_cfg_target_names[] = {"z_all_pos", "z_by_pos",  "resid_pre", "attn_out", "mlp_out",
-                                           "q_all_pos", "k_all_pos", "v_all_pos", "path_logits", NULL};
+                                           "q_all_pos", "k_all_pos", "v_all_pos", "path_logits", "path_heads",
+                                           NULL};
+const char *const hs_cfg_receiver_input_names[] = {"q", "k", "v", NULL};
 const char *const hs_cfg_score_names[] = {"previous_token",   "duplicate_token", "induction",
                                           "olsson_induction", "retrieval",       NULL};
 const char *const hs_cfg_hook_names[] = {
@@ -126,4 +128,7 @@ const hs_cfg_key hs_cfg_exp_keys[HS_EK_COUNT] = {
                            .applies = T_SET},
     [HS_EK_SPLIT_LAYERS] = {"split_layers", HS_CFG_V_INT, EX(split_layers), .min = 1, .max = 65536,
                             .applies = T_ABL},
+    [HS_EK_RECEIVERS] = {"receivers", HS_CFG_V_HEADS, EX(receivers), .min = 0, .max = BIG, .applies = T_PAT},
+    [HS_EK_RECEIVER_INPUT] = {"receiver_input", HS_CFG_V_ENUM, EX(receiver_input), hs_cfg_receiver_input_names,
+                              .applies = T_PAT},
 };

@@ -30,6 +30,7 @@ static size_t kind_size(hs_cfg_vkind k) {
     case HS_CFG_V_DEVICE: return sizeof(hs_config_device);
     case HS_CFG_V_SHARD: return sizeof(hs_config_shard);
     case HS_CFG_V_IMPORTANCE: return sizeof(hs_config_importance);
+    case HS_CFG_V_HEADS: return sizeof(hs_config_heads);
     case HS_CFG_V_SECTION: break;
     }
     HS_ASSERT(!"section keys have no plain value");
@@ -191,6 +192,50 @@ static hs_status set_enum_set(const hs_cfg_ctx *ctx, const hs_cfg_key *k, unsign
     return HS_OK;
 }
 
+/* "L<layer>H<head>" -> 1 and the pair, else 0. */
+static int head_name(const char *s, int *l, int *h) {
+    long long a, b;
+    const char *hp = s[0] == 'L' ? strchr(s, 'H') : NULL;
+    if (!hp || hp == s + 1 || !isdigit((unsigned char)s[1]) || !isdigit((unsigned char)hp[1])) return 0;
+    char lbuf[24];
+    if ((size_t)(hp - s - 1) >= sizeof lbuf) return 0;
+    memcpy(lbuf, s + 1, (size_t)(hp - s - 1));
+    lbuf[hp - s - 1] = '\0';
+    if (!hs_cfg_parse_i64(lbuf, &a) || !hs_cfg_parse_i64(hp + 1, &b) || a > (1 << 24) || b > (1 << 24)) return 0;
+    *l = (int)a, *h = (int)b;
+    return 1;
+}
+
+static hs_status set_heads(const hs_cfg_ctx *ctx, hs_config_heads *f, struct fy_node *val, hs_cfg_loc at,
+                           const char *what, hs_err *err) {
+    char d[256];
+    hs_cfg_loc loc = hs_cfg_node_loc(ctx, val, at);
+    const int cnt = items_count(val);
+    if (fy_node_is_mapping(val) || cnt == 0)
+        return hs_cfg_fail(ctx, loc, err, HS_ERR_FORMAT, "%s: expected a non-empty list of heads like L9H6, got %s",
+                           what, cnt == 0 ? "an empty list" : "a mapping");
+    if (cnt > HS_CONFIG_MAX_LIST)
+        return hs_cfg_fail(ctx, loc, err, HS_ERR_FORMAT, "%s: more than %d heads", what, HS_CONFIG_MAX_LIST);
+    items s = {fy_node_is_sequence(val) ? NULL : val, NULL, fy_node_is_sequence(val) ? val : NULL};
+    struct fy_node *item;
+    for (int i = 0; (item = items_next(&s)); i++) {
+        char *name = fy_node_is_scalar(item) ? hs_cfg_scalar_dup(item) : NULL;
+        int l = 0, h = 0;
+        const int ok = name && head_name(name, &l, &h);
+        free(name);
+        hs_cfg_loc il = hs_cfg_node_loc(ctx, item, at);
+        if (!ok)
+            return hs_cfg_fail(ctx, il, err, HS_ERR_FORMAT, "%s[%d]: expected a head like L9H6 (layer 9, head 6), got %s",
+                               what, i, hs_cfg_describe(item, d, sizeof d));
+        for (int j = 0; j < i; j++)
+            if (f->v[2 * j] == l && f->v[2 * j + 1] == h)
+                return hs_cfg_fail(ctx, il, err, HS_ERR_FORMAT, "%s: L%dH%d appears twice", what, l, h);
+        f->v[2 * i] = l, f->v[2 * i + 1] = h;
+        f->n = i + 1;
+    }
+    return HS_OK;
+}
+
 /* "cuda:N" -> N, or -1. */
 static int cuda_id(const char *s) {
     long long id;
@@ -319,6 +364,7 @@ hs_status hs_cfg_set_value(const hs_cfg_ctx *ctx, const hs_cfg_key *k, void *bas
     case HS_CFG_V_ENUM_SET: return set_enum_set(ctx, k, (unsigned *)f, val, at, what, err);
     case HS_CFG_V_DEVICE: return set_device(ctx, (hs_config_device *)f, val, at, what, err);
     case HS_CFG_V_SHARD: return set_shard(ctx, (hs_config_shard *)f, val, at, what, err);
+    case HS_CFG_V_HEADS: return set_heads(ctx, (hs_config_heads *)f, val, at, what, err);
     case HS_CFG_V_INT:
     case HS_CFG_V_F64: {
         double v;

@@ -7,7 +7,10 @@
  * added to the stream), (prompt, head) for q, k and v (a hook writes the
  * clean head's slice at every position before RoPE and attention), and
  * (prompt, head) for path_logits (z's edit, plus a hook that writes the
- * corrupted z of every later layer back over the computed one). */
+ * corrupted z of every later layer back over the computed one) and for
+ * path_heads (path_logits' pass, cut after the last receiver's layer, keeps
+ * the receivers' input; a second pass from the first receiver's layer
+ * patches it in). */
 #include "headsweep/hs_patching.h"
 
 #include <math.h>
@@ -26,6 +29,7 @@ hs_patching_params hs_patching_default_params(void) {
     p.batch_rows = 16;
     p.targets = 1u << HS_PATCH_Z_ALL_POS;
     p.qk_fix = 1;
+    p.receiver_input = HS_HOOK_Q;
     return p;
 }
 
@@ -43,7 +47,8 @@ typedef struct {
     int32_t *mask, *targets, *targets_clean; /* [N, T]; targets of the corrupted and clean prompts */
     float *zc;                          /* [L, P, T, H, dh] clean z */
     hs_resid_cache rx;                  /* corrupted resid_pre, backend memory */
-    hs_resid_cache zx;                  /* path_logits: the corrupted z, backend memory */
+    hs_resid_cache zx;                  /* path_logits, path_heads: the corrupted z, backend memory */
+    hs_resid_cache rcv;                 /* path_heads: the receivers' input per batch row ([L, batch_rows, ..]) */
     hs_resid_cache clean[HS_PATCH_COUNT]; /* per target that reads one: the clean activation, backend memory */
     void *dres;                         /* [batch_rows, T, d] a patched pass's resid_start */
     float *clean_logp;                  /* [P, V] */
@@ -101,6 +106,72 @@ static hs_status freeze_fn(void *user, hs_hook_point p, int layer, hs_tensor *t,
     return st;
 }
 
+/* path_heads' second pass: each batch row's receivers (at layers after the
+ * sender's) get their input from the first pass, kept in rcv. */
+typedef struct {
+    const hs_resid_cache *rcv;
+    const hs_patching_params *p;
+    const item *it;
+    const int32_t *lengths;
+    int B, layer, dh;
+} recv_patch;
+
+static int recv_wants(void *user, hs_hook_point pt, int layer) {
+    const recv_patch *rp = user;
+    for (int i = 0; pt == rp->p->receiver_input && layer > rp->layer && i < rp->p->n_receivers; i++)
+        if (rp->p->receivers[2 * i] == layer) return 1;
+    return 0;
+}
+
+static hs_status recv_fn(void *user, hs_hook_point pt, int layer, hs_tensor *t, hs_err *err) {
+    const recv_patch *rp = user;
+    hs_status st = HS_OK;
+    for (int r = 0; st == HS_OK && r < rp->B; r++)
+        for (int i = 0; st == HS_OK && i < rp->p->n_receivers; i++)
+            if (rp->p->receivers[2 * i] == layer)
+                st = hs_resid_cache_get_cols(rp->rcv, layer, r, rp->p->receivers[2 * i + 1] * rp->dh, rp->dh,
+                                             rp->lengths[rp->it[r].prompt], t->data, r, err);
+    return st;
+}
+
+/* The layer of path_heads' last receiver, and of its first after layer l
+ * (-1 if none). */
+static int receivers_last(const hs_patching_params *p) {
+    int m = -1;
+    for (int i = 0; i < p->n_receivers; i++) m = p->receivers[2 * i] > m ? p->receivers[2 * i] : m;
+    return m;
+}
+static int receivers_first_after(const hs_patching_params *p, int l) {
+    int m = -1;
+    for (int i = 0; i < p->n_receivers; i++)
+        if (p->receivers[2 * i] > l && (m < 0 || p->receivers[2 * i] < m)) m = p->receivers[2 * i];
+    return m;
+}
+
+/* path_heads' first pass over B rows whose senders sit at layer l (edits
+ * ready, dres holding the corrupted resid_pre[l]): path_logits' pass, up to
+ * the last receiver's layer, keeping the receivers' input hook in rcv. Then
+ * dres holds the corrupted resid_pre of the first receiver layer after l,
+ * where the second pass starts. */
+static hs_status receiver_pass(patch_ctx *x, int l, const item *it, int B, int ne, hs_batch *b, int *start,
+                               hs_err *err) {
+    row_freeze rf = {.corrupt_z = &x->zx, .it = it, .B = B, .layer = l};
+    const hs_hooks freeze = {.wants = freeze_wants, .fn = freeze_fn, .user = &rf};
+    const hs_hooks keep = hs_resid_cache_hooks(&x->rcv, &freeze);
+    hs_forward_params fp = hs_forward_default_params();
+    fp.start_layer = l;
+    fp.stop_layer = receivers_last(x->p) + 1;
+    fp.resid_start_dev = x->dres;
+    fp.edits = x->edits;
+    fp.n_edits = ne;
+    fp.hooks = &keep;
+    fp.logits = HS_LOGITS_NONE;
+    hs_status st = hs_forward(x->s, b, &fp, NULL, err);
+    *start = receivers_first_after(x->p, l);
+    for (int r = 0; st == HS_OK && r < B; r++) st = hs_resid_cache_get(&x->rx, *start, it[r].prompt, -1, x->dres, r, err);
+    return st;
+}
+
 /* Where target tgt's cell of item e at layer l goes. */
 static float *cell(const patch_ctx *x, hs_patching_out *out, hs_patch_target tgt, int l, const item *e) {
     int per_pos;
@@ -127,7 +198,8 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
             const float *zl = x->zc + ((int64_t)l * x->P + e->prompt) * T * H * dh; /* [T, H, dh] */
             if (tgt == HS_PATCH_RESID_PRE) {
                 if ((st = hs_resid_cache_get(&x->clean[tgt], l, e->prompt, e->pos, x->dres, r, err))) return st;
-            } else if (tgt != HS_PATCH_Z_ALL_POS && tgt != HS_PATCH_Z_BY_POS && tgt != HS_PATCH_PATH_LOGITS) {
+            } else if (tgt != HS_PATCH_Z_ALL_POS && tgt != HS_PATCH_Z_BY_POS && tgt != HS_PATCH_PATH_LOGITS &&
+                       tgt != HS_PATCH_PATH_HEADS) {
                 /* patched by the hook below */
             } else if (tgt != HS_PATCH_Z_BY_POS) { /* the head's z at every position */
                 float *src = x->src + (int64_t)r * T * dh; /* the head's clean z, [T, dh] */
@@ -153,6 +225,15 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
         row_freeze rf = {.corrupt_z = &x->zx, .it = it + k0, .B = B, .layer = l};
         const hs_hooks freeze = {.wants = freeze_wants, .fn = freeze_fn, .user = &rf};
         if (tgt == HS_PATCH_PATH_LOGITS) fp.hooks = &freeze;
+        recv_patch rcv = {.rcv = &x->rcv, .p = x->p, .it = it + k0, .lengths = x->pr->lengths + x->p0, .B = B,
+                          .layer = l, .dh = dh};
+        const hs_hooks recv = {.wants = recv_wants, .fn = recv_fn, .user = &rcv};
+        if (tgt == HS_PATCH_PATH_HEADS) {
+            if ((st = receiver_pass(x, l, it + k0, B, ne, &b, &fp.start_layer, err))) return st;
+            fp.edits = NULL;
+            fp.n_edits = 0;
+            fp.hooks = &recv;
+        }
         if ((st = hs_forward(x->s, &b, &fp, x->logits, err))) return st;
         for (int r = 0; r < B; r++) {
             const item *e = &it[k0 + r];
@@ -196,8 +277,9 @@ static hs_status base_pass(patch_ctx *x, hs_capture *cap, const int32_t *tokens,
 }
 
 float *hs_patch_out(const hs_patching_out *out, hs_patch_target k) {
-    float *const bufs[HS_PATCH_COUNT] = {out->z_all_pos, out->z_by_pos,  out->resid_pre, out->attn_out, out->mlp_out,
-                                         out->q_all_pos, out->k_all_pos, out->v_all_pos, out->path_logits};
+    float *const bufs[HS_PATCH_COUNT] = {out->z_all_pos, out->z_by_pos,  out->resid_pre,   out->attn_out,
+                                         out->mlp_out,   out->q_all_pos, out->k_all_pos,   out->v_all_pos,
+                                         out->path_logits, out->path_heads};
     return bufs[k];
 }
 
@@ -209,8 +291,9 @@ int hs_patch_target_cells(const hs_model_config *c, hs_patch_target k, int *per_
 
 hs_status hs_patching_prepare(const hs_patching_params *p, hs_patching_out *out, const hs_model_config *c, int N,
                               int T, int want[HS_PATCH_COUNT], const char *who, hs_err *err) {
-    static const char *const names[HS_PATCH_COUNT] = {"z_all_pos", "z_by_pos",  "resid_pre", "attn_out", "mlp_out",
-                                                      "q_all_pos", "k_all_pos", "v_all_pos", "path_logits"};
+    static const char *const names[HS_PATCH_COUNT] = {"z_all_pos", "z_by_pos",  "resid_pre", "attn_out",
+                                                      "mlp_out",   "q_all_pos", "k_all_pos", "v_all_pos",
+                                                      "path_logits", "path_heads"};
     if (p->batch_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: batch_rows must be >= 1", who);
     if (!p->targets || p->targets >= (1u << HS_PATCH_COUNT))
         return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: targets 0x%x: at least one known target needed", who,
@@ -227,6 +310,26 @@ hs_status hs_patching_prepare(const hs_patching_params *p, hs_patching_out *out,
         float *buf = hs_patch_out(out, (hs_patch_target)k);
         for (int64_t i = 0; want[k] && per_pos && i < n; i++) buf[i] = NAN;
     }
+    if (want[HS_PATCH_PATH_HEADS]) {
+        const hs_hook_point in = p->receiver_input;
+        const int nh = in == HS_HOOK_Q ? c->n_heads : c->n_kv_heads;
+        if (in != HS_HOOK_Q && in != HS_HOOK_K && in != HS_HOOK_V)
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: path_heads: the receivers' input must be q, k or v", who);
+        if (p->n_receivers < 1 || !p->receivers)
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: path_heads needs at least one receiver", who);
+        for (int i = 0; i < p->n_receivers; i++) {
+            const int l = p->receivers[2 * i], h = p->receivers[2 * i + 1];
+            if (l < 0 || l >= c->n_layers || h < 0 || h >= nh)
+                return hs_err_set(err, HS_ERR_INVALID_ARG,
+                                  "%s: path_heads receiver %d (layer %d, head %d) is outside the model's %d layers "
+                                  "x %d %s heads",
+                                  who, i, l, h, c->n_layers, nh, in == HS_HOOK_Q ? "query" : "key/value");
+        }
+        /* no path from a sender at or after the last receiver's layer */
+        for (int64_t g = 0; g < N; g++)
+            for (int l = receivers_last(p); l < c->n_layers; l++)
+                for (int h = 0; h < c->n_heads; h++) out->path_heads[(g * c->n_layers + l) * c->n_heads + h] = NAN;
+    }
     return HS_OK;
 }
 
@@ -234,7 +337,8 @@ hs_hook_point hs_patch_target_point(hs_patch_target k) {
     static const hs_hook_point points[HS_PATCH_COUNT] = {
         [HS_PATCH_Z_ALL_POS] = HS_HOOK_Z,       [HS_PATCH_Z_BY_POS] = HS_HOOK_Z,  [HS_PATCH_RESID_PRE] = HS_HOOK_RESID_PRE,
         [HS_PATCH_ATTN_OUT] = HS_HOOK_ATTN_OUT, [HS_PATCH_MLP_OUT] = HS_HOOK_MLP_OUT, [HS_PATCH_Q_ALL_POS] = HS_HOOK_Q,
-        [HS_PATCH_K_ALL_POS] = HS_HOOK_K,       [HS_PATCH_V_ALL_POS] = HS_HOOK_V, [HS_PATCH_PATH_LOGITS] = HS_HOOK_Z};
+        [HS_PATCH_K_ALL_POS] = HS_HOOK_K,       [HS_PATCH_V_ALL_POS] = HS_HOOK_V, [HS_PATCH_PATH_LOGITS] = HS_HOOK_Z,
+        [HS_PATCH_PATH_HEADS] = HS_HOOK_Z};
     return points[k];
 }
 
@@ -295,7 +399,11 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
         }
     HS_CHECK(hs_resid_cache_init(&x.rx, be, HS_HOOK_RESID_PRE, L, P_max, T, x.d, err));
     hs_resid_cache *corrupt_caches[2] = {&x.rx, &x.zx};
-    if (want[HS_PATCH_PATH_LOGITS]) HS_CHECK(hs_resid_cache_init(&x.zx, be, HS_HOOK_Z, L, P_max, T, H * x.dh, err));
+    const int paths = want[HS_PATCH_PATH_LOGITS] || want[HS_PATCH_PATH_HEADS];
+    if (paths) HS_CHECK(hs_resid_cache_init(&x.zx, be, HS_HOOK_Z, L, P_max, T, H * x.dh, err));
+    if (want[HS_PATCH_PATH_HEADS])
+        HS_CHECK(hs_resid_cache_init(&x.rcv, be, p->receiver_input, L, R, T,
+                                     (p->receiver_input == HS_HOOK_Q ? H : Hk) * x.dh, err));
     HS_CHECK(be->ops->alloc(be, (size_t)R * x.rx.row_bytes, &x.dres, err));
     hs_prompts_mask_targets(pr, corrupt, x.mask, x.targets);
     hs_prompts_mask_targets(pr, NULL, NULL, x.targets_clean);
@@ -307,12 +415,12 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
         x.P = N - x.p0 < P_max ? N - x.p0 : P_max;
         HS_CHECK(base_pass(&x, cap_c, pr->tokens, x.targets_clean, out->clean, x.zc, clean, n_clean, 1, err));
         HS_CHECK(base_pass(&x, cap_x, corrupt, x.targets, out->corrupt, NULL, corrupt_caches,
-                           want[HS_PATCH_PATH_LOGITS] ? 2 : 1, 0, err));
+                           paths ? 2 : 1, 0, err));
         for (int l = 0; l < L; l++) {
             int n = 0;
-            const hs_patch_target per_head[2] = {HS_PATCH_Z_ALL_POS, HS_PATCH_PATH_LOGITS}; /* z at every position */
-            for (int j = 0; j < 2; j++) {
-                if (!want[per_head[j]]) continue;
+            const hs_patch_target per_head[3] = {HS_PATCH_Z_ALL_POS, HS_PATCH_PATH_LOGITS, HS_PATCH_PATH_HEADS};
+            for (int j = 0; j < 3; j++) { /* z at every position */
+                if (!want[per_head[j]] || (per_head[j] == HS_PATCH_PATH_HEADS && l >= receivers_last(p))) continue;
                 n = 0;
                 for (int i = 0; i < x.P; i++)
                     for (int h = 0; h < H; h++) items[n++] = (item){i, h, -1};
@@ -349,6 +457,7 @@ exit:
     for (int k = 0; k < HS_PATCH_COUNT; k++) hs_resid_cache_free(&x.clean[k]);
     hs_resid_cache_free(&x.rx);
     hs_resid_cache_free(&x.zx);
+    hs_resid_cache_free(&x.rcv);
     if (x.dres) be->ops->free(be, x.dres);
     free(items), free(x.mask), free(x.targets), free(x.targets_clean), free(x.zc), free(x.clean_logp);
     free(x.tok), free(x.msk), free(x.tg), free(x.logits), free(x.lp), free(x.src), free(x.scratch);

@@ -199,6 +199,15 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
             if (e->targets & HS_CONFIG_BIT(k)) HS_CHECK(add(r, 0, hs_config_target_name(k), 2, lk, n_lk, err));
         if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_PATH_LOGITS))
             HS_CHECK(add(r, 0, "path_logits", 2, lh, N_LH, err));
+        if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_PATH_HEADS)) {
+            const int nh = e->receiver_input == HS_CONFIG_RECEIVER_Q ? H : c->n_kv_heads;
+            for (int i = 0; i < e->receivers.n; i++)
+                if (e->receivers.v[2 * i] >= L || e->receivers.v[2 * i + 1] >= nh)
+                    HS_FAIL(err, HS_ERR_INVALID_ARG, "receivers: L%dH%d is outside the model's %d layers x %d %s",
+                            e->receivers.v[2 * i], e->receivers.v[2 * i + 1], L, nh,
+                            e->receiver_input == HS_CONFIG_RECEIVER_Q ? "heads" : "KV heads (receiver_input k, v)");
+            HS_CHECK(add(r, 0, "path_heads", 2, lh, N_LH, err));
+        }
         break;
     default: st = hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(e->type));
     }

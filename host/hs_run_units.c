@@ -68,7 +68,8 @@ _Static_assert((int)HS_CONFIG_TARGET_COUNT == (int)HS_PATCH_COUNT &&
                    (int)HS_CONFIG_TARGET_RESID_PRE == (int)HS_PATCH_RESID_PRE &&
                    (int)HS_CONFIG_TARGET_MLP_OUT == (int)HS_PATCH_MLP_OUT &&
                    (int)HS_CONFIG_TARGET_V_ALL_POS == (int)HS_PATCH_V_ALL_POS &&
-                   (int)HS_CONFIG_TARGET_PATH_LOGITS == (int)HS_PATCH_PATH_LOGITS,
+                   (int)HS_CONFIG_TARGET_PATH_LOGITS == (int)HS_PATCH_PATH_LOGITS &&
+                   (int)HS_CONFIG_TARGET_PATH_HEADS == (int)HS_PATCH_PATH_HEADS,
                "config targets and patch targets share one order");
 
 static hs_patching_params patching_params(const hs_run_ctx *x, const hs_config_experiment *e) {
@@ -78,6 +79,11 @@ static hs_patching_params patching_params(const hs_run_ctx *x, const hs_config_e
     p.targets = e->targets & ((1u << HS_PATCH_COUNT) - 1); /* config bits share the target order */
     p.qk_fix = e->qk_fix;
     p.grad_drop = e->grad_drop;
+    static const hs_hook_point inputs[] = {[HS_CONFIG_RECEIVER_Q] = HS_HOOK_Q, [HS_CONFIG_RECEIVER_K] = HS_HOOK_K,
+                                           [HS_CONFIG_RECEIVER_V] = HS_HOOK_V};
+    p.receivers = e->receivers.v;
+    p.n_receivers = e->receivers.n;
+    p.receiver_input = inputs[e->receiver_input];
     return p;
 }
 
@@ -431,7 +437,8 @@ static hs_status unit_patching(hs_run_ctx *x, int exp, hs_run_worker *w, int i0,
                            .q_all_pos = row(r, "q_all_pos", i0),
                            .k_all_pos = row(r, "k_all_pos", i0),
                            .v_all_pos = row(r, "v_all_pos", i0),
-                           .path_logits = row(r, "path_logits", i0)};
+                           .path_logits = row(r, "path_logits", i0),
+                           .path_heads = row(r, "path_heads", i0)};
     const int32_t *corrupt = x->data->corrupt_tokens + (int64_t)i0 * x->prompts.T;
     if (e->method == HS_CONFIG_METHOD_ATTRIBUTION)
         return hs_attribution_patching(w->session, x->model, &v, corrupt, &p, &out, err);

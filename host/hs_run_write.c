@@ -218,6 +218,26 @@ static hs_status write_patching(const hs_config_experiment *e, const hs_run_exp 
                    "magnitude: rank by |cell - corrupt|"
                  : "; cell = M(corrupt) + e");
     HS_CHECK(hs_h5_attr_str(g, NULL, "patch", how, err));
+    if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_PATH_LOGITS))
+        HS_CHECK(hs_h5_attr_str(g, NULL, "path_logits",
+                                "path patching to the logits (Wang et al.): the head's clean z at every position, "
+                                "every head of the later layers held at its corrupted z, MLPs recomputed", err));
+    if (e->targets & HS_CONFIG_BIT(HS_CONFIG_TARGET_PATH_HEADS)) {
+        const char *in = hs_config_receiver_input_name(e->receiver_input);
+        snprintf(how, sizeof how,
+                 "path patching to the receivers' %s (Wang et al.): the receivers' %s from path_logits' pass (the "
+                 "head's clean z, every later head held at its corrupted z) patched into the corrupted run, "
+                 "everything else recomputed; NaN for senders at or after the last receiver's layer",
+                 in, in);
+        HS_CHECK(hs_h5_attr_str(g, NULL, "path_heads", how, err));
+        HS_CHECK(hs_h5_attr_str(g, NULL, "receiver_input", in, err));
+        size_t n = 0;
+        how[0] = '\0';
+        for (int i = 0; i < e->receivers.n && n < sizeof how; i++)
+            n += (size_t)snprintf(how + n, sizeof how - n, "%sL%dH%d", i ? ", " : "", e->receivers.v[2 * i],
+                                  e->receivers.v[2 * i + 1]);
+        HS_CHECK(hs_h5_attr_str(g, NULL, "receivers", how, err));
+    }
 exit:
     return st;
 }

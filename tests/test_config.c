@@ -407,6 +407,9 @@ Test(config, malformed_yaml) {
     "experiments:\n  - name: abl\n    type: head_ablation\n    mode: mean\n" \
     "  - name: pat\n    type: activation_patching\n"
 
+static char *emit(const hs_config *c);
+static void check_round_trip(hs_config *c);
+
 Test(config, overrides_apply) {
     static const char *const sets[] = {
         "batch_size=16",          "dataset.n=100",       "experiments.0.metric=kl",
@@ -434,6 +437,22 @@ Test(config, overrides_apply) {
     cr_assert_eq(hs_config_experiment_default_params(HS_CONFIG_EXP_ACTIVATION_PATCHING).qk_fix, 1);
     cr_assert_eq(c->experiments[1].grad_drop, 1);
     cr_assert_eq(hs_config_experiment_default_params(HS_CONFIG_EXP_ACTIVATION_PATCHING).grad_drop, 0);
+    hs_config_free(c);
+    static const char *const sets_path[] = {"experiments.pat.targets=[path_heads, z_all_pos]",
+                                            "experiments.pat.receivers=[L9H6, L10H0, L9H9]",
+                                            "experiments.pat.receiver_input=k"};
+    c = load_ok(OV_BASE, sets_path, 3);
+    const hs_config_experiment *pe = &c->experiments[1];
+    cr_assert_eq(pe->receivers.n, 3);
+    const int want_recv[6] = {9, 6, 10, 0, 9, 9}; /* in the order given */
+    for (int i = 0; i < 6; i++) cr_assert_eq(pe->receivers.v[i], want_recv[i]);
+    cr_assert_eq(pe->receiver_input, HS_CONFIG_RECEIVER_K);
+    char *yaml = emit(c);
+    cr_assert(strstr(yaml, "    receivers: [L9H6, L10H0, L9H9]\n    receiver_input: k\n"), "%s", yaml);
+    check_round_trip(c);
+    free(yaml);
+    hs_config_free(c);
+    c = load_ok(OV_BASE, sets, (int)(sizeof sets / sizeof *sets));
     cr_assert(c->device.kind == HS_CONFIG_DEVICE_CUDA && c->device.ids[0] == 1);
     cr_assert_eq(c->seed, 7);
     cr_assert_str_eq(c->output, "/home/tester/o.h5");
@@ -474,6 +493,22 @@ Test(config, overrides_errors) {
                                   "method attribution (method is exact)");
     const char *s8d[] = {"experiments.pat.method=attribution", "experiments.pat.targets=[z_all_pos, path_logits]"};
     expect_error(OV_BASE, s8d, 2, "experiments[1].targets: path_logits needs method exact");
+    const char *s8e[] = {"experiments.pat.targets=[path_heads]"};
+    expect_error(OV_BASE, s8e, 1, "experiments[1].targets: path_heads needs 'receivers' (heads like L9H6)");
+    const char *s8f[] = {"experiments.pat.receivers=[L1H2]"};
+    expect_error(OV_BASE, s8f, 1, "--set experiments.pat.receivers=[L1H2]: experiments[1].receivers only applies "
+                                  "with target path_heads");
+    const char *s8g[] = {"experiments.pat.targets=[path_heads]", "experiments.pat.receivers=[L1H2, 9.6]"};
+    expect_error(OV_BASE, s8g, 2, "experiments[1].receivers[1]: expected a head like L9H6 (layer 9, head 6), got "
+                                  "'9.6'");
+    const char *s8h[] = {"experiments.pat.targets=[path_heads]", "experiments.pat.receivers=[L1H2, L1H2]"};
+    expect_error(OV_BASE, s8h, 2, "experiments[1].receivers: L1H2 appears twice");
+    const char *s8i[] = {"experiments.pat.targets=[path_heads]", "experiments.pat.receivers=[L1H2]",
+                         "experiments.pat.method=attribution"};
+    expect_error(OV_BASE, s8i, 3, "experiments[1].targets: path_heads needs method exact");
+    const char *s8j[] = {"experiments.pat.targets=[path_heads]", "experiments.pat.receivers=[L1H2]",
+                         "experiments.pat.receiver_input=z"};
+    expect_error(OV_BASE, s8j, 3, "experiments[1].receiver_input: 'z' is not one of q, k, v");
     const char *s8c[] = {"experiments.pat.grad_drop=true"};
     expect_error(OV_BASE, s8c, 1, "--set experiments.pat.grad_drop=true: experiments[1].grad_drop only applies with "
                                   "method attribution (method is exact)");

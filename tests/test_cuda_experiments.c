@@ -99,7 +99,8 @@ Test(cuda_experiments, head_ablation_matches_cpu) {
 
 /* Exact patching on CUDA: every target but z_all_pos (z_by_pos covers the
  * SET edits; path_logits covers z_all_pos's edit and the freeze hook's
- * whole-row copies), q/k/v slices by copy_2d. */
+ * whole-row copies; path_heads the partial pass and the receivers' copies),
+ * q/k/v slices by copy_2d. */
 Test(cuda_experiments, patching_matches_cpu) {
     fx f;
     fx_init(&f, "gpt2");
@@ -114,15 +115,20 @@ Test(cuda_experiments, patching_matches_cpu) {
     for (int64_t i = 0; i < 3 * nq; i++) qg[i] = NAN;
     float *pc = malloc((size_t)nq * sizeof(float)), *pg = malloc((size_t)nq * sizeof(float)); /* path_logits */
     for (int64_t i = 0; i < nq; i++) pg[i] = NAN;
+    float *hc = malloc((size_t)nq * sizeof(float)), *hg = malloc((size_t)nq * sizeof(float)); /* path_heads */
+    for (int64_t i = 0; i < nq; i++) hg[i] = 12345.0f; /* poisoned: NaN cells must be written */
     hs_patching_out oc = {.clean = cc, .corrupt = xc, .z_by_pos = zc, .resid_pre = rc, .attn_out = rc + nr,
                           .mlp_out = rc + 2 * nr, .q_all_pos = qc, .k_all_pos = qc + nq, .v_all_pos = qc + 2 * nq,
-                          .path_logits = pc};
+                          .path_logits = pc, .path_heads = hc};
     hs_patching_out og = {.clean = cg, .corrupt = xg, .z_by_pos = zg, .resid_pre = rg, .attn_out = rg + nr,
                           .mlp_out = rg + 2 * nr, .q_all_pos = qg, .k_all_pos = qg + nq, .v_all_pos = qg + 2 * nq,
-                          .path_logits = pg};
+                          .path_logits = pg, .path_heads = hg};
     hs_patching_params p = hs_patching_default_params();
     p.batch_rows = 16;
     p.targets = (1u << HS_PATCH_COUNT) - 1 - (1u << HS_PATCH_Z_ALL_POS);
+    const int receivers[4] = {1, 0, 2, 1};
+    p.receivers = receivers;
+    p.n_receivers = 2;
     hs_err err = {0};
     cr_assert_eq(hs_activation_patching(f.s_cpu, f.m, &f.pr, f.corrupt, &p, &oc, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_activation_patching(f.s_gpu, f.m, &f.pr, f.corrupt, &p, &og, &err), HS_OK, "%s", err.msg);
@@ -137,7 +143,8 @@ Test(cuda_experiments, patching_matches_cpu) {
     expect_close(qg + nq, qc + nq, nk, "patching k_all_pos");
     expect_close(qg + 2 * nq, qc + 2 * nq, nk, "patching v_all_pos");
     expect_close(pg, pc, nq, "patching path_logits");
-    free(zc), free(zg), free(rc), free(rg), free(qc), free(qg), free(pc), free(pg);
+    expect_close(hg, hc, nq, "patching path_heads");
+    free(zc), free(zg), free(rc), free(rg), free(qc), free(qg), free(pc), free(pg), free(hc), free(hg);
     fx_free(&f);
 }
 

@@ -3,8 +3,8 @@
  * resid_pre, attn_out and mlp_out at one position, and q, k, v of one (KV)
  * head at every position, copied from the clean run into the corrupted one;
  * and path patching to the logits (one head's z with every later head held
- * at its corrupted z). Plus the invariant: patching clean into clean changes
- * nothing. */
+ * at its corrupted z) and to receiver heads' q, k or v. Plus the invariant:
+ * patching clean into clean changes nothing. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -78,7 +78,7 @@ static void against_transformers(const char *model, int rows) {
                            .path_logits = pl};
     hs_patching_params p = hs_patching_default_params();
     p.batch_rows = rows;
-    p.targets = (1u << HS_PATCH_COUNT) - 1;
+    p.targets = (1u << HS_PATCH_PATH_HEADS) - 1; /* path_heads: below, per receiver input */
     hs_err err = {0};
     cr_assert_eq(hs_activation_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_OK, "%s", err.msg);
     expect(&f, clean, "clean", N);
@@ -104,6 +104,71 @@ static void against_transformers(const char *model, int rows) {
 Test(patching, gpt2_matches_transformers) { against_transformers("gpt2", 16); }
 Test(patching, llama_gqa_matches_transformers) { against_transformers("llama_gqa", 7); }
 
+/* Path patching to the fixture's receivers' q, k and v (k and v: KV heads).
+ * Senders at or after the last receiver's layer have no path: NaN. */
+static void path_heads_against_transformers(const char *model, int rows) {
+    fx f;
+    fx_init(&f, model, rows);
+    const int N = f.pr.N, L = f.L, H = f.H;
+    float clean[8], corrupt[8];
+    float *ph = malloc((size_t)N * L * H * sizeof(float));
+    const hs_hook_point inputs[3] = {HS_HOOK_Q, HS_HOOK_K, HS_HOOK_V};
+    for (int k = 0; k < 3; k++) {
+        char name[32], rname[64];
+        snprintf(name, sizeof name, "path_heads_%c", "qkv"[k]);
+        snprintf(rname, sizeof rname, "%s_receivers", name);
+        const hs_st_tensor *rt = hs_st_find(f.ref, rname);
+        cr_assert_not_null(rt, "%s", rname);
+        for (int64_t i = 0; i < (int64_t)N * L * H; i++) ph[i] = 12345.0f; /* poison */
+        hs_patching_out out = {.clean = clean, .corrupt = corrupt, .path_heads = ph};
+        hs_patching_params p = hs_patching_default_params();
+        p.batch_rows = rows;
+        p.targets = 1u << HS_PATCH_PATH_HEADS;
+        p.receivers = rt->data;
+        p.n_receivers = (int)(rt->numel / 2);
+        p.receiver_input = inputs[k];
+        hs_err err = {0};
+        cr_assert_eq(hs_activation_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_OK, "%s", err.msg);
+        expect(&f, ph, name, (int64_t)N * L * H);
+        int moved = 0; /* the paths do carry something */
+        for (int64_t i = 0; i < (int64_t)N * L * H; i++)
+            moved += !isnan(ph[i]) && fabsf(ph[i] - corrupt[i / (L * H)]) > 1e-3f;
+        cr_assert_gt(moved, 0, "%s: every cell equals the corrupted metric", name);
+    }
+    free(ph);
+    fx_free(&f);
+}
+
+Test(patching, path_heads_gpt2_matches_transformers) { path_heads_against_transformers("gpt2", 16); }
+Test(patching, path_heads_llama_gqa_matches_transformers) { path_heads_against_transformers("llama_gqa", 5); }
+
+Test(patching, path_heads_refuses_bad_receivers) {
+    fx f;
+    fx_init(&f, "llama_gqa", 4);
+    float clean[8], corrupt[8];
+    float *ph = malloc((size_t)f.pr.N * f.L * f.H * sizeof(float));
+    hs_patching_out out = {.clean = clean, .corrupt = corrupt, .path_heads = ph};
+    hs_patching_params p = hs_patching_default_params();
+    p.batch_rows = 4;
+    p.targets = 1u << HS_PATCH_PATH_HEADS;
+    hs_err err = {0};
+    cr_assert_eq(hs_activation_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "at least one receiver"), "%s", err.msg);
+    const int kv_too_far[2] = {2, f.Hk}; /* a query head, but no KV head */
+    p.receivers = kv_too_far;
+    p.n_receivers = 1;
+    p.receiver_input = HS_HOOK_K;
+    cr_assert_eq(hs_activation_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "receiver 0 (layer 2, head"), "%s", err.msg);
+    p.receiver_input = HS_HOOK_Q;
+    cr_assert_eq(hs_activation_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_OK, "%s", err.msg);
+    p.receiver_input = HS_HOOK_Z;
+    cr_assert_eq(hs_activation_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "q, k or v"), "%s", err.msg);
+    free(ph);
+    fx_free(&f);
+}
+
 Test(patching, clean_into_clean_is_identity) {
     fx f;
     fx_init(&f, "llama_gqa", 12);
@@ -111,12 +176,15 @@ Test(patching, clean_into_clean_is_identity) {
     float clean[8], corrupt[8];
     float *za = malloc((size_t)N * L * H * sizeof(float)), *pp = malloc((size_t)3 * N * L * T * sizeof(float));
     float *qkv = malloc((size_t)3 * N * L * H * sizeof(float)); /* q [N, L, H], then k, v [N, L, H_kv] */
-    float *pl = malloc((size_t)N * L * H * sizeof(float));
+    float *pl = malloc((size_t)N * L * H * sizeof(float)), *ph = malloc((size_t)N * L * H * sizeof(float));
     const int64_t np = (int64_t)N * L * T, nq = (int64_t)N * L * H, nk = (int64_t)N * L * f.Hk;
     hs_patching_out out = {.clean = clean, .corrupt = corrupt, .z_all_pos = za, .resid_pre = pp, .attn_out = pp + np,
                            .mlp_out = pp + 2 * np, .q_all_pos = qkv, .k_all_pos = qkv + nq, .v_all_pos = qkv + nq + nk,
-                           .path_logits = pl};
+                           .path_logits = pl, .path_heads = ph};
     hs_patching_params p = hs_patching_default_params();
+    const int receivers[4] = {1, 2, L - 1, 0};
+    p.receivers = receivers;
+    p.n_receivers = 2;
     p.batch_rows = 12;
     p.targets = (1u << HS_PATCH_COUNT) - 1 - (1u << HS_PATCH_Z_BY_POS);
     hs_err err = {0};
@@ -125,6 +193,11 @@ Test(patching, clean_into_clean_is_identity) {
         cr_assert_float_eq(corrupt[i], clean[i], 0);
         for (int k = 0; k < L * H; k++) cr_assert_float_eq(za[i * L * H + k], clean[i], 1e-5);
         for (int k = 0; k < L * H; k++) cr_assert_float_eq(pl[i * L * H + k], clean[i], 1e-5, "path cell %d", k);
+        for (int k = 0; k < L * H; k++) /* senders before the last receiver's layer, NaN after */
+            if (k / H < L - 1)
+                cr_assert_float_eq(ph[i * L * H + k], clean[i], 1e-5, "path_heads cell %d", k);
+            else
+                cr_assert(isnan(ph[i * L * H + k]), "path_heads cell %d: no receiver after it", k);
         for (int k = 0; k < 3 * L * f.pr.lengths[i]; k++) { /* resid_pre, attn_out, mlp_out */
             const int len = f.pr.lengths[i], tg = k / (L * len), l = k / len % L, t = k % len;
             cr_assert_float_eq(pp[tg * np + ((int64_t)i * L + l) * T + t], clean[i], 1e-5, "target %d layer %d pos %d",
@@ -136,7 +209,7 @@ Test(patching, clean_into_clean_is_identity) {
             cr_assert_float_eq(qkv[j], clean[i], 1e-5, "k/v cell %d", k);
         }
     }
-    free(za), free(pp), free(qkv), free(pl);
+    free(za), free(pp), free(qkv), free(pl), free(ph);
     fx_free(&f);
 }
 

@@ -402,7 +402,9 @@ Test(run, activation_patching_matches_transformers) {
                "  - name: atpgd\n    type: activation_patching\n    method: attribution\n    grad_drop: true\n"
                "    metric: logit_diff\n"
                "    targets: [z_all_pos, resid_pre, attn_out, mlp_out, q_all_pos, k_all_pos, v_all_pos]\n"
-               "  - name: mg\n    type: head_importance\n    metric: logit_diff\n",
+               "  - name: mg\n    type: head_importance\n    metric: logit_diff\n"
+               "  - name: pathk\n    type: activation_patching\n    metric: logit_diff\n    targets: [path_heads]\n"
+               "    receivers: [L2H0]\n    receiver_input: k\n", /* the fixture's path_heads_k */
             model, out, jsonl);
     fclose(f);
     hs_config *cfg = load(cfgp);
@@ -439,6 +441,26 @@ Test(run, activation_patching_matches_transformers) {
         free(rp);
     }
     free(za), free(zn), free(cl), free(co);
+    { /* path patching to a receiver's k: the fixture's cells, and the receivers named in the file */
+        float *ph = read_f32(h, "pathk", "path_heads", &sh);
+        const hs_st_tensor *wt = hs_st_find(st, "path_heads_k");
+        const int32_t *wr = hs_st_find(st, "path_heads_k_receivers")->data;
+        cr_assert(wr[0] == 2 && wr[1] == 0, "the fixture's k receiver moved: update the config above");
+        cr_assert_eq(sh.dims[0] * sh.dims[1] * sh.dims[2], wt->numel);
+        for (int64_t i = 0; i < wt->numel; i++) {
+            const float w = ((const float *)wt->data)[i];
+            if (isnan(w)) cr_assert(isnan(ph[i]), "path_heads %lld: no receiver after the sender: NaN", (long long)i);
+            else cr_assert_float_eq(ph[i], w, 1e-4, "path_heads %lld", (long long)i);
+        }
+        hs_h5_group *gr;
+        char *recv = NULL, *input = NULL;
+        cr_assert_eq(hs_h5_group_open(h, "pathk", &gr, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_h5_read_attr_str(gr, NULL, "receivers", &recv, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_h5_read_attr_str(gr, NULL, "receiver_input", &input, &err), HS_OK, "%s", err.msg);
+        cr_assert_str_eq(recv, "L2H0");
+        cr_assert_str_eq(input, "k");
+        free(recv), free(input), free(ph);
+    }
     /* attribution, plain and with GradDrop: autograd's estimates, and the method named in the file */
     hs_st_file *atp = NULL;
     hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_attribution.safetensors");

@@ -57,6 +57,13 @@ typedef struct {
     double v[HS_CONFIG_MAX_LIST]; /* sorted ascending, distinct */
 } hs_config_f64_list;
 
+/* Heads named "L<layer>H<head>" in YAML: n distinct (layer, head) pairs,
+ * interleaved in v in the order given. */
+typedef struct {
+    int n;
+    int v[2 * HS_CONFIG_MAX_LIST];
+} hs_config_heads;
+
 typedef enum {
     HS_CONFIG_DATASET_FILE = 0, /* JSONL prompts (issue 3 format) */
     HS_CONFIG_DATASET_IOI,
@@ -134,6 +141,12 @@ typedef enum { /* activation_patching: how each cell is computed */
     HS_CONFIG_METHOD_ATTRIBUTION, /* attribution patching: the first-order estimate, one backward per batch */
 } hs_config_method;
 
+typedef enum { /* activation_patching path_heads: the receivers' input the paths end in */
+    HS_CONFIG_RECEIVER_Q = 0,
+    HS_CONFIG_RECEIVER_K, /* receivers name KV heads */
+    HS_CONFIG_RECEIVER_V, /* receivers name KV heads */
+} hs_config_receiver_input;
+
 typedef enum { /* activation_patching targets; bits in hs_config_experiment.targets */
     HS_CONFIG_TARGET_Z_ALL_POS = 0, /* -> [L, H] */
     HS_CONFIG_TARGET_Z_BY_POS,      /* -> [L, T, H] */
@@ -144,6 +157,7 @@ typedef enum { /* activation_patching targets; bits in hs_config_experiment.targ
     HS_CONFIG_TARGET_K_ALL_POS,     /* -> [L, H_kv] */
     HS_CONFIG_TARGET_V_ALL_POS,     /* -> [L, H_kv] */
     HS_CONFIG_TARGET_PATH_LOGITS,   /* -> [L, H]: path patching to the logits, method exact */
+    HS_CONFIG_TARGET_PATH_HEADS,    /* -> [L, H]: path patching to the receivers' input, method exact */
     HS_CONFIG_TARGET_COUNT
 } hs_config_target;
 
@@ -205,6 +219,8 @@ typedef struct {
     int qk_fix;                 /* patching with method attribution: q and k cells by AtP*'s QK fix (true) */
     int grad_drop;              /* patching with method attribution: AtP*'s GradDrop, unsigned cells (false) */
     unsigned targets;           /* patching: HS_CONFIG_BIT(hs_config_target) set (z_all_pos) */
+    hs_config_heads receivers;  /* patching with target path_heads (required) */
+    hs_config_receiver_input receiver_input; /* patching with target path_heads (q) */
     unsigned scores;            /* head_scores: HS_CONFIG_BIT(hs_config_score) set */
     hs_config_importance importance; /* pruning (required) */
     double step;                /* pruning: fraction of heads per step, (0, 1] (0.1) */
@@ -283,6 +299,7 @@ const char *hs_config_mode_name(hs_config_mode m);
 const char *hs_config_mean_over_name(hs_config_mean_over m);
 const char *hs_config_method_name(hs_config_method m);
 const char *hs_config_target_name(hs_config_target t);
+const char *hs_config_receiver_input_name(hs_config_receiver_input r);
 const char *hs_config_score_name(hs_config_score s);
 const char *hs_config_hook_name(hs_config_hook h);
 

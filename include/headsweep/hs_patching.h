@@ -8,7 +8,9 @@
  * shape of hook_k and hook_v), and path patching from a head to the logits
  * (Wang et al. 2022): the head's clean z with every later head frozen at its
  * corrupted z, so the patch acts only through the residual stream and the
- * MLPs (its direct effect plus what MLPs make of it). Every patched run
+ * MLPs (its direct effect plus what MLPs make of it), and from a head to
+ * receiver heads' q, k or v: the receivers' input computed in that frozen
+ * pass, patched into the corrupted run, everything else recomputed. Every patched run
  * starts at its layer from the corrupted run's cached resid_pre (prefix
  * reuse); patches are batched. */
 #ifndef HS_PATCHING_H
@@ -31,6 +33,8 @@ typedef enum {
     HS_PATCH_V_ALL_POS,     /* one KV head's value at every position -> [N, L, H_kv] */
     HS_PATCH_PATH_LOGITS,   /* path patching (Wang et al.): one head's z at every position, every head of
                                the later layers held at its corrupted z -> [N, L, H] */
+    HS_PATCH_PATH_HEADS,    /* path patching to receiver heads' q, k or v (Wang et al.): the receivers'
+                               input from path_logits' pass patched into the corrupted run -> [N, L, H] */
     HS_PATCH_COUNT
 } hs_patch_target;
 
@@ -52,6 +56,12 @@ typedef struct {
      * |cell - corrupt|), which a cancellation can no longer zero. Costs
      * L(L-1)/2 more layer backwards per batch; needs L >= 2. 0 = off. */
     int grad_drop;
+    /* path_heads: the receivers, n_receivers (layer, head) pairs, and the
+     * input of theirs the path ends in: HS_HOOK_Q, HS_HOOK_K or HS_HOOK_V
+     * (then the head is a KV head, hook_k's head axis). */
+    const int *receivers;
+    int n_receivers;
+    hs_hook_point receiver_input;
     /* As in hs_ablation_params: called per layer of each prompt chunk. */
     int (*progress)(void *user, int done, int total);
     void *progress_user;
@@ -73,6 +83,7 @@ typedef struct {
     float *k_all_pos; /* [N, L, H_kv] */
     float *v_all_pos; /* [N, L, H_kv] */
     float *path_logits; /* [N, L, H] */
+    float *path_heads;  /* [N, L, H]; NAN for senders at or after the last receiver's layer */
 } hs_patching_out;
 
 /* clean: the prompts with answer/distractor; corrupt_tokens [N, T] holds each
@@ -97,7 +108,7 @@ int hs_activation_patching_unit(const hs_model *m, const hs_patching_params *p);
  * a differentiable metric (accuracy is refused). Like any linearisation it
  * misjudges patches that move a saturated softmax (Kramar et al.), which q
  * and k patches can: p->qk_fix (the default) corrects those two. path_logits
- * has no estimate here and is refused. */
+ * and path_heads have no estimate here and are refused. */
 hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_prompts *clean,
                                   const int32_t *corrupt_tokens, const hs_patching_params *p, hs_patching_out *out,
                                   hs_err *err);
