@@ -460,6 +460,11 @@ Test(run, activation_patching_matches_transformers) {
         cr_assert_str_eq(recv, "L2H0");
         cr_assert_str_eq(input, "k");
         free(recv), free(input), free(ph);
+        char *held = NULL; /* path_logits says which heads it holds */
+        cr_assert_eq(hs_h5_group_open(h, "patch", &gr, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_h5_read_attr_str(gr, NULL, "path_logits", &held, &err), HS_OK, "%s", err.msg);
+        cr_assert(strstr(held, "every head of the later layers held at its corrupted z"), "%s", held);
+        free(held);
     }
     /* attribution, plain and with GradDrop: autograd's estimates, and the method named in the file */
     hs_st_file *atp = NULL;
