@@ -529,6 +529,14 @@ Test(run, activation_patching_matches_transformers) {
     cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_UNSUPPORTED);
     cr_assert(strstr(err.msg, "'mg'") && strstr(err.msg, "kl"), "%s", err.msg);
     hs_config_free(cfg);
+    /* a receiver beyond the model: refused before anything is written, naming it */
+    const char *far[] = {"experiments.pathk.receivers=[L1H0, L2H5]", "overwrite=true"};
+    cr_assert_eq(hs_config_load(cfgp, far, 2, &cfg, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "'pathk'") && strstr(err.msg, "L2H5 is outside the model's 3 layers x 5 KV heads"), "%s",
+              err.msg);
+    cr_assert_neq(access(ref, F_OK), 0, "a refused run left %s", ref);
+    hs_config_free(cfg);
     /* GPT-2's MLP is not gated: hook mlp_pre_linear is refused by name */
     f = fopen(cfgp, "w");
     fprintf(f, "model: %s\noutput: %s\noverwrite: true\ndataset:\n  file: %s\nexperiments:\n"
