@@ -1,8 +1,9 @@
 /* Llama-family models from GGUF: tiny models written here in every supported
  * dtype load with the right configuration and weights (dequantised values
  * computed independently in this file, Q/K un-permuted back to HF layout);
- * missing or contradicting tensors and keys are refused by name; and the
- * real SmolLM2-135M GGUF loads with its published shape. */
+ * missing or contradicting tensors and keys are refused by name; a
+ * one-layer model runs attribution patching; and the real SmolLM2-135M GGUF
+ * loads with its published shape. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "headsweep/hs_gguf.h"
 #include "headsweep/hs_model.h"
+#include "headsweep/hs_patching.h"
 #include "hs_gguf_writer.h"
 #include "hs_testutil.h"
 
@@ -359,6 +361,37 @@ static void check_roundtrip(tiny_opts o, uint32_t wtype, const char *dtypes) {
 }
 
 Test(gguf_model, f32) { check_roundtrip(FLOAT_CFG, HS_GGML_TYPE_F32, "F32"); }
+
+/* A one-layer model (every fixture has three) runs attribution patching,
+ * and GradDrop, which averages over the other layers, is refused by name. */
+Test(gguf_model, one_layer_model_refuses_grad_drop) {
+    tiny_opts o = FLOAT_CFG;
+    o.L = 1;
+    hs_model *m = NULL;
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    tiny_refs r;
+    hs_err e = {0};
+    cr_assert_eq(load(&o, &m, &r, &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_session_init(be, m, 2, 4, &s, &e), HS_OK, "%s", e.msg);
+    const int32_t tok[8] = {1, 5, 9, 3, 1, 7, 2, 30}, corrupt[8] = {1, 6, 9, 3, 1, 8, 2, 30}, len[2] = {4, 4};
+    const int32_t ans[2] = {11, 12}, dis[2] = {13, 14};
+    const hs_prompts pr = {.N = 2, .T = 4, .tokens = tok, .lengths = len, .answer = ans, .distractor = dis};
+    float clean[2], corr[2], za[2 * 4] = {0};
+    hs_patching_out out = {.clean = clean, .corrupt = corr, .z_all_pos = za};
+    hs_patching_params p = hs_patching_default_params();
+    p.batch_rows = 2;
+    cr_assert_eq(hs_attribution_patching(s, m, &pr, corrupt, &p, &out, &e), HS_OK, "%s", e.msg);
+    cr_assert(isfinite(za[0]) && clean[0] != corr[0], "za %g, clean %g, corrupt %g", za[0], clean[0], corr[0]);
+    p.grad_drop = 1;
+    cr_assert_eq(hs_attribution_patching(s, m, &pr, corrupt, &p, &out, &e), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(e.msg, "grad_drop") && strstr(e.msg, "only one"), "%s", e.msg);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_model_free(m);
+    refs_free(&r);
+}
 Test(gguf_model, f16) { check_roundtrip(FLOAT_CFG, HS_GGML_TYPE_F16, "F16,F32"); }
 Test(gguf_model, bf16) { check_roundtrip(FLOAT_CFG, HS_GGML_TYPE_BF16, "BF16,F32"); }
 Test(gguf_model, q8_0) { check_roundtrip(QUANT_CFG, HS_GGML_TYPE_Q8_0, "Q8_0,F32"); }
