@@ -48,7 +48,7 @@ typedef struct {
     float *zc;                          /* [L, P, T, H, dh] clean z */
     hs_resid_cache rx;                  /* corrupted resid_pre, backend memory */
     hs_resid_cache zx;                  /* path_logits, path_heads: the corrupted z, backend memory */
-    hs_resid_cache rcv;                 /* path_heads: the receivers' input per batch row ([L, batch_rows, ..]) */
+    hs_resid_cache rcv;                 /* path_heads: the receivers' input per batch row, layers 0..last receiver's */
     hs_resid_cache clean[HS_PATCH_COUNT]; /* per target that reads one: the clean activation, backend memory */
     void *dres;                         /* [batch_rows, T, d] a patched pass's resid_start */
     float *clean_logp;                  /* [P, V] */
@@ -401,8 +401,8 @@ hs_status hs_activation_patching(hs_session *s, const hs_model *m, const hs_prom
     hs_resid_cache *corrupt_caches[2] = {&x.rx, &x.zx};
     const int paths = want[HS_PATCH_PATH_LOGITS] || want[HS_PATCH_PATH_HEADS];
     if (paths) HS_CHECK(hs_resid_cache_init(&x.zx, be, HS_HOOK_Z, L, P_max, T, H * x.dh, err));
-    if (want[HS_PATCH_PATH_HEADS])
-        HS_CHECK(hs_resid_cache_init(&x.rcv, be, p->receiver_input, L, R, T,
+    if (want[HS_PATCH_PATH_HEADS]) /* layers up to the last receiver's: the first pass stops there */
+        HS_CHECK(hs_resid_cache_init(&x.rcv, be, p->receiver_input, receivers_last(p) + 1, R, T,
                                      (p->receiver_input == HS_HOOK_Q ? H : Hk) * x.dh, err));
     HS_CHECK(be->ops->alloc(be, (size_t)R * x.rx.row_bytes, &x.dres, err));
     hs_prompts_mask_targets(pr, corrupt, x.mask, x.targets);
