@@ -149,15 +149,13 @@ static int receivers_first_after(const hs_patching_params *p, int l) {
 }
 
 /* path_heads' first pass over B rows whose senders sit at layer l (edits
- * ready, dres holding the corrupted resid_pre[l]): path_logits' pass, up to
- * the last receiver's layer, keeping the receivers' input hook in rcv. Then
- * dres holds the corrupted resid_pre of the first receiver layer after l,
- * where the second pass starts. */
-static hs_status receiver_pass(patch_ctx *x, int l, const item *it, int B, int ne, hs_batch *b, int *start,
-                               hs_err *err) {
-    row_freeze rf = {.corrupt_z = &x->zx, .it = it, .B = B, .layer = l};
-    const hs_hooks freeze = {.wants = freeze_wants, .fn = freeze_fn, .user = &rf};
-    const hs_hooks keep = hs_resid_cache_hooks(&x->rcv, &freeze);
+ * ready, dres holding the corrupted resid_pre[l]): path_logits' pass (its
+ * freeze hooks), up to the last receiver's layer, keeping the receivers'
+ * input hook in rcv. Then dres holds the corrupted resid_pre of the first
+ * receiver layer after l, where the second pass starts. */
+static hs_status receiver_pass(patch_ctx *x, int l, const item *it, int B, int ne, const hs_hooks *freeze,
+                               hs_batch *b, int *start, hs_err *err) {
+    const hs_hooks keep = hs_resid_cache_hooks(&x->rcv, freeze);
     hs_forward_params fp = hs_forward_default_params();
     fp.start_layer = l;
     fp.stop_layer = receivers_last(x->p) + 1;
@@ -229,7 +227,7 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
                           .layer = l, .dh = dh};
         const hs_hooks recv = {.wants = recv_wants, .fn = recv_fn, .user = &rcv};
         if (tgt == HS_PATCH_PATH_HEADS) {
-            if ((st = receiver_pass(x, l, it + k0, B, ne, &b, &fp.start_layer, err))) return st;
+            if ((st = receiver_pass(x, l, it + k0, B, ne, &freeze, &b, &fp.start_layer, err))) return st;
             fp.edits = NULL;
             fp.n_edits = 0;
             fp.hooks = &recv;
