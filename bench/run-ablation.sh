@@ -6,6 +6,7 @@
 # Needs build/ (scripts/setup.sh) and .venv (scripts/setup-python.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 THREADS=${THREADS:-$(nproc)} N=${N:-8} SEQ=${SEQ:-32} METRIC=${METRIC:-loss}
 OUT=bench/results/cpu-ablation.md
 [ "$METRIC" = loss ] || OUT=bench/results/cpu-ablation-$METRIC.md
@@ -14,11 +15,10 @@ MODEL=$(scripts/fetch-model.sh)
 ours=$(build/bench_ablation "$MODEL" --prompts "$N" --seq "$SEQ" --threads "$THREADS" --metric "$METRIC")
 peer=$($PY bench/peer_ablation.py "$MODEL" --prompts "$N" --seq "$SEQ" --threads "$THREADS" --metric "$METRIC" 2>/dev/null)
 echo "$ours"; echo "$peer"
-get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
-naive=$(get "$(echo "$ours" | grep impl=naive)" seconds)
-fast=$(get "$(echo "$ours" | grep impl=headsweep)" seconds)
-torch=$(get "$(echo "$peer" | grep impl=)" seconds)
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+naive=$(hs_get "$(echo "$ours" | grep impl=naive)" seconds)
+fast=$(hs_get "$(echo "$ours" | grep impl=headsweep)" seconds)
+torch=$(hs_get "$(echo "$peer" | grep impl=)" seconds)
+cpu=$(hs_cpu_name)
 {
     echo "# CPU single-head ablation sweep: SmolLM2-135M, 270 heads"
     echo
@@ -31,11 +31,11 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
     echo
     echo "| way | seconds | vs headsweep |"
     echo "|---|---|---|"
-    echo "| naive: one forward per head from layer 0 | $naive | $(python3 -c "print(f'{$naive/$fast:.2f}x slower')") |"
+    echo "| naive: one forward per head from layer 0 | $naive | $(hs_vs "$naive" "$fast") |"
     echo "| headsweep: prefix reuse + batched variants | $fast | 1.00 |"
-    echo "| transformers + o_proj pre-hook (PyTorch CPU) | $torch | $(python3 -c "print(f'{$torch/$fast:.2f}x slower')") |"
+    echo "| transformers + o_proj pre-hook (PyTorch CPU) | $torch | $(hs_vs "$torch" "$fast") |"
     echo
     echo "Naive vs headsweep results: $(echo "$ours" | grep speedup= | sed 's/speedup=[^ ]* //')."
-    echo "Top head (mean $METRIC change): headsweep $(get "$(echo "$ours" | grep top_head | tail -1)" top_head), transformers $(get "$(echo "$peer" | grep top_head)" top_head)."
+    echo "Top head (mean $METRIC change): headsweep $(hs_get "$(echo "$ours" | grep top_head | tail -1)" top_head), transformers $(hs_get "$(echo "$peer" | grep top_head)" top_head)."
     echo "Targets: >= 2x naive, >= 1x PyTorch."
 } | tee "$OUT"

@@ -5,16 +5,16 @@
 # Writes bench/results/cpu-forward.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 THREADS=${THREADS:-$(nproc)}
 MODEL=$(scripts/fetch-model.sh)
 ours=$(build/bench_cpu_forward "$MODEL" --batch 8 --seq 128 --threads "$THREADS" --iters 5)
 peer=$(${PYTHON:-.venv/bin/python} bench/peer_cpu_forward.py "$MODEL" --batch 8 --seq 128 --threads "$THREADS" --iters 5 2>/dev/null | tail -1)
 echo "$ours"
 echo "$peer"
-get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
-ratio=$(python3 -c "print(f'{$(get "$ours" tokens_per_s) / $(get "$peer" tokens_per_s):.2f}')")
-rss_ratio=$(python3 -c "print(f'{$(get "$ours" peak_rss_mb) / $(get "$ours" weights_f32_mb):.2f}')")
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+ratio=$(hs_ratio "$(hs_get "$ours" tokens_per_s)" "$(hs_get "$peer" tokens_per_s)")
+rss_ratio=$(hs_ratio "$(hs_get "$ours" peak_rss_mb)" "$(hs_get "$ours" weights_f32_mb)")
+cpu=$(hs_cpu_name)
 {
     echo "# CPU forward throughput: headsweep vs transformers"
     echo
@@ -23,9 +23,9 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
     echo "| impl | batch x seq | median s / forward | tokens/s | peak RSS MB |"
     echo "|---|---|---|---|---|"
     for line in "$ours" "$peer"; do
-        echo "| $(get "$line" impl) | 8 x 128 | $(get "$line" median_s) | $(get "$line" tokens_per_s) | $(get "$line" peak_rss_mb) |"
+        echo "| $(hs_get "$line" impl) | 8 x 128 | $(hs_get "$line" median_s) | $(hs_get "$line" tokens_per_s) | $(hs_get "$line" peak_rss_mb) |"
     done
     echo
     echo "Throughput ratio headsweep / transformers: **${ratio}x** (target >= 1.0)."
-    echo "headsweep peak RSS / f32 weights ($(get "$ours" weights_f32_mb) MB): **${rss_ratio}x** (target <= 1.5)."
+    echo "headsweep peak RSS / f32 weights ($(hs_get "$ours" weights_f32_mb) MB): **${rss_ratio}x** (target <= 1.5)."
 } | tee bench/results/cpu-forward.md

@@ -6,6 +6,7 @@
 # .venv (scripts/setup-python.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 THREADS=${THREADS:-$(nproc)} N=${N:-8} SEQ=${SEQ:-64} REPS=${REPS:-3}
 OUT=bench/results/cpu-importance.md
 PY=${PYTHON:-.venv/bin/python}
@@ -15,10 +16,9 @@ trap 'rm -f "$raw"' EXIT
 ours=$(build/bench_importance "$MODEL" --prompts "$N" --seq "$SEQ" --threads "$THREADS" --reps "$REPS" --out "$raw")
 peer=$($PY bench/peer_importance.py "$MODEL" --prompts "$N" --seq "$SEQ" --threads "$THREADS" --reps "$REPS" --ours "$raw" 2>/dev/null)
 echo "$ours"; echo "$peer"
-get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
-fast=$(get "$ours" seconds)
-torch=$(get "$peer" seconds)
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+fast=$(hs_get "$ours" seconds)
+torch=$(hs_get "$peer" seconds)
+cpu=$(hs_cpu_name)
 {
     echo "# CPU gradient head importance (Michel et al.): SmolLM2-135M, 270 heads"
     echo
@@ -29,9 +29,9 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
     echo "| way | seconds | vs headsweep |"
     echo "|---|---|---|"
     echo "| headsweep: one forward keeping the activations, one backward | $fast | 1.00 |"
-    echo "| transformers + autograd, xi on every o_proj input (PyTorch CPU) | $torch | $(python3 -c "r = $torch / $fast; print(f'{r:.2f}x slower' if r >= 1 else f'{1 / r:.2f}x faster')") |"
+    echo "| transformers + autograd, xi on every o_proj input (PyTorch CPU) | $torch | $(hs_vs "$torch" "$fast") |"
     echo
-    echo "Agreement: largest |headsweep - autograd| = $(get "$peer" max_abs_diff) on gradients up to $(get "$peer" max_abs_grad),"
-    echo "||headsweep - autograd|| / ||autograd|| = $(get "$peer" rel_l2) (f32 both; the weights are the GGUF's Q4_1 dequantised by each side);"
-    echo "most important head (sum over prompts of |grad|): headsweep $(get "$ours" top_head), autograd $(get "$peer" top_head)."
+    echo "Agreement: largest |headsweep - autograd| = $(hs_get "$peer" max_abs_diff) on gradients up to $(hs_get "$peer" max_abs_grad),"
+    echo "||headsweep - autograd|| / ||autograd|| = $(hs_get "$peer" rel_l2) (f32 both; the weights are the GGUF's Q4_1 dequantised by each side);"
+    echo "most important head (sum over prompts of |grad|): headsweep $(hs_get "$ours" top_head), autograd $(hs_get "$peer" top_head)."
 } | tee "$OUT"

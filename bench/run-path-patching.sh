@@ -9,6 +9,7 @@
 # (scripts/setup.sh) and .venv (scripts/setup-python.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 THREADS=${THREADS:-$(nproc)} N=${N:-8}
 OUT=bench/results/cpu-path-patching.md
 PY=${PYTHON:-.venv/bin/python}
@@ -31,24 +32,23 @@ t1=$(date +%s.%N)
 ours=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
 peer=$($PY bench/peer_path_patching.py "$MODEL" --result "$tmp/paths.h5" --experiment to_k --threads "$THREADS" 2>/dev/null)
 echo "headsweep_seconds=$ours"; echo "$peer"
-get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
-torch=$(get "$peer" seconds)
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+torch=$(hs_get "$peer" seconds)
+cpu=$(hs_cpu_name)
 {
     echo "# CPU path patching to receiver heads: SmolLM2-135M, IOI"
     echo
     echo "Command: \`THREADS=$THREADS N=$N bench/run-path-patching.sh\` ($(date -u +%Y-%m-%d), $cpu, $THREADS threads)."
     echo "$N IOI prompts (the library's generator, seed 0), clean -> corrupt. Senders: every head of layers 0-23"
-    echo "($(get "$peer" senders) heads); receivers: the $(get "$peer" input) of $(get "$peer" receivers) (KV heads); metric"
+    echo "($(hs_get "$peer" senders) heads); receivers: the $(hs_get "$peer" input) of $(hs_get "$peer" receivers) (KV heads); metric"
     echo "logit(IO) - logit(S) at the last token, f32. Each sender's cell needs two passes: the sender's clean z with"
     echo "every later head held at its corrupted z (up to the last receiver), then the receivers' input patched in."
     echo
     echo "| way | seconds | |"
     echo "|---|---|---|"
     echo "| headsweep: \`headsweep run\` (model load included), batched senders, both passes from cached residuals | $ours | 1.00 |"
-    echo "| transformers + forward hooks, all prompts of a sender in one batch, pass 1 stopped after the last receiver (PyTorch CPU) | $torch | $(python3 -c "r = $torch / $ours; print(f'{r:.2f}x slower')") |"
+    echo "| transformers + forward hooks, all prompts of a sender in one batch, pass 1 stopped after the last receiver (PyTorch CPU) | $torch | $(hs_vs "$torch" "$ours") |"
     echo
-    echo "Agreement (every non-NaN cell): largest |diff| $(get "$peer" max_abs_diff) on cells up to $(get "$peer" max_abs_cell),"
-    echo "||diff|| / ||PyTorch|| = $(get "$peer" rel_l2); NaN in the same cells (senders with no receiver after them):"
-    echo "$(get "$peer" same_nan). Each side dequantises the Q4_1 GGUF itself."
+    echo "Agreement (every non-NaN cell): largest |diff| $(hs_get "$peer" max_abs_diff) on cells up to $(hs_get "$peer" max_abs_cell),"
+    echo "||diff|| / ||PyTorch|| = $(hs_get "$peer" rel_l2); NaN in the same cells (senders with no receiver after them):"
+    echo "$(hs_get "$peer" same_nan). Each side dequantises the Q4_1 GGUF itself."
 } | tee "$OUT"

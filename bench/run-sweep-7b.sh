@@ -12,6 +12,7 @@
 #     SAMPLE=4 PYTHON=.venv/bin/python bench/run-sweep-7b.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 BIN=${BIN:-build}
 PY=${PYTHON:-python3}
 METRIC=${METRIC:-loss}
@@ -29,13 +30,11 @@ peer=$($PY bench/peer_sweep_7b.py ${DEVICE:+--device "${DEVICE%%:*}"} $peer_shap
     --sample "$SAMPLE" 2>"$log") || { cat "$log" >&2; echo "run-sweep-7b: peer_sweep_7b.py failed" >&2; exit 1; }
 echo "$ours" >&2
 echo "$peer" >&2
-get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
-sweep=$(get "$ours" sweep_s)
-floor=$(get "$ours" floor_s)
-tfl=$(get "$ours" achieved_tflops)
-torch=$(get "$peer" extrapolated_sweep_s)
+sweep=$(hs_get "$ours" sweep_s)
+floor=$(hs_get "$ours" floor_s)
+tfl=$(hs_get "$ours" achieved_tflops)
+torch=$(hs_get "$peer" extrapolated_sweep_s)
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
-ratio() { python3 -c "import sys; a, b = map(float, sys.argv[1:]); print(f'{a / b:.2f}' if b > 0 else 'n/a')" "$1" "$2"; }
 md=$(
     if [ -z "$SHAPE" ]; then
         echo "## 1024-head ablation sweep, Llama-2-7B shape (bf16, 64 x 128 tokens, metric $METRIC)"
@@ -48,11 +47,11 @@ md=$(
     echo "| way | seconds | note |"
     echo "|---|---|---|"
     echo "| floor: the sweep's FLOPs at 800 TFLOP/s | $floor | every variant from its layer to the logits |"
-    echo "| headsweep (prefix reuse, heads of a layer batched) | $sweep | $tfl TFLOP/s achieved; $(ratio "$sweep" "$floor")x the floor (target <= 2) |"
-    echo "| transformers + o_proj hooks, one forward per head | $torch | extrapolated from $SAMPLE sampled heads; headsweep $(ratio "$torch" "$sweep")x faster (target >= 5) |"
+    echo "| headsweep (prefix reuse, heads of a layer batched) | $sweep | $tfl TFLOP/s achieved; $(hs_ratio "$sweep" "$floor")x the floor (target <= 2) |"
+    echo "| transformers + o_proj hooks, one forward per head | $torch | extrapolated from $SAMPLE sampled heads; headsweep $(hs_ratio "$torch" "$sweep")x faster (target >= 5) |"
     echo
-    echo "Attribution patching of every head's z over the same prompts (one backward per batch): $(get "$ours" attribution_s) s,"
-    echo "$(get "$ours" attribution_ratio)x REFERENCES.md's anchor of three forwards at 800 TFLOP/s ($(get "$ours" attribution_anchor_s) s)."
+    echo "Attribution patching of every head's z over the same prompts (one backward per batch): $(hs_get "$ours" attribution_s) s,"
+    echo "$(hs_get "$ours" attribution_ratio)x REFERENCES.md's anchor of three forwards at 800 TFLOP/s ($(hs_get "$ours" attribution_anchor_s) s)."
 )
 echo "$md"
 [ -n "${OUT_MD:-}" ] && echo "$md" >"$OUT_MD"
