@@ -237,8 +237,14 @@ static hs_status check_edits(const hs_session *s, const hs_batch *b, const hs_fo
                           c->n_layers);
     if (fp->target_logprobs && !b->targets)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "target_logprobs requested without batch targets");
+    if (fp->z_from_hook < 0 || fp->z_from_hook > c->n_layers)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "z_from_hook %d outside [0, %d]", fp->z_from_hook, c->n_layers);
     return HS_OK;
 }
+
+/* A layer whose z the Z hook gives whole: only the projections a hook reads
+ * are computed, and no attention. */
+static int z_given(const hs_forward_params *fp, int l) { return fp->z_from_hook > 0 && l >= fp->z_from_hook; }
 
 /* Hands the op the layer's SET table (set_idx and the staged vectors). */
 static hs_status upload_sets(hs_session *s, const hs_zedit *ze, hs_attn_params *ap, hs_err *err) {
@@ -370,41 +376,56 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     for (int l = fp->start_layer; l < stop; l++) {
         const hs_session_layer *W = &s->layers[l];
         HS_CHECK(offer(s, hk, HS_HOOK_RESID_PRE, l, s->x, dt, 3, B, T, d, 0, err));
-        HS_CHECK(o->norm(be, c->norm, s->x, W->ln1_w, W->ln1_b, c->norm_eps, n, d, s->xn, err));
-        HS_CHECK(o->matmul(be, s->xn, W->wq, W->bq, n, H * dh, d, 0, s->q, err));
-        HS_CHECK(o->matmul(be, s->xn, W->wk, W->bk, n, Hk * dh, d, 0, s->k, err));
-        HS_CHECK(o->matmul(be, s->xn, W->wv, W->bv, n, Hk * dh, d, 0, s->v, err));
-        HS_CHECK(offer(s, hk, HS_HOOK_Q, l, s->q, dt, 4, B, T, H, dh, err));
-        HS_CHECK(offer(s, hk, HS_HOOK_K, l, s->k, dt, 4, B, T, Hk, dh, err));
-        HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
-        if (c->rope != HS_ROPE_NONE) {
+        const int given = z_given(fp, l), rope = c->rope != HS_ROPE_NONE;
+        if (given && !wants(hk, HS_HOOK_Z, l))
+            HS_FAIL(err, HS_ERR_INVALID_ARG, "forward: z_from_hook %d, but no hook gives z at layer %d",
+                    fp->z_from_hook, l);
+        if (given && wants(hk, HS_HOOK_PATTERN, l))
+            HS_FAIL(err, HS_ERR_INVALID_ARG, "forward: layer %d's z comes from a hook (z_from_hook %d): no pattern",
+                    l, fp->z_from_hook);
+        const int need_q = !given || wants(hk, HS_HOOK_Q, l) || (rope && wants(hk, HS_HOOK_ROT_Q, l));
+        const int need_k = !given || wants(hk, HS_HOOK_K, l) || (rope && wants(hk, HS_HOOK_ROT_K, l));
+        const int need_v = !given || wants(hk, HS_HOOK_V, l);
+        if (need_q || need_k || need_v)
+            HS_CHECK(o->norm(be, c->norm, s->x, W->ln1_w, W->ln1_b, c->norm_eps, n, d, s->xn, err));
+        if (need_q) HS_CHECK(o->matmul(be, s->xn, W->wq, W->bq, n, H * dh, d, 0, s->q, err));
+        if (need_k) HS_CHECK(o->matmul(be, s->xn, W->wk, W->bk, n, Hk * dh, d, 0, s->k, err));
+        if (need_v) HS_CHECK(o->matmul(be, s->xn, W->wv, W->bv, n, Hk * dh, d, 0, s->v, err));
+        if (need_q) HS_CHECK(offer(s, hk, HS_HOOK_Q, l, s->q, dt, 4, B, T, H, dh, err));
+        if (need_k) HS_CHECK(offer(s, hk, HS_HOOK_K, l, s->k, dt, 4, B, T, Hk, dh, err));
+        if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
+        if (rope && need_q) {
             HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rope_theta, err));
-            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rope_theta, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_Q, l, s->q, dt, 4, B, T, H, dh, err));
+        }
+        if (rope && need_k) {
+            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rope_theta, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_K, l, s->k, dt, 4, B, T, Hk, dh, err));
         }
-        ap.pattern = NULL;
-        if (wants(hk, HS_HOOK_PATTERN, l)) {
-            if (!pattern) HS_CHECK(o->alloc(be, (size_t)B * H * pat_T * T * sizeof(float), (void **)&pattern, err));
-            ap.pattern = pattern;
+        if (!given) { /* the attention, with the layer's edits */
+            ap.pattern = NULL;
+            if (wants(hk, HS_HOOK_PATTERN, l)) {
+                if (!pattern) HS_CHECK(o->alloc(be, (size_t)B * H * pat_T * T * sizeof(float), (void **)&pattern, err));
+                ap.pattern = pattern;
+            }
+            hs_zedit_build(&ze, fp->head_scale ? fp->head_scale + (int64_t)l * B * H : NULL, fp->edits, fp->n_edits, l);
+            ap.head_scale = NULL;
+            ap.uniform = NULL;
+            ap.set_idx = NULL;
+            if (ze.use_scale) {
+                HS_CHECK(o->upload(be, s->d_head_scale, ze.hscale, (size_t)B * H * sizeof(float), err));
+                ap.head_scale = s->d_head_scale;
+            }
+            if (ze.use_uni) {
+                HS_CHECK(o->upload(be, s->d_uniform, ze.uni, (size_t)B * H, err));
+                ap.uniform = s->d_uniform;
+            }
+            if (ze.use_set) HS_CHECK(upload_sets(s, &ze, &ap, err));
+            HS_CHECK(o->attention(be, &ap, err));
+            if (ze.use_post) HS_CHECK(apply_post_scales(s, &ze, tmp, err));
+            /* The pattern is offered for reading: z has already been computed from it. */
+            if (ap.pattern) HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, pattern, HS_DTYPE_F32, 4, B, H, pat_T, T, err));
         }
-        hs_zedit_build(&ze, fp->head_scale ? fp->head_scale + (int64_t)l * B * H : NULL, fp->edits, fp->n_edits, l);
-        ap.head_scale = NULL;
-        ap.uniform = NULL;
-        ap.set_idx = NULL;
-        if (ze.use_scale) {
-            HS_CHECK(o->upload(be, s->d_head_scale, ze.hscale, (size_t)B * H * sizeof(float), err));
-            ap.head_scale = s->d_head_scale;
-        }
-        if (ze.use_uni) {
-            HS_CHECK(o->upload(be, s->d_uniform, ze.uni, (size_t)B * H, err));
-            ap.uniform = s->d_uniform;
-        }
-        if (ze.use_set) HS_CHECK(upload_sets(s, &ze, &ap, err));
-        HS_CHECK(o->attention(be, &ap, err));
-        if (ze.use_post) HS_CHECK(apply_post_scales(s, &ze, tmp, err));
-        /* The pattern is offered for reading: z has already been computed from it. */
-        if (ap.pattern) HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, pattern, HS_DTYPE_F32, 4, B, H, pat_T, T, err));
         HS_CHECK(offer(s, hk, HS_HOOK_Z, l, s->z, dt, 4, B, T, H, dh, err));
         HS_CHECK(o->matmul(be, s->z, W->wo, W->bo, n, d, H * dh, 0, s->attn_out, err));
         HS_CHECK(offer(s, hk, HS_HOOK_ATTN_OUT, l, s->attn_out, dt, 3, B, T, d, 0, err));

@@ -6,8 +6,8 @@
  * mlp_out (a hook writes the clean row over the computed one before it is
  * added to the stream), (prompt, head) for q, k and v (a hook writes the
  * clean head's slice at every position before RoPE and attention), and
- * (prompt, head) for path_logits (z's edit, plus a hook that writes the
- * corrupted z of every later layer back over the computed one) and for
+ * (prompt, head) for path_logits (z's edit, plus a hook that gives every
+ * later layer its corrupted z, so those layers compute no attention) and for
  * path_heads (path_logits' pass, cut after the last receiver's layer, keeps
  * the receivers' input; a second pass from the first receiver's layer
  * patches it in). */
@@ -86,7 +86,8 @@ static hs_status patch_fn(void *user, hs_hook_point p, int layer, hs_tensor *t, 
 }
 
 /* A path-patching pass's hook: every head of the layers after the patched
- * one gets its corrupted z back, whatever the patch changed in its input. */
+ * one keeps its corrupted z, whatever the patch changed in its input (the
+ * pass's z_from_hook: the forward computes no attention there). */
 typedef struct {
     const hs_resid_cache *corrupt_z;
     const item *it;
@@ -159,6 +160,7 @@ static hs_status receiver_pass(patch_ctx *x, int l, const item *it, int B, int n
     hs_forward_params fp = hs_forward_default_params();
     fp.start_layer = l;
     fp.stop_layer = receivers_last(x->p) + 1;
+    fp.z_from_hook = l + 1; /* the freeze hook's */
     fp.resid_start_dev = x->dres;
     fp.edits = x->edits;
     fp.n_edits = ne;
@@ -222,7 +224,7 @@ static hs_status run_items(patch_ctx *x, hs_patch_target tgt, int l, const item 
         if (tgt >= HS_PATCH_ATTN_OUT && tgt <= HS_PATCH_V_ALL_POS) fp.hooks = &patch;
         row_freeze rf = {.corrupt_z = &x->zx, .it = it + k0, .B = B, .layer = l};
         const hs_hooks freeze = {.wants = freeze_wants, .fn = freeze_fn, .user = &rf};
-        if (tgt == HS_PATCH_PATH_LOGITS) fp.hooks = &freeze;
+        if (tgt == HS_PATCH_PATH_LOGITS) fp.hooks = &freeze, fp.z_from_hook = l + 1;
         recv_patch rcv = {.rcv = &x->rcv, .p = x->p, .it = it + k0, .lengths = x->pr->lengths + x->p0, .B = B,
                           .layer = l, .dh = dh};
         const hs_hooks recv = {.wants = recv_wants, .fn = recv_fn, .user = &rcv};

@@ -2,7 +2,8 @@
  * an empty variant is the baseline; zeroing every head of layer l removes
  * layer l's attention output; batched variants equal one-at-a-time runs;
  * prefix reuse equals full recomputation; SET with the head's own z is a no-op;
- * uniform attention averages the visible values. */
+ * uniform attention averages the visible values; a partial pass and a pass
+ * whose later z a hook gives equal the full pass. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -331,6 +332,105 @@ Test(interventions, stop_layer_runs_a_prefix_of_the_layers) {
     cr_assert(strstr(err.msg, "stop_layer"), "%s", err.msg);
     hs_capture_free(full);
     hs_capture_free(part);
+    fx_free(&f);
+}
+
+/* z_from_hook: layers whose z a hook gives whole compute no attention, yet
+ * the pass is bit for bit the one that computes it and then overwrites it
+ * (path patching's frozen heads); the projections a hook reads are still
+ * computed there; a layer with no z hook, or wanting its pattern, is refused. */
+typedef struct {
+    const hs_capture *from; /* the z each layer >= first gets */
+    hs_capture *keep;       /* q and v, read at every layer */
+    int first;
+    int64_t nz;
+} z_giver;
+static int giver_wants(void *u, hs_hook_point p, int l) {
+    const z_giver *g = u;
+    return (p == HS_HOOK_Z && l >= g->first) || p == HS_HOOK_Q || p == HS_HOOK_V;
+}
+static hs_status giver_fn(void *u, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
+    z_giver *g = u;
+    if (p != HS_HOOK_Z) {
+        hs_hooks k = hs_capture_hooks(g->keep);
+        return k.fn(k.user, p, l, t, err);
+    }
+    memcpy(t->data, hs_capture_get(g->from, HS_HOOK_Z, l, NULL), (size_t)g->nz * sizeof(float));
+    return HS_OK;
+}
+
+Test(interventions, z_from_hook_skips_attention_not_results) {
+    fx f;
+    fx_init(&f, "llama_gqa");
+    const int T = f.T, L = f.c->n_layers, H = f.c->n_heads, Hk = f.c->n_kv_heads, dh = f.c->d_head;
+    hs_err err = {0};
+    hs_capture *zc, *k0, *k1;
+    cr_assert_eq(hs_capture_init(f.be, &zc, &err), HS_OK);
+    cr_assert_eq(hs_capture_init(f.be, &k0, &err), HS_OK);
+    cr_assert_eq(hs_capture_init(f.be, &k1, &err), HS_OK);
+    cr_assert_eq(hs_capture_want(zc, HS_HOOK_Z, -1, &err), HS_OK);
+    for (int i = 0; i < 2; i++) {
+        hs_capture *k = i ? k1 : k0;
+        cr_assert_eq(hs_capture_want(k, HS_HOOK_Q, -1, &err), HS_OK);
+        cr_assert_eq(hs_capture_want(k, HS_HOOK_V, -1, &err), HS_OK);
+    }
+    /* the z to give: another prompt order's */
+    const int other[4] = {2, 3, 0, 1};
+    hs_hooks hz = hs_capture_hooks(zc);
+    hs_forward_params cp = hs_forward_default_params();
+    cp.hooks = &hz;
+    free(run(&f, other, 4, &cp));
+    hs_z_edit e = {.row = 1, .layer = 0, .head = 1, .pos = -1, .mode = HS_EDIT_ZERO};
+    z_giver g0 = {.from = zc, .keep = k0, .first = 1, .nz = (int64_t)4 * T * H * dh}, g1 = g0;
+    g1.keep = k1;
+    const hs_hooks h0 = {.wants = giver_wants, .fn = giver_fn, .user = &g0},
+                   h1 = {.wants = giver_wants, .fn = giver_fn, .user = &g1};
+    hs_forward_params a = hs_forward_default_params(), b = hs_forward_default_params();
+    a.edits = b.edits = &e;
+    a.n_edits = b.n_edits = 1;
+    a.hooks = &h0;
+    b.hooks = &h1;
+    b.z_from_hook = 1;
+    float *x = run(&f, ROWS, 4, &a), *y = run(&f, ROWS, 4, &b);
+    cr_assert(!memcmp(x, y, (size_t)4 * f.c->n_vocab * sizeof(float)), "logits differ with z_from_hook");
+    for (int l = 0; l < L; l++) {
+        const float *qa = hs_capture_get(k0, HS_HOOK_Q, l, NULL), *qb = hs_capture_get(k1, HS_HOOK_Q, l, NULL);
+        const float *va = hs_capture_get(k0, HS_HOOK_V, l, NULL), *vb = hs_capture_get(k1, HS_HOOK_V, l, NULL);
+        cr_assert(qa && qb && va && vb, "layer %d: q or v not offered", l);
+        cr_assert(!memcmp(qa, qb, (size_t)4 * T * H * dh * sizeof(float)), "layer %d q differs", l);
+        cr_assert(!memcmp(va, vb, (size_t)4 * T * Hk * dh * sizeof(float)), "layer %d v differs", l);
+    }
+    /* the giving changes the result: the check above compares something */
+    hs_forward_params plain = hs_forward_default_params();
+    plain.edits = &e;
+    plain.n_edits = 1;
+    float *u = run(&f, ROWS, 4, &plain);
+    cr_assert(memcmp(u, y, (size_t)4 * f.c->n_vocab * sizeof(float)), "giving z changed nothing");
+    hs_batch bt = {.B = 4, .T = T, .tokens = f.tok};
+    float lg[4 * 300];
+    cr_assert_leq(f.c->n_vocab, 300);
+    plain.z_from_hook = 1; /* no hook gives z */
+    cr_assert_eq(hs_forward(f.s, &bt, &plain, lg, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "no hook gives z at layer 1"), "%s", err.msg);
+    plain.z_from_hook = L + 1;
+    cr_assert_eq(hs_forward(f.s, &bt, &plain, lg, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "z_from_hook"), "%s", err.msg);
+    hs_capture *pc;
+    cr_assert_eq(hs_capture_init(f.be, &pc, &err), HS_OK);
+    cr_assert_eq(hs_capture_want(pc, HS_HOOK_PATTERN, 2, &err), HS_OK);
+    cr_assert_eq(hs_capture_want(pc, HS_HOOK_Z, -1, &err), HS_OK);
+    hs_hooks hp = hs_capture_hooks(pc);
+    plain.hooks = &hp;
+    plain.z_from_hook = 2;
+    cr_assert_eq(hs_forward(f.s, &bt, &plain, lg, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "no pattern"), "%s", err.msg);
+    free(x);
+    free(y);
+    free(u);
+    hs_capture_free(pc);
+    hs_capture_free(zc);
+    hs_capture_free(k0);
+    hs_capture_free(k1);
     fx_free(&f);
 }
 

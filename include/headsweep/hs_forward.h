@@ -111,6 +111,12 @@ typedef struct {
      * what they need before the end (path patching's receivers); no logits
      * or log-probabilities then. 0 = every layer. */
     int stop_layer;
+    /* Layers >= z_from_hook (when > 0) take every head's z from the Z hook,
+     * which must want z there and overwrite all of it (path patching's frozen
+     * heads): the layer's attention is not computed, and its q, k and v
+     * projections only where a hook wants them. Edits and head_scale at those
+     * layers are moot. 0 = none. */
+    int z_from_hook;
     /* out host f32 [B, T]: log p(targets[b,t] | prefix) at each position, NAN
      * where targets < 0. Needs batch->targets. NULL = not computed. */
     float *target_logprobs;
