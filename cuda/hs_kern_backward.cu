@@ -173,6 +173,13 @@ __device__ __forceinline__ float hs_bwd_dot(const float (&a)[HS_BWD_DPL], const 
     for (int c = 0; c < HS_BWD_DPL; c++) s += a[c] * b[c];
     return hs_warp_sum(s);
 }
+/* The scaled score, rounded once (__fmul_rn): the log-sum-exp is built from
+ * it, and exp(score - lse) must see the same value, not a fused multiply-add
+ * of the unrounded product (with one visible key, P would then miss 1). */
+__device__ __forceinline__ float hs_bwd_score(const hs_bwd_attn &a, const float (&q)[HS_BWD_DPL],
+                                              const float (&k)[HS_BWD_DPL]) {
+    return __fmul_rn(a.scale, hs_bwd_dot(q, k));
+}
 
 /* Pass 1, a warp per query row (b, h, t): lse_t, then D_t = sum_s P_ts dZ_t·v_s. */
 template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_attn_bwd_rows(hs_bwd_attn a) {
@@ -187,7 +194,7 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
     for (int s = 0; s <= t; s++) {
         if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
         hs_bwd_load((const T *)a.k + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
-        const float sc = a.scale * hs_bwd_dot(qv, kv), mn = fmaxf(m, sc);
+        const float sc = hs_bwd_score(a, qv, kv), mn = fmaxf(m, sc);
         l = l * expf(m - mn) + expf(sc - mn);
         m = mn;
     }
@@ -196,7 +203,7 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
     for (int s = 0; s <= t && l > 0.0f; s++) {
         if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
         hs_bwd_load((const T *)a.k + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
-        const float p = expf(a.scale * hs_bwd_dot(qv, kv) - lse);
+        const float p = expf(hs_bwd_score(a, qv, kv) - lse);
         hs_bwd_load((const T *)a.v + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
         D += p * hs_bwd_dot(dzv, kv);
     }
@@ -219,7 +226,7 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
         const int64_t ko = (((int64_t)b * a.T + s) * a.Hk + hk) * a.d;
         hs_bwd_load((const T *)a.k + ko, a.d, kv);
         hs_bwd_load((const T *)a.v + ko, a.d, vv);
-        const float p = expf(a.scale * hs_bwd_dot(qv, kv) - lse), ds = p * (hs_bwd_dot(dzv, vv) - D);
+        const float p = expf(hs_bwd_score(a, qv, kv) - lse), ds = p * (hs_bwd_dot(dzv, vv) - D);
 #pragma unroll
         for (int c = 0; c < HS_BWD_DPL; c++) acc[c] += ds * kv[c];
     }
@@ -251,7 +258,7 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32, 8) hs
             const int64_t qo = (((int64_t)b * a.T + t) * a.H + h) * a.d;
             hs_bwd_load((const T *)a.q + qo, a.d, qv);
             hs_bwd_load((const T *)a.dz + qo, a.d, dzv, hs_bwd_hs(a, b, h));
-            const float p = expf(a.scale * hs_bwd_dot(qv, kv) - lse), ds = p * (hs_bwd_dot(dzv, vv) - a.D[r]);
+            const float p = expf(hs_bwd_score(a, qv, kv) - lse), ds = p * (hs_bwd_dot(dzv, vv) - a.D[r]);
 #pragma unroll
             for (int c = 0; c < HS_BWD_DPL; c++) dv[c] += p * dzv[c], dk[c] += ds * qv[c];
         }

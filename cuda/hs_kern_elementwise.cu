@@ -1,8 +1,9 @@
 /* hs_kern_elementwise: the memory-bound ops of the CUDA backend (embedding
  * gather, LayerNorm/RMSNorm, RoPE, gelu_new and SiLU·gate, residual add, bias
- * add, dtype conversion, seeded fills, z rows set from a list). Each is
- * templated on the element type (f32 or bf16); arithmetic is f32 and follows
- * the CPU reference's formulas, so the f32 mode agrees to rounding. Reductions are fixed-order: deterministic. */
+ * add, dtype conversion, seeded fills). Each is templated on the element type
+ * (f32 or bf16); arithmetic is f32 and follows the CPU reference's formulas,
+ * so the f32 mode agrees to rounding. Reductions are fixed-order:
+ * deterministic. */
 #include "hs_cuda_backend.cuh"
 
 #include <math.h>

@@ -197,4 +197,12 @@ static inline void check(H *h, const char *what, const float *got, const float *
 
 static inline float bf(float x) { return hs_test_bf16_round(x); }
 
+/* A second run of the same op on the same inputs must give the same bits:
+ * the kernels promise no float atomics and fixed reduction orders. */
+static inline void check_same_bits(H *h, const char *what, const float *first, const float *again, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        cr_assert(!memcmp(first + i, again + i, sizeof *first), "%s: %s: run 2 differs at [%lld]: %.9g, run 1 %.9g",
+                  h->name, what, (long long)i, again[i], first[i]);
+}
+
 #endif

@@ -5,8 +5,10 @@
  * test_cuda_ops). In bf16 mode both sides see the same bf16 inputs and the
  * "naive" result is the f32 reference rounded to bf16: the kernels accumulate
  * in f32 and round once, so their error must stay within twice that rounding.
- * The cuda_backward_cpu tests check the CPU ops themselves against central
- * finite differences of the forward ops, so they run everywhere. */
+ * Each reducing op also runs twice, and the second run must give the first's
+ * bits (determinism). The cuda_backward_cpu tests check the CPU ops
+ * themselves against central finite differences of the forward ops, so they
+ * run everywhere. */
 #include "hs_cuda_harness.h"
 
 static void round_bf16(float *x, int64_t n) { hs_test_bf16_round_array(x, n); }
@@ -47,7 +49,11 @@ static void run_matmul_bwd(hs_dtype dt, const char *name) {
             ok(h.gpu->ops->matmul_bwd(h.gpu, gdy, gw, M, N, K, acc, gptr(&out), &err), &err, what);
             gread(&h, &out, got, what);
             expect(&h, what, got, ref, M * K);
-            gfree(&h, &out);
+            gbuf out2 = galloc(&h, M * K, 0, acc ? dx0 : NULL);
+            ok(h.gpu->ops->matmul_bwd(h.gpu, gdy, gw, M, N, K, acc, gptr(&out2), &err), &err, what);
+            gread(&h, &out2, ref, what);
+            check_same_bits(&h, what, got, ref, M * K);
+            gfree(&h, &out), gfree(&h, &out2);
             h.cpu->ops->free(h.cpu, cdy), h.cpu->ops->free(h.cpu, cw), h.cpu->ops->free(h.cpu, cdx);
             h.gpu->ops->free(h.gpu, gdy), h.gpu->ops->free(h.gpu, gw);
             free(dy), free(w), free(dx0), free(ref), free(got);
@@ -82,7 +88,11 @@ static void run_norm_bwd(hs_dtype dt, hs_norm_kind kind, const char *name) {
             ok(h.gpu->ops->norm_bwd(h.gpu, kind, gx, gw, 1e-5f, R, d, gdy, acc, gptr(&out), &err), &err, what);
             gread(&h, &out, got, what);
             expect(&h, what, got, ref, n);
-            gfree(&h, &out);
+            gbuf out2 = galloc(&h, n, 0, acc ? dx0 : NULL);
+            ok(h.gpu->ops->norm_bwd(h.gpu, kind, gx, gw, 1e-5f, R, d, gdy, acc, gptr(&out2), &err), &err, what);
+            gread(&h, &out2, ref, what);
+            check_same_bits(&h, what, got, ref, n);
+            gfree(&h, &out), gfree(&h, &out2);
             void *cb[] = {cx, cw, cdy, cdx}, *gb[] = {gx, gw, gdy};
             for (int i = 0; i < 4; i++) h.cpu->ops->free(h.cpu, cb[i]);
             for (int i = 0; i < 3; i++) h.gpu->ops->free(h.gpu, gb[i]);
@@ -162,7 +172,11 @@ static void run_logprob_grad(hs_dtype dt, const char *name) {
             ok(h.gpu->ops->logprob_grad(h.gpu, in_place ? gptr(&out) : gx, gt, R, V, gptr(&out), &err), &err, what);
             gread(&h, &out, got, what);
             expect(&h, what, got, ref, n);
-            gfree(&h, &out);
+            gbuf out2 = galloc(&h, n, 0, in_place ? x : NULL);
+            ok(h.gpu->ops->logprob_grad(h.gpu, in_place ? gptr(&out2) : gx, gt, R, V, gptr(&out2), &err), &err, what);
+            gread(&h, &out2, ref, what);
+            check_same_bits(&h, what, got, ref, n);
+            gfree(&h, &out), gfree(&h, &out2);
             h.cpu->ops->free(h.cpu, cx), h.cpu->ops->free(h.cpu, ct), h.cpu->ops->free(h.cpu, co);
             h.gpu->ops->free(h.gpu, gt), h.gpu->ops->free(h.gpu, gx);
             free(x), free(ref), free(got), free(tg);
@@ -194,7 +208,11 @@ static void run_head_dot(hs_dtype dt, const char *name) {
         ok(h.gpu->ops->head_dot(h.gpu, ga, gc, B, T, Hh, d, gptr(&out), &err), &err, what);
         gread(&h, &out, got, what);
         check_f32(&h, what, got, ref, m); /* both reduce the same (bf16-exact) values in f32 or better */
-        gfree(&h, &out);
+        gbuf out2 = galloc(&h, m, 1, NULL);
+        ok(h.gpu->ops->head_dot(h.gpu, ga, gc, B, T, Hh, d, gptr(&out2), &err), &err, what);
+        gread(&h, &out2, ref, what);
+        check_same_bits(&h, what, got, ref, m);
+        gfree(&h, &out), gfree(&h, &out2);
         h.cpu->ops->free(h.cpu, ca), h.cpu->ops->free(h.cpu, cc), h.cpu->ops->free(h.cpu, co);
         h.gpu->ops->free(h.gpu, ga), h.gpu->ops->free(h.gpu, gc);
         free(a), free(c), free(ref), free(got);
@@ -207,7 +225,8 @@ Test(cuda_backward, head_dot_bf16) { REQUIRE_GPU(); run_head_dot(HS_DTYPE_BF16, 
 
 /* ---- zero --------------------------------------------------------------------------- */
 
-/* zero clears exactly its bytes: an odd byte count inside a poisoned buffer. */
+/* zero clears exactly its bytes: 1, 37 and 4099 elements (odd counts, no
+ * whole vectors) inside a poisoned buffer. */
 static void run_zero(hs_dtype dt, const char *name) {
     H h;
     h_init(&h, dt, name, 2007);
@@ -364,6 +383,13 @@ static void run_attention_bwd(hs_dtype dt, const char *name) {
         expect(&h, "dq", gq, rq, nq);
         expect(&h, "dk", gk, rk, nk);
         expect(&h, "dv", gv, rv, nk);
+        gfree(&h, &oq), gfree(&h, &ok_), gfree(&h, &ov);
+        oq = galloc(&h, nq, 0, NULL), ok_ = galloc(&h, nk, 0, NULL), ov = galloc(&h, nk, 0, NULL);
+        ok(h.gpu->ops->attention_bwd(h.gpu, &g, xdz, gptr(&oq), gptr(&ok_), gptr(&ov), &err), &err, what);
+        gread(&h, &oq, rq, what), gread(&h, &ok_, rk, what), gread(&h, &ov, rv, what);
+        check_same_bits(&h, "dq", gq, rq, nq);
+        check_same_bits(&h, "dk", gk, rk, nk);
+        check_same_bits(&h, "dv", gv, rv, nk);
         gfree(&h, &oq), gfree(&h, &ok_), gfree(&h, &ov);
         void *cb[] = {cq, ck, cv, cdz, cm, cdq, cdk, cdv, chs}, *gb[] = {xq, xk, xv, xdz, xm, xhs};
         for (size_t i = 0; i < sizeof cb / sizeof *cb; i++) h.cpu->ops->free(h.cpu, cb[i]);
