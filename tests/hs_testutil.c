@@ -98,6 +98,25 @@ void hs_test_bf16_round_array(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = hs_test_bf16_round(x[i]);
 }
 
+void hs_test_round_model_bf16(hs_model *m) {
+    const hs_model_config *c = hs_model_get_config(m);
+    const hs_model_weights *w = hs_model_get_weights(m);
+    const int64_t d = c->d_model, qd = (int64_t)c->n_heads * c->d_head, kd = (int64_t)c->n_kv_heads * c->d_head,
+                  f = c->d_mlp, V = c->n_vocab;
+#define R(p, n) ((p) ? hs_test_bf16_round_array((p), (n)) : (void)0)
+    R(w->tok_embd, V * d);
+    R(w->pos_embd, (int64_t)c->n_ctx * d);
+    for (int l = 0; l < c->n_layers; l++) {
+        const hs_layer_weights *L = &w->layers[l];
+        R(L->ln1_w, d), R(L->ln1_b, d), R(L->ln2_w, d), R(L->ln2_b, d);
+        R(L->wq, qd * d), R(L->bq, qd), R(L->wk, kd * d), R(L->bk, kd), R(L->wv, kd * d), R(L->bv, kd);
+        R(L->wo, d * qd), R(L->bo, d), R(L->w_gate, f * d), R(L->w_up, f * d), R(L->b_up, f);
+        R(L->w_down, d * f), R(L->b_down, d);
+    }
+    R(w->lnf_w, d), R(w->lnf_b, d), R(w->unembed, V * d), R(w->unembed_b, V);
+#undef R
+}
+
 double hs_test_max_abs(const float *x, int64_t n) {
     double m = 0;
     for (int64_t i = 0; i < n; i++)

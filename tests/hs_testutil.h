@@ -87,6 +87,9 @@ double hs_test_rms(const float *x, int64_t n);
 /* Round-to-nearest-even to bf16 and back to f32 (NaN stays NaN). */
 float hs_test_bf16_round(float x);
 void hs_test_bf16_round_array(float *x, int64_t n);
+/* Rounds every weight of m to bf16 in place (tied tensors twice: idempotent),
+ * so that an f32 backend and a bf16 one see the same weights. */
+void hs_test_round_model_bf16(hs_model *m);
 
 typedef struct {
     double err;       /* max |got - ref| */

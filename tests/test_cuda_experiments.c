@@ -6,7 +6,10 @@
  * (patterns recomputed from the log-sum-exp), resample and per-template mean
  * ablation (per-position SET edits), heads ablated together, the retrieval
  * score (greedy decoding), the result hook and attribution patching (the
- * backward). Skips without a device. */
+ * backward). Those fixtures' heads (d_head 12) take the CUDA-core attention
+ * kernel only; one more test runs the experiments in bf16 on a random model
+ * with d_head 64, on the tensor-core kernels (mma, or wgmma under
+ * HS_CUDA_ATTN). Skips without a device. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -179,11 +182,15 @@ Test(cuda_experiments, attribution_matches_cpu) {
             p.grad_drop = k >= 2; /* GradDrop: the walks below each layer from the kept dM/d resid_post */
             p.targets = (1u << HS_PATCH_PATH_LOGITS) - 1; /* every target attribution estimates */
             hs_err err = {0};
-            for (int64_t i = 0; i < na; i++) ag[i] = NAN; /* poisoned */
-            for (int64_t i = 0; i < na + 2 * nk; i++) qg[i] = NAN;
             cr_assert_eq(hs_attribution_patching(f.s_cpu, f.m, &f.pr, f.corrupt, &p, &oc, &err), HS_OK, "%s", err.msg);
             for (int recompute = 0; recompute < 2; recompute++) { /* activations kept, then layers rerun */
                 hs_session_set_backward_keep_bytes(f.s_gpu, recompute ? 0 : HS_BACKWARD_KEEP_BYTES);
+                /* poisoned before each run: the rerun must not pass on the first run's cells */
+                for (int i = 0; i < N; i++) cg[i] = xg[i] = NAN;
+                for (int64_t i = 0; i < na; i++) ag[i] = NAN;
+                for (int64_t i = 0; i < nz; i++) zg[i] = NAN;
+                for (int64_t i = 0; i < 3 * nr; i++) rg[i] = NAN;
+                for (int64_t i = 0; i < na + 2 * nk; i++) qg[i] = NAN;
                 cr_assert_eq(hs_attribution_patching(f.s_gpu, f.m, &f.pr, f.corrupt, &p, &og, &err), HS_OK, "%s",
                              err.msg);
                 char what[96];
@@ -343,6 +350,217 @@ Test(cuda_experiments, retrieval_and_result_hook_match_cpu) {
     hs_backend_free(cpu), hs_backend_free(gpu);
     hs_st_close(ref);
     hs_model_free(m);
+}
+
+/* ---- bf16 on the tensor-core attention kernels -----------------------------------
+ * The tests above run f32 on fixtures whose head size (12) only the CUDA-core
+ * kernel takes. Here a random Llama-shaped model with SmolLM2's head size
+ * (64), GQA 4:2, runs the experiments in bf16, the default mode, on the mma
+ * kernel (or wgmma under HS_CUDA_ATTN=wgmma), against the CPU on the same
+ * bf16-rounded weights. Prompts are [BOS] x x (head scores have something to
+ * find) with mixed lengths (padding), and a corruption inside x. */
+enum { BF_N = 6, BF_T = 41 };
+
+typedef struct {
+    hs_model *m;
+    int32_t tok[BF_N * BF_T], corrupt[BF_N * BF_T], len[BF_N], ans[BF_N], dis[BF_N];
+    hs_prompts pr;
+} bf_set;
+
+/* Random weights attend almost uniformly (scores of rms ~0.1), so patching
+ * a query or key barely moves the metric. Doubling W_Q and W_K gives
+ * patterns with some shape (more makes the maps themselves sensitive to one
+ * bf16 rounding of the weights: 6% at a gain of 6). */
+#define BF_QK_GAIN 2.0f
+static void bf_sharpen(hs_model *m) {
+    const hs_model_config *c = hs_model_get_config(m);
+    const hs_model_weights *w = hs_model_get_weights(m);
+    const int64_t nq = (int64_t)c->n_heads * c->d_head * c->d_model, nk = (int64_t)c->n_kv_heads * c->d_head * c->d_model;
+    for (int l = 0; l < c->n_layers; l++) {
+        for (int64_t i = 0; i < nq; i++) w->layers[l].wq[i] *= BF_QK_GAIN;
+        for (int64_t i = 0; i < nk; i++) w->layers[l].wk[i] *= BF_QK_GAIN;
+    }
+}
+
+static void bf_init(bf_set *b) {
+    hs_model_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = HS_ARCH_LLAMA;
+    snprintf(c.arch_name, sizeof c.arch_name, "LlamaForCausalLM");
+    c.n_layers = 3, c.n_heads = 4, c.n_kv_heads = 2, c.d_model = 256, c.d_head = 64, c.d_mlp = 512;
+    c.n_vocab = 512, c.n_ctx = 256, c.norm_eps = 1e-5f, c.rope_theta = 10000.0f;
+    c.norm = HS_NORM_RMSNORM, c.act = HS_ACT_SILU_GLU, c.rope = HS_ROPE_NEOX;
+    c.bos_token_id = 1, c.eos_token_id = 2;
+    hs_err err = {0};
+    cr_assert_eq(hs_model_init_random(&c, 4242, &b->m, &err), HS_OK, "%s", err.msg);
+    bf_sharpen(b->m);
+    hs_test_round_model_bf16(b->m);
+    hs_test_rng rng;
+    hs_test_rng_seed(&rng, 4243);
+    static const int32_t lens[BF_N] = {41, 41, 33, 41, 27, 41};
+    for (int r = 0; r < BF_N; r++) {
+        int32_t *t = b->tok + r * BF_T, *x = b->corrupt + r * BF_T;
+        const int half = (lens[r] - 1) / 2;
+        b->len[r] = lens[r];
+        for (int i = 0; i < BF_T; i++) t[i] = 0;
+        t[0] = 1;
+        for (int i = 0; i < half; i++) t[1 + i] = t[1 + half + i] = 3 + (int32_t)(hs_test_rng_u64(&rng) % 509);
+        memcpy(x, t, BF_T * sizeof *t);
+        for (int i = 3; i < 7; i++) x[i] = 3 + (int32_t)(hs_test_rng_u64(&rng) % 509);
+        b->ans[r] = t[2]; /* what the induction half would predict next */
+        b->dis[r] = x[3];
+    }
+    b->pr = (hs_prompts){.N = BF_N, .T = BF_T, .tokens = b->tok, .lengths = b->len, .answer = b->ans,
+                         .distractor = b->dis};
+}
+
+/* What the bf16 test compares, from one backend. */
+typedef struct {
+    float clean[BF_N], corrupt[BF_N], base[BF_N];
+    float *z_all, *z_pos, *qkv, *path, *heads, *delta, *scores;
+} bf_maps;
+
+static void bf_run(const bf_set *b, hs_backend *be, bf_maps *o) {
+    const hs_model_config *c = hs_model_get_config(b->m);
+    const int64_t nh = (int64_t)BF_N * c->n_layers * c->n_heads;
+    hs_err err = {0};
+    hs_session *s = NULL;
+    cr_assert_eq(hs_session_init(be, b->m, 16, BF_T, &s, &err), HS_OK, "%s", err.msg);
+    o->z_all = malloc(nh * 4), o->z_pos = malloc(nh * BF_T * 4), o->qkv = malloc(3 * nh * 4);
+    o->path = malloc(nh * 4), o->heads = malloc(nh * 4), o->delta = malloc(nh * 4);
+    o->scores = malloc((size_t)HS_SCORE_COUNT * c->n_layers * c->n_heads * 4);
+    for (int64_t i = 0; i < nh; i++) o->z_all[i] = o->path[i] = o->heads[i] = o->delta[i] = NAN; /* poisoned */
+    for (int64_t i = 0; i < 3 * nh; i++) o->qkv[i] = NAN;
+    for (int i = 0; i < HS_SCORE_COUNT * c->n_layers * c->n_heads; i++) o->scores[i] = 0.0f; /* Olsson's: unasked */
+    const int64_t nk = (int64_t)BF_N * c->n_layers * c->n_kv_heads;
+    hs_patching_out po = {.clean = o->clean, .corrupt = o->corrupt, .z_all_pos = o->z_all, .z_by_pos = o->z_pos,
+                          .q_all_pos = o->qkv, .k_all_pos = o->qkv + nh, .v_all_pos = o->qkv + nh + nk,
+                          .path_logits = o->path, .path_heads = o->heads};
+    hs_patching_params p = hs_patching_default_params();
+    p.batch_rows = 16;
+    p.targets = (1u << HS_PATCH_Z_ALL_POS) | (1u << HS_PATCH_Z_BY_POS) | (1u << HS_PATCH_Q_ALL_POS) |
+                (1u << HS_PATCH_K_ALL_POS) | (1u << HS_PATCH_V_ALL_POS) | (1u << HS_PATCH_PATH_LOGITS) |
+                (1u << HS_PATCH_PATH_HEADS);
+    const int receivers[4] = {2, 0, 2, 1}; /* KV heads: values carry larger effects than queries here */
+    p.receivers = receivers;
+    p.n_receivers = 2;
+    p.receiver_input = HS_HOOK_V;
+    cr_assert_eq(hs_activation_patching(s, b->m, &b->pr, b->corrupt, &p, &po, &err), HS_OK, "%s", err.msg);
+    hs_ablation_params ap = hs_ablation_default_params();
+    ap.mode = HS_ABLATE_MEAN; /* mean z: SET tables */
+    ap.metric = HS_METRIC_LOGIT_DIFF;
+    cr_assert_eq(hs_head_ablation(s, b->m, &b->pr, &ap, o->base, o->delta, &err), HS_OK, "%s", err.msg);
+    const unsigned mask = (1u << HS_SCORE_PREVIOUS_TOKEN) | (1u << HS_SCORE_DUPLICATE_TOKEN) | (1u << HS_SCORE_INDUCTION);
+    cr_assert_eq(hs_head_scores(s, b->m, &b->pr, mask, 4, o->scores, &err), HS_OK, "%s", err.msg);
+    hs_session_free(s);
+}
+
+static void bf_free(bf_maps *o) {
+    free(o->z_all), free(o->z_pos), free(o->qkv), free(o->path), free(o->heads), free(o->delta), free(o->scores);
+}
+
+/* Effects (cell minus its prompt's corrupted metric, or the ablation's delta)
+ * of `got` against `ref`: NaN in the same cells, and ||got - ref|| / ||ref||
+ * at most rel_tol, or the rms difference at most floor (a map whose effects
+ * are near bf16's resolution of the metric). A patch the kernel dropped leaves
+ * effects of 0: a relative difference of 1. */
+static void bf_expect(const float *got, const float *ref, const float *base_g, const float *base_r, int64_t n,
+                      int64_t per_prompt, double rel_tol, double floor, const char *what) {
+    double d2 = 0, r2 = 0;
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        cr_assert_eq(isnan(got[i]) != 0, isnan(ref[i]) != 0, "%s[%lld]: CUDA %g, CPU %g", what, (long long)i, got[i],
+                     ref[i]);
+        if (isnan(ref[i])) continue;
+        const int64_t pi = i / per_prompt;
+        const double eg = got[i] - (base_g ? base_g[pi] : 0), er = ref[i] - (base_r ? base_r[pi] : 0);
+        d2 += (eg - er) * (eg - er), r2 += er * er, m++;
+    }
+    cr_assert_gt(m, 0, "%s: no cells", what);
+    cr_assert_gt(r2, 0, "%s: no effect to compare", what);
+    const double rel = sqrt(d2 / r2), rms = sqrt(r2 / m), drms = sqrt(d2 / m);
+    cr_log_info("%s: ||bf16 - f32|| / ||f32|| = %.3g, rms difference %.3g, over %lld effects of rms %.3g", what, rel,
+                drms, (long long)m, rms);
+    cr_assert(rel <= rel_tol || drms <= floor,
+              "%s: ||bf16 - f32|| / ||f32|| = %.3g (bound %.2g), rms difference %.3g (floor %.3g), effects of rms %.3g",
+              what, rel, rel_tol, drms, floor, rms);
+}
+
+/* got (from model weights or activations in bf16) against ref, map by map. */
+static void bf_compare(const bf_set *b, const bf_maps *g, const bf_maps *r, double rel_tol, double floor_frac,
+                       double score_tol) {
+    const hs_model_config *c = hs_model_get_config(b->m);
+    const int LH = c->n_layers * c->n_heads, nh = BF_N * LH, nk = BF_N * c->n_layers * c->n_kv_heads;
+    double ms = 0; /* the metric's scale: rms of the clean and corrupted logit differences */
+    for (int i = 0; i < BF_N; i++) ms += r->clean[i] * r->clean[i] + r->corrupt[i] * r->corrupt[i];
+    const double floor = floor_frac * sqrt(ms / (2 * BF_N));
+    bf_expect(g->clean, r->clean, g->corrupt, r->corrupt, BF_N, 1, rel_tol, floor, "clean - corrupt");
+    bf_expect(g->z_all, r->z_all, g->corrupt, r->corrupt, nh, LH, rel_tol, floor, "z_all_pos");
+    bf_expect(g->z_pos, r->z_pos, g->corrupt, r->corrupt, (int64_t)nh * BF_T, (int64_t)LH * BF_T, rel_tol, floor, "z_by_pos");
+    bf_expect(g->qkv, r->qkv, g->corrupt, r->corrupt, nh, LH, rel_tol, floor, "q_all_pos");
+    bf_expect(g->qkv + nh, r->qkv + nh, g->corrupt, r->corrupt, nk, nk / BF_N, rel_tol, floor, "k_all_pos");
+    bf_expect(g->qkv + nh + nk, r->qkv + nh + nk, g->corrupt, r->corrupt, nk, nk / BF_N, rel_tol, floor, "v_all_pos");
+    bf_expect(g->path, r->path, g->corrupt, r->corrupt, nh, LH, rel_tol, floor, "path_logits");
+    bf_expect(g->heads, r->heads, g->corrupt, r->corrupt, nh, LH, rel_tol, floor, "path_heads");
+    bf_expect(g->delta, r->delta, NULL, NULL, nh, LH, rel_tol, floor, "mean ablation delta");
+    double md = 0;
+    for (int i = 0; i < HS_SCORE_COUNT * LH; i++) md = fmax(md, fabs((double)g->scores[i] - r->scores[i]));
+    cr_log_info("head scores: max |diff| %.3g", md);
+    cr_assert_leq(md, score_tol, "head scores: max |diff| %.3g (bound %.2g)", md, score_tol);
+}
+
+/* Bounds: effects within 15% relative L2, or an rms difference within 2% of
+ * the metric's scale (bf16 resolves about 0.4% of a value per rounding, and
+ * the CUDA side rounds every stored activation, about a dozen per layer);
+ * head scores (means of attention probabilities, in [0, 1]) within 0.02
+ * absolute, about five bf16 roundings of the largest. These are estimates
+ * until a GPU run reports the differences it logs. The CPU test below
+ * measures what one rounding of every weight does to the same maps and holds
+ * it to a third of these bounds. */
+#define BF_REL 0.15
+#define BF_FLOOR 0.02
+#define BF_SCORE 0.02
+Test(cuda_experiments, bf16_tensor_core_kernels_match_cpu, .timeout = 300) {
+    if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");
+    bf_set b;
+    bf_init(&b);
+    hs_backend *cpu = NULL, *gpu = NULL;
+    hs_err err = {0};
+    hs_backend_params bp = hs_backend_default_params();
+    bp.dtype = HS_DTYPE_BF16;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &cpu, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_backend_cuda_init(&bp, &gpu, &err), HS_OK, "%s", err.msg);
+    bf_maps r, g;
+    bf_run(&b, cpu, &r);
+    bf_run(&b, gpu, &g);
+    bf_compare(&b, &g, &r, BF_REL, BF_FLOOR, BF_SCORE);
+    bf_free(&r), bf_free(&g);
+    hs_backend_free(cpu), hs_backend_free(gpu);
+    hs_model_free(b.m);
+}
+
+/* The bounds above, on the CPU: the same maps from the f32 weights against
+ * the bf16-rounded ones (one bf16 rounding per weight, about what the CUDA
+ * side's rounding of every activation adds per op) must sit well inside them,
+ * and every map must carry effects the comparison can see. */
+Test(cuda_experiments_cpu, bf16_bounds_have_margin, .timeout = 300) {
+    bf_set b, f;
+    bf_init(&b);
+    bf_init(&f);
+    hs_err err = {0};
+    hs_model_config c = *hs_model_get_config(f.m);
+    hs_model_free(f.m);
+    cr_assert_eq(hs_model_init_random(&c, 4242, &f.m, &err), HS_OK, "%s", err.msg); /* the same, unrounded */
+    bf_sharpen(f.m);
+    hs_backend *cpu = NULL;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &cpu, &err), HS_OK, "%s", err.msg);
+    bf_maps r, q;
+    bf_run(&f, cpu, &r);
+    bf_run(&b, cpu, &q);
+    bf_compare(&b, &q, &r, BF_REL / 3, BF_FLOOR / 3, BF_SCORE / 3);
+    bf_free(&r), bf_free(&q);
+    hs_backend_free(cpu);
+    hs_model_free(b.m), hs_model_free(f.m);
 }
 
 /* A CPU-only run must still count a real test. */

@@ -55,26 +55,6 @@ static void ok(hs_status st, const hs_err *err, const char *what) {
     cr_assert_eq(st, HS_OK, "%s failed: %s (%s)", what, err->msg, hs_status_str(st));
 }
 
-/* Rounds every weight of m to bf16 in place (tied tensors twice: idempotent). */
-static void round_model_bf16(hs_model *m) {
-    const hs_model_config *c = hs_model_get_config(m);
-    const hs_model_weights *w = hs_model_get_weights(m);
-    const int64_t d = c->d_model, qd = (int64_t)c->n_heads * c->d_head, kd = (int64_t)c->n_kv_heads * c->d_head,
-                  f = c->d_mlp, V = c->n_vocab;
-#define R(p, n) ((p) ? hs_test_bf16_round_array((p), (n)) : (void)0)
-    R(w->tok_embd, V * d);
-    R(w->pos_embd, (int64_t)c->n_ctx * d);
-    for (int l = 0; l < c->n_layers; l++) {
-        const hs_layer_weights *L = &w->layers[l];
-        R(L->ln1_w, d), R(L->ln1_b, d), R(L->ln2_w, d), R(L->ln2_b, d);
-        R(L->wq, qd * d), R(L->bq, qd), R(L->wk, kd * d), R(L->bk, kd), R(L->wv, kd * d), R(L->bv, kd);
-        R(L->wo, d * qd), R(L->bo, d), R(L->w_gate, f * d), R(L->w_up, f * d), R(L->b_up, f);
-        R(L->w_down, d * f), R(L->b_down, d);
-    }
-    R(w->lnf_w, d), R(w->lnf_b, d), R(w->unembed, V * d), R(w->unembed_b, V);
-#undef R
-}
-
 typedef struct {
     hs_backend *be;
     hs_session *s;
@@ -134,7 +114,7 @@ static void compare_model(hs_model *m, hs_dtype dt, int B, int T, uint64_t seed,
     const int bf16 = dt == HS_DTYPE_BF16;
     fprintf(stderr, "[test_cuda_model] %s: %s, %d layers, seed %llu, B=%d T=%d\n", name, bf16 ? "bf16" : "f32",
             c->n_layers, (unsigned long long)seed, B, T);
-    if (bf16) round_model_bf16(m);
+    if (bf16) hs_test_round_model_bf16(m);
     hs_test_rng rng;
     hs_test_rng_seed(&rng, seed);
     int32_t *tok = malloc((size_t)B * T * 4), *mask = malloc((size_t)B * T * 4);
@@ -207,7 +187,7 @@ Test(cuda_model, llama_gqa_bf16) { REQUIRE_GPU(); fixture_case("llama_gqa", HS_D
  * in the same normalised-error form. */
 static void grad_case(const char *rel, hs_dtype dt, const char *name) {
     hs_model *m = load_fixture(rel);
-    if (dt == HS_DTYPE_BF16) round_model_bf16(m);
+    if (dt == HS_DTYPE_BF16) hs_test_round_model_bf16(m);
     const hs_model_config *c = hs_model_get_config(m);
     const int B = 3, T = c->n_ctx < 32 ? c->n_ctx : 32, L = c->n_layers;
     int32_t tok[3 * 32], len[3] = {T, T - 5, T / 2};
@@ -324,7 +304,7 @@ Test(cuda_model_cpu, bf16_weight_rounding) {
     const int64_t n = (int64_t)c->n_vocab * c->d_model;
     float *before = malloc((size_t)n * sizeof *before);
     memcpy(before, w->tok_embd, (size_t)n * sizeof *before);
-    round_model_bf16(m);
+    hs_test_round_model_bf16(m);
     int changed = 0;
     for (int64_t i = 0; i < n; i++) {
         cr_assert_leq(fabsf(w->tok_embd[i] - before[i]), ldexpf(fabsf(before[i]), -8) + 1e-30f);

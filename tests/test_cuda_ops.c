@@ -443,7 +443,9 @@ static void naive_attention(const attn_case *c, const float *q, const float *k, 
  * lse (the backend's LSE scratch path) + head_scale; 3: as 1 with every third
  * (row, head) attending uniformly; 4: as 3 with one pattern row per batch
  * row (pattern_rows); 5: as 3 with a SET table (every position of every
- * fourth (row, head), about one other cell in eight, vectors shared). */
+ * fourth (row, head), about one other cell in eight, vectors shared); 6: as
+ * 4 without lse, the way the forward asks for single rows (the backend's LSE
+ * scratch again). */
 static void run_attn_case(H *h, const attn_case *c, int variant) {
     hs_err err = {0};
     const int B = c->B, T = c->T, Hq = c->H, Hk = c->Hk, d = c->d;
@@ -504,10 +506,10 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     void *gm = mask ? put(h->gpu, mask, (int64_t)B * T, 1) : NULL, *ghs = hsc ? put(h->gpu, hsc, (int64_t)B * Hq, 1) : NULL;
     void *gu = uni ? put_bytes(h->gpu, uni, (size_t)B * Hq) : NULL;
     void *gsi = sidx ? put(h->gpu, sidx, (int64_t)B * T * Hq, 1) : NULL, *gss = ssrc ? put(h->gpu, ssrc, nset * d, 0) : NULL;
-    const int want_lse = variant == 1 || variant >= 3;
-    int32_t *prow = NULL; /* variant 4: the query row kept per batch row */
+    const int want_lse = variant == 1 || (variant >= 3 && variant <= 5);
+    int32_t *prow = NULL; /* variants 4 and 6: the query row kept per batch row */
     void *gr = NULL;
-    if (variant == 4) {
+    if (variant == 4 || variant == 6) {
         prow = malloc((size_t)B * sizeof *prow);
         for (int b = 0; b < B; b++) prow[b] = b == 0 ? T - 1 : (int)(hs_test_rng_u64(&h->rng) % (uint64_t)T);
         gr = put(h->gpu, prow, B, 1);
@@ -596,6 +598,7 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
         if (ci == 2 || ci == 4) run_attn_case(&h, &attn_cases[ci], 2);
         if (ci == 1 || ci == 2 || ci == 3 || ci == 4 || ci == 9 || ci == 11) run_attn_case(&h, &attn_cases[ci], 3);
         if (ci == 1 || ci == 3 || ci == 8 || ci == 12) run_attn_case(&h, &attn_cases[ci], 4);
+        if (ci == 3 || ci == 8) run_attn_case(&h, &attn_cases[ci], 6);
         if (ci == 1 || ci == 2 || ci == 3 || ci == 5 || ci == 10 || ci == 14 || ci == 15) run_attn_case(&h, &attn_cases[ci], 5);
     }
     h_free(&h);
