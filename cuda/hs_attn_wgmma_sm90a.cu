@@ -246,6 +246,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1) hs_k_attn_wgmma(const hs_cuda_a
     uint32_t pf[BK / 16][4];
 #pragma unroll
     for (int i = 0; i < D / 2; i++) o[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < BK / 2; i++) sc[i] = 0.0f; /* read as "+f" by the first Q.K^T, which ignores it */
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f};
 
     if (!PIPE) {

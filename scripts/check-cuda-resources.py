@@ -4,8 +4,10 @@ way the build does (sm_80 and sm_90; *_sm90a.cu for sm_90a) with ptxas -v,
 tables each kernel's registers, stack and spills, and fails when a kernel
 spills more than cuda/spill-budget.txt allows it (nothing, unless listed
 there with the measurement that justifies it) or when a budget line names a
-kernel that no longer exists. Needs nvcc only, not a GPU; ctest runs it as
-cuda_resources.
+kernel that no longer exists, or when ptxas notes that it serialised a
+kernel's wgmma instructions or injected waits around them (its C75xx notes:
+the Hopper attention kernel would still be right, only slow). Needs nvcc only, not a
+GPU; ctest runs it as cuda_resources.
 
 usage: check-cuda-resources.py [--nvcc NVCC] [--budget FILE] [--out FILE.md] [--jobs N]
 """
@@ -25,6 +27,7 @@ ARCHS_SM90A = ["sm_90a"]
 ENTRY = re.compile(r"Compiling entry function '([^']+)' for '(sm_\w+)'")
 SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 REGS = re.compile(r"Used (\d+) registers")
+SERIAL = re.compile(r"(\(C75\d\d\) .*)")  # wgmma serialised, or waits injected around it
 
 
 def compile_report(nvcc, src, arch, tmp):
@@ -104,16 +107,19 @@ def main():
         if f.endswith(".cu"):
             for arch in ARCHS_SM90A if f.endswith("_sm90a.cu") else ARCHS:
                 jobs.append((os.path.join(cuda, f), arch))
-    rows = []
+    rows, failures = [], []
     with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(args.jobs) as ex:
-        futs = [(src, ex.submit(compile_report, args.nvcc, src, arch, tmp)) for src, arch in jobs]
-        for src, fut in futs:
-            rows += [(os.path.basename(src),) + r for r in parse(fut.result(), src)]
+        futs = [(src, arch, ex.submit(compile_report, args.nvcc, src, arch, tmp)) for src, arch in jobs]
+        for src, arch, fut in futs:
+            text = fut.result()
+            rows += [(os.path.basename(src),) + r for r in parse(text, src)]
+            failures += ["%s %s: ptxas: %s" % (os.path.basename(src), arch, m.group(1).strip())
+                         for m in SERIAL.finditer(text)]
     if not rows:
         raise SystemExit("check-cuda-resources: ptxas reported no kernels")
     names = demangle(sorted({r[2] for r in rows}))
 
-    failures, used, lines = [], set(), []
+    used, lines = set(), []
     lines.append("| file | arch | kernel | registers | stack B | spill stores B | spill loads B | budget |")
     lines.append("|---|---|---|---:|---:|---:|---:|---|")
     for f, arch, mangled, regs, stack, st, ld in sorted(rows, key=lambda r: (r[0], names[r[2]], r[1])):

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # gpu-check: one command on the GPU machine. Builds headsweep (Release, CUDA,
 # sm_90) or uses a prebuilt bundle, runs every test binary (the CUDA tests run
-# instead of skipping), compute-sanitizer memcheck over subsets of
-# test_cuda_ops and test_cuda_backward, the benchmarks (fused attention vs naive cuBLAS and vs
-# PyTorch SDPA, Llama-2-7B-shaped forward), and writes a markdown report to
+# instead of skipping), compute-sanitizer memcheck and racecheck over subsets
+# of test_cuda_ops and test_cuda_backward, the benchmarks (fused attention vs
+# naive cuBLAS and vs PyTorch SDPA, Llama-2-7B-shaped forward), and writes a
+# markdown report to
 # bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set).
 #
 #   scripts/gpu-check.sh                      configure + build here; falls back
@@ -16,11 +17,11 @@
 #            bench/run-sweep-7b.sh: ~5-8 more minutes, so run it in a call of
 #            its own: --sweep --no-tests --no-sanitizer --no-bench)
 # Designed to finish inside 10 minutes on an H100. Exit status: 0 when every
-# test passed and memcheck found nothing, 1 otherwise.
+# test passed and compute-sanitizer found nothing, 1 otherwise.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 prebuilt="" build="$root/build-gpu" quick=0 do_bench=1 do_san=1 do_sweep=0 do_tests=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -188,27 +189,29 @@ else
     echo "CUDA tests with HS_CUDA_ATTN=wgmma: not run (compute capability ${cc:-unknown}, the kernel needs 9.0)" >>"$work/tests.md"
 fi
 
-# ---- compute-sanitizer memcheck ---------------------------------------------------------------
+# ---- compute-sanitizer: memcheck over the op tests, racecheck over the block reductions ------------
 san_md="not run"
 if [ $do_san -eq 1 ] && command -v compute-sanitizer >/dev/null && [ -x "$bindir/test_cuda_ops" ]; then
     san_md=""
-    for run in "test_cuda_ops cuda_ops/attention_*" "test_cuda_ops cuda_ops/*_bf16" \
-        "test_cuda_backward cuda_backward/*_f32"; do
+    for run in "memcheck test_cuda_ops cuda_ops/attention_*" "memcheck test_cuda_ops cuda_ops/*_bf16" \
+        "memcheck test_cuda_backward cuda_backward/*_f32" "racecheck test_cuda_ops cuda_ops/target_logprob_*" \
+        "racecheck test_cuda_backward cuda_backward/*_bf16"; do
         set -- $run
-        bin=$1 filt=$2
+        tool=$1 bin=$2 filt=$3
         [ -x "$bindir/$bin" ] || continue
-        log "compute-sanitizer memcheck: $bin --filter $filt"
-        f="$work/memcheck-$(echo "$filt" | tr -c 'A-Za-z0-9' '_').log"
-        timeout 240 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 99 \
+        log "compute-sanitizer $tool: $bin --filter $filt"
+        f="$work/$tool-$bin-$(echo "$filt" | tr -c 'A-Za-z0-9' '_').log"
+        timeout 240 compute-sanitizer --tool "$tool" --target-processes all --error-exitcode 99 \
             --print-limit 20 "$bindir/$bin" -j1 --verbose --filter "$filt" >"$f" 2>&1
         rc=$?
-        errs=$(grep -aE 'ERROR SUMMARY: [0-9]+' "$f" | grep -aoE '[0-9]+ error' | awk '{s += $1} END {print s + 0}')
+        # memcheck: "ERROR SUMMARY: N errors"; racecheck: "RACECHECK SUMMARY: H hazards displayed (N errors, W warnings)"
+        errs=$(grep -aE 'SUMMARY: [0-9]+' "$f" | grep -aoE '[0-9]+ errors?' | awk '{s += $1} END {print s + 0}')
         synth=$(grep -ao 'Tested: [0-9]* | Passing: [0-9]* | Failing: [0-9]* | Crashing: [0-9]*' "$f" | tail -1)
-        verdict="exit $rc, $errs memcheck errors, $synth"
+        verdict="exit $rc, $errs $tool errors, $synth"
         { [ $rc -ne 0 ] || [ "$errs" != 0 ]; } && status=1
         [ $rc -eq 124 ] && verdict="TIMEOUT (240 s), $errs errors so far, $synth"
-        log "memcheck $filt: $verdict"
-        san_md+="- \`$bin --filter $filt\`: $verdict"$'\n'
+        log "$tool $filt: $verdict"
+        san_md+="- $tool \`$bin --filter $filt\`: $verdict"$'\n'
         grep -aE '^========= (Invalid|Program hit|Error|  at )' "$f" | head -20 | sed 's/^/    /' >>"$work/san_detail.txt"
     done
 elif [ $do_san -eq 1 ]; then
@@ -251,14 +254,14 @@ log "report $report"
     echo "| SmolLM2 GGUF | $smollm2_md |"
     if [ $status -ne 0 ]; then v='**FAILURES, see below**'
     elif [ $do_tests -eq 0 ]; then v='no failures (tests not run in this call)'
-    else v='all tests passed, memcheck clean'; fi
+    else v='all tests passed, compute-sanitizer clean'; fi
     echo "| verdict | $v |"
     echo "| wall time | $(($(date +%s) - t0)) s |"
     echo
     echo "## Tests (every tests/test_*.c binary, -j1)"
     echo
     cat "$work/tests.md"
-    echo "## compute-sanitizer memcheck (subsets of test_cuda_ops and test_cuda_backward)"
+    echo "## compute-sanitizer (memcheck and racecheck over subsets of test_cuda_ops and test_cuda_backward)"
     echo
     echo "$san_md"
     [ -s "$work/san_detail.txt" ] && { echo '```'; cat "$work/san_detail.txt"; echo '```'; }
