@@ -306,11 +306,18 @@ static hs_status tensor_info(const hs_gguf *g, const gguf_tensor *t, hs_gguf_ten
     case HS_GGML_TYPE_Q8_0: out->dtype = HS_DTYPE_Q8_0; break;
     case HS_GGML_TYPE_Q4_0: out->dtype = HS_DTYPE_Q4_0; break;
     case HS_GGML_TYPE_Q4_1: out->dtype = HS_DTYPE_Q4_1; break;
+    case HS_GGML_TYPE_Q5_0: out->dtype = HS_DTYPE_Q5_0; break;
+    case HS_GGML_TYPE_Q5_1: out->dtype = HS_DTYPE_Q5_1; break;
+    case HS_GGML_TYPE_Q2_K: out->dtype = HS_DTYPE_Q2_K; break;
+    case HS_GGML_TYPE_Q3_K: out->dtype = HS_DTYPE_Q3_K; break;
+    case HS_GGML_TYPE_Q4_K: out->dtype = HS_DTYPE_Q4_K; break;
+    case HS_GGML_TYPE_Q5_K: out->dtype = HS_DTYPE_Q5_K; break;
+    case HS_GGML_TYPE_Q6_K: out->dtype = HS_DTYPE_Q6_K; break;
     default:
         out->dtype = HS_DTYPE_COUNT;
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
                           "%s: tensor '%s': ggml type %u (%s) is not supported "
-                          "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+                          "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)",
                           g->name, t->name, t->type, hs_gguf_ggml_type_name(t->type));
     }
     return HS_OK;

@@ -1,17 +1,33 @@
-/* hs_tensor: dtype sizes and the scalar conversions (f16/bf16 and the GGUF
- * block quantisations) used when weights are dequantised at load. */
+/* hs_tensor: dtype sizes and the scalar conversions (f16/bf16; the GGUF
+ * block quantisations are in hs_dequant.c) used when weights are dequantised
+ * at load. */
 #include "headsweep/hs_tensor.h"
+
+#include "hs_dequant.h"
 
 #include <math.h>
 #include <string.h>
 
 const char *hs_dtype_name(hs_dtype t) {
-    static const char *names[HS_DTYPE_COUNT] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "I32"};
+    static const char *names[HS_DTYPE_COUNT] = {"F32",  "F16",  "BF16", "Q8_0", "Q4_0", "Q4_1", "I32",
+                                                "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"};
     return (t >= 0 && t < HS_DTYPE_COUNT) ? names[t] : "?";
 }
 
 int64_t hs_dtype_block_elems(hs_dtype t) {
-    return (t == HS_DTYPE_Q8_0 || t == HS_DTYPE_Q4_0 || t == HS_DTYPE_Q4_1) ? 32 : 1;
+    switch (t) {
+    case HS_DTYPE_Q8_0:
+    case HS_DTYPE_Q4_0:
+    case HS_DTYPE_Q4_1:
+    case HS_DTYPE_Q5_0:
+    case HS_DTYPE_Q5_1: return 32;
+    case HS_DTYPE_Q2_K:
+    case HS_DTYPE_Q3_K:
+    case HS_DTYPE_Q4_K:
+    case HS_DTYPE_Q5_K:
+    case HS_DTYPE_Q6_K: return 256;
+    default: return 1;
+    }
 }
 
 int64_t hs_dtype_block_bytes(hs_dtype t) {
@@ -23,6 +39,13 @@ int64_t hs_dtype_block_bytes(hs_dtype t) {
     case HS_DTYPE_Q8_0: return 2 + 32;
     case HS_DTYPE_Q4_0: return 2 + 16;
     case HS_DTYPE_Q4_1: return 4 + 16;
+    case HS_DTYPE_Q5_0: return 2 + 4 + 16;
+    case HS_DTYPE_Q5_1: return 4 + 4 + 16;
+    case HS_DTYPE_Q2_K: return 16 + 64 + 4;
+    case HS_DTYPE_Q3_K: return 32 + 64 + 12 + 2;
+    case HS_DTYPE_Q4_K: return 4 + 12 + 128;
+    case HS_DTYPE_Q5_K: return 4 + 12 + 32 + 128;
+    case HS_DTYPE_Q6_K: return 128 + 64 + 16 + 2;
     default: return 0;
     }
 }
@@ -97,40 +120,6 @@ uint16_t hs_f32_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
-static void dequant_q8_0(const uint8_t *src, float *dst, int64_t n) {
-    for (int64_t b = 0; b < n / 32; b++, src += 34) {
-        uint16_t dh;
-        memcpy(&dh, src, 2);
-        float d = hs_f16_to_f32(dh);
-        const int8_t *q = (const int8_t *)(src + 2);
-        for (int j = 0; j < 32; j++) dst[b * 32 + j] = (float)q[j] * d;
-    }
-}
-
-/* Q4_0 / Q4_1: element j of a block is the low nibble of byte j, element
- * j+16 the high nibble. Q4_0 centres at 8; Q4_1 adds the stored minimum. */
-static void dequant_q4(const uint8_t *src, float *dst, int64_t n, int has_min) {
-    int64_t bb = has_min ? 20 : 18;
-    for (int64_t b = 0; b < n / 32; b++, src += bb) {
-        uint16_t dh, mh = 0;
-        memcpy(&dh, src, 2);
-        if (has_min) memcpy(&mh, src + 2, 2);
-        float d = hs_f16_to_f32(dh), m = has_min ? hs_f16_to_f32(mh) : 0.0f;
-        const uint8_t *qs = src + (has_min ? 4 : 2);
-        float *y = dst + b * 32;
-        for (int j = 0; j < 16; j++) {
-            int lo = qs[j] & 0x0f, hi = qs[j] >> 4;
-            if (has_min) {
-                y[j] = (float)lo * d + m;
-                y[j + 16] = (float)hi * d + m;
-            } else {
-                y[j] = (float)(lo - 8) * d;
-                y[j + 16] = (float)(hi - 8) * d;
-            }
-        }
-    }
-}
-
 void hs_to_f32(hs_dtype t, const void *src, float *dst, int64_t n) {
     const uint8_t *s = (const uint8_t *)src;
     switch (t) {
@@ -149,9 +138,8 @@ void hs_to_f32(hs_dtype t, const void *src, float *dst, int64_t n) {
             dst[i] = hs_bf16_to_f32(h);
         }
         break;
-    case HS_DTYPE_Q8_0: dequant_q8_0(s, dst, n); break;
-    case HS_DTYPE_Q4_0: dequant_q4(s, dst, n, 0); break;
-    case HS_DTYPE_Q4_1: dequant_q4(s, dst, n, 1); break;
-    default: HS_ASSERT(!"hs_to_f32: bad dtype");
+    default:
+        HS_ASSERT(hs_dtype_block_elems(t) > 1 && "hs_to_f32: bad dtype");
+        hs_dequant_blocks(t, s, dst, n);
     }
 }

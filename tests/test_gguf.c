@@ -327,13 +327,51 @@ Test(gguf, dequantise_hand_built_blocks) {
     gw_free(&f);
 }
 
+/* Every block type against gguf-py, llama.cpp's own Python decoder: random
+ * valid blocks (tests/fixtures/make_fixtures.py, part quants) and the values
+ * gguf-py decoded, in one GGUF file. Both sides compute in f32; the order of
+ * the multiply-adds may differ, so a few ulps of the largest value. */
+Test(gguf, block_types_match_gguf_py) {
+    char path[1024];
+    hs_test_fixture_path(path, sizeof path, "ref/gguf_quants.gguf");
+    hs_gguf *g = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_gguf_open(path, &g, &e), HS_OK, "%s", e.msg);
+    static const char *types[] = {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"};
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        hs_gguf_tensor_info q, r;
+        char ref[32];
+        snprintf(ref, sizeof ref, "%s.ref", types[k]);
+        cr_assert_eq(hs_gguf_tensor_find(g, types[k], &q, &e), HS_OK, "%s", e.msg);
+        cr_assert_eq(hs_gguf_tensor_find(g, ref, &r, &e), HS_OK, "%s", e.msg);
+        cr_assert_str_eq(hs_dtype_name(q.dtype), types[k]);
+        cr_assert_eq(r.dtype, HS_DTYPE_F32);
+        cr_assert_eq(q.n_elems, r.n_elems);
+        cr_assert_eq(q.nbytes, (uint64_t)hs_dtype_nbytes(q.dtype, q.n_elems), "%s", types[k]);
+        float *got = malloc((size_t)q.n_elems * sizeof *got), *want = malloc((size_t)q.n_elems * sizeof *want);
+        hs_to_f32(q.dtype, q.data, got, q.n_elems);
+        memcpy(want, r.data, (size_t)q.n_elems * sizeof *want);
+        const double scale = hs_test_max_abs(want, q.n_elems);
+        cr_assert_gt(scale, 0, "%s: all zero", types[k]);
+        double md = 0;
+        for (int64_t i = 0; i < q.n_elems; i++) {
+            cr_assert(isfinite(got[i]), "%s[%lld]: %g", types[k], (long long)i, got[i]);
+            md = fmax(md, fabs((double)got[i] - want[i]));
+        }
+        cr_assert_leq(md, 8.0 * ldexp(scale, -24), "%s: max |headsweep - gguf-py| %.3g of values up to %.3g", types[k],
+                      md, scale);
+        free(got), free(want);
+    }
+    hs_gguf_close(g);
+}
+
 /* A type ggml knows but headsweep does not dequantise: the file opens (it
  * can be listed), the tensor itself is refused. */
 Test(gguf, known_but_unsupported_type) {
     gw_file f;
     gw_init(&f);
-    uint8_t q6[210] = {0};
-    gw_tensor_add(&f, "w.q6", 14 /* Q6_K */, 1, (int64_t[]){256}, q6, sizeof q6);
+    uint8_t iq[66] = {0};
+    gw_tensor_add(&f, "w.iq", 16 /* IQ2_XXS */, 1, (int64_t[]){256}, iq, sizeof iq);
     size_t n;
     uint8_t *p = gw_build(&f, &n);
     hs_gguf *g = NULL;
@@ -341,9 +379,9 @@ Test(gguf, known_but_unsupported_type) {
     cr_assert_eq(hs_gguf_open_memory(p, n, NAME, &g, &e), HS_OK, "%s", e.msg);
     hs_gguf_tensor_info ti;
     cr_assert_eq(hs_gguf_tensor_get(g, 0, &ti, &e), HS_ERR_UNSUPPORTED);
-    cr_assert(strstr(e.msg, "'w.q6'") && strstr(e.msg, "14") && strstr(e.msg, "Q6_K"), "%s", e.msg);
-    cr_assert_str_eq(ti.name, "w.q6");
-    cr_assert_eq(ti.nbytes, 210);
+    cr_assert(strstr(e.msg, "'w.iq'") && strstr(e.msg, "16") && strstr(e.msg, "IQ2_XXS"), "%s", e.msg);
+    cr_assert_str_eq(ti.name, "w.iq");
+    cr_assert_eq(ti.nbytes, 66);
     hs_gguf_close(g);
     free(p);
     gw_free(&f);

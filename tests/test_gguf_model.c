@@ -2,7 +2,8 @@
  * dtype load with the right configuration and weights (dequantised values
  * computed independently in this file, Q/K un-permuted back to HF layout);
  * missing or contradicting tensors and keys are refused by name; a
- * one-layer model runs attribution patching; and the real SmolLM2-135M GGUF
+ * one-layer model runs attribution patching; a model mixing the k-quants
+ * matches transformers on gguf-py's decoding; and the real SmolLM2-135M GGUF
  * loads with its published shape. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -514,6 +515,43 @@ Test(gguf_model, unsupported_rope_variants) {
 }
 
 /* The real SmolLM2-135M-Instruct (Q4_1 linears, Q8_0 embedding, F32 norms). */
+/* A Llama whose matrices mix the k-quants and Q5_0/Q5_1, as llama.cpp's
+ * Q4_K_M files do (tests/fixtures/models/llama_kquant.gguf, random valid
+ * blocks): every position's logits equal transformers' on the weights
+ * gguf-py decodes (Q/K un-permuted there), both in f32. */
+Test(gguf_model, kquant_mix_matches_transformers) {
+    char path[1024], ref_path[1024];
+    hs_test_fixture_path(path, sizeof path, "models/llama_kquant.gguf");
+    hs_test_fixture_path(ref_path, sizeof ref_path, "ref/llama_kquant.safetensors");
+    hs_model *m = NULL;
+    hs_st_file *ref = NULL;
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(path, &m, &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_st_open(ref_path, &ref, &e), HS_OK, "%s", e.msg);
+    const hs_st_tensor *tok = hs_st_find(ref, "tokens"), *lg = hs_st_find(ref, "logits");
+    cr_assert(tok && lg && tok->dtype == HS_DTYPE_I32 && lg->dtype == HS_DTYPE_F32);
+    const int B = (int)tok->shape[0], T = (int)tok->shape[1], V = hs_model_get_config(m)->n_vocab;
+    cr_assert_eq(lg->shape[2], V);
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_session_init(be, m, B, T, &s, &e), HS_OK, "%s", e.msg);
+    hs_batch b = {.B = B, .T = T, .tokens = tok->data};
+    hs_forward_params fp = hs_forward_default_params();
+    fp.logits = HS_LOGITS_ALL;
+    float *got = malloc((size_t)B * T * V * sizeof *got);
+    cr_assert_eq(hs_forward(s, &b, &fp, got, &e), HS_OK, "%s", e.msg);
+    const int64_t n = (int64_t)B * T * V;
+    hs_test_cmp c = hs_test_compare(got, lg->data, n, 1e-5 * hs_test_max_abs(lg->data, n), 1e-5);
+    cr_assert(c.n_bad == 0 && !c.nan, "%lld of %lld logits off, max abs %.3g (logits up to %.3g)", (long long)c.n_bad,
+              (long long)n, c.max_abs, hs_test_max_abs(lg->data, n));
+    free(got);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_st_close(ref);
+    hs_model_free(m);
+}
+
 Test(gguf_model, smollm2_real_file) {
     char path[4096];
     if (!hs_test_smollm2_path(path, sizeof path))

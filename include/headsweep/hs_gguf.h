@@ -41,7 +41,14 @@ enum {
     HS_GGML_TYPE_F16 = 1,
     HS_GGML_TYPE_Q4_0 = 2,
     HS_GGML_TYPE_Q4_1 = 3,
+    HS_GGML_TYPE_Q5_0 = 6,
+    HS_GGML_TYPE_Q5_1 = 7,
     HS_GGML_TYPE_Q8_0 = 8,
+    HS_GGML_TYPE_Q2_K = 10,
+    HS_GGML_TYPE_Q3_K = 11,
+    HS_GGML_TYPE_Q4_K = 12,
+    HS_GGML_TYPE_Q5_K = 13,
+    HS_GGML_TYPE_Q6_K = 14,
     HS_GGML_TYPE_BF16 = 30,
 };
 

@@ -20,6 +20,15 @@ typedef enum {
     HS_DTYPE_Q4_0, /* GGUF blocks of 32: f16 scale + 16 bytes of nibbles */
     HS_DTYPE_Q4_1, /* GGUF blocks of 32: f16 scale, f16 min + 16 bytes */
     HS_DTYPE_I32,  /* token ids and masks in fixture files */
+    HS_DTYPE_Q5_0, /* GGUF blocks of 32: f16 scale, 32 high bits, 16 bytes of nibbles */
+    HS_DTYPE_Q5_1, /* GGUF blocks of 32: f16 scale, f16 min, 32 high bits, 16 bytes */
+    /* llama.cpp's k-quants: super-blocks of 256 in sub-blocks of 16 or 32,
+     * each with its own quantised scale (and minimum) */
+    HS_DTYPE_Q2_K,
+    HS_DTYPE_Q3_K,
+    HS_DTYPE_Q4_K,
+    HS_DTYPE_Q5_K,
+    HS_DTYPE_Q6_K,
     HS_DTYPE_COUNT
 } hs_dtype;
 
@@ -37,7 +46,7 @@ typedef struct {
 } hs_tensor;
 
 const char *hs_dtype_name(hs_dtype t);
-/* Elements per block (1 for plain types, 32 for GGUF quants) and bytes per block. */
+/* Elements per block (1 for plain types, 32 or 256 for GGUF quants) and bytes per block. */
 int64_t hs_dtype_block_elems(hs_dtype t);
 int64_t hs_dtype_block_bytes(hs_dtype t);
 /* Bytes for n elements; returns -1 when n is not a multiple of the block size
