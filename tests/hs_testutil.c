@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -96,6 +97,19 @@ float hs_test_bf16_round(float x) { return hs_bf16_to_f32(hs_f32_to_bf16(x)); }
 
 void hs_test_bf16_round_array(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = hs_test_bf16_round(x[i]);
+}
+
+hs_model_config hs_test_llama_config(int n_layers, int n_heads, int n_kv_heads, int d_model, int d_head, int d_mlp,
+                                     int n_vocab, int n_ctx, float rope_theta) {
+    hs_model_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = HS_ARCH_LLAMA;
+    snprintf(c.arch_name, sizeof c.arch_name, "LlamaForCausalLM");
+    c.n_layers = n_layers, c.n_heads = n_heads, c.n_kv_heads = n_kv_heads, c.d_model = d_model, c.d_head = d_head;
+    c.d_mlp = d_mlp, c.n_vocab = n_vocab, c.n_ctx = n_ctx, c.norm_eps = 1e-5f, c.rope_theta = rope_theta;
+    c.norm = HS_NORM_RMSNORM, c.act = HS_ACT_SILU_GLU, c.rope = HS_ROPE_NEOX;
+    c.bos_token_id = 1, c.eos_token_id = 2;
+    return c;
 }
 
 void hs_test_round_model_bf16(hs_model *m) {

@@ -90,6 +90,10 @@ void hs_test_bf16_round_array(float *x, int64_t n);
 /* Rounds every weight of m to bf16 in place (tied tensors twice: idempotent),
  * so that an f32 backend and a bf16 one see the same weights. */
 void hs_test_round_model_bf16(hs_model *m);
+/* A Llama-family configuration (RMSNorm, SiLU-gated MLP, NeoX RoPE, BOS 1,
+ * EOS 2, untied head) for random test models. */
+hs_model_config hs_test_llama_config(int n_layers, int n_heads, int n_kv_heads, int d_model, int d_head, int d_mlp,
+                                     int n_vocab, int n_ctx, float rope_theta);
 
 typedef struct {
     double err;       /* max |got - ref| */

@@ -383,14 +383,7 @@ static void bf_sharpen(hs_model *m) {
 }
 
 static void bf_init(bf_set *b) {
-    hs_model_config c;
-    memset(&c, 0, sizeof c);
-    c.arch = HS_ARCH_LLAMA;
-    snprintf(c.arch_name, sizeof c.arch_name, "LlamaForCausalLM");
-    c.n_layers = 3, c.n_heads = 4, c.n_kv_heads = 2, c.d_model = 256, c.d_head = 64, c.d_mlp = 512;
-    c.n_vocab = 512, c.n_ctx = 256, c.norm_eps = 1e-5f, c.rope_theta = 10000.0f;
-    c.norm = HS_NORM_RMSNORM, c.act = HS_ACT_SILU_GLU, c.rope = HS_ROPE_NEOX;
-    c.bos_token_id = 1, c.eos_token_id = 2;
+    const hs_model_config c = hs_test_llama_config(3, 4, 2, 256, 64, 512, 512, 256, 10000.0f);
     hs_err err = {0};
     cr_assert_eq(hs_model_init_random(&c, 4242, &b->m, &err), HS_OK, "%s", err.msg);
     bf_sharpen(b->m);

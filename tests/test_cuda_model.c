@@ -238,14 +238,8 @@ Test(cuda_model, head_grad_llama_gqa_bf16) {
 }
 
 static hs_model_config smollm2_shape(void) {
-    hs_model_config c;
-    memset(&c, 0, sizeof c);
-    c.arch = HS_ARCH_LLAMA;
-    snprintf(c.arch_name, sizeof c.arch_name, "LlamaForCausalLM");
-    c.n_layers = 30, c.n_heads = 9, c.n_kv_heads = 3, c.d_model = 576, c.d_head = 64, c.d_mlp = 1536;
-    c.n_vocab = 49152, c.n_ctx = 8192, c.norm_eps = 1e-5f, c.rope_theta = 100000.0f;
-    c.norm = HS_NORM_RMSNORM, c.act = HS_ACT_SILU_GLU, c.rope = HS_ROPE_NEOX, c.tied_embeddings = 1;
-    c.bos_token_id = 1, c.eos_token_id = 2;
+    hs_model_config c = hs_test_llama_config(30, 9, 3, 576, 64, 1536, 49152, 8192, 100000.0f);
+    c.tied_embeddings = 1;
     return c;
 }
 
