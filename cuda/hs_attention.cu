@@ -101,6 +101,7 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     const int mma = bf16 && hs_cuda_attn_mma_supports(d) && strides_ok && hs_al16(a.q) &&
                     hs_al16(a.k) && hs_al16(a.v) && hs_al16(a.z);
     const int wg = mma && be->attn_kernel == HS_CUDA_ATTN_WGMMA && hs_cuda_attn_wgmma_supports(d, be->cc);
+    be->attn_launches[wg ? 2 : mma ? 1 : 0]++;
     if (wg) st = hs_cuda_attn_wgmma(&a, be->attn_variant, be->stream, err);
     else if (mma) st = hs_cuda_attn_mma(&a, be->stream, err);
     else st = hs_cuda_attn_simt(&a, bf16, be->stream, err);

@@ -414,6 +414,10 @@ extern "C" hs_status hs_backend_cuda_fill_normal(hs_backend *be, void *dst, int6
     return hs_cuda_fill_normal(hs_cb(be)->stream, hs_cb(be)->dtype, dst, n, seed, mean, std, err);
 }
 
+extern "C" void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]) {
+    for (int i = 0; i < 3; i++) out[i] = be && be->device == HS_DEVICE_CUDA ? hs_cb(be)->attn_launches[i] : 0;
+}
+
 extern "C" void *hs_backend_cuda_stream(hs_backend *be) {
     return be && be->device == HS_DEVICE_CUDA ? (void *)hs_cb(be)->stream : NULL;
 }

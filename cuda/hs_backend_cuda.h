@@ -32,6 +32,11 @@ typedef enum { HS_CUDA_ATTN_AUTO = 0, HS_CUDA_ATTN_MMA, HS_CUDA_ATTN_WGMMA } hs_
 #define HS_CUDA_WGMMA_VARIANTS 4
 hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, int variant, hs_err *err);
 
+/* How many attention calls each kernel has taken on this backend so far:
+ * out[0] the CUDA-core kernel, out[1] mma.sync, out[2] wgmma. Lets a test
+ * show that a forced kernel actually ran. */
+void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]);
+
 /* The backend's cudaStream_t (as void*), for events in benchmarks. */
 void *hs_backend_cuda_stream(hs_backend *be);
 

@@ -34,6 +34,7 @@ typedef struct {
     int cc;           /* compute capability, major * 10 + minor */
     int attn_kernel;  /* hs_cuda_attn_kernel: which bf16 attention kernel */
     int attn_variant; /* and its variant (0 = the kernel's default) */
+    int64_t attn_launches[3]; /* attention calls per kernel: CUDA-core, mma.sync, wgmma (tests read them) */
     cudaStream_t stream;
     cublasHandle_t blas;
     cublasLtHandle_t lt;

@@ -593,13 +593,29 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
         fprintf(stderr, "[test_cuda_ops] %s: kernel %d variant %d\n", name, (int)kernel, variant);
     }
     for (size_t ci = 0; ci < sizeof attn_cases / sizeof *attn_cases; ci++) {
+        int64_t before[3], after[3];
+        hs_backend_cuda_attn_launches(h.gpu, before);
+        int calls = 2;
         run_attn_case(&h, &attn_cases[ci], 0);
         run_attn_case(&h, &attn_cases[ci], 1);
-        if (ci == 2 || ci == 4) run_attn_case(&h, &attn_cases[ci], 2);
-        if (ci == 1 || ci == 2 || ci == 3 || ci == 4 || ci == 9 || ci == 11) run_attn_case(&h, &attn_cases[ci], 3);
-        if (ci == 1 || ci == 3 || ci == 8 || ci == 12) run_attn_case(&h, &attn_cases[ci], 4);
-        if (ci == 3 || ci == 8) run_attn_case(&h, &attn_cases[ci], 6);
-        if (ci == 1 || ci == 2 || ci == 3 || ci == 5 || ci == 10 || ci == 14 || ci == 15) run_attn_case(&h, &attn_cases[ci], 5);
+        if (ci == 2 || ci == 4) run_attn_case(&h, &attn_cases[ci], 2), calls++;
+        if (ci == 1 || ci == 2 || ci == 3 || ci == 4 || ci == 9 || ci == 11) run_attn_case(&h, &attn_cases[ci], 3), calls++;
+        if (ci == 1 || ci == 3 || ci == 8 || ci == 12) run_attn_case(&h, &attn_cases[ci], 4), calls++;
+        if (ci == 3 || ci == 8) run_attn_case(&h, &attn_cases[ci], 6), calls++;
+        if (ci == 1 || ci == 2 || ci == 3 || ci == 5 || ci == 10 || ci == 14 || ci == 15) run_attn_case(&h, &attn_cases[ci], 5), calls++;
+        /* Which kernel each call took: a forced kernel must really have run
+         * the shapes it covers. AUTO is mma.sync, or wgmma where the
+         * environment (HS_CUDA_ATTN) asks for it. */
+        hs_backend_cuda_attn_launches(h.gpu, after);
+        const int d = attn_cases[ci].d, tc = dt == HS_DTYPE_BF16 && (d == 32 || d == 64 || d == 80 || d == 96 || d == 128),
+                  hopper = tc && (d == 64 || d == 128);
+        const int ok_k[3] = {!tc, tc && (kernel != HS_CUDA_ATTN_WGMMA || !hopper),
+                             hopper && kernel != HS_CUDA_ATTN_MMA};
+        int64_t on = 0;
+        for (int k = 0; k < 3; k++) on += ok_k[k] ? after[k] - before[k] : 0;
+        cr_assert_eq(on, calls, "%s: case %zu (d_head %d): %lld of %d calls on the expected kernel (CUDA-core %lld, "
+                     "mma.sync %lld, wgmma %lld)", name, ci, d, (long long)on, calls, (long long)(after[0] - before[0]),
+                     (long long)(after[1] - before[1]), (long long)(after[2] - before[2]));
     }
     h_free(&h);
 }
