@@ -20,6 +20,7 @@
 #include "headsweep/hs_retrieval.h"
 #include "headsweep/hs_patching.h"
 #include "headsweep/hs_safetensors.h"
+#include "hs_backend_cuda.h"
 #include "hs_testutil.h"
 
 typedef struct {
@@ -526,6 +527,11 @@ Test(cuda_experiments, bf16_tensor_core_kernels_match_cpu, .timeout = 300) {
     bf_maps r, g;
     bf_run(&b, cpu, &r);
     bf_run(&b, gpu, &g);
+    int64_t n[3];
+    hs_backend_cuda_attn_launches(gpu, n);
+    cr_assert(n[0] == 0 && n[1] + n[2] > 0, "attention calls: CUDA-core %lld, mma.sync %lld, wgmma %lld (want "
+              "tensor cores only)", (long long)n[0], (long long)n[1], (long long)n[2]);
+    cr_log_info("attention calls: mma.sync %lld, wgmma %lld", (long long)n[1], (long long)n[2]);
     bf_compare(&b, &g, &r, BF_REL, BF_FLOOR, BF_SCORE);
     bf_free(&r), bf_free(&g);
     hs_backend_free(cpu), hs_backend_free(gpu);
