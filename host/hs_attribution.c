@@ -251,12 +251,10 @@ hs_status hs_attribution_patching(hs_session *s, const hs_model *m, const hs_pro
     attr_ctx x;
     memset(&x, 0, sizeof x);
     if ((st = hs_patching_prepare(p, out, c, N, T, x.want, "attribution patching", err))) return st;
-    if (x.want[HS_PATCH_PATH_HEADS])
+    if (x.want[HS_PATCH_PATH_LOGITS] || x.want[HS_PATCH_PATH_HEADS])
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "attribution patching: path_heads has no attribution estimate here (method exact)");
-    if (x.want[HS_PATCH_PATH_LOGITS])
-        return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "attribution patching: path_logits has no attribution estimate here (method exact)");
+                          "attribution patching: %s has no attribution estimate here (method exact)",
+                          x.want[HS_PATCH_PATH_HEADS] ? "path_heads" : "path_logits");
     if (p->grad_drop && L < 2)
         return hs_err_set(err, HS_ERR_INVALID_ARG,
                           "attribution patching: grad_drop averages over the other layers: the model has only one");

@@ -223,6 +223,18 @@ Test(attribution, refuses_what_it_cannot_do) {
     p.targets = 1u << HS_PATCH_Z_ALL_POS;
     cr_assert_eq(hs_attribution_patching(f.s, f.m, &no_answers, f.corrupt, &p, &out, &err), HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "answer"), "%s", err.msg);
-    free(za);
+    /* path patching has no estimate: refused by name, with or without the other */
+    float *pl = malloc((size_t)N * f.L * f.H * sizeof(float)), *ph = malloc((size_t)N * f.L * f.H * sizeof(float));
+    out.path_logits = pl, out.path_heads = ph;
+    const int receivers[2] = {2, 0};
+    p.receivers = receivers;
+    p.n_receivers = 1;
+    p.targets = 1u << HS_PATCH_PATH_LOGITS;
+    cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "path_logits has no attribution estimate"), "%s", err.msg);
+    p.targets = (1u << HS_PATCH_Z_ALL_POS) | (1u << HS_PATCH_PATH_HEADS);
+    cr_assert_eq(hs_attribution_patching(f.s, f.m, &f.pr, f.corrupt, &p, &out, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "path_heads has no attribution estimate"), "%s", err.msg);
+    free(za), free(pl), free(ph);
     fx_free(&f);
 }
