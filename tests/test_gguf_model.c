@@ -1,5 +1,5 @@
-/* Llama-family models from GGUF: tiny models written here in every supported
- * dtype load with the right configuration and weights (dequantised values
+/* Llama-family models from GGUF: tiny models written here in F32, F16, BF16,
+ * Q8_0, Q4_0 and Q4_1 load with the right configuration and weights (dequantised values
  * computed independently in this file, Q/K un-permuted back to HF layout);
  * missing or contradicting tensors and keys are refused by name; a
  * one-layer model runs attribution patching; a model mixing the k-quants
@@ -362,6 +362,11 @@ static void check_roundtrip(tiny_opts o, uint32_t wtype, const char *dtypes) {
 }
 
 Test(gguf_model, f32) { check_roundtrip(FLOAT_CFG, HS_GGML_TYPE_F32, "F32"); }
+Test(gguf_model, f16) { check_roundtrip(FLOAT_CFG, HS_GGML_TYPE_F16, "F16,F32"); }
+Test(gguf_model, bf16) { check_roundtrip(FLOAT_CFG, HS_GGML_TYPE_BF16, "BF16,F32"); }
+Test(gguf_model, q8_0) { check_roundtrip(QUANT_CFG, HS_GGML_TYPE_Q8_0, "Q8_0,F32"); }
+Test(gguf_model, q4_0) { check_roundtrip(QUANT_CFG, HS_GGML_TYPE_Q4_0, "Q4_0,F32"); }
+Test(gguf_model, q4_1) { check_roundtrip(QUANT_CFG, HS_GGML_TYPE_Q4_1, "Q4_1,F32"); }
 
 /* A one-layer model (every fixture has three) runs attribution patching,
  * and GradDrop, which averages over the other layers, is refused by name. */
@@ -393,11 +398,6 @@ Test(gguf_model, one_layer_model_refuses_grad_drop) {
     hs_model_free(m);
     refs_free(&r);
 }
-Test(gguf_model, f16) { check_roundtrip(FLOAT_CFG, HS_GGML_TYPE_F16, "F16,F32"); }
-Test(gguf_model, bf16) { check_roundtrip(FLOAT_CFG, HS_GGML_TYPE_BF16, "BF16,F32"); }
-Test(gguf_model, q8_0) { check_roundtrip(QUANT_CFG, HS_GGML_TYPE_Q8_0, "Q8_0,F32"); }
-Test(gguf_model, q4_0) { check_roundtrip(QUANT_CFG, HS_GGML_TYPE_Q4_0, "Q4_0,F32"); }
-Test(gguf_model, q4_1) { check_roundtrip(QUANT_CFG, HS_GGML_TYPE_Q4_1, "Q4_1,F32"); }
 
 /* A known matrix: Q rows hold their HF row index. The file must hold them in
  * llama.cpp's order (per head of d = 4: rows 0 2 1 3), and the loader must
@@ -514,7 +514,6 @@ Test(gguf_model, unsupported_rope_variants) {
     expect_fail(o, HS_ERR_UNSUPPORTED, "'llama.rope.scaling.type'", "linear");
 }
 
-/* The real SmolLM2-135M-Instruct (Q4_1 linears, Q8_0 embedding, F32 norms). */
 /* A Llama whose matrices mix the k-quants and Q5_0/Q5_1, as llama.cpp's
  * Q4_K_M files do (tests/fixtures/models/llama_kquant.gguf, random valid
  * blocks): every position's logits equal transformers' on the weights
@@ -552,6 +551,7 @@ Test(gguf_model, kquant_mix_matches_transformers) {
     hs_model_free(m);
 }
 
+/* The real SmolLM2-135M-Instruct (Q4_1 linears, Q8_0 embedding, F32 norms). */
 Test(gguf_model, smollm2_real_file) {
     char path[4096];
     if (!hs_test_smollm2_path(path, sizeof path))
