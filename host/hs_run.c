@@ -218,32 +218,32 @@ void hs_run_shard_path(const hs_config *cfg, int index, int count, char *out, si
     snprintf(out, n, "%.*s.shard-%05d-of-%05d.h5", (int)len, cfg->output, index, count);
 }
 
-/* One backend and session per worker: the CPU (cpu_workers of them), or one
- * per listed or visible GPU. */
+/* One backend and session per worker: workers_per_device of them on the
+ * CPU, or on each listed or visible GPU. */
 static hs_status open_workers(const hs_config *cfg, const hs_run_params *rp, hs_model *m, int T, hs_run_worker **out,
                               int *n_out, char *desc, size_t n, hs_err *err) {
-    int ids[HS_CONFIG_MAX_DEVICES], nw = 1;
+    int ids[HS_CONFIG_MAX_DEVICES], nd = 1, per = rp->workers_per_device > 1 ? rp->workers_per_device : 1;
     hs_status st = HS_OK;
     if (cfg->device.kind == HS_CONFIG_DEVICE_CPU) {
         if (cfg->dtype != HS_DTYPE_F32)
             return hs_err_set(err, HS_ERR_UNSUPPORTED, "dtype %s: the CPU backend computes in f32 only",
                               hs_dtype_name(cfg->dtype));
-        nw = rp->cpu_workers > 1 ? rp->cpu_workers : 1;
         snprintf(desc, n, "cpu");
     } else if (cfg->device.kind == HS_CONFIG_DEVICE_CUDA) {
-        nw = cfg->device.n;
-        memcpy(ids, cfg->device.ids, (size_t)nw * sizeof *ids);
+        nd = cfg->device.n;
+        memcpy(ids, cfg->device.ids, (size_t)nd * sizeof *ids);
     } else {
-        nw = hs_backend_cuda_device_count();
-        if (nw < 1) return hs_err_set(err, HS_ERR_DEVICE, "device: all: no CUDA device");
-        if (nw > HS_CONFIG_MAX_DEVICES) nw = HS_CONFIG_MAX_DEVICES;
-        for (int i = 0; i < nw; i++) ids[i] = i;
+        nd = hs_backend_cuda_device_count();
+        if (nd < 1) return hs_err_set(err, HS_ERR_DEVICE, "device: all: no CUDA device");
+        if (nd > HS_CONFIG_MAX_DEVICES) nd = HS_CONFIG_MAX_DEVICES;
+        for (int i = 0; i < nd; i++) ids[i] = i;
     }
     if (cfg->device.kind != HS_CONFIG_DEVICE_CPU) {
         size_t len = (size_t)snprintf(desc, n, "cuda:");
-        for (int i = 0; i < nw && len < n; i++) len += (size_t)snprintf(desc + len, n - len, "%s%d", i ? "," : "", ids[i]);
+        for (int i = 0; i < nd && len < n; i++) len += (size_t)snprintf(desc + len, n - len, "%s%d", i ? "," : "", ids[i]);
         if (len < n) snprintf(desc + len, n - len, " (%s)", hs_dtype_name(cfg->dtype));
     }
+    int nw = nd * per;
     hs_run_worker *w = calloc((size_t)nw, sizeof *w);
     if (!w) return hs_err_set(err, HS_ERR_OOM, "out of memory");
     *out = w, *n_out = nw;
@@ -254,7 +254,7 @@ static hs_status open_workers(const hs_config *cfg, const hs_run_params *rp, hs_
         if (cfg->device.kind == HS_CONFIG_DEVICE_CPU) {
             HS_CHECK(hs_backend_cpu_init(&bp, &w[i].be, err));
         } else {
-            bp.device = ids[i];
+            bp.device = ids[i / per];
             HS_CHECK(hs_backend_cuda_init(&bp, &w[i].be, err));
         }
         HS_CHECK(hs_session_init(w[i].be, m, cfg->batch_size, T, &w[i].session, err));

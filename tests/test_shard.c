@@ -1,6 +1,7 @@
 /* Scale-out: shards merged, resumed runs (progress stop and kill -9) and
- * several workers all give the unsharded run's file bit for bit; merge
- * refuses incomplete or mixed shard sets and writes nothing then. */
+ * several workers all give the unsharded run's file bit for bit, on the CPU
+ * and (with a device) on CUDA in bf16; merge refuses incomplete or mixed
+ * shard sets and writes nothing then. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include "headsweep/hs_h5.h"
 #include "headsweep/hs_journal.h"
 #include "headsweep/hs_run.h"
+#include "hs_backend_cuda.h"
 #include "hs_testutil.h"
 
 static char dir[64];
@@ -235,10 +237,43 @@ Test(shard, several_workers_give_the_same_bits, .timeout = 300) {
     reference(cfg, ref, NULL);
     path_in(out, sizeof out, "out.h5");
     hs_run_params rp = hs_run_default_params();
-    rp.cpu_workers = 3;
+    rp.workers_per_device = 3;
     hs_err err = {0};
     cr_assert_eq(run(cfg, NULL, &rp, &err), HS_OK, "%s", err.msg);
     assert_same_results(ref, out);
+    remove_dir();
+}
+
+/* The same on CUDA in bf16, where every worker has its own stream, cuBLAS
+ * handle and weight copy: two workers sharing one GPU (the multi-GPU path on a
+ * single-GPU machine) and two merged shards give the one-worker file. */
+Test(shard_cuda, workers_and_shards_give_the_same_bits, .timeout = 300) {
+    if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");
+    make_dir();
+    char cfg[256], ref[256], out[256], merged[256], paths[2][256];
+    path_in(cfg, sizeof cfg, "c.yaml");
+    path_in(out, sizeof out, "out.h5");
+    path_in(ref, sizeof ref, "ref.h5");
+    write_config(cfg, out, NULL);
+    const char *sets[3] = {"device=cuda:0", "dtype=bf16", "shard=null"};
+    hs_err err = {0};
+    cr_assert_eq(hs_test_run_config(cfg, sets, 3, NULL, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(rename(out, ref), 0);
+    hs_run_params rp = hs_run_default_params();
+    rp.workers_per_device = 2;
+    cr_assert_eq(hs_test_run_config(cfg, sets, 3, &rp, &err), HS_OK, "%s", err.msg);
+    assert_same_results(ref, out);
+    for (int i = 0; i < 2; i++) {
+        char shard[32];
+        snprintf(shard, sizeof shard, "shard=%d/2", i);
+        sets[2] = shard;
+        cr_assert_eq(hs_test_run_config(cfg, sets, 3, NULL, &err), HS_OK, "%s: %s", shard, err.msg);
+        snprintf(paths[i], 256, "%s/out.shard-%05d-of-00002.h5", dir, i);
+    }
+    path_in(merged, sizeof merged, "merged.h5");
+    const char *sp[2] = {paths[0], paths[1]};
+    cr_assert_eq(hs_run_merge(merged, sp, 2, 0, &err), HS_OK, "%s", err.msg);
+    assert_same_results(ref, merged);
     remove_dir();
 }
 

@@ -24,9 +24,10 @@ typedef struct {
      * is removed, and hs_run returns HS_ERR_INVALID_ARG "interrupted". */
     int (*progress)(void *user, const char *experiment, int done, int total);
     void *progress_user;
-    /* CPU runs: workers (threads, each with its own backend) sharing the
-     * units; 0 = 1. Exercises the one-worker-per-GPU path without a GPU. */
-    int cpu_workers;
+    /* Workers (threads, each with its own backend) per device: the CPU, or
+     * each listed GPU; 0 = 1. Exercises the one-worker-per-GPU path on one
+     * device: the CPU without a GPU, or a machine with a single GPU. */
+    int workers_per_device;
 } hs_run_params;
 
 hs_run_params hs_run_default_params(void);
