@@ -153,41 +153,42 @@ static hs_status cu_matmul(hs_backend *be, const void *x, const void *w, const v
 }
 
 /* Inverse frequencies computed on the host with the reference's expression
- * (1 / theta^(2i/d) in f32, as HF does), so both backends rotate by the same
- * f32 angles; cached on the device per (theta, d_head). */
-static hs_status hs_rope_table(hs_cuda_backend *c, float theta, int dh, hs_err *err) {
-    if (c->rope_inv && c->rope_theta == theta && c->rope_dh == dh) return HS_OK;
-    const int half = dh / 2;
+ * (1 / theta^(2i/rot) in f32, as HF does), so both backends rotate by the same
+ * f32 angles; cached on the device per (theta, rot). */
+static hs_status hs_rope_table(hs_cuda_backend *c, float theta, int rot, hs_err *err) {
+    if (c->rope_inv && c->rope_theta == theta && c->rope_rot == rot) return HS_OK;
+    const int half = rot / 2;
     float *inv = (float *)malloc((size_t)half * sizeof(float));
     if (!inv) return hs_err_set(err, HS_ERR_OOM, "cuda rope: out of memory");
-    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)dh);
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)rot);
     hs_status st = HS_OK;
-    if (c->rope_inv && c->rope_dh < dh) {
+    if (c->rope_inv && c->rope_rot < rot) {
         HS_CUDA_CHECK_GOTO(err, cudaFree(c->rope_inv)); /* synchronises: no reader left */
         c->rope_inv = NULL;
     }
     if (!c->rope_inv) HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->rope_inv, (size_t)half * 4));
-    c->rope_dh = 0; /* invalid until the copy is done */
+    c->rope_rot = 0; /* invalid until the copy is done */
     HS_CUDA_CHECK_GOTO(err, cudaMemcpyAsync(c->rope_inv, inv, (size_t)half * 4,
                                             cudaMemcpyHostToDevice, c->stream));
     HS_CUDA_CHECK_GOTO(err, cudaStreamSynchronize(c->stream));
     c->rope_theta = theta;
-    c->rope_dh = dh;
+    c->rope_rot = rot;
 exit:
     free(inv);
     return st;
 }
 
 static hs_status cu_rope(hs_backend *be, hs_rope_kind kind, void *x, const int32_t *pos,
-                         int64_t n, int H, int d_head, float theta, hs_err *err) {
+                         int64_t n, int H, int d_head, int rot, float theta, hs_err *err) {
     hs_cuda_backend *c = hs_cb(be);
     HS_ENTER(be, err);
     if (kind == HS_ROPE_NONE || n <= 0) return HS_OK;
-    if (d_head <= 0 || d_head % 2)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda rope: d_head %d must be even", d_head);
-    hs_status st = hs_rope_table(c, theta, d_head, err);
+    if (rot <= 0 || rot > d_head || rot % 2)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda rope: rotary dims %d must be even and within d_head %d",
+                          rot, d_head);
+    hs_status st = hs_rope_table(c, theta, rot, err);
     if (st != HS_OK) return st;
-    return hs_cuda_rope(c->stream, c->dtype, kind, x, pos, c->rope_inv, n, H, d_head, err);
+    return hs_cuda_rope(c->stream, c->dtype, kind, x, pos, c->rope_inv, n, H, d_head, rot, err);
 }
 
 static hs_status cu_attention(hs_backend *be, const hs_attn_params *p, hs_err *err) {

@@ -44,9 +44,9 @@ typedef struct {
     size_t lse_tmp_bytes;
     void *bwd_tmp;    /* attention_bwd's row statistics (lse, D) */
     size_t bwd_tmp_bytes;
-    float *rope_inv;  /* [rope_half] inverse frequencies for (rope_theta, rope_dh) */
+    float *rope_inv;  /* [rope_rot / 2] inverse frequencies for (rope_theta, rope_rot) */
     float rope_theta;
-    int rope_dh;
+    int rope_rot;
     hs_cuda_gemm_plan plans[HS_CUDA_GEMM_CACHE];
     int plan_next;    /* round-robin replacement */
 } hs_cuda_backend;
@@ -70,9 +70,9 @@ hs_status hs_cuda_embed(cudaStream_t st, hs_dtype dt, const int32_t *tokens, con
 hs_status hs_cuda_norm(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const void *x,
                        const void *w, const void *b, float eps, int64_t rows, int d, void *y,
                        hs_err *err);
-/* inv_freq: device f32 [d_head/2], computed on the host like the reference. */
+/* inv_freq: device f32 [rot/2], computed on the host like the reference. */
 hs_status hs_cuda_rope(cudaStream_t st, hs_dtype dt, hs_rope_kind kind, void *x,
-                       const int32_t *pos, const float *inv_freq, int64_t n, int H, int d_head,
+                       const int32_t *pos, const float *inv_freq, int64_t n, int H, int d_head, int rot,
                        hs_err *err);
 hs_status hs_cuda_act(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate,
                       const void *up, int64_t n, void *out, hs_err *err);

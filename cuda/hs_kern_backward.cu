@@ -76,14 +76,19 @@ __global__ void __launch_bounds__(HS_BWD_THREADS)
 
 /* ---- activations: elementwise --------------------------------------------------- */
 
+/* gelu: 0 = SiLU-GLU, 1 = gelu_new (tanh), 2 = gelu (erf). */
 template <typename T>
 __global__ void hs_k_act_bwd(int gelu, const T *gate, const T *up, const T *dout, int64_t n, T *dgate, T *dup) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const float d = hs_ld(dout + i);
-        if (gelu) {
+        if (gelu == 1) {
             const float x = hs_ld(up + i), c = 0.7978845608028654f, t = tanhf(c * (x + 0.044715f * x * x * x));
             hs_st(dup + i, d * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * 0.044715f * x * x)));
+        } else if (gelu == 2) { /* Phi(x) + x phi(x) */
+            const float x = hs_ld(up + i);
+            hs_st(dup + i, d * (0.5f * (1.0f + erff(x * 0.7071067811865476f)) +
+                                x * 0.3989422804014327f * expf(-0.5f * x * x)));
         } else {
             const float x = hs_ld(gate + i), s = 1.0f / (1.0f + expf(-x));
             hs_st(dup + i, d * x * s);
@@ -293,7 +298,7 @@ hs_status hs_cuda_norm_bwd(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, cons
 hs_status hs_cuda_act_bwd(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate, const void *up,
                           const void *dout, int64_t n, void *dgate, void *dup, hs_err *err) {
     if (n <= 0) return HS_OK;
-    const int gelu = kind == HS_ACT_GELU_NEW;
+    const int gelu = kind == HS_ACT_GELU_NEW ? 1 : kind == HS_ACT_GELU ? 2 : 0;
     const unsigned grid = hs_cuda_grid_1d(n, HS_BWD_THREADS);
     if (dt == HS_DTYPE_BF16)
         hs_k_act_bwd<bf16><<<grid, HS_BWD_THREADS, 0, st>>>(gelu, (const bf16 *)gate, (const bf16 *)up,

@@ -1,5 +1,5 @@
 /* hs_kern_elementwise: the memory-bound ops of the CUDA backend (embedding
- * gather, LayerNorm/RMSNorm, RoPE, gelu_new and SiLU·gate, residual add, bias
+ * gather, LayerNorm/RMSNorm, RoPE, gelu_new, gelu and SiLU·gate, residual add, bias
  * add, dtype conversion, seeded fills). Each is templated on the element type
  * (f32 or bf16); arithmetic is f32 and follows the CPU reference's formulas,
  * so the f32 mode agrees to rounding. Reductions are fixed-order:
@@ -44,6 +44,9 @@ struct hs_op_gelu_new { /* a unused; b = up */
     __device__ float operator()(float a, float x) const {
         return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
     }
+};
+struct hs_op_gelu { /* the exact (erf) form; a unused; b = up */
+    __device__ float operator()(float a, float x) const { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
 };
 struct hs_op_silu_glu { /* a = gate, b = up */
     __device__ float operator()(float g, float u) const { return g / (1.0f + expf(-g)) * u; }
@@ -95,6 +98,9 @@ hs_status hs_cuda_act(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void
     if (kind == HS_ACT_GELU_NEW)
         return dt == HS_DTYPE_F32 ? hs_map2<float>(st, NULL, up, out, n, hs_op_gelu_new(), err)
                                   : hs_map2<bf16>(st, NULL, up, out, n, hs_op_gelu_new(), err);
+    if (kind == HS_ACT_GELU)
+        return dt == HS_DTYPE_F32 ? hs_map2<float>(st, NULL, up, out, n, hs_op_gelu(), err)
+                                  : hs_map2<bf16>(st, NULL, up, out, n, hs_op_gelu(), err);
     if (kind == HS_ACT_SILU_GLU) {
         if (!gate) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda act: SiLU-GLU needs a gate");
         return dt == HS_DTYPE_F32 ? hs_map2<float>(st, gate, up, out, n, hs_op_silu_glu(), err)
@@ -209,11 +215,12 @@ hs_status hs_cuda_norm(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const vo
 
 /* ---- RoPE, in place on x [n, H, d_head] --------------------------------------- */
 
-/* One thread per (row, pair i): the angle pos·inv_freq[i] is shared by all heads. */
+/* One thread per (row, pair i): the angle pos·inv_freq[i] is shared by all
+ * heads. Only each head's first rot dims turn (partial rotary). */
 template <typename T>
 __global__ void hs_k_rope(T *x, const int32_t *pos, const float *inv_freq, int64_t n, int H,
-                          int dh, int normal) {
-    const int half = dh / 2;
+                          int dh, int rot, int normal) {
+    const int half = rot / 2;
     const int64_t total = n * half, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int i = (int)(idx % half);
@@ -233,23 +240,24 @@ __global__ void hs_k_rope(T *x, const int32_t *pos, const float *inv_freq, int64
 
 template <typename T>
 static hs_status hs_rope_t(cudaStream_t st, int normal, void *x, const int32_t *pos,
-                           const float *inv_freq, int64_t n, int H, int dh, hs_err *err) {
-    hs_k_rope<T><<<hs_cuda_grid_1d(n * (dh / 2), HS_EW_THREADS), HS_EW_THREADS, 0, st>>>(
-        (T *)x, pos, inv_freq, n, H, dh, normal);
+                           const float *inv_freq, int64_t n, int H, int dh, int rot, hs_err *err) {
+    hs_k_rope<T><<<hs_cuda_grid_1d(n * (rot / 2), HS_EW_THREADS), HS_EW_THREADS, 0, st>>>(
+        (T *)x, pos, inv_freq, n, H, dh, rot, normal);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_rope");
     return HS_OK;
 }
 
 hs_status hs_cuda_rope(cudaStream_t st, hs_dtype dt, hs_rope_kind kind, void *x,
-                       const int32_t *pos, const float *inv_freq, int64_t n, int H, int d_head,
+                       const int32_t *pos, const float *inv_freq, int64_t n, int H, int d_head, int rot,
                        hs_err *err) {
     if (kind == HS_ROPE_NONE || n <= 0 || H <= 0) return HS_OK;
     if (kind != HS_ROPE_NEOX && kind != HS_ROPE_NORMAL)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda rope: unknown kind %d", (int)kind);
-    if (d_head <= 0 || d_head % 2)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda rope: d_head %d must be even", d_head);
+    if (rot <= 0 || rot > d_head || rot % 2)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda rope: rotary dims %d must be even and within d_head %d",
+                          rot, d_head);
     return HS_DISPATCH_DT(dt, hs_rope_t, st, kind == HS_ROPE_NORMAL, x, pos, inv_freq, n, H, d_head,
-                          err);
+                          rot, err);
 }
 
 /* ---- bias add (GEMM fallback epilogue) ----------------------------------------- */

@@ -102,13 +102,16 @@ static hs_status cpu_matmul(hs_backend *be, const void *x, const void *w, const 
 }
 
 static hs_status cpu_rope(hs_backend *be, hs_rope_kind kind, void *xv, const int32_t *pos, int64_t n, int H,
-                          int dh, float theta, hs_err *err) {
+                          int dh, int rot, float theta, hs_err *err) {
     float *x = xv;
-    int half = dh / 2;
-    /* inverse frequencies as HF computes them: 1 / theta^(2i/d) in f32 */
+    if (rot <= 0 || rot > dh || rot % 2)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "rope: rotary dims %d must be even and within d_head %d", rot, dh);
+    int half = rot / 2;
+    /* inverse frequencies as HF computes them: 1 / theta^(2i/rot) in f32; dims
+     * from rot on pass through (partial rotary) */
     float *inv = malloc((size_t)half * sizeof(float));
     if (!inv) return hs_err_set(err, HS_ERR_OOM, "rope: out of memory");
-    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)dh);
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)rot);
     for (int64_t r = 0; r < n; r++) {
         for (int i = 0; i < half; i++) {
             float ang = (float)pos[r] * inv[i], c = cosf(ang), s = sinf(ang);
@@ -210,6 +213,8 @@ static hs_status cpu_act(hs_backend *be, hs_act_kind kind, const void *gv, const
         if (kind == HS_ACT_GELU_NEW) {
             float x = u[i];
             o[i] = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+        } else if (kind == HS_ACT_GELU) {
+            o[i] = 0.5f * u[i] * (1.0f + erff(u[i] * 0.7071067811865476f));
         } else {
             o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
         }

@@ -67,6 +67,15 @@ hs_status hs_cpu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gv, const
         }
         return HS_OK;
     }
+    if (kind == HS_ACT_GELU) { /* d/dx x Phi(x) = Phi(x) + x phi(x) */
+#pragma omp parallel for simd num_threads(hs_cpu_threads(be)) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) {
+            const float x = u[i];
+            du[i] = dout[i] * (0.5f * (1.0f + erff(x * 0.7071067811865476f)) +
+                               x * 0.3989422804014327f * expf(-0.5f * x * x));
+        }
+        return HS_OK;
+    }
 #pragma omp parallel for simd num_threads(hs_cpu_threads(be)) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         const float x = g[i], s = 1.0f / (1.0f + expf(-x));

@@ -8,6 +8,9 @@
  *   heads: dz = gm W_O (the gradient at xi z)
  *   attention: (dq, dk, dv) = attention'(dz) with head_scale xi; RoPE' = RoPE at -position;
  *         dxn1 = dq W_q + dk W_k + dv W_v; g = gm + norm1'(resid_pre)ᵀ dxn1 = dM/d resid_pre[l].
+ * A parallel block (GPT-NeoX: resid_post = resid_pre + attn_out + mlp_out, the
+ * MLP reading norm2(resid_pre)) takes norm2' at resid_pre and dz = g W_O: gm is
+ * then g plus the MLP's share of dM/d resid_pre, and dM/d attn_out is g.
  * Biases do not enter input gradients. */
 #include "hs_backward.h"
 
@@ -48,8 +51,8 @@ static hs_status bwd_alloc(hs_session *s, int64_t n, int keep, hs_err *err) {
         {&w->dv, n * kd * es}, {&w->zu, n * qd * es}, {(void **)&w->hsc, n * c->n_heads * 4},
         {(void **)&w->dots, n * c->n_heads * 4}, {(void **)&w->neg_pos, n * 4}, {(void **)&w->tg, n * 4},
         {&w->kq, keep * L * n * qd * es}, {&w->kk, keep * L * n * kd * es}, {&w->kv, keep * L * n * kd * es},
-        {&w->kz, keep * L * n * qd * es}, {&w->kmid, keep * L * n * d * es}, {&w->kpre, keep * L * n * f * es},
-        {&w->kprel, keep * gated * L * n * f * es},
+        {&w->kz, keep * L * n * qd * es}, {&w->kmid, keep * !c->parallel_attn_mlp * L * n * d * es},
+        {&w->kpre, keep * L * n * f * es}, {&w->kprel, keep * gated * L * n * f * es},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!want[i].bytes) continue;
@@ -70,7 +73,8 @@ static hs_status bwd_reserve(hs_session *s, int64_t n, hs_err *err) {
     hs_bwd_free(s);
     const hs_model_config *c = &s->cfg;
     const int64_t qd = (int64_t)c->n_heads * c->d_head, kd = (int64_t)c->n_kv_heads * c->d_head;
-    const int64_t per_row = 2 * qd + 2 * kd + c->d_model + (c->act == HS_ACT_SILU_GLU ? 2 : 1) * (int64_t)c->d_mlp;
+    const int64_t per_row = 2 * qd + 2 * kd + (c->parallel_attn_mlp ? 0 : c->d_model) +
+                            (c->act == HS_ACT_SILU_GLU ? 2 : 1) * (int64_t)c->d_mlp;
     if ((int64_t)c->n_layers * n * per_row * (int64_t)s->es <= s->bwd_keep_bytes) {
         hs_status st = bwd_alloc(s, n, 1, err);
         if (st != HS_ERR_OOM) return st;
@@ -97,7 +101,7 @@ static void *keep_slot(const hs_session *s, hs_hook_point p, int64_t *width) {
     if (p == (rope ? HS_HOOK_ROT_K : HS_HOOK_K)) return *width = kd, w->kk;
     if (p == HS_HOOK_V) return *width = kd, w->kv;
     if (p == HS_HOOK_Z) return *width = qd, w->kz;
-    if (p == HS_HOOK_RESID_MID) return w->kmid;
+    if (p == HS_HOOK_RESID_MID) return c->parallel_attn_mlp ? NULL : w->kmid;
     if (p == HS_HOOK_MLP_PRE) return *width = c->d_mlp, w->kpre;
     if (p == HS_HOOK_MLP_PRE_LINEAR) return *width = c->d_mlp, w->kprel;
     return NULL;
@@ -209,15 +213,15 @@ exit:
 
 /* Reruns layer l from its resid_pre up to the MLP's inputs: s->q, s->k
  * (rotated), s->v, s->z (the heads' output, times the multipliers), w->mid =
- * resid_mid, s->xn = norm2(resid_mid), s->up, s->gate; with multipliers
- * (ap0->head_scale) also w->zu = the unscaled z. */
+ * resid_mid (a sequential block), s->xn = norm2(the MLP's input), s->up,
+ * s->gate; with multipliers (ap0->head_scale) also w->zu = the unscaled z. */
 static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_attn_params *ap0, hs_err *err) {
     const hs_backend_ops *o = s->be->ops;
     const hs_model_config *c = &s->cfg;
     const hs_session_layer *W = &s->layers[l];
     hs_bwd *w = s->bwd;
     const int64_t n = (int64_t)b->B * b->T, d = c->d_model, es = (int64_t)s->es;
-    const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp;
+    const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp, rot = c->rot_dim ? c->rot_dim : dh;
     const void *x = (const char *)w->res + l * n * d * es;
     hs_status st = HS_OK;
     HS_CHECK(o->norm(s->be, c->norm, x, W->ln1_w, W->ln1_b, c->norm_eps, n, (int)d, s->xn, err));
@@ -225,8 +229,8 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
     HS_CHECK(o->matmul(s->be, s->xn, W->wk, W->bk, n, Hk * dh, (int)d, 0, s->k, err));
     HS_CHECK(o->matmul(s->be, s->xn, W->wv, W->bv, n, Hk * dh, (int)d, 0, s->v, err));
     if (c->rope != HS_ROPE_NONE) {
-        HS_CHECK(o->rope(s->be, c->rope, s->q, s->d_pos, n, H, dh, c->rope_theta, err));
-        HS_CHECK(o->rope(s->be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rope_theta, err));
+        HS_CHECK(o->rope(s->be, c->rope, s->q, s->d_pos, n, H, dh, rot, c->rope_theta, err));
+        HS_CHECK(o->rope(s->be, c->rope, s->k, s->d_pos, n, Hk, dh, rot, c->rope_theta, err));
     }
     HS_CHECK(o->attention(s->be, ap0, err));
     if (ap0->head_scale) { /* visitors need z itself, also where the multiplier is 0 */
@@ -235,12 +239,16 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
         au.z = w->zu;
         HS_CHECK(o->attention(s->be, &au, err));
     }
-    /* resid_mid as the forward makes it (not by an accumulating GEMM, whose
-     * rounding differs): the same bits as a kept activation */
-    HS_CHECK(o->matmul(s->be, s->z, W->wo, W->bo, n, (int)d, H * dh, 0, s->attn_out, err));
-    HS_CHECK(o->copy(s->be, w->mid, x, (size_t)(n * d * es), err));
-    HS_CHECK(o->add(s->be, w->mid, s->attn_out, n * d, err));
-    HS_CHECK(o->norm(s->be, c->norm, w->mid, W->ln2_w, W->ln2_b, c->norm_eps, n, (int)d, s->xn, err));
+    const void *mlp_in = x;
+    if (!c->parallel_attn_mlp) {
+        /* resid_mid as the forward makes it (not by an accumulating GEMM, whose
+         * rounding differs): the same bits as a kept activation */
+        HS_CHECK(o->matmul(s->be, s->z, W->wo, W->bo, n, (int)d, H * dh, 0, s->attn_out, err));
+        HS_CHECK(o->copy(s->be, w->mid, x, (size_t)(n * d * es), err));
+        HS_CHECK(o->add(s->be, w->mid, s->attn_out, n * d, err));
+        mlp_in = w->mid;
+    }
+    HS_CHECK(o->norm(s->be, c->norm, mlp_in, W->ln2_w, W->ln2_b, c->norm_eps, n, (int)d, s->xn, err));
     HS_CHECK(o->matmul(s->be, s->xn, W->w_up, W->b_up, n, f, (int)d, 0, s->up, err));
     if (c->act == HS_ACT_SILU_GLU) HS_CHECK(o->matmul(s->be, s->xn, W->w_gate, NULL, n, f, (int)d, 0, s->gate, err));
 exit:
@@ -258,7 +266,8 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
     const hs_model_config *c = &s->cfg;
     hs_bwd *w = s->bwd;
     const int64_t n = (int64_t)b->B * b->T, d = c->d_model, es = (int64_t)s->es, BH = (int64_t)b->B * c->n_heads;
-    const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp;
+    const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp, rot = c->rot_dim ? c->rot_dim : dh;
+    const int par = c->parallel_attn_mlp;
     hs_status st = HS_OK;
     const int64_t qd = (int64_t)H * dh, kd = (int64_t)Hk * dh;
     hs_attn_params ap = {.B = b->B, .T = b->T, .H = H, .H_kv = Hk, .d_head = dh, .scale = 1.0f / sqrtf((float)dh),
@@ -269,12 +278,13 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
     if (g_top) HS_CHECK(o->copy(s->be, w->g, g_top, (size_t)(n * d * es), err));
     for (int l = top; l >= 0; l--) {
         const hs_session_layer *W = &s->layers[l];
-        const void *mid = w->mid, *gate = s->gate, *up = s->up, *z = head_scale ? w->zu : s->z;
+        const void *x = (const char *)w->res + (int64_t)l * n * d * es;
+        const void *mid = par ? x : w->mid, *gate = s->gate, *up = s->up, *z = head_scale ? w->zu : s->z;
         if (head_scale) HS_CHECK(o->upload(s->be, w->hsc, head_scale + l * BH, (size_t)BH * sizeof(float), err));
         if (w->keep) { /* the forward's activations of layer l */
             const int64_t gated = c->act == HS_ACT_SILU_GLU;
             ap.q = (char *)w->kq + l * n * qd * es, ap.k = (char *)w->kk + l * n * kd * es;
-            ap.v = (char *)w->kv + l * n * kd * es, mid = (char *)w->kmid + l * n * d * es;
+            ap.v = (char *)w->kv + l * n * kd * es, mid = par ? x : (char *)w->kmid + l * n * d * es;
             gate = gated ? (char *)w->kpre + l * n * f * es : NULL;
             up = gated ? (char *)w->kprel + l * n * f * es : (char *)w->kpre + l * n * f * es;
             if (head_scale) { /* visitors need z itself, also where the multiplier is 0 */
@@ -295,9 +305,10 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         if (c->act == HS_ACT_SILU_GLU) HS_CHECK(o->matmul_bwd(s->be, w->dgate, W->w_gate, n, f, (int)d, 1, w->dxn, err));
         HS_CHECK(o->copy(s->be, w->gm, w->g, (size_t)(n * d * es), err));
         HS_CHECK(o->norm_bwd(s->be, c->norm, mid, W->ln2_w, c->norm_eps, n, (int)d, w->dxn, 1, w->gm, err));
-        /* the heads' output */
-        HS_CHECK(o->matmul_bwd(s->be, w->gm, W->wo, n, (int)d, H * dh, 0, w->dz, err));
-        hs_bwd_layer gl = {.z = z, .dz = w->dz, .g_mid = w->gm, .g_post = w->g, .attn = &ap};
+        /* the heads' output: attn_out reaches resid_post through resid_mid, or directly (parallel) */
+        const void *g_attn = par ? w->g : w->gm;
+        HS_CHECK(o->matmul_bwd(s->be, g_attn, W->wo, n, (int)d, H * dh, 0, w->dz, err));
+        hs_bwd_layer gl = {.z = z, .dz = w->dz, .g_mid = g_attn, .g_post = w->g, .attn = &ap};
         if (l == 0 && !want_attn) { /* nothing below reads the attention's gradients */
             HS_CHECK(visit(user, l, &gl, err));
             break;
@@ -305,15 +316,14 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         /* attention, back to resid_pre */
         HS_CHECK(o->attention_bwd(s->be, &ap, w->dz, w->dq, w->dk, w->dv, err));
         if (c->rope != HS_ROPE_NONE) {
-            HS_CHECK(o->rope(s->be, c->rope, w->dq, w->neg_pos, n, H, dh, c->rope_theta, err));
-            HS_CHECK(o->rope(s->be, c->rope, w->dk, w->neg_pos, n, Hk, dh, c->rope_theta, err));
+            HS_CHECK(o->rope(s->be, c->rope, w->dq, w->neg_pos, n, H, dh, rot, c->rope_theta, err));
+            HS_CHECK(o->rope(s->be, c->rope, w->dk, w->neg_pos, n, Hk, dh, rot, c->rope_theta, err));
         }
         HS_CHECK(o->matmul_bwd(s->be, w->dq, W->wq, n, H * dh, (int)d, 0, w->dxn, err));
         HS_CHECK(o->matmul_bwd(s->be, w->dk, W->wk, n, Hk * dh, (int)d, 1, w->dxn, err));
         HS_CHECK(o->matmul_bwd(s->be, w->dv, W->wv, n, Hk * dh, (int)d, 1, w->dxn, err));
         /* into g2, so the visitor still sees dM/d resid_post in g; then the two swap */
         HS_CHECK(o->copy(s->be, w->g2, w->gm, (size_t)(n * d * es), err));
-        const void *x = (const char *)w->res + (int64_t)l * n * d * es;
         HS_CHECK(o->norm_bwd(s->be, c->norm, x, W->ln1_w, c->norm_eps, n, (int)d, w->dxn, 1, w->g2, err));
         if (want_attn) gl.g_pre = w->g2, gl.dq = w->dq, gl.dk = w->dk, gl.dv = w->dv;
         HS_CHECK(visit(user, l, &gl, err));

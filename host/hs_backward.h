@@ -57,7 +57,7 @@ hs_status hs_bwd_seed_last(hs_session *s, const hs_batch *b, const float *dlogit
 typedef struct {
     const void *z;      /* [B*T, H, d_head] the heads' unscaled output */
     const void *dz;     /* dM/d(xi z), the gradient at the scaled output */
-    const void *g_mid;  /* [B*T, d] dM/d resid_mid[l] */
+    const void *g_mid;  /* [B*T, d] dM/d resid_mid[l]; a parallel block's dM/d resid_post[l] */
     const void *g_post; /* [B*T, d] dM/d resid_post[l] */
     /* When the walk was asked for the attention's input gradients, else NULL:
      * dM/d resid_pre[l] [B*T, d] and dM/dq [B*T, H, d_head], dM/dk and dM/dv

@@ -339,6 +339,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     const hs_hooks *hk = fp->hooks;
     const hs_dtype dt = o->act_dtype(be);
     const int B = b->B, T = b->T, H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, d = c->d_model, f = c->d_mlp;
+    const int rot = c->rot_dim ? c->rot_dim : dh;
     const int64_t n = (int64_t)B * T, V = c->n_vocab;
     const size_t es = s->es;
     int32_t *pos = malloc((size_t)n * sizeof *pos);
@@ -395,11 +396,11 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         if (need_k) HS_CHECK(offer(s, hk, HS_HOOK_K, l, s->k, dt, 4, B, T, Hk, dh, err));
         if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
         if (rope && need_q) {
-            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rope_theta, err));
+            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, rot, c->rope_theta, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_Q, l, s->q, dt, 4, B, T, H, dh, err));
         }
         if (rope && need_k) {
-            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rope_theta, err));
+            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, rot, c->rope_theta, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_K, l, s->k, dt, 4, B, T, Hk, dh, err));
         }
         if (!given) { /* the attention, with the layer's edits */
@@ -429,8 +430,10 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(offer(s, hk, HS_HOOK_Z, l, s->z, dt, 4, B, T, H, dh, err));
         HS_CHECK(o->matmul(be, s->z, W->wo, W->bo, n, d, H * dh, 0, s->attn_out, err));
         HS_CHECK(offer(s, hk, HS_HOOK_ATTN_OUT, l, s->attn_out, dt, 3, B, T, d, 0, err));
-        HS_CHECK(o->add(be, s->x, s->attn_out, n * d, err));
-        HS_CHECK(offer(s, hk, HS_HOOK_RESID_MID, l, s->x, dt, 3, B, T, d, 0, err));
+        if (!c->parallel_attn_mlp) { /* a parallel block's MLP reads resid_pre: no resid_mid */
+            HS_CHECK(o->add(be, s->x, s->attn_out, n * d, err));
+            HS_CHECK(offer(s, hk, HS_HOOK_RESID_MID, l, s->x, dt, 3, B, T, d, 0, err));
+        }
         HS_CHECK(o->norm(be, c->norm, s->x, W->ln2_w, W->ln2_b, c->norm_eps, n, d, s->xn, err));
         HS_CHECK(o->matmul(be, s->xn, W->w_up, W->b_up, n, f, d, 0, s->up, err));
         if (c->act == HS_ACT_SILU_GLU) {
@@ -444,6 +447,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(offer(s, hk, HS_HOOK_MLP_POST, l, s->hid, dt, 3, B, T, f, 0, err));
         HS_CHECK(o->matmul(be, s->hid, W->w_down, W->b_down, n, d, f, 0, s->mlp_out, err));
         HS_CHECK(offer(s, hk, HS_HOOK_MLP_OUT, l, s->mlp_out, dt, 3, B, T, d, 0, err));
+        if (c->parallel_attn_mlp) HS_CHECK(o->add(be, s->x, s->attn_out, n * d, err));
         HS_CHECK(o->add(be, s->x, s->mlp_out, n * d, err));
         HS_CHECK(offer(s, hk, HS_HOOK_RESID_POST, l, s->x, dt, 3, B, T, d, 0, err));
     }

@@ -81,6 +81,9 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
                           c->n_heads, c->n_kv_heads);
     if (c->rope != HS_ROPE_NONE && c->d_head % 2 != 0)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: RoPE needs an even head dimension (got %d)", src, c->d_head);
+    if (c->rot_dim < 0 || c->rot_dim > c->d_head || c->rot_dim % 2 != 0 || (c->rot_dim && c->rope == HS_ROPE_NONE))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: rotary dims %d must be even, within the head's %d and need RoPE",
+                          src, c->rot_dim, c->d_head);
     if (!(c->norm_eps > 0.0f) || c->norm_eps > 1.0f)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: norm epsilon %g out of range", src, (double)c->norm_eps);
     if (c->rope != HS_ROPE_NONE && !(c->rope_theta > 0.0f))

@@ -1,31 +1,19 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
- * shards listed in model.safetensors.index.json) for GPT2LMHeadModel and the
- * Llama family (Llama, Mistral, Qwen2). Tensors are converted to f32 in the
- * canonical layout of hs_model_weights; every shape is checked first. */
+ * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
+ * Llama family (Llama, Mistral, Qwen2) and GPTNeoXForCausalLM (Pythia).
+ * Tensors are converted to f32 in the canonical layout of hs_model_weights;
+ * every shape is checked first. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "headsweep/hs_safetensors.h"
-#include "hs_model_internal.h"
-
-#define MAX_SHARDS 256
-
-typedef struct {
-    hs_model *m;
-    char dir[4096];
-    hs_st_file *files[MAX_SHARDS];
-    char *file_names[MAX_SHARDS];
-    int n_files;
-    json_t *weight_map; /* NULL for a single file */
-    const char *prefix; /* GPT-2 checkpoints: "transformer." or "" */
-} loader;
+#include "hs_model_hf_internal.h"
 
 /* ---- config.json ------------------------------------------------------- */
 
-static hs_status cfg_int(json_t *root, const char *path, const char *key, int required, int dflt, int *out,
-                         hs_err *err) {
+hs_status hs_hf_cfg_int(json_t *root, const char *path, const char *key, int required, int dflt, int *out,
+                        hs_err *err) {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) {
         if (required) return hs_err_set(err, HS_ERR_MISSING, "%s: missing key '%s'", path, key);
@@ -38,7 +26,7 @@ static hs_status cfg_int(json_t *root, const char *path, const char *key, int re
     return HS_OK;
 }
 
-static hs_status cfg_float(json_t *root, const char *path, const char *key, float dflt, float *out, hs_err *err) {
+hs_status hs_hf_cfg_float(json_t *root, const char *path, const char *key, float dflt, float *out, hs_err *err) {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) {
         *out = dflt;
@@ -49,7 +37,7 @@ static hs_status cfg_float(json_t *root, const char *path, const char *key, floa
     return HS_OK;
 }
 
-static int cfg_bool(json_t *root, const char *key, int dflt) {
+int hs_hf_cfg_bool(json_t *root, const char *key, int dflt) {
     json_t *v = json_object_get(root, key);
     return json_is_boolean(v) ? json_is_true(v) : dflt;
 }
@@ -64,19 +52,19 @@ static int cfg_token_id(json_t *root, const char *key) {
 static hs_status parse_gpt2_config(json_t *root, const char *path, hs_model_config *c, hs_err *err) {
     hs_status st;
     c->arch = HS_ARCH_GPT2;
-    if ((st = cfg_int(root, path, "n_layer", 1, 0, &c->n_layers, err))) return st;
-    if ((st = cfg_int(root, path, "n_head", 1, 0, &c->n_heads, err))) return st;
-    if ((st = cfg_int(root, path, "n_embd", 1, 0, &c->d_model, err))) return st;
-    if ((st = cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err))) return st;
-    if ((st = cfg_int(root, path, "n_positions", 1, 0, &c->n_ctx, err))) return st;
-    if ((st = cfg_int(root, path, "n_inner", 0, 4 * c->d_model, &c->d_mlp, err))) return st;
-    if ((st = cfg_float(root, path, "layer_norm_epsilon", 1e-5f, &c->norm_eps, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "n_layer", 1, 0, &c->n_layers, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "n_head", 1, 0, &c->n_heads, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "n_embd", 1, 0, &c->d_model, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "n_positions", 1, 0, &c->n_ctx, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "n_inner", 0, 4 * c->d_model, &c->d_mlp, err))) return st;
+    if ((st = hs_hf_cfg_float(root, path, "layer_norm_epsilon", 1e-5f, &c->norm_eps, err))) return st;
     json_t *act = json_object_get(root, "activation_function");
     const char *a = json_is_string(act) ? json_string_value(act) : "gelu_new";
     if (strcmp(a, "gelu_new") && strcmp(a, "gelu_pytorch_tanh"))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported (gelu_new only)",
                           path, a);
-    if (cfg_bool(root, "scale_attn_by_inverse_layer_idx", 0) || !cfg_bool(root, "scale_attn_weights", 1))
+    if (hs_hf_cfg_bool(root, "scale_attn_by_inverse_layer_idx", 0) || !hs_hf_cfg_bool(root, "scale_attn_weights", 1))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: non-standard GPT-2 attention scaling is not supported", path);
     if (c->n_heads <= 0 || c->d_model % c->n_heads != 0)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: n_embd %d is not divisible by n_head %d", path, c->d_model,
@@ -86,7 +74,7 @@ static hs_status parse_gpt2_config(json_t *root, const char *path, hs_model_conf
     c->norm = HS_NORM_LAYERNORM;
     c->act = HS_ACT_GELU_NEW;
     c->rope = HS_ROPE_NONE;
-    c->tied_embeddings = cfg_bool(root, "tie_word_embeddings", 1);
+    c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 1);
     c->qkv_bias = c->out_bias = c->learned_pos = 1;
     return HS_OK;
 }
@@ -95,19 +83,19 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
                                     hs_err *err) {
     hs_status st;
     c->arch = HS_ARCH_LLAMA;
-    if ((st = cfg_int(root, path, "num_hidden_layers", 1, 0, &c->n_layers, err))) return st;
-    if ((st = cfg_int(root, path, "num_attention_heads", 1, 0, &c->n_heads, err))) return st;
-    if ((st = cfg_int(root, path, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads, err))) return st;
-    if ((st = cfg_int(root, path, "hidden_size", 1, 0, &c->d_model, err))) return st;
-    if ((st = cfg_int(root, path, "intermediate_size", 1, 0, &c->d_mlp, err))) return st;
-    if ((st = cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err))) return st;
-    if ((st = cfg_int(root, path, "max_position_embeddings", 0, 2048, &c->n_ctx, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "num_hidden_layers", 1, 0, &c->n_layers, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "num_attention_heads", 1, 0, &c->n_heads, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "hidden_size", 1, 0, &c->d_model, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "intermediate_size", 1, 0, &c->d_mlp, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, 2048, &c->n_ctx, err))) return st;
     if (c->n_heads <= 0) return hs_err_set(err, HS_ERR_FORMAT, "%s: num_attention_heads must be positive", path);
-    if ((st = cfg_int(root, path, "head_dim", 0, c->d_model / c->n_heads, &c->d_head, err))) return st;
-    if ((st = cfg_float(root, path, "rms_norm_eps", 1e-6f, &c->norm_eps, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, c->d_model / c->n_heads, &c->d_head, err))) return st;
+    if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", 1e-6f, &c->norm_eps, err))) return st;
     /* rope_theta sits at the top level, or in rope_parameters in newer files. */
     json_t *rp = json_object_get(root, "rope_parameters");
-    if ((st = cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
+    if ((st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
     if (json_is_object(rp) && json_is_number(json_object_get(rp, "rope_theta")))
         c->rope_theta = (float)json_number_value(json_object_get(rp, "rope_theta"));
     json_t *rs = json_object_get(root, "rope_scaling");
@@ -123,26 +111,26 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     if (json_is_string(act) && strcmp(json_string_value(act), "silu"))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu only)", path,
                           json_string_value(act));
-    if (cfg_bool(root, "mlp_bias", 0))
+    if (hs_hf_cfg_bool(root, "mlp_bias", 0))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: mlp_bias is not supported", path);
-    int att_bias = cfg_bool(root, "attention_bias", 0);
+    int att_bias = hs_hf_cfg_bool(root, "attention_bias", 0);
     if (att_bias) return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias (with o_proj bias) is not supported", path);
     int sw = 0;
-    if ((st = cfg_int(root, path, "sliding_window", 0, 0, &sw, err))) return st;
-    if (sw > 0 && sw < c->n_ctx && cfg_bool(root, "use_sliding_window", 1))
+    if ((st = hs_hf_cfg_int(root, path, "sliding_window", 0, 0, &sw, err))) return st;
+    if (sw > 0 && sw < c->n_ctx && hs_hf_cfg_bool(root, "use_sliding_window", 1))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: sliding_window %d < max_position_embeddings is not supported",
                           path, sw);
     c->norm = HS_NORM_RMSNORM;
     c->act = HS_ACT_SILU_GLU;
     c->rope = HS_ROPE_NEOX;
-    c->tied_embeddings = cfg_bool(root, "tie_word_embeddings", 0);
+    c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 0);
     c->qkv_bias = !strcmp(arch, "Qwen2ForCausalLM");
     c->out_bias = 0;
     c->learned_pos = 0;
     return HS_OK;
 }
 
-static hs_status load_config(loader *L, hs_err *err) {
+static hs_status load_config(hs_hf_loader *L, hs_err *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", L->dir);
     json_error_t je;
@@ -166,10 +154,12 @@ static hs_status load_config(loader *L, hs_err *err) {
     } else if (!strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "MistralForCausalLM") ||
                !strcmp(arch, "Qwen2ForCausalLM")) {
         st = parse_llama_config(root, path, arch, c, err);
+    } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
+        st = hs_hf_parse_neox_config(root, path, c, err);
     } else {
         st = hs_err_set(err, HS_ERR_UNSUPPORTED,
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
-                        "MistralForCausalLM, Qwen2ForCausalLM)",
+                        "MistralForCausalLM, Qwen2ForCausalLM, GPTNeoXForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
@@ -181,10 +171,11 @@ exit:
 
 /* ---- weight files ------------------------------------------------------------ */
 
-static hs_status open_shard(loader *L, const char *fname, hs_st_file **out, hs_err *err) {
+static hs_status open_shard(hs_hf_loader *L, const char *fname, hs_st_file **out, hs_err *err) {
     for (int i = 0; i < L->n_files; i++)
         if (!strcmp(L->file_names[i], fname)) return *out = L->files[i], HS_OK;
-    if (L->n_files == MAX_SHARDS) return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: more than %d shards", L->dir, MAX_SHARDS);
+    if (L->n_files == HS_HF_MAX_SHARDS)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: more than %d shards", L->dir, HS_HF_MAX_SHARDS);
     if (strchr(fname, '/') || !strcmp(fname, ".."))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: shard name '%s' must be a plain file name", L->dir, fname);
     char path[4400];
@@ -196,7 +187,7 @@ static hs_status open_shard(loader *L, const char *fname, hs_st_file **out, hs_e
     return HS_OK;
 }
 
-static hs_status open_weights(loader *L, hs_err *err) {
+static hs_status open_weights(hs_hf_loader *L, hs_err *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", L->dir);
     FILE *fp = fopen(path, "r");
@@ -224,7 +215,7 @@ static hs_status open_weights(loader *L, hs_err *err) {
     return HS_OK;
 }
 
-static hs_status find_tensor(loader *L, const char *name, const hs_st_tensor **out, hs_err *err) {
+static hs_status find_tensor(hs_hf_loader *L, const char *name, const hs_st_tensor **out, hs_err *err) {
     *out = NULL;
     if (L->weight_map) {
         json_t *v = json_object_get(L->weight_map, name);
@@ -243,11 +234,8 @@ static hs_status find_tensor(loader *L, const char *name, const hs_st_tensor **o
     return HS_OK;
 }
 
-/* Loads tensor `name` with the expected shape [d0] or [d0, d1] (d1 = 0 for 1-D),
- * converting to f32. transpose: the file holds [d1, d0] (GPT-2 Conv1D) and we
- * want [d0, d1]. */
-static hs_status load(loader *L, const char *name, int64_t d0, int64_t d1, int transpose, float **out,
-                      hs_err *err) {
+hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, int transpose, float **out,
+                     hs_err *err) {
     const hs_st_tensor *t;
     hs_status st = find_tensor(L, name, &t, err);
     if (st != HS_OK) return st;
@@ -265,7 +253,7 @@ static hs_status load(loader *L, const char *name, int64_t d0, int64_t d1, int t
     if (t->dtype == HS_DTYPE_I32)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: tensor '%s' has integer dtype I32", L->dir, name);
     hs_model_note_dtype(L->m, hs_dtype_name(t->dtype));
-    if ((st = hs_model_alloc_f32(L->m, t->numel, out, err))) return st;
+    if (!*out && (st = hs_model_alloc_f32(L->m, t->numel, out, err))) return st;
     if (!transpose) {
         hs_to_f32(t->dtype, t->data, *out, t->numel);
         return HS_OK;
@@ -279,13 +267,13 @@ static hs_status load(loader *L, const char *name, int64_t d0, int64_t d1, int t
     return HS_OK;
 }
 
-static int has_tensor(loader *L, const char *name) {
+static int has_tensor(hs_hf_loader *L, const char *name) {
     if (L->weight_map) return json_object_get(L->weight_map, name) != NULL;
     return hs_st_find(L->files[0], name) != NULL;
 }
 
 /* GPT-2's fused c_attn [d, 3d] (Conv1D: in x out) -> wq, wk, wv [d, d] each. */
-static hs_status load_gpt2_layer(loader *L, int l, hs_err *err) {
+static hs_status load_gpt2_layer(hs_hf_loader *L, int l, hs_err *err) {
     hs_status st = HS_OK;
     hs_model *m = L->m;
     const hs_model_config *c = &m->cfg;
@@ -294,10 +282,10 @@ static hs_status load_gpt2_layer(loader *L, int l, hs_err *err) {
     char n[256];
     float *qkv = NULL, *qkv_b = NULL;
 #define NAME(s) (snprintf(n, sizeof n, "%sh.%d.%s", L->prefix, l, s), n)
-    HS_CHECK(load(L, NAME("ln_1.weight"), d, 0, 0, &W->ln1_w, err));
-    HS_CHECK(load(L, NAME("ln_1.bias"), d, 0, 0, &W->ln1_b, err));
-    HS_CHECK(load(L, NAME("attn.c_attn.weight"), 3 * d, d, 1, &qkv, err));
-    HS_CHECK(load(L, NAME("attn.c_attn.bias"), 3 * d, 0, 0, &qkv_b, err));
+    HS_CHECK(hs_hf_load(L, NAME("ln_1.weight"), d, 0, 0, &W->ln1_w, err));
+    HS_CHECK(hs_hf_load(L, NAME("ln_1.bias"), d, 0, 0, &W->ln1_b, err));
+    HS_CHECK(hs_hf_load(L, NAME("attn.c_attn.weight"), 3 * d, d, 1, &qkv, err));
+    HS_CHECK(hs_hf_load(L, NAME("attn.c_attn.bias"), 3 * d, 0, 0, &qkv_b, err));
     /* Rows of the transposed [3d, d] matrix are q, then k, then v outputs:
      * alias into it rather than copy (the buffer is owned by the model). */
     W->wq = qkv;
@@ -306,79 +294,79 @@ static hs_status load_gpt2_layer(loader *L, int l, hs_err *err) {
     W->bq = qkv_b;
     W->bk = qkv_b + d;
     W->bv = qkv_b + 2 * d;
-    HS_CHECK(load(L, NAME("attn.c_proj.weight"), d, d, 1, &W->wo, err));
-    HS_CHECK(load(L, NAME("attn.c_proj.bias"), d, 0, 0, &W->bo, err));
-    HS_CHECK(load(L, NAME("ln_2.weight"), d, 0, 0, &W->ln2_w, err));
-    HS_CHECK(load(L, NAME("ln_2.bias"), d, 0, 0, &W->ln2_b, err));
-    HS_CHECK(load(L, NAME("mlp.c_fc.weight"), f, d, 1, &W->w_up, err));
-    HS_CHECK(load(L, NAME("mlp.c_fc.bias"), f, 0, 0, &W->b_up, err));
-    HS_CHECK(load(L, NAME("mlp.c_proj.weight"), d, f, 1, &W->w_down, err));
-    HS_CHECK(load(L, NAME("mlp.c_proj.bias"), d, 0, 0, &W->b_down, err));
+    HS_CHECK(hs_hf_load(L, NAME("attn.c_proj.weight"), d, d, 1, &W->wo, err));
+    HS_CHECK(hs_hf_load(L, NAME("attn.c_proj.bias"), d, 0, 0, &W->bo, err));
+    HS_CHECK(hs_hf_load(L, NAME("ln_2.weight"), d, 0, 0, &W->ln2_w, err));
+    HS_CHECK(hs_hf_load(L, NAME("ln_2.bias"), d, 0, 0, &W->ln2_b, err));
+    HS_CHECK(hs_hf_load(L, NAME("mlp.c_fc.weight"), f, d, 1, &W->w_up, err));
+    HS_CHECK(hs_hf_load(L, NAME("mlp.c_fc.bias"), f, 0, 0, &W->b_up, err));
+    HS_CHECK(hs_hf_load(L, NAME("mlp.c_proj.weight"), d, f, 1, &W->w_down, err));
+    HS_CHECK(hs_hf_load(L, NAME("mlp.c_proj.bias"), d, 0, 0, &W->b_down, err));
 #undef NAME
 exit:
     return st;
 }
 
-static hs_status load_gpt2(loader *L, hs_err *err) {
+static hs_status load_gpt2(hs_hf_loader *L, hs_err *err) {
     hs_status st = HS_OK;
     hs_model *m = L->m;
     const hs_model_config *c = &m->cfg;
     char n[256];
     L->prefix = has_tensor(L, "transformer.wte.weight") ? "transformer." : "";
 #define NAME(s) (snprintf(n, sizeof n, "%s%s", L->prefix, s), n)
-    HS_CHECK(load(L, NAME("wte.weight"), c->n_vocab, c->d_model, 0, &m->w.tok_embd, err));
-    HS_CHECK(load(L, NAME("wpe.weight"), c->n_ctx, c->d_model, 0, &m->w.pos_embd, err));
+    HS_CHECK(hs_hf_load(L, NAME("wte.weight"), c->n_vocab, c->d_model, 0, &m->w.tok_embd, err));
+    HS_CHECK(hs_hf_load(L, NAME("wpe.weight"), c->n_ctx, c->d_model, 0, &m->w.pos_embd, err));
     for (int l = 0; l < c->n_layers; l++) HS_CHECK(load_gpt2_layer(L, l, err));
-    HS_CHECK(load(L, NAME("ln_f.weight"), c->d_model, 0, 0, &m->w.lnf_w, err));
-    HS_CHECK(load(L, NAME("ln_f.bias"), c->d_model, 0, 0, &m->w.lnf_b, err));
+    HS_CHECK(hs_hf_load(L, NAME("ln_f.weight"), c->d_model, 0, 0, &m->w.lnf_w, err));
+    HS_CHECK(hs_hf_load(L, NAME("ln_f.bias"), c->d_model, 0, 0, &m->w.lnf_b, err));
 #undef NAME
     if (!c->tied_embeddings && has_tensor(L, "lm_head.weight"))
-        HS_CHECK(load(L, "lm_head.weight", c->n_vocab, c->d_model, 0, &m->w.unembed, err));
+        HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, c->d_model, 0, &m->w.unembed, err));
     else
         m->w.unembed = m->w.tok_embd;
 exit:
     return st;
 }
 
-static hs_status load_llama(loader *L, hs_err *err) {
+static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
     hs_status st = HS_OK;
     hs_model *m = L->m;
     const hs_model_config *c = &m->cfg;
     int64_t d = c->d_model, q = (int64_t)c->n_heads * c->d_head, kv = (int64_t)c->n_kv_heads * c->d_head,
             f = c->d_mlp;
     char n[256];
-    HS_CHECK(load(L, "model.embed_tokens.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
+    HS_CHECK(hs_hf_load(L, "model.embed_tokens.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
     for (int l = 0; l < c->n_layers; l++) {
         hs_layer_weights *W = &m->w.layers[l];
 #define NAME(s) (snprintf(n, sizeof n, "model.layers.%d.%s", l, s), n)
-        HS_CHECK(load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
-        HS_CHECK(load(L, NAME("self_attn.q_proj.weight"), q, d, 0, &W->wq, err));
-        HS_CHECK(load(L, NAME("self_attn.k_proj.weight"), kv, d, 0, &W->wk, err));
-        HS_CHECK(load(L, NAME("self_attn.v_proj.weight"), kv, d, 0, &W->wv, err));
+        HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
+        HS_CHECK(hs_hf_load(L, NAME("self_attn.q_proj.weight"), q, d, 0, &W->wq, err));
+        HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.weight"), kv, d, 0, &W->wk, err));
+        HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.weight"), kv, d, 0, &W->wv, err));
         if (c->qkv_bias) {
-            HS_CHECK(load(L, NAME("self_attn.q_proj.bias"), q, 0, 0, &W->bq, err));
-            HS_CHECK(load(L, NAME("self_attn.k_proj.bias"), kv, 0, 0, &W->bk, err));
-            HS_CHECK(load(L, NAME("self_attn.v_proj.bias"), kv, 0, 0, &W->bv, err));
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.q_proj.bias"), q, 0, 0, &W->bq, err));
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.bias"), kv, 0, 0, &W->bk, err));
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.bias"), kv, 0, 0, &W->bv, err));
         }
-        HS_CHECK(load(L, NAME("self_attn.o_proj.weight"), d, q, 0, &W->wo, err));
-        HS_CHECK(load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
-        HS_CHECK(load(L, NAME("mlp.gate_proj.weight"), f, d, 0, &W->w_gate, err));
-        HS_CHECK(load(L, NAME("mlp.up_proj.weight"), f, d, 0, &W->w_up, err));
-        HS_CHECK(load(L, NAME("mlp.down_proj.weight"), d, f, 0, &W->w_down, err));
+        HS_CHECK(hs_hf_load(L, NAME("self_attn.o_proj.weight"), d, q, 0, &W->wo, err));
+        HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
+        HS_CHECK(hs_hf_load(L, NAME("mlp.gate_proj.weight"), f, d, 0, &W->w_gate, err));
+        HS_CHECK(hs_hf_load(L, NAME("mlp.up_proj.weight"), f, d, 0, &W->w_up, err));
+        HS_CHECK(hs_hf_load(L, NAME("mlp.down_proj.weight"), d, f, 0, &W->w_down, err));
 #undef NAME
     }
-    HS_CHECK(load(L, "model.norm.weight", d, 0, 0, &m->w.lnf_w, err));
+    HS_CHECK(hs_hf_load(L, "model.norm.weight", d, 0, 0, &m->w.lnf_w, err));
     if (c->tied_embeddings)
         m->w.unembed = m->w.tok_embd;
     else
-        HS_CHECK(load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
+        HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
 exit:
     return st;
 }
 
 hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     hs_status st = HS_OK;
-    loader L;
+    hs_hf_loader L;
     memset(&L, 0, sizeof L);
     L.m = m;
     snprintf(L.dir, sizeof L.dir, "%s", dir);
@@ -387,6 +375,7 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     HS_CHECK(hs_model_alloc_layers(m, err));
     HS_CHECK(open_weights(&L, err));
     if (m->cfg.arch == HS_ARCH_GPT2) HS_CHECK(load_gpt2(&L, err));
+    else if (m->cfg.arch == HS_ARCH_NEOX) HS_CHECK(hs_hf_load_neox(&L, err));
     else HS_CHECK(load_llama(&L, err));
 exit:
     for (int i = 0; i < L.n_files; i++) {

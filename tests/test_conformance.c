@@ -1,5 +1,6 @@
 /* Whole-model conformance against HuggingFace transformers: the tiny random
- * fixture models (tests/fixtures/make_fixtures.py) hook point by hook point,
+ * fixture models (tests/fixtures/make_fixtures.py: GPT-2, Llama with MHA and
+ * GQA, GPT-NeoX) hook point by hook point,
  * with right and left padding. The first diverging hook is named. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -191,6 +192,10 @@ Test(conformance, llama_mha_right) { run_conformance("llama_mha", "right"); }
 Test(conformance, llama_mha_left) { run_conformance("llama_mha", "left"); }
 Test(conformance, llama_gqa_right) { run_conformance("llama_gqa", "right"); }
 Test(conformance, llama_gqa_left) { run_conformance("llama_gqa", "left"); }
+/* GPT-NeoX (Pythia): parallel attention + MLP (no resid_mid), exact GELU,
+ * RoPE on 8 of 32 dims, fused per-head QKV, untied unembedding */
+Test(conformance, pythia_right) { run_conformance("pythia", "right"); }
+Test(conformance, pythia_left) { run_conformance("pythia", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

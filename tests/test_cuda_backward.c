@@ -146,6 +146,11 @@ static void run_act_bwd(hs_dtype dt, hs_act_kind kind, const char *name) {
 
 Test(cuda_backward, act_bwd_gelu_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_GELU_NEW, "gelu_bwd_f32"); }
 Test(cuda_backward, act_bwd_gelu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_BF16, HS_ACT_GELU_NEW, "gelu_bwd_bf16"); }
+Test(cuda_backward, act_bwd_gelu_erf_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_GELU, "gelu_erf_bwd_f32"); }
+Test(cuda_backward, act_bwd_gelu_erf_bf16) {
+    REQUIRE_GPU();
+    run_act_bwd(HS_DTYPE_BF16, HS_ACT_GELU, "gelu_erf_bwd_bf16");
+}
 Test(cuda_backward, act_bwd_silu_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_SILU_GLU, "silu_bwd_f32"); }
 Test(cuda_backward, act_bwd_silu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_BF16, HS_ACT_SILU_GLU, "silu_bwd_bf16"); }
 

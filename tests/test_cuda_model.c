@@ -1,5 +1,5 @@
 /* test_cuda_model: whole-model CUDA vs CPU through hs_session / hs_forward on
- * the tiny fixture models (tests/fixtures/models/{gpt2,llama_mha,llama_gqa})
+ * the tiny fixture models (tests/fixtures/models/{gpt2,llama_mha,llama_gqa,pythia})
  * a SmolLM2-135M-shaped random model (30 layers, GQA 9/3, d_head 64) and the
  * real SmolLM2-135M GGUF when present, in f32 and bf16 mode. Compared: logits at every position, z and resid_post at
  * every layer, the pattern at the first and last layer; the first hook point
@@ -177,6 +177,9 @@ Test(cuda_model, llama_mha_f32) { REQUIRE_GPU(); fixture_case("llama_mha", HS_DT
 Test(cuda_model, llama_mha_bf16) { REQUIRE_GPU(); fixture_case("llama_mha", HS_DTYPE_BF16, "llama_mha_bf16"); }
 Test(cuda_model, llama_gqa_f32) { REQUIRE_GPU(); fixture_case("llama_gqa", HS_DTYPE_F32, "llama_gqa_f32"); }
 Test(cuda_model, llama_gqa_bf16) { REQUIRE_GPU(); fixture_case("llama_gqa", HS_DTYPE_BF16, "llama_gqa_bf16"); }
+/* GPT-NeoX: partial RoPE (8 of 32 dims), exact GELU, parallel attention and MLP */
+Test(cuda_model, pythia_f32) { REQUIRE_GPU(); fixture_case("pythia", HS_DTYPE_F32, "pythia_f32"); }
+Test(cuda_model, pythia_bf16) { REQUIRE_GPU(); fixture_case("pythia", HS_DTYPE_BF16, "pythia_bf16"); }
 
 /* Gradient head importance (hs_head_grad_metric: the forward, then the
  * backward ops through every layer), CUDA vs CPU, per prompt [B, L, H] of a
@@ -236,6 +239,9 @@ Test(cuda_model, head_grad_llama_gqa_bf16) {
     REQUIRE_GPU();
     grad_case("llama_gqa", HS_DTYPE_BF16, "head_grad_llama_gqa_bf16");
 }
+
+Test(cuda_model, head_grad_pythia_f32) { REQUIRE_GPU(); grad_case("pythia", HS_DTYPE_F32, "head_grad_pythia_f32"); }
+Test(cuda_model, head_grad_pythia_bf16) { REQUIRE_GPU(); grad_case("pythia", HS_DTYPE_BF16, "head_grad_pythia_bf16"); }
 
 static hs_model_config smollm2_shape(void) {
     hs_model_config c = hs_test_llama_config(30, 9, 3, 576, 64, 1536, 49152, 8192, 100000.0f);

@@ -194,27 +194,31 @@ Test(cuda_ops, matmul_bf16) { REQUIRE_GPU(); run_matmul(HS_DTYPE_BF16, "matmul_b
 static void run_rope(hs_dtype dt, hs_rope_kind kind, const char *name) {
     H h;
     h_init(&h, dt, name, 1004 + kind);
-    const struct { int64_t n; int H, dh; float theta; int maxpos; } cs[] = {
-        {9, 3, 12, 10000.0f, 9}, {300, 9, 64, 100000.0f, 2048}, {40, 4, 128, 500000.0f, 8192}, {33, 2, 80, 10000.0f, 300}};
+    /* rot < dh: partial rotary (Pythia's 25% of 80 and 128), the rest must pass through */
+    const struct { int64_t n; int H, dh, rot; float theta; int maxpos; } cs[] = {
+        {9, 3, 12, 12, 10000.0f, 9},        {300, 9, 64, 64, 100000.0f, 2048}, {40, 4, 128, 128, 500000.0f, 8192},
+        {33, 2, 80, 80, 10000.0f, 300},     {50, 3, 80, 20, 10000.0f, 2048},   {20, 2, 128, 32, 10000.0f, 4096},
+        {7, 5, 12, 6, 10000.0f, 64}};
     for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
         hs_err err = {0};
         const int64_t n = cs[ci].n, tot = n * cs[ci].H * cs[ci].dh;
-        const int Hh = cs[ci].H, dh = cs[ci].dh, half = dh / 2;
+        const int Hh = cs[ci].H, dh = cs[ci].dh, rot = cs[ci].rot, half = rot / 2;
         const float theta = cs[ci].theta;
         float *x = h_rand(&h, tot, 0, 1), *ref = h_zeros(tot), *got = h_zeros(tot), *naive = h_zeros(tot);
         int32_t *pos = malloc((size_t)n * 4);
         for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)(hs_test_rng_u64(&h.rng) % (uint64_t)cs[ci].maxpos);
         void *cx = put(h.cpu, x, tot, 0), *cp = put(h.cpu, pos, n, 1);
-        ok(h.cpu->ops->rope(h.cpu, kind, cx, cp, n, Hh, dh, theta, &err), &err, "cpu rope");
+        ok(h.cpu->ops->rope(h.cpu, kind, cx, cp, n, Hh, dh, rot, theta, &err), &err, "cpu rope");
         get(h.cpu, ref, cx, tot, 0);
         void *gp = put(h.gpu, pos, n, 1);
         gbuf gx = galloc(&h, tot, 0, x); /* in place: guards only */
-        ok(h.gpu->ops->rope(h.gpu, kind, gptr(&gx), gp, n, Hh, dh, theta, &err), &err, "cuda rope");
+        ok(h.gpu->ops->rope(h.gpu, kind, gptr(&gx), gp, n, Hh, dh, rot, theta, &err), &err, "cuda rope");
         gread(&h, &gx, got, "rope");
         /* HF in bf16: cos/sin cached in bf16, every product and sum rounded */
+        for (int64_t i = 0; i < tot; i++) naive[i] = bf(x[i]); /* the dims past rot */
         for (int64_t r = 0; r < n; r++)
             for (int i = 0; i < half; i++) {
-                float inv = 1.0f / powf(theta, (float)(2 * i) / (float)dh), ang = (float)pos[r] * inv;
+                float inv = 1.0f / powf(theta, (float)(2 * i) / (float)rot), ang = (float)pos[r] * inv;
                 float c = bf(cosf(ang)), s = bf(sinf(ang));
                 int a = kind == HS_ROPE_NORMAL ? 2 * i : i, bb = kind == HS_ROPE_NORMAL ? 2 * i + 1 : i + half;
                 for (int hh = 0; hh < Hh; hh++) {
@@ -224,6 +228,9 @@ static void run_rope(hs_dtype dt, hs_rope_kind kind, const char *name) {
                     o[bb] = bf(bf(v[bb] * c) + bf(v[a] * s));
                 }
             }
+        for (int64_t r = 0; r < n * Hh; r++) /* partial rotary: the CPU op leaves the rest untouched */
+            for (int i = rot; i < dh; i++)
+                cr_assert_eq(ref[r * dh + i], x[r * dh + i], "cpu rope moved dim %d >= rot", i);
         check(&h, "rope", got, naive, ref, tot);
         gfree(&h, &gx);
         h.cpu->ops->free(h.cpu, cx), h.cpu->ops->free(h.cpu, cp), h.gpu->ops->free(h.gpu, gp);
@@ -245,7 +252,11 @@ static float naive_gelu_new(float x) { /* torch gelu_new, one rounding per tenso
     return bf(bf(0.5f * x) * bf(1.0f + th));
 }
 
-static void run_elementwise(hs_dtype dt, int which, const char *name) { /* 0 gelu, 1 silu, 2 add */
+static float naive_gelu_erf(float x) { /* torch gelu (exact) in bf16: one rounding */
+    return bf(0.5f * x * (1.0f + erff(x * 0.7071067811865476f)));
+}
+
+static void run_elementwise(hs_dtype dt, int which, const char *name) { /* 0 gelu_new, 1 silu, 2 add, 3 gelu */
     H h;
     h_init(&h, dt, name, 1010 + which);
     const struct { int64_t n; int off; } cs[] = {{1, 0}, {7, 1}, {1000, 0}, {4099, 1}, {1000003, 0}, {65536, 1}};
@@ -273,15 +284,18 @@ static void run_elementwise(hs_dtype dt, int which, const char *name) { /* 0 gel
             free(all);
             for (int64_t i = 0; i < n; i++) naive[i] = bf(b[off + i] + a[off + i]);
         } else {
-            hs_act_kind k = which == 0 ? HS_ACT_GELU_NEW : HS_ACT_SILU_GLU;
-            ok(h.cpu->ops->act(h.cpu, k, which ? ca_o : NULL, cb_o, n, co, &err), &err, "cpu act");
+            const hs_act_kind k = which == 0 ? HS_ACT_GELU_NEW : which == 3 ? HS_ACT_GELU : HS_ACT_SILU_GLU;
+            const int gated = k == HS_ACT_SILU_GLU;
+            ok(h.cpu->ops->act(h.cpu, k, gated ? ca_o : NULL, cb_o, n, co, &err), &err, "cpu act");
             get(h.cpu, ref, co, n, 0);
             out = galloc(&h, n, 0, NULL);
-            ok(h.gpu->ops->act(h.gpu, k, which ? ga_o : NULL, gb_o, n, gptr(&out), &err), &err, what);
+            ok(h.gpu->ops->act(h.gpu, k, gated ? ga_o : NULL, gb_o, n, gptr(&out), &err), &err, what);
             gread(&h, &out, got, what);
             for (int64_t i = 0; i < n; i++) {
                 float g = a[off + i], u = b[off + i];
-                naive[i] = which == 0 ? naive_gelu_new(u) : bf(bf(g / (1.0f + expf(-g))) * u);
+                naive[i] = which == 0   ? naive_gelu_new(u)
+                           : which == 3 ? naive_gelu_erf(u)
+                                        : bf(bf(g / (1.0f + expf(-g))) * u);
             }
         }
         check(&h, what, got, naive, ref, n);
@@ -295,6 +309,8 @@ static void run_elementwise(hs_dtype dt, int which, const char *name) { /* 0 gel
 
 Test(cuda_ops, act_gelu_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 0, "act_gelu_f32"); }
 Test(cuda_ops, act_gelu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 0, "act_gelu_bf16"); }
+Test(cuda_ops, act_gelu_erf_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 3, "act_gelu_erf_f32"); }
+Test(cuda_ops, act_gelu_erf_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 3, "act_gelu_erf_bf16"); }
 Test(cuda_ops, act_silu_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 1, "act_silu_f32"); }
 Test(cuda_ops, act_silu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 1, "act_silu_bf16"); }
 Test(cuda_ops, add_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 2, "add_f32"); }

@@ -3,7 +3,8 @@
  * variable on each head's slice of the output projection's input, d(summed
  * next-token NLL)/d xi per prompt, each prompt alone and unpadded), for
  * GPT-2 (LayerNorm, gelu_new, learned positions), Llama with GQA and with
- * MHA (RMSNorm, SiLU gate, RoPE); batched with right padding and one prompt
+ * MHA (RMSNorm, SiLU gate, RoPE) and GPT-NeoX (parallel attention and MLP,
+ * exact GELU, RoPE on a quarter of each head); batched with right padding and one prompt
  * at a time; at xi = 1 and at a mask with pruned (0) and halved heads (the
  * gradient iterative pruning recomputes); with the forward's activations kept
  * and with each layer recomputed, which must give the same bits; plus
@@ -74,6 +75,8 @@ static void against_autograd(const char *model) {
 Test(head_grad, gpt2_matches_autograd) { against_autograd("gpt2"); }
 Test(head_grad, llama_gqa_matches_autograd) { against_autograd("llama_gqa"); }
 Test(head_grad, llama_mha_matches_autograd) { against_autograd("llama_mha"); }
+/* the parallel block's backward, the exact GELU's and the partial RoPE's */
+Test(head_grad, pythia_matches_autograd) { against_autograd("pythia"); }
 
 /* The head-mask gradient of a task metric after the last token (logit
  * difference, log-prob of the answer) against autograd (make_fixtures.py part

@@ -551,3 +551,84 @@ Test(run, activation_patching_matches_transformers) {
     hs_config_free(cfg);
     hs_test_remove_dir(dir);
 }
+
+/* A GPT-NeoX (Pythia-shaped) model through `headsweep run`: attribution,
+ * gradient importance, mean ablation and capture. Checked: the attn_out
+ * cells (whose gradient, in a parallel block, is dM/d resid_post) sum over
+ * positions to the heads' z cells (dz = that gradient times W_O, checked
+ * against autograd in test_head_grad); rot_q leaves the dims past the 8
+ * rotary ones as q has them; and a capture of resid_mid, which a parallel
+ * block does not have, is refused before any work. */
+Test(run, gpt_neox_parallel_block_runs_end_to_end, .timeout = 300) {
+    make_dir();
+    char cfgp[256], out[256], data[256], model[1024];
+    snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    snprintf(data, sizeof data, "%s/d.jsonl", dir);
+    hs_test_fixture_path(model, sizeof model, "models/pythia");
+    FILE *f = fopen(data, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "{\"tokens\": [5, 77, 31, 140, 9, 200], \"corrupt\": [5, 77, 31, 141, 9, 200]}\n"
+               "{\"tokens\": [12, 250, 3, 66, 18], \"corrupt\": [12, 251, 4, 66, 18]}\n");
+    fclose(f);
+    for (int bad = 1; bad >= 0; bad--) { /* the refused run first: it must leave no file */
+        f = fopen(cfgp, "w");
+        cr_assert_not_null(f);
+        fprintf(f,
+                "model: %s\nseed: 1\nbatch_size: 4\noutput: %s\ndataset:\n  file: %s\n"
+                "experiments:\n"
+                "  - name: atp\n    type: activation_patching\n    method: attribution\n    metric: kl\n"
+                "    positions: last\n"
+                "    targets: [z_all_pos, attn_out]\n"
+                "  - name: michel\n    type: head_importance\n"
+                "  - name: abl\n    type: head_ablation\n    mode: mean\n    metric: loss\n"
+                "  - name: cap\n    type: capture\n    hooks: [%s]\n    layers: [1]\n    prompts: [0]\n",
+                model, out, data, bad ? "resid_mid" : "q, rot_q");
+        fclose(f);
+        hs_config *cfg = load(cfgp);
+        hs_err err = {0};
+        hs_status st = hs_run(cfg, "x", NULL, &err);
+        hs_config_free(cfg);
+        if (bad) {
+            cr_assert_eq(st, HS_ERR_INVALID_ARG, "resid_mid on a parallel block: %s", err.msg);
+            cr_assert(strstr(err.msg, "resid_mid") && strstr(err.msg, "parallel"), "%s", err.msg);
+            cr_assert_neq(access(out, F_OK), 0, "a refused run wrote %s", out);
+            continue;
+        }
+        cr_assert_eq(st, HS_OK, "%s", err.msg);
+    }
+    hs_h5 *h;
+    hs_err err = {0};
+    hs_h5_shape sz, sa, sc, sq, sr, sd, si;
+    cr_assert_eq(hs_h5_open_read(out, &h, &err), HS_OK, "%s", err.msg);
+    float *z = read_f32(h, "atp", "z_all_pos", &sz), *ao = read_f32(h, "atp", "attn_out", &sa);
+    float *corrupt = read_f32(h, "atp", "corrupt", &sc);
+    const int N = 2, L = 3, H = 2, T = (int)sa.dims[2], len[2] = {6, 5};
+    cr_assert_eq(sz.dims[0] * sz.dims[1] * sz.dims[2], N * L * H);
+    for (int p = 0; p < N; p++)
+        for (int l = 0; l < L; l++) {
+            double by_heads = 0, by_pos = 0, scale = 0;
+            for (int h2 = 0; h2 < H; h2++) {
+                const double e = z[(p * L + l) * H + h2] - corrupt[p];
+                by_heads += e, scale += fabs(e);
+            }
+            for (int t = 0; t < len[p]; t++) by_pos += ao[(p * L + l) * T + t] - corrupt[p];
+            /* f32 sums of a few terms of size <= scale: a few ulps of it */
+            cr_assert(fabs(by_heads - by_pos) <= 1e-5 * scale + 1e-7,
+                      "prompt %d layer %d: attn_out cells sum to %.8g, z cells to %.8g", p, l, by_pos, by_heads);
+        }
+    float *q = read_f32(h, "cap", "blocks.1.attn.hook_q", &sq);
+    float *rq = read_f32(h, "cap", "blocks.1.attn.hook_rot_q", &sr);
+    int moved = 0;
+    for (int64_t i = 0; i < (int64_t)sq.dims[1] * sq.dims[2] * sq.dims[3]; i++) { /* [prompt, T, H, 32] */
+        const int dim = (int)(i % 32);
+        if (dim >= 8) cr_assert_eq(rq[i], q[i], "rot_q changed dim %d, past the 8 rotary dims", dim);
+        else moved += rq[i] != q[i];
+    }
+    cr_assert_gt(moved, 0, "rot_q equals q in the rotary dims too");
+    float *dm = read_f32(h, "abl", "delta_mean", &sd), *imp = read_f32(h, "michel", "importance", &si);
+    for (int i = 0; i < L * H; i++) cr_assert(isfinite(dm[i]) && isfinite(imp[i]), "head %d: %g %g", i, dm[i], imp[i]);
+    free(z), free(ao), free(corrupt), free(q), free(rq), free(dm), free(imp);
+    hs_h5_close(h);
+    hs_test_remove_dir(dir);
+}

@@ -150,15 +150,17 @@ static char *read_text(const char *path) {
     return s;
 }
 
-/* A scratch copy of models/llama_mha whose config.json has `from` replaced by `to`. */
-static void broken_copy(char *dir, size_t n, const char *from, const char *to) {
-    char src[1024], p[1200];
+/* A scratch copy of models/MODEL whose config.json has `from` replaced by `to`. */
+static void broken_copy_of(const char *model, char *dir, size_t n, const char *from, const char *to) {
+    char src[1024], p[1200], rel[256];
     snprintf(dir, n, "/tmp/hs_test_model_XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
-    hs_test_fixture_path(src, sizeof src, "models/llama_mha/model.safetensors");
+    snprintf(rel, sizeof rel, "models/%s/model.safetensors", model);
+    hs_test_fixture_path(src, sizeof src, rel);
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     copy_file(src, p);
-    hs_test_fixture_path(src, sizeof src, "models/llama_mha/config.json");
+    snprintf(rel, sizeof rel, "models/%s/config.json", model);
+    hs_test_fixture_path(src, sizeof src, rel);
     char *cfg = read_text(src);
     char *hit = from ? strstr(cfg, from) : NULL;
     if (from) cr_assert_not_null(hit, "fixture config lacks '%s'", from);
@@ -175,6 +177,10 @@ static void broken_copy(char *dir, size_t n, const char *from, const char *to) {
         write_text(p, cfg);
     }
     free(cfg);
+}
+
+static void broken_copy(char *dir, size_t n, const char *from, const char *to) {
+    broken_copy_of("llama_mha", dir, n, from, to);
 }
 
 static void expect_load(const char *dir, hs_status code, const char *needle) {
@@ -198,6 +204,56 @@ Test(hf_folder, loads_fixture) {
     cr_assert_eq(c->arch, HS_ARCH_LLAMA);
     hs_model_free(m);
     hs_test_remove_dir(dir);
+}
+
+/* GPT-NeoX's config: Pythia's Hub spelling (rotary_pct, rotary_emb_base at the
+ * top level), transformers 5's (rope_parameters), and what is refused. */
+static hs_model_config neox_config(const char *from, const char *to) {
+    char dir[256];
+    broken_copy_of("pythia", dir, sizeof dir, from, to);
+    hs_model *m = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(dir, &m, &e), HS_OK, "%s", e.msg);
+    hs_model_config c = *hs_model_get_config(m);
+    hs_model_free(m);
+    hs_test_remove_dir(dir);
+    return c;
+}
+
+Test(hf_folder, neox_config_spellings) {
+    hs_model_config c = neox_config(NULL, NULL);
+    cr_assert_eq(c.arch, HS_ARCH_NEOX);
+    cr_assert_eq(c.d_head, 32);
+    cr_assert_eq(c.rot_dim, 8);
+    cr_assert_eq(c.rope_theta, 10000.0f);
+    cr_assert_eq(c.act, HS_ACT_GELU);
+    cr_assert(c.parallel_attn_mlp && !c.tied_embeddings && c.qkv_bias && c.out_bias && !c.learned_pos);
+    cr_assert_eq(c.norm, HS_NORM_LAYERNORM);
+    c = neox_config("\"rotary_pct\": 0.25",
+                    "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500.0, "
+                    "\"partial_rotary_factor\": 0.5}");
+    cr_assert_eq(c.rot_dim, 16);
+    cr_assert_eq(c.rope_theta, 500.0f);
+    c = neox_config("\"use_parallel_residual\": true", "\"use_parallel_residual\": false");
+    cr_assert_eq(c.parallel_attn_mlp, 0);
+    c = neox_config("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"gelu_new\"");
+    cr_assert_eq(c.act, HS_ACT_GELU_NEW);
+}
+
+Test(hf_folder, neox_refusals) {
+    const struct { const char *from, *to, *needle; hs_status code; } cs[] = {
+        {"\"rotary_pct\": 0.25", "\"rotary_pct\": 0.1", "not an even count", HS_ERR_UNSUPPORTED},
+        {"\"rotary_pct\": 0.25", "\"rotary_pct\": 1.5", "rotary_pct 1.5", HS_ERR_FORMAT},
+        {"\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\"", "hidden_act 'relu'", HS_ERR_UNSUPPORTED},
+        {"\"attention_bias\": true", "\"attention_bias\": false", "attention_bias", HS_ERR_UNSUPPORTED},
+        {"\"hidden_size\": 64", "\"hidden_size\": 65", "not divisible", HS_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+        char dir[256];
+        broken_copy_of("pythia", dir, sizeof dir, cs[i].from, cs[i].to);
+        expect_load(dir, cs[i].code, cs[i].needle);
+        hs_test_remove_dir(dir);
+    }
 }
 
 Test(hf_folder, unsupported_architecture) {

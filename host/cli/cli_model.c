@@ -9,7 +9,11 @@
 #include "headsweep/hs_forward.h"
 #include "headsweep/hs_model.h"
 
-static const char *arch_str(hs_arch a) { return a == HS_ARCH_GPT2 ? "gpt2" : "llama"; }
+static const char *arch_str(hs_arch a) { return a == HS_ARCH_GPT2 ? "gpt2" : a == HS_ARCH_NEOX ? "gpt_neox" : "llama"; }
+
+static const char *act_str(hs_act_kind a) {
+    return a == HS_ACT_GELU_NEW ? "gelu_new (tanh)" : a == HS_ACT_GELU ? "gelu (erf)" : "silu-gated";
+}
 
 int hs_cli_info(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help")) {
@@ -34,7 +38,10 @@ int hs_cli_info(int argc, char **argv) {
     printf("vocab:         %d\n", c->n_vocab);
     printf("context:       %d\n", c->n_ctx);
     printf("norm:          %s (eps %g)\n", c->norm == HS_NORM_RMSNORM ? "rmsnorm" : "layernorm", (double)c->norm_eps);
-    if (c->rope != HS_ROPE_NONE) printf("rope theta:    %g\n", (double)c->rope_theta);
+    printf("mlp:           %s%s\n", act_str(c->act), c->parallel_attn_mlp ? ", parallel to attention" : "");
+    if (c->rope != HS_ROPE_NONE)
+        printf("rope:          theta %g, %d of %d dims per head\n", (double)c->rope_theta,
+               c->rot_dim ? c->rot_dim : c->d_head, c->d_head);
     printf("tied unembed:  %s\n", c->tied_embeddings ? "yes" : "no");
     printf("parameters:    %lld (%.1f M)\n", (long long)hs_model_n_params(m), (double)hs_model_n_params(m) / 1e6);
     hs_model_free(m);

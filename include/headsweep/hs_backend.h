@@ -17,8 +17,9 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 6 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
-                                    4: the backward ops (gradient head importance); 5: zero; 6: copy_2d */
+#define HS_BACKEND_API_VERSION 7 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+                                    4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
+                                    7: rope's rot (partial rotary), act GELU */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -110,11 +111,14 @@ typedef struct {
     /* y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]) (+ y if accumulate). */
     hs_status (*matmul)(hs_backend *be, const void *x, const void *w, const void *bias,
                         int64_t M, int N, int K, int accumulate, void *y, hs_err *err);
-    /* In place on x [n, H, d_head] with positions pos[n] (int32). */
+    /* In place on x [n, H, d_head] with positions pos[n] (int32): rotates each
+     * head's first rot dims (even, <= d_head; the rest pass through), with
+     * frequencies theta^(-2i/rot). */
     hs_status (*rope)(hs_backend *be, hs_rope_kind kind, void *x, const int32_t *pos,
-                      int64_t n, int H, int d_head, float theta, hs_err *err);
+                      int64_t n, int H, int d_head, int rot, float theta, hs_err *err);
     hs_status (*attention)(hs_backend *be, const hs_attn_params *p, hs_err *err);
-    /* GELU_NEW: out = gelu_tanh(up); SILU_GLU: out = silu(gate) * up. n elements. */
+    /* GELU_NEW: out = gelu_tanh(up); GELU: out = up * Phi(up) (erf); SILU_GLU:
+     * out = silu(gate) * up. n elements. */
     hs_status (*act)(hs_backend *be, hs_act_kind kind, const void *gate, const void *up,
                      int64_t n, void *out, hs_err *err);
     /* y += x, n elements. */
@@ -136,7 +140,7 @@ typedef struct {
     /* dx (+)= (d norm(x) * w / dx)ᵀ dy; rows x d. The bias does not enter. */
     hs_status (*norm_bwd)(hs_backend *be, hs_norm_kind kind, const void *x, const void *w, float eps, int64_t rows,
                           int d, const void *dy, int accumulate, void *dx, hs_err *err);
-    /* GELU_NEW: d_up = d_out * gelu'(up), d_gate unused; SILU_GLU: d_up =
+    /* GELU_NEW, GELU: d_up = d_out * gelu'(up), d_gate unused; SILU_GLU: d_up =
      * d_out * silu(gate), d_gate = d_out * up * silu'(gate). n elements. */
     hs_status (*act_bwd)(hs_backend *be, hs_act_kind kind, const void *gate, const void *up, const void *d_out,
                          int64_t n, void *d_gate, void *d_up, hs_err *err);

@@ -1,5 +1,5 @@
 /* hs_model: architecture description, configuration and weights of a causal
- * transformer LM (GPT-2 and the Llama family), loaded from an HF checkpoint
+ * transformer LM (GPT-2, the Llama family and GPT-NeoX/Pythia), loaded from an HF checkpoint
  * folder (config.json + safetensors), a model id in the offline HF cache, or a
  * GGUF file. Weights are held on the host as f32 in one canonical layout, so
  * every backend and every source format meet in the same place. */
@@ -15,9 +15,11 @@
 extern "C" {
 #endif
 
-typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA } hs_arch;
+typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX } hs_arch;
 typedef enum { HS_NORM_LAYERNORM = 0, HS_NORM_RMSNORM } hs_norm_kind;
-typedef enum { HS_ACT_GELU_NEW = 0, HS_ACT_SILU_GLU } hs_act_kind;
+/* GELU_NEW: the tanh approximation (GPT-2); GELU: the exact erf form
+ * (GPT-NeoX/Pythia); SILU_GLU: silu(gate) * up (Llama). */
+typedef enum { HS_ACT_GELU_NEW = 0, HS_ACT_SILU_GLU, HS_ACT_GELU } hs_act_kind;
 /* HS_ROPE_NEOX rotates dimension i with i + d/2 (HF rotate_half);
  * HS_ROPE_NORMAL rotates adjacent pairs (2i, 2i+1) (Meta / GGUF layout).
  * Loaded weights are always brought to the NEOX layout. */
@@ -39,9 +41,13 @@ typedef struct {
     hs_norm_kind norm;
     hs_act_kind act;
     hs_rope_kind rope;
+    int rot_dim;         /* leading dims of each head that RoPE rotates, even (partial
+                            rotary: GPT-NeoX rotary_pct); 0 = all d_head */
+    int parallel_attn_mlp; /* the MLP reads norm2(resid_pre), not norm2(resid_mid), and
+                              resid_post = resid_pre + attn_out + mlp_out (GPT-NeoX) */
     int tied_embeddings; /* unembedding shares the token embedding */
-    int qkv_bias;        /* q/k/v projections have biases (GPT-2, Qwen2) */
-    int out_bias;        /* attention output and MLP projections have biases (GPT-2) */
+    int qkv_bias;        /* q/k/v projections have biases (GPT-2, Qwen2, GPT-NeoX) */
+    int out_bias;        /* attention output and MLP projections have biases (GPT-2, GPT-NeoX) */
     int learned_pos;     /* learned absolute position embedding (GPT-2) */
     int bos_token_id;    /* -1 if unknown */
     int eos_token_id;    /* -1 if unknown */

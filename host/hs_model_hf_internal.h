@@ -1,0 +1,41 @@
+/* hs_model_hf internals shared by the HF-folder loaders (hs_model_hf.c: the
+ * folder, its config.json and weight files, GPT-2 and the Llama family;
+ * hs_model_neox.c: GPT-NeoX). Not a public header. */
+#ifndef HS_MODEL_HF_INTERNAL_H
+#define HS_MODEL_HF_INTERNAL_H
+
+#include <jansson.h>
+
+#include "headsweep/hs_safetensors.h"
+#include "hs_model_internal.h"
+
+#define HS_HF_MAX_SHARDS 256
+
+typedef struct {
+    hs_model *m;
+    char dir[4096];
+    hs_st_file *files[HS_HF_MAX_SHARDS];
+    char *file_names[HS_HF_MAX_SHARDS];
+    int n_files;
+    json_t *weight_map; /* NULL for a single file */
+    const char *prefix; /* GPT-2 checkpoints: "transformer." or "" */
+} hs_hf_loader;
+
+/* config.json values: a missing key is an error when required, else dflt. */
+hs_status hs_hf_cfg_int(json_t *root, const char *path, const char *key, int required, int dflt, int *out,
+                        hs_err *err);
+hs_status hs_hf_cfg_float(json_t *root, const char *path, const char *key, float dflt, float *out, hs_err *err);
+int hs_hf_cfg_bool(json_t *root, const char *key, int dflt);
+
+/* Loads tensor `name` with the expected shape [d0] or [d0, d1] (d1 = 0 for
+ * 1-D), converting to f32, into *out: a new model-owned buffer when *out is
+ * NULL, else the caller's buffer of d0 * max(d1, 1) floats. transpose: the
+ * file holds [d1, d0] (GPT-2 Conv1D) and we want [d0, d1]. */
+hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, int transpose, float **out,
+                     hs_err *err);
+
+/* GPTNeoXForCausalLM (hs_model_neox.c). */
+hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
+hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err);
+
+#endif

@@ -1,0 +1,118 @@
+/* hs_model_neox: GPTNeoXForCausalLM (the Pythia suite) from an HF folder:
+ * its config.json (Pythia's Hub spelling or transformers 5's) and weights,
+ * the fused per-head query_key_value split into wq, wk, wv. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hs_model_hf_internal.h"
+
+/* GPT-NeoX (Pythia): LayerNorms with biases, fused per-head QKV, exact GELU,
+ * RoPE on the first rotary_pct of each head, and (use_parallel_residual) the
+ * attention and MLP both reading resid_pre. */
+hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_config *c, hs_err *err) {
+    hs_status st;
+    c->arch = HS_ARCH_NEOX;
+    if ((st = hs_hf_cfg_int(root, path, "num_hidden_layers", 1, 0, &c->n_layers, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "num_attention_heads", 1, 0, &c->n_heads, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "hidden_size", 1, 0, &c->d_model, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "intermediate_size", 1, 0, &c->d_mlp, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, 2048, &c->n_ctx, err))) return st;
+    if ((st = hs_hf_cfg_float(root, path, "layer_norm_eps", 1e-5f, &c->norm_eps, err))) return st;
+    if (c->n_heads <= 0 || c->d_model % c->n_heads != 0)
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: hidden_size %d is not divisible by num_attention_heads %d", path,
+                          c->d_model, c->n_heads);
+    c->n_kv_heads = c->n_heads;
+    c->d_head = c->d_model / c->n_heads;
+    /* rotary_emb_base / rotary_pct at the top level, or rope_parameters' rope_theta /
+     * partial_rotary_factor in files transformers 5 writes */
+    float pct = 0.25f;
+    json_t *rp = json_object_get(root, "rope_parameters");
+    if ((st = hs_hf_cfg_float(root, path, "rotary_emb_base", 10000.0f, &c->rope_theta, err))) return st;
+    if ((st = hs_hf_cfg_float(root, path, "rotary_pct", 0.25f, &pct, err))) return st;
+    if (json_is_object(rp)) {
+        json_t *t = json_object_get(rp, "rope_type"), *th = json_object_get(rp, "rope_theta"),
+               *pf = json_object_get(rp, "partial_rotary_factor");
+        if (json_is_string(t) && strcmp(json_string_value(t), "default"))
+            return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rope type '%s' is not supported", path,
+                              json_string_value(t));
+        if (json_is_number(th)) c->rope_theta = (float)json_number_value(th);
+        if (json_is_number(pf)) pct = (float)json_number_value(pf);
+    }
+    json_t *rs = json_object_get(root, "rope_scaling");
+    if (rs && !json_is_null(rs))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rope_scaling is not supported for GPT-NeoX", path);
+    if (!(pct > 0.0f) || pct > 1.0f)
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: rotary_pct %g must be in (0, 1]", path, (double)pct);
+    c->rot_dim = (int)((float)c->d_head * pct); /* int(head_size * pct), as HF */
+    if (c->rot_dim < 2 || c->rot_dim % 2)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rotary_pct %g gives %d rotary dims of %d: not an even count",
+                          path, (double)pct, c->rot_dim, c->d_head);
+    json_t *act = json_object_get(root, "hidden_act");
+    const char *a = json_is_string(act) ? json_string_value(act) : "gelu";
+    if (!strcmp(a, "gelu")) c->act = HS_ACT_GELU;
+    else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = HS_ACT_GELU_NEW;
+    else
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (gelu, gelu_new)", path, a);
+    if (!hs_hf_cfg_bool(root, "attention_bias", 1))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias false is not supported for GPT-NeoX", path);
+    c->norm = HS_NORM_LAYERNORM;
+    c->rope = HS_ROPE_NEOX;
+    c->parallel_attn_mlp = hs_hf_cfg_bool(root, "use_parallel_residual", 1);
+    c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 0);
+    c->qkv_bias = c->out_bias = 1;
+    c->learned_pos = 0;
+    return HS_OK;
+}
+
+/* GPT-NeoX's query_key_value [3d, d] holds, per head h, h's q, k and v rows
+ * one after another ([H, 3, d_head] outputs): split into wq, wk, wv. */
+static hs_status split_neox_qkv(hs_model *m, const float *qkv, int H, int dh, int64_t cols, float **w[3], hs_err *err) {
+    for (int j = 0; j < 3; j++) {
+        hs_status st = hs_model_alloc_f32(m, (int64_t)H * dh * cols, w[j], err);
+        if (st != HS_OK) return st;
+        for (int h = 0; h < H; h++)
+            memcpy(*w[j] + (int64_t)h * dh * cols, qkv + ((int64_t)h * 3 + j) * dh * cols, (size_t)(dh * cols) * 4);
+    }
+    return HS_OK;
+}
+
+hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err) {
+    hs_status st = HS_OK;
+    hs_model *m = L->m;
+    const hs_model_config *c = &m->cfg;
+    const int64_t d = c->d_model, f = c->d_mlp;
+    char n[256];
+    float *qkv = malloc((size_t)(3 * d * d) * sizeof(float)), *qkv_b = malloc((size_t)(3 * d) * sizeof(float));
+    if (!qkv || !qkv_b) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory for query_key_value", L->dir);
+    HS_CHECK(hs_hf_load(L, "gpt_neox.embed_in.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
+    for (int l = 0; l < c->n_layers; l++) {
+        hs_layer_weights *W = &m->w.layers[l];
+#define NAME(s) (snprintf(n, sizeof n, "gpt_neox.layers.%d.%s", l, s), n)
+        HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
+        HS_CHECK(hs_hf_load(L, NAME("input_layernorm.bias"), d, 0, 0, &W->ln1_b, err));
+        /* the fused tensors go through scratch, split into the model's wq, wk, wv */
+        HS_CHECK(hs_hf_load(L, NAME("attention.query_key_value.weight"), 3 * d, d, 0, &qkv, err));
+        HS_CHECK(hs_hf_load(L, NAME("attention.query_key_value.bias"), 3 * d, 0, 0, &qkv_b, err));
+        float **ws[3] = {&W->wq, &W->wk, &W->wv}, **bs[3] = {&W->bq, &W->bk, &W->bv};
+        HS_CHECK(split_neox_qkv(m, qkv, c->n_heads, c->d_head, d, ws, err));
+        HS_CHECK(split_neox_qkv(m, qkv_b, c->n_heads, c->d_head, 1, bs, err));
+        HS_CHECK(hs_hf_load(L, NAME("attention.dense.weight"), d, d, 0, &W->wo, err));
+        HS_CHECK(hs_hf_load(L, NAME("attention.dense.bias"), d, 0, 0, &W->bo, err));
+        HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
+        HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.bias"), d, 0, 0, &W->ln2_b, err));
+        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_h_to_4h.weight"), f, d, 0, &W->w_up, err));
+        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_h_to_4h.bias"), f, 0, 0, &W->b_up, err));
+        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_4h_to_h.weight"), d, f, 0, &W->w_down, err));
+        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_4h_to_h.bias"), d, 0, 0, &W->b_down, err));
+#undef NAME
+    }
+    HS_CHECK(hs_hf_load(L, "gpt_neox.final_layer_norm.weight", d, 0, 0, &m->w.lnf_w, err));
+    HS_CHECK(hs_hf_load(L, "gpt_neox.final_layer_norm.bias", d, 0, 0, &m->w.lnf_b, err));
+    if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
+    else HS_CHECK(hs_hf_load(L, "embed_out.weight", c->n_vocab, d, 0, &m->w.unembed, err));
+exit:
+    free(qkv);
+    free(qkv_b);
+    return st;
+}
