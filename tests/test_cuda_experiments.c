@@ -358,7 +358,8 @@ Test(cuda_experiments, retrieval_and_result_hook_match_cpu) {
  * kernel takes. Here a random Llama-shaped model with SmolLM2's head size
  * (64), GQA 4:2, runs the experiments in bf16, the default mode, on the mma
  * kernel (or wgmma under HS_CUDA_ATTN=wgmma), against the CPU on the same
- * bf16-rounded weights. Prompts are [BOS] x x (head scores have something to
+ * bf16-rounded weights; and the same for a Pythia-shaped model (partial
+ * RoPE, exact GELU, parallel attention and MLP). Prompts are [BOS] x x (head scores have something to
  * find) with mixed lengths (padding), and a corruption inside x. */
 enum { BF_N = 6, BF_T = 41 };
 
@@ -383,8 +384,20 @@ static void bf_sharpen(hs_model *m) {
     }
 }
 
-static void bf_init(bf_set *b) {
-    const hs_model_config c = hs_test_llama_config(3, 4, 2, 256, 64, 512, 512, 256, 10000.0f);
+/* The Llama-shaped model (GQA 4:2), or with neox a Pythia-shaped one: MHA,
+ * LayerNorm with biases, exact GELU, RoPE on 16 of 64 dims, attention and MLP
+ * in parallel. */
+static hs_model_config bf_config(int neox) {
+    hs_model_config c = hs_test_llama_config(3, 4, neox ? 4 : 2, 256, 64, 512, 512, 256, 10000.0f);
+    if (neox) {
+        c.arch = HS_ARCH_NEOX, c.norm = HS_NORM_LAYERNORM, c.act = HS_ACT_GELU, c.norm_eps = 1e-5f;
+        c.rot_dim = 16, c.parallel_attn_mlp = 1, c.qkv_bias = c.out_bias = 1, c.tied_embeddings = 0;
+    }
+    return c;
+}
+
+static void bf_init(bf_set *b, int neox) {
+    const hs_model_config c = bf_config(neox);
     hs_err err = {0};
     cr_assert_eq(hs_model_init_random(&c, 4242, &b->m, &err), HS_OK, "%s", err.msg);
     bf_sharpen(b->m);
@@ -514,10 +527,9 @@ static void bf_compare(const bf_set *b, const bf_maps *g, const bf_maps *r, doub
 #define BF_REL 0.15
 #define BF_FLOOR 0.02
 #define BF_SCORE 0.02
-Test(cuda_experiments, bf16_tensor_core_kernels_match_cpu, .timeout = 300) {
-    if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");
+static void bf_tensor_core_case(int neox) {
     bf_set b;
-    bf_init(&b);
+    bf_init(&b, neox);
     hs_backend *cpu = NULL, *gpu = NULL;
     hs_err err = {0};
     hs_backend_params bp = hs_backend_default_params();
@@ -538,14 +550,24 @@ Test(cuda_experiments, bf16_tensor_core_kernels_match_cpu, .timeout = 300) {
     hs_model_free(b.m);
 }
 
+Test(cuda_experiments, bf16_tensor_core_kernels_match_cpu, .timeout = 300) {
+    if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");
+    bf_tensor_core_case(0);
+}
+
+Test(cuda_experiments, bf16_neox_tensor_core_kernels_match_cpu, .timeout = 300) {
+    if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");
+    bf_tensor_core_case(1);
+}
+
 /* The bounds above, on the CPU: the same maps from the f32 weights against
  * the bf16-rounded ones (one bf16 rounding per weight, about what the CUDA
  * side's rounding of every activation adds per op) must sit well inside them,
  * and every map must carry effects the comparison can see. */
-Test(cuda_experiments_cpu, bf16_bounds_have_margin, .timeout = 300) {
+static void bf_margin_case(int neox) {
     bf_set b, f;
-    bf_init(&b);
-    bf_init(&f);
+    bf_init(&b, neox);
+    bf_init(&f, neox);
     hs_err err = {0};
     hs_model_config c = *hs_model_get_config(f.m);
     hs_model_free(f.m);
@@ -561,6 +583,9 @@ Test(cuda_experiments_cpu, bf16_bounds_have_margin, .timeout = 300) {
     hs_backend_free(cpu);
     hs_model_free(b.m), hs_model_free(f.m);
 }
+
+Test(cuda_experiments_cpu, bf16_bounds_have_margin, .timeout = 300) { bf_margin_case(0); }
+Test(cuda_experiments_cpu, bf16_bounds_have_margin_neox, .timeout = 300) { bf_margin_case(1); }
 
 /* A CPU-only run must still count a real test. */
 Test(cuda_experiments_cpu, skip_reason_without_device) {
