@@ -116,10 +116,10 @@ typedef struct {
     char label[48]; /* for hs_tokenizer_describe */
 } hs_tok_step;
 
-enum { HS_TOK_NORM_PREPEND, HS_TOK_NORM_REPLACE };
+enum { HS_TOK_NORM_PREPEND, HS_TOK_NORM_REPLACE, HS_TOK_NORM_NFC };
 typedef struct {
     int kind;
-    char *a, *b; /* PREPEND: a = text; REPLACE: a -> b */
+    char *a, *b; /* PREPEND: a = text; REPLACE: a -> b; NFC: unused */
     size_t alen, blen;
 } hs_tok_norm;
 
@@ -226,6 +226,9 @@ hs_tok_scratch *hs_tok_scratch_new(const hs_tokenizer *tok);
 void hs_tok_scratch_free(hs_tok_scratch *s);
 hs_tokenizer_stats *hs_tok_scratch_stats(hs_tok_scratch *s);
 
+/* The normalizer in place of *p, *len (the result may live in s's
+ * buffers); -1 when out of memory. */
+int hs_tok_normalize(const hs_tokenizer *tok, hs_tok_scratch *s, const char **p, size_t *len);
 /* Normalises and pre-tokenises one segment of text (between added tokens)
  * and appends the BPE ids. first: the segment starts the input. */
 hs_status hs_tok_encode_segment(const hs_tokenizer *tok, hs_tok_scratch *s, const char *text,

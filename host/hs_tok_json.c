@@ -133,10 +133,13 @@ static hs_status load_added(hs_tokenizer *tok, json_t *arr, hs_err *err) {
             (st = hs_tok_json_bool(tok, t, "rstrip", 0, &f[3], w, err)) ||
             (st = hs_tok_json_bool(tok, t, "single_word", 0, &f[4], w, err)))
             return st;
-        if (f[1] && tok->n_norm)
+        int nfc_only = 1; /* NFC is idempotent: the one normalizer added tokens may be matched after */
+        for (int k = 0; k < tok->n_norm; k++) nfc_only &= tok->norm[k].kind == HS_TOK_NORM_NFC;
+        if (f[1] && !nfc_only)
             return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                              "%s: %s ('%s'): normalized added tokens with a normalizer are not supported", tok->path, w,
-                              content);
+                              "%s: %s ('%s'): normalized added tokens with a normalizer other than NFC are not "
+                              "supported",
+                              tok->path, w, content);
         hs_tok_added a = {.id = (int32_t)json_integer_value(id), .len = (uint32_t)len, .special = (uint8_t)f[0],
                           .normalized = (uint8_t)f[1], .lstrip = (uint8_t)f[2], .rstrip = (uint8_t)f[3],
                           .single_word = (uint8_t)f[4]};

@@ -89,9 +89,11 @@ static hs_status norm_rec(hs_tokenizer *tok, json_t *j, const char *where, const
             return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: Replace needs pattern.String and content", tok->path, where);
         n->kind = HS_TOK_NORM_REPLACE;
         if (alen == 1 && a[0] == ' ' && (st = set_space_mark(tok, b, blen, where, err))) return st;
+    } else if (!strcmp(type, "NFC")) { /* Qwen2, GPT-NeoX (Pythia) */
+        n->kind = HS_TOK_NORM_NFC;
     } else {
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "%s: %s: unsupported normalizer type '%s' (supported: Prepend, Replace, Sequence)",
+                          "%s: %s: unsupported normalizer type '%s' (supported: NFC, Prepend, Replace, Sequence)",
                           tok->path, where, type);
     }
     n->a = malloc(alen + 1);

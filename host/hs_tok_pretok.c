@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "hs_tok_internal.h"
+#include "hs_unicode_nfc.h"
 
 /* `tokenizers`' ByteLevel split (GPT-2's regex plus a final \s+). */
 const char hs_tok_re_gpt2[] =
@@ -239,12 +240,26 @@ static hs_status run_steps(run_ctx *c, int k, const char *p, size_t len, int fir
     }
 }
 
-/* Prepend (only to non-empty text) and Replace (every occurrence, left to
- * right), in the normalizer's order; ping-pongs between two scratch buffers. */
-static int normalize(const hs_tokenizer *tok, hs_tok_scratch *s, const char **p, size_t *len) {
+/* Prepend (only to non-empty text), Replace (every occurrence, left to
+ * right) and NFC, in the normalizer's order; ping-pongs between two scratch
+ * buffers. */
+int hs_tok_normalize(const hs_tokenizer *tok, hs_tok_scratch *s, const char **p, size_t *len) {
     for (int i = 0; i < tok->n_norm; i++) {
         const hs_tok_norm *n = &tok->norm[i];
         int lvl = HS_TOK_MAX_STEPS + (i & 1);
+        if (n->kind == HS_TOK_NORM_NFC) {
+            char *nfc;
+            size_t nlen;
+            if (hs_unicode_nfc(*p, *len, &nfc, &nlen)) return -1;
+            if (!nfc) continue; /* already NFC */
+            char *b = hs_tok_scratch_buf(s, lvl, nlen);
+            if (b) memcpy(b, nfc, nlen);
+            free(nfc);
+            if (!b) return -1;
+            *p = b;
+            *len = nlen;
+            continue;
+        }
         if (n->kind == HS_TOK_NORM_PREPEND) {
             if (*len == 0) continue;
             char *b = hs_tok_scratch_buf(s, lvl, *len + n->alen);
@@ -280,6 +295,6 @@ static int normalize(const hs_tokenizer *tok, hs_tok_scratch *s, const char **p,
 hs_status hs_tok_encode_segment(const hs_tokenizer *tok, hs_tok_scratch *s, const char *text,
                                 size_t len, int first, hs_tok_ids *out, hs_err *err) {
     run_ctx c = {tok, s, out, err};
-    if (normalize(tok, s, &text, &len)) return oom(&c);
+    if (hs_tok_normalize(tok, s, &text, &len)) return oom(&c);
     return run_steps(&c, 0, text, len, first);
 }

@@ -171,8 +171,23 @@ static hs_status split_added(enc_ctx *c, const hs_tok_trie *trie, const char *p,
     return HS_OK;
 }
 
+/* Normalized added tokens match the normalized text, as in HF tokenizers: the
+ * gap is normalized whole, then split (the loader allows this only for
+ * normalizers that leave normalized text as it is, so the pieces may go
+ * through the normalizer again). */
 static hs_status encode_gap(enc_ctx *c, const char *p, size_t len, size_t base, int pass) {
-    if (pass == 1 && c->tok->trie_norm.term) return split_added(c, &c->tok->trie_norm, p, len, base, pass);
+    if (pass == 1 && c->tok->trie_norm.term) {
+        if (!c->tok->n_norm) return split_added(c, &c->tok->trie_norm, p, len, base, pass);
+        const char *q = p;
+        size_t qlen = len;
+        if (hs_tok_normalize(c->tok, c->s, &q, &qlen)) return hs_err_set(c->err, HS_ERR_OOM, "tokenizer: out of memory");
+        char *own = malloc(qlen + 1); /* the scratch buffers are reused below */
+        if (!own) return hs_err_set(c->err, HS_ERR_OOM, "tokenizer: out of memory");
+        memcpy(own, q, qlen);
+        hs_status st = split_added(c, &c->tok->trie_norm, own, qlen, base, pass);
+        free(own);
+        return st;
+    }
     return hs_tok_encode_segment(c->tok, c->s, p, len, base == 0, c->out, c->err);
 }
 

@@ -15,6 +15,7 @@
 #include "headsweep/hs_tokenizer.h"
 #include "hs_gguf_writer.h"
 #include "hs_testutil.h"
+#include "hs_unicode_nfc.h"
 
 /* ---- fixtures ------------------------------------------------------------------ */
 
@@ -99,9 +100,17 @@ static hs_tokenizer *load_fixture(const char *rel) {
 }
 
 /* Round-trip exceptions inherent in a tokenizer (see hs_tokenizer.h). */
-enum { RT_SKIP_MASK = 1, RT_SKIP_SPACEMARK = 2, RT_SKIP_METASPACE_FIRST = 4 };
+enum { RT_SKIP_MASK = 1, RT_SKIP_SPACEMARK = 2, RT_SKIP_METASPACE_FIRST = 4, RT_SKIP_NFC = 8 };
 
 static int rt_skipped(const char *s, int flags) {
+    if (flags & RT_SKIP_NFC) { /* an NFC normalizer decodes to the NFC text */
+        char *nfc;
+        size_t n;
+        cr_assert_eq(hs_unicode_nfc(s, strlen(s), &nfc, &n), 0);
+        const int differs = nfc && (n != strlen(s) || memcmp(nfc, s, n));
+        free(nfc);
+        if (differs) return 1;
+    }
     if ((flags & RT_SKIP_MASK) && strstr(s, "<mask>")) return 1;
     if ((flags & (RT_SKIP_SPACEMARK | RT_SKIP_METASPACE_FIRST)) && strstr(s, "\xe2\x96\x81")) return 1;
     if ((flags & RT_SKIP_METASPACE_FIRST) && (s[0] == ' ' || !strncmp(s, "<s>", 3))) return 1;
@@ -172,6 +181,13 @@ Test(tokenizer_conformance, bpe_llama3) {
     hs_tokenizer_free(tok);
 }
 
+/* Pythia's layout: NFC, then normalized added tokens matched on the NFC text */
+Test(tokenizer_conformance, bpe_neox) {
+    hs_tokenizer *tok = load_fixture("tokenizer/bpe_neox.json");
+    check_corpus(tok, "tokenizer/golden_bpe_neox.txt", RT_SKIP_NFC);
+    hs_tokenizer_free(tok);
+}
+
 Test(tokenizer_conformance, spm_bpe) {
     hs_tokenizer *tok = load_fixture("tokenizer/spm_bpe.json");
     check_corpus(tok, "tokenizer/golden_spm_bpe.txt", RT_SKIP_SPACEMARK);
@@ -201,10 +217,12 @@ Test(tokenizer_conformance, cases) {
                                            {"bpe_llama3", "tokenizer/bpe_llama3.json"},
                                            {"spm_bpe", "tokenizer/spm_bpe.json"},
                                            {"spm_gguf", "tokenizer/spm_bpe.gguf"},
+                                           {"bpe_neox", "tokenizer/bpe_neox.json"},
                                            {"smollm2", NULL}};
-    hs_tokenizer *toks[5] = {0};
+    enum { N_TOK = sizeof files / sizeof *files };
+    hs_tokenizer *toks[N_TOK] = {0};
     char path[1024];
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < N_TOK; i++) {
         if (files[i][1]) toks[i] = load_fixture(files[i][1]);
         else if (hs_test_smollm2_path(path, sizeof path)) cr_assert_eq(hs_tokenizer_load(path, &toks[i], NULL), HS_OK);
     }
@@ -220,7 +238,7 @@ Test(tokenizer_conformance, cases) {
         cr_assert_not_null(c, "%s", je.text);
         const char *name = json_string_value(json_object_get(c, "tok"));
         hs_tokenizer *tok = NULL;
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < N_TOK; i++)
             if (!strcmp(name, files[i][0])) tok = toks[i];
         json_t *text = json_object_get(c, "text"), *want = json_object_get(c, "ids");
         if (tok) {
@@ -240,9 +258,47 @@ Test(tokenizer_conformance, cases) {
     }
     free(line);
     fclose(f);
-    cr_assert_geq(checked, 48);
-    if (toks[4]) cr_assert_eq(chat, 1, "the SmolLM2 chat-template case was not checked");
-    for (int i = 0; i < 5; i++) hs_tokenizer_free(toks[i]);
+    cr_assert_geq(checked, 70);
+    if (toks[N_TOK - 1]) cr_assert_eq(chat, 1, "the SmolLM2 chat-template case was not checked");
+    for (int i = 0; i < N_TOK; i++) hs_tokenizer_free(toks[i]);
+}
+
+/* NFC against Python's unicodedata.normalize on nfc_cases.jsonl: every code
+ * point NFC changes, every composable pair, Hangul jamo, marks out of order
+ * and the corpus lines beyond U+0300. */
+Test(tokenizer, nfc_matches_unicodedata) {
+    char path[1024];
+    hs_test_fixture_path(path, sizeof path, "tokenizer/nfc_cases.jsonl");
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0, changed = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_error_t je;
+        json_t *c = json_loads(line, 0, &je);
+        cr_assert_not_null(c, "%s: %s", path, je.text);
+        json_t *text = json_object_get(c, "text"), *want = json_object_get(c, "nfc");
+        char *got;
+        size_t glen;
+        cr_assert_eq(hs_unicode_nfc(json_string_value(text), json_string_length(text), &got, &glen), 0);
+        const char *g = got ? got : json_string_value(text);
+        if (!got) glen = json_string_length(text);
+        char shown[512];
+        fmt_text(shown, sizeof shown, json_string_value(text), json_string_length(text));
+        cr_assert(glen == json_string_length(want) && !memcmp(g, json_string_value(want), glen),
+                  "%s line %d: NFC of '%s' differs from unicodedata's", path, n + 1, shown);
+        changed += json_string_length(want) != json_string_length(text) ||
+                   memcmp(json_string_value(want), json_string_value(text), glen);
+        free(got);
+        json_decref(c);
+        n++;
+    }
+    free(line);
+    fclose(f);
+    cr_assert_gt(n, 1000, "only %d cases", n);
+    cr_assert_gt(changed, 300, "only %d cases change under NFC", changed);
+    cr_log_info("NFC (Unicode %s): %d cases, %d changed by NFC", hs_unicode_nfc_version(), n, changed);
 }
 
 /* ---- special tokens, pieces, decode --------------------------------------------- */
@@ -355,7 +411,7 @@ static void wordpiece(json_t *r) { json_object_set_new(model_of(r), "type", json
 static void whitespace_pre(json_t *r) {
     json_object_set_new(r, "pre_tokenizer", json_pack("{s:s}", "type", "Whitespace"));
 }
-static void nfc(json_t *r) { json_object_set_new(r, "normalizer", json_pack("{s:s}", "type", "NFC")); }
+static void nfkc(json_t *r) { json_object_set_new(r, "normalizer", json_pack("{s:s}", "type", "NFKC")); }
 static void dropout(json_t *r) { json_object_set_new(model_of(r), "dropout", json_real(0.1)); }
 static void three_part_merge(json_t *r) {
     json_array_set_new(json_object_get(model_of(r), "merges"), 5, json_string("a b c"));
@@ -387,7 +443,7 @@ Test(tokenizer_errors, bad_tokenizer_json) {
         {no_model, HS_ERR_MISSING, "tokenizer.json", "'model'"},
         {wordpiece, HS_ERR_UNSUPPORTED, "model.type", "WordPiece"},
         {whitespace_pre, HS_ERR_UNSUPPORTED, "pre_tokenizer", "'Whitespace'"},
-        {nfc, HS_ERR_UNSUPPORTED, "normalizer", "'NFC'"},
+        {nfkc, HS_ERR_UNSUPPORTED, "normalizer", "'NFKC'"},
         {dropout, HS_ERR_UNSUPPORTED, "model.dropout", "random"},
         {three_part_merge, HS_ERR_FORMAT, "model.merges[5]", "'a b c'"},
         {unknown_merge, HS_ERR_FORMAT, "model.merges[3]", "'zzqx' is not in the vocabulary"},
@@ -402,6 +458,20 @@ Test(tokenizer_errors, bad_tokenizer_json) {
         cr_assert_eq(st, cases[i].want, "case %zu: status %s (%s)", i, hs_status_str(st), err.msg);
         cr_assert(strstr(err.msg, cases[i].msg1) && strstr(err.msg, cases[i].msg2), "case %zu: message '%s'", i, err.msg);
     }
+}
+
+/* Added tokens are matched after the normalizer only when it is NFC alone. */
+static void normalized_added_with_replace(json_t *r) {
+    json_object_set_new(r, "normalizer", json_pack("{s:s, s:{s:s}, s:s}", "type", "Replace", "pattern", "String", "x",
+                                                   "content", "y"));
+    json_array_append_new(json_object_get(r, "added_tokens"),
+                          json_pack("{s:i, s:s, s:b, s:b}", "id", 7, "content", "ab", "normalized", 1, "special", 0));
+}
+
+Test(tokenizer_errors, normalized_added_tokens_need_nfc_alone) {
+    hs_err err = {0};
+    cr_assert_eq(load_edited(normalized_added_with_replace, &err), HS_ERR_UNSUPPORTED, "%s", err.msg);
+    cr_assert(strstr(err.msg, "'ab'") && strstr(err.msg, "other than NFC"), "%s", err.msg);
 }
 
 Test(tokenizer_errors, unreadable_files) {

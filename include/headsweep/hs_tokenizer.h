@@ -6,17 +6,20 @@
  *    pairs, ignore_merges, byte_fallback (<0xXX> tokens), unk_token, fuse_unk.
  *    Refused: dropout > 0, continuing_subword_prefix, end_of_word_suffix, and
  *    every other model type (WordPiece, Unigram, WordLevel).
- *  - normalizer: none, or Prepend / Replace(String pattern) steps (Llama-2's
- *    "legacy" SentencePiece layout), alone or in a Sequence. Refused: NFC,
- *    NFKC, Lowercase, Strip, Precompiled, Replace with a Regex pattern, ...
+ *  - normalizer: none, NFC (Qwen2, GPT-NeoX/Pythia; Unicode tables from
+ *    scripts/gen-unicode-nfc.py), or Prepend / Replace(String pattern) steps
+ *    (Llama-2's "legacy" SentencePiece layout), alone or in a Sequence.
+ *    Refused: NFKC, NFD, Lowercase, Strip, Precompiled, Replace with a Regex
+ *    pattern, ...
  *  - pre_tokenizer: ByteLevel (GPT-2 regex when use_regex, add_prefix_space),
  *    Split (Regex or String pattern; behavior Isolated or Removed; not
  *    inverted), Digits, Metaspace (prepend_scheme always/first/never, split),
  *    and Sequences of these with ByteLevel last. Regexes run through PCRE2
  *    (UTF + UCP, JIT when available).
- *  - added tokens: matched on the raw text before normalisation, leftmost-
- *    longest, with lstrip / rstrip / single_word as in `tokenizers`; tokens
- *    with normalized = true only when there is no normalizer.
+ *  - added tokens: matched leftmost-longest, with lstrip / rstrip /
+ *    single_word as in `tokenizers`: normalized = false ones on the raw text
+ *    first, then normalized = true ones on the normalized text (allowed with
+ *    no normalizer or NFC alone).
  *  - post_processor: TemplateProcessing (single sequence), RobertaProcessing,
  *    BertProcessing, ByteLevel (no tokens), and Sequences of these: they give
  *    the ids added around the text when add_special is set.
