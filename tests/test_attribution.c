@@ -1,7 +1,8 @@
 /* Attribution patching against PyTorch autograd (make_fixtures.py part
  * attribution, each prompt alone, unpadded): for each metric, every cell
  * M(corrupt) + (a_clean - a_corrupt) . dM/da with a = one head's z at all
- * positions or one, or resid_pre at one position. Run here batched with
+ * positions or one, or resid_pre at one position (GPT-2, Llama with GQA,
+ * GPT-NeoX). Run here batched with
  * padding (uneven lengths) and one prompt at a time. Plus the invariant that
  * a corrupted run equal to the clean one moves nothing, and the refusals. */
 #include <criterion/criterion.h>
@@ -133,6 +134,9 @@ Test(attribution, llama_gqa_two_rows_per_batch) { against_autograd("llama_gqa", 
 Test(attribution, gpt2_grad_drop_matches_autograd) { against_autograd("gpt2", 3, 1); }
 Test(attribution, gpt2_grad_drop_one_prompt_per_batch) { against_autograd("gpt2", 1, 1); }
 Test(attribution, llama_gqa_grad_drop_matches_autograd) { against_autograd("llama_gqa", 2, 1); }
+/* GPT-NeoX: the parallel block (attn_out's gradient is resid_post's), partial RoPE in the QK fix */
+Test(attribution, pythia_matches_autograd) { against_autograd("pythia", 3, 0); }
+Test(attribution, pythia_grad_drop_matches_autograd) { against_autograd("pythia", 2, 1); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric
@@ -170,6 +174,7 @@ static void keep_equals_recompute(const char *model) {
 
 Test(attribution, gpt2_keep_equals_recompute) { keep_equals_recompute("gpt2"); }
 Test(attribution, llama_gqa_keep_equals_recompute) { keep_equals_recompute("llama_gqa"); }
+Test(attribution, pythia_keep_equals_recompute) { keep_equals_recompute("pythia"); }
 
 /* Clean and corrupted runs of the same tokens give the same activations bit
  * for bit, so every estimate is exactly the unpatched metric. */
