@@ -103,7 +103,7 @@ static hs_status norm_rec(hs_tokenizer *tok, json_t *j, const char *where, const
         free(n->b);
         return hs_err_set(err, HS_ERR_OOM, "%s: out of memory", tok->path);
     }
-    memcpy(n->a, a, alen);
+    if (alen) memcpy(n->a, a, alen); /* NFC has no strings */
     if (blen) memcpy(n->b, b, blen);
     n->alen = alen;
     n->blen = blen;
