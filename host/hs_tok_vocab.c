@@ -190,15 +190,19 @@ static int trie_insert(hs_tok_trie *t, const char *s, size_t len, int32_t idx) {
 }
 
 static void describe(hs_tokenizer *tok) {
-    char pre[160] = "";
-    size_t n = 0;
+    static const char *const norm_names[] = {[HS_TOK_NORM_PREPEND] = "Prepend", [HS_TOK_NORM_REPLACE] = "Replace",
+                                             [HS_TOK_NORM_NFC] = "NFC"};
+    char pre[160] = "", norm[64] = "";
+    size_t n = 0, m = 0;
     for (int i = 0; i < tok->n_steps && n + 1 < sizeof pre; i++)
         n += (size_t)snprintf(pre + n, sizeof pre - n, "%s%s", i ? "+" : "", tok->steps[i].label);
     if (n >= sizeof pre) pre[sizeof pre - 1] = 0;
+    for (int i = 0; i < tok->n_norm && m + 1 < sizeof norm; i++)
+        m += (size_t)snprintf(norm + m, sizeof norm - m, "%s%s", i ? "+" : ", normalizer ", norm_names[tok->norm[i].kind]);
+    if (m >= sizeof norm) norm[sizeof norm - 1] = 0;
     snprintf(tok->desc, sizeof tok->desc, "%s BPE, %d ids, %d merges, %d added, pre-tokenizer %s%s%s",
              tok->byte_level ? "byte-level" : "SentencePiece-style", (int)tok->n_ids, (int)tok->n_merges,
-             (int)tok->n_added, n ? pre : "none", tok->n_norm ? ", normalizer Prepend/Replace" : "",
-             tok->byte_fallback ? ", byte fallback" : "");
+             (int)tok->n_added, n ? pre : "none", norm, tok->byte_fallback ? ", byte fallback" : "");
 }
 
 hs_status hs_tok_finish(hs_tokenizer *tok, hs_err *err) {
