@@ -200,9 +200,11 @@ static void describe(hs_tokenizer *tok) {
     for (int i = 0; i < tok->n_norm && m + 1 < sizeof norm; i++)
         m += (size_t)snprintf(norm + m, sizeof norm - m, "%s%s", i ? "+" : ", normalizer ", norm_names[tok->norm[i].kind]);
     if (m >= sizeof norm) norm[sizeof norm - 1] = 0;
-    snprintf(tok->desc, sizeof tok->desc, "%s BPE, %d ids, %d merges, %d added, pre-tokenizer %s%s%s",
-             tok->byte_level ? "byte-level" : "SentencePiece-style", (int)tok->n_ids, (int)tok->n_merges,
-             (int)tok->n_added, n ? pre : "none", norm, tok->byte_fallback ? ", byte fallback" : "");
+    const int len = snprintf(tok->desc, sizeof tok->desc, "%s BPE, %d ids, %d merges, %d added, pre-tokenizer %s%s%s",
+                             tok->byte_level ? "byte-level" : "SentencePiece-style", (int)tok->n_ids,
+                             (int)tok->n_merges, (int)tok->n_added, n ? pre : "none", norm,
+                             tok->byte_fallback ? ", byte fallback" : "");
+    (void)len; /* a description: cut short if it must be */
 }
 
 hs_status hs_tok_finish(hs_tokenizer *tok, hs_err *err) {
