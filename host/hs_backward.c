@@ -221,7 +221,7 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
     const hs_session_layer *W = &s->layers[l];
     hs_bwd *w = s->bwd;
     const int64_t n = (int64_t)b->B * b->T, d = c->d_model, es = (int64_t)s->es;
-    const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp, rot = c->rot_dim ? c->rot_dim : dh;
+    const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp;
     const void *x = (const char *)w->res + l * n * d * es;
     hs_status st = HS_OK;
     HS_CHECK(o->norm(s->be, c->norm, x, W->ln1_w, W->ln1_b, c->norm_eps, n, (int)d, s->xn, err));
@@ -229,8 +229,8 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
     HS_CHECK(o->matmul(s->be, s->xn, W->wk, W->bk, n, Hk * dh, (int)d, 0, s->k, err));
     HS_CHECK(o->matmul(s->be, s->xn, W->wv, W->bv, n, Hk * dh, (int)d, 0, s->v, err));
     if (c->rope != HS_ROPE_NONE) {
-        HS_CHECK(o->rope(s->be, c->rope, s->q, s->d_pos, n, H, dh, rot, c->rope_theta, err));
-        HS_CHECK(o->rope(s->be, c->rope, s->k, s->d_pos, n, Hk, dh, rot, c->rope_theta, err));
+        HS_CHECK(o->rope(s->be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, c->rope_theta, err));
+        HS_CHECK(o->rope(s->be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, c->rope_theta, err));
     }
     HS_CHECK(o->attention(s->be, ap0, err));
     if (ap0->head_scale) { /* visitors need z itself, also where the multiplier is 0 */
@@ -266,7 +266,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
     const hs_model_config *c = &s->cfg;
     hs_bwd *w = s->bwd;
     const int64_t n = (int64_t)b->B * b->T, d = c->d_model, es = (int64_t)s->es, BH = (int64_t)b->B * c->n_heads;
-    const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp, rot = c->rot_dim ? c->rot_dim : dh;
+    const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp;
     const int par = c->parallel_attn_mlp;
     hs_status st = HS_OK;
     const int64_t qd = (int64_t)H * dh, kd = (int64_t)Hk * dh;
@@ -316,8 +316,8 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         /* attention, back to resid_pre */
         HS_CHECK(o->attention_bwd(s->be, &ap, w->dz, w->dq, w->dk, w->dv, err));
         if (c->rope != HS_ROPE_NONE) {
-            HS_CHECK(o->rope(s->be, c->rope, w->dq, w->neg_pos, n, H, dh, rot, c->rope_theta, err));
-            HS_CHECK(o->rope(s->be, c->rope, w->dk, w->neg_pos, n, Hk, dh, rot, c->rope_theta, err));
+            HS_CHECK(o->rope(s->be, c->rope, w->dq, w->neg_pos, n, H, dh, c->rot_dim, c->rope_theta, err));
+            HS_CHECK(o->rope(s->be, c->rope, w->dk, w->neg_pos, n, Hk, dh, c->rot_dim, c->rope_theta, err));
         }
         HS_CHECK(o->matmul_bwd(s->be, w->dq, W->wq, n, H * dh, (int)d, 0, w->dxn, err));
         HS_CHECK(o->matmul_bwd(s->be, w->dk, W->wk, n, Hk * dh, (int)d, 1, w->dxn, err));

@@ -62,6 +62,7 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     s->be = be;
     s->model = m;
     s->cfg = *hs_model_get_config(m);
+    if (s->cfg.rope != HS_ROPE_NONE && !s->cfg.rot_dim) s->cfg.rot_dim = s->cfg.d_head; /* 0 = the whole head */
     s->max_B = max_B;
     s->max_T = max_T;
     s->bwd_keep_bytes = HS_BACKWARD_KEEP_BYTES;
@@ -339,7 +340,6 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     const hs_hooks *hk = fp->hooks;
     const hs_dtype dt = o->act_dtype(be);
     const int B = b->B, T = b->T, H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, d = c->d_model, f = c->d_mlp;
-    const int rot = c->rot_dim ? c->rot_dim : dh;
     const int64_t n = (int64_t)B * T, V = c->n_vocab;
     const size_t es = s->es;
     int32_t *pos = malloc((size_t)n * sizeof *pos);
@@ -396,11 +396,11 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         if (need_k) HS_CHECK(offer(s, hk, HS_HOOK_K, l, s->k, dt, 4, B, T, Hk, dh, err));
         if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
         if (rope && need_q) {
-            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, rot, c->rope_theta, err));
+            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, c->rope_theta, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_Q, l, s->q, dt, 4, B, T, H, dh, err));
         }
         if (rope && need_k) {
-            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, rot, c->rope_theta, err));
+            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, c->rope_theta, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_K, l, s->k, dt, 4, B, T, Hk, dh, err));
         }
         if (!given) { /* the attention, with the layer's edits */

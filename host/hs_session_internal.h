@@ -14,7 +14,7 @@ typedef struct {
 struct hs_session {
     hs_backend *be;
     const hs_model *model;
-    hs_model_config cfg;
+    hs_model_config cfg; /* the model's, rot_dim resolved (the rotated width, never 0 with RoPE) */
     int max_B, max_T;
     int owns_weights; /* 0 on the CPU backend: weights alias the model's */
     size_t es;        /* bytes per activation element */
