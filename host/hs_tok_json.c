@@ -117,6 +117,8 @@ static hs_status load_added(hs_tokenizer *tok, json_t *arr, hs_err *err) {
     hs_status st;
     if (!arr || json_is_null(arr)) return HS_OK;
     if (!json_is_array(arr)) return hs_err_set(err, HS_ERR_FORMAT, "%s: added_tokens is not an array", tok->path);
+    int nfc_only = 1; /* NFC is idempotent: the one normalizer added tokens may be matched after */
+    for (int k = 0; k < tok->n_norm; k++) nfc_only &= tok->norm[k].kind == HS_TOK_NORM_NFC;
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *t = json_array_get(arr, i), *id = json_object_get(t, "id");
         char w[64];
@@ -133,8 +135,6 @@ static hs_status load_added(hs_tokenizer *tok, json_t *arr, hs_err *err) {
             (st = hs_tok_json_bool(tok, t, "rstrip", 0, &f[3], w, err)) ||
             (st = hs_tok_json_bool(tok, t, "single_word", 0, &f[4], w, err)))
             return st;
-        int nfc_only = 1; /* NFC is idempotent: the one normalizer added tokens may be matched after */
-        for (int k = 0; k < tok->n_norm; k++) nfc_only &= tok->norm[k].kind == HS_TOK_NORM_NFC;
         if (f[1] && !nfc_only)
             return hs_err_set(err, HS_ERR_UNSUPPORTED,
                               "%s: %s ('%s'): normalized added tokens with a normalizer other than NFC are not "
