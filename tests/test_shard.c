@@ -133,13 +133,20 @@ static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%
 
 static int exists(const char *p) { return access(p, F_OK) == 0; }
 
-/* The unsharded result as ref.h5 and the config (with output out.h5) at cfg. */
-static void reference(char *cfg, char *ref, const char *importance) {
+/* The unsharded result as ref.h5 and the config (with output out.h5) at cfg;
+ * cuda: the config runs on cuda:0 in bf16. */
+static void reference(char *cfg, char *ref, const char *importance, int cuda) {
     char out[256];
     path_in(cfg, 256, "c.yaml");
     path_in(out, sizeof out, "out.h5");
     path_in(ref, 256, "ref.h5");
     write_config(cfg, out, importance);
+    if (cuda) {
+        FILE *f = fopen(cfg, "a");
+        cr_assert_not_null(f);
+        fputs("device: cuda:0\ndtype: bf16\n", f);
+        fclose(f);
+    }
     hs_err err = {0};
     cr_assert_eq(run(cfg, NULL, NULL, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(rename(out, ref), 0);
@@ -166,7 +173,7 @@ Test(shard, three_shards_merge_to_the_unsharded_result, .timeout = 300) {
     path_in(ref, sizeof ref, "ref.h5");
     snprintf(imp, sizeof imp, "%s:/abl/delta_mean", ref);
     /* the pruning curve reads its importance from a finished file, as a sharded sweep must */
-    reference(cfg, ref, NULL);
+    reference(cfg, ref, NULL, 0);
     char ref2[256];
     path_in(ref2, sizeof ref2, "ref_pruned.h5");
     write_config(cfg, ref2, imp);
@@ -208,7 +215,7 @@ static int stop_after(void *user, const char *exp, int done, int total) {
 Test(shard, a_stopped_run_resumes_to_the_same_bits, .timeout = 300) {
     make_dir();
     char cfg[256], ref[256], out[256], journal[300];
-    reference(cfg, ref, NULL);
+    reference(cfg, ref, NULL, 0);
     path_in(out, sizeof out, "out.h5");
     snprintf(journal, sizeof journal, "%s.journal", out);
     int budget = 3;
@@ -234,7 +241,7 @@ Test(shard, a_stopped_run_resumes_to_the_same_bits, .timeout = 300) {
 Test(shard, several_workers_give_the_same_bits, .timeout = 300) {
     make_dir();
     char cfg[256], ref[256], out[256];
-    reference(cfg, ref, NULL);
+    reference(cfg, ref, NULL, 0);
     path_in(out, sizeof out, "out.h5");
     hs_run_params rp = hs_run_default_params();
     rp.workers_per_device = 3;
@@ -251,25 +258,14 @@ Test(shard_cuda, workers_and_shards_give_the_same_bits, .timeout = 300) {
     if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");
     make_dir();
     char cfg[256], ref[256], out[256], merged[256], paths[2][256];
-    path_in(cfg, sizeof cfg, "c.yaml");
+    reference(cfg, ref, NULL, 1);
     path_in(out, sizeof out, "out.h5");
-    path_in(ref, sizeof ref, "ref.h5");
-    write_config(cfg, out, NULL);
-    const char *sets[3] = {"device=cuda:0", "dtype=bf16", "shard=null"};
-    hs_err err = {0};
-    cr_assert_eq(hs_test_run_config(cfg, sets, 3, NULL, &err), HS_OK, "%s", err.msg);
-    cr_assert_eq(rename(out, ref), 0);
     hs_run_params rp = hs_run_default_params();
     rp.workers_per_device = 2;
-    cr_assert_eq(hs_test_run_config(cfg, sets, 3, &rp, &err), HS_OK, "%s", err.msg);
+    hs_err err = {0};
+    cr_assert_eq(run(cfg, NULL, &rp, &err), HS_OK, "%s", err.msg);
     assert_same_results(ref, out);
-    for (int i = 0; i < 2; i++) {
-        char shard[32];
-        snprintf(shard, sizeof shard, "shard=%d/2", i);
-        sets[2] = shard;
-        cr_assert_eq(hs_test_run_config(cfg, sets, 3, NULL, &err), HS_OK, "%s: %s", shard, err.msg);
-        snprintf(paths[i], 256, "%s/out.shard-%05d-of-00002.h5", dir, i);
-    }
+    run_shards(cfg, 2, paths);
     path_in(merged, sizeof merged, "merged.h5");
     const char *sp[2] = {paths[0], paths[1]};
     cr_assert_eq(hs_run_merge(merged, sp, 2, 0, &err), HS_OK, "%s", err.msg);
@@ -281,7 +277,7 @@ Test(shard_cuda, workers_and_shards_give_the_same_bits, .timeout = 300) {
 Test(shard, kill_9_then_rerun_gives_the_same_bits, .timeout = 300) {
     make_dir();
     char cfg[256], ref[256], out[256], journal[300], bin[1024];
-    reference(cfg, ref, NULL);
+    reference(cfg, ref, NULL, 0);
     path_in(out, sizeof out, "out.h5");
     snprintf(journal, sizeof journal, "%s.journal", out);
     snprintf(bin, sizeof bin, "%s/headsweep", HS_BINARY_DIR);
