@@ -198,9 +198,10 @@ static hs_status check_batch(const hs_session *s, const hs_batch *b, int32_t *po
                                   r, t, b->targets[i], c->n_vocab);
             pos[i] = b->positions ? b->positions[i] : (real ? next : 0);
             if (real) next++;
-            if (pos[i] < 0 || (c->learned_pos && pos[i] >= c->n_ctx))
-                return hs_err_set(err, HS_ERR_INVALID_ARG, "batch row %d position %d: position %d outside [0, %d)", r, t,
-                                  pos[i], c->n_ctx);
+            /* Beyond a sliding window the forward would need the window's mask, which it lacks. */
+            if (pos[i] < 0 || ((c->learned_pos || c->sliding_window) && pos[i] >= c->n_ctx))
+                return hs_err_set(err, HS_ERR_INVALID_ARG, "batch row %d position %d: position %d outside [0, %d)%s", r,
+                                  t, pos[i], c->n_ctx, c->sliding_window ? " (the sliding window)" : "");
         }
     }
     return HS_OK;

@@ -117,9 +117,13 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     if (att_bias) return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias (with o_proj bias) is not supported", path);
     int sw = 0;
     if ((st = hs_hf_cfg_int(root, path, "sliding_window", 0, 0, &sw, err))) return st;
-    if (sw > 0 && sw < c->n_ctx && hs_hf_cfg_bool(root, "use_sliding_window", 1))
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: sliding_window %d < max_position_embeddings is not supported",
-                          path, sw);
+    /* Within the window a sliding-window layer attends to every earlier token, so capping the
+     * context at the window (Mistral v0.1: 4096 of 32768) keeps every accepted prompt exact and
+     * refuses the longer ones by name. Qwen2's window applies only with use_sliding_window. */
+    if (sw > 0 && sw < c->n_ctx && hs_hf_cfg_bool(root, "use_sliding_window", 1)) {
+        c->sliding_window = sw;
+        c->n_ctx = sw;
+    }
     c->norm = HS_NORM_RMSNORM;
     c->act = HS_ACT_SILU_GLU;
     c->rope = HS_ROPE_NEOX;

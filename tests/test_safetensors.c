@@ -8,6 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "headsweep/hs_backend.h"
+#include "headsweep/hs_dataset.h"
+#include "headsweep/hs_forward.h"
 #include "headsweep/hs_model.h"
 #include "headsweep/hs_safetensors.h"
 #include "hs_testutil.h"
@@ -254,6 +257,53 @@ Test(hf_folder, neox_refusals) {
         expect_load(dir, cs[i].code, cs[i].needle);
         hs_test_remove_dir(dir);
     }
+}
+
+/* A sliding window narrower than the positions (Mistral v0.1) caps the context: prompts within it
+ * are exact, longer ones are refused by every way in, naming the window. */
+Test(hf_folder, sliding_window_caps_the_context) {
+    char dir[256];
+    broken_copy(dir, sizeof dir, "\"rope_theta\": 10000.0,", "\"rope_theta\": 10000.0, \"sliding_window\": 16,");
+    hs_model *m = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(dir, &m, &e), HS_OK, "%s", e.msg);
+    const hs_model_config *c = hs_model_get_config(m);
+    cr_assert_eq(c->n_ctx, 16);
+    cr_assert_eq(c->sliding_window, 16);
+    hs_dataset *d = NULL;
+    cr_assert_eq(hs_dataset_induction(c, 2, 7, 3, 200, 1, &d, &e), HS_OK, "%s", e.msg);
+    hs_dataset_free(d);
+    d = NULL;
+    cr_assert_eq(hs_dataset_induction(c, 2, 8, 3, 200, 1, &d, &e), HS_ERR_INVALID_ARG);
+    cr_assert_null(d);
+    cr_assert(strstr(e.msg, "17 tokens exceed the model context 16 (the sliding window)"), "%s", e.msg);
+
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_session_init(be, m, 1, 17, &s, &e), HS_OK, "%s", e.msg);
+    int32_t tok[17];
+    for (int i = 0; i < 17; i++) tok[i] = 3 + i;
+    hs_batch b = {.B = 1, .T = 16, .tokens = tok};
+    hs_forward_params p = hs_forward_default_params();
+    p.logits = HS_LOGITS_NONE;
+    cr_assert_eq(hs_forward(s, &b, &p, NULL, &e), HS_OK, "%s", e.msg);
+    b.T = 17;
+    cr_assert_eq(hs_forward(s, &b, &p, NULL, &e), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(e.msg, "position 16 outside [0, 16) (the sliding window)"), "%s", e.msg);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_model_free(m);
+    hs_test_remove_dir(dir);
+
+    /* Qwen2 applies its window only with use_sliding_window. */
+    broken_copy(dir, sizeof dir, "\"rope_theta\": 10000.0,",
+                "\"rope_theta\": 10000.0, \"sliding_window\": 16, \"use_sliding_window\": false,");
+    cr_assert_eq(hs_model_load(dir, &m, &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_model_get_config(m)->n_ctx, 64);
+    cr_assert_eq(hs_model_get_config(m)->sliding_window, 0);
+    hs_model_free(m);
+    hs_test_remove_dir(dir);
 }
 
 Test(hf_folder, unsupported_architecture) {

@@ -35,7 +35,9 @@ typedef struct {
     int d_head;
     int d_mlp;
     int n_vocab;
-    int n_ctx; /* maximum positions */
+    int n_ctx; /* maximum positions (capped at sliding_window) */
+    int sliding_window; /* the checkpoint's attention window when narrower than its positions
+                           (Mistral v0.1), which n_ctx is capped at; 0 = none */
     float norm_eps;
     float rope_theta;
     hs_norm_kind norm;
