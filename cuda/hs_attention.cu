@@ -12,18 +12,25 @@
 
 /* ---- SET edits -------------------------------------------------------------------- */
 
-/* z[b,t,h,:] = src[idx[b,t,h], :] where idx >= 0; one block per (b, t). A pass
+/* z[b,t,h,:] = src[idx[b,t,h], :] where idx >= 0; one block per (b, t). An
+ * index past n_set (the CPU reference refuses it; a kernel cannot) writes NaN,
+ * so a bad table shows in the results instead of reading beyond src. A pass
  * of its own rather than in the fused kernels' epilogues: there the extra
  * code made the d_head-128 tensor-core kernel spill in its main loop (ptxas:
  * 54 B of spill stores), a cost every forward would pay, SET or not. This
  * pass touches only the SET cells, on the same stream. */
 template <typename T>
-__global__ void __launch_bounds__(128) hs_k_attn_set(T *z, const int32_t *idx, const T *src, int H, int d) {
+__global__ void __launch_bounds__(128) hs_k_attn_set(T *z, const int32_t *idx, const T *src, int64_t n_set, int H,
+                                                     int d) {
     const int64_t bt = blockIdx.x;
     for (int h = 0; h < H; h++) {
         const int32_t i = idx[bt * H + h];
         if (i < 0) continue;
         T *zr = z + (bt * H + h) * d;
+        if (i >= n_set) {
+            for (int j = threadIdx.x; j < d; j += blockDim.x) zr[j] = (T)NAN;
+            continue;
+        }
         const T *sr = src + (int64_t)i * d;
         for (int j = threadIdx.x; j < d; j += blockDim.x) zr[j] = sr[j];
     }
@@ -33,10 +40,10 @@ static hs_status hs_attn_set(const hs_attn_params *p, int bf16, cudaStream_t st,
     const unsigned rows = (unsigned)((int64_t)p->B * p->T);
     if (bf16)
         hs_k_attn_set<__nv_bfloat16><<<rows, 128, 0, st>>>((__nv_bfloat16 *)p->z, p->set_idx,
-                                                          (const __nv_bfloat16 *)p->set_src, p->H, p->d_head);
+                                                          (const __nv_bfloat16 *)p->set_src, p->n_set, p->H, p->d_head);
     else
-        hs_k_attn_set<float><<<rows, 128, 0, st>>>((float *)p->z, p->set_idx, (const float *)p->set_src, p->H,
-                                                  p->d_head);
+        hs_k_attn_set<float><<<rows, 128, 0, st>>>((float *)p->z, p->set_idx, (const float *)p->set_src, p->n_set,
+                                                  p->H, p->d_head);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_attn_set");
     return HS_OK;
 }

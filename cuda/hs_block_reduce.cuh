@@ -7,6 +7,8 @@
 #include "hs_cuda_common.cuh"
 
 #define HS_RED_THREADS 256 /* blockDim.x of every kernel that calls it */
+static_assert((HS_RED_THREADS & (HS_RED_THREADS - 1)) == 0 && HS_RED_THREADS <= 1024,
+              "the tree halves a power-of-two block");
 
 /* One value per thread in, the block's max (MAX) or sum out, to every
  * thread; sh holds HS_RED_THREADS floats and may be reused right after. */

@@ -58,7 +58,13 @@ static inline hs_status hs_cuda_scratch(void **buf, size_t *bytes, size_t need, 
     if (*buf) HS_CUDA_CHECK(err, cudaFree(*buf));
     *buf = NULL;
     *bytes = 0;
-    HS_CUDA_CHECK(err, cudaMalloc(buf, need));
+    const cudaError_t e = cudaMalloc(buf, need);
+    if (e == cudaErrorMemoryAllocation) { /* OOM, as cu_alloc says it, not a device fault */
+        (void)cudaGetLastError();
+        *buf = NULL;
+        return hs_err_set(err, HS_ERR_OOM, "cuda backend: cannot allocate %zu bytes of scratch", need);
+    }
+    HS_CUDA_CHECK(err, e);
     *bytes = need;
     return HS_OK;
 }

@@ -203,9 +203,11 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
         l = l * expf(m - mn) + expf(sc - mn);
         m = mn;
     }
-    const float lse = l > 0.0f ? m + logf(l) : -INFINITY;
+    /* l != 0, not l > 0: a NaN score must reach the gradients, as on the CPU, not read as a row
+     * with no visible key. */
+    const float lse = l != 0.0f ? m + logf(l) : -INFINITY;
     float D = 0.0f;
-    for (int s = 0; s <= t && l > 0.0f; s++) {
+    for (int s = 0; s <= t && l != 0.0f; s++) {
         if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
         hs_bwd_load((const T *)a.k + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
         const float p = expf(hs_bwd_score(a, qv, kv) - lse);

@@ -712,6 +712,28 @@ Test(cuda_ops, attention_bad_params) {
     cr_assert_eq(h.gpu->ops->attention(h.gpu, &g, &err), HS_ERR_INVALID_ARG, "NULL q");
     cr_assert_eq(h.gpu->ops->sync(h.gpu, &err), HS_OK, "%s", err.msg);
     h.gpu->ops->free(h.gpu, buf);
+
+    /* A SET index past n_set, which the CPU refuses, makes that cell NaN on the GPU instead of
+     * reading beyond set_src; the cells around it keep their computed values. */
+    enum { T = 2, NH = 2, D = 64, NQ = T * NH * D };
+    float *x = h_rand(&h, NQ, 0, 1), *src = h_rand(&h, D, 0, 1), z[NQ];
+    const int32_t sidx[T * NH] = {-1, 1, 0, -1};
+    void *gx = put(h.gpu, x, NQ, 0), *gs = put(h.gpu, src, D, 0), *gi = put(h.gpu, sidx, T * NH, 1);
+    gbuf gz = galloc(&h, NQ, 0, NULL);
+    g = (hs_attn_params){.B = 1, .T = T, .H = NH, .H_kv = NH, .d_head = D, .scale = 0.125f, .q = gx, .k = gx,
+                         .v = gx, .z = gptr(&gz), .set_idx = gi, .set_src = gs, .n_set = 1};
+    ok(h.gpu->ops->attention(h.gpu, &g, &err), &err, "attention with a bad SET index");
+    gread(&h, &gz, z, "attention with a bad SET index");
+    for (int cell = 0; cell < T * NH; cell++)
+        for (int i = 0; i < D; i++) {
+            const float v = z[cell * D + i];
+            if (cell == 1) cr_assert(isnan(v), "cell 1 (index 1 of 1 vector) z[%d] = %g, want NaN", i, v);
+            else if (cell == 2) cr_assert_eq(v, src[i], "cell 2 (index 0) z[%d] = %g, want %g", i, v, src[i]);
+            else cr_assert(isfinite(v), "cell %d z[%d] = %g, want the computed value", cell, i, v);
+        }
+    gfree(&h, &gz);
+    h.gpu->ops->free(h.gpu, gx), h.gpu->ops->free(h.gpu, gs), h.gpu->ops->free(h.gpu, gi);
+    free(x), free(src);
     h_free(&h);
 }
 
