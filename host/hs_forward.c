@@ -38,6 +38,16 @@ static hs_status sbuf(hs_session *s, size_t nbytes, void **out, hs_err *err) {
     return st;
 }
 
+/* *buf holds at least need bytes afterwards (contents not kept); it only grows. */
+static hs_status grow(hs_session *s, size_t need, void **buf, size_t *have, hs_err *err) {
+    if (need <= *have) return HS_OK;
+    if (*buf) s->be->ops->free(s->be, *buf), s->bytes -= (int64_t)*have;
+    *buf = NULL, *have = 0;
+    const hs_status st = sbuf(s, need, buf, err);
+    if (st == HS_OK) *have = need;
+    return st;
+}
+
 /* Weight upload: alias on the CPU backend (no copy: RSS matters for 7B on the
  * host), convert and copy elsewhere. */
 static hs_status wbuf(hs_session *s, const float *src, int64_t n, void **out, hs_err *err) {
@@ -143,7 +153,8 @@ void hs_session_free(hs_session *s) {
     void (*fr)(hs_backend *, void *) = be->ops->free;
     void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->z, s->attn_out, s->gate, s->up, s->hid, s->mlp_out,
                        s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows, s->d_head_scale,
-                       s->d_uniform, s->tl_logits, s->tl_targets, s->tl_out, s->d_set_idx, s->d_set_src};
+                       s->d_uniform, s->tl_logits, s->tl_targets, s->tl_out, s->d_set_idx, s->d_set_src,
+                       s->d_pattern, s->d_all_logits};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         if (scratch[i]) fr(be, scratch[i]);
     hs_bwd_free(s);
@@ -257,14 +268,9 @@ static hs_status upload_sets(hs_session *s, const hs_zedit *ze, hs_attn_params *
         hs_status st = sbuf(s, (size_t)s->max_B * s->max_T * s->cfg.n_heads * sizeof(int32_t), (void **)&s->d_set_idx, err);
         if (st != HS_OK) return st;
     }
-    if (vbytes > s->set_src_bytes) { /* grow-only: no allocation per forward */
-        if (s->d_set_src) o->free(s->be, s->d_set_src), s->bytes -= (int64_t)s->set_src_bytes;
-        s->d_set_src = NULL, s->set_src_bytes = 0;
-        hs_status st = sbuf(s, vbytes, &s->d_set_src, err);
-        if (st != HS_OK) return st;
-        s->set_src_bytes = vbytes;
-    }
-    hs_status st = o->upload(s->be, s->d_set_idx, ze->set_idx, (size_t)cells * sizeof(int32_t), err);
+    hs_status st = grow(s, vbytes, &s->d_set_src, &s->set_src_bytes, err);
+    if (st != HS_OK) return st;
+    st = o->upload(s->be, s->d_set_idx, ze->set_idx, (size_t)cells * sizeof(int32_t), err);
     if (st == HS_OK) st = o->upload_f32(s->be, s->d_set_src, ze->vec, ze->n_vec * ze->dh, err);
     ap->set_idx = s->d_set_idx, ap->set_src = s->d_set_src, ap->n_set = ze->n_vec;
     return st;
@@ -407,7 +413,11 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         if (!given) { /* the attention, with the layer's edits */
             ap.pattern = NULL;
             if (wants(hk, HS_HOOK_PATTERN, l)) {
-                if (!pattern) HS_CHECK(o->alloc(be, (size_t)B * H * pat_T * T * sizeof(float), (void **)&pattern, err));
+                if (!pattern) {
+                    HS_CHECK(grow(s, (size_t)B * H * pat_T * T * sizeof(float), (void **)&s->d_pattern,
+                                  &s->pattern_bytes, err));
+                    pattern = s->d_pattern;
+                }
                 ap.pattern = pattern;
             }
             hs_zedit_build(&ze, fp->head_scale ? fp->head_scale + (int64_t)l * B * H : NULL, fp->edits, fp->n_edits, l);
@@ -458,7 +468,8 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     if (fp->target_logprobs) HS_CHECK(target_logprobs(s, b, fp->target_logprobs, err));
     if (!want_logits) goto exit;
     if (fp->logits == HS_LOGITS_ALL) {
-        HS_CHECK(o->alloc(be, (size_t)(n * V) * es, &all_logits, err));
+        HS_CHECK(grow(s, (size_t)(n * V) * es, &s->d_all_logits, &s->all_logits_bytes, err));
+        all_logits = s->d_all_logits;
         HS_CHECK(o->matmul(be, s->xn, s->unembed, s->unembed_b, n, (int)V, d, 0, all_logits, err));
         HS_CHECK(o->download_f32(be, logits_out, all_logits, n * V, err));
     } else {
@@ -476,8 +487,6 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(o->download_f32(be, logits_out, s->logits, (int64_t)B * V, err));
     }
 exit:
-    if (pattern) o->free(be, pattern);
-    if (all_logits) o->free(be, all_logits);
     free(pos);
     free(tmp);
     hs_zedit_free(&ze);

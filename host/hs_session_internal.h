@@ -35,6 +35,12 @@ struct hs_session {
     int32_t *d_set_idx; /* [max_B, max_T, H] */
     void *d_set_src;
     size_t set_src_bytes;
+    /* the pattern hook's and HS_LOGITS_ALL's buffers, grown at need and kept:
+     * a per-forward cudaFree waits for the whole device, every worker on it */
+    float *d_pattern;
+    size_t pattern_bytes;
+    void *d_all_logits;
+    size_t all_logits_bytes;
     struct hs_bwd *bwd; /* the backward's buffers (hs_backward.h), allocated at first use */
     int64_t bwd_keep_bytes; /* hs_session_set_backward_keep_bytes */
     int64_t bytes;
