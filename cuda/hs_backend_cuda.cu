@@ -415,6 +415,10 @@ extern "C" hs_status hs_backend_cuda_fill_normal(hs_backend *be, void *dst, int6
     return hs_cuda_fill_normal(hs_cb(be)->stream, hs_cb(be)->dtype, dst, n, seed, mean, std, err);
 }
 
+extern "C" hs_cuda_attn_kernel hs_backend_cuda_attn_kernel(hs_backend *be) {
+    return be && be->device == HS_DEVICE_CUDA ? (hs_cuda_attn_kernel)hs_cb(be)->attn_kernel : HS_CUDA_ATTN_AUTO;
+}
+
 extern "C" void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]) {
     for (int i = 0; i < 3; i++) out[i] = be && be->device == HS_DEVICE_CUDA ? hs_cb(be)->attn_launches[i] : 0;
 }

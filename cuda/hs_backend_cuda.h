@@ -31,6 +31,9 @@ hs_status hs_backend_cuda_fill_normal(hs_backend *be, void *dst, int64_t n, uint
 typedef enum { HS_CUDA_ATTN_AUTO = 0, HS_CUDA_ATTN_MMA, HS_CUDA_ATTN_WGMMA } hs_cuda_attn_kernel;
 #define HS_CUDA_WGMMA_VARIANTS 4
 hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, int variant, hs_err *err);
+/* The kernel the backend is set to (by HS_CUDA_ATTN or the call above); AUTO
+ * for anything that is not a CUDA backend. */
+hs_cuda_attn_kernel hs_backend_cuda_attn_kernel(hs_backend *be);
 
 /* How many attention calls each kernel has taken on this backend so far:
  * out[0] the CUDA-core kernel, out[1] mma.sync, out[2] wgmma. Lets a test

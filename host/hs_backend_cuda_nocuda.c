@@ -13,6 +13,11 @@ hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel ke
     return hs_err_set(err, HS_ERR_UNSUPPORTED, "CUDA backend: headsweep was built without CUDA");
 }
 
+hs_cuda_attn_kernel hs_backend_cuda_attn_kernel(hs_backend *be) {
+    (void)be;
+    return HS_CUDA_ATTN_AUTO;
+}
+
 void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]) {
     for (int i = 0; i < 3; i++) out[i] = 0;
 }

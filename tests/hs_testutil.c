@@ -143,7 +143,10 @@ hs_test_bf16_result hs_test_bf16_check(const float *got, const float *naive, con
     hs_test_bf16_result r = {0};
     r.worst = -1;
     for (int64_t i = 0; i < n; i++) {
-        if (!isfinite(ref[i])) continue;
+        if (!isfinite(ref[i])) { /* only the same infinity matches; a NaN reference fails too */
+            if (isnan(ref[i]) || got[i] != ref[i]) r.n_nonfinite++;
+            continue;
+        }
         if (!isfinite(got[i])) {
             r.n_nonfinite++;
             continue;

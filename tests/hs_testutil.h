@@ -100,7 +100,7 @@ typedef struct {
     double naive_err; /* max |naive - ref| */
     double bound;     /* 2 * naive_err + floor */
     int64_t worst;    /* index of the largest |got - ref| */
-    int64_t n_nonfinite; /* got non-finite where ref is finite */
+    int64_t n_nonfinite; /* got non-finite where ref is finite, ref NaN, or a different infinity */
     int ok;
 } hs_test_bf16_result;
 

@@ -323,8 +323,10 @@ static void run_copy_2d(hs_dtype dt, const char *name) {
         float *src = h_rand(&h, ns, 0.0f, 1.0f), *ref = malloc((size_t)nd * 4), *got = malloc((size_t)nd * 4);
         for (int64_t i = 0; i < nd; i++) ref[i] = NAN;
         void *cs = put(h.cpu, src, ns, 0), *cd = put(h.cpu, ref, nd, 0), *gs = put(h.gpu, src, ns, 0);
-        const size_t es = h.es;
-        ok(h.cpu->ops->copy_2d(h.cpu, cd, k.dst_pitch * es, cs, k.src_pitch * es, k.width * es, (size_t)k.rows, &err),
+        /* each backend's own element size: the CPU one is always f32 */
+        const size_t es = h.es, ces = (size_t)hs_dtype_block_bytes(h.cpu->ops->act_dtype(h.cpu));
+        ok(h.cpu->ops->copy_2d(h.cpu, cd, k.dst_pitch * ces, cs, k.src_pitch * ces, k.width * ces, (size_t)k.rows,
+                               &err),
            &err, what);
         get(h.cpu, ref, cd, nd, 0);
         gbuf out = galloc(&h, nd, 0, NULL);

@@ -111,6 +111,8 @@ Test(cuda_experiments, patching_matches_cpu) {
     const int N = f.pr.N, L = f.L, H = f.H, T = f.T;
     float cc[8], xc[8], cg[8], xg[8];
     float *zc = malloc((size_t)N * L * T * H * sizeof(float)), *zg = malloc((size_t)N * L * T * H * sizeof(float));
+    for (int64_t i = 0; i < (int64_t)N * L * T * H; i++) zg[i] = 12345.0f; /* poisoned: every cell is written */
+    for (int i = 0; i < 8; i++) cg[i] = xg[i] = NAN;
     const int64_t nr = (int64_t)N * L * T; /* resid_pre, attn_out, mlp_out: 3 x nr */
     float *rc = malloc((size_t)3 * nr * sizeof(float)), *rg = malloc((size_t)3 * nr * sizeof(float));
     for (int64_t i = 0; i < 3 * nr; i++) rg[i] = NAN; /* poisoned: cells beyond a prompt are NaN on both */
@@ -511,7 +513,10 @@ static void bf_compare(const bf_set *b, const bf_maps *g, const bf_maps *r, doub
     bf_expect(g->heads, r->heads, g->corrupt, r->corrupt, nh, LH, rel_tol, floor, "path_heads");
     bf_expect(g->delta, r->delta, NULL, NULL, nh, LH, rel_tol, floor, "mean ablation delta");
     double md = 0;
-    for (int i = 0; i < HS_SCORE_COUNT * LH; i++) md = fmax(md, fabs((double)g->scores[i] - r->scores[i]));
+    for (int i = 0; i < HS_SCORE_COUNT * LH; i++) { /* not fmax, which would drop a NaN */
+        const double dd = fabs((double)g->scores[i] - r->scores[i]);
+        if (!(dd <= md)) md = dd;
+    }
     cr_log_info("head scores: max |diff| %.3g", md);
     cr_assert_leq(md, score_tol, "head scores: max |diff| %.3g (bound %.2g)", md, score_tol);
 }
@@ -541,8 +546,11 @@ static void bf_tensor_core_case(int neox) {
     bf_run(&b, gpu, &g);
     int64_t n[3];
     hs_backend_cuda_attn_launches(gpu, n);
-    cr_assert(n[0] == 0 && n[1] + n[2] > 0, "attention calls: CUDA-core %lld, mma.sync %lld, wgmma %lld (want "
-              "tensor cores only)", (long long)n[0], (long long)n[1], (long long)n[2]);
+    /* d_head 64: every call on the kernel the backend is set to (HS_CUDA_ATTN=wgmma in gpu-check.sh's reruns) */
+    const int wg = hs_backend_cuda_attn_kernel(gpu) == HS_CUDA_ATTN_WGMMA;
+    cr_assert(n[0] == 0 && n[wg ? 2 : 1] > 0 && n[wg ? 1 : 2] == 0,
+              "attention calls: CUDA-core %lld, mma.sync %lld, wgmma %lld (want %s only)", (long long)n[0],
+              (long long)n[1], (long long)n[2], wg ? "wgmma" : "mma.sync");
     cr_log_info("attention calls: mma.sync %lld, wgmma %lld", (long long)n[1], (long long)n[2]);
     bf_compare(&b, &g, &r, BF_REL, BF_FLOOR, BF_SCORE);
     bf_free(&r), bf_free(&g);

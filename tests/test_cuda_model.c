@@ -84,6 +84,7 @@ static void run_backend(hs_model *m, int gpu, hs_dtype dt, const hs_batch *b, co
     fp.head_scale = head_scale;
     o->logits = malloc((size_t)b->B * b->T * c->n_vocab * sizeof(float));
     cr_assert(o->logits);
+    for (int64_t i = 0; i < (int64_t)b->B * b->T * c->n_vocab; i++) o->logits[i] = NAN; /* poisoned */
     ok(hs_forward(o->s, b, &fp, o->logits, &err), &err, gpu ? "cuda forward" : "cpu forward");
 }
 

@@ -620,13 +620,13 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
         if (ci == 3 || ci == 8) run_attn_case(&h, &attn_cases[ci], 6), calls++;
         if (ci == 1 || ci == 2 || ci == 3 || ci == 5 || ci == 10 || ci == 14 || ci == 15) run_attn_case(&h, &attn_cases[ci], 5), calls++;
         /* Which kernel each call took: a forced kernel must really have run
-         * the shapes it covers. AUTO is mma.sync, or wgmma where the
-         * environment (HS_CUDA_ATTN) asks for it. */
+         * the shapes it covers, whether the test or the environment
+         * (HS_CUDA_ATTN, gpu-check.sh's reruns) forced it. AUTO is mma.sync. */
         hs_backend_cuda_attn_launches(h.gpu, after);
+        const hs_cuda_attn_kernel set = hs_backend_cuda_attn_kernel(h.gpu);
         const int d = attn_cases[ci].d, tc = dt == HS_DTYPE_BF16 && (d == 32 || d == 64 || d == 80 || d == 96 || d == 128),
                   hopper = tc && (d == 64 || d == 128);
-        const int ok_k[3] = {!tc, tc && (kernel != HS_CUDA_ATTN_WGMMA || !hopper),
-                             hopper && kernel != HS_CUDA_ATTN_MMA};
+        const int ok_k[3] = {!tc, tc && (set != HS_CUDA_ATTN_WGMMA || !hopper), hopper && set == HS_CUDA_ATTN_WGMMA};
         int64_t on = 0;
         for (int k = 0; k < 3; k++) on += ok_k[k] ? after[k] - before[k] : 0;
         cr_assert_eq(on, calls, "%s: case %zu (d_head %d): %lld of %d calls on the expected kernel (CUDA-core %lld, "
@@ -670,6 +670,15 @@ static void run_deterministic(hs_dtype dt, const char *name) {
         ok(h.gpu->ops->alloc(h.gpu, zb, &gz, &err), &err, "alloc");
         ok(h.gpu->ops->alloc(h.gpu, pb, &gp, &err), &err, "alloc");
         ok(h.gpu->ops->alloc(h.gpu, (size_t)B * T * 4096 * h.es, &gy, &err), &err, "alloc");
+        /* a different fill each run, so a cell neither run writes cannot compare equal */
+        const size_t yb = (size_t)B * T * 4096 * h.es, big = zb > pb ? (zb > yb ? zb : yb) : (pb > yb ? pb : yb);
+        unsigned char *fill = malloc(big);
+        cr_assert(fill);
+        memset(fill, rep ? 0xa5 : 0x5a, big);
+        ok(h.gpu->ops->upload(h.gpu, gz, fill, zb, &err), &err, "upload");
+        ok(h.gpu->ops->upload(h.gpu, gp, fill, pb, &err), &err, "upload");
+        ok(h.gpu->ops->upload(h.gpu, gy, fill, yb, &err), &err, "upload");
+        free(fill);
         hs_attn_params g = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = 0.088f, .q = gq,
                             .k = gk, .v = gv, .key_mask = gm, .z = gz, .pattern = gp};
         ok(h.gpu->ops->attention(h.gpu, &g, &err), &err, "attention");
@@ -719,7 +728,9 @@ Test(cuda_ops, attention_bad_params) {
     float *x = h_rand(&h, NQ, 0, 1), *src = h_rand(&h, D, 0, 1), z[NQ];
     const int32_t sidx[T * NH] = {-1, 1, 0, -1};
     void *gx = put(h.gpu, x, NQ, 0), *gs = put(h.gpu, src, D, 0), *gi = put(h.gpu, sidx, T * NH, 1);
-    gbuf gz = galloc(&h, NQ, 0, NULL);
+    float sevens[NQ];
+    for (int i = 0; i < NQ; i++) sevens[i] = 7.0f; /* finite: an unwritten cell 1 would not read NaN */
+    gbuf gz = galloc(&h, NQ, 0, sevens);
     g = (hs_attn_params){.B = 1, .T = T, .H = NH, .H_kv = NH, .d_head = D, .scale = 0.125f, .q = gx, .k = gx,
                          .v = gx, .z = gptr(&gz), .set_idx = gi, .set_src = gs, .n_set = 1};
     ok(h.gpu->ops->attention(h.gpu, &g, &err), &err, "attention with a bad SET index");
@@ -729,7 +740,7 @@ Test(cuda_ops, attention_bad_params) {
             const float v = z[cell * D + i];
             if (cell == 1) cr_assert(isnan(v), "cell 1 (index 1 of 1 vector) z[%d] = %g, want NaN", i, v);
             else if (cell == 2) cr_assert_eq(v, src[i], "cell 2 (index 0) z[%d] = %g, want %g", i, v, src[i]);
-            else cr_assert(isfinite(v), "cell %d z[%d] = %g, want the computed value", cell, i, v);
+            else cr_assert(isfinite(v) && v != 7.0f, "cell %d z[%d] = %g, want the computed value", cell, i, v);
         }
     gfree(&h, &gz);
     h.gpu->ops->free(h.gpu, gx), h.gpu->ops->free(h.gpu, gs), h.gpu->ops->free(h.gpu, gi);
@@ -764,6 +775,11 @@ Test(cuda_ops_cpu, bf16_rule) {
     hs_test_bf16_result r = hs_test_bf16_check(nan_, naive, ref, 4);
     cr_assert(!r.ok && r.n_nonfinite == 1, "NaN must fail");
     cr_assert(hs_test_bf16_check(ref, ref, ref, 4).ok, "exact equals exact");
+    cr_assert(!hs_test_bf16_check(ref, naive, nan_, 4).ok, "a NaN reference must fail");
+    float inf_[4] = {1, -INFINITY, 3, 0.5f}, ninf[4] = {1, INFINITY, 3, 0.5f};
+    cr_assert(hs_test_bf16_check(inf_, inf_, inf_, 4).ok, "the same infinity matches");
+    cr_assert(!hs_test_bf16_check(ninf, inf_, inf_, 4).ok, "the other infinity does not");
+    cr_assert(!hs_test_bf16_check(ref, inf_, inf_, 4).ok, "a finite value does not match an infinity");
 }
 
 Test(cuda_ops_cpu, init_contract) {
