@@ -25,34 +25,43 @@ trap 'rm -f "$log"' EXIT
 # shellcheck disable=SC2086 # SHAPE is a list of options
 ours=$("$BIN/bench_sweep_7b" ${DEVICE:+--device "$DEVICE"} $SHAPE --metric "$METRIC" "$@" 2>"$log") ||
     { cat "$log" >&2; echo "run-sweep-7b: bench_sweep_7b failed" >&2; exit 1; }
-# shellcheck disable=SC2086
-peer=$($PY bench/peer_sweep_7b.py ${DEVICE:+--device "${DEVICE%%:*}"} $peer_shape --metric "$METRIC" \
-    --sample "$SAMPLE" 2>"$log") || { cat "$log" >&2; echo "run-sweep-7b: peer_sweep_7b.py failed" >&2; exit 1; }
-echo "$ours" >&2
-echo "$peer" >&2
+echo "$ours" >&2 # now, and in $OUT_MD below: a peer that runs out of time must not take these along
 sweep=$(hs_get "$ours" sweep_s)
 floor=$(hs_get "$ours" floor_s)
 tfl=$(hs_get "$ours" achieved_tflops)
-torch=$(hs_get "$peer" extrapolated_sweep_s)
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
-md=$(
+args="$*"
+# table PEER_SECONDS PEER_NOTE
+table() {
     if [ -z "$SHAPE" ]; then
         echo "## 1024-head ablation sweep, Llama-2-7B shape (bf16, 64 x 128 tokens, metric $METRIC)"
     else
         echo "## Ablation sweep smoke run at a toy shape ($SHAPE, metric $METRIC): timings mean nothing"
     fi
     echo
-    echo "Command: \`BIN=$BIN METRIC=$METRIC SAMPLE=$SAMPLE${DEVICE:+ DEVICE=$DEVICE}${SHAPE:+ SHAPE=\"$SHAPE\"} bench/run-sweep-7b.sh $*\` ($(date -u +%Y-%m-%d), ${gpu:-unknown GPU})."
+    echo "Command: \`BIN=$BIN METRIC=$METRIC SAMPLE=$SAMPLE${DEVICE:+ DEVICE=$DEVICE}${SHAPE:+ SHAPE=\"$SHAPE\"} bench/run-sweep-7b.sh $args\` ($(date -u +%Y-%m-%d), ${gpu:-unknown GPU})."
     echo
     echo "| way | seconds | note |"
     echo "|---|---|---|"
     echo "| floor: the sweep's FLOPs at 800 TFLOP/s | $floor | every variant from its layer to the logits |"
     echo "| headsweep (prefix reuse, heads of a layer batched) | $sweep | $tfl TFLOP/s achieved; $(hs_ratio "$sweep" "$floor")x the floor (target <= 2) |"
-    echo "| transformers + o_proj hooks, one forward per head | $torch | extrapolated from $SAMPLE sampled heads; headsweep $(hs_ratio "$torch" "$sweep")x faster (target >= 5) |"
+    echo "| transformers + o_proj hooks, one forward per head | $1 | $2 |"
     echo
     echo "Attribution patching of every head's z over the same prompts (one backward per batch): $(hs_get "$ours" attribution_s) s,"
     echo "$(hs_get "$ours" attribution_ratio)x REFERENCES.md's anchor of three forwards at 800 TFLOP/s ($(hs_get "$ours" attribution_anchor_s) s)."
-)
+}
+[ -n "${OUT_MD:-}" ] && table "—" "not finished (the peer was still running)" >"$OUT_MD"
+# shellcheck disable=SC2086
+peer=$($PY bench/peer_sweep_7b.py ${DEVICE:+--device "${DEVICE%%:*}"} $peer_shape --metric "$METRIC" \
+    --sample "$SAMPLE" 2>"$log") || {
+    cat "$log" >&2
+    [ -n "${OUT_MD:-}" ] && table "—" "peer_sweep_7b.py failed" >"$OUT_MD"
+    echo "run-sweep-7b: peer_sweep_7b.py failed" >&2
+    exit 1
+}
+echo "$peer" >&2
+torch=$(hs_get "$peer" extrapolated_sweep_s)
+md=$(table "$torch" "extrapolated from $SAMPLE sampled heads; headsweep $(hs_ratio "$torch" "$sweep")x faster (target >= 5)")
 echo "$md"
 [ -n "${OUT_MD:-}" ] && echo "$md" >"$OUT_MD"
 exit 0

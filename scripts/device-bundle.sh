@@ -12,14 +12,16 @@
 # Not bundled: glibc's libraries and the loader, libstdc++/libgcc_s (the GPU
 # machine's are newer), libcuda (the driver's) and libcublas/libcublasLt
 # (~600 MB; the GPU machine's CUDA 13 has them: gpu-check compares versions).
-# With --model it also splits the SmolLM2 GGUF (98 MB, more than one call may
-# carry next to the bundle) into .device-model/part-a (57 MiB) and part-b plus
-# its SHA256, for two calls in a row (the machine keeps ignored files between
-# calls while it stays warm, about 30 s):
+# With --model it also splits the SmolLM2 GGUF (98 MB, 90 MB as xz: more than
+# one call may carry next to the bundle) into .device-model/part-a (as much as the first
+# call carries beside the working tree) and part-b plus its SHA256, for two
+# calls in a row (the machine keeps ignored files between calls while it
+# stays warm, about 30 s):
 #   1. carry .device-model/part-a                  command: true
 #   2. carry .device .device-model/part-b .device-model/SHA256
 #                                                  command: scripts/gpu-check.sh --prebuilt .device
-# gpu-check joins the parts, checks the hash and runs the SmolLM2 tests too.
+# gpu-check joins the parts, unpacks them, checks the hash and runs the
+# SmolLM2 tests too.
 # Usage: scripts/device-bundle.sh [--model] [build-dir]   (default build-device)
 set -euo pipefail
 
@@ -28,7 +30,11 @@ with_model=0
 if [ "${1:-}" = "--model" ]; then with_model=1; shift; fi
 build=${1:-$root/build-device}
 out=$root/.device
-limit_mb=50
+# What one device call carries: the working tree (tracked and untracked, not
+# ignored) plus the carried paths, 64 MiB in all; 1 MiB kept spare.
+limit=$((64 * 1024 * 1024 - 1024 * 1024))
+tree_bytes=$(git -C "$root" ls-files -z --cached --others --exclude-standard |
+    (cd "$root" && xargs -0 stat -c %s 2>/dev/null) | awk '{s += $1} END {print s + 0}')
 
 mkdir -p "$build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHS_CUDA=ON \
@@ -77,24 +83,34 @@ mkdir -p "$out"
 # fit beside the bundle in one device call.
 tar -C "$stage" -cf - bin lib | xz -T1 -9 >"$out/bundle.tar.xz"
 
-size_mb=$(du -sm "$out" | cut -f1)
+bundle_bytes=$(find "$out" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
 echo "device-bundle: $out: $(grep -c '^file bin/' "$out/MANIFEST") binaries," \
-    "$(grep -c '^file lib/' "$out/MANIFEST") libraries, ${size_mb} MB"
-if [ "$size_mb" -gt "$limit_mb" ]; then
-    echo "device-bundle: warning: larger than ${limit_mb} MB (the device carry limit is 64 MiB for the whole tree)" >&2
+    "$(grep -c '^file lib/' "$out/MANIFEST") libraries, $bundle_bytes bytes; working tree $tree_bytes bytes"
+if [ $((tree_bytes + bundle_bytes)) -gt $limit ]; then
+    echo "device-bundle: the working tree and .device ($((tree_bytes + bundle_bytes)) bytes) exceed one" \
+        "call's carry ($limit bytes)" >&2
+    exit 1
 fi
 if [ $with_model -eq 1 ]; then
     gguf=$("$root/scripts/fetch-model.sh")
     rm -rf "$root/.device-model"
     mkdir -p "$root/.device-model"
-    head -c 60000000 "$gguf" >"$root/.device-model/part-a"
-    tail -c +60000001 "$gguf" >"$root/.device-model/part-b"
+    packed="$root/.device-model/model.xz"
+    xz -T0 -6 -c "$gguf" >"$packed"
+    packed_bytes=$(stat -c %s "$packed")
+    a_bytes=$((limit - tree_bytes))        # call 1: the tree and part-a
+    b_bytes=$((packed_bytes - a_bytes))    # call 2: the tree, .device, part-b and SHA256
+    if [ $((tree_bytes + bundle_bytes + b_bytes + 4096)) -gt $limit ]; then
+        echo "device-bundle: the model does not fit in two calls beside the tree and .device" \
+            "(part-b $b_bytes bytes + $((tree_bytes + bundle_bytes)) > $limit)" >&2
+        exit 1
+    fi
+    head -c "$a_bytes" "$packed" >"$root/.device-model/part-a"
+    tail -c +$((a_bytes + 1)) "$packed" >"$root/.device-model/part-b"
+    rm -f "$packed"
     (cd "$(dirname "$gguf")" && sha256sum "$(basename "$gguf")") >"$root/.device-model/SHA256"
-    echo "device-bundle: .device-model: $(basename "$gguf") in two parts (carry part-a in one call," \
-        "then .device, part-b and SHA256 in the next)"
-    tree_mb=$(git -C "$root" ls-files -z | (cd "$root" && xargs -0 du -cm 2>/dev/null) | tail -1 | cut -f1)
-    call2_mb=$((size_mb + $(du -sm "$root/.device-model/part-b" | cut -f1) + tree_mb))
-    echo "device-bundle: the second call carries ~${call2_mb} MB with the working tree (limit 64 MiB = 67 MB)"
-    [ "$call2_mb" -le 66 ] || echo "device-bundle: warning: the second call is over the carry limit" >&2
+    echo "device-bundle: .device-model: $(basename "$gguf") in two parts: call 1 carries part-a" \
+        "($((tree_bytes + a_bytes)) bytes with the tree), call 2 .device, part-b and SHA256" \
+        "($((tree_bytes + bundle_bytes + b_bytes)) bytes); each at most $limit"
 fi
 echo "run on the GPU machine: scripts/gpu-check.sh --prebuilt .device   (carry: .device)"
