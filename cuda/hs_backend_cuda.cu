@@ -308,6 +308,18 @@ extern "C" int hs_backend_cuda_device_count(void) {
     return n;
 }
 
+extern "C" hs_status hs_backend_cuda_describe(int device, char *buf, size_t n, hs_err *err) {
+    cudaDeviceProp prop;
+    const cudaError_t e = cudaGetDeviceProperties(&prop, device);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return hs_err_set(err, HS_ERR_DEVICE, "cuda:%d: %s", device, cudaGetErrorString(e));
+    }
+    snprintf(buf, n, "%s, compute capability %d.%d, %d SMs", prop.name, prop.major, prop.minor,
+             prop.multiProcessorCount);
+    return HS_OK;
+}
+
 /* HS_CUDA_ATTN=auto|mma|wgmma[:VARIANT] picks the attention kernel (see
  * hs_backend_cuda.h), so a whole test suite or run can be pointed at one. */
 static hs_status hs_attn_kernel_from_env(hs_backend *be, hs_err *err) {

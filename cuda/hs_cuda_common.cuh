@@ -20,8 +20,15 @@ static inline hs_status hs_cuda_fail(hs_err *err, const char *lib, const char *e
     int dev = -1;
     (void)cudaGetDevice(&dev);
     (void)cudaGetLastError(); /* reported here: keep it out of the next launch check */
-    return hs_err_set(err, HS_ERR_DEVICE, "%s:%d: %s: %s error %d (%s) in `%s` on device %d",
-                      file, line, func, lib, code, what ? what : "?", expr, dev);
+    /* A kernel fault surfaces at a later call, perhaps another worker's on the same device. */
+    const int fault = lib[0] == 'C' && (code == cudaErrorIllegalAddress || code == cudaErrorLaunchFailure ||
+                                        code == cudaErrorMisalignedAddress || code == cudaErrorIllegalInstruction ||
+                                        code == cudaErrorAssert || code == cudaErrorHardwareStackError);
+    return hs_err_set(err, HS_ERR_DEVICE, "%s:%d: %s: %s error %d (%s) in `%s` on device %d%s", file, line, func,
+                      lib, code, what ? what : "?", expr, dev,
+                      fault ? " (a kernel fault, reported by a later call on the device, maybe another worker's: "
+                              "CUDA_LAUNCH_BLOCKING=1 pins it to its launch)"
+                            : "");
 }
 
 static inline const char *hs_cuda_err_str(cudaError_t e) { return cudaGetErrorString(e); }

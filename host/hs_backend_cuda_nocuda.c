@@ -9,6 +9,11 @@ hs_status hs_backend_cuda_init(const hs_backend_params *p, hs_backend **out, hs_
 
 int hs_backend_cuda_device_count(void) { return 0; }
 
+hs_status hs_backend_cuda_describe(int device, char *buf, size_t n, hs_err *err) {
+    if (n) buf[0] = 0;
+    return hs_err_set(err, HS_ERR_DEVICE, "cuda:%d: headsweep was built without CUDA", device);
+}
+
 hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, int variant, hs_err *err) {
     return hs_err_set(err, HS_ERR_UNSUPPORTED, "CUDA backend: headsweep was built without CUDA");
 }

@@ -115,7 +115,7 @@ static int keeps(const keep_ctx *k, hs_hook_point p, int layer) {
 
 static int keep_wants(void *user, hs_hook_point p, int layer) {
     const keep_ctx *k = user;
-    return keeps(k, p, layer) || (k->also && k->also->wants(k->also->user, p, layer));
+    return keeps(k, p, layer) || hs_hooks_want(k->also, p, layer);
 }
 
 static hs_status keep_fn(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
@@ -127,7 +127,7 @@ static hs_status keep_fn(void *user, hs_hook_point p, int layer, hs_tensor *t, h
         hs_status st = k->s->be->ops->copy(k->s->be, buf + slot * bytes, t->data, (size_t)bytes, err);
         if (st) return st;
     }
-    return k->also && k->also->wants(k->also->user, p, layer) ? k->also->fn(k->also->user, p, layer, t, err) : HS_OK;
+    return hs_hooks_want(k->also, p, layer) ? k->also->fn(k->also->user, p, layer, t, err) : HS_OK;
 }
 
 hs_status hs_bwd_forward(hs_session *s, const hs_batch *b, const hs_forward_params *fp_in, float *logits_out,

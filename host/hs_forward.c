@@ -180,16 +180,13 @@ hs_backend *hs_session_backend(const hs_session *s) { return s->be; }
 /* Offers activation `data` at point p of `layer` to the hooks. */
 static hs_status offer(hs_session *s, const hs_hooks *hk, hs_hook_point p, int layer, void *data, hs_dtype dt,
                        int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3, hs_err *err) {
-    if (!hk || !hk->fn || (hk->wants && !hk->wants(hk->user, p, layer))) return HS_OK;
+    if (!hs_hooks_want(hk, p, layer)) return HS_OK;
     hs_tensor t = {.data = data, .dtype = dt, .ndim = ndim, .shape = {d0, d1, d2, d3}, .device = s->be->device};
     hs_status st = hk->fn(hk->user, p, layer, &t, err);
     if (st != HS_OK) hs_err_prefix(err, "hook %s at layer %d", hs_hook_name(p), layer);
     return st;
 }
 
-static int wants(const hs_hooks *hk, hs_hook_point p, int layer) {
-    return hk && hk->fn && (!hk->wants || hk->wants(hk->user, p, layer));
-}
 
 static hs_status check_batch(const hs_session *s, const hs_batch *b, int32_t *pos, hs_err *err) {
     const hs_model_config *c = &s->cfg;
@@ -297,15 +294,14 @@ static hs_status apply_post_scales(hs_session *s, const hs_zedit *ze, float *tmp
 #define TL_CHUNK 256
 
 hs_status hs_session_logit_chunk(hs_session *s, int64_t *rows, hs_err *err) {
-    const hs_backend_ops *o = s->be->ops;
     /* Rows per unembedding GEMM: enough for BLAS efficiency (a few rows
      * against a 50k-wide vocabulary run at a fraction of peak), bounded memory. */
     const int64_t max_rows = (int64_t)s->max_B * s->max_T, cap = max_rows < TL_CHUNK ? max_rows : TL_CHUNK;
     hs_status st = HS_OK;
     *rows = cap;
-    if (!s->tl_logits) HS_CHECK(o->alloc(s->be, (size_t)(cap * s->cfg.n_vocab) * s->es, &s->tl_logits, err));
-    if (!s->tl_targets) HS_CHECK(o->alloc(s->be, (size_t)cap * sizeof(int32_t), (void **)&s->tl_targets, err));
-    if (!s->tl_out) HS_CHECK(o->alloc(s->be, (size_t)cap * sizeof(float), (void **)&s->tl_out, err));
+    if (!s->tl_logits) HS_CHECK(sbuf(s, (size_t)(cap * s->cfg.n_vocab) * s->es, &s->tl_logits, err));
+    if (!s->tl_targets) HS_CHECK(sbuf(s, (size_t)cap * sizeof(int32_t), (void **)&s->tl_targets, err));
+    if (!s->tl_out) HS_CHECK(sbuf(s, (size_t)cap * sizeof(float), (void **)&s->tl_out, err));
 exit:
     return st;
 }
@@ -385,15 +381,15 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         const hs_session_layer *W = &s->layers[l];
         HS_CHECK(offer(s, hk, HS_HOOK_RESID_PRE, l, s->x, dt, 3, B, T, d, 0, err));
         const int given = z_given(fp, l), rope = c->rope != HS_ROPE_NONE;
-        if (given && !wants(hk, HS_HOOK_Z, l))
+        if (given && !hs_hooks_want(hk, HS_HOOK_Z, l))
             HS_FAIL(err, HS_ERR_INVALID_ARG, "forward: z_from_hook %d, but no hook gives z at layer %d",
                     fp->z_from_hook, l);
-        if (given && wants(hk, HS_HOOK_PATTERN, l))
+        if (given && hs_hooks_want(hk, HS_HOOK_PATTERN, l))
             HS_FAIL(err, HS_ERR_INVALID_ARG, "forward: layer %d's z comes from a hook (z_from_hook %d): no pattern",
                     l, fp->z_from_hook);
-        const int need_q = !given || wants(hk, HS_HOOK_Q, l) || (rope && wants(hk, HS_HOOK_ROT_Q, l));
-        const int need_k = !given || wants(hk, HS_HOOK_K, l) || (rope && wants(hk, HS_HOOK_ROT_K, l));
-        const int need_v = !given || wants(hk, HS_HOOK_V, l);
+        const int need_q = !given || hs_hooks_want(hk, HS_HOOK_Q, l) || (rope && hs_hooks_want(hk, HS_HOOK_ROT_Q, l));
+        const int need_k = !given || hs_hooks_want(hk, HS_HOOK_K, l) || (rope && hs_hooks_want(hk, HS_HOOK_ROT_K, l));
+        const int need_v = !given || hs_hooks_want(hk, HS_HOOK_V, l);
         if (need_q || need_k || need_v)
             HS_CHECK(o->norm(be, c->norm, s->x, W->ln1_w, W->ln1_b, c->norm_eps, n, d, s->xn, err));
         if (need_q) HS_CHECK(o->matmul(be, s->xn, W->wq, W->bq, n, H * dh, d, 0, s->q, err));
@@ -412,7 +408,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         }
         if (!given) { /* the attention, with the layer's edits */
             ap.pattern = NULL;
-            if (wants(hk, HS_HOOK_PATTERN, l)) {
+            if (hs_hooks_want(hk, HS_HOOK_PATTERN, l)) {
                 if (!pattern) {
                     HS_CHECK(grow(s, (size_t)B * H * pat_T * T * sizeof(float), (void **)&s->d_pattern,
                                   &s->pattern_bytes, err));

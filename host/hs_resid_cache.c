@@ -22,7 +22,7 @@ void hs_resid_cache_free(hs_resid_cache *c) {
 
 static int cache_wants(void *user, hs_hook_point p, int layer) {
     const hs_resid_cache *c = user;
-    return p == c->point || (c->also && c->also->wants(c->also->user, p, layer));
+    return p == c->point || hs_hooks_want(c->also, p, layer);
 }
 
 static hs_status cache_fn(void *user, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
@@ -32,7 +32,7 @@ static hs_status cache_fn(void *user, hs_hook_point p, int l, hs_tensor *t, hs_e
                                         (size_t)t->shape[0] * c->row_bytes, err);
         if (st) return st;
     }
-    return c->also && c->also->wants(c->also->user, p, l) ? c->also->fn(c->also->user, p, l, t, err) : HS_OK;
+    return hs_hooks_want(c->also, p, l) ? c->also->fn(c->also->user, p, l, t, err) : HS_OK;
 }
 
 hs_hooks hs_resid_cache_hooks(hs_resid_cache *c, const hs_hooks *also) {

@@ -244,9 +244,20 @@ static hs_status open_workers(const hs_config *cfg, const hs_run_params *rp, hs_
         for (int i = 0; i < nd; i++) ids[i] = i;
     }
     if (cfg->device.kind != HS_CONFIG_DEVICE_CPU) {
+        /* cuBLAS promises the same bits only on one GPU model: units spread over two models would
+         * make the results depend on which device ran which unit. */
+        char first[160], other[160];
+        if ((st = hs_backend_cuda_describe(ids[0], first, sizeof first, err))) return st;
+        for (int i = 1; i < nd; i++) {
+            if ((st = hs_backend_cuda_describe(ids[i], other, sizeof other, err))) return st;
+            if (strcmp(first, other))
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "device: cuda:%d (%s) and cuda:%d (%s) differ: results would depend on which GPU "
+                                  "ran which unit; list GPUs of one model", ids[0], first, ids[i], other);
+        }
         size_t len = (size_t)snprintf(desc, n, "cuda:");
         for (int i = 0; i < nd && len < n; i++) len += (size_t)snprintf(desc + len, n - len, "%s%d", i ? "," : "", ids[i]);
-        if (len < n) snprintf(desc + len, n - len, " (%s)", hs_dtype_name(cfg->dtype));
+        if (len < n) snprintf(desc + len, n - len, " (%s; %s)", hs_dtype_name(cfg->dtype), first);
     }
     int nw = nd * per;
     hs_run_worker *w = calloc((size_t)nw, sizeof *w);
@@ -262,7 +273,13 @@ static hs_status open_workers(const hs_config *cfg, const hs_run_params *rp, hs_
             bp.device = ids[i / per];
             HS_CHECK(hs_backend_cuda_init(&bp, &w[i].be, err));
         }
-        HS_CHECK(hs_session_init(w[i].be, m, cfg->batch_size, T, &w[i].session, err));
+        if ((st = hs_session_init(w[i].be, m, cfg->batch_size, T, &w[i].session, err))) {
+            /* each worker holds its own copy of the weights and scratch */
+            if (nw > 1 && st == HS_ERR_OOM)
+                hs_err_prefix(err, "worker %d of %d (workers_per_device %d, each with its own copy of the weights)",
+                              i + 1, nw, per);
+            goto exit;
+        }
         hs_session_set_backward_keep_bytes(w[i].session, (int64_t)cfg->backward_memory_mb << 20);
     }
 exit:

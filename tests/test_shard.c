@@ -47,9 +47,10 @@ static void write_jsonl(const char *path) {
 }
 
 /* Every experiment type that shards, two of them over a JSONL dataset. */
-static void write_config(const char *path, const char *out, const char *importance) {
-    char model[1024], data[256];
-    hs_test_fixture_path(model, sizeof model, "models/llama_gqa");
+static void write_config(const char *path, const char *out, const char *importance, const char *model_name) {
+    char model[1024], data[256], rel[128];
+    snprintf(rel, sizeof rel, "models/%s", model_name);
+    hs_test_fixture_path(model, sizeof model, rel);
     snprintf(data, sizeof data, "%s/data.jsonl", dir);
     write_jsonl(data);
     FILE *f = fopen(path, "w");
@@ -94,6 +95,11 @@ static void assert_same_results(const char *a, const char *b) {
     char **groups, **names_a, **names_b;
     int64_t ng, na, nb, compared = 0;
     cr_assert_eq(hs_h5_list_groups(fa, &groups, &ng, &err), HS_OK, "%s", err.msg);
+    char **groups_b;
+    int64_t ngb;
+    cr_assert_eq(hs_h5_list_groups(fb, &groups_b, &ngb, &err), HS_OK, "%s", err.msg);
+    hs_h5_names_free(groups_b, ngb);
+    cr_assert_eq(ng, ngb, "%s has %lld groups, %s %lld", a, (long long)ng, b, (long long)ngb);
     for (int64_t i = 0; i < ng; i++) {
         hs_h5_group *ga, *gb;
         cr_assert_eq(hs_h5_group_open(fa, groups[i], &ga, &err), HS_OK, "%s", err.msg);
@@ -134,14 +140,14 @@ static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%
 static int exists(const char *p) { return access(p, F_OK) == 0; }
 
 /* The unsharded result as ref.h5 and the config (with output out.h5) at cfg;
- * cuda: the config runs on cuda:0 in bf16. */
-static void reference(char *cfg, char *ref, const char *importance, int cuda) {
+ * on the CPU with llama_gqa, or with cuda_model on cuda:0 in bf16. */
+static void reference(char *cfg, char *ref, const char *importance, const char *cuda_model) {
     char out[256];
     path_in(cfg, 256, "c.yaml");
     path_in(out, sizeof out, "out.h5");
     path_in(ref, 256, "ref.h5");
-    write_config(cfg, out, importance);
-    if (cuda) {
+    write_config(cfg, out, importance, cuda_model ? cuda_model : "llama_gqa");
+    if (cuda_model) {
         FILE *f = fopen(cfg, "a");
         cr_assert_not_null(f);
         fputs("device: cuda:0\ndtype: bf16\n", f);
@@ -173,15 +179,15 @@ Test(shard, three_shards_merge_to_the_unsharded_result, .timeout = 300) {
     path_in(ref, sizeof ref, "ref.h5");
     snprintf(imp, sizeof imp, "%s:/abl/delta_mean", ref);
     /* the pruning curve reads its importance from a finished file, as a sharded sweep must */
-    reference(cfg, ref, NULL, 0);
+    reference(cfg, ref, NULL, NULL);
     char ref2[256];
     path_in(ref2, sizeof ref2, "ref_pruned.h5");
-    write_config(cfg, ref2, imp);
+    write_config(cfg, ref2, imp, "llama_gqa");
     hs_err err = {0};
     cr_assert_eq(run(cfg, NULL, NULL, &err), HS_OK, "%s", err.msg);
     char out[256];
     path_in(out, sizeof out, "out.h5");
-    write_config(cfg, out, imp);
+    write_config(cfg, out, imp, "llama_gqa");
     run_shards(cfg, 3, paths);
     path_in(merged, sizeof merged, "merged.h5");
     const char *sp[3] = {paths[2], paths[0], paths[1]}; /* any order */
@@ -215,7 +221,7 @@ static int stop_after(void *user, const char *exp, int done, int total) {
 Test(shard, a_stopped_run_resumes_to_the_same_bits, .timeout = 300) {
     make_dir();
     char cfg[256], ref[256], out[256], journal[300];
-    reference(cfg, ref, NULL, 0);
+    reference(cfg, ref, NULL, NULL);
     path_in(out, sizeof out, "out.h5");
     snprintf(journal, sizeof journal, "%s.journal", out);
     int budget = 3;
@@ -241,7 +247,7 @@ Test(shard, a_stopped_run_resumes_to_the_same_bits, .timeout = 300) {
 Test(shard, several_workers_give_the_same_bits, .timeout = 300) {
     make_dir();
     char cfg[256], ref[256], out[256];
-    reference(cfg, ref, NULL, 0);
+    reference(cfg, ref, NULL, NULL);
     path_in(out, sizeof out, "out.h5");
     hs_run_params rp = hs_run_default_params();
     rp.workers_per_device = 3;
@@ -253,31 +259,36 @@ Test(shard, several_workers_give_the_same_bits, .timeout = 300) {
 
 /* The same on CUDA in bf16, where every worker has its own stream, cuBLAS
  * handle and weight copy: two workers sharing one GPU (the multi-GPU path on a
- * single-GPU machine) and two merged shards give the one-worker file. */
+ * single-GPU machine) and two merged shards give the one-worker file. Both
+ * attention kernels: llama_gqa's d_head 12 takes the CUDA-core one, pythia's 32
+ * the tensor-core one. */
 Test(shard_cuda, workers_and_shards_give_the_same_bits, .timeout = 300) {
     if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");
-    make_dir();
-    char cfg[256], ref[256], out[256], merged[256], paths[2][256];
-    reference(cfg, ref, NULL, 1);
-    path_in(out, sizeof out, "out.h5");
-    hs_run_params rp = hs_run_default_params();
-    rp.workers_per_device = 2;
-    hs_err err = {0};
-    cr_assert_eq(run(cfg, NULL, &rp, &err), HS_OK, "%s", err.msg);
-    assert_same_results(ref, out);
-    run_shards(cfg, 2, paths);
-    path_in(merged, sizeof merged, "merged.h5");
-    const char *sp[2] = {paths[0], paths[1]};
-    cr_assert_eq(hs_run_merge(merged, sp, 2, 0, &err), HS_OK, "%s", err.msg);
-    assert_same_results(ref, merged);
-    remove_dir();
+    const char *models[2] = {"llama_gqa", "pythia"};
+    for (int mi = 0; mi < 2; mi++) {
+        make_dir();
+        char cfg[256], ref[256], out[256], merged[256], paths[2][256];
+        reference(cfg, ref, NULL, models[mi]);
+        path_in(out, sizeof out, "out.h5");
+        hs_run_params rp = hs_run_default_params();
+        rp.workers_per_device = 2;
+        hs_err err = {0};
+        cr_assert_eq(run(cfg, NULL, &rp, &err), HS_OK, "%s: %s", models[mi], err.msg);
+        assert_same_results(ref, out);
+        run_shards(cfg, 2, paths);
+        path_in(merged, sizeof merged, "merged.h5");
+        const char *sp[2] = {paths[0], paths[1]};
+        cr_assert_eq(hs_run_merge(merged, sp, 2, 0, &err), HS_OK, "%s: %s", models[mi], err.msg);
+        assert_same_results(ref, merged);
+        remove_dir();
+    }
 }
 
 /* kill -9 the CLI once its journal holds a unit, then rerun it to the end. */
 Test(shard, kill_9_then_rerun_gives_the_same_bits, .timeout = 300) {
     make_dir();
     char cfg[256], ref[256], out[256], journal[300], bin[1024];
-    reference(cfg, ref, NULL, 0);
+    reference(cfg, ref, NULL, NULL);
     path_in(out, sizeof out, "out.h5");
     snprintf(journal, sizeof journal, "%s.journal", out);
     snprintf(bin, sizeof bin, "%s/headsweep", HS_BINARY_DIR);
@@ -317,7 +328,7 @@ Test(shard, merge_refuses_incomplete_or_mixed_shards, .timeout = 300) {
     path_in(cfg, sizeof cfg, "c.yaml");
     path_in(out, sizeof out, "out.h5");
     path_in(merged, sizeof merged, "merged.h5");
-    write_config(cfg, out, NULL);
+    write_config(cfg, out, NULL, "llama_gqa");
     run_shards(cfg, 3, paths);
     hs_err err = {0};
     const char *two[2] = {paths[0], paths[2]};
@@ -360,7 +371,7 @@ Test(shard, two_tasks_with_one_shard_index_are_refused) {
     char cfg[256], out[256], journal[300];
     path_in(cfg, sizeof cfg, "c.yaml");
     path_in(out, sizeof out, "out.h5");
-    write_config(cfg, out, NULL);
+    write_config(cfg, out, NULL, "llama_gqa");
     snprintf(journal, sizeof journal, "%s/out.shard-00001-of-00003.h5.journal", dir);
     /* the other task holds the journal; its hash does not matter, the lock does */
     hs_journal *j = NULL;
@@ -411,7 +422,7 @@ Test(shard, an_unwritable_output_fails_before_the_work) {
     char cfg[256], out[256];
     path_in(cfg, sizeof cfg, "c.yaml");
     snprintf(out, sizeof out, "%s/no/such/dir/out.h5", dir);
-    write_config(cfg, out, NULL);
+    write_config(cfg, out, NULL, "llama_gqa");
     int calls = 0;
     hs_run_params rp = hs_run_default_params();
     rp.progress = stop_after; /* counts down from 0: any unit that ran would stop the run */

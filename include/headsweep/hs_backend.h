@@ -189,6 +189,9 @@ hs_status hs_backend_init_by_name(const char *name, const hs_backend_params *p, 
                                   hs_err *err);
 /* Number of visible CUDA devices (0 when built without CUDA or none present). */
 int hs_backend_cuda_device_count(void);
+/* "NVIDIA H100 80GB HBM3, compute capability 9.0, 132 SMs" for device ordinal
+ * device into buf; HS_ERR_DEVICE when there is no such device (or no CUDA). */
+hs_status hs_backend_cuda_describe(int device, char *buf, size_t n, hs_err *err);
 void hs_backend_free(hs_backend *be);
 
 #ifdef __cplusplus

@@ -46,13 +46,19 @@ hs_hook_point hs_hook_from_name(const char *name);
 typedef struct {
     /* Nonzero if the hook wants this point at this layer. Points nobody wants
      * are never materialised (patterns are only computed when wanted). */
-    int (*wants)(void *user, hs_hook_point p, int layer);
+    int (*wants)(void *user, hs_hook_point p, int layer); /* NULL = everything */
     /* Called with a view in backend memory (t->device says which). The hook
      * may read it or modify it in place; edits flow into the rest of the pass.
      * A non-OK return aborts the forward with that status. */
     hs_status (*fn)(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err);
     void *user;
 } hs_hooks;
+
+/* Whether hk (may be NULL) takes point p at layer: what the forward asks
+ * before offering, and what a hook that chains to another should ask too. */
+static inline int hs_hooks_want(const hs_hooks *hk, hs_hook_point p, int layer) {
+    return hk && hk->fn && (!hk->wants || hk->wants(hk->user, p, layer));
+}
 
 typedef struct {
     int B, T;
