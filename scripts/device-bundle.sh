@@ -34,7 +34,7 @@ out=$root/.device
 # ignored) plus the carried paths, 64 MiB in all; 1 MiB kept spare.
 limit=$((64 * 1024 * 1024 - 1024 * 1024))
 tree_bytes=$(git -C "$root" ls-files -z --cached --others --exclude-standard |
-    (cd "$root" && xargs -0 stat -c %s 2>/dev/null) | awk '{s += $1} END {print s + 0}')
+    (cd "$root" && xargs -0 stat -c %s 2>/dev/null || true) | awk '{s += $1} END {print s + 0}')
 
 mkdir -p "$build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHS_CUDA=ON \
@@ -98,11 +98,14 @@ if [ $with_model -eq 1 ]; then
     packed="$root/.device-model/model.xz"
     xz -T0 -6 -c "$gguf" >"$packed"
     packed_bytes=$(stat -c %s "$packed")
-    a_bytes=$((limit - tree_bytes))        # call 1: the tree and part-a
-    b_bytes=$((packed_bytes - a_bytes))    # call 2: the tree, .device, part-b and SHA256
-    if [ $((tree_bytes + bundle_bytes + b_bytes + 4096)) -gt $limit ]; then
-        echo "device-bundle: the model does not fit in two calls beside the tree and .device" \
-            "(part-b $b_bytes bytes + $((tree_bytes + bundle_bytes)) > $limit)" >&2
+    # call 1: the tree and part-a; call 2: the tree, .device, part-b and SHA256. Split so both
+    # calls have the same room to spare, for a tree that grows after the split.
+    a_bytes=$(((packed_bytes + bundle_bytes) / 2))
+    b_bytes=$((packed_bytes - a_bytes))
+    if [ $((tree_bytes + a_bytes)) -gt $limit ] || [ $((tree_bytes + bundle_bytes + b_bytes + 4096)) -gt $limit ]; then
+        echo "device-bundle: the model does not fit in two calls beside the tree ($tree_bytes bytes) and" \
+            ".device ($bundle_bytes): parts of $a_bytes and $b_bytes bytes, each call at most $limit" >&2
+        rm -f "$packed"
         exit 1
     fi
     head -c "$a_bytes" "$packed" >"$root/.device-model/part-a"

@@ -54,7 +54,7 @@ budget() {
     local left=$((deadline - $(date +%s) - 20))
     echo $((left < $1 ? left : $1))
 }
-skipped="" san_md="not run" bench_note=""
+skipped="" san_md="not run" bench_note="" sweep_note=""
 
 # ---- the machine ------------------------------------------------------------------
 gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
@@ -117,7 +117,8 @@ if [ -n "$prebuilt" ]; then
     fi
     # ... and the CLI test for the binaries under the baked-in build dir.
     bd=$(awk '$1 == "build_dir" {print $2}' "$prebuilt/MANIFEST")
-    [ -n "$bd" ] && [ -L "$bd" ] && rm -f "$bd" # left by an earlier call on a warm machine
+    # a link an earlier call made on this (warm) machine, into its removed work dir
+    [ -n "$bd" ] && [ -L "$bd" ] && [[ "$(readlink "$bd")" == /tmp/hs-gpu-check.* ]] && rm -f "$bd"
     if [ -n "$bd" ] && [ ! -e "$bd" ]; then
         mkdir -p "$(dirname "$bd")" && ln -s "$bindir" "$bd" && log "linked $bd -> $bindir"
     fi
@@ -230,6 +231,7 @@ EOF
             echo
         fi
         if [ $do_sweep -eq 1 ]; then
+            [ -n "$sweep_note" ] && echo "Sweep: $sweep_note" && echo
             if [ -s "$work/sweep.md" ]; then cat "$work/sweep.md"; else echo "## 7B sweep: no output"; tail -8 "$work/bench_sweep.log" 2>/dev/null; fi
             echo
         fi
@@ -259,7 +261,7 @@ run_test() {
         : >"$2"
         return
     fi
-    timeout "$tmo" "$1" -j1 --verbose "${@:3}" >"$2" 2>&1
+    timeout -k 5 "$tmo" "$1" -j1 --verbose "${@:3}" >"$2" 2>&1
     rc=$?
     secs=$(($(date +%s) - start))
     synth=$(grep -ao 'Tested: [0-9]* | Passing: [0-9]* | Failing: [0-9]* | Crashing: [0-9]*' "$2" | tail -1)
@@ -318,21 +320,21 @@ fi
 # ---- compute-sanitizer: memcheck over the op tests, racecheck over the block reductions ------------
 if [ $do_san -eq 1 ] && command -v compute-sanitizer >/dev/null && [ -x "$bindir/test_cuda_ops" ]; then
     san_md=""
-    # racecheck over our block reductions only: matmul_bwd is cuBLAS's kernels, and slow under it
+    # racecheck (shared memory) over the kernels with block reductions: norms, log-probs, head_dot
     for run in "memcheck test_cuda_ops cuda_ops/attention_*" "memcheck test_cuda_ops cuda_ops/*_bf16" \
-        "memcheck test_cuda_backward cuda_backward/*_f32" "racecheck test_cuda_ops cuda_ops/target_logprob_*" \
-        "racecheck test_cuda_backward cuda_backward/@(norm_bwd|logprob_grad|attention_bwd|act_bwd)*_bf16"; do
+        "memcheck test_cuda_backward cuda_backward/*_f32" "racecheck test_cuda_ops cuda_ops/@(target_logprob|norm)_*" \
+        "racecheck test_cuda_backward cuda_backward/@(norm_bwd|logprob_grad|head_dot)*_bf16"; do
         read -r tool bin filt <<<"$run"
         [ -x "$bindir/$bin" ] || continue
         tmo=$(budget 240)
         if [ "$tmo" -le 10 ]; then
             san_md+="- $tool \`$bin --filter $filt\`: NOT RUN (time budget spent)"$'\n'
-            skipped+="$tool:$filt " status=1
+            skipped+="$tool:$bin " status=1
             continue
         fi
         log "compute-sanitizer $tool: $bin --filter $filt"
         f="$work/$tool-$bin-$(echo "$filt" | tr -c 'A-Za-z0-9' '_').log"
-        timeout "$tmo" compute-sanitizer --tool "$tool" --target-processes all --error-exitcode 99 \
+        timeout -k 5 "$tmo" compute-sanitizer --tool "$tool" --target-processes all --error-exitcode 99 \
             --print-limit 20 "$bindir/$bin" -j1 --verbose --filter "$filt" >"$f" 2>&1
         rc=$?
         # memcheck: "ERROR SUMMARY: N errors"; racecheck: "RACECHECK SUMMARY: H hazards displayed (N errors, W warnings)"
@@ -342,7 +344,7 @@ if [ $do_san -eq 1 ] && command -v compute-sanitizer >/dev/null && [ -x "$bindir
         { [ $rc -ne 0 ] || [ "$errs" != 0 ]; } && status=1
         [ $rc -eq 124 ] && verdict="TIMEOUT ($tmo s), $errs errors so far, $synth"
         # a filter that matches nothing checks nothing
-        case "$synth" in "" | "Tested: 0 "*) verdict+=" (no test ran under it)"; status=1 ;; esac
+        [ $rc -ne 124 ] && case "$synth" in "" | "Tested: 0 "*) verdict+=" (no test ran under it)"; status=1 ;; esac
         log "$tool $filt: $verdict"
         san_md+="- $tool \`$bin --filter $filt\`: $verdict"$'\n'
         grep -aE '^========= (Invalid|Program hit|Error|  at )' "$f" | head -20 | sed 's/^/    /' >>"$work/san_detail.txt"
@@ -367,26 +369,28 @@ if [ $do_bench -eq 1 ]; then
         log "$name"
         "$@" "$tmo" || bench_note+="$name failed; "
     }
-    b_attn() { timeout "$1" "$bindir/bench_attention" --out "$work/attn.csv" $q >"$work/bench_attention.log" 2>&1 ||
+    b_attn() { timeout -k 5 "$1" "$bindir/bench_attention" --out "$work/attn.csv" $q >"$work/bench_attention.log" 2>&1 ||
         { status=1; false; }; }
-    b_sdpa() { PYTHONUNBUFFERED=1 timeout "$1" python3 bench/bench_attention_sdpa.py --out "$work/sdpa.csv" $q \
+    b_sdpa() { PYTHONUNBUFFERED=1 timeout -k 5 "$1" python3 bench/bench_attention_sdpa.py --out "$work/sdpa.csv" $q \
         >"$work/bench_sdpa.log" 2>&1; }
-    b_fwd() { timeout "$1" "$bindir/bench_forward_7b" --out "$work/fwd.md" >"$work/bench_forward_7b.log" 2>&1 ||
+    b_fwd() { timeout -k 5 "$1" "$bindir/bench_forward_7b" --out "$work/fwd.md" >"$work/bench_forward_7b.log" 2>&1 ||
         { status=1; false; }; }
     step bench_attention 240 b_attn
     step bench_attention_sdpa.py 150 b_sdpa
     write_report "the attention benchmarks"
     step bench_forward_7b 150 b_fwd
+    write_report "the benchmarks"
 fi
 
 if [ $do_sweep -eq 1 ]; then
     tmo=$(budget 560)
     if [ "$tmo" -le 60 ]; then
-        bench_note+="run-sweep-7b.sh not run (time budget spent); " skipped+="sweep "
+        sweep_note="run-sweep-7b.sh not run (time budget spent)" skipped+="sweep " status=1
     else
         log "bench/run-sweep-7b.sh (timeout $tmo s)"
-        BIN="$bindir" OUT_MD="$work/sweep.md" timeout "$tmo" bench/run-sweep-7b.sh >"$work/bench_sweep.log" 2>&1 ||
-            { bench_note+="run-sweep-7b.sh failed (exit $?); "; status=1; }
+        write_report "the steps before the sweep"
+        BIN="$bindir" OUT_MD="$work/sweep.md" timeout -k 5 "$tmo" bench/run-sweep-7b.sh >"$work/bench_sweep.log" 2>&1 ||
+            { sweep_note="run-sweep-7b.sh failed (exit $?)"; status=1; }
     fi
 fi
 
