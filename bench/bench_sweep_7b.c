@@ -14,6 +14,7 @@
  *   bench_sweep_7b [--device cuda:0|cpu] [--layers 32] [--heads 32] [--d-model 4096]
  *                  [--d-mlp 11008] [--vocab 32000] [--prompts 64] [--seq 128]
  *                  [--rows 64] [--metric loss|logprob] [--peak-tflops 800] */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,9 +106,19 @@ int main(int argc, char **argv) {
     for (int l = 0; l < L; l++) variants += H * ((L - l) * f_layer + f_un);
     const double flops = (double)N * T * variants + (double)n_units * unit * T * (L * f_layer + f_un);
     const double floor_s = flops / (peak * 1e12);
+    /* work_ratio: a full forward per head (the peer's way) over this sweep's FLOPs, the speed-up
+     * prefix reuse alone gives at equal TFLOP/s */
     double sum = 0;
     int finite = 1;
-    for (int64_t i = 0; i < (int64_t)N * L * H; i++) finite &= delta[i] == delta[i], sum += delta[i];
+    for (int64_t i = 0; i < (int64_t)N * L * H; i++) finite &= isfinite(delta[i]) != 0, sum += delta[i];
+    /* The sweep's figures first: an attribution run that fails must not take them along. */
+    printf("device=%s layers=%d heads=%d d_model=%d prompts=%d seq=%d rows=%d metric=%s\n", device, L, H, d, N, T, rows,
+           metric);
+    printf("init_s=%.1f upload_s=%.1f sweep_s=%.2f sweep_tflop=%.1f achieved_tflops=%.1f floor_s=%.2f "
+           "ratio_to_floor=%.2f mean_delta=%.4g finite=%d work_ratio=%.2f\n",
+           t_init, t_upload, t_sweep, flops / 1e12, flops / 1e12 / t_sweep, floor_s, t_sweep / floor_s,
+           sum / ((double)N * L * H), finite, (double)L * H * N * T * (L * f_layer + f_un) / flops);
+    fflush(stdout);
     /* attribution patching: clean = the prompts, corrupt = the next N x T ids */
     int32_t *corrupt = malloc((size_t)N * T * sizeof *corrupt), *all = malloc((size_t)2 * N * T * sizeof *all),
             *distractor = malloc((size_t)N * sizeof *distractor);
@@ -127,12 +138,6 @@ int main(int argc, char **argv) {
     t0 = now_s();
     if (hs_attribution_patching(s, m, &pr, corrupt, &pp, &po, &err)) goto fail;
     const double t_atp = now_s() - t0, atp_anchor = 3.0 * N * T * (L * f_layer + 2.0 * d * V / T) / (peak * 1e12);
-    printf("device=%s layers=%d heads=%d d_model=%d prompts=%d seq=%d rows=%d metric=%s\n", device, L, H, d, N, T, rows,
-           metric);
-    printf("init_s=%.1f upload_s=%.1f sweep_s=%.2f sweep_tflop=%.1f achieved_tflops=%.1f floor_s=%.2f "
-           "ratio_to_floor=%.2f mean_delta=%.4g finite=%d\n",
-           t_init, t_upload, t_sweep, flops / 1e12, flops / 1e12 / t_sweep, floor_s, t_sweep / floor_s,
-           sum / ((double)N * L * H), finite);
     printf("attribution_s=%.3f attribution_anchor_s=%.3f attribution_ratio=%.2f\n", t_atp, atp_anchor,
            t_atp / atp_anchor);
     hs_session_free(s);

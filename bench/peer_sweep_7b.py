@@ -60,7 +60,8 @@ for l, blk in enumerate(model.model.layers):
 
 @torch.no_grad()
 def metric():
-    lg = model(ids).logits.float()
+    # no KV cache (nothing reuses it); the last position's logits only where only they are read
+    lg = model(ids, use_cache=False, logits_to_keep=0 if a.metric == "loss" else 1).logits.float()
     if a.metric == "loss":
         nll = F.cross_entropy(lg[:, :-1].reshape(-1, lg.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
         return nll.view(a.prompts, -1).mean(-1).cpu()  # read back per head, as hook-based tools do

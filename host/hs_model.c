@@ -179,9 +179,11 @@ hs_status hs_model_load(const char *path, hs_model **out, hs_err *err) {
     return HS_OK;
 }
 
-/* splitmix64: a tiny seeded generator so random models are reproducible. */
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+/* splitmix64, a tiny seeded generator so random models are reproducible. Its
+ * k-th draw from state s0 is mix(s0 + k*GAMMA), so any draw can be computed
+ * on its own: rand_tensor fills in parallel and gives the sequential bits. */
+#define HS_SPLITMIX_GAMMA 0x9e3779b97f4a7c15ull
+static uint64_t splitmix_mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
@@ -191,12 +193,18 @@ static hs_status rand_tensor(hs_model *m, uint64_t *s, int64_t n, float std, flo
                              hs_err *err) {
     hs_status st = hs_model_alloc_f32(m, n, out, err);
     if (st != HS_OK) return st;
-    /* Irwin-Hall(4) approximates a normal well enough for weights; cheap. */
+    const uint64_t s0 = *s;
+    float *o = *out;
+    /* Irwin-Hall(4) approximates a normal well enough for weights; cheap. Parallel: a 7B model
+     * is 6.7e9 weights, a minute on one core. */
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
     for (int64_t i = 0; i < n; i++) {
         float u = 0;
-        for (int k = 0; k < 4; k++) u += (float)(splitmix(s) >> 40) / 16777216.0f;
-        (*out)[i] = mean + std * (u - 2.0f) * 1.7320508f;
+        for (int k = 0; k < 4; k++)
+            u += (float)(splitmix_mix(s0 + (uint64_t)(4 * i + k + 1) * HS_SPLITMIX_GAMMA) >> 40) / 16777216.0f;
+        o[i] = mean + std * (u - 2.0f) * 1.7320508f;
     }
+    *s = s0 + (uint64_t)(4 * n) * HS_SPLITMIX_GAMMA;
     return HS_OK;
 }
 
