@@ -239,7 +239,12 @@ static hs_status open_workers(const hs_config *cfg, const hs_run_params *rp, hs_
         memcpy(ids, cfg->device.ids, (size_t)nd * sizeof *ids);
     } else {
         nd = hs_backend_cuda_device_count();
-        if (nd < 1) return hs_err_set(err, HS_ERR_DEVICE, "device: all: no CUDA device");
+        if (nd < 1) { /* say why: no device, a driver too old for the runtime, a build without CUDA */
+            char unused[8];
+            hs_err why = {0};
+            hs_backend_cuda_describe(0, unused, sizeof unused, &why);
+            return hs_err_set(err, HS_ERR_DEVICE, "device: all: no CUDA device (%s)", why.msg);
+        }
         if (nd > HS_CONFIG_MAX_DEVICES) nd = HS_CONFIG_MAX_DEVICES;
         for (int i = 0; i < nd; i++) ids[i] = i;
     }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "headsweep/hs_ablation.h"
+#include "headsweep/hs_backend.h"
 #include "headsweep/hs_config.h"
 #include "headsweep/hs_dataset.h"
 #include "headsweep/hs_h5.h"
@@ -360,6 +361,32 @@ Test(run, unimplemented_options_are_refused_up_front) {
     const char *sets[] = {"experiments.prune.recompute=true"};
     cr_assert_neq(hs_config_load(cfgp, sets, 1, &cfg, &err), HS_OK);
     cr_assert(strstr(err.msg, "recompute") && strstr(err.msg, "head_importance"), "%s", err.msg);
+    hs_test_remove_dir(dir);
+}
+
+/* Without a GPU, device: all and device: cuda:0 fail before any work, saying why (no device, a
+ * driver the runtime cannot use, or a build without CUDA), and write nothing. */
+Test(run, gpu_devices_without_a_gpu_say_why) {
+    if (hs_backend_cuda_device_count() > 0) cr_skip_test("a CUDA device is present: this checks a machine without one");
+    make_dir();
+    char cfgp[256], out[256];
+    snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    write_config(cfgp, out, NULL);
+    const char *sets[2][1] = {{"device=all"}, {"device=cuda:0"}};
+    const char *want[2] = {"device: all: no CUDA device (cuda:0: ", "cuda:0: "};
+    for (int i = 0; i < 2; i++) {
+        hs_config *cfg = NULL;
+        hs_err err = {0};
+        cr_assert_eq(hs_config_load(cfgp, sets[i], 1, &cfg, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_DEVICE, "%s: %s", sets[i][0], err.msg);
+        cr_log_info("%s: %s", sets[i][0], err.msg);
+        const char *why = strstr(err.msg, want[i]);
+        cr_assert(why == err.msg && strlen(why) > strlen(want[i]) + 3, "%s: '%s' does not start with '%s' and a reason",
+                  sets[i][0], err.msg, want[i]);
+        cr_assert_neq(access(out, F_OK), 0);
+        hs_config_free(cfg);
+    }
     hs_test_remove_dir(dir);
 }
 
