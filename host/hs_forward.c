@@ -187,7 +187,6 @@ static hs_status offer(hs_session *s, const hs_hooks *hk, hs_hook_point p, int l
     return st;
 }
 
-
 static hs_status check_batch(const hs_session *s, const hs_batch *b, int32_t *pos, hs_err *err) {
     const hs_model_config *c = &s->cfg;
     if (b->B <= 0 || b->T <= 0 || b->B > s->max_B || b->T > s->max_T)
@@ -349,8 +348,6 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     float *tmp = malloc((size_t)dh * sizeof(float));
     hs_zedit ze;
     memset(&ze, 0, sizeof ze);
-    float *pattern = NULL;
-    void *all_logits = NULL;
     if (!pos || !tmp) HS_FAIL(err, HS_ERR_OOM, "forward: out of memory");
     HS_CHECK(check_batch(s, b, pos, err));
     HS_CHECK(check_edits(s, b, fp, err));
@@ -409,12 +406,9 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         if (!given) { /* the attention, with the layer's edits */
             ap.pattern = NULL;
             if (hs_hooks_want(hk, HS_HOOK_PATTERN, l)) {
-                if (!pattern) {
-                    HS_CHECK(grow(s, (size_t)B * H * pat_T * T * sizeof(float), (void **)&s->d_pattern,
-                                  &s->pattern_bytes, err));
-                    pattern = s->d_pattern;
-                }
-                ap.pattern = pattern;
+                HS_CHECK(grow(s, (size_t)B * H * pat_T * T * sizeof(float), (void **)&s->d_pattern, &s->pattern_bytes,
+                              err));
+                ap.pattern = s->d_pattern;
             }
             hs_zedit_build(&ze, fp->head_scale ? fp->head_scale + (int64_t)l * B * H : NULL, fp->edits, fp->n_edits, l);
             ap.head_scale = NULL;
@@ -432,7 +426,8 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
             HS_CHECK(o->attention(be, &ap, err));
             if (ze.use_post) HS_CHECK(apply_post_scales(s, &ze, tmp, err));
             /* The pattern is offered for reading: z has already been computed from it. */
-            if (ap.pattern) HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, pattern, HS_DTYPE_F32, 4, B, H, pat_T, T, err));
+            if (ap.pattern)
+                HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, ap.pattern, HS_DTYPE_F32, 4, B, H, pat_T, T, err));
         }
         HS_CHECK(offer(s, hk, HS_HOOK_Z, l, s->z, dt, 4, B, T, H, dh, err));
         HS_CHECK(o->matmul(be, s->z, W->wo, W->bo, n, d, H * dh, 0, s->attn_out, err));
@@ -465,9 +460,8 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     if (!want_logits) goto exit;
     if (fp->logits == HS_LOGITS_ALL) {
         HS_CHECK(grow(s, (size_t)(n * V) * es, &s->d_all_logits, &s->all_logits_bytes, err));
-        all_logits = s->d_all_logits;
-        HS_CHECK(o->matmul(be, s->xn, s->unembed, s->unembed_b, n, (int)V, d, 0, all_logits, err));
-        HS_CHECK(o->download_f32(be, logits_out, all_logits, n * V, err));
+        HS_CHECK(o->matmul(be, s->xn, s->unembed, s->unembed_b, n, (int)V, d, 0, s->d_all_logits, err));
+        HS_CHECK(o->download_f32(be, logits_out, s->d_all_logits, n * V, err));
     } else {
         /* One row per prompt, its last real token, gathered (into attn_out, free
          * by now) for one GEMM: B matrix-vector products would each read the
