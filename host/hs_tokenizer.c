@@ -181,6 +181,7 @@ static hs_status encode_gap(enc_ctx *c, const char *p, size_t len, size_t base, 
         const char *q = p;
         size_t qlen = len;
         if (hs_tok_normalize(c->tok, c->s, &q, &qlen)) return hs_err_set(c->err, HS_ERR_OOM, "tokenizer: out of memory");
+        if (q == p) return split_added(c, &c->tok->trie_norm, p, len, base, pass); /* already normalized */
         char *own = malloc(qlen + 1); /* the scratch buffers are reused below */
         if (!own) return hs_err_set(c->err, HS_ERR_OOM, "tokenizer: out of memory");
         memcpy(own, q, qlen);
