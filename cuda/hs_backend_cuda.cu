@@ -320,6 +320,39 @@ extern "C" hs_status hs_backend_cuda_describe(int device, char *buf, size_t n, h
     return HS_OK;
 }
 
+static void cublas_version(char *buf, size_t n) {
+    int v[3] = {0, 0, 0};
+    const libraryPropertyType k[3] = {MAJOR_VERSION, MINOR_VERSION, PATCH_LEVEL};
+    for (int i = 0; i < 3; i++)
+        if (cublasGetProperty(k[i], &v[i]) != CUBLAS_STATUS_SUCCESS) {
+            snprintf(buf, n, "unknown");
+            return;
+        }
+    snprintf(buf, n, "%d.%d.%d", v[0], v[1], v[2]);
+}
+
+extern "C" void hs_backend_cuda_versions(char *buf, size_t n) {
+    int rt = 0, drv = 0;
+    char blas[32], drv_s[32];
+    if (cudaRuntimeGetVersion(&rt) != cudaSuccess) (void)cudaGetLastError();
+    if (cudaDriverGetVersion(&drv) != cudaSuccess) (void)cudaGetLastError();
+    if (drv > 0) snprintf(drv_s, sizeof drv_s, "%d.%d", drv / 1000, drv % 1000 / 10);
+    else snprintf(drv_s, sizeof drv_s, "none");
+    cublas_version(blas, sizeof blas);
+    snprintf(buf, n, "CUDA runtime %d.%d, driver %s, cuBLAS %s", rt / 1000, rt % 1000 / 10, drv_s, blas);
+}
+
+/* Everything that picks kernels: the GPU model, the cuBLAS release (its
+ * heuristics choose the GEMM algorithms) and the attention kernel. */
+extern "C" void hs_backend_cuda_identity(hs_backend *be, char *buf, size_t n) {
+    const hs_cuda_backend *c = hs_cb(be);
+    char blas[32], attn[16] = "mma";
+    cublas_version(blas, sizeof blas);
+    if (c->attn_kernel == HS_CUDA_ATTN_WGMMA) snprintf(attn, sizeof attn, "wgmma:%d", c->attn_variant);
+    snprintf(buf, n, "cuda (%s; %s, compute capability %d.%d, %d SMs; cuBLAS %s; attention %s)",
+             hs_dtype_name(c->dtype), c->name, c->cc / 10, c->cc % 10, c->sm_count, blas, attn);
+}
+
 /* HS_CUDA_ATTN=auto|mma|wgmma[:VARIANT] picks the attention kernel (see
  * hs_backend_cuda.h), so a whole test suite or run can be pointed at one. */
 static hs_status hs_attn_kernel_from_env(hs_backend *be, hs_err *err) {
@@ -396,6 +429,7 @@ extern "C" hs_status hs_backend_cuda_init(const hs_backend_params *p, hs_backend
     c->device = dev;
     c->sm_count = prop.multiProcessorCount;
     c->cc = prop.major * 10 + prop.minor;
+    snprintf(c->name, sizeof c->name, "%s", prop.name);
     HS_CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     HS_CUDA_CHECK_GOTO(err, cudaMalloc(&c->workspace, HS_CUDA_WORKSPACE_BYTES));
     HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->stage, (size_t)HS_CUDA_STAGE_ELEMS * 4));

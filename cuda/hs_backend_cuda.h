@@ -40,6 +40,9 @@ hs_cuda_attn_kernel hs_backend_cuda_attn_kernel(hs_backend *be);
  * show that a forced kernel actually ran. */
 void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]);
 
+/* hs_backend_identity's text for a CUDA backend. */
+void hs_backend_cuda_identity(hs_backend *be, char *buf, size_t n);
+
 /* The backend's cudaStream_t (as void*), for events in benchmarks. */
 void *hs_backend_cuda_stream(hs_backend *be);
 

@@ -14,6 +14,15 @@ hs_status hs_backend_cuda_describe(int device, char *buf, size_t n, hs_err *err)
     return hs_err_set(err, HS_ERR_DEVICE, "cuda:%d: headsweep was built without CUDA", device);
 }
 
+void hs_backend_cuda_versions(char *buf, size_t n) {
+    if (n) buf[0] = 0;
+}
+
+void hs_backend_cuda_identity(hs_backend *be, char *buf, size_t n) {
+    (void)be;
+    if (n) buf[0] = 0; /* no CUDA backend exists in this build */
+}
+
 hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, int variant, hs_err *err) {
     return hs_err_set(err, HS_ERR_UNSUPPORTED, "CUDA backend: headsweep was built without CUDA");
 }

@@ -225,6 +225,7 @@ hs_status hs_h5_write_provenance(hs_h5 *f, const hs_h5_provenance *p, hs_err *er
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         HS_CHECK(hs_h5_attr_str(r, NULL, strs[i].key, strs[i].val, err));
+    if (p->computed_on) HS_CHECK(hs_h5_attr_str(r, NULL, "computed_on", p->computed_on, err));
     const struct {
         const char *key;
         int64_t val;

@@ -367,6 +367,7 @@ hs_status hs_run(const hs_config *cfg, const char *config_text, const hs_run_par
             (cfg->experiments[i].scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL)))
             session_T = x.prompts.T + HS_RUN_RETRIEVAL_TOKENS - 1; /* greedy decoding grows the context */
     HS_CHECK(open_workers(cfg, x.rp, x.model, session_T, &w, &nw, device, sizeof device, err));
+    hs_backend_identity(w[0].be, x.ident, sizeof x.ident); /* one GPU model per run: every worker's */
     if (!(x.exps = calloc((size_t)cfg->n_experiments, sizeof *x.exps))) HS_FAIL(err, HS_ERR_OOM, "run: out of memory");
     int64_t n_batches;
     HS_CHECK(hs_run_plan_units(&x, &n_batches, err));
@@ -375,6 +376,8 @@ hs_status hs_run(const hs_config *cfg, const char *config_text, const hs_run_par
         HS_CHECK(hs_journal_open(jpath, journal_sha, n_batches, &x.journal, err));
         HS_CHECK(hs_journal_foreach(x.journal, hs_run_replay, &x, err));
     }
+    /* this run computes the sweep's constants (rankings, mean activations) even when the journal holds every unit */
+    hs_run_computed_on_add(x.computed_on, sizeof x.computed_on, x.ident);
     for (int phase = 0; phase < 2; phase++) HS_CHECK(hs_run_phase(&x, phase, w, nw, err));
     if (x.stop) {
         HS_FAIL(err, HS_ERR_INTERRUPTED, "interrupted: %lld of %lld units done, kept in %s; run again to resume",

@@ -23,6 +23,7 @@
 
 #define HS_RUN_MAX_DIMS 4
 #define HS_RUN_RETRIEVAL_TOKENS 32 /* greedy tokens per needle prompt for the retrieval score */
+#define HS_RUN_COMPUTED_ON_MAX 4096
 
 /* One float32 result array: rows of `per` floats, one row per item this
  * process holds (items [lo, hi) of its experiment), or one row for a constant. */
@@ -74,6 +75,8 @@ typedef struct {
     hs_prompts prompts;
     hs_run_exp *exps; /* [cfg->n_experiments] */
     int shard_index, shard_count;
+    char ident[320];          /* hs_backend_identity of this run's workers */
+    char computed_on[HS_RUN_COMPUTED_ON_MAX]; /* identities that computed the results (hs_run_computed_on_add) */
     /* shared by the workers, under lock */
     pthread_mutex_t lock;
     hs_journal *journal;
@@ -125,7 +128,8 @@ int hs_run_should_stop(hs_run_ctx *x, int exp);
  * them, and allocates its rows; *n_batches: the shard's units, which the
  * journal numbers in experiment order. */
 hs_status hs_run_plan_units(hs_run_ctx *x, int64_t *n_batches, hs_err *err);
-/* hs_journal_visit_fn: puts a journaled unit back into the arrays. */
+/* hs_journal_visit_fn: puts a journaled unit back into the arrays, and adds
+ * the identity of the backend that computed it to x->computed_on. */
 hs_status hs_run_replay(void *user, int64_t batch, const void *payload, size_t len, hs_err *err);
 /* Runs every unit of the phase's experiments that the journal lacks, on
  * workers w[0..nw), after their hs_run_prepare. */
@@ -146,6 +150,10 @@ hs_status hs_run_grad_importance(const hs_run_exp *r, float *raw, float *norm, h
 
 /* ---- files (hs_run_shard.c) ------------------------------------------------ */
 
+/* Adds ident to list (one identity per line, in order of first use) unless
+ * it is there already; an identity that does not fit is not dropped
+ * silently: the list then ends with a line "(more; the list is full)". */
+void hs_run_computed_on_add(char *list, size_t n, const char *ident);
 /* Provenance and dataset group of a result or shard file. */
 hs_status hs_run_write_header(hs_run_ctx *x, hs_h5 *f, const char *config_text, const char *device, hs_err *err);
 /* Writes this shard's items of every experiment (and the shard attributes). */

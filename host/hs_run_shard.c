@@ -47,8 +47,21 @@ static int weight_files(const char *path, char ***out) {
     return n;
 }
 
+void hs_run_computed_on_add(char *list, size_t n, const char *ident) {
+    static const char full[] = "(more; the list is full)";
+    const size_t k = strlen(ident), len = strlen(list);
+    for (const char *l = list; *l;) { /* already a line? */
+        const char *e = strchr(l, '\n');
+        const size_t ll = e ? (size_t)(e - l) : strlen(l);
+        if ((ll == k && !strncmp(l, ident, k)) || (ll == sizeof full - 1 && !strncmp(l, full, ll))) return;
+        l += ll + (e != NULL);
+    }
+    const char *add = len + !!len + k + 1 + sizeof full <= n ? ident : full; /* always room left for the marker */
+    snprintf(list + len, n - len, "%s%s", len ? "\n" : "", add);
+}
+
 static hs_status write_provenance(hs_h5 *f, const hs_config *cfg, const char *text, const hs_model *m,
-                                  const char *device, hs_err *err) {
+                                  const char *device, const char *computed_on, hs_err *err) {
     const hs_model_config *c = hs_model_get_config(m);
     char **files = NULL;
     int nf = weight_files(hs_model_get_path(m), &files);
@@ -66,7 +79,11 @@ static hs_status write_provenance(hs_h5 *f, const hs_config *cfg, const char *te
     p.d_mlp = c->d_mlp;
     p.n_vocab = c->n_vocab;
     p.device = device;
+    p.computed_on = computed_on;
     p.blas_version = openblas_get_config();
+    char cuda[160] = "";
+    if (cfg->device.kind != HS_CONFIG_DEVICE_CPU) hs_backend_cuda_versions(cuda, sizeof cuda);
+    p.cuda_version = cuda;
     p.seed = cfg->seed;
     hs_status st = hs_h5_write_provenance(f, &p, err);
     for (int i = 0; i < nf; i++) free(files[i]);
@@ -97,7 +114,7 @@ static hs_status write_dataset(hs_h5 *f, const hs_config *cfg, const hs_dataset 
 }
 
 hs_status hs_run_write_header(hs_run_ctx *x, hs_h5 *f, const char *config_text, const char *device, hs_err *err) {
-    hs_status st = write_provenance(f, x->cfg, config_text, x->model, device, err);
+    hs_status st = write_provenance(f, x->cfg, config_text, x->model, device, x->computed_on, err);
     return st ? st : write_dataset(f, x->cfg, x->data, err);
 }
 
@@ -203,6 +220,38 @@ static hs_status file_model_config(hs_h5_group *root, hs_model_config *c, hs_err
         *k[i].v = (int)v;
     }
     return HS_OK;
+}
+
+/* The merged file's device (each shard's, once, in shard order: "; "
+ * between) and computed_on (the union of the shards' lists). A shard from
+ * before computed_on counts its device as the identity. */
+static hs_status merge_devices(shard **sh, int64_t count, hs_h5_group *root, hs_err *err) {
+    char devices[HS_RUN_COMPUTED_ON_MAX] = "", computed_on[HS_RUN_COMPUTED_ON_MAX] = "";
+    char *dev = NULL, *on = NULL;
+    hs_status st = HS_OK;
+    for (int64_t s = 0; s < count; s++) {
+        HS_CHECK(hs_h5_read_attr_str(sh[s]->root, NULL, "device", &dev, err));
+        if (hs_h5_read_attr_str(sh[s]->root, NULL, "computed_on", &on, NULL)) on = strdup(dev);
+        if (!on) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+        hs_run_computed_on_add(devices, sizeof devices, dev);
+        for (char *line = on, *e; line; line = e ? e + 1 : NULL) {
+            if ((e = strchr(line, '\n'))) *e = 0;
+            if (*line) hs_run_computed_on_add(computed_on, sizeof computed_on, line);
+        }
+        free(dev), free(on);
+        dev = on = NULL;
+    }
+    char one_line[sizeof devices * 2], *o = one_line; /* "a; b" */
+    for (const char *c = devices; *c; c++) {
+        if (*c == '\n') *o++ = ';', *o++ = ' ';
+        else *o++ = *c;
+    }
+    *o = 0;
+    HS_CHECK(hs_h5_attr_str(root, NULL, "device", one_line, err));
+    HS_CHECK(hs_h5_attr_str(root, NULL, "computed_on", computed_on, err));
+exit:
+    free(dev), free(on);
+    return st;
 }
 
 static hs_status copy_dataset_group(hs_h5 *src, hs_h5 *dst, int *N, int *T, hs_err *err) {
@@ -320,6 +369,7 @@ hs_status hs_run_merge(const char *out, const char *const *paths, int n, int ove
     HS_CHECK(hs_h5_group_open(f, "/", &root, err));
     HS_CHECK(hs_h5_copy_attrs(by_index[0]->root, NULL, root, NULL, "shard_", err));
     HS_CHECK(hs_h5_attr_int(root, NULL, "merged_shards", s[0].count, err));
+    HS_CHECK(merge_devices(by_index, s[0].count, root, err));
     { /* the config as an unsharded run states it */
         char *resolved = NULL, hex[HS_SHA256_HEX_LEN + 1];
         cfg->shard.set = 0, cfg->shard.index = 0, cfg->shard.count = 0;

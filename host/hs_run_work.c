@@ -20,12 +20,20 @@ int hs_run_should_stop(hs_run_ctx *x, int exp) {
 
 /* ---- the journal: one record per completed unit ---------------------------- */
 
-#define UNIT_MAGIC 0x54494e55u /* "UNIT" */
+/* A record: the header; since UNIT_MAGIC_2, the identity of the backend
+ * that computed the unit (ident_bytes, zero-padded to 8); the floats. */
+#define UNIT_MAGIC_1 0x54494e55u /* "UNIT": no identity (journaled before identities were recorded) */
+#define UNIT_MAGIC_2 0x32494e55u /* "UNI2" */
+#define IDENT_PAD(n) (((n) + 7) & ~(size_t)7)
 
 typedef struct {
     uint32_t magic, exp;
     int64_t unit, n_floats;
 } unit_header;
+
+typedef struct {
+    uint64_t ident_bytes;
+} unit_ident;
 
 /* Floats a unit of part g over n items holds: its columns of every array. */
 static int64_t unit_floats(const hs_run_exp *r, int n, int g) {
@@ -64,13 +72,17 @@ static hs_status journal_unit(hs_run_ctx *x, int exp, int64_t u, hs_err *err) {
     int i0, n, g;
     unit_items(r, u, &i0, &n, &g);
     const int64_t nf = unit_floats(r, n, g);
-    unit_header h = {UNIT_MAGIC, (uint32_t)exp, u, nf};
-    char *buf = malloc(sizeof h + (size_t)nf * sizeof(float));
+    const unit_header h = {UNIT_MAGIC_2, (uint32_t)exp, u, nf};
+    const unit_ident id = {strlen(x->ident)};
+    const size_t head = sizeof h + sizeof id + IDENT_PAD(id.ident_bytes), len = head + (size_t)nf * sizeof(float);
+    char *buf = calloc(1, len);
     if (!buf) return hs_err_set(err, HS_ERR_OOM, "out of memory");
     memcpy(buf, &h, sizeof h);
-    pack_unit(r, i0, n, g, (float *)(buf + sizeof h), 1);
+    memcpy(buf + sizeof h, &id, sizeof id);
+    memcpy(buf + sizeof h + sizeof id, x->ident, id.ident_bytes);
+    pack_unit(r, i0, n, g, (float *)(buf + head), 1);
     pthread_mutex_lock(&x->lock);
-    hs_status st = hs_journal_append(x->journal, r->batch0 + (u - r->u_lo), buf, sizeof h + (size_t)nf * sizeof(float), err);
+    hs_status st = hs_journal_append(x->journal, r->batch0 + (u - r->u_lo), buf, len, err);
     pthread_mutex_unlock(&x->lock);
     free(buf);
     return st;
@@ -80,15 +92,29 @@ static hs_status journal_unit(hs_run_ctx *x, int exp, int64_t u, hs_err *err) {
 hs_status hs_run_replay(void *user, int64_t batch, const void *payload, size_t len, hs_err *err) {
     hs_run_ctx *x = user;
     unit_header h;
+    unit_ident id = {0};
+    char ident[sizeof x->ident] = "unrecorded (journaled by a headsweep that did not record it)";
+    const char *p = payload;
+    size_t head = sizeof h;
     if (len < sizeof h) return hs_err_set(err, HS_ERR_FORMAT, "journal record %lld: %zu bytes", (long long)batch, len);
-    memcpy(&h, payload, sizeof h);
+    memcpy(&h, p, sizeof h);
+    if (h.magic == UNIT_MAGIC_2) {
+        if (len >= sizeof h + sizeof id) memcpy(&id, p + sizeof h, sizeof id);
+        if (id.ident_bytes == 0 || id.ident_bytes >= sizeof ident || len < sizeof h + sizeof id + IDENT_PAD(id.ident_bytes))
+            return hs_err_set(err, HS_ERR_FORMAT, "journal record %lld: bad backend identity", (long long)batch);
+        memcpy(ident, p + sizeof h + sizeof id, id.ident_bytes);
+        ident[id.ident_bytes] = 0;
+        head += sizeof id + IDENT_PAD(id.ident_bytes);
+    }
     hs_run_exp *r = h.exp < (uint32_t)x->cfg->n_experiments ? &x->exps[h.exp] : NULL;
     int i0 = 0, n = 0, g = 0;
     if (r && h.unit >= r->u_lo && h.unit < r->u_hi) unit_items(r, h.unit, &i0, &n, &g);
-    if (h.magic != UNIT_MAGIC || !r || h.unit < r->u_lo || h.unit >= r->u_hi || r->batch0 + (h.unit - r->u_lo) != batch ||
-        h.n_floats != unit_floats(r, n, g) || len != sizeof h + (size_t)h.n_floats * sizeof(float))
+    if ((h.magic != UNIT_MAGIC_1 && h.magic != UNIT_MAGIC_2) || !r || h.unit < r->u_lo || h.unit >= r->u_hi ||
+        r->batch0 + (h.unit - r->u_lo) != batch || h.n_floats != unit_floats(r, n, g) ||
+        len != head + (size_t)h.n_floats * sizeof(float))
         return hs_err_set(err, HS_ERR_FORMAT, "journal record %lld does not match this run's plan", (long long)batch);
-    pack_unit(r, i0, n, g, (float *)((const char *)payload + sizeof h), 0);
+    pack_unit(r, i0, n, g, (float *)(p + head), 0);
+    hs_run_computed_on_add(x->computed_on, sizeof x->computed_on, ident);
     r->units_done++;
     return HS_OK;
 }

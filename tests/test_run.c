@@ -390,6 +390,24 @@ Test(run, gpu_devices_without_a_gpu_say_why) {
     hs_test_remove_dir(dir);
 }
 
+/* The CUDA library versions a GPU run records (cuda_version); reading them
+ * needs no GPU. */
+Test(run, cuda_versions_name_the_libraries) {
+    char v[160], drv[32];
+    hs_backend_cuda_versions(v, sizeof v);
+#ifdef HS_HAVE_CUDA
+    int rt[2], blas[3];
+    cr_assert_eq(sscanf(v, "CUDA runtime %d.%d, driver %31[^,], cuBLAS %d.%d.%d", &rt[0], &rt[1], drv, &blas[0], &blas[1],
+                        &blas[2]),
+                 6, "'%s'", v);
+    cr_assert(rt[0] >= 11 && blas[0] >= 11, "'%s'", v);
+    if (hs_backend_cuda_device_count() > 0) cr_assert_str_neq(drv, "none", "'%s' with a GPU present", v);
+#else
+    (void)drv;
+    cr_assert_str_eq(v, "", "a build without CUDA reports '%s'", v);
+#endif
+}
+
 /* activation_patching through `headsweep run` on a JSONL file of token ids
  * (the patching fixture's prompts): the result file holds transformers'
  * numbers, and the normalised map is (mean patched - mean corrupt) /

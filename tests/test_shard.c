@@ -139,6 +139,29 @@ static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%
 
 static int exists(const char *p) { return access(p, F_OK) == 0; }
 
+/* Root attribute key of the file at path (free it). */
+static char *root_attr(const char *path, const char *key) {
+    hs_h5 *f;
+    hs_h5_group *root;
+    char *v = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_h5_open_read(path, &f, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_group_open(f, "/", &root, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_attr_str(root, NULL, key, &v, &err), HS_OK, "%s: %s", path, err.msg);
+    hs_h5_close(f);
+    return v;
+}
+
+/* This process's CPU backend identity. */
+static void cpu_identity(char *buf, size_t n) {
+    hs_backend *be = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    hs_backend_identity(be, buf, n);
+    hs_backend_free(be);
+    cr_assert(!strncmp(buf, "cpu (f32; OpenBLAS ", 19), "%s", buf);
+}
+
 /* The unsharded result as ref.h5 and the config (with output out.h5) at cfg;
  * on the CPU with llama_gqa, or with cuda_model on cuda:0 in bf16. */
 static void reference(char *cfg, char *ref, const char *importance, const char *cuda_model) {
@@ -209,6 +232,12 @@ Test(shard, three_shards_merge_to_the_unsharded_result, .timeout = 300) {
     cr_assert_neq(hs_h5_read_attr_int(root, NULL, "shard_index", &v, NULL), HS_OK, "shard attributes leaked");
     free(text);
     hs_h5_close(f);
+    char here[400];
+    cpu_identity(here, sizeof here);
+    char *on = root_attr(merged, "computed_on"), *dev = root_attr(merged, "device");
+    cr_assert_str_eq(on, here); /* one backend: one line */
+    cr_assert_str_eq(dev, "cpu");
+    free(on), free(dev);
     remove_dir();
 }
 
@@ -241,6 +270,69 @@ Test(shard, a_stopped_run_resumes_to_the_same_bits, .timeout = 300) {
     cr_assert(exists(out), "the run never finished");
     cr_assert(!exists(journal), "journal left after the run completed");
     assert_same_results(ref, out);
+    char here[400], *on = root_attr(out, "computed_on");
+    cpu_identity(here, sizeof here);
+    cr_assert_str_eq(on, here); /* the journal's units and this process's: one identity */
+    free(on);
+    remove_dir();
+}
+
+/* A journal written before records carried the backend identity (payload
+ * magic "UNIT", no identity: docs/hdf5-schema.md) still resumes to the same
+ * bits, and the file says those units' backend is unrecorded. */
+Test(shard, a_journal_from_before_identities_resumes, .timeout = 300) {
+    make_dir();
+    char cfg[256], ref[256], out[256], journal[300], old[320];
+    reference(cfg, ref, NULL, NULL);
+    path_in(out, sizeof out, "out.h5");
+    snprintf(journal, sizeof journal, "%s.journal", out);
+    snprintf(old, sizeof old, "%s.old", journal);
+    int calls = 30; /* progress calls: a few units into the sweep */
+    hs_run_params rp = hs_run_default_params();
+    rp.progress = stop_after;
+    rp.progress_user = &calls;
+    hs_err err = {0};
+    cr_assert_eq(run(cfg, NULL, &rp, &err), HS_ERR_INTERRUPTED, "%s", err.msg);
+    /* the header's config hash and batch count, then each record rewritten without its identity */
+    unsigned char head[88];
+    FILE *f = fopen(journal, "rb");
+    cr_assert(f && fread(head, 1, sizeof head, f) == sizeof head);
+    fclose(f);
+    char sha[65];
+    memcpy(sha, head + 12, 64), sha[64] = 0;
+    int64_t n_batches = 0;
+    for (int i = 7; i >= 0; i--) n_batches = n_batches << 8 | head[76 + i];
+    hs_journal *jn = NULL, *jo = NULL;
+    cr_assert_eq(hs_journal_open(journal, sha, n_batches, &jn, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_journal_open(old, sha, n_batches, &jo, &err), HS_OK, "%s", err.msg);
+    int64_t converted = 0;
+    for (int64_t b = 0; b < n_batches; b++) {
+        if (!hs_journal_is_done(jn, b)) continue;
+        unsigned char *p = NULL;
+        size_t len;
+        uint32_t magic;
+        uint64_t ident;
+        cr_assert_eq(hs_journal_read(jn, b, (void **)&p, &len, &err), HS_OK, "%s", err.msg);
+        memcpy(&magic, p, 4), memcpy(&ident, p + 24, 8);
+        cr_assert_eq(magic, 0x32494e55u, "record %lld: magic %08x", (long long)b, magic);
+        const size_t skip = 8 + ((ident + 7) & ~(uint64_t)7);
+        magic = 0x54494e55u;
+        memcpy(p, &magic, 4);
+        memmove(p + 24, p + 24 + skip, len - 24 - skip);
+        cr_assert_eq(hs_journal_append(jo, b, p, len - skip, &err), HS_OK, "%s", err.msg);
+        free(p);
+        converted++;
+    }
+    hs_journal_close(jn), hs_journal_close(jo);
+    cr_assert_gt(converted, 0);
+    cr_assert_eq(rename(old, journal), 0);
+    cr_assert_eq(run(cfg, NULL, NULL, &err), HS_OK, "%s", err.msg);
+    assert_same_results(ref, out);
+    char here[400], want[900], *on = root_attr(out, "computed_on");
+    cpu_identity(here, sizeof here);
+    snprintf(want, sizeof want, "unrecorded (journaled by a headsweep that did not record it)\n%s", here);
+    cr_assert_str_eq(on, want);
+    free(on);
     remove_dir();
 }
 
@@ -280,16 +372,22 @@ Test(shard_cuda, workers_and_shards_give_the_same_bits, .timeout = 300) {
         const char *sp[2] = {paths[0], paths[1]};
         cr_assert_eq(hs_run_merge(merged, sp, 2, 0, &err), HS_OK, "%s: %s", models[mi], err.msg);
         assert_same_results(ref, merged);
+        char *on = root_attr(merged, "computed_on"), *ver = root_attr(merged, "cuda_version");
+        cr_log_info("computed_on: %s; cuda_version: %s", on, ver);
+        cr_assert(!strncmp(on, "cuda (bf16; ", 12) && strstr(on, "; cuBLAS ") && strstr(on, "; attention ") &&
+                      !strchr(on, '\n'),
+                  "%s", on);
+        cr_assert(!strncmp(ver, "CUDA runtime ", 13), "%s", ver);
+        free(on), free(ver);
         remove_dir();
     }
 }
 
-/* kill -9 the CLI once its journal holds a unit, then rerun it to the end. */
-Test(shard, kill_9_then_rerun_gives_the_same_bits, .timeout = 300) {
-    make_dir();
-    char cfg[256], ref[256], out[256], journal[300], bin[1024];
-    reference(cfg, ref, NULL, NULL);
-    path_in(out, sizeof out, "out.h5");
+/* Runs `headsweep run cfg [--shard shard]` (with OPENBLAS_CORETYPE=coretype
+ * when not NULL) and kills it with SIGKILL once its journal holds a unit,
+ * before it writes out (the shard's file). */
+static void kill_9_mid_run(const char *cfg, const char *shard, const char *coretype, const char *out) {
+    char journal[300], bin[1024];
     snprintf(journal, sizeof journal, "%s.journal", out);
     snprintf(bin, sizeof bin, "%s/headsweep", HS_BINARY_DIR);
     int killed_mid_run = 0;
@@ -299,7 +397,9 @@ Test(shard, kill_9_then_rerun_gives_the_same_bits, .timeout = 300) {
         if (pid == 0) {
             int fd = open("/dev/null", O_WRONLY);
             dup2(fd, 2);
-            execl(bin, bin, "run", cfg, (char *)NULL);
+            if (coretype) setenv("OPENBLAS_CORETYPE", coretype, 1);
+            if (shard) execl(bin, bin, "run", cfg, "--shard", shard, (char *)NULL);
+            else execl(bin, bin, "run", cfg, (char *)NULL);
             _exit(127);
         }
         struct stat sb;
@@ -311,14 +411,77 @@ Test(shard, kill_9_then_rerun_gives_the_same_bits, .timeout = 300) {
         int status;
         waitpid(pid, &status, 0);
         killed_mid_run = WIFSIGNALED(status) && !exists(out);
-        if (!killed_mid_run) remove(out); /* it finished first: try again */
+        if (!killed_mid_run) remove(out), remove(journal); /* it finished first: try again */
     }
     cr_assert(killed_mid_run, "could not kill the run before it finished");
+    cr_assert(exists(journal));
+}
+
+/* kill -9 the CLI once its journal holds a unit, then rerun it to the end. */
+Test(shard, kill_9_then_rerun_gives_the_same_bits, .timeout = 300) {
+    make_dir();
+    char cfg[256], ref[256], out[256], journal[300];
+    reference(cfg, ref, NULL, NULL);
+    path_in(out, sizeof out, "out.h5");
+    snprintf(journal, sizeof journal, "%s.journal", out);
+    kill_9_mid_run(cfg, NULL, NULL, out);
     char args[600], msg[4096];
     snprintf(args, sizeof args, "run %s", cfg);
     cr_assert_eq(hs_test_run_cli(args, "2>&1", msg, sizeof msg), 0, "%s", msg);
     cr_assert(!exists(journal));
     assert_same_results(ref, out);
+    remove_dir();
+}
+
+/* A shard resumed on a CPU whose BLAS kernels differ, and merged with a shard
+ * from this one, says so: computed_on lists both identities, in order, and
+ * run and merge warn. OPENBLAS_CORETYPE stands in for the other CPU: the
+ * child's OpenBLAS then picks that microarchitecture's kernels. */
+Test(shard, work_from_other_cpus_is_recorded_and_warned, .timeout = 300) {
+    char here[400], core[40];
+    cpu_identity(here, sizeof here);
+#ifndef __x86_64__
+    cr_skip_test("the stand-in CPU is an x86-64 OPENBLAS_CORETYPE");
+#endif
+    if (!strstr(here, " DYNAMIC_ARCH "))
+        cr_skip_test("OpenBLAS built without DYNAMIC_ARCH cannot be made to pick another CPU's kernels (%s)", here);
+    const char *other = strstr(here, " Prescott ") ? "Core2" : "Prescott"; /* any x86-64 runs both */
+    snprintf(core, sizeof core, " %s ", other);
+    make_dir();
+    char cfg[256], out[256], shard0[300], shard1[300], merged[300], args[1200], msg[8192];
+    path_in(cfg, sizeof cfg, "c.yaml");
+    path_in(out, sizeof out, "out.h5");
+    path_in(merged, sizeof merged, "merged.h5");
+    snprintf(shard0, sizeof shard0, "%s/out.shard-00000-of-00002.h5", dir);
+    snprintf(shard1, sizeof shard1, "%s/out.shard-00001-of-00002.h5", dir);
+    write_config(cfg, out, NULL, "llama_gqa");
+
+    kill_9_mid_run(cfg, "0/2", other, shard0);
+    snprintf(args, sizeof args, "run %s --shard 0/2", cfg);
+    cr_assert_eq(hs_test_run_cli(args, "2>&1", msg, sizeof msg), 0, "%s", msg);
+    cr_assert(strstr(msg, "warning: ") && strstr(msg, core) && strstr(msg, here), "no warning naming both: %s", msg);
+    char *on = root_attr(shard0, "computed_on"), *nl = strchr(on, '\n');
+    /* the journal's units' identity first, then this CPU's */
+    cr_assert(nl && !strncmp(on, "cpu (f32; OpenBLAS ", 19) && strstr(on, core) < nl, "%s", on);
+    cr_assert_str_eq(nl + 1, here);
+    char *want = strdup(on);
+    free(on);
+
+    hs_err err = {0};
+    cr_assert_eq(run(cfg, "1/2", NULL, &err), HS_OK, "%s", err.msg);
+    on = root_attr(shard1, "computed_on");
+    cr_assert_str_eq(on, here);
+    free(on);
+
+    snprintf(args, sizeof args, "merge %s %s %s", merged, shard1, shard0);
+    cr_assert_eq(hs_test_run_cli(args, "2>&1", msg, sizeof msg), 0, "%s", msg);
+    cr_assert(strstr(msg, "warning: ") && strstr(msg, core), "no warning: %s", msg);
+    on = root_attr(merged, "computed_on");
+    cr_assert_str_eq(on, want); /* in shard order, each once */
+    free(on), free(want);
+    char *dev = root_attr(merged, "device");
+    cr_assert_str_eq(dev, "cpu");
+    free(dev);
     remove_dir();
 }
 

@@ -7,6 +7,9 @@ int hs_cli_forward(int argc, char **argv);
 int hs_cli_run(int argc, char **argv);
 int hs_cli_shard_path(int argc, char **argv);
 int hs_cli_merge(int argc, char **argv);
+/* Warns on stderr when a result or shard file's computed_on names more than
+ * one backend identity. */
+void hs_cli_warn_mixed(const char *cmd, const char *path);
 
 /* Exit code of a run stopped by a signal with its progress journaled
  * (EX_TEMPFAIL): slurm/sweep.sbatch requeues the task on it. */

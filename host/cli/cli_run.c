@@ -126,6 +126,7 @@ int hs_cli_run(int argc, char **argv) {
     }
     if (st) goto fail;
     fprintf(stderr, "headsweep run: wrote %s in %.0f s\n", out, difftime(time(NULL), t0));
+    hs_cli_warn_mixed("run", out);
     rc = 0;
     goto done;
 fail:

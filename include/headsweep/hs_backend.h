@@ -192,6 +192,16 @@ int hs_backend_cuda_device_count(void);
 /* "NVIDIA H100 80GB HBM3, compute capability 9.0, 132 SMs" for device ordinal
  * device into buf; HS_ERR_DEVICE when there is no such device (or no CUDA). */
 hs_status hs_backend_cuda_describe(int device, char *buf, size_t n, hs_err *err);
+/* What decides the bits a backend computes, without the device index: two
+ * backends with the same text give the same results for the same inputs, so a
+ * result file can say whether all of its units agree (its computed_on
+ * attribute). "cpu (f32; OpenBLAS 0.3.21 ... Zen MAX_THREADS=64)" (the BLAS
+ * build and the kernels it picked for this CPU), or "cuda (bf16; NVIDIA H100
+ * 80GB HBM3, compute capability 9.0, 132 SMs; cuBLAS 13.1.0; attention mma)". */
+void hs_backend_identity(hs_backend *be, char *buf, size_t n);
+/* "CUDA runtime 13.0, driver 13.0, cuBLAS 13.1.0" (driver "none" without one),
+ * for a result file's provenance; "" when built without CUDA. Needs no GPU. */
+void hs_backend_cuda_versions(char *buf, size_t n);
 void hs_backend_free(hs_backend *be);
 
 #ifdef __cplusplus

@@ -96,7 +96,10 @@ typedef struct {
     int64_t n_layers, n_heads, n_kv_heads, d_model, d_head, d_mlp, n_vocab;
     const char *device;       /* "cpu", "cuda:0 (NVIDIA H100 80GB HBM3)" */
     const char *blas_version; /* e.g. OpenBLAS config string */
-    const char *cuda_version; /* runtime/driver/cuBLAS versions; NULL on CPU builds */
+    const char *cuda_version; /* runtime/driver/cuBLAS versions; NULL on CPU runs */
+    /* The identities of the backends that computed the results
+     * (hs_backend_identity), one per line; NULL: not written. */
+    const char *computed_on;
     uint64_t seed;
 } hs_h5_provenance;
 
@@ -107,7 +110,8 @@ hs_h5_provenance hs_h5_provenance_default(void);
  * git_revision, created_utc, config, config_sha256, model_path, model_id,
  * weights_sha256 (sha256sum format: "<hex>  <path>\n" per file), n_layers,
  * n_heads, n_kv_heads, d_model, d_head, d_mlp, n_vocab, device, hdf5_version
- * (from the library), blas_version, cuda_version, seed. Existing attributes of
+ * (from the library), blas_version, cuda_version, seed, and computed_on when
+ * given. Existing attributes of
  * the same names are replaced. HS_ERR_IO naming the weight file if hashing it
  * fails. */
 hs_status hs_h5_write_provenance(hs_h5 *f, const hs_h5_provenance *p, hs_err *err);
