@@ -22,7 +22,7 @@ void hs_bwd_free(hs_session *s) {
     hs_bwd *w = s->bwd;
     if (!w) return;
     void *bufs[] = {w->res, w->mid, w->g,   w->g2,   w->gm,      w->dxn, w->dhid, w->dup,  w->dgate,
-                    w->dz,  w->dq,  w->dk,  w->dv,   w->zu,      w->hsc, w->dots, w->neg_pos, w->tg,
+                    w->dz,  w->dq,  w->dk,  w->dv,   w->dq_pre,  w->dk_pre, w->zu, w->hsc, w->dots, w->neg_pos, w->tg,
                     w->kq,  w->kk,  w->kv,  w->kz,   w->kmid,    w->kpre, w->kprel};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (bufs[i]) s->be->ops->free(s->be, bufs[i]);
@@ -48,7 +48,8 @@ static hs_status bwd_alloc(hs_session *s, int64_t n, int keep, hs_err *err) {
         {&w->res, (c->n_layers + 1) * n * d * es}, {&w->mid, n * d * es}, {&w->g, n * d * es},
         {&w->g2, n * d * es}, {&w->gm, n * d * es}, {&w->dxn, n * d * es}, {&w->dhid, n * f * es}, {&w->dup, n * f * es},
         {&w->dgate, n * f * es}, {&w->dz, n * qd * es}, {&w->dq, n * qd * es}, {&w->dk, n * kd * es},
-        {&w->dv, n * kd * es}, {&w->zu, n * qd * es}, {(void **)&w->hsc, n * c->n_heads * 4},
+        {&w->dv, n * kd * es}, {&w->dq_pre, c->qk_norm * n * qd * es}, {&w->dk_pre, c->qk_norm * n * kd * es},
+        {&w->zu, n * qd * es}, {(void **)&w->hsc, n * c->n_heads * 4},
         {(void **)&w->dots, n * c->n_heads * 4}, {(void **)&w->neg_pos, n * 4}, {(void **)&w->tg, n * 4},
         {&w->kq, keep * L * n * qd * es}, {&w->kk, keep * L * n * kd * es}, {&w->kv, keep * L * n * kd * es},
         {&w->kz, keep * L * n * qd * es}, {&w->kmid, keep * !c->parallel_attn_mlp * L * n * d * es},
@@ -211,8 +212,20 @@ exit:
     return st;
 }
 
+/* q_pre, k_pre of layer l (qk_norm), as the forward made them. */
+static hs_status project_qk(hs_session *s, const void *x, int l, int64_t n, hs_err *err) {
+    const hs_backend_ops *o = s->be->ops;
+    const hs_model_config *c = &s->cfg;
+    const hs_session_layer *W = &s->layers[l];
+    const int d = c->d_model, qd = c->n_heads * c->d_head, kd = c->n_kv_heads * c->d_head;
+    hs_status st = o->norm(s->be, c->norm, x, W->ln1_w, W->ln1_b, c->norm_eps, n, d, s->xn, err);
+    if (!st) st = o->matmul(s->be, s->xn, W->wq, W->bq, n, qd, d, 0, s->q_pre, err);
+    if (!st) st = o->matmul(s->be, s->xn, W->wk, W->bk, n, kd, d, 0, s->k_pre, err);
+    return st;
+}
+
 /* Reruns layer l from its resid_pre up to the MLP's inputs: s->q, s->k
- * (rotated), s->v, s->z (the heads' output, times the multipliers), w->mid =
+ * (normed with qk_norm, the inputs in s->q_pre, s->k_pre; rotated), s->v, s->z (the heads' output, times the multipliers), w->mid =
  * resid_mid (a sequential block), s->xn = norm2(the MLP's input), s->up,
  * s->gate; with multipliers (ap0->head_scale) also w->zu = the unscaled z. */
 static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_attn_params *ap0, hs_err *err) {
@@ -225,9 +238,11 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
     const void *x = (const char *)w->res + l * n * d * es;
     hs_status st = HS_OK;
     HS_CHECK(o->norm(s->be, c->norm, x, W->ln1_w, W->ln1_b, c->norm_eps, n, (int)d, s->xn, err));
-    HS_CHECK(o->matmul(s->be, s->xn, W->wq, W->bq, n, H * dh, (int)d, 0, s->q, err));
-    HS_CHECK(o->matmul(s->be, s->xn, W->wk, W->bk, n, Hk * dh, (int)d, 0, s->k, err));
+    void *q = c->qk_norm ? s->q_pre : s->q, *k = c->qk_norm ? s->k_pre : s->k;
+    HS_CHECK(o->matmul(s->be, s->xn, W->wq, W->bq, n, H * dh, (int)d, 0, q, err));
+    HS_CHECK(o->matmul(s->be, s->xn, W->wk, W->bk, n, Hk * dh, (int)d, 0, k, err));
     HS_CHECK(o->matmul(s->be, s->xn, W->wv, W->bv, n, Hk * dh, (int)d, 0, s->v, err));
+    if (c->qk_norm) HS_CHECK(hs_session_qk_norm(s, l, n, 1, 1, err));
     if (c->rope != HS_ROPE_NONE) {
         HS_CHECK(o->rope(s->be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, c->rope_theta, err));
         HS_CHECK(o->rope(s->be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, c->rope_theta, err));
@@ -295,6 +310,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
             } else {
                 z = (char *)w->kz + l * n * qd * es;
             }
+            if (c->qk_norm) HS_CHECK(project_qk(s, x, l, n, err)); /* the norms' inputs: not kept */
         } else {
             HS_CHECK(rerun_layer(s, b, l, &ap, err));
         }
@@ -319,13 +335,21 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
             HS_CHECK(o->rope(s->be, c->rope, w->dq, w->neg_pos, n, H, dh, c->rot_dim, c->rope_theta, err));
             HS_CHECK(o->rope(s->be, c->rope, w->dk, w->neg_pos, n, Hk, dh, c->rot_dim, c->rope_theta, err));
         }
-        HS_CHECK(o->matmul_bwd(s->be, w->dq, W->wq, n, H * dh, (int)d, 0, w->dxn, err));
-        HS_CHECK(o->matmul_bwd(s->be, w->dk, W->wk, n, Hk * dh, (int)d, 1, w->dxn, err));
+        const void *dq = w->dq, *dk = w->dk;
+        if (c->qk_norm) {
+            HS_CHECK(o->norm_bwd(s->be, HS_NORM_RMSNORM, s->q_pre, W->q_norm_w, c->norm_eps, n * H, dh, w->dq, 0,
+                                 w->dq_pre, err));
+            HS_CHECK(o->norm_bwd(s->be, HS_NORM_RMSNORM, s->k_pre, W->k_norm_w, c->norm_eps, n * Hk, dh, w->dk, 0,
+                                 w->dk_pre, err));
+            dq = w->dq_pre, dk = w->dk_pre;
+        }
+        HS_CHECK(o->matmul_bwd(s->be, dq, W->wq, n, H * dh, (int)d, 0, w->dxn, err));
+        HS_CHECK(o->matmul_bwd(s->be, dk, W->wk, n, Hk * dh, (int)d, 1, w->dxn, err));
         HS_CHECK(o->matmul_bwd(s->be, w->dv, W->wv, n, Hk * dh, (int)d, 1, w->dxn, err));
         /* into g2, so the visitor still sees dM/d resid_post in g; then the two swap */
         HS_CHECK(o->copy(s->be, w->g2, w->gm, (size_t)(n * d * es), err));
         HS_CHECK(o->norm_bwd(s->be, c->norm, x, W->ln1_w, c->norm_eps, n, (int)d, w->dxn, 1, w->g2, err));
-        if (want_attn) gl.g_pre = w->g2, gl.dq = w->dq, gl.dk = w->dk, gl.dv = w->dv;
+        if (want_attn) gl.g_pre = w->g2, gl.dq = dq, gl.dk = dk, gl.dv = w->dv;
         HS_CHECK(visit(user, l, &gl, err));
         void *t = w->g;
         w->g = w->g2, w->g2 = t;

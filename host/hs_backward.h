@@ -27,6 +27,7 @@ typedef struct hs_bwd {
     void *kq, *kk, *kv, *kz, *kmid, *kpre, *kprel;
     void *res;    /* [L + 1, rows, d]: resid_pre of every layer, then the final resid_post */
     void *mid, *g, *g2, *gm, *dxn, *dhid, *dup, *dgate, *dz, *dq, *dk, *dv;
+    void *dq_pre, *dk_pre; /* qk_norm: the gradients at q and k before their norms */
     void *zu;     /* the unscaled z of the layer (with head multipliers) */
     float *hsc;   /* [rows, H]: one layer's head multipliers, [B, H] used */
     float *dots;  /* [rows, H]: visitors' head_dot outputs */
@@ -61,7 +62,8 @@ typedef struct {
     const void *g_post; /* [B*T, d] dM/d resid_post[l] */
     /* When the walk was asked for the attention's input gradients, else NULL:
      * dM/d resid_pre[l] [B*T, d] and dM/dq [B*T, H, d_head], dM/dk and dM/dv
-     * [B*T, H_kv, d_head], q and k taken before RoPE. */
+     * [B*T, H_kv, d_head], q and k taken before RoPE (and before the q/k
+     * norms: at hook_q and hook_k). */
     const void *g_pre, *dq, *dk, *dv;
     /* The layer's attention as the forward ran it: q and k after RoPE, v,
      * the key mask (its z output is the walk's: copy before changing it). */

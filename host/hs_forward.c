@@ -97,6 +97,8 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
         HS_CHECK(wbuf(s, W->bk, kd, &D->bk, err));
         HS_CHECK(wbuf(s, W->wv, kd * d, &D->wv, err));
         HS_CHECK(wbuf(s, W->bv, kd, &D->bv, err));
+        HS_CHECK(wbuf(s, W->q_norm_w, c->d_head, &D->q_norm_w, err));
+        HS_CHECK(wbuf(s, W->k_norm_w, c->d_head, &D->k_norm_w, err));
         HS_CHECK(wbuf(s, W->wo, d * qd, &D->wo, err));
         HS_CHECK(wbuf(s, W->bo, d, &D->bo, err));
         HS_CHECK(wbuf(s, W->ln2_w, d, &D->ln2_w, err));
@@ -119,6 +121,10 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     HS_CHECK(sbuf(s, rows * qd * es, &s->q, err));
     HS_CHECK(sbuf(s, rows * kd * es, &s->k, err));
     HS_CHECK(sbuf(s, rows * kd * es, &s->v, err));
+    if (c->qk_norm) {
+        HS_CHECK(sbuf(s, rows * qd * es, &s->q_pre, err));
+        HS_CHECK(sbuf(s, rows * kd * es, &s->k_pre, err));
+    }
     HS_CHECK(sbuf(s, rows * qd * es, &s->z, err));
     HS_CHECK(sbuf(s, rows * d * es, &s->attn_out, err));
     HS_CHECK(sbuf(s, rows * f * es, &s->up, err));
@@ -151,7 +157,7 @@ void hs_session_free(hs_session *s) {
     if (!s) return;
     hs_backend *be = s->be;
     void (*fr)(hs_backend *, void *) = be->ops->free;
-    void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->z, s->attn_out, s->gate, s->up, s->hid, s->mlp_out,
+    void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->q_pre, s->k_pre, s->z, s->attn_out, s->gate, s->up, s->hid, s->mlp_out,
                        s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows, s->d_head_scale,
                        s->d_uniform, s->tl_logits, s->tl_targets, s->tl_out, s->d_set_idx, s->d_set_src,
                        s->d_pattern, s->d_all_logits};
@@ -175,6 +181,19 @@ void hs_session_free(hs_session *s) {
 }
 
 int64_t hs_session_device_bytes(const hs_session *s) { return s->bytes; }
+
+hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k, hs_err *err) {
+    const hs_model_config *c = &s->cfg;
+    const hs_session_layer *W = &s->layers[l];
+    hs_status st = HS_OK;
+    if (do_q)
+        st = s->be->ops->norm(s->be, HS_NORM_RMSNORM, s->q_pre, W->q_norm_w, NULL, c->norm_eps, n * c->n_heads,
+                              c->d_head, s->q, err);
+    if (!st && do_k)
+        st = s->be->ops->norm(s->be, HS_NORM_RMSNORM, s->k_pre, W->k_norm_w, NULL, c->norm_eps, n * c->n_kv_heads,
+                              c->d_head, s->k, err);
+    return st;
+}
 hs_backend *hs_session_backend(const hs_session *s) { return s->be; }
 
 /* Offers activation `data` at point p of `layer` to the hooks. */
@@ -389,12 +408,15 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         const int need_v = !given || hs_hooks_want(hk, HS_HOOK_V, l);
         if (need_q || need_k || need_v)
             HS_CHECK(o->norm(be, c->norm, s->x, W->ln1_w, W->ln1_b, c->norm_eps, n, d, s->xn, err));
-        if (need_q) HS_CHECK(o->matmul(be, s->xn, W->wq, W->bq, n, H * dh, d, 0, s->q, err));
-        if (need_k) HS_CHECK(o->matmul(be, s->xn, W->wk, W->bk, n, Hk * dh, d, 0, s->k, err));
+        /* with q/k norms, hook_q and hook_k are q_proj's and k_proj's outputs; rot_q, rot_k come after the norms */
+        void *q = c->qk_norm ? s->q_pre : s->q, *k = c->qk_norm ? s->k_pre : s->k;
+        if (need_q) HS_CHECK(o->matmul(be, s->xn, W->wq, W->bq, n, H * dh, d, 0, q, err));
+        if (need_k) HS_CHECK(o->matmul(be, s->xn, W->wk, W->bk, n, Hk * dh, d, 0, k, err));
         if (need_v) HS_CHECK(o->matmul(be, s->xn, W->wv, W->bv, n, Hk * dh, d, 0, s->v, err));
-        if (need_q) HS_CHECK(offer(s, hk, HS_HOOK_Q, l, s->q, dt, 4, B, T, H, dh, err));
-        if (need_k) HS_CHECK(offer(s, hk, HS_HOOK_K, l, s->k, dt, 4, B, T, Hk, dh, err));
+        if (need_q) HS_CHECK(offer(s, hk, HS_HOOK_Q, l, q, dt, 4, B, T, H, dh, err));
+        if (need_k) HS_CHECK(offer(s, hk, HS_HOOK_K, l, k, dt, 4, B, T, Hk, dh, err));
         if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
+        if (c->qk_norm) HS_CHECK(hs_session_qk_norm(s, l, n, need_q, need_k, err));
         if (rope && need_q) {
             HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, c->rope_theta, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_Q, l, s->q, dt, 4, B, T, H, dh, err));

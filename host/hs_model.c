@@ -86,6 +86,8 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
                           src, c->rot_dim, c->d_head);
     if (!(c->norm_eps > 0.0f) || c->norm_eps > 1.0f)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: norm epsilon %g out of range", src, (double)c->norm_eps);
+    if (c->qk_norm && (c->rope == HS_ROPE_NONE || c->norm != HS_NORM_RMSNORM))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: q/k norms need RoPE and RMSNorm (the Qwen3 layout)", src);
     if (c->rope != HS_ROPE_NONE && !(c->rope_theta > 0.0f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: rope_theta %g must be positive", src, (double)c->rope_theta);
     /* Guard against sizes whose products overflow later index arithmetic. */
@@ -238,6 +240,10 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
         HS_CHECK(rand_tensor(m, &s, kd * d, sd, 0, &L->wk, err));
         HS_CHECK(rand_tensor(m, &s, kd * d, sd, 0, &L->wv, err));
         HS_CHECK(rand_tensor(m, &s, d * qd, sd, 0, &L->wo, err));
+        if (c->qk_norm) {
+            HS_CHECK(rand_tensor(m, &s, c->d_head, 0.1f, 1.0f, &L->q_norm_w, err));
+            HS_CHECK(rand_tensor(m, &s, c->d_head, 0.1f, 1.0f, &L->k_norm_w, err));
+        }
         if (c->qkv_bias) {
             HS_CHECK(rand_tensor(m, &s, qd, sd, 0, &L->bq, err));
             HS_CHECK(rand_tensor(m, &s, kd, sd, 0, &L->bk, err));

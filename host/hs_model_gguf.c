@@ -1,4 +1,4 @@
-/* hs_model_gguf: Llama-family models (llama, qwen2) from a GGUF file. The
+/* hs_model_gguf: Llama-family models (llama, qwen2, qwen3) from a GGUF file. The
  * configuration comes from the "<arch>.*" metadata, the weights are
  * dequantised to f32 in HF layout: every shape is checked against the
  * configuration before anything is allocated, and llama.cpp's Q/K row
@@ -67,7 +67,7 @@ static hs_status read_config(const hs_gguf *g, hs_model_config *c, int *permuted
     hs_status st = HS_OK;
     const char *arch = NULL, *file = hs_gguf_name(g), *rs;
     char key[160];
-    int rope_dims, v_len;
+    int rope_dims = 0, v_len = 0;
     hs_gguf_tensor_info emb;
 
     HS_CHECK(hs_gguf_get_str(g, "general.architecture", &arch, NULL, err));
@@ -76,14 +76,15 @@ static hs_status read_config(const hs_gguf *g, hs_model_config *c, int *permuted
         /* convert_hf_to_gguf.py permutes llama's Q/K rows (see hf_row below). */
         *permuted = 1;
         snprintf(c->arch_name, sizeof c->arch_name, "LlamaForCausalLM");
-    } else if (!strcmp(arch, "qwen2")) {
-        /* Qwen2 is converted without the permutation; llama.cpp runs it with NEOX RoPE. */
+    } else if (!strcmp(arch, "qwen2") || !strcmp(arch, "qwen3")) {
+        /* Qwen2 and Qwen3 are converted without the permutation; llama.cpp runs them with NEOX RoPE. */
         *permuted = 0;
-        snprintf(c->arch_name, sizeof c->arch_name, "Qwen2ForCausalLM");
+        c->qk_norm = arch[4] == '3';
+        snprintf(c->arch_name, sizeof c->arch_name, "%s", c->qk_norm ? "Qwen3ForCausalLM" : "Qwen2ForCausalLM");
     } else {
         HS_FAIL(err, HS_ERR_UNSUPPORTED,
                 "%s: key 'general.architecture': architecture '%.100s' is not supported "
-                "(supported: llama, qwen2)", file, arch);
+                "(supported: llama, qwen2, qwen3)", file, arch);
     }
     c->arch = HS_ARCH_LLAMA;
     c->norm = HS_NORM_RMSNORM;
@@ -202,6 +203,10 @@ static hs_status plan_tensors(const hs_gguf *g, hs_model *m, int permuted, tenso
         LAYER("attn_q.weight", d, qd, wq, qh);
         LAYER("attn_k.weight", d, kd, wk, kh);
         LAYER("attn_v.weight", d, kd, wv, 0);
+        if (c->qk_norm) {
+            LAYER("attn_q_norm.weight", c->d_head, 0, q_norm_w, 0);
+            LAYER("attn_k_norm.weight", c->d_head, 0, k_norm_w, 0);
+        }
         LAYER("attn_output.weight", qd, d, wo, 0);
         LAYER("ffn_norm.weight", d, 0, ln2_w, 0);
         LAYER("ffn_gate.weight", d, f, w_gate, 0);

@@ -1,6 +1,6 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
- * Llama family (Llama, Mistral, Qwen2) and GPTNeoXForCausalLM (Pythia).
+ * Llama family (Llama, Mistral, Qwen2, Qwen3) and GPTNeoXForCausalLM (Pythia).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
@@ -129,6 +129,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     c->rope = HS_ROPE_NEOX;
     c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 0);
     c->qkv_bias = !strcmp(arch, "Qwen2ForCausalLM");
+    c->qk_norm = !strcmp(arch, "Qwen3ForCausalLM");
     c->out_bias = 0;
     c->learned_pos = 0;
     return HS_OK;
@@ -156,14 +157,14 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
     if (!strcmp(arch, "GPT2LMHeadModel")) {
         st = parse_gpt2_config(root, path, c, err);
     } else if (!strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "MistralForCausalLM") ||
-               !strcmp(arch, "Qwen2ForCausalLM")) {
+               !strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen3ForCausalLM")) {
         st = parse_llama_config(root, path, arch, c, err);
     } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
         st = hs_hf_parse_neox_config(root, path, c, err);
     } else {
         st = hs_err_set(err, HS_ERR_UNSUPPORTED,
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
-                        "MistralForCausalLM, Qwen2ForCausalLM, GPTNeoXForCausalLM)",
+                        "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, GPTNeoXForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
@@ -351,6 +352,10 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
             HS_CHECK(hs_hf_load(L, NAME("self_attn.q_proj.bias"), q, 0, 0, &W->bq, err));
             HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.bias"), kv, 0, 0, &W->bk, err));
             HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.bias"), kv, 0, 0, &W->bv, err));
+        }
+        if (c->qk_norm) {
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.q_norm.weight"), c->d_head, 0, 0, &W->q_norm_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.k_norm.weight"), c->d_head, 0, 0, &W->k_norm_w, err));
         }
         HS_CHECK(hs_hf_load(L, NAME("self_attn.o_proj.weight"), d, q, 0, &W->wo, err));
         HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));

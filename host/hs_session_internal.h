@@ -9,6 +9,7 @@
 typedef struct {
     void *ln1_w, *ln1_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *ln2_w, *ln2_b;
     void *w_gate, *w_up, *b_up, *w_down, *b_down;
+    void *q_norm_w, *k_norm_w; /* qk_norm only */
 } hs_session_layer;
 
 struct hs_session {
@@ -22,6 +23,7 @@ struct hs_session {
     hs_session_layer *layers;
     /* scratch, sized for max_B * max_T rows */
     void *x, *xn, *q, *k, *v, *z, *attn_out, *gate, *up, *hid, *mlp_out, *logits;
+    void *q_pre, *k_pre; /* qk_norm: q and k before their norms (hook_q, hook_k) */
     int32_t *d_tokens, *d_pos, *d_mask;
     int32_t *d_pattern_rows; /* [max_B] */
     /* target log-probs: one chunk's logits, targets and results, allocated at
@@ -49,5 +51,9 @@ struct hs_session {
 /* The session's unembedding chunk (tl_logits [rows, V], tl_targets, tl_out),
  * allocated at first use: rows = the chunk's capacity. */
 hs_status hs_session_logit_chunk(hs_session *s, int64_t *rows, hs_err *err);
+
+/* qk_norm: s->q = RMSNorm(s->q_pre) per head with layer l's q norm (do_q),
+ * and the same for k (do_k), over n rows. */
+hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k, hs_err *err);
 
 #endif

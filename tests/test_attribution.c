@@ -137,6 +137,9 @@ Test(attribution, llama_gqa_grad_drop_matches_autograd) { against_autograd("llam
 /* GPT-NeoX: the parallel block (attn_out's gradient is resid_post's), partial RoPE in the QK fix */
 Test(attribution, pythia_matches_autograd) { against_autograd("pythia", 3, 0); }
 Test(attribution, pythia_grad_drop_matches_autograd) { against_autograd("pythia", 2, 1); }
+/* the backward through Qwen3's q/k norms: the q and k cells read the gradient at q_proj's output */
+Test(attribution, qwen3_matches_autograd) { against_autograd("qwen3", 3, 0); }
+Test(attribution, qwen3_grad_drop_matches_autograd) { against_autograd("qwen3", 2, 1); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric
@@ -175,6 +178,7 @@ static void keep_equals_recompute(const char *model) {
 Test(attribution, gpt2_keep_equals_recompute) { keep_equals_recompute("gpt2"); }
 Test(attribution, llama_gqa_keep_equals_recompute) { keep_equals_recompute("llama_gqa"); }
 Test(attribution, pythia_keep_equals_recompute) { keep_equals_recompute("pythia"); }
+Test(attribution, qwen3_keep_equals_recompute) { keep_equals_recompute("qwen3"); }
 
 /* Clean and corrupted runs of the same tokens give the same activations bit
  * for bit, so every estimate is exactly the unpatched metric. */

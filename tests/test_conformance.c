@@ -196,6 +196,10 @@ Test(conformance, llama_gqa_left) { run_conformance("llama_gqa", "left"); }
  * RoPE on 8 of 32 dims, fused per-head QKV, untied unembedding */
 Test(conformance, pythia_right) { run_conformance("pythia", "right"); }
 Test(conformance, pythia_left) { run_conformance("pythia", "left"); }
+/* Qwen3: an RMSNorm over each head's q and k between the projection and RoPE;
+ * heads wider than the stream (4 x 16 > 48) */
+Test(conformance, qwen3_right) { run_conformance("qwen3", "right"); }
+Test(conformance, qwen3_left) { run_conformance("qwen3", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

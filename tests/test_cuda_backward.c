@@ -69,7 +69,7 @@ Test(cuda_backward, matmul_bwd_bf16) { REQUIRE_GPU(); run_matmul_bwd(HS_DTYPE_BF
 static void run_norm_bwd(hs_dtype dt, hs_norm_kind kind, const char *name) {
     H h;
     h_init(&h, dt, name, 2002);
-    const struct { int64_t rows; int d; } cs[] = {{1, 8}, {33, 576}, {7, 4096}, {300, 64}};
+    const struct { int64_t rows; int d; } cs[] = {{1, 8}, {33, 576}, {7, 4096}, {300, 64}, {640, 16}, {96, 128}};
     for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++)
         for (int acc = 0; acc < 2; acc++) {
             hs_err err = {0};

@@ -181,6 +181,9 @@ Test(cuda_model, llama_gqa_bf16) { REQUIRE_GPU(); fixture_case("llama_gqa", HS_D
 /* GPT-NeoX: partial RoPE (8 of 32 dims), exact GELU, parallel attention and MLP */
 Test(cuda_model, pythia_f32) { REQUIRE_GPU(); fixture_case("pythia", HS_DTYPE_F32, "pythia_f32"); }
 Test(cuda_model, pythia_bf16) { REQUIRE_GPU(); fixture_case("pythia", HS_DTYPE_BF16, "pythia_bf16"); }
+/* Qwen3: the q/k norms (the norm op over [rows x heads, d_head]) */
+Test(cuda_model, qwen3_f32) { REQUIRE_GPU(); fixture_case("qwen3", HS_DTYPE_F32, "qwen3_f32"); }
+Test(cuda_model, qwen3_bf16) { REQUIRE_GPU(); fixture_case("qwen3", HS_DTYPE_BF16, "qwen3_bf16"); }
 
 /* Gradient head importance (hs_head_grad_metric: the forward, then the
  * backward ops through every layer), CUDA vs CPU, per prompt [B, L, H] of a
@@ -243,6 +246,8 @@ Test(cuda_model, head_grad_llama_gqa_bf16) {
 
 Test(cuda_model, head_grad_pythia_f32) { REQUIRE_GPU(); grad_case("pythia", HS_DTYPE_F32, "head_grad_pythia_f32"); }
 Test(cuda_model, head_grad_pythia_bf16) { REQUIRE_GPU(); grad_case("pythia", HS_DTYPE_BF16, "head_grad_pythia_bf16"); }
+Test(cuda_model, head_grad_qwen3_f32) { REQUIRE_GPU(); grad_case("qwen3", HS_DTYPE_F32, "head_grad_qwen3_f32"); }
+Test(cuda_model, head_grad_qwen3_bf16) { REQUIRE_GPU(); grad_case("qwen3", HS_DTYPE_BF16, "head_grad_qwen3_bf16"); }
 
 static hs_model_config smollm2_shape(void) {
     hs_model_config c = hs_test_llama_config(30, 9, 3, 576, 64, 1536, 49152, 8192, 100000.0f);

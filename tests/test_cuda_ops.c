@@ -100,7 +100,9 @@ static void naive_norm(hs_norm_kind kind, const float *x, const float *w, const 
 static void run_norm(hs_dtype dt, hs_norm_kind kind, const char *name) {
     H h;
     h_init(&h, dt, name, 1002 + kind);
-    const struct { int64_t rows; int d, bias; } cs[] = {{1, 12, 1}, {37, 576, 0}, {5, 4096, 1}, {130, 768, 1}, {3, 33, 0}};
+    /* the last two: Qwen3's q/k norms, one row per (token, head) */
+    const struct { int64_t rows; int d, bias; } cs[] = {{1, 12, 1},   {37, 576, 0},  {5, 4096, 1}, {130, 768, 1},
+                                                         {3, 33, 0},   {640, 16, 0},  {96, 128, 0}};
     for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
         hs_err err = {0};
         const int64_t rows = cs[ci].rows, n = rows * cs[ci].d;

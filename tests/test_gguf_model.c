@@ -271,6 +271,10 @@ static char *write_tiny(const tiny_opts *o, tiny_refs *r) {
         W("ffn_gate.weight", d, o->f, 0, 0);
         W("ffn_up.weight", d, o->f, 0, 0);
         W("ffn_down.weight", o->f, d, 0, 0);
+        if (!strcmp(o->arch, "qwen3")) {
+            W("attn_q_norm.weight", o->dh, 0, 0, 1);
+            W("attn_k_norm.weight", o->dh, 0, 0, 1);
+        }
         if (o->bias) { /* 1-D, F32 like the norms */
             W("attn_q.bias", qd, 0, perm ? o->H : 0, 1);
             W("attn_k.bias", kd, 0, perm ? o->KV : 0, 1);
@@ -304,6 +308,7 @@ static const float *model_tensor(const hs_model *m, const char *name) {
         {"attn_v.weight", L->wv},       {"attn_output.weight", L->wo}, {"ffn_norm.weight", L->ln2_w},
         {"ffn_gate.weight", L->w_gate}, {"ffn_up.weight", L->w_up},    {"ffn_down.weight", L->w_down},
         {"attn_q.bias", L->bq},         {"attn_k.bias", L->bk},        {"attn_v.bias", L->bv},
+        {"attn_q_norm.weight", L->q_norm_w}, {"attn_k_norm.weight", L->k_norm_w},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(rest, map[i].s)) return map[i].p;
@@ -457,6 +462,34 @@ static void check_bias(const char *arch, const char *arch_name) {
 
 Test(gguf_model, llama_with_bias) { check_bias("llama", "LlamaForCausalLM"); }
 Test(gguf_model, qwen2_with_bias) { check_bias("qwen2", "Qwen2ForCausalLM"); }
+
+/* Qwen3: not permuted, and per-head q/k norms (blk.N.attn_q_norm / attn_k_norm,
+ * [d_head]) that must load, or be missed by name. */
+Test(gguf_model, qwen3_loads_its_qk_norms) {
+    tiny_opts o = FLOAT_CFG;
+    o.arch = "qwen3";
+    hs_model *m = NULL;
+    tiny_refs r;
+    hs_err e = {0};
+    cr_assert_eq(load(&o, &m, &r, &e), HS_OK, "%s", e.msg);
+    const hs_model_config *c = hs_model_get_config(m);
+    cr_assert_str_eq(c->arch_name, "Qwen3ForCausalLM");
+    cr_assert(c->qk_norm && !c->qkv_bias);
+    int norms = 0;
+    for (int i = 0; i < r.count; i++) {
+        const float *got = model_tensor(m, r.name[i]);
+        norms += strstr(r.name[i], "attn_q_norm") || strstr(r.name[i], "attn_k_norm");
+        for (int64_t j = 0; j < r.n[i]; j++)
+            cr_assert_eq(got[j], r.ref[i][j], "%s[%lld]", r.name[i], (long long)j);
+    }
+    cr_assert_eq(norms, 2 * o.L, "%d q/k norm tensors compared", norms);
+    hs_model_free(m);
+    refs_free(&r);
+    o.omit = "blk.1.attn_k_norm.weight";
+    cr_assert_eq(load(&o, &m, &r, &e), HS_ERR_MISSING, "%s", e.msg);
+    cr_assert(strstr(e.msg, "blk.1.attn_k_norm.weight"), "%s", e.msg);
+    refs_free(&r);
+}
 
 /* ---- refusals --------------------------------------------------------------------------------- */
 

@@ -222,6 +222,28 @@ static hs_model_config loaded_config(const char *model, const char *from, const 
     return c;
 }
 
+/* Qwen3: the q/k norms come with the architecture, over heads wider than the
+ * stream; a Llama checkpoint relabelled Qwen3 lacks them and says which. */
+Test(hf_folder, qwen3_has_qk_norms) {
+    hs_model_config c = loaded_config("qwen3", NULL, NULL);
+    cr_assert_eq(c.arch, HS_ARCH_LLAMA);
+    cr_assert(c.qk_norm && !c.qkv_bias && c.tied_embeddings);
+    cr_assert_eq(c.n_heads * c.d_head, 64);
+    cr_assert_eq(c.d_model, 48);
+    cr_assert_eq(c.rope_theta, 1e6f);
+    cr_assert_eq(c.sliding_window, 0, "use_sliding_window is false");
+    c = loaded_config("qwen3", "\"use_sliding_window\": false", "\"use_sliding_window\": true");
+    cr_assert_eq(c.sliding_window, 0, "sliding_window is null");
+    char dir[256];
+    broken_copy_of("llama_gqa", dir, sizeof dir, "LlamaForCausalLM", "Qwen3ForCausalLM");
+    hs_model *m = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(dir, &m, &e), HS_ERR_MISSING, "%s", e.msg);
+    cr_assert(strstr(e.msg, "'model.layers.0.self_attn.q_norm.weight'"), "%s", e.msg);
+    cr_assert_null(m);
+    hs_test_remove_dir(dir);
+}
+
 /* GPT-NeoX's config: Pythia's Hub spelling (rotary_pct, rotary_emb_base at the
  * top level), transformers 5's (rope_parameters), and what is refused. */
 Test(hf_folder, neox_config_spellings) {

@@ -49,6 +49,8 @@ typedef struct {
                               resid_post = resid_pre + attn_out + mlp_out (GPT-NeoX) */
     int tied_embeddings; /* unembedding shares the token embedding */
     int qkv_bias;        /* q/k/v projections have biases (GPT-2, Qwen2, GPT-NeoX) */
+    int qk_norm;         /* an RMSNorm over each head's q and k, between the projection and
+                            RoPE (Qwen3); hook_q / hook_k are the projection's output */
     int out_bias;        /* attention output and MLP projections have biases (GPT-2, GPT-NeoX) */
     int learned_pos;     /* learned absolute position embedding (GPT-2) */
     int bos_token_id;    /* -1 if unknown */
@@ -63,6 +65,7 @@ typedef struct {
     float *wq, *bq;            /* [n_heads*d_head, d_model], [n_heads*d_head] */
     float *wk, *bk;            /* [n_kv_heads*d_head, d_model], [n_kv_heads*d_head] */
     float *wv, *bv;            /* as wk, bk */
+    float *q_norm_w, *k_norm_w; /* [d_head] each (qk_norm only) */
     float *wo, *bo;            /* [d_model, n_heads*d_head], [d_model] */
     float *ln2_w, *ln2_b;      /* [d_model] */
     float *w_gate;             /* [d_mlp, d_model] (SwiGLU only) */
