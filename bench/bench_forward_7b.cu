@@ -68,6 +68,8 @@ int main(int argc, char **argv) {
     const int H = 32, Hk = 32, d = 4096, dh = 128, f = 11008, V = 32000, B = 64, T = 128;
     const int64_t n = (int64_t)B * T;
     const float eps = 1e-5f, theta = 10000.0f;
+    std::vector<float> inv_freq(dh / 2);
+    for (int i = 0; i < dh / 2; i++) inv_freq[i] = 1.0f / powf(theta, (float)(2 * i) / (float)dh);
     hs_backend_params bp = hs_backend_default_params();
     bp.dtype = HS_DTYPE_BF16;
     size_t free0 = 0, total = 0;
@@ -153,8 +155,8 @@ int main(int argc, char **argv) {
             HS(err, o->matmul(be, xn, w.wq, NULL, n, H * dh, d, 0, q, &err));
             HS(err, o->matmul(be, xn, w.wk, NULL, n, Hk * dh, d, 0, k, &err));
             HS(err, o->matmul(be, xn, w.wv, NULL, n, Hk * dh, d, 0, v, &err));
-            HS(err, o->rope(be, HS_ROPE_NEOX, q, d_pos, n, H, dh, dh, theta, &err));
-            HS(err, o->rope(be, HS_ROPE_NEOX, k, d_pos, n, Hk, dh, dh, theta, &err));
+            HS(err, o->rope(be, HS_ROPE_NEOX, q, d_pos, n, H, dh, dh, inv_freq.data(), &err));
+            HS(err, o->rope(be, HS_ROPE_NEOX, k, d_pos, n, Hk, dh, dh, inv_freq.data(), &err));
             HS(err, o->attention(be, &ap, &err));
             HS(err, o->matmul(be, z, w.wo, NULL, n, d, H * dh, 0, attn_out, &err));
             HS(err, o->add(be, x, attn_out, n * d, &err));

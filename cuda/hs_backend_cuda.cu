@@ -152,41 +152,41 @@ static hs_status cu_matmul(hs_backend *be, const void *x, const void *w, const v
     return hs_cuda_gemm(hs_cb(be), x, w, bias, M, N, K, accumulate, y, err);
 }
 
-/* Inverse frequencies computed on the host with the reference's expression
- * (1 / theta^(2i/rot) in f32, as HF does), so both backends rotate by the same
- * f32 angles; cached on the device per (theta, rot). */
-static hs_status hs_rope_table(hs_cuda_backend *c, float theta, int rot, hs_err *err) {
-    if (c->rope_inv && c->rope_theta == theta && c->rope_rot == rot) return HS_OK;
-    const int half = rot / 2;
-    float *inv = (float *)malloc((size_t)half * sizeof(float));
-    if (!inv) return hs_err_set(err, HS_ERR_OOM, "cuda rope: out of memory");
-    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)rot);
+/* The caller's host table of inverse frequencies (the same f32 values the CPU
+ * backend rotates by), on the device: copied when it differs from the last
+ * one, which a session's forward and backward keep reusing. */
+static hs_status hs_rope_table(hs_cuda_backend *c, const float *inv, int rot, hs_err *err) {
+    const size_t bytes = (size_t)(rot / 2) * sizeof(float);
+    if (c->rope_inv && c->rope_rot == rot && !memcmp(c->rope_inv_host, inv, bytes)) return HS_OK;
     hs_status st = HS_OK;
     if (c->rope_inv && c->rope_rot < rot) {
         HS_CUDA_CHECK_GOTO(err, cudaFree(c->rope_inv)); /* synchronises: no reader left */
         c->rope_inv = NULL;
+        free(c->rope_inv_host);
+        c->rope_inv_host = NULL;
     }
-    if (!c->rope_inv) HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->rope_inv, (size_t)half * 4));
+    if (!c->rope_inv_host && !(c->rope_inv_host = (float *)malloc(bytes)))
+        return hs_err_set(err, HS_ERR_OOM, "cuda rope: out of memory");
+    if (!c->rope_inv) HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->rope_inv, bytes));
     c->rope_rot = 0; /* invalid until the copy is done */
-    HS_CUDA_CHECK_GOTO(err, cudaMemcpyAsync(c->rope_inv, inv, (size_t)half * 4,
-                                            cudaMemcpyHostToDevice, c->stream));
+    /* on the stream, so after every kernel that still reads the old table */
+    HS_CUDA_CHECK_GOTO(err, cudaMemcpyAsync(c->rope_inv, inv, bytes, cudaMemcpyHostToDevice, c->stream));
     HS_CUDA_CHECK_GOTO(err, cudaStreamSynchronize(c->stream));
-    c->rope_theta = theta;
+    memcpy(c->rope_inv_host, inv, bytes);
     c->rope_rot = rot;
 exit:
-    free(inv);
     return st;
 }
 
 static hs_status cu_rope(hs_backend *be, hs_rope_kind kind, void *x, const int32_t *pos,
-                         int64_t n, int H, int d_head, int rot, float theta, hs_err *err) {
+                         int64_t n, int H, int d_head, int rot, const float *inv_freq, hs_err *err) {
     hs_cuda_backend *c = hs_cb(be);
     HS_ENTER(be, err);
     if (kind == HS_ROPE_NONE || n <= 0) return HS_OK;
-    if (rot <= 0 || rot > d_head || rot % 2)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda rope: rotary dims %d must be even and within d_head %d",
-                          rot, d_head);
-    hs_status st = hs_rope_table(c, theta, rot, err);
+    if (rot <= 0 || rot > d_head || rot % 2 || !inv_freq)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda rope: rotary dims %d must be even and within d_head %d, with %s",
+                          rot, d_head, inv_freq ? "frequencies" : "no frequency table");
+    hs_status st = hs_rope_table(c, inv_freq, rot, err);
     if (st != HS_OK) return st;
     return hs_cuda_rope(c->stream, c->dtype, kind, x, pos, c->rope_inv, n, H, d_head, rot, err);
 }
@@ -259,6 +259,7 @@ static void cu_destroy(hs_backend *be) {
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->blas) cublasDestroy(c->blas);
     if (c->rope_inv) (void)cudaFree(c->rope_inv);
+    free(c->rope_inv_host);
     if (c->lse_tmp) (void)cudaFree(c->lse_tmp);
     if (c->bwd_tmp) (void)cudaFree(c->bwd_tmp);
     if (c->stage) (void)cudaFree(c->stage);

@@ -45,8 +45,8 @@ typedef struct {
     size_t lse_tmp_bytes;
     void *bwd_tmp;    /* attention_bwd's row statistics (lse, D) */
     size_t bwd_tmp_bytes;
-    float *rope_inv;  /* [rope_rot / 2] inverse frequencies for (rope_theta, rope_rot) */
-    float rope_theta;
+    float *rope_inv;  /* [rope_rot / 2] inverse frequencies on the device ... */
+    float *rope_inv_host; /* ... and the host table they were copied from */
     int rope_rot;
     hs_cuda_gemm_plan plans[HS_CUDA_GEMM_CACHE];
     int plan_next;    /* round-robin replacement */

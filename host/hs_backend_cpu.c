@@ -102,16 +102,12 @@ static hs_status cpu_matmul(hs_backend *be, const void *x, const void *w, const 
 }
 
 static hs_status cpu_rope(hs_backend *be, hs_rope_kind kind, void *xv, const int32_t *pos, int64_t n, int H,
-                          int dh, int rot, float theta, hs_err *err) {
+                          int dh, int rot, const float *inv, hs_err *err) {
     float *x = xv;
-    if (rot <= 0 || rot > dh || rot % 2)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "rope: rotary dims %d must be even and within d_head %d", rot, dh);
-    int half = rot / 2;
-    /* inverse frequencies as HF computes them: 1 / theta^(2i/rot) in f32; dims
-     * from rot on pass through (partial rotary) */
-    float *inv = malloc((size_t)half * sizeof(float));
-    if (!inv) return hs_err_set(err, HS_ERR_OOM, "rope: out of memory");
-    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)rot);
+    if (rot <= 0 || rot > dh || rot % 2 || !inv)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "rope: rotary dims %d must be even and within d_head %d, with %s",
+                          rot, dh, inv ? "frequencies" : "no frequency table");
+    int half = rot / 2; /* dims from rot on pass through (partial rotary) */
     for (int64_t r = 0; r < n; r++) {
         for (int i = 0; i < half; i++) {
             float ang = (float)pos[r] * inv[i], c = cosf(ang), s = sinf(ang);
@@ -124,7 +120,6 @@ static hs_status cpu_rope(hs_backend *be, hs_rope_kind kind, void *xv, const int
             }
         }
     }
-    free(inv);
     return HS_OK;
 }
 

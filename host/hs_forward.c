@@ -73,6 +73,13 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     s->model = m;
     s->cfg = *hs_model_get_config(m);
     if (s->cfg.rope != HS_ROPE_NONE && !s->cfg.rot_dim) s->cfg.rot_dim = s->cfg.d_head; /* 0 = the whole head */
+    if (s->cfg.rope != HS_ROPE_NONE) {
+        if (!(s->rope_inv = malloc((size_t)(s->cfg.rot_dim / 2 + 1) * sizeof(float)))) {
+            free(s);
+            return hs_err_set(err, HS_ERR_OOM, "session: out of memory");
+        }
+        hs_model_rope_inv_freq(&s->cfg, hs_model_get_weights(m), s->rope_inv);
+    }
     s->max_B = max_B;
     s->max_T = max_T;
     s->bwd_keep_bytes = HS_BACKWARD_KEEP_BYTES;
@@ -177,6 +184,7 @@ void hs_session_free(hs_session *s) {
             if (top[i]) fr(be, top[i]);
     }
     free(s->layers);
+    free(s->rope_inv);
     free(s);
 }
 
@@ -418,11 +426,11 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
         if (c->qk_norm) HS_CHECK(hs_session_qk_norm(s, l, n, need_q, need_k, err));
         if (rope && need_q) {
-            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, c->rope_theta, err));
+            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, s->rope_inv, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_Q, l, s->q, dt, 4, B, T, H, dh, err));
         }
         if (rope && need_k) {
-            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, c->rope_theta, err));
+            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, s->rope_inv, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_K, l, s->k, dt, 4, B, T, Hk, dh, err));
         }
         if (!given) { /* the attention, with the layer's edits */

@@ -3,6 +3,7 @@
 #include "hs_model_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,27 @@ const char *hs_model_get_format(const hs_model *m) { return m->format; }
 const char *hs_model_get_source_dtypes(const hs_model *m) { return m->src_dtypes; }
 int64_t hs_model_n_params(const hs_model *m) { return m->n_params; }
 
+void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w, float *out) {
+    const int rot = c->rot_dim ? c->rot_dim : c->d_head;
+    /* HF's llama3 rescaling, in f32 like its tensors: wavelengths above the original context's
+     * (low frequencies) are slowed by factor, those under original / high_freq_factor are kept,
+     * and the band between is blended linearly in original / wavelength. */
+    const float factor = c->rope_factor, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+    const float orig = (float)c->rope_original_ctx, lo_wl = orig / lo, hi_wl = orig / hi;
+    for (int i = 0; i < rot / 2; i++) {
+        float inv = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)rot);
+        if (c->rope_scaling == HS_ROPE_SCALING_LINEAR) {
+            inv /= factor;
+        } else if (c->rope_scaling == HS_ROPE_SCALING_LLAMA3) {
+            const float wavelen = 6.28318548f / inv, scaled = wavelen > lo_wl ? inv / factor : inv;
+            const float smooth = (orig / wavelen - lo) / (hi - lo);
+            inv = !(wavelen < hi_wl) && !(wavelen > lo_wl) ? (1.0f - smooth) * scaled / factor + smooth * scaled : scaled;
+        }
+        if (w && w->rope_freq_factors) inv /= w->rope_freq_factors[i];
+        out[i] = inv;
+    }
+}
+
 hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs_err *err) {
 #define POS(field)                                                                               \
     if (c->field <= 0)                                                                           \
@@ -90,6 +112,16 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: q/k norms need RoPE and RMSNorm (the Qwen3 layout)", src);
     if (c->rope != HS_ROPE_NONE && !(c->rope_theta > 0.0f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: rope_theta %g must be positive", src, (double)c->rope_theta);
+    if (c->rope_scaling != HS_ROPE_SCALING_NONE && !(c->rope_factor >= 1.0f && c->rope_factor < 1e6f))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: RoPE scaling factor %g must be at least 1", src,
+                          (double)c->rope_factor);
+    if (c->rope_scaling == HS_ROPE_SCALING_LLAMA3 &&
+        !(c->rope_low_freq_factor > 0.0f && c->rope_high_freq_factor > c->rope_low_freq_factor &&
+          c->rope_original_ctx > 0))
+        return hs_err_set(err, HS_ERR_FORMAT,
+                          "%s: llama3 RoPE scaling needs 0 < low_freq_factor (%g) < high_freq_factor (%g) and a "
+                          "positive original_max_position_embeddings (%d)",
+                          src, (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor, c->rope_original_ctx);
     /* Guard against sizes whose products overflow later index arithmetic. */
     if ((int64_t)c->n_heads * c->d_head > (1 << 20) || c->d_model > (1 << 20) || c->d_mlp > (1 << 22) ||
         c->n_vocab > (1 << 24) || c->n_ctx > (1 << 24) || c->n_layers > 4096)

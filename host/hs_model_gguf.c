@@ -4,6 +4,7 @@
  * configuration before anything is allocated, and llama.cpp's Q/K row
  * permutation is undone so that the model uses HF's rotate_half RoPE. */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,8 +111,9 @@ static hs_status read_config(const hs_gguf *g, hs_model_config *c, int *permuted
     if (v_len != c->d_head)
         HS_FAIL(err, HS_ERR_UNSUPPORTED, "%s: key '%s.attention.value_length': %d differs from the key length %d",
                 file, arch, v_len, c->d_head);
-    /* Partial rotary and RoPE scaling are not implemented: refuse rather than
-     * silently compute something else. */
+    /* Partial rotary and RoPE scaling other than linear are not implemented:
+     * refuse rather than silently compute something else. Llama 3.1's scaling
+     * comes as the tensor rope_freqs.weight (plan_tensors). */
     HS_CHECK(meta_int(g, arch, "rope.dimension_count", 0, c->d_head, &rope_dims, err));
     if (rope_dims != c->d_head)
         HS_FAIL(err, HS_ERR_UNSUPPORTED, "%s: key '%s.rope.dimension_count': partial RoPE (%d of %d dimensions) is not supported",
@@ -119,12 +121,14 @@ static hs_status read_config(const hs_gguf *g, hs_model_config *c, int *permuted
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     if (hs_gguf_find_key(g, key) >= 0) {
         HS_CHECK(hs_gguf_get_str(g, key, &rs, NULL, err));
-        if (strcmp(rs, "none") != 0)
-            HS_FAIL(err, HS_ERR_UNSUPPORTED, "%s: key '%s': RoPE scaling '%.60s' is not supported", file, key, rs);
+        if (!strcmp(rs, "linear")) {
+            c->rope_scaling = HS_ROPE_SCALING_LINEAR;
+            HS_CHECK(meta_float(g, arch, "rope.scaling.factor", 1, 0, &c->rope_factor, err));
+        } else if (strcmp(rs, "none") != 0) {
+            HS_FAIL(err, HS_ERR_UNSUPPORTED, "%s: key '%s': RoPE scaling '%.60s' is not supported (none, linear)",
+                    file, key, rs);
+        }
     }
-    if (hs_gguf_tensor_find(g, "rope_freqs.weight", &emb, NULL) != HS_ERR_MISSING)
-        HS_FAIL(err, HS_ERR_UNSUPPORTED, "%s: tensor 'rope_freqs.weight': Llama-3 RoPE frequency scaling is not supported",
-                file);
 
     /* The vocabulary is whatever the embedding holds (it may be padded). */
     st = hs_gguf_tensor_find(g, "token_embd.weight", &emb, err);
@@ -188,6 +192,9 @@ static hs_status plan_tensors(const hs_gguf *g, hs_model *m, int permuted, tenso
 
     add_spec(s, n, "token_embd.weight", d, c->n_vocab, &w->tok_embd, 0);
     add_spec(s, n, "output_norm.weight", d, 0, &w->lnf_w, 0);
+    /* Llama 3.1 / 3.2: each RoPE frequency divided by its factor (llama.cpp's rope_freqs) */
+    if (hs_gguf_tensor_find(g, "rope_freqs.weight", &ti, NULL) != HS_ERR_MISSING)
+        add_spec(s, n, "rope_freqs.weight", c->d_head / 2, 0, &w->rope_freq_factors, 0);
     c->tied_embeddings = hs_gguf_tensor_find(g, "output.weight", &ti, NULL) == HS_ERR_MISSING;
     if (!c->tied_embeddings) add_spec(s, n, "output.weight", d, c->n_vocab, &w->unembed, 0);
     /* Q/K/V biases (Qwen2) are all or nothing; layer 0 decides. */
@@ -276,7 +283,8 @@ hs_status hs_model_load_gguf(hs_model *m, const char *path, hs_err *err) {
         HS_FAIL(err, HS_ERR_FORMAT, "%s: head dimension %d is odd: cannot undo the Q/K permutation", path,
                 m->cfg.d_head);
     HS_CHECK(hs_model_alloc_layers(m, err));
-    specs = calloc((size_t)m->cfg.n_layers * 12 + 3, sizeof *specs);
+    /* per layer at most 9 weights, 2 q/k norms and 3 biases; 4 more for the whole model */
+    specs = calloc((size_t)m->cfg.n_layers * 14 + 4, sizeof *specs);
     if (!specs) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory", path);
     HS_CHECK(plan_tensors(g, m, permuted, specs, &n_specs, err));
 
@@ -290,6 +298,10 @@ hs_status hs_model_load_gguf(hs_model *m, const char *path, hs_err *err) {
     for (int i = 0; i < n_specs; i++) failed |= convert_tensor(&specs[i]) != 0;
     if (failed) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory while dequantising", path);
     if (m->cfg.tied_embeddings) m->w.unembed = m->w.tok_embd;
+    for (int i = 0; m->w.rope_freq_factors && i < m->cfg.d_head / 2; i++)
+        if (!(m->w.rope_freq_factors[i] > 0.0f) || isinf(m->w.rope_freq_factors[i]))
+            HS_FAIL(err, HS_ERR_FORMAT, "%s: tensor 'rope_freqs.weight': factor %d is %g (must be positive and finite)",
+                    path, i, (double)m->w.rope_freq_factors[i]);
 exit:
     free(specs);
     hs_gguf_close(g);

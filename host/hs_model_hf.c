@@ -4,6 +4,7 @@
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,34 @@ static hs_status parse_gpt2_config(json_t *root, const char *path, hs_model_conf
     return HS_OK;
 }
 
+/* rope_scaling (or transformers 5's rope_parameters) of a Llama-family config:
+ * rope_type default, linear (factor) or llama3 (factor, low_freq_factor,
+ * high_freq_factor, original_max_position_embeddings); others are refused. */
+static hs_status parse_rope_scaling(json_t *rs, const char *path, const char *obj, hs_model_config *c, hs_err *err) {
+    json_t *t = json_object_get(rs, "rope_type");
+    if (!t) t = json_object_get(rs, "type");
+    const char *type = json_is_string(t) ? json_string_value(t) : "default";
+    if (!strcmp(type, "default")) return HS_OK;
+    if (strcmp(type, "linear") && strcmp(type, "llama3"))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: rope type '%s' is not supported (default, linear, llama3)",
+                          path, obj, type);
+    const int llama3 = type[0] == 'l' && type[1] == 'l';
+    c->rope_scaling = llama3 ? HS_ROPE_SCALING_LLAMA3 : HS_ROPE_SCALING_LINEAR;
+    const char *keys[3] = {"factor", "low_freq_factor", "high_freq_factor"};
+    float *dst[3] = {&c->rope_factor, &c->rope_low_freq_factor, &c->rope_high_freq_factor};
+    hs_status st;
+    for (int i = 0; i < (llama3 ? 3 : 1); i++) {
+        if ((st = hs_hf_cfg_float(rs, path, keys[i], NAN, dst[i], err))) return st;
+        if (isnan(*dst[i])) return hs_err_set(err, HS_ERR_MISSING, "%s: %s: rope type '%s' needs '%s'", path, obj, type, keys[i]);
+    }
+    if (llama3 && (st = hs_hf_cfg_int(rs, path, "original_max_position_embeddings", 0, 0, &c->rope_original_ctx, err)))
+        return st;
+    if (llama3 && c->rope_original_ctx <= 0)
+        return hs_err_set(err, HS_ERR_MISSING, "%s: %s: rope type 'llama3' needs a positive 'original_max_position_embeddings'",
+                          path, obj);
+    return HS_OK;
+}
+
 static hs_status parse_llama_config(json_t *root, const char *path, const char *arch, hs_model_config *c,
                                     hs_err *err) {
     hs_status st;
@@ -99,14 +128,9 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     if (json_is_object(rp) && json_is_number(json_object_get(rp, "rope_theta")))
         c->rope_theta = (float)json_number_value(json_object_get(rp, "rope_theta"));
     json_t *rs = json_object_get(root, "rope_scaling");
-    if (!rs || json_is_null(rs)) rs = rp;
-    if (json_is_object(rs)) {
-        json_t *t = json_object_get(rs, "rope_type");
-        if (!t) t = json_object_get(rs, "type");
-        if (json_is_string(t) && strcmp(json_string_value(t), "default"))
-            return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rope scaling type '%s' is not supported", path,
-                              json_string_value(t));
-    }
+    const char *rs_name = "rope_scaling";
+    if (!rs || json_is_null(rs)) rs = rp, rs_name = "rope_parameters";
+    if (json_is_object(rs) && (st = parse_rope_scaling(rs, path, rs_name, c, err))) return st;
     json_t *act = json_object_get(root, "hidden_act");
     if (json_is_string(act) && strcmp(json_string_value(act), "silu"))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu only)", path,

@@ -24,6 +24,7 @@ struct hs_session {
     /* scratch, sized for max_B * max_T rows */
     void *x, *xn, *q, *k, *v, *z, *attn_out, *gate, *up, *hid, *mlp_out, *logits;
     void *q_pre, *k_pre; /* qk_norm: q and k before their norms (hook_q, hook_k) */
+    float *rope_inv;     /* host [rot_dim / 2]: RoPE's inverse frequencies (hs_model_rope_inv_freq) */
     int32_t *d_tokens, *d_pos, *d_mask;
     int32_t *d_pattern_rows; /* [max_B] */
     /* target log-probs: one chunk's logits, targets and results, allocated at

@@ -196,31 +196,39 @@ Test(cuda_ops, matmul_bf16) { REQUIRE_GPU(); run_matmul(HS_DTYPE_BF16, "matmul_b
 static void run_rope(hs_dtype dt, hs_rope_kind kind, const char *name) {
     H h;
     h_init(&h, dt, name, 1004 + kind);
-    /* rot < dh: partial rotary (Pythia's 25% of 80 and 128), the rest must pass through */
-    const struct { int64_t n; int H, dh, rot; float theta; int maxpos; } cs[] = {
-        {9, 3, 12, 12, 10000.0f, 9},        {300, 9, 64, 64, 100000.0f, 2048}, {40, 4, 128, 128, 500000.0f, 8192},
-        {33, 2, 80, 80, 10000.0f, 300},     {50, 3, 80, 20, 10000.0f, 2048},   {20, 2, 128, 32, 10000.0f, 4096},
-        {7, 5, 12, 6, 10000.0f, 64}};
+    /* rot < dh: partial rotary (Pythia's 25% of 80 and 128), the rest must pass through. scaled:
+     * Llama 3.1's frequency rescaling (factor 8 over an original 8192 positions), right after
+     * the same shape unscaled: the backend must not keep rotating by the previous table. */
+    const struct { int64_t n; int H, dh, rot; float theta; int maxpos, scaled; } cs[] = {
+        {9, 3, 12, 12, 10000.0f, 9, 0},     {300, 9, 64, 64, 100000.0f, 2048, 0}, {40, 4, 128, 128, 500000.0f, 8192, 0},
+        {40, 4, 128, 128, 500000.0f, 30000, 1},
+        {33, 2, 80, 80, 10000.0f, 300, 0},  {50, 3, 80, 20, 10000.0f, 2048, 0},   {20, 2, 128, 32, 10000.0f, 4096, 0},
+        {7, 5, 12, 6, 10000.0f, 64, 0}};
     for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
         hs_err err = {0};
         const int64_t n = cs[ci].n, tot = n * cs[ci].H * cs[ci].dh;
         const int Hh = cs[ci].H, dh = cs[ci].dh, rot = cs[ci].rot, half = rot / 2;
-        const float theta = cs[ci].theta;
+        hs_model_config mc = {.d_head = dh, .rot_dim = rot, .rope_theta = cs[ci].theta};
+        if (cs[ci].scaled)
+            mc.rope_scaling = HS_ROPE_SCALING_LLAMA3, mc.rope_factor = 8, mc.rope_low_freq_factor = 1,
+            mc.rope_high_freq_factor = 4, mc.rope_original_ctx = 8192;
+        float inv_freq[64];
+        hs_model_rope_inv_freq(&mc, NULL, inv_freq);
         float *x = h_rand(&h, tot, 0, 1), *ref = h_zeros(tot), *got = h_zeros(tot), *naive = h_zeros(tot);
         int32_t *pos = malloc((size_t)n * 4);
         for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)(hs_test_rng_u64(&h.rng) % (uint64_t)cs[ci].maxpos);
         void *cx = put(h.cpu, x, tot, 0), *cp = put(h.cpu, pos, n, 1);
-        ok(h.cpu->ops->rope(h.cpu, kind, cx, cp, n, Hh, dh, rot, theta, &err), &err, "cpu rope");
+        ok(h.cpu->ops->rope(h.cpu, kind, cx, cp, n, Hh, dh, rot, inv_freq, &err), &err, "cpu rope");
         get(h.cpu, ref, cx, tot, 0);
         void *gp = put(h.gpu, pos, n, 1);
         gbuf gx = galloc(&h, tot, 0, x); /* in place: guards only */
-        ok(h.gpu->ops->rope(h.gpu, kind, gptr(&gx), gp, n, Hh, dh, rot, theta, &err), &err, "cuda rope");
+        ok(h.gpu->ops->rope(h.gpu, kind, gptr(&gx), gp, n, Hh, dh, rot, inv_freq, &err), &err, "cuda rope");
         gread(&h, &gx, got, "rope");
         /* HF in bf16: cos/sin cached in bf16, every product and sum rounded */
         for (int64_t i = 0; i < tot; i++) naive[i] = bf(x[i]); /* the dims past rot */
         for (int64_t r = 0; r < n; r++)
             for (int i = 0; i < half; i++) {
-                float inv = 1.0f / powf(theta, (float)(2 * i) / (float)rot), ang = (float)pos[r] * inv;
+                float ang = (float)pos[r] * inv_freq[i];
                 float c = bf(cosf(ang)), s = bf(sinf(ang));
                 int a = kind == HS_ROPE_NORMAL ? 2 * i : i, bb = kind == HS_ROPE_NORMAL ? 2 * i + 1 : i + half;
                 for (int hh = 0; hh < Hh; hh++) {

@@ -152,6 +152,8 @@ typedef struct {
     const char *omit_key;  /* leave this "<arch>.<suffix>" key out */
     const char *extra_str_key, *extra_str_val;
     int rope_dims; /* write <arch>.rope.dimension_count when non-zero */
+    float rope_scaling_factor; /* write <arch>.rope.scaling.factor when non-zero */
+    int rope_freqs;            /* write rope_freqs.weight [dh / 2] (Llama 3.1's per-frequency factors) */
 } tiny_opts;
 
 #define MAX_REFS 64
@@ -248,6 +250,8 @@ static char *write_tiny(const tiny_opts *o, tiny_refs *r) {
     snprintf(key, sizeof key, "%s.rope.freq_base", o->arch);
     if (o->write_rope_base) gw_kv_f32(&gf, key, 5000.0f);
     if (o->extra_str_key) gw_kv_str(&gf, o->extra_str_key, o->extra_str_val);
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", o->arch);
+    if (o->rope_scaling_factor) gw_kv_f32(&gf, key, o->rope_scaling_factor);
     if (o->write_token_ids) {
         gw_kv_u32(&gf, "tokenizer.ggml.bos_token_id", 1);
         gw_kv_u32(&gf, "tokenizer.ggml.eos_token_id", 2);
@@ -256,6 +260,7 @@ static char *write_tiny(const tiny_opts *o, tiny_refs *r) {
     const int64_t d = o->d, qd = (int64_t)o->H * o->dh, kd = (int64_t)o->KV * o->dh;
     add_weight(&gf, r, o, &rng, "token_embd.weight", d, o->V, 0, 0);
     add_weight(&gf, r, o, &rng, "output_norm.weight", d, 0, 0, 1);
+    if (o->rope_freqs) add_weight(&gf, r, o, &rng, "rope_freqs.weight", o->dh / 2, 0, 0, 1);
     if (!o->tied) add_weight(&gf, r, o, &rng, "output.weight", d, o->V, 0, 0);
     for (int l = 0; l < o->L; l++) {
         char nm[64];
@@ -301,6 +306,7 @@ static const float *model_tensor(const hs_model *m, const char *name) {
     if (!strcmp(name, "token_embd.weight")) return w->tok_embd;
     if (!strcmp(name, "output_norm.weight")) return w->lnf_w;
     if (!strcmp(name, "output.weight")) return w->unembed;
+    if (!strcmp(name, "rope_freqs.weight")) return w->rope_freq_factors;
     cr_assert_eq(sscanf(name, "blk.%d.%63s", &l, rest), 2, "%s", name);
     const hs_layer_weights *L = &w->layers[l];
     const struct { const char *s; const float *p; } map[] = {
@@ -543,8 +549,53 @@ Test(gguf_model, unsupported_rope_variants) {
     expect_fail(o, HS_ERR_UNSUPPORTED, "'llama.rope.dimension_count'", "partial");
     o = FLOAT_CFG;
     o.extra_str_key = "llama.rope.scaling.type";
+    o.extra_str_val = "yarn";
+    expect_fail(o, HS_ERR_UNSUPPORTED, "'llama.rope.scaling.type'", "yarn");
+    o.extra_str_val = "linear"; /* without its factor */
+    expect_fail(o, HS_ERR_MISSING, "'llama.rope.scaling.factor'", "not found");
+}
+
+/* The inverse frequencies of a loaded model: theta^(-2i/d) (theta 5000 here),
+ * divided by rope.scaling.factor for linear scaling, or by each entry of
+ * rope_freqs.weight (how llama.cpp stores Llama 3.1's rescaling). */
+static void check_inv_freq(const hs_model *m, float divide_all, const float *divide_each) {
+    const hs_model_config *c = hs_model_get_config(m);
+    float inv[32];
+    hs_model_rope_inv_freq(c, hs_model_get_weights(m), inv);
+    for (int i = 0; i < c->d_head / 2; i++) {
+        float want = 1.0f / powf(5000.0f, (float)(2 * i) / (float)c->d_head) / divide_all;
+        if (divide_each) want /= divide_each[i];
+        cr_assert_eq(inv[i], want, "inv_freq[%d] = %.9g, want %.9g", i, (double)inv[i], (double)want);
+    }
+}
+
+Test(gguf_model, rope_scaling_linear_and_freq_factors) {
+    tiny_opts o = FLOAT_CFG;
+    o.extra_str_key = "llama.rope.scaling.type";
     o.extra_str_val = "linear";
-    expect_fail(o, HS_ERR_UNSUPPORTED, "'llama.rope.scaling.type'", "linear");
+    o.rope_scaling_factor = 4.0f;
+    hs_model *m = NULL;
+    tiny_refs r;
+    hs_err e = {0};
+    cr_assert_eq(load(&o, &m, &r, &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_model_get_config(m)->rope_scaling, HS_ROPE_SCALING_LINEAR);
+    check_inv_freq(m, 4.0f, NULL);
+    hs_model_free(m);
+    refs_free(&r);
+
+    o = FLOAT_CFG;
+    o.rope_freqs = 1;
+    cr_assert_eq(load(&o, &m, &r, &e), HS_OK, "%s", e.msg);
+    int k = 0;
+    while (k < r.count && strcmp(r.name[k], "rope_freqs.weight")) k++;
+    cr_assert_lt(k, r.count);
+    cr_assert_not_null(hs_model_get_weights(m)->rope_freq_factors);
+    check_inv_freq(m, 1.0f, r.ref[k]);
+    hs_model_free(m);
+    refs_free(&r);
+
+    o.bad_shape = "rope_freqs.weight";
+    expect_fail(o, HS_ERR_SHAPE, "'rope_freqs.weight'", "contradicts");
 }
 
 /* A Llama whose matrices mix the k-quants and Q5_0/Q5_1, as llama.cpp's

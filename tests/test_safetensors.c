@@ -2,6 +2,7 @@
  * bad input gives its own status and a message naming the file and the
  * tensor or key. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,85 @@ Test(hf_folder, qwen3_has_qk_norms) {
     cr_assert_eq(hs_model_load(dir, &m, &e), HS_ERR_MISSING, "%s", e.msg);
     cr_assert(strstr(e.msg, "'model.layers.0.self_attn.q_norm.weight'"), "%s", e.msg);
     cr_assert_null(m);
+    hs_test_remove_dir(dir);
+}
+
+/* llama_gqa's weights under RoPE frequency rescaling (transformers' references,
+ * part rope_scaling): llama3 (Llama 3.1 / 3.2) in transformers 5's spelling
+ * (rope_parameters) and the Hub's (rope_theta beside rope_scaling), and linear.
+ * The logits move by up to 3.5 from the unscaled model's, so a loader that
+ * ignored the scaling fails; they must match within the conformance bound. */
+static void rope_scaling_case(const char *kind, int hub_spelling) {
+    char rel[128], path[1024], params[400], dir[256];
+    snprintf(rel, sizeof rel, "ref/llama_gqa_rope_%s.safetensors", kind);
+    hs_test_fixture_path(path, sizeof path, rel);
+    hs_st_file *ref = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_st_open(path, &ref, &e), HS_OK, "%s", e.msg);
+    const float factor = *(const float *)hs_test_ref_tensor(ref, "rope.factor")->data;
+    if (!strcmp(kind, "llama3"))
+        snprintf(params, sizeof params,
+                 "\"rope_type\": \"llama3\", \"factor\": %.9g, \"low_freq_factor\": %.9g, \"high_freq_factor\": %.9g, "
+                 "\"original_max_position_embeddings\": %d",
+                 (double)factor, (double)*(const float *)hs_test_ref_tensor(ref, "rope.low_freq_factor")->data,
+                 (double)*(const float *)hs_test_ref_tensor(ref, "rope.high_freq_factor")->data,
+                 (int)*(const float *)hs_test_ref_tensor(ref, "rope.original_max_position_embeddings")->data);
+    else
+        snprintf(params, sizeof params, "\"rope_type\": \"%s\", \"factor\": %.9g", kind, (double)factor);
+    char from[200], to[600];
+    snprintf(from, sizeof from, "\"rope_parameters\": {\n    \"rope_theta\": 500000.0,\n    \"rope_type\": \"default\"\n  }");
+    if (hub_spelling) snprintf(to, sizeof to, "\"rope_theta\": 500000.0, \"rope_scaling\": {%s}", params);
+    else snprintf(to, sizeof to, "\"rope_parameters\": {\"rope_theta\": 500000.0, %s}", params);
+    broken_copy_of("llama_gqa", dir, sizeof dir, from, to);
+    hs_model *m = NULL;
+    cr_assert_eq(hs_model_load(dir, &m, &e), HS_OK, "%s", e.msg);
+    const hs_model_config *c = hs_model_get_config(m);
+    cr_assert_eq(c->rope_scaling, strcmp(kind, "llama3") ? HS_ROPE_SCALING_LINEAR : HS_ROPE_SCALING_LLAMA3);
+    const hs_st_tensor *tok = hs_test_ref_tensor(ref, "tokens"), *msk = hs_test_ref_tensor(ref, "mask"),
+                       *pos = hs_test_ref_tensor(ref, "positions"), *lg = hs_test_ref_tensor(ref, "logits");
+    const int B = (int)tok->shape[0], T = (int)tok->shape[1], V = c->n_vocab;
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_session_init(be, m, B, T, &s, &e), HS_OK, "%s", e.msg);
+    hs_batch batch = {.B = B, .T = T, .tokens = tok->data, .mask = msk->data, .positions = pos->data};
+    hs_forward_params fp = hs_forward_default_params();
+    fp.logits = HS_LOGITS_ALL;
+    float *logits = malloc((size_t)B * T * V * sizeof(float));
+    uint8_t *keep = malloc((size_t)B * T * V);
+    for (int64_t i = 0; i < (int64_t)B * T * V; i++) logits[i] = NAN, keep[i] = ((const int32_t *)msk->data)[i / V] != 0;
+    cr_assert_eq(hs_forward(s, &batch, &fp, logits, &e), HS_OK, "%s", e.msg);
+    const double atol = HS_TEST_F32_ATOL_RMS * hs_test_rms(lg->data, lg->numel);
+    hs_test_cmp cm = hs_test_compare_masked(logits, lg->data, keep, lg->numel, atol, HS_TEST_F32_RTOL);
+    cr_assert_eq(cm.n_bad, 0, "rope %s%s: %lld of %lld logits off, max abs %.3g", kind, hub_spelling ? " (Hub spelling)" : "",
+                 (long long)cm.n_bad, (long long)cm.n, cm.max_abs);
+    free(logits), free(keep);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_model_free(m);
+    hs_st_close(ref);
+    hs_test_remove_dir(dir);
+}
+
+Test(hf_folder, rope_scaling_matches_transformers) {
+    rope_scaling_case("llama3", 0);
+    rope_scaling_case("llama3", 1);
+    rope_scaling_case("linear", 0);
+}
+
+/* Scalings that change more than the frequencies are refused by name, as are
+ * incomplete ones. */
+Test(hf_folder, rope_scaling_refusals) {
+    const char *from = "\"rope_type\": \"default\"";
+    char dir[256];
+    broken_copy_of("llama_gqa", dir, sizeof dir, from, "\"rope_type\": \"yarn\", \"factor\": 4.0");
+    expect_load(dir, HS_ERR_UNSUPPORTED, "rope type 'yarn' is not supported");
+    hs_test_remove_dir(dir);
+    broken_copy_of("llama_gqa", dir, sizeof dir, from, "\"rope_type\": \"llama3\", \"factor\": 8.0");
+    expect_load(dir, HS_ERR_MISSING, "needs 'low_freq_factor'");
+    hs_test_remove_dir(dir);
+    broken_copy_of("llama_gqa", dir, sizeof dir, from, "\"rope_type\": \"linear\", \"factor\": 0.5");
+    expect_load(dir, HS_ERR_FORMAT, "factor 0.5 must be at least 1");
     hs_test_remove_dir(dir);
 }
 

@@ -43,6 +43,13 @@ int hs_cli_info(int argc, char **argv) {
     if (c->rope != HS_ROPE_NONE)
         printf("rope:          theta %g, %d of %d dims per head\n", (double)c->rope_theta,
                c->rot_dim ? c->rot_dim : c->d_head, c->d_head);
+    if (c->rope_scaling == HS_ROPE_SCALING_LINEAR)
+        printf("rope scaling:  linear, factor %g\n", (double)c->rope_factor);
+    else if (c->rope_scaling == HS_ROPE_SCALING_LLAMA3)
+        printf("rope scaling:  llama3, factor %g, frequency factors %g..%g over %d original positions\n",
+               (double)c->rope_factor, (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor,
+               c->rope_original_ctx);
+    if (hs_model_get_weights(m)->rope_freq_factors) printf("rope scaling:  per-frequency factors (rope_freqs)\n");
     printf("tied unembed:  %s\n", c->tied_embeddings ? "yes" : "no");
     printf("parameters:    %lld (%.1f M)\n", (long long)hs_model_n_params(m), (double)hs_model_n_params(m) / 1e6);
     hs_model_free(m);

@@ -112,10 +112,11 @@ typedef struct {
     hs_status (*matmul)(hs_backend *be, const void *x, const void *w, const void *bias,
                         int64_t M, int N, int K, int accumulate, void *y, hs_err *err);
     /* In place on x [n, H, d_head] with positions pos[n] (int32): rotates each
-     * head's first rot dims (even, <= d_head; the rest pass through), with
-     * frequencies theta^(-2i/rot). */
+     * head's first rot dims (even, <= d_head; the rest pass through) by the
+     * angles pos * inv_freq[i]; inv_freq: host memory, rot/2 entries
+     * (hs_model_rope_inv_freq: theta^(-2i/rot) and the checkpoint's scaling). */
     hs_status (*rope)(hs_backend *be, hs_rope_kind kind, void *x, const int32_t *pos,
-                      int64_t n, int H, int d_head, int rot, float theta, hs_err *err);
+                      int64_t n, int H, int d_head, int rot, const float *inv_freq, hs_err *err);
     hs_status (*attention)(hs_backend *be, const hs_attn_params *p, hs_err *err);
     /* GELU_NEW: out = gelu_tanh(up); GELU: out = up * Phi(up) (erf); SILU_GLU:
      * out = silu(gate) * up. n elements. */

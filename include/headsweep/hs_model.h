@@ -24,6 +24,10 @@ typedef enum { HS_ACT_GELU_NEW = 0, HS_ACT_SILU_GLU, HS_ACT_GELU } hs_act_kind;
  * HS_ROPE_NORMAL rotates adjacent pairs (2i, 2i+1) (Meta / GGUF layout).
  * Loaded weights are always brought to the NEOX layout. */
 typedef enum { HS_ROPE_NONE = 0, HS_ROPE_NEOX, HS_ROPE_NORMAL } hs_rope_kind;
+/* How a checkpoint rescales RoPE's frequencies (HF rope_type): LINEAR divides
+ * them all by factor; LLAMA3 (Llama 3.1 / 3.2) divides the low ones by factor,
+ * keeps the high ones and blends between (hs_model_rope_inv_freq). */
+typedef enum { HS_ROPE_SCALING_NONE = 0, HS_ROPE_SCALING_LINEAR, HS_ROPE_SCALING_LLAMA3 } hs_rope_scaling_kind;
 
 typedef struct {
     hs_arch arch;
@@ -45,6 +49,10 @@ typedef struct {
     hs_rope_kind rope;
     int rot_dim;         /* leading dims of each head that RoPE rotates, even (partial
                             rotary: GPT-NeoX rotary_pct); 0 = all d_head */
+    hs_rope_scaling_kind rope_scaling;
+    float rope_factor;                 /* LINEAR, LLAMA3 */
+    float rope_low_freq_factor, rope_high_freq_factor; /* LLAMA3 */
+    int rope_original_ctx;             /* LLAMA3: original_max_position_embeddings */
     int parallel_attn_mlp; /* the MLP reads norm2(resid_pre), not norm2(resid_mid), and
                               resid_post = resid_pre + attn_out + mlp_out (GPT-NeoX) */
     int tied_embeddings; /* unembedding shares the token embedding */
@@ -80,6 +88,8 @@ typedef struct {
     float *lnf_w, *lnf_b;     /* [d_model] */
     float *unembed;           /* [n_vocab, d_model]; aliases tok_embd when tied */
     float *unembed_b;         /* [n_vocab] or NULL */
+    float *rope_freq_factors; /* [rot/2]: GGUF's rope_freqs (Llama 3.1 files): each frequency is divided
+                                 by its factor; NULL = none */
 } hs_model_weights;
 
 typedef struct hs_model hs_model;
@@ -110,6 +120,11 @@ const char *hs_model_get_path(const hs_model *m);
 const char *hs_model_get_format(const hs_model *m);
 const char *hs_model_get_source_dtypes(const hs_model *m);
 int64_t hs_model_n_params(const hs_model *m);
+
+/* RoPE's inverse frequencies, out[rot/2] (rot: the rotated dims, rot_dim or
+ * d_head): theta^(-2i/rot) as HF computes them in f32, then the config's
+ * rope_scaling and the weights' rope_freq_factors. */
+void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w, float *out);
 
 /* Checks the configuration for internal consistency (positive sizes, d_model
  * == n_heads * d_head unless overridden, n_heads % n_kv_heads == 0, ...). */
