@@ -162,12 +162,12 @@ static hs_status hs_rope_table(hs_cuda_backend *c, const float *inv, int rot, hs
     if (c->rope_inv && c->rope_rot < rot) {
         HS_CUDA_CHECK_GOTO(err, cudaFree(c->rope_inv)); /* synchronises: no reader left */
         c->rope_inv = NULL;
-        free(c->rope_inv_host);
-        c->rope_inv_host = NULL;
     }
-    if (!c->rope_inv_host && !(c->rope_inv_host = (float *)malloc(bytes)))
-        return hs_err_set(err, HS_ERR_OOM, "cuda rope: out of memory");
-    if (!c->rope_inv) HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->rope_inv, bytes));
+    if (!c->rope_inv) { /* the host copy always has the device table's size */
+        free(c->rope_inv_host);
+        if (!(c->rope_inv_host = (float *)malloc(bytes))) return hs_err_set(err, HS_ERR_OOM, "cuda rope: out of memory");
+        HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->rope_inv, bytes));
+    }
     c->rope_rot = 0; /* invalid until the copy is done */
     /* on the stream, so after every kernel that still reads the old table */
     HS_CUDA_CHECK_GOTO(err, cudaMemcpyAsync(c->rope_inv, inv, bytes, cudaMemcpyHostToDevice, c->stream));

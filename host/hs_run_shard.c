@@ -224,14 +224,15 @@ static hs_status file_model_config(hs_h5_group *root, hs_model_config *c, hs_err
 
 /* The merged file's device (each shard's, once, in shard order: "; "
  * between) and computed_on (the union of the shards' lists). A shard from
- * before computed_on counts its device as the identity. */
+ * before computed_on counts as unrecorded, as a journal record from then does. */
 static hs_status merge_devices(shard **sh, int64_t count, hs_h5_group *root, hs_err *err) {
     char devices[HS_RUN_COMPUTED_ON_MAX] = "", computed_on[HS_RUN_COMPUTED_ON_MAX] = "";
     char *dev = NULL, *on = NULL;
     hs_status st = HS_OK;
     for (int64_t s = 0; s < count; s++) {
         HS_CHECK(hs_h5_read_attr_str(sh[s]->root, NULL, "device", &dev, err));
-        if (hs_h5_read_attr_str(sh[s]->root, NULL, "computed_on", &on, NULL)) on = strdup(dev);
+        if (hs_h5_read_attr_str(sh[s]->root, NULL, "computed_on", &on, NULL))
+            on = strdup("unrecorded (a shard from a headsweep that did not record it)");
         if (!on) HS_FAIL(err, HS_ERR_OOM, "out of memory");
         hs_run_computed_on_add(devices, sizeof devices, dev);
         for (char *line = on, *e; line; line = e ? e + 1 : NULL) {
