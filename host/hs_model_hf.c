@@ -1,6 +1,6 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
- * Llama family (Llama, Mistral, Qwen2, Qwen3) and GPTNeoXForCausalLM (Pythia).
+ * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3) and GPTNeoXForCausalLM (Pythia).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
@@ -154,6 +154,19 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 0);
     c->qkv_bias = !strcmp(arch, "Qwen2ForCausalLM");
     c->qk_norm = !strcmp(arch, "Qwen3ForCausalLM");
+    if (!strcmp(arch, "Phi3ForCausalLM")) { /* partial RoPE (Phi-4-mini: 0.75), at the top level or in rope_parameters */
+        float pct = 1.0f;
+        if ((st = hs_hf_cfg_float(root, path, "partial_rotary_factor", 1.0f, &pct, err))) return st;
+        if (json_is_object(rp) && json_is_number(json_object_get(rp, "partial_rotary_factor")))
+            pct = (float)json_number_value(json_object_get(rp, "partial_rotary_factor"));
+        if (!(pct > 0.0f) || pct > 1.0f)
+            return hs_err_set(err, HS_ERR_FORMAT, "%s: partial_rotary_factor %g must be in (0, 1]", path, (double)pct);
+        c->rot_dim = (int)((float)c->d_head * pct); /* int(head_dim * factor), as HF */
+        if (c->rot_dim < 2 || c->rot_dim % 2)
+            return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g gives %d rotary dims of %d: not an even count",
+                              path, (double)pct, c->rot_dim, c->d_head);
+        if (c->rot_dim == c->d_head) c->rot_dim = 0;
+    }
     c->out_bias = 0;
     c->learned_pos = 0;
     return HS_OK;
@@ -181,14 +194,14 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
     if (!strcmp(arch, "GPT2LMHeadModel")) {
         st = parse_gpt2_config(root, path, c, err);
     } else if (!strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "MistralForCausalLM") ||
-               !strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen3ForCausalLM")) {
+               !strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen3ForCausalLM") || !strcmp(arch, "Phi3ForCausalLM")) {
         st = parse_llama_config(root, path, arch, c, err);
     } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
         st = hs_hf_parse_neox_config(root, path, c, err);
     } else {
         st = hs_err_set(err, HS_ERR_UNSUPPORTED,
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
-                        "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, GPTNeoXForCausalLM)",
+                        "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GPTNeoXForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
@@ -363,15 +376,22 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
     const hs_model_config *c = &m->cfg;
     int64_t d = c->d_model, q = (int64_t)c->n_heads * c->d_head, kv = (int64_t)c->n_kv_heads * c->d_head,
             f = c->d_mlp;
+    const int phi3 = !strcmp(c->arch_name, "Phi3ForCausalLM");
     char n[256];
     HS_CHECK(hs_hf_load(L, "model.embed_tokens.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
     for (int l = 0; l < c->n_layers; l++) {
         hs_layer_weights *W = &m->w.layers[l];
 #define NAME(s) (snprintf(n, sizeof n, "model.layers.%d.%s", l, s), n)
         HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
-        HS_CHECK(hs_hf_load(L, NAME("self_attn.q_proj.weight"), q, d, 0, &W->wq, err));
-        HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.weight"), kv, d, 0, &W->wk, err));
-        HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.weight"), kv, d, 0, &W->wv, err));
+        if (phi3) { /* rows [q | k | v] of one qkv_proj: alias into it (the model owns the buffer) */
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.qkv_proj.weight"), q + 2 * kv, d, 0, &W->wq, err));
+            W->wk = W->wq + q * d;
+            W->wv = W->wk + kv * d;
+        } else {
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.q_proj.weight"), q, d, 0, &W->wq, err));
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.weight"), kv, d, 0, &W->wk, err));
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.weight"), kv, d, 0, &W->wv, err));
+        }
         if (c->qkv_bias) {
             HS_CHECK(hs_hf_load(L, NAME("self_attn.q_proj.bias"), q, 0, 0, &W->bq, err));
             HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.bias"), kv, 0, 0, &W->bk, err));
@@ -383,8 +403,13 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
         }
         HS_CHECK(hs_hf_load(L, NAME("self_attn.o_proj.weight"), d, q, 0, &W->wo, err));
         HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.gate_proj.weight"), f, d, 0, &W->w_gate, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.up_proj.weight"), f, d, 0, &W->w_up, err));
+        if (phi3) { /* rows [gate | up] of one gate_up_proj */
+            HS_CHECK(hs_hf_load(L, NAME("mlp.gate_up_proj.weight"), 2 * f, d, 0, &W->w_gate, err));
+            W->w_up = W->w_gate + f * d;
+        } else {
+            HS_CHECK(hs_hf_load(L, NAME("mlp.gate_proj.weight"), f, d, 0, &W->w_gate, err));
+            HS_CHECK(hs_hf_load(L, NAME("mlp.up_proj.weight"), f, d, 0, &W->w_up, err));
+        }
         HS_CHECK(hs_hf_load(L, NAME("mlp.down_proj.weight"), d, f, 0, &W->w_down, err));
 #undef NAME
     }

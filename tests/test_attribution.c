@@ -140,6 +140,7 @@ Test(attribution, pythia_grad_drop_matches_autograd) { against_autograd("pythia"
 /* the backward through Qwen3's q/k norms: the q and k cells read the gradient at q_proj's output */
 Test(attribution, qwen3_matches_autograd) { against_autograd("qwen3", 3, 0); }
 Test(attribution, qwen3_grad_drop_matches_autograd) { against_autograd("qwen3", 2, 1); }
+Test(attribution, phi3_matches_autograd) { against_autograd("phi3", 3, 0); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric

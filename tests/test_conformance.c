@@ -200,6 +200,9 @@ Test(conformance, pythia_left) { run_conformance("pythia", "left"); }
  * heads wider than the stream (4 x 16 > 48) */
 Test(conformance, qwen3_right) { run_conformance("qwen3", "right"); }
 Test(conformance, qwen3_left) { run_conformance("qwen3", "left"); }
+/* Phi-3: fused qkv_proj and gate_up_proj, RoPE on 12 of 16 dims */
+Test(conformance, phi3_right) { run_conformance("phi3", "right"); }
+Test(conformance, phi3_left) { run_conformance("phi3", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

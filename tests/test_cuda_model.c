@@ -184,6 +184,9 @@ Test(cuda_model, pythia_bf16) { REQUIRE_GPU(); fixture_case("pythia", HS_DTYPE_B
 /* Qwen3: the q/k norms (the norm op over [rows x heads, d_head]) */
 Test(cuda_model, qwen3_f32) { REQUIRE_GPU(); fixture_case("qwen3", HS_DTYPE_F32, "qwen3_f32"); }
 Test(cuda_model, qwen3_bf16) { REQUIRE_GPU(); fixture_case("qwen3", HS_DTYPE_BF16, "qwen3_bf16"); }
+/* Phi-3: weights aliased into the fused qkv_proj / gate_up_proj, uploaded per matrix; partial RoPE */
+Test(cuda_model, phi3_f32) { REQUIRE_GPU(); fixture_case("phi3", HS_DTYPE_F32, "phi3_f32"); }
+Test(cuda_model, phi3_bf16) { REQUIRE_GPU(); fixture_case("phi3", HS_DTYPE_BF16, "phi3_bf16"); }
 
 /* Gradient head importance (hs_head_grad_metric: the forward, then the
  * backward ops through every layer), CUDA vs CPU, per prompt [B, L, H] of a
@@ -248,6 +251,8 @@ Test(cuda_model, head_grad_pythia_f32) { REQUIRE_GPU(); grad_case("pythia", HS_D
 Test(cuda_model, head_grad_pythia_bf16) { REQUIRE_GPU(); grad_case("pythia", HS_DTYPE_BF16, "head_grad_pythia_bf16"); }
 Test(cuda_model, head_grad_qwen3_f32) { REQUIRE_GPU(); grad_case("qwen3", HS_DTYPE_F32, "head_grad_qwen3_f32"); }
 Test(cuda_model, head_grad_qwen3_bf16) { REQUIRE_GPU(); grad_case("qwen3", HS_DTYPE_BF16, "head_grad_qwen3_bf16"); }
+Test(cuda_model, head_grad_phi3_f32) { REQUIRE_GPU(); grad_case("phi3", HS_DTYPE_F32, "head_grad_phi3_f32"); }
+Test(cuda_model, head_grad_phi3_bf16) { REQUIRE_GPU(); grad_case("phi3", HS_DTYPE_BF16, "head_grad_phi3_bf16"); }
 
 static hs_model_config smollm2_shape(void) {
     hs_model_config c = hs_test_llama_config(30, 9, 3, 576, 64, 1536, 49152, 8192, 100000.0f);

@@ -245,6 +245,23 @@ Test(hf_folder, qwen3_has_qk_norms) {
     hs_test_remove_dir(dir);
 }
 
+/* Phi-3: fused qkv_proj and gate_up_proj split by rows, partial RoPE from
+ * rope_parameters or the top level; longrope (Phi-3's 128k variants) refused. */
+Test(hf_folder, phi3_config_and_fused_weights) {
+    hs_model_config c = loaded_config("phi3", NULL, NULL);
+    cr_assert_eq(c.rot_dim, 12);
+    cr_assert(!c.tied_embeddings && !c.qkv_bias && !c.qk_norm);
+    c = loaded_config("phi3", "\"partial_rotary_factor\": 0.75,", "");
+    cr_assert_eq(c.rot_dim, 0, "factor 1: the whole head");
+    char dir[256];
+    broken_copy_of("phi3", dir, sizeof dir, "\"rope_type\": \"default\"", "\"rope_type\": \"longrope\"");
+    expect_load(dir, HS_ERR_UNSUPPORTED, "rope type 'longrope' is not supported");
+    hs_test_remove_dir(dir);
+    broken_copy_of("phi3", dir, sizeof dir, "\"partial_rotary_factor\": 0.75", "\"partial_rotary_factor\": 0.7");
+    expect_load(dir, HS_ERR_UNSUPPORTED, "not an even count");
+    hs_test_remove_dir(dir);
+}
+
 /* llama_gqa's weights under RoPE frequency rescaling (transformers' references,
  * part rope_scaling): llama3 (Llama 3.1 / 3.2) in transformers 5's spelling
  * (rope_parameters) and the Hub's (rope_theta beside rope_scaling), and linear.
