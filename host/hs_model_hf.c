@@ -111,6 +111,7 @@ static hs_status parse_rope_scaling(json_t *rs, const char *path, const char *ob
 static hs_status parse_llama_config(json_t *root, const char *path, const char *arch, hs_model_config *c,
                                     hs_err *err) {
     hs_status st;
+    const int phi3 = !strcmp(arch, "Phi3ForCausalLM");
     c->arch = HS_ARCH_LLAMA;
     if ((st = hs_hf_cfg_int(root, path, "num_hidden_layers", 1, 0, &c->n_layers, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "num_attention_heads", 1, 0, &c->n_heads, err))) return st;
@@ -118,10 +119,11 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     if ((st = hs_hf_cfg_int(root, path, "hidden_size", 1, 0, &c->d_model, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "intermediate_size", 1, 0, &c->d_mlp, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err))) return st;
-    if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, 2048, &c->n_ctx, err))) return st;
+    /* defaults for absent keys: the architecture's config class's */
+    if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, phi3 ? 4096 : 2048, &c->n_ctx, err))) return st;
     if (c->n_heads <= 0) return hs_err_set(err, HS_ERR_FORMAT, "%s: num_attention_heads must be positive", path);
     if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, c->d_model / c->n_heads, &c->d_head, err))) return st;
-    if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", 1e-6f, &c->norm_eps, err))) return st;
+    if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", phi3 ? 1e-5f : 1e-6f, &c->norm_eps, err))) return st;
     /* rope_theta sits at the top level, or in rope_parameters in newer files. */
     json_t *rp = json_object_get(root, "rope_parameters");
     if ((st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
@@ -154,14 +156,13 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 0);
     c->qkv_bias = !strcmp(arch, "Qwen2ForCausalLM");
     c->qk_norm = !strcmp(arch, "Qwen3ForCausalLM");
-    if (!strcmp(arch, "Phi3ForCausalLM")) { /* partial RoPE (Phi-4-mini: 0.75), at the top level or in rope_parameters */
-        float pct = 1.0f;
-        if ((st = hs_hf_cfg_float(root, path, "partial_rotary_factor", 1.0f, &pct, err))) return st;
-        if (json_is_object(rp) && json_is_number(json_object_get(rp, "partial_rotary_factor")))
-            pct = (float)json_number_value(json_object_get(rp, "partial_rotary_factor"));
-        if (!(pct > 0.0f) || pct > 1.0f)
-            return hs_err_set(err, HS_ERR_FORMAT, "%s: partial_rotary_factor %g must be in (0, 1]", path, (double)pct);
-        c->rot_dim = (int)((float)c->d_head * pct); /* int(head_dim * factor), as HF */
+    if (phi3) { /* partial RoPE, at the top level or in rope_parameters (the latter wins, as in HF) */
+        json_t *top = json_object_get(root, "partial_rotary_factor"),
+               *in_rp = json_is_object(rp) ? json_object_get(rp, "partial_rotary_factor") : NULL;
+        double pct = json_is_number(in_rp) ? json_number_value(in_rp) : json_is_number(top) ? json_number_value(top) : 1.0;
+        if (!(pct > 0.0) || pct > 1.0)
+            return hs_err_set(err, HS_ERR_FORMAT, "%s: partial_rotary_factor %g must be in (0, 1]", path, pct);
+        c->rot_dim = (int)(c->d_head * pct); /* int(head_dim * factor) in double, as HF */
         if (c->rot_dim < 2 || c->rot_dim % 2)
             return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g gives %d rotary dims of %d: not an even count",
                               path, (double)pct, c->rot_dim, c->d_head);

@@ -253,6 +253,12 @@ Test(hf_folder, phi3_config_and_fused_weights) {
     cr_assert(!c.tied_embeddings && !c.qkv_bias && !c.qk_norm);
     c = loaded_config("phi3", "\"partial_rotary_factor\": 0.75,", "");
     cr_assert_eq(c.rot_dim, 0, "factor 1: the whole head");
+    /* the Hub's spelling, at the top level; and both, where rope_parameters' wins as in transformers */
+    c = loaded_config("phi3", "\"rope_parameters\": {\n    \"partial_rotary_factor\": 0.75,",
+                      "\"partial_rotary_factor\": 0.5, \"rope_parameters\": {");
+    cr_assert_eq(c.rot_dim, 8);
+    c = loaded_config("phi3", "\"rope_parameters\": {", "\"partial_rotary_factor\": 0.5, \"rope_parameters\": {");
+    cr_assert_eq(c.rot_dim, 12);
     char dir[256];
     broken_copy_of("phi3", dir, sizeof dir, "\"rope_type\": \"default\"", "\"rope_type\": \"longrope\"");
     expect_load(dir, HS_ERR_UNSUPPORTED, "rope type 'longrope' is not supported");
