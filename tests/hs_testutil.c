@@ -1,6 +1,9 @@
 /* Shared test helpers (see hs_testutil.h). */
 #include "hs_testutil.h"
 
+#include "headsweep/hs_backend.h"
+#include "headsweep/hs_forward.h"
+
 #include <criterion/criterion.h>
 
 #include <math.h>
@@ -233,4 +236,31 @@ hs_prompts hs_test_ref_prompts(hs_st_file *ref) {
                         .lengths = hs_test_ref_tensor(ref, "lengths")->data,
                         .answer = hs_test_ref_tensor(ref, "answer")->data,
                         .distractor = hs_test_ref_tensor(ref, "distractor")->data};
+}
+
+void hs_test_logits_match(const hs_model *m, hs_st_file *ref, const char *what) {
+    const hs_st_tensor *tok = hs_test_ref_tensor(ref, "tokens"), *msk = hs_test_ref_tensor(ref, "mask"),
+                       *pos = hs_test_ref_tensor(ref, "positions"), *lg = hs_test_ref_tensor(ref, "logits");
+    const int B = (int)tok->shape[0], T = (int)tok->shape[1], V = hs_model_get_config(m)->n_vocab;
+    hs_err e = {0};
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_session_init(be, m, B, T, &s, &e), HS_OK, "%s", e.msg);
+    hs_batch batch = {.B = B, .T = T, .tokens = tok->data, .mask = msk->data, .positions = pos->data};
+    hs_forward_params fp = hs_forward_default_params();
+    fp.logits = HS_LOGITS_ALL;
+    const int64_t n = (int64_t)B * T * V;
+    cr_assert_eq(lg->numel, n, "%s: %lld reference logits for %lld", what, (long long)lg->numel, (long long)n);
+    float *logits = malloc((size_t)n * sizeof(float));
+    uint8_t *keep = malloc((size_t)n);
+    for (int64_t i = 0; i < n; i++) logits[i] = NAN, keep[i] = ((const int32_t *)msk->data)[i / V] != 0;
+    cr_assert_eq(hs_forward(s, &batch, &fp, logits, &e), HS_OK, "%s: %s", what, e.msg);
+    const double atol = HS_TEST_F32_ATOL_RMS * hs_test_rms(lg->data, n);
+    hs_test_cmp cm = hs_test_compare_masked(logits, lg->data, keep, n, atol, HS_TEST_F32_RTOL);
+    cr_assert_eq(cm.n_bad, 0, "%s: %lld of %lld logits off, max abs %.3g", what, (long long)cm.n_bad, (long long)cm.n,
+                 cm.max_abs);
+    free(logits), free(keep);
+    hs_session_free(s);
+    hs_backend_free(be);
 }

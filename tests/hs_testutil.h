@@ -70,6 +70,11 @@ hs_test_cmp hs_test_compare_masked(const float *got, const float *ref, const uin
 #define HS_TEST_F32_ATOL_RMS 1e-5
 double hs_test_rms(const float *x, int64_t n);
 
+/* Runs m on the CPU over a reference file's batch (tokens, mask, positions)
+ * and fails the test, naming what, unless every unmasked position's logits
+ * match the file's "logits" within the tolerances above. */
+void hs_test_logits_match(const hs_model *m, hs_st_file *ref, const char *what);
+
 /* ==== CUDA-backend comparisons (test_cuda_ops.c, test_cuda_model.c) ==========
  * bf16 rule (FlashAttention's tests): a bf16 kernel is right when its error
  * against the f32 reference is at most twice the error of a naive bf16

@@ -213,30 +213,10 @@ Test(conformance, llama_gqa_bf16_sharded) {
     hs_err err = {0};
     hs_model *m = NULL;
     hs_st_file *ref = NULL;
-    hs_backend *be = NULL;
-    hs_session *s = NULL;
     cr_assert_eq(hs_model_load(mpath, &m, &err), HS_OK, "%s", err.msg);
     cr_assert_str_eq(hs_model_get_source_dtypes(m), "BF16");
     cr_assert_eq(hs_st_open(rpath, &ref, &err), HS_OK, "%s", err.msg);
-    const hs_st_tensor *tok = need(ref, "tokens"), *msk = need(ref, "mask"), *pos = need(ref, "positions"),
-                       *lg = need(ref, "logits");
-    int B = (int)tok->shape[0], T = (int)tok->shape[1], V = hs_model_get_config(m)->n_vocab;
-    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
-    cr_assert_eq(hs_session_init(be, m, B, T, &s, &err), HS_OK, "%s", err.msg);
-    hs_batch batch = {.B = B, .T = T, .tokens = tok->data, .mask = msk->data, .positions = pos->data};
-    hs_forward_params fp = hs_forward_default_params();
-    fp.logits = HS_LOGITS_ALL;
-    float *logits = malloc((size_t)B * T * V * sizeof(float));
-    cr_assert_eq(hs_forward(s, &batch, &fp, logits, &err), HS_OK, "%s", err.msg);
-    hs_tensor lshape = {.ndim = 3, .shape = {B, T, V}};
-    uint8_t *keep = valid_mask(HS_HOOK_RESID_POST, &lshape, msk->data, B, T);
-    double atol = HS_TEST_F32_ATOL_RMS * hs_test_rms(lg->data, lg->numel);
-    hs_test_cmp cm = hs_test_compare_masked(logits, lg->data, keep, lg->numel, atol, HS_TEST_F32_RTOL);
-    cr_assert_eq(cm.n_bad, 0, "bf16 sharded logits: %lld off, max abs %.3g", (long long)cm.n_bad, cm.max_abs);
-    free(keep);
-    free(logits);
-    hs_session_free(s);
-    hs_backend_free(be);
+    hs_test_logits_match(m, ref, "bf16 sharded logits");
     hs_st_close(ref);
     hs_model_free(m);
 }

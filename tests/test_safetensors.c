@@ -2,7 +2,6 @@
  * bad input gives its own status and a message naming the file and the
  * tensor or key. */
 #include <criterion/criterion.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,27 +298,9 @@ static void rope_scaling_case(const char *kind, int hub_spelling) {
     cr_assert_eq(hs_model_load(dir, &m, &e), HS_OK, "%s", e.msg);
     const hs_model_config *c = hs_model_get_config(m);
     cr_assert_eq(c->rope_scaling, strcmp(kind, "llama3") ? HS_ROPE_SCALING_LINEAR : HS_ROPE_SCALING_LLAMA3);
-    const hs_st_tensor *tok = hs_test_ref_tensor(ref, "tokens"), *msk = hs_test_ref_tensor(ref, "mask"),
-                       *pos = hs_test_ref_tensor(ref, "positions"), *lg = hs_test_ref_tensor(ref, "logits");
-    const int B = (int)tok->shape[0], T = (int)tok->shape[1], V = c->n_vocab;
-    hs_backend *be = NULL;
-    hs_session *s = NULL;
-    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &e), HS_OK, "%s", e.msg);
-    cr_assert_eq(hs_session_init(be, m, B, T, &s, &e), HS_OK, "%s", e.msg);
-    hs_batch batch = {.B = B, .T = T, .tokens = tok->data, .mask = msk->data, .positions = pos->data};
-    hs_forward_params fp = hs_forward_default_params();
-    fp.logits = HS_LOGITS_ALL;
-    float *logits = malloc((size_t)B * T * V * sizeof(float));
-    uint8_t *keep = malloc((size_t)B * T * V);
-    for (int64_t i = 0; i < (int64_t)B * T * V; i++) logits[i] = NAN, keep[i] = ((const int32_t *)msk->data)[i / V] != 0;
-    cr_assert_eq(hs_forward(s, &batch, &fp, logits, &e), HS_OK, "%s", e.msg);
-    const double atol = HS_TEST_F32_ATOL_RMS * hs_test_rms(lg->data, lg->numel);
-    hs_test_cmp cm = hs_test_compare_masked(logits, lg->data, keep, lg->numel, atol, HS_TEST_F32_RTOL);
-    cr_assert_eq(cm.n_bad, 0, "rope %s%s: %lld of %lld logits off, max abs %.3g", kind, hub_spelling ? " (Hub spelling)" : "",
-                 (long long)cm.n_bad, (long long)cm.n, cm.max_abs);
-    free(logits), free(keep);
-    hs_session_free(s);
-    hs_backend_free(be);
+    char what[64];
+    snprintf(what, sizeof what, "rope %s%s", kind, hub_spelling ? " (Hub spelling)" : "");
+    hs_test_logits_match(m, ref, what);
     hs_model_free(m);
     hs_st_close(ref);
     hs_test_remove_dir(dir);
