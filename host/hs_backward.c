@@ -225,7 +225,8 @@ static hs_status project_qk(hs_session *s, const void *x, int l, int64_t n, hs_e
 }
 
 /* Reruns layer l from its resid_pre up to the MLP's inputs: s->q, s->k
- * (normed with qk_norm, the inputs in s->q_pre, s->k_pre; rotated), s->v, s->z (the heads' output, times the multipliers), w->mid =
+ * (normed with qk_norm, the inputs in s->q_pre, s->k_pre; rotated), s->v,
+ * s->z (the heads' output, times the multipliers), w->mid =
  * resid_mid (a sequential block), s->xn = norm2(the MLP's input), s->up,
  * s->gate; with multipliers (ap0->head_scale) also w->zu = the unscaled z. */
 static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_attn_params *ap0, hs_err *err) {

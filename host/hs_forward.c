@@ -164,10 +164,10 @@ void hs_session_free(hs_session *s) {
     if (!s) return;
     hs_backend *be = s->be;
     void (*fr)(hs_backend *, void *) = be->ops->free;
-    void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->q_pre, s->k_pre, s->z, s->attn_out, s->gate, s->up, s->hid, s->mlp_out,
-                       s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows, s->d_head_scale,
-                       s->d_uniform, s->tl_logits, s->tl_targets, s->tl_out, s->d_set_idx, s->d_set_src,
-                       s->d_pattern, s->d_all_logits};
+    void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->q_pre, s->k_pre, s->z, s->attn_out, s->gate, s->up,
+                       s->hid, s->mlp_out, s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows,
+                       s->d_head_scale, s->d_uniform, s->tl_logits, s->tl_targets, s->tl_out, s->d_set_idx,
+                       s->d_set_src, s->d_pattern, s->d_all_logits};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         if (scratch[i]) fr(be, scratch[i]);
     hs_bwd_free(s);

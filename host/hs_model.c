@@ -83,7 +83,8 @@ void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w,
         } else if (c->rope_scaling == HS_ROPE_SCALING_LLAMA3) {
             const float wavelen = 6.28318548f / inv, scaled = wavelen > lo_wl ? inv / factor : inv;
             const float smooth = (orig / wavelen - lo) / (hi - lo);
-            inv = !(wavelen < hi_wl) && !(wavelen > lo_wl) ? (1.0f - smooth) * scaled / factor + smooth * scaled : scaled;
+            const int medium = !(wavelen < hi_wl) && !(wavelen > lo_wl);
+            inv = medium ? (1.0f - smooth) * scaled / factor + smooth * scaled : scaled;
         }
         if (w && w->rope_freq_factors) inv /= w->rope_freq_factors[i];
         out[i] = inv;
