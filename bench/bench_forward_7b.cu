@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "headsweep/hs_backend.h"
+#include "headsweep/hs_model.h"
 #include "hs_backend_cuda.h"
 #include "hs_bench_check.cuh"
 #include "hs_cuda_common.cuh"
@@ -67,9 +68,11 @@ int main(int argc, char **argv) {
     }
     const int H = 32, Hk = 32, d = 4096, dh = 128, f = 11008, V = 32000, B = 64, T = 128;
     const int64_t n = (int64_t)B * T;
-    const float eps = 1e-5f, theta = 10000.0f;
+    const float eps = 1e-5f;
+    hs_model_config rope_cfg = {};
+    rope_cfg.d_head = dh, rope_cfg.rope_theta = 10000.0f;
     std::vector<float> inv_freq(dh / 2);
-    for (int i = 0; i < dh / 2; i++) inv_freq[i] = 1.0f / powf(theta, (float)(2 * i) / (float)dh);
+    hs_model_rope_inv_freq(&rope_cfg, NULL, inv_freq.data());
     hs_backend_params bp = hs_backend_default_params();
     bp.dtype = HS_DTYPE_BF16;
     size_t free0 = 0, total = 0;
