@@ -347,11 +347,13 @@ extern "C" void hs_backend_cuda_versions(char *buf, size_t n) {
  * heuristics choose the GEMM algorithms) and the attention kernel. */
 extern "C" void hs_backend_cuda_identity(hs_backend *be, char *buf, size_t n) {
     const hs_cuda_backend *c = hs_cb(be);
-    char blas[32], attn[16] = "mma";
+    char gpu[320], blas[32], attn[16] = "mma";
+    hs_err e = {};
+    const int known = hs_backend_cuda_describe(c->device, gpu, sizeof gpu, &e) == HS_OK;
     cublas_version(blas, sizeof blas);
     if (c->attn_kernel == HS_CUDA_ATTN_WGMMA) snprintf(attn, sizeof attn, "wgmma:%d", c->attn_variant);
-    snprintf(buf, n, "cuda (%s; %s, compute capability %d.%d, %d SMs; cuBLAS %s; attention %s)",
-             hs_dtype_name(c->dtype), c->name, c->cc / 10, c->cc % 10, c->sm_count, blas, attn);
+    snprintf(buf, n, "cuda (%s; %s; cuBLAS %s; attention %s)", hs_dtype_name(c->dtype), known ? gpu : e.msg, blas,
+             attn);
 }
 
 /* HS_CUDA_ATTN=auto|mma|wgmma[:VARIANT] picks the attention kernel (see
@@ -430,7 +432,6 @@ extern "C" hs_status hs_backend_cuda_init(const hs_backend_params *p, hs_backend
     c->device = dev;
     c->sm_count = prop.multiProcessorCount;
     c->cc = prop.major * 10 + prop.minor;
-    snprintf(c->name, sizeof c->name, "%s", prop.name);
     HS_CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     HS_CUDA_CHECK_GOTO(err, cudaMalloc(&c->workspace, HS_CUDA_WORKSPACE_BYTES));
     HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->stage, (size_t)HS_CUDA_STAGE_ELEMS * 4));
