@@ -43,6 +43,15 @@ int hs_hf_cfg_bool(json_t *root, const char *key, int dflt) {
     return json_is_boolean(v) ? json_is_true(v) : dflt;
 }
 
+hs_status hs_hf_rot_dim(const char *path, const char *key, double pct, hs_model_config *c, hs_err *err) {
+    if (!(pct > 0.0) || pct > 1.0) return hs_err_set(err, HS_ERR_FORMAT, "%s: %s %g must be in (0, 1]", path, key, pct);
+    c->rot_dim = (int)(c->d_head * pct);
+    if (c->rot_dim < 2 || c->rot_dim % 2)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s %g gives %d rotary dims of %d: not an even count", path, key,
+                          pct, c->rot_dim, c->d_head);
+    return HS_OK;
+}
+
 /* bos/eos may be an integer or a list (first entry is used). */
 static int cfg_token_id(json_t *root, const char *key) {
     json_t *v = json_object_get(root, key);
@@ -160,12 +169,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
         json_t *top = json_object_get(root, "partial_rotary_factor"),
                *in_rp = json_is_object(rp) ? json_object_get(rp, "partial_rotary_factor") : NULL;
         double pct = json_is_number(in_rp) ? json_number_value(in_rp) : json_is_number(top) ? json_number_value(top) : 1.0;
-        if (!(pct > 0.0) || pct > 1.0)
-            return hs_err_set(err, HS_ERR_FORMAT, "%s: partial_rotary_factor %g must be in (0, 1]", path, pct);
-        c->rot_dim = (int)(c->d_head * pct); /* int(head_dim * factor) in double, as HF */
-        if (c->rot_dim < 2 || c->rot_dim % 2)
-            return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g gives %d rotary dims of %d: not an even count",
-                              path, (double)pct, c->rot_dim, c->d_head);
+        if ((st = hs_hf_rot_dim(path, "partial_rotary_factor", pct, c, err))) return st;
         if (c->rot_dim == c->d_head) c->rot_dim = 0;
     }
     c->out_bias = 0;

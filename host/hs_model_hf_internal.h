@@ -26,6 +26,10 @@ hs_status hs_hf_cfg_int(json_t *root, const char *path, const char *key, int req
                         hs_err *err);
 hs_status hs_hf_cfg_float(json_t *root, const char *path, const char *key, float dflt, float *out, hs_err *err);
 int hs_hf_cfg_bool(json_t *root, const char *key, int dflt);
+/* Partial RoPE: c->rot_dim = int(d_head * pct) in double, as transformers
+ * computes it, refused unless pct is in (0, 1] and the count even and >= 2;
+ * key names pct in the messages. */
+hs_status hs_hf_rot_dim(const char *path, const char *key, double pct, hs_model_config *c, hs_err *err);
 
 /* Loads tensor `name` with the expected shape [d0] or [d0, d1] (d1 = 0 for
  * 1-D), converting to f32, into *out: a new model-owned buffer when *out is

@@ -42,12 +42,7 @@ hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_confi
     json_t *rs = json_object_get(root, "rope_scaling");
     if (rs && !json_is_null(rs))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rope_scaling is not supported for GPT-NeoX", path);
-    if (!(pct > 0.0f) || pct > 1.0f)
-        return hs_err_set(err, HS_ERR_FORMAT, "%s: rotary_pct %g must be in (0, 1]", path, (double)pct);
-    c->rot_dim = (int)((float)c->d_head * pct); /* int(head_size * pct), as HF */
-    if (c->rot_dim < 2 || c->rot_dim % 2)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rotary_pct %g gives %d rotary dims of %d: not an even count",
-                          path, (double)pct, c->rot_dim, c->d_head);
+    if ((st = hs_hf_rot_dim(path, "rotary_pct", pct, c, err))) return st;
     json_t *act = json_object_get(root, "hidden_act");
     const char *a = json_is_string(act) ? json_string_value(act) : "gelu";
     if (!strcmp(a, "gelu")) c->act = HS_ACT_GELU;
