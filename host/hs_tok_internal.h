@@ -105,12 +105,16 @@ typedef struct {
 } hs_tok_trie;
 
 enum { HS_TOK_PRE_SPLIT, HS_TOK_PRE_PREFIX_SPACE, HS_TOK_PRE_METASPACE };
+/* A Split's behavior (tokenizer.json's): a match is its own piece, dropped, or the end of
+ * the piece before it. */
+enum { HS_TOK_SPLIT_ISOLATED = 0, HS_TOK_SPLIT_REMOVED, HS_TOK_SPLIT_MERGED_PREV };
 enum { HS_TOK_PREPEND_NEVER, HS_TOK_PREPEND_ALWAYS, HS_TOK_PREPEND_FIRST };
 
 typedef struct {
     int kind;
     pcre2_code *re; /* SPLIT */
     int removed;    /* SPLIT: matches are dropped instead of isolated */
+    int merge_prev; /* SPLIT: each match ends the piece before it (MergedWithPrevious: Gemma) */
     int prepend;    /* METASPACE: HS_TOK_PREPEND_* */
     int split;      /* METASPACE: split before each replacement char */
     char label[48]; /* for hs_tokenizer_describe */
@@ -208,7 +212,7 @@ extern const char hs_tok_re_qwen2[];
  * \s and \S are rewritten to Unicode White_Space as Oniguruma reads them. */
 hs_status hs_tok_regex_compile(const char *pattern, size_t len, int literal, pcre2_code **out,
                                const char *what, hs_err *err);
-hs_status hs_tok_add_split(hs_tokenizer *tok, const char *pattern, int literal, int removed,
+hs_status hs_tok_add_split(hs_tokenizer *tok, const char *pattern, int literal, int behavior,
                            const char *label, const char *what, hs_err *err);
 hs_status hs_tok_add_step(hs_tokenizer *tok, const hs_tok_step *st, const char *what, hs_err *err);
 void hs_tok_steps_free(hs_tokenizer *tok);

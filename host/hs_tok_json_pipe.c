@@ -171,13 +171,18 @@ static hs_status pre_rec(hs_tokenizer *tok, json_t *j, const char *where, hs_err
             return st;
         if (!re && !lit) return hs_err_set(err, HS_ERR_FORMAT, "%s: %s.pattern has no Regex or String", tok->path, where);
         if (invert) return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: inverted Split is not supported", tok->path, where);
-        if (!beh || (strcmp(beh, "Isolated") && strcmp(beh, "Removed")))
-            return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: Split behavior '%s' is not supported (Isolated, Removed)",
+        const int b = !beh                                ? -1
+                      : !strcmp(beh, "Isolated")          ? HS_TOK_SPLIT_ISOLATED
+                      : !strcmp(beh, "Removed")           ? HS_TOK_SPLIT_REMOVED
+                      : !strcmp(beh, "MergedWithPrevious") ? HS_TOK_SPLIT_MERGED_PREV
+                                                          : -1;
+        if (b < 0)
+            return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                              "%s: %s: Split behavior '%s' is not supported (Isolated, Removed, MergedWithPrevious)",
                               tok->path, where, beh ? beh : "(none)");
         char w[320];
         snprintf(w, sizeof w, "%s: %s", tok->path, where);
-        return hs_tok_add_split(tok, re ? re : lit, !re, !strcmp(beh, "Removed"), re ? "Split(regex)" : "Split(string)",
-                                w, err);
+        return hs_tok_add_split(tok, re ? re : lit, !re, b, re ? "Split(regex)" : "Split(string)", w, err);
     }
     if (!strcmp(type, "Digits")) {
         int ind = 0;

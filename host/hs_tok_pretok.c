@@ -96,8 +96,9 @@ hs_status hs_tok_regex_compile(const char *pattern, size_t len, int literal, pcr
     }
     int code;
     PCRE2_SIZE off;
-    /* ^ and $ match at line breaks in Oniguruma's (Ruby) syntax. */
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : PCRE2_MULTILINE);
+    /* ^ and $ match at line breaks in Oniguruma's (Ruby) syntax. PCRE2_LITERAL refuses PCRE2_UCP
+     * (a Split on a String pattern failed to compile with it). */
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP | PCRE2_MULTILINE);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, plen, opts, &code, &off, NULL);
     free(buf);
     if (!re) {
@@ -120,9 +121,10 @@ hs_status hs_tok_add_step(hs_tokenizer *tok, const hs_tok_step *st, const char *
     return HS_OK;
 }
 
-hs_status hs_tok_add_split(hs_tokenizer *tok, const char *pattern, int literal, int removed,
+hs_status hs_tok_add_split(hs_tokenizer *tok, const char *pattern, int literal, int behavior,
                            const char *label, const char *what, hs_err *err) {
-    hs_tok_step st = {.kind = HS_TOK_PRE_SPLIT, .removed = removed};
+    hs_tok_step st = {.kind = HS_TOK_PRE_SPLIT, .removed = behavior == HS_TOK_SPLIT_REMOVED,
+                      .merge_prev = behavior == HS_TOK_SPLIT_MERGED_PREV};
     snprintf(st.label, sizeof st.label, "%s", label);
     hs_status s = hs_tok_regex_compile(pattern, strlen(pattern), literal, &st.re, what, err);
     if (s) return s;
@@ -152,8 +154,10 @@ static hs_status run_steps(run_ctx *c, int k, const char *p, size_t len, int fir
 
 static hs_status oom(run_ctx *c) { return hs_err_set(c->err, HS_ERR_OOM, "tokenizer: out of memory"); }
 
-/* Isolated / Removed split on a regex, with Oniguruma's find_iter rule for
- * empty matches (one right after the previous match is skipped). */
+/* Isolated / Removed / MergedWithPrevious split on a regex, with Oniguruma's
+ * find_iter rule for empty matches (one right after the previous match is
+ * skipped). Merged: the text since the last piece and the match are one piece
+ * (a match right after another stands alone, as in HF tokenizers). */
 static hs_status run_split(run_ctx *c, int k, const hs_tok_step *st, const char *p, size_t len, int first) {
     pcre2_match_data *md = hs_tok_scratch_md(c->s);
     pcre2_match_context *mctx = hs_tok_scratch_mctx(c->s);
@@ -176,8 +180,12 @@ static hs_status run_split(run_ctx *c, int k, const hs_tok_step *st, const char 
             at += (size_t)hs_tok_utf8_len((unsigned char)p[at]);
             continue;
         }
-        if (ms > prev && (r = run_steps(c, k + 1, p + prev, ms - prev, first && prev == 0))) return r;
-        if (me > ms && !st->removed && (r = run_steps(c, k + 1, p + ms, me - ms, first && ms == 0))) return r;
+        if (st->merge_prev) {
+            if (me > prev && (r = run_steps(c, k + 1, p + prev, me - prev, first && prev == 0))) return r;
+        } else {
+            if (ms > prev && (r = run_steps(c, k + 1, p + prev, ms - prev, first && prev == 0))) return r;
+            if (me > ms && !st->removed && (r = run_steps(c, k + 1, p + ms, me - ms, first && ms == 0))) return r;
+        }
         prev = last_end = at = me;
     }
     if (len > prev) return run_steps(c, k + 1, p + prev, len - prev, first && prev == 0);

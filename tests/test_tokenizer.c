@@ -194,6 +194,13 @@ Test(tokenizer_conformance, spm_bpe) {
     hs_tokenizer_free(tok);
 }
 
+/* Gemma's layout: Replace(" ", "▁") with no prefix mark, Split(" ", MergedWithPrevious). */
+Test(tokenizer_conformance, spm_gemma) {
+    hs_tokenizer *tok = load_fixture("tokenizer/spm_gemma.json");
+    check_corpus(tok, "tokenizer/golden_spm_gemma.txt", RT_SKIP_SPACEMARK);
+    hs_tokenizer_free(tok);
+}
+
 Test(tokenizer_conformance, spm_gguf) {
     hs_tokenizer *tok = load_fixture("tokenizer/spm_bpe.gguf");
     check_corpus(tok, "tokenizer/golden_spm_gguf.txt", RT_SKIP_METASPACE_FIRST);
@@ -216,6 +223,8 @@ Test(tokenizer_conformance, cases) {
     static const char *const files[][2] = {{"bpe_gpt2", "tokenizer/bpe_gpt2.json"},
                                            {"bpe_llama3", "tokenizer/bpe_llama3.json"},
                                            {"spm_bpe", "tokenizer/spm_bpe.json"},
+                                           {"spm_gemma", "tokenizer/spm_gemma.json"},
+                                           {"spm_merged", "tokenizer/spm_merged.json"},
                                            {"spm_gguf", "tokenizer/spm_bpe.gguf"},
                                            {"bpe_neox", "tokenizer/bpe_neox.json"},
                                            {"smollm2", NULL}};
