@@ -151,7 +151,7 @@ int main(int argc, char **argv) {
     ap.B = B, ap.T = T, ap.H = H, ap.H_kv = Hk, ap.d_head = dh, ap.scale = 1.0f / sqrtf((float)dh);
     ap.q = q, ap.k = k, ap.v = v, ap.z = z;
     auto forward = [&]() {
-        HS(err, o->embed(be, d_tok, d_pos, tok, NULL, n, d, x, &err));
+        HS(err, o->embed(be, d_tok, d_pos, tok, NULL, n, d, 1.0f, x, &err));
         for (int l = 0; l < L; l++) {
             const Layer &w = W[l];
             HS(err, o->norm(be, HS_NORM_RMSNORM, x, w.ln1, NULL, eps, n, d, xn, &err));

@@ -1,7 +1,7 @@
 /* hs_attention: the attention op of the CUDA backend. Validates the
  * parameters, lays out the strides, picks the kernel (bf16 tensor cores for
  * d_head 32/64/80/96/128 with aligned buffers, the CUDA-core kernel otherwise
- * and always in f32 mode), applies the SET table and, only when a pattern is
+ * (up to 256: Gemma 2) and always in f32 mode), applies the SET table and, only when a pattern is
  * wanted, has it recomputed from q, k and the log-sum-exp the fused kernel
  * stored. */
 #include "hs_attention.cuh"
@@ -61,8 +61,8 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     if (p->H % p->H_kv != 0)
         return hs_err_set(err, HS_ERR_INVALID_ARG,
                           "cuda attention: H=%d is not a multiple of H_kv=%d", p->H, p->H_kv);
-    if (p->d_head > 128)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention: d_head %d > 128", p->d_head);
+    if (p->d_head > 256)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention: d_head %d > 256", p->d_head);
     if (!p->q || !p->k || !p->v || !p->z)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: NULL q, k, v or z");
     if (p->set_idx && !p->set_src)
@@ -81,6 +81,8 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     a.d = d;
     a.scale = p->scale;
     a.scale_log2 = p->scale * HS_ATTN_LOG2E;
+    a.softcap = p->softcap > 0.0f ? p->softcap : 0.0f;
+    a.softcap_inv = p->softcap > 0.0f ? 1.0f / p->softcap : 0.0f;
     a.q = p->q;
     a.k = p->k;
     a.v = p->v;
@@ -107,7 +109,9 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
                            a.k_sh % 8 == 0 && a.q_sb % 8 == 0 && a.k_sb % 8 == 0;
     const int mma = bf16 && hs_cuda_attn_mma_supports(d) && strides_ok && hs_al16(a.q) &&
                     hs_al16(a.k) && hs_al16(a.v) && hs_al16(a.z);
-    const int wg = mma && be->attn_kernel == HS_CUDA_ATTN_WGMMA && hs_cuda_attn_wgmma_supports(d, be->cc);
+    /* the Hopper kernel has no soft-cap (Gemma 2): the mma kernel takes those */
+    const int wg = mma && be->attn_kernel == HS_CUDA_ATTN_WGMMA && hs_cuda_attn_wgmma_supports(d, be->cc) &&
+                   !(a.softcap > 0.0f);
     be->attn_launches[wg ? 2 : mma ? 1 : 0]++;
     if (wg) st = hs_cuda_attn_wgmma(&a, be->attn_variant, be->stream, err);
     else if (mma) st = hs_cuda_attn_mma(&a, be->stream, err);

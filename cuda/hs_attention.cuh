@@ -7,7 +7,7 @@
  *     (wgmma), d_head 64 and 128, compute capability 9.0 only; built for
  *     sm_90a alone and chosen only on request (hs_backend_cuda_set_attn_kernel
  *     or HS_CUDA_ATTN=wgmma) until it has been validated on a device;
- *   - hs_attn_simt.cu: generic CUDA-core kernel, f32 or bf16, any d_head <= 128
+ *   - hs_attn_simt.cu: generic CUDA-core kernel, f32 or bf16, any d_head <= 256
  *     (true f32 math: the f32 validation mode uses it for every shape);
  *   - hs_attn_pattern.cu: the pattern recompute from q, k and the LSE
  *     (tensor cores for bf16 where the fused kernel ran on them, else CUDA cores);
@@ -24,6 +24,8 @@ typedef struct {
     int B, T, H, H_kv, d;
     float scale;      /* score scale in natural units (1/sqrt(d) usually) */
     float scale_log2; /* scale * log2(e): the kernels work in base 2 */
+    float softcap;    /* > 0: scores are softcap * tanh(scale q·k / softcap) (Gemma 2); 0 = none */
+    float softcap_inv; /* 1 / softcap: a division's slow-path call made the simt kernel spill */
     const void *q, *k, *v; /* element type: the launcher's */
     void *z;
     /* Strides in elements: batch, time, head; the head's d values are contiguous. */
@@ -54,10 +56,10 @@ hs_status hs_cuda_attn_mma_variant(const hs_cuda_attn_args *a, int variant, cuda
 int hs_cuda_attn_wgmma_supports(int d, int cc);
 hs_status hs_cuda_attn_wgmma(const hs_cuda_attn_args *a, int variant, cudaStream_t st, hs_err *err);
 
-/* CUDA-core kernel, f32 (is_bf16 = 0) or bf16 (is_bf16 = 1) elements, d <= 128. */
+/* CUDA-core kernel, f32 (is_bf16 = 0) or bf16 (is_bf16 = 1) elements, d <= 256. */
 hs_status hs_cuda_attn_simt(const hs_cuda_attn_args *a, int is_bf16, cudaStream_t st, hs_err *err);
 
-/* pattern[b,h,t,s] = exp(scale q_t·k_s - lse[b,h,t]) for visible s (score 0
+/* pattern[b,h,t,s] = exp(score(q_t·k_s) - lse[b,h,t]) for visible s (score 0
  * for uniform heads), else 0: every one of the B*H*T*T entries is written.
  * use_mma: the bf16 tensor-core version (same conditions as the fused kernel). */
 hs_status hs_cuda_attn_pattern(const hs_cuda_attn_args *a, int is_bf16, int use_mma, const float *lse,
@@ -70,5 +72,15 @@ hs_status hs_cuda_attn_pattern_rows(const hs_cuda_attn_args *a, int is_bf16, con
 
 #define HS_ATTN_LN2 0.69314718055994530942f
 #define HS_ATTN_LOG2E 1.44269504088896340736f
+
+/* The score of a raw q·k in natural units: scaled, then capped as the CPU
+ * reference does (which divides by the cap, as HF does: within an ulp). */
+__device__ __forceinline__ float hs_attn_score(const hs_cuda_attn_args &a, float dot) {
+    return a.softcap > 0.0f ? a.softcap * tanhf(dot * a.scale * a.softcap_inv) : dot * a.scale;
+}
+/* The same in base 2, what the online softmax works in. */
+__device__ __forceinline__ float hs_attn_score2(const hs_cuda_attn_args &a, float dot) {
+    return a.softcap > 0.0f ? hs_attn_score(a, dot) * HS_ATTN_LOG2E : dot * a.scale_log2;
+}
 
 #endif

@@ -83,7 +83,7 @@ __device__ __forceinline__ void hs_fa_tile(const hs_fa_block &B, int kt, int nkt
                 const int j = nk * 8 + B.tig * 2 + (e & 1);
                 bool vis = B.sMask[j] != 0;
                 if (DIAG) vis = vis && k0 + j <= B.wrow0 + mt * 16 + B.g + (e >> 1) * 8;
-                s[mt][nk][e] = vis ? (B.uni ? 0.0f : s[mt][nk][e] * a.scale_log2) : -INFINITY;
+                s[mt][nk][e] = vis ? (B.uni ? 0.0f : hs_attn_score2(a, s[mt][nk][e])) : -INFINITY;
             }
 
     /* online softmax: rows g (i = 0) and g + 8 (i = 1) of each m-tile */

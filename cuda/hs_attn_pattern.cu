@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(PAT_THREADS)
         if (t >= T_) continue;
         const float L = lse[(int64_t)bh * T_ + t];
         const bool vis = kvis && key <= t && L != -INFINITY;
-        prow[(int64_t)t * T_ + key] = vis ? expf((uni ? 0.0f : dot[r] * a.scale) - L) : 0.0f;
+        prow[(int64_t)t * T_ + key] = vis ? expf((uni ? 0.0f : hs_attn_score(a, dot[r])) - L) : 0.0f;
     }
 }
 
@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(PAT_THREADS)
             const T *kr = kb + s * a.k_st;
             for (int c = 0; c < a.d; c++) dot = fmaf(sq[c], hs_ld(kr + c), dot);
         }
-        prow[s] = vis ? expf(dot * a.scale - L) : 0.0f; /* uniform heads: score 0 */
+        prow[s] = vis ? expf((uni ? 0.0f : hs_attn_score(a, dot)) - L) : 0.0f; /* uniform heads: score 0 */
     }
 }
 
@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32)
                 for (int e = 0; e < 2; e++) {
                     const int j = nk * 8 + tig * 2 + e, key = k0 + j;
                     const bool vis = key <= row && sMask[j] && L2[i] != -INFINITY;
-                    p[e] = vis ? exp2f((uni ? 0.0f : s[nk][2 * i + e] * a.scale_log2) - L2[i]) : 0.0f;
+                    p[e] = vis ? exp2f((uni ? 0.0f : hs_attn_score2(a, s[nk][2 * i + e])) - L2[i]) : 0.0f;
                 }
                 const int col = k0 + nk * 8 + tig * 2;
                 if (pairs && col + 1 < T_) {
@@ -232,6 +232,10 @@ hs_status hs_cuda_attn_pattern(const hs_cuda_attn_args *a, int is_bf16, int use_
     const unsigned nt = (unsigned)((a->T + PAT_TILE - 1) / PAT_TILE);
     const dim3 grid(nt, nt, (unsigned)((int64_t)a->B * a->H));
     const size_t smem = sizeof(float) * ((size_t)PAT_TILE * a->d + (size_t)PAT_TILE * (a->d + 1));
+    if (smem > 48 * 1024) /* d_head > 188 (Gemma 2's 256) */
+        HS_CUDA_CHECK(err, cudaFuncSetAttribute(is_bf16 ? (const void *)hs_k_pattern_simt<bf16>
+                                                        : (const void *)hs_k_pattern_simt<float>,
+                                                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     if (is_bf16)
         hs_k_pattern_simt<bf16><<<grid, PAT_THREADS, smem, st>>>(*a, lse, pattern);
     else

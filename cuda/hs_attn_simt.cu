@@ -1,7 +1,8 @@
 /* hs_attn_simt: the generic fused attention kernel on CUDA cores. f32 or bf16
- * elements (computed in f32), any d_head <= 128. It is the f32 validation
+ * elements (computed in f32), any d_head <= 256. It is the f32 validation
  * path (no tensor cores, so no TF32) and the bf16 path for head sizes the
- * tensor-core kernel has no instantiation for (tiny test models: d_head 12).
+ * tensor-core kernel has no instantiation for (tiny test models: d_head 12;
+ * Gemma 2's 256).
  *
  * Block = 4 warps over a tile of 16 query rows (4 rows per warp) of one
  * (batch, head); keys in tiles of 32 staged in shared memory as f32. In a key
@@ -33,8 +34,9 @@ static size_t hs_simt_smem(int d) {
                             (size_t)SIMT_WARPS * SIMT_RPW * SIMT_BK);
 }
 
-/* DPL: dims per lane, d <= 32 * DPL. */
-template <typename T, int DPL>
+/* DPL: dims per lane, d <= 32 * DPL. CAP: the scores are soft-capped (a.softcap > 0), in an
+ * instantiation of its own: in the one kernel, the cap's code made ptxas spill for sm_90. */
+template <typename T, int DPL, bool CAP>
 __global__ void __launch_bounds__(SIMT_WARPS * 32) hs_k_attn_simt(hs_cuda_attn_args a) {
     extern __shared__ float smem[];
     const int d = a.d, T_ = a.T;
@@ -92,9 +94,11 @@ __global__ void __launch_bounds__(SIMT_WARPS * 32) hs_k_attn_simt(hs_cuda_attn_a
             for (int r = 0; r < SIMT_RPW; r++) dot[r] = fmaf(sQ[(row0 + r) * d + c], kc, dot[r]);
         }
 #pragma unroll
+        for (int r = 0; r < SIMT_RPW; r++) dot[r] = CAP ? hs_attn_score(a, dot[r]) * HS_ATTN_LOG2E : dot[r] * a.scale_log2;
+#pragma unroll
         for (int r = 0; r < SIMT_RPW; r++) {
             const int t = q0 + row0 + r;
-            const float sc = (kvis && s <= t) ? (uni ? 0.0f : dot[r] * a.scale_log2) : -INFINITY;
+            const float sc = (kvis && s <= t) ? (uni ? 0.0f : dot[r]) : -INFINITY;
             const float m_new = fmaxf(m[r], hs_warp_max(sc));
             const float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no visible key yet */
             const float p = exp2f(sc - m_use);
@@ -142,17 +146,22 @@ __global__ void __launch_bounds__(SIMT_WARPS * 32) hs_k_attn_simt(hs_cuda_attn_a
     }
 }
 
-template <typename T, int DPL>
-static hs_status hs_simt_launch(const hs_cuda_attn_args *a, cudaStream_t st, hs_err *err) {
+template <typename T, int DPL, bool CAP>
+static hs_status hs_simt_launch_cap(const hs_cuda_attn_args *a, cudaStream_t st, hs_err *err) {
     const dim3 grid((unsigned)((a->T + SIMT_BQ - 1) / SIMT_BQ), (unsigned)a->H, (unsigned)a->B);
     const size_t smem = hs_simt_smem(a->d);
     if (smem > 48 * 1024)
-        HS_CUDA_CHECK(err, cudaFuncSetAttribute(hs_k_attn_simt<T, DPL>,
+        HS_CUDA_CHECK(err, cudaFuncSetAttribute(hs_k_attn_simt<T, DPL, CAP>,
                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                 (int)smem));
-    hs_k_attn_simt<T, DPL><<<grid, SIMT_WARPS * 32, smem, st>>>(*a);
+    hs_k_attn_simt<T, DPL, CAP><<<grid, SIMT_WARPS * 32, smem, st>>>(*a);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_attn_simt");
     return HS_OK;
+}
+
+template <typename T, int DPL>
+static hs_status hs_simt_launch(const hs_cuda_attn_args *a, cudaStream_t st, hs_err *err) {
+    return a->softcap > 0.0f ? hs_simt_launch_cap<T, DPL, true>(a, st, err) : hs_simt_launch_cap<T, DPL, false>(a, st, err);
 }
 
 template <typename T>
@@ -161,7 +170,8 @@ static hs_status hs_simt_dispatch(const hs_cuda_attn_args *a, cudaStream_t st, h
     if (a->d <= 64) return hs_simt_launch<T, 2>(a, st, err);
     if (a->d <= 96) return hs_simt_launch<T, 3>(a, st, err);
     if (a->d <= 128) return hs_simt_launch<T, 4>(a, st, err);
-    return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention: d_head %d > 128", a->d);
+    if (a->d <= 256) return hs_simt_launch<T, 8>(a, st, err); /* Gemma 2 2B / 9B */
+    return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention: d_head %d > 256", a->d);
 }
 
 hs_status hs_cuda_attn_simt(const hs_cuda_attn_args *a, int is_bf16, cudaStream_t st, hs_err *err) {

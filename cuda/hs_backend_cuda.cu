@@ -133,11 +133,11 @@ static hs_status cu_sync(hs_backend *be, hs_err *err) {
 }
 
 static hs_status cu_embed(hs_backend *be, const int32_t *tokens, const int32_t *pos,
-                          const void *tok_embd, const void *pos_embd, int64_t n, int d, void *out,
+                          const void *tok_embd, const void *pos_embd, int64_t n, int d, float scale, void *out,
                           hs_err *err) {
     HS_ENTER(be, err);
     return hs_cuda_embed(hs_cb(be)->stream, hs_cb(be)->dtype, tokens, pos, tok_embd, pos_embd, n, d,
-                         out, err);
+                         scale, out, err);
 }
 
 static hs_status cu_norm(hs_backend *be, hs_norm_kind kind, const void *x, const void *w,
@@ -207,6 +207,11 @@ static hs_status cu_add(hs_backend *be, void *y, const void *x, int64_t n, hs_er
     return hs_cuda_add(hs_cb(be)->stream, hs_cb(be)->dtype, y, x, n, err);
 }
 
+static hs_status cu_softcap(hs_backend *be, const void *x, int64_t n, float cap, void *y, hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_softcap(hs_cb(be)->stream, hs_cb(be)->dtype, x, n, cap, y, err);
+}
+
 static hs_status cu_target_logprob(hs_backend *be, const void *logits, const int32_t *targets, int64_t R, int V,
                                    float *out, hs_err *err) {
     HS_ENTER(be, err);
@@ -229,6 +234,12 @@ static hs_status cu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gate, 
                             int64_t n, void *d_gate, void *d_up, hs_err *err) {
     HS_ENTER(be, err);
     return hs_cuda_act_bwd(hs_cb(be)->stream, hs_cb(be)->dtype, kind, gate, up, d_out, n, d_gate, d_up, err);
+}
+
+static hs_status cu_softcap_bwd(hs_backend *be, const void *y, const void *dy, int64_t n, float cap, void *dx,
+                                hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_softcap_bwd(hs_cb(be)->stream, hs_cb(be)->dtype, y, dy, n, cap, dx, err);
 }
 
 static hs_status cu_attention_bwd(hs_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk, void *dv,
@@ -290,10 +301,12 @@ static const hs_backend_ops hs_cuda_ops = {
     cu_attention,
     cu_act,
     cu_add,
+    cu_softcap,
     cu_target_logprob,
     cu_matmul_bwd,
     cu_norm_bwd,
     cu_act_bwd,
+    cu_softcap_bwd,
     cu_attention_bwd,
     cu_logprob_grad,
     cu_head_dot,

@@ -71,7 +71,7 @@ static inline hs_status hs_cuda_scratch(void **buf, size_t *bytes, size_t need, 
 
 /* ---- hs_kern_elementwise.cu (dt: the element type of every void* buffer) -- */
 hs_status hs_cuda_embed(cudaStream_t st, hs_dtype dt, const int32_t *tokens, const int32_t *pos,
-                        const void *tok_embd, const void *pos_embd, int64_t n, int d, void *out,
+                        const void *tok_embd, const void *pos_embd, int64_t n, int d, float scale, void *out,
                         hs_err *err);
 hs_status hs_cuda_norm(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const void *x,
                        const void *w, const void *b, float eps, int64_t rows, int d, void *y,
@@ -84,6 +84,7 @@ hs_status hs_cuda_act(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void
                       const void *up, int64_t n, void *out, hs_err *err);
 hs_status hs_cuda_add(cudaStream_t st, hs_dtype dt, void *y, const void *x, int64_t n,
                       hs_err *err);
+hs_status hs_cuda_softcap(cudaStream_t st, hs_dtype dt, const void *x, int64_t n, float cap, void *y, hs_err *err);
 /* y[M,N] += bias[N] (the GEMM fallback's epilogue). */
 hs_status hs_cuda_add_bias(cudaStream_t st, hs_dtype dt, void *y, const void *bias, int64_t M,
                            int N, hs_err *err);
@@ -111,6 +112,8 @@ hs_status hs_cuda_act_bwd(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const 
                           const void *dout, int64_t n, void *dgate, void *dup, hs_err *err);
 hs_status hs_cuda_logprob_grad(cudaStream_t st, hs_dtype dt, const void *logits, const int32_t *targets, int64_t R,
                                int V, void *dlogits, hs_err *err);
+hs_status hs_cuda_softcap_bwd(cudaStream_t st, hs_dtype dt, const void *y, const void *dy, int64_t n, float cap,
+                              void *dx, hs_err *err);
 hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk,
                                 void *dv, hs_err *err);
 hs_status hs_cuda_head_dot(cudaStream_t st, hs_dtype dt, const void *a, const void *c, int B, int T, int H, int d,

@@ -89,11 +89,25 @@ __global__ void hs_k_act_bwd(int gelu, const T *gate, const T *up, const T *dout
             const float x = hs_ld(up + i);
             hs_st(dup + i, d * (0.5f * (1.0f + erff(x * 0.7071067811865476f)) +
                                 x * 0.3989422804014327f * expf(-0.5f * x * x)));
+        } else if (gelu == 3) { /* GeGLU: out = gelu_tanh(gate) * up */
+            const float x = hs_ld(gate + i), c = 0.7978845608028654f, t = tanhf(c * (x + 0.044715f * x * x * x));
+            hs_st(dup + i, d * 0.5f * x * (1.0f + t));
+            hs_st(dgate + i, d * hs_ld(up + i) *
+                                 (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * 0.044715f * x * x)));
         } else {
             const float x = hs_ld(gate + i), s = 1.0f / (1.0f + expf(-x));
             hs_st(dup + i, d * x * s);
             hs_st(dgate + i, d * hs_ld(up + i) * s * (1.0f + x * (1.0f - s)));
         }
+    }
+}
+
+/* dx = dy * (1 - (y / cap)^2); dx may be dy (each element read before written). */
+template <typename T> __global__ void hs_k_softcap_bwd(const T *y, const T *dy, int64_t n, float cap, T *dx) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float t = hs_ld(y + i) / cap;
+        hs_st(dx + i, hs_ld(dy + i) * (1.0f - t * t));
     }
 }
 
@@ -152,7 +166,7 @@ hs_status hs_cuda_head_dot(cudaStream_t st, hs_dtype dt, const void *a, const vo
 
 typedef struct {
     int B, T, H, Hk, d;
-    float scale;
+    float scale, softcap, softcap_inv; /* softcap > 0: scores are cap * tanh(scale q·k / cap); its inverse */
     const void *q, *k, *v, *dz;
     const int32_t *mask;
     const float *hscale; /* [B, H]: z = hscale * P v, so dz acts as hscale * dz; NULL = ones */
@@ -183,7 +197,15 @@ __device__ __forceinline__ float hs_bwd_dot(const float (&a)[HS_BWD_DPL], const 
  * of the unrounded product (with one visible key, P would then miss 1). */
 __device__ __forceinline__ float hs_bwd_score(const hs_bwd_attn &a, const float (&q)[HS_BWD_DPL],
                                               const float (&k)[HS_BWD_DPL]) {
-    return __fmul_rn(a.scale, hs_bwd_dot(q, k));
+    const float s = __fmul_rn(a.scale, hs_bwd_dot(q, k));
+    return a.softcap > 0.0f ? a.softcap * tanhf(s * a.softcap_inv) : s;
+}
+
+/* The cap's derivative at a capped score sc: 1 - tanh^2 (1 without a cap). */
+__device__ __forceinline__ float hs_bwd_capd(const hs_bwd_attn &a, float sc) {
+    if (!(a.softcap > 0.0f)) return 1.0f;
+    const float t = sc * a.softcap_inv;
+    return 1.0f - t * t;
 }
 
 /* Pass 1, a warp per query row (b, h, t): lse_t, then D_t = sum_s P_ts dZ_t·v_s. */
@@ -217,7 +239,8 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
     if ((threadIdx.x & 31) == 0) a.lse[row] = lse, a.D[row] = D;
 }
 
-/* Pass 2, a warp per query row: dq_t = scale sum_s P_ts (dP_ts - D_t) k_s. */
+/* Pass 2, a warp per query row: dq_t = scale sum_s P_ts (dP_ts - D_t) c_ts k_s, c the cap's
+ * derivative (1 without a cap). */
 template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_attn_bwd_dq(hs_bwd_attn a) {
     const int64_t row = (int64_t)blockIdx.x * HS_BWD_WARPS + (threadIdx.x >> 5);
     if (row >= (int64_t)a.B * a.H * a.T) return;
@@ -233,7 +256,8 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
         const int64_t ko = (((int64_t)b * a.T + s) * a.Hk + hk) * a.d;
         hs_bwd_load((const T *)a.k + ko, a.d, kv);
         hs_bwd_load((const T *)a.v + ko, a.d, vv);
-        const float p = expf(hs_bwd_score(a, qv, kv) - lse), ds = p * (hs_bwd_dot(dzv, vv) - D);
+        const float sc = hs_bwd_score(a, qv, kv), p = expf(sc - lse),
+                    ds = p * (hs_bwd_dot(dzv, vv) - D) * hs_bwd_capd(a, sc);
 #pragma unroll
         for (int c = 0; c < HS_BWD_DPL; c++) acc[c] += ds * kv[c];
     }
@@ -265,7 +289,8 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32, 8) hs
             const int64_t qo = (((int64_t)b * a.T + t) * a.H + h) * a.d;
             hs_bwd_load((const T *)a.q + qo, a.d, qv);
             hs_bwd_load((const T *)a.dz + qo, a.d, dzv, hs_bwd_hs(a, b, h));
-            const float p = expf(hs_bwd_score(a, qv, kv) - lse), ds = p * (hs_bwd_dot(dzv, vv) - a.D[r]);
+            const float sc = hs_bwd_score(a, qv, kv), p = expf(sc - lse),
+                        ds = p * (hs_bwd_dot(dzv, vv) - a.D[r]) * hs_bwd_capd(a, sc);
 #pragma unroll
             for (int c = 0; c < HS_BWD_DPL; c++) dv[c] += p * dzv[c], dk[c] += ds * qv[c];
         }
@@ -300,7 +325,7 @@ hs_status hs_cuda_norm_bwd(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, cons
 hs_status hs_cuda_act_bwd(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate, const void *up,
                           const void *dout, int64_t n, void *dgate, void *dup, hs_err *err) {
     if (n <= 0) return HS_OK;
-    const int gelu = kind == HS_ACT_GELU_NEW ? 1 : kind == HS_ACT_GELU ? 2 : 0;
+    const int gelu = kind == HS_ACT_GELU_NEW ? 1 : kind == HS_ACT_GELU ? 2 : kind == HS_ACT_GELU_GLU ? 3 : 0;
     const unsigned grid = hs_cuda_grid_1d(n, HS_BWD_THREADS);
     if (dt == HS_DTYPE_BF16)
         hs_k_act_bwd<bf16><<<grid, HS_BWD_THREADS, 0, st>>>(gelu, (const bf16 *)gate, (const bf16 *)up,
@@ -309,6 +334,19 @@ hs_status hs_cuda_act_bwd(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const 
         hs_k_act_bwd<float><<<grid, HS_BWD_THREADS, 0, st>>>(gelu, (const float *)gate, (const float *)up,
                                                              (const float *)dout, n, (float *)dgate, (float *)dup);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_act_bwd");
+    return HS_OK;
+}
+
+hs_status hs_cuda_softcap_bwd(cudaStream_t st, hs_dtype dt, const void *y, const void *dy, int64_t n, float cap,
+                              void *dx, hs_err *err) {
+    if (n <= 0) return HS_OK;
+    if (!(cap > 0.0f)) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda softcap_bwd: cap %g must be positive", (double)cap);
+    const unsigned grid = hs_cuda_grid_1d(n, HS_BWD_THREADS);
+    if (dt == HS_DTYPE_BF16)
+        hs_k_softcap_bwd<bf16><<<grid, HS_BWD_THREADS, 0, st>>>((const bf16 *)y, (const bf16 *)dy, n, cap, (bf16 *)dx);
+    else
+        hs_k_softcap_bwd<float><<<grid, HS_BWD_THREADS, 0, st>>>((const float *)y, (const float *)dy, n, cap, (float *)dx);
+    HS_CUDA_LAUNCH_CHECK(err, "hs_k_softcap_bwd");
     return HS_OK;
 }
 
@@ -348,11 +386,15 @@ hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, co
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention_bwd: bad sizes B=%d T=%d H=%d H_kv=%d d_head=%d",
                           p->B, p->T, p->H, p->H_kv, p->d_head);
     if (p->d_head > 32 * HS_BWD_DPL)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: d_head %d > %d", p->d_head, 32 * HS_BWD_DPL);
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "cuda attention_bwd: d_head %d > %d (gradient experiments on such a model run on the CPU "
+                          "backend)",
+                          p->d_head, 32 * HS_BWD_DPL);
     const size_t stat = (size_t)p->B * p->H * p->T * sizeof(float);
     hs_status st = hs_cuda_scratch(&be->bwd_tmp, &be->bwd_tmp_bytes, 2 * stat, err);
     if (st != HS_OK) return st;
-    hs_bwd_attn a = {p->B, p->T, p->H, p->H_kv, p->d_head, p->scale, p->q, p->k, p->v, dz, p->key_mask,
+    const float cap = p->softcap > 0.0f ? p->softcap : 0.0f;
+    hs_bwd_attn a = {p->B, p->T, p->H, p->H_kv, p->d_head, p->scale, cap, cap > 0.0f ? 1.0f / cap : 0.0f, p->q, p->k, p->v, dz, p->key_mask,
                      p->head_scale, dq, dk, dv, (float *)be->bwd_tmp, (float *)((char *)be->bwd_tmp + stat)};
     return be->dtype == HS_DTYPE_BF16 ? hs_bwd_launch_attn<bf16>(be->stream, a, err)
                                       : hs_bwd_launch_attn<float>(be->stream, a, err);

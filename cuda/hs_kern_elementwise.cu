@@ -1,5 +1,5 @@
 /* hs_kern_elementwise: the memory-bound ops of the CUDA backend (embedding
- * gather, LayerNorm/RMSNorm, RoPE, gelu_new, gelu and SiLU·gate, residual add, bias
+ * gather, LayerNorm/RMSNorm, RoPE, gelu_new, gelu, SiLU·gate and GELU·gate, softcap, residual add, bias
  * add, dtype conversion, seeded fills). Each is templated on the element type
  * (f32 or bf16); arithmetic is f32 and follows the CPU reference's formulas,
  * so the f32 mode agrees to rounding. Reductions are fixed-order:
@@ -51,6 +51,15 @@ struct hs_op_gelu { /* the exact (erf) form; a unused; b = up */
 struct hs_op_silu_glu { /* a = gate, b = up */
     __device__ float operator()(float g, float u) const { return g / (1.0f + expf(-g)) * u; }
 };
+struct hs_op_gelu_glu { /* a = gate, b = up: Gemma's GeGLU */
+    __device__ float operator()(float g, float u) const {
+        return 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g))) * u;
+    }
+};
+struct hs_op_softcap { /* a unused; b = x; divides as HF does, not by a reciprocal */
+    float cap;
+    __device__ float operator()(float a, float x) const { return cap * tanhf(x / cap); }
+};
 
 /* out[i] = f(a[i], b[i]); a may be NULL (read as 0). The first nvec*V elements
  * go through 16-byte vectors when every pointer is 16-byte aligned. */
@@ -101,25 +110,33 @@ hs_status hs_cuda_act(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void
     if (kind == HS_ACT_GELU)
         return dt == HS_DTYPE_F32 ? hs_map2<float>(st, NULL, up, out, n, hs_op_gelu(), err)
                                   : hs_map2<bf16>(st, NULL, up, out, n, hs_op_gelu(), err);
-    if (kind == HS_ACT_SILU_GLU) {
-        if (!gate) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda act: SiLU-GLU needs a gate");
+    if (hs_act_gated(kind) && !gate) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda act: a gated MLP needs a gate");
+    if (kind == HS_ACT_SILU_GLU)
         return dt == HS_DTYPE_F32 ? hs_map2<float>(st, gate, up, out, n, hs_op_silu_glu(), err)
                                   : hs_map2<bf16>(st, gate, up, out, n, hs_op_silu_glu(), err);
-    }
+    if (kind == HS_ACT_GELU_GLU)
+        return dt == HS_DTYPE_F32 ? hs_map2<float>(st, gate, up, out, n, hs_op_gelu_glu(), err)
+                                  : hs_map2<bf16>(st, gate, up, out, n, hs_op_gelu_glu(), err);
     return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda act: unknown activation %d", (int)kind);
+}
+
+hs_status hs_cuda_softcap(cudaStream_t st, hs_dtype dt, const void *x, int64_t n, float cap, void *y, hs_err *err) {
+    if (!(cap > 0.0f)) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda softcap: cap %g must be positive", (double)cap);
+    const hs_op_softcap f = {cap};
+    return dt == HS_DTYPE_F32 ? hs_map2<float>(st, NULL, x, y, n, f, err) : hs_map2<bf16>(st, NULL, x, y, n, f, err);
 }
 
 /* ---- embedding gather --------------------------------------------------------- */
 
 template <typename T>
 __global__ void hs_k_embed(const int32_t *tokens, const int32_t *pos, const T *tok, const T *pe,
-                           int64_t n, int d, T *out) {
+                           int64_t n, int d, float scale, T *out) {
     for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
         const T *tr = tok + (int64_t)tokens[i] * d;
         const T *pr = pe ? pe + (int64_t)pos[i] * d : NULL;
         T *o = out + i * d;
         for (int c = threadIdx.x; c < d; c += blockDim.x) {
-            float v = hs_ld(tr + c);
+            float v = hs_ld(tr + c) * scale;
             if (pr) v += hs_ld(pr + c);
             hs_st(o + c, v);
         }
@@ -128,21 +145,21 @@ __global__ void hs_k_embed(const int32_t *tokens, const int32_t *pos, const T *t
 
 template <typename T>
 static hs_status hs_embed_t(cudaStream_t st, const int32_t *tokens, const int32_t *pos,
-                            const void *tok, const void *pe, int64_t n, int d, void *out,
+                            const void *tok, const void *pe, int64_t n, int d, float scale, void *out,
                             hs_err *err) {
     unsigned grid = (unsigned)(n < (1 << 20) ? n : (1 << 20));
-    hs_k_embed<T><<<grid, 128, 0, st>>>(tokens, pos, (const T *)tok, (const T *)pe, n, d, (T *)out);
+    hs_k_embed<T><<<grid, 128, 0, st>>>(tokens, pos, (const T *)tok, (const T *)pe, n, d, scale, (T *)out);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_embed");
     return HS_OK;
 }
 
 hs_status hs_cuda_embed(cudaStream_t st, hs_dtype dt, const int32_t *tokens, const int32_t *pos,
-                        const void *tok_embd, const void *pos_embd, int64_t n, int d, void *out,
+                        const void *tok_embd, const void *pos_embd, int64_t n, int d, float scale, void *out,
                         hs_err *err) {
     if (n <= 0 || d <= 0) return HS_OK;
     if (pos_embd && !pos)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda embed: pos_embd given without positions");
-    return HS_DISPATCH_DT(dt, hs_embed_t, st, tokens, pos, tok_embd, pos_embd, n, d, out, err);
+    return HS_DISPATCH_DT(dt, hs_embed_t, st, tokens, pos, tok_embd, pos_embd, n, d, scale, out, err);
 }
 
 /* ---- LayerNorm / RMSNorm: one block per row ------------------------------------- */

@@ -51,11 +51,13 @@ static hs_status cpu_upload_f32(hs_backend *be, void *dst, const float *src, int
 static hs_status cpu_sync(hs_backend *be, hs_err *err) { return HS_OK; }
 
 static hs_status cpu_embed(hs_backend *be, const int32_t *tokens, const int32_t *pos, const void *tok_embd,
-                           const void *pos_embd, int64_t n, int d, void *out, hs_err *err) {
+                           const void *pos_embd, int64_t n, int d, float scale, void *out, hs_err *err) {
     const float *te = tok_embd, *pe = pos_embd;
     float *y = out;
     for (int64_t i = 0; i < n; i++) {
         memcpy(y + i * d, te + (int64_t)tokens[i] * d, (size_t)d * sizeof(float));
+        if (scale != 1.0f)
+            for (int j = 0; j < d; j++) y[i * d + j] *= scale;
         if (pe)
             for (int j = 0; j < d; j++) y[i * d + j] += pe[(int64_t)pos[i] * d + j];
     }
@@ -143,7 +145,8 @@ static void attend_head(const hs_attn_params *p, int b, int h, float *scores) {
         float *row = scores + (int64_t)t * T, mx = -INFINITY;
         for (int s = 0; s < T; s++) {
             int visible = s <= t && (!p->key_mask || p->key_mask[b * T + s]);
-            row[s] = !visible ? -INFINITY : uni ? 0.0f : row[s]; /* uniform: equal scores */
+            /* uniform: equal scores; the cap divides as HF does (not by a reciprocal) */
+            row[s] = !visible ? -INFINITY : uni ? 0.0f : p->softcap > 0.0f ? p->softcap * tanhf(row[s] / p->softcap) : row[s];
             if (row[s] > mx) mx = row[s];
         }
         float *lse = p->lse ? p->lse + ((int64_t)b * H + h) * T + t : NULL;
@@ -205,9 +208,10 @@ static hs_status cpu_act(hs_backend *be, hs_act_kind kind, const void *gv, const
     float *o = ov;
 #pragma omp parallel for num_threads(nthreads(be)) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
-        if (kind == HS_ACT_GELU_NEW) {
-            float x = u[i];
-            o[i] = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+        if (kind == HS_ACT_GELU_NEW || kind == HS_ACT_GELU_GLU) {
+            const float x = kind == HS_ACT_GELU_GLU ? g[i] : u[i];
+            const float y = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+            o[i] = kind == HS_ACT_GELU_GLU ? y * u[i] : y;
         } else if (kind == HS_ACT_GELU) {
             o[i] = 0.5f * u[i] * (1.0f + erff(u[i] * 0.7071067811865476f));
         } else {
@@ -221,6 +225,14 @@ static hs_status cpu_add(hs_backend *be, void *yv, const void *xv, int64_t n, hs
     float *y = yv;
     const float *x = xv;
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
+    return HS_OK;
+}
+
+static hs_status cpu_softcap(hs_backend *be, const void *xv, int64_t n, float cap, void *yv, hs_err *err) {
+    const float *x = xv;
+    float *y = yv;
+#pragma omp parallel for num_threads(nthreads(be)) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = cap * tanhf(x[i] / cap);
     return HS_OK;
 }
 
@@ -269,10 +281,12 @@ static const hs_backend_ops cpu_ops = {
     .attention = cpu_attention,
     .act = cpu_act,
     .add = cpu_add,
+    .softcap = cpu_softcap,
     .target_logprob = cpu_target_logprob,
     .matmul_bwd = hs_cpu_matmul_bwd,
     .norm_bwd = hs_cpu_norm_bwd,
     .act_bwd = hs_cpu_act_bwd,
+    .softcap_bwd = hs_cpu_softcap_bwd,
     .attention_bwd = hs_cpu_attention_bwd,
     .logprob_grad = hs_cpu_logprob_grad,
     .head_dot = hs_cpu_head_dot,

@@ -59,11 +59,18 @@ hs_status hs_cpu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gv, const
     (void)err;
     const float *g = gv, *u = uv, *dout = dov;
     float *dg = dgv, *du = duv;
-    if (kind == HS_ACT_GELU_NEW) {
+    if (kind == HS_ACT_GELU_NEW || kind == HS_ACT_GELU_GLU) {
+        const int glu = kind == HS_ACT_GELU_GLU;
 #pragma omp parallel for simd num_threads(hs_cpu_threads(be)) if (n > 65536)
         for (int64_t i = 0; i < n; i++) {
-            const float x = u[i], c = 0.7978845608028654f, t = tanhf(c * (x + 0.044715f * x * x * x));
-            du[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * 0.044715f * x * x));
+            const float x = glu ? g[i] : u[i], c = 0.7978845608028654f, t = tanhf(c * (x + 0.044715f * x * x * x));
+            const float dgelu = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * c * (1.0f + 3.0f * 0.044715f * x * x);
+            if (glu) { /* out = gelu(gate) * up */
+                du[i] = dout[i] * 0.5f * x * (1.0f + t);
+                dg[i] = dout[i] * u[i] * dgelu;
+            } else {
+                du[i] = dout[i] * dgelu;
+            }
         }
         return HS_OK;
     }
@@ -85,11 +92,27 @@ hs_status hs_cpu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gv, const
     return HS_OK;
 }
 
+HS_SIMD_CLONES
+hs_status hs_cpu_softcap_bwd(hs_backend *be, const void *yv, const void *dyv, int64_t n, float cap, void *dxv,
+                             hs_err *err) {
+    (void)err;
+    const float *y = yv, *dy = dyv;
+    float *dx = dxv;
+#pragma omp parallel for simd num_threads(hs_cpu_threads(be)) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        const float t = y[i] / cap;
+        dx[i] = dy[i] * (1.0f - t * t);
+    }
+    return HS_OK;
+}
+
 /* One (batch row, kv head): for each query head of the group, recompute P,
  * then dP = dZ Vᵀ, dS = P ∘ (dP - rowsum(P ∘ dP)), dQ = scale dS K,
- * dK += scale dSᵀ Q, dV += Pᵀ dZ. S and dP are T*T scratch each. */
+ * dK += scale dSᵀ Q, dV += Pᵀ dZ. S and dP are T*T scratch each. With a
+ * softcap, dS also takes the cap's derivative 1 - tanh², kept in C (T*T). */
 static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq, float *dk, float *dv, int b, int hk,
-                            float *S, float *dP) {
+                            float *S, float *dP, float *C) {
+    const float cap = p->softcap;
     const int T = p->T, H = p->H, Hk = p->H_kv, dh = p->d_head, grp = H / Hk;
     const float *k = (const float *)p->k + ((int64_t)b * T * Hk + hk) * dh;
     const float *v = (const float *)p->v + ((int64_t)b * T * Hk + hk) * dh;
@@ -101,9 +124,13 @@ static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, p->scale, q, H * dh, k, Hk * dh, 0.0f, S, T);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, hs, dzb, H * dh, v, Hk * dh, 0.0f, dP, T);
         for (int t = 0; t < T; t++) {
-            float *s = S + (int64_t)t * T, *dp = dP + (int64_t)t * T;
+            float *s = S + (int64_t)t * T, *dp = dP + (int64_t)t * T, *cd = C + (int64_t)t * T;
             float mx = -INFINITY;
             for (int j = 0; j < T; j++) {
+                if (cap > 0.0f) {
+                    const float th = tanhf(s[j] / cap);
+                    s[j] = cap * th, cd[j] = 1.0f - th * th;
+                }
                 if (j > t || (p->key_mask && !p->key_mask[b * T + j])) s[j] = -INFINITY;
                 if (s[j] > mx) mx = s[j];
             }
@@ -116,7 +143,7 @@ static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq,
                 s[j] = sum > 0 ? (float)(s[j] / sum) : 0.0f;
                 pdp += (double)s[j] * dp[j];
             }
-            for (int j = 0; j < T; j++) dp[j] = (float)(s[j] * (dp[j] - pdp)); /* dS */
+            for (int j = 0; j < T; j++) dp[j] = (float)(s[j] * (dp[j] - pdp)) * (cap > 0.0f ? cd[j] : 1.0f); /* dS */
         }
         const float beta = h == hk * grp ? 0.0f : 1.0f;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, p->scale, dP, T, k, Hk * dh, 0.0f, dq + qo,
@@ -133,16 +160,17 @@ hs_status hs_cpu_attention_bwd(hs_backend *be, const hs_attn_params *p, const vo
     int failed = 0;
 #pragma omp parallel num_threads(hs_cpu_threads(be))
     {
-        float *S = malloc((size_t)p->T * p->T * sizeof(float)), *dP = malloc((size_t)p->T * p->T * sizeof(float));
-        if (!S || !dP) {
+        const size_t tt = (size_t)p->T * p->T * sizeof(float);
+        float *S = malloc(tt), *dP = malloc(tt), *C = p->softcap > 0.0f ? malloc(tt) : NULL;
+        if (!S || !dP || (p->softcap > 0.0f && !C)) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < p->B; b++)
             for (int hk = 0; hk < p->H_kv; hk++)
-                if (S && dP) attend_head_bwd(p, dz, dq, dk, dv, b, hk, S, dP);
-        free(S), free(dP);
+                if (S && dP && (C || !(p->softcap > 0.0f))) attend_head_bwd(p, dz, dq, dk, dv, b, hk, S, dP, C);
+        free(S), free(dP), free(C);
     }
     if (failed) return hs_err_set(err, HS_ERR_OOM, "attention_bwd: out of memory");
     return HS_OK;

@@ -11,6 +11,10 @@
  * A parallel block (GPT-NeoX: resid_post = resid_pre + attn_out + mlp_out, the
  * MLP reading norm2(resid_pre)) takes norm2' at resid_pre and dz = g W_O: gm is
  * then g plus the MLP's share of dM/d resid_pre, and dM/d attn_out is g.
+ * With post-norms (Gemma 2) what a block adds is the norm of o_proj's or
+ * down_proj's output: their gradients pass back through that norm (the raw
+ * output recomputed from z, or from the MLP's kept inputs) before W_O or
+ * W_down. A final softcap's derivative joins the logits' gradient.
  * Biases do not enter input gradients. */
 #include "hs_backward.h"
 
@@ -35,7 +39,7 @@ static hs_status bwd_alloc(hs_session *s, int64_t n, int keep, hs_err *err) {
     const hs_model_config *c = &s->cfg;
     const int64_t d = c->d_model, f = c->d_mlp, qd = (int64_t)c->n_heads * c->d_head,
                   kd = (int64_t)c->n_kv_heads * c->d_head, es = (int64_t)s->es, L = c->n_layers;
-    const int gated = c->act == HS_ACT_SILU_GLU;
+    const int gated = hs_act_gated(c->act);
     hs_bwd *w = calloc(1, sizeof *w);
     if (!w) return hs_err_set(err, HS_ERR_OOM, "backward: out of memory");
     s->bwd = w;
@@ -75,7 +79,7 @@ static hs_status bwd_reserve(hs_session *s, int64_t n, hs_err *err) {
     const hs_model_config *c = &s->cfg;
     const int64_t qd = (int64_t)c->n_heads * c->d_head, kd = (int64_t)c->n_kv_heads * c->d_head;
     const int64_t per_row = 2 * qd + 2 * kd + (c->parallel_attn_mlp ? 0 : c->d_model) +
-                            (c->act == HS_ACT_SILU_GLU ? 2 : 1) * (int64_t)c->d_mlp;
+                            (hs_act_gated(c->act) ? 2 : 1) * (int64_t)c->d_mlp;
     if ((int64_t)c->n_layers * n * per_row * (int64_t)s->es <= s->bwd_keep_bytes) {
         hs_status st = bwd_alloc(s, n, 1, err);
         if (st != HS_ERR_OOM) return st;
@@ -137,6 +141,13 @@ hs_status hs_bwd_forward(hs_session *s, const hs_batch *b, const hs_forward_para
     if (!o->supports_op(s->be, HS_OP_BACKWARD))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "the %s backend has no backward ops yet", o->name);
     if (fp_in->start_layer) return hs_err_set(err, HS_ERR_INVALID_ARG, "backward: the forward must start at layer 0");
+    if (s->cfg.final_softcap > 0.0f && !s->tl_dlogits) { /* the capped logits' gradient needs its own chunk */
+        int64_t cap;
+        hs_status st = hs_session_logit_chunk(s, &cap, err);
+        if (st == HS_OK) st = o->alloc(s->be, (size_t)(cap * s->cfg.n_vocab) * s->es, &s->tl_dlogits, err);
+        if (st != HS_OK) return st;
+        s->bytes += cap * s->cfg.n_vocab * (int64_t)s->es;
+    }
     const int64_t n = (int64_t)b->B * b->T;
     hs_status st = HS_OK;
     int32_t *pos = malloc((size_t)n * sizeof *pos);
@@ -174,13 +185,28 @@ hs_status hs_bwd_seed_nll(hs_session *s, const hs_batch *b, const int32_t *targe
         const int64_t R = n - r0 < cap ? n - r0 : cap;
         HS_CHECK(o->matmul(s->be, (const char *)s->xn + r0 * d * es, s->unembed, s->unembed_b, R, (int)V, (int)d, 0,
                            s->tl_logits, err));
-        HS_CHECK(o->logprob_grad(s->be, s->tl_logits, w->tg + r0, R, (int)V, s->tl_logits, err));
-        HS_CHECK(o->matmul_bwd(s->be, s->tl_logits, s->unembed, R, (int)V, (int)d, 0, (char *)w->dxn + r0 * d * es,
-                               err));
+        void *dl = s->tl_logits;
+        if (c->final_softcap > 0.0f) { /* the gradient at the capped logits, then through the cap */
+            dl = s->tl_dlogits;
+            HS_CHECK(hs_session_cap_logits(s, s->tl_logits, R, err));
+            HS_CHECK(o->logprob_grad(s->be, s->tl_logits, w->tg + r0, R, (int)V, dl, err));
+            HS_CHECK(o->softcap_bwd(s->be, s->tl_logits, dl, R * V, c->final_softcap, dl, err));
+        } else {
+            HS_CHECK(o->logprob_grad(s->be, s->tl_logits, w->tg + r0, R, (int)V, dl, err));
+        }
+        HS_CHECK(o->matmul_bwd(s->be, dl, s->unembed, R, (int)V, (int)d, 0, (char *)w->dxn + r0 * d * es, err));
     }
     HS_CHECK(o->norm_bwd(s->be, c->norm, xf, s->lnf_w, c->norm_eps, n, (int)d, w->dxn, 0, w->g, err));
 exit:
     return st;
+}
+
+/* Row r's last real position (HS_LOGITS_LAST's row). */
+static int last_row(const hs_batch *b, int r) {
+    int last = b->T - 1;
+    if (b->mask)
+        while (last > 0 && !b->mask[(int64_t)r * b->T + last]) last--;
+    return last;
 }
 
 hs_status hs_bwd_seed_last(hs_session *s, const hs_batch *b, const float *dlogits, hs_err *err) {
@@ -193,20 +219,29 @@ hs_status hs_bwd_seed_last(hs_session *s, const hs_batch *b, const float *dlogit
     int64_t cap;
     hs_status st = HS_OK;
     HS_CHECK(hs_session_logit_chunk(s, &cap, err));
+    if (c->final_softcap > 0.0f) { /* the last rows' normed stream, gathered into mid, for their capped logits */
+        HS_CHECK(o->norm(s->be, c->norm, xf, s->lnf_w, s->lnf_b, c->norm_eps, n, (int)d, s->xn, err));
+        for (int r = 0; r < B; r++)
+            HS_CHECK(o->copy(s->be, (char *)w->mid + r * row, (char *)s->xn + ((int64_t)r * T + last_row(b, r)) * row,
+                             (size_t)row, err));
+    }
     /* dM/dxn at the last rows, staged in gm, then scattered into a zeroed dxn */
     for (int r0 = 0; r0 < B; r0 += (int)cap) {
         const int R = B - r0 < cap ? B - r0 : (int)cap;
         HS_CHECK(o->upload_f32(s->be, s->tl_logits, dlogits + (int64_t)r0 * V, (int64_t)R * V, err));
+        if (c->final_softcap > 0.0f) {
+            HS_CHECK(o->matmul(s->be, (char *)w->mid + r0 * row, s->unembed, s->unembed_b, R, (int)V, (int)d, 0,
+                               s->tl_dlogits, err));
+            HS_CHECK(hs_session_cap_logits(s, s->tl_dlogits, R, err));
+            HS_CHECK(o->softcap_bwd(s->be, s->tl_dlogits, s->tl_logits, (int64_t)R * V, c->final_softcap, s->tl_logits,
+                                    err));
+        }
         HS_CHECK(o->matmul_bwd(s->be, s->tl_logits, s->unembed, R, (int)V, (int)d, 0, (char *)w->gm + r0 * row, err));
     }
     HS_CHECK(o->zero(s->be, w->dxn, (size_t)(n * row), err));
-    for (int r = 0; r < B; r++) {
-        int last = T - 1;
-        if (b->mask)
-            while (last > 0 && !b->mask[(int64_t)r * T + last]) last--;
-        HS_CHECK(o->copy(s->be, (char *)w->dxn + ((int64_t)r * T + last) * row, (char *)w->gm + r * row, (size_t)row,
-                         err));
-    }
+    for (int r = 0; r < B; r++)
+        HS_CHECK(o->copy(s->be, (char *)w->dxn + ((int64_t)r * T + last_row(b, r)) * row, (char *)w->gm + r * row,
+                         (size_t)row, err));
     HS_CHECK(o->norm_bwd(s->be, c->norm, xf, s->lnf_w, c->norm_eps, n, (int)d, w->dxn, 0, w->g, err));
 exit:
     return st;
@@ -259,14 +294,15 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
     if (!c->parallel_attn_mlp) {
         /* resid_mid as the forward makes it (not by an accumulating GEMM, whose
          * rounding differs): the same bits as a kept activation */
-        HS_CHECK(o->matmul(s->be, s->z, W->wo, W->bo, n, (int)d, H * dh, 0, s->attn_out, err));
+        HS_CHECK(o->matmul(s->be, s->z, W->wo, W->bo, n, (int)d, H * dh, 0, c->post_norms ? s->raw : s->attn_out, err));
+        if (c->post_norms) HS_CHECK(hs_session_post_norm(s, l, 0, n, s->attn_out, err));
         HS_CHECK(o->copy(s->be, w->mid, x, (size_t)(n * d * es), err));
         HS_CHECK(o->add(s->be, w->mid, s->attn_out, n * d, err));
         mlp_in = w->mid;
     }
     HS_CHECK(o->norm(s->be, c->norm, mlp_in, W->ln2_w, W->ln2_b, c->norm_eps, n, (int)d, s->xn, err));
     HS_CHECK(o->matmul(s->be, s->xn, W->w_up, W->b_up, n, f, (int)d, 0, s->up, err));
-    if (c->act == HS_ACT_SILU_GLU) HS_CHECK(o->matmul(s->be, s->xn, W->w_gate, NULL, n, f, (int)d, 0, s->gate, err));
+    if (hs_act_gated(c->act)) HS_CHECK(o->matmul(s->be, s->xn, W->w_gate, NULL, n, f, (int)d, 0, s->gate, err));
 exit:
     return st;
 }
@@ -286,7 +322,8 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
     const int par = c->parallel_attn_mlp;
     hs_status st = HS_OK;
     const int64_t qd = (int64_t)H * dh, kd = (int64_t)Hk * dh;
-    hs_attn_params ap = {.B = b->B, .T = b->T, .H = H, .H_kv = Hk, .d_head = dh, .scale = 1.0f / sqrtf((float)dh),
+    hs_attn_params ap = {.B = b->B, .T = b->T, .H = H, .H_kv = Hk, .d_head = dh, .scale = hs_model_attn_scale(c),
+                         .softcap = c->attn_softcap,
                          .q = s->q, .k = s->k, .v = s->v, .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,
                          .head_scale = head_scale ? w->hsc : NULL};
     if (top < 0 || top >= c->n_layers)
@@ -298,7 +335,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         const void *mid = par ? x : w->mid, *gate = s->gate, *up = s->up, *z = head_scale ? w->zu : s->z;
         if (head_scale) HS_CHECK(o->upload(s->be, w->hsc, head_scale + l * BH, (size_t)BH * sizeof(float), err));
         if (w->keep) { /* the forward's activations of layer l */
-            const int64_t gated = c->act == HS_ACT_SILU_GLU;
+            const int64_t gated = hs_act_gated(c->act);
             ap.q = (char *)w->kq + l * n * qd * es, ap.k = (char *)w->kk + l * n * kd * es;
             ap.v = (char *)w->kv + l * n * kd * es, mid = par ? x : (char *)w->kmid + l * n * d * es;
             gate = gated ? (char *)w->kpre + l * n * f * es : NULL;
@@ -315,16 +352,31 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         } else {
             HS_CHECK(rerun_layer(s, b, l, &ap, err));
         }
-        /* MLP */
-        HS_CHECK(o->matmul_bwd(s->be, w->g, W->w_down, n, (int)d, f, 0, w->dhid, err));
+        /* MLP (g2 is free until the attention's part: it stages the gradients at the raw outputs) */
+        const void *g_down = w->g;
+        if (c->post_norms) {
+            HS_CHECK(o->act(s->be, c->act, gate, up, n * f, s->hid, err));
+            HS_CHECK(o->matmul(s->be, s->hid, W->w_down, W->b_down, n, (int)d, f, 0, s->raw, err));
+            HS_CHECK(o->norm_bwd(s->be, HS_NORM_RMSNORM, s->raw, W->mlp_post_w, c->norm_eps, n, (int)d, w->g, 0, w->g2,
+                                 err));
+            g_down = w->g2;
+        }
+        HS_CHECK(o->matmul_bwd(s->be, g_down, W->w_down, n, (int)d, f, 0, w->dhid, err));
         HS_CHECK(o->act_bwd(s->be, c->act, gate, up, w->dhid, n * f, w->dgate, w->dup, err));
         HS_CHECK(o->matmul_bwd(s->be, w->dup, W->w_up, n, f, (int)d, 0, w->dxn, err));
-        if (c->act == HS_ACT_SILU_GLU) HS_CHECK(o->matmul_bwd(s->be, w->dgate, W->w_gate, n, f, (int)d, 1, w->dxn, err));
+        if (hs_act_gated(c->act)) HS_CHECK(o->matmul_bwd(s->be, w->dgate, W->w_gate, n, f, (int)d, 1, w->dxn, err));
         HS_CHECK(o->copy(s->be, w->gm, w->g, (size_t)(n * d * es), err));
         HS_CHECK(o->norm_bwd(s->be, c->norm, mid, W->ln2_w, c->norm_eps, n, (int)d, w->dxn, 1, w->gm, err));
         /* the heads' output: attn_out reaches resid_post through resid_mid, or directly (parallel) */
-        const void *g_attn = par ? w->g : w->gm;
-        HS_CHECK(o->matmul_bwd(s->be, g_attn, W->wo, n, (int)d, H * dh, 0, w->dz, err));
+        const void *g_attn = par ? w->g : w->gm, *g_wo = g_attn;
+        if (c->post_norms) { /* o_proj's raw output, from the z the forward made (with its multipliers) */
+            const void *zf = w->keep ? (const char *)w->kz + l * n * qd * es : s->z;
+            HS_CHECK(o->matmul(s->be, zf, W->wo, W->bo, n, (int)d, H * dh, 0, s->raw, err));
+            HS_CHECK(o->norm_bwd(s->be, HS_NORM_RMSNORM, s->raw, W->attn_post_w, c->norm_eps, n, (int)d, g_attn, 0,
+                                 w->g2, err));
+            g_wo = w->g2;
+        }
+        HS_CHECK(o->matmul_bwd(s->be, g_wo, W->wo, n, (int)d, H * dh, 0, w->dz, err));
         hs_bwd_layer gl = {.z = z, .dz = w->dz, .g_mid = g_attn, .g_post = w->g, .attn = &ap};
         if (l == 0 && !want_attn) { /* nothing below reads the attention's gradients */
             HS_CHECK(visit(user, l, &gl, err));

@@ -115,6 +115,8 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
         HS_CHECK(wbuf(s, W->b_up, f, &D->b_up, err));
         HS_CHECK(wbuf(s, W->w_down, d * f, &D->w_down, err));
         HS_CHECK(wbuf(s, W->b_down, d, &D->b_down, err));
+        HS_CHECK(wbuf(s, W->attn_post_w, d, &D->attn_post_w, err));
+        HS_CHECK(wbuf(s, W->mlp_post_w, d, &D->mlp_post_w, err));
     }
     HS_CHECK(wbuf(s, w->lnf_w, d, &s->lnf_w, err));
     HS_CHECK(wbuf(s, w->lnf_b, d, &s->lnf_b, err));
@@ -134,9 +136,10 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     }
     HS_CHECK(sbuf(s, rows * qd * es, &s->z, err));
     HS_CHECK(sbuf(s, rows * d * es, &s->attn_out, err));
+    if (c->post_norms) HS_CHECK(sbuf(s, rows * d * es, &s->raw, err));
     HS_CHECK(sbuf(s, rows * f * es, &s->up, err));
     HS_CHECK(sbuf(s, rows * f * es, &s->hid, err));
-    if (c->act == HS_ACT_SILU_GLU) HS_CHECK(sbuf(s, rows * f * es, &s->gate, err));
+    if (hs_act_gated(c->act)) HS_CHECK(sbuf(s, rows * f * es, &s->gate, err));
     HS_CHECK(sbuf(s, rows * d * es, &s->mlp_out, err));
     /* last-position logits only; all-position logits get a temporary buffer */
     HS_CHECK(sbuf(s, (size_t)max_B * (size_t)V * es, &s->logits, err));
@@ -164,10 +167,10 @@ void hs_session_free(hs_session *s) {
     if (!s) return;
     hs_backend *be = s->be;
     void (*fr)(hs_backend *, void *) = be->ops->free;
-    void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->q_pre, s->k_pre, s->z, s->attn_out, s->gate, s->up,
-                       s->hid, s->mlp_out, s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows,
-                       s->d_head_scale, s->d_uniform, s->tl_logits, s->tl_targets, s->tl_out, s->d_set_idx,
-                       s->d_set_src, s->d_pattern, s->d_all_logits};
+    void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->q_pre, s->k_pre, s->raw, s->z, s->attn_out, s->gate,
+                       s->up, s->hid, s->mlp_out, s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows,
+                       s->d_head_scale, s->d_uniform, s->tl_logits, s->tl_dlogits, s->tl_targets, s->tl_out,
+                       s->d_set_idx, s->d_set_src, s->d_pattern, s->d_all_logits};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         if (scratch[i]) fr(be, scratch[i]);
     hs_bwd_free(s);
@@ -203,6 +206,17 @@ hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k
     return st;
 }
 hs_backend *hs_session_backend(const hs_session *s) { return s->be; }
+
+hs_status hs_session_post_norm(hs_session *s, int l, int mlp, int64_t n, void *out, hs_err *err) {
+    const hs_session_layer *W = &s->layers[l];
+    return s->be->ops->norm(s->be, HS_NORM_RMSNORM, s->raw, mlp ? W->mlp_post_w : W->attn_post_w, NULL,
+                            s->cfg.norm_eps, n, s->cfg.d_model, out, err);
+}
+
+hs_status hs_session_cap_logits(hs_session *s, void *logits, int64_t R, hs_err *err) {
+    if (!(s->cfg.final_softcap > 0.0f)) return HS_OK;
+    return s->be->ops->softcap(s->be, logits, R * s->cfg.n_vocab, s->cfg.final_softcap, logits, err);
+}
 
 /* Offers activation `data` at point p of `layer` to the hooks. */
 static hs_status offer(hs_session *s, const hs_hooks *hk, hs_hook_point p, int layer, void *data, hs_dtype dt,
@@ -351,6 +365,7 @@ static hs_status target_logprobs(hs_session *s, const hs_batch *b, float *out, h
         }
         const char *x = (const char *)s->xn + r0 * d * (int64_t)s->es;
         HS_CHECK(o->matmul(s->be, x, s->unembed, s->unembed_b, R, (int)V, d, 0, dev, err));
+        HS_CHECK(hs_session_cap_logits(s, dev, R, err));
         HS_CHECK(o->upload(s->be, dtg, b->targets + r0, (size_t)R * sizeof(int32_t), err)); /* range-checked */
         HS_CHECK(o->target_logprob(s->be, dev, dtg, R, (int)V, dout, err));
         HS_CHECK(o->download(s->be, out + r0, dout, (size_t)R * sizeof(float), err));
@@ -396,8 +411,10 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     else if (fp->resid_start_dev)
         HS_CHECK(o->copy(be, s->x, fp->resid_start_dev, (size_t)n * d * es, err));
     else
-        HS_CHECK(o->embed(be, s->d_tokens, s->d_pos, s->tok_embd, c->learned_pos ? s->pos_embd : NULL, n, d, s->x, err));
-    hs_attn_params ap = {.B = B, .T = T, .H = H, .H_kv = Hk, .d_head = dh, .scale = 1.0f / sqrtf((float)dh),
+        HS_CHECK(o->embed(be, s->d_tokens, s->d_pos, s->tok_embd, c->learned_pos ? s->pos_embd : NULL, n, d,
+                          c->embed_scale > 0.0f ? c->embed_scale : 1.0f, s->x, err));
+    hs_attn_params ap = {.B = B, .T = T, .H = H, .H_kv = Hk, .d_head = dh, .scale = hs_model_attn_scale(c),
+                         .softcap = c->attn_softcap,
                          .q = s->q, .k = s->k, .v = s->v, .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,
                          .pattern_rows = fp->pattern_rows ? s->d_pattern_rows : NULL};
     const int stop = fp->stop_layer ? fp->stop_layer : c->n_layers;
@@ -460,7 +477,8 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
                 HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, ap.pattern, HS_DTYPE_F32, 4, B, H, pat_T, T, err));
         }
         HS_CHECK(offer(s, hk, HS_HOOK_Z, l, s->z, dt, 4, B, T, H, dh, err));
-        HS_CHECK(o->matmul(be, s->z, W->wo, W->bo, n, d, H * dh, 0, s->attn_out, err));
+        HS_CHECK(o->matmul(be, s->z, W->wo, W->bo, n, d, H * dh, 0, c->post_norms ? s->raw : s->attn_out, err));
+        if (c->post_norms) HS_CHECK(hs_session_post_norm(s, l, 0, n, s->attn_out, err));
         HS_CHECK(offer(s, hk, HS_HOOK_ATTN_OUT, l, s->attn_out, dt, 3, B, T, d, 0, err));
         if (!c->parallel_attn_mlp) { /* a parallel block's MLP reads resid_pre: no resid_mid */
             HS_CHECK(o->add(be, s->x, s->attn_out, n * d, err));
@@ -468,7 +486,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         }
         HS_CHECK(o->norm(be, c->norm, s->x, W->ln2_w, W->ln2_b, c->norm_eps, n, d, s->xn, err));
         HS_CHECK(o->matmul(be, s->xn, W->w_up, W->b_up, n, f, d, 0, s->up, err));
-        if (c->act == HS_ACT_SILU_GLU) {
+        if (hs_act_gated(c->act)) {
             HS_CHECK(o->matmul(be, s->xn, W->w_gate, NULL, n, f, d, 0, s->gate, err));
             HS_CHECK(offer(s, hk, HS_HOOK_MLP_PRE, l, s->gate, dt, 3, B, T, f, 0, err));
             HS_CHECK(offer(s, hk, HS_HOOK_MLP_PRE_LINEAR, l, s->up, dt, 3, B, T, f, 0, err));
@@ -477,7 +495,8 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         }
         HS_CHECK(o->act(be, c->act, s->gate, s->up, n * f, s->hid, err));
         HS_CHECK(offer(s, hk, HS_HOOK_MLP_POST, l, s->hid, dt, 3, B, T, f, 0, err));
-        HS_CHECK(o->matmul(be, s->hid, W->w_down, W->b_down, n, d, f, 0, s->mlp_out, err));
+        HS_CHECK(o->matmul(be, s->hid, W->w_down, W->b_down, n, d, f, 0, c->post_norms ? s->raw : s->mlp_out, err));
+        if (c->post_norms) HS_CHECK(hs_session_post_norm(s, l, 1, n, s->mlp_out, err));
         HS_CHECK(offer(s, hk, HS_HOOK_MLP_OUT, l, s->mlp_out, dt, 3, B, T, d, 0, err));
         if (c->parallel_attn_mlp) HS_CHECK(o->add(be, s->x, s->attn_out, n * d, err));
         HS_CHECK(o->add(be, s->x, s->mlp_out, n * d, err));
@@ -491,6 +510,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     if (fp->logits == HS_LOGITS_ALL) {
         HS_CHECK(grow(s, (size_t)(n * V) * es, &s->d_all_logits, &s->all_logits_bytes, err));
         HS_CHECK(o->matmul(be, s->xn, s->unembed, s->unembed_b, n, (int)V, d, 0, s->d_all_logits, err));
+        HS_CHECK(hs_session_cap_logits(s, s->d_all_logits, n, err));
         HS_CHECK(o->download_f32(be, logits_out, s->d_all_logits, n * V, err));
     } else {
         /* One row per prompt, its last real token, gathered (into attn_out, free
@@ -504,6 +524,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
             HS_CHECK(o->copy(be, (char *)s->attn_out + (int64_t)r * d * es, row, (size_t)d * es, err));
         }
         HS_CHECK(o->matmul(be, s->attn_out, s->unembed, s->unembed_b, B, (int)V, d, 0, s->logits, err));
+        HS_CHECK(hs_session_cap_logits(s, s->logits, B, err));
         HS_CHECK(o->download_f32(be, logits_out, s->logits, (int64_t)B * V, err));
     }
 exit:

@@ -91,6 +91,10 @@ void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w,
     }
 }
 
+float hs_model_attn_scale(const hs_model_config *c) {
+    return c->attn_scale > 0.0f ? c->attn_scale : 1.0f / sqrtf((float)c->d_head);
+}
+
 hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs_err *err) {
 #define POS(field)                                                                               \
     if (c->field <= 0)                                                                           \
@@ -123,6 +127,15 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
                           "%s: llama3 RoPE scaling needs 0 < low_freq_factor (%g) < high_freq_factor (%g) and a "
                           "positive original_max_position_embeddings (%d)",
                           src, (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor, c->rope_original_ctx);
+    if (c->post_norms && (c->norm != HS_NORM_RMSNORM || c->parallel_attn_mlp))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: post-norms need RMSNorm and a sequential block (the Gemma 2 layout)",
+                          src);
+    const float knobs[4] = {c->embed_scale, c->attn_scale, c->attn_softcap, c->final_softcap};
+    const char *knob_names[4] = {"embedding scale", "attention scale", "attention softcap", "final logit softcap"};
+    for (int i = 0; i < 4; i++)
+        if (!(knobs[i] >= 0.0f && knobs[i] < 1e30f))
+            return hs_err_set(err, HS_ERR_FORMAT, "%s: %s %g must be positive (or 0 for none)", src, knob_names[i],
+                              (double)knobs[i]);
     /* Guard against sizes whose products overflow later index arithmetic. */
     if ((int64_t)c->n_heads * c->d_head > (1 << 20) || c->d_model > (1 << 20) || c->d_mlp > (1 << 22) ||
         c->n_vocab > (1 << 24) || c->n_ctx > (1 << 24) || c->n_layers > 4096)
@@ -282,8 +295,11 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
             HS_CHECK(rand_tensor(m, &s, kd, sd, 0, &L->bk, err));
             HS_CHECK(rand_tensor(m, &s, kd, sd, 0, &L->bv, err));
         }
-        if (c->act == HS_ACT_SILU_GLU)
-            HS_CHECK(rand_tensor(m, &s, (int64_t)c->d_mlp * d, sd, 0, &L->w_gate, err));
+        if (hs_act_gated(c->act)) HS_CHECK(rand_tensor(m, &s, (int64_t)c->d_mlp * d, sd, 0, &L->w_gate, err));
+        if (c->post_norms) {
+            HS_CHECK(rand_tensor(m, &s, d, 0.1f, 1.0f, &L->attn_post_w, err));
+            HS_CHECK(rand_tensor(m, &s, d, 0.1f, 1.0f, &L->mlp_post_w, err));
+        }
         HS_CHECK(rand_tensor(m, &s, (int64_t)c->d_mlp * d, sd, 0, &L->w_up, err));
         HS_CHECK(rand_tensor(m, &s, d * c->d_mlp, sd, 0, &L->w_down, err));
         if (c->out_bias) {

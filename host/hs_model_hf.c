@@ -1,6 +1,7 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
- * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3) and GPTNeoXForCausalLM (Pythia).
+ * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3), Gemma (hs_model_gemma.c) and
+ * GPTNeoXForCausalLM (Pythia).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
@@ -203,10 +204,13 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = parse_llama_config(root, path, arch, c, err);
     } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
         st = hs_hf_parse_neox_config(root, path, c, err);
+    } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM")) {
+        st = hs_hf_parse_gemma_config(root, path, arch, c, err);
     } else {
         st = hs_err_set(err, HS_ERR_UNSUPPORTED,
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
-                        "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GPTNeoXForCausalLM)",
+                        "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
+                        "Gemma2ForCausalLM, GPTNeoXForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
@@ -439,6 +443,7 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     HS_CHECK(open_weights(&L, err));
     if (m->cfg.arch == HS_ARCH_GPT2) HS_CHECK(load_gpt2(&L, err));
     else if (m->cfg.arch == HS_ARCH_NEOX) HS_CHECK(hs_hf_load_neox(&L, err));
+    else if (m->cfg.arch == HS_ARCH_GEMMA) HS_CHECK(hs_hf_load_gemma(&L, err));
     else HS_CHECK(load_llama(&L, err));
 exit:
     for (int i = 0; i < L.n_files; i++) {

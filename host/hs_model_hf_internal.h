@@ -1,6 +1,6 @@
 /* hs_model_hf internals shared by the HF-folder loaders (hs_model_hf.c: the
  * folder, its config.json and weight files, GPT-2 and the Llama family;
- * hs_model_neox.c: GPT-NeoX). Not a public header. */
+ * hs_model_neox.c: GPT-NeoX; hs_model_gemma.c: Gemma). Not a public header. */
 #ifndef HS_MODEL_HF_INTERNAL_H
 #define HS_MODEL_HF_INTERNAL_H
 
@@ -37,6 +37,10 @@ hs_status hs_hf_rot_dim(const char *path, const char *key, double pct, hs_model_
  * file holds [d1, d0] (GPT-2 Conv1D) and we want [d0, d1]. */
 hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, int transpose, float **out,
                      hs_err *err);
+
+/* GemmaForCausalLM, Gemma2ForCausalLM (hs_model_gemma.c). */
+hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err);
+hs_status hs_hf_load_gemma(hs_hf_loader *L, hs_err *err);
 
 /* GPTNeoXForCausalLM (hs_model_neox.c). */
 hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);

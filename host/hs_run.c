@@ -145,7 +145,7 @@ static hs_status check_model_fits(const hs_config *cfg, const hs_model_config *c
                               "experiment '%s': hook resid_mid: the model's attention and MLP run in parallel (both "
                               "read resid_pre), so there is no resid_mid",
                               e->name);
-        if (c->act != HS_ACT_SILU_GLU && (e->hooks & HS_CONFIG_BIT(HS_HOOK_MLP_PRE_LINEAR)))
+        if (!hs_act_gated(c->act) && (e->hooks & HS_CONFIG_BIT(HS_HOOK_MLP_PRE_LINEAR)))
             return hs_err_set(err, HS_ERR_INVALID_ARG, "experiment '%s': hook mlp_pre_linear: the model's MLP is not gated",
                               e->name);
     }

@@ -10,6 +10,7 @@ typedef struct {
     void *ln1_w, *ln1_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *ln2_w, *ln2_b;
     void *w_gate, *w_up, *b_up, *w_down, *b_down;
     void *q_norm_w, *k_norm_w; /* qk_norm only */
+    void *attn_post_w, *mlp_post_w; /* post_norms only */
 } hs_session_layer;
 
 struct hs_session {
@@ -24,12 +25,14 @@ struct hs_session {
     /* scratch, sized for max_B * max_T rows */
     void *x, *xn, *q, *k, *v, *z, *attn_out, *gate, *up, *hid, *mlp_out, *logits;
     void *q_pre, *k_pre; /* qk_norm: q and k before their norms (hook_q, hook_k) */
+    void *raw;           /* post_norms: o_proj's or down_proj's output before its norm */
     float *rope_inv;     /* host [rot_dim / 2]: RoPE's inverse frequencies (hs_model_rope_inv_freq) */
     int32_t *d_tokens, *d_pos, *d_mask;
     int32_t *d_pattern_rows; /* [max_B] */
     /* target log-probs: one chunk's logits, targets and results, allocated at
      * first use and kept (no device allocation per forward) */
     void *tl_logits;
+    void *tl_dlogits; /* final_softcap: the capped chunk's gradient beside the capped logits */
     int32_t *tl_targets;
     float *tl_out;
     float *d_head_scale; /* [max_B, H] */
@@ -52,6 +55,13 @@ struct hs_session {
 /* The session's unembedding chunk (tl_logits [rows, V], tl_targets, tl_out),
  * allocated at first use: rows = the chunk's capacity. */
 hs_status hs_session_logit_chunk(hs_session *s, int64_t *rows, hs_err *err);
+
+/* post_norms: out = RMSNorm(s->raw) with layer l's attention (mlp = 0) or
+ * MLP (mlp = 1) post-norm, n rows. */
+hs_status hs_session_post_norm(hs_session *s, int l, int mlp, int64_t n, void *out, hs_err *err);
+
+/* final_softcap: logits [R, V] capped in place. */
+hs_status hs_session_cap_logits(hs_session *s, void *logits, int64_t R, hs_err *err);
 
 /* qk_norm: s->q = RMSNorm(s->q_pre) per head with layer l's q norm (do_q),
  * and the same for k (do_k), over n rows. */

@@ -127,7 +127,7 @@ static void run_conformance(const char *model, const char *pad) {
             ref_name(name, sizeof name, (hs_hook_point)p, l);
             const int on_mlp = p == HS_HOOK_MLP_PRE || p == HS_HOOK_MLP_PRE_LINEAR || p == HS_HOOK_MLP_POST;
             const hs_st_tensor *r = hs_st_find(on_mlp ? mlp_ref : hooks_ref, name);
-            if (on_mlp && (p != HS_HOOK_MLP_PRE_LINEAR || c->act == HS_ACT_SILU_GLU))
+            if (on_mlp && (p != HS_HOOK_MLP_PRE_LINEAR || hs_act_gated(c->act)))
                 cr_assert_not_null(r, "%s: the MLP fixture lacks %s", model, name);
             if (!r) continue; /* e.g. rot_q on GPT-2 */
             hs_tensor shp;
@@ -203,6 +203,12 @@ Test(conformance, qwen3_left) { run_conformance("qwen3", "left"); }
 /* Phi-3: fused qkv_proj and gate_up_proj, RoPE on 12 of 16 dims */
 Test(conformance, phi3_right) { run_conformance("phi3", "right"); }
 Test(conformance, phi3_left) { run_conformance("phi3", "left"); }
+/* Gemma 2: sandwich norms, soft-capped scores and logits, GeGLU, the embedding's scale */
+Test(conformance, gemma2_right) { run_conformance("gemma2", "right"); }
+Test(conformance, gemma2_left) { run_conformance("gemma2", "left"); }
+/* Gemma (1): GeGLU, (1 + w) norms, the embedding's scale, one key/value head */
+Test(conformance, gemma_right) { run_conformance("gemma", "right"); }
+Test(conformance, gemma_left) { run_conformance("gemma", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

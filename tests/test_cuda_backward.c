@@ -113,7 +113,7 @@ static void run_act_bwd(hs_dtype dt, hs_act_kind kind, const char *name) {
     H h;
     h_init(&h, dt, name, 2003);
     const int64_t ns[] = {1, 1000, 100003};
-    const int silu = kind == HS_ACT_SILU_GLU;
+    const int silu = hs_act_gated(kind); /* a gate's gradient too */
     for (size_t ci = 0; ci < sizeof ns / sizeof *ns; ci++) {
         hs_err err = {0};
         const int64_t n = ns[ci];
@@ -153,6 +153,43 @@ Test(cuda_backward, act_bwd_gelu_erf_bf16) {
 }
 Test(cuda_backward, act_bwd_silu_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_SILU_GLU, "silu_bwd_f32"); }
 Test(cuda_backward, act_bwd_silu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_BF16, HS_ACT_SILU_GLU, "silu_bwd_bf16"); }
+Test(cuda_backward, act_bwd_gelu_glu_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_GELU_GLU, "geglu_bwd_f32"); }
+Test(cuda_backward, act_bwd_gelu_glu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_BF16, HS_ACT_GELU_GLU, "geglu_bwd_bf16"); }
+
+/* ---- softcap_bwd, out of place and in place (dx = dy) ---------------------------- */
+
+static void run_softcap_bwd(hs_dtype dt, const char *name) {
+    H h;
+    h_init(&h, dt, name, 2009);
+    const int64_t ns[] = {1, 1000, 100003};
+    const float cap = 5.0f;
+    for (size_t ci = 0; ci < sizeof ns / sizeof *ns; ci++)
+        for (int in_place = 0; in_place < 2; in_place++) {
+            hs_err err = {0};
+            const int64_t n = ns[ci];
+            char what[64];
+            snprintf(what, sizeof what, "softcap_bwd n=%lld in_place=%d", (long long)n, in_place);
+            float *y = h_rand(&h, n, 0, 0.9f * cap), *dy = h_rand(&h, n, 0, 1), *ref = h_zeros(n), *got = h_zeros(n);
+            void *cy = put(h.cpu, y, n, 0), *cdy = put(h.cpu, dy, n, 0), *cdx = put(h.cpu, ref, n, 0);
+            ok(h.cpu->ops->softcap_bwd(h.cpu, cy, cdy, n, cap, cdx, &err), &err, "cpu softcap_bwd");
+            get(h.cpu, ref, cdx, n, 0);
+            void *gy = put(h.gpu, y, n, 0), *gdy = put(h.gpu, dy, n, 0);
+            gbuf odx = galloc(&h, in_place ? 0 : n, 0, NULL);
+            ok(h.gpu->ops->softcap_bwd(h.gpu, gy, gdy, n, cap, in_place ? gdy : gptr(&odx), &err), &err, what);
+            if (in_place) ok(h.gpu->ops->download_f32(h.gpu, got, gdy, n, &err), &err, what);
+            else gread(&h, &odx, got, what);
+            expect(&h, "dx", got, ref, n);
+            gfree(&h, &odx);
+            void *cb[] = {cy, cdy, cdx}, *gb[] = {gy, gdy};
+            for (int i = 0; i < 3; i++) h.cpu->ops->free(h.cpu, cb[i]);
+            for (int i = 0; i < 2; i++) h.gpu->ops->free(h.gpu, gb[i]);
+            free(y), free(dy), free(ref), free(got);
+        }
+    h_free(&h);
+}
+
+Test(cuda_backward, softcap_bwd_f32) { REQUIRE_GPU(); run_softcap_bwd(HS_DTYPE_F32, "softcap_bwd_f32"); }
+Test(cuda_backward, softcap_bwd_bf16) { REQUIRE_GPU(); run_softcap_bwd(HS_DTYPE_BF16, "softcap_bwd_bf16"); }
 
 /* ---- logprob_grad, out of place and in place ------------------------------------ */
 
@@ -354,10 +391,12 @@ Test(cuda_backward, copy_2d_bf16) { REQUIRE_GPU(); run_copy_2d(HS_DTYPE_BF16, "c
 
 typedef struct {
     int B, T, H, Hk, d, mask; /* mask: 0 none, 1 left padding, 2 holes */
+    float cap;                /* > 0: soft-capped scores (Gemma 2) */
 } bwd_case;
 
 static const bwd_case bwd_cases[] = {
-    {1, 1, 1, 1, 8, 0}, {2, 37, 4, 2, 64, 1}, {1, 129, 6, 3, 128, 2}, {2, 64, 2, 2, 96, 0}, {1, 200, 4, 1, 80, 1},
+    {1, 1, 1, 1, 8, 0, 0}, {2, 37, 4, 2, 64, 1, 0}, {1, 129, 6, 3, 128, 2, 0}, {2, 64, 2, 2, 96, 0, 0}, {1, 200, 4, 1, 80, 1, 0},
+    {2, 45, 4, 2, 16, 2, 1.5f}, {1, 130, 4, 1, 128, 1, 2.5f},
 };
 
 static int32_t *make_mask(hs_test_rng *rng, const bwd_case *c) {
@@ -377,8 +416,8 @@ static void run_attention_bwd(hs_dtype dt, const char *name) {
         const bwd_case *c = &bwd_cases[ci];
         const int64_t nq = (int64_t)c->B * c->T * c->H * c->d, nk = (int64_t)c->B * c->T * c->Hk * c->d;
         char what[128];
-        snprintf(what, sizeof what, "attention_bwd B=%d T=%d H=%d H_kv=%d d=%d mask=%d head_scale=%d", c->B, c->T, c->H,
-                 c->Hk, c->d, c->mask, (int)(ci % 2));
+        snprintf(what, sizeof what, "attention_bwd B=%d T=%d H=%d H_kv=%d d=%d mask=%d head_scale=%d cap=%g", c->B, c->T,
+                 c->H, c->Hk, c->d, c->mask, (int)(ci % 2), (double)c->cap);
         float *q = h_rand(&h, nq, 0, 1), *k = h_rand(&h, nk, 0, 1), *v = h_rand(&h, nk, 0, 1), *dz = h_rand(&h, nq, 0, 1);
         int32_t *mask = make_mask(&h.rng, c);
         float *hsc = NULL; /* odd cases: a pruning-style head multiplier (z = hsc * P v) */
@@ -395,7 +434,7 @@ static void run_attention_bwd(hs_dtype dt, const char *name) {
              *cdq = put(h.cpu, rq, nq, 0), *cdk = put(h.cpu, rk, nk, 0), *cdv = put(h.cpu, rv, nk, 0),
              *chs = hsc ? put(h.cpu, hsc, (int64_t)c->B * c->H, 1) : NULL;
         hs_attn_params p = {.B = c->B, .T = c->T, .H = c->H, .H_kv = c->Hk, .d_head = c->d, .scale = scale,
-                            .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs};
+                            .softcap = c->cap, .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs};
         ok(h.cpu->ops->attention_bwd(h.cpu, &p, cdz, cdq, cdk, cdv, &err), &err, "cpu attention_bwd");
         get(h.cpu, rq, cdq, nq, 0), get(h.cpu, rk, cdk, nk, 0), get(h.cpu, rv, cdv, nk, 0);
         void *xq = put(h.gpu, q, nq, 0), *xk = put(h.gpu, k, nk, 0), *xv = put(h.gpu, v, nk, 0),
@@ -443,16 +482,17 @@ static double attn_objective(hs_backend *be, hs_attn_params p, const float *dz, 
 }
 
 /* Central differences in f32 (step 1e-2), with key padding, GQA and head
- * multipliers (a zeroed head among them): agreement to ~1e-3 of the
- * gradient's scale; a wrong term (a missing mask, a transposed product, the
- * multiplier left out) is off by O(1). */
-Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) {
+ * multipliers (a zeroed head among them), without and with a soft-cap on the
+ * scores: agreement to ~1e-3 of the gradient's scale; a wrong term (a missing
+ * mask, a transposed product, the multiplier or the cap's derivative left out)
+ * is off by O(1). */
+static void attention_bwd_fd(float cap) {
     hs_backend *be = NULL;
     hs_err err = {0};
     cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
     hs_test_rng rng;
     hs_test_rng_seed(&rng, 91);
-    const bwd_case c = {2, 9, 4, 2, 8, 1};
+    const bwd_case c = {2, 9, 4, 2, 8, 1, cap};
     const int64_t nq = (int64_t)c.B * c.T * c.H * c.d, nk = (int64_t)c.B * c.T * c.Hk * c.d;
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *dz = malloc(nq * 4), *z = malloc(nq * 4);
     float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
@@ -461,7 +501,7 @@ Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) {
     int32_t *mask = make_mask(&rng, &c);
     const float hsc[2 * 4] = {1.0f, 0.0f, 0.5f, -2.0f, 1.5f, 1.0f, 0.25f, 1.0f}; /* [B, H] */
     hs_attn_params p = {.B = c.B, .T = c.T, .H = c.H, .H_kv = c.Hk, .d_head = c.d, .scale = 0.35f,
-                        .q = q, .k = k, .v = v, .key_mask = mask, .head_scale = hsc};
+                        .softcap = c.cap, .q = q, .k = k, .v = v, .key_mask = mask, .head_scale = hsc};
     cr_assert_eq(be->ops->attention_bwd(be, &p, dz, dq, dk, dv, &err), HS_OK, "%s", err.msg);
     float *ins[3] = {q, k, v}, *grads[3] = {dq, dk, dv};
     const int64_t ns[3] = {nq, nk, nk};
@@ -476,13 +516,16 @@ Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) {
             const double dn = attn_objective(be, p, dz, z, nq);
             ins[w][i] = x0;
             const double fd = (up - dn) / (2.0 * h);
-            cr_assert(fabs(fd - grads[w][i]) <= 2e-3 * sc + 1e-4, "%s[%lld]: op %g, finite difference %g", names[w],
-                      (long long)i, grads[w][i], fd);
+            cr_assert(fabs(fd - grads[w][i]) <= 2e-3 * sc + 1e-4, "cap %g: %s[%lld]: op %g, finite difference %g",
+                      (double)cap, names[w], (long long)i, grads[w][i], fd);
         }
     }
     free(q), free(k), free(v), free(dz), free(z), free(dq), free(dk), free(dv), free(mask);
     hs_backend_free(be);
 }
+
+Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) { attention_bwd_fd(0.0f); }
+Test(cuda_backward_cpu, attention_bwd_softcap_matches_finite_differences) { attention_bwd_fd(1.0f); }
 
 /* norm_bwd against central differences of the norm op, both kinds. */
 Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {

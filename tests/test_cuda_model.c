@@ -187,6 +187,12 @@ Test(cuda_model, qwen3_bf16) { REQUIRE_GPU(); fixture_case("qwen3", HS_DTYPE_BF1
 /* Phi-3: weights aliased into the fused qkv_proj / gate_up_proj, uploaded per matrix; partial RoPE */
 Test(cuda_model, phi3_f32) { REQUIRE_GPU(); fixture_case("phi3", HS_DTYPE_F32, "phi3_f32"); }
 Test(cuda_model, phi3_bf16) { REQUIRE_GPU(); fixture_case("phi3", HS_DTYPE_BF16, "phi3_bf16"); }
+/* Gemma 2: the capped scores (simt and tensor-core kernels, the pattern recompute), the
+ * post-norms, GeGLU, the embedding's scale and the capped logits */
+Test(cuda_model, gemma2_f32) { REQUIRE_GPU(); fixture_case("gemma2", HS_DTYPE_F32, "gemma2_f32"); }
+Test(cuda_model, gemma2_bf16) { REQUIRE_GPU(); fixture_case("gemma2", HS_DTYPE_BF16, "gemma2_bf16"); }
+Test(cuda_model, gemma_f32) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_F32, "gemma_f32"); }
+Test(cuda_model, gemma_bf16) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_BF16, "gemma_bf16"); }
 
 /* Gradient head importance (hs_head_grad_metric: the forward, then the
  * backward ops through every layer), CUDA vs CPU, per prompt [B, L, H] of a
@@ -253,6 +259,8 @@ Test(cuda_model, head_grad_qwen3_f32) { REQUIRE_GPU(); grad_case("qwen3", HS_DTY
 Test(cuda_model, head_grad_qwen3_bf16) { REQUIRE_GPU(); grad_case("qwen3", HS_DTYPE_BF16, "head_grad_qwen3_bf16"); }
 Test(cuda_model, head_grad_phi3_f32) { REQUIRE_GPU(); grad_case("phi3", HS_DTYPE_F32, "head_grad_phi3_f32"); }
 Test(cuda_model, head_grad_phi3_bf16) { REQUIRE_GPU(); grad_case("phi3", HS_DTYPE_BF16, "head_grad_phi3_bf16"); }
+Test(cuda_model, head_grad_gemma2_f32) { REQUIRE_GPU(); grad_case("gemma2", HS_DTYPE_F32, "head_grad_gemma2_f32"); }
+Test(cuda_model, head_grad_gemma2_bf16) { REQUIRE_GPU(); grad_case("gemma2", HS_DTYPE_BF16, "head_grad_gemma2_bf16"); }
 
 static hs_model_config smollm2_shape(void) {
     hs_model_config c = hs_test_llama_config(30, 9, 3, 576, 64, 1536, 49152, 8192, 100000.0f);
@@ -271,6 +279,27 @@ static void smollm2_case(hs_dtype dt, const char *name) {
 
 Test(cuda_model, smollm2_shape_f32, .timeout = 600) { REQUIRE_GPU(); smollm2_case(HS_DTYPE_F32, "smollm2_shape_f32"); }
 Test(cuda_model, smollm2_shape_bf16, .timeout = 600) { REQUIRE_GPU(); smollm2_case(HS_DTYPE_BF16, "smollm2_shape_bf16"); }
+
+/* Gemma-2-2B's attention in a 4-layer random model: d_head 256 (the CUDA-core
+ * kernel's widest instantiation and the pattern recompute's large shared
+ * memory), query_pre_attn_scalar 256, the real caps (50, 30), sandwich
+ * norms, GeGLU, the embedding's sqrt(d_model). */
+static void gemma2_shape_case(hs_dtype dt, const char *name) {
+    hs_err err = {0};
+    hs_model_config c = hs_test_llama_config(4, 8, 4, 512, 256, 1024, 4096, 4096, 10000.0f);
+    c.arch = HS_ARCH_GEMMA, c.act = HS_ACT_GELU_GLU, c.post_norms = 1, c.tied_embeddings = 1;
+    c.embed_scale = sqrtf(512.0f), c.attn_scale = 1.0f / 16.0f, c.attn_softcap = 50.0f, c.final_softcap = 30.0f;
+    hs_model *m = NULL;
+    ok(hs_model_init_random(&c, 226, &m, &err), &err, "random Gemma-2-shaped model");
+    compare_model(m, dt, 3, 64, 2004, name);
+    hs_model_free(m);
+}
+
+Test(cuda_model, gemma2_shape_f32, .timeout = 600) { REQUIRE_GPU(); gemma2_shape_case(HS_DTYPE_F32, "gemma2_shape_f32"); }
+Test(cuda_model, gemma2_shape_bf16, .timeout = 600) {
+    REQUIRE_GPU();
+    gemma2_shape_case(HS_DTYPE_BF16, "gemma2_shape_bf16");
+}
 
 /* The real default model (its Q4_1 weights dequantised to f32 on load; in
  * bf16 mode rounded once more, on both sides). Trained weights have sharper

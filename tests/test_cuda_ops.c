@@ -30,11 +30,14 @@
 static void run_embed(hs_dtype dt, const char *name) {
     H h;
     h_init(&h, dt, name, 1001);
-    const struct { int64_t n; int d, V, P; } cs[] = {{7, 33, 50, 9}, {300, 576, 1000, 0}, {64, 768, 257, 512}};
+    /* scale: Gemma's sqrt(d_model) on the token embedding */
+    const struct { int64_t n; int d, V, P; float scale; } cs[] = {
+        {7, 33, 50, 9, 1.0f}, {300, 576, 1000, 0, 1.0f}, {64, 768, 257, 512, 1.0f}, {40, 48, 300, 0, 6.9282032f}};
     for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
         hs_err err = {0};
         const int64_t n = cs[ci].n;
         const int d = cs[ci].d, V = cs[ci].V, P = cs[ci].P;
+        const float scale = cs[ci].scale;
         float *tok = h_rand(&h, (int64_t)V * d, 0, 1), *pe = P ? h_rand(&h, (int64_t)P * d, 0, 1) : NULL;
         int32_t *ids = malloc((size_t)n * 4), *pos = malloc((size_t)n * 4);
         for (int64_t i = 0; i < n; i++) {
@@ -44,16 +47,16 @@ static void run_embed(hs_dtype dt, const char *name) {
         float *ref = h_zeros(n * d), *got = h_zeros(n * d), *naive = h_zeros(n * d);
         void *c_tok = put(h.cpu, tok, (int64_t)V * d, 0), *c_pe = P ? put(h.cpu, pe, (int64_t)P * d, 0) : NULL;
         void *c_ids = put(h.cpu, ids, n, 1), *c_pos = put(h.cpu, pos, n, 1), *c_out = put(h.cpu, ref, n * d, 0);
-        ok(h.cpu->ops->embed(h.cpu, c_ids, c_pos, c_tok, c_pe, n, d, c_out, &err), &err, "cpu embed");
+        ok(h.cpu->ops->embed(h.cpu, c_ids, c_pos, c_tok, c_pe, n, d, scale, c_out, &err), &err, "cpu embed");
         get(h.cpu, ref, c_out, n * d, 0);
         void *g_tok = put(h.gpu, tok, (int64_t)V * d, 0), *g_pe = P ? put(h.gpu, pe, (int64_t)P * d, 0) : NULL;
         void *g_ids = put(h.gpu, ids, n, 1), *g_pos = put(h.gpu, pos, n, 1);
         gbuf out = galloc(&h, n * d, 0, NULL);
-        ok(h.gpu->ops->embed(h.gpu, g_ids, g_pos, g_tok, g_pe, n, d, gptr(&out), &err), &err, "cuda embed");
+        ok(h.gpu->ops->embed(h.gpu, g_ids, g_pos, g_tok, g_pe, n, d, scale, gptr(&out), &err), &err, "cuda embed");
         gread(&h, &out, got, "embed");
         for (int64_t i = 0; i < n; i++)
             for (int j = 0; j < d; j++)
-                naive[i * d + j] = bf(tok[(int64_t)ids[i] * d + j] + (P ? pe[(int64_t)pos[i] * d + j] : 0.0f));
+                naive[i * d + j] = bf(tok[(int64_t)ids[i] * d + j] * scale + (P ? pe[(int64_t)pos[i] * d + j] : 0.0f));
         check(&h, "embed", got, naive, ref, n * d);
         gfree(&h, &out);
         void *cb[] = {c_tok, c_pe, c_ids, c_pos, c_out}, *gb[] = {g_tok, g_pe, g_ids, g_pos};
@@ -266,7 +269,8 @@ static float naive_gelu_erf(float x) { /* torch gelu (exact) in bf16: one roundi
     return bf(0.5f * x * (1.0f + erff(x * 0.7071067811865476f)));
 }
 
-static void run_elementwise(hs_dtype dt, int which, const char *name) { /* 0 gelu_new, 1 silu, 2 add, 3 gelu */
+/* 0 gelu_new, 1 silu, 2 add, 3 gelu, 4 GeGLU, 5 softcap (cap 1.5 on b) */
+static void run_elementwise(hs_dtype dt, int which, const char *name) {
     H h;
     h_init(&h, dt, name, 1010 + which);
     const struct { int64_t n; int off; } cs[] = {{1, 0}, {7, 1}, {1000, 0}, {4099, 1}, {1000003, 0}, {65536, 1}};
@@ -293,9 +297,19 @@ static void run_elementwise(hs_dtype dt, int which, const char *name) { /* 0 gel
             cr_assert(off == 0 || all[0] == b[0], "%s: add wrote before its start", what);
             free(all);
             for (int64_t i = 0; i < n; i++) naive[i] = bf(b[off + i] + a[off + i]);
+        } else if (which == 5) {
+            ok(h.cpu->ops->softcap(h.cpu, cb_o, n, 1.5f, co, &err), &err, "cpu softcap");
+            get(h.cpu, ref, co, n, 0);
+            out = galloc(&h, n, 0, NULL);
+            ok(h.gpu->ops->softcap(h.gpu, gb_o, n, 1.5f, gptr(&out), &err), &err, what);
+            gread(&h, &out, got, what);
+            for (int64_t i = 0; i < n; i++) naive[i] = bf(1.5f * bf(tanhf(bf(b[off + i] / 1.5f)))); /* torch: 3 ops */
         } else {
-            const hs_act_kind k = which == 0 ? HS_ACT_GELU_NEW : which == 3 ? HS_ACT_GELU : HS_ACT_SILU_GLU;
-            const int gated = k == HS_ACT_SILU_GLU;
+            const hs_act_kind k = which == 0   ? HS_ACT_GELU_NEW
+                                  : which == 3 ? HS_ACT_GELU
+                                  : which == 4 ? HS_ACT_GELU_GLU
+                                               : HS_ACT_SILU_GLU;
+            const int gated = hs_act_gated(k);
             ok(h.cpu->ops->act(h.cpu, k, gated ? ca_o : NULL, cb_o, n, co, &err), &err, "cpu act");
             get(h.cpu, ref, co, n, 0);
             out = galloc(&h, n, 0, NULL);
@@ -305,6 +319,7 @@ static void run_elementwise(hs_dtype dt, int which, const char *name) { /* 0 gel
                 float g = a[off + i], u = b[off + i];
                 naive[i] = which == 0   ? naive_gelu_new(u)
                            : which == 3 ? naive_gelu_erf(u)
+                           : which == 4 ? bf(naive_gelu_new(g) * u)
                                         : bf(bf(g / (1.0f + expf(-g))) * u);
             }
         }
@@ -323,6 +338,10 @@ Test(cuda_ops, act_gelu_erf_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 
 Test(cuda_ops, act_gelu_erf_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 3, "act_gelu_erf_bf16"); }
 Test(cuda_ops, act_silu_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 1, "act_silu_f32"); }
 Test(cuda_ops, act_silu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 1, "act_silu_bf16"); }
+Test(cuda_ops, act_gelu_glu_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 4, "act_gelu_glu_f32"); }
+Test(cuda_ops, act_gelu_glu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 4, "act_gelu_glu_bf16"); }
+Test(cuda_ops, softcap_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 5, "softcap_f32"); }
+Test(cuda_ops, softcap_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 5, "softcap_bf16"); }
 Test(cuda_ops, add_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 2, "add_f32"); }
 Test(cuda_ops, add_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 2, "add_bf16"); }
 
@@ -377,22 +396,28 @@ static const char *mask_names[] = {"none", "left-pad", "right-pad", "holes"};
 
 typedef struct {
     int B, T, H, Hk, d, mask;
+    float cap; /* > 0: soft-capped scores (Gemma 2) */
 } attn_case;
 
 /* d_head 12/20/100 take the generic kernel in bf16 too; 32/64/80/96/128 the
  * tensor-core one. T up to 300 spans several 64-key tiles; T >= 1024 picks
  * the 128-row-block variant for d_head <= 64. */
 static const attn_case attn_cases[] = {
-    {1, 1, 1, 1, 12, MASK_NONE},    {2, 37, 4, 2, 12, MASK_LEFT},   {2, 300, 4, 4, 64, MASK_RIGHT},
-    {1, 300, 8, 2, 128, MASK_NONE}, {3, 129, 2, 1, 80, MASK_HOLES}, {2, 200, 3, 3, 96, MASK_LEFT},
-    {1, 65, 2, 2, 32, MASK_NONE},   {1, 64, 1, 1, 64, MASK_NONE},   {2, 50, 2, 2, 20, MASK_HOLES},
-    {1, 100, 2, 1, 100, MASK_RIGHT}, {2, 257, 6, 3, 128, MASK_LEFT},
+    {1, 1, 1, 1, 12, MASK_NONE, 0},    {2, 37, 4, 2, 12, MASK_LEFT, 0},   {2, 300, 4, 4, 64, MASK_RIGHT, 0},
+    {1, 300, 8, 2, 128, MASK_NONE, 0}, {3, 129, 2, 1, 80, MASK_HOLES, 0}, {2, 200, 3, 3, 96, MASK_LEFT, 0},
+    {1, 65, 2, 2, 32, MASK_NONE, 0},   {1, 64, 1, 1, 64, MASK_NONE, 0},   {2, 50, 2, 2, 20, MASK_HOLES, 0},
+    {1, 100, 2, 1, 100, MASK_RIGHT, 0}, {2, 257, 6, 3, 128, MASK_LEFT, 0},
     /* T >= 1024 with d_head <= 64: the two-m-tiles-per-warp kernel variant */
-    {1, 1100, 2, 1, 64, MASK_LEFT},  {1, 1030, 2, 2, 32, MASK_HOLES},
+    {1, 1100, 2, 1, 64, MASK_LEFT, 0},  {1, 1030, 2, 2, 32, MASK_HOLES, 0},
     /* the wgmma kernel's edges: one row, a partial second warpgroup, a 128-row
      * block plus one, several 128-key tiles with holes */
-    {1, 1, 2, 1, 128, MASK_NONE},    {2, 70, 2, 2, 64, MASK_LEFT},   {2, 129, 4, 2, 64, MASK_HOLES},
-    {1, 520, 2, 2, 128, MASK_HOLES},
+    {1, 1, 2, 1, 128, MASK_NONE, 0},    {2, 70, 2, 2, 64, MASK_LEFT, 0},   {2, 129, 4, 2, 64, MASK_HOLES, 0},
+    {1, 520, 2, 2, 128, MASK_HOLES, 0},
+    /* soft-capped scores, caps low enough to bend them: the generic kernel (d_head 16) and
+     * the tensor-core one (64, 128; the wgmma kernel leaves capped scores to it) */
+    {2, 37, 4, 2, 16, MASK_LEFT, 1.5f}, {2, 130, 4, 2, 64, MASK_HOLES, 2.0f}, {1, 200, 4, 1, 128, MASK_RIGHT, 3.0f},
+    /* Gemma 2's d_head 256: the CUDA-core kernel (shared memory past 48 KiB), capped or not */
+    {1, 70, 2, 1, 256, MASK_LEFT, 0}, {2, 45, 4, 2, 256, MASK_HOLES, 2.0f},
 };
 
 static void make_mask(H *h, int kind, int B, int T, int32_t *m) {
@@ -420,6 +445,7 @@ static float head_scale_value(int i) {
 static void naive_attention(const attn_case *c, const float *q, const float *k, const float *v,
                             const int32_t *mask, const float *hsc, const uint8_t *uni, float scale,
                             float *z, float *lse, float *pat) {
+    const float cap = c->cap;
     const int B = c->B, T = c->T, Hq = c->H, Hk = c->Hk, d = c->d, grp = Hq / Hk;
     float *S = malloc((size_t)T * sizeof *S), *acc = malloc((size_t)d * sizeof *acc);
     cr_assert(S && acc);
@@ -437,6 +463,7 @@ static void naive_attention(const attn_case *c, const float *q, const float *k, 
                     float dot = 0;
                     for (int i = 0; i < d; i++) dot += qv[i] * kv[i];
                     S[s] = (uni && uni[b * Hq + hh]) ? 0.0f : bf(bf(dot) * scale);
+                    if (cap > 0.0f && !(uni && uni[b * Hq + hh])) S[s] = bf(cap * bf(tanhf(bf(S[s] / cap))));
                     if (S[s] > mx) mx = S[s];
                 }
                 float *zr = z + (((int64_t)b * T + t) * Hq + hh) * d;
@@ -478,8 +505,8 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     const int64_t nq = (int64_t)B * T * Hq * d, nkv = (int64_t)B * T * Hk * d, nl = (int64_t)B * Hq * T;
     int64_t np = nl * T;
     char what[160];
-    snprintf(what, sizeof what, "attention B=%d T=%d H=%d H_kv=%d d_head=%d mask=%s variant=%d", B, T, Hq,
-             Hk, d, mask_names[c->mask], variant);
+    snprintf(what, sizeof what, "attention B=%d T=%d H=%d H_kv=%d d_head=%d mask=%s variant=%d cap=%g", B, T, Hq,
+             Hk, d, mask_names[c->mask], variant, (double)c->cap);
     float *q = h_rand(h, nq, 0, 1), *k = h_rand(h, nkv, 0, 1), *v = h_rand(h, nkv, 0, 1);
     int32_t *mask = NULL;
     if (c->mask != MASK_NONE) {
@@ -520,8 +547,8 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     void *cz = put(h->cpu, z_ref, nq, 0), *cl = put(h->cpu, lse_ref, nl, 1), *cp = put(h->cpu, pat_ref, np, 1);
     void *cu = uni ? put_bytes(h->cpu, uni, (size_t)B * Hq) : NULL;
     void *csi = sidx ? put(h->cpu, sidx, (int64_t)B * T * Hq, 1) : NULL, *css = ssrc ? put(h->cpu, ssrc, nset * d, 0) : NULL;
-    hs_attn_params p = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .q = cq, .k = ck,
-                        .v = cv, .key_mask = cm, .head_scale = chs, .z = cz, .lse = cl, .pattern = cp,
+    hs_attn_params p = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .softcap = c->cap,
+                        .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs, .z = cz, .lse = cl, .pattern = cp,
                         .uniform = cu, .set_idx = csi, .set_src = css, .n_set = nset};
     ok(h->cpu->ops->attention(h->cpu, &p, &err), &err, "cpu attention");
     get(h->cpu, z_ref, cz, nq, 0);
@@ -542,8 +569,8 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     }
     gbuf gz = galloc(h, nq, 0, NULL), gl = galloc(h, want_lse ? nl : 0, 1, NULL),
          gp = galloc(h, variant ? (prow ? nl : np) : 0, 1, NULL);
-    hs_attn_params g = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .q = gq, .k = gk,
-                        .v = gv, .key_mask = gm, .head_scale = ghs, .z = gptr(&gz),
+    hs_attn_params g = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .softcap = c->cap,
+                        .q = gq, .k = gk, .v = gv, .key_mask = gm, .head_scale = ghs, .z = gptr(&gz),
                         .lse = want_lse ? gptr(&gl) : NULL, .pattern = variant ? gptr(&gp) : NULL,
                         .pattern_rows = gr, .uniform = gu, .set_idx = gsi, .set_src = gss, .n_set = nset};
     ok(h->gpu->ops->attention(h->gpu, &g, &err), &err, what);
@@ -629,13 +656,15 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
         if (ci == 1 || ci == 3 || ci == 8 || ci == 12) run_attn_case(&h, &attn_cases[ci], 4), calls++;
         if (ci == 3 || ci == 8) run_attn_case(&h, &attn_cases[ci], 6), calls++;
         if (ci == 1 || ci == 2 || ci == 3 || ci == 5 || ci == 10 || ci == 14 || ci == 15) run_attn_case(&h, &attn_cases[ci], 5), calls++;
+        if (attn_cases[ci].cap > 0.0f) /* the capped pattern recompute, uniform heads beside capped ones, one row */
+            run_attn_case(&h, &attn_cases[ci], 3), run_attn_case(&h, &attn_cases[ci], 6), calls += 2;
         /* Which kernel each call took: a forced kernel must really have run
          * the shapes it covers, whether the test or the environment
          * (HS_CUDA_ATTN, gpu-check.sh's reruns) forced it. AUTO is mma.sync. */
         hs_backend_cuda_attn_launches(h.gpu, after);
         const hs_cuda_attn_kernel set = hs_backend_cuda_attn_kernel(h.gpu);
         const int d = attn_cases[ci].d, tc = dt == HS_DTYPE_BF16 && (d == 32 || d == 64 || d == 80 || d == 96 || d == 128),
-                  hopper = tc && (d == 64 || d == 128);
+                  hopper = tc && (d == 64 || d == 128) && !(attn_cases[ci].cap > 0.0f);
         const int ok_k[3] = {!tc, tc && (set != HS_CUDA_ATTN_WGMMA || !hopper), hopper && set == HS_CUDA_ATTN_WGMMA};
         int64_t on = 0;
         for (int k = 0; k < 3; k++) on += ok_k[k] ? after[k] - before[k] : 0;

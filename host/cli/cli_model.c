@@ -9,10 +9,13 @@
 #include "headsweep/hs_forward.h"
 #include "headsweep/hs_model.h"
 
-static const char *arch_str(hs_arch a) { return a == HS_ARCH_GPT2 ? "gpt2" : a == HS_ARCH_NEOX ? "gpt_neox" : "llama"; }
+static const char *arch_str(hs_arch a) {
+    return a == HS_ARCH_GPT2 ? "gpt2" : a == HS_ARCH_NEOX ? "gpt_neox" : a == HS_ARCH_GEMMA ? "gemma" : "llama";
+}
 
 static const char *act_str(hs_act_kind a) {
-    return a == HS_ACT_GELU_NEW ? "gelu_new (tanh)" : a == HS_ACT_GELU ? "gelu (erf)" : "silu-gated";
+    return a == HS_ACT_GELU_NEW ? "gelu_new (tanh)" : a == HS_ACT_GELU ? "gelu (erf)" : a == HS_ACT_GELU_GLU ? "gelu-gated"
+                                                                                                           : "silu-gated";
 }
 
 int hs_cli_info(int argc, char **argv) {
@@ -40,6 +43,11 @@ int hs_cli_info(int argc, char **argv) {
     printf("norm:          %s (eps %g)%s\n", c->norm == HS_NORM_RMSNORM ? "rmsnorm" : "layernorm", (double)c->norm_eps,
            c->qk_norm ? ", also on each head's q and k before RoPE" : "");
     printf("mlp:           %s%s\n", act_str(c->act), c->parallel_attn_mlp ? ", parallel to attention" : "");
+    if (c->post_norms) printf("post-norms:    on the attention's and the MLP's outputs\n");
+    if (c->embed_scale > 0.0f) printf("embed scale:   %g\n", (double)c->embed_scale);
+    if (c->attn_scale > 0.0f) printf("score scale:   %g\n", (double)c->attn_scale);
+    if (c->attn_softcap > 0.0f || c->final_softcap > 0.0f)
+        printf("softcaps:      attention %g, logits %g (0 = none)\n", (double)c->attn_softcap, (double)c->final_softcap);
     if (c->rope != HS_ROPE_NONE)
         printf("rope:          theta %g, %d of %d dims per head\n", (double)c->rope_theta,
                c->rot_dim ? c->rot_dim : c->d_head, c->d_head);

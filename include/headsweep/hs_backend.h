@@ -17,9 +17,10 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 7 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+#define HS_BACKEND_API_VERSION 8 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
                                     4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
-                                    7: rope's rot (partial rotary), act GELU */
+                                    7: rope's rot (partial rotary), act GELU; 8: embed's scale, the
+                                    attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2) */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -36,13 +37,15 @@ typedef enum {
 
 /* Fused causal attention for one layer.
  * z[b,t,h,:] = sum_s P[b,h,t,s] v[b,s,h/(H/H_kv),:], P = softmax over keys s <= t
- * with key_mask[b,s] != 0 of scale * q·k. A query with no visible key gets z = 0
- * and lse = -inf. */
+ * with key_mask[b,s] != 0 of the score scale * q·k, or with softcap > 0 of
+ * softcap * tanh(scale * q·k / softcap). A query with no visible key gets z = 0
+ * and lse = -inf. lse and pattern are of the scores after the cap. */
 typedef struct {
     int B, T;        /* batch rows, sequence length (padded) */
     int H, H_kv;     /* query heads, key/value heads (GQA: H % H_kv == 0) */
     int d_head;
     float scale;     /* usually 1/sqrt(d_head) */
+    float softcap;   /* > 0: scores are capped (Gemma 2); 0 = none */
     const void *q;   /* [B, T, H, d_head] */
     const void *k;   /* [B, T, H_kv, d_head] */
     const void *v;   /* [B, T, H_kv, d_head] */
@@ -101,10 +104,10 @@ typedef struct {
     hs_status (*download_f32)(hs_backend *be, float *dst, const void *src, int64_t n, hs_err *err);
     hs_status (*sync)(hs_backend *be, hs_err *err);
 
-    /* out[i,:] = tok_embd[tokens[i],:] (+ pos_embd[pos[i],:] if pos_embd). i < n. */
+    /* out[i,:] = tok_embd[tokens[i],:] * scale (+ pos_embd[pos[i],:] if pos_embd). i < n. */
     hs_status (*embed)(hs_backend *be, const int32_t *tokens, const int32_t *pos,
                        const void *tok_embd, const void *pos_embd, int64_t n, int d,
-                       void *out, hs_err *err);
+                       float scale, void *out, hs_err *err);
     /* y = norm(x) * w (+ b); rows x d. LayerNorm uses b (may be NULL). */
     hs_status (*norm)(hs_backend *be, hs_norm_kind kind, const void *x, const void *w,
                       const void *b, float eps, int64_t rows, int d, void *y, hs_err *err);
@@ -119,11 +122,13 @@ typedef struct {
                       int64_t n, int H, int d_head, int rot, const float *inv_freq, hs_err *err);
     hs_status (*attention)(hs_backend *be, const hs_attn_params *p, hs_err *err);
     /* GELU_NEW: out = gelu_tanh(up); GELU: out = up * Phi(up) (erf); SILU_GLU:
-     * out = silu(gate) * up. n elements. */
+     * out = silu(gate) * up; GELU_GLU: out = gelu_tanh(gate) * up. n elements. */
     hs_status (*act)(hs_backend *be, hs_act_kind kind, const void *gate, const void *up,
                      int64_t n, void *out, hs_err *err);
     /* y += x, n elements. */
     hs_status (*add)(hs_backend *be, void *y, const void *x, int64_t n, hs_err *err);
+    /* y = cap * tanh(x / cap), n elements (Gemma 2's final logits); y may be x. */
+    hs_status (*softcap)(hs_backend *be, const void *x, int64_t n, float cap, void *y, hs_err *err);
     /* out[r] = logits[r, targets[r]] - logsumexp(logits[r, :]) for rows with
      * 0 <= targets[r] < V, NAN for targets[r] < 0; r < R. logits [R, V] act
      * dtype, targets int32 [R], out f32 [R], all in backend memory. The
@@ -142,11 +147,16 @@ typedef struct {
     hs_status (*norm_bwd)(hs_backend *be, hs_norm_kind kind, const void *x, const void *w, float eps, int64_t rows,
                           int d, const void *dy, int accumulate, void *dx, hs_err *err);
     /* GELU_NEW, GELU: d_up = d_out * gelu'(up), d_gate unused; SILU_GLU: d_up =
-     * d_out * silu(gate), d_gate = d_out * up * silu'(gate). n elements. */
+     * d_out * silu(gate), d_gate = d_out * up * silu'(gate); GELU_GLU likewise
+     * with gelu_tanh. n elements. */
     hs_status (*act_bwd)(hs_backend *be, hs_act_kind kind, const void *gate, const void *up, const void *d_out,
                          int64_t n, void *d_gate, void *d_up, hs_err *err);
+    /* dx = dy * (1 - (y / cap)^2), the input gradient of softcap given its
+     * output y; n elements; dx may be dy. */
+    hs_status (*softcap_bwd)(hs_backend *be, const void *y, const void *dy, int64_t n, float cap, void *dx,
+                             hs_err *err);
     /* Gradients of z = attention(q, k, v) (p: sizes, q, k, v, key_mask, scale,
-     * and head_scale: z = head_scale[b,h] * softmax(.) v; no other edits)
+     * softcap and head_scale: z = head_scale[b,h] * softmax(.) v; no other edits)
      * given dz [B, T, H, d_head]: dq [B, T, H, d_head], dk and dv
      * [B, T, H_kv, d_head] (summed over the query heads of a group). Overwrites. */
     hs_status (*attention_bwd)(hs_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk, void *dv,

@@ -1,5 +1,5 @@
 /* hs_model: architecture description, configuration and weights of a causal
- * transformer LM (GPT-2, the Llama family and GPT-NeoX/Pythia), loaded from an HF checkpoint
+ * transformer LM (GPT-2, the Llama family, Gemma and GPT-NeoX/Pythia), loaded from an HF checkpoint
  * folder (config.json + safetensors), a model id in the offline HF cache, or a
  * GGUF file. Weights are held on the host as f32 in one canonical layout, so
  * every backend and every source format meet in the same place. */
@@ -15,11 +15,15 @@
 extern "C" {
 #endif
 
-typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX } hs_arch;
+typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA } hs_arch;
 typedef enum { HS_NORM_LAYERNORM = 0, HS_NORM_RMSNORM } hs_norm_kind;
 /* GELU_NEW: the tanh approximation (GPT-2); GELU: the exact erf form
- * (GPT-NeoX/Pythia); SILU_GLU: silu(gate) * up (Llama). */
-typedef enum { HS_ACT_GELU_NEW = 0, HS_ACT_SILU_GLU, HS_ACT_GELU } hs_act_kind;
+ * (GPT-NeoX/Pythia); SILU_GLU: silu(gate) * up (Llama); GELU_GLU:
+ * gelu_tanh(gate) * up (Gemma's GeGLU). */
+typedef enum { HS_ACT_GELU_NEW = 0, HS_ACT_SILU_GLU, HS_ACT_GELU, HS_ACT_GELU_GLU } hs_act_kind;
+
+/* A gated MLP: act(gate) * up, with a gate projection. */
+static inline int hs_act_gated(hs_act_kind k) { return k == HS_ACT_SILU_GLU || k == HS_ACT_GELU_GLU; }
 /* HS_ROPE_NEOX rotates dimension i with i + d/2 (HF rotate_half);
  * HS_ROPE_NORMAL rotates adjacent pairs (2i, 2i+1) (Meta / GGUF layout).
  * Loaded weights are always brought to the NEOX layout. */
@@ -60,6 +64,14 @@ typedef struct {
     int qk_norm;         /* an RMSNorm over each head's q and k, between the projection and
                             RoPE (Qwen3); hook_q / hook_k are the projection's output */
     int out_bias;        /* attention output and MLP projections have biases (GPT-2, GPT-NeoX) */
+    int post_norms;      /* an RMSNorm on the attention's and the MLP's outputs before they join the
+                            stream (Gemma 2's sandwich norms); hook_attn_out / hook_mlp_out come after
+                            them, as TransformerLens places them: what the stream receives */
+    float embed_scale;   /* the token embedding is multiplied by it (Gemma: sqrt(d_model)); 0 = 1 */
+    float attn_scale;    /* the attention's score scale (Gemma 2: query_pre_attn_scalar^-1/2);
+                            0 = 1/sqrt(d_head) */
+    float attn_softcap;  /* scores become cap * tanh(score / cap) before the mask (Gemma 2: 50); 0 = none */
+    float final_softcap; /* the logits likewise (Gemma 2: 30); 0 = none */
     int learned_pos;     /* learned absolute position embedding (GPT-2) */
     int bos_token_id;    /* -1 if unknown */
     int eos_token_id;    /* -1 if unknown */
@@ -79,6 +91,7 @@ typedef struct {
     float *w_gate;             /* [d_mlp, d_model] (SwiGLU only) */
     float *w_up, *b_up;        /* [d_mlp, d_model], [d_mlp] (GPT-2 c_fc) */
     float *w_down, *b_down;    /* [d_model, d_mlp], [d_model] (GPT-2 c_proj) */
+    float *attn_post_w, *mlp_post_w; /* [d_model] each (post_norms only) */
 } hs_layer_weights;
 
 typedef struct {
@@ -120,6 +133,9 @@ const char *hs_model_get_path(const hs_model *m);
 const char *hs_model_get_format(const hs_model *m);
 const char *hs_model_get_source_dtypes(const hs_model *m);
 int64_t hs_model_n_params(const hs_model *m);
+
+/* The attention's score scale: attn_scale, or 1/sqrt(d_head). */
+float hs_model_attn_scale(const hs_model_config *c);
 
 /* RoPE's inverse frequencies, out[rot/2] (rot: the rotated dims, rot_dim or
  * d_head): theta^(-2i/rot) as HF computes them in f32, then the config's

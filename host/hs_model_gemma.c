@@ -1,0 +1,137 @@
+/* hs_model_gemma: GemmaForCausalLM and Gemma2ForCausalLM from an HF folder.
+ * Gemma is the Llama layout with a GeGLU MLP, RMSNorms that scale by
+ * (1 + w) (folded into the weights at load: the backends see plain RMSNorms)
+ * and a token embedding multiplied by sqrt(d_model). Gemma 2 adds norms on
+ * the attention's and the MLP's outputs, a score scale of its own
+ * (query_pre_attn_scalar), tanh soft-capping of the scores and the logits,
+ * and a sliding window on every other layer. */
+#include <math.h>
+#include <string.h>
+
+#include "hs_model_hf_internal.h"
+
+/* A soft-cap key: absent = Gemma2Config's default, null = none, else a positive number. */
+static hs_status cfg_softcap(json_t *root, const char *path, const char *key, float absent, float *out, hs_err *err) {
+    if (!json_object_get(root, key)) return *out = absent, HS_OK;
+    hs_status st = hs_hf_cfg_float(root, path, key, 0.0f, out, err);
+    if (st == HS_OK && !(*out >= 0.0f))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: key '%s' must be positive or null (got %g)", path, key, (double)*out);
+    return st;
+}
+
+/* Whether any layer of a Gemma 2 config attends through a sliding window:
+ * layer_types when given, else HF's default (even layers slide). */
+static int any_sliding(json_t *root, int n_layers) {
+    json_t *lt = json_object_get(root, "layer_types");
+    if (!json_is_array(lt)) return n_layers > 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(lt, i, v) {
+        if (json_is_string(v) && !strcmp(json_string_value(v), "sliding_attention")) return 1;
+    }
+    return 0;
+}
+
+hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err) {
+    hs_status st;
+    const int g2 = !strcmp(arch, "Gemma2ForCausalLM");
+    c->arch = HS_ARCH_GEMMA;
+    if ((st = hs_hf_cfg_int(root, path, "num_hidden_layers", 1, 0, &c->n_layers, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "num_attention_heads", 1, 0, &c->n_heads, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "hidden_size", 1, 0, &c->d_model, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "intermediate_size", 1, 0, &c->d_mlp, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err))) return st;
+    /* defaults for absent keys: GemmaConfig's and Gemma2Config's */
+    if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, 8192, &c->n_ctx, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, 256, &c->d_head, err))) return st;
+    if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", 1e-6f, &c->norm_eps, err))) return st;
+    if ((st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
+    json_t *rp = json_object_get(root, "rope_parameters"), *rs = json_object_get(root, "rope_scaling");
+    if (json_is_object(rp) && json_is_number(json_object_get(rp, "rope_theta")))
+        c->rope_theta = (float)json_number_value(json_object_get(rp, "rope_theta"));
+    json_t *types[2] = {json_is_object(rs) ? json_object_get(rs, "rope_type") : NULL,
+                        json_is_object(rp) ? json_object_get(rp, "rope_type") : NULL};
+    for (int i = 0; i < 2; i++)
+        if (json_is_string(types[i]) && strcmp(json_string_value(types[i]), "default"))
+            return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: rope type '%s' is not supported for Gemma", path,
+                              i ? "rope_parameters" : "rope_scaling", json_string_value(types[i]));
+    /* HF's Gemma MLP reads hidden_activation (hidden_act is ignored), tanh GELU by default */
+    json_t *act = json_object_get(root, "hidden_activation");
+    const char *a = json_is_string(act) ? json_string_value(act) : "gelu_pytorch_tanh";
+    if (strcmp(a, "gelu_pytorch_tanh") && strcmp(a, "gelu_new"))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_activation '%s' is not supported (gelu_pytorch_tanh)", path,
+                          a);
+    if (hs_hf_cfg_bool(root, "attention_bias", 0))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias is not supported for Gemma", path);
+    if (hs_hf_cfg_bool(root, "use_bidirectional_attention", 0))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: use_bidirectional_attention: headsweep's attention is causal",
+                          path);
+    if (c->d_model <= 0) return hs_err_set(err, HS_ERR_FORMAT, "%s: hidden_size must be positive", path);
+    c->embed_scale = (float)sqrt((double)c->d_model);
+    if (g2) {
+        float qpas = 0.0f;
+        if ((st = hs_hf_cfg_float(root, path, "query_pre_attn_scalar", 256.0f, &qpas, err))) return st;
+        if (!(qpas > 0.0f))
+            return hs_err_set(err, HS_ERR_FORMAT, "%s: query_pre_attn_scalar %g must be positive", path, (double)qpas);
+        c->attn_scale = (float)pow((double)qpas, -0.5);
+        if ((st = cfg_softcap(root, path, "attn_logit_softcapping", 50.0f, &c->attn_softcap, err)) ||
+            (st = cfg_softcap(root, path, "final_logit_softcapping", 30.0f, &c->final_softcap, err)))
+            return st;
+        c->post_norms = 1;
+        /* As for Mistral (hs_model_hf.c): the window caps the context, every accepted prompt exact. */
+        int sw = 0;
+        if ((st = hs_hf_cfg_int(root, path, "sliding_window", 0, 4096, &sw, err))) return st;
+        if (sw > 0 && sw < c->n_ctx && any_sliding(root, c->n_layers)) c->sliding_window = c->n_ctx = sw;
+    }
+    c->norm = HS_NORM_RMSNORM;
+    c->act = HS_ACT_GELU_GLU;
+    c->rope = HS_ROPE_NEOX;
+    c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 1);
+    return HS_OK;
+}
+
+/* A Gemma norm: HF scales by (1 + w); the backends' RMSNorm by w. */
+static hs_status load_norm(hs_hf_loader *L, const char *name, int64_t d, float **out, hs_err *err) {
+    hs_status st = hs_hf_load(L, name, d, 0, 0, out, err);
+    if (st == HS_OK)
+        for (int64_t i = 0; i < d; i++) (*out)[i] += 1.0f;
+    return st;
+}
+
+hs_status hs_hf_load_gemma(hs_hf_loader *L, hs_err *err) {
+    hs_status st = HS_OK;
+    hs_model *m = L->m;
+    const hs_model_config *c = &m->cfg;
+    const int64_t d = c->d_model, q = (int64_t)c->n_heads * c->d_head, kv = (int64_t)c->n_kv_heads * c->d_head,
+                  f = c->d_mlp;
+    char n[256];
+    HS_CHECK(hs_hf_load(L, "model.embed_tokens.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
+    for (int l = 0; l < c->n_layers; l++) {
+        hs_layer_weights *W = &m->w.layers[l];
+#define NAME(s) (snprintf(n, sizeof n, "model.layers.%d.%s", l, s), n)
+        HS_CHECK(load_norm(L, NAME("input_layernorm.weight"), d, &W->ln1_w, err));
+        HS_CHECK(hs_hf_load(L, NAME("self_attn.q_proj.weight"), q, d, 0, &W->wq, err));
+        HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.weight"), kv, d, 0, &W->wk, err));
+        HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.weight"), kv, d, 0, &W->wv, err));
+        HS_CHECK(hs_hf_load(L, NAME("self_attn.o_proj.weight"), d, q, 0, &W->wo, err));
+        if (c->post_norms) { /* Gemma 2: post_attention_layernorm is on the attention's output */
+            HS_CHECK(load_norm(L, NAME("post_attention_layernorm.weight"), d, &W->attn_post_w, err));
+            HS_CHECK(load_norm(L, NAME("pre_feedforward_layernorm.weight"), d, &W->ln2_w, err));
+            HS_CHECK(load_norm(L, NAME("post_feedforward_layernorm.weight"), d, &W->mlp_post_w, err));
+        } else {
+            HS_CHECK(load_norm(L, NAME("post_attention_layernorm.weight"), d, &W->ln2_w, err));
+        }
+        HS_CHECK(hs_hf_load(L, NAME("mlp.gate_proj.weight"), f, d, 0, &W->w_gate, err));
+        HS_CHECK(hs_hf_load(L, NAME("mlp.up_proj.weight"), f, d, 0, &W->w_up, err));
+        HS_CHECK(hs_hf_load(L, NAME("mlp.down_proj.weight"), d, f, 0, &W->w_down, err));
+#undef NAME
+    }
+    HS_CHECK(load_norm(L, "model.norm.weight", d, &m->w.lnf_w, err));
+    if (c->tied_embeddings)
+        m->w.unembed = m->w.tok_embd;
+    else
+        HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
+exit:
+    return st;
+}
