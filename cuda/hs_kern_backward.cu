@@ -162,7 +162,7 @@ hs_status hs_cuda_head_dot(cudaStream_t st, hs_dtype dt, const void *a, const vo
 /* ---- attention ------------------------------------------------------------------- */
 
 #define HS_BWD_WARPS 4
-#define HS_BWD_DPL 4 /* d_head <= 128: four values per lane */
+/* DPL, the kernels' template parameter: d_head values per lane, 4 (d_head <= 128) or 8 (256: Gemma 2). */
 
 typedef struct {
     int B, T, H, Hk, d;
@@ -174,11 +174,11 @@ typedef struct {
     float *lse, *D; /* [B, H, T] */
 } hs_bwd_attn;
 
-template <typename T>
-__device__ __forceinline__ void hs_bwd_load(const T *p, int d, float (&r)[HS_BWD_DPL], float mul = 1.0f) {
+template <typename T, int DPL>
+__device__ __forceinline__ void hs_bwd_load(const T *p, int d, float (&r)[DPL], float mul = 1.0f) {
     const int lane = threadIdx.x & 31;
 #pragma unroll
-    for (int c = 0; c < HS_BWD_DPL; c++) r[c] = lane + 32 * c < d ? mul * hs_ld(p + lane + 32 * c) : 0.0f;
+    for (int c = 0; c < DPL; c++) r[c] = lane + 32 * c < d ? mul * hs_ld(p + lane + 32 * c) : 0.0f;
 }
 
 /* The head multiplier dz is scaled by (see hs_bwd_attn.hscale). */
@@ -186,17 +186,17 @@ __device__ __forceinline__ float hs_bwd_hs(const hs_bwd_attn &a, int b, int h) {
     return a.hscale ? a.hscale[b * a.H + h] : 1.0f;
 }
 
-__device__ __forceinline__ float hs_bwd_dot(const float (&a)[HS_BWD_DPL], const float (&b)[HS_BWD_DPL]) {
+template <int DPL> __device__ __forceinline__ float hs_bwd_dot(const float (&a)[DPL], const float (&b)[DPL]) {
     float s = 0.0f;
 #pragma unroll
-    for (int c = 0; c < HS_BWD_DPL; c++) s += a[c] * b[c];
+    for (int c = 0; c < DPL; c++) s += a[c] * b[c];
     return hs_warp_sum(s);
 }
 /* The scaled score, rounded once (__fmul_rn): the log-sum-exp is built from
  * it, and exp(score - lse) must see the same value, not a fused multiply-add
  * of the unrounded product (with one visible key, P would then miss 1). */
-__device__ __forceinline__ float hs_bwd_score(const hs_bwd_attn &a, const float (&q)[HS_BWD_DPL],
-                                              const float (&k)[HS_BWD_DPL]) {
+template <int DPL>
+__device__ __forceinline__ float hs_bwd_score(const hs_bwd_attn &a, const float (&q)[DPL], const float (&k)[DPL]) {
     const float s = __fmul_rn(a.scale, hs_bwd_dot(q, k));
     return a.softcap > 0.0f ? a.softcap * tanhf(s * a.softcap_inv) : s;
 }
@@ -209,12 +209,12 @@ __device__ __forceinline__ float hs_bwd_capd(const hs_bwd_attn &a, float sc) {
 }
 
 /* Pass 1, a warp per query row (b, h, t): lse_t, then D_t = sum_s P_ts dZ_t·v_s. */
-template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_attn_bwd_rows(hs_bwd_attn a) {
+template <typename T, int DPL> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_attn_bwd_rows(hs_bwd_attn a) {
     const int64_t row = (int64_t)blockIdx.x * HS_BWD_WARPS + (threadIdx.x >> 5);
     if (row >= (int64_t)a.B * a.H * a.T) return;
     const int t = (int)(row % a.T), h = (int)(row / a.T % a.H), b = (int)(row / ((int64_t)a.T * a.H));
     const int hk = h / (a.H / a.Hk);
-    float qv[HS_BWD_DPL], dzv[HS_BWD_DPL], kv[HS_BWD_DPL];
+    float qv[DPL], dzv[DPL], kv[DPL];
     hs_bwd_load((const T *)a.q + (((int64_t)b * a.T + t) * a.H + h) * a.d, a.d, qv);
     hs_bwd_load((const T *)a.dz + (((int64_t)b * a.T + t) * a.H + h) * a.d, a.d, dzv, hs_bwd_hs(a, b, h));
     float m = -INFINITY, l = 0.0f;
@@ -241,13 +241,13 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
 
 /* Pass 2, a warp per query row: dq_t = scale sum_s P_ts (dP_ts - D_t) c_ts k_s, c the cap's
  * derivative (1 without a cap). */
-template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_attn_bwd_dq(hs_bwd_attn a) {
+template <typename T, int DPL> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_attn_bwd_dq(hs_bwd_attn a) {
     const int64_t row = (int64_t)blockIdx.x * HS_BWD_WARPS + (threadIdx.x >> 5);
     if (row >= (int64_t)a.B * a.H * a.T) return;
     const int t = (int)(row % a.T), h = (int)(row / a.T % a.H), b = (int)(row / ((int64_t)a.T * a.H));
     const int hk = h / (a.H / a.Hk), lane = threadIdx.x & 31;
     const int64_t qo = (((int64_t)b * a.T + t) * a.H + h) * a.d;
-    float qv[HS_BWD_DPL], dzv[HS_BWD_DPL], kv[HS_BWD_DPL], vv[HS_BWD_DPL], acc[HS_BWD_DPL] = {};
+    float qv[DPL], dzv[DPL], kv[DPL], vv[DPL], acc[DPL] = {};
     hs_bwd_load((const T *)a.q + qo, a.d, qv);
     hs_bwd_load((const T *)a.dz + qo, a.d, dzv, hs_bwd_hs(a, b, h));
     const float lse = a.lse[row], D = a.D[row];
@@ -259,25 +259,27 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32) hs_k_
         const float sc = hs_bwd_score(a, qv, kv), p = expf(sc - lse),
                     ds = p * (hs_bwd_dot(dzv, vv) - D) * hs_bwd_capd(a, sc);
 #pragma unroll
-        for (int c = 0; c < HS_BWD_DPL; c++) acc[c] += ds * kv[c];
+        for (int c = 0; c < DPL; c++) acc[c] += ds * kv[c];
     }
 #pragma unroll
-    for (int c = 0; c < HS_BWD_DPL; c++)
+    for (int c = 0; c < DPL; c++)
         if (lane + 32 * c < a.d) hs_st((T *)a.dq + qo + lane + 32 * c, a.scale * acc[c]);
 }
 
 /* Pass 3, a warp per key row (b, hk, s): over the group's heads and the
  * queries t >= s that see key s, dv_s = sum P_ts dZ_t, dk_s = scale sum dS_ts q_t.
- * At least 8 blocks per SM (<= 64 registers): with the thread bound alone,
+ * At least 8 blocks per SM (<= 64 registers; 4 blocks, <= 128, for DPL 8,
+ * whose six per-lane arrays alone take 48): with the thread bound alone,
  * ptxas for sm_90 chose 56 registers and spilled 4 bytes
  * (scripts/check-cuda-resources.py). */
-template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32, 8) hs_k_attn_bwd_dkv(hs_bwd_attn a) {
+template <typename T, int DPL>
+__global__ void __launch_bounds__(HS_BWD_WARPS * 32, DPL <= 4 ? 8 : 4) hs_k_attn_bwd_dkv(hs_bwd_attn a) {
     const int64_t row = (int64_t)blockIdx.x * HS_BWD_WARPS + (threadIdx.x >> 5);
     if (row >= (int64_t)a.B * a.Hk * a.T) return;
     const int s = (int)(row % a.T), hk = (int)(row / a.T % a.Hk), b = (int)(row / ((int64_t)a.T * a.Hk));
     const int grp = a.H / a.Hk, lane = threadIdx.x & 31;
     const int64_t ko = (((int64_t)b * a.T + s) * a.Hk + hk) * a.d;
-    float kv[HS_BWD_DPL], vv[HS_BWD_DPL], qv[HS_BWD_DPL], dzv[HS_BWD_DPL], dk[HS_BWD_DPL] = {}, dv[HS_BWD_DPL] = {};
+    float kv[DPL], vv[DPL], qv[DPL], dzv[DPL], dk[DPL] = {}, dv[DPL] = {};
     hs_bwd_load((const T *)a.k + ko, a.d, kv);
     hs_bwd_load((const T *)a.v + ko, a.d, vv);
     const int visible = !a.mask || a.mask[(int64_t)b * a.T + s];
@@ -292,10 +294,10 @@ template <typename T> __global__ void __launch_bounds__(HS_BWD_WARPS * 32, 8) hs
             const float sc = hs_bwd_score(a, qv, kv), p = expf(sc - lse),
                         ds = p * (hs_bwd_dot(dzv, vv) - a.D[r]) * hs_bwd_capd(a, sc);
 #pragma unroll
-            for (int c = 0; c < HS_BWD_DPL; c++) dv[c] += p * dzv[c], dk[c] += ds * qv[c];
+            for (int c = 0; c < DPL; c++) dv[c] += p * dzv[c], dk[c] += ds * qv[c];
         }
 #pragma unroll
-    for (int c = 0; c < HS_BWD_DPL; c++)
+    for (int c = 0; c < DPL; c++)
         if (lane + 32 * c < a.d) {
             hs_st((T *)a.dk + ko + lane + 32 * c, a.scale * dk[c]);
             hs_st((T *)a.dv + ko + lane + 32 * c, dv[c]);
@@ -365,17 +367,22 @@ hs_status hs_cuda_logprob_grad(cudaStream_t st, hs_dtype dt, const void *logits,
     return HS_OK;
 }
 
-template <typename T> static hs_status hs_bwd_launch_attn(cudaStream_t st, const hs_bwd_attn &a, hs_err *err) {
+template <typename T, int DPL>
+static hs_status hs_bwd_launch_attn(cudaStream_t st, const hs_bwd_attn &a, hs_err *err) {
     const int64_t q_rows = (int64_t)a.B * a.H * a.T, k_rows = (int64_t)a.B * a.Hk * a.T;
     const unsigned gq = (unsigned)((q_rows + HS_BWD_WARPS - 1) / HS_BWD_WARPS),
                    gk = (unsigned)((k_rows + HS_BWD_WARPS - 1) / HS_BWD_WARPS);
-    hs_k_attn_bwd_rows<T><<<gq, HS_BWD_WARPS * 32, 0, st>>>(a);
+    hs_k_attn_bwd_rows<T, DPL><<<gq, HS_BWD_WARPS * 32, 0, st>>>(a);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_attn_bwd_rows");
-    hs_k_attn_bwd_dq<T><<<gq, HS_BWD_WARPS * 32, 0, st>>>(a);
+    hs_k_attn_bwd_dq<T, DPL><<<gq, HS_BWD_WARPS * 32, 0, st>>>(a);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_attn_bwd_dq");
-    hs_k_attn_bwd_dkv<T><<<gk, HS_BWD_WARPS * 32, 0, st>>>(a);
+    hs_k_attn_bwd_dkv<T, DPL><<<gk, HS_BWD_WARPS * 32, 0, st>>>(a);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_attn_bwd_dkv");
     return HS_OK;
+}
+
+template <typename T> static hs_status hs_bwd_dispatch_attn(cudaStream_t st, const hs_bwd_attn &a, hs_err *err) {
+    return a.d <= 128 ? hs_bwd_launch_attn<T, 4>(st, a, err) : hs_bwd_launch_attn<T, 8>(st, a, err);
 }
 
 hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk,
@@ -385,17 +392,13 @@ hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, co
     if (p->B <= 0 || p->T <= 0 || p->H <= 0 || p->H_kv <= 0 || p->H % p->H_kv || p->d_head <= 0)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention_bwd: bad sizes B=%d T=%d H=%d H_kv=%d d_head=%d",
                           p->B, p->T, p->H, p->H_kv, p->d_head);
-    if (p->d_head > 32 * HS_BWD_DPL)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "cuda attention_bwd: d_head %d > %d (gradient experiments on such a model run on the CPU "
-                          "backend)",
-                          p->d_head, 32 * HS_BWD_DPL);
+    if (p->d_head > 256) return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: d_head %d > 256", p->d_head);
     const size_t stat = (size_t)p->B * p->H * p->T * sizeof(float);
     hs_status st = hs_cuda_scratch(&be->bwd_tmp, &be->bwd_tmp_bytes, 2 * stat, err);
     if (st != HS_OK) return st;
     const float cap = p->softcap > 0.0f ? p->softcap : 0.0f;
     hs_bwd_attn a = {p->B, p->T, p->H, p->H_kv, p->d_head, p->scale, cap, cap > 0.0f ? 1.0f / cap : 0.0f, p->q, p->k, p->v, dz, p->key_mask,
                      p->head_scale, dq, dk, dv, (float *)be->bwd_tmp, (float *)((char *)be->bwd_tmp + stat)};
-    return be->dtype == HS_DTYPE_BF16 ? hs_bwd_launch_attn<bf16>(be->stream, a, err)
-                                      : hs_bwd_launch_attn<float>(be->stream, a, err);
+    return be->dtype == HS_DTYPE_BF16 ? hs_bwd_dispatch_attn<bf16>(be->stream, a, err)
+                                      : hs_bwd_dispatch_attn<float>(be->stream, a, err);
 }

@@ -397,6 +397,8 @@ typedef struct {
 static const bwd_case bwd_cases[] = {
     {1, 1, 1, 1, 8, 0, 0}, {2, 37, 4, 2, 64, 1, 0}, {1, 129, 6, 3, 128, 2, 0}, {2, 64, 2, 2, 96, 0, 0}, {1, 200, 4, 1, 80, 1, 0},
     {2, 45, 4, 2, 16, 2, 1.5f}, {1, 130, 4, 1, 128, 1, 2.5f},
+    /* Gemma 2's d_head 256: the kernels' eight-values-per-lane instance */
+    {1, 70, 4, 2, 256, 1, 0}, {2, 33, 2, 1, 256, 2, 2.0f},
 };
 
 static int32_t *make_mask(hs_test_rng *rng, const bwd_case *c) {

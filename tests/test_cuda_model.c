@@ -201,8 +201,8 @@ Test(cuda_model, gemma_bf16) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_BF1
  * back through every layer the forward went through, so the tolerance is the
  * forward's at depth 3L + 2 (forward, rerun, backward; +2: the output head),
  * in the same normalised-error form. */
-static void grad_case(const char *rel, hs_dtype dt, const char *name) {
-    hs_model *m = load_fixture(rel);
+/* m: the model, freed by the caller. */
+static void grad_case_model(hs_model *m, hs_dtype dt, const char *name) {
     if (dt == HS_DTYPE_BF16) hs_test_round_model_bf16(m);
     const hs_model_config *c = hs_model_get_config(m);
     const int B = 3, T = c->n_ctx < 32 ? c->n_ctx : 32, L = c->n_layers;
@@ -242,6 +242,11 @@ static void grad_case(const char *rel, hs_dtype dt, const char *name) {
         free(g[0]), free(g[1]);
     }
     free(mask);
+}
+
+static void grad_case(const char *rel, hs_dtype dt, const char *name) {
+    hs_model *m = load_fixture(rel);
+    grad_case_model(m, dt, name);
     hs_model_free(m);
 }
 
@@ -284,13 +289,18 @@ Test(cuda_model, smollm2_shape_bf16, .timeout = 600) { REQUIRE_GPU(); smollm2_ca
  * kernel's widest instantiation and the pattern recompute's large shared
  * memory), query_pre_attn_scalar 256, the real caps (50, 30), sandwich
  * norms, GeGLU, the embedding's sqrt(d_model). */
-static void gemma2_shape_case(hs_dtype dt, const char *name) {
+static hs_model *gemma2_shape(void) {
     hs_err err = {0};
     hs_model_config c = hs_test_llama_config(4, 8, 4, 512, 256, 1024, 4096, 4096, 10000.0f);
     c.arch = HS_ARCH_GEMMA, c.act = HS_ACT_GELU_GLU, c.post_norms = 1, c.tied_embeddings = 1;
     c.embed_scale = sqrtf(512.0f), c.attn_scale = 1.0f / 16.0f, c.attn_softcap = 50.0f, c.final_softcap = 30.0f;
     hs_model *m = NULL;
     ok(hs_model_init_random(&c, 226, &m, &err), &err, "random Gemma-2-shaped model");
+    return m;
+}
+
+static void gemma2_shape_case(hs_dtype dt, const char *name) {
+    hs_model *m = gemma2_shape();
     compare_model(m, dt, 3, 64, 2004, name);
     hs_model_free(m);
 }
@@ -299,6 +309,20 @@ Test(cuda_model, gemma2_shape_f32, .timeout = 600) { REQUIRE_GPU(); gemma2_shape
 Test(cuda_model, gemma2_shape_bf16, .timeout = 600) {
     REQUIRE_GPU();
     gemma2_shape_case(HS_DTYPE_BF16, "gemma2_shape_bf16");
+}
+/* the backward at d_head 256 (the attention_bwd kernels' 8-values-per-lane instance) */
+static void gemma2_shape_grad(hs_dtype dt, const char *name) {
+    hs_model *m = gemma2_shape();
+    grad_case_model(m, dt, name);
+    hs_model_free(m);
+}
+Test(cuda_model, head_grad_gemma2_shape_f32, .timeout = 600) {
+    REQUIRE_GPU();
+    gemma2_shape_grad(HS_DTYPE_F32, "head_grad_gemma2_shape_f32");
+}
+Test(cuda_model, head_grad_gemma2_shape_bf16, .timeout = 600) {
+    REQUIRE_GPU();
+    gemma2_shape_grad(HS_DTYPE_BF16, "head_grad_gemma2_shape_bf16");
 }
 
 /* The real default model (its Q4_1 weights dequantised to f32 on load; in
