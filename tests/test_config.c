@@ -65,7 +65,7 @@ static const char *const example_configs[] = {"smollm2-induction.yaml", "smollm2
                                               "smollm2-ioi-paths.yaml"};
 /* Configs for checkpoints the user supplies (--set model=PATH). */
 static const char *const supplied_model_configs[] = {"gpt2-ioi.yaml", "llama2-7b-pruning.yaml",
-                                                     "pythia-induction.yaml"};
+                                                     "pythia-induction.yaml", "gemma2-2b-induction.yaml"};
 #define N_OF(a) (sizeof(a) / sizeof *(a))
 
 /* configs/<name>, loaded; a failure fails the test. */
