@@ -42,7 +42,8 @@ hs_status hs_cuda_matmul_bwd(hs_cuda_backend *be, const void *dy, const void *w,
 
 template <typename T>
 __global__ void __launch_bounds__(HS_BWD_THREADS)
-    hs_k_norm_bwd(int layernorm, const T *x, const T *w, float eps, int d, const T *dy, int accumulate, T *dx) {
+    hs_k_norm_bwd(int layernorm, float w0, const T *x, const T *w, float eps, int d, const T *dy, int accumulate,
+                  T *dx) {
     __shared__ float sh[HS_BWD_THREADS];
     const int64_t r = blockIdx.x;
     const T *xr = x + r * d, *dyr = dy + r * d;
@@ -61,14 +62,14 @@ __global__ void __launch_bounds__(HS_BWD_THREADS)
     const float inv = 1.0f / sqrtf(hs_block_reduce<false>(ss, sh) / (float)d + eps);
     float gs = 0.0f, gx = 0.0f;
     for (int i = threadIdx.x; i < d; i += HS_BWD_THREADS) {
-        const float g = hs_ld(dyr + i) * hs_ld(w + i);
+        const float g = hs_ld(dyr + i) * (w0 + hs_ld(w + i)); /* w0: 1 for (1 + w) */
         gs += g;
         gx += g * (hs_ld(xr + i) - mean) * inv;
     }
     const float g_mean = layernorm ? hs_block_reduce<false>(gs, sh) / (float)d : 0.0f;
     const float gx_mean = hs_block_reduce<false>(gx, sh) / (float)d;
     for (int i = threadIdx.x; i < d; i += HS_BWD_THREADS) {
-        const float g = hs_ld(dyr + i) * hs_ld(w + i), xh = (hs_ld(xr + i) - mean) * inv;
+        const float g = hs_ld(dyr + i) * (w0 + hs_ld(w + i)), xh = (hs_ld(xr + i) - mean) * inv;
         const float v = inv * (g - g_mean - xh * gx_mean);
         hs_st(dxr + i, accumulate ? hs_ld(dxr + i) + v : v);
     }
@@ -307,10 +308,10 @@ __global__ void __launch_bounds__(HS_BWD_WARPS * 32, DPL <= 4 ? 8 : 4) hs_k_attn
 /* ---- launchers ------------------------------------------------------------------ */
 
 template <typename T>
-static hs_status hs_bwd_launch_norm(cudaStream_t st, int ln, const void *x, const void *w, float eps, int64_t rows,
-                                    int d, const void *dy, int acc, void *dx, hs_err *err) {
-    hs_k_norm_bwd<T><<<(unsigned)rows, HS_BWD_THREADS, 0, st>>>(ln, (const T *)x, (const T *)w, eps, d, (const T *)dy,
-                                                                acc, (T *)dx);
+static hs_status hs_bwd_launch_norm(cudaStream_t st, int ln, float w0, const void *x, const void *w, float eps,
+                                    int64_t rows, int d, const void *dy, int acc, void *dx, hs_err *err) {
+    hs_k_norm_bwd<T><<<(unsigned)rows, HS_BWD_THREADS, 0, st>>>(ln, w0, (const T *)x, (const T *)w, eps, d,
+                                                                (const T *)dy, acc, (T *)dx);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_norm_bwd");
     return HS_OK;
 }
@@ -319,9 +320,12 @@ hs_status hs_cuda_norm_bwd(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, cons
                            int64_t rows, int d, const void *dy, int accumulate, void *dx, hs_err *err) {
     if (rows <= 0 || d <= 0) return HS_OK;
     if (rows > 0x7fffffff) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda norm_bwd: %lld rows", (long long)rows);
+    if (kind != HS_NORM_LAYERNORM && kind != HS_NORM_RMSNORM && kind != HS_NORM_RMSNORM_1P)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda norm_bwd: unknown kind %d", (int)kind);
     const int ln = kind == HS_NORM_LAYERNORM;
-    return dt == HS_DTYPE_BF16 ? hs_bwd_launch_norm<bf16>(st, ln, x, w, eps, rows, d, dy, accumulate, dx, err)
-                               : hs_bwd_launch_norm<float>(st, ln, x, w, eps, rows, d, dy, accumulate, dx, err);
+    const float w0 = kind == HS_NORM_RMSNORM_1P ? 1.0f : 0.0f;
+    return dt == HS_DTYPE_BF16 ? hs_bwd_launch_norm<bf16>(st, ln, w0, x, w, eps, rows, d, dy, accumulate, dx, err)
+                               : hs_bwd_launch_norm<float>(st, ln, w0, x, w, eps, rows, d, dy, accumulate, dx, err);
 }
 
 hs_status hs_cuda_act_bwd(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate, const void *up,

@@ -178,7 +178,7 @@ __device__ float hs_block_sum(float v, float *sh) {
 }
 
 template <typename T>
-__global__ void hs_k_norm(int layernorm, const T *x, const T *w, const T *b, float eps,
+__global__ void hs_k_norm(int layernorm, float w0, const T *x, const T *w, const T *b, float eps,
                           int64_t rows, int d, T *y) {
     __shared__ float sh[32];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -205,17 +205,17 @@ __global__ void hs_k_norm(int layernorm, const T *x, const T *w, const T *b, flo
             }
             const float inv = 1.0f / sqrtf(hs_block_sum(s, sh) / (float)d + eps);
             for (int i = threadIdx.x; i < d; i += blockDim.x)
-                hs_st(yr + i, hs_ld(w + i) * (hs_ld(xr + i) * inv));
+                hs_st(yr + i, (w0 + hs_ld(w + i)) * (hs_ld(xr + i) * inv)); /* w0: 1 for (1 + w) */
         }
     }
 }
 
 template <typename T>
-static hs_status hs_norm_t(cudaStream_t st, int layernorm, const void *x, const void *w,
+static hs_status hs_norm_t(cudaStream_t st, int layernorm, float w0, const void *x, const void *w,
                            const void *b, float eps, int64_t rows, int d, void *y, hs_err *err) {
     int threads = d >= 2048 ? 512 : d >= 512 ? 256 : d >= 128 ? 128 : 32;
     unsigned grid = (unsigned)(rows < (1 << 20) ? rows : (1 << 20));
-    hs_k_norm<T><<<grid, threads, 0, st>>>(layernorm, (const T *)x, (const T *)w, (const T *)b, eps,
+    hs_k_norm<T><<<grid, threads, 0, st>>>(layernorm, w0, (const T *)x, (const T *)w, (const T *)b, eps,
                                           rows, d, (T *)y);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_norm");
     return HS_OK;
@@ -225,9 +225,10 @@ hs_status hs_cuda_norm(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const vo
                        const void *w, const void *b, float eps, int64_t rows, int d, void *y,
                        hs_err *err) {
     if (rows <= 0 || d <= 0) return HS_OK;
-    if (kind != HS_NORM_LAYERNORM && kind != HS_NORM_RMSNORM)
+    if (kind != HS_NORM_LAYERNORM && kind != HS_NORM_RMSNORM && kind != HS_NORM_RMSNORM_1P)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda norm: unknown kind %d", (int)kind);
-    return HS_DISPATCH_DT(dt, hs_norm_t, st, kind == HS_NORM_LAYERNORM, x, w, b, eps, rows, d, y, err);
+    return HS_DISPATCH_DT(dt, hs_norm_t, st, kind == HS_NORM_LAYERNORM, kind == HS_NORM_RMSNORM_1P ? 1.0f : 0.0f, x,
+                          w, b, eps, rows, d, y, err);
 }
 
 /* ---- RoPE, in place on x [n, H, d_head] --------------------------------------- */

@@ -84,7 +84,8 @@ static hs_status cpu_norm(hs_backend *be, hs_norm_kind kind, const void *xv, con
             float ss = 0;
             for (int i = 0; i < d; i++) ss += xr[i] * xr[i];
             float inv = 1.0f / sqrtf(ss / (float)d + eps);
-            for (int i = 0; i < d; i++) yr[i] = w[i] * (xr[i] * inv);
+            const float w0 = kind == HS_NORM_RMSNORM_1P ? 1.0f : 0.0f;
+            for (int i = 0; i < d; i++) yr[i] = (w0 + w[i]) * (xr[i] * inv);
         }
     }
     return HS_OK;

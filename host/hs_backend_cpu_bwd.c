@@ -19,12 +19,14 @@ hs_status hs_cpu_matmul_bwd(hs_backend *be, const void *dy, const void *w, int64
 }
 
 /* LayerNorm: dx = inv * (g - mean(g) - xhat * mean(g * xhat)); RMSNorm: the
- * same without the mean of g, xhat = x * inv; g = dy * w. */
+ * same without the mean of g, xhat = x * inv; g = dy * w (dy * (1 + w) for
+ * RMSNORM_1P). */
 hs_status hs_cpu_norm_bwd(hs_backend *be, hs_norm_kind kind, const void *xv, const void *wv, float eps, int64_t rows,
                           int d, const void *dyv, int accumulate, void *dxv, hs_err *err) {
     (void)err;
     const float *x = xv, *w = wv, *dy = dyv;
     float *dx = dxv;
+    const float w0 = kind == HS_NORM_RMSNORM_1P ? 1.0f : 0.0f;
 #pragma omp parallel for num_threads(hs_cpu_threads(be)) if (rows > 16)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * d, *dyr = dy + r * d;
@@ -38,14 +40,14 @@ hs_status hs_cpu_norm_bwd(hs_backend *be, hs_norm_kind kind, const void *xv, con
         const double inv = 1.0 / sqrt(ss / d + eps);
         double g_mean = 0, gx_mean = 0;
         for (int i = 0; i < d; i++) {
-            const double g = (double)dyr[i] * w[i];
+            const double g = (double)dyr[i] * (w0 + w[i]);
             g_mean += g;
             gx_mean += g * (xr[i] - mean) * inv;
         }
         g_mean = kind == HS_NORM_LAYERNORM ? g_mean / d : 0.0;
         gx_mean /= d;
         for (int i = 0; i < d; i++) {
-            const double g = (double)dyr[i] * w[i], xh = (xr[i] - mean) * inv;
+            const double g = (double)dyr[i] * (w0 + w[i]), xh = (xr[i] - mean) * inv;
             const float v = (float)(inv * (g - g_mean - xh * gx_mean));
             dxr[i] = accumulate ? dxr[i] + v : v;
         }
@@ -124,7 +126,7 @@ static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, p->scale, q, H * dh, k, Hk * dh, 0.0f, S, T);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, hs, dzb, H * dh, v, Hk * dh, 0.0f, dP, T);
         for (int t = 0; t < T; t++) {
-            float *s = S + (int64_t)t * T, *dp = dP + (int64_t)t * T, *cd = C + (int64_t)t * T;
+            float *s = S + (int64_t)t * T, *dp = dP + (int64_t)t * T, *cd = C ? C + (int64_t)t * T : NULL;
             float mx = -INFINITY;
             for (int j = 0; j < T; j++) {
                 if (cap > 0.0f) {

@@ -357,7 +357,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         if (c->post_norms) {
             HS_CHECK(o->act(s->be, c->act, gate, up, n * f, s->hid, err));
             HS_CHECK(o->matmul(s->be, s->hid, W->w_down, W->b_down, n, (int)d, f, 0, s->raw, err));
-            HS_CHECK(o->norm_bwd(s->be, HS_NORM_RMSNORM, s->raw, W->mlp_post_w, c->norm_eps, n, (int)d, w->g, 0, w->g2,
+            HS_CHECK(o->norm_bwd(s->be, c->norm, s->raw, W->mlp_post_w, c->norm_eps, n, (int)d, w->g, 0, w->g2,
                                  err));
             g_down = w->g2;
         }
@@ -372,7 +372,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         if (c->post_norms) { /* o_proj's raw output, from the z the forward made (with its multipliers) */
             const void *zf = w->keep ? (const char *)w->kz + l * n * qd * es : s->z;
             HS_CHECK(o->matmul(s->be, zf, W->wo, W->bo, n, (int)d, H * dh, 0, s->raw, err));
-            HS_CHECK(o->norm_bwd(s->be, HS_NORM_RMSNORM, s->raw, W->attn_post_w, c->norm_eps, n, (int)d, g_attn, 0,
+            HS_CHECK(o->norm_bwd(s->be, c->norm, s->raw, W->attn_post_w, c->norm_eps, n, (int)d, g_attn, 0,
                                  w->g2, err));
             g_wo = w->g2;
         }

@@ -209,7 +209,7 @@ hs_backend *hs_session_backend(const hs_session *s) { return s->be; }
 
 hs_status hs_session_post_norm(hs_session *s, int l, int mlp, int64_t n, void *out, hs_err *err) {
     const hs_session_layer *W = &s->layers[l];
-    return s->be->ops->norm(s->be, HS_NORM_RMSNORM, s->raw, mlp ? W->mlp_post_w : W->attn_post_w, NULL,
+    return s->be->ops->norm(s->be, s->cfg.norm, s->raw, mlp ? W->mlp_post_w : W->attn_post_w, NULL,
                             s->cfg.norm_eps, n, s->cfg.d_model, out, err);
 }
 
@@ -374,6 +374,13 @@ exit:
     return st;
 }
 
+/* The embedding's multiplier in the activations' dtype, as Gemma's reference
+ * code and transformers round it (sqrt(3584) is 60 in bf16). */
+static float embed_scale(const hs_model_config *c, hs_dtype dt) {
+    const float v = c->embed_scale > 0.0f ? c->embed_scale : 1.0f;
+    return dt == HS_DTYPE_BF16 ? hs_bf16_to_f32(hs_f32_to_bf16(v)) : v;
+}
+
 hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *fp_in, float *logits_out, hs_err *err) {
     hs_status st = HS_OK;
     hs_backend *be = s->be;
@@ -412,7 +419,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(o->copy(be, s->x, fp->resid_start_dev, (size_t)n * d * es, err));
     else
         HS_CHECK(o->embed(be, s->d_tokens, s->d_pos, s->tok_embd, c->learned_pos ? s->pos_embd : NULL, n, d,
-                          c->embed_scale > 0.0f ? c->embed_scale : 1.0f, s->x, err));
+                          embed_scale(c, dt), s->x, err));
     hs_attn_params ap = {.B = B, .T = T, .H = H, .H_kv = Hk, .d_head = dh, .scale = hs_model_attn_scale(c),
                          .softcap = c->attn_softcap,
                          .q = s->q, .k = s->k, .v = s->v, .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,

@@ -127,7 +127,7 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
                           "%s: llama3 RoPE scaling needs 0 < low_freq_factor (%g) < high_freq_factor (%g) and a "
                           "positive original_max_position_embeddings (%d)",
                           src, (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor, c->rope_original_ctx);
-    if (c->post_norms && (c->norm != HS_NORM_RMSNORM || c->parallel_attn_mlp))
+    if (c->post_norms && (c->norm == HS_NORM_LAYERNORM || c->parallel_attn_mlp))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: post-norms need RMSNorm and a sequential block (the Gemma 2 layout)",
                           src);
     const float knobs[4] = {c->embed_scale, c->attn_scale, c->attn_softcap, c->final_softcap};
@@ -271,13 +271,13 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
     HS_CHECK(hs_model_alloc_layers(m, err));
     int64_t d = c->d_model, qd = (int64_t)c->n_heads * c->d_head, kd = (int64_t)c->n_kv_heads * c->d_head;
     int ln = c->norm == HS_NORM_LAYERNORM;
-    const float sd = 0.02f;
+    const float sd = 0.02f, nw = c->norm == HS_NORM_RMSNORM_1P ? 0.0f : 1.0f; /* norm weights about 1 as applied */
     HS_CHECK(rand_tensor(m, &s, (int64_t)c->n_vocab * d, sd, 0, &m->w.tok_embd, err));
     if (c->learned_pos) HS_CHECK(rand_tensor(m, &s, (int64_t)c->n_ctx * d, sd, 0, &m->w.pos_embd, err));
     for (int l = 0; l < c->n_layers; l++) {
         hs_layer_weights *L = &m->w.layers[l];
-        HS_CHECK(rand_tensor(m, &s, d, 0.1f, 1.0f, &L->ln1_w, err));
-        HS_CHECK(rand_tensor(m, &s, d, 0.1f, 1.0f, &L->ln2_w, err));
+        HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &L->ln1_w, err));
+        HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &L->ln2_w, err));
         if (ln) {
             HS_CHECK(rand_tensor(m, &s, d, 0.02f, 0, &L->ln1_b, err));
             HS_CHECK(rand_tensor(m, &s, d, 0.02f, 0, &L->ln2_b, err));
@@ -287,8 +287,8 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
         HS_CHECK(rand_tensor(m, &s, kd * d, sd, 0, &L->wv, err));
         HS_CHECK(rand_tensor(m, &s, d * qd, sd, 0, &L->wo, err));
         if (c->qk_norm) {
-            HS_CHECK(rand_tensor(m, &s, c->d_head, 0.1f, 1.0f, &L->q_norm_w, err));
-            HS_CHECK(rand_tensor(m, &s, c->d_head, 0.1f, 1.0f, &L->k_norm_w, err));
+            HS_CHECK(rand_tensor(m, &s, c->d_head, 0.1f, nw, &L->q_norm_w, err));
+            HS_CHECK(rand_tensor(m, &s, c->d_head, 0.1f, nw, &L->k_norm_w, err));
         }
         if (c->qkv_bias) {
             HS_CHECK(rand_tensor(m, &s, qd, sd, 0, &L->bq, err));
@@ -297,8 +297,8 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
         }
         if (hs_act_gated(c->act)) HS_CHECK(rand_tensor(m, &s, (int64_t)c->d_mlp * d, sd, 0, &L->w_gate, err));
         if (c->post_norms) {
-            HS_CHECK(rand_tensor(m, &s, d, 0.1f, 1.0f, &L->attn_post_w, err));
-            HS_CHECK(rand_tensor(m, &s, d, 0.1f, 1.0f, &L->mlp_post_w, err));
+            HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &L->attn_post_w, err));
+            HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &L->mlp_post_w, err));
         }
         HS_CHECK(rand_tensor(m, &s, (int64_t)c->d_mlp * d, sd, 0, &L->w_up, err));
         HS_CHECK(rand_tensor(m, &s, d * c->d_mlp, sd, 0, &L->w_down, err));
@@ -308,7 +308,7 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
             HS_CHECK(rand_tensor(m, &s, d, sd, 0, &L->b_down, err));
         }
     }
-    HS_CHECK(rand_tensor(m, &s, d, 0.1f, 1.0f, &m->w.lnf_w, err));
+    HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &m->w.lnf_w, err));
     if (ln) HS_CHECK(rand_tensor(m, &s, d, 0.02f, 0, &m->w.lnf_b, err));
     if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
     else HS_CHECK(rand_tensor(m, &s, (int64_t)c->n_vocab * d, sd, 0, &m->w.unembed, err));

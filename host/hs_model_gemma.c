@@ -1,7 +1,8 @@
 /* hs_model_gemma: GemmaForCausalLM and Gemma2ForCausalLM from an HF folder.
  * Gemma is the Llama layout with a GeGLU MLP, RMSNorms that scale by
- * (1 + w) (folded into the weights at load: the backends see plain RMSNorms)
- * and a token embedding multiplied by sqrt(d_model). Gemma 2 adds norms on
+ * (1 + w) (HS_NORM_RMSNORM_1P: the sum is formed in f32, also from bf16
+ * weights, as transformers forms it) and a token embedding multiplied by
+ * sqrt(d_model). Gemma 2 adds norms on
  * the attention's and the MLP's outputs, a score scale of its own
  * (query_pre_attn_scalar), tanh soft-capping of the scores and the logits,
  * and a sliding window on every other layer. */
@@ -56,12 +57,13 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
         if (json_is_string(types[i]) && strcmp(json_string_value(types[i]), "default"))
             return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: rope type '%s' is not supported for Gemma", path,
                               i ? "rope_parameters" : "rope_scaling", json_string_value(types[i]));
-    /* HF's Gemma MLP reads hidden_activation (hidden_act is ignored), tanh GELU by default */
-    json_t *act = json_object_get(root, "hidden_activation");
+    /* As transformers 5 reads them: Gemma 2's MLP takes hidden_activation, Gemma's takes
+     * hidden_act, whose legacy "gelu" (the Hub's Gemma configs) means the tanh form. */
+    const char *act_key = g2 ? "hidden_activation" : "hidden_act";
+    json_t *act = json_object_get(root, act_key);
     const char *a = json_is_string(act) ? json_string_value(act) : "gelu_pytorch_tanh";
-    if (strcmp(a, "gelu_pytorch_tanh") && strcmp(a, "gelu_new"))
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_activation '%s' is not supported (gelu_pytorch_tanh)", path,
-                          a);
+    if (strcmp(a, "gelu_pytorch_tanh") && strcmp(a, "gelu_new") && (g2 || strcmp(a, "gelu")))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (gelu_pytorch_tanh)", path, act_key, a);
     if (hs_hf_cfg_bool(root, "attention_bias", 0))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias is not supported for Gemma", path);
     if (hs_hf_cfg_bool(root, "use_bidirectional_attention", 0))
@@ -84,19 +86,16 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
         if ((st = hs_hf_cfg_int(root, path, "sliding_window", 0, 4096, &sw, err))) return st;
         if (sw > 0 && sw < c->n_ctx && any_sliding(root, c->n_layers)) c->sliding_window = c->n_ctx = sw;
     }
-    c->norm = HS_NORM_RMSNORM;
+    c->norm = HS_NORM_RMSNORM_1P;
     c->act = HS_ACT_GELU_GLU;
     c->rope = HS_ROPE_NEOX;
     c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 1);
     return HS_OK;
 }
 
-/* A Gemma norm: HF scales by (1 + w); the backends' RMSNorm by w. */
+/* A Gemma norm's weight, the offset from 1 as stored (HS_NORM_RMSNORM_1P). */
 static hs_status load_norm(hs_hf_loader *L, const char *name, int64_t d, float **out, hs_err *err) {
-    hs_status st = hs_hf_load(L, name, d, 0, 0, out, err);
-    if (st == HS_OK)
-        for (int64_t i = 0; i < d; i++) (*out)[i] += 1.0f;
-    return st;
+    return hs_hf_load(L, name, d, 0, 0, out, err);
 }
 
 hs_status hs_hf_load_gemma(hs_hf_loader *L, hs_err *err) {

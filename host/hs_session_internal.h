@@ -56,8 +56,8 @@ struct hs_session {
  * allocated at first use: rows = the chunk's capacity. */
 hs_status hs_session_logit_chunk(hs_session *s, int64_t *rows, hs_err *err);
 
-/* post_norms: out = RMSNorm(s->raw) with layer l's attention (mlp = 0) or
- * MLP (mlp = 1) post-norm, n rows. */
+/* post_norms: out = the model's norm of s->raw with layer l's attention
+ * (mlp = 0) or MLP (mlp = 1) post-norm weights, n rows. */
 hs_status hs_session_post_norm(hs_session *s, int l, int mlp, int64_t n, void *out, hs_err *err);
 
 /* final_softcap: logits [R, V] capped in place. */

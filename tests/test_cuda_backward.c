@@ -106,6 +106,11 @@ Test(cuda_backward, norm_bwd_layernorm_f32) { REQUIRE_GPU(); run_norm_bwd(HS_DTY
 Test(cuda_backward, norm_bwd_layernorm_bf16) { REQUIRE_GPU(); run_norm_bwd(HS_DTYPE_BF16, HS_NORM_LAYERNORM, "ln_bwd_bf16"); }
 Test(cuda_backward, norm_bwd_rmsnorm_f32) { REQUIRE_GPU(); run_norm_bwd(HS_DTYPE_F32, HS_NORM_RMSNORM, "rms_bwd_f32"); }
 Test(cuda_backward, norm_bwd_rmsnorm_bf16) { REQUIRE_GPU(); run_norm_bwd(HS_DTYPE_BF16, HS_NORM_RMSNORM, "rms_bwd_bf16"); }
+Test(cuda_backward, norm_bwd_rmsnorm_1p_f32) { REQUIRE_GPU(); run_norm_bwd(HS_DTYPE_F32, HS_NORM_RMSNORM_1P, "rms1p_bwd_f32"); }
+Test(cuda_backward, norm_bwd_rmsnorm_1p_bf16) {
+    REQUIRE_GPU();
+    run_norm_bwd(HS_DTYPE_BF16, HS_NORM_RMSNORM_1P, "rms1p_bwd_bf16");
+}
 
 /* ---- act_bwd ------------------------------------------------------------------ */
 
@@ -529,7 +534,7 @@ static void attention_bwd_fd(float cap) {
 Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) { attention_bwd_fd(0.0f); }
 Test(cuda_backward_cpu, attention_bwd_softcap_matches_finite_differences) { attention_bwd_fd(1.0f); }
 
-/* norm_bwd against central differences of the norm op, both kinds. */
+/* norm_bwd against central differences of the norm op, every kind. */
 Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {
     hs_backend *be = NULL;
     hs_err err = {0};
@@ -540,8 +545,8 @@ Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {
     float x[R * D], w[D], b[D], dy[R * D], dx[R * D], y[R * D];
     hs_test_fill_normal(&rng, x, R * D, 1), hs_test_fill_normal(&rng, w, D, 1), hs_test_fill_normal(&rng, b, D, 1);
     hs_test_fill_normal(&rng, dy, R * D, 1);
-    for (int kind = 0; kind < 2; kind++) {
-        const hs_norm_kind nk = kind ? HS_NORM_RMSNORM : HS_NORM_LAYERNORM;
+    for (int kind = 0; kind < 3; kind++) {
+        const hs_norm_kind nk = kind == 2 ? HS_NORM_RMSNORM_1P : kind ? HS_NORM_RMSNORM : HS_NORM_LAYERNORM;
         cr_assert_eq(be->ops->norm_bwd(be, nk, x, w, 1e-5f, R, D, dy, 0, dx, &err), HS_OK, "%s", err.msg);
         for (int i = 0; i < R * D; i++) {
             const float x0 = x[i], h = 1e-2f;
@@ -555,7 +560,7 @@ Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {
             x[i] = x0;
             const double fd = (f[0] - f[1]) / (2.0 * h);
             cr_assert(fabs(fd - dx[i]) <= 2e-3 * (1 + fabs(fd)), "%s dx[%d]: op %g, finite difference %g",
-                      kind ? "rmsnorm" : "layernorm", i, dx[i], fd);
+                      kind == 2 ? "rmsnorm_1p" : kind ? "rmsnorm" : "layernorm", i, dx[i], fd);
         }
     }
     hs_backend_free(be);

@@ -292,7 +292,7 @@ Test(cuda_model, smollm2_shape_bf16, .timeout = 600) { REQUIRE_GPU(); smollm2_ca
 static hs_model *gemma2_shape(void) {
     hs_err err = {0};
     hs_model_config c = hs_test_llama_config(4, 8, 4, 512, 256, 1024, 4096, 4096, 10000.0f);
-    c.arch = HS_ARCH_GEMMA, c.act = HS_ACT_GELU_GLU, c.post_norms = 1, c.tied_embeddings = 1;
+    c.arch = HS_ARCH_GEMMA, c.act = HS_ACT_GELU_GLU, c.norm = HS_NORM_RMSNORM_1P, c.post_norms = 1, c.tied_embeddings = 1;
     c.embed_scale = sqrtf(512.0f), c.attn_scale = 1.0f / 16.0f, c.attn_softcap = 50.0f, c.final_softcap = 30.0f;
     hs_model *m = NULL;
     ok(hs_model_init_random(&c, 226, &m, &err), &err, "random Gemma-2-shaped model");

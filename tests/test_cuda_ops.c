@@ -95,7 +95,9 @@ static void naive_norm(hs_norm_kind kind, const float *x, const float *w, const 
             float s = 0;
             for (int i = 0; i < d; i++) s += xr[i] * xr[i];
             float rstd = bf(1.0f / sqrtf(bf(s / (float)d) + eps));
-            for (int i = 0; i < d; i++) yr[i] = bf(w[i] * bf(xr[i] * rstd));
+            /* Gemma's (1 + w) in f32, as transformers forms it from the bf16 weight */
+            const float w0 = kind == HS_NORM_RMSNORM_1P ? 1.0f : 0.0f;
+            for (int i = 0; i < d; i++) yr[i] = bf((w0 + w[i]) * bf(xr[i] * rstd));
         }
     }
 }
@@ -111,7 +113,9 @@ static void run_norm(hs_dtype dt, hs_norm_kind kind, const char *name) {
         const int64_t rows = cs[ci].rows, n = rows * cs[ci].d;
         const int d = cs[ci].d, has_b = kind == HS_NORM_LAYERNORM && cs[ci].bias;
         const float eps = 1e-5f;
-        float *x = h_rand(&h, n, 0.5f, 2.0f), *w = h_rand(&h, d, 1.0f, 0.1f), *b = has_b ? h_rand(&h, d, 0, 0.1f) : NULL;
+        /* RMSNORM_1P's weights are offsets from 1, spread so that 1 + w is not bf16-exact */
+        float *x = h_rand(&h, n, 0.5f, 2.0f), *w = h_rand(&h, d, kind == HS_NORM_RMSNORM_1P ? 0.5f : 1.0f, 0.1f),
+              *b = has_b ? h_rand(&h, d, 0, 0.1f) : NULL;
         float *ref = h_zeros(n), *got = h_zeros(n), *naive = h_zeros(n);
         void *cx = put(h.cpu, x, n, 0), *cw = put(h.cpu, w, d, 0), *cbb = has_b ? put(h.cpu, b, d, 0) : NULL;
         void *cy = put(h.cpu, ref, n, 0);
@@ -139,6 +143,8 @@ Test(cuda_ops, norm_layernorm_f32) { REQUIRE_GPU(); run_norm(HS_DTYPE_F32, HS_NO
 Test(cuda_ops, norm_layernorm_bf16) { REQUIRE_GPU(); run_norm(HS_DTYPE_BF16, HS_NORM_LAYERNORM, "norm_layernorm_bf16"); }
 Test(cuda_ops, norm_rmsnorm_f32) { REQUIRE_GPU(); run_norm(HS_DTYPE_F32, HS_NORM_RMSNORM, "norm_rmsnorm_f32"); }
 Test(cuda_ops, norm_rmsnorm_bf16) { REQUIRE_GPU(); run_norm(HS_DTYPE_BF16, HS_NORM_RMSNORM, "norm_rmsnorm_bf16"); }
+Test(cuda_ops, norm_rmsnorm_1p_f32) { REQUIRE_GPU(); run_norm(HS_DTYPE_F32, HS_NORM_RMSNORM_1P, "norm_rmsnorm_1p_f32"); }
+Test(cuda_ops, norm_rmsnorm_1p_bf16) { REQUIRE_GPU(); run_norm(HS_DTYPE_BF16, HS_NORM_RMSNORM_1P, "norm_rmsnorm_1p_bf16"); }
 
 /* ---- matmul ------------------------------------------------------------------ */
 

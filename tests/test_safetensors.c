@@ -272,9 +272,10 @@ Test(hf_folder, phi3_config_and_fused_weights) {
  * embedding's scale, the context capped at the sliding window; Gemma (1) has none of the
  * Gemma 2 parts. What Gemma cannot be is refused by name. */
 Test(hf_folder, gemma_configs) {
+    char dir[256];
     hs_model_config c = loaded_config("gemma2", NULL, NULL);
     cr_assert_eq(c.arch, HS_ARCH_GEMMA);
-    cr_assert(c.post_norms && c.act == HS_ACT_GELU_GLU && c.tied_embeddings && c.norm == HS_NORM_RMSNORM);
+    cr_assert(c.post_norms && c.act == HS_ACT_GELU_GLU && c.tied_embeddings && c.norm == HS_NORM_RMSNORM_1P);
     cr_assert_float_eq(c.attn_scale, 1.0f / sqrtf(24.0f), 1e-7f);
     cr_assert_eq(c.attn_softcap, 3.0f);
     cr_assert_eq(c.final_softcap, 5.0f);
@@ -289,10 +290,16 @@ Test(hf_folder, gemma_configs) {
                       "\"full_attention\", \"full_attention\", \"full_attention\"");
     cr_assert(c.sliding_window == 0 && c.n_ctx == 64, "no sliding layer: no window");
     c = loaded_config("gemma", NULL, NULL);
-    cr_assert(c.arch == HS_ARCH_GEMMA && !c.post_norms && c.act == HS_ACT_GELU_GLU && c.n_kv_heads == 1);
+    cr_assert(c.arch == HS_ARCH_GEMMA && !c.post_norms && c.act == HS_ACT_GELU_GLU && c.n_kv_heads == 1 &&
+              c.norm == HS_NORM_RMSNORM_1P);
     cr_assert(c.attn_scale == 0.0f && c.attn_softcap == 0.0f && c.final_softcap == 0.0f && c.sliding_window == 0);
-    /* the norms are loaded as 1 + w */
-    char dir[256];
+    /* Gemma (1)'s legacy "gelu" is the tanh form, as transformers 5 reads it; other values are refused */
+    c = loaded_config("gemma", "\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"gelu\"");
+    cr_assert_eq(c.act, HS_ACT_GELU_GLU);
+    broken_copy_of("gemma", dir, sizeof dir, "\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"silu\"");
+    expect_load(dir, HS_ERR_UNSUPPORTED, "hidden_act 'silu' is not supported");
+    hs_test_remove_dir(dir);
+    /* the norms' weights are loaded as stored: offsets from 1 */
     broken_copy_of("gemma2", dir, sizeof dir, NULL, NULL);
     hs_model *m = NULL;
     hs_err e = {0};
@@ -303,20 +310,21 @@ Test(hf_folder, gemma_configs) {
     cr_assert_eq(hs_st_open(st_path, &f, &e), HS_OK, "%s", e.msg);
     const hs_st_tensor *t = hs_st_find(f, "model.layers.1.post_feedforward_layernorm.weight");
     cr_assert(t && t->dtype == HS_DTYPE_F32);
-    cr_assert_eq(hs_model_get_weights(m)->layers[1].mlp_post_w[5], 1.0f + ((const float *)t->data)[5]);
+    cr_assert_eq(hs_model_get_weights(m)->layers[1].mlp_post_w[5], ((const float *)t->data)[5]);
     hs_st_close(f);
     hs_model_free(m);
     hs_test_remove_dir(dir);
     const char *bad[][3] = {
         {"\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"", "rope type 'yarn' is not supported for Gemma"},
         {"\"gelu_pytorch_tanh\"", "\"relu\"", "hidden_activation 'relu' is not supported"},
+        {"\"gelu_pytorch_tanh\"", "\"gelu\"", "hidden_activation 'gelu' is not supported"}, /* Gemma 2: the erf form */
         {"\"use_bidirectional_attention\": null", "\"use_bidirectional_attention\": true", "causal"},
         {"\"attn_logit_softcapping\": 3.0", "\"attn_logit_softcapping\": -3.0", "'attn_logit_softcapping' must be positive"},
         {"\"query_pre_attn_scalar\": 24", "\"query_pre_attn_scalar\": 0", "query_pre_attn_scalar 0 must be positive"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         broken_copy_of("gemma2", dir, sizeof dir, bad[i][0], bad[i][1]);
-        expect_load(dir, i < 3 ? HS_ERR_UNSUPPORTED : HS_ERR_FORMAT, bad[i][2]);
+        expect_load(dir, i < 4 ? HS_ERR_UNSUPPORTED : HS_ERR_FORMAT, bad[i][2]);
         hs_test_remove_dir(dir);
     }
     broken_copy_of("gemma2", dir, sizeof dir, "Gemma2ForCausalLM", "Gemma3ForCausalLM");

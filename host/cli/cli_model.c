@@ -40,7 +40,9 @@ int hs_cli_info(int argc, char **argv) {
     printf("d_mlp:         %d\n", c->d_mlp);
     printf("vocab:         %d\n", c->n_vocab);
     printf("context:       %d%s\n", c->n_ctx, c->sliding_window ? " (the sliding window)" : "");
-    printf("norm:          %s (eps %g)%s\n", c->norm == HS_NORM_RMSNORM ? "rmsnorm" : "layernorm", (double)c->norm_eps,
+    printf("norm:          %s (eps %g)%s\n",
+           c->norm == HS_NORM_RMSNORM ? "rmsnorm" : c->norm == HS_NORM_RMSNORM_1P ? "rmsnorm, scaled by 1 + w" : "layernorm",
+           (double)c->norm_eps,
            c->qk_norm ? ", also on each head's q and k before RoPE" : "");
     printf("mlp:           %s%s\n", act_str(c->act), c->parallel_attn_mlp ? ", parallel to attention" : "");
     if (c->post_norms) printf("post-norms:    on the attention's and the MLP's outputs\n");

@@ -16,7 +16,10 @@ extern "C" {
 #endif
 
 typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA } hs_arch;
-typedef enum { HS_NORM_LAYERNORM = 0, HS_NORM_RMSNORM } hs_norm_kind;
+/* RMSNORM_1P: an RMSNorm that scales by (1 + w) (Gemma: its weights are stored
+ * as offsets from 1; kept so, the sum is formed in f32 as transformers forms
+ * it, also where the weights are held in bf16). */
+typedef enum { HS_NORM_LAYERNORM = 0, HS_NORM_RMSNORM, HS_NORM_RMSNORM_1P } hs_norm_kind;
 /* GELU_NEW: the tanh approximation (GPT-2); GELU: the exact erf form
  * (GPT-NeoX/Pythia); SILU_GLU: silu(gate) * up (Llama); GELU_GLU:
  * gelu_tanh(gate) * up (Gemma's GeGLU). */
