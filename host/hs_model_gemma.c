@@ -37,12 +37,7 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
     hs_status st;
     const int g2 = !strcmp(arch, "Gemma2ForCausalLM");
     c->arch = HS_ARCH_GEMMA;
-    if ((st = hs_hf_cfg_int(root, path, "num_hidden_layers", 1, 0, &c->n_layers, err))) return st;
-    if ((st = hs_hf_cfg_int(root, path, "num_attention_heads", 1, 0, &c->n_heads, err))) return st;
-    if ((st = hs_hf_cfg_int(root, path, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads, err))) return st;
-    if ((st = hs_hf_cfg_int(root, path, "hidden_size", 1, 0, &c->d_model, err))) return st;
-    if ((st = hs_hf_cfg_int(root, path, "intermediate_size", 1, 0, &c->d_mlp, err))) return st;
-    if ((st = hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err))) return st;
+    if ((st = hs_hf_cfg_sizes(root, path, c, err))) return st;
     /* defaults for absent keys: GemmaConfig's and Gemma2Config's */
     if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, 8192, &c->n_ctx, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, 256, &c->d_head, err))) return st;
@@ -93,11 +88,7 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
     return HS_OK;
 }
 
-/* A Gemma norm's weight, the offset from 1 as stored (HS_NORM_RMSNORM_1P). */
-static hs_status load_norm(hs_hf_loader *L, const char *name, int64_t d, float **out, hs_err *err) {
-    return hs_hf_load(L, name, d, 0, 0, out, err);
-}
-
+/* The norms' weights load as stored, offsets from 1 (HS_NORM_RMSNORM_1P). */
 hs_status hs_hf_load_gemma(hs_hf_loader *L, hs_err *err) {
     hs_status st = HS_OK;
     hs_model *m = L->m;
@@ -109,28 +100,24 @@ hs_status hs_hf_load_gemma(hs_hf_loader *L, hs_err *err) {
     for (int l = 0; l < c->n_layers; l++) {
         hs_layer_weights *W = &m->w.layers[l];
 #define NAME(s) (snprintf(n, sizeof n, "model.layers.%d.%s", l, s), n)
-        HS_CHECK(load_norm(L, NAME("input_layernorm.weight"), d, &W->ln1_w, err));
+        HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
         HS_CHECK(hs_hf_load(L, NAME("self_attn.q_proj.weight"), q, d, 0, &W->wq, err));
         HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.weight"), kv, d, 0, &W->wk, err));
         HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.weight"), kv, d, 0, &W->wv, err));
         HS_CHECK(hs_hf_load(L, NAME("self_attn.o_proj.weight"), d, q, 0, &W->wo, err));
         if (c->post_norms) { /* Gemma 2: post_attention_layernorm is on the attention's output */
-            HS_CHECK(load_norm(L, NAME("post_attention_layernorm.weight"), d, &W->attn_post_w, err));
-            HS_CHECK(load_norm(L, NAME("pre_feedforward_layernorm.weight"), d, &W->ln2_w, err));
-            HS_CHECK(load_norm(L, NAME("post_feedforward_layernorm.weight"), d, &W->mlp_post_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->attn_post_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("pre_feedforward_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("post_feedforward_layernorm.weight"), d, 0, 0, &W->mlp_post_w, err));
         } else {
-            HS_CHECK(load_norm(L, NAME("post_attention_layernorm.weight"), d, &W->ln2_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
         }
         HS_CHECK(hs_hf_load(L, NAME("mlp.gate_proj.weight"), f, d, 0, &W->w_gate, err));
         HS_CHECK(hs_hf_load(L, NAME("mlp.up_proj.weight"), f, d, 0, &W->w_up, err));
         HS_CHECK(hs_hf_load(L, NAME("mlp.down_proj.weight"), d, f, 0, &W->w_down, err));
 #undef NAME
     }
-    HS_CHECK(load_norm(L, "model.norm.weight", d, &m->w.lnf_w, err));
-    if (c->tied_embeddings)
-        m->w.unembed = m->w.tok_embd;
-    else
-        HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
+    HS_CHECK(hs_hf_load_final(L, err));
 exit:
     return st;
 }

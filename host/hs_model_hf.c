@@ -118,17 +118,22 @@ static hs_status parse_rope_scaling(json_t *rs, const char *path, const char *ob
     return HS_OK;
 }
 
-static hs_status parse_llama_config(json_t *root, const char *path, const char *arch, hs_model_config *c,
-                                    hs_err *err) {
+hs_status hs_hf_cfg_sizes(json_t *root, const char *path, hs_model_config *c, hs_err *err) {
     hs_status st;
-    const int phi3 = !strcmp(arch, "Phi3ForCausalLM");
-    c->arch = HS_ARCH_LLAMA;
     if ((st = hs_hf_cfg_int(root, path, "num_hidden_layers", 1, 0, &c->n_layers, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "num_attention_heads", 1, 0, &c->n_heads, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "hidden_size", 1, 0, &c->d_model, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "intermediate_size", 1, 0, &c->d_mlp, err))) return st;
-    if ((st = hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err))) return st;
+    return hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err);
+}
+
+static hs_status parse_llama_config(json_t *root, const char *path, const char *arch, hs_model_config *c,
+                                    hs_err *err) {
+    hs_status st;
+    const int phi3 = !strcmp(arch, "Phi3ForCausalLM");
+    c->arch = HS_ARCH_LLAMA;
+    if ((st = hs_hf_cfg_sizes(root, path, c, err))) return st;
     /* defaults for absent keys: the architecture's config class's */
     if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, phi3 ? 4096 : 2048, &c->n_ctx, err))) return st;
     if (c->n_heads <= 0) return hs_err_set(err, HS_ERR_FORMAT, "%s: num_attention_heads must be positive", path);
@@ -422,13 +427,20 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
         HS_CHECK(hs_hf_load(L, NAME("mlp.down_proj.weight"), d, f, 0, &W->w_down, err));
 #undef NAME
     }
-    HS_CHECK(hs_hf_load(L, "model.norm.weight", d, 0, 0, &m->w.lnf_w, err));
-    if (c->tied_embeddings)
-        m->w.unembed = m->w.tok_embd;
-    else
-        HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
+    HS_CHECK(hs_hf_load_final(L, err));
 exit:
     return st;
+}
+
+hs_status hs_hf_load_final(hs_hf_loader *L, hs_err *err) {
+    hs_model *m = L->m;
+    const hs_model_config *c = &m->cfg;
+    hs_status st = hs_hf_load(L, "model.norm.weight", c->d_model, 0, 0, &m->w.lnf_w, err);
+    if (st != HS_OK || c->tied_embeddings) {
+        m->w.unembed = m->w.tok_embd;
+        return st;
+    }
+    return hs_hf_load(L, "lm_head.weight", c->n_vocab, c->d_model, 0, &m->w.unembed, err);
 }
 
 hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {

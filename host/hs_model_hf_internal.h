@@ -26,6 +26,10 @@ hs_status hs_hf_cfg_int(json_t *root, const char *path, const char *key, int req
                         hs_err *err);
 hs_status hs_hf_cfg_float(json_t *root, const char *path, const char *key, float dflt, float *out, hs_err *err);
 int hs_hf_cfg_bool(json_t *root, const char *key, int dflt);
+/* The Llama-family size keys (num_hidden_layers, num_attention_heads,
+ * num_key_value_heads (default: the heads), hidden_size, intermediate_size,
+ * vocab_size), shared by the Llama and Gemma parsers. */
+hs_status hs_hf_cfg_sizes(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 /* Partial RoPE: c->rot_dim = int(d_head * pct) in double, as transformers
  * computes it, refused unless pct is in (0, 1] and the count even and >= 2;
  * key names pct in the messages. */
@@ -37,6 +41,10 @@ hs_status hs_hf_rot_dim(const char *path, const char *key, double pct, hs_model_
  * file holds [d1, d0] (GPT-2 Conv1D) and we want [d0, d1]. */
 hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, int transpose, float **out,
                      hs_err *err);
+
+/* A Llama-layout checkpoint's final norm (model.norm) and unembedding
+ * (lm_head, or the token embedding when tied). */
+hs_status hs_hf_load_final(hs_hf_loader *L, hs_err *err);
 
 /* GemmaForCausalLM, Gemma2ForCausalLM (hs_model_gemma.c). */
 hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err);
