@@ -153,27 +153,35 @@ static hs_status cu_matmul(hs_backend *be, const void *x, const void *w, const v
 }
 
 /* The caller's host table of inverse frequencies (the same f32 values the CPU
- * backend rotates by), on the device: copied when it differs from the last
- * one, which a session's forward and backward keep reusing. */
-static hs_status hs_rope_table(hs_cuda_backend *c, const float *inv, int rot, hs_err *err) {
+ * backend rotates by), on the device in *out: one of two cached tables, or
+ * copied over the older one when it matches neither. A session's forward and
+ * backward keep reusing its one table, or its two (Gemma 3's local and
+ * global layers), without a copy. */
+static hs_status hs_rope_table(hs_cuda_backend *c, const float *inv, int rot, const float **out, hs_err *err) {
     const size_t bytes = (size_t)(rot / 2) * sizeof(float);
-    if (c->rope_inv && c->rope_rot == rot && !memcmp(c->rope_inv_host, inv, bytes)) return HS_OK;
+    for (int i = 0; i < 2; i++)
+        if (c->rope_inv[i] && c->rope_rot[i] == rot && !memcmp(c->rope_inv_host[i], inv, bytes))
+            return *out = c->rope_inv[i], HS_OK;
     hs_status st = HS_OK;
-    if (c->rope_inv && c->rope_rot < rot) {
-        HS_CUDA_CHECK_GOTO(err, cudaFree(c->rope_inv)); /* synchronises: no reader left */
-        c->rope_inv = NULL;
+    const int i = c->rope_next;
+    c->rope_next ^= 1;
+    if (c->rope_inv[i] && c->rope_rot[i] < rot) {
+        HS_CUDA_CHECK_GOTO(err, cudaFree(c->rope_inv[i])); /* synchronises: no reader left */
+        c->rope_inv[i] = NULL;
     }
-    if (!c->rope_inv) { /* the host copy always has the device table's size */
-        free(c->rope_inv_host);
-        if (!(c->rope_inv_host = (float *)malloc(bytes))) return hs_err_set(err, HS_ERR_OOM, "cuda rope: out of memory");
-        HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->rope_inv, bytes));
+    if (!c->rope_inv[i]) { /* the host copy always has the device table's size */
+        free(c->rope_inv_host[i]);
+        if (!(c->rope_inv_host[i] = (float *)malloc(bytes)))
+            return hs_err_set(err, HS_ERR_OOM, "cuda rope: out of memory");
+        HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->rope_inv[i], bytes));
     }
-    c->rope_rot = 0; /* invalid until the copy is done */
+    c->rope_rot[i] = 0; /* invalid until the copy is done */
     /* on the stream, so after every kernel that still reads the old table */
-    HS_CUDA_CHECK_GOTO(err, cudaMemcpyAsync(c->rope_inv, inv, bytes, cudaMemcpyHostToDevice, c->stream));
+    HS_CUDA_CHECK_GOTO(err, cudaMemcpyAsync(c->rope_inv[i], inv, bytes, cudaMemcpyHostToDevice, c->stream));
     HS_CUDA_CHECK_GOTO(err, cudaStreamSynchronize(c->stream));
-    memcpy(c->rope_inv_host, inv, bytes);
-    c->rope_rot = rot;
+    memcpy(c->rope_inv_host[i], inv, bytes);
+    c->rope_rot[i] = rot;
+    *out = c->rope_inv[i];
 exit:
     return st;
 }
@@ -186,9 +194,10 @@ static hs_status cu_rope(hs_backend *be, hs_rope_kind kind, void *x, const int32
     if (rot <= 0 || rot > d_head || rot % 2 || !inv_freq)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda rope: rotary dims %d must be even and within d_head %d, with %s",
                           rot, d_head, inv_freq ? "frequencies" : "no frequency table");
-    hs_status st = hs_rope_table(c, inv_freq, rot, err);
+    const float *table = NULL;
+    hs_status st = hs_rope_table(c, inv_freq, rot, &table, err);
     if (st != HS_OK) return st;
-    return hs_cuda_rope(c->stream, c->dtype, kind, x, pos, c->rope_inv, n, H, d_head, rot, err);
+    return hs_cuda_rope(c->stream, c->dtype, kind, x, pos, table, n, H, d_head, rot, err);
 }
 
 static hs_status cu_attention(hs_backend *be, const hs_attn_params *p, hs_err *err) {
@@ -269,8 +278,10 @@ static void cu_destroy(hs_backend *be) {
     hs_cuda_gemm_free(c);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->blas) cublasDestroy(c->blas);
-    if (c->rope_inv) (void)cudaFree(c->rope_inv);
-    free(c->rope_inv_host);
+    for (int i = 0; i < 2; i++) {
+        if (c->rope_inv[i]) (void)cudaFree(c->rope_inv[i]);
+        free(c->rope_inv_host[i]);
+    }
     if (c->lse_tmp) (void)cudaFree(c->lse_tmp);
     if (c->bwd_tmp) (void)cudaFree(c->bwd_tmp);
     if (c->stage) (void)cudaFree(c->stage);

@@ -44,9 +44,12 @@ typedef struct {
     size_t lse_tmp_bytes;
     void *bwd_tmp;    /* attention_bwd's row statistics (lse, D) */
     size_t bwd_tmp_bytes;
-    float *rope_inv;  /* [rope_rot / 2] inverse frequencies on the device ... */
-    float *rope_inv_host; /* ... and the host table they were copied from */
-    int rope_rot;
+    /* Two RoPE tables (Gemma 3's layers alternate between a local and a global
+     * one), each [rope_rot / 2] inverse frequencies on the device ... */
+    float *rope_inv[2];
+    float *rope_inv_host[2]; /* ... and the host table it was copied from */
+    int rope_rot[2];
+    int rope_next; /* the slot a new table replaces */
     hs_cuda_gemm_plan plans[HS_CUDA_GEMM_CACHE];
     int plan_next;    /* round-robin replacement */
 } hs_cuda_backend;

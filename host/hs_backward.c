@@ -280,8 +280,8 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
     HS_CHECK(o->matmul(s->be, s->xn, W->wv, W->bv, n, Hk * dh, (int)d, 0, s->v, err));
     if (c->qk_norm) HS_CHECK(hs_session_qk_norm(s, l, n, 1, 1, err));
     if (c->rope != HS_ROPE_NONE) {
-        HS_CHECK(o->rope(s->be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, s->rope_inv, err));
-        HS_CHECK(o->rope(s->be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, s->rope_inv, err));
+        HS_CHECK(o->rope(s->be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, hs_session_rope_inv(s, l), err));
+        HS_CHECK(o->rope(s->be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, hs_session_rope_inv(s, l), err));
     }
     HS_CHECK(o->attention(s->be, ap0, err));
     if (ap0->head_scale) { /* visitors need z itself, also where the multiplier is 0 */
@@ -385,14 +385,14 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         /* attention, back to resid_pre */
         HS_CHECK(o->attention_bwd(s->be, &ap, w->dz, w->dq, w->dk, w->dv, err));
         if (c->rope != HS_ROPE_NONE) {
-            HS_CHECK(o->rope(s->be, c->rope, w->dq, w->neg_pos, n, H, dh, c->rot_dim, s->rope_inv, err));
-            HS_CHECK(o->rope(s->be, c->rope, w->dk, w->neg_pos, n, Hk, dh, c->rot_dim, s->rope_inv, err));
+            HS_CHECK(o->rope(s->be, c->rope, w->dq, w->neg_pos, n, H, dh, c->rot_dim, hs_session_rope_inv(s, l), err));
+            HS_CHECK(o->rope(s->be, c->rope, w->dk, w->neg_pos, n, Hk, dh, c->rot_dim, hs_session_rope_inv(s, l), err));
         }
         const void *dq = w->dq, *dk = w->dk;
         if (c->qk_norm) {
-            HS_CHECK(o->norm_bwd(s->be, HS_NORM_RMSNORM, s->q_pre, W->q_norm_w, c->norm_eps, n * H, dh, w->dq, 0,
+            HS_CHECK(o->norm_bwd(s->be, c->norm, s->q_pre, W->q_norm_w, c->norm_eps, n * H, dh, w->dq, 0,
                                  w->dq_pre, err));
-            HS_CHECK(o->norm_bwd(s->be, HS_NORM_RMSNORM, s->k_pre, W->k_norm_w, c->norm_eps, n * Hk, dh, w->dk, 0,
+            HS_CHECK(o->norm_bwd(s->be, c->norm, s->k_pre, W->k_norm_w, c->norm_eps, n * Hk, dh, w->dk, 0,
                                  w->dk_pre, err));
             dq = w->dq_pre, dk = w->dk_pre;
         }

@@ -74,11 +74,15 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     s->cfg = *hs_model_get_config(m);
     if (s->cfg.rope != HS_ROPE_NONE && !s->cfg.rot_dim) s->cfg.rot_dim = s->cfg.d_head; /* 0 = the whole head */
     if (s->cfg.rope != HS_ROPE_NONE) {
-        if (!(s->rope_inv = malloc((size_t)(s->cfg.rot_dim / 2 + 1) * sizeof(float)))) {
+        const size_t tb = (size_t)(s->cfg.rot_dim / 2 + 1) * sizeof(float);
+        const int local = s->cfg.rope_local_theta > 0.0f;
+        if (!(s->rope_inv = malloc(tb)) || (local && !(s->rope_inv_local = malloc(tb)))) {
+            free(s->rope_inv);
             free(s);
             return hs_err_set(err, HS_ERR_OOM, "session: out of memory");
         }
         hs_model_rope_inv_freq(&s->cfg, hs_model_get_weights(m), s->rope_inv);
+        if (local) hs_model_rope_inv_freq_local(&s->cfg, s->rope_inv_local);
     }
     s->max_B = max_B;
     s->max_T = max_T;
@@ -188,6 +192,7 @@ void hs_session_free(hs_session *s) {
     }
     free(s->layers);
     free(s->rope_inv);
+    free(s->rope_inv_local);
     free(s);
 }
 
@@ -198,10 +203,10 @@ hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k
     const hs_session_layer *W = &s->layers[l];
     hs_status st = HS_OK;
     if (do_q)
-        st = s->be->ops->norm(s->be, HS_NORM_RMSNORM, s->q_pre, W->q_norm_w, NULL, c->norm_eps, n * c->n_heads,
+        st = s->be->ops->norm(s->be, c->norm, s->q_pre, W->q_norm_w, NULL, c->norm_eps, n * c->n_heads,
                               c->d_head, s->q, err);
     if (!st && do_k)
-        st = s->be->ops->norm(s->be, HS_NORM_RMSNORM, s->k_pre, W->k_norm_w, NULL, c->norm_eps, n * c->n_kv_heads,
+        st = s->be->ops->norm(s->be, c->norm, s->k_pre, W->k_norm_w, NULL, c->norm_eps, n * c->n_kv_heads,
                               c->d_head, s->k, err);
     return st;
 }
@@ -450,11 +455,11 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
         if (c->qk_norm) HS_CHECK(hs_session_qk_norm(s, l, n, need_q, need_k, err));
         if (rope && need_q) {
-            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, s->rope_inv, err));
+            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, hs_session_rope_inv(s, l), err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_Q, l, s->q, dt, 4, B, T, H, dh, err));
         }
         if (rope && need_k) {
-            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, s->rope_inv, err));
+            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, hs_session_rope_inv(s, l), err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_K, l, s->k, dt, 4, B, T, Hk, dh, err));
         }
         if (!given) { /* the attention, with the layer's edits */

@@ -91,6 +91,17 @@ void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w,
     }
 }
 
+int hs_model_layer_rope_local(const hs_model_config *c, int l) {
+    return c->rope_local_theta > 0.0f && c->global_every > 0 && (l + 1) % c->global_every != 0;
+}
+
+void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out) {
+    hs_model_config local = *c;
+    local.rope_theta = c->rope_local_theta;
+    local.rope_scaling = HS_ROPE_SCALING_NONE;
+    hs_model_rope_inv_freq(&local, NULL, out);
+}
+
 float hs_model_attn_scale(const hs_model_config *c) {
     return c->attn_scale > 0.0f ? c->attn_scale : 1.0f / sqrtf((float)c->d_head);
 }
@@ -113,8 +124,11 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
                           src, c->rot_dim, c->d_head);
     if (!(c->norm_eps > 0.0f) || c->norm_eps > 1.0f)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: norm epsilon %g out of range", src, (double)c->norm_eps);
-    if (c->qk_norm && (c->rope == HS_ROPE_NONE || c->norm != HS_NORM_RMSNORM))
+    if (c->qk_norm && (c->rope == HS_ROPE_NONE || c->norm == HS_NORM_LAYERNORM))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: q/k norms need RoPE and RMSNorm (the Qwen3 layout)", src);
+    if (c->rope_local_theta > 0.0f && (c->rope == HS_ROPE_NONE || c->global_every <= 0))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: a local RoPE base needs RoPE and a global-layer period (got %d)", src,
+                          c->global_every);
     if (c->rope != HS_ROPE_NONE && !(c->rope_theta > 0.0f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: rope_theta %g must be positive", src, (double)c->rope_theta);
     if (c->rope_scaling != HS_ROPE_SCALING_NONE && !(c->rope_factor >= 1.0f && c->rope_factor < 1e6f))

@@ -1,11 +1,15 @@
-/* hs_model_gemma: GemmaForCausalLM and Gemma2ForCausalLM from an HF folder.
+/* hs_model_gemma: GemmaForCausalLM, Gemma2ForCausalLM and Gemma3ForCausalLM
+ * (the text-only Gemma 3 checkpoints: 270M, 1B) from an HF folder.
  * Gemma is the Llama layout with a GeGLU MLP, RMSNorms that scale by
  * (1 + w) (HS_NORM_RMSNORM_1P: the sum is formed in f32, also from bf16
  * weights, as transformers forms it) and a token embedding multiplied by
  * sqrt(d_model). Gemma 2 adds norms on
  * the attention's and the MLP's outputs, a score scale of its own
  * (query_pre_attn_scalar), tanh soft-capping of the scores and the logits,
- * and a sliding window on every other layer. */
+ * and a sliding window on every other layer. Gemma 3 keeps the post-norms and
+ * the score scale, drops the caps, adds (1 + w) norms over each head's q and
+ * k, and rotates its sliding-window ("local") layers with a RoPE base of their
+ * own, unscaled, every global_every-th layer being global. */
 #include <math.h>
 #include <string.h>
 
@@ -20,39 +24,86 @@ static hs_status cfg_softcap(json_t *root, const char *path, const char *key, fl
     return st;
 }
 
-/* Whether any layer of a Gemma 2 config attends through a sliding window:
- * layer_types when given, else HF's default (even layers slide). */
-static int any_sliding(json_t *root, int n_layers) {
+/* Which layers attend through the sliding window, as a period: layer l is
+ * global ("full_attention") iff (l + 1) % *every == 0, from layer_types when
+ * given, else from HF's defaults (Gemma 2: every other layer; Gemma 3:
+ * sliding_window_pattern, 6). *every > n_layers: every layer slides; 1: none
+ * does. Other layouts are refused by name. */
+static hs_status layer_period(json_t *root, const char *path, int g3, int n_layers, int *every, hs_err *err) {
     json_t *lt = json_object_get(root, "layer_types");
-    if (!json_is_array(lt)) return n_layers > 0;
-    size_t i;
-    json_t *v;
-    json_array_foreach(lt, i, v) {
-        if (json_is_string(v) && !strcmp(json_string_value(v), "sliding_attention")) return 1;
+    if (!json_is_array(lt)) {
+        *every = 2;
+        return g3 ? hs_hf_cfg_int(root, path, "sliding_window_pattern", 0, 6, every, err) : HS_OK;
     }
-    return 0;
+    if ((int)json_array_size(lt) != n_layers)
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: layer_types has %zu entries for %d layers", path, json_array_size(lt),
+                          n_layers);
+    *every = n_layers + 1;
+    for (int l = 0; l < n_layers; l++)
+        if (!strcmp(json_string_value(json_array_get(lt, l)) ? json_string_value(json_array_get(lt, l)) : "",
+                    "full_attention")) {
+            *every = l + 1;
+            break;
+        }
+    for (int l = 0; l < n_layers; l++) {
+        const char *t = json_string_value(json_array_get(lt, l));
+        const int full = (l + 1) % *every == 0;
+        if (!t || strcmp(t, full ? "full_attention" : "sliding_attention"))
+            return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                              "%s: layer_types[%d] is '%s': only one global layer every %d (as the first) is supported",
+                              path, l, t ? t : "(not a string)", *every);
+    }
+    return HS_OK;
+}
+
+/* Gemma 3's RoPE: the global layers' (rope_theta, rope_scaling; or
+ * rope_parameters.full_attention) and the local layers' base
+ * (rope_local_base_freq; or rope_parameters.sliding_attention). */
+static hs_status gemma3_rope(json_t *root, const char *path, hs_model_config *c, hs_err *err) {
+    hs_status st;
+    if ((st = hs_hf_cfg_float(root, path, "rope_theta", 1e6f, &c->rope_theta, err)) ||
+        (st = hs_hf_cfg_float(root, path, "rope_local_base_freq", 10000.0f, &c->rope_local_theta, err)))
+        return st;
+    json_t *rp = json_object_get(root, "rope_parameters"), *rs = json_object_get(root, "rope_scaling");
+    json_t *full = json_is_object(rp) ? json_object_get(rp, "full_attention") : NULL,
+           *local = json_is_object(rp) ? json_object_get(rp, "sliding_attention") : NULL;
+    if (json_is_object(full) && json_is_number(json_object_get(full, "rope_theta")))
+        c->rope_theta = (float)json_number_value(json_object_get(full, "rope_theta"));
+    if (json_is_object(local) && json_is_number(json_object_get(local, "rope_theta")))
+        c->rope_local_theta = (float)json_number_value(json_object_get(local, "rope_theta"));
+    json_t *lt = json_is_object(local) ? json_object_get(local, "rope_type") : NULL;
+    if (json_is_string(lt) && strcmp(json_string_value(lt), "default"))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rope_parameters.sliding_attention: rope type '%s' is not supported",
+                          path, json_string_value(lt));
+    if (json_is_object(rs)) return hs_hf_parse_rope_scaling(rs, path, "rope_scaling", c, err);
+    if (json_is_object(full)) return hs_hf_parse_rope_scaling(full, path, "rope_parameters.full_attention", c, err);
+    return HS_OK;
 }
 
 hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err) {
     hs_status st;
-    const int g2 = !strcmp(arch, "Gemma2ForCausalLM");
+    const int g3 = !strcmp(arch, "Gemma3ForCausalLM"), g2 = g3 || !strcmp(arch, "Gemma2ForCausalLM");
     c->arch = HS_ARCH_GEMMA;
     if ((st = hs_hf_cfg_sizes(root, path, c, err))) return st;
-    /* defaults for absent keys: GemmaConfig's and Gemma2Config's */
-    if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, 8192, &c->n_ctx, err))) return st;
+    /* defaults for absent keys: GemmaConfig's, Gemma2Config's and Gemma3TextConfig's */
+    if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, g3 ? 131072 : 8192, &c->n_ctx, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, 256, &c->d_head, err))) return st;
     if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", 1e-6f, &c->norm_eps, err))) return st;
-    if ((st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
-    json_t *rp = json_object_get(root, "rope_parameters"), *rs = json_object_get(root, "rope_scaling");
-    if (json_is_object(rp) && json_is_number(json_object_get(rp, "rope_theta")))
-        c->rope_theta = (float)json_number_value(json_object_get(rp, "rope_theta"));
-    json_t *types[2] = {json_is_object(rs) ? json_object_get(rs, "rope_type") : NULL,
-                        json_is_object(rp) ? json_object_get(rp, "rope_type") : NULL};
-    for (int i = 0; i < 2; i++)
-        if (json_is_string(types[i]) && strcmp(json_string_value(types[i]), "default"))
-            return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: rope type '%s' is not supported for Gemma", path,
-                              i ? "rope_parameters" : "rope_scaling", json_string_value(types[i]));
-    /* As transformers 5 reads them: Gemma 2's MLP takes hidden_activation, Gemma's takes
+    if (g3) {
+        if ((st = gemma3_rope(root, path, c, err))) return st;
+    } else {
+        if ((st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
+        json_t *rp = json_object_get(root, "rope_parameters"), *rs = json_object_get(root, "rope_scaling");
+        if (json_is_object(rp) && json_is_number(json_object_get(rp, "rope_theta")))
+            c->rope_theta = (float)json_number_value(json_object_get(rp, "rope_theta"));
+        json_t *types[2] = {json_is_object(rs) ? json_object_get(rs, "rope_type") : NULL,
+                            json_is_object(rp) ? json_object_get(rp, "rope_type") : NULL};
+        for (int i = 0; i < 2; i++)
+            if (json_is_string(types[i]) && strcmp(json_string_value(types[i]), "default"))
+                return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: rope type '%s' is not supported for Gemma", path,
+                                  i ? "rope_parameters" : "rope_scaling", json_string_value(types[i]));
+    }
+    /* As transformers 5 reads them: Gemma 2's and 3's MLP takes hidden_activation, Gemma's takes
      * hidden_act, whose legacy "gelu" (the Hub's Gemma configs) means the tanh form. */
     const char *act_key = g2 ? "hidden_activation" : "hidden_act";
     json_t *act = json_object_get(root, act_key);
@@ -72,14 +123,19 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
         if (!(qpas > 0.0f))
             return hs_err_set(err, HS_ERR_FORMAT, "%s: query_pre_attn_scalar %g must be positive", path, (double)qpas);
         c->attn_scale = (float)pow((double)qpas, -0.5);
-        if ((st = cfg_softcap(root, path, "attn_logit_softcapping", 50.0f, &c->attn_softcap, err)) ||
-            (st = cfg_softcap(root, path, "final_logit_softcapping", 30.0f, &c->final_softcap, err)))
+        /* Gemma 2's caps default on, Gemma 3's off */
+        if ((st = cfg_softcap(root, path, "attn_logit_softcapping", g3 ? 0.0f : 50.0f, &c->attn_softcap, err)) ||
+            (st = cfg_softcap(root, path, "final_logit_softcapping", g3 ? 0.0f : 30.0f, &c->final_softcap, err)))
             return st;
         c->post_norms = 1;
+        c->qk_norm = g3;
+        int every = 0, sw = 0;
+        if ((st = layer_period(root, path, g3, c->n_layers, &every, err))) return st;
+        if (g3) c->global_every = every;
+        else c->rope_local_theta = 0.0f;
         /* As for Mistral (hs_model_hf.c): the window caps the context, every accepted prompt exact. */
-        int sw = 0;
         if ((st = hs_hf_cfg_int(root, path, "sliding_window", 0, 4096, &sw, err))) return st;
-        if (sw > 0 && sw < c->n_ctx && any_sliding(root, c->n_layers)) c->sliding_window = c->n_ctx = sw;
+        if (sw > 0 && sw < c->n_ctx && every != 1) c->sliding_window = c->n_ctx = sw;
     }
     c->norm = HS_NORM_RMSNORM_1P;
     c->act = HS_ACT_GELU_GLU;
@@ -105,6 +161,10 @@ hs_status hs_hf_load_gemma(hs_hf_loader *L, hs_err *err) {
         HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.weight"), kv, d, 0, &W->wk, err));
         HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.weight"), kv, d, 0, &W->wv, err));
         HS_CHECK(hs_hf_load(L, NAME("self_attn.o_proj.weight"), d, q, 0, &W->wo, err));
+        if (c->qk_norm) { /* Gemma 3 */
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.q_norm.weight"), c->d_head, 0, 0, &W->q_norm_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.k_norm.weight"), c->d_head, 0, 0, &W->k_norm_w, err));
+        }
         if (c->post_norms) { /* Gemma 2: post_attention_layernorm is on the attention's output */
             HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->attn_post_w, err));
             HS_CHECK(hs_hf_load(L, NAME("pre_feedforward_layernorm.weight"), d, 0, 0, &W->ln2_w, err));

@@ -90,10 +90,7 @@ static hs_status parse_gpt2_config(json_t *root, const char *path, hs_model_conf
     return HS_OK;
 }
 
-/* rope_scaling (or transformers 5's rope_parameters) of a Llama-family config:
- * rope_type default, linear (factor) or llama3 (factor, low_freq_factor,
- * high_freq_factor, original_max_position_embeddings); others are refused. */
-static hs_status parse_rope_scaling(json_t *rs, const char *path, const char *obj, hs_model_config *c, hs_err *err) {
+hs_status hs_hf_parse_rope_scaling(json_t *rs, const char *path, const char *obj, hs_model_config *c, hs_err *err) {
     json_t *t = json_object_get(rs, "rope_type");
     if (!t) t = json_object_get(rs, "type");
     const char *type = json_is_string(t) ? json_string_value(t) : "default";
@@ -147,7 +144,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     json_t *rs = json_object_get(root, "rope_scaling");
     const char *rs_name = "rope_scaling";
     if (!rs || json_is_null(rs)) rs = rp, rs_name = "rope_parameters";
-    if (json_is_object(rs) && (st = parse_rope_scaling(rs, path, rs_name, c, err))) return st;
+    if (json_is_object(rs) && (st = hs_hf_parse_rope_scaling(rs, path, rs_name, c, err))) return st;
     json_t *act = json_object_get(root, "hidden_act");
     if (json_is_string(act) && strcmp(json_string_value(act), "silu"))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu only)", path,
@@ -209,13 +206,14 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = parse_llama_config(root, path, arch, c, err);
     } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
         st = hs_hf_parse_neox_config(root, path, c, err);
-    } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM")) {
+    } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM") ||
+               !strcmp(arch, "Gemma3ForCausalLM")) {
         st = hs_hf_parse_gemma_config(root, path, arch, c, err);
     } else {
         st = hs_err_set(err, HS_ERR_UNSUPPORTED,
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
-                        "Gemma2ForCausalLM, GPTNeoXForCausalLM)",
+                        "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");

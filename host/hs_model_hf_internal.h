@@ -42,6 +42,12 @@ hs_status hs_hf_rot_dim(const char *path, const char *key, double pct, hs_model_
 hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, int transpose, float **out,
                      hs_err *err);
 
+/* rope_scaling (or transformers 5's rope_parameters) object rs, named obj in
+ * the messages: rope_type default, linear (factor) or llama3 (factor,
+ * low_freq_factor, high_freq_factor, original_max_position_embeddings) into
+ * c; others are refused. */
+hs_status hs_hf_parse_rope_scaling(json_t *rs, const char *path, const char *obj, hs_model_config *c, hs_err *err);
+
 /* A Llama-layout checkpoint's final norm (model.norm) and unembedding
  * (lm_head, or the token embedding when tied). */
 hs_status hs_hf_load_final(hs_hf_loader *L, hs_err *err);

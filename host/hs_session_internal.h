@@ -27,6 +27,7 @@ struct hs_session {
     void *q_pre, *k_pre; /* qk_norm: q and k before their norms (hook_q, hook_k) */
     void *raw;           /* post_norms: o_proj's or down_proj's output before its norm */
     float *rope_inv;     /* host [rot_dim / 2]: RoPE's inverse frequencies (hs_model_rope_inv_freq) */
+    float *rope_inv_local; /* the local layers' (Gemma 3; hs_model_rope_inv_freq_local), or NULL */
     int32_t *d_tokens, *d_pos, *d_mask;
     int32_t *d_pattern_rows; /* [max_B] */
     /* target log-probs: one chunk's logits, targets and results, allocated at
@@ -62,6 +63,11 @@ hs_status hs_session_post_norm(hs_session *s, int l, int mlp, int64_t n, void *o
 
 /* final_softcap: logits [R, V] capped in place. */
 hs_status hs_session_cap_logits(hs_session *s, void *logits, int64_t R, hs_err *err);
+
+/* The RoPE table layer l rotates with. */
+static inline const float *hs_session_rope_inv(const hs_session *s, int l) {
+    return s->rope_inv_local && hs_model_layer_rope_local(&s->cfg, l) ? s->rope_inv_local : s->rope_inv;
+}
 
 /* qk_norm: s->q = RMSNorm(s->q_pre) per head with layer l's q norm (do_q),
  * and the same for k (do_k), over n rows. */

@@ -144,6 +144,8 @@ Test(attribution, phi3_matches_autograd) { against_autograd("phi3", 3, 0); }
 /* Gemma 2: the gradients back through the post-norms, the capped scores and the capped logits */
 Test(attribution, gemma2_matches_autograd) { against_autograd("gemma2", 3, 0); }
 Test(attribution, gemma2_grad_drop_matches_autograd) { against_autograd("gemma2", 2, 1); }
+/* Gemma 3: back through the (1 + w) q/k norms and each layer's own RoPE table */
+Test(attribution, gemma3_matches_autograd) { against_autograd("gemma3", 3, 0); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric

@@ -207,12 +207,16 @@ static void run_rope(hs_dtype dt, hs_rope_kind kind, const char *name) {
     h_init(&h, dt, name, 1004 + kind);
     /* rot < dh: partial rotary (Pythia's 25% of 80 and 128), the rest must pass through. scaled:
      * Llama 3.1's frequency rescaling (factor 8 over an original 8192 positions), right after
-     * the same shape unscaled: the backend must not keep rotating by the previous table. */
+     * the same shape unscaled: the backend must not keep rotating by the previous table. The last
+     * six: Gemma 3's local and global bases alternating (the backend caches two tables), with a
+     * third base between, so each slot is hit, missed and replaced. */
     const struct { int64_t n; int H, dh, rot; float theta; int maxpos, scaled; } cs[] = {
         {9, 3, 12, 12, 10000.0f, 9, 0},     {300, 9, 64, 64, 100000.0f, 2048, 0}, {40, 4, 128, 128, 500000.0f, 8192, 0},
         {40, 4, 128, 128, 500000.0f, 30000, 1},
         {33, 2, 80, 80, 10000.0f, 300, 0},  {50, 3, 80, 20, 10000.0f, 2048, 0},   {20, 2, 128, 32, 10000.0f, 4096, 0},
-        {7, 5, 12, 6, 10000.0f, 64, 0}};
+        {7, 5, 12, 6, 10000.0f, 64, 0},
+        {30, 2, 64, 64, 10000.0f, 1000, 0}, {30, 2, 64, 64, 1e6f, 1000, 0},    {30, 2, 64, 64, 10000.0f, 1000, 0},
+        {30, 2, 64, 64, 50000.0f, 1000, 0}, {30, 2, 64, 64, 1e6f, 1000, 0},    {30, 2, 64, 64, 10000.0f, 1000, 0}};
     for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
         hs_err err = {0};
         const int64_t n = cs[ci].n, tot = n * cs[ci].H * cs[ci].dh;

@@ -293,6 +293,17 @@ Test(hf_folder, gemma_configs) {
     cr_assert(c.arch == HS_ARCH_GEMMA && !c.post_norms && c.act == HS_ACT_GELU_GLU && c.n_kv_heads == 1 &&
               c.norm == HS_NORM_RMSNORM_1P);
     cr_assert(c.attn_scale == 0.0f && c.attn_softcap == 0.0f && c.final_softcap == 0.0f && c.sliding_window == 0);
+    /* Gemma 3: q/k norms, the local layers' RoPE base, one global layer in three (layer_types, or
+     * the Hub's sliding_window_pattern), the global layers' scaling; no caps */
+    c = loaded_config("gemma3", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_GEMMA && c.qk_norm && c.post_norms && c.norm == HS_NORM_RMSNORM_1P);
+    cr_assert(c.attn_softcap == 0.0f && c.final_softcap == 0.0f);
+    cr_assert(c.rope_theta == 1e6f && c.rope_local_theta == 1e4f && c.global_every == 3);
+    cr_assert(c.rope_scaling == HS_ROPE_SCALING_LINEAR && c.rope_factor == 2.0f);
+    cr_assert(hs_model_layer_rope_local(&c, 0) && hs_model_layer_rope_local(&c, 1) && !hs_model_layer_rope_local(&c, 2));
+    cr_assert(c.sliding_window == 32 && c.n_ctx == 32);
+    c = loaded_config("gemma3", "\"layer_types\": [", "\"sliding_window_pattern\": 2, \"unused_layer_types\": [");
+    cr_assert_eq(c.global_every, 2);
     /* Gemma (1)'s legacy "gelu" is the tanh form, as transformers 5 reads it; other values are refused */
     c = loaded_config("gemma", "\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"gelu\"");
     cr_assert_eq(c.act, HS_ACT_GELU_GLU);
@@ -327,8 +338,16 @@ Test(hf_folder, gemma_configs) {
         expect_load(dir, i < 4 ? HS_ERR_UNSUPPORTED : HS_ERR_FORMAT, bad[i][2]);
         hs_test_remove_dir(dir);
     }
+    /* a Gemma 2 checkpoint relabelled Gemma 3 lacks the q/k norms, and says which */
     broken_copy_of("gemma2", dir, sizeof dir, "Gemma2ForCausalLM", "Gemma3ForCausalLM");
-    expect_load(dir, HS_ERR_UNSUPPORTED, "architecture 'Gemma3ForCausalLM' is not supported");
+    expect_load(dir, HS_ERR_MISSING, "'model.layers.0.self_attn.q_norm.weight'");
+    hs_test_remove_dir(dir);
+    broken_copy_of("gemma2", dir, sizeof dir, "Gemma2ForCausalLM", "Gemma3ForConditionalGeneration");
+    expect_load(dir, HS_ERR_UNSUPPORTED, "architecture 'Gemma3ForConditionalGeneration' is not supported");
+    hs_test_remove_dir(dir);
+    broken_copy_of("gemma2", dir, sizeof dir, "\"sliding_attention\",\n    \"full_attention\",\n    \"sliding_attention\"",
+                   "\"full_attention\", \"sliding_attention\", \"full_attention\"");
+    expect_load(dir, HS_ERR_UNSUPPORTED, "layer_types[1] is 'sliding_attention'");
     hs_test_remove_dir(dir);
 }
 

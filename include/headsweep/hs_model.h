@@ -60,12 +60,18 @@ typedef struct {
     float rope_factor;                 /* LINEAR, LLAMA3 */
     float rope_low_freq_factor, rope_high_freq_factor; /* LLAMA3 */
     int rope_original_ctx;             /* LLAMA3: original_max_position_embeddings */
+    /* Gemma 3: the sliding-window ("local") layers rotate with their own base,
+     * unscaled; the others ("global": layer l with (l + 1) % global_every == 0)
+     * with rope_theta and the scaling above. rope_local_theta 0 = every layer global. */
+    float rope_local_theta;
+    int global_every;
     int parallel_attn_mlp; /* the MLP reads norm2(resid_pre), not norm2(resid_mid), and
                               resid_post = resid_pre + attn_out + mlp_out (GPT-NeoX) */
     int tied_embeddings; /* unembedding shares the token embedding */
     int qkv_bias;        /* q/k/v projections have biases (GPT-2, Qwen2, GPT-NeoX) */
-    int qk_norm;         /* an RMSNorm over each head's q and k, between the projection and
-                            RoPE (Qwen3); hook_q / hook_k are the projection's output */
+    int qk_norm;         /* an RMSNorm over each head's q and k (of the model's norm kind), between
+                            the projection and RoPE (Qwen3, Gemma 3); hook_q / hook_k are the
+                            projection's output */
     int out_bias;        /* attention output and MLP projections have biases (GPT-2, GPT-NeoX) */
     int post_norms;      /* an RMSNorm on the attention's and the MLP's outputs before they join the
                             stream (Gemma 2's sandwich norms); hook_attn_out / hook_mlp_out come after
@@ -136,6 +142,11 @@ const char *hs_model_get_path(const hs_model *m);
 const char *hs_model_get_format(const hs_model *m);
 const char *hs_model_get_source_dtypes(const hs_model *m);
 int64_t hs_model_n_params(const hs_model *m);
+
+/* Whether layer l rotates with the local RoPE base (Gemma 3's sliding-window
+ * layers), and that table: rope_local_theta^(-2i/rot), unscaled, out[rot/2]. */
+int hs_model_layer_rope_local(const hs_model_config *c, int l);
+void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out);
 
 /* The attention's score scale: attn_scale, or 1/sqrt(d_head). */
 float hs_model_attn_scale(const hs_model_config *c);
