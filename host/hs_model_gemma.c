@@ -28,12 +28,22 @@ static hs_status cfg_softcap(json_t *root, const char *path, const char *key, fl
  * global ("full_attention") iff (l + 1) % *every == 0, from layer_types when
  * given, else from HF's defaults (Gemma 2: every other layer; Gemma 3:
  * sliding_window_pattern, 6). *every > n_layers: every layer slides; 1: none
- * does. Other layouts are refused by name. */
+ * does. Gemma 2 only needs to know whether any layer slides (its layers share
+ * one RoPE), so any layout loads; Gemma 3's other layouts are refused by name. */
 static hs_status layer_period(json_t *root, const char *path, int g3, int n_layers, int *every, hs_err *err) {
     json_t *lt = json_object_get(root, "layer_types");
     if (!json_is_array(lt)) {
         *every = 2;
         return g3 ? hs_hf_cfg_int(root, path, "sliding_window_pattern", 0, 6, every, err) : HS_OK;
+    }
+    if (!g3) {
+        size_t i;
+        json_t *v;
+        *every = 1;
+        json_array_foreach(lt, i, v) {
+            if (json_is_string(v) && !strcmp(json_string_value(v), "sliding_attention")) *every = 2;
+        }
+        return HS_OK;
     }
     if ((int)json_array_size(lt) != n_layers)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: layer_types has %zu entries for %d layers", path, json_array_size(lt),
@@ -75,9 +85,13 @@ static hs_status gemma3_rope(json_t *root, const char *path, hs_model_config *c,
     if (json_is_string(lt) && strcmp(json_string_value(lt), "default"))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rope_parameters.sliding_attention: rope type '%s' is not supported",
                           path, json_string_value(lt));
-    if (json_is_object(rs)) return hs_hf_parse_rope_scaling(rs, path, "rope_scaling", c, err);
-    if (json_is_object(full)) return hs_hf_parse_rope_scaling(full, path, "rope_parameters.full_attention", c, err);
-    return HS_OK;
+    if (!(c->rope_local_theta > 0.0f))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: the local layers' RoPE base %g must be positive", path,
+                          (double)c->rope_local_theta);
+    /* transformers merges rope_scaling into rope_parameters.full_attention: the former wins */
+    if (json_is_object(full) && (st = hs_hf_parse_rope_scaling(full, path, "rope_parameters.full_attention", c, err)))
+        return st;
+    return json_is_object(rs) ? hs_hf_parse_rope_scaling(rs, path, "rope_scaling", c, err) : HS_OK;
 }
 
 hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err) {
@@ -86,6 +100,7 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
     c->arch = HS_ARCH_GEMMA;
     if ((st = hs_hf_cfg_sizes(root, path, c, err))) return st;
     /* defaults for absent keys: GemmaConfig's, Gemma2Config's and Gemma3TextConfig's */
+    if ((st = hs_hf_cfg_int(root, path, "num_key_value_heads", 0, g2 ? 4 : 16, &c->n_kv_heads, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, g3 ? 131072 : 8192, &c->n_ctx, err))) return st;
     if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, 256, &c->d_head, err))) return st;
     if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", 1e-6f, &c->norm_eps, err))) return st;

@@ -345,9 +345,17 @@ Test(hf_folder, gemma_configs) {
     broken_copy_of("gemma2", dir, sizeof dir, "Gemma2ForCausalLM", "Gemma3ForConditionalGeneration");
     expect_load(dir, HS_ERR_UNSUPPORTED, "architecture 'Gemma3ForConditionalGeneration' is not supported");
     hs_test_remove_dir(dir);
-    broken_copy_of("gemma2", dir, sizeof dir, "\"sliding_attention\",\n    \"full_attention\",\n    \"sliding_attention\"",
+    /* Gemma 3's layers pick their RoPE table by the period, so another layout is refused; Gemma 2's
+     * share one table and only the window matters */
+    broken_copy_of("gemma3", dir, sizeof dir, "\"sliding_attention\",\n    \"sliding_attention\",\n    \"full_attention\"",
                    "\"full_attention\", \"sliding_attention\", \"full_attention\"");
     expect_load(dir, HS_ERR_UNSUPPORTED, "layer_types[1] is 'sliding_attention'");
+    hs_test_remove_dir(dir);
+    c = loaded_config("gemma2", "\"sliding_attention\",\n    \"full_attention\",\n    \"sliding_attention\"",
+                      "\"full_attention\", \"sliding_attention\", \"sliding_attention\"");
+    cr_assert_eq(c.sliding_window, 32);
+    broken_copy_of("gemma3", dir, sizeof dir, "\"rope_theta\": 10000.0", "\"rope_theta\": 0.0");
+    expect_load(dir, HS_ERR_FORMAT, "the local layers' RoPE base 0 must be positive");
     hs_test_remove_dir(dir);
 }
 

@@ -17,10 +17,11 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 8 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+#define HS_BACKEND_API_VERSION 9 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
                                     4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
                                     7: rope's rot (partial rotary), act GELU; 8: embed's scale, the
-                                    attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2) */
+                                    attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2);
+                                    9: norm kind RMSNORM_1P (Gemma's (1 + w)) */
 
 typedef enum {
     HS_OP_EMBED = 0,
