@@ -1,9 +1,9 @@
 /* hs_attention: the attention op of the CUDA backend. Validates the
  * parameters, lays out the strides, picks the kernel (bf16 tensor cores for
  * d_head 32/64/80/96/128 with aligned buffers, the CUDA-core kernel otherwise
- * (up to 256: Gemma 2) and always in f32 mode), applies the SET table and, only when a pattern is
- * wanted, has it recomputed from q, k and the log-sum-exp the fused kernel
- * stored. */
+ * (up to 256: Gemma 2) and always in f32 mode), applies the SET table and,
+ * only when a pattern is wanted, has it recomputed from q, k and the
+ * log-sum-exp the fused kernel stored. */
 #include "hs_attention.cuh"
 #include "hs_backend_cuda.h"
 #include "hs_cuda_backend.cuh"

@@ -3,10 +3,9 @@
  * Gemma is the Llama layout with a GeGLU MLP, RMSNorms that scale by
  * (1 + w) (HS_NORM_RMSNORM_1P: the sum is formed in f32, also from bf16
  * weights, as transformers forms it) and a token embedding multiplied by
- * sqrt(d_model). Gemma 2 adds norms on
- * the attention's and the MLP's outputs, a score scale of its own
- * (query_pre_attn_scalar), tanh soft-capping of the scores and the logits,
- * and a sliding window on every other layer. Gemma 3 keeps the post-norms and
+ * sqrt(d_model). Gemma 2 adds norms on the attention's and the MLP's outputs,
+ * a score scale of its own (query_pre_attn_scalar), tanh soft-capping of the
+ * scores and the logits, and a sliding window on every other layer. Gemma 3 keeps the post-norms and
  * the score scale, drops the caps, adds (1 + w) norms over each head's q and
  * k, and rotates its sliding-window ("local") layers with a RoPE base of their
  * own, unscaled, every global_every-th layer being global. */
@@ -48,13 +47,11 @@ static hs_status layer_period(json_t *root, const char *path, int g3, int n_laye
     if ((int)json_array_size(lt) != n_layers)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: layer_types has %zu entries for %d layers", path, json_array_size(lt),
                           n_layers);
-    *every = n_layers + 1;
-    for (int l = 0; l < n_layers; l++)
-        if (!strcmp(json_string_value(json_array_get(lt, l)) ? json_string_value(json_array_get(lt, l)) : "",
-                    "full_attention")) {
-            *every = l + 1;
-            break;
-        }
+    *every = n_layers + 1; /* the first global layer sets the period */
+    for (int l = 0; l < n_layers && *every == n_layers + 1; l++) {
+        const char *t = json_string_value(json_array_get(lt, l));
+        if (t && !strcmp(t, "full_attention")) *every = l + 1;
+    }
     for (int l = 0; l < n_layers; l++) {
         const char *t = json_string_value(json_array_get(lt, l));
         const int full = (l + 1) % *every == 0;
