@@ -13,15 +13,16 @@
 # machine's are newer), libcuda (the driver's) and libcublas/libcublasLt
 # (~600 MB; the GPU machine's CUDA 13 has them: gpu-check compares versions).
 # With --model it also splits the SmolLM2 GGUF (98 MB, 90 MB as xz: more than
-# one call may carry next to the bundle) into .device-model/part-a (as much as the first
-# call carries beside the working tree) and part-b plus its SHA256, for two
-# calls in a row (the machine keeps ignored files between calls while it
-# stays warm, about 30 s):
+# one call may carry next to the bundle) into .device-model/part-a, part-b, ...
+# (as few as fit, each beside the working tree), its SHA256 and PARTS (their
+# count), for calls in a row (the machine keeps ignored files between calls
+# while it stays warm, about 30 s); with two parts:
 #   1. carry .device-model/part-a                  command: true
-#   2. carry .device .device-model/part-b .device-model/SHA256
+#   2. carry .device .device-model/part-b .device-model/SHA256 .device-model/PARTS
 #                                                  command: scripts/gpu-check.sh --prebuilt .device
-# gpu-check joins the parts, unpacks them, checks the hash and runs the
-# SmolLM2 tests too.
+# and with three, part-a, then part-b, then .device with part-c (the script
+# prints the calls). gpu-check joins the parts, unpacks them, checks the hash
+# and runs the SmolLM2 tests too.
 # Usage: scripts/device-bundle.sh [--model] [build-dir]   (default build-device)
 set -euo pipefail
 
@@ -98,22 +99,41 @@ if [ $with_model -eq 1 ]; then
     packed="$root/.device-model/model.xz"
     xz -T0 -6 -c "$gguf" >"$packed"
     packed_bytes=$(stat -c %s "$packed")
-    # call 1: the tree and part-a; call 2: the tree, .device, part-b and SHA256. Split so both
-    # calls have the same room to spare, for a tree that grows after the split.
-    a_bytes=$(((packed_bytes + bundle_bytes) / 2))
-    b_bytes=$((packed_bytes - a_bytes))
-    if [ $((tree_bytes + a_bytes)) -gt $limit ] || [ $((tree_bytes + bundle_bytes + b_bytes + 4096)) -gt $limit ]; then
-        echo "device-bundle: the model does not fit in two calls beside the tree ($tree_bytes bytes) and" \
-            ".device ($bundle_bytes): parts of $a_bytes and $b_bytes bytes, each call at most $limit" >&2
-        rm -f "$packed"
-        exit 1
-    fi
-    head -c "$a_bytes" "$packed" >"$root/.device-model/part-a"
-    tail -c +$((a_bytes + 1)) "$packed" >"$root/.device-model/part-b"
+    # n calls: each carries the tree and one part, the last also .device, SHA256 and PARTS.
+    # The fewest calls that fit, split so all have the same room to spare, for a tree that
+    # grows after the split.
+    n=2
+    while :; do
+        share=$(((packed_bytes + bundle_bytes + n - 1) / n))
+        last=$((packed_bytes - (n - 1) * share))
+        if [ $((tree_bytes + share)) -le $limit ] && [ $((tree_bytes + bundle_bytes + last + 4096)) -le $limit ]; then
+            break
+        fi
+        n=$((n + 1))
+        if [ $n -gt 6 ]; then
+            echo "device-bundle: the model does not fit in 6 calls beside the tree ($tree_bytes bytes) and" \
+                ".device ($bundle_bytes bytes), each call at most $limit" >&2
+            rm -f "$packed"
+            exit 1
+        fi
+    done
+    letters=(a b c d e f)
+    for ((i = 0; i < n; i++)); do
+        size=$((i < n - 1 ? share : last))
+        dd if="$packed" of="$root/.device-model/part-${letters[i]}" bs=1M iflag=skip_bytes,count_bytes \
+            skip=$((i * share)) count="$size" status=none
+    done
     rm -f "$packed"
     (cd "$(dirname "$gguf")" && sha256sum "$(basename "$gguf")") >"$root/.device-model/SHA256"
-    echo "device-bundle: .device-model: $(basename "$gguf") in two parts: call 1 carries part-a" \
-        "($((tree_bytes + a_bytes)) bytes with the tree), call 2 .device, part-b and SHA256" \
-        "($((tree_bytes + bundle_bytes + b_bytes)) bytes); each at most $limit"
+    echo "$n" >"$root/.device-model/PARTS"
+    echo "device-bundle: .device-model: $(basename "$gguf") in $n parts, one call each, in order:"
+    for ((i = 0; i < n - 1; i++)); do
+        echo "  call $((i + 1)): carry .device-model/part-${letters[i]} ($((tree_bytes + share)) bytes with" \
+            "the tree), command: true"
+    done
+    echo "  call $n: carry .device .device-model/part-${letters[n - 1]} .device-model/SHA256" \
+        ".device-model/PARTS ($((tree_bytes + bundle_bytes + last)) bytes)," \
+        "command: scripts/gpu-check.sh --prebuilt .device"
+    echo "  (each call at most $limit bytes)"
 fi
 echo "run on the GPU machine: scripts/gpu-check.sh --prebuilt .device   (carry: .device)"

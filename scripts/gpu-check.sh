@@ -128,13 +128,23 @@ if [ -n "$prebuilt" ]; then
 fi
 export HS_SOURCE_DIR="$root"
 
-# The SmolLM2 GGUF, carried in two parts (scripts/device-bundle.sh --model)
+# The SmolLM2 GGUF, carried in parts, one per call (scripts/device-bundle.sh --model;
+# PARTS says how many, two where it is absent)
 smollm2_md="not on this machine: the SmolLM2 tests skip (scripts/device-bundle.sh --model carries it)"
-if [ -z "${HS_SMOLLM2_GGUF:-}" ] && [ -f .device-model/part-a ] && [ -f .device-model/part-b ] &&
-    [ -f .device-model/SHA256 ]; then
+model_parts=()
+if [ -f .device-model/SHA256 ]; then
+    n_parts=$(cat .device-model/PARTS 2>/dev/null || echo 2)
+    for l in a b c d e f; do
+        [ ${#model_parts[@]} -lt "$n_parts" ] || break
+        model_parts+=(".device-model/part-$l")
+    done
+fi
+parts_here=1
+for f in "${model_parts[@]}"; do [ -f "$f" ] || parts_here=0; done
+if [ -z "${HS_SMOLLM2_GGUF:-}" ] && [ ${#model_parts[@]} -gt 0 ] && [ $parts_here -eq 1 ]; then
     mname=$(awk '{print $2}' .device-model/SHA256)
     mkdir -p "$work/model" # its own folder: the logs tarball leaves it out
-    cat .device-model/part-a .device-model/part-b | xz -dc >"$work/model/$mname"
+    cat "${model_parts[@]}" | xz -dc >"$work/model/$mname"
     if (cd "$work/model" && sha256sum -c --quiet "$root/.device-model/SHA256"); then
         export HS_SMOLLM2_GGUF="$work/model/$mname"
         smollm2_md="$mname joined from .device-model/ (SHA-256 checked)"
@@ -144,8 +154,8 @@ if [ -z "${HS_SMOLLM2_GGUF:-}" ] && [ -f .device-model/part-a ] && [ -f .device-
     fi
 elif [ -n "${HS_SMOLLM2_GGUF:-}" ]; then
     smollm2_md="$HS_SMOLLM2_GGUF"
-elif [ -f .device-model/part-b ]; then
-    smollm2_md="only part-b of the model arrived (part-a must be carried in the call before)"
+elif [ ${#model_parts[@]} -gt 0 ]; then
+    smollm2_md="only some of the model's ${#model_parts[@]} parts arrived (${model_parts[*]}: each in its own call before)"
 fi
 log "SmolLM2: $smollm2_md"
 cublas_built=$(awk '$1 == "cublas_built_against" {print $2}' "${prebuilt:-/dev/null}/MANIFEST" 2>/dev/null)
