@@ -1,14 +1,16 @@
-/* hs_model_gemma: GemmaForCausalLM, Gemma2ForCausalLM and Gemma3ForCausalLM
- * (the text-only Gemma 3 checkpoints: 270M, 1B) from an HF folder.
+/* hs_model_gemma: the config.json of GemmaForCausalLM, Gemma2ForCausalLM and
+ * Gemma3ForCausalLM (the text-only Gemma 3 checkpoints: 270M, 1B); their
+ * weights are the Llama layout's and load with it (hs_model_hf.c).
  * Gemma is the Llama layout with a GeGLU MLP, RMSNorms that scale by
  * (1 + w) (HS_NORM_RMSNORM_1P: the sum is formed in f32, also from bf16
- * weights, as transformers forms it) and a token embedding multiplied by
- * sqrt(d_model). Gemma 2 adds norms on the attention's and the MLP's outputs,
- * a score scale of its own (query_pre_attn_scalar), tanh soft-capping of the
- * scores and the logits, and a sliding window on every other layer. Gemma 3 keeps the post-norms and
- * the score scale, drops the caps, adds (1 + w) norms over each head's q and
- * k, and rotates its sliding-window ("local") layers with a RoPE base of their
- * own, unscaled, every global_every-th layer being global. */
+ * weights, as transformers forms it; the weights load as stored) and a token
+ * embedding multiplied by sqrt(d_model). Gemma 2 adds norms on the attention's
+ * and the MLP's outputs, a score scale of its own (query_pre_attn_scalar),
+ * tanh soft-capping of the scores and the logits, and a sliding window on
+ * every other layer. Gemma 3 keeps the post-norms and the score scale, drops
+ * the caps, adds (1 + w) norms over each head's q and k, and rotates its
+ * sliding-window ("local") layers with a RoPE base of their own, unscaled,
+ * every global_every-th layer being global. */
 #include <math.h>
 #include <string.h>
 
@@ -154,42 +156,4 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
     c->rope = HS_ROPE_NEOX;
     c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 1);
     return HS_OK;
-}
-
-/* The norms' weights load as stored, offsets from 1 (HS_NORM_RMSNORM_1P). */
-hs_status hs_hf_load_gemma(hs_hf_loader *L, hs_err *err) {
-    hs_status st = HS_OK;
-    hs_model *m = L->m;
-    const hs_model_config *c = &m->cfg;
-    const int64_t d = c->d_model, q = (int64_t)c->n_heads * c->d_head, kv = (int64_t)c->n_kv_heads * c->d_head,
-                  f = c->d_mlp;
-    char n[256];
-    HS_CHECK(hs_hf_load(L, "model.embed_tokens.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
-    for (int l = 0; l < c->n_layers; l++) {
-        hs_layer_weights *W = &m->w.layers[l];
-#define NAME(s) (snprintf(n, sizeof n, "model.layers.%d.%s", l, s), n)
-        HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
-        HS_CHECK(hs_hf_load(L, NAME("self_attn.q_proj.weight"), q, d, 0, &W->wq, err));
-        HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.weight"), kv, d, 0, &W->wk, err));
-        HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.weight"), kv, d, 0, &W->wv, err));
-        HS_CHECK(hs_hf_load(L, NAME("self_attn.o_proj.weight"), d, q, 0, &W->wo, err));
-        if (c->qk_norm) { /* Gemma 3 */
-            HS_CHECK(hs_hf_load(L, NAME("self_attn.q_norm.weight"), c->d_head, 0, 0, &W->q_norm_w, err));
-            HS_CHECK(hs_hf_load(L, NAME("self_attn.k_norm.weight"), c->d_head, 0, 0, &W->k_norm_w, err));
-        }
-        if (c->post_norms) { /* Gemma 2: post_attention_layernorm is on the attention's output */
-            HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->attn_post_w, err));
-            HS_CHECK(hs_hf_load(L, NAME("pre_feedforward_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
-            HS_CHECK(hs_hf_load(L, NAME("post_feedforward_layernorm.weight"), d, 0, 0, &W->mlp_post_w, err));
-        } else {
-            HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
-        }
-        HS_CHECK(hs_hf_load(L, NAME("mlp.gate_proj.weight"), f, d, 0, &W->w_gate, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.up_proj.weight"), f, d, 0, &W->w_up, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.down_proj.weight"), d, f, 0, &W->w_down, err));
-#undef NAME
-    }
-    HS_CHECK(hs_hf_load_final(L, err));
-exit:
-    return st;
 }

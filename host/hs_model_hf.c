@@ -414,7 +414,13 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
             HS_CHECK(hs_hf_load(L, NAME("self_attn.k_norm.weight"), c->d_head, 0, 0, &W->k_norm_w, err));
         }
         HS_CHECK(hs_hf_load(L, NAME("self_attn.o_proj.weight"), d, q, 0, &W->wo, err));
-        HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
+        if (c->post_norms) { /* Gemma 2 / 3: post_attention_layernorm is on the attention's output */
+            HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->attn_post_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("pre_feedforward_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("post_feedforward_layernorm.weight"), d, 0, 0, &W->mlp_post_w, err));
+        } else {
+            HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
+        }
         if (phi3) { /* rows [gate | up] of one gate_up_proj */
             HS_CHECK(hs_hf_load(L, NAME("mlp.gate_up_proj.weight"), 2 * f, d, 0, &W->w_gate, err));
             W->w_up = W->w_gate + f * d;
@@ -425,20 +431,13 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
         HS_CHECK(hs_hf_load(L, NAME("mlp.down_proj.weight"), d, f, 0, &W->w_down, err));
 #undef NAME
     }
-    HS_CHECK(hs_hf_load_final(L, err));
+    HS_CHECK(hs_hf_load(L, "model.norm.weight", d, 0, 0, &m->w.lnf_w, err));
+    if (c->tied_embeddings)
+        m->w.unembed = m->w.tok_embd;
+    else
+        HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
 exit:
     return st;
-}
-
-hs_status hs_hf_load_final(hs_hf_loader *L, hs_err *err) {
-    hs_model *m = L->m;
-    const hs_model_config *c = &m->cfg;
-    hs_status st = hs_hf_load(L, "model.norm.weight", c->d_model, 0, 0, &m->w.lnf_w, err);
-    if (st != HS_OK || c->tied_embeddings) {
-        m->w.unembed = m->w.tok_embd;
-        return st;
-    }
-    return hs_hf_load(L, "lm_head.weight", c->n_vocab, c->d_model, 0, &m->w.unembed, err);
 }
 
 hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
@@ -453,8 +452,7 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     HS_CHECK(open_weights(&L, err));
     if (m->cfg.arch == HS_ARCH_GPT2) HS_CHECK(load_gpt2(&L, err));
     else if (m->cfg.arch == HS_ARCH_NEOX) HS_CHECK(hs_hf_load_neox(&L, err));
-    else if (m->cfg.arch == HS_ARCH_GEMMA) HS_CHECK(hs_hf_load_gemma(&L, err));
-    else HS_CHECK(load_llama(&L, err));
+    else HS_CHECK(load_llama(&L, err)); /* the Llama family and Gemma: one tensor layout */
 exit:
     for (int i = 0; i < L.n_files; i++) {
         hs_st_close(L.files[i]);

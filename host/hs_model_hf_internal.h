@@ -48,13 +48,10 @@ hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, 
  * c; others are refused. */
 hs_status hs_hf_parse_rope_scaling(json_t *rs, const char *path, const char *obj, hs_model_config *c, hs_err *err);
 
-/* A Llama-layout checkpoint's final norm (model.norm) and unembedding
- * (lm_head, or the token embedding when tied). */
-hs_status hs_hf_load_final(hs_hf_loader *L, hs_err *err);
-
-/* GemmaForCausalLM, Gemma2ForCausalLM (hs_model_gemma.c). */
+/* GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM (hs_model_gemma.c):
+ * the config; the weights are the Llama layout's (post_norms: Gemma 2 and 3's
+ * four norms per layer), loaded with it. */
 hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err);
-hs_status hs_hf_load_gemma(hs_hf_loader *L, hs_err *err);
 
 /* GPTNeoXForCausalLM (hs_model_neox.c). */
 hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
