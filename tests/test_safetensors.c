@@ -195,6 +195,15 @@ static void expect_load(const char *dir, hs_status code, const char *needle) {
     cr_assert(strstr(e.msg, needle) != NULL, "message '%s' lacks '%s'", e.msg, needle);
 }
 
+/* A scratch copy of models/MODEL with `from` replaced by `to` in its config.json
+ * fails to load with code and a message containing needle. */
+static void expect_refused(const char *model, const char *from, const char *to, hs_status code, const char *needle) {
+    char dir[256];
+    broken_copy_of(model, dir, sizeof dir, from, to);
+    expect_load(dir, code, needle);
+    hs_test_remove_dir(dir);
+}
+
 Test(hf_folder, loads_fixture) {
     char dir[256];
     broken_copy(dir, sizeof dir, NULL, NULL);
@@ -259,13 +268,10 @@ Test(hf_folder, phi3_config_and_fused_weights) {
     cr_assert_eq(c.rot_dim, 8);
     c = loaded_config("phi3", "\"rope_parameters\": {", "\"partial_rotary_factor\": 0.5, \"rope_parameters\": {");
     cr_assert_eq(c.rot_dim, 12);
-    char dir[256];
-    broken_copy_of("phi3", dir, sizeof dir, "\"rope_type\": \"default\"", "\"rope_type\": \"longrope\"");
-    expect_load(dir, HS_ERR_UNSUPPORTED, "rope type 'longrope' is not supported");
-    hs_test_remove_dir(dir);
-    broken_copy_of("phi3", dir, sizeof dir, "\"partial_rotary_factor\": 0.75", "\"partial_rotary_factor\": 0.7");
-    expect_load(dir, HS_ERR_UNSUPPORTED, "not an even count");
-    hs_test_remove_dir(dir);
+    expect_refused("phi3", "\"rope_type\": \"default\"", "\"rope_type\": \"longrope\"",
+                   HS_ERR_UNSUPPORTED, "rope type 'longrope' is not supported");
+    expect_refused("phi3", "\"partial_rotary_factor\": 0.75", "\"partial_rotary_factor\": 0.7",
+                   HS_ERR_UNSUPPORTED, "not an even count");
 }
 
 /* Gemma 2: its own score scale, the caps, the sandwich norms with (1 + w) folded in, the
@@ -307,9 +313,8 @@ Test(hf_folder, gemma_configs) {
     /* Gemma (1)'s legacy "gelu" is the tanh form, as transformers 5 reads it; other values are refused */
     c = loaded_config("gemma", "\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"gelu\"");
     cr_assert_eq(c.act, HS_ACT_GELU_GLU);
-    broken_copy_of("gemma", dir, sizeof dir, "\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"silu\"");
-    expect_load(dir, HS_ERR_UNSUPPORTED, "hidden_act 'silu' is not supported");
-    hs_test_remove_dir(dir);
+    expect_refused("gemma", "\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"silu\"",
+                   HS_ERR_UNSUPPORTED, "hidden_act 'silu' is not supported");
     /* the norms' weights are loaded as stored: offsets from 1 */
     broken_copy_of("gemma2", dir, sizeof dir, NULL, NULL);
     hs_model *m = NULL;
@@ -334,29 +339,23 @@ Test(hf_folder, gemma_configs) {
         {"\"query_pre_attn_scalar\": 24", "\"query_pre_attn_scalar\": 0", "query_pre_attn_scalar 0 must be positive"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        broken_copy_of("gemma2", dir, sizeof dir, bad[i][0], bad[i][1]);
-        expect_load(dir, i < 4 ? HS_ERR_UNSUPPORTED : HS_ERR_FORMAT, bad[i][2]);
-        hs_test_remove_dir(dir);
+        expect_refused("gemma2", bad[i][0], bad[i][1], i < 4 ? HS_ERR_UNSUPPORTED : HS_ERR_FORMAT, bad[i][2]);
     }
     /* a Gemma 2 checkpoint relabelled Gemma 3 lacks the q/k norms, and says which */
-    broken_copy_of("gemma2", dir, sizeof dir, "Gemma2ForCausalLM", "Gemma3ForCausalLM");
-    expect_load(dir, HS_ERR_MISSING, "'model.layers.0.self_attn.q_norm.weight'");
-    hs_test_remove_dir(dir);
-    broken_copy_of("gemma2", dir, sizeof dir, "Gemma2ForCausalLM", "Gemma3ForConditionalGeneration");
-    expect_load(dir, HS_ERR_UNSUPPORTED, "architecture 'Gemma3ForConditionalGeneration' is not supported");
-    hs_test_remove_dir(dir);
+    expect_refused("gemma2", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+                   HS_ERR_MISSING, "'model.layers.0.self_attn.q_norm.weight'");
+    expect_refused("gemma2", "Gemma2ForCausalLM", "Gemma3ForConditionalGeneration",
+                   HS_ERR_UNSUPPORTED, "architecture 'Gemma3ForConditionalGeneration' is not supported");
     /* Gemma 3's layers pick their RoPE table by the period, so another layout is refused; Gemma 2's
      * share one table and only the window matters */
-    broken_copy_of("gemma3", dir, sizeof dir, "\"sliding_attention\",\n    \"sliding_attention\",\n    \"full_attention\"",
-                   "\"full_attention\", \"sliding_attention\", \"full_attention\"");
-    expect_load(dir, HS_ERR_UNSUPPORTED, "layer_types[1] is 'sliding_attention'");
-    hs_test_remove_dir(dir);
+    expect_refused("gemma3", "\"sliding_attention\",\n    \"sliding_attention\",\n    \"full_attention\"",
+                   "\"full_attention\", \"sliding_attention\", \"full_attention\"",
+                   HS_ERR_UNSUPPORTED, "layer_types[1] is 'sliding_attention'");
     c = loaded_config("gemma2", "\"sliding_attention\",\n    \"full_attention\",\n    \"sliding_attention\"",
                       "\"full_attention\", \"sliding_attention\", \"sliding_attention\"");
     cr_assert_eq(c.sliding_window, 32);
-    broken_copy_of("gemma3", dir, sizeof dir, "\"rope_theta\": 10000.0", "\"rope_theta\": 0.0");
-    expect_load(dir, HS_ERR_FORMAT, "the local layers' RoPE base 0 must be positive");
-    hs_test_remove_dir(dir);
+    expect_refused("gemma3", "\"rope_theta\": 10000.0", "\"rope_theta\": 0.0",
+                   HS_ERR_FORMAT, "the local layers' RoPE base 0 must be positive");
 }
 
 /* llama_gqa's weights under RoPE frequency rescaling (transformers' references,
@@ -408,16 +407,12 @@ Test(hf_folder, rope_scaling_matches_transformers) {
  * incomplete ones. */
 Test(hf_folder, rope_scaling_refusals) {
     const char *from = "\"rope_type\": \"default\"";
-    char dir[256];
-    broken_copy_of("llama_gqa", dir, sizeof dir, from, "\"rope_type\": \"yarn\", \"factor\": 4.0");
-    expect_load(dir, HS_ERR_UNSUPPORTED, "rope type 'yarn' is not supported");
-    hs_test_remove_dir(dir);
-    broken_copy_of("llama_gqa", dir, sizeof dir, from, "\"rope_type\": \"llama3\", \"factor\": 8.0");
-    expect_load(dir, HS_ERR_MISSING, "needs 'low_freq_factor'");
-    hs_test_remove_dir(dir);
-    broken_copy_of("llama_gqa", dir, sizeof dir, from, "\"rope_type\": \"linear\", \"factor\": 0.5");
-    expect_load(dir, HS_ERR_FORMAT, "factor 0.5 must be at least 1");
-    hs_test_remove_dir(dir);
+    expect_refused("llama_gqa", from, "\"rope_type\": \"yarn\", \"factor\": 4.0",
+                   HS_ERR_UNSUPPORTED, "rope type 'yarn' is not supported");
+    expect_refused("llama_gqa", from, "\"rope_type\": \"llama3\", \"factor\": 8.0",
+                   HS_ERR_MISSING, "needs 'low_freq_factor'");
+    expect_refused("llama_gqa", from, "\"rope_type\": \"linear\", \"factor\": 0.5",
+                   HS_ERR_FORMAT, "factor 0.5 must be at least 1");
 }
 
 /* GPT-NeoX's config: Pythia's Hub spelling (rotary_pct, rotary_emb_base at the
@@ -451,10 +446,7 @@ Test(hf_folder, neox_refusals) {
         {"\"hidden_size\": 64", "\"hidden_size\": 65", "not divisible", HS_ERR_FORMAT},
     };
     for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
-        char dir[256];
-        broken_copy_of("pythia", dir, sizeof dir, cs[i].from, cs[i].to);
-        expect_load(dir, cs[i].code, cs[i].needle);
-        hs_test_remove_dir(dir);
+        expect_refused("pythia", cs[i].from, cs[i].to, cs[i].code, cs[i].needle);
     }
 }
 
@@ -504,38 +496,25 @@ Test(hf_folder, sliding_window_caps_the_context) {
 }
 
 Test(hf_folder, unsupported_architecture) {
-    char dir[256];
-    broken_copy(dir, sizeof dir, "LlamaForCausalLM", "FalconForCausalLM");
-    expect_load(dir, HS_ERR_UNSUPPORTED, "FalconForCausalLM");
-    hs_test_remove_dir(dir);
+    expect_refused("llama_mha", "LlamaForCausalLM", "FalconForCausalLM", HS_ERR_UNSUPPORTED, "FalconForCausalLM");
 }
 
 Test(hf_folder, shape_contradicts_config) {
-    char dir[256];
-    broken_copy(dir, sizeof dir, "\"intermediate_size\": 88", "\"intermediate_size\": 90");
-    expect_load(dir, HS_ERR_SHAPE, "mlp.gate_proj.weight");
-    hs_test_remove_dir(dir);
+    expect_refused("llama_mha", "\"intermediate_size\": 88", "\"intermediate_size\": 90",
+                   HS_ERR_SHAPE, "mlp.gate_proj.weight");
 }
 
 Test(hf_folder, missing_tensor) {
-    char dir[256];
-    broken_copy(dir, sizeof dir, "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 4");
-    expect_load(dir, HS_ERR_MISSING, "model.layers.3.input_layernorm.weight");
-    hs_test_remove_dir(dir);
+    expect_refused("llama_mha", "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 4",
+                   HS_ERR_MISSING, "model.layers.3.input_layernorm.weight");
 }
 
 Test(hf_folder, missing_config_key) {
-    char dir[256];
-    broken_copy(dir, sizeof dir, "\"hidden_size\"", "\"hidden_sizes\"");
-    expect_load(dir, HS_ERR_MISSING, "'hidden_size'");
-    hs_test_remove_dir(dir);
+    expect_refused("llama_mha", "\"hidden_size\"", "\"hidden_sizes\"", HS_ERR_MISSING, "'hidden_size'");
 }
 
 Test(hf_folder, malformed_config_json) {
-    char dir[256];
-    broken_copy(dir, sizeof dir, "{", "{{");
-    expect_load(dir, HS_ERR_FORMAT, "config.json");
-    hs_test_remove_dir(dir);
+    expect_refused("llama_mha", "{", "{{", HS_ERR_FORMAT, "config.json");
 }
 
 Test(hf_folder, truncated_weights) {
