@@ -220,10 +220,10 @@ hs_status hs_bwd_seed_last(hs_session *s, const hs_batch *b, const float *dlogit
     hs_status st = HS_OK;
     HS_CHECK(hs_session_logit_chunk(s, &cap, err));
     if (c->final_softcap > 0.0f) { /* the last rows' normed stream, gathered into mid, for their capped logits */
-        HS_CHECK(o->norm(s->be, c->norm, xf, s->lnf_w, s->lnf_b, c->norm_eps, n, (int)d, s->xn, err));
         for (int r = 0; r < B; r++)
-            HS_CHECK(o->copy(s->be, (char *)w->mid + r * row, (char *)s->xn + ((int64_t)r * T + last_row(b, r)) * row,
+            HS_CHECK(o->copy(s->be, (char *)w->mid + r * row, (const char *)xf + ((int64_t)r * T + last_row(b, r)) * row,
                              (size_t)row, err));
+        HS_CHECK(o->norm(s->be, c->norm, w->mid, s->lnf_w, s->lnf_b, c->norm_eps, B, (int)d, w->mid, err)); /* in place */
     }
     /* dM/dxn at the last rows, staged in gm, then scattered into a zeroed dxn */
     for (int r0 = 0; r0 < B; r0 += (int)cap) {

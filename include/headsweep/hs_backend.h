@@ -109,8 +109,8 @@ typedef struct {
     hs_status (*embed)(hs_backend *be, const int32_t *tokens, const int32_t *pos,
                        const void *tok_embd, const void *pos_embd, int64_t n, int d,
                        float scale, void *out, hs_err *err);
-    /* y = norm(x) * w (+ b); rows x d. LayerNorm uses b (may be NULL);
-     * RMSNORM_1P scales by (1 + w). */
+    /* y = norm(x) * w (+ b); rows x d; y may be x. LayerNorm uses b (may be
+     * NULL); RMSNORM_1P scales by (1 + w). */
     hs_status (*norm)(hs_backend *be, hs_norm_kind kind, const void *x, const void *w,
                       const void *b, float eps, int64_t rows, int d, void *y, hs_err *err);
     /* y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]) (+ y if accumulate). */
