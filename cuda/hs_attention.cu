@@ -83,6 +83,7 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     a.scale_log2 = p->scale * HS_ATTN_LOG2E;
     a.softcap = p->softcap > 0.0f ? p->softcap : 0.0f;
     a.softcap_inv = p->softcap > 0.0f ? 1.0f / p->softcap : 0.0f;
+    a.window = p->window > 0 && p->window < T ? p->window : 0;
     a.q = p->q;
     a.k = p->k;
     a.v = p->v;
@@ -109,9 +110,9 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
                            a.k_sh % 8 == 0 && a.q_sb % 8 == 0 && a.k_sb % 8 == 0;
     const int mma = bf16 && hs_cuda_attn_mma_supports(d) && strides_ok && hs_al16(a.q) &&
                     hs_al16(a.k) && hs_al16(a.v) && hs_al16(a.z);
-    /* the Hopper kernel has no soft-cap (Gemma 2): the mma kernel takes those */
+    /* the Hopper kernel has no soft-cap (Gemma 2) and no window: the mma kernel takes those */
     const int wg = mma && be->attn_kernel == HS_CUDA_ATTN_WGMMA && hs_cuda_attn_wgmma_supports(d, be->cc) &&
-                   !(a.softcap > 0.0f);
+                   !(a.softcap > 0.0f) && !a.window;
     be->attn_launches[wg ? 2 : mma ? 1 : 0]++;
     if (wg) st = hs_cuda_attn_wgmma(&a, be->attn_variant, be->stream, err);
     else if (mma) st = hs_cuda_attn_mma(&a, be->stream, err);

@@ -4,7 +4,7 @@
  *   - hs_attn_mma.cu: bf16 tensor-core kernel (mma.sync m16n8k16, online
  *     softmax over key tiles of 64), d_head in {32, 64, 80, 96, 128};
  *   - hs_attn_wgmma_sm90a.cu: the same on Hopper's warpgroup tensor cores
- *     (wgmma), d_head 64 and 128, compute capability 9.0 only; built for
+ *     (wgmma), d_head 64 and 128, no cap and no window, compute capability 9.0 only; built for
  *     sm_90a alone and chosen only on request (hs_backend_cuda_set_attn_kernel
  *     or HS_CUDA_ATTN=wgmma) until it has been validated on a device;
  *   - hs_attn_simt.cu: generic CUDA-core kernel, f32 or bf16, any d_head <= 256
@@ -26,6 +26,7 @@ typedef struct {
     float scale_log2; /* scale * log2(e): the kernels work in base 2 */
     float softcap;    /* > 0: scores are softcap * tanh(scale q·k / softcap) (Gemma 2); 0 = none */
     float softcap_inv; /* 1 / softcap: a division's slow-path call made the simt kernel spill */
+    int window;       /* > 0: query t sees keys t - window < s <= t (set only when window < T); 0 = none */
     const void *q, *k, *v; /* element type: the launcher's */
     void *z;
     /* Strides in elements: batch, time, head; the head's d values are contiguous. */
@@ -72,6 +73,16 @@ hs_status hs_cuda_attn_pattern_rows(const hs_cuda_attn_args *a, int is_bf16, con
 
 #define HS_ATTN_LN2 0.69314718055994530942f
 #define HS_ATTN_LOG2E 1.44269504088896340736f
+
+/* Whether key s lies in query t's sliding window (with s <= t). */
+__device__ __forceinline__ bool hs_attn_in_window(const hs_cuda_attn_args &a, int t, int s) {
+    return a.window <= 0 || t - s < a.window;
+}
+
+/* The first key tile of tile size bk that holds a key in the window of query row q0. */
+__device__ __forceinline__ int hs_attn_first_tile(const hs_cuda_attn_args &a, int q0, int bk) {
+    return a.window > 0 && q0 >= a.window ? (q0 - a.window + 1) / bk : 0;
+}
 
 /* The score of a raw q·k in natural units: scaled, then capped as the CPU
  * reference does (which divides by the cap, as HF does: within an ulp). */

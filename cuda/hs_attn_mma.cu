@@ -9,8 +9,11 @@
  * with cp.async (V's load overlaps S = Q·Kᵀ, the next K's load overlaps
  * softmax and P·V). Only the diagonal key tiles are cut by the causal mask;
  * they run their own instantiation of the tile step, which also skips the
- * P·V steps whose keys lie wholly above the warp's rows. Deterministic: no atomics; row sums are reduced
- * across the 4 lanes of a row in a fixed order. */
+ * P·V steps whose keys lie wholly above the warp's rows. A sliding window
+ * skips the tiles before the first row's window and cuts the tiles at its
+ * lower edge with the same instantiation (which masks by window as well).
+ * Deterministic: no atomics; row sums are reduced across the 4 lanes of a
+ * row in a fixed order. */
 #include "hs_mma_util.cuh"
 
 #include <math.h>
@@ -36,11 +39,12 @@ struct hs_fa_block {
 
 /* One key tile kt of nkt: S = Q·Kᵀ, mask, online softmax, O += P·V, and the
  * staging of the next K tile. DIAG: a tile that reaches the block's first row
- * (the causal mask cuts it; it may run past T); every earlier tile lies wholly
- * below the diagonal and in range and needs only the padding mask. Two
+ * (the causal mask cuts it; it may run past T) or the lower edge of a row's
+ * window; every other tile lies wholly below the diagonal, in range and
+ * inside every row's window, and needs only the padding mask. Two
  * instantiations keep the common body free of branches (one loop with a skip
  * branch in P·V measured 15% below the branch-free first kernel on an H100). */
-template <int D, int WM, bool DIAG>
+template <int D, int WM, bool DIAG, bool WIN>
 __device__ __forceinline__ void hs_fa_tile(const hs_fa_block &B, int kt, int nkt,
                                            uint32_t (&qf)[WM][hs_mma_geom<D>::KSTEPS][4],
                                            float (&o)[WM][hs_mma_geom<D>::NT_D][4], float (&m_r)[WM][2],
@@ -82,7 +86,10 @@ __device__ __forceinline__ void hs_fa_tile(const hs_fa_block &B, int kt, int nkt
             for (int e = 0; e < 4; e++) {
                 const int j = nk * 8 + B.tig * 2 + (e & 1);
                 bool vis = B.sMask[j] != 0;
-                if (DIAG) vis = vis && k0 + j <= B.wrow0 + mt * 16 + B.g + (e >> 1) * 8;
+                if (DIAG) {
+                    const int row = B.wrow0 + mt * 16 + B.g + (e >> 1) * 8;
+                    vis = vis && k0 + j <= row && (!WIN || hs_attn_in_window(a, row, k0 + j));
+                }
                 s[mt][nk][e] = vis ? (B.uni ? 0.0f : hs_attn_score2(a, s[mt][nk][e])) : -INFINITY;
             }
 
@@ -159,8 +166,10 @@ __device__ __forceinline__ void hs_fa_tile(const hs_fa_block &B, int kt, int nkt
     __syncthreads();       /* every warp is done with sV */
 }
 
-/* MINB: blocks per SM the register allocation must allow (1 = compiler's choice). */
-template <int D, int WM, int MINB>
+/* MINB: blocks per SM the register allocation must allow (1 = compiler's choice).
+ * WIN: a sliding window (a.window > 0), in instantiations of its own: in the
+ * one kernel, its tile bounds cost every unwindowed instance 9 to 17 registers. */
+template <int D, int WM, int MINB, bool WIN>
 __global__ void __launch_bounds__(MMA_WARPS * 32, MINB) hs_k_attn_mma(hs_cuda_attn_args a) {
     using G = hs_mma_geom<D>;
     constexpr int DP = G::DP, BQ = hs_fa_cfg<D, WM>::BQ;
@@ -188,11 +197,15 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, MINB) hs_k_attn_mma(hs_cuda_at
     const int q_last = min(T_, q0 + BQ) - 1;
     const int nkt = q_last / MMA_BK + 1;
     const int kdiag = q0 / MMA_BK; /* tiles from here on reach the block's rows: causal cut */
+    /* a window: tiles before k_lo lie outside every row's window; tiles before k_edge hold a key
+     * outside the last row's (k0 <= q_last - window), so the window cuts them */
+    const int k_lo = WIN ? hs_attn_first_tile(a, q0, MMA_BK) : 0;
+    const int k_edge = WIN && q_last >= a.window ? min(kdiag, (q_last - a.window) / MMA_BK + 1) : k_lo;
 
     hs_load_tile<D, BQ>(sQ, qb, a.q_st, q0, T_);
-    hs_load_tile<D, MMA_BK>(B.sK, B.kb, a.k_st, 0, T_);
+    hs_load_tile<D, MMA_BK>(B.sK, B.kb, a.k_st, k_lo * MMA_BK, T_);
     hs_cp_async_commit();
-    hs_load_key_mask(B.sMask, B.mask, 0, T_);
+    hs_load_key_mask(B.sMask, B.mask, k_lo * MMA_BK, T_);
     hs_cp_async_wait<0>();
     __syncthreads();
 
@@ -210,8 +223,9 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, MINB) hs_k_attn_mma(hs_cuda_at
         l_r[mt][0] = l_r[mt][1] = 0.0f;
     }
 
-    for (int kt = 0; kt < kdiag; kt++) hs_fa_tile<D, WM, false>(B, kt, nkt, qf, o, m_r, l_r);
-    for (int kt = kdiag; kt < nkt; kt++) hs_fa_tile<D, WM, true>(B, kt, nkt, qf, o, m_r, l_r);
+    for (int kt = k_lo; kt < k_edge; kt++) hs_fa_tile<D, WM, true, WIN>(B, kt, nkt, qf, o, m_r, l_r);
+    for (int kt = k_edge; kt < kdiag; kt++) hs_fa_tile<D, WM, false, WIN>(B, kt, nkt, qf, o, m_r, l_r);
+    for (int kt = kdiag; kt < nkt; kt++) hs_fa_tile<D, WM, true, WIN>(B, kt, nkt, qf, o, m_r, l_r);
 
     /* epilogue: z = O / l * head_scale, lse = ln(sum exp) */
     const float hsc = a.head_scale ? a.head_scale[b * a.H + h] : 1.0f;
@@ -238,17 +252,17 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, MINB) hs_k_attn_mma(hs_cuda_at
     }
 }
 
-template <int D, int WM, int MINB>
+template <int D, int WM, int MINB, bool WIN = false>
 static hs_status hs_mma_launch(const hs_cuda_attn_args *a, cudaStream_t st, hs_err *err) {
     const size_t smem = hs_fa_cfg<D, WM>::SMEM;
     constexpr int BQ = hs_fa_cfg<D, WM>::BQ;
     /* Above 48 KiB a kernel must opt in (per device, so on every launch). */
     if (smem > 48 * 1024)
-        HS_CUDA_CHECK(err, cudaFuncSetAttribute(hs_k_attn_mma<D, WM, MINB>,
+        HS_CUDA_CHECK(err, cudaFuncSetAttribute(hs_k_attn_mma<D, WM, MINB, WIN>,
                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                 (int)smem));
     const dim3 grid((unsigned)((a->T + BQ - 1) / BQ), (unsigned)a->H, (unsigned)a->B);
-    hs_k_attn_mma<D, WM, MINB><<<grid, MMA_WARPS * 32, smem, st>>>(*a);
+    hs_k_attn_mma<D, WM, MINB, WIN><<<grid, MMA_WARPS * 32, smem, st>>>(*a);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_attn_mma");
     return HS_OK;
 }
@@ -263,7 +277,9 @@ int hs_cuda_attn_mma_supports(int d) {
  *      blocks per SM: 6-12% slower than 1 on an H100)
  *   3: two m-tiles per warp (128-row blocks), d_head <= 64: half the
  *      shared-memory reads per mma; on an H100 +5-10% at T >= 2048, -10-15%
- *      at T <= 512 (fewer, longer blocks), hence the default below. */
+ *      at T <= 512 (fewer, longer blocks), hence the default below.
+ * A sliding window takes variant 1's shape whatever the variant asked for:
+ * one windowed instance per d_head keeps the build's size. */
 static int hs_default_variant(const hs_cuda_attn_args *a) {
     return (a->d <= 64 && a->T >= 1024) ? 3 : 1;
 }
@@ -280,7 +296,16 @@ template <int D> static hs_status hs_mma_variant(const hs_cuda_attn_args *a, int
 hs_status hs_cuda_attn_mma_variant(const hs_cuda_attn_args *a, int variant, cudaStream_t st,
                                    hs_err *err) {
     const int v = variant ? variant : hs_default_variant(a);
-    if (v == 3) {
+    if (a->window > 0) {
+        switch (a->d) {
+        case 32: return hs_mma_launch<32, 1, 3, true>(a, st, err);
+        case 64: return hs_mma_launch<64, 1, 3, true>(a, st, err);
+        case 80: return hs_mma_launch<80, 1, 3, true>(a, st, err);
+        case 96: return hs_mma_launch<96, 1, 3, true>(a, st, err);
+        case 128: return hs_mma_launch<128, 1, 3, true>(a, st, err);
+        default: break;
+        }
+    } else if (v == 3) {
         if (a->d == 32) return hs_mma_launch<32, 2, 1>(a, st, err);
         if (a->d == 64) return hs_mma_launch<64, 2, 1>(a, st, err);
     } else {

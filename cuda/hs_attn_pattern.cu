@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(PAT_THREADS)
         const int t = q0 + rw + r;
         if (t >= T_) continue;
         const float L = lse[(int64_t)bh * T_ + t];
-        const bool vis = kvis && key <= t && L != -INFINITY;
+        const bool vis = kvis && key <= t && hs_attn_in_window(a, t, key) && L != -INFINITY;
         prow[(int64_t)t * T_ + key] = vis ? expf((uni ? 0.0f : hs_attn_score(a, dot[r])) - L) : 0.0f;
     }
 }
@@ -85,7 +85,8 @@ __global__ void __launch_bounds__(PAT_THREADS)
     const float L = lse[(int64_t)bh * T_ + t];
     float *prow = pattern + (int64_t)bh * T_;
     for (int s = threadIdx.x; s < T_; s += PAT_THREADS) {
-        const bool vis = s <= t && L != -INFINITY && (!a.key_mask || a.key_mask[(int64_t)b * T_ + s] != 0);
+        const bool vis = s <= t && hs_attn_in_window(a, t, s) && L != -INFINITY &&
+                         (!a.key_mask || a.key_mask[(int64_t)b * T_ + s] != 0);
         float dot = 0.0f;
         if (vis && !uni) {
             const T *kr = kb + s * a.k_st;
@@ -165,7 +166,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32)
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const int j = nk * 8 + tig * 2 + e, key = k0 + j;
-                    const bool vis = key <= row && sMask[j] && L2[i] != -INFINITY;
+                    const bool vis = key <= row && hs_attn_in_window(a, row, key) && sMask[j] && L2[i] != -INFINITY;
                     p[e] = vis ? exp2f((uni ? 0.0f : hs_attn_score2(a, s[nk][2 * i + e])) - L2[i]) : 0.0f;
                 }
                 const int col = k0 + nk * 8 + tig * 2;

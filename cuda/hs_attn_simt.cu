@@ -8,7 +8,8 @@
  * (batch, head); keys in tiles of 32 staged in shared memory as f32. In a key
  * tile, lane j scores key j against the warp's 4 rows, the online softmax
  * update runs with warp shuffles, then lane j accumulates dims j, j+32, ...
- * of z. Fixed reduction orders throughout: deterministic. */
+ * of z. With a sliding window the tiles wholly before the block's first
+ * row's window are skipped. Fixed reduction orders throughout: deterministic. */
 #include "hs_attention.cuh"
 
 #include <math.h>
@@ -71,7 +72,7 @@ __global__ void __launch_bounds__(SIMT_WARPS * 32) hs_k_attn_simt(hs_cuda_attn_a
     const int nkt = q_last / SIMT_BK + 1;
     float *sPw = sP + warp * SIMT_RPW * SIMT_BK;
 
-    for (int kt = 0; kt < nkt; kt++) {
+    for (int kt = hs_attn_first_tile(a, q0, SIMT_BK); kt < nkt; kt++) {
         const int k0 = kt * SIMT_BK;
         __syncthreads(); /* the previous tile's readers are done (and sQ is loaded) */
         for (int i = tid; i < SIMT_BK * d; i += blockDim.x) {
@@ -98,7 +99,7 @@ __global__ void __launch_bounds__(SIMT_WARPS * 32) hs_k_attn_simt(hs_cuda_attn_a
 #pragma unroll
         for (int r = 0; r < SIMT_RPW; r++) {
             const int t = q0 + row0 + r;
-            const float sc = (kvis && s <= t) ? (uni ? 0.0f : dot[r]) : -INFINITY;
+            const float sc = (kvis && s <= t && hs_attn_in_window(a, t, s)) ? (uni ? 0.0f : dot[r]) : -INFINITY;
             const float m_new = fmaxf(m[r], hs_warp_max(sc));
             const float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no visible key yet */
             const float p = exp2f(sc - m_use);

@@ -168,6 +168,7 @@ hs_status hs_cuda_head_dot(cudaStream_t st, hs_dtype dt, const void *a, const vo
 typedef struct {
     int B, T, H, Hk, d;
     float scale, softcap, softcap_inv; /* softcap > 0: scores are cap * tanh(scale q·k / cap); its inverse */
+    int window; /* query t sees keys t - window < s <= t: the attention's window, or T */
     const void *q, *k, *v, *dz;
     const int32_t *mask;
     const float *hscale; /* [B, H]: z = hscale * P v, so dz acts as hscale * dz; NULL = ones */
@@ -219,7 +220,8 @@ template <typename T, int DPL> __global__ void __launch_bounds__(HS_BWD_WARPS * 
     hs_bwd_load((const T *)a.q + (((int64_t)b * a.T + t) * a.H + h) * a.d, a.d, qv);
     hs_bwd_load((const T *)a.dz + (((int64_t)b * a.T + t) * a.H + h) * a.d, a.d, dzv, hs_bwd_hs(a, b, h));
     float m = -INFINITY, l = 0.0f;
-    for (int s = 0; s <= t; s++) {
+    const int s0 = max(0, t - a.window + 1);
+    for (int s = s0; s <= t; s++) {
         if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
         hs_bwd_load((const T *)a.k + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
         const float sc = hs_bwd_score(a, qv, kv), mn = fmaxf(m, sc);
@@ -230,7 +232,7 @@ template <typename T, int DPL> __global__ void __launch_bounds__(HS_BWD_WARPS * 
      * with no visible key. */
     const float lse = l != 0.0f ? m + logf(l) : -INFINITY;
     float D = 0.0f;
-    for (int s = 0; s <= t && l != 0.0f; s++) {
+    for (int s = s0; s <= t && l != 0.0f; s++) {
         if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
         hs_bwd_load((const T *)a.k + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
         const float p = expf(hs_bwd_score(a, qv, kv) - lse);
@@ -252,7 +254,7 @@ template <typename T, int DPL> __global__ void __launch_bounds__(HS_BWD_WARPS * 
     hs_bwd_load((const T *)a.q + qo, a.d, qv);
     hs_bwd_load((const T *)a.dz + qo, a.d, dzv, hs_bwd_hs(a, b, h));
     const float lse = a.lse[row], D = a.D[row];
-    for (int s = 0; s <= t && lse != -INFINITY; s++) {
+    for (int s = max(0, t - a.window + 1); s <= t && lse != -INFINITY; s++) {
         if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
         const int64_t ko = (((int64_t)b * a.T + s) * a.Hk + hk) * a.d;
         hs_bwd_load((const T *)a.k + ko, a.d, kv);
@@ -285,7 +287,7 @@ __global__ void __launch_bounds__(HS_BWD_WARPS * 32, DPL <= 4 ? 8 : 4) hs_k_attn
     hs_bwd_load((const T *)a.v + ko, a.d, vv);
     const int visible = !a.mask || a.mask[(int64_t)b * a.T + s];
     for (int h = hk * grp; h < (hk + 1) * grp && visible; h++)
-        for (int t = s; t < a.T; t++) {
+        for (int t = s; t < a.T && t - s < a.window; t++) {
             const int64_t r = ((int64_t)b * a.H + h) * a.T + t;
             const float lse = a.lse[r];
             if (lse == -INFINITY) continue;
@@ -401,8 +403,10 @@ hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, co
     hs_status st = hs_cuda_scratch(&be->bwd_tmp, &be->bwd_tmp_bytes, 2 * stat, err);
     if (st != HS_OK) return st;
     const float cap = p->softcap > 0.0f ? p->softcap : 0.0f;
-    hs_bwd_attn a = {p->B, p->T, p->H, p->H_kv, p->d_head, p->scale, cap, cap > 0.0f ? 1.0f / cap : 0.0f, p->q, p->k, p->v, dz, p->key_mask,
-                     p->head_scale, dq, dk, dv, (float *)be->bwd_tmp, (float *)((char *)be->bwd_tmp + stat)};
+    const int window = p->window > 0 && p->window < p->T ? p->window : p->T;
+    hs_bwd_attn a = {p->B, p->T, p->H, p->H_kv, p->d_head, p->scale, cap, cap > 0.0f ? 1.0f / cap : 0.0f, window,
+                     p->q, p->k, p->v, dz, p->key_mask, p->head_scale, dq, dk, dv, (float *)be->bwd_tmp,
+                     (float *)((char *)be->bwd_tmp + stat)};
     return be->dtype == HS_DTYPE_BF16 ? hs_bwd_dispatch_attn<bf16>(be->stream, a, err)
                                       : hs_bwd_dispatch_attn<float>(be->stream, a, err);
 }

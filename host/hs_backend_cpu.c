@@ -145,7 +145,7 @@ static void attend_head(const hs_attn_params *p, int b, int h, float *scores) {
     for (int t = 0; t < T; t++) {
         float *row = scores + (int64_t)t * T, mx = -INFINITY;
         for (int s = 0; s < T; s++) {
-            int visible = s <= t && (!p->key_mask || p->key_mask[b * T + s]);
+            int visible = s <= t && (p->window <= 0 || t - s < p->window) && (!p->key_mask || p->key_mask[b * T + s]);
             /* uniform: equal scores; the cap divides as HF does (not by a reciprocal) */
             row[s] = !visible ? -INFINITY : uni ? 0.0f : p->softcap > 0.0f ? p->softcap * tanhf(row[s] / p->softcap) : row[s];
             if (row[s] > mx) mx = row[s];

@@ -133,7 +133,8 @@ static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq,
                     const float th = tanhf(s[j] / cap);
                     s[j] = cap * th, cd[j] = 1.0f - th * th;
                 }
-                if (j > t || (p->key_mask && !p->key_mask[b * T + j])) s[j] = -INFINITY;
+                if (j > t || (p->window > 0 && t - j >= p->window) || (p->key_mask && !p->key_mask[b * T + j]))
+                    s[j] = -INFINITY;
                 if (s[j] > mx) mx = s[j];
             }
             double sum = 0, pdp = 0;

@@ -333,6 +333,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         const hs_session_layer *W = &s->layers[l];
         const void *x = (const char *)w->res + (int64_t)l * n * d * es;
         const void *mid = par ? x : w->mid, *gate = s->gate, *up = s->up, *z = head_scale ? w->zu : s->z;
+        ap.window = hs_session_window(s, l, b->T);
         if (head_scale) HS_CHECK(o->upload(s->be, w->hsc, head_scale + l * BH, (size_t)BH * sizeof(float), err));
         if (w->keep) { /* the forward's activations of layer l */
             const int64_t gated = hs_act_gated(c->act);

@@ -143,9 +143,9 @@ hs_status hs_dataset_induction(const hs_model_config *c, int n, int seq_len, int
                           "induction dataset: token range [%d, %d) must lie inside the vocabulary [0, %d)", token_min,
                           token_max, c->n_vocab);
     int T = 2 * seq_len + 1;
-    if ((c->learned_pos || c->sliding_window) && T > c->n_ctx)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "induction dataset: %d tokens exceed the model context %d%s", T,
-                          c->n_ctx, c->sliding_window ? " (the sliding window)" : "");
+    if (c->learned_pos && T > c->n_ctx)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "induction dataset: %d tokens exceed the model context %d", T,
+                          c->n_ctx);
     hs_dataset *d = NULL;
     hs_status st = hs_ds_alloc(n, T, 0, "induction dataset", &d, err);
     if (st) return st;

@@ -315,8 +315,7 @@ static hs_status pack(loader *L, hs_dataset **out, hs_err *err) {
 hs_status hs_dataset_load_jsonl(const char *path, hs_tokenizer *tok, const hs_model_config *c, int max_len,
                                 hs_dataset **out, hs_err *err) {
     hs_status st = HS_OK;
-    loader L = {.path = path, .tok = tok, .c = c, .limit = c->n_ctx,
-                .limit_what = c->sliding_window ? "the sliding window" : "the model context"};
+    loader L = {.path = path, .tok = tok, .c = c, .limit = c->n_ctx, .limit_what = "the model context"};
     if (max_len > 0 && (max_len < L.limit || L.limit <= 0)) L.limit = max_len, L.limit_what = "max_len";
     char *line = NULL;
     size_t cap = 0;

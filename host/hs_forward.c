@@ -251,10 +251,9 @@ static hs_status check_batch(const hs_session *s, const hs_batch *b, int32_t *po
                                   r, t, b->targets[i], c->n_vocab);
             pos[i] = b->positions ? b->positions[i] : (real ? next : 0);
             if (real) next++;
-            /* Beyond a sliding window the forward would need the window's mask, which it lacks. */
-            if (pos[i] < 0 || ((c->learned_pos || c->sliding_window) && pos[i] >= c->n_ctx))
-                return hs_err_set(err, HS_ERR_INVALID_ARG, "batch row %d position %d: position %d outside [0, %d)%s", r,
-                                  t, pos[i], c->n_ctx, c->sliding_window ? " (the sliding window)" : "");
+            if (pos[i] < 0 || (c->learned_pos && pos[i] >= c->n_ctx))
+                return hs_err_set(err, HS_ERR_INVALID_ARG, "batch row %d position %d: position %d outside [0, %d)", r,
+                                  t, pos[i], c->n_ctx);
         }
     }
     return HS_OK;
@@ -432,6 +431,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     const int stop = fp->stop_layer ? fp->stop_layer : c->n_layers;
     for (int l = fp->start_layer; l < stop; l++) {
         const hs_session_layer *W = &s->layers[l];
+        ap.window = hs_session_window(s, l, T);
         HS_CHECK(offer(s, hk, HS_HOOK_RESID_PRE, l, s->x, dt, 3, B, T, d, 0, err));
         const int given = z_given(fp, l), rope = c->rope != HS_ROPE_NONE;
         if (given && !hs_hooks_want(hk, HS_HOOK_Z, l))

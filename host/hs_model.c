@@ -91,8 +91,16 @@ void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w,
     }
 }
 
+int hs_model_layer_slides(const hs_model_config *c, int l) {
+    return l >= c->window_from && (c->global_every <= 0 || (l + 1) % c->global_every != 0);
+}
+
+int hs_model_layer_window(const hs_model_config *c, int l) {
+    return c->sliding_window > 0 && hs_model_layer_slides(c, l) ? c->sliding_window : 0;
+}
+
 int hs_model_layer_rope_local(const hs_model_config *c, int l) {
-    return c->rope_local_theta > 0.0f && c->global_every > 0 && (l + 1) % c->global_every != 0;
+    return c->rope_local_theta > 0.0f && hs_model_layer_slides(c, l);
 }
 
 void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out) {
@@ -126,9 +134,11 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
         return hs_err_set(err, HS_ERR_FORMAT, "%s: norm epsilon %g out of range", src, (double)c->norm_eps);
     if (c->qk_norm && (c->rope == HS_ROPE_NONE || c->norm == HS_NORM_LAYERNORM))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: q/k norms need RoPE and RMSNorm (the Qwen3 layout)", src);
-    if (c->rope_local_theta > 0.0f && (c->rope == HS_ROPE_NONE || c->global_every <= 0))
-        return hs_err_set(err, HS_ERR_FORMAT, "%s: a local RoPE base needs RoPE and a global-layer period (got %d)", src,
-                          c->global_every);
+    if (c->sliding_window < 0 || c->window_from < 0 || c->global_every < 0)
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: sliding window %d, from layer %d, global every %d: none may be negative",
+                          src, c->sliding_window, c->window_from, c->global_every);
+    if (c->rope_local_theta > 0.0f && c->rope == HS_ROPE_NONE)
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: a local RoPE base needs RoPE", src);
     if (c->rope != HS_ROPE_NONE && !(c->rope_theta > 0.0f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: rope_theta %g must be positive", src, (double)c->rope_theta);
     if (c->rope_scaling != HS_ROPE_SCALING_NONE && !(c->rope_factor >= 1.0f && c->rope_factor < 1e6f))

@@ -10,7 +10,7 @@
  * every other layer. Gemma 3 keeps the post-norms and the score scale, drops
  * the caps, adds (1 + w) norms over each head's q and k, and rotates its
  * sliding-window ("local") layers with a RoPE base of their own, unscaled,
- * every global_every-th layer being global. */
+ * every global_every-th layer being global (hs_hf_layer_layout). */
 #include <math.h>
 #include <string.h>
 
@@ -23,46 +23,6 @@ static hs_status cfg_softcap(json_t *root, const char *path, const char *key, fl
     if (st == HS_OK && !(*out >= 0.0f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: key '%s' must be positive or null (got %g)", path, key, (double)*out);
     return st;
-}
-
-/* Which layers attend through the sliding window, as a period: layer l is
- * global ("full_attention") iff (l + 1) % *every == 0, from layer_types when
- * given, else from HF's defaults (Gemma 2: every other layer; Gemma 3:
- * sliding_window_pattern, 6). *every > n_layers: every layer slides; 1: none
- * does. Gemma 2 only needs to know whether any layer slides (its layers share
- * one RoPE), so any layout loads; Gemma 3's other layouts are refused by name. */
-static hs_status layer_period(json_t *root, const char *path, int g3, int n_layers, int *every, hs_err *err) {
-    json_t *lt = json_object_get(root, "layer_types");
-    if (!json_is_array(lt)) {
-        *every = 2;
-        return g3 ? hs_hf_cfg_int(root, path, "sliding_window_pattern", 0, 6, every, err) : HS_OK;
-    }
-    if (!g3) {
-        size_t i;
-        json_t *v;
-        *every = 1;
-        json_array_foreach(lt, i, v) {
-            if (json_is_string(v) && !strcmp(json_string_value(v), "sliding_attention")) *every = 2;
-        }
-        return HS_OK;
-    }
-    if ((int)json_array_size(lt) != n_layers)
-        return hs_err_set(err, HS_ERR_FORMAT, "%s: layer_types has %zu entries for %d layers", path, json_array_size(lt),
-                          n_layers);
-    *every = n_layers + 1; /* the first global layer sets the period */
-    for (int l = 0; l < n_layers && *every == n_layers + 1; l++) {
-        const char *t = json_string_value(json_array_get(lt, l));
-        if (t && !strcmp(t, "full_attention")) *every = l + 1;
-    }
-    for (int l = 0; l < n_layers; l++) {
-        const char *t = json_string_value(json_array_get(lt, l));
-        const int full = (l + 1) % *every == 0;
-        if (!t || strcmp(t, full ? "full_attention" : "sliding_attention"))
-            return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                              "%s: layer_types[%d] is '%s': only one global layer every %d (as the first) is supported",
-                              path, l, t ? t : "(not a string)", *every);
-    }
-    return HS_OK;
 }
 
 /* Gemma 3's RoPE: the global layers' (rope_theta, rope_scaling; or
@@ -143,13 +103,14 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
             return st;
         c->post_norms = 1;
         c->qk_norm = g3;
-        int every = 0, sw = 0;
-        if ((st = layer_period(root, path, g3, c->n_layers, &every, err))) return st;
-        if (g3) c->global_every = every;
-        else c->rope_local_theta = 0.0f;
-        /* As for Mistral (hs_model_hf.c): the window caps the context, every accepted prompt exact. */
-        if ((st = hs_hf_cfg_int(root, path, "sliding_window", 0, 4096, &sw, err))) return st;
-        if (sw > 0 && sw < c->n_ctx && every != 1) c->sliding_window = c->n_ctx = sw;
+        /* the layout: layer_types, else HF's default, a full layer every 2 (Gemma 2) or every
+         * sliding_window_pattern (the Hub's Gemma 3 configs; 6) */
+        int every = 2;
+        if (g3 && (st = hs_hf_cfg_int(root, path, "sliding_window_pattern", 0, 6, &every, err))) return st;
+        if (every < 1) return hs_err_set(err, HS_ERR_FORMAT, "%s: sliding_window_pattern %d must be positive", path, every);
+        if ((st = hs_hf_layer_layout(root, path, 0, every, c, err))) return st;
+        if (!g3) c->rope_local_theta = 0.0f;
+        if ((st = hs_hf_cfg_window(root, path, 4096, c, err))) return st;
     }
     c->norm = HS_NORM_RMSNORM_1P;
     c->act = HS_ACT_GELU_GLU;

@@ -125,6 +125,57 @@ hs_status hs_hf_cfg_sizes(json_t *root, const char *path, hs_model_config *c, hs
     return hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err);
 }
 
+hs_status hs_hf_layer_layout(json_t *root, const char *path, int from, int every, hs_model_config *c, hs_err *err) {
+    c->window_from = from, c->global_every = every;
+    json_t *lt = json_object_get(root, "layer_types");
+    if (!json_is_array(lt)) return HS_OK;
+    const int n = c->n_layers;
+    if ((int)json_array_size(lt) != n)
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: layer_types has %zu entries for %d layers", path, json_array_size(lt),
+                          n);
+    c->window_from = n, c->global_every = 0; /* the first sliding layer, then the first full layer after it */
+    for (int l = 0; l < n; l++) {
+        const char *t = json_string_value(json_array_get(lt, l));
+        if (!t || (strcmp(t, "sliding_attention") && strcmp(t, "full_attention")))
+            return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: layer_types[%d] is '%s' (sliding_attention or full_attention)",
+                              path, l, t ? t : "(not a string)");
+        if (t[0] == 's' && c->window_from == n) c->window_from = l;
+        if (t[0] == 'f' && c->window_from < l && !c->global_every) c->global_every = l + 1;
+    }
+    for (int l = 0; l < n; l++) {
+        const int slides = json_string_value(json_array_get(lt, l))[0] == 's';
+        if (slides != hs_model_layer_slides(c, l))
+            return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                              "%s: layer_types: only sliding layers from one layer on, with a full layer every N "
+                              "among them, are supported (layer %d breaks the pattern)",
+                              path, l);
+    }
+    return HS_OK;
+}
+
+hs_status hs_hf_cfg_window(json_t *root, const char *path, int dflt, hs_model_config *c, hs_err *err) {
+    c->sliding_window = 0;
+    if (json_is_null(json_object_get(root, "sliding_window"))) return HS_OK;
+    hs_status st = hs_hf_cfg_int(root, path, "sliding_window", 0, dflt, &c->sliding_window, err);
+    if (st == HS_OK && c->sliding_window < 0)
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: sliding_window %d is negative", path, c->sliding_window);
+    return st;
+}
+
+/* The attention window as transformers applies it: every layer of Mistral and
+ * Phi-3, Qwen2's and Qwen3's layers from max_window_layers on (or as
+ * layer_types says) and only with use_sliding_window; Llama has none. */
+static hs_status llama_window(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err) {
+    const int phi3 = !strcmp(arch, "Phi3ForCausalLM"), qwen = !strncmp(arch, "Qwen", 4);
+    if (!phi3 && !qwen && strcmp(arch, "MistralForCausalLM")) return HS_OK;
+    if (qwen && !hs_hf_cfg_bool(root, "use_sliding_window", 0)) return HS_OK;
+    hs_status st = hs_hf_cfg_window(root, path, phi3 ? 0 : 4096, c, err);
+    if (st || !qwen) return st;
+    int from = 0;
+    if ((st = hs_hf_cfg_int(root, path, "max_window_layers", 0, 28, &from, err))) return st;
+    return hs_hf_layer_layout(root, path, from < 0 ? 0 : from, 0, c, err);
+}
+
 static hs_status parse_llama_config(json_t *root, const char *path, const char *arch, hs_model_config *c,
                                     hs_err *err) {
     hs_status st;
@@ -153,15 +204,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: mlp_bias is not supported", path);
     int att_bias = hs_hf_cfg_bool(root, "attention_bias", 0);
     if (att_bias) return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias (with o_proj bias) is not supported", path);
-    int sw = 0;
-    if ((st = hs_hf_cfg_int(root, path, "sliding_window", 0, 0, &sw, err))) return st;
-    /* Within the window a sliding-window layer attends to every earlier token, so capping the
-     * context at the window (Mistral v0.1: 4096 of 32768) keeps every accepted prompt exact and
-     * refuses the longer ones by name. Qwen2's window applies only with use_sliding_window. */
-    if (sw > 0 && sw < c->n_ctx && hs_hf_cfg_bool(root, "use_sliding_window", 1)) {
-        c->sliding_window = sw;
-        c->n_ctx = sw;
-    }
+    if ((st = llama_window(root, path, arch, c, err))) return st;
     c->norm = HS_NORM_RMSNORM;
     c->act = HS_ACT_SILU_GLU;
     c->rope = HS_ROPE_NEOX;

@@ -48,6 +48,15 @@ hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, 
  * c; others are refused. */
 hs_status hs_hf_parse_rope_scaling(json_t *rs, const char *path, const char *obj, hs_model_config *c, hs_err *err);
 
+/* sliding_window into c: null = none, absent = dflt (the config class's
+ * default), else a count, refused when negative. */
+hs_status hs_hf_cfg_window(json_t *root, const char *path, int dflt, hs_model_config *c, hs_err *err);
+
+/* Which layers slide (see hs_model_config.sliding_window): from layer from on,
+ * a full layer every `every` among them (0: none), or as config.json's
+ * layer_types lists them, refused by name where no (from, every) describes it. */
+hs_status hs_hf_layer_layout(json_t *root, const char *path, int from, int every, hs_model_config *c, hs_err *err);
+
 /* GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM (hs_model_gemma.c):
  * the config; the weights are the Llama layout's (post_norms: Gemma 2 and 3's
  * four norms per layer), loaded with it. */

@@ -69,6 +69,13 @@ static inline const float *hs_session_rope_inv(const hs_session *s, int l) {
     return s->rope_inv_local && hs_model_layer_rope_local(&s->cfg, l) ? s->rope_inv_local : s->rope_inv;
 }
 
+/* The attention window of layer l over T positions, 0 where it hides no key
+ * (then a backend may take its unwindowed kernel). */
+static inline int hs_session_window(const hs_session *s, int l, int T) {
+    const int w = hs_model_layer_window(&s->cfg, l);
+    return w > 0 && w < T ? w : 0;
+}
+
 /* qk_norm: s->q = RMSNorm(s->q_pre) per head with layer l's q norm (do_q),
  * and the same for k (do_k), over n rows. */
 hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k, hs_err *err);

@@ -7,7 +7,9 @@
  *     and the same values as the whole pattern's rows; bad rows are refused;
  *   - the SET table: a listed cell holds its vector exactly (head_scale not
  *     applied), every other value, lse and pattern are as without it; an
- *     index past the vectors is refused and named. */
+ *     index past the vectors is refused and named;
+ *   - a sliding window: each query's row is the unwindowed attention's with
+ *     the keys before its window masked as padding. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -90,6 +92,50 @@ Test(attention_op, every_entry_written_and_masked_queries_get_zero_rows) {
                 if (!any) cr_assert(isinf(c.lse[((int64_t)b * H + h) * T + t]), "lse of a query with no key");
             }
     free(pat);
+    op_free(&c);
+}
+
+Test(attention_op, window_equals_masking_the_keys_before_it) {
+    op_case c;
+    op_init(&c);
+    hs_err err = {0};
+    enum { W = 3 };
+    const int64_t nz = (int64_t)B * T * H * D, np = (int64_t)B * H * T * T;
+    float *pat = malloc(sizeof(float) * np), *ref = malloc(sizeof(float) * np);
+    float *z = malloc(sizeof(float) * nz), *lse = malloc(sizeof(float) * B * H * T);
+    hs_attn_params p = op_params(&c, pat, NULL);
+    p.window = W;
+    cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_OK, "%s", err.msg);
+    memcpy(z, c.z, sizeof(float) * nz), memcpy(lse, c.lse, sizeof(float) * B * H * T);
+    int32_t mask0[B * T];
+    memcpy(mask0, c.mask, sizeof mask0);
+    int hidden = 0;
+    for (int t = 0; t < T; t++) { /* query t: keys before t - W + 1 hidden by the mask instead */
+        for (int b = 0; b < B; b++)
+            for (int s = 0; s < T; s++) c.mask[b * T + s] = mask0[b * T + s] && s > t - W;
+        hs_attn_params m = op_params(&c, ref, NULL);
+        cr_assert_eq(c.be->ops->attention(c.be, &m, &err), HS_OK, "%s", err.msg);
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                const int64_t r = ((int64_t)b * H + h) * T + t;
+                for (int s = 0; s < T; s++) {
+                    cr_assert_eq(pat[r * T + s], ref[r * T + s], "pattern (%d,%d,%d,%d)", b, h, t, s);
+                    hidden += s <= t - W && mask0[b * T + s];
+                }
+                cr_assert(lse[r] == c.lse[r] || (isinf(lse[r]) && isinf(c.lse[r])), "lse (%d,%d,%d)", b, h, t);
+                cr_assert(!memcmp(z + (((int64_t)b * T + t) * H + h) * D, c.z + (((int64_t)b * T + t) * H + h) * D,
+                                  sizeof(float) * D), "z (%d,%d,%d)", b, t, h);
+            }
+    }
+    cr_assert_gt(hidden, 100, "the window must hide keys the causal mask shows");
+    p.window = T; /* a window as wide as the sequence hides nothing */
+    memcpy(c.mask, mask0, sizeof mask0);
+    cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_OK, "%s", err.msg);
+    memcpy(z, c.z, sizeof(float) * nz);
+    p.window = 0;
+    cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_OK, "%s", err.msg);
+    cr_assert(!memcmp(z, c.z, sizeof(float) * nz), "window T differs from none");
+    free(pat), free(ref), free(z), free(lse);
     op_free(&c);
 }
 

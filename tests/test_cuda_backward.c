@@ -397,13 +397,17 @@ Test(cuda_backward, copy_2d_bf16) { REQUIRE_GPU(); run_copy_2d(HS_DTYPE_BF16, "c
 typedef struct {
     int B, T, H, Hk, d, mask; /* mask: 0 none, 1 left padding, 2 holes */
     float cap;                /* > 0: soft-capped scores (Gemma 2) */
+    int window;               /* > 0: a sliding window */
 } bwd_case;
 
 static const bwd_case bwd_cases[] = {
-    {1, 1, 1, 1, 8, 0, 0}, {2, 37, 4, 2, 64, 1, 0}, {1, 129, 6, 3, 128, 2, 0}, {2, 64, 2, 2, 96, 0, 0}, {1, 200, 4, 1, 80, 1, 0},
-    {2, 45, 4, 2, 16, 2, 1.5f}, {1, 130, 4, 1, 128, 1, 2.5f},
+    {1, 1, 1, 1, 8, 0, 0, 0}, {2, 37, 4, 2, 64, 1, 0, 0}, {1, 129, 6, 3, 128, 2, 0, 0}, {2, 64, 2, 2, 96, 0, 0, 0},
+    {1, 200, 4, 1, 80, 1, 0, 0},
+    {2, 45, 4, 2, 16, 2, 1.5f, 0}, {1, 130, 4, 1, 128, 1, 2.5f, 0},
     /* Gemma 2's d_head 256: the kernels' eight-values-per-lane instance */
-    {1, 70, 4, 2, 256, 1, 0}, {2, 33, 2, 1, 256, 2, 2.0f},
+    {1, 70, 4, 2, 256, 1, 0, 0}, {2, 33, 2, 1, 256, 2, 2.0f, 0},
+    /* sliding windows, with holes, a cap and d_head 256 among them */
+    {2, 40, 4, 2, 64, 2, 0, 7}, {1, 90, 4, 1, 128, 1, 2.5f, 30}, {1, 50, 2, 1, 256, 2, 0, 12},
 };
 
 static int32_t *make_mask(hs_test_rng *rng, const bwd_case *c) {
@@ -422,9 +426,9 @@ static void run_attention_bwd(hs_dtype dt, const char *name) {
         hs_err err = {0};
         const bwd_case *c = &bwd_cases[ci];
         const int64_t nq = (int64_t)c->B * c->T * c->H * c->d, nk = (int64_t)c->B * c->T * c->Hk * c->d;
-        char what[128];
-        snprintf(what, sizeof what, "attention_bwd B=%d T=%d H=%d H_kv=%d d=%d mask=%d head_scale=%d cap=%g", c->B, c->T,
-                 c->H, c->Hk, c->d, c->mask, (int)(ci % 2), (double)c->cap);
+        char what[160];
+        snprintf(what, sizeof what, "attention_bwd B=%d T=%d H=%d H_kv=%d d=%d mask=%d head_scale=%d cap=%g window=%d",
+                 c->B, c->T, c->H, c->Hk, c->d, c->mask, (int)(ci % 2), (double)c->cap, c->window);
         float *q = h_rand(&h, nq, 0, 1), *k = h_rand(&h, nk, 0, 1), *v = h_rand(&h, nk, 0, 1), *dz = h_rand(&h, nq, 0, 1);
         int32_t *mask = make_mask(&h.rng, c);
         float *hsc = NULL; /* odd cases: a pruning-style head multiplier (z = hsc * P v) */
@@ -441,7 +445,7 @@ static void run_attention_bwd(hs_dtype dt, const char *name) {
              *cdq = put(h.cpu, rq, nq, 0), *cdk = put(h.cpu, rk, nk, 0), *cdv = put(h.cpu, rv, nk, 0),
              *chs = hsc ? put(h.cpu, hsc, (int64_t)c->B * c->H, 1) : NULL;
         hs_attn_params p = {.B = c->B, .T = c->T, .H = c->H, .H_kv = c->Hk, .d_head = c->d, .scale = scale,
-                            .softcap = c->cap, .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs};
+                            .softcap = c->cap, .window = c->window, .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs};
         ok(h.cpu->ops->attention_bwd(h.cpu, &p, cdz, cdq, cdk, cdv, &err), &err, "cpu attention_bwd");
         get(h.cpu, rq, cdq, nq, 0), get(h.cpu, rk, cdk, nk, 0), get(h.cpu, rv, cdv, nk, 0);
         void *xq = put(h.gpu, q, nq, 0), *xk = put(h.gpu, k, nk, 0), *xv = put(h.gpu, v, nk, 0),
@@ -490,16 +494,16 @@ static double attn_objective(hs_backend *be, hs_attn_params p, const float *dz, 
 
 /* Central differences in f32 (step 1e-2), with key padding, GQA and head
  * multipliers (a zeroed head among them), without and with a soft-cap on the
- * scores: agreement to ~1e-3 of the gradient's scale; a wrong term (a missing
- * mask, a transposed product, the multiplier or the cap's derivative left out)
- * is off by O(1). */
-static void attention_bwd_fd(float cap) {
+ * scores or a sliding window: agreement to ~1e-3 of the gradient's scale; a
+ * wrong term (a missing mask or window, a transposed product, the multiplier
+ * or the cap's derivative left out) is off by O(1). */
+static void attention_bwd_fd(float cap, int window) {
     hs_backend *be = NULL;
     hs_err err = {0};
     cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
     hs_test_rng rng;
     hs_test_rng_seed(&rng, 91);
-    const bwd_case c = {2, 9, 4, 2, 8, 1, cap};
+    const bwd_case c = {2, 9, 4, 2, 8, 1, cap, window};
     const int64_t nq = (int64_t)c.B * c.T * c.H * c.d, nk = (int64_t)c.B * c.T * c.Hk * c.d;
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *dz = malloc(nq * 4), *z = malloc(nq * 4);
     float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
@@ -508,7 +512,7 @@ static void attention_bwd_fd(float cap) {
     int32_t *mask = make_mask(&rng, &c);
     const float hsc[2 * 4] = {1.0f, 0.0f, 0.5f, -2.0f, 1.5f, 1.0f, 0.25f, 1.0f}; /* [B, H] */
     hs_attn_params p = {.B = c.B, .T = c.T, .H = c.H, .H_kv = c.Hk, .d_head = c.d, .scale = 0.35f,
-                        .softcap = c.cap, .q = q, .k = k, .v = v, .key_mask = mask, .head_scale = hsc};
+                        .softcap = c.cap, .window = c.window, .q = q, .k = k, .v = v, .key_mask = mask, .head_scale = hsc};
     cr_assert_eq(be->ops->attention_bwd(be, &p, dz, dq, dk, dv, &err), HS_OK, "%s", err.msg);
     float *ins[3] = {q, k, v}, *grads[3] = {dq, dk, dv};
     const int64_t ns[3] = {nq, nk, nk};
@@ -523,16 +527,17 @@ static void attention_bwd_fd(float cap) {
             const double dn = attn_objective(be, p, dz, z, nq);
             ins[w][i] = x0;
             const double fd = (up - dn) / (2.0 * h);
-            cr_assert(fabs(fd - grads[w][i]) <= 2e-3 * sc + 1e-4, "cap %g: %s[%lld]: op %g, finite difference %g",
-                      (double)cap, names[w], (long long)i, grads[w][i], fd);
+            cr_assert(fabs(fd - grads[w][i]) <= 2e-3 * sc + 1e-4, "cap %g window %d: %s[%lld]: op %g, finite difference %g",
+                      (double)cap, window, names[w], (long long)i, grads[w][i], fd);
         }
     }
     free(q), free(k), free(v), free(dz), free(z), free(dq), free(dk), free(dv), free(mask);
     hs_backend_free(be);
 }
 
-Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) { attention_bwd_fd(0.0f); }
-Test(cuda_backward_cpu, attention_bwd_softcap_matches_finite_differences) { attention_bwd_fd(1.0f); }
+Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) { attention_bwd_fd(0.0f, 0); }
+Test(cuda_backward_cpu, attention_bwd_softcap_matches_finite_differences) { attention_bwd_fd(1.0f, 0); }
+Test(cuda_backward_cpu, attention_bwd_window_matches_finite_differences) { attention_bwd_fd(0.0f, 3); }
 
 /* norm_bwd against central differences of the norm op, every kind. */
 Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {

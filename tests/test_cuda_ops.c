@@ -407,27 +407,33 @@ static const char *mask_names[] = {"none", "left-pad", "right-pad", "holes"};
 typedef struct {
     int B, T, H, Hk, d, mask;
     float cap; /* > 0: soft-capped scores (Gemma 2) */
+    int window; /* > 0: a sliding window (Mistral, Gemma 2's local layers) */
 } attn_case;
 
 /* d_head 12/20/100 take the generic kernel in bf16 too; 32/64/80/96/128 the
  * tensor-core one. T up to 300 spans several 64-key tiles; T >= 1024 picks
  * the 128-row-block variant for d_head <= 64. */
 static const attn_case attn_cases[] = {
-    {1, 1, 1, 1, 12, MASK_NONE, 0},    {2, 37, 4, 2, 12, MASK_LEFT, 0},   {2, 300, 4, 4, 64, MASK_RIGHT, 0},
-    {1, 300, 8, 2, 128, MASK_NONE, 0}, {3, 129, 2, 1, 80, MASK_HOLES, 0}, {2, 200, 3, 3, 96, MASK_LEFT, 0},
-    {1, 65, 2, 2, 32, MASK_NONE, 0},   {1, 64, 1, 1, 64, MASK_NONE, 0},   {2, 50, 2, 2, 20, MASK_HOLES, 0},
-    {1, 100, 2, 1, 100, MASK_RIGHT, 0}, {2, 257, 6, 3, 128, MASK_LEFT, 0},
+    {1, 1, 1, 1, 12, MASK_NONE, 0, 0},    {2, 37, 4, 2, 12, MASK_LEFT, 0, 0},   {2, 300, 4, 4, 64, MASK_RIGHT, 0, 0},
+    {1, 300, 8, 2, 128, MASK_NONE, 0, 0}, {3, 129, 2, 1, 80, MASK_HOLES, 0, 0}, {2, 200, 3, 3, 96, MASK_LEFT, 0, 0},
+    {1, 65, 2, 2, 32, MASK_NONE, 0, 0},   {1, 64, 1, 1, 64, MASK_NONE, 0, 0},   {2, 50, 2, 2, 20, MASK_HOLES, 0, 0},
+    {1, 100, 2, 1, 100, MASK_RIGHT, 0, 0}, {2, 257, 6, 3, 128, MASK_LEFT, 0, 0},
     /* T >= 1024 with d_head <= 64: the two-m-tiles-per-warp kernel variant */
-    {1, 1100, 2, 1, 64, MASK_LEFT, 0},  {1, 1030, 2, 2, 32, MASK_HOLES, 0},
+    {1, 1100, 2, 1, 64, MASK_LEFT, 0, 0},  {1, 1030, 2, 2, 32, MASK_HOLES, 0, 0},
     /* the wgmma kernel's edges: one row, a partial second warpgroup, a 128-row
      * block plus one, several 128-key tiles with holes */
-    {1, 1, 2, 1, 128, MASK_NONE, 0},    {2, 70, 2, 2, 64, MASK_LEFT, 0},   {2, 129, 4, 2, 64, MASK_HOLES, 0},
-    {1, 520, 2, 2, 128, MASK_HOLES, 0},
+    {1, 1, 2, 1, 128, MASK_NONE, 0, 0},    {2, 70, 2, 2, 64, MASK_LEFT, 0, 0},   {2, 129, 4, 2, 64, MASK_HOLES, 0, 0},
+    {1, 520, 2, 2, 128, MASK_HOLES, 0, 0},
     /* soft-capped scores, caps low enough to bend them: the generic kernel (d_head 16) and
      * the tensor-core one (64, 128; the wgmma kernel leaves capped scores to it) */
-    {2, 37, 4, 2, 16, MASK_LEFT, 1.5f}, {2, 130, 4, 2, 64, MASK_HOLES, 2.0f}, {1, 200, 4, 1, 128, MASK_RIGHT, 3.0f},
+    {2, 37, 4, 2, 16, MASK_LEFT, 1.5f, 0}, {2, 130, 4, 2, 64, MASK_HOLES, 2.0f, 0}, {1, 200, 4, 1, 128, MASK_RIGHT, 3.0f, 0},
     /* Gemma 2's d_head 256: the CUDA-core kernel (shared memory past 48 KiB), capped or not */
-    {1, 70, 2, 1, 256, MASK_LEFT, 0}, {2, 45, 4, 2, 256, MASK_HOLES, 2.0f},
+    {1, 70, 2, 1, 256, MASK_LEFT, 0, 0}, {2, 45, 4, 2, 256, MASK_HOLES, 2.0f, 0},
+    /* sliding windows: under a key tile (5, 17, 33) and over one (70, 100, 300), so that whole
+     * tiles are skipped, cut at the window's edge or left whole; capped; the 128-row variant */
+    {2, 37, 4, 2, 16, MASK_LEFT, 0, 5},  {2, 300, 4, 2, 64, MASK_HOLES, 0, 70}, {1, 200, 4, 2, 128, MASK_RIGHT, 0, 17},
+    {1, 260, 2, 2, 96, MASK_NONE, 2.0f, 100}, {1, 90, 2, 1, 256, MASK_LEFT, 2.0f, 33},
+    {1, 1100, 2, 1, 64, MASK_LEFT, 0, 300},
 };
 
 static void make_mask(H *h, int kind, int B, int T, int32_t *m) {
@@ -465,7 +471,7 @@ static void naive_attention(const attn_case *c, const float *q, const float *k, 
                 const float *qv = q + (((int64_t)b * T + t) * Hq + hh) * d;
                 float mx = -INFINITY, sum = 0;
                 for (int s = 0; s <= t; s++) {
-                    if (mask && !mask[(int64_t)b * T + s]) {
+                    if ((mask && !mask[(int64_t)b * T + s]) || (c->window > 0 && t - s >= c->window)) {
                         S[s] = -INFINITY;
                         continue;
                     }
@@ -515,8 +521,8 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     const int64_t nq = (int64_t)B * T * Hq * d, nkv = (int64_t)B * T * Hk * d, nl = (int64_t)B * Hq * T;
     int64_t np = nl * T;
     char what[160];
-    snprintf(what, sizeof what, "attention B=%d T=%d H=%d H_kv=%d d_head=%d mask=%s variant=%d cap=%g", B, T, Hq,
-             Hk, d, mask_names[c->mask], variant, (double)c->cap);
+    snprintf(what, sizeof what, "attention B=%d T=%d H=%d H_kv=%d d_head=%d mask=%s variant=%d cap=%g window=%d", B,
+             T, Hq, Hk, d, mask_names[c->mask], variant, (double)c->cap, c->window);
     float *q = h_rand(h, nq, 0, 1), *k = h_rand(h, nkv, 0, 1), *v = h_rand(h, nkv, 0, 1);
     int32_t *mask = NULL;
     if (c->mask != MASK_NONE) {
@@ -558,7 +564,7 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     void *cu = uni ? put_bytes(h->cpu, uni, (size_t)B * Hq) : NULL;
     void *csi = sidx ? put(h->cpu, sidx, (int64_t)B * T * Hq, 1) : NULL, *css = ssrc ? put(h->cpu, ssrc, nset * d, 0) : NULL;
     hs_attn_params p = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .softcap = c->cap,
-                        .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs, .z = cz, .lse = cl, .pattern = cp,
+                        .window = c->window, .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs, .z = cz, .lse = cl, .pattern = cp,
                         .uniform = cu, .set_idx = csi, .set_src = css, .n_set = nset};
     ok(h->cpu->ops->attention(h->cpu, &p, &err), &err, "cpu attention");
     get(h->cpu, z_ref, cz, nq, 0);
@@ -580,7 +586,7 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     gbuf gz = galloc(h, nq, 0, NULL), gl = galloc(h, want_lse ? nl : 0, 1, NULL),
          gp = galloc(h, variant ? (prow ? nl : np) : 0, 1, NULL);
     hs_attn_params g = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .softcap = c->cap,
-                        .q = gq, .k = gk, .v = gv, .key_mask = gm, .head_scale = ghs, .z = gptr(&gz),
+                        .window = c->window, .q = gq, .k = gk, .v = gv, .key_mask = gm, .head_scale = ghs, .z = gptr(&gz),
                         .lse = want_lse ? gptr(&gl) : NULL, .pattern = variant ? gptr(&gp) : NULL,
                         .pattern_rows = gr, .uniform = gu, .set_idx = gsi, .set_src = gss, .n_set = nset};
     ok(h->gpu->ops->attention(h->gpu, &g, &err), &err, what);
@@ -668,13 +674,15 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
         if (ci == 1 || ci == 2 || ci == 3 || ci == 5 || ci == 10 || ci == 14 || ci == 15) run_attn_case(&h, &attn_cases[ci], 5), calls++;
         if (attn_cases[ci].cap > 0.0f) /* the capped pattern recompute, uniform heads beside capped ones, one row */
             run_attn_case(&h, &attn_cases[ci], 3), run_attn_case(&h, &attn_cases[ci], 6), calls += 2;
+        if (attn_cases[ci].window > 0) /* windowed: uniform heads, single pattern rows, a SET table */
+            run_attn_case(&h, &attn_cases[ci], 4), run_attn_case(&h, &attn_cases[ci], 5), calls += 2;
         /* Which kernel each call took: a forced kernel must really have run
          * the shapes it covers, whether the test or the environment
          * (HS_CUDA_ATTN, gpu-check.sh's reruns) forced it. AUTO is mma.sync. */
         hs_backend_cuda_attn_launches(h.gpu, after);
         const hs_cuda_attn_kernel set = hs_backend_cuda_attn_kernel(h.gpu);
         const int d = attn_cases[ci].d, tc = dt == HS_DTYPE_BF16 && (d == 32 || d == 64 || d == 80 || d == 96 || d == 128),
-                  hopper = tc && (d == 64 || d == 128) && !(attn_cases[ci].cap > 0.0f);
+                  hopper = tc && (d == 64 || d == 128) && !(attn_cases[ci].cap > 0.0f) && !attn_cases[ci].window;
         const int ok_k[3] = {!tc, tc && (set != HS_CUDA_ATTN_WGMMA || !hopper), hopper && set == HS_CUDA_ATTN_WGMMA};
         int64_t on = 0;
         for (int k = 0; k < 3; k++) on += ok_k[k] ? after[k] - before[k] : 0;

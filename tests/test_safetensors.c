@@ -220,6 +220,17 @@ Test(hf_folder, loads_fixture) {
 }
 
 /* The config of a scratch copy of models/MODEL with `from` replaced by `to` in its config.json. */
+static hs_model_config loaded_config(const char *model, const char *from, const char *to);
+
+/* The context is the model's, and each of its layers has the expected window (0 = none). */
+static void expect_windows(const hs_model_config *c, int n_ctx, const int *windows) {
+    cr_assert_eq(c->n_ctx, n_ctx);
+    for (int l = 0; l < c->n_layers; l++)
+        cr_assert_eq(hs_model_layer_window(c, l), windows[l], "layer %d: window %d, expected %d", l,
+                     hs_model_layer_window(c, l), windows[l]);
+}
+
+/* The config of a scratch copy of models/MODEL with `from` replaced by `to` in its config.json. */
 static hs_model_config loaded_config(const char *model, const char *from, const char *to) {
     char dir[256];
     broken_copy_of(model, dir, sizeof dir, from, to);
@@ -241,9 +252,6 @@ Test(hf_folder, qwen3_has_qk_norms) {
     cr_assert_eq(c.n_heads * c.d_head, 64);
     cr_assert_eq(c.d_model, 48);
     cr_assert_eq(c.rope_theta, 1e6f);
-    cr_assert_eq(c.sliding_window, 0, "use_sliding_window is false");
-    c = loaded_config("qwen3", "\"use_sliding_window\": false", "\"use_sliding_window\": true");
-    cr_assert_eq(c.sliding_window, 0, "sliding_window is null");
     char dir[256];
     broken_copy_of("llama_gqa", dir, sizeof dir, "LlamaForCausalLM", "Qwen3ForCausalLM");
     hs_model *m = NULL;
@@ -274,9 +282,9 @@ Test(hf_folder, phi3_config_and_fused_weights) {
                    HS_ERR_UNSUPPORTED, "not an even count");
 }
 
-/* Gemma 2: its own score scale, the caps, the sandwich norms with (1 + w) folded in, the
- * embedding's scale, the context capped at the sliding window; Gemma (1) has none of the
- * Gemma 2 parts. What Gemma cannot be is refused by name. */
+/* Gemma 2: its own score scale, the caps, the sandwich norms, the embedding's scale, the
+ * sliding windows of its layers; Gemma (1) has none of the Gemma 2 parts. What Gemma cannot
+ * be is refused by name. */
 Test(hf_folder, gemma_configs) {
     char dir[256];
     hs_model_config c = loaded_config("gemma2", NULL, NULL);
@@ -286,7 +294,7 @@ Test(hf_folder, gemma_configs) {
     cr_assert_eq(c.attn_softcap, 3.0f);
     cr_assert_eq(c.final_softcap, 5.0f);
     cr_assert_float_eq(c.embed_scale, sqrtf(48.0f), 1e-6f);
-    cr_assert(c.sliding_window == 32 && c.n_ctx == 32, "window %d, context %d", c.sliding_window, c.n_ctx);
+    expect_windows(&c, 64, (const int[]){3, 0, 3}); /* layer_types: sliding, full, sliding */
     /* null switches a cap off; an absent key takes Gemma2Config's default */
     c = loaded_config("gemma2", "\"attn_logit_softcapping\": 3.0", "\"attn_logit_softcapping\": null");
     cr_assert_eq(c.attn_softcap, 0.0f);
@@ -294,7 +302,7 @@ Test(hf_folder, gemma_configs) {
     cr_assert_eq(c.final_softcap, 30.0f);
     c = loaded_config("gemma2", "\"sliding_attention\",\n    \"full_attention\",\n    \"sliding_attention\"",
                       "\"full_attention\", \"full_attention\", \"full_attention\"");
-    cr_assert(c.sliding_window == 0 && c.n_ctx == 64, "no sliding layer: no window");
+    expect_windows(&c, 64, (const int[]){0, 0, 0});
     c = loaded_config("gemma", NULL, NULL);
     cr_assert(c.arch == HS_ARCH_GEMMA && !c.post_norms && c.act == HS_ACT_GELU_GLU && c.n_kv_heads == 1 &&
               c.norm == HS_NORM_RMSNORM_1P);
@@ -307,9 +315,13 @@ Test(hf_folder, gemma_configs) {
     cr_assert(c.rope_theta == 1e6f && c.rope_local_theta == 1e4f && c.global_every == 3);
     cr_assert(c.rope_scaling == HS_ROPE_SCALING_LINEAR && c.rope_factor == 2.0f);
     cr_assert(hs_model_layer_rope_local(&c, 0) && hs_model_layer_rope_local(&c, 1) && !hs_model_layer_rope_local(&c, 2));
-    cr_assert(c.sliding_window == 32 && c.n_ctx == 32);
+    expect_windows(&c, 64, (const int[]){4, 4, 0});
     c = loaded_config("gemma3", "\"layer_types\": [", "\"sliding_window_pattern\": 2, \"unused_layer_types\": [");
     cr_assert_eq(c.global_every, 2);
+    expect_windows(&c, 64, (const int[]){4, 0, 4});
+    c = loaded_config("gemma3", "\"sliding_window\": 4", "\"sliding_window\": null");
+    expect_windows(&c, 64, (const int[]){0, 0, 0});
+    cr_assert(hs_model_layer_rope_local(&c, 0) && !hs_model_layer_rope_local(&c, 2), "no window, the local base kept");
     /* Gemma (1)'s legacy "gelu" is the tanh form, as transformers 5 reads it; other values are refused */
     c = loaded_config("gemma", "\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"gelu\"");
     cr_assert_eq(c.act, HS_ACT_GELU_GLU);
@@ -346,14 +358,21 @@ Test(hf_folder, gemma_configs) {
                    HS_ERR_MISSING, "'model.layers.0.self_attn.q_norm.weight'");
     expect_refused("gemma2", "Gemma2ForCausalLM", "Gemma3ForConditionalGeneration",
                    HS_ERR_UNSUPPORTED, "architecture 'Gemma3ForConditionalGeneration' is not supported");
-    /* Gemma 3's layers pick their RoPE table by the period, so another layout is refused; Gemma 2's
-     * share one table and only the window matters */
+    /* other layouts: where (window_from, global_every) describes them, the sliding layers get the
+     * window and (Gemma 3) the local RoPE base; where not, they are refused by name */
+    c = loaded_config("gemma3", "\"sliding_attention\",\n    \"sliding_attention\",\n    \"full_attention\"",
+                      "\"full_attention\", \"sliding_attention\", \"full_attention\"");
+    expect_windows(&c, 64, (const int[]){0, 4, 0});
+    cr_assert(!hs_model_layer_rope_local(&c, 0) && hs_model_layer_rope_local(&c, 1) && !hs_model_layer_rope_local(&c, 2));
     expect_refused("gemma3", "\"sliding_attention\",\n    \"sliding_attention\",\n    \"full_attention\"",
-                   "\"full_attention\", \"sliding_attention\", \"full_attention\"",
-                   HS_ERR_UNSUPPORTED, "layer_types[1] is 'sliding_attention'");
+                   "\"sliding_attention\", \"full_attention\", \"full_attention\"",
+                   HS_ERR_UNSUPPORTED, "(layer 2 breaks the pattern)");
+    expect_refused("gemma3", "\"sliding_attention\",\n    \"sliding_attention\",\n    \"full_attention\"",
+                   "\"sliding_attention\", \"chunked_attention\", \"full_attention\"",
+                   HS_ERR_UNSUPPORTED, "layer_types[1] is 'chunked_attention'");
     c = loaded_config("gemma2", "\"sliding_attention\",\n    \"full_attention\",\n    \"sliding_attention\"",
                       "\"full_attention\", \"sliding_attention\", \"sliding_attention\"");
-    cr_assert_eq(c.sliding_window, 32);
+    expect_windows(&c, 64, (const int[]){0, 3, 3});
     expect_refused("gemma3", "\"rope_theta\": 10000.0", "\"rope_theta\": 0.0",
                    HS_ERR_FORMAT, "the local layers' RoPE base 0 must be positive");
 }
@@ -450,49 +469,76 @@ Test(hf_folder, neox_refusals) {
     }
 }
 
-/* A sliding window narrower than the positions (Mistral v0.1) caps the context: prompts within it
- * are exact, longer ones are refused by every way in, naming the window. */
-Test(hf_folder, sliding_window_caps_the_context) {
-    char dir[256];
-    broken_copy(dir, sizeof dir, "\"rope_theta\": 10000.0,", "\"rope_theta\": 10000.0, \"sliding_window\": 16,");
-    hs_model *m = NULL;
+/* Which layers slide, as transformers decides it: every layer of Mistral and Phi-3; Qwen2/3's
+ * only with use_sliding_window, from max_window_layers on or as layer_types says; Llama never.
+ * The context stays the model's: prompts past the window run, masked by it. */
+Test(hf_folder, sliding_window_layouts) {
+    hs_model_config c = loaded_config("qwen3", NULL, NULL); /* layer_types: full, sliding, sliding */
+    expect_windows(&c, 64, (const int[]){0, 3, 3});
+    c = loaded_config("qwen3", "\"layer_types\": [", "\"unused_layer_types\": ["); /* max_window_layers 1 */
+    expect_windows(&c, 64, (const int[]){0, 3, 3});
+    c = loaded_config("qwen3", "\"max_window_layers\": 1", "\"max_window_layers\": 2"); /* layer_types wins */
+    expect_windows(&c, 64, (const int[]){0, 3, 3});
+    c = loaded_config("qwen3", "\"use_sliding_window\": true", "\"use_sliding_window\": false");
+    expect_windows(&c, 64, (const int[]){0, 0, 0});
+    c = loaded_config("qwen3", "\"sliding_window\": 3", "\"sliding_window\": null");
+    expect_windows(&c, 64, (const int[]){0, 0, 0});
+    expect_refused("qwen3", "\"full_attention\",\n    \"sliding_attention\",\n    \"sliding_attention\"",
+                   "\"full_attention\", \"sliding_attention\"", HS_ERR_FORMAT, "layer_types has 2 entries for 3 layers");
+    c = loaded_config("phi3", NULL, NULL);
+    expect_windows(&c, 64, (const int[]){5, 5, 5});
+    /* Mistral: every layer, the class's 4096 where the key is absent; Llama ignores the key */
+    c = loaded_config("llama_mha", "LlamaForCausalLM", "MistralForCausalLM");
+    expect_windows(&c, 64, (const int[]){4096, 4096, 4096});
+    c = loaded_config("llama_mha", "\"rope_theta\": 10000.0,", "\"rope_theta\": 10000.0, \"sliding_window\": 4,");
+    expect_windows(&c, 64, (const int[]){0, 0, 0});
+    expect_refused("phi3", "\"sliding_window\": 5", "\"sliding_window\": -1", HS_ERR_FORMAT,
+                   "sliding_window -1 is negative");
+}
+
+/* A Mistral window under the prompt: the forward runs past it, and it changes the logits of the
+ * positions past it only (the numbers themselves are the conformance tests', models/phi3 etc.). */
+Test(hf_folder, sliding_window_masks_long_prompts) {
+    char dir[256], plain[256];
+    broken_copy(dir, sizeof dir, "LlamaForCausalLM", "MistralForCausalLM\"], \"sliding_window\": 4, \"x\": [\"");
+    broken_copy(plain, sizeof plain, NULL, NULL);
     hs_err e = {0};
-    cr_assert_eq(hs_model_load(dir, &m, &e), HS_OK, "%s", e.msg);
-    const hs_model_config *c = hs_model_get_config(m);
-    cr_assert_eq(c->n_ctx, 16);
-    cr_assert_eq(c->sliding_window, 16);
+    hs_model *m[2] = {NULL, NULL};
+    cr_assert_eq(hs_model_load(dir, &m[0], &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_model_load(plain, &m[1], &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_model_layer_window(hs_model_get_config(m[0]), 2), 4);
     hs_dataset *d = NULL;
-    cr_assert_eq(hs_dataset_induction(c, 2, 7, 3, 200, 1, &d, &e), HS_OK, "%s", e.msg);
+    cr_assert_eq(hs_dataset_induction(hs_model_get_config(m[0]), 2, 8, 3, 200, 1, &d, &e), HS_OK,
+                 "17 tokens, over the window: %s", e.msg);
     hs_dataset_free(d);
-    d = NULL;
-    cr_assert_eq(hs_dataset_induction(c, 2, 8, 3, 200, 1, &d, &e), HS_ERR_INVALID_ARG);
-    cr_assert_null(d);
-    cr_assert(strstr(e.msg, "17 tokens exceed the model context 16 (the sliding window)"), "%s", e.msg);
-
-    hs_backend *be = NULL;
-    hs_session *s = NULL;
-    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &e), HS_OK, "%s", e.msg);
-    cr_assert_eq(hs_session_init(be, m, 1, 17, &s, &e), HS_OK, "%s", e.msg);
-    int32_t tok[17];
-    for (int i = 0; i < 17; i++) tok[i] = 3 + i;
-    hs_batch b = {.B = 1, .T = 16, .tokens = tok};
-    hs_forward_params p = hs_forward_default_params();
-    p.logits = HS_LOGITS_NONE;
-    cr_assert_eq(hs_forward(s, &b, &p, NULL, &e), HS_OK, "%s", e.msg);
-    b.T = 17;
-    cr_assert_eq(hs_forward(s, &b, &p, NULL, &e), HS_ERR_INVALID_ARG);
-    cr_assert(strstr(e.msg, "position 16 outside [0, 16) (the sliding window)"), "%s", e.msg);
-    hs_session_free(s);
-    hs_backend_free(be);
-    hs_model_free(m);
+    enum { T = 12 };
+    const int V = hs_model_get_config(m[0])->n_vocab;
+    float *logits[2];
+    int32_t tok[T];
+    for (int i = 0; i < T; i++) tok[i] = 3 + 7 * i;
+    for (int k = 0; k < 2; k++) {
+        hs_backend *be = NULL;
+        hs_session *s = NULL;
+        cr_assert_eq(hs_backend_cpu_init(NULL, &be, &e), HS_OK, "%s", e.msg);
+        cr_assert_eq(hs_session_init(be, m[k], 1, T, &s, &e), HS_OK, "%s", e.msg);
+        hs_batch b = {.B = 1, .T = T, .tokens = tok};
+        hs_forward_params p = hs_forward_default_params();
+        p.logits = HS_LOGITS_ALL;
+        logits[k] = malloc((size_t)T * V * sizeof(float));
+        cr_assert_eq(hs_forward(s, &b, &p, logits[k], &e), HS_OK, "%s", e.msg);
+        hs_session_free(s);
+        hs_backend_free(be);
+        hs_model_free(m[k]);
+    }
+    for (int t = 0; t < T; t++) {
+        float diff = 0.0f;
+        for (int v = 0; v < V; v++) diff = fmaxf(diff, fabsf(logits[0][t * V + v] - logits[1][t * V + v]));
+        if (t < 4) cr_assert_eq(diff, 0.0f, "position %d sees no key past the window: the same logits", t);
+        else cr_assert_gt(diff, 1e-3f, "position %d: the window hides keys, the logits must move", t);
+    }
+    free(logits[0]), free(logits[1]);
     hs_test_remove_dir(dir);
-
-    /* Qwen2 applies its window only with use_sliding_window. */
-    const hs_model_config q = loaded_config("llama_mha", "\"rope_theta\": 10000.0,",
-                                            "\"rope_theta\": 10000.0, \"sliding_window\": 16, "
-                                            "\"use_sliding_window\": false,");
-    cr_assert_eq(q.n_ctx, 64);
-    cr_assert_eq(q.sliding_window, 0);
+    hs_test_remove_dir(plain);
 }
 
 Test(hf_folder, unsupported_architecture) {

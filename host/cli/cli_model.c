@@ -39,7 +39,12 @@ int hs_cli_info(int argc, char **argv) {
     printf("d_head:        %d\n", c->d_head);
     printf("d_mlp:         %d\n", c->d_mlp);
     printf("vocab:         %d\n", c->n_vocab);
-    printf("context:       %d%s\n", c->n_ctx, c->sliding_window ? " (the sliding window)" : "");
+    printf("context:       %d\n", c->n_ctx);
+    if (c->sliding_window) {
+        int n = 0;
+        for (int l = 0; l < c->n_layers; l++) n += hs_model_layer_window(c, l) > 0;
+        printf("window:        %d tokens in %d of %d layers\n", c->sliding_window, n, c->n_layers);
+    }
     printf("norm:          %s (eps %g)%s\n",
            c->norm == HS_NORM_RMSNORM ? "rmsnorm" : c->norm == HS_NORM_RMSNORM_1P ? "rmsnorm, scaled by 1 + w" : "layernorm",
            (double)c->norm_eps,

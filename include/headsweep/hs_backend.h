@@ -17,11 +17,12 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 9 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+#define HS_BACKEND_API_VERSION 10 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
                                     4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
                                     7: rope's rot (partial rotary), act GELU; 8: embed's scale, the
                                     attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2);
-                                    9: norm kind RMSNORM_1P (Gemma's (1 + w)) */
+                                    9: norm kind RMSNORM_1P (Gemma's (1 + w));
+                                    10: the attention's sliding window */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -38,7 +39,7 @@ typedef enum {
 
 /* Fused causal attention for one layer.
  * z[b,t,h,:] = sum_s P[b,h,t,s] v[b,s,h/(H/H_kv),:], P = softmax over keys s <= t
- * with key_mask[b,s] != 0 of the score scale * q·k, or with softcap > 0 of
+ * with key_mask[b,s] != 0 (and with a window, t - s < window) of the score scale * q·k, or with softcap > 0 of
  * softcap * tanh(scale * q·k / softcap). A query with no visible key gets z = 0
  * and lse = -inf. lse and pattern are of the scores after the cap. */
 typedef struct {
@@ -47,6 +48,8 @@ typedef struct {
     int d_head;
     float scale;     /* usually 1/sqrt(d_head) */
     float softcap;   /* > 0: scores are capped (Gemma 2); 0 = none */
+    int window;      /* > 0: a sliding window, query t sees keys t - window < s <= t (indices,
+                        as transformers masks them); 0 = none */
     const void *q;   /* [B, T, H, d_head] */
     const void *k;   /* [B, T, H_kv, d_head] */
     const void *v;   /* [B, T, H_kv, d_head] */

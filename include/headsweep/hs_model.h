@@ -46,9 +46,15 @@ typedef struct {
     int d_head;
     int d_mlp;
     int n_vocab;
-    int n_ctx; /* maximum positions (capped at sliding_window) */
-    int sliding_window; /* the checkpoint's attention window when narrower than its positions
-                           (Mistral v0.1), which n_ctx is capped at; 0 = none */
+    int n_ctx; /* maximum positions */
+    /* Sliding-window attention: in the layers hs_model_layer_slides names, query t
+     * sees the keys t - sliding_window < s <= t (Mistral v0.1, Phi-3, Qwen2's upper
+     * layers, Gemma 2 / 3's local layers). sliding_window 0 = none. The layout:
+     * layer l slides iff l >= window_from and, with global_every > 0,
+     * (l + 1) % global_every != 0 (a "global" full-attention layer every N). */
+    int sliding_window;
+    int window_from;
+    int global_every;
     float norm_eps;
     float rope_theta;
     hs_norm_kind norm;
@@ -60,11 +66,9 @@ typedef struct {
     float rope_factor;                 /* LINEAR, LLAMA3 */
     float rope_low_freq_factor, rope_high_freq_factor; /* LLAMA3 */
     int rope_original_ctx;             /* LLAMA3: original_max_position_embeddings */
-    /* Gemma 3: the sliding-window ("local") layers rotate with their own base,
-     * unscaled; the others ("global": layer l with (l + 1) % global_every == 0)
-     * with rope_theta and the scaling above. rope_local_theta 0 = every layer global. */
+    /* Gemma 3: the sliding ("local") layers rotate with their own base, unscaled;
+     * the others ("global") with rope_theta and the scaling above. 0 = one base. */
     float rope_local_theta;
-    int global_every;
     int parallel_attn_mlp; /* the MLP reads norm2(resid_pre), not norm2(resid_mid), and
                               resid_post = resid_pre + attn_out + mlp_out (GPT-NeoX) */
     int tied_embeddings; /* unembedding shares the token embedding */
@@ -143,8 +147,13 @@ const char *hs_model_get_format(const hs_model *m);
 const char *hs_model_get_source_dtypes(const hs_model *m);
 int64_t hs_model_n_params(const hs_model *m);
 
-/* Whether layer l rotates with the local RoPE base (Gemma 3's sliding-window
- * layers), and that table: rope_local_theta^(-2i/rot), unscaled, out[rot/2]. */
+/* Whether layer l is one of the layout's sliding ("local") layers (see
+ * sliding_window), and its attention window: sliding_window there, else 0. */
+int hs_model_layer_slides(const hs_model_config *c, int l);
+int hs_model_layer_window(const hs_model_config *c, int l);
+
+/* Whether layer l rotates with the local RoPE base (Gemma 3's sliding layers),
+ * and that table: rope_local_theta^(-2i/rot), unscaled, out[rot/2]. */
 int hs_model_layer_rope_local(const hs_model_config *c, int l);
 void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out);
 
