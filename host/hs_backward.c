@@ -247,13 +247,24 @@ exit:
     return st;
 }
 
+/* dx += the gradient through layer l's pre-norm (mlp: the MLP's) at x of dy;
+ * without pre-norms, dy itself. */
+static hs_status pre_norm_bwd(hs_session *s, int l, int mlp, const void *x, int64_t n, const void *dy, void *dx,
+                              hs_err *err) {
+    const hs_model_config *c = &s->cfg;
+    const hs_session_layer *W = &s->layers[l];
+    if (c->no_pre_norms) return s->be->ops->add(s->be, dx, dy, n * c->d_model, err);
+    return s->be->ops->norm_bwd(s->be, c->norm, x, mlp ? W->ln2_w : W->ln1_w, c->norm_eps, n, c->d_model, dy, 1, dx,
+                                err);
+}
+
 /* q_pre, k_pre of layer l (qk_norm), as the forward made them. */
 static hs_status project_qk(hs_session *s, const void *x, int l, int64_t n, hs_err *err) {
     const hs_backend_ops *o = s->be->ops;
     const hs_model_config *c = &s->cfg;
     const hs_session_layer *W = &s->layers[l];
     const int d = c->d_model, qd = c->n_heads * c->d_head, kd = c->n_kv_heads * c->d_head;
-    hs_status st = o->norm(s->be, c->norm, x, W->ln1_w, W->ln1_b, c->norm_eps, n, d, s->xn, err);
+    hs_status st = hs_session_pre_norm(s, l, 0, x, n, s->xn, err);
     if (!st) st = o->matmul(s->be, s->xn, W->wq, W->bq, n, qd, d, 0, s->q_pre, err);
     if (!st) st = o->matmul(s->be, s->xn, W->wk, W->bk, n, kd, d, 0, s->k_pre, err);
     return st;
@@ -273,7 +284,7 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
     const int H = c->n_heads, Hk = c->n_kv_heads, dh = c->d_head, f = c->d_mlp;
     const void *x = (const char *)w->res + l * n * d * es;
     hs_status st = HS_OK;
-    HS_CHECK(o->norm(s->be, c->norm, x, W->ln1_w, W->ln1_b, c->norm_eps, n, (int)d, s->xn, err));
+    HS_CHECK(hs_session_pre_norm(s, l, 0, x, n, s->xn, err));
     void *q = c->qk_norm ? s->q_pre : s->q, *k = c->qk_norm ? s->k_pre : s->k;
     HS_CHECK(o->matmul(s->be, s->xn, W->wq, W->bq, n, H * dh, (int)d, 0, q, err));
     HS_CHECK(o->matmul(s->be, s->xn, W->wk, W->bk, n, Hk * dh, (int)d, 0, k, err));
@@ -300,7 +311,7 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
         HS_CHECK(o->add(s->be, w->mid, s->attn_out, n * d, err));
         mlp_in = w->mid;
     }
-    HS_CHECK(o->norm(s->be, c->norm, mlp_in, W->ln2_w, W->ln2_b, c->norm_eps, n, (int)d, s->xn, err));
+    HS_CHECK(hs_session_pre_norm(s, l, 1, mlp_in, n, s->xn, err));
     HS_CHECK(o->matmul(s->be, s->xn, W->w_up, W->b_up, n, f, (int)d, 0, s->up, err));
     if (hs_act_gated(c->act)) HS_CHECK(o->matmul(s->be, s->xn, W->w_gate, NULL, n, f, (int)d, 0, s->gate, err));
 exit:
@@ -367,7 +378,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         HS_CHECK(o->matmul_bwd(s->be, w->dup, W->w_up, n, f, (int)d, 0, w->dxn, err));
         if (hs_act_gated(c->act)) HS_CHECK(o->matmul_bwd(s->be, w->dgate, W->w_gate, n, f, (int)d, 1, w->dxn, err));
         HS_CHECK(o->copy(s->be, w->gm, w->g, (size_t)(n * d * es), err));
-        HS_CHECK(o->norm_bwd(s->be, c->norm, mid, W->ln2_w, c->norm_eps, n, (int)d, w->dxn, 1, w->gm, err));
+        HS_CHECK(pre_norm_bwd(s, l, 1, mid, n, w->dxn, w->gm, err));
         /* the heads' output: attn_out reaches resid_post through resid_mid, or directly (parallel) */
         const void *g_attn = par ? w->g : w->gm, *g_wo = g_attn;
         if (c->post_norms) { /* o_proj's raw output, from the z the forward made (with its multipliers) */
@@ -391,9 +402,10 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         }
         const void *dq = w->dq, *dk = w->dk;
         if (c->qk_norm) {
-            HS_CHECK(o->norm_bwd(s->be, c->norm, s->q_pre, W->q_norm_w, c->norm_eps, n * H, dh, w->dq, 0,
+            const int wq = hs_model_qk_norm_width(c, 0), wk = hs_model_qk_norm_width(c, 1);
+            HS_CHECK(o->norm_bwd(s->be, c->norm, s->q_pre, W->q_norm_w, c->norm_eps, n * qd / wq, wq, w->dq, 0,
                                  w->dq_pre, err));
-            HS_CHECK(o->norm_bwd(s->be, c->norm, s->k_pre, W->k_norm_w, c->norm_eps, n * Hk, dh, w->dk, 0,
+            HS_CHECK(o->norm_bwd(s->be, c->norm, s->k_pre, W->k_norm_w, c->norm_eps, n * kd / wk, wk, w->dk, 0,
                                  w->dk_pre, err));
             dq = w->dq_pre, dk = w->dk_pre;
         }
@@ -402,7 +414,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         HS_CHECK(o->matmul_bwd(s->be, w->dv, W->wv, n, Hk * dh, (int)d, 1, w->dxn, err));
         /* into g2, so the visitor still sees dM/d resid_post in g; then the two swap */
         HS_CHECK(o->copy(s->be, w->g2, w->gm, (size_t)(n * d * es), err));
-        HS_CHECK(o->norm_bwd(s->be, c->norm, x, W->ln1_w, c->norm_eps, n, (int)d, w->dxn, 1, w->g2, err));
+        HS_CHECK(pre_norm_bwd(s, l, 0, x, n, w->dxn, w->g2, err));
         if (want_attn) gl.g_pre = w->g2, gl.dq = dq, gl.dk = dk, gl.dv = w->dv;
         HS_CHECK(visit(user, l, &gl, err));
         void *t = w->g;

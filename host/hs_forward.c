@@ -108,8 +108,8 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
         HS_CHECK(wbuf(s, W->bk, kd, &D->bk, err));
         HS_CHECK(wbuf(s, W->wv, kd * d, &D->wv, err));
         HS_CHECK(wbuf(s, W->bv, kd, &D->bv, err));
-        HS_CHECK(wbuf(s, W->q_norm_w, c->d_head, &D->q_norm_w, err));
-        HS_CHECK(wbuf(s, W->k_norm_w, c->d_head, &D->k_norm_w, err));
+        HS_CHECK(wbuf(s, W->q_norm_w, hs_model_qk_norm_width(c, 0), &D->q_norm_w, err));
+        HS_CHECK(wbuf(s, W->k_norm_w, hs_model_qk_norm_width(c, 1), &D->k_norm_w, err));
         HS_CHECK(wbuf(s, W->wo, d * qd, &D->wo, err));
         HS_CHECK(wbuf(s, W->bo, d, &D->bo, err));
         HS_CHECK(wbuf(s, W->ln2_w, d, &D->ln2_w, err));
@@ -201,14 +201,23 @@ int64_t hs_session_device_bytes(const hs_session *s) { return s->bytes; }
 hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k, hs_err *err) {
     const hs_model_config *c = &s->cfg;
     const hs_session_layer *W = &s->layers[l];
+    const int wq = hs_model_qk_norm_width(c, 0), wk = hs_model_qk_norm_width(c, 1);
     hs_status st = HS_OK;
     if (do_q)
-        st = s->be->ops->norm(s->be, c->norm, s->q_pre, W->q_norm_w, NULL, c->norm_eps, n * c->n_heads,
-                              c->d_head, s->q, err);
+        st = s->be->ops->norm(s->be, c->norm, s->q_pre, W->q_norm_w, NULL, c->norm_eps,
+                              n * c->n_heads * c->d_head / wq, wq, s->q, err);
     if (!st && do_k)
-        st = s->be->ops->norm(s->be, c->norm, s->k_pre, W->k_norm_w, NULL, c->norm_eps, n * c->n_kv_heads,
-                              c->d_head, s->k, err);
+        st = s->be->ops->norm(s->be, c->norm, s->k_pre, W->k_norm_w, NULL, c->norm_eps,
+                              n * c->n_kv_heads * c->d_head / wk, wk, s->k, err);
     return st;
+}
+
+hs_status hs_session_pre_norm(hs_session *s, int l, int mlp, const void *x, int64_t n, void *out, hs_err *err) {
+    const hs_model_config *c = &s->cfg;
+    const hs_session_layer *W = &s->layers[l];
+    if (c->no_pre_norms) return s->be->ops->copy(s->be, out, x, (size_t)(n * c->d_model) * s->es, err);
+    return s->be->ops->norm(s->be, c->norm, x, mlp ? W->ln2_w : W->ln1_w, mlp ? W->ln2_b : W->ln1_b, c->norm_eps, n,
+                            c->d_model, out, err);
 }
 hs_backend *hs_session_backend(const hs_session *s) { return s->be; }
 
@@ -443,8 +452,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         const int need_q = !given || hs_hooks_want(hk, HS_HOOK_Q, l) || (rope && hs_hooks_want(hk, HS_HOOK_ROT_Q, l));
         const int need_k = !given || hs_hooks_want(hk, HS_HOOK_K, l) || (rope && hs_hooks_want(hk, HS_HOOK_ROT_K, l));
         const int need_v = !given || hs_hooks_want(hk, HS_HOOK_V, l);
-        if (need_q || need_k || need_v)
-            HS_CHECK(o->norm(be, c->norm, s->x, W->ln1_w, W->ln1_b, c->norm_eps, n, d, s->xn, err));
+        if (need_q || need_k || need_v) HS_CHECK(hs_session_pre_norm(s, l, 0, s->x, n, s->xn, err));
         /* with q/k norms, hook_q and hook_k are q_proj's and k_proj's outputs; rot_q, rot_k come after the norms */
         void *q = c->qk_norm ? s->q_pre : s->q, *k = c->qk_norm ? s->k_pre : s->k;
         if (need_q) HS_CHECK(o->matmul(be, s->xn, W->wq, W->bq, n, H * dh, d, 0, q, err));
@@ -496,7 +504,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
             HS_CHECK(o->add(be, s->x, s->attn_out, n * d, err));
             HS_CHECK(offer(s, hk, HS_HOOK_RESID_MID, l, s->x, dt, 3, B, T, d, 0, err));
         }
-        HS_CHECK(o->norm(be, c->norm, s->x, W->ln2_w, W->ln2_b, c->norm_eps, n, d, s->xn, err));
+        HS_CHECK(hs_session_pre_norm(s, l, 1, s->x, n, s->xn, err));
         HS_CHECK(o->matmul(be, s->xn, W->w_up, W->b_up, n, f, d, 0, s->up, err));
         if (hs_act_gated(c->act)) {
             HS_CHECK(o->matmul(be, s->xn, W->w_gate, NULL, n, f, d, 0, s->gate, err));

@@ -110,6 +110,10 @@ void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out) {
     hs_model_rope_inv_freq(&local, NULL, out);
 }
 
+int hs_model_qk_norm_width(const hs_model_config *c, int kv) {
+    return c->qk_norm_all ? (kv ? c->n_kv_heads : c->n_heads) * c->d_head : c->d_head;
+}
+
 float hs_model_attn_scale(const hs_model_config *c) {
     return c->attn_scale > 0.0f ? c->attn_scale : 1.0f / sqrtf((float)c->d_head);
 }
@@ -132,6 +136,8 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
                           src, c->rot_dim, c->d_head);
     if (!(c->norm_eps > 0.0f) || c->norm_eps > 1.0f)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: norm epsilon %g out of range", src, (double)c->norm_eps);
+    if ((c->qk_norm_all && !c->qk_norm) || (c->no_pre_norms && !c->post_norms))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: q/k norms over all heads need q/k norms; no pre-norms need post-norms", src);
     if (c->qk_norm && (c->rope == HS_ROPE_NONE || c->norm == HS_NORM_LAYERNORM))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: q/k norms need RoPE and RMSNorm (the Qwen3 layout)", src);
     if (c->sliding_window < 0 || c->window_from < 0 || c->global_every < 0)
@@ -300,8 +306,10 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
     if (c->learned_pos) HS_CHECK(rand_tensor(m, &s, (int64_t)c->n_ctx * d, sd, 0, &m->w.pos_embd, err));
     for (int l = 0; l < c->n_layers; l++) {
         hs_layer_weights *L = &m->w.layers[l];
-        HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &L->ln1_w, err));
-        HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &L->ln2_w, err));
+        if (!c->no_pre_norms) {
+            HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &L->ln1_w, err));
+            HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &L->ln2_w, err));
+        }
         if (ln) {
             HS_CHECK(rand_tensor(m, &s, d, 0.02f, 0, &L->ln1_b, err));
             HS_CHECK(rand_tensor(m, &s, d, 0.02f, 0, &L->ln2_b, err));
@@ -311,8 +319,8 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
         HS_CHECK(rand_tensor(m, &s, kd * d, sd, 0, &L->wv, err));
         HS_CHECK(rand_tensor(m, &s, d * qd, sd, 0, &L->wo, err));
         if (c->qk_norm) {
-            HS_CHECK(rand_tensor(m, &s, c->d_head, 0.1f, nw, &L->q_norm_w, err));
-            HS_CHECK(rand_tensor(m, &s, c->d_head, 0.1f, nw, &L->k_norm_w, err));
+            HS_CHECK(rand_tensor(m, &s, hs_model_qk_norm_width(c, 0), 0.1f, nw, &L->q_norm_w, err));
+            HS_CHECK(rand_tensor(m, &s, hs_model_qk_norm_width(c, 1), 0.1f, nw, &L->k_norm_w, err));
         }
         if (c->qkv_bias) {
             HS_CHECK(rand_tensor(m, &s, qd, sd, 0, &L->bq, err));

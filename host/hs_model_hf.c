@@ -1,6 +1,6 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
- * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3), Gemma (hs_model_gemma.c) and
+ * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo-2), Gemma (hs_model_gemma.c) and
  * GPTNeoXForCausalLM (Pythia).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
@@ -179,14 +179,14 @@ static hs_status llama_window(json_t *root, const char *path, const char *arch, 
 static hs_status parse_llama_config(json_t *root, const char *path, const char *arch, hs_model_config *c,
                                     hs_err *err) {
     hs_status st;
-    const int phi3 = !strcmp(arch, "Phi3ForCausalLM");
+    const int phi3 = !strcmp(arch, "Phi3ForCausalLM"), olmo2 = !strcmp(arch, "Olmo2ForCausalLM");
     c->arch = HS_ARCH_LLAMA;
     if ((st = hs_hf_cfg_sizes(root, path, c, err))) return st;
     /* defaults for absent keys: the architecture's config class's */
     if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, phi3 ? 4096 : 2048, &c->n_ctx, err))) return st;
     if (c->n_heads <= 0) return hs_err_set(err, HS_ERR_FORMAT, "%s: num_attention_heads must be positive", path);
     if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, c->d_model / c->n_heads, &c->d_head, err))) return st;
-    if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", phi3 ? 1e-5f : 1e-6f, &c->norm_eps, err))) return st;
+    if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", phi3 || olmo2 ? 1e-5f : 1e-6f, &c->norm_eps, err))) return st;
     /* rope_theta sits at the top level, or in rope_parameters in newer files. */
     json_t *rp = json_object_get(root, "rope_parameters");
     if ((st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
@@ -211,6 +211,10 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 0);
     c->qkv_bias = !strcmp(arch, "Qwen2ForCausalLM");
     c->qk_norm = !strcmp(arch, "Qwen3ForCausalLM");
+    if (olmo2) { /* norms on the outputs only, and over all heads' q and k */
+        c->post_norms = c->no_pre_norms = 1;
+        c->qk_norm = c->qk_norm_all = 1;
+    }
     if (phi3) { /* partial RoPE, at the top level or in rope_parameters (the latter wins, as in HF) */
         json_t *top = json_object_get(root, "partial_rotary_factor"),
                *in_rp = json_is_object(rp) ? json_object_get(rp, "partial_rotary_factor") : NULL;
@@ -245,7 +249,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
     if (!strcmp(arch, "GPT2LMHeadModel")) {
         st = parse_gpt2_config(root, path, c, err);
     } else if (!strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "MistralForCausalLM") ||
-               !strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen3ForCausalLM") || !strcmp(arch, "Phi3ForCausalLM")) {
+               !strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen3ForCausalLM") || !strcmp(arch, "Phi3ForCausalLM") ||
+               !strcmp(arch, "Olmo2ForCausalLM")) {
         st = parse_llama_config(root, path, arch, c, err);
     } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
         st = hs_hf_parse_neox_config(root, path, c, err);
@@ -256,7 +261,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_err_set(err, HS_ERR_UNSUPPORTED,
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
-                        "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM)",
+                        "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM, Olmo2ForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
@@ -437,7 +442,7 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
     for (int l = 0; l < c->n_layers; l++) {
         hs_layer_weights *W = &m->w.layers[l];
 #define NAME(s) (snprintf(n, sizeof n, "model.layers.%d.%s", l, s), n)
-        HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
+        if (!c->no_pre_norms) HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
         if (phi3) { /* rows [q | k | v] of one qkv_proj: alias into it (the model owns the buffer) */
             HS_CHECK(hs_hf_load(L, NAME("self_attn.qkv_proj.weight"), q + 2 * kv, d, 0, &W->wq, err));
             W->wk = W->wq + q * d;
@@ -453,13 +458,14 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
             HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.bias"), kv, 0, 0, &W->bv, err));
         }
         if (c->qk_norm) {
-            HS_CHECK(hs_hf_load(L, NAME("self_attn.q_norm.weight"), c->d_head, 0, 0, &W->q_norm_w, err));
-            HS_CHECK(hs_hf_load(L, NAME("self_attn.k_norm.weight"), c->d_head, 0, 0, &W->k_norm_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.q_norm.weight"), hs_model_qk_norm_width(c, 0), 0, 0, &W->q_norm_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.k_norm.weight"), hs_model_qk_norm_width(c, 1), 0, 0, &W->k_norm_w, err));
         }
         HS_CHECK(hs_hf_load(L, NAME("self_attn.o_proj.weight"), d, q, 0, &W->wo, err));
-        if (c->post_norms) { /* Gemma 2 / 3: post_attention_layernorm is on the attention's output */
+        if (c->post_norms) { /* Gemma 2 / 3, OLMo-2: post_attention_layernorm is on the attention's output */
             HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->attn_post_w, err));
-            HS_CHECK(hs_hf_load(L, NAME("pre_feedforward_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
+            if (!c->no_pre_norms)
+                HS_CHECK(hs_hf_load(L, NAME("pre_feedforward_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
             HS_CHECK(hs_hf_load(L, NAME("post_feedforward_layernorm.weight"), d, 0, 0, &W->mlp_post_w, err));
         } else {
             HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));

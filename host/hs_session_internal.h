@@ -57,6 +57,10 @@ struct hs_session {
  * allocated at first use: rows = the chunk's capacity. */
 hs_status hs_session_logit_chunk(hs_session *s, int64_t *rows, hs_err *err);
 
+/* out = layer l's norm before the attention (mlp = 0) or the MLP (mlp = 1)
+ * of x, n rows; with no_pre_norms a copy of x. */
+hs_status hs_session_pre_norm(hs_session *s, int l, int mlp, const void *x, int64_t n, void *out, hs_err *err);
+
 /* post_norms: out = the model's norm of s->raw with layer l's attention
  * (mlp = 0) or MLP (mlp = 1) post-norm weights, n rows. */
 hs_status hs_session_post_norm(hs_session *s, int l, int mlp, int64_t n, void *out, hs_err *err);
@@ -76,8 +80,9 @@ static inline int hs_session_window(const hs_session *s, int l, int T) {
     return w > 0 && w < T ? w : 0;
 }
 
-/* qk_norm: s->q = RMSNorm(s->q_pre) per head with layer l's q norm (do_q),
- * and the same for k (do_k), over n rows. */
+/* qk_norm: s->q = RMSNorm(s->q_pre) per head (or over all heads:
+ * qk_norm_all) with layer l's q norm (do_q), and the same for k (do_k), over
+ * n rows. */
 hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k, hs_err *err);
 
 #endif

@@ -1,6 +1,6 @@
 /* Whole-model conformance against HuggingFace transformers: the tiny random
  * fixture models (tests/fixtures/make_fixtures.py: GPT-2, Llama with MHA and
- * GQA, GPT-NeoX) hook point by hook point,
+ * GQA, GPT-NeoX, Qwen3, Phi-3, Gemma 1 to 3, OLMo-2) hook point by hook point,
  * with right and left padding. The first diverging hook is named. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -247,6 +247,9 @@ Test(conformance, gemma3_left) { run_conformance("gemma3", "left"); }
 /* Gemma (1): GeGLU, (1 + w) norms, the embedding's scale, one key/value head */
 Test(conformance, gemma_right) { run_conformance("gemma", "right"); }
 Test(conformance, gemma_left) { run_conformance("gemma", "left"); }
+/* OLMo-2: no norms before the attention and the MLP, norms on their outputs, q/k norms over all heads */
+Test(conformance, olmo2_right) { run_conformance("olmo2", "right"); }
+Test(conformance, olmo2_left) { run_conformance("olmo2", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

@@ -262,6 +262,29 @@ Test(hf_folder, qwen3_has_qk_norms) {
     hs_test_remove_dir(dir);
 }
 
+/* OLMo-2: norms on the attention's and the MLP's outputs only, q/k norms over all heads at
+ * once; the class's eps where the key is absent; a Llama relabelled OLMo-2 lacks the norms and
+ * says which. */
+Test(hf_folder, olmo2_config_and_norms) {
+    char dir[256];
+    broken_copy_of("olmo2", dir, sizeof dir, NULL, NULL);
+    hs_model *m = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(dir, &m, &e), HS_OK, "%s", e.msg);
+    const hs_model_config *c = hs_model_get_config(m);
+    cr_assert(c->arch == HS_ARCH_LLAMA && c->post_norms && c->no_pre_norms && c->qk_norm && c->qk_norm_all);
+    cr_assert(c->norm == HS_NORM_RMSNORM && c->act == HS_ACT_SILU_GLU && !c->tied_embeddings);
+    cr_assert(hs_model_qk_norm_width(c, 0) == 48 && hs_model_qk_norm_width(c, 1) == 24);
+    const hs_layer_weights *L = &hs_model_get_weights(m)->layers[2];
+    cr_assert(!L->ln1_w && !L->ln2_w && L->attn_post_w && L->mlp_post_w && L->q_norm_w && L->k_norm_w);
+    hs_model_free(m);
+    hs_test_remove_dir(dir);
+    hs_model_config k = loaded_config("olmo2", "\"rms_norm_eps\": 1e-05,", "");
+    cr_assert_eq(k.norm_eps, 1e-5f);
+    expect_refused("llama_gqa", "LlamaForCausalLM", "Olmo2ForCausalLM", HS_ERR_MISSING,
+                   "'model.layers.0.self_attn.q_norm.weight'");
+}
+
 /* Phi-3: fused qkv_proj and gate_up_proj split by rows, partial RoPE from
  * rope_parameters or the top level; longrope (Phi-3's 128k variants) refused. */
 Test(hf_folder, phi3_config_and_fused_weights) {

@@ -76,10 +76,13 @@ typedef struct {
     int qk_norm;         /* an RMSNorm over each head's q and k (of the model's norm kind), between
                             the projection and RoPE (Qwen3, Gemma 3); hook_q / hook_k are the
                             projection's output */
+    int qk_norm_all;     /* with qk_norm: one norm over all heads' q (k) at once (OLMo-2) */
     int out_bias;        /* attention output and MLP projections have biases (GPT-2, GPT-NeoX) */
     int post_norms;      /* an RMSNorm on the attention's and the MLP's outputs before they join the
                             stream (Gemma 2's sandwich norms); hook_attn_out / hook_mlp_out come after
                             them, as TransformerLens places them: what the stream receives */
+    int no_pre_norms;    /* with post_norms: the attention and the MLP read the stream itself, not
+                            normed (OLMo-2: the post-norms are the layer's only norms) */
     float embed_scale;   /* the token embedding is multiplied by it (Gemma: sqrt(d_model)); 0 = 1 */
     float attn_scale;    /* the attention's score scale (Gemma 2: query_pre_attn_scalar^-1/2);
                             0 = 1/sqrt(d_head) */
@@ -94,11 +97,12 @@ typedef struct {
  * [out_features, in_features]. Absent tensors (biases of a bias-free
  * architecture) are NULL. */
 typedef struct {
-    float *ln1_w, *ln1_b;      /* [d_model] (ln*_b NULL for RMSNorm) */
+    float *ln1_w, *ln1_b;      /* [d_model] (ln*_b NULL for RMSNorm; ln*_w NULL with no_pre_norms) */
     float *wq, *bq;            /* [n_heads*d_head, d_model], [n_heads*d_head] */
     float *wk, *bk;            /* [n_kv_heads*d_head, d_model], [n_kv_heads*d_head] */
     float *wv, *bv;            /* as wk, bk */
-    float *q_norm_w, *k_norm_w; /* [d_head] each (qk_norm only) */
+    float *q_norm_w, *k_norm_w; /* [d_head] each (qk_norm only); with qk_norm_all
+                                   [n_heads*d_head], [n_kv_heads*d_head] */
     float *wo, *bo;            /* [d_model, n_heads*d_head], [d_model] */
     float *ln2_w, *ln2_b;      /* [d_model] */
     float *w_gate;             /* [d_mlp, d_model] (SwiGLU only) */
@@ -156,6 +160,10 @@ int hs_model_layer_window(const hs_model_config *c, int l);
  * and that table: rope_local_theta^(-2i/rot), unscaled, out[rot/2]. */
 int hs_model_layer_rope_local(const hs_model_config *c, int l);
 void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out);
+
+/* The width of one row of the q (kv = 0) or k (kv = 1) norm: d_head, or with
+ * qk_norm_all every head's d_head at once. */
+int hs_model_qk_norm_width(const hs_model_config *c, int kv);
 
 /* The attention's score scale: attn_scale, or 1/sqrt(d_head). */
 float hs_model_attn_scale(const hs_model_config *c);
