@@ -158,8 +158,8 @@ int main(int argc, char **argv) {
             HS(err, o->matmul(be, xn, w.wq, NULL, n, H * dh, d, 0, q, &err));
             HS(err, o->matmul(be, xn, w.wk, NULL, n, Hk * dh, d, 0, k, &err));
             HS(err, o->matmul(be, xn, w.wv, NULL, n, Hk * dh, d, 0, v, &err));
-            HS(err, o->rope(be, HS_ROPE_NEOX, q, d_pos, n, H, dh, dh, inv_freq.data(), &err));
-            HS(err, o->rope(be, HS_ROPE_NEOX, k, d_pos, n, Hk, dh, dh, inv_freq.data(), &err));
+            HS(err, o->rope(be, HS_ROPE_NEOX, q, d_pos, n, H, dh, dh, inv_freq.data(), 1.0f, &err));
+            HS(err, o->rope(be, HS_ROPE_NEOX, k, d_pos, n, Hk, dh, dh, inv_freq.data(), 1.0f, &err));
             HS(err, o->attention(be, &ap, &err));
             HS(err, o->matmul(be, z, w.wo, NULL, n, d, H * dh, 0, attn_out, &err));
             HS(err, o->add(be, x, attn_out, n * d, &err));

@@ -187,7 +187,7 @@ exit:
 }
 
 static hs_status cu_rope(hs_backend *be, hs_rope_kind kind, void *x, const int32_t *pos,
-                         int64_t n, int H, int d_head, int rot, const float *inv_freq, hs_err *err) {
+                         int64_t n, int H, int d_head, int rot, const float *inv_freq, float scale, hs_err *err) {
     hs_cuda_backend *c = hs_cb(be);
     HS_ENTER(be, err);
     if (kind == HS_ROPE_NONE || n <= 0) return HS_OK;
@@ -197,7 +197,7 @@ static hs_status cu_rope(hs_backend *be, hs_rope_kind kind, void *x, const int32
     const float *table = NULL;
     hs_status st = hs_rope_table(c, inv_freq, rot, &table, err);
     if (st != HS_OK) return st;
-    return hs_cuda_rope(c->stream, c->dtype, kind, x, pos, table, n, H, d_head, rot, err);
+    return hs_cuda_rope(c->stream, c->dtype, kind, x, pos, table, scale, n, H, d_head, rot, err);
 }
 
 static hs_status cu_attention(hs_backend *be, const hs_attn_params *p, hs_err *err) {

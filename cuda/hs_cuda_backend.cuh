@@ -79,10 +79,11 @@ hs_status hs_cuda_embed(cudaStream_t st, hs_dtype dt, const int32_t *tokens, con
 hs_status hs_cuda_norm(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const void *x,
                        const void *w, const void *b, float eps, int64_t rows, int d, void *y,
                        hs_err *err);
-/* inv_freq: device f32 [rot/2], computed on the host like the reference. */
+/* inv_freq: device f32 [rot/2], computed on the host like the reference;
+ * scale multiplies cos and sin (YaRN). */
 hs_status hs_cuda_rope(cudaStream_t st, hs_dtype dt, hs_rope_kind kind, void *x,
-                       const int32_t *pos, const float *inv_freq, int64_t n, int H, int d_head, int rot,
-                       hs_err *err);
+                       const int32_t *pos, const float *inv_freq, float scale, int64_t n, int H, int d_head,
+                       int rot, hs_err *err);
 hs_status hs_cuda_act(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate,
                       const void *up, int64_t n, void *out, hs_err *err);
 hs_status hs_cuda_add(cudaStream_t st, hs_dtype dt, void *y, const void *x, int64_t n,

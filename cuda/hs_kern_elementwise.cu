@@ -236,7 +236,7 @@ hs_status hs_cuda_norm(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const vo
 /* One thread per (row, pair i): the angle pos·inv_freq[i] is shared by all
  * heads. Only each head's first rot dims turn (partial rotary). */
 template <typename T>
-__global__ void hs_k_rope(T *x, const int32_t *pos, const float *inv_freq, int64_t n, int H,
+__global__ void hs_k_rope(T *x, const int32_t *pos, const float *inv_freq, float scale, int64_t n, int H,
                           int dh, int rot, int normal) {
     const int half = rot / 2;
     const int64_t total = n * half, stride = (int64_t)gridDim.x * blockDim.x;
@@ -246,6 +246,7 @@ __global__ void hs_k_rope(T *x, const int32_t *pos, const float *inv_freq, int64
         const float ang = (float)pos[r] * inv_freq[i];
         float s, c;
         sincosf(ang, &s, &c);
+        s *= scale, c *= scale;
         const int a = normal ? 2 * i : i, bo = normal ? 2 * i + 1 : i + half;
         for (int h = 0; h < H; h++) {
             T *v = x + (r * H + h) * dh;
@@ -258,23 +259,23 @@ __global__ void hs_k_rope(T *x, const int32_t *pos, const float *inv_freq, int64
 
 template <typename T>
 static hs_status hs_rope_t(cudaStream_t st, int normal, void *x, const int32_t *pos,
-                           const float *inv_freq, int64_t n, int H, int dh, int rot, hs_err *err) {
+                           const float *inv_freq, float scale, int64_t n, int H, int dh, int rot, hs_err *err) {
     hs_k_rope<T><<<hs_cuda_grid_1d(n * (rot / 2), HS_EW_THREADS), HS_EW_THREADS, 0, st>>>(
-        (T *)x, pos, inv_freq, n, H, dh, rot, normal);
+        (T *)x, pos, inv_freq, scale, n, H, dh, rot, normal);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_rope");
     return HS_OK;
 }
 
 hs_status hs_cuda_rope(cudaStream_t st, hs_dtype dt, hs_rope_kind kind, void *x,
-                       const int32_t *pos, const float *inv_freq, int64_t n, int H, int d_head, int rot,
-                       hs_err *err) {
+                       const int32_t *pos, const float *inv_freq, float scale, int64_t n, int H, int d_head,
+                       int rot, hs_err *err) {
     if (kind == HS_ROPE_NONE || n <= 0 || H <= 0) return HS_OK;
     if (kind != HS_ROPE_NEOX && kind != HS_ROPE_NORMAL)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda rope: unknown kind %d", (int)kind);
     if (rot <= 0 || rot > d_head || rot % 2)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda rope: rotary dims %d must be even and within d_head %d",
                           rot, d_head);
-    return HS_DISPATCH_DT(dt, hs_rope_t, st, kind == HS_ROPE_NORMAL, x, pos, inv_freq, n, H, d_head,
+    return HS_DISPATCH_DT(dt, hs_rope_t, st, kind == HS_ROPE_NORMAL, x, pos, inv_freq, scale, n, H, d_head,
                           rot, err);
 }
 

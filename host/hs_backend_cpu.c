@@ -105,7 +105,7 @@ static hs_status cpu_matmul(hs_backend *be, const void *x, const void *w, const 
 }
 
 static hs_status cpu_rope(hs_backend *be, hs_rope_kind kind, void *xv, const int32_t *pos, int64_t n, int H,
-                          int dh, int rot, const float *inv, hs_err *err) {
+                          int dh, int rot, const float *inv, float scale, hs_err *err) {
     float *x = xv;
     if (rot <= 0 || rot > dh || rot % 2 || !inv)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "rope: rotary dims %d must be even and within d_head %d, with %s",
@@ -113,7 +113,7 @@ static hs_status cpu_rope(hs_backend *be, hs_rope_kind kind, void *xv, const int
     int half = rot / 2; /* dims from rot on pass through (partial rotary) */
     for (int64_t r = 0; r < n; r++) {
         for (int i = 0; i < half; i++) {
-            float ang = (float)pos[r] * inv[i], c = cosf(ang), s = sinf(ang);
+            float ang = (float)pos[r] * inv[i], c = cosf(ang) * scale, s = sinf(ang) * scale;
             for (int h = 0; h < H; h++) {
                 float *v = x + (r * H + h) * dh;
                 int a = kind == HS_ROPE_NORMAL ? 2 * i : i, b = kind == HS_ROPE_NORMAL ? 2 * i + 1 : i + half;

@@ -463,11 +463,13 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
         if (c->qk_norm) HS_CHECK(hs_session_qk_norm(s, l, n, need_q, need_k, err));
         if (rope && need_q) {
-            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, hs_session_rope_inv(s, l), err));
+            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, hs_session_rope_inv(s, l),
+                         hs_session_rope_scale(s, l), err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_Q, l, s->q, dt, 4, B, T, H, dh, err));
         }
         if (rope && need_k) {
-            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, hs_session_rope_inv(s, l), err));
+            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, hs_session_rope_inv(s, l),
+                         hs_session_rope_scale(s, l), err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_K, l, s->k, dt, 4, B, T, Hk, dh, err));
         }
         if (!given) { /* the attention, with the layer's edits */

@@ -69,8 +69,21 @@ const char *hs_model_get_format(const hs_model *m) { return m->format; }
 const char *hs_model_get_source_dtypes(const hs_model *m) { return m->src_dtypes; }
 int64_t hs_model_n_params(const hs_model *m) { return m->n_params; }
 
+/* YaRN's blend bounds, in dims, as transformers' find_correction_range (in double). */
+static void yarn_range(const hs_model_config *c, int rot, double *lo, double *hi) {
+    const double base = c->rope_theta, orig = c->rope_original_ctx, two_pi = 6.283185307179586;
+    *lo = rot * log(orig / (c->rope_beta_fast * two_pi)) / (2.0 * log(base));
+    *hi = rot * log(orig / (c->rope_beta_slow * two_pi)) / (2.0 * log(base));
+    if (c->rope_truncate) *lo = floor(*lo), *hi = ceil(*hi);
+    *lo = *lo > 0.0 ? *lo : 0.0;
+    *hi = *hi < rot - 1 ? *hi : rot - 1;
+    if (*lo == *hi) *hi += 0.001; /* as transformers avoids the singular ramp */
+}
+
 void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w, float *out) {
     const int rot = c->rot_dim ? c->rot_dim : c->d_head;
+    double y_lo = 0.0, y_hi = 1.0;
+    if (c->rope_scaling == HS_ROPE_SCALING_YARN) yarn_range(c, rot, &y_lo, &y_hi);
     /* HF's llama3 rescaling, in f32 like its tensors: wavelengths above the original context's
      * (low frequencies) are slowed by factor, those under original / high_freq_factor are kept,
      * and the band between is blended linearly in original / wavelength. */
@@ -85,6 +98,14 @@ void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w,
             const float smooth = (orig / wavelen - lo) / (hi - lo);
             const int medium = !(wavelen < hi_wl) && !(wavelen > lo_wl);
             inv = medium ? (1.0f - smooth) * scaled / factor + smooth * scaled : scaled;
+        } else if (c->rope_scaling == HS_ROPE_SCALING_YARN) {
+            /* HF's f32 tensors: the unscaled frequency (extrapolation) on the fast dims, the
+             * one divided by factor (interpolation) on the slow ones, a linear ramp between */
+            const float pos_freq = powf(c->rope_theta, (float)(2 * i) / (float)rot);
+            float ramp = ((float)i - (float)y_lo) / (float)(y_hi - y_lo);
+            ramp = ramp < 0.0f ? 0.0f : ramp > 1.0f ? 1.0f : ramp;
+            const float extrap = 1.0f - ramp;
+            inv = 1.0f / (factor * pos_freq) * (1.0f - extrap) + 1.0f / pos_freq * extrap;
         }
         if (w && w->rope_freq_factors) inv /= w->rope_freq_factors[i];
         out[i] = inv;
@@ -108,6 +129,10 @@ void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out) {
     local.rope_theta = c->rope_local_theta;
     local.rope_scaling = HS_ROPE_SCALING_NONE;
     hs_model_rope_inv_freq(&local, NULL, out);
+}
+
+float hs_model_rope_attn_factor(const hs_model_config *c) {
+    return c->rope_scaling == HS_ROPE_SCALING_YARN && c->rope_attn_factor > 0.0f ? c->rope_attn_factor : 1.0f;
 }
 
 int hs_model_qk_norm_width(const hs_model_config *c, int kv) {

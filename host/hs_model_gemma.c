@@ -25,34 +25,6 @@ static hs_status cfg_softcap(json_t *root, const char *path, const char *key, fl
     return st;
 }
 
-/* Gemma 3's RoPE: the global layers' (rope_theta, rope_scaling; or
- * rope_parameters.full_attention) and the local layers' base
- * (rope_local_base_freq; or rope_parameters.sliding_attention). */
-static hs_status gemma3_rope(json_t *root, const char *path, hs_model_config *c, hs_err *err) {
-    hs_status st;
-    if ((st = hs_hf_cfg_float(root, path, "rope_theta", 1e6f, &c->rope_theta, err)) ||
-        (st = hs_hf_cfg_float(root, path, "rope_local_base_freq", 10000.0f, &c->rope_local_theta, err)))
-        return st;
-    json_t *rp = json_object_get(root, "rope_parameters"), *rs = json_object_get(root, "rope_scaling");
-    json_t *full = json_is_object(rp) ? json_object_get(rp, "full_attention") : NULL,
-           *local = json_is_object(rp) ? json_object_get(rp, "sliding_attention") : NULL;
-    if (json_is_object(full) && json_is_number(json_object_get(full, "rope_theta")))
-        c->rope_theta = (float)json_number_value(json_object_get(full, "rope_theta"));
-    if (json_is_object(local) && json_is_number(json_object_get(local, "rope_theta")))
-        c->rope_local_theta = (float)json_number_value(json_object_get(local, "rope_theta"));
-    json_t *lt = json_is_object(local) ? json_object_get(local, "rope_type") : NULL;
-    if (json_is_string(lt) && strcmp(json_string_value(lt), "default"))
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rope_parameters.sliding_attention: rope type '%s' is not supported",
-                          path, json_string_value(lt));
-    if (!(c->rope_local_theta > 0.0f))
-        return hs_err_set(err, HS_ERR_FORMAT, "%s: the local layers' RoPE base %g must be positive", path,
-                          (double)c->rope_local_theta);
-    /* transformers merges rope_scaling into rope_parameters.full_attention: the former wins */
-    if (json_is_object(full) && (st = hs_hf_parse_rope_scaling(full, path, "rope_parameters.full_attention", c, err)))
-        return st;
-    return json_is_object(rs) ? hs_hf_parse_rope_scaling(rs, path, "rope_scaling", c, err) : HS_OK;
-}
-
 hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err) {
     hs_status st;
     const int g3 = !strcmp(arch, "Gemma3ForCausalLM"), g2 = g3 || !strcmp(arch, "Gemma2ForCausalLM");
@@ -64,7 +36,9 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
     if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, 256, &c->d_head, err))) return st;
     if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", 1e-6f, &c->norm_eps, err))) return st;
     if (g3) {
-        if ((st = gemma3_rope(root, path, c, err))) return st;
+        /* the global layers' (rope_theta, rope_scaling; or rope_parameters.full_attention), the local
+         * layers' (rope_local_base_freq; or rope_parameters.sliding_attention) */
+        if ((st = hs_hf_parse_typed_rope(root, path, 1e6f, "rope_local_base_freq", 10000.0f, c, err))) return st;
     } else {
         if ((st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
         json_t *rp = json_object_get(root, "rope_parameters"), *rs = json_object_get(root, "rope_scaling");

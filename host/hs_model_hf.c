@@ -1,6 +1,6 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
- * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo-2), Gemma (hs_model_gemma.c) and
+ * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo-2, OLMo-3), Gemma (hs_model_gemma.c) and
  * GPTNeoXForCausalLM (Pythia).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
@@ -90,13 +90,46 @@ static hs_status parse_gpt2_config(json_t *root, const char *path, hs_model_conf
     return HS_OK;
 }
 
+/* YaRN as transformers' _compute_yarn_parameters reads it: factor and
+ * original_max_position_embeddings required, beta_fast / beta_slow 32 / 1
+ * when absent or 0, truncate on unless false, attention_factor given or
+ * 0.1 ln(factor) + 1; DeepSeek's mscale variant is refused. */
+static hs_status parse_yarn(json_t *rs, const char *path, const char *obj, hs_model_config *c, hs_err *err) {
+    hs_status st;
+    double af = 0.0;
+    c->rope_scaling = HS_ROPE_SCALING_YARN;
+    if (json_object_get(rs, "mscale") || json_object_get(rs, "mscale_all_dim"))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: yarn's mscale / mscale_all_dim is not supported", path, obj);
+    if ((st = hs_hf_cfg_float(rs, path, "factor", NAN, &c->rope_factor, err)) ||
+        (st = hs_hf_cfg_int(rs, path, "original_max_position_embeddings", 0, 0, &c->rope_original_ctx, err)) ||
+        (st = hs_hf_cfg_float(rs, path, "beta_fast", 0.0f, &c->rope_beta_fast, err)) ||
+        (st = hs_hf_cfg_float(rs, path, "beta_slow", 0.0f, &c->rope_beta_slow, err)))
+        return st;
+    if (!(c->rope_factor >= 1.0f) || c->rope_original_ctx <= 0)
+        return hs_err_set(err, HS_ERR_MISSING,
+                          "%s: %s: rope type 'yarn' needs a 'factor' >= 1 and a positive 'original_max_position_embeddings'",
+                          path, obj);
+    if (c->rope_beta_fast == 0.0f) c->rope_beta_fast = 32.0f;
+    if (c->rope_beta_slow == 0.0f) c->rope_beta_slow = 1.0f;
+    c->rope_truncate = hs_hf_cfg_bool(rs, "truncate", 1);
+    json_t *a = json_object_get(rs, "attention_factor");
+    if (json_is_number(a)) af = json_number_value(a);
+    else if (a && !json_is_null(a))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: key 'attention_factor' must be a number", path, obj);
+    else af = c->rope_factor <= 1.0f ? 1.0 : 0.1 * log((double)c->rope_factor) + 1.0;
+    if (!(af > 0.0)) return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: attention_factor %g must be positive", path, obj, af);
+    c->rope_attn_factor = (float)af;
+    return HS_OK;
+}
+
 hs_status hs_hf_parse_rope_scaling(json_t *rs, const char *path, const char *obj, hs_model_config *c, hs_err *err) {
     json_t *t = json_object_get(rs, "rope_type");
     if (!t) t = json_object_get(rs, "type");
     const char *type = json_is_string(t) ? json_string_value(t) : "default";
     if (!strcmp(type, "default")) return HS_OK;
+    if (!strcmp(type, "yarn")) return parse_yarn(rs, path, obj, c, err);
     if (strcmp(type, "linear") && strcmp(type, "llama3"))
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: rope type '%s' is not supported (default, linear, llama3)",
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: rope type '%s' is not supported (default, linear, llama3, yarn)",
                           path, obj, type);
     const int llama3 = type[0] == 'l' && type[1] == 'l';
     c->rope_scaling = llama3 ? HS_ROPE_SCALING_LLAMA3 : HS_ROPE_SCALING_LINEAR;
@@ -112,6 +145,34 @@ hs_status hs_hf_parse_rope_scaling(json_t *rs, const char *path, const char *obj
     if (llama3 && c->rope_original_ctx <= 0)
         return hs_err_set(err, HS_ERR_MISSING, "%s: %s: rope type 'llama3' needs a positive 'original_max_position_embeddings'",
                           path, obj);
+    return HS_OK;
+}
+
+hs_status hs_hf_parse_typed_rope(json_t *root, const char *path, float full_dflt, const char *local_key,
+                                 float local_dflt, hs_model_config *c, hs_err *err) {
+    hs_status st;
+    if ((st = hs_hf_cfg_float(root, path, "rope_theta", full_dflt, &c->rope_theta, err))) return st;
+    c->rope_local_theta = local_dflt;
+    if (local_key && (st = hs_hf_cfg_float(root, path, local_key, local_dflt, &c->rope_local_theta, err))) return st;
+    json_t *rp = json_object_get(root, "rope_parameters"), *rs = json_object_get(root, "rope_scaling");
+    json_t *full = json_is_object(rp) ? json_object_get(rp, "full_attention") : NULL,
+           *local = json_is_object(rp) ? json_object_get(rp, "sliding_attention") : NULL;
+    if (json_is_object(full) && json_is_number(json_object_get(full, "rope_theta")))
+        c->rope_theta = (float)json_number_value(json_object_get(full, "rope_theta"));
+    if (json_is_object(local) && json_is_number(json_object_get(local, "rope_theta")))
+        c->rope_local_theta = (float)json_number_value(json_object_get(local, "rope_theta"));
+    json_t *lt = json_is_object(local) ? json_object_get(local, "rope_type") : NULL;
+    if (json_is_string(lt) && strcmp(json_string_value(lt), "default"))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rope_parameters.sliding_attention: rope type '%s' is not supported",
+                          path, json_string_value(lt));
+    if (!(c->rope_local_theta > 0.0f))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: the local layers' RoPE base %g must be positive", path,
+                          (double)c->rope_local_theta);
+    /* transformers merges rope_scaling into rope_parameters.full_attention: the former wins */
+    if (json_is_object(full) && (st = hs_hf_parse_rope_scaling(full, path, "rope_parameters.full_attention", c, err)))
+        return st;
+    if (json_is_object(rs) && (st = hs_hf_parse_rope_scaling(rs, path, "rope_scaling", c, err))) return st;
+    c->rope_truncate = 1; /* yarn's truncate is read from the outer rope_parameters, where it never is */
     return HS_OK;
 }
 
@@ -164,9 +225,14 @@ hs_status hs_hf_cfg_window(json_t *root, const char *path, int dflt, hs_model_co
 
 /* The attention window as transformers applies it: every layer of Mistral and
  * Phi-3, Qwen2's and Qwen3's layers from max_window_layers on (or as
- * layer_types says) and only with use_sliding_window; Llama has none. */
+ * layer_types says) and only with use_sliding_window, OLMo-3's three layers
+ * in four (or as layer_types says); Llama and OLMo-2 have none. */
 static hs_status llama_window(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err) {
     const int phi3 = !strcmp(arch, "Phi3ForCausalLM"), qwen = !strncmp(arch, "Qwen", 4);
+    if (!strcmp(arch, "Olmo3ForCausalLM")) {
+        hs_status st = hs_hf_cfg_window(root, path, 4096, c, err);
+        return st ? st : hs_hf_layer_layout(root, path, 0, 4, c, err);
+    }
     if (!phi3 && !qwen && strcmp(arch, "MistralForCausalLM")) return HS_OK;
     if (qwen && !hs_hf_cfg_bool(root, "use_sliding_window", 0)) return HS_OK;
     hs_status st = hs_hf_cfg_window(root, path, phi3 ? 0 : 4096, c, err);
@@ -179,23 +245,27 @@ static hs_status llama_window(json_t *root, const char *path, const char *arch, 
 static hs_status parse_llama_config(json_t *root, const char *path, const char *arch, hs_model_config *c,
                                     hs_err *err) {
     hs_status st;
-    const int phi3 = !strcmp(arch, "Phi3ForCausalLM"), olmo2 = !strcmp(arch, "Olmo2ForCausalLM");
+    const int phi3 = !strcmp(arch, "Phi3ForCausalLM"), olmo3 = !strcmp(arch, "Olmo3ForCausalLM"),
+              olmo = olmo3 || !strcmp(arch, "Olmo2ForCausalLM");
     c->arch = HS_ARCH_LLAMA;
     if ((st = hs_hf_cfg_sizes(root, path, c, err))) return st;
     /* defaults for absent keys: the architecture's config class's */
     if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, phi3 ? 4096 : 2048, &c->n_ctx, err))) return st;
     if (c->n_heads <= 0) return hs_err_set(err, HS_ERR_FORMAT, "%s: num_attention_heads must be positive", path);
     if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, c->d_model / c->n_heads, &c->d_head, err))) return st;
-    if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", phi3 || olmo2 ? 1e-5f : 1e-6f, &c->norm_eps, err))) return st;
-    /* rope_theta sits at the top level, or in rope_parameters in newer files. */
+    if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", phi3 || olmo ? 1e-5f : 1e-6f, &c->norm_eps, err))) return st;
+    /* rope_theta sits at the top level, or in rope_parameters in newer files; OLMo-3's per layer
+     * type (the sliding layers' base 5e5 unless given there: transformers gives a top-level
+     * rope_theta to the full layers alone) */
     json_t *rp = json_object_get(root, "rope_parameters");
-    if ((st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
-    if (json_is_object(rp) && json_is_number(json_object_get(rp, "rope_theta")))
+    if (olmo3 && (st = hs_hf_parse_typed_rope(root, path, 500000.0f, NULL, 500000.0f, c, err))) return st;
+    if (!olmo3 && (st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
+    if (!olmo3 && json_is_object(rp) && json_is_number(json_object_get(rp, "rope_theta")))
         c->rope_theta = (float)json_number_value(json_object_get(rp, "rope_theta"));
     json_t *rs = json_object_get(root, "rope_scaling");
     const char *rs_name = "rope_scaling";
     if (!rs || json_is_null(rs)) rs = rp, rs_name = "rope_parameters";
-    if (json_is_object(rs) && (st = hs_hf_parse_rope_scaling(rs, path, rs_name, c, err))) return st;
+    if (!olmo3 && json_is_object(rs) && (st = hs_hf_parse_rope_scaling(rs, path, rs_name, c, err))) return st;
     json_t *act = json_object_get(root, "hidden_act");
     if (json_is_string(act) && strcmp(json_string_value(act), "silu"))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu only)", path,
@@ -211,7 +281,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 0);
     c->qkv_bias = !strcmp(arch, "Qwen2ForCausalLM");
     c->qk_norm = !strcmp(arch, "Qwen3ForCausalLM");
-    if (olmo2) { /* norms on the outputs only, and over all heads' q and k */
+    if (olmo) { /* norms on the outputs only, and over all heads' q and k */
         c->post_norms = c->no_pre_norms = 1;
         c->qk_norm = c->qk_norm_all = 1;
     }
@@ -250,7 +320,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = parse_gpt2_config(root, path, c, err);
     } else if (!strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "MistralForCausalLM") ||
                !strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen3ForCausalLM") || !strcmp(arch, "Phi3ForCausalLM") ||
-               !strcmp(arch, "Olmo2ForCausalLM")) {
+               !strcmp(arch, "Olmo2ForCausalLM") || !strcmp(arch, "Olmo3ForCausalLM")) {
         st = parse_llama_config(root, path, arch, c, err);
     } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
         st = hs_hf_parse_neox_config(root, path, c, err);
@@ -261,7 +331,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_err_set(err, HS_ERR_UNSUPPORTED,
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
-                        "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM, Olmo2ForCausalLM)",
+                        "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM, Olmo2ForCausalLM, "
+                        "Olmo3ForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");

@@ -57,6 +57,15 @@ hs_status hs_hf_cfg_window(json_t *root, const char *path, int dflt, hs_model_co
  * layer_types lists them, refused by name where no (from, every) describes it. */
 hs_status hs_hf_layer_layout(json_t *root, const char *path, int from, int every, hs_model_config *c, hs_err *err);
 
+/* RoPE per layer type (Gemma 3, OLMo-3): the full-attention layers' base
+ * (rope_theta, default full_dflt) and scaling (rope_scaling, merged over
+ * rope_parameters.full_attention as transformers merges it) into rope_theta
+ * and rope_scaling; the sliding layers' base, unscaled (local_key at the top
+ * level when given, default local_dflt; rope_parameters.sliding_attention
+ * wins) into rope_local_theta. */
+hs_status hs_hf_parse_typed_rope(json_t *root, const char *path, float full_dflt, const char *local_key,
+                                 float local_dflt, hs_model_config *c, hs_err *err);
+
 /* GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM (hs_model_gemma.c):
  * the config; the weights are the Llama layout's (post_norms: Gemma 2 and 3's
  * four norms per layer), loaded with it. */

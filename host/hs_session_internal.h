@@ -68,9 +68,13 @@ hs_status hs_session_post_norm(hs_session *s, int l, int mlp, int64_t n, void *o
 /* final_softcap: logits [R, V] capped in place. */
 hs_status hs_session_cap_logits(hs_session *s, void *logits, int64_t R, hs_err *err);
 
-/* The RoPE table layer l rotates with. */
+/* The RoPE table layer l rotates with, and the factor on its cos and sin
+ * (YaRN's attention factor, on the layers its table serves). */
 static inline const float *hs_session_rope_inv(const hs_session *s, int l) {
     return s->rope_inv_local && hs_model_layer_rope_local(&s->cfg, l) ? s->rope_inv_local : s->rope_inv;
+}
+static inline float hs_session_rope_scale(const hs_session *s, int l) {
+    return hs_session_rope_inv(s, l) == s->rope_inv ? hs_model_rope_attn_factor(&s->cfg) : 1.0f;
 }
 
 /* The attention window of layer l over T positions, 0 where it hides no key

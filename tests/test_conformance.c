@@ -250,6 +250,9 @@ Test(conformance, gemma_left) { run_conformance("gemma", "left"); }
 /* OLMo-2: no norms before the attention and the MLP, norms on their outputs, q/k norms over all heads */
 Test(conformance, olmo2_right) { run_conformance("olmo2", "right"); }
 Test(conformance, olmo2_left) { run_conformance("olmo2", "left"); }
+/* OLMo-3: OLMo-2's layout with windows in three layers of four, a RoPE table per layer type, YaRN */
+Test(conformance, olmo3_right) { run_conformance("olmo3", "right"); }
+Test(conformance, olmo3_left) { run_conformance("olmo3", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

@@ -195,6 +195,8 @@ Test(cuda_model, gemma3_f32) { REQUIRE_GPU(); fixture_case("gemma3", HS_DTYPE_F3
 Test(cuda_model, gemma3_bf16) { REQUIRE_GPU(); fixture_case("gemma3", HS_DTYPE_BF16, "gemma3_bf16"); }
 Test(cuda_model, olmo2_f32) { REQUIRE_GPU(); fixture_case("olmo2", HS_DTYPE_F32, "olmo2_f32"); }
 Test(cuda_model, olmo2_bf16) { REQUIRE_GPU(); fixture_case("olmo2", HS_DTYPE_BF16, "olmo2_bf16"); }
+Test(cuda_model, olmo3_f32) { REQUIRE_GPU(); fixture_case("olmo3", HS_DTYPE_F32, "olmo3_f32"); }
+Test(cuda_model, olmo3_bf16) { REQUIRE_GPU(); fixture_case("olmo3", HS_DTYPE_BF16, "olmo3_bf16"); }
 Test(cuda_model, gemma_f32) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_F32, "gemma_f32"); }
 Test(cuda_model, gemma_bf16) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_BF16, "gemma_bf16"); }
 
@@ -274,6 +276,8 @@ Test(cuda_model, head_grad_gemma3_f32) { REQUIRE_GPU(); grad_case("gemma3", HS_D
 Test(cuda_model, head_grad_gemma3_bf16) { REQUIRE_GPU(); grad_case("gemma3", HS_DTYPE_BF16, "head_grad_gemma3_bf16"); }
 Test(cuda_model, head_grad_olmo2_f32) { REQUIRE_GPU(); grad_case("olmo2", HS_DTYPE_F32, "head_grad_olmo2_f32"); }
 Test(cuda_model, head_grad_olmo2_bf16) { REQUIRE_GPU(); grad_case("olmo2", HS_DTYPE_BF16, "head_grad_olmo2_bf16"); }
+Test(cuda_model, head_grad_olmo3_f32) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_F32, "head_grad_olmo3_f32"); }
+Test(cuda_model, head_grad_olmo3_bf16) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_BF16, "head_grad_olmo3_bf16"); }
 
 static hs_model_config smollm2_shape(void) {
     hs_model_config c = hs_test_llama_config(30, 9, 3, 576, 64, 1536, 49152, 8192, 100000.0f);

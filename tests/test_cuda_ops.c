@@ -209,7 +209,8 @@ static void run_rope(hs_dtype dt, hs_rope_kind kind, const char *name) {
      * Llama 3.1's frequency rescaling (factor 8 over an original 8192 positions), right after
      * the same shape unscaled: the backend must not keep rotating by the previous table. The last
      * six: Gemma 3's local and global bases alternating (the backend caches two tables), with a
-     * third base between, so each slot is hit, missed and replaced. */
+     * third base between, so each slot is hit, missed and replaced. Every fourth case scales cos
+     * and sin (YaRN's attention factor). */
     const struct { int64_t n; int H, dh, rot; float theta; int maxpos, scaled; } cs[] = {
         {9, 3, 12, 12, 10000.0f, 9, 0},     {300, 9, 64, 64, 100000.0f, 2048, 0}, {40, 4, 128, 128, 500000.0f, 8192, 0},
         {40, 4, 128, 128, 500000.0f, 30000, 1},
@@ -221,6 +222,7 @@ static void run_rope(hs_dtype dt, hs_rope_kind kind, const char *name) {
         hs_err err = {0};
         const int64_t n = cs[ci].n, tot = n * cs[ci].H * cs[ci].dh;
         const int Hh = cs[ci].H, dh = cs[ci].dh, rot = cs[ci].rot, half = rot / 2;
+        const float scale = ci % 4 == 3 ? 1.2079441f : 1.0f;
         hs_model_config mc = {.d_head = dh, .rot_dim = rot, .rope_theta = cs[ci].theta};
         if (cs[ci].scaled)
             mc.rope_scaling = HS_ROPE_SCALING_LLAMA3, mc.rope_factor = 8, mc.rope_low_freq_factor = 1,
@@ -231,18 +233,18 @@ static void run_rope(hs_dtype dt, hs_rope_kind kind, const char *name) {
         int32_t *pos = malloc((size_t)n * 4);
         for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)(hs_test_rng_u64(&h.rng) % (uint64_t)cs[ci].maxpos);
         void *cx = put(h.cpu, x, tot, 0), *cp = put(h.cpu, pos, n, 1);
-        ok(h.cpu->ops->rope(h.cpu, kind, cx, cp, n, Hh, dh, rot, inv_freq, &err), &err, "cpu rope");
+        ok(h.cpu->ops->rope(h.cpu, kind, cx, cp, n, Hh, dh, rot, inv_freq, scale, &err), &err, "cpu rope");
         get(h.cpu, ref, cx, tot, 0);
         void *gp = put(h.gpu, pos, n, 1);
         gbuf gx = galloc(&h, tot, 0, x); /* in place: guards only */
-        ok(h.gpu->ops->rope(h.gpu, kind, gptr(&gx), gp, n, Hh, dh, rot, inv_freq, &err), &err, "cuda rope");
+        ok(h.gpu->ops->rope(h.gpu, kind, gptr(&gx), gp, n, Hh, dh, rot, inv_freq, scale, &err), &err, "cuda rope");
         gread(&h, &gx, got, "rope");
         /* HF in bf16: cos/sin cached in bf16, every product and sum rounded */
         for (int64_t i = 0; i < tot; i++) naive[i] = bf(x[i]); /* the dims past rot */
         for (int64_t r = 0; r < n; r++)
             for (int i = 0; i < half; i++) {
                 float ang = (float)pos[r] * inv_freq[i];
-                float c = bf(cosf(ang)), s = bf(sinf(ang));
+                float c = bf(cosf(ang) * scale), s = bf(sinf(ang) * scale);
                 int a = kind == HS_ROPE_NORMAL ? 2 * i : i, bb = kind == HS_ROPE_NORMAL ? 2 * i + 1 : i + half;
                 for (int hh = 0; hh < Hh; hh++) {
                     const float *v = x + (r * Hh + hh) * dh;

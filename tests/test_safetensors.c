@@ -285,6 +285,25 @@ Test(hf_folder, olmo2_config_and_norms) {
                    "'model.layers.0.self_attn.q_norm.weight'");
 }
 
+/* OLMo-3: OLMo-2's norms, windows in three layers of four, the full layers' RoPE base and YaRN, the
+ * sliding layers' own base, unscaled; the Hub's spelling (top-level rope_theta and rope_scaling)
+ * read as transformers reads it: the top-level base goes to the full layers alone. */
+Test(hf_folder, olmo3_config) {
+    hs_model_config c = loaded_config("olmo3", NULL, NULL);
+    cr_assert(c.post_norms && c.no_pre_norms && c.qk_norm_all);
+    expect_windows(&c, 64, (const int[]){3, 3, 3, 0});
+    cr_assert(c.rope_theta == 5e5f && c.rope_local_theta == 1e4f && c.rope_scaling == HS_ROPE_SCALING_YARN);
+    cr_assert(hs_model_layer_rope_local(&c, 2) && !hs_model_layer_rope_local(&c, 3));
+    cr_assert_float_eq(hs_model_rope_attn_factor(&c), (float)(0.1 * log(2.0) + 1.0), 1e-7f);
+    cr_assert(c.rope_original_ctx == 32 && c.rope_factor == 2.0f && c.rope_truncate);
+    c = loaded_config("olmo3", "\"rope_parameters\": {", "\"rope_theta\": 2e4, \"rope_scaling\": {\"rope_type\": "
+                      "\"linear\", \"factor\": 3.0}, \"unused\": {");
+    cr_assert(c.rope_theta == 2e4f && c.rope_local_theta == 5e5f && c.rope_scaling == HS_ROPE_SCALING_LINEAR);
+    cr_assert_eq(hs_model_rope_attn_factor(&c), 1.0f);
+    expect_refused("olmo3", "\"rope_type\": \"default\"", "\"rope_type\": \"linear\", \"factor\": 2.0", HS_ERR_UNSUPPORTED,
+                   "rope_parameters.sliding_attention: rope type 'linear' is not supported");
+}
+
 /* Phi-3: fused qkv_proj and gate_up_proj split by rows, partial RoPE from
  * rope_parameters or the top level; longrope (Phi-3's 128k variants) refused. */
 Test(hf_folder, phi3_config_and_fused_weights) {
@@ -420,6 +439,9 @@ static void rope_scaling_case(const char *kind, int hub_spelling) {
                  (double)factor, (double)*(const float *)hs_test_ref_tensor(ref, "rope.low_freq_factor")->data,
                  (double)*(const float *)hs_test_ref_tensor(ref, "rope.high_freq_factor")->data,
                  (int)*(const float *)hs_test_ref_tensor(ref, "rope.original_max_position_embeddings")->data);
+    else if (!strcmp(kind, "yarn"))
+        snprintf(params, sizeof params, "\"rope_type\": \"yarn\", \"factor\": %.9g, \"original_max_position_embeddings\": %d",
+                 (double)factor, (int)*(const float *)hs_test_ref_tensor(ref, "rope.original_max_position_embeddings")->data);
     else
         snprintf(params, sizeof params, "\"rope_type\": \"%s\", \"factor\": %.9g", kind, (double)factor);
     char from[200], to[600];
@@ -430,7 +452,9 @@ static void rope_scaling_case(const char *kind, int hub_spelling) {
     hs_model *m = NULL;
     cr_assert_eq(hs_model_load(dir, &m, &e), HS_OK, "%s", e.msg);
     const hs_model_config *c = hs_model_get_config(m);
-    cr_assert_eq(c->rope_scaling, strcmp(kind, "llama3") ? HS_ROPE_SCALING_LINEAR : HS_ROPE_SCALING_LLAMA3);
+    cr_assert_eq(c->rope_scaling, !strcmp(kind, "llama3") ? HS_ROPE_SCALING_LLAMA3
+                                  : !strcmp(kind, "yarn")  ? HS_ROPE_SCALING_YARN
+                                                           : HS_ROPE_SCALING_LINEAR);
     char what[64];
     snprintf(what, sizeof what, "rope %s%s", kind, hub_spelling ? " (Hub spelling)" : "");
     hs_test_logits_match(m, ref, what);
@@ -443,14 +467,20 @@ Test(hf_folder, rope_scaling_matches_transformers) {
     rope_scaling_case("llama3", 0);
     rope_scaling_case("llama3", 1);
     rope_scaling_case("linear", 0);
+    rope_scaling_case("yarn", 0);
+    rope_scaling_case("yarn", 1);
 }
 
-/* Scalings that change more than the frequencies are refused by name, as are
- * incomplete ones. */
+/* Scalings that depend on the prompt's length are refused by name, as are
+ * incomplete ones and YaRN's mscale variant. */
 Test(hf_folder, rope_scaling_refusals) {
     const char *from = "\"rope_type\": \"default\"";
+    expect_refused("llama_gqa", from, "\"rope_type\": \"dynamic\", \"factor\": 4.0",
+                   HS_ERR_UNSUPPORTED, "rope type 'dynamic' is not supported");
     expect_refused("llama_gqa", from, "\"rope_type\": \"yarn\", \"factor\": 4.0",
-                   HS_ERR_UNSUPPORTED, "rope type 'yarn' is not supported");
+                   HS_ERR_MISSING, "needs a 'factor' >= 1 and a positive 'original_max_position_embeddings'");
+    expect_refused("llama_gqa", from, "\"rope_type\": \"yarn\", \"factor\": 4.0, \"mscale\": 1.0, "
+                   "\"original_max_position_embeddings\": 64", HS_ERR_UNSUPPORTED, "mscale");
     expect_refused("llama_gqa", from, "\"rope_type\": \"llama3\", \"factor\": 8.0",
                    HS_ERR_MISSING, "needs 'low_freq_factor'");
     expect_refused("llama_gqa", from, "\"rope_type\": \"linear\", \"factor\": 0.5",

@@ -17,12 +17,12 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 10 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+#define HS_BACKEND_API_VERSION 11 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
                                     4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
                                     7: rope's rot (partial rotary), act GELU; 8: embed's scale, the
                                     attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2);
                                     9: norm kind RMSNORM_1P (Gemma's (1 + w));
-                                    10: the attention's sliding window */
+                                    10: the attention's sliding window; 11: rope's scale (YaRN) */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -121,10 +121,11 @@ typedef struct {
                         int64_t M, int N, int K, int accumulate, void *y, hs_err *err);
     /* In place on x [n, H, d_head] with positions pos[n] (int32): rotates each
      * head's first rot dims (even, <= d_head; the rest pass through) by the
-     * angles pos * inv_freq[i]; inv_freq: host memory, rot/2 entries
+     * angles pos * inv_freq[i], times scale (cos and sin times it: YaRN's
+     * attention factor; 1 = a rotation); inv_freq: host memory, rot/2 entries
      * (hs_model_rope_inv_freq: theta^(-2i/rot) and the checkpoint's scaling). */
     hs_status (*rope)(hs_backend *be, hs_rope_kind kind, void *x, const int32_t *pos,
-                      int64_t n, int H, int d_head, int rot, const float *inv_freq, hs_err *err);
+                      int64_t n, int H, int d_head, int rot, const float *inv_freq, float scale, hs_err *err);
     hs_status (*attention)(hs_backend *be, const hs_attn_params *p, hs_err *err);
     /* GELU_NEW: out = gelu_tanh(up); GELU: out = up * Phi(up) (erf); SILU_GLU:
      * out = silu(gate) * up; GELU_GLU: out = gelu_tanh(gate) * up. n elements. */

@@ -34,7 +34,12 @@ typedef enum { HS_ROPE_NONE = 0, HS_ROPE_NEOX, HS_ROPE_NORMAL } hs_rope_kind;
 /* How a checkpoint rescales RoPE's frequencies (HF rope_type): LINEAR divides
  * them all by factor; LLAMA3 (Llama 3.1 / 3.2) divides the low ones by factor,
  * keeps the high ones and blends between (hs_model_rope_inv_freq). */
-typedef enum { HS_ROPE_SCALING_NONE = 0, HS_ROPE_SCALING_LINEAR, HS_ROPE_SCALING_LLAMA3 } hs_rope_scaling_kind;
+typedef enum {
+    HS_ROPE_SCALING_NONE = 0,
+    HS_ROPE_SCALING_LINEAR,
+    HS_ROPE_SCALING_LLAMA3,
+    HS_ROPE_SCALING_YARN
+} hs_rope_scaling_kind;
 
 typedef struct {
     hs_arch arch;
@@ -65,7 +70,10 @@ typedef struct {
     hs_rope_scaling_kind rope_scaling;
     float rope_factor;                 /* LINEAR, LLAMA3 */
     float rope_low_freq_factor, rope_high_freq_factor; /* LLAMA3 */
-    int rope_original_ctx;             /* LLAMA3: original_max_position_embeddings */
+    int rope_original_ctx;             /* LLAMA3, YARN: original_max_position_embeddings */
+    float rope_beta_fast, rope_beta_slow; /* YARN: the rotation counts bounding the blend */
+    int rope_truncate;                 /* YARN: the blend's bounds rounded outwards to whole dims */
+    float rope_attn_factor;            /* YARN: cos and sin times it (the scores times its square) */
     /* Gemma 3: the sliding ("local") layers rotate with their own base, unscaled;
      * the others ("global") with rope_theta and the scaling above. 0 = one base. */
     float rope_local_theta;
@@ -164,6 +172,9 @@ void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out);
 /* The width of one row of the q (kv = 0) or k (kv = 1) norm: d_head, or with
  * qk_norm_all every head's d_head at once. */
 int hs_model_qk_norm_width(const hs_model_config *c, int kv);
+
+/* YaRN's attention factor on the scaled table's cos and sin, else 1. */
+float hs_model_rope_attn_factor(const hs_model_config *c);
 
 /* The attention's score scale: attn_scale, or 1/sqrt(d_head). */
 float hs_model_attn_scale(const hs_model_config *c);
