@@ -84,7 +84,8 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
         if (every < 1) return hs_err_set(err, HS_ERR_FORMAT, "%s: sliding_window_pattern %d must be positive", path, every);
         if ((st = hs_hf_layer_layout(root, path, 0, every, c, err))) return st;
         if (!g3) c->rope_local_theta = 0.0f;
-        if ((st = hs_hf_cfg_window(root, path, 4096, c, err))) return st;
+        if ((st = hs_hf_cfg_window(root, path, 4096, c, err)) || (st = hs_hf_check_window(root, path, 1, c, err)))
+            return st;
     }
     c->norm = HS_NORM_RMSNORM_1P;
     c->act = HS_ACT_GELU_GLU;

@@ -223,23 +223,45 @@ hs_status hs_hf_cfg_window(json_t *root, const char *path, int dflt, hs_model_co
     return st;
 }
 
+hs_status hs_hf_check_window(json_t *root, const char *path, int slides_by_default, const hs_model_config *c,
+                             hs_err *err) {
+    if (c->sliding_window > 0) return HS_OK;
+    int listed = 0, by_default = 0;
+    json_t *lt = json_object_get(root, "layer_types");
+    for (size_t i = 0; json_is_array(lt) && i < json_array_size(lt); i++) {
+        const char *t = json_string_value(json_array_get(lt, i));
+        listed |= t && !strcmp(t, "sliding_attention");
+    }
+    for (int l = 0; slides_by_default && !json_is_array(lt) && l < c->n_layers; l++)
+        by_default |= hs_model_layer_slides(c, l);
+    if (listed || by_default)
+        return hs_err_set(err, HS_ERR_FORMAT,
+                          "%s: sliding layers%s without a window (sliding_window null, or use_sliding_window false): "
+                          "transformers cannot run this config either",
+                          path, listed ? " in layer_types" : "");
+    return HS_OK;
+}
+
 /* The attention window as transformers applies it: every layer of Mistral and
  * Phi-3, Qwen2's and Qwen3's layers from max_window_layers on (or as
  * layer_types says) and only with use_sliding_window, OLMo-3's three layers
  * in four (or as layer_types says); Llama and OLMo-2 have none. */
 static hs_status llama_window(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err) {
     const int phi3 = !strcmp(arch, "Phi3ForCausalLM"), qwen = !strncmp(arch, "Qwen", 4);
+    hs_status st;
     if (!strcmp(arch, "Olmo3ForCausalLM")) {
-        hs_status st = hs_hf_cfg_window(root, path, 4096, c, err);
-        return st ? st : hs_hf_layer_layout(root, path, 0, 4, c, err);
+        if ((st = hs_hf_cfg_window(root, path, 4096, c, err)) || (st = hs_hf_layer_layout(root, path, 0, 4, c, err)))
+            return st;
+        return hs_hf_check_window(root, path, 1, c, err);
     }
     if (!phi3 && !qwen && strcmp(arch, "MistralForCausalLM")) return HS_OK;
-    if (qwen && !hs_hf_cfg_bool(root, "use_sliding_window", 0)) return HS_OK;
-    hs_status st = hs_hf_cfg_window(root, path, phi3 ? 0 : 4096, c, err);
-    if (st || !qwen) return st;
+    if (qwen && !hs_hf_cfg_bool(root, "use_sliding_window", 0)) return hs_hf_check_window(root, path, 0, c, err);
+    if ((st = hs_hf_cfg_window(root, path, phi3 ? 0 : 4096, c, err)) || !qwen) return st;
     int from = 0;
-    if ((st = hs_hf_cfg_int(root, path, "max_window_layers", 0, 28, &from, err))) return st;
-    return hs_hf_layer_layout(root, path, from < 0 ? 0 : from, 0, c, err);
+    if ((st = hs_hf_cfg_int(root, path, "max_window_layers", 0, 28, &from, err)) ||
+        (st = hs_hf_layer_layout(root, path, from < 0 ? 0 : from, 0, c, err)))
+        return st;
+    return hs_hf_check_window(root, path, 0, c, err);
 }
 
 static hs_status parse_llama_config(json_t *root, const char *path, const char *arch, hs_model_config *c,

@@ -52,6 +52,13 @@ hs_status hs_hf_parse_rope_scaling(json_t *rs, const char *path, const char *obj
  * default), else a count, refused when negative. */
 hs_status hs_hf_cfg_window(json_t *root, const char *path, int dflt, hs_model_config *c, hs_err *err);
 
+/* Refuses sliding layers without a window (sliding_window 0 in c), on which
+ * transformers fails: those layer_types lists, or with slides_by_default
+ * (Gemma 2 / 3, OLMo-3: transformers' default layouts slide) those of c's
+ * layout when layer_types is absent. */
+hs_status hs_hf_check_window(json_t *root, const char *path, int slides_by_default, const hs_model_config *c,
+                             hs_err *err);
+
 /* Which layers slide (see hs_model_config.sliding_window): from layer from on,
  * a full layer every `every` among them (0: none), or as config.json's
  * layer_types lists them, refused by name where no (from, every) describes it. */

@@ -431,11 +431,14 @@ static const attn_case attn_cases[] = {
     {2, 37, 4, 2, 16, MASK_LEFT, 1.5f, 0}, {2, 130, 4, 2, 64, MASK_HOLES, 2.0f, 0}, {1, 200, 4, 1, 128, MASK_RIGHT, 3.0f, 0},
     /* Gemma 2's d_head 256: the CUDA-core kernel (shared memory past 48 KiB), capped or not */
     {1, 70, 2, 1, 256, MASK_LEFT, 0, 0}, {2, 45, 4, 2, 256, MASK_HOLES, 2.0f, 0},
-    /* sliding windows: under a key tile (5, 17, 33) and over one (70, 100, 300), so that whole
-     * tiles are skipped, cut at the window's edge or left whole; capped; the 128-row variant */
+    /* sliding windows: under a row tile (1, 9), under a key tile (5, 17, 33), a key tile's
+     * multiple (128) and over one (70, 100, 150, 300), so that whole tiles are skipped, cut at the
+     * window's edge or left whole on every windowed tensor-core instance (d_head 32 to 128; a
+     * window always takes the 64-row shape, also at T >= 1024); capped */
     {2, 37, 4, 2, 16, MASK_LEFT, 0, 5},  {2, 300, 4, 2, 64, MASK_HOLES, 0, 70}, {1, 200, 4, 2, 128, MASK_RIGHT, 0, 17},
     {1, 260, 2, 2, 96, MASK_NONE, 2.0f, 100}, {1, 90, 2, 1, 256, MASK_LEFT, 2.0f, 33},
-    {1, 1100, 2, 1, 64, MASK_LEFT, 0, 300},
+    {1, 1100, 2, 1, 64, MASK_LEFT, 0, 300}, {1, 400, 2, 1, 128, MASK_HOLES, 0, 150}, {2, 150, 4, 2, 32, MASK_LEFT, 0, 9},
+    {1, 200, 2, 2, 80, MASK_NONE, 0, 1},   {1, 330, 2, 2, 96, MASK_RIGHT, 0, 128},
 };
 
 static void make_mask(H *h, int kind, int B, int T, int32_t *m) {

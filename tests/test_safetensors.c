@@ -302,6 +302,8 @@ Test(hf_folder, olmo3_config) {
     cr_assert_eq(hs_model_rope_attn_factor(&c), 1.0f);
     expect_refused("olmo3", "\"rope_type\": \"default\"", "\"rope_type\": \"linear\", \"factor\": 2.0", HS_ERR_UNSUPPORTED,
                    "rope_parameters.sliding_attention: rope type 'linear' is not supported");
+    expect_refused("olmo3", "\"sliding_window\": 3", "\"sliding_window\": null", HS_ERR_FORMAT,
+                   "sliding layers in layer_types without a window");
 }
 
 /* Phi-3: fused qkv_proj and gate_up_proj split by rows, partial RoPE from
@@ -361,9 +363,10 @@ Test(hf_folder, gemma_configs) {
     c = loaded_config("gemma3", "\"layer_types\": [", "\"sliding_window_pattern\": 2, \"unused_layer_types\": [");
     cr_assert_eq(c.global_every, 2);
     expect_windows(&c, 64, (const int[]){4, 0, 4});
-    c = loaded_config("gemma3", "\"sliding_window\": 4", "\"sliding_window\": null");
-    expect_windows(&c, 64, (const int[]){0, 0, 0});
-    cr_assert(hs_model_layer_rope_local(&c, 0) && !hs_model_layer_rope_local(&c, 2), "no window, the local base kept");
+    expect_refused("gemma3", "\"sliding_window\": 4", "\"sliding_window\": null", HS_ERR_FORMAT,
+                   "sliding layers in layer_types without a window");
+    expect_refused("gemma2", "\"sliding_window\": 3", "\"sliding_window\": null", HS_ERR_FORMAT,
+                   "sliding layers in layer_types without a window");
     /* Gemma (1)'s legacy "gelu" is the tanh form, as transformers 5 reads it; other values are refused */
     c = loaded_config("gemma", "\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"gelu\"");
     cr_assert_eq(c.act, HS_ACT_GELU_GLU);
@@ -532,17 +535,31 @@ Test(hf_folder, sliding_window_layouts) {
     expect_windows(&c, 64, (const int[]){0, 3, 3});
     c = loaded_config("qwen3", "\"max_window_layers\": 1", "\"max_window_layers\": 2"); /* layer_types wins */
     expect_windows(&c, 64, (const int[]){0, 3, 3});
-    c = loaded_config("qwen3", "\"use_sliding_window\": true", "\"use_sliding_window\": false");
+    /* neither layer_types nor max_window_layers: transformers' default 28, no layer of three slides */
+    c = loaded_config("qwen3",
+                      "\"layer_types\": [\n    \"full_attention\",\n    \"sliding_attention\",\n    \"sliding_attention\"\n  ],\n"
+                      "  \"max_position_embeddings\": 64,\n  \"max_window_layers\": 1,",
+                      "\"max_position_embeddings\": 64,");
     expect_windows(&c, 64, (const int[]){0, 0, 0});
-    c = loaded_config("qwen3", "\"sliding_window\": 3", "\"sliding_window\": null");
+    /* without a window, listed sliding layers are refused, as transformers fails on them */
+    expect_refused("qwen3", "\"use_sliding_window\": true", "\"use_sliding_window\": false", HS_ERR_FORMAT,
+                   "sliding layers in layer_types without a window");
+    expect_refused("qwen3", "\"sliding_window\": 3", "\"sliding_window\": null", HS_ERR_FORMAT,
+                   "sliding layers in layer_types without a window");
+    c = loaded_config("qwen3", "\"full_attention\",\n    \"sliding_attention\",\n    \"sliding_attention\"",
+                      "\"full_attention\", \"full_attention\", \"full_attention\"");
     expect_windows(&c, 64, (const int[]){0, 0, 0});
     expect_refused("qwen3", "\"full_attention\",\n    \"sliding_attention\",\n    \"sliding_attention\"",
                    "\"full_attention\", \"sliding_attention\"", HS_ERR_FORMAT, "layer_types has 2 entries for 3 layers");
     c = loaded_config("phi3", NULL, NULL);
     expect_windows(&c, 64, (const int[]){5, 5, 5});
+    c = loaded_config("phi3", "\"sliding_window\": 5,", ""); /* Phi3Config's default: none */
+    expect_windows(&c, 64, (const int[]){0, 0, 0});
     /* Mistral: every layer, the class's 4096 where the key is absent; Llama ignores the key */
     c = loaded_config("llama_mha", "LlamaForCausalLM", "MistralForCausalLM");
     expect_windows(&c, 64, (const int[]){4096, 4096, 4096});
+    c = loaded_config("llama_mha", "LlamaForCausalLM", "MistralForCausalLM\"], \"sliding_window\": null, \"x\": [\"");
+    expect_windows(&c, 64, (const int[]){0, 0, 0}); /* Mistral v0.2 on: null, full attention */
     c = loaded_config("llama_mha", "\"rope_theta\": 10000.0,", "\"rope_theta\": 10000.0, \"sliding_window\": 4,");
     expect_windows(&c, 64, (const int[]){0, 0, 0});
     expect_refused("phi3", "\"sliding_window\": 5", "\"sliding_window\": -1", HS_ERR_FORMAT,
