@@ -132,7 +132,7 @@ void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out) {
 }
 
 float hs_model_rope_attn_factor(const hs_model_config *c) {
-    return c->rope_scaling == HS_ROPE_SCALING_YARN && c->rope_attn_factor > 0.0f ? c->rope_attn_factor : 1.0f;
+    return c->rope_scaling == HS_ROPE_SCALING_YARN ? c->rope_attn_factor : 1.0f; /* validated positive */
 }
 
 int hs_model_qk_norm_width(const hs_model_config *c, int kv) {
@@ -175,6 +175,14 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
     if (c->rope_scaling != HS_ROPE_SCALING_NONE && !(c->rope_factor >= 1.0f && c->rope_factor < 1e6f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: RoPE scaling factor %g must be at least 1", src,
                           (double)c->rope_factor);
+    if (c->rope_scaling == HS_ROPE_SCALING_YARN &&
+        !(c->rope_original_ctx > 0 && c->rope_beta_fast > 0.0f && c->rope_beta_slow > 0.0f && c->rope_attn_factor > 0.0f &&
+          c->rope_theta != 1.0f))
+        return hs_err_set(err, HS_ERR_FORMAT,
+                          "%s: yarn needs an original context (%d), betas (%g, %g), an attention factor (%g) above 0 "
+                          "and a base other than 1",
+                          src, c->rope_original_ctx, (double)c->rope_beta_fast, (double)c->rope_beta_slow,
+                          (double)c->rope_attn_factor);
     if (c->rope_scaling == HS_ROPE_SCALING_LLAMA3 &&
         !(c->rope_low_freq_factor > 0.0f && c->rope_high_freq_factor > c->rope_low_freq_factor &&
           c->rope_original_ctx > 0))

@@ -90,44 +90,70 @@ static hs_status parse_gpt2_config(json_t *root, const char *path, hs_model_conf
     return HS_OK;
 }
 
-/* YaRN as transformers' _compute_yarn_parameters reads it: factor and
- * original_max_position_embeddings required, beta_fast / beta_slow 32 / 1
- * when absent or 0, truncate on unless false, attention_factor given or
- * 0.1 ln(factor) + 1; DeepSeek's mscale variant is refused. */
-static hs_status parse_yarn(json_t *rs, const char *path, const char *obj, hs_model_config *c, hs_err *err) {
+/* original_max_position_embeddings as transformers' standardize_rope_params
+ * sets it for llama3 and yarn: a top-level key first (Phi-3 saves one), then
+ * the scaling's own, else max_position_embeddings. */
+static hs_status rope_original_ctx(json_t *root, json_t *rs, const char *path, const char *obj, hs_model_config *c,
+                                   hs_err *err) {
+    const char *key = "original_max_position_embeddings";
+    json_t *v = json_is_number(json_object_get(root, key)) ? json_object_get(root, key) : json_object_get(rs, key);
+    const double o = json_is_number(v) ? json_number_value(v) : v && !json_is_null(v) ? NAN : (double)c->n_ctx;
+    if (!(o >= 1.0 && o <= 1e9 && o == floor(o)))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: '%s' must be a positive whole number", path, obj, key);
+    c->rope_original_ctx = (int)o;
+    return HS_OK;
+}
+
+/* A Python truthiness of a JSON value: absent = dflt. */
+static int json_truthy(json_t *v, int dflt) {
+    if (!v) return dflt;
+    if (json_is_boolean(v)) return json_is_true(v);
+    if (json_is_number(v)) return json_number_value(v) != 0.0;
+    if (json_is_string(v)) return json_string_value(v)[0] != 0;
+    return !json_is_null(v);
+}
+
+/* YaRN as transformers' _compute_yarn_parameters reads it: factor required
+ * (null: max_position_embeddings over the original), beta_fast / beta_slow
+ * 32 / 1 when absent or 0, truncate unless falsy, attention_factor given or
+ * 0.1 ln(factor) + 1; DeepSeek's mscale with mscale_all_dim is refused. */
+static hs_status parse_yarn(json_t *root, json_t *rs, const char *path, const char *obj, hs_model_config *c,
+                            hs_err *err) {
     hs_status st;
-    double af = 0.0;
     c->rope_scaling = HS_ROPE_SCALING_YARN;
-    if (json_object_get(rs, "mscale") || json_object_get(rs, "mscale_all_dim"))
+    if (json_truthy(json_object_get(rs, "mscale"), 0) && json_truthy(json_object_get(rs, "mscale_all_dim"), 0))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: yarn's mscale / mscale_all_dim is not supported", path, obj);
-    if ((st = hs_hf_cfg_float(rs, path, "factor", NAN, &c->rope_factor, err)) ||
-        (st = hs_hf_cfg_int(rs, path, "original_max_position_embeddings", 0, 0, &c->rope_original_ctx, err)) ||
+    if (!json_object_get(rs, "factor"))
+        return hs_err_set(err, HS_ERR_MISSING, "%s: %s: rope type 'yarn' needs 'factor'", path, obj);
+    if ((st = rope_original_ctx(root, rs, path, obj, c, err)) ||
+        (st = hs_hf_cfg_float(rs, path, "factor", (float)c->n_ctx / (float)c->rope_original_ctx, &c->rope_factor, err)) ||
         (st = hs_hf_cfg_float(rs, path, "beta_fast", 0.0f, &c->rope_beta_fast, err)) ||
         (st = hs_hf_cfg_float(rs, path, "beta_slow", 0.0f, &c->rope_beta_slow, err)))
         return st;
-    if (!(c->rope_factor >= 1.0f) || c->rope_original_ctx <= 0)
-        return hs_err_set(err, HS_ERR_MISSING,
-                          "%s: %s: rope type 'yarn' needs a 'factor' >= 1 and a positive 'original_max_position_embeddings'",
-                          path, obj);
+    if (!(c->rope_factor >= 1.0f))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: yarn factor %g must be at least 1", path, obj, (double)c->rope_factor);
     if (c->rope_beta_fast == 0.0f) c->rope_beta_fast = 32.0f;
     if (c->rope_beta_slow == 0.0f) c->rope_beta_slow = 1.0f;
-    c->rope_truncate = hs_hf_cfg_bool(rs, "truncate", 1);
+    c->rope_truncate = json_truthy(json_object_get(rs, "truncate"), 1);
     json_t *a = json_object_get(rs, "attention_factor");
+    double af = c->rope_factor <= 1.0f ? 1.0 : 0.1 * log((double)c->rope_factor) + 1.0;
     if (json_is_number(a)) af = json_number_value(a);
     else if (a && !json_is_null(a))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: key 'attention_factor' must be a number", path, obj);
-    else af = c->rope_factor <= 1.0f ? 1.0 : 0.1 * log((double)c->rope_factor) + 1.0;
     if (!(af > 0.0)) return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: attention_factor %g must be positive", path, obj, af);
     c->rope_attn_factor = (float)af;
     return HS_OK;
 }
 
-hs_status hs_hf_parse_rope_scaling(json_t *rs, const char *path, const char *obj, hs_model_config *c, hs_err *err) {
+hs_status hs_hf_parse_rope_scaling(json_t *root, json_t *rs, const char *path, const char *obj, hs_model_config *c,
+                                   hs_err *err) {
     json_t *t = json_object_get(rs, "rope_type");
     if (!t) t = json_object_get(rs, "type");
     const char *type = json_is_string(t) ? json_string_value(t) : "default";
     if (!strcmp(type, "default")) return HS_OK;
-    if (!strcmp(type, "yarn")) return parse_yarn(rs, path, obj, c, err);
+    /* Phi-3's config class renames yarn (and su) to longrope, refused below */
+    if (!strcmp(type, "yarn") && strcmp(c->arch_name, "Phi3ForCausalLM")) return parse_yarn(root, rs, path, obj, c, err);
+    if (!strcmp(type, "yarn") || !strcmp(type, "su")) type = "longrope";
     if (strcmp(type, "linear") && strcmp(type, "llama3"))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: rope type '%s' is not supported (default, linear, llama3, yarn)",
                           path, obj, type);
@@ -168,10 +194,14 @@ hs_status hs_hf_parse_typed_rope(json_t *root, const char *path, float full_dflt
     if (!(c->rope_local_theta > 0.0f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: the local layers' RoPE base %g must be positive", path,
                           (double)c->rope_local_theta);
-    /* transformers merges rope_scaling into rope_parameters.full_attention: the former wins */
-    if (json_is_object(full) && (st = hs_hf_parse_rope_scaling(full, path, "rope_parameters.full_attention", c, err)))
-        return st;
-    if (json_is_object(rs) && (st = hs_hf_parse_rope_scaling(rs, path, "rope_scaling", c, err))) return st;
+    /* transformers merges rope_scaling into rope_parameters.full_attention key by key (dict.update) */
+    json_t *merged = json_is_object(full) ? json_deep_copy(full) : json_object();
+    if (!merged || (json_is_object(rs) && json_object_update(merged, rs)))
+        return json_decref(merged), hs_err_set(err, HS_ERR_OOM, "%s: out of memory", path);
+    st = hs_hf_parse_rope_scaling(root, merged, path, json_is_object(rs) ? "rope_scaling" : "rope_parameters.full_attention",
+                                  c, err);
+    json_decref(merged);
+    if (st) return st;
     c->rope_truncate = 1; /* yarn's truncate is read from the outer rope_parameters, where it never is */
     return HS_OK;
 }
@@ -287,7 +317,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     json_t *rs = json_object_get(root, "rope_scaling");
     const char *rs_name = "rope_scaling";
     if (!rs || json_is_null(rs)) rs = rp, rs_name = "rope_parameters";
-    if (!olmo3 && json_is_object(rs) && (st = hs_hf_parse_rope_scaling(rs, path, rs_name, c, err))) return st;
+    if (!olmo3 && json_is_object(rs) && (st = hs_hf_parse_rope_scaling(root, rs, path, rs_name, c, err))) return st;
     json_t *act = json_object_get(root, "hidden_act");
     if (json_is_string(act) && strcmp(json_string_value(act), "silu"))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu only)", path,

@@ -151,6 +151,7 @@ Test(attribution, olmo2_matches_autograd) { against_autograd("olmo2", 3, 0); }
 Test(attribution, olmo2_grad_drop_matches_autograd) { against_autograd("olmo2", 2, 1); }
 /* OLMo-3: back through the windows and YaRN's scaled rotation */
 Test(attribution, olmo3_matches_autograd) { against_autograd("olmo3", 3, 0); }
+Test(attribution, olmo3_grad_drop_matches_autograd) { against_autograd("olmo3", 2, 1); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric

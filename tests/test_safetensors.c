@@ -304,6 +304,11 @@ Test(hf_folder, olmo3_config) {
                    "rope_parameters.sliding_attention: rope type 'linear' is not supported");
     expect_refused("olmo3", "\"sliding_window\": 3", "\"sliding_window\": null", HS_ERR_FORMAT,
                    "sliding layers in layer_types without a window");
+    /* rope_scaling merges into the full layers' parameters key by key, as dict.update does */
+    c = loaded_config("olmo3", "\"rope_parameters\": {", "\"rope_scaling\": {\"factor\": 4.0}, \"rope_parameters\": {");
+    cr_assert(c.rope_scaling == HS_ROPE_SCALING_YARN && c.rope_factor == 4.0f && c.rope_original_ctx == 32);
+    c = loaded_config("olmo3", "\"rope_parameters\": {", "\"rope_scaling\": {\"rope_type\": \"default\"}, \"rope_parameters\": {");
+    cr_assert_eq(c.rope_scaling, HS_ROPE_SCALING_NONE);
 }
 
 /* Phi-3: fused qkv_proj and gate_up_proj split by rows, partial RoPE from
@@ -442,10 +447,16 @@ static void rope_scaling_case(const char *kind, int hub_spelling) {
                  (double)factor, (double)*(const float *)hs_test_ref_tensor(ref, "rope.low_freq_factor")->data,
                  (double)*(const float *)hs_test_ref_tensor(ref, "rope.high_freq_factor")->data,
                  (int)*(const float *)hs_test_ref_tensor(ref, "rope.original_max_position_embeddings")->data);
-    else if (!strcmp(kind, "yarn"))
-        snprintf(params, sizeof params, "\"rope_type\": \"yarn\", \"factor\": %.9g, \"original_max_position_embeddings\": %d",
-                 (double)factor, (int)*(const float *)hs_test_ref_tensor(ref, "rope.original_max_position_embeddings")->data);
-    else
+    else if (!strncmp(kind, "yarn", 4)) { /* every rope.* tensor is a key of the scaling */
+        int n = snprintf(params, sizeof params, "\"rope_type\": \"yarn\"");
+        for (int i = 0; i < hs_st_count(ref); i++) {
+            const hs_st_tensor *t = hs_st_get(ref, i);
+            if (strncmp(t->name, "rope.", 5)) continue;
+            const double v = *(const float *)t->data;
+            if (!strcmp(t->name, "rope.truncate")) n += snprintf(params + n, sizeof params - n, ", \"truncate\": %s", v ? "true" : "false");
+            else n += snprintf(params + n, sizeof params - n, ", \"%s\": %.9g", t->name + 5, v);
+        }
+    } else
         snprintf(params, sizeof params, "\"rope_type\": \"%s\", \"factor\": %.9g", kind, (double)factor);
     char from[200], to[600];
     snprintf(from, sizeof from, "\"rope_parameters\": {\n    \"rope_theta\": 500000.0,\n    \"rope_type\": \"default\"\n  }");
@@ -455,9 +466,9 @@ static void rope_scaling_case(const char *kind, int hub_spelling) {
     hs_model *m = NULL;
     cr_assert_eq(hs_model_load(dir, &m, &e), HS_OK, "%s", e.msg);
     const hs_model_config *c = hs_model_get_config(m);
-    cr_assert_eq(c->rope_scaling, !strcmp(kind, "llama3") ? HS_ROPE_SCALING_LLAMA3
-                                  : !strcmp(kind, "yarn")  ? HS_ROPE_SCALING_YARN
-                                                           : HS_ROPE_SCALING_LINEAR);
+    cr_assert_eq(c->rope_scaling, !strcmp(kind, "llama3")     ? HS_ROPE_SCALING_LLAMA3
+                                  : !strncmp(kind, "yarn", 4) ? HS_ROPE_SCALING_YARN
+                                                              : HS_ROPE_SCALING_LINEAR);
     char what[64];
     snprintf(what, sizeof what, "rope %s%s", kind, hub_spelling ? " (Hub spelling)" : "");
     hs_test_logits_match(m, ref, what);
@@ -472,6 +483,7 @@ Test(hf_folder, rope_scaling_matches_transformers) {
     rope_scaling_case("linear", 0);
     rope_scaling_case("yarn", 0);
     rope_scaling_case("yarn", 1);
+    rope_scaling_case("yarn_betas", 0);
 }
 
 /* Scalings that depend on the prompt's length are refused by name, as are
@@ -480,10 +492,22 @@ Test(hf_folder, rope_scaling_refusals) {
     const char *from = "\"rope_type\": \"default\"";
     expect_refused("llama_gqa", from, "\"rope_type\": \"dynamic\", \"factor\": 4.0",
                    HS_ERR_UNSUPPORTED, "rope type 'dynamic' is not supported");
-    expect_refused("llama_gqa", from, "\"rope_type\": \"yarn\", \"factor\": 4.0",
-                   HS_ERR_MISSING, "needs a 'factor' >= 1 and a positive 'original_max_position_embeddings'");
-    expect_refused("llama_gqa", from, "\"rope_type\": \"yarn\", \"factor\": 4.0, \"mscale\": 1.0, "
-                   "\"original_max_position_embeddings\": 64", HS_ERR_UNSUPPORTED, "mscale");
+    expect_refused("llama_gqa", from, "\"rope_type\": \"yarn\", \"original_max_position_embeddings\": 16",
+                   HS_ERR_MISSING, "rope type 'yarn' needs 'factor'");
+    expect_refused("llama_gqa", from, "\"rope_type\": \"yarn\", \"factor\": 4.0, \"mscale\": 1.0, \"mscale_all_dim\": 1.0",
+                   HS_ERR_UNSUPPORTED, "mscale");
+    expect_refused("llama_gqa", from, "\"rope_type\": \"yarn\", \"factor\": 2.0, \"original_max_position_embeddings\": 8.5",
+                   HS_ERR_FORMAT, "must be a positive whole number");
+    /* as transformers reads them: the original context from max_position_embeddings (64), a null
+     * factor from their ratio, mscale alone ignored, a falsy truncate off */
+    hs_model_config c = loaded_config("llama_gqa", from, "\"rope_type\": \"yarn\", \"factor\": null, \"mscale\": 1.0, "
+                                      "\"original_max_position_embeddings\": 16.0, \"truncate\": null");
+    cr_assert(c.rope_scaling == HS_ROPE_SCALING_YARN && c.rope_factor == 4.0f && c.rope_original_ctx == 16 && !c.rope_truncate);
+    c = loaded_config("llama_gqa", from, "\"rope_type\": \"yarn\", \"factor\": 2.0");
+    cr_assert(c.rope_original_ctx == 64 && c.rope_truncate && c.rope_beta_fast == 32.0f && c.rope_beta_slow == 1.0f);
+    /* Phi-3's config class renames yarn to longrope */
+    expect_refused("phi3", from, "\"rope_type\": \"yarn\", \"factor\": 2.0", HS_ERR_UNSUPPORTED,
+                   "rope type 'longrope' is not supported");
     expect_refused("llama_gqa", from, "\"rope_type\": \"llama3\", \"factor\": 8.0",
                    HS_ERR_MISSING, "needs 'low_freq_factor'");
     expect_refused("llama_gqa", from, "\"rope_type\": \"linear\", \"factor\": 0.5",

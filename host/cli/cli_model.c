@@ -48,9 +48,11 @@ int hs_cli_info(int argc, char **argv) {
     printf("norm:          %s (eps %g)%s\n",
            c->norm == HS_NORM_RMSNORM ? "rmsnorm" : c->norm == HS_NORM_RMSNORM_1P ? "rmsnorm, scaled by 1 + w" : "layernorm",
            (double)c->norm_eps,
-           c->qk_norm ? ", also on each head's q and k before RoPE" : "");
+           !c->qk_norm ? "" : c->qk_norm_all ? ", also on q and k (over all heads) before RoPE" : ", also on each head's q and k before RoPE");
     printf("mlp:           %s%s\n", act_str(c->act), c->parallel_attn_mlp ? ", parallel to attention" : "");
-    if (c->post_norms) printf("post-norms:    on the attention's and the MLP's outputs\n");
+    if (c->post_norms)
+        printf("post-norms:    on the attention's and the MLP's outputs%s\n",
+               c->no_pre_norms ? " (their only norms: none before them)" : "");
     if (c->embed_scale > 0.0f) printf("embed scale:   %g\n", (double)c->embed_scale);
     if (c->attn_scale > 0.0f) printf("score scale:   %g\n", (double)c->attn_scale);
     if (c->attn_softcap > 0.0f || c->final_softcap > 0.0f)
@@ -64,6 +66,12 @@ int hs_cli_info(int argc, char **argv) {
         printf("rope scaling:  llama3, factor %g, frequency factors %g..%g over %d original positions\n",
                (double)c->rope_factor, (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor,
                c->rope_original_ctx);
+    else if (c->rope_scaling == HS_ROPE_SCALING_YARN)
+        printf("rope scaling:  yarn, factor %g over %d original positions, betas %g / %g%s, attention factor %g\n",
+               (double)c->rope_factor, c->rope_original_ctx, (double)c->rope_beta_fast, (double)c->rope_beta_slow,
+               c->rope_truncate ? "" : " (not truncated)", (double)c->rope_attn_factor);
+    if (c->rope_local_theta > 0.0f)
+        printf("rope local:    theta %g, unscaled, on the sliding layers\n", (double)c->rope_local_theta);
     if (hs_model_get_weights(m)->rope_freq_factors) printf("rope scaling:  per-frequency factors (rope_freqs)\n");
     printf("tied unembed:  %s\n", c->tied_embeddings ? "yes" : "no");
     printf("parameters:    %lld (%.1f M)\n", (long long)hs_model_n_params(m), (double)hs_model_n_params(m) / 1e6);
