@@ -5,6 +5,8 @@
  * H*d_head = 2048, the FlashAttention benchmark convention):
  *   1. fused            z + lse, nothing captured (the sweep path)
  *   2. fused_head_scale 1. plus a per-(row, head) multiplier in the epilogue
+ *      fused_window     1. with a sliding window of T/4 keys (T >= 1024;
+ *                       TFLOP/s of the work the window keeps)
  *   3. fused_pattern    2. plus the f32 pattern [B,H,T,T] recomputed from
  *                       q, k and lse (the capture path; skipped when the
  *                       pattern would not fit in a quarter of free memory)
@@ -258,6 +260,14 @@ int main(int argc, char **argv) {
             p.head_scale = (const float *)hsc;
             ms = time_ms(st, fused, reps);
             rows.push_back({"headsweep_fused_head_scale", d, T, B, H, ms, flops / ms / 1e9});
+            if (T >= 1024) { /* a sliding window of T/4 (Mistral's 4096 at 16k): TFLOP/s of the work it keeps */
+                const int w = T / 4;
+                const double wflops = 2.0 * 2.0 * B * H * ((double)T * w - (double)w * (w - 1) / 2.0) * d;
+                p.head_scale = NULL, p.window = w;
+                ms = time_ms(st, fused, reps);
+                rows.push_back({"headsweep_fused_window", d, T, B, H, ms, wflops / ms / 1e9});
+                p.window = 0, p.head_scale = (const float *)hsc;
+            }
             size_t fr = 0, tot = 0;
             CK(cudaMemGetInfo(&fr, &tot));
             if ((size_t)nS * 4 < fr / 4) {
