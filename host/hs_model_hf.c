@@ -90,9 +90,10 @@ static hs_status parse_gpt2_config(json_t *root, const char *path, hs_model_conf
     return HS_OK;
 }
 
-/* original_max_position_embeddings as transformers' standardize_rope_params
- * sets it for llama3 and yarn: a top-level key first (Phi-3 saves one), then
- * the scaling's own, else max_position_embeddings. */
+/* yarn's original_max_position_embeddings as transformers' standardize_rope_params
+ * sets it: a top-level key first (Phi-3 saves one), then the scaling's own,
+ * else max_position_embeddings. (llama3 still requires the scaling's own key,
+ * as it did before yarn: a stricter reading kept, not this one.) */
 static hs_status rope_original_ctx(json_t *root, json_t *rs, const char *path, const char *obj, hs_model_config *c,
                                    hs_err *err) {
     const char *key = "original_max_position_embeddings";
