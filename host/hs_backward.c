@@ -291,10 +291,8 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
     HS_CHECK(o->matmul(s->be, s->xn, W->wv, W->bv, n, Hk * dh, (int)d, 0, s->v, err));
     if (c->qk_norm) HS_CHECK(hs_session_qk_norm(s, l, n, 1, 1, err));
     if (c->rope != HS_ROPE_NONE) {
-        HS_CHECK(o->rope(s->be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, hs_session_rope_inv(s, l),
-                         hs_session_rope_scale(s, l), err));
-        HS_CHECK(o->rope(s->be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, hs_session_rope_inv(s, l),
-                         hs_session_rope_scale(s, l), err));
+        HS_CHECK(hs_session_rope(s, l, s->q, s->d_pos, b->B, b->T, H, err));
+        HS_CHECK(hs_session_rope(s, l, s->k, s->d_pos, b->B, b->T, Hk, err));
     }
     HS_CHECK(o->attention(s->be, ap0, err));
     if (ap0->head_scale) { /* visitors need z itself, also where the multiplier is 0 */
@@ -399,10 +397,8 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         /* attention, back to resid_pre */
         HS_CHECK(o->attention_bwd(s->be, &ap, w->dz, w->dq, w->dk, w->dv, err));
         if (c->rope != HS_ROPE_NONE) {
-            HS_CHECK(o->rope(s->be, c->rope, w->dq, w->neg_pos, n, H, dh, c->rot_dim, hs_session_rope_inv(s, l),
-                         hs_session_rope_scale(s, l), err));
-            HS_CHECK(o->rope(s->be, c->rope, w->dk, w->neg_pos, n, Hk, dh, c->rot_dim, hs_session_rope_inv(s, l),
-                         hs_session_rope_scale(s, l), err));
+            HS_CHECK(hs_session_rope(s, l, w->dq, w->neg_pos, b->B, b->T, H, err));
+            HS_CHECK(hs_session_rope(s, l, w->dk, w->neg_pos, b->B, b->T, Hk, err));
         }
         const void *dq = w->dq, *dk = w->dk;
         if (c->qk_norm) {

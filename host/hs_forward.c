@@ -75,14 +75,20 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     if (s->cfg.rope != HS_ROPE_NONE && !s->cfg.rot_dim) s->cfg.rot_dim = s->cfg.d_head; /* 0 = the whole head */
     if (s->cfg.rope != HS_ROPE_NONE) {
         const size_t tb = (size_t)(s->cfg.rot_dim / 2 + 1) * sizeof(float);
-        const int local = s->cfg.rope_local_theta > 0.0f;
-        if (!(s->rope_inv = malloc(tb)) || (local && !(s->rope_inv_local = malloc(tb)))) {
+        const int local = s->cfg.rope_local_theta > 0.0f, longrope = s->cfg.rope_scaling == HS_ROPE_SCALING_LONGROPE;
+        if (!(s->rope_inv = malloc(tb)) || (local && !(s->rope_inv_local = malloc(tb))) ||
+            (longrope && (!(s->rope_inv_long = malloc(tb)) || !(s->rope_long_rows = calloc((size_t)max_B, 1))))) {
             free(s->rope_inv);
+            free(s->rope_inv_local);
+    free(s->rope_inv_long);
+    free(s->rope_long_rows);
+            free(s->rope_inv_long);
             free(s);
             return hs_err_set(err, HS_ERR_OOM, "session: out of memory");
         }
         hs_model_rope_inv_freq(&s->cfg, hs_model_get_weights(m), s->rope_inv);
         if (local) hs_model_rope_inv_freq_local(&s->cfg, s->rope_inv_local);
+        if (longrope) hs_model_rope_inv_freq_long(&s->cfg, hs_model_get_weights(m), s->rope_inv_long);
     }
     s->max_B = max_B;
     s->max_T = max_T;
@@ -193,6 +199,8 @@ void hs_session_free(hs_session *s) {
     free(s->layers);
     free(s->rope_inv);
     free(s->rope_inv_local);
+    free(s->rope_inv_long);
+    free(s->rope_long_rows);
     free(s);
 }
 
@@ -210,6 +218,23 @@ hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k
         st = s->be->ops->norm(s->be, c->norm, s->k_pre, W->k_norm_w, NULL, c->norm_eps,
                               n * c->n_kv_heads * c->d_head / wk, wk, s->k, err);
     return st;
+}
+
+hs_status hs_session_rope(hs_session *s, int l, void *x, const int32_t *pos, int B, int T, int heads, hs_err *err) {
+    const hs_model_config *c = &s->cfg;
+    const float *inv = hs_session_rope_inv(s, l);
+    const int split = s->rope_long_rows && inv == s->rope_inv; /* LongRoPE scales the global table only */
+    const int64_t row_bytes = (int64_t)T * heads * c->d_head * (int64_t)s->es;
+    for (int r0 = 0, r1; r0 < B; r0 = r1) {
+        const int lng = split && s->rope_long_rows[r0];
+        for (r1 = r0 + 1; r1 < B && split && s->rope_long_rows[r1] == lng;) r1++;
+        if (!split) r1 = B;
+        hs_status st = s->be->ops->rope(s->be, c->rope, (char *)x + r0 * row_bytes, pos + (int64_t)r0 * T,
+                                        (int64_t)(r1 - r0) * T, heads, c->d_head, c->rot_dim,
+                                        lng ? s->rope_inv_long : inv, hs_session_rope_scale(s, l), err);
+        if (st != HS_OK) return st;
+    }
+    return HS_OK;
 }
 
 hs_status hs_session_pre_norm(hs_session *s, int l, int mlp, const void *x, int64_t n, void *out, hs_err *err) {
@@ -413,6 +438,12 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     if (!pos || !tmp) HS_FAIL(err, HS_ERR_OOM, "forward: out of memory");
     HS_CHECK(check_batch(s, b, pos, err));
     HS_CHECK(check_edits(s, b, fp, err));
+    for (int r = 0; s->rope_long_rows && r < B; r++) { /* LongRoPE: each prompt's table, from its last position */
+        int32_t top = 0;
+        for (int64_t i = (int64_t)r * T; i < (int64_t)(r + 1) * T; i++)
+            if ((!b->mask || b->mask[i]) && pos[i] > top) top = pos[i];
+        s->rope_long_rows[r] = (uint8_t)hs_model_rope_long(c, (int64_t)top + 1);
+    }
     HS_CHECK(hs_zedit_init(&ze, B, T, H, dh, fp->edits, fp->n_edits, err));
     HS_CHECK(o->upload(be, s->d_tokens, b->tokens, (size_t)n * 4, err));
     HS_CHECK(o->upload(be, s->d_pos, pos, (size_t)n * 4, err));
@@ -463,13 +494,11 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
         if (c->qk_norm) HS_CHECK(hs_session_qk_norm(s, l, n, need_q, need_k, err));
         if (rope && need_q) {
-            HS_CHECK(o->rope(be, c->rope, s->q, s->d_pos, n, H, dh, c->rot_dim, hs_session_rope_inv(s, l),
-                         hs_session_rope_scale(s, l), err));
+            HS_CHECK(hs_session_rope(s, l, s->q, s->d_pos, B, T, H, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_Q, l, s->q, dt, 4, B, T, H, dh, err));
         }
         if (rope && need_k) {
-            HS_CHECK(o->rope(be, c->rope, s->k, s->d_pos, n, Hk, dh, c->rot_dim, hs_session_rope_inv(s, l),
-                         hs_session_rope_scale(s, l), err));
+            HS_CHECK(hs_session_rope(s, l, s->k, s->d_pos, B, T, Hk, err));
             HS_CHECK(offer(s, hk, HS_HOOK_ROT_K, l, s->k, dt, 4, B, T, Hk, dh, err));
         }
         if (!given) { /* the attention, with the layer's edits */

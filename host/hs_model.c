@@ -80,7 +80,7 @@ static void yarn_range(const hs_model_config *c, int rot, double *lo, double *hi
     if (*lo == *hi) *hi += 0.001; /* as transformers avoids the singular ramp */
 }
 
-void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w, float *out) {
+static void rope_inv_freq(const hs_model_config *c, const hs_model_weights *w, int use_long, float *out) {
     const int rot = c->rot_dim ? c->rot_dim : c->d_head;
     double y_lo = 0.0, y_hi = 1.0;
     if (c->rope_scaling == HS_ROPE_SCALING_YARN) yarn_range(c, rot, &y_lo, &y_hi);
@@ -106,10 +106,25 @@ void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w,
             ramp = ramp < 0.0f ? 0.0f : ramp > 1.0f ? 1.0f : ramp;
             const float extrap = 1.0f - ramp;
             inv = 1.0f / (factor * pos_freq) * (1.0f - extrap) + 1.0f / pos_freq * extrap;
+        } else if (c->rope_scaling == HS_ROPE_SCALING_LONGROPE) { /* HF: 1 / (ext * base^(2i/rot)) */
+            const float ext = use_long ? c->rope_long_factor[i] : c->rope_short_factor[i];
+            inv = 1.0f / (ext * powf(c->rope_theta, (float)(2 * i) / (float)rot));
         }
         if (w && w->rope_freq_factors) inv /= w->rope_freq_factors[i];
         out[i] = inv;
     }
+}
+
+void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w, float *out) {
+    rope_inv_freq(c, w, 0, out);
+}
+
+void hs_model_rope_inv_freq_long(const hs_model_config *c, const hs_model_weights *w, float *out) {
+    rope_inv_freq(c, w, 1, out);
+}
+
+int hs_model_rope_long(const hs_model_config *c, int64_t n_pos) {
+    return c->rope_scaling == HS_ROPE_SCALING_LONGROPE && n_pos > c->rope_original_ctx;
 }
 
 int hs_model_layer_slides(const hs_model_config *c, int l) {
@@ -132,7 +147,8 @@ void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out) {
 }
 
 float hs_model_rope_attn_factor(const hs_model_config *c) {
-    return c->rope_scaling == HS_ROPE_SCALING_YARN ? c->rope_attn_factor : 1.0f; /* validated positive */
+    const int scaled = c->rope_scaling == HS_ROPE_SCALING_YARN || c->rope_scaling == HS_ROPE_SCALING_LONGROPE;
+    return scaled ? c->rope_attn_factor : 1.0f; /* validated positive */
 }
 
 int hs_model_qk_norm_width(const hs_model_config *c, int kv) {
@@ -172,7 +188,8 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
         return hs_err_set(err, HS_ERR_FORMAT, "%s: a local RoPE base needs RoPE", src);
     if (c->rope != HS_ROPE_NONE && !(c->rope_theta > 0.0f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: rope_theta %g must be positive", src, (double)c->rope_theta);
-    if (c->rope_scaling != HS_ROPE_SCALING_NONE && !(c->rope_factor >= 1.0f && c->rope_factor < 1e6f))
+    if (c->rope_scaling != HS_ROPE_SCALING_NONE && c->rope_scaling != HS_ROPE_SCALING_LONGROPE &&
+        !(c->rope_factor >= 1.0f && c->rope_factor < 1e6f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: RoPE scaling factor %g must be at least 1", src,
                           (double)c->rope_factor);
     if (c->rope_scaling == HS_ROPE_SCALING_YARN &&
@@ -183,6 +200,19 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
                           "and a base other than 1",
                           src, c->rope_original_ctx, (double)c->rope_beta_fast, (double)c->rope_beta_slow,
                           (double)c->rope_attn_factor);
+    if (c->rope_scaling == HS_ROPE_SCALING_LONGROPE) {
+        const int pairs = (c->rot_dim ? c->rot_dim : c->d_head) / 2;
+        if (c->rope_n_factors != pairs || !(c->rope_original_ctx > 0 && c->rope_attn_factor > 0.0f))
+            return hs_err_set(err, HS_ERR_FORMAT,
+                              "%s: longrope needs short_factor and long_factor of %d entries, one per rotated pair "
+                              "(got %d), a positive original context (%d) and attention factor (%g)",
+                              src, pairs, c->rope_n_factors, c->rope_original_ctx, (double)c->rope_attn_factor);
+        for (int i = 0; i < pairs; i++)
+            if (!(c->rope_short_factor[i] > 0.0f && c->rope_short_factor[i] < 1e30f && c->rope_long_factor[i] > 0.0f &&
+                  c->rope_long_factor[i] < 1e30f))
+                return hs_err_set(err, HS_ERR_FORMAT, "%s: longrope factors [%d] (short %g, long %g) must be positive",
+                                  src, i, (double)c->rope_short_factor[i], (double)c->rope_long_factor[i]);
+    }
     if (c->rope_scaling == HS_ROPE_SCALING_LLAMA3 &&
         !(c->rope_low_freq_factor > 0.0f && c->rope_high_freq_factor > c->rope_low_freq_factor &&
           c->rope_original_ctx > 0))

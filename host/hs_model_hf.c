@@ -146,18 +146,76 @@ static hs_status parse_yarn(json_t *root, json_t *rs, const char *path, const ch
     return HS_OK;
 }
 
+/* One of longrope's factor lists into dst, its length into *n. */
+static hs_status longrope_list(json_t *rs, const char *path, const char *obj, const char *key, float *dst, int *n,
+                               hs_err *err) {
+    json_t *a = json_object_get(rs, key);
+    if (!json_is_array(a))
+        return hs_err_set(err, HS_ERR_MISSING, "%s: %s: rope type 'longrope' needs a list '%s'", path, obj, key);
+    if (json_array_size(a) > HS_ROPE_MAX_FREQS)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: '%s' has %zu entries (at most %d supported)", path, obj, key,
+                          json_array_size(a), HS_ROPE_MAX_FREQS);
+    *n = (int)json_array_size(a);
+    for (int i = 0; i < *n; i++) {
+        json_t *v = json_array_get(a, (size_t)i);
+        if (!json_is_number(v) || !(json_number_value(v) > 0.0))
+            return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: '%s'[%d] must be a positive number", path, obj, key, i);
+        dst[i] = (float)json_number_value(v);
+    }
+    return HS_OK;
+}
+
+/* LongRoPE as transformers' _compute_longrope_parameters reads it: both factor
+ * lists (their length is checked against the rotated pairs once the partial
+ * rotary factor is known, in hs_model_config_validate), the original context
+ * (Phi-3: the top-level key, else its config class's 4096; others as yarn's),
+ * the attention factor given, else sqrt(1 + ln f / ln original) with f the
+ * factor given, else max_position_embeddings over the original (1 for f <= 1). */
+static hs_status parse_longrope(json_t *root, json_t *rs, const char *path, const char *obj, hs_model_config *c,
+                                hs_err *err) {
+    hs_status st;
+    int n_long = 0;
+    c->rope_scaling = HS_ROPE_SCALING_LONGROPE;
+    if ((st = longrope_list(rs, path, obj, "short_factor", c->rope_short_factor, &c->rope_n_factors, err)) ||
+        (st = longrope_list(rs, path, obj, "long_factor", c->rope_long_factor, &n_long, err)))
+        return st;
+    if (n_long != c->rope_n_factors)
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: short_factor has %d entries, long_factor %d", path, obj,
+                          c->rope_n_factors, n_long);
+    const char *key = "original_max_position_embeddings";
+    if (!strcmp(c->arch_name, "Phi3ForCausalLM") && !json_is_number(json_object_get(root, key))) {
+        c->rope_original_ctx = 4096;
+    } else if ((st = rope_original_ctx(root, rs, path, obj, c, err))) {
+        return st;
+    }
+    if ((st = hs_hf_cfg_float(rs, path, "factor", (float)c->n_ctx / (float)c->rope_original_ctx, &c->rope_factor, err)))
+        return st;
+    json_t *a = json_object_get(rs, "attention_factor");
+    double af = c->rope_factor <= 1.0f ? 1.0 : sqrt(1.0 + log((double)c->rope_factor) / log((double)c->rope_original_ctx));
+    if (json_is_number(a)) af = json_number_value(a);
+    else if (a && !json_is_null(a))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: key 'attention_factor' must be a number", path, obj);
+    if (!(af > 0.0) || !isfinite(af))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: %s: attention_factor %g must be positive", path, obj, af);
+    c->rope_attn_factor = (float)af;
+    return HS_OK;
+}
+
 hs_status hs_hf_parse_rope_scaling(json_t *root, json_t *rs, const char *path, const char *obj, hs_model_config *c,
                                    hs_err *err) {
     json_t *t = json_object_get(rs, "rope_type");
     if (!t) t = json_object_get(rs, "type");
     const char *type = json_is_string(t) ? json_string_value(t) : "default";
     if (!strcmp(type, "default")) return HS_OK;
-    /* Phi-3's config class renames yarn (and su) to longrope, refused below */
-    if (!strcmp(type, "yarn") && strcmp(c->arch_name, "Phi3ForCausalLM")) return parse_yarn(root, rs, path, obj, c, err);
-    if (!strcmp(type, "yarn") || !strcmp(type, "su")) type = "longrope";
+    /* Phi-3's config class renames yarn (and su) to longrope */
+    const int phi3 = !strcmp(c->arch_name, "Phi3ForCausalLM");
+    if (!strcmp(type, "yarn") && !phi3) return parse_yarn(root, rs, path, obj, c, err);
+    if (!strcmp(type, "longrope") || (phi3 && (!strcmp(type, "yarn") || !strcmp(type, "su"))))
+        return parse_longrope(root, rs, path, obj, c, err);
     if (strcmp(type, "linear") && strcmp(type, "llama3"))
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: rope type '%s' is not supported (default, linear, llama3, yarn)",
-                          path, obj, type);
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "%s: %s: rope type '%s' is not supported (default, linear, llama3, yarn, longrope)", path, obj,
+                          type);
     const int llama3 = type[0] == 'l' && type[1] == 'l';
     c->rope_scaling = llama3 ? HS_ROPE_SCALING_LLAMA3 : HS_ROPE_SCALING_LINEAR;
     const char *keys[3] = {"factor", "low_freq_factor", "high_freq_factor"};
@@ -338,9 +396,9 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
         c->post_norms = c->no_pre_norms = 1;
         c->qk_norm = c->qk_norm_all = 1;
     }
-    if (phi3) { /* partial RoPE, at the top level or in rope_parameters (the latter wins, as in HF) */
+    if (phi3) { /* partial RoPE, at the top level or in rope_scaling (else rope_parameters), which wins as in HF */
         json_t *top = json_object_get(root, "partial_rotary_factor"),
-               *in_rp = json_is_object(rp) ? json_object_get(rp, "partial_rotary_factor") : NULL;
+               *in_rp = json_is_object(rs) ? json_object_get(rs, "partial_rotary_factor") : NULL;
         double pct = json_is_number(in_rp) ? json_number_value(in_rp) : json_is_number(top) ? json_number_value(top) : 1.0;
         if ((st = hs_hf_rot_dim(path, "partial_rotary_factor", pct, c, err))) return st;
         if (c->rot_dim == c->d_head) c->rot_dim = 0;

@@ -44,9 +44,9 @@ hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, 
 
 /* rope_scaling (or transformers 5's rope_parameters) object rs, named obj in
  * the messages: rope_type default, linear (factor) or llama3 (factor,
- * low_freq_factor, high_freq_factor, original_max_position_embeddings) or
- * yarn into c (root: the config, for yarn's original context); others are
- * refused. */
+ * low_freq_factor, high_freq_factor, original_max_position_embeddings), yarn
+ * or longrope (short_factor, long_factor) into c (root: the config, for the
+ * original context); others are refused. */
 hs_status hs_hf_parse_rope_scaling(json_t *root, json_t *rs, const char *path, const char *obj, hs_model_config *c,
                                    hs_err *err);
 

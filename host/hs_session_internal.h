@@ -28,6 +28,8 @@ struct hs_session {
     void *raw;           /* post_norms: o_proj's or down_proj's output before its norm */
     float *rope_inv;     /* host [rot_dim / 2]: RoPE's inverse frequencies (hs_model_rope_inv_freq) */
     float *rope_inv_local; /* the local layers' (Gemma 3; hs_model_rope_inv_freq_local), or NULL */
+    float *rope_inv_long;  /* LONGROPE: the long factors' (hs_model_rope_inv_freq_long), or NULL */
+    uint8_t *rope_long_rows; /* LONGROPE: [max_B], the last forward's rows that rotate with rope_inv_long */
     int32_t *d_tokens, *d_pos, *d_mask;
     int32_t *d_pattern_rows; /* [max_B] */
     /* target log-probs: one chunk's logits, targets and results, allocated at
@@ -68,8 +70,16 @@ hs_status hs_session_post_norm(hs_session *s, int l, int mlp, int64_t n, void *o
 /* final_softcap: logits [R, V] capped in place. */
 hs_status hs_session_cap_logits(hs_session *s, void *logits, int64_t R, hs_err *err);
 
-/* The RoPE table layer l rotates with, and the factor on its cos and sin
- * (YaRN's attention factor, on the layers its table serves). */
+/* x [B, T, heads, d_head] rotated in place for layer l at positions pos
+ * (backend memory, [B, T]; negated: the transpose), each row with the table
+ * its prompt's length picks (rope_long_rows: LongRoPE's long or short
+ * factors, set by the forward), in one backend call per run of rows that
+ * share a table. */
+hs_status hs_session_rope(hs_session *s, int l, void *x, const int32_t *pos, int B, int T, int heads, hs_err *err);
+
+/* The RoPE table layer l rotates with (the short one under LongRoPE), and the
+ * factor on its cos and sin (YaRN's or LongRoPE's attention factor, on the
+ * layers its table serves). */
 static inline const float *hs_session_rope_inv(const hs_session *s, int l) {
     return s->rope_inv_local && hs_model_layer_rope_local(&s->cfg, l) ? s->rope_inv_local : s->rope_inv;
 }

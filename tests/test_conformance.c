@@ -238,6 +238,11 @@ Test(conformance, qwen3_left) { run_conformance("qwen3", "left"); }
 /* Phi-3: fused qkv_proj and gate_up_proj, RoPE on 12 of 16 dims */
 Test(conformance, phi3_right) { run_conformance("phi3", "right"); }
 Test(conformance, phi3_left) { run_conformance("phi3", "left"); }
+/* LongRoPE on Phi-3's layout, an original context of 5: prompts of 7 and 6
+ * tokens rotate with the long factors, the one of 4 with the short, in one
+ * batch (the references run each prompt alone) */
+Test(conformance, phi3_longrope_right) { run_conformance("phi3_longrope", "right"); }
+Test(conformance, phi3_longrope_left) { run_conformance("phi3_longrope", "left"); }
 /* Gemma 2: sandwich norms, soft-capped scores and logits, GeGLU, the embedding's scale */
 Test(conformance, gemma2_right) { run_conformance("gemma2", "right"); }
 Test(conformance, gemma2_left) { run_conformance("gemma2", "left"); }

@@ -279,6 +279,43 @@ Test(cuda_model, head_grad_olmo2_bf16) { REQUIRE_GPU(); grad_case("olmo2", HS_DT
 Test(cuda_model, head_grad_olmo3_f32) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_F32, "head_grad_olmo3_f32"); }
 Test(cuda_model, head_grad_olmo3_bf16) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_BF16, "head_grad_olmo3_bf16"); }
 
+/* LongRoPE: phi3_longrope's shape with random weights, its original context
+ * moved to split the batch's rows between the tables: 42 for the forward's
+ * rows of 48, 41 and 43 real tokens (long, short, long: three rope calls per
+ * layer), 20 for the gradient's of 32, 27 and 16 (long, long, short). */
+static hs_model *longrope_model(int original_ctx) {
+    hs_model *f = load_fixture("phi3_longrope"), *m = NULL;
+    hs_model_config c = *hs_model_get_config(f);
+    hs_model_free(f);
+    c.rope_original_ctx = original_ctx;
+    hs_err err = {0};
+    ok(hs_model_init_random(&c, 77, &m, &err), &err, "random phi3_longrope-shaped model");
+    return m;
+}
+
+static void longrope_case(hs_dtype dt, const char *name) {
+    hs_model *m = longrope_model(42);
+    compare_model(m, dt, 3, 48, 2001, name);
+    hs_model_free(m);
+}
+
+static void longrope_grad_case(hs_dtype dt, const char *name) {
+    hs_model *m = longrope_model(20);
+    grad_case_model(m, dt, name);
+    hs_model_free(m);
+}
+
+Test(cuda_model, phi3_longrope_f32) { REQUIRE_GPU(); longrope_case(HS_DTYPE_F32, "phi3_longrope_f32"); }
+Test(cuda_model, phi3_longrope_bf16) { REQUIRE_GPU(); longrope_case(HS_DTYPE_BF16, "phi3_longrope_bf16"); }
+Test(cuda_model, head_grad_phi3_longrope_f32) {
+    REQUIRE_GPU();
+    longrope_grad_case(HS_DTYPE_F32, "head_grad_phi3_longrope_f32");
+}
+Test(cuda_model, head_grad_phi3_longrope_bf16) {
+    REQUIRE_GPU();
+    longrope_grad_case(HS_DTYPE_BF16, "head_grad_phi3_longrope_bf16");
+}
+
 static hs_model_config smollm2_shape(void) {
     hs_model_config c = hs_test_llama_config(30, 9, 3, 576, 64, 1536, 49152, 8192, 100000.0f);
     c.tied_embeddings = 1;

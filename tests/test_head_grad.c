@@ -79,6 +79,7 @@ Test(head_grad, llama_mha_matches_autograd) { against_autograd("llama_mha"); }
 Test(head_grad, pythia_matches_autograd) { against_autograd("pythia"); }
 Test(head_grad, qwen3_matches_autograd) { against_autograd("qwen3"); }
 Test(head_grad, phi3_matches_autograd) { against_autograd("phi3"); }
+Test(head_grad, phi3_longrope_matches_autograd) { against_autograd("phi3_longrope"); }
 Test(head_grad, gemma2_matches_autograd) { against_autograd("gemma2"); }
 Test(head_grad, gemma3_matches_autograd) { against_autograd("gemma3"); }
 Test(head_grad, olmo2_matches_autograd) { against_autograd("olmo2"); }

@@ -312,7 +312,7 @@ Test(hf_folder, olmo3_config) {
 }
 
 /* Phi-3: fused qkv_proj and gate_up_proj split by rows, partial RoPE from
- * rope_parameters or the top level; longrope (Phi-3's 128k variants) refused. */
+ * rope_parameters or the top level (longrope: hf_folder/longrope_config). */
 Test(hf_folder, phi3_config_and_fused_weights) {
     hs_model_config c = loaded_config("phi3", NULL, NULL);
     cr_assert_eq(c.rot_dim, 12);
@@ -325,8 +325,6 @@ Test(hf_folder, phi3_config_and_fused_weights) {
     cr_assert_eq(c.rot_dim, 8);
     c = loaded_config("phi3", "\"rope_parameters\": {", "\"partial_rotary_factor\": 0.5, \"rope_parameters\": {");
     cr_assert_eq(c.rot_dim, 12);
-    expect_refused("phi3", "\"rope_type\": \"default\"", "\"rope_type\": \"longrope\"",
-                   HS_ERR_UNSUPPORTED, "rope type 'longrope' is not supported");
     expect_refused("phi3", "\"partial_rotary_factor\": 0.75", "\"partial_rotary_factor\": 0.7",
                    HS_ERR_UNSUPPORTED, "not an even count");
 }
@@ -486,8 +484,8 @@ Test(hf_folder, rope_scaling_matches_transformers) {
     rope_scaling_case("yarn_betas", 0);
 }
 
-/* Scalings that depend on the prompt's length are refused by name, as are
- * incomplete ones and YaRN's mscale variant. */
+/* dynamic (frequencies that follow the longest sequence seen so far) is
+ * refused by name, as are incomplete scalings and YaRN's mscale variant. */
 Test(hf_folder, rope_scaling_refusals) {
     const char *from = "\"rope_type\": \"default\"";
     expect_refused("llama_gqa", from, "\"rope_type\": \"dynamic\", \"factor\": 4.0",
@@ -505,13 +503,63 @@ Test(hf_folder, rope_scaling_refusals) {
     cr_assert(c.rope_scaling == HS_ROPE_SCALING_YARN && c.rope_factor == 4.0f && c.rope_original_ctx == 16 && !c.rope_truncate);
     c = loaded_config("llama_gqa", from, "\"rope_type\": \"yarn\", \"factor\": 2.0");
     cr_assert(c.rope_original_ctx == 64 && c.rope_truncate && c.rope_beta_fast == 32.0f && c.rope_beta_slow == 1.0f);
-    /* Phi-3's config class renames yarn to longrope */
-    expect_refused("phi3", from, "\"rope_type\": \"yarn\", \"factor\": 2.0", HS_ERR_UNSUPPORTED,
-                   "rope type 'longrope' is not supported");
+    /* Phi-3's config class renames yarn to longrope, which needs its lists */
+    expect_refused("phi3", from, "\"rope_type\": \"yarn\", \"factor\": 2.0", HS_ERR_MISSING,
+                   "rope type 'longrope' needs a list 'short_factor'");
     expect_refused("llama_gqa", from, "\"rope_type\": \"llama3\", \"factor\": 8.0",
                    HS_ERR_MISSING, "needs 'low_freq_factor'");
     expect_refused("llama_gqa", from, "\"rope_type\": \"linear\", \"factor\": 0.5",
                    HS_ERR_FORMAT, "factor 0.5 must be at least 1");
+}
+
+/* The LongRoPE lists and attention factor as transformers reads them (the
+ * logits are test_conformance's phi3_longrope): Phi-3's original context from
+ * the top level, else its config class's 4096; other architectures' as
+ * yarn's; the Hub's spellings; and what is refused. */
+Test(hf_folder, longrope_config) {
+    const float shrt[6] = {1.0f, 1.05f, 1.3f, 1.8f, 2.2f, 2.5f}, lng[6] = {1.0f, 1.6f, 3.1f, 5.5f, 9.0f, 12.5f};
+    hs_model_config c = loaded_config("phi3_longrope", NULL, NULL);
+    cr_assert(c.rope_scaling == HS_ROPE_SCALING_LONGROPE && c.rope_n_factors == 6 && c.rot_dim == 12);
+    cr_assert(c.rope_original_ctx == 5 && c.rope_factor == 12.8f, "orig %d factor %g", c.rope_original_ctx,
+              (double)c.rope_factor);
+    cr_assert_float_eq(c.rope_attn_factor, (float)sqrt(1.0 + log(12.8) / log(5.0)), 1e-6);
+    cr_assert(!memcmp(c.rope_short_factor, shrt, sizeof shrt) && !memcmp(c.rope_long_factor, lng, sizeof lng));
+    cr_assert(!hs_model_rope_long(&c, 5) && hs_model_rope_long(&c, 6));
+    float inv_s[6], inv_l[6];
+    hs_model_rope_inv_freq(&c, NULL, inv_s);
+    hs_model_rope_inv_freq_long(&c, NULL, inv_l);
+    for (int i = 0; i < 6; i++) {
+        const float base = powf(10000.0f, (float)(2 * i) / 12.0f);
+        cr_assert(inv_s[i] == 1.0f / (shrt[i] * base) && inv_l[i] == 1.0f / (lng[i] * base), "pair %d", i);
+    }
+    /* the Hub's spelling: rope_scaling with the old name 'su' (Phi-3's class renames it) */
+    hs_model_config h = loaded_config("phi3_longrope", "\"rope_parameters\": {",
+                                      "\"rope_theta\": 10000.0, \"rope_scaling\": {\"type\": \"su\",");
+    cr_assert(h.rope_scaling == HS_ROPE_SCALING_LONGROPE && h.rot_dim == 12 && h.rope_attn_factor == c.rope_attn_factor);
+    /* without the top-level key Phi-3 takes 4096, not the scaling's 5: 64 / 4096 < 1, no attention factor */
+    h = loaded_config("phi3_longrope", "\"original_max_position_embeddings\": 5,\n  \"pad", "\"pad");
+    cr_assert(h.rope_original_ctx == 4096 && h.rope_attn_factor == 1.0f && !hs_model_rope_long(&h, 64));
+    h = loaded_config("phi3_longrope", "\"rope_type\": \"longrope\",",
+                      "\"rope_type\": \"longrope\", \"factor\": 2.0, \"attention_factor\": 1.25,");
+    cr_assert(h.rope_factor == 2.0f && h.rope_attn_factor == 1.25f);
+    /* a Llama checkpoint: the scaling's own original context (16), factor 64 / 16 */
+    h = loaded_config("llama_gqa", "\"rope_type\": \"default\"",
+                      "\"rope_type\": \"longrope\", \"original_max_position_embeddings\": 16, "
+                      "\"short_factor\": [1, 1, 1, 1, 1, 1], \"long_factor\": [1, 2, 3, 4, 5, 6]");
+    cr_assert(h.rope_original_ctx == 16 && h.rope_factor == 4.0f);
+    cr_assert_float_eq(h.rope_attn_factor, (float)sqrt(1.0 + log(4.0) / log(16.0)), 1e-6);
+    expect_refused("phi3_longrope", "\"long_factor\": [", "\"lf\": [", HS_ERR_MISSING,
+                   "rope type 'longrope' needs a list 'long_factor'");
+    expect_refused("phi3_longrope", "\"long_factor\": [\n      1.0,", "\"long_factor\": [", HS_ERR_FORMAT,
+                   "short_factor has 6 entries, long_factor 5");
+    expect_refused("phi3_longrope", "\"long_factor\": [\n      1.0,", "\"long_factor\": [\n      1.0, 1.0,", HS_ERR_FORMAT,
+                   "short_factor has 6 entries, long_factor 7");
+    expect_refused("phi3_longrope", "\"partial_rotary_factor\": 0.75", "\"partial_rotary_factor\": 0.5",
+                   HS_ERR_FORMAT, "longrope needs short_factor and long_factor of 4 entries, one per rotated pair (got 6)");
+    expect_refused("phi3_longrope", "9.0", "-9.0", HS_ERR_FORMAT, "'long_factor'[4] must be a positive number");
+    expect_refused("phi3_longrope", "9.0", "\"9\"", HS_ERR_FORMAT, "'long_factor'[4] must be a positive number");
+    expect_refused("phi3_longrope", "\"rope_type\": \"longrope\",", "\"rope_type\": \"longrope\", \"attention_factor\": -1,",
+                   HS_ERR_FORMAT, "attention_factor -1 must be positive");
 }
 
 /* GPT-NeoX's config: Pythia's Hub spelling (rotary_pct, rotary_emb_base at the

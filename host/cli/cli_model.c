@@ -70,6 +70,16 @@ int hs_cli_info(int argc, char **argv) {
         printf("rope scaling:  yarn, factor %g over %d original positions, betas %g / %g%s, attention factor %g\n",
                (double)c->rope_factor, c->rope_original_ctx, (double)c->rope_beta_fast, (double)c->rope_beta_slow,
                c->rope_truncate ? "" : " (not truncated)", (double)c->rope_attn_factor);
+    else if (c->rope_scaling == HS_ROPE_SCALING_LONGROPE) {
+        float lo = c->rope_long_factor[0], hi = lo;
+        for (int i = 1; i < c->rope_n_factors; i++) {
+            lo = c->rope_long_factor[i] < lo ? c->rope_long_factor[i] : lo;
+            hi = c->rope_long_factor[i] > hi ? c->rope_long_factor[i] : hi;
+        }
+        printf("rope scaling:  longrope, %d short and %d long factors (long %g..%g) past %d positions, attention factor %g\n",
+               c->rope_n_factors, c->rope_n_factors, (double)lo, (double)hi, c->rope_original_ctx,
+               (double)c->rope_attn_factor);
+    }
     if (c->rope_local_theta > 0.0f)
         printf("rope local:    theta %g, unscaled, on the sliding layers\n", (double)c->rope_local_theta);
     if (hs_model_get_weights(m)->rope_freq_factors) printf("rope scaling:  per-frequency factors (rope_freqs)\n");

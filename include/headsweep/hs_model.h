@@ -33,13 +33,20 @@ static inline int hs_act_gated(hs_act_kind k) { return k == HS_ACT_SILU_GLU || k
 typedef enum { HS_ROPE_NONE = 0, HS_ROPE_NEOX, HS_ROPE_NORMAL } hs_rope_kind;
 /* How a checkpoint rescales RoPE's frequencies (HF rope_type): LINEAR divides
  * them all by factor; LLAMA3 (Llama 3.1 / 3.2) divides the low ones by factor,
- * keeps the high ones and blends between (hs_model_rope_inv_freq). */
+ * keeps the high ones and blends between; YARN blends by rotation count;
+ * LONGROPE (Phi-3 128k, Phi-3.5, Phi-4-mini) divides each by its own factor, from
+ * one list for prompts within the original context and another for longer
+ * ones (hs_model_rope_inv_freq, hs_model_rope_long). */
 typedef enum {
     HS_ROPE_SCALING_NONE = 0,
     HS_ROPE_SCALING_LINEAR,
     HS_ROPE_SCALING_LLAMA3,
-    HS_ROPE_SCALING_YARN
+    HS_ROPE_SCALING_YARN,
+    HS_ROPE_SCALING_LONGROPE
 } hs_rope_scaling_kind;
+
+/* The most rotated frequency pairs (rot / 2) a LONGROPE factor list holds. */
+#define HS_ROPE_MAX_FREQS 128
 
 typedef struct {
     hs_arch arch;
@@ -68,12 +75,17 @@ typedef struct {
     int rot_dim;         /* leading dims of each head that RoPE rotates, even (partial
                             rotary: GPT-NeoX rotary_pct); 0 = all d_head */
     hs_rope_scaling_kind rope_scaling;
-    float rope_factor;                 /* LINEAR, LLAMA3 */
+    float rope_factor;                 /* LINEAR, LLAMA3, YARN; LONGROPE: only feeds the attention factor */
     float rope_low_freq_factor, rope_high_freq_factor; /* LLAMA3 */
-    int rope_original_ctx;             /* LLAMA3, YARN: original_max_position_embeddings */
+    int rope_original_ctx;             /* LLAMA3, YARN, LONGROPE: original_max_position_embeddings */
     float rope_beta_fast, rope_beta_slow; /* YARN: the rotation counts bounding the blend */
     int rope_truncate;                 /* YARN: the blend's bounds rounded outwards to whole dims */
-    float rope_attn_factor;            /* YARN: cos and sin times it (the scores times its square) */
+    float rope_attn_factor;            /* YARN, LONGROPE: cos and sin times it (the scores times its square) */
+    /* LONGROPE: frequency i is divided by short_factor[i] for a prompt of at most
+     * rope_original_ctx positions, by long_factor[i] for a longer one; rot / 2
+     * entries (rope_n_factors) */
+    int rope_n_factors;
+    float rope_short_factor[HS_ROPE_MAX_FREQS], rope_long_factor[HS_ROPE_MAX_FREQS];
     /* Gemma 3: the sliding ("local") layers rotate with their own base, unscaled;
      * the others ("global") with rope_theta and the scaling above. 0 = one base. */
     float rope_local_theta;
@@ -173,16 +185,24 @@ void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out);
  * qk_norm_all every head's d_head at once. */
 int hs_model_qk_norm_width(const hs_model_config *c, int kv);
 
-/* YaRN's attention factor on the scaled table's cos and sin, else 1. */
+/* YaRN's or LongRoPE's attention factor on the scaled table's cos and sin, else 1. */
 float hs_model_rope_attn_factor(const hs_model_config *c);
+
+/* LONGROPE: whether a prompt whose positions reach n_pos - 1 rotates with the
+ * long factors (n_pos > rope_original_ctx, as transformers decides for a batch
+ * of one); 0 for every other scaling. */
+int hs_model_rope_long(const hs_model_config *c, int64_t n_pos);
 
 /* The attention's score scale: attn_scale, or 1/sqrt(d_head). */
 float hs_model_attn_scale(const hs_model_config *c);
 
 /* RoPE's inverse frequencies, out[rot/2] (rot: the rotated dims, rot_dim or
  * d_head): theta^(-2i/rot) as HF computes them in f32, then the config's
- * rope_scaling and the weights' rope_freq_factors. */
+ * rope_scaling and the weights' rope_freq_factors. LONGROPE: the short
+ * factors' table; hs_model_rope_inv_freq_long gives the long factors' (and
+ * for any other scaling the same table as hs_model_rope_inv_freq). */
 void hs_model_rope_inv_freq(const hs_model_config *c, const hs_model_weights *w, float *out);
+void hs_model_rope_inv_freq_long(const hs_model_config *c, const hs_model_weights *w, float *out);
 
 /* Checks the configuration for internal consistency (positive sizes, d_model
  * == n_heads * d_head unless overridden, n_heads % n_kv_heads == 0, ...). */
