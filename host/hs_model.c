@@ -128,7 +128,7 @@ int hs_model_rope_long(const hs_model_config *c, int64_t n_pos) {
 }
 
 int hs_model_layer_slides(const hs_model_config *c, int l) {
-    return l >= c->window_from && (c->global_every <= 0 || (l + 1) % c->global_every != 0);
+    return l >= c->window_from && (c->global_every <= 0 || (l - c->window_from + 1) % c->global_every != 0);
 }
 
 int hs_model_layer_window(const hs_model_config *c, int l) {

@@ -1,7 +1,8 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
- * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo-2, OLMo-3), Gemma (hs_model_gemma.c) and
- * GPTNeoXForCausalLM (Pythia).
+ * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo-2, OLMo-3), Gemma (hs_model_gemma.c),
+ * GPTNeoXForCausalLM (Pythia; hs_model_neox.c), PhiForCausalLM (hs_model_phi.c) and
+ * GPTNeoForCausalLM (hs_model_gptneo.c).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
@@ -275,6 +276,22 @@ hs_status hs_hf_cfg_sizes(json_t *root, const char *path, hs_model_config *c, hs
     return hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err);
 }
 
+hs_status hs_hf_layout_of(const char *path, const char *key, const uint8_t *slides, hs_model_config *c, hs_err *err) {
+    const int n = c->n_layers;
+    c->window_from = n, c->global_every = 0; /* the first sliding layer, then the first full layer after it */
+    for (int l = 0; l < n; l++) {
+        if (slides[l] && c->window_from == n) c->window_from = l;
+        if (!slides[l] && c->window_from < l && !c->global_every) c->global_every = l - c->window_from + 1;
+    }
+    for (int l = 0; l < n; l++)
+        if (slides[l] != hs_model_layer_slides(c, l))
+            return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                              "%s: %s: only sliding layers from one layer on, with a full layer every N "
+                              "among them, are supported (layer %d breaks the pattern)",
+                              path, key, l);
+    return HS_OK;
+}
+
 hs_status hs_hf_layer_layout(json_t *root, const char *path, int from, int every, hs_model_config *c, hs_err *err) {
     c->window_from = from, c->global_every = every;
     json_t *lt = json_object_get(root, "layer_types");
@@ -283,24 +300,20 @@ hs_status hs_hf_layer_layout(json_t *root, const char *path, int from, int every
     if ((int)json_array_size(lt) != n)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: layer_types has %zu entries for %d layers", path, json_array_size(lt),
                           n);
-    c->window_from = n, c->global_every = 0; /* the first sliding layer, then the first full layer after it */
+    uint8_t *slides = malloc((size_t)n + 1);
+    if (!slides) return hs_err_set(err, HS_ERR_OOM, "%s: out of memory", path);
     for (int l = 0; l < n; l++) {
         const char *t = json_string_value(json_array_get(lt, l));
-        if (!t || (strcmp(t, "sliding_attention") && strcmp(t, "full_attention")))
+        if (!t || (strcmp(t, "sliding_attention") && strcmp(t, "full_attention"))) {
+            free(slides);
             return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: layer_types[%d] is '%s' (sliding_attention or full_attention)",
                               path, l, t ? t : "(not a string)");
-        if (t[0] == 's' && c->window_from == n) c->window_from = l;
-        if (t[0] == 'f' && c->window_from < l && !c->global_every) c->global_every = l + 1;
+        }
+        slides[l] = t[0] == 's';
     }
-    for (int l = 0; l < n; l++) {
-        const int slides = json_string_value(json_array_get(lt, l))[0] == 's';
-        if (slides != hs_model_layer_slides(c, l))
-            return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                              "%s: layer_types: only sliding layers from one layer on, with a full layer every N "
-                              "among them, are supported (layer %d breaks the pattern)",
-                              path, l);
-    }
-    return HS_OK;
+    hs_status st = hs_hf_layout_of(path, "layer_types", slides, c, err);
+    free(slides);
+    return st;
 }
 
 hs_status hs_hf_cfg_window(json_t *root, const char *path, int dflt, hs_model_config *c, hs_err *err) {
@@ -435,6 +448,10 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = parse_llama_config(root, path, arch, c, err);
     } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
         st = hs_hf_parse_neox_config(root, path, c, err);
+    } else if (!strcmp(arch, "PhiForCausalLM")) {
+        st = hs_hf_parse_phi_config(root, path, c, err);
+    } else if (!strcmp(arch, "GPTNeoForCausalLM")) {
+        st = hs_hf_parse_gptneo_config(root, path, c, err);
     } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM") ||
                !strcmp(arch, "Gemma3ForCausalLM")) {
         st = hs_hf_parse_gemma_config(root, path, arch, c, err);
@@ -443,7 +460,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
                         "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM, Olmo2ForCausalLM, "
-                        "Olmo3ForCausalLM)",
+                        "Olmo3ForCausalLM, PhiForCausalLM, GPTNeoForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
@@ -683,6 +700,8 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     HS_CHECK(open_weights(&L, err));
     if (m->cfg.arch == HS_ARCH_GPT2) HS_CHECK(load_gpt2(&L, err));
     else if (m->cfg.arch == HS_ARCH_NEOX) HS_CHECK(hs_hf_load_neox(&L, err));
+    else if (m->cfg.arch == HS_ARCH_PHI) HS_CHECK(hs_hf_load_phi(&L, err));
+    else if (m->cfg.arch == HS_ARCH_GPTNEO) HS_CHECK(hs_hf_load_gptneo(&L, err));
     else HS_CHECK(load_llama(&L, err)); /* the Llama family and Gemma: one tensor layout */
 exit:
     for (int i = 0; i < L.n_files; i++) {

@@ -65,6 +65,9 @@ hs_status hs_hf_check_window(json_t *root, const char *path, int slides_by_defau
  * a full layer every `every` among them (0: none), or as config.json's
  * layer_types lists them, refused by name where no (from, every) describes it. */
 hs_status hs_hf_layer_layout(json_t *root, const char *path, int from, int every, hs_model_config *c, hs_err *err);
+/* The (window_from, global_every) of the layers that slide (slides[n_layers],
+ * 0 or 1), refused by name (the config key `key`) where no pair describes them. */
+hs_status hs_hf_layout_of(const char *path, const char *key, const uint8_t *slides, hs_model_config *c, hs_err *err);
 
 /* RoPE per layer type (Gemma 3, OLMo-3): the full-attention layers' base
  * (rope_theta, default full_dflt) and scaling (rope_scaling, merged over
@@ -79,6 +82,12 @@ hs_status hs_hf_parse_typed_rope(json_t *root, const char *path, float full_dflt
  * the config; the weights are the Llama layout's (post_norms: Gemma 2 and 3's
  * four norms per layer), loaded with it. */
 hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err);
+
+/* PhiForCausalLM (hs_model_phi.c) and GPTNeoForCausalLM (hs_model_gptneo.c). */
+hs_status hs_hf_parse_phi_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
+hs_status hs_hf_load_phi(hs_hf_loader *L, hs_err *err);
+hs_status hs_hf_parse_gptneo_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
+hs_status hs_hf_load_gptneo(hs_hf_loader *L, hs_err *err);
 
 /* GPTNeoXForCausalLM (hs_model_neox.c). */
 hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);

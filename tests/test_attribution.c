@@ -142,6 +142,10 @@ Test(attribution, qwen3_matches_autograd) { against_autograd("qwen3", 3, 0); }
 Test(attribution, qwen3_grad_drop_matches_autograd) { against_autograd("qwen3", 2, 1); }
 Test(attribution, phi3_matches_autograd) { against_autograd("phi3", 3, 0); }
 Test(attribution, phi3_longrope_matches_autograd) { against_autograd("phi3_longrope", 3, 0); }
+Test(attribution, phi_matches_autograd) { against_autograd("phi", 3, 0); }
+Test(attribution, phi_grad_drop_matches_autograd) { against_autograd("phi", 2, 1); }
+Test(attribution, gptneo_matches_autograd) { against_autograd("gptneo", 3, 0); }
+Test(attribution, gptneo_grad_drop_matches_autograd) { against_autograd("gptneo", 2, 1); }
 /* Gemma 2: the gradients back through the post-norms, the capped scores and the capped logits */
 Test(attribution, gemma2_matches_autograd) { against_autograd("gemma2", 3, 0); }
 Test(attribution, gemma2_grad_drop_matches_autograd) { against_autograd("gemma2", 2, 1); }

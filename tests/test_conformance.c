@@ -243,6 +243,14 @@ Test(conformance, phi3_left) { run_conformance("phi3", "left"); }
  * batch (the references run each prompt alone) */
 Test(conformance, phi3_longrope_right) { run_conformance("phi3_longrope", "right"); }
 Test(conformance, phi3_longrope_left) { run_conformance("phi3_longrope", "left"); }
+/* Phi (Phi-2's layout): a parallel block with one LayerNorm, biases everywhere (lm_head's too),
+ * RoPE on 8 of 20 dims */
+Test(conformance, phi_right) { run_conformance("phi", "right"); }
+Test(conformance, phi_left) { run_conformance("phi", "left"); }
+/* GPT-Neo (TinyStories' layout): unscaled scores, learned positions, a window of 3 on the
+ * local layers 1 and 3 */
+Test(conformance, gptneo_right) { run_conformance("gptneo", "right"); }
+Test(conformance, gptneo_left) { run_conformance("gptneo", "left"); }
 /* Gemma 2: sandwich norms, soft-capped scores and logits, GeGLU, the embedding's scale */
 Test(conformance, gemma2_right) { run_conformance("gemma2", "right"); }
 Test(conformance, gemma2_left) { run_conformance("gemma2", "left"); }

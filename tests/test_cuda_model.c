@@ -197,6 +197,12 @@ Test(cuda_model, olmo2_f32) { REQUIRE_GPU(); fixture_case("olmo2", HS_DTYPE_F32,
 Test(cuda_model, olmo2_bf16) { REQUIRE_GPU(); fixture_case("olmo2", HS_DTYPE_BF16, "olmo2_bf16"); }
 Test(cuda_model, olmo3_f32) { REQUIRE_GPU(); fixture_case("olmo3", HS_DTYPE_F32, "olmo3_f32"); }
 Test(cuda_model, olmo3_bf16) { REQUIRE_GPU(); fixture_case("olmo3", HS_DTYPE_BF16, "olmo3_bf16"); }
+/* Phi: the parallel block's shared LayerNorm, lm_head's bias; GPT-Neo: unscaled scores and
+ * the local layers' window (3, biting at T = 48), learned positions */
+Test(cuda_model, phi_f32) { REQUIRE_GPU(); fixture_case("phi", HS_DTYPE_F32, "phi_f32"); }
+Test(cuda_model, phi_bf16) { REQUIRE_GPU(); fixture_case("phi", HS_DTYPE_BF16, "phi_bf16"); }
+Test(cuda_model, gptneo_f32) { REQUIRE_GPU(); fixture_case("gptneo", HS_DTYPE_F32, "gptneo_f32"); }
+Test(cuda_model, gptneo_bf16) { REQUIRE_GPU(); fixture_case("gptneo", HS_DTYPE_BF16, "gptneo_bf16"); }
 Test(cuda_model, gemma_f32) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_F32, "gemma_f32"); }
 Test(cuda_model, gemma_bf16) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_BF16, "gemma_bf16"); }
 
@@ -276,6 +282,10 @@ Test(cuda_model, head_grad_gemma3_f32) { REQUIRE_GPU(); grad_case("gemma3", HS_D
 Test(cuda_model, head_grad_gemma3_bf16) { REQUIRE_GPU(); grad_case("gemma3", HS_DTYPE_BF16, "head_grad_gemma3_bf16"); }
 Test(cuda_model, head_grad_olmo2_f32) { REQUIRE_GPU(); grad_case("olmo2", HS_DTYPE_F32, "head_grad_olmo2_f32"); }
 Test(cuda_model, head_grad_olmo2_bf16) { REQUIRE_GPU(); grad_case("olmo2", HS_DTYPE_BF16, "head_grad_olmo2_bf16"); }
+Test(cuda_model, head_grad_phi_f32) { REQUIRE_GPU(); grad_case("phi", HS_DTYPE_F32, "head_grad_phi_f32"); }
+Test(cuda_model, head_grad_phi_bf16) { REQUIRE_GPU(); grad_case("phi", HS_DTYPE_BF16, "head_grad_phi_bf16"); }
+Test(cuda_model, head_grad_gptneo_f32) { REQUIRE_GPU(); grad_case("gptneo", HS_DTYPE_F32, "head_grad_gptneo_f32"); }
+Test(cuda_model, head_grad_gptneo_bf16) { REQUIRE_GPU(); grad_case("gptneo", HS_DTYPE_BF16, "head_grad_gptneo_bf16"); }
 Test(cuda_model, head_grad_olmo3_f32) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_F32, "head_grad_olmo3_f32"); }
 Test(cuda_model, head_grad_olmo3_bf16) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_BF16, "head_grad_olmo3_bf16"); }
 

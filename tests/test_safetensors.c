@@ -329,6 +329,67 @@ Test(hf_folder, phi3_config_and_fused_weights) {
                    HS_ERR_UNSUPPORTED, "not an even count");
 }
 
+/* Phi (1, 1.5, 2): a parallel block whose two norms are one (ln2 aliases ln1),
+ * biases on every projection and on lm_head, partial RoPE from rope_parameters
+ * or the top level (PhiConfig's 0.5 when absent). */
+Test(hf_folder, phi_config_and_shared_norm) {
+    hs_model_config c = loaded_config("phi", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_PHI && c.parallel_attn_mlp && c.norm == HS_NORM_LAYERNORM && c.act == HS_ACT_GELU_NEW);
+    cr_assert(c.qkv_bias && c.out_bias && !c.tied_embeddings && !c.learned_pos && c.rope == HS_ROPE_NEOX);
+    cr_assert(c.d_head == 20 && c.rot_dim == 8, "d_head %d rot %d", c.d_head, c.rot_dim);
+    char path[1024];
+    hs_test_fixture_path(path, sizeof path, "models/phi");
+    hs_model *m = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(path, &m, &e), HS_OK, "%s", e.msg);
+    const hs_model_weights *w = hs_model_get_weights(m);
+    for (int l = 0; l < 3; l++) cr_assert(w->layers[l].ln2_w == w->layers[l].ln1_w && w->layers[l].ln2_b == w->layers[l].ln1_b);
+    cr_assert(w->unembed_b && w->unembed != w->tok_embd);
+    hs_model_free(m);
+    c = loaded_config("phi", "\"rope_parameters\": {\n    \"partial_rotary_factor\": 0.4,",
+                      "\"partial_rotary_factor\": 0.5, \"rope_parameters\": {");
+    cr_assert_eq(c.rot_dim, 10);
+    c = loaded_config("phi", "\"partial_rotary_factor\": 0.4,", "");
+    cr_assert_eq(c.rot_dim, 10, "PhiConfig's default 0.5");
+    expect_refused("phi", "\"qk_layernorm\": false", "\"qk_layernorm\": true", HS_ERR_UNSUPPORTED,
+                   "qk_layernorm (LayerNorms on q and k) is not supported");
+    expect_refused("phi", "\"gelu_new\"", "\"relu\"", HS_ERR_UNSUPPORTED, "hidden_act 'relu' is not supported");
+    expect_refused("phi", "\"partial_rotary_factor\": 0.4", "\"partial_rotary_factor\": 0.45", HS_ERR_UNSUPPORTED,
+                   "not an even count");
+}
+
+/* GPT-Neo: unscaled scores, learned positions, tied; attention_types expanded
+ * as transformers expands it (absent: its default of 24 layers) into the
+ * window layout, other layouts refused by name. */
+Test(hf_folder, gptneo_config_and_layouts) {
+    hs_model_config c = loaded_config("gptneo", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_GPTNEO && c.attn_scale == 1.0f && c.learned_pos && c.tied_embeddings);
+    cr_assert(!c.qkv_bias && c.out_bias && c.rope == HS_ROPE_NONE && c.norm == HS_NORM_LAYERNORM && c.d_mlp == 80);
+    expect_windows(&c, 64, (const int[]){0, 3, 0, 3});
+    const char *pair = "\"global\",\n        \"local\"\n      ],\n      2";
+    c = loaded_config("gptneo", pair, "\"local\",\n        \"global\"\n      ],\n      2");
+    expect_windows(&c, 64, (const int[]){3, 0, 3, 0});
+    c = loaded_config("gptneo", pair, "\"global\"\n      ],\n      4");
+    expect_windows(&c, 64, (const int[]){0, 0, 0, 0});
+    c = loaded_config("gptneo", pair, "\"global\", \"local\", \"local\", \"global\"\n      ],\n      1");
+    expect_windows(&c, 64, (const int[]){0, 3, 3, 0});
+    /* a null intermediate_size is 4 x hidden_size, which these weights are not */
+    expect_refused("gptneo", "\"intermediate_size\": 80", "\"intermediate_size\": null", HS_ERR_SHAPE,
+                   "'transformer.h.0.mlp.c_fc.weight' has shape [80, 48], config.json implies [192, 48]");
+    expect_refused("gptneo", pair, "\"local\", \"global\", \"global\", \"local\"\n      ],\n      1", HS_ERR_UNSUPPORTED,
+                   "attention_types: only sliding layers from one layer on, with a full layer every N among them, "
+                   "are supported (layer 2 breaks the pattern)");
+    expect_refused("gptneo", pair, "\"global\",\n        \"local\"\n      ],\n      3", HS_ERR_FORMAT,
+                   "attention_types lists more layers than num_layers 4");
+    expect_refused("gptneo", pair, "\"global\"\n      ],\n      3", HS_ERR_FORMAT,
+                   "attention_types lists 3 layers for num_layers 4");
+    expect_refused("gptneo", "\"attention_types\"", "\"unused_types\"", HS_ERR_FORMAT,
+                   "attention_types lists more layers than num_layers 4");
+    expect_refused("gptneo", pair, "\"global\",\n        \"sparse\"\n      ],\n      2", HS_ERR_UNSUPPORTED,
+                   "attention_types[0] has 'sparse' (global or local)");
+    expect_refused("gptneo", "\"window_size\": 3", "\"window_size\": 0", HS_ERR_FORMAT, "window_size 0 must be positive");
+}
+
 /* Gemma 2: its own score scale, the caps, the sandwich norms, the embedding's scale, the
  * sliding windows of its layers; Gemma (1) has none of the Gemma 2 parts. What Gemma cannot
  * be is refused by name. */

@@ -10,7 +10,8 @@
 #include "headsweep/hs_model.h"
 
 static const char *arch_str(hs_arch a) {
-    return a == HS_ARCH_GPT2 ? "gpt2" : a == HS_ARCH_NEOX ? "gpt_neox" : a == HS_ARCH_GEMMA ? "gemma" : "llama";
+    return a == HS_ARCH_GPT2 ? "gpt2" : a == HS_ARCH_NEOX ? "gpt_neox" : a == HS_ARCH_GEMMA ? "gemma"
+           : a == HS_ARCH_PHI ? "phi" : a == HS_ARCH_GPTNEO ? "gpt_neo" : "llama";
 }
 
 static const char *act_str(hs_act_kind a) {

@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA } hs_arch;
+typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA, HS_ARCH_PHI, HS_ARCH_GPTNEO } hs_arch;
 /* RMSNORM_1P: an RMSNorm that scales by (1 + w) (Gemma: its weights are stored
  * as offsets from 1; kept so, the sum is formed in f32 as transformers forms
  * it, also where the weights are held in bf16). */
@@ -63,7 +63,8 @@ typedef struct {
      * sees the keys t - sliding_window < s <= t (Mistral v0.1, Phi-3, Qwen2's upper
      * layers, Gemma 2 / 3's local layers). sliding_window 0 = none. The layout:
      * layer l slides iff l >= window_from and, with global_every > 0,
-     * (l + 1) % global_every != 0 (a "global" full-attention layer every N). */
+     * (l - window_from + 1) % global_every != 0 (from window_from on, a "global"
+     * full-attention layer every N: Gemma 2's, GPT-Neo's alternation). */
     int sliding_window;
     int window_from;
     int global_every;
