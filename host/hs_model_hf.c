@@ -1,8 +1,8 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
  * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo-2, OLMo-3), Gemma (hs_model_gemma.c),
- * GPTNeoXForCausalLM (Pythia; hs_model_neox.c), PhiForCausalLM (hs_model_phi.c) and
- * GPTNeoForCausalLM (hs_model_gptneo.c).
+ * GPTNeoXForCausalLM (Pythia; hs_model_neox.c), PhiForCausalLM (hs_model_phi.c),
+ * GPTNeoForCausalLM (hs_model_gptneo.c) and GPTJForCausalLM (hs_model_gptj.c).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
@@ -452,6 +452,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_hf_parse_phi_config(root, path, c, err);
     } else if (!strcmp(arch, "GPTNeoForCausalLM")) {
         st = hs_hf_parse_gptneo_config(root, path, c, err);
+    } else if (!strcmp(arch, "GPTJForCausalLM")) {
+        st = hs_hf_parse_gptj_config(root, path, c, err);
     } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM") ||
                !strcmp(arch, "Gemma3ForCausalLM")) {
         st = hs_hf_parse_gemma_config(root, path, arch, c, err);
@@ -460,7 +462,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
                         "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM, Olmo2ForCausalLM, "
-                        "Olmo3ForCausalLM, PhiForCausalLM, GPTNeoForCausalLM)",
+                        "Olmo3ForCausalLM, PhiForCausalLM, GPTNeoForCausalLM, GPTJForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
@@ -702,6 +704,7 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     else if (m->cfg.arch == HS_ARCH_NEOX) HS_CHECK(hs_hf_load_neox(&L, err));
     else if (m->cfg.arch == HS_ARCH_PHI) HS_CHECK(hs_hf_load_phi(&L, err));
     else if (m->cfg.arch == HS_ARCH_GPTNEO) HS_CHECK(hs_hf_load_gptneo(&L, err));
+    else if (m->cfg.arch == HS_ARCH_GPTJ) HS_CHECK(hs_hf_load_gptj(&L, err));
     else HS_CHECK(load_llama(&L, err)); /* the Llama family and Gemma: one tensor layout */
 exit:
     for (int i = 0; i < L.n_files; i++) {

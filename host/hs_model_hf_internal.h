@@ -83,7 +83,10 @@ hs_status hs_hf_parse_typed_rope(json_t *root, const char *path, float full_dflt
  * four norms per layer), loaded with it. */
 hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err);
 
-/* PhiForCausalLM (hs_model_phi.c) and GPTNeoForCausalLM (hs_model_gptneo.c). */
+/* PhiForCausalLM (hs_model_phi.c), GPTNeoForCausalLM (hs_model_gptneo.c) and
+ * GPTJForCausalLM (hs_model_gptj.c). */
+hs_status hs_hf_parse_gptj_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
+hs_status hs_hf_load_gptj(hs_hf_loader *L, hs_err *err);
 hs_status hs_hf_parse_phi_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 hs_status hs_hf_load_phi(hs_hf_loader *L, hs_err *err);
 hs_status hs_hf_parse_gptneo_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);

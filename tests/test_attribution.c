@@ -146,6 +146,7 @@ Test(attribution, phi_matches_autograd) { against_autograd("phi", 3, 0); }
 Test(attribution, phi_grad_drop_matches_autograd) { against_autograd("phi", 2, 1); }
 Test(attribution, gptneo_matches_autograd) { against_autograd("gptneo", 3, 0); }
 Test(attribution, gptneo_grad_drop_matches_autograd) { against_autograd("gptneo", 2, 1); }
+Test(attribution, gptj_matches_autograd) { against_autograd("gptj", 3, 0); }
 /* Gemma 2: the gradients back through the post-norms, the capped scores and the capped logits */
 Test(attribution, gemma2_matches_autograd) { against_autograd("gemma2", 3, 0); }
 Test(attribution, gemma2_grad_drop_matches_autograd) { against_autograd("gemma2", 2, 1); }

@@ -203,6 +203,9 @@ Test(cuda_model, phi_f32) { REQUIRE_GPU(); fixture_case("phi", HS_DTYPE_F32, "ph
 Test(cuda_model, phi_bf16) { REQUIRE_GPU(); fixture_case("phi", HS_DTYPE_BF16, "phi_bf16"); }
 Test(cuda_model, gptneo_f32) { REQUIRE_GPU(); fixture_case("gptneo", HS_DTYPE_F32, "gptneo_f32"); }
 Test(cuda_model, gptneo_bf16) { REQUIRE_GPU(); fixture_case("gptneo", HS_DTYPE_BF16, "gptneo_bf16"); }
+/* GPT-J: the rope op's adjacent pairs on a partial head, in a whole model */
+Test(cuda_model, gptj_f32) { REQUIRE_GPU(); fixture_case("gptj", HS_DTYPE_F32, "gptj_f32"); }
+Test(cuda_model, gptj_bf16) { REQUIRE_GPU(); fixture_case("gptj", HS_DTYPE_BF16, "gptj_bf16"); }
 Test(cuda_model, gemma_f32) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_F32, "gemma_f32"); }
 Test(cuda_model, gemma_bf16) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_BF16, "gemma_bf16"); }
 
@@ -286,6 +289,8 @@ Test(cuda_model, head_grad_phi_f32) { REQUIRE_GPU(); grad_case("phi", HS_DTYPE_F
 Test(cuda_model, head_grad_phi_bf16) { REQUIRE_GPU(); grad_case("phi", HS_DTYPE_BF16, "head_grad_phi_bf16"); }
 Test(cuda_model, head_grad_gptneo_f32) { REQUIRE_GPU(); grad_case("gptneo", HS_DTYPE_F32, "head_grad_gptneo_f32"); }
 Test(cuda_model, head_grad_gptneo_bf16) { REQUIRE_GPU(); grad_case("gptneo", HS_DTYPE_BF16, "head_grad_gptneo_bf16"); }
+Test(cuda_model, head_grad_gptj_f32) { REQUIRE_GPU(); grad_case("gptj", HS_DTYPE_F32, "head_grad_gptj_f32"); }
+Test(cuda_model, head_grad_gptj_bf16) { REQUIRE_GPU(); grad_case("gptj", HS_DTYPE_BF16, "head_grad_gptj_bf16"); }
 Test(cuda_model, head_grad_olmo3_f32) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_F32, "head_grad_olmo3_f32"); }
 Test(cuda_model, head_grad_olmo3_bf16) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_BF16, "head_grad_olmo3_bf16"); }
 

@@ -390,6 +390,26 @@ Test(hf_folder, gptneo_config_and_layouts) {
     expect_refused("gptneo", "\"window_size\": 3", "\"window_size\": 0", HS_ERR_FORMAT, "window_size 0 must be positive");
 }
 
+/* GPT-J: adjacent-pair RoPE on rotary_dim dims, kept in the checkpoint's
+ * layout; the parallel block's one norm; biases on the MLP and lm_head only. */
+Test(hf_folder, gptj_config) {
+    hs_model_config c = loaded_config("gptj", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_GPTJ && c.rope == HS_ROPE_NORMAL && c.rot_dim == 8 && c.d_head == 16);
+    cr_assert(c.parallel_attn_mlp && !c.qkv_bias && !c.tied_embeddings && c.rope_theta == 10000.0f && c.d_mlp == 96);
+    char path[1024];
+    hs_test_fixture_path(path, sizeof path, "models/gptj");
+    hs_model *m = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(path, &m, &e), HS_OK, "%s", e.msg);
+    const hs_model_weights *w = hs_model_get_weights(m);
+    cr_assert(w->layers[0].ln2_w == w->layers[0].ln1_w && !w->layers[0].bo && w->layers[0].b_up && w->unembed_b);
+    hs_model_free(m);
+    expect_refused("gptj", "\"rotary_dim\": 8", "\"rotary_dim\": null", HS_ERR_UNSUPPORTED, "rotary_dim null is not supported");
+    expect_refused("gptj", "\"rotary_dim\": 8", "\"rotary_dim\": 18", HS_ERR_FORMAT,
+                   "rotary_dim 18 must be even, from 2 to the head's 16");
+    expect_refused("gptj", "\"rotary_dim\": 8", "\"rotary_dim\": 7", HS_ERR_FORMAT, "rotary_dim 7 must be even");
+}
+
 /* Gemma 2: its own score scale, the caps, the sandwich norms, the embedding's scale, the
  * sliding windows of its layers; Gemma (1) has none of the Gemma 2 parts. What Gemma cannot
  * be is refused by name. */

@@ -11,7 +11,7 @@
 
 static const char *arch_str(hs_arch a) {
     return a == HS_ARCH_GPT2 ? "gpt2" : a == HS_ARCH_NEOX ? "gpt_neox" : a == HS_ARCH_GEMMA ? "gemma"
-           : a == HS_ARCH_PHI ? "phi" : a == HS_ARCH_GPTNEO ? "gpt_neo" : "llama";
+           : a == HS_ARCH_PHI ? "phi" : a == HS_ARCH_GPTNEO ? "gpt_neo" : a == HS_ARCH_GPTJ ? "gptj" : "llama";
 }
 
 static const char *act_str(hs_act_kind a) {
@@ -59,8 +59,8 @@ int hs_cli_info(int argc, char **argv) {
     if (c->attn_softcap > 0.0f || c->final_softcap > 0.0f)
         printf("softcaps:      attention %g, logits %g (0 = none)\n", (double)c->attn_softcap, (double)c->final_softcap);
     if (c->rope != HS_ROPE_NONE)
-        printf("rope:          theta %g, %d of %d dims per head\n", (double)c->rope_theta,
-               c->rot_dim ? c->rot_dim : c->d_head, c->d_head);
+        printf("rope:          theta %g, %d of %d dims per head%s\n", (double)c->rope_theta,
+               c->rot_dim ? c->rot_dim : c->d_head, c->d_head, c->rope == HS_ROPE_NORMAL ? ", adjacent pairs" : "");
     if (c->rope_scaling == HS_ROPE_SCALING_LINEAR)
         printf("rope scaling:  linear, factor %g\n", (double)c->rope_factor);
     else if (c->rope_scaling == HS_ROPE_SCALING_LLAMA3)

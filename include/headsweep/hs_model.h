@@ -15,7 +15,8 @@
 extern "C" {
 #endif
 
-typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA, HS_ARCH_PHI, HS_ARCH_GPTNEO } hs_arch;
+typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA, HS_ARCH_PHI, HS_ARCH_GPTNEO,
+               HS_ARCH_GPTJ } hs_arch;
 /* RMSNORM_1P: an RMSNorm that scales by (1 + w) (Gemma: its weights are stored
  * as offsets from 1; kept so, the sum is formed in f32 as transformers forms
  * it, also where the weights are held in bf16). */
@@ -28,8 +29,9 @@ typedef enum { HS_ACT_GELU_NEW = 0, HS_ACT_SILU_GLU, HS_ACT_GELU, HS_ACT_GELU_GL
 /* A gated MLP: act(gate) * up, with a gate projection. */
 static inline int hs_act_gated(hs_act_kind k) { return k == HS_ACT_SILU_GLU || k == HS_ACT_GELU_GLU; }
 /* HS_ROPE_NEOX rotates dimension i with i + d/2 (HF rotate_half);
- * HS_ROPE_NORMAL rotates adjacent pairs (2i, 2i+1) (Meta / GGUF layout).
- * Loaded weights are always brought to the NEOX layout. */
+ * HS_ROPE_NORMAL rotates adjacent pairs (2i, 2i+1) (Meta / GGUF layout, GPT-J).
+ * GGUF weights are brought to the NEOX layout, as HF's Llama checkpoints have
+ * it; GPT-J's keep their adjacent pairs, so its hook_q / hook_k are HF's. */
 typedef enum { HS_ROPE_NONE = 0, HS_ROPE_NEOX, HS_ROPE_NORMAL } hs_rope_kind;
 /* How a checkpoint rescales RoPE's frequencies (HF rope_type): LINEAR divides
  * them all by factor; LLAMA3 (Llama 3.1 / 3.2) divides the low ones by factor,
