@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(HS_BWD_THREADS)
 
 /* ---- activations: elementwise --------------------------------------------------- */
 
-/* gelu: 0 = SiLU-GLU, 1 = gelu_new (tanh), 2 = gelu (erf). */
+/* gelu: 0 = SiLU-GLU, 1 = gelu_new (tanh), 2 = gelu (erf), 3 = GeGLU, 4 = ReLU. */
 template <typename T>
 __global__ void hs_k_act_bwd(int gelu, const T *gate, const T *up, const T *dout, int64_t n, T *dgate, T *dup) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
@@ -90,6 +90,8 @@ __global__ void hs_k_act_bwd(int gelu, const T *gate, const T *up, const T *dout
             const float x = hs_ld(up + i);
             hs_st(dup + i, d * (0.5f * (1.0f + erff(x * 0.7071067811865476f)) +
                                 x * 0.3989422804014327f * expf(-0.5f * x * x)));
+        } else if (gelu == 4) { /* torch's threshold_backward: the gradient where up > 0 */
+            hs_st(dup + i, hs_ld(up + i) > 0.0f ? d : 0.0f);
         } else if (gelu == 3) { /* GeGLU: out = gelu_tanh(gate) * up */
             const float x = hs_ld(gate + i), c = 0.7978845608028654f, t = tanhf(c * (x + 0.044715f * x * x * x));
             hs_st(dup + i, d * 0.5f * x * (1.0f + t));
@@ -333,7 +335,11 @@ hs_status hs_cuda_norm_bwd(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, cons
 hs_status hs_cuda_act_bwd(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate, const void *up,
                           const void *dout, int64_t n, void *dgate, void *dup, hs_err *err) {
     if (n <= 0) return HS_OK;
-    const int gelu = kind == HS_ACT_GELU_NEW ? 1 : kind == HS_ACT_GELU ? 2 : kind == HS_ACT_GELU_GLU ? 3 : 0;
+    if (kind != HS_ACT_GELU_NEW && kind != HS_ACT_GELU && kind != HS_ACT_GELU_GLU && kind != HS_ACT_SILU_GLU &&
+        kind != HS_ACT_RELU)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda act_bwd: unknown activation %d", (int)kind);
+    const int gelu = kind == HS_ACT_GELU_NEW ? 1 : kind == HS_ACT_GELU ? 2 : kind == HS_ACT_GELU_GLU ? 3
+                     : kind == HS_ACT_RELU   ? 4 : 0;
     const unsigned grid = hs_cuda_grid_1d(n, HS_BWD_THREADS);
     if (dt == HS_DTYPE_BF16)
         hs_k_act_bwd<bf16><<<grid, HS_BWD_THREADS, 0, st>>>(gelu, (const bf16 *)gate, (const bf16 *)up,

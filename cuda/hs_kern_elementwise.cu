@@ -48,6 +48,9 @@ struct hs_op_gelu_new { /* a unused; b = up */
 struct hs_op_gelu { /* the exact (erf) form; a unused; b = up */
     __device__ float operator()(float a, float x) const { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
 };
+struct hs_op_relu { /* a unused; b = up; NaN stays NaN, as in torch */
+    __device__ float operator()(float a, float x) const { return x < 0.0f ? 0.0f : x; }
+};
 struct hs_op_silu_glu { /* a = gate, b = up */
     __device__ float operator()(float g, float u) const { return g / (1.0f + expf(-g)) * u; }
 };
@@ -110,6 +113,9 @@ hs_status hs_cuda_act(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void
     if (kind == HS_ACT_GELU)
         return dt == HS_DTYPE_F32 ? hs_map2<float>(st, NULL, up, out, n, hs_op_gelu(), err)
                                   : hs_map2<bf16>(st, NULL, up, out, n, hs_op_gelu(), err);
+    if (kind == HS_ACT_RELU)
+        return dt == HS_DTYPE_F32 ? hs_map2<float>(st, NULL, up, out, n, hs_op_relu(), err)
+                                  : hs_map2<bf16>(st, NULL, up, out, n, hs_op_relu(), err);
     if (hs_act_gated(kind) && !gate) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda act: a gated MLP needs a gate");
     if (kind == HS_ACT_SILU_GLU)
         return dt == HS_DTYPE_F32 ? hs_map2<float>(st, gate, up, out, n, hs_op_silu_glu(), err)

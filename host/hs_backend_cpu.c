@@ -215,6 +215,8 @@ static hs_status cpu_act(hs_backend *be, hs_act_kind kind, const void *gv, const
             o[i] = kind == HS_ACT_GELU_GLU ? y * u[i] : y;
         } else if (kind == HS_ACT_GELU) {
             o[i] = 0.5f * u[i] * (1.0f + erff(u[i] * 0.7071067811865476f));
+        } else if (kind == HS_ACT_RELU) {
+            o[i] = u[i] < 0.0f ? 0.0f : u[i]; /* NaN stays NaN, as in torch */
         } else {
             o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
         }

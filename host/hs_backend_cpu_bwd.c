@@ -76,6 +76,11 @@ hs_status hs_cpu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gv, const
         }
         return HS_OK;
     }
+    if (kind == HS_ACT_RELU) {
+#pragma omp parallel for simd num_threads(hs_cpu_threads(be)) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) du[i] = u[i] > 0.0f ? dout[i] : 0.0f;
+        return HS_OK;
+    }
     if (kind == HS_ACT_GELU) { /* d/dx x Phi(x) = Phi(x) + x phi(x) */
 #pragma omp parallel for simd num_threads(hs_cpu_threads(be)) if (n > 65536)
         for (int64_t i = 0; i < n; i++) {

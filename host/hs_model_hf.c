@@ -2,7 +2,8 @@
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
  * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo-2, OLMo-3), Gemma (hs_model_gemma.c),
  * GPTNeoXForCausalLM (Pythia; hs_model_neox.c), PhiForCausalLM (hs_model_phi.c),
- * GPTNeoForCausalLM (hs_model_gptneo.c) and GPTJForCausalLM (hs_model_gptj.c).
+ * GPTNeoForCausalLM (hs_model_gptneo.c), GPTJForCausalLM (hs_model_gptj.c) and OPTForCausalLM
+ * (hs_model_opt.c).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
@@ -454,6 +455,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_hf_parse_gptneo_config(root, path, c, err);
     } else if (!strcmp(arch, "GPTJForCausalLM")) {
         st = hs_hf_parse_gptj_config(root, path, c, err);
+    } else if (!strcmp(arch, "OPTForCausalLM")) {
+        st = hs_hf_parse_opt_config(root, path, c, err);
     } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM") ||
                !strcmp(arch, "Gemma3ForCausalLM")) {
         st = hs_hf_parse_gemma_config(root, path, arch, c, err);
@@ -462,7 +465,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
                         "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM, Olmo2ForCausalLM, "
-                        "Olmo3ForCausalLM, PhiForCausalLM, GPTNeoForCausalLM, GPTJForCausalLM)",
+                        "Olmo3ForCausalLM, PhiForCausalLM, GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
@@ -570,7 +573,7 @@ hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, 
     return HS_OK;
 }
 
-static int has_tensor(hs_hf_loader *L, const char *name) {
+int hs_hf_has_tensor(hs_hf_loader *L, const char *name) {
     if (L->weight_map) return json_object_get(L->weight_map, name) != NULL;
     return hs_st_find(L->files[0], name) != NULL;
 }
@@ -615,7 +618,7 @@ static hs_status load_gpt2(hs_hf_loader *L, hs_err *err) {
     hs_model *m = L->m;
     const hs_model_config *c = &m->cfg;
     char n[256];
-    L->prefix = has_tensor(L, "transformer.wte.weight") ? "transformer." : "";
+    L->prefix = hs_hf_has_tensor(L, "transformer.wte.weight") ? "transformer." : "";
 #define NAME(s) (snprintf(n, sizeof n, "%s%s", L->prefix, s), n)
     HS_CHECK(hs_hf_load(L, NAME("wte.weight"), c->n_vocab, c->d_model, 0, &m->w.tok_embd, err));
     HS_CHECK(hs_hf_load(L, NAME("wpe.weight"), c->n_ctx, c->d_model, 0, &m->w.pos_embd, err));
@@ -623,7 +626,7 @@ static hs_status load_gpt2(hs_hf_loader *L, hs_err *err) {
     HS_CHECK(hs_hf_load(L, NAME("ln_f.weight"), c->d_model, 0, 0, &m->w.lnf_w, err));
     HS_CHECK(hs_hf_load(L, NAME("ln_f.bias"), c->d_model, 0, 0, &m->w.lnf_b, err));
 #undef NAME
-    if (!c->tied_embeddings && has_tensor(L, "lm_head.weight"))
+    if (!c->tied_embeddings && hs_hf_has_tensor(L, "lm_head.weight"))
         HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, c->d_model, 0, &m->w.unembed, err));
     else
         m->w.unembed = m->w.tok_embd;
@@ -705,6 +708,7 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     else if (m->cfg.arch == HS_ARCH_PHI) HS_CHECK(hs_hf_load_phi(&L, err));
     else if (m->cfg.arch == HS_ARCH_GPTNEO) HS_CHECK(hs_hf_load_gptneo(&L, err));
     else if (m->cfg.arch == HS_ARCH_GPTJ) HS_CHECK(hs_hf_load_gptj(&L, err));
+    else if (m->cfg.arch == HS_ARCH_OPT) HS_CHECK(hs_hf_load_opt(&L, err));
     else HS_CHECK(load_llama(&L, err)); /* the Llama family and Gemma: one tensor layout */
 exit:
     for (int i = 0; i < L.n_files; i++) {

@@ -41,6 +41,8 @@ hs_status hs_hf_rot_dim(const char *path, const char *key, double pct, hs_model_
  * file holds [d1, d0] (GPT-2 Conv1D) and we want [d0, d1]. */
 hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, int transpose, float **out,
                      hs_err *err);
+/* Whether the checkpoint holds tensor `name`. */
+int hs_hf_has_tensor(hs_hf_loader *L, const char *name);
 
 /* rope_scaling (or transformers 5's rope_parameters) object rs, named obj in
  * the messages: rope_type default, linear (factor) or llama3 (factor,
@@ -83,8 +85,10 @@ hs_status hs_hf_parse_typed_rope(json_t *root, const char *path, float full_dflt
  * four norms per layer), loaded with it. */
 hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err);
 
-/* PhiForCausalLM (hs_model_phi.c), GPTNeoForCausalLM (hs_model_gptneo.c) and
- * GPTJForCausalLM (hs_model_gptj.c). */
+/* PhiForCausalLM (hs_model_phi.c), GPTNeoForCausalLM (hs_model_gptneo.c),
+ * OPTForCausalLM (hs_model_opt.c) and GPTJForCausalLM (hs_model_gptj.c). */
+hs_status hs_hf_parse_opt_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
+hs_status hs_hf_load_opt(hs_hf_loader *L, hs_err *err);
 hs_status hs_hf_parse_gptj_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 hs_status hs_hf_load_gptj(hs_hf_loader *L, hs_err *err);
 hs_status hs_hf_parse_phi_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);

@@ -147,6 +147,8 @@ Test(attribution, phi_grad_drop_matches_autograd) { against_autograd("phi", 2, 1
 Test(attribution, gptneo_matches_autograd) { against_autograd("gptneo", 3, 0); }
 Test(attribution, gptneo_grad_drop_matches_autograd) { against_autograd("gptneo", 2, 1); }
 Test(attribution, gptj_matches_autograd) { against_autograd("gptj", 3, 0); }
+Test(attribution, opt_matches_autograd) { against_autograd("opt", 3, 0); }
+Test(attribution, opt_grad_drop_matches_autograd) { against_autograd("opt", 2, 1); }
 /* Gemma 2: the gradients back through the post-norms, the capped scores and the capped logits */
 Test(attribution, gemma2_matches_autograd) { against_autograd("gemma2", 3, 0); }
 Test(attribution, gemma2_grad_drop_matches_autograd) { against_autograd("gemma2", 2, 1); }

@@ -254,6 +254,9 @@ Test(conformance, gptneo_left) { run_conformance("gptneo", "left"); }
 /* GPT-J: Phi's parallel block, RoPE on 8 of 16 dims in adjacent pairs, no attention biases */
 Test(conformance, gptj_right) { run_conformance("gptj", "right"); }
 Test(conformance, gptj_left) { run_conformance("gptj", "left"); }
+/* OPT: pre-LN blocks, a ReLU MLP, learned positions two rows into their table */
+Test(conformance, opt_right) { run_conformance("opt", "right"); }
+Test(conformance, opt_left) { run_conformance("opt", "left"); }
 /* Gemma 2: sandwich norms, soft-capped scores and logits, GeGLU, the embedding's scale */
 Test(conformance, gemma2_right) { run_conformance("gemma2", "right"); }
 Test(conformance, gemma2_left) { run_conformance("gemma2", "left"); }

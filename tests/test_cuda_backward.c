@@ -156,6 +156,8 @@ Test(cuda_backward, act_bwd_gelu_erf_bf16) {
     REQUIRE_GPU();
     run_act_bwd(HS_DTYPE_BF16, HS_ACT_GELU, "gelu_erf_bwd_bf16");
 }
+Test(cuda_backward, act_bwd_relu_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_RELU, "relu_bwd_f32"); }
+Test(cuda_backward, act_bwd_relu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_BF16, HS_ACT_RELU, "relu_bwd_bf16"); }
 Test(cuda_backward, act_bwd_silu_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_SILU_GLU, "silu_bwd_f32"); }
 Test(cuda_backward, act_bwd_silu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_BF16, HS_ACT_SILU_GLU, "silu_bwd_bf16"); }
 Test(cuda_backward, act_bwd_gelu_glu_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_GELU_GLU, "geglu_bwd_f32"); }

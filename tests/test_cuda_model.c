@@ -206,6 +206,9 @@ Test(cuda_model, gptneo_bf16) { REQUIRE_GPU(); fixture_case("gptneo", HS_DTYPE_B
 /* GPT-J: the rope op's adjacent pairs on a partial head, in a whole model */
 Test(cuda_model, gptj_f32) { REQUIRE_GPU(); fixture_case("gptj", HS_DTYPE_F32, "gptj_f32"); }
 Test(cuda_model, gptj_bf16) { REQUIRE_GPU(); fixture_case("gptj", HS_DTYPE_BF16, "gptj_bf16"); }
+/* OPT: the ReLU MLP, the offset position table */
+Test(cuda_model, opt_f32) { REQUIRE_GPU(); fixture_case("opt", HS_DTYPE_F32, "opt_f32"); }
+Test(cuda_model, opt_bf16) { REQUIRE_GPU(); fixture_case("opt", HS_DTYPE_BF16, "opt_bf16"); }
 Test(cuda_model, gemma_f32) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_F32, "gemma_f32"); }
 Test(cuda_model, gemma_bf16) { REQUIRE_GPU(); fixture_case("gemma", HS_DTYPE_BF16, "gemma_bf16"); }
 
@@ -291,6 +294,8 @@ Test(cuda_model, head_grad_gptneo_f32) { REQUIRE_GPU(); grad_case("gptneo", HS_D
 Test(cuda_model, head_grad_gptneo_bf16) { REQUIRE_GPU(); grad_case("gptneo", HS_DTYPE_BF16, "head_grad_gptneo_bf16"); }
 Test(cuda_model, head_grad_gptj_f32) { REQUIRE_GPU(); grad_case("gptj", HS_DTYPE_F32, "head_grad_gptj_f32"); }
 Test(cuda_model, head_grad_gptj_bf16) { REQUIRE_GPU(); grad_case("gptj", HS_DTYPE_BF16, "head_grad_gptj_bf16"); }
+Test(cuda_model, head_grad_opt_f32) { REQUIRE_GPU(); grad_case("opt", HS_DTYPE_F32, "head_grad_opt_f32"); }
+Test(cuda_model, head_grad_opt_bf16) { REQUIRE_GPU(); grad_case("opt", HS_DTYPE_BF16, "head_grad_opt_bf16"); }
 Test(cuda_model, head_grad_olmo3_f32) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_F32, "head_grad_olmo3_f32"); }
 Test(cuda_model, head_grad_olmo3_bf16) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_BF16, "head_grad_olmo3_bf16"); }
 

@@ -320,6 +320,7 @@ static void run_elementwise(hs_dtype dt, int which, const char *name) {
             const hs_act_kind k = which == 0   ? HS_ACT_GELU_NEW
                                   : which == 3 ? HS_ACT_GELU
                                   : which == 4 ? HS_ACT_GELU_GLU
+                                  : which == 6 ? HS_ACT_RELU
                                                : HS_ACT_SILU_GLU;
             const int gated = hs_act_gated(k);
             ok(h.cpu->ops->act(h.cpu, k, gated ? ca_o : NULL, cb_o, n, co, &err), &err, "cpu act");
@@ -331,6 +332,7 @@ static void run_elementwise(hs_dtype dt, int which, const char *name) {
                 float g = a[off + i], u = b[off + i];
                 naive[i] = which == 0   ? naive_gelu_new(u)
                            : which == 3 ? naive_gelu_erf(u)
+                           : which == 6 ? (u < 0.0f ? 0.0f : u)
                            : which == 4 ? bf(naive_gelu_new(g) * u)
                                         : bf(bf(g / (1.0f + expf(-g))) * u);
             }
@@ -352,6 +354,8 @@ Test(cuda_ops, act_silu_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 1, "
 Test(cuda_ops, act_silu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 1, "act_silu_bf16"); }
 Test(cuda_ops, act_gelu_glu_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 4, "act_gelu_glu_f32"); }
 Test(cuda_ops, act_gelu_glu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 4, "act_gelu_glu_bf16"); }
+Test(cuda_ops, act_relu_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 6, "act_relu_f32"); }
+Test(cuda_ops, act_relu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 6, "act_relu_bf16"); }
 Test(cuda_ops, softcap_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 5, "softcap_f32"); }
 Test(cuda_ops, softcap_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 5, "softcap_bf16"); }
 Test(cuda_ops, add_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 2, "add_f32"); }

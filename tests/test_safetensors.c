@@ -183,6 +183,38 @@ static void broken_copy_of(const char *model, char *dir, size_t n, const char *f
     free(cfg);
 }
 
+/* Renames tensors in a safetensors file in place: every `from` in its JSON
+ * header becomes `to` (the data offsets are relative to the header's end). */
+static void rename_tensors(const char *path, const char *from, const char *to) {
+    char *blob = NULL;
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    cr_assert_not_null(blob = malloc((size_t)size));
+    cr_assert_eq(fread(blob, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    uint64_t hn;
+    memcpy(&hn, blob, 8);
+    char *head = calloc(hn + 1, 1), *out = calloc(2 * hn + 1, 1), *o = out;
+    memcpy(head, blob + 8, hn);
+    for (const char *p = head, *hit; *p; p = hit + strlen(from)) {
+        if (!(hit = strstr(p, from))) {
+            o = stpcpy(o, p);
+            break;
+        }
+        o = stpcpy(stpncpy(o, p, (size_t)(hit - p)), to);
+    }
+    const uint64_t on = (uint64_t)(o - out);
+    cr_assert_not_null(f = fopen(path, "wb"));
+    fwrite(&on, 8, 1, f);
+    fwrite(out, 1, on, f);
+    fwrite(blob + 8 + hn, 1, (size_t)(size - 8 - (long)hn), f);
+    fclose(f);
+    free(blob), free(head), free(out);
+}
+
 static void broken_copy(char *dir, size_t n, const char *from, const char *to) {
     broken_copy_of("llama_mha", dir, n, from, to);
 }
@@ -408,6 +440,51 @@ Test(hf_folder, gptj_config) {
     expect_refused("gptj", "\"rotary_dim\": 8", "\"rotary_dim\": 18", HS_ERR_FORMAT,
                    "rotary_dim 18 must be even, from 2 to the head's 16");
     expect_refused("gptj", "\"rotary_dim\": 8", "\"rotary_dim\": 7", HS_ERR_FORMAT, "rotary_dim 7 must be even");
+}
+
+/* OPT: a ReLU MLP, learned positions two rows into their table (row p + 2
+ * for position p), biases per enable_bias; OPT-350M's layout refused. */
+Test(hf_folder, opt_config) {
+    hs_model_config c = loaded_config("opt", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_OPT && c.act == HS_ACT_RELU && c.learned_pos && c.tied_embeddings);
+    cr_assert(c.qkv_bias && c.out_bias && c.norm == HS_NORM_LAYERNORM && c.norm_eps == 1e-5f && c.n_ctx == 64);
+    char path[1024], st_path[1100];
+    hs_test_fixture_path(path, sizeof path, "models/opt");
+    hs_model *m = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(path, &m, &e), HS_OK, "%s", e.msg);
+    snprintf(st_path, sizeof st_path, "%s/model.safetensors", path);
+    hs_st_file *f = NULL;
+    cr_assert_eq(hs_st_open(st_path, &f, &e), HS_OK, "%s", e.msg);
+    const hs_st_tensor *t = hs_st_find(f, "model.decoder.embed_positions.weight");
+    cr_assert(t && t->shape[0] == 66 && t->dtype == HS_DTYPE_F32);
+    cr_assert(!memcmp(hs_model_get_weights(m)->pos_embd, (const float *)t->data + 2 * 48, 64 * 48 * sizeof(float)),
+              "position p is the table's row p + 2");
+    hs_st_close(f);
+    /* the Hub's OPT files name the decoder without "model.": the same model, tensor for tensor */
+    char dir[256];
+    broken_copy_of("opt", dir, sizeof dir, NULL, NULL);
+    snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
+    rename_tensors(st_path, "\"model.decoder.", "\"decoder.");
+    cr_assert_eq(hs_st_open(st_path, &f, &e), HS_OK, "%s", e.msg);
+    cr_assert(hs_st_find(f, "decoder.embed_tokens.weight") && !hs_st_find(f, "model.decoder.embed_tokens.weight"));
+    hs_st_close(f);
+    hs_model *m2 = NULL;
+    cr_assert_eq(hs_model_load(dir, &m2, &e), HS_OK, "%s", e.msg);
+    const hs_model_weights *w = hs_model_get_weights(m), *w2 = hs_model_get_weights(m2);
+    cr_assert(!memcmp(w->layers[2].w_down, w2->layers[2].w_down, 48 * 80 * sizeof(float)) &&
+              !memcmp(w->pos_embd, w2->pos_embd, 64 * 48 * sizeof(float)));
+    hs_model_free(m2);
+    hs_test_remove_dir(dir);
+    hs_model_free(m);
+    expect_refused("opt", "\"do_layer_norm_before\": true", "\"do_layer_norm_before\": false", HS_ERR_UNSUPPORTED,
+                   "do_layer_norm_before false (OPT-350M's post-LN) is not supported");
+    expect_refused("opt", "\"word_embed_proj_dim\": 48", "\"word_embed_proj_dim\": 32", HS_ERR_UNSUPPORTED,
+                   "word_embed_proj_dim 32 differs from hidden_size 48");
+    expect_refused("opt", "\"activation_function\": \"relu\"", "\"activation_function\": \"silu\"", HS_ERR_UNSUPPORTED,
+                   "activation_function 'silu' is not supported");
+    expect_refused("opt", "\"max_position_embeddings\": 64", "\"max_position_embeddings\": 65", HS_ERR_SHAPE,
+                   "'model.decoder.embed_positions.weight' has shape [66, 48], config.json implies [67, 48]");
 }
 
 /* Gemma 2: its own score scale, the caps, the sandwich norms, the embedding's scale, the

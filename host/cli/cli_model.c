@@ -11,12 +11,14 @@
 
 static const char *arch_str(hs_arch a) {
     return a == HS_ARCH_GPT2 ? "gpt2" : a == HS_ARCH_NEOX ? "gpt_neox" : a == HS_ARCH_GEMMA ? "gemma"
-           : a == HS_ARCH_PHI ? "phi" : a == HS_ARCH_GPTNEO ? "gpt_neo" : a == HS_ARCH_GPTJ ? "gptj" : "llama";
+           : a == HS_ARCH_PHI ? "phi" : a == HS_ARCH_GPTNEO ? "gpt_neo" : a == HS_ARCH_GPTJ ? "gptj"
+           : a == HS_ARCH_OPT ? "opt" : "llama";
 }
 
 static const char *act_str(hs_act_kind a) {
     return a == HS_ACT_GELU_NEW ? "gelu_new (tanh)" : a == HS_ACT_GELU ? "gelu (erf)" : a == HS_ACT_GELU_GLU ? "gelu-gated"
-                                                                                                           : "silu-gated";
+           : a == HS_ACT_RELU   ? "relu"
+                                : "silu-gated";
 }
 
 int hs_cli_info(int argc, char **argv) {

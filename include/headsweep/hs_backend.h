@@ -17,12 +17,13 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 11 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+#define HS_BACKEND_API_VERSION 12 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
                                     4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
                                     7: rope's rot (partial rotary), act GELU; 8: embed's scale, the
                                     attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2);
                                     9: norm kind RMSNORM_1P (Gemma's (1 + w));
-                                    10: the attention's sliding window; 11: rope's scale (YaRN) */
+                                    10: the attention's sliding window; 11: rope's scale (YaRN);
+                                    12: act RELU (OPT) */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -128,7 +129,8 @@ typedef struct {
                       int64_t n, int H, int d_head, int rot, const float *inv_freq, float scale, hs_err *err);
     hs_status (*attention)(hs_backend *be, const hs_attn_params *p, hs_err *err);
     /* GELU_NEW: out = gelu_tanh(up); GELU: out = up * Phi(up) (erf); SILU_GLU:
-     * out = silu(gate) * up; GELU_GLU: out = gelu_tanh(gate) * up. n elements. */
+     * out = silu(gate) * up; GELU_GLU: out = gelu_tanh(gate) * up; RELU: out =
+     * max(up, 0), NaN passed on as torch passes it. n elements. */
     hs_status (*act)(hs_backend *be, hs_act_kind kind, const void *gate, const void *up,
                      int64_t n, void *out, hs_err *err);
     /* y += x, n elements. */
@@ -152,7 +154,8 @@ typedef struct {
     /* dx (+)= (d norm(x) * w / dx)ᵀ dy; rows x d. The bias does not enter. */
     hs_status (*norm_bwd)(hs_backend *be, hs_norm_kind kind, const void *x, const void *w, float eps, int64_t rows,
                           int d, const void *dy, int accumulate, void *dx, hs_err *err);
-    /* GELU_NEW, GELU: d_up = d_out * gelu'(up), d_gate unused; SILU_GLU: d_up =
+    /* GELU_NEW, GELU: d_up = d_out * gelu'(up), d_gate unused (RELU: d_out where
+     * up > 0, else 0, as torch's threshold_backward); SILU_GLU: d_up =
      * d_out * silu(gate), d_gate = d_out * up * silu'(gate); GELU_GLU likewise
      * with gelu_tanh. n elements. */
     hs_status (*act_bwd)(hs_backend *be, hs_act_kind kind, const void *gate, const void *up, const void *d_out,

@@ -16,15 +16,15 @@ extern "C" {
 #endif
 
 typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA, HS_ARCH_PHI, HS_ARCH_GPTNEO,
-               HS_ARCH_GPTJ } hs_arch;
+               HS_ARCH_GPTJ, HS_ARCH_OPT } hs_arch;
 /* RMSNORM_1P: an RMSNorm that scales by (1 + w) (Gemma: its weights are stored
  * as offsets from 1; kept so, the sum is formed in f32 as transformers forms
  * it, also where the weights are held in bf16). */
 typedef enum { HS_NORM_LAYERNORM = 0, HS_NORM_RMSNORM, HS_NORM_RMSNORM_1P } hs_norm_kind;
 /* GELU_NEW: the tanh approximation (GPT-2); GELU: the exact erf form
  * (GPT-NeoX/Pythia); SILU_GLU: silu(gate) * up (Llama); GELU_GLU:
- * gelu_tanh(gate) * up (Gemma's GeGLU). */
-typedef enum { HS_ACT_GELU_NEW = 0, HS_ACT_SILU_GLU, HS_ACT_GELU, HS_ACT_GELU_GLU } hs_act_kind;
+ * gelu_tanh(gate) * up (Gemma's GeGLU); RELU: max(up, 0) (OPT). */
+typedef enum { HS_ACT_GELU_NEW = 0, HS_ACT_SILU_GLU, HS_ACT_GELU, HS_ACT_GELU_GLU, HS_ACT_RELU } hs_act_kind;
 
 /* A gated MLP: act(gate) * up, with a gate projection. */
 static inline int hs_act_gated(hs_act_kind k) { return k == HS_ACT_SILU_GLU || k == HS_ACT_GELU_GLU; }
