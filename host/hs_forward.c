@@ -80,8 +80,6 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
             (longrope && (!(s->rope_inv_long = malloc(tb)) || !(s->rope_long_rows = calloc((size_t)max_B, 1))))) {
             free(s->rope_inv);
             free(s->rope_inv_local);
-    free(s->rope_inv_long);
-    free(s->rope_long_rows);
             free(s->rope_inv_long);
             free(s);
             return hs_err_set(err, HS_ERR_OOM, "session: out of memory");

@@ -1,6 +1,6 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
- * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo-2, OLMo-3), Gemma (hs_model_gemma.c),
+ * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo, OLMo-2, OLMo-3), Gemma (hs_model_gemma.c),
  * GPTNeoXForCausalLM (Pythia; hs_model_neox.c), PhiForCausalLM (hs_model_phi.c),
  * GPTNeoForCausalLM (hs_model_gptneo.c), GPTJForCausalLM (hs_model_gptj.c) and OPTForCausalLM
  * (hs_model_opt.c).
@@ -235,6 +235,12 @@ hs_status hs_hf_parse_rope_scaling(json_t *root, json_t *rs, const char *path, c
     return HS_OK;
 }
 
+json_t *hs_hf_rope_dict(json_t *root, const char **name) {
+    json_t *rs = json_object_get(root, "rope_scaling");
+    if (json_is_object(rs) && json_object_size(rs) > 0) return *name = "rope_scaling", rs;
+    return *name = "rope_parameters", json_object_get(root, "rope_parameters");
+}
+
 hs_status hs_hf_parse_typed_rope(json_t *root, const char *path, float full_dflt, const char *local_key,
                                  float local_dflt, hs_model_config *c, hs_err *err) {
     hs_status st;
@@ -371,7 +377,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
                                     hs_err *err) {
     hs_status st;
     const int phi3 = !strcmp(arch, "Phi3ForCausalLM"), olmo3 = !strcmp(arch, "Olmo3ForCausalLM"),
-              olmo = olmo3 || !strcmp(arch, "Olmo2ForCausalLM");
+              olmo = olmo3 || !strcmp(arch, "Olmo2ForCausalLM"), olmo1 = !strcmp(arch, "OlmoForCausalLM");
     c->arch = HS_ARCH_LLAMA;
     if ((st = hs_hf_cfg_sizes(root, path, c, err))) return st;
     /* defaults for absent keys: the architecture's config class's */
@@ -379,17 +385,16 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     if (c->n_heads <= 0) return hs_err_set(err, HS_ERR_FORMAT, "%s: num_attention_heads must be positive", path);
     if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, c->d_model / c->n_heads, &c->d_head, err))) return st;
     if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", phi3 || olmo ? 1e-5f : 1e-6f, &c->norm_eps, err))) return st;
-    /* rope_theta sits at the top level, or in rope_parameters in newer files; OLMo-3's per layer
+    /* rope_theta sits at the top level, or in the rope dict (rope_scaling when given, which then
+     * replaces rope_parameters, as transformers reads them); OLMo-3's per layer
      * type (the sliding layers' base 5e5 unless given there: transformers gives a top-level
      * rope_theta to the full layers alone) */
-    json_t *rp = json_object_get(root, "rope_parameters");
+    const char *rs_name;
+    json_t *rs = hs_hf_rope_dict(root, &rs_name);
     if (olmo3 && (st = hs_hf_parse_typed_rope(root, path, 500000.0f, NULL, 500000.0f, c, err))) return st;
     if (!olmo3 && (st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
-    if (!olmo3 && json_is_object(rp) && json_is_number(json_object_get(rp, "rope_theta")))
-        c->rope_theta = (float)json_number_value(json_object_get(rp, "rope_theta"));
-    json_t *rs = json_object_get(root, "rope_scaling");
-    const char *rs_name = "rope_scaling";
-    if (!rs || json_is_null(rs)) rs = rp, rs_name = "rope_parameters";
+    if (!olmo3 && json_is_object(rs) && json_is_number(json_object_get(rs, "rope_theta")))
+        c->rope_theta = (float)json_number_value(json_object_get(rs, "rope_theta"));
     if (!olmo3 && json_is_object(rs) && (st = hs_hf_parse_rope_scaling(root, rs, path, rs_name, c, err))) return st;
     json_t *act = json_object_get(root, "hidden_act");
     if (json_is_string(act) && strcmp(json_string_value(act), "silu"))
@@ -400,12 +405,18 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     int att_bias = hs_hf_cfg_bool(root, "attention_bias", 0);
     if (att_bias) return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias (with o_proj bias) is not supported", path);
     if ((st = llama_window(root, path, arch, c, err))) return st;
+    if (olmo1 && !json_is_null(json_object_get(root, "clip_qkv")) && json_object_get(root, "clip_qkv"))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: clip_qkv (q, k and v clamped) is not supported", path);
     c->norm = HS_NORM_RMSNORM;
     c->act = HS_ACT_SILU_GLU;
     c->rope = HS_ROPE_NEOX;
     c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 0);
     c->qkv_bias = !strcmp(arch, "Qwen2ForCausalLM");
     c->qk_norm = !strcmp(arch, "Qwen3ForCausalLM");
+    if (olmo1) { /* OLMo (1): LayerNorms without weights or biases, their epsilon fixed */
+        c->norm = HS_NORM_LAYERNORM;
+        c->norm_eps = 1e-5f;
+    }
     if (olmo) { /* norms on the outputs only, and over all heads' q and k */
         c->post_norms = c->no_pre_norms = 1;
         c->qk_norm = c->qk_norm_all = 1;
@@ -445,7 +456,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = parse_gpt2_config(root, path, c, err);
     } else if (!strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "MistralForCausalLM") ||
                !strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen3ForCausalLM") || !strcmp(arch, "Phi3ForCausalLM") ||
-               !strcmp(arch, "Olmo2ForCausalLM") || !strcmp(arch, "Olmo3ForCausalLM")) {
+               !strcmp(arch, "Olmo2ForCausalLM") || !strcmp(arch, "Olmo3ForCausalLM") || !strcmp(arch, "OlmoForCausalLM")) {
         st = parse_llama_config(root, path, arch, c, err);
     } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
         st = hs_hf_parse_neox_config(root, path, c, err);
@@ -465,7 +476,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
                         "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM, Olmo2ForCausalLM, "
-                        "Olmo3ForCausalLM, PhiForCausalLM, GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM)",
+                        "Olmo3ForCausalLM, OlmoForCausalLM, PhiForCausalLM, GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
@@ -640,13 +651,20 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
     const hs_model_config *c = &m->cfg;
     int64_t d = c->d_model, q = (int64_t)c->n_heads * c->d_head, kv = (int64_t)c->n_kv_heads * c->d_head,
             f = c->d_mlp;
-    const int phi3 = !strcmp(c->arch_name, "Phi3ForCausalLM");
+    const int phi3 = !strcmp(c->arch_name, "Phi3ForCausalLM"), olmo1 = !strcmp(c->arch_name, "OlmoForCausalLM");
     char n[256];
+    float *ones = NULL; /* OLMo (1): every norm's weight, shared (its LayerNorms have none) */
+    if (olmo1) {
+        HS_CHECK(hs_model_alloc_f32(m, d, &ones, err));
+        for (int64_t i = 0; i < d; i++) ones[i] = 1.0f;
+        m->n_params -= d; /* not a parameter of the checkpoint */
+    }
     HS_CHECK(hs_hf_load(L, "model.embed_tokens.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
     for (int l = 0; l < c->n_layers; l++) {
         hs_layer_weights *W = &m->w.layers[l];
 #define NAME(s) (snprintf(n, sizeof n, "model.layers.%d.%s", l, s), n)
-        if (!c->no_pre_norms) HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
+        if (olmo1) W->ln1_w = W->ln2_w = ones;
+        else if (!c->no_pre_norms) HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
         if (phi3) { /* rows [q | k | v] of one qkv_proj: alias into it (the model owns the buffer) */
             HS_CHECK(hs_hf_load(L, NAME("self_attn.qkv_proj.weight"), q + 2 * kv, d, 0, &W->wq, err));
             W->wk = W->wq + q * d;
@@ -671,7 +689,7 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
             if (!c->no_pre_norms)
                 HS_CHECK(hs_hf_load(L, NAME("pre_feedforward_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
             HS_CHECK(hs_hf_load(L, NAME("post_feedforward_layernorm.weight"), d, 0, 0, &W->mlp_post_w, err));
-        } else {
+        } else if (!olmo1) {
             HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
         }
         if (phi3) { /* rows [gate | up] of one gate_up_proj */
@@ -684,7 +702,8 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
         HS_CHECK(hs_hf_load(L, NAME("mlp.down_proj.weight"), d, f, 0, &W->w_down, err));
 #undef NAME
     }
-    HS_CHECK(hs_hf_load(L, "model.norm.weight", d, 0, 0, &m->w.lnf_w, err));
+    if (olmo1) m->w.lnf_w = ones;
+    else HS_CHECK(hs_hf_load(L, "model.norm.weight", d, 0, 0, &m->w.lnf_w, err));
     if (c->tied_embeddings)
         m->w.unembed = m->w.tok_embd;
     else

@@ -52,6 +52,11 @@ int hs_hf_has_tensor(hs_hf_loader *L, const char *name);
 hs_status hs_hf_parse_rope_scaling(json_t *root, json_t *rs, const char *path, const char *obj, hs_model_config *c,
                                    hs_err *err);
 
+/* The dict transformers reads RoPE's parameters from: rope_scaling when it is
+ * a non-empty object (it replaces rope_parameters), else rope_parameters
+ * (may be NULL); *name is the key, for messages. */
+json_t *hs_hf_rope_dict(json_t *root, const char **name);
+
 /* sliding_window into c: null = none, absent = dflt (the config class's
  * default), else a count, refused when negative. */
 hs_status hs_hf_cfg_window(json_t *root, const char *path, int dflt, hs_model_config *c, hs_err *err);

@@ -40,7 +40,7 @@ hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_confi
         if (json_is_number(pf)) pct = (float)json_number_value(pf);
     }
     json_t *rs = json_object_get(root, "rope_scaling");
-    if (rs && !json_is_null(rs))
+    if (rs && !json_is_null(rs) && !(json_is_object(rs) && json_object_size(rs) == 0)) /* {} is none, as in HF */
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rope_scaling is not supported for GPT-NeoX", path);
     if ((st = hs_hf_rot_dim(path, "rotary_pct", pct, c, err))) return st;
     json_t *act = json_object_get(root, "hidden_act");

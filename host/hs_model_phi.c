@@ -27,9 +27,8 @@ hs_status hs_hf_parse_phi_config(json_t *root, const char *path, hs_model_config
     else return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (gelu_new, gelu)", path, a);
     /* rope_theta and partial_rotary_factor at the top level, or in rope_scaling (else
      * rope_parameters), which wins as in transformers; PhiConfig's factor defaults to 0.5 */
-    json_t *rs = json_object_get(root, "rope_scaling");
-    const char *rs_name = "rope_scaling";
-    if (!json_is_object(rs)) rs = json_object_get(root, "rope_parameters"), rs_name = "rope_parameters";
+    const char *rs_name;
+    json_t *rs = hs_hf_rope_dict(root, &rs_name);
     if ((st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
     json_t *th = json_is_object(rs) ? json_object_get(rs, "rope_theta") : NULL;
     if (json_is_number(th)) c->rope_theta = (float)json_number_value(th);

@@ -149,6 +149,7 @@ Test(attribution, gptneo_grad_drop_matches_autograd) { against_autograd("gptneo"
 Test(attribution, gptj_matches_autograd) { against_autograd("gptj", 3, 0); }
 Test(attribution, opt_matches_autograd) { against_autograd("opt", 3, 0); }
 Test(attribution, opt_grad_drop_matches_autograd) { against_autograd("opt", 2, 1); }
+Test(attribution, olmo_matches_autograd) { against_autograd("olmo", 3, 0); }
 /* Gemma 2: the gradients back through the post-norms, the capped scores and the capped logits */
 Test(attribution, gemma2_matches_autograd) { against_autograd("gemma2", 3, 0); }
 Test(attribution, gemma2_grad_drop_matches_autograd) { against_autograd("gemma2", 2, 1); }

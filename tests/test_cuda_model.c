@@ -193,6 +193,8 @@ Test(cuda_model, gemma2_f32) { REQUIRE_GPU(); fixture_case("gemma2", HS_DTYPE_F3
 Test(cuda_model, gemma2_bf16) { REQUIRE_GPU(); fixture_case("gemma2", HS_DTYPE_BF16, "gemma2_bf16"); }
 Test(cuda_model, gemma3_f32) { REQUIRE_GPU(); fixture_case("gemma3", HS_DTYPE_F32, "gemma3_f32"); }
 Test(cuda_model, gemma3_bf16) { REQUIRE_GPU(); fixture_case("gemma3", HS_DTYPE_BF16, "gemma3_bf16"); }
+Test(cuda_model, olmo_f32) { REQUIRE_GPU(); fixture_case("olmo", HS_DTYPE_F32, "olmo_f32"); }
+Test(cuda_model, olmo_bf16) { REQUIRE_GPU(); fixture_case("olmo", HS_DTYPE_BF16, "olmo_bf16"); }
 Test(cuda_model, olmo2_f32) { REQUIRE_GPU(); fixture_case("olmo2", HS_DTYPE_F32, "olmo2_f32"); }
 Test(cuda_model, olmo2_bf16) { REQUIRE_GPU(); fixture_case("olmo2", HS_DTYPE_BF16, "olmo2_bf16"); }
 Test(cuda_model, olmo3_f32) { REQUIRE_GPU(); fixture_case("olmo3", HS_DTYPE_F32, "olmo3_f32"); }

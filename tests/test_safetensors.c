@@ -383,6 +383,14 @@ Test(hf_folder, phi_config_and_shared_norm) {
     cr_assert_eq(c.rot_dim, 10);
     c = loaded_config("phi", "\"partial_rotary_factor\": 0.4,", "");
     cr_assert_eq(c.rot_dim, 10, "PhiConfig's default 0.5");
+    /* an empty rope_scaling is no rope_scaling: rope_parameters' factor stands */
+    c = loaded_config("phi", "\"rope_parameters\": {", "\"rope_scaling\": {}, \"rope_parameters\": {");
+    cr_assert_eq(c.rot_dim, 8);
+    c = loaded_config("llama_gqa", "\"rope_parameters\": {", "\"rope_scaling\": {}, \"rope_parameters\": {");
+    cr_assert(c.rope_theta == 500000.0f && c.rope_scaling == HS_ROPE_SCALING_NONE);
+    /* a non-empty rope_scaling replaces rope_parameters, its rope_theta included */
+    c = loaded_config("llama_gqa", "\"rope_parameters\": {", "\"rope_scaling\": {\"rope_theta\": 1000.0}, \"rope_parameters\": {");
+    cr_assert_eq(c.rope_theta, 1000.0f);
     expect_refused("phi", "\"qk_layernorm\": false", "\"qk_layernorm\": true", HS_ERR_UNSUPPORTED,
                    "qk_layernorm (LayerNorms on q and k) is not supported");
     expect_refused("phi", "\"gelu_new\"", "\"relu\"", HS_ERR_UNSUPPORTED, "hidden_act 'relu' is not supported");
@@ -485,6 +493,26 @@ Test(hf_folder, opt_config) {
                    "activation_function 'silu' is not supported");
     expect_refused("opt", "\"max_position_embeddings\": 64", "\"max_position_embeddings\": 65", HS_ERR_SHAPE,
                    "'model.decoder.embed_positions.weight' has shape [66, 48], config.json implies [67, 48]");
+}
+
+/* OLMo (1): Llama's layout with parameter-free LayerNorms (one shared weight
+ * of ones, no bias, not counted as parameters); clip_qkv refused. */
+Test(hf_folder, olmo1_config) {
+    hs_model_config c = loaded_config("olmo", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_LLAMA && c.norm == HS_NORM_LAYERNORM && c.norm_eps == 1e-5f && !c.post_norms);
+    char path[1024];
+    hs_test_fixture_path(path, sizeof path, "models/olmo");
+    hs_model *m = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(path, &m, &e), HS_OK, "%s", e.msg);
+    const hs_model_weights *w = hs_model_get_weights(m);
+    cr_assert(w->lnf_w && w->layers[1].ln1_w == w->lnf_w && w->layers[2].ln2_w == w->lnf_w && !w->layers[0].ln1_b);
+    for (int i = 0; i < 48; i++) cr_assert_eq(w->lnf_w[i], 1.0f);
+    const int64_t expect = 300 * 48 * 2 + 3 * (48 * 48 * 2 + 24 * 48 * 2 + 3 * 48 * 80);
+    cr_assert_eq(hs_model_n_params(m), expect, "%lld parameters, %lld expected", (long long)hs_model_n_params(m),
+                 (long long)expect);
+    hs_model_free(m);
+    expect_refused("olmo", "\"clip_qkv\": null", "\"clip_qkv\": 8.0", HS_ERR_UNSUPPORTED, "clip_qkv");
 }
 
 /* Gemma 2: its own score scale, the caps, the sandwich norms, the embedding's scale, the
@@ -690,7 +718,9 @@ Test(hf_folder, longrope_config) {
         const float base = powf(10000.0f, (float)(2 * i) / 12.0f);
         cr_assert(inv_s[i] == 1.0f / (shrt[i] * base) && inv_l[i] == 1.0f / (lng[i] * base), "pair %d", i);
     }
-    /* the Hub's spelling: rope_scaling with the old name 'su' (Phi-3's class renames it) */
+    /* the Hub's spelling: rope_scaling, with the old name 'su' of Phi-3-128k's early revisions,
+     * read as longrope as transformers 4 read it (5.23 renames it only after looking for
+     * longrope's keys, and fails): a leniency, on purpose */
     hs_model_config h = loaded_config("phi3_longrope", "\"rope_parameters\": {",
                                       "\"rope_theta\": 10000.0, \"rope_scaling\": {\"type\": \"su\",");
     cr_assert(h.rope_scaling == HS_ROPE_SCALING_LONGROPE && h.rot_dim == 12 && h.rope_attn_factor == c.rope_attn_factor);
