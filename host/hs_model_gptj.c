@@ -5,7 +5,6 @@
  * dims of each head in adjacent pairs (rotate_every_two: HS_ROPE_NORMAL), kept
  * in the checkpoint's layout, so hook_q and hook_k are transformers' (and
  * TransformerLens's) tensors as they are. */
-#include <string.h>
 
 #include "hs_model_hf_internal.h"
 
@@ -33,13 +32,7 @@ hs_status hs_hf_parse_gptj_config(json_t *root, const char *path, hs_model_confi
     if (c->rot_dim < 2 || c->rot_dim > c->d_head || c->rot_dim % 2)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: rotary_dim %d must be even, from 2 to the head's %d", path,
                           c->rot_dim, c->d_head);
-    json_t *act = json_object_get(root, "activation_function");
-    const char *a = json_is_string(act) ? json_string_value(act) : "gelu_new";
-    if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = HS_ACT_GELU_NEW;
-    else if (!strcmp(a, "gelu")) c->act = HS_ACT_GELU;
-    else
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported (gelu_new, gelu)",
-                          path, a);
+    if ((st = hs_hf_cfg_act(root, path, "activation_function", "gelu_new", 0, c, err))) return st;
     c->rope = HS_ROPE_NORMAL;
     c->rope_theta = 10000.0f; /* fixed in GPT-J's create_sinusoidal_positions */
     c->norm = HS_NORM_LAYERNORM;

@@ -66,13 +66,7 @@ hs_status hs_hf_parse_gptneo_config(json_t *root, const char *path, hs_model_con
     if (c->sliding_window <= 0)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: window_size %d must be positive", path, c->sliding_window);
     if ((st = neo_layout(root, path, c, err))) return st;
-    json_t *act = json_object_get(root, "activation_function");
-    const char *a = json_is_string(act) ? json_string_value(act) : "gelu_new";
-    if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = HS_ACT_GELU_NEW;
-    else if (!strcmp(a, "gelu")) c->act = HS_ACT_GELU;
-    else
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported (gelu_new, gelu)",
-                          path, a);
+    if ((st = hs_hf_cfg_act(root, path, "activation_function", "gelu_new", 0, c, err))) return st;
     c->n_kv_heads = c->n_heads;
     c->d_head = c->d_model / c->n_heads;
     c->attn_scale = 1.0f; /* GPT-Neo's scores are q·k, unscaled */

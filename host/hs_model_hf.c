@@ -55,6 +55,35 @@ hs_status hs_hf_rot_dim(const char *path, const char *key, double pct, hs_model_
     return HS_OK;
 }
 
+hs_status hs_hf_cfg_act(json_t *root, const char *path, const char *key, const char *dflt, int relu_ok,
+                        hs_model_config *c, hs_err *err) {
+    json_t *v = json_object_get(root, key);
+    const char *a = json_is_string(v) ? json_string_value(v) : dflt;
+    if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = HS_ACT_GELU_NEW;
+    else if (!strcmp(a, "gelu")) c->act = HS_ACT_GELU;
+    else if (relu_ok && !strcmp(a, "relu")) c->act = HS_ACT_RELU;
+    else
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (gelu_new, gelu%s)", path, key, a,
+                          relu_ok ? ", relu" : "");
+    return HS_OK;
+}
+
+hs_status hs_hf_rope_theta(json_t *root, json_t *rs, const char *path, float dflt, hs_model_config *c, hs_err *err) {
+    hs_status st = hs_hf_cfg_float(root, path, "rope_theta", dflt, &c->rope_theta, err);
+    json_t *th = json_is_object(rs) ? json_object_get(rs, "rope_theta") : NULL;
+    if (st == HS_OK && json_is_number(th)) c->rope_theta = (float)json_number_value(th);
+    return st;
+}
+
+hs_status hs_hf_partial_rotary(json_t *root, json_t *rs, const char *path, double dflt, hs_model_config *c, hs_err *err) {
+    json_t *top = json_object_get(root, "partial_rotary_factor"),
+           *in_rs = json_is_object(rs) ? json_object_get(rs, "partial_rotary_factor") : NULL;
+    const double pct = json_is_number(in_rs) ? json_number_value(in_rs) : json_is_number(top) ? json_number_value(top) : dflt;
+    hs_status st = hs_hf_rot_dim(path, "partial_rotary_factor", pct, c, err);
+    if (st == HS_OK && c->rot_dim == c->d_head) c->rot_dim = 0;
+    return st;
+}
+
 /* bos/eos may be an integer or a list (first entry is used). */
 static int cfg_token_id(json_t *root, const char *key) {
     json_t *v = json_object_get(root, key);
@@ -392,9 +421,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     const char *rs_name;
     json_t *rs = hs_hf_rope_dict(root, &rs_name);
     if (olmo3 && (st = hs_hf_parse_typed_rope(root, path, 500000.0f, NULL, 500000.0f, c, err))) return st;
-    if (!olmo3 && (st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
-    if (!olmo3 && json_is_object(rs) && json_is_number(json_object_get(rs, "rope_theta")))
-        c->rope_theta = (float)json_number_value(json_object_get(rs, "rope_theta"));
+    if (!olmo3 && (st = hs_hf_rope_theta(root, rs, path, 10000.0f, c, err))) return st;
     if (!olmo3 && json_is_object(rs) && (st = hs_hf_parse_rope_scaling(root, rs, path, rs_name, c, err))) return st;
     json_t *act = json_object_get(root, "hidden_act");
     if (json_is_string(act) && strcmp(json_string_value(act), "silu"))
@@ -421,13 +448,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
         c->post_norms = c->no_pre_norms = 1;
         c->qk_norm = c->qk_norm_all = 1;
     }
-    if (phi3) { /* partial RoPE, at the top level or in rope_scaling (else rope_parameters), which wins as in HF */
-        json_t *top = json_object_get(root, "partial_rotary_factor"),
-               *in_rp = json_is_object(rs) ? json_object_get(rs, "partial_rotary_factor") : NULL;
-        double pct = json_is_number(in_rp) ? json_number_value(in_rp) : json_is_number(top) ? json_number_value(top) : 1.0;
-        if ((st = hs_hf_rot_dim(path, "partial_rotary_factor", pct, c, err))) return st;
-        if (c->rot_dim == c->d_head) c->rot_dim = 0;
-    }
+    if (phi3 && (st = hs_hf_partial_rotary(root, rs, path, 1.0, c, err))) return st;
     c->out_bias = 0;
     c->learned_pos = 0;
     return HS_OK;

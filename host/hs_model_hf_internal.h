@@ -34,6 +34,16 @@ hs_status hs_hf_cfg_sizes(json_t *root, const char *path, hs_model_config *c, hs
  * computes it, refused unless pct is in (0, 1] and the count even and >= 2;
  * key names pct in the messages. */
 hs_status hs_hf_rot_dim(const char *path, const char *key, double pct, hs_model_config *c, hs_err *err);
+/* The ungated MLP's activation under `key` (absent: dflt): gelu_new (or
+ * gelu_pytorch_tanh), gelu, and with relu_ok relu; others refused by name. */
+hs_status hs_hf_cfg_act(json_t *root, const char *path, const char *key, const char *dflt, int relu_ok,
+                        hs_model_config *c, hs_err *err);
+/* rope_theta: the rope dict rs's (hs_hf_rope_dict), else the top level's, else dflt. */
+hs_status hs_hf_rope_theta(json_t *root, json_t *rs, const char *path, float dflt, hs_model_config *c, hs_err *err);
+/* Phi's and Phi-3's partial RoPE: partial_rotary_factor from the rope dict rs
+ * (hs_hf_rope_dict), else the top level, else dflt, through hs_hf_rot_dim;
+ * a factor of 1 leaves rot_dim 0 (the whole head). */
+hs_status hs_hf_partial_rotary(json_t *root, json_t *rs, const char *path, double dflt, hs_model_config *c, hs_err *err);
 
 /* Loads tensor `name` with the expected shape [d0] or [d0, d1] (d1 = 0 for
  * 1-D), converting to f32, into *out: a new model-owned buffer when *out is

@@ -43,12 +43,7 @@ hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_confi
     if (rs && !json_is_null(rs) && !(json_is_object(rs) && json_object_size(rs) == 0)) /* {} is none, as in HF */
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: rope_scaling is not supported for GPT-NeoX", path);
     if ((st = hs_hf_rot_dim(path, "rotary_pct", pct, c, err))) return st;
-    json_t *act = json_object_get(root, "hidden_act");
-    const char *a = json_is_string(act) ? json_string_value(act) : "gelu";
-    if (!strcmp(a, "gelu")) c->act = HS_ACT_GELU;
-    else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = HS_ACT_GELU_NEW;
-    else
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (gelu, gelu_new)", path, a);
+    if ((st = hs_hf_cfg_act(root, path, "hidden_act", "gelu", 0, c, err))) return st;
     if (!hs_hf_cfg_bool(root, "attention_bias", 1))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias false is not supported for GPT-NeoX", path);
     c->norm = HS_NORM_LAYERNORM;

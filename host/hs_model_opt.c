@@ -4,7 +4,6 @@
  * positions whose table starts two rows in (OPTLearnedPositionalEmbedding's
  * offset). OPT-350M's post-LN layout and its project_in / project_out are
  * refused by name. */
-#include <string.h>
 
 #include "hs_model_hf_internal.h"
 
@@ -34,14 +33,7 @@ hs_status hs_hf_parse_opt_config(json_t *root, const char *path, hs_model_config
     if (hs_hf_cfg_bool(root, "_remove_final_layer_norm", 0) || !hs_hf_cfg_bool(root, "layer_norm_elementwise_affine", 1))
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
                           "%s: _remove_final_layer_norm and LayerNorms without weights are not supported", path);
-    json_t *act = json_object_get(root, "activation_function");
-    const char *a = json_is_string(act) ? json_string_value(act) : "relu";
-    if (!strcmp(a, "relu")) c->act = HS_ACT_RELU;
-    else if (!strcmp(a, "gelu")) c->act = HS_ACT_GELU;
-    else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = HS_ACT_GELU_NEW;
-    else
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported (relu, gelu, gelu_new)",
-                          path, a);
+    if ((st = hs_hf_cfg_act(root, path, "activation_function", "relu", 1, c, err))) return st;
     c->n_kv_heads = c->n_heads;
     c->d_head = c->d_model / c->n_heads;
     c->norm_eps = 1e-5f; /* nn.LayerNorm's default: OPT's config has no epsilon */

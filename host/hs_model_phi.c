@@ -5,7 +5,6 @@
  * the same normed stream. q, k, v, the output projection, both MLP
  * projections and the unembedding carry biases; RoPE rotates the first
  * partial_rotary_factor of each head, rotate_half style. */
-#include <string.h>
 
 #include "hs_model_hf_internal.h"
 
@@ -20,23 +19,14 @@ hs_status hs_hf_parse_phi_config(json_t *root, const char *path, hs_model_config
     if ((st = hs_hf_cfg_float(root, path, "layer_norm_eps", 1e-5f, &c->norm_eps, err))) return st;
     if (hs_hf_cfg_bool(root, "qk_layernorm", 0))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: qk_layernorm (LayerNorms on q and k) is not supported", path);
-    json_t *act = json_object_get(root, "hidden_act");
-    const char *a = json_is_string(act) ? json_string_value(act) : "gelu_new";
-    if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = HS_ACT_GELU_NEW;
-    else if (!strcmp(a, "gelu")) c->act = HS_ACT_GELU;
-    else return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (gelu_new, gelu)", path, a);
+    if ((st = hs_hf_cfg_act(root, path, "hidden_act", "gelu_new", 0, c, err))) return st;
     /* rope_theta and partial_rotary_factor at the top level, or in rope_scaling (else
      * rope_parameters), which wins as in transformers; PhiConfig's factor defaults to 0.5 */
     const char *rs_name;
     json_t *rs = hs_hf_rope_dict(root, &rs_name);
-    if ((st = hs_hf_cfg_float(root, path, "rope_theta", 10000.0f, &c->rope_theta, err))) return st;
-    json_t *th = json_is_object(rs) ? json_object_get(rs, "rope_theta") : NULL;
-    if (json_is_number(th)) c->rope_theta = (float)json_number_value(th);
-    json_t *top = json_object_get(root, "partial_rotary_factor"),
-           *in_rs = json_is_object(rs) ? json_object_get(rs, "partial_rotary_factor") : NULL;
-    const double pct = json_is_number(in_rs) ? json_number_value(in_rs) : json_is_number(top) ? json_number_value(top) : 0.5;
-    if ((st = hs_hf_rot_dim(path, "partial_rotary_factor", pct, c, err))) return st;
-    if (c->rot_dim == c->d_head) c->rot_dim = 0;
+    if ((st = hs_hf_rope_theta(root, rs, path, 10000.0f, c, err)) ||
+        (st = hs_hf_partial_rotary(root, rs, path, 0.5, c, err)))
+        return st;
     if (json_is_object(rs) && (st = hs_hf_parse_rope_scaling(root, rs, path, rs_name, c, err))) return st;
     c->norm = HS_NORM_LAYERNORM;
     c->rope = HS_ROPE_NEOX;
