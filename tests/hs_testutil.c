@@ -185,12 +185,20 @@ int hs_test_run_cli(const char *args, const char *redirect, char *out, size_t n)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+hs_model *hs_test_fixture_model(const char *model) {
+    char rel[256], path[1024];
+    hs_err err = {0};
+    hs_model *m = NULL;
+    snprintf(rel, sizeof rel, "models/%s", model);
+    hs_test_fixture_path(path, sizeof path, rel);
+    cr_assert_eq(hs_model_load(path, &m, &err), HS_OK, "%s: %s", path, err.msg);
+    return m;
+}
+
 void hs_test_load_fixture(const char *model, const char *part, hs_model **m, hs_st_file **ref) {
     char rel[256], path[1024];
     hs_err err = {0};
-    snprintf(rel, sizeof rel, "models/%s", model);
-    hs_test_fixture_path(path, sizeof path, rel);
-    cr_assert_eq(hs_model_load(path, m, &err), HS_OK, "%s", err.msg);
+    *m = hs_test_fixture_model(model);
     snprintf(rel, sizeof rel, "ref/%s_%s.safetensors", model, part);
     hs_test_fixture_path(path, sizeof path, rel);
     cr_assert_eq(hs_st_open(path, ref, &err), HS_OK, "%s", err.msg);
@@ -240,6 +248,10 @@ hs_prompts hs_test_ref_prompts(hs_st_file *ref) {
 }
 
 void hs_test_logits_match(const hs_model *m, hs_st_file *ref, const char *what) {
+    hs_test_logits_match_at(m, ref, NULL, what);
+}
+
+void hs_test_logits_match_at(const hs_model *m, hs_st_file *ref, const int32_t *positions, const char *what) {
     const hs_st_tensor *tok = hs_test_ref_tensor(ref, "tokens"), *msk = hs_test_ref_tensor(ref, "mask"),
                        *pos = hs_test_ref_tensor(ref, "positions"), *lg = hs_test_ref_tensor(ref, "logits");
     const int B = (int)tok->shape[0], T = (int)tok->shape[1], V = hs_model_get_config(m)->n_vocab;
@@ -248,7 +260,7 @@ void hs_test_logits_match(const hs_model *m, hs_st_file *ref, const char *what) 
     hs_session *s = NULL;
     cr_assert_eq(hs_backend_cpu_init(NULL, &be, &e), HS_OK, "%s", e.msg);
     cr_assert_eq(hs_session_init(be, m, B, T, &s, &e), HS_OK, "%s", e.msg);
-    hs_batch batch = {.B = B, .T = T, .tokens = tok->data, .mask = msk->data, .positions = pos->data};
+    hs_batch batch = {.B = B, .T = T, .tokens = tok->data, .mask = msk->data, .positions = positions ? positions : pos->data};
     hs_forward_params fp = hs_forward_default_params();
     fp.logits = HS_LOGITS_ALL;
     const int64_t n = (int64_t)B * T * V;

@@ -14,6 +14,8 @@
 /* Path of a file under the source tree's tests/fixtures (static buffer per call site
  * is avoided: writes into out). */
 void hs_test_fixture_path(char *out, size_t n, const char *rel);
+/* Loads fixtures/models/<model>; a failure fails the test. */
+hs_model *hs_test_fixture_model(const char *model);
 /* Loads fixtures/models/<model> into *m and opens its reference tensors
  * fixtures/ref/<model>_<part>.safetensors into *ref; a failure fails the test. */
 void hs_test_load_fixture(const char *model, const char *part, hs_model **m, hs_st_file **ref);
@@ -74,6 +76,9 @@ double hs_test_rms(const float *x, int64_t n);
  * and fails the test, naming what, unless every unmasked position's logits
  * match the file's "logits" within the tolerances above. */
 void hs_test_logits_match(const hs_model *m, hs_st_file *ref, const char *what);
+/* The same with the batch's positions replaced by positions [B, T] (the
+ * file's where NULL). */
+void hs_test_logits_match_at(const hs_model *m, hs_st_file *ref, const int32_t *positions, const char *what);
 
 /* ==== CUDA-backend comparisons (test_cuda_ops.c, test_cuda_model.c) ==========
  * bf16 rule (FlashAttention's tests): a bf16 kernel is right when its error

@@ -155,17 +155,8 @@ static void compare_model(hs_model *m, hs_dtype dt, int B, int T, uint64_t seed,
     free(tok), free(mask), free(hsc);
 }
 
-static hs_model *load_fixture(const char *rel) {
-    char path[4096];
-    hs_err err = {0};
-    hs_model *m = NULL;
-    snprintf(path, sizeof path, "%s/tests/fixtures/models/%s", hs_test_source_dir(), rel);
-    ok(hs_model_load(path, &m, &err), &err, path);
-    return m;
-}
-
 static void fixture_case(const char *rel, hs_dtype dt, const char *name) {
-    hs_model *m = load_fixture(rel);
+    hs_model *m = hs_test_fixture_model(rel);
     const hs_model_config *c = hs_model_get_config(m);
     int T = c->n_ctx < 48 ? c->n_ctx : 48;
     compare_model(m, dt, 3, T, 2001, name);
@@ -265,7 +256,7 @@ static void grad_case_model(hs_model *m, hs_dtype dt, const char *name) {
 }
 
 static void grad_case(const char *rel, hs_dtype dt, const char *name) {
-    hs_model *m = load_fixture(rel);
+    hs_model *m = hs_test_fixture_model(rel);
     grad_case_model(m, dt, name);
     hs_model_free(m);
 }
@@ -306,7 +297,7 @@ Test(cuda_model, head_grad_olmo3_bf16) { REQUIRE_GPU(); grad_case("olmo3", HS_DT
  * rows of 48, 41 and 43 real tokens (long, short, long: three rope calls per
  * layer), 20 for the gradient's of 32, 27 and 16 (long, long, short). */
 static hs_model *longrope_model(int original_ctx) {
-    hs_model *f = load_fixture("phi3_longrope"), *m = NULL;
+    hs_model *f = hs_test_fixture_model("phi3_longrope"), *m = NULL;
     hs_model_config c = *hs_model_get_config(f);
     hs_model_free(f);
     c.rope_original_ctx = original_ctx;
@@ -433,7 +424,7 @@ Test(cuda_model_cpu, tolerances) {
 Test(cuda_model_cpu, bf16_weight_rounding) {
     /* rounding a model's weights is idempotent and moves each by <= 2^-8 relative
      * (llama_mha: f32 weights; llama_gqa's are bf16-exact by construction) */
-    hs_model *m = load_fixture("llama_mha");
+    hs_model *m = hs_test_fixture_model("llama_mha");
     const hs_model_config *c = hs_model_get_config(m);
     const hs_model_weights *w = hs_model_get_weights(m);
     const int64_t n = (int64_t)c->n_vocab * c->d_model;

@@ -369,11 +369,7 @@ Test(hf_folder, phi_config_and_shared_norm) {
     cr_assert(c.arch == HS_ARCH_PHI && c.parallel_attn_mlp && c.norm == HS_NORM_LAYERNORM && c.act == HS_ACT_GELU_NEW);
     cr_assert(c.qkv_bias && c.out_bias && !c.tied_embeddings && !c.learned_pos && c.rope == HS_ROPE_NEOX);
     cr_assert(c.d_head == 20 && c.rot_dim == 8, "d_head %d rot %d", c.d_head, c.rot_dim);
-    char path[1024];
-    hs_test_fixture_path(path, sizeof path, "models/phi");
-    hs_model *m = NULL;
-    hs_err e = {0};
-    cr_assert_eq(hs_model_load(path, &m, &e), HS_OK, "%s", e.msg);
+    hs_model *m = hs_test_fixture_model("phi");
     const hs_model_weights *w = hs_model_get_weights(m);
     for (int l = 0; l < 3; l++) cr_assert(w->layers[l].ln2_w == w->layers[l].ln1_w && w->layers[l].ln2_b == w->layers[l].ln1_b);
     cr_assert(w->unembed_b && w->unembed != w->tok_embd);
@@ -436,11 +432,7 @@ Test(hf_folder, gptj_config) {
     hs_model_config c = loaded_config("gptj", NULL, NULL);
     cr_assert(c.arch == HS_ARCH_GPTJ && c.rope == HS_ROPE_NORMAL && c.rot_dim == 8 && c.d_head == 16);
     cr_assert(c.parallel_attn_mlp && !c.qkv_bias && !c.tied_embeddings && c.rope_theta == 10000.0f && c.d_mlp == 96);
-    char path[1024];
-    hs_test_fixture_path(path, sizeof path, "models/gptj");
-    hs_model *m = NULL;
-    hs_err e = {0};
-    cr_assert_eq(hs_model_load(path, &m, &e), HS_OK, "%s", e.msg);
+    hs_model *m = hs_test_fixture_model("gptj");
     const hs_model_weights *w = hs_model_get_weights(m);
     cr_assert(w->layers[0].ln2_w == w->layers[0].ln1_w && !w->layers[0].bo && w->layers[0].b_up && w->unembed_b);
     hs_model_free(m);
@@ -456,12 +448,10 @@ Test(hf_folder, opt_config) {
     hs_model_config c = loaded_config("opt", NULL, NULL);
     cr_assert(c.arch == HS_ARCH_OPT && c.act == HS_ACT_RELU && c.learned_pos && c.tied_embeddings);
     cr_assert(c.qkv_bias && c.out_bias && c.norm == HS_NORM_LAYERNORM && c.norm_eps == 1e-5f && c.n_ctx == 64);
-    char path[1024], st_path[1100];
-    hs_test_fixture_path(path, sizeof path, "models/opt");
-    hs_model *m = NULL;
+    char st_path[1100];
     hs_err e = {0};
-    cr_assert_eq(hs_model_load(path, &m, &e), HS_OK, "%s", e.msg);
-    snprintf(st_path, sizeof st_path, "%s/model.safetensors", path);
+    hs_model *m = hs_test_fixture_model("opt");
+    hs_test_fixture_path(st_path, sizeof st_path, "models/opt/model.safetensors");
     hs_st_file *f = NULL;
     cr_assert_eq(hs_st_open(st_path, &f, &e), HS_OK, "%s", e.msg);
     const hs_st_tensor *t = hs_st_find(f, "model.decoder.embed_positions.weight");
@@ -500,11 +490,7 @@ Test(hf_folder, opt_config) {
 Test(hf_folder, olmo1_config) {
     hs_model_config c = loaded_config("olmo", NULL, NULL);
     cr_assert(c.arch == HS_ARCH_LLAMA && c.norm == HS_NORM_LAYERNORM && c.norm_eps == 1e-5f && !c.post_norms);
-    char path[1024];
-    hs_test_fixture_path(path, sizeof path, "models/olmo");
-    hs_model *m = NULL;
-    hs_err e = {0};
-    cr_assert_eq(hs_model_load(path, &m, &e), HS_OK, "%s", e.msg);
+    hs_model *m = hs_test_fixture_model("olmo");
     const hs_model_weights *w = hs_model_get_weights(m);
     cr_assert(w->lnf_w && w->layers[1].ln1_w == w->lnf_w && w->layers[2].ln2_w == w->lnf_w && !w->layers[0].ln1_b);
     for (int i = 0; i < 48; i++) cr_assert_eq(w->lnf_w[i], 1.0f);
