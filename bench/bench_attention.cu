@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
 
     std::vector<Row> rows;
     int disagree = 0; /* a kernel variant whose z differed from the default kernel's */
-    const int ds[] = {64, 128};
+    const int ds[] = {64, 128, 256}; /* 256: Gemma 2 / 3, GPT-J */
     const int Ts[] = {128, 512, 2048, 8192};
     for (int d : ds) {
         for (int T : Ts) {
@@ -291,7 +291,7 @@ int main(int argc, char **argv) {
                 aa.q_st = aa.k_st = aa.v_st = aa.z_st = (int64_t)H * d;
                 aa.q_sb = aa.k_sb = aa.v_sb = aa.z_sb = (int64_t)T * H * d;
                 static const char *names[] = {"", "mma_v1_3blk", "mma_v2_freeregs", "mma_v3_wm2"};
-                for (int var = 1; var <= (d <= 64 ? 3 : 2); var++) {
+                for (int var = 1; var <= (d <= 64 ? 3 : d > 128 ? 1 : 2); var++) { /* d 256: one shape */
                     auto run = [&]() {
                         hs_err e = {};
                         if (hs_cuda_attn_mma_variant(&aa, var, st, &e) != HS_OK) {

@@ -44,7 +44,7 @@ def main():
             return False
 
     rows = []
-    for d in (64, 128):
+    for d in (64, 128, 256):
         for T in (128, 512, 2048, 8192):
             if args.quick and T > 2048:
                 continue

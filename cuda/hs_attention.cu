@@ -1,7 +1,8 @@
 /* hs_attention: the attention op of the CUDA backend. Validates the
  * parameters, lays out the strides, picks the kernel (bf16 tensor cores for
- * d_head 32/64/80/96/128 with aligned buffers, the CUDA-core kernel otherwise
- * (up to 256: Gemma 2) and always in f32 mode), applies the SET table and,
+ * d_head 32/64/80/96/128/256 with aligned buffers, 256 only where a block may
+ * take 99 KiB of shared memory; the CUDA-core kernel otherwise, up to 256, and
+ * always in f32 mode), applies the SET table and,
  * only when a pattern is wanted, has it recomputed from q, k and the
  * log-sum-exp the fused kernel stored. */
 #include "hs_attention.cuh"
@@ -108,7 +109,7 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     hs_status st;
     const int strides_ok = a.q_st % 8 == 0 && a.q_sh % 8 == 0 && a.k_st % 8 == 0 &&
                            a.k_sh % 8 == 0 && a.q_sb % 8 == 0 && a.k_sb % 8 == 0;
-    const int mma = bf16 && hs_cuda_attn_mma_supports(d) && strides_ok && hs_al16(a.q) &&
+    const int mma = bf16 && hs_cuda_attn_mma_supports(d, be->smem_optin) && strides_ok && hs_al16(a.q) &&
                     hs_al16(a.k) && hs_al16(a.v) && hs_al16(a.z);
     /* the Hopper kernel has no soft-cap (Gemma 2) and no window: the mma kernel takes those */
     const int wg = mma && be->attn_kernel == HS_CUDA_ATTN_WGMMA && hs_cuda_attn_wgmma_supports(d, be->cc) &&

@@ -42,8 +42,10 @@ typedef struct {
 
 /* bf16 tensor-core kernel; returns HS_ERR_UNSUPPORTED for a d it has no
  * instantiation for (the caller then uses the SIMT kernel). Needs q, k, v, z
- * 16-byte aligned and every stride a multiple of 8 elements. */
-int hs_cuda_attn_mma_supports(int d);
+ * 16-byte aligned and every stride a multiple of 8 elements. supports(d,
+ * smem_optin): whether it covers d_head d on a device whose blocks may opt in
+ * to smem_optin bytes of shared memory (cudaDeviceProp::sharedMemPerBlockOptin). */
+int hs_cuda_attn_mma_supports(int d, size_t smem_optin);
 hs_status hs_cuda_attn_mma(const hs_cuda_attn_args *a, cudaStream_t st, hs_err *err);
 /* The same with a kernel variant chosen (0 = the default; the others are
  * listed in hs_attn_mma.cu). For benchmarks. */

@@ -3,7 +3,8 @@
  * in registers, one pass over the keys in tiles of 64).
  *
  * Block = 4 warps over 64·WM query rows of one (batch, head); each warp owns
- * WM m-tiles of 16 rows and keeps their Q fragments in registers (WM = 2, for
+ * WM m-tiles of 16 rows and keeps their Q fragments in registers (d_head 256:
+ * re-read from shared memory at each k step, see hs_mma_geom) (WM = 2, for
  * d_head <= 64, halves the shared-memory reads per mma: used for long
  * sequences, see the variants below). Per key tile: K and V are staged in padded shared memory
  * with cp.async (V's load overlaps S = Q·Kᵀ, the next K's load overlaps
@@ -29,11 +30,12 @@ template <int D, int WM> struct hs_fa_cfg {
 /* What one block's tile steps share. */
 struct hs_fa_block {
     const hs_cuda_attn_args *a;
+    const __nv_bfloat16 *sQ; /* read per k step where Q is not kept in registers */
     __nv_bfloat16 *sK, *sV;
     int *sMask;
     const __nv_bfloat16 *kb, *vb;
     const int32_t *mask;
-    int T, wrow0, g, tig;
+    int T, wrow0, qrow, g, tig; /* qrow: the warp's first row in sQ */
     bool uni;
 };
 
@@ -46,7 +48,7 @@ struct hs_fa_block {
  * branch in P·V measured 15% below the branch-free first kernel on an H100). */
 template <int D, int WM, bool DIAG, bool WIN>
 __device__ __forceinline__ void hs_fa_tile(const hs_fa_block &B, int kt, int nkt,
-                                           uint32_t (&qf)[WM][hs_mma_geom<D>::KSTEPS][4],
+                                           uint32_t (&qf)[WM][hs_mma_geom<D>::QF][4],
                                            float (&o)[WM][hs_mma_geom<D>::NT_D][4], float (&m_r)[WM][2],
                                            float (&l_r)[WM][2]) {
     using G = hs_mma_geom<D>;
@@ -65,14 +67,19 @@ __device__ __forceinline__ void hs_fa_tile(const hs_fa_block &B, int kt, int nkt
         for (int n = 0; n < G::NT_K; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
 #pragma unroll
     for (int kd = 0; kd < G::KSTEPS; kd++) {
+        const int qk = G::QREG ? kd : 0;
+        if constexpr (!G::QREG) {
+#pragma unroll
+            for (int mt = 0; mt < WM; mt++) hs_load_q_frag<D>(qf[mt][0], B.sQ, B.qrow + mt * 16, kd);
+        }
 #pragma unroll
         for (int nk = 0; nk < G::NT_K; nk += 2) {
             uint32_t kf[4];
             hs_load_k_frags<D>(kf, B.sK, nk, kd);
 #pragma unroll
             for (int mt = 0; mt < WM; mt++) {
-                hs_mma_bf16(s[mt][nk], qf[mt][kd], kf[0], kf[1]);
-                hs_mma_bf16(s[mt][nk + 1], qf[mt][kd], kf[2], kf[3]);
+                hs_mma_bf16(s[mt][nk], qf[mt][qk], kf[0], kf[1]);
+                hs_mma_bf16(s[mt][nk + 1], qf[mt][qk], kf[2], kf[3]);
             }
         }
     }
@@ -177,6 +184,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, MINB) hs_k_attn_mma(hs_cuda_at
     bf16 *sQ = reinterpret_cast<bf16 *>(smem_raw); /* [BQ][DP] */
     hs_fa_block B;
     B.a = &a;
+    B.sQ = sQ; /* never overwritten: the D = 256 tile steps read their Q fragments from it */
     B.sK = sQ + BQ * DP;          /* [BK][DP] */
     B.sV = B.sK + MMA_BK * DP;    /* [BK][DP] */
     B.sMask = reinterpret_cast<int *>(B.sV + MMA_BK * DP);
@@ -193,7 +201,8 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, MINB) hs_k_attn_mma(hs_cuda_at
     B.vb = (const bf16 *)a.v + b * a.v_sb + hk * a.v_sh;
     B.mask = a.key_mask ? a.key_mask + (int64_t)b * T_ : NULL;
     B.uni = a.uniform && a.uniform[b * a.H + h] != 0;
-    B.wrow0 = q0 + warp * 16 * WM; /* this warp's first row */
+    B.qrow = warp * 16 * WM;
+    B.wrow0 = q0 + B.qrow; /* this warp's first row */
     const int q_last = min(T_, q0 + BQ) - 1;
     const int nkt = q_last / MMA_BK + 1;
     const int kdiag = q0 / MMA_BK; /* tiles from here on reach the block's rows: causal cut */
@@ -209,9 +218,11 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, MINB) hs_k_attn_mma(hs_cuda_at
     hs_cp_async_wait<0>();
     __syncthreads();
 
-    uint32_t qf[WM][G::KSTEPS][4];
+    uint32_t qf[WM][G::QF][4];
+    if constexpr (G::QREG) {
 #pragma unroll
-    for (int mt = 0; mt < WM; mt++) hs_load_q_frags<D>(qf[mt], sQ, warp * 16 * WM + mt * 16);
+        for (int mt = 0; mt < WM; mt++) hs_load_q_frags<D>(qf[mt], sQ, B.qrow + mt * 16);
+    }
 
     float o[WM][G::NT_D][4];
     float m_r[WM][2], l_r[WM][2];
@@ -267,7 +278,14 @@ static hs_status hs_mma_launch(const hs_cuda_attn_args *a, cudaStream_t st, hs_e
     return HS_OK;
 }
 
-int hs_cuda_attn_mma_supports(int d) {
+/* The one shape d_head 256 has (Gemma 2 and 3, GPT-J): 64-row blocks, registers as the
+ * compiler likes (O alone takes 128 per thread), 99 KiB of shared memory, so 2 blocks per SM
+ * on an H100 (1 on an A100) and none on parts that give a block less (sm_86/89: 99 KiB less
+ * 256 B), which keep the CUDA-core kernel. */
+#define HS_MMA_D256_SMEM (hs_fa_cfg<256, 1>::SMEM)
+
+int hs_cuda_attn_mma_supports(int d, size_t smem_optin) {
+    if (d == 256) return HS_MMA_D256_SMEM <= smem_optin;
     return d == 32 || d == 64 || d == 80 || d == 96 || d == 128;
 }
 
@@ -285,8 +303,9 @@ static int hs_default_variant(const hs_cuda_attn_args *a) {
 }
 
 template <int D> static hs_status hs_mma_variant(const hs_cuda_attn_args *a, int v, cudaStream_t st, hs_err *err) {
+    constexpr int MINB1 = D > 128 ? 1 : 3; /* d_head 256: variants 1 and 2 are the one shape */
     switch (v) {
-    case 1: return hs_mma_launch<D, 1, 3>(a, st, err);
+    case 1: return hs_mma_launch<D, 1, MINB1>(a, st, err);
     case 2: return hs_mma_launch<D, 1, 1>(a, st, err);
     default: break;
     }
@@ -303,6 +322,7 @@ hs_status hs_cuda_attn_mma_variant(const hs_cuda_attn_args *a, int variant, cuda
         case 80: return hs_mma_launch<80, 1, 3, true>(a, st, err);
         case 96: return hs_mma_launch<96, 1, 3, true>(a, st, err);
         case 128: return hs_mma_launch<128, 1, 3, true>(a, st, err);
+        case 256: return hs_mma_launch<256, 1, 1, true>(a, st, err);
         default: break;
         }
     } else if (v == 3) {
@@ -315,6 +335,7 @@ hs_status hs_cuda_attn_mma_variant(const hs_cuda_attn_args *a, int variant, cuda
         case 80: return hs_mma_variant<80>(a, v, st, err);
         case 96: return hs_mma_variant<96>(a, v, st, err);
         case 128: return hs_mma_variant<128>(a, v, st, err);
+        case 256: return hs_mma_variant<256>(a, v, st, err);
         default: break;
         }
     }

@@ -227,6 +227,7 @@ hs_status hs_cuda_attn_pattern(const hs_cuda_attn_args *a, int is_bf16, int use_
         case 80: return hs_pattern_mma_launch<80>(a, lse, pattern, st, err);
         case 96: return hs_pattern_mma_launch<96>(a, lse, pattern, st, err);
         case 128: return hs_pattern_mma_launch<128>(a, lse, pattern, st, err);
+        case 256: return hs_pattern_mma_launch<256>(a, lse, pattern, st, err);
         default: break; /* CUDA cores below */
         }
     }

@@ -456,6 +456,7 @@ extern "C" hs_status hs_backend_cuda_init(const hs_backend_params *p, hs_backend
     c->device = dev;
     c->sm_count = prop.multiProcessorCount;
     c->cc = prop.major * 10 + prop.minor;
+    c->smem_optin = prop.sharedMemPerBlockOptin;
     HS_CUDA_CHECK_GOTO(err, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     HS_CUDA_CHECK_GOTO(err, cudaMalloc(&c->workspace, HS_CUDA_WORKSPACE_BYTES));
     HS_CUDA_CHECK_GOTO(err, cudaMalloc((void **)&c->stage, (size_t)HS_CUDA_STAGE_ELEMS * 4));
@@ -489,6 +490,12 @@ extern "C" hs_status hs_backend_cuda_fill_normal(hs_backend *be, void *dst, int6
 
 extern "C" hs_cuda_attn_kernel hs_backend_cuda_attn_kernel(hs_backend *be) {
     return be && be->device == HS_DEVICE_CUDA ? (hs_cuda_attn_kernel)hs_cb(be)->attn_kernel : HS_CUDA_ATTN_AUTO;
+}
+
+extern "C" int hs_backend_cuda_attn_tensor_cores(hs_backend *be, int d, int *cc) {
+    const int cuda = be && be->device == HS_DEVICE_CUDA;
+    if (cc) *cc = cuda ? hs_cb(be)->cc : 0;
+    return cuda && hs_cb(be)->dtype == HS_DTYPE_BF16 && hs_cuda_attn_mma_supports(d, hs_cb(be)->smem_optin);
 }
 
 extern "C" void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]) {

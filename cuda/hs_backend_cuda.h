@@ -40,6 +40,13 @@ hs_cuda_attn_kernel hs_backend_cuda_attn_kernel(hs_backend *be);
  * show that a forced kernel actually ran. */
 void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]);
 
+/* Whether bf16 attention at d_head d takes a tensor-core kernel on this
+ * backend's device (given 16-byte-aligned buffers); *cc gets the device's
+ * compute capability (major * 10 + minor). 0 and 0 for anything that is not
+ * a CUDA backend. d_head 256 needs 99 KiB of shared memory per block: A100
+ * and H100 give it, sm_86/89 parts do not. */
+int hs_backend_cuda_attn_tensor_cores(hs_backend *be, int d, int *cc);
+
 /* hs_backend_identity's text for a CUDA backend. */
 void hs_backend_cuda_identity(hs_backend *be, char *buf, size_t n);
 

@@ -32,6 +32,7 @@ typedef struct {
     int device;
     int sm_count;
     int cc;           /* compute capability, major * 10 + minor */
+    size_t smem_optin; /* shared memory a block may opt in to: whether d_head 256 runs on tensor cores */
     int attn_kernel;  /* hs_cuda_attn_kernel: which bf16 attention kernel */
     int attn_variant; /* and its variant (0 = the kernel's default) */
     int64_t attn_launches[3]; /* attention calls per kernel: CUDA-core, mma.sync, wgmma (tests read them) */

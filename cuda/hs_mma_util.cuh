@@ -19,12 +19,17 @@
 #define MMA_BK 64 /* keys per tile */
 
 /* Tile rows are padded by 8 bf16: 16-byte aligned for cp.async/ldmatrix, and
- * the 8 rows an ldmatrix phase reads fall in distinct banks for D = 32..128. */
+ * the 8 rows an ldmatrix phase reads fall in distinct banks for D = 32..256.
+ * QREG: a warp keeps its Q fragments in registers for the whole key loop. At
+ * D = 256 they would take 64 registers beside O's 128 and spill, so there
+ * they are read from shared memory at every k step instead (QF = 1 slot). */
 template <int D> struct hs_mma_geom {
     static constexpr int DP = D + 8;
     static constexpr int KSTEPS = D / 16; /* k steps of Q·Kᵀ */
     static constexpr int NT_D = D / 8;    /* n tiles of P·V */
     static constexpr int NT_K = MMA_BK / 8;
+    static constexpr bool QREG = D <= 128;
+    static constexpr int QF = QREG ? KSTEPS : 1;
 };
 
 __device__ __forceinline__ void hs_cp_async16(void *smem, const void *gmem, int src_bytes) {
@@ -94,14 +99,19 @@ __device__ __forceinline__ void hs_load_key_mask(int *sMask, const int32_t *mask
     }
 }
 
-/* Q fragments of m-tile rows r0..r0+15 for every k step: A operands. */
+/* The Q fragment of m-tile rows r0..r0+15 at k step kd: an A operand. */
+template <int D>
+__device__ __forceinline__ void hs_load_q_frag(uint32_t qf[4], const __nv_bfloat16 *sQ, int r0, int kd) {
+    const int lane = threadIdx.x & 31;
+    hs_ldsm_x4(qf, sQ + (r0 + (lane & 7) + ((lane >> 3) & 1) * 8) * hs_mma_geom<D>::DP + kd * 16 +
+                       (lane >> 4) * 8);
+}
+
+/* The same for every k step. */
 template <int D>
 __device__ __forceinline__ void hs_load_q_frags(uint32_t qf[][4], const __nv_bfloat16 *sQ, int r0) {
-    const int lane = threadIdx.x & 31;
 #pragma unroll
-    for (int kd = 0; kd < hs_mma_geom<D>::KSTEPS; kd++)
-        hs_ldsm_x4(qf[kd], sQ + (r0 + (lane & 7) + ((lane >> 3) & 1) * 8) * hs_mma_geom<D>::DP +
-                               kd * 16 + (lane >> 4) * 8);
+    for (int kd = 0; kd < hs_mma_geom<D>::KSTEPS; kd++) hs_load_q_frag<D>(qf[kd], sQ, r0, kd);
 }
 
 /* B fragments of K for key n-tiles nk and nk+1 at k step kd: kf[0..1] for nk,

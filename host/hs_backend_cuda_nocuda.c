@@ -32,6 +32,12 @@ hs_cuda_attn_kernel hs_backend_cuda_attn_kernel(hs_backend *be) {
     return HS_CUDA_ATTN_AUTO;
 }
 
+int hs_backend_cuda_attn_tensor_cores(hs_backend *be, int d, int *cc) {
+    (void)be, (void)d;
+    if (cc) *cc = 0;
+    return 0;
+}
+
 void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]) {
     for (int i = 0; i < 3; i++) out[i] = 0;
 }

@@ -417,7 +417,8 @@ typedef struct {
 } attn_case;
 
 /* d_head 12/20/100 take the generic kernel in bf16 too; 32/64/80/96/128 the
- * tensor-core one. T up to 300 spans several 64-key tiles; T >= 1024 picks
+ * tensor-core one, and 256 where the device gives a block 99 KiB of shared
+ * memory (A100, H100). T up to 300 spans several 64-key tiles; T >= 1024 picks
  * the 128-row-block variant for d_head <= 64. */
 static const attn_case attn_cases[] = {
     {1, 1, 1, 1, 12, MASK_NONE, 0, 0},    {2, 37, 4, 2, 12, MASK_LEFT, 0, 0},   {2, 300, 4, 4, 64, MASK_RIGHT, 0, 0},
@@ -443,6 +444,9 @@ static const attn_case attn_cases[] = {
     {1, 260, 2, 2, 96, MASK_NONE, 2.0f, 100}, {1, 90, 2, 1, 256, MASK_LEFT, 2.0f, 33},
     {1, 1100, 2, 1, 64, MASK_LEFT, 0, 300}, {1, 400, 2, 1, 128, MASK_HOLES, 0, 150}, {2, 150, 4, 2, 32, MASK_LEFT, 0, 9},
     {1, 200, 2, 2, 80, MASK_NONE, 0, 1},   {1, 330, 2, 2, 96, MASK_RIGHT, 0, 128},
+    /* d_head 256 on tensor cores (Q read from shared memory at each k step): several row
+     * blocks and key tiles, GQA; windowed across tiles with holes */
+    {2, 200, 2, 1, 256, MASK_RIGHT, 0, 0}, {1, 300, 2, 2, 256, MASK_HOLES, 0, 100},
 };
 
 static void make_mask(H *h, int kind, int B, int T, int32_t *m) {
@@ -670,14 +674,19 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
         ok(st, &err, "set_attn_kernel");
         fprintf(stderr, "[test_cuda_ops] %s: kernel %d variant %d\n", name, (int)kernel, variant);
     }
+    int cc = 0;
+    const int tc256 = hs_backend_cuda_attn_tensor_cores(h.gpu, 256, &cc);
+    if (dt == HS_DTYPE_BF16 && (cc == 80 || cc == 90))
+        cr_assert(tc256, "%s: d_head 256 should run on tensor cores on compute capability %d.%d", name, cc / 10, cc % 10);
     for (size_t ci = 0; ci < sizeof attn_cases / sizeof *attn_cases; ci++) {
         int64_t before[3], after[3];
         hs_backend_cuda_attn_launches(h.gpu, before);
         int calls = 2;
         run_attn_case(&h, &attn_cases[ci], 0);
         run_attn_case(&h, &attn_cases[ci], 1);
-        if (ci == 2 || ci == 4) run_attn_case(&h, &attn_cases[ci], 2), calls++;
-        if (ci == 1 || ci == 2 || ci == 3 || ci == 4 || ci == 9 || ci == 11) run_attn_case(&h, &attn_cases[ci], 3), calls++;
+        if (ci == 2 || ci == 4 || ci == 32) run_attn_case(&h, &attn_cases[ci], 2), calls++;
+        if (ci == 1 || ci == 2 || ci == 3 || ci == 4 || ci == 9 || ci == 11 || ci == 32)
+            run_attn_case(&h, &attn_cases[ci], 3), calls++;
         if (ci == 1 || ci == 3 || ci == 8 || ci == 12) run_attn_case(&h, &attn_cases[ci], 4), calls++;
         if (ci == 3 || ci == 8) run_attn_case(&h, &attn_cases[ci], 6), calls++;
         if (ci == 1 || ci == 2 || ci == 3 || ci == 5 || ci == 10 || ci == 14 || ci == 15) run_attn_case(&h, &attn_cases[ci], 5), calls++;
@@ -690,7 +699,8 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
          * (HS_CUDA_ATTN, gpu-check.sh's reruns) forced it. AUTO is mma.sync. */
         hs_backend_cuda_attn_launches(h.gpu, after);
         const hs_cuda_attn_kernel set = hs_backend_cuda_attn_kernel(h.gpu);
-        const int d = attn_cases[ci].d, tc = dt == HS_DTYPE_BF16 && (d == 32 || d == 64 || d == 80 || d == 96 || d == 128),
+        const int d = attn_cases[ci].d,
+                  tc = dt == HS_DTYPE_BF16 && (d == 32 || d == 64 || d == 80 || d == 96 || d == 128 || (d == 256 && tc256)),
                   hopper = tc && (d == 64 || d == 128) && !(attn_cases[ci].cap > 0.0f) && !attn_cases[ci].window;
         const int ok_k[3] = {!tc, tc && (set != HS_CUDA_ATTN_WGMMA || !hopper), hopper && set == HS_CUDA_ATTN_WGMMA};
         int64_t on = 0;
@@ -780,8 +790,8 @@ Test(cuda_ops, attention_bad_params) {
                         .v = buf, .z = buf};
     cr_assert_eq(h.gpu->ops->attention(h.gpu, &g, &err), HS_ERR_INVALID_ARG, "H %% H_kv != 0");
     g.H_kv = 3;
-    g.d_head = 160;
-    cr_assert_eq(h.gpu->ops->attention(h.gpu, &g, &err), HS_ERR_UNSUPPORTED, "d_head > 128");
+    g.d_head = 264;
+    cr_assert_eq(h.gpu->ops->attention(h.gpu, &g, &err), HS_ERR_UNSUPPORTED, "d_head > 256");
     g.d_head = 64;
     g.q = NULL;
     cr_assert_eq(h.gpu->ops->attention(h.gpu, &g, &err), HS_ERR_INVALID_ARG, "NULL q");
