@@ -221,6 +221,17 @@ static hs_status cu_softcap(hs_backend *be, const void *x, int64_t n, float cap,
     return hs_cuda_softcap(hs_cb(be)->stream, hs_cb(be)->dtype, x, n, cap, y, err);
 }
 
+static hs_status cu_clamp(hs_backend *be, const void *x, int64_t n, float c, void *y, hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_clamp(hs_cb(be)->stream, hs_cb(be)->dtype, x, n, c, y, err);
+}
+
+static hs_status cu_clamp_bwd(hs_backend *be, const void *x, const void *dy, int64_t n, float c, void *dx,
+                              hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_clamp_bwd(hs_cb(be)->stream, hs_cb(be)->dtype, x, dy, n, c, dx, err);
+}
+
 static hs_status cu_target_logprob(hs_backend *be, const void *logits, const int32_t *targets, int64_t R, int V,
                                    float *out, hs_err *err) {
     HS_ENTER(be, err);
@@ -313,11 +324,13 @@ static const hs_backend_ops hs_cuda_ops = {
     cu_act,
     cu_add,
     cu_softcap,
+    cu_clamp,
     cu_target_logprob,
     cu_matmul_bwd,
     cu_norm_bwd,
     cu_act_bwd,
     cu_softcap_bwd,
+    cu_clamp_bwd,
     cu_attention_bwd,
     cu_logprob_grad,
     cu_head_dot,

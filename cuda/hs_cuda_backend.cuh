@@ -90,6 +90,9 @@ hs_status hs_cuda_act(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void
 hs_status hs_cuda_add(cudaStream_t st, hs_dtype dt, void *y, const void *x, int64_t n,
                       hs_err *err);
 hs_status hs_cuda_softcap(cudaStream_t st, hs_dtype dt, const void *x, int64_t n, float cap, void *y, hs_err *err);
+hs_status hs_cuda_clamp(cudaStream_t st, hs_dtype dt, const void *x, int64_t n, float c, void *y, hs_err *err);
+hs_status hs_cuda_clamp_bwd(cudaStream_t st, hs_dtype dt, const void *x, const void *dy, int64_t n, float c, void *dx,
+                            hs_err *err);
 /* y[M,N] += bias[N] (the GEMM fallback's epilogue). */
 hs_status hs_cuda_add_bias(cudaStream_t st, hs_dtype dt, void *y, const void *bias, int64_t M,
                            int N, hs_err *err);

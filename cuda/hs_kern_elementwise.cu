@@ -1,6 +1,6 @@
 /* hs_kern_elementwise: the memory-bound ops of the CUDA backend (embedding
- * gather, LayerNorm/RMSNorm, RoPE, gelu_new, gelu, SiLU·gate and GELU·gate, softcap, residual add, bias
- * add, dtype conversion, seeded fills). Each is templated on the element type
+ * gather, LayerNorm/RMSNorm, RoPE, gelu_new, gelu, SiLU·gate and GELU·gate, softcap, clamp and
+ * its backward, residual add, bias add, dtype conversion, seeded fills). Each is templated on the element type
  * (f32 or bf16); arithmetic is f32 and follows the CPU reference's formulas,
  * so the f32 mode agrees to rounding. Reductions are fixed-order:
  * deterministic. */
@@ -62,6 +62,15 @@ struct hs_op_gelu_glu { /* a = gate, b = up: Gemma's GeGLU */
 struct hs_op_softcap { /* a unused; b = x; divides as HF does, not by a reciprocal */
     float cap;
     __device__ float operator()(float a, float x) const { return cap * tanhf(x / cap); }
+};
+
+struct hs_op_clamp { /* a unused; b = x; NaN passed on, as torch.clamp does */
+    float c;
+    __device__ float operator()(float a, float x) const { return x != x ? x : fminf(fmaxf(x, -c), c); }
+};
+struct hs_op_clamp_bwd { /* a = the clamp's input x, b = dy; the bounds pass, as in torch */
+    float c;
+    __device__ float operator()(float x, float dy) const { return x >= -c && x <= c ? dy : 0.0f; }
 };
 
 /* out[i] = f(a[i], b[i]); a may be NULL (read as 0). The first nvec*V elements
@@ -130,6 +139,20 @@ hs_status hs_cuda_softcap(cudaStream_t st, hs_dtype dt, const void *x, int64_t n
     if (!(cap > 0.0f)) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda softcap: cap %g must be positive", (double)cap);
     const hs_op_softcap f = {cap};
     return dt == HS_DTYPE_F32 ? hs_map2<float>(st, NULL, x, y, n, f, err) : hs_map2<bf16>(st, NULL, x, y, n, f, err);
+}
+
+hs_status hs_cuda_clamp(cudaStream_t st, hs_dtype dt, const void *x, int64_t n, float c, void *y, hs_err *err) {
+    if (!(c > 0.0f)) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda clamp: bound %g must be positive", (double)c);
+    const hs_op_clamp f = {c};
+    return dt == HS_DTYPE_F32 ? hs_map2<float>(st, NULL, x, y, n, f, err) : hs_map2<bf16>(st, NULL, x, y, n, f, err);
+}
+
+hs_status hs_cuda_clamp_bwd(cudaStream_t st, hs_dtype dt, const void *x, const void *dy, int64_t n, float c, void *dx,
+                            hs_err *err) {
+    if (!(c > 0.0f)) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda clamp_bwd: bound %g must be positive", (double)c);
+    if (!x) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda clamp_bwd: NULL x");
+    const hs_op_clamp_bwd f = {c};
+    return dt == HS_DTYPE_F32 ? hs_map2<float>(st, x, dy, dx, n, f, err) : hs_map2<bf16>(st, x, dy, dx, n, f, err);
 }
 
 /* ---- embedding gather --------------------------------------------------------- */

@@ -239,6 +239,14 @@ static hs_status cpu_softcap(hs_backend *be, const void *xv, int64_t n, float ca
     return HS_OK;
 }
 
+static hs_status cpu_clamp(hs_backend *be, const void *xv, int64_t n, float c, void *yv, hs_err *err) {
+    const float *x = xv;
+    float *y = yv;
+#pragma omp parallel for num_threads(nthreads(be)) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] != x[i] ? x[i] : x[i] < -c ? -c : x[i] > c ? c : x[i];
+    return HS_OK;
+}
+
 /* log-sum-exp of one row, max-shifted, f32 accumulation (the row's terms are
  * <= 1 after the shift, so f32 is accurate to ~1e-7 relative for the
  * vocabulary sizes of LMs). */
@@ -285,11 +293,13 @@ static const hs_backend_ops cpu_ops = {
     .act = cpu_act,
     .add = cpu_add,
     .softcap = cpu_softcap,
+    .clamp = cpu_clamp,
     .target_logprob = cpu_target_logprob,
     .matmul_bwd = hs_cpu_matmul_bwd,
     .norm_bwd = hs_cpu_norm_bwd,
     .act_bwd = hs_cpu_act_bwd,
     .softcap_bwd = hs_cpu_softcap_bwd,
+    .clamp_bwd = hs_cpu_clamp_bwd,
     .attention_bwd = hs_cpu_attention_bwd,
     .logprob_grad = hs_cpu_logprob_grad,
     .head_dot = hs_cpu_head_dot,

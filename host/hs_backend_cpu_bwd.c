@@ -113,6 +113,16 @@ hs_status hs_cpu_softcap_bwd(hs_backend *be, const void *yv, const void *dyv, in
     return HS_OK;
 }
 
+hs_status hs_cpu_clamp_bwd(hs_backend *be, const void *xv, const void *dyv, int64_t n, float c, void *dxv,
+                           hs_err *err) {
+    (void)err;
+    const float *x = xv, *dy = dyv;
+    float *dx = dxv;
+#pragma omp parallel for simd num_threads(hs_cpu_threads(be)) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) dx[i] = x[i] >= -c && x[i] <= c ? dy[i] : 0.0f;
+    return HS_OK;
+}
+
 /* One (batch row, kv head): for each query head of the group, recompute P,
  * then dP = dZ Vᵀ, dS = P ∘ (dP - rowsum(P ∘ dP)), dQ = scale dS K,
  * dK += scale dSᵀ Q, dV += Pᵀ dZ. S and dP are T*T scratch each. With a

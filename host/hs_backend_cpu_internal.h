@@ -19,6 +19,7 @@ hs_status hs_cpu_norm_bwd(hs_backend *be, hs_norm_kind kind, const void *x, cons
 hs_status hs_cpu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gate, const void *up, const void *d_out,
                          int64_t n, void *d_gate, void *d_up, hs_err *err);
 hs_status hs_cpu_softcap_bwd(hs_backend *be, const void *y, const void *dy, int64_t n, float cap, void *dx, hs_err *err);
+hs_status hs_cpu_clamp_bwd(hs_backend *be, const void *x, const void *dy, int64_t n, float c, void *dx, hs_err *err);
 hs_status hs_cpu_attention_bwd(hs_backend *be, const hs_attn_params *p, const void *dz, void *dq, void *dk, void *dv,
                                hs_err *err);
 hs_status hs_cpu_head_dot(hs_backend *be, const void *a, const void *c, int B, int T, int H, int d, float *out,

@@ -27,7 +27,7 @@ void hs_bwd_free(hs_session *s) {
     if (!w) return;
     void *bufs[] = {w->res, w->mid, w->g,   w->g2,   w->gm,      w->dxn, w->dhid, w->dup,  w->dgate,
                     w->dz,  w->dq,  w->dk,  w->dv,   w->dq_pre,  w->dk_pre, w->zu, w->hsc, w->dots, w->neg_pos, w->tg,
-                    w->kq,  w->kk,  w->kv,  w->kz,   w->kmid,    w->kpre, w->kprel};
+                    w->kq,  w->kk,  w->kv,  w->kz,   w->kmid,    w->kpre, w->kprel, w->clip_raw, w->clip_d};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (bufs[i]) s->be->ops->free(s->be, bufs[i]);
     free(w);
@@ -58,6 +58,7 @@ static hs_status bwd_alloc(hs_session *s, int64_t n, int keep, hs_err *err) {
         {&w->kq, keep * L * n * qd * es}, {&w->kk, keep * L * n * kd * es}, {&w->kv, keep * L * n * kd * es},
         {&w->kz, keep * L * n * qd * es}, {&w->kmid, keep * !c->parallel_attn_mlp * L * n * d * es},
         {&w->kpre, keep * L * n * f * es}, {&w->kprel, keep * gated * L * n * f * es},
+        {&w->clip_raw, (c->clip_qkv > 0.0f) * n * qd * es}, {&w->clip_d, (c->clip_qkv > 0.0f) * n * qd * es},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!want[i].bytes) continue;
@@ -260,13 +261,9 @@ static hs_status pre_norm_bwd(hs_session *s, int l, int mlp, const void *x, int6
 
 /* q_pre, k_pre of layer l (qk_norm), as the forward made them. */
 static hs_status project_qk(hs_session *s, const void *x, int l, int64_t n, hs_err *err) {
-    const hs_backend_ops *o = s->be->ops;
-    const hs_model_config *c = &s->cfg;
-    const hs_session_layer *W = &s->layers[l];
-    const int d = c->d_model, qd = c->n_heads * c->d_head, kd = c->n_kv_heads * c->d_head;
     hs_status st = hs_session_pre_norm(s, l, 0, x, n, s->xn, err);
-    if (!st) st = o->matmul(s->be, s->xn, W->wq, W->bq, n, qd, d, 0, s->q_pre, err);
-    if (!st) st = o->matmul(s->be, s->xn, W->wk, W->bk, n, kd, d, 0, s->k_pre, err);
+    if (!st) st = hs_session_project(s, l, 0, n, 1, s->q_pre, err);
+    if (!st) st = hs_session_project(s, l, 1, n, 1, s->k_pre, err);
     return st;
 }
 
@@ -286,9 +283,9 @@ static hs_status rerun_layer(hs_session *s, const hs_batch *b, int l, const hs_a
     hs_status st = HS_OK;
     HS_CHECK(hs_session_pre_norm(s, l, 0, x, n, s->xn, err));
     void *q = c->qk_norm ? s->q_pre : s->q, *k = c->qk_norm ? s->k_pre : s->k;
-    HS_CHECK(o->matmul(s->be, s->xn, W->wq, W->bq, n, H * dh, (int)d, 0, q, err));
-    HS_CHECK(o->matmul(s->be, s->xn, W->wk, W->bk, n, Hk * dh, (int)d, 0, k, err));
-    HS_CHECK(o->matmul(s->be, s->xn, W->wv, W->bv, n, Hk * dh, (int)d, 0, s->v, err));
+    HS_CHECK(hs_session_project(s, l, 0, n, 1, q, err));
+    HS_CHECK(hs_session_project(s, l, 1, n, 1, k, err));
+    HS_CHECK(hs_session_project(s, l, 2, n, 1, s->v, err));
     if (c->qk_norm) HS_CHECK(hs_session_qk_norm(s, l, n, 1, 1, err));
     if (c->rope != HS_ROPE_NONE) {
         HS_CHECK(hs_session_rope(s, l, s->q, s->d_pos, b->B, b->T, H, err));
@@ -409,9 +406,21 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
                                  w->dk_pre, err));
             dq = w->dq_pre, dk = w->dk_pre;
         }
-        HS_CHECK(o->matmul_bwd(s->be, dq, W->wq, n, H * dh, (int)d, 0, w->dxn, err));
-        HS_CHECK(o->matmul_bwd(s->be, dk, W->wk, n, Hk * dh, (int)d, 1, w->dxn, err));
-        HS_CHECK(o->matmul_bwd(s->be, w->dv, W->wv, n, Hk * dh, (int)d, 1, w->dxn, err));
+        if (c->clip_qkv > 0.0f) { /* through the clamps: each projection's input to its clamp, recomputed */
+            HS_CHECK(hs_session_pre_norm(s, l, 0, x, n, s->xn, err));
+            const void *dg[3] = {dq, dk, w->dv};
+            const void *wt[3] = {W->wq, W->wk, W->wv};
+            for (int p = 0; p < 3; p++) {
+                const int64_t width = p ? kd : qd;
+                HS_CHECK(hs_session_project(s, l, p, n, 0, w->clip_raw, err));
+                HS_CHECK(o->clamp_bwd(s->be, w->clip_raw, dg[p], n * width, c->clip_qkv, w->clip_d, err));
+                HS_CHECK(o->matmul_bwd(s->be, w->clip_d, wt[p], n, (int)width, (int)d, p > 0, w->dxn, err));
+            }
+        } else {
+            HS_CHECK(o->matmul_bwd(s->be, dq, W->wq, n, H * dh, (int)d, 0, w->dxn, err));
+            HS_CHECK(o->matmul_bwd(s->be, dk, W->wk, n, Hk * dh, (int)d, 1, w->dxn, err));
+            HS_CHECK(o->matmul_bwd(s->be, w->dv, W->wv, n, Hk * dh, (int)d, 1, w->dxn, err));
+        }
         /* into g2, so the visitor still sees dM/d resid_post in g; then the two swap */
         HS_CHECK(o->copy(s->be, w->g2, w->gm, (size_t)(n * d * es), err));
         HS_CHECK(pre_norm_bwd(s, l, 0, x, n, w->dxn, w->g2, err));

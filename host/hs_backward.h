@@ -28,6 +28,7 @@ typedef struct hs_bwd {
     void *res;    /* [L + 1, rows, d]: resid_pre of every layer, then the final resid_post */
     void *mid, *g, *g2, *gm, *dxn, *dhid, *dup, *dgate, *dz, *dq, *dk, *dv;
     void *dq_pre, *dk_pre; /* qk_norm: the gradients at q and k before their norms */
+    void *clip_raw, *clip_d; /* clip_qkv: a projection before its clamp; the gradient through the clamp */
     void *zu;     /* the unscaled z of the layer (with head multipliers) */
     float *hsc;   /* [rows, H]: one layer's head multipliers, [B, H] used */
     float *dots;  /* [rows, H]: visitors' head_dot outputs */

@@ -204,6 +204,16 @@ void hs_session_free(hs_session *s) {
 
 int64_t hs_session_device_bytes(const hs_session *s) { return s->bytes; }
 
+hs_status hs_session_project(hs_session *s, int l, int which, int64_t n, int clip, void *out, hs_err *err) {
+    const hs_model_config *c = &s->cfg;
+    const hs_session_layer *W = &s->layers[l];
+    const int width = (which ? c->n_kv_heads : c->n_heads) * c->d_head;
+    const void *w = which == 0 ? W->wq : which == 1 ? W->wk : W->wv, *b = which == 0 ? W->bq : which == 1 ? W->bk : W->bv;
+    hs_status st = s->be->ops->matmul(s->be, s->xn, w, b, n, width, c->d_model, 0, out, err);
+    if (!st && clip && c->clip_qkv > 0.0f) st = s->be->ops->clamp(s->be, out, n * width, c->clip_qkv, out, err);
+    return st;
+}
+
 hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k, hs_err *err) {
     const hs_model_config *c = &s->cfg;
     const hs_session_layer *W = &s->layers[l];
@@ -484,9 +494,9 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         if (need_q || need_k || need_v) HS_CHECK(hs_session_pre_norm(s, l, 0, s->x, n, s->xn, err));
         /* with q/k norms, hook_q and hook_k are q_proj's and k_proj's outputs; rot_q, rot_k come after the norms */
         void *q = c->qk_norm ? s->q_pre : s->q, *k = c->qk_norm ? s->k_pre : s->k;
-        if (need_q) HS_CHECK(o->matmul(be, s->xn, W->wq, W->bq, n, H * dh, d, 0, q, err));
-        if (need_k) HS_CHECK(o->matmul(be, s->xn, W->wk, W->bk, n, Hk * dh, d, 0, k, err));
-        if (need_v) HS_CHECK(o->matmul(be, s->xn, W->wv, W->bv, n, Hk * dh, d, 0, s->v, err));
+        if (need_q) HS_CHECK(hs_session_project(s, l, 0, n, 1, q, err));
+        if (need_k) HS_CHECK(hs_session_project(s, l, 1, n, 1, k, err));
+        if (need_v) HS_CHECK(hs_session_project(s, l, 2, n, 1, s->v, err));
         if (need_q) HS_CHECK(offer(s, hk, HS_HOOK_Q, l, q, dt, 4, B, T, H, dh, err));
         if (need_k) HS_CHECK(offer(s, hk, HS_HOOK_K, l, k, dt, 4, B, T, Hk, dh, err));
         if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));

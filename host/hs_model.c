@@ -223,9 +223,10 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
     if (c->post_norms && (c->norm == HS_NORM_LAYERNORM || c->parallel_attn_mlp))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: post-norms need RMSNorm and a sequential block (the Gemma 2 layout)",
                           src);
-    const float knobs[4] = {c->embed_scale, c->attn_scale, c->attn_softcap, c->final_softcap};
-    const char *knob_names[4] = {"embedding scale", "attention scale", "attention softcap", "final logit softcap"};
-    for (int i = 0; i < 4; i++)
+    const float knobs[5] = {c->embed_scale, c->attn_scale, c->attn_softcap, c->final_softcap, c->clip_qkv};
+    const char *knob_names[5] = {"embedding scale", "attention scale", "attention softcap", "final logit softcap",
+                                 "clip_qkv"};
+    for (int i = 0; i < 5; i++)
         if (!(knobs[i] >= 0.0f && knobs[i] < 1e30f))
             return hs_err_set(err, HS_ERR_FORMAT, "%s: %s %g must be positive (or 0 for none)", src, knob_names[i],
                               (double)knobs[i]);

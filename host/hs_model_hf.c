@@ -432,8 +432,10 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     int att_bias = hs_hf_cfg_bool(root, "attention_bias", 0);
     if (att_bias) return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias (with o_proj bias) is not supported", path);
     if ((st = llama_window(root, path, arch, c, err))) return st;
-    if (olmo1 && !json_is_null(json_object_get(root, "clip_qkv")) && json_object_get(root, "clip_qkv"))
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: clip_qkv (q, k and v clamped) is not supported", path);
+    if (olmo1 && (st = hs_hf_cfg_float(root, path, "clip_qkv", 0.0f, &c->clip_qkv, err))) return st;
+    if (olmo1 && !(c->clip_qkv >= 0.0f && c->clip_qkv < 1e30f))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: key 'clip_qkv' must be positive or null (got %g)", path,
+                          (double)c->clip_qkv);
     c->norm = HS_NORM_RMSNORM;
     c->act = HS_ACT_SILU_GLU;
     c->rope = HS_ROPE_NEOX;

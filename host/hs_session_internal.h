@@ -98,5 +98,9 @@ static inline int hs_session_window(const hs_session *s, int l, int T) {
  * qk_norm_all) with layer l's q norm (do_q), and the same for k (do_k), over
  * n rows. */
 hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k, hs_err *err);
+/* out = layer l's projection `which` (0 q, 1 k, 2 v) of s->xn, n rows; with
+ * clip, clamped by the model's clip_qkv (OLMo), as the forward computes it;
+ * without, the clamp's input, which its backward needs. */
+hs_status hs_session_project(hs_session *s, int l, int which, int64_t n, int clip, void *out, hs_err *err);
 
 #endif

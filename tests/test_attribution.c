@@ -150,6 +150,9 @@ Test(attribution, gptj_matches_autograd) { against_autograd("gptj", 3, 0); }
 Test(attribution, opt_matches_autograd) { against_autograd("opt", 3, 0); }
 Test(attribution, opt_grad_drop_matches_autograd) { against_autograd("opt", 2, 1); }
 Test(attribution, olmo_matches_autograd) { against_autograd("olmo", 3, 0); }
+/* clip_qkv: q, k, v's gradients are at the clamped values (hook_q etc.), zero through the clamps below them */
+Test(attribution, olmo_clip_matches_autograd) { against_autograd("olmo_clip", 3, 0); }
+Test(attribution, olmo_clip_grad_drop_matches_autograd) { against_autograd("olmo_clip", 2, 1); }
 /* Gemma 2: the gradients back through the post-norms, the capped scores and the capped logits */
 Test(attribution, gemma2_matches_autograd) { against_autograd("gemma2", 3, 0); }
 Test(attribution, gemma2_grad_drop_matches_autograd) { against_autograd("gemma2", 2, 1); }

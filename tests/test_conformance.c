@@ -286,6 +286,9 @@ Test(conformance, gemma_left) { run_conformance("gemma", "left"); }
 /* OLMo (1): Llama's layout with LayerNorms that have no parameters */
 Test(conformance, olmo_right) { run_conformance("olmo", "right"); }
 Test(conformance, olmo_left) { run_conformance("olmo", "left"); }
+/* OLMo 7B 0424 / 0724's clip_qkv: q, k and v clamped after their projections (a third of them here) */
+Test(conformance, olmo_clip_right) { run_conformance("olmo_clip", "right"); }
+Test(conformance, olmo_clip_left) { run_conformance("olmo_clip", "left"); }
 /* OLMo-2: no norms before the attention and the MLP, norms on their outputs, q/k norms over all heads */
 Test(conformance, olmo2_right) { run_conformance("olmo2", "right"); }
 Test(conformance, olmo2_left) { run_conformance("olmo2", "left"); }

@@ -195,6 +195,73 @@ static void run_softcap_bwd(hs_dtype dt, const char *name) {
     h_free(&h);
 }
 
+/* ---- clamp_bwd: the bounds themselves pass the gradient; in place and not ---------- */
+
+static void run_clamp_bwd(hs_dtype dt, const char *name) {
+    H h;
+    h_init(&h, dt, name, 2010);
+    const int64_t ns[] = {1, 1000, 100003};
+    const float c = 1.0f;
+    for (size_t ci = 0; ci < sizeof ns / sizeof *ns; ci++)
+        for (int in_place = 0; in_place < 2; in_place++) {
+            hs_err err = {0};
+            const int64_t n = ns[ci];
+            char what[64];
+            snprintf(what, sizeof what, "clamp_bwd n=%lld in_place=%d", (long long)n, in_place);
+            float *x = h_rand(&h, n, 0, 1.5f), *dy = h_rand(&h, n, 0, 1), *ref = h_zeros(n), *got = h_zeros(n);
+            for (int64_t i = 0; i < n; i += 5) x[i] = i % 2 ? -c : c; /* on the bounds: passed, as torch does */
+            void *cx = put(h.cpu, x, n, 0), *cdy = put(h.cpu, dy, n, 0), *cdx = put(h.cpu, ref, n, 0);
+            ok(h.cpu->ops->clamp_bwd(h.cpu, cx, cdy, n, c, cdx, &err), &err, "cpu clamp_bwd");
+            get(h.cpu, ref, cdx, n, 0);
+            int64_t passed = 0, on_bound = 0;
+            for (int64_t i = 0; i < n; i++) {
+                const int in = x[i] >= -c && x[i] <= c;
+                cr_assert_eq(ref[i], in ? dy[i] : 0.0f, "%s: cpu dx[%lld] = %g for x %g, dy %g", what, (long long)i,
+                             ref[i], x[i], dy[i]);
+                passed += in, on_bound += fabsf(x[i]) == c;
+            }
+            cr_assert(n < 1000 || (passed > n / 4 && passed < n - n / 8 && on_bound >= n / 5),
+                      "%s: %lld of %lld inside the bounds, %lld on them", what, (long long)passed, (long long)n,
+                      (long long)on_bound);
+            void *gx = put(h.gpu, x, n, 0), *gdy = put(h.gpu, dy, n, 0);
+            gbuf odx = galloc(&h, in_place ? 0 : n, 0, NULL);
+            ok(h.gpu->ops->clamp_bwd(h.gpu, gx, gdy, n, c, in_place ? gdy : gptr(&odx), &err), &err, what);
+            if (in_place) ok(h.gpu->ops->download_f32(h.gpu, got, gdy, n, &err), &err, what);
+            else gread(&h, &odx, got, what);
+            for (int64_t i = 0; i < n; i++)
+                cr_assert(got[i] == ref[i], "%s: dx[%lld] = %g, want %g (x %g)", what, (long long)i, got[i], ref[i],
+                          x[i]);
+            gfree(&h, &odx);
+            void *cb[] = {cx, cdy, cdx}, *gb[] = {gx, gdy};
+            for (int i = 0; i < 3; i++) h.cpu->ops->free(h.cpu, cb[i]);
+            for (int i = 0; i < 2; i++) h.gpu->ops->free(h.gpu, gb[i]);
+            free(x), free(dy), free(ref), free(got);
+        }
+    h_free(&h);
+}
+
+/* The CPU ops, as torch defines them: clamp passes NaN on; its gradient passes on the
+ * bounds themselves and nowhere outside them (a NaN input passes none). */
+Test(cuda_backward_cpu, clamp_reference) {
+    hs_backend *be = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    float x[7] = {-3.0f, -2.0f, -1.5f, 0.25f, 2.0f, 7.0f, NAN}, dy[7] = {1, 2, 3, 4, 5, 6, 7}, y[7], dx[7];
+    const float want_y[7] = {-2.0f, -2.0f, -1.5f, 0.25f, 2.0f, 2.0f, NAN}, want_dx[7] = {0, 2, 3, 4, 5, 0, 0};
+    cr_assert_eq(be->ops->clamp(be, x, 7, 2.0f, y, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(be->ops->clamp_bwd(be, x, dy, 7, 2.0f, dx, &err), HS_OK, "%s", err.msg);
+    for (int i = 0; i < 7; i++) {
+        cr_assert(y[i] == want_y[i] || (isnan(y[i]) && isnan(want_y[i])), "clamp(%g) = %g", x[i], y[i]);
+        cr_assert_eq(dx[i], want_dx[i], "clamp_bwd at x = %g: %g", x[i], dx[i]);
+    }
+    cr_assert_eq(be->ops->clamp(be, x, 7, 2.0f, x, &err), HS_OK, "%s", err.msg); /* in place */
+    cr_assert(x[0] == -2.0f && x[5] == 2.0f && x[3] == 0.25f);
+    hs_backend_free(be);
+}
+
+Test(cuda_backward, clamp_bwd_f32) { REQUIRE_GPU(); run_clamp_bwd(HS_DTYPE_F32, "clamp_bwd_f32"); }
+Test(cuda_backward, clamp_bwd_bf16) { REQUIRE_GPU(); run_clamp_bwd(HS_DTYPE_BF16, "clamp_bwd_bf16"); }
+
 Test(cuda_backward, softcap_bwd_f32) { REQUIRE_GPU(); run_softcap_bwd(HS_DTYPE_F32, "softcap_bwd_f32"); }
 Test(cuda_backward, softcap_bwd_bf16) { REQUIRE_GPU(); run_softcap_bwd(HS_DTYPE_BF16, "softcap_bwd_bf16"); }
 

@@ -186,6 +186,8 @@ Test(cuda_model, gemma3_f32) { REQUIRE_GPU(); fixture_case("gemma3", HS_DTYPE_F3
 Test(cuda_model, gemma3_bf16) { REQUIRE_GPU(); fixture_case("gemma3", HS_DTYPE_BF16, "gemma3_bf16"); }
 Test(cuda_model, olmo_f32) { REQUIRE_GPU(); fixture_case("olmo", HS_DTYPE_F32, "olmo_f32"); }
 Test(cuda_model, olmo_bf16) { REQUIRE_GPU(); fixture_case("olmo", HS_DTYPE_BF16, "olmo_bf16"); }
+Test(cuda_model, olmo_clip_f32) { REQUIRE_GPU(); fixture_case("olmo_clip", HS_DTYPE_F32, "olmo_clip_f32"); }
+Test(cuda_model, olmo_clip_bf16) { REQUIRE_GPU(); fixture_case("olmo_clip", HS_DTYPE_BF16, "olmo_clip_bf16"); }
 Test(cuda_model, olmo2_f32) { REQUIRE_GPU(); fixture_case("olmo2", HS_DTYPE_F32, "olmo2_f32"); }
 Test(cuda_model, olmo2_bf16) { REQUIRE_GPU(); fixture_case("olmo2", HS_DTYPE_BF16, "olmo2_bf16"); }
 Test(cuda_model, olmo3_f32) { REQUIRE_GPU(); fixture_case("olmo3", HS_DTYPE_F32, "olmo3_f32"); }
@@ -289,6 +291,8 @@ Test(cuda_model, head_grad_gptj_f32) { REQUIRE_GPU(); grad_case("gptj", HS_DTYPE
 Test(cuda_model, head_grad_gptj_bf16) { REQUIRE_GPU(); grad_case("gptj", HS_DTYPE_BF16, "head_grad_gptj_bf16"); }
 Test(cuda_model, head_grad_opt_f32) { REQUIRE_GPU(); grad_case("opt", HS_DTYPE_F32, "head_grad_opt_f32"); }
 Test(cuda_model, head_grad_opt_bf16) { REQUIRE_GPU(); grad_case("opt", HS_DTYPE_BF16, "head_grad_opt_bf16"); }
+Test(cuda_model, head_grad_olmo_clip_f32) { REQUIRE_GPU(); grad_case("olmo_clip", HS_DTYPE_F32, "head_grad_olmo_clip_f32"); }
+Test(cuda_model, head_grad_olmo_clip_bf16) { REQUIRE_GPU(); grad_case("olmo_clip", HS_DTYPE_BF16, "head_grad_olmo_clip_bf16"); }
 Test(cuda_model, head_grad_olmo3_f32) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_F32, "head_grad_olmo3_f32"); }
 Test(cuda_model, head_grad_olmo3_bf16) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_BF16, "head_grad_olmo3_bf16"); }
 

@@ -281,7 +281,8 @@ static float naive_gelu_erf(float x) { /* torch gelu (exact) in bf16: one roundi
     return bf(0.5f * x * (1.0f + erff(x * 0.7071067811865476f)));
 }
 
-/* 0 gelu_new, 1 silu, 2 add, 3 gelu, 4 GeGLU, 5 softcap (cap 1.5 on b) */
+/* 0 gelu_new, 1 silu, 2 add, 3 gelu, 4 GeGLU, 5 softcap (cap 1.5 on b), 6 ReLU, 7 clamp (+-1.5 on b,
+ * in place: the forward clamps the projections where they are) */
 static void run_elementwise(hs_dtype dt, int which, const char *name) {
     H h;
     h_init(&h, dt, name, 1010 + which);
@@ -309,6 +310,18 @@ static void run_elementwise(hs_dtype dt, int which, const char *name) {
             cr_assert(off == 0 || all[0] == b[0], "%s: add wrote before its start", what);
             free(all);
             for (int64_t i = 0; i < n; i++) naive[i] = bf(b[off + i] + a[off + i]);
+        } else if (which == 7) {
+            ok(h.cpu->ops->clamp(h.cpu, cb_o, n, 1.5f, co, &err), &err, "cpu clamp");
+            get(h.cpu, ref, co, n, 0);
+            out = galloc(&h, n + off, 0, b);
+            char *go = (char *)gptr(&out) + off * h.es;
+            ok(h.gpu->ops->clamp(h.gpu, go, n, 1.5f, go, &err), &err, what);
+            float *all = h_zeros(n + off);
+            gread(&h, &out, all, what);
+            memcpy(got, all + off, (size_t)n * sizeof *got);
+            cr_assert(off == 0 || all[0] == b[0], "%s: clamp wrote before its start", what);
+            free(all);
+            for (int64_t i = 0; i < n; i++) naive[i] = fminf(fmaxf(b[off + i], -1.5f), 1.5f);
         } else if (which == 5) {
             ok(h.cpu->ops->softcap(h.cpu, cb_o, n, 1.5f, co, &err), &err, "cpu softcap");
             get(h.cpu, ref, co, n, 0);
@@ -358,6 +371,8 @@ Test(cuda_ops, act_relu_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 6, "
 Test(cuda_ops, act_relu_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 6, "act_relu_bf16"); }
 Test(cuda_ops, softcap_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 5, "softcap_f32"); }
 Test(cuda_ops, softcap_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 5, "softcap_bf16"); }
+Test(cuda_ops, clamp_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 7, "clamp_f32"); }
+Test(cuda_ops, clamp_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 7, "clamp_bf16"); }
 Test(cuda_ops, add_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 2, "add_f32"); }
 Test(cuda_ops, add_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 2, "add_bf16"); }
 

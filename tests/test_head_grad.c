@@ -85,6 +85,7 @@ Test(head_grad, gptneo_matches_autograd) { against_autograd("gptneo"); }
 Test(head_grad, gptj_matches_autograd) { against_autograd("gptj"); }
 Test(head_grad, opt_matches_autograd) { against_autograd("opt"); }
 Test(head_grad, olmo_matches_autograd) { against_autograd("olmo"); }
+Test(head_grad, olmo_clip_matches_autograd) { against_autograd("olmo_clip"); }
 Test(head_grad, gemma2_matches_autograd) { against_autograd("gemma2"); }
 Test(head_grad, gemma3_matches_autograd) { against_autograd("gemma3"); }
 Test(head_grad, olmo2_matches_autograd) { against_autograd("olmo2"); }

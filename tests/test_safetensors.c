@@ -486,7 +486,8 @@ Test(hf_folder, opt_config) {
 }
 
 /* OLMo (1): Llama's layout with parameter-free LayerNorms (one shared weight
- * of ones, no bias, not counted as parameters); clip_qkv refused. */
+ * of ones, no bias, not counted as parameters); clip_qkv read (null: none), a
+ * negative or non-numeric one refused. */
 Test(hf_folder, olmo1_config) {
     hs_model_config c = loaded_config("olmo", NULL, NULL);
     cr_assert(c.arch == HS_ARCH_LLAMA && c.norm == HS_NORM_LAYERNORM && c.norm_eps == 1e-5f && !c.post_norms);
@@ -498,7 +499,13 @@ Test(hf_folder, olmo1_config) {
     cr_assert_eq(hs_model_n_params(m), expect, "%lld parameters, %lld expected", (long long)hs_model_n_params(m),
                  (long long)expect);
     hs_model_free(m);
-    expect_refused("olmo", "\"clip_qkv\": null", "\"clip_qkv\": 8.0", HS_ERR_UNSUPPORTED, "clip_qkv");
+    cr_assert_eq(c.clip_qkv, 0.0f);
+    cr_assert_eq(loaded_config("olmo_clip", NULL, NULL).clip_qkv, 1.0f);
+    cr_assert_eq(loaded_config("olmo", "\"clip_qkv\": null", "\"clip_qkv\": 8.0").clip_qkv, 8.0f);
+    expect_refused("olmo", "\"clip_qkv\": null", "\"clip_qkv\": -8.0", HS_ERR_FORMAT,
+                   "key 'clip_qkv' must be positive or null (got -8)");
+    expect_refused("olmo", "\"clip_qkv\": null", "\"clip_qkv\": \"8\"", HS_ERR_FORMAT,
+                   "key 'clip_qkv' must be a number");
 }
 
 /* Gemma 2: its own score scale, the caps, the sandwich norms, the embedding's scale, the

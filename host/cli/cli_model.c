@@ -58,6 +58,7 @@ int hs_cli_info(int argc, char **argv) {
                c->no_pre_norms ? " (their only norms: none before them)" : "");
     if (c->embed_scale > 0.0f) printf("embed scale:   %g\n", (double)c->embed_scale);
     if (c->attn_scale > 0.0f) printf("score scale:   %g\n", (double)c->attn_scale);
+    if (c->clip_qkv > 0.0f) printf("clip_qkv:      q, k and v clamped to +-%g\n", (double)c->clip_qkv);
     if (c->attn_softcap > 0.0f || c->final_softcap > 0.0f)
         printf("softcaps:      attention %g, logits %g (0 = none)\n", (double)c->attn_softcap, (double)c->final_softcap);
     if (c->rope != HS_ROPE_NONE)

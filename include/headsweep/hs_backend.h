@@ -17,13 +17,13 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 12 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+#define HS_BACKEND_API_VERSION 13 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
                                     4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
                                     7: rope's rot (partial rotary), act GELU; 8: embed's scale, the
                                     attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2);
                                     9: norm kind RMSNORM_1P (Gemma's (1 + w));
                                     10: the attention's sliding window; 11: rope's scale (YaRN);
-                                    12: act RELU (OPT) */
+                                    12: act RELU (OPT); 13: clamp(_bwd) (OLMo's clip_qkv) */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -137,6 +137,9 @@ typedef struct {
     hs_status (*add)(hs_backend *be, void *y, const void *x, int64_t n, hs_err *err);
     /* y = cap * tanh(x / cap), n elements (Gemma 2's final logits); y may be x. */
     hs_status (*softcap)(hs_backend *be, const void *x, int64_t n, float cap, void *y, hs_err *err);
+    /* y = min(max(x, -c), c), NaN passed on as torch.clamp passes it, n elements (OLMo's
+     * clip_qkv); y may be x. */
+    hs_status (*clamp)(hs_backend *be, const void *x, int64_t n, float c, void *y, hs_err *err);
     /* out[r] = logits[r, targets[r]] - logsumexp(logits[r, :]) for rows with
      * 0 <= targets[r] < V, NAN for targets[r] < 0; r < R. logits [R, V] act
      * dtype, targets int32 [R], out f32 [R], all in backend memory. The
@@ -164,6 +167,10 @@ typedef struct {
      * output y; n elements; dx may be dy. */
     hs_status (*softcap_bwd)(hs_backend *be, const void *y, const void *dy, int64_t n, float cap, void *dx,
                              hs_err *err);
+    /* dx = dy where -c <= x <= c, else 0: the input gradient of clamp given its
+     * input x (torch's: the bounds themselves pass); n elements; dx may be dy. */
+    hs_status (*clamp_bwd)(hs_backend *be, const void *x, const void *dy, int64_t n, float c, void *dx,
+                           hs_err *err);
     /* Gradients of z = attention(q, k, v) (p: sizes, q, k, v, key_mask, scale,
      * softcap and head_scale: z = head_scale[b,h] * softmax(.) v; no other edits)
      * given dz [B, T, H, d_head]: dq [B, T, H, d_head], dk and dv

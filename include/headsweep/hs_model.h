@@ -111,6 +111,9 @@ typedef struct {
                             0 = 1/sqrt(d_head) */
     float attn_softcap;  /* scores become cap * tanh(score / cap) before the mask (Gemma 2: 50); 0 = none */
     float final_softcap; /* the logits likewise (Gemma 2: 30); 0 = none */
+    float clip_qkv;      /* q, k and v are clamped to [-clip, clip] after their projections (OLMo
+                            7B 0424 / 0724: 8); hook_q, hook_k, hook_v are the clamped values,
+                            what the model computes with; 0 = none */
     int learned_pos;     /* learned absolute position embedding (GPT-2) */
     int bos_token_id;    /* -1 if unknown */
     int eos_token_id;    /* -1 if unknown */
