@@ -389,8 +389,10 @@ extern "C" void hs_backend_cuda_identity(hs_backend *be, char *buf, size_t n) {
     const int known = hs_backend_cuda_describe(c->device, gpu, sizeof gpu, &e) == HS_OK;
     cublas_version(blas, sizeof blas);
     if (c->attn_kernel == HS_CUDA_ATTN_WGMMA) snprintf(attn, sizeof attn, "wgmma:%d", c->attn_variant);
-    snprintf(buf, n, "cuda (%s; %s; cuBLAS %s; attention %s)", hs_dtype_name(c->dtype), known ? gpu : e.msg, blas,
-             attn);
+    if (c->attn_kernel == HS_CUDA_ATTN_SIMT) snprintf(attn, sizeof attn, "simt");
+    /* lower case, as the CPU's "cpu (f32; ..." and the documented form (hs_dtype_name is upper) */
+    snprintf(buf, n, "cuda (%s; %s; cuBLAS %s; attention %s)", c->dtype == HS_DTYPE_BF16 ? "bf16" : "f32",
+             known ? gpu : e.msg, blas, attn);
 }
 
 /* HS_CUDA_ATTN=auto|mma|wgmma[:VARIANT] picks the attention kernel (see
@@ -401,6 +403,7 @@ static hs_status hs_attn_kernel_from_env(hs_backend *be, hs_err *err) {
     hs_cuda_attn_kernel k = HS_CUDA_ATTN_AUTO;
     int variant = 0, ok = 1;
     if (!strcmp(v, "mma")) k = HS_CUDA_ATTN_MMA;
+    else if (!strcmp(v, "simt")) k = HS_CUDA_ATTN_SIMT;
     else if (!strcmp(v, "wgmma")) k = HS_CUDA_ATTN_WGMMA;
     else if (!strncmp(v, "wgmma:", 6)) {
         char *end = NULL;
@@ -409,7 +412,7 @@ static hs_status hs_attn_kernel_from_env(hs_backend *be, hs_err *err) {
         k = HS_CUDA_ATTN_WGMMA;
     } else ok = !strcmp(v, "auto");
     if (!ok)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "HS_CUDA_ATTN=%s: expected auto, mma, wgmma or wgmma:VARIANT", v);
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "HS_CUDA_ATTN=%s: expected auto, mma, simt, wgmma or wgmma:VARIANT", v);
     return hs_backend_cuda_set_attn_kernel(be, k, variant, err);
 }
 
@@ -418,7 +421,8 @@ extern "C" hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_att
     if (!be || be->device != HS_DEVICE_CUDA)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "set_attn_kernel: not a CUDA backend");
     hs_cuda_backend *c = hs_cb(be);
-    if (kernel != HS_CUDA_ATTN_AUTO && kernel != HS_CUDA_ATTN_MMA && kernel != HS_CUDA_ATTN_WGMMA)
+    if (kernel != HS_CUDA_ATTN_AUTO && kernel != HS_CUDA_ATTN_MMA && kernel != HS_CUDA_ATTN_WGMMA &&
+        kernel != HS_CUDA_ATTN_SIMT)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "set_attn_kernel: unknown kernel %d", (int)kernel);
     if (variant < 0 || (kernel == HS_CUDA_ATTN_WGMMA && variant > HS_CUDA_WGMMA_VARIANTS) ||
         (kernel != HS_CUDA_ATTN_WGMMA && variant != 0))
@@ -508,7 +512,8 @@ extern "C" hs_cuda_attn_kernel hs_backend_cuda_attn_kernel(hs_backend *be) {
 extern "C" int hs_backend_cuda_attn_tensor_cores(hs_backend *be, int d, int *cc) {
     const int cuda = be && be->device == HS_DEVICE_CUDA;
     if (cc) *cc = cuda ? hs_cb(be)->cc : 0;
-    return cuda && hs_cb(be)->dtype == HS_DTYPE_BF16 && hs_cuda_attn_mma_supports(d, hs_cb(be)->smem_optin);
+    return cuda && hs_cb(be)->dtype == HS_DTYPE_BF16 && hs_cb(be)->attn_kernel != HS_CUDA_ATTN_SIMT &&
+           hs_cuda_attn_mma_supports(d, hs_cb(be)->smem_optin);
 }
 
 extern "C" void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]) {

@@ -21,14 +21,16 @@ hs_status hs_backend_cuda_fill_normal(hs_backend *be, void *dst, int64_t n, uint
                                       float mean, float std, hs_err *err);
 
 /* The bf16 fused-attention kernel. AUTO is the default choice (today the
- * mma.sync kernel everywhere); MMA forces it; WGMMA asks for the Hopper
+ * mma.sync kernel everywhere); MMA forces it; SIMT forces the CUDA-core
+ * kernel (what f32, odd d_head and unaligned buffers take; what d_head 256
+ * takes on sm_86/89 parts), for tests and comparisons; WGMMA asks for the Hopper
  * kernel, which needs a compute-capability 9.0 device (HS_ERR_UNSUPPORTED
  * otherwise) and covers d_head 64 and 128 (other shapes keep the mma.sync
  * kernel). variant picks the kernel's variant (0 = its default; the wgmma
  * kernel's are listed in cuda/hs_attn_wgmma_sm90a.cu). A backend starts from
- * the environment variable HS_CUDA_ATTN (auto, mma, wgmma or wgmma:VARIANT)
+ * the environment variable HS_CUDA_ATTN (auto, mma, simt, wgmma or wgmma:VARIANT)
  * when it is set. */
-typedef enum { HS_CUDA_ATTN_AUTO = 0, HS_CUDA_ATTN_MMA, HS_CUDA_ATTN_WGMMA } hs_cuda_attn_kernel;
+typedef enum { HS_CUDA_ATTN_AUTO = 0, HS_CUDA_ATTN_MMA, HS_CUDA_ATTN_WGMMA, HS_CUDA_ATTN_SIMT } hs_cuda_attn_kernel;
 #define HS_CUDA_WGMMA_VARIANTS 4
 hs_status hs_backend_cuda_set_attn_kernel(hs_backend *be, hs_cuda_attn_kernel kernel, int variant, hs_err *err);
 /* The kernel the backend is set to (by HS_CUDA_ATTN or the call above); AUTO

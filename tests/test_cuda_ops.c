@@ -449,7 +449,8 @@ static const attn_case attn_cases[] = {
     /* soft-capped scores, caps low enough to bend them: the generic kernel (d_head 16) and
      * the tensor-core one (64, 128; the wgmma kernel leaves capped scores to it) */
     {2, 37, 4, 2, 16, MASK_LEFT, 1.5f, 0}, {2, 130, 4, 2, 64, MASK_HOLES, 2.0f, 0}, {1, 200, 4, 1, 128, MASK_RIGHT, 3.0f, 0},
-    /* Gemma 2's d_head 256: the CUDA-core kernel (shared memory past 48 KiB), capped or not */
+    /* Gemma 2's d_head 256 (tensor cores on A100 / H100, the CUDA-core kernel in f32 and on parts
+     * with less shared memory per block), capped or not */
     {1, 70, 2, 1, 256, MASK_LEFT, 0, 0}, {2, 45, 4, 2, 256, MASK_HOLES, 2.0f, 0},
     /* sliding windows: under a row tile (1, 9), under a key tile (5, 17, 33), a key tile's
      * multiple (128) and over one (70, 100, 150, 300), so that whole tiles are skipped, cut at the
@@ -691,7 +692,7 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
     }
     int cc = 0;
     const int tc256 = hs_backend_cuda_attn_tensor_cores(h.gpu, 256, &cc);
-    if (dt == HS_DTYPE_BF16 && (cc == 80 || cc == 90))
+    if (dt == HS_DTYPE_BF16 && (cc == 80 || cc == 90) && hs_backend_cuda_attn_kernel(h.gpu) != HS_CUDA_ATTN_SIMT)
         cr_assert(tc256, "%s: d_head 256 should run on tensor cores on compute capability %d.%d", name, cc / 10, cc % 10);
     for (size_t ci = 0; ci < sizeof attn_cases / sizeof *attn_cases; ci++) {
         int64_t before[3], after[3];
@@ -717,7 +718,9 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
         const int d = attn_cases[ci].d,
                   tc = dt == HS_DTYPE_BF16 && (d == 32 || d == 64 || d == 80 || d == 96 || d == 128 || (d == 256 && tc256)),
                   hopper = tc && (d == 64 || d == 128) && !(attn_cases[ci].cap > 0.0f) && !attn_cases[ci].window;
-        const int ok_k[3] = {!tc, tc && (set != HS_CUDA_ATTN_WGMMA || !hopper), hopper && set == HS_CUDA_ATTN_WGMMA};
+        const int simt = set == HS_CUDA_ATTN_SIMT;
+        const int ok_k[3] = {!tc || simt, tc && !simt && (set != HS_CUDA_ATTN_WGMMA || !hopper),
+                             hopper && set == HS_CUDA_ATTN_WGMMA};
         int64_t on = 0;
         for (int k = 0; k < 3; k++) on += ok_k[k] ? after[k] - before[k] : 0;
         cr_assert_eq(on, calls, "%s: case %zu (d_head %d): %lld of %d calls on the expected kernel (CUDA-core %lld, "
@@ -735,6 +738,12 @@ Test(cuda_ops, attention_bf16) { REQUIRE_GPU(); run_attention(HS_DTYPE_BF16, "at
 Test(cuda_ops, attention_bf16_mma) {
     REQUIRE_GPU();
     run_attention(HS_DTYPE_BF16, "attention_bf16_mma", HS_CUDA_ATTN_MMA, 0);
+}
+/* The CUDA-core kernel in bf16 on every case: on an A100 or H100 nothing else sends d_head 32 to
+ * 256 there, yet sm_86/89 parts run d_head 256 on it. */
+Test(cuda_ops, attention_bf16_simt) {
+    REQUIRE_GPU();
+    run_attention(HS_DTYPE_BF16, "attention_bf16_simt", HS_CUDA_ATTN_SIMT, 0);
 }
 Test(cuda_ops, attention_bf16_wgmma) {
     REQUIRE_GPU();
