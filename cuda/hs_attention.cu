@@ -1,7 +1,7 @@
 /* hs_attention: the attention op of the CUDA backend. Validates the
  * parameters, lays out the strides, picks the kernel (bf16 tensor cores for
  * d_head 32/64/80/96/128/256 with aligned buffers, 256 only where a block may
- * take 99 KiB of shared memory; the CUDA-core kernel otherwise, up to 256, and
+ * take 101,632 B of shared memory; the CUDA-core kernel otherwise, up to 256, and
  * always in f32 mode), applies the SET table and,
  * only when a pattern is wanted, has it recomputed from q, k and the
  * log-sum-exp the fused kernel stored. */

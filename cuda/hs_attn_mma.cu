@@ -279,9 +279,9 @@ static hs_status hs_mma_launch(const hs_cuda_attn_args *a, cudaStream_t st, hs_e
 }
 
 /* The one shape d_head 256 has (Gemma 2 and 3, GPT-J): 64-row blocks, registers as the
- * compiler likes (O alone takes 128 per thread), 99 KiB of shared memory, so 2 blocks per SM
- * on an H100 (1 on an A100) and none on parts that give a block less (sm_86/89: 99 KiB less
- * 256 B), which keep the CUDA-core kernel. */
+ * compiler likes (O alone takes 128 per thread), 101,632 B of shared memory (99 KiB and 256 B),
+ * so 2 blocks per SM on an H100 (1 on an A100) and none on parts that give a block less
+ * (sm_86/89: 99 KiB), which keep the CUDA-core kernel. */
 #define HS_MMA_D256_SMEM (hs_fa_cfg<256, 1>::SMEM)
 
 int hs_cuda_attn_mma_supports(int d, size_t smem_optin) {

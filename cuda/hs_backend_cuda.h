@@ -45,7 +45,7 @@ void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]);
 /* Whether bf16 attention at d_head d takes a tensor-core kernel on this
  * backend's device (given 16-byte-aligned buffers); *cc gets the device's
  * compute capability (major * 10 + minor). 0 and 0 for anything that is not
- * a CUDA backend. d_head 256 needs 99 KiB of shared memory per block: A100
+ * a CUDA backend. d_head 256 needs 101,632 B of shared memory per block: A100
  * and H100 give it, sm_86/89 parts do not. */
 int hs_backend_cuda_attn_tensor_cores(hs_backend *be, int d, int *cc);
 

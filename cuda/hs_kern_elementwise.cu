@@ -68,9 +68,9 @@ struct hs_op_clamp { /* a unused; b = x; NaN passed on, as torch.clamp does */
     float c;
     __device__ float operator()(float a, float x) const { return x != x ? x : fminf(fmaxf(x, -c), c); }
 };
-struct hs_op_clamp_bwd { /* a = the clamp's input x, b = dy; the bounds pass, as in torch */
+struct hs_op_clamp_bwd { /* a = the clamp's input x, b = dy; zero on the bounds, as torch's */
     float c;
-    __device__ float operator()(float x, float dy) const { return x >= -c && x <= c ? dy : 0.0f; }
+    __device__ float operator()(float x, float dy) const { return x > -c && x < c ? dy : 0.0f; }
 };
 
 /* out[i] = f(a[i], b[i]); a may be NULL (read as 0). The first nvec*V elements

@@ -119,7 +119,7 @@ hs_status hs_cpu_clamp_bwd(hs_backend *be, const void *xv, const void *dyv, int6
     const float *x = xv, *dy = dyv;
     float *dx = dxv;
 #pragma omp parallel for simd num_threads(hs_cpu_threads(be)) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) dx[i] = x[i] >= -c && x[i] <= c ? dy[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) dx[i] = x[i] > -c && x[i] < c ? dy[i] : 0.0f;
     return HS_OK;
 }
 

@@ -220,6 +220,8 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
                           "%s: llama3 RoPE scaling needs 0 < low_freq_factor (%g) < high_freq_factor (%g) and a "
                           "positive original_max_position_embeddings (%d)",
                           src, (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor, c->rope_original_ctx);
+    if (c->clip_qkv > 0.0f && c->qk_norm) /* OLMoE clamps after its q/k norms, the forward before them */
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: clip_qkv with q/k norms is not supported", src);
     if (c->post_norms && (c->norm == HS_NORM_LAYERNORM || c->parallel_attn_mlp))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: post-norms need RMSNorm and a sequential block (the Gemma 2 layout)",
                           src);

@@ -433,7 +433,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     if (att_bias) return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias (with o_proj bias) is not supported", path);
     if ((st = llama_window(root, path, arch, c, err))) return st;
     if (olmo1 && (st = hs_hf_cfg_float(root, path, "clip_qkv", 0.0f, &c->clip_qkv, err))) return st;
-    if (olmo1 && !(c->clip_qkv >= 0.0f && c->clip_qkv < 1e30f))
+    if (olmo1 && json_is_number(json_object_get(root, "clip_qkv")) && !(c->clip_qkv > 0.0f && c->clip_qkv < 1e30f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: key 'clip_qkv' must be positive or null (got %g)", path,
                           (double)c->clip_qkv);
     c->norm = HS_NORM_RMSNORM;

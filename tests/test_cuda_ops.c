@@ -432,7 +432,7 @@ typedef struct {
 } attn_case;
 
 /* d_head 12/20/100 take the generic kernel in bf16 too; 32/64/80/96/128 the
- * tensor-core one, and 256 where the device gives a block 99 KiB of shared
+ * tensor-core one, and 256 where the device gives a block 101,632 B of shared
  * memory (A100, H100). T up to 300 spans several 64-key tiles; T >= 1024 picks
  * the 128-row-block variant for d_head <= 64. */
 static const attn_case attn_cases[] = {

@@ -500,10 +500,20 @@ Test(hf_folder, olmo1_config) {
                  (long long)expect);
     hs_model_free(m);
     cr_assert_eq(c.clip_qkv, 0.0f);
-    cr_assert_eq(loaded_config("olmo_clip", NULL, NULL).clip_qkv, 1.0f);
+    hs_model_config cc = loaded_config("olmo_clip", NULL, NULL);
+    cr_assert_eq(cc.clip_qkv, 1.0f);
+    hs_err e = {0};
+    cc.qk_norm = 1, cc.norm = HS_NORM_RMSNORM; /* OLMoE's order (clamp after the norms) is not the forward's */
+    cr_assert_eq(hs_model_config_validate(&cc, "x", &e), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(e.msg, "clip_qkv with q/k norms"), "%s", e.msg);
+    cc.qk_norm = 0, cc.norm = HS_NORM_LAYERNORM, cc.clip_qkv = -1.0f;
+    cr_assert_eq(hs_model_config_validate(&cc, "x", &e), HS_ERR_FORMAT);
+    cr_assert(strstr(e.msg, "clip_qkv -1 must be positive"), "%s", e.msg);
     cr_assert_eq(loaded_config("olmo", "\"clip_qkv\": null", "\"clip_qkv\": 8.0").clip_qkv, 8.0f);
     expect_refused("olmo", "\"clip_qkv\": null", "\"clip_qkv\": -8.0", HS_ERR_FORMAT,
                    "key 'clip_qkv' must be positive or null (got -8)");
+    expect_refused("olmo", "\"clip_qkv\": null", "\"clip_qkv\": 0", HS_ERR_FORMAT,
+                   "key 'clip_qkv' must be positive or null (got 0)"); /* transformers would clamp to 0 */
     expect_refused("olmo", "\"clip_qkv\": null", "\"clip_qkv\": \"8\"", HS_ERR_FORMAT,
                    "key 'clip_qkv' must be a number");
 }

@@ -167,8 +167,9 @@ typedef struct {
      * output y; n elements; dx may be dy. */
     hs_status (*softcap_bwd)(hs_backend *be, const void *y, const void *dy, int64_t n, float cap, void *dx,
                              hs_err *err);
-    /* dx = dy where -c <= x <= c, else 0: the input gradient of clamp given its
-     * input x (torch's: the bounds themselves pass); n elements; dx may be dy. */
+    /* dx = dy where -c < x < c, else 0: the input gradient of clamp given its
+     * input x (torch's with scalar bounds, as OLMo's clamp_ has: zero on the
+     * bounds themselves, which bf16 values hit); n elements; dx may be dy. */
     hs_status (*clamp_bwd)(hs_backend *be, const void *x, const void *dy, int64_t n, float c, void *dx,
                            hs_err *err);
     /* Gradients of z = attention(q, k, v) (p: sizes, q, k, v, key_mask, scale,
