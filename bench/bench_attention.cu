@@ -292,7 +292,10 @@ int main(int argc, char **argv) {
                 aa.q_sb = aa.k_sb = aa.v_sb = aa.z_sb = (int64_t)T * H * d;
                 static const char *names[] = {"", "mma_v1_3blk", "mma_v2_freeregs", "mma_v3_wm2"};
                 /* d 256: one shape, and only where a block may take its shared memory */
-                const int nvar = !hs_cuda_attn_mma_supports(d, prop.sharedMemPerBlockOptin) ? 0 : d <= 64 ? 3 : d > 128 ? 1 : 2;
+                const int nvar = !hs_cuda_attn_mma_supports(d, prop.sharedMemPerBlockOptin) ? 0
+                                 : d <= 64                                                  ? 3
+                                 : d > 128                                                  ? 1
+                                                                                            : 2;
                 for (int var = 1; var <= nvar; var++) {
                     auto run = [&]() {
                         hs_err e = {};

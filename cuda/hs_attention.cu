@@ -109,8 +109,8 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     hs_status st;
     const int strides_ok = a.q_st % 8 == 0 && a.q_sh % 8 == 0 && a.k_st % 8 == 0 &&
                            a.k_sh % 8 == 0 && a.q_sb % 8 == 0 && a.k_sb % 8 == 0;
-    const int mma = bf16 && be->attn_kernel != HS_CUDA_ATTN_SIMT && hs_cuda_attn_mma_supports(d, be->smem_optin) && strides_ok && hs_al16(a.q) &&
-                    hs_al16(a.k) && hs_al16(a.v) && hs_al16(a.z);
+    const int mma = bf16 && be->attn_kernel != HS_CUDA_ATTN_SIMT && hs_cuda_attn_mma_supports(d, be->smem_optin) &&
+                    strides_ok && hs_al16(a.q) && hs_al16(a.k) && hs_al16(a.v) && hs_al16(a.z);
     /* the Hopper kernel has no soft-cap (Gemma 2) and no window: the mma kernel takes those */
     const int wg = mma && be->attn_kernel == HS_CUDA_ATTN_WGMMA && hs_cuda_attn_wgmma_supports(d, be->cc) &&
                    !(a.softcap > 0.0f) && !a.window;

@@ -163,74 +163,54 @@ Test(cuda_backward, act_bwd_silu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_BF1
 Test(cuda_backward, act_bwd_gelu_glu_f32) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_F32, HS_ACT_GELU_GLU, "geglu_bwd_f32"); }
 Test(cuda_backward, act_bwd_gelu_glu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE_BF16, HS_ACT_GELU_GLU, "geglu_bwd_bf16"); }
 
-/* ---- softcap_bwd, out of place and in place (dx = dy) ---------------------------- */
+/* ---- softcap_bwd and clamp_bwd, out of place and in place (dx = dy) ------------------- */
 
-static void run_softcap_bwd(hs_dtype dt, const char *name) {
+/* clamp = 0: softcap_bwd (cap 5) at outputs y within 0.9 cap; 1: clamp_bwd (bound 1) at inputs
+ * x, one in five on the bounds themselves, where the gradient is zero as torch's is, compared
+ * exactly (it selects, it does not compute). Both ops take (be, y or x, dy, n, cap, dx). */
+static void run_pointwise_bwd(hs_dtype dt, const char *name, int clamp) {
     H h;
-    h_init(&h, dt, name, 2009);
+    h_init(&h, dt, name, clamp ? 2010 : 2009);
     const int64_t ns[] = {1, 1000, 100003};
-    const float cap = 5.0f;
+    const float c = clamp ? 1.0f : 5.0f;
+    const char *op = clamp ? "clamp_bwd" : "softcap_bwd";
     for (size_t ci = 0; ci < sizeof ns / sizeof *ns; ci++)
         for (int in_place = 0; in_place < 2; in_place++) {
             hs_err err = {0};
             const int64_t n = ns[ci];
             char what[64];
-            snprintf(what, sizeof what, "softcap_bwd n=%lld in_place=%d", (long long)n, in_place);
-            float *y = h_rand(&h, n, 0, 0.9f * cap), *dy = h_rand(&h, n, 0, 1), *ref = h_zeros(n), *got = h_zeros(n);
-            void *cy = put(h.cpu, y, n, 0), *cdy = put(h.cpu, dy, n, 0), *cdx = put(h.cpu, ref, n, 0);
-            ok(h.cpu->ops->softcap_bwd(h.cpu, cy, cdy, n, cap, cdx, &err), &err, "cpu softcap_bwd");
-            get(h.cpu, ref, cdx, n, 0);
-            void *gy = put(h.gpu, y, n, 0), *gdy = put(h.gpu, dy, n, 0);
-            gbuf odx = galloc(&h, in_place ? 0 : n, 0, NULL);
-            ok(h.gpu->ops->softcap_bwd(h.gpu, gy, gdy, n, cap, in_place ? gdy : gptr(&odx), &err), &err, what);
-            if (in_place) ok(h.gpu->ops->download_f32(h.gpu, got, gdy, n, &err), &err, what);
-            else gread(&h, &odx, got, what);
-            expect(&h, "dx", got, ref, n);
-            gfree(&h, &odx);
-            void *cb[] = {cy, cdy, cdx}, *gb[] = {gy, gdy};
-            for (int i = 0; i < 3; i++) h.cpu->ops->free(h.cpu, cb[i]);
-            for (int i = 0; i < 2; i++) h.gpu->ops->free(h.gpu, gb[i]);
-            free(y), free(dy), free(ref), free(got);
-        }
-    h_free(&h);
-}
-
-/* ---- clamp_bwd: zero on the bounds themselves, as torch's; in place and not ---------- */
-
-static void run_clamp_bwd(hs_dtype dt, const char *name) {
-    H h;
-    h_init(&h, dt, name, 2010);
-    const int64_t ns[] = {1, 1000, 100003};
-    const float c = 1.0f;
-    for (size_t ci = 0; ci < sizeof ns / sizeof *ns; ci++)
-        for (int in_place = 0; in_place < 2; in_place++) {
-            hs_err err = {0};
-            const int64_t n = ns[ci];
-            char what[64];
-            snprintf(what, sizeof what, "clamp_bwd n=%lld in_place=%d", (long long)n, in_place);
-            float *x = h_rand(&h, n, 0, 1.5f), *dy = h_rand(&h, n, 0, 1), *ref = h_zeros(n), *got = h_zeros(n);
-            for (int64_t i = 0; i < n; i += 5) x[i] = i % 2 ? -c : c; /* on the bounds: blocked, as torch does */
+            snprintf(what, sizeof what, "%s n=%lld in_place=%d", op, (long long)n, in_place);
+            float *x = h_rand(&h, n, 0, clamp ? 1.5f : 0.9f * c), *dy = h_rand(&h, n, 0, 1), *ref = h_zeros(n),
+                  *got = h_zeros(n);
+            for (int64_t i = 0; clamp && i < n; i += 5) x[i] = i % 2 ? -c : c; /* on the bounds: blocked */
             void *cx = put(h.cpu, x, n, 0), *cdy = put(h.cpu, dy, n, 0), *cdx = put(h.cpu, ref, n, 0);
-            ok(h.cpu->ops->clamp_bwd(h.cpu, cx, cdy, n, c, cdx, &err), &err, "cpu clamp_bwd");
+            ok((clamp ? h.cpu->ops->clamp_bwd : h.cpu->ops->softcap_bwd)(h.cpu, cx, cdy, n, c, cdx, &err), &err, op);
             get(h.cpu, ref, cdx, n, 0);
-            int64_t passed = 0, on_bound = 0;
-            for (int64_t i = 0; i < n; i++) {
-                const int in = x[i] > -c && x[i] < c;
-                cr_assert_eq(ref[i], in ? dy[i] : 0.0f, "%s: cpu dx[%lld] = %g for x %g, dy %g", what, (long long)i,
-                             ref[i], x[i], dy[i]);
-                passed += in, on_bound += fabsf(x[i]) == c;
+            if (clamp) {
+                int64_t passed = 0, on_bound = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    const int in = x[i] > -c && x[i] < c;
+                    cr_assert_eq(ref[i], in ? dy[i] : 0.0f, "%s: cpu dx[%lld] = %g for x %g, dy %g", what,
+                                 (long long)i, ref[i], x[i], dy[i]);
+                    passed += in, on_bound += fabsf(x[i]) == c;
+                }
+                cr_assert(n < 1000 || (passed > n / 4 && passed < n - n / 4 && on_bound >= n / 5),
+                          "%s: %lld of %lld inside the bounds, %lld on them", what, (long long)passed,
+                          (long long)n, (long long)on_bound);
             }
-            cr_assert(n < 1000 || (passed > n / 4 && passed < n - n / 4 && on_bound >= n / 5),
-                      "%s: %lld of %lld inside the bounds, %lld on them", what, (long long)passed, (long long)n,
-                      (long long)on_bound);
             void *gx = put(h.gpu, x, n, 0), *gdy = put(h.gpu, dy, n, 0);
             gbuf odx = galloc(&h, in_place ? 0 : n, 0, NULL);
-            ok(h.gpu->ops->clamp_bwd(h.gpu, gx, gdy, n, c, in_place ? gdy : gptr(&odx), &err), &err, what);
+            ok((clamp ? h.gpu->ops->clamp_bwd : h.gpu->ops->softcap_bwd)(h.gpu, gx, gdy, n, c,
+                                                                        in_place ? gdy : gptr(&odx), &err),
+               &err, what);
             if (in_place) ok(h.gpu->ops->download_f32(h.gpu, got, gdy, n, &err), &err, what);
             else gread(&h, &odx, got, what);
-            for (int64_t i = 0; i < n; i++)
-                cr_assert(got[i] == ref[i], "%s: dx[%lld] = %g, want %g (x %g)", what, (long long)i, got[i], ref[i],
-                          x[i]);
+            if (clamp)
+                for (int64_t i = 0; i < n; i++)
+                    cr_assert(got[i] == ref[i], "%s: dx[%lld] = %g, want %g (x %g)", what, (long long)i, got[i],
+                              ref[i], x[i]);
+            else
+                expect(&h, "dx", got, ref, n);
             gfree(&h, &odx);
             void *cb[] = {cx, cdy, cdx}, *gb[] = {gx, gdy};
             for (int i = 0; i < 3; i++) h.cpu->ops->free(h.cpu, cb[i]);
@@ -259,11 +239,11 @@ Test(cuda_backward_cpu, clamp_reference) {
     hs_backend_free(be);
 }
 
-Test(cuda_backward, clamp_bwd_f32) { REQUIRE_GPU(); run_clamp_bwd(HS_DTYPE_F32, "clamp_bwd_f32"); }
-Test(cuda_backward, clamp_bwd_bf16) { REQUIRE_GPU(); run_clamp_bwd(HS_DTYPE_BF16, "clamp_bwd_bf16"); }
+Test(cuda_backward, clamp_bwd_f32) { REQUIRE_GPU(); run_pointwise_bwd(HS_DTYPE_F32, "clamp_bwd_f32", 1); }
+Test(cuda_backward, clamp_bwd_bf16) { REQUIRE_GPU(); run_pointwise_bwd(HS_DTYPE_BF16, "clamp_bwd_bf16", 1); }
 
-Test(cuda_backward, softcap_bwd_f32) { REQUIRE_GPU(); run_softcap_bwd(HS_DTYPE_F32, "softcap_bwd_f32"); }
-Test(cuda_backward, softcap_bwd_bf16) { REQUIRE_GPU(); run_softcap_bwd(HS_DTYPE_BF16, "softcap_bwd_bf16"); }
+Test(cuda_backward, softcap_bwd_f32) { REQUIRE_GPU(); run_pointwise_bwd(HS_DTYPE_F32, "softcap_bwd_f32", 0); }
+Test(cuda_backward, softcap_bwd_bf16) { REQUIRE_GPU(); run_pointwise_bwd(HS_DTYPE_BF16, "softcap_bwd_bf16", 0); }
 
 /* ---- logprob_grad, out of place and in place ------------------------------------ */
 
