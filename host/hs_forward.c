@@ -230,6 +230,7 @@ hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k
 
 hs_status hs_session_rope(hs_session *s, int l, void *x, const int32_t *pos, int B, int T, int heads, hs_err *err) {
     const hs_model_config *c = &s->cfg;
+    if (!hs_model_layer_rotates(c, l)) return HS_OK; /* a NoPE layer: identity, forward and backward */
     const float *inv = hs_session_rope_inv(s, l);
     const int split = s->rope_long_rows && inv == s->rope_inv; /* LongRoPE scales the global table only */
     const int64_t row_bytes = (int64_t)T * heads * c->d_head * (int64_t)s->es;

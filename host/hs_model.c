@@ -135,6 +135,10 @@ int hs_model_layer_window(const hs_model_config *c, int l) {
     return c->sliding_window > 0 && hs_model_layer_slides(c, l) ? c->sliding_window : 0;
 }
 
+int hs_model_layer_rotates(const hs_model_config *c, int l) {
+    return c->rope != HS_ROPE_NONE && !(c->nope_every > 0 && (l + 1) % c->nope_every == 0);
+}
+
 int hs_model_layer_rope_local(const hs_model_config *c, int l) {
     return c->rope_local_theta > 0.0f && hs_model_layer_slides(c, l);
 }
@@ -184,6 +188,9 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
     if (c->sliding_window < 0 || c->window_from < 0 || c->global_every < 0)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: sliding window %d, from layer %d, global every %d: none may be negative",
                           src, c->sliding_window, c->window_from, c->global_every);
+    if (c->nope_every < 0 || (c->nope_every > 0 && c->rope == HS_ROPE_NONE))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: NoPE every %d layers: needs RoPE, may not be negative", src,
+                          c->nope_every);
     if (c->rope_local_theta > 0.0f && c->rope == HS_ROPE_NONE)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: a local RoPE base needs RoPE", src);
     if (c->rope != HS_ROPE_NONE && !(c->rope_theta > 0.0f))

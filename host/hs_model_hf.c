@@ -1,9 +1,10 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
- * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo, OLMo-2, OLMo-3), Gemma (hs_model_gemma.c),
+ * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo, OLMo-2, OLMo-3, SmolLM3:
+ * hs_model_smollm3.c), Gemma (hs_model_gemma.c),
  * GPTNeoXForCausalLM (Pythia; hs_model_neox.c), PhiForCausalLM (hs_model_phi.c),
- * GPTNeoForCausalLM (hs_model_gptneo.c), GPTJForCausalLM (hs_model_gptj.c) and OPTForCausalLM
- * (hs_model_opt.c).
+ * GPTNeoForCausalLM (hs_model_gptneo.c), GPTJForCausalLM (hs_model_gptj.c), OPTForCausalLM
+ * (hs_model_opt.c) and GPTBigCodeForCausalLM (hs_model_bigcode.c).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
@@ -406,11 +407,14 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
                                     hs_err *err) {
     hs_status st;
     const int phi3 = !strcmp(arch, "Phi3ForCausalLM"), olmo3 = !strcmp(arch, "Olmo3ForCausalLM"),
-              olmo = olmo3 || !strcmp(arch, "Olmo2ForCausalLM"), olmo1 = !strcmp(arch, "OlmoForCausalLM");
+              olmo = olmo3 || !strcmp(arch, "Olmo2ForCausalLM"), olmo1 = !strcmp(arch, "OlmoForCausalLM"),
+              smollm3 = !strcmp(arch, "SmolLM3ForCausalLM");
     c->arch = HS_ARCH_LLAMA;
     if ((st = hs_hf_cfg_sizes(root, path, c, err))) return st;
     /* defaults for absent keys: the architecture's config class's */
-    if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, phi3 ? 4096 : 2048, &c->n_ctx, err))) return st;
+    if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, phi3 ? 4096 : smollm3 ? 32768 : 2048, &c->n_ctx,
+                             err)))
+        return st;
     if (c->n_heads <= 0) return hs_err_set(err, HS_ERR_FORMAT, "%s: num_attention_heads must be positive", path);
     if ((st = hs_hf_cfg_int(root, path, "head_dim", 0, c->d_model / c->n_heads, &c->d_head, err))) return st;
     if ((st = hs_hf_cfg_float(root, path, "rms_norm_eps", phi3 || olmo ? 1e-5f : 1e-6f, &c->norm_eps, err))) return st;
@@ -421,7 +425,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     const char *rs_name;
     json_t *rs = hs_hf_rope_dict(root, &rs_name);
     if (olmo3 && (st = hs_hf_parse_typed_rope(root, path, 500000.0f, NULL, 500000.0f, c, err))) return st;
-    if (!olmo3 && (st = hs_hf_rope_theta(root, rs, path, 10000.0f, c, err))) return st;
+    if (!olmo3 && (st = hs_hf_rope_theta(root, rs, path, smollm3 ? 2e6f : 10000.0f, c, err))) return st;
     if (!olmo3 && json_is_object(rs) && (st = hs_hf_parse_rope_scaling(root, rs, path, rs_name, c, err))) return st;
     json_t *act = json_object_get(root, "hidden_act");
     if (json_is_string(act) && strcmp(json_string_value(act), "silu"))
@@ -431,7 +435,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: mlp_bias is not supported", path);
     int att_bias = hs_hf_cfg_bool(root, "attention_bias", 0);
     if (att_bias) return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias (with o_proj bias) is not supported", path);
-    if ((st = llama_window(root, path, arch, c, err))) return st;
+    if (!smollm3 && (st = llama_window(root, path, arch, c, err))) return st;
     if (olmo1 && (st = hs_hf_cfg_float(root, path, "clip_qkv", 0.0f, &c->clip_qkv, err))) return st;
     if (olmo1 && json_is_number(json_object_get(root, "clip_qkv")) && !(c->clip_qkv > 0.0f && c->clip_qkv < 1e30f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: key 'clip_qkv' must be positive or null (got %g)", path,
@@ -439,7 +443,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     c->norm = HS_NORM_RMSNORM;
     c->act = HS_ACT_SILU_GLU;
     c->rope = HS_ROPE_NEOX;
-    c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 0);
+    c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", smollm3);
     c->qkv_bias = !strcmp(arch, "Qwen2ForCausalLM");
     c->qk_norm = !strcmp(arch, "Qwen3ForCausalLM");
     if (olmo1) { /* OLMo (1): LayerNorms without weights or biases, their epsilon fixed */
@@ -451,6 +455,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
         c->qk_norm = c->qk_norm_all = 1;
     }
     if (phi3 && (st = hs_hf_partial_rotary(root, rs, path, 1.0, c, err))) return st;
+    if (smollm3 && (st = hs_hf_parse_smollm3(root, path, c, err))) return st;
     c->out_bias = 0;
     c->learned_pos = 0;
     return HS_OK;
@@ -479,7 +484,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = parse_gpt2_config(root, path, c, err);
     } else if (!strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "MistralForCausalLM") ||
                !strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen3ForCausalLM") || !strcmp(arch, "Phi3ForCausalLM") ||
-               !strcmp(arch, "Olmo2ForCausalLM") || !strcmp(arch, "Olmo3ForCausalLM") || !strcmp(arch, "OlmoForCausalLM")) {
+               !strcmp(arch, "Olmo2ForCausalLM") || !strcmp(arch, "Olmo3ForCausalLM") || !strcmp(arch, "OlmoForCausalLM") ||
+               !strcmp(arch, "SmolLM3ForCausalLM")) {
         st = parse_llama_config(root, path, arch, c, err);
     } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
         st = hs_hf_parse_neox_config(root, path, c, err);
@@ -491,6 +497,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_hf_parse_gptj_config(root, path, c, err);
     } else if (!strcmp(arch, "OPTForCausalLM")) {
         st = hs_hf_parse_opt_config(root, path, c, err);
+    } else if (!strcmp(arch, "GPTBigCodeForCausalLM")) {
+        st = hs_hf_parse_bigcode_config(root, path, c, err);
     } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM") ||
                !strcmp(arch, "Gemma3ForCausalLM")) {
         st = hs_hf_parse_gemma_config(root, path, arch, c, err);
@@ -499,7 +507,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
                         "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM, Olmo2ForCausalLM, "
-                        "Olmo3ForCausalLM, OlmoForCausalLM, PhiForCausalLM, GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM)",
+                        "Olmo3ForCausalLM, OlmoForCausalLM, SmolLM3ForCausalLM, PhiForCausalLM, GPTNeoForCausalLM, "
+                        "GPTJForCausalLM, OPTForCausalLM, GPTBigCodeForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
@@ -751,6 +760,7 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     else if (m->cfg.arch == HS_ARCH_GPTNEO) HS_CHECK(hs_hf_load_gptneo(&L, err));
     else if (m->cfg.arch == HS_ARCH_GPTJ) HS_CHECK(hs_hf_load_gptj(&L, err));
     else if (m->cfg.arch == HS_ARCH_OPT) HS_CHECK(hs_hf_load_opt(&L, err));
+    else if (m->cfg.arch == HS_ARCH_BIGCODE) HS_CHECK(hs_hf_load_bigcode(&L, err));
     else HS_CHECK(load_llama(&L, err)); /* the Llama family and Gemma: one tensor layout */
 exit:
     for (int i = 0; i < L.n_files; i++) {

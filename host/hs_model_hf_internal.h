@@ -111,8 +111,22 @@ hs_status hs_hf_load_phi(hs_hf_loader *L, hs_err *err);
 hs_status hs_hf_parse_gptneo_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 hs_status hs_hf_load_gptneo(hs_hf_loader *L, hs_err *err);
 
+/* SmolLM3ForCausalLM (hs_model_smollm3.c): its NoPE layers and sliding window
+ * into c, whose Llama layout (RoPE included) is already parsed. */
+hs_status hs_hf_parse_smollm3(json_t *root, const char *path, hs_model_config *c, hs_err *err);
+
 /* GPTNeoXForCausalLM (hs_model_neox.c). */
 hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err);
+/* A fused q/k/v tensor that holds, per head h, h's q, k and v rows one after
+ * another ([H, 3, d_head] outputs of `cols` inputs: GPT-NeoX's query_key_value,
+ * GPT-BigCode's c_attn without multi-query) split into new model-owned
+ * w[0] (q), w[1] (k), w[2] (v), [H * d_head, cols] each. */
+hs_status hs_hf_split_qkv_per_head(hs_model *m, const float *qkv, int H, int dh, int64_t cols, float **w[3],
+                                   hs_err *err);
+
+/* GPTBigCodeForCausalLM (hs_model_bigcode.c). */
+hs_status hs_hf_parse_bigcode_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
+hs_status hs_hf_load_bigcode(hs_hf_loader *L, hs_err *err);
 
 #endif

@@ -55,9 +55,8 @@ hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_confi
     return HS_OK;
 }
 
-/* GPT-NeoX's query_key_value [3d, d] holds, per head h, h's q, k and v rows
- * one after another ([H, 3, d_head] outputs): split into wq, wk, wv. */
-static hs_status split_neox_qkv(hs_model *m, const float *qkv, int H, int dh, int64_t cols, float **w[3], hs_err *err) {
+hs_status hs_hf_split_qkv_per_head(hs_model *m, const float *qkv, int H, int dh, int64_t cols, float **w[3],
+                                   hs_err *err) {
     for (int j = 0; j < 3; j++) {
         hs_status st = hs_model_alloc_f32(m, (int64_t)H * dh * cols, w[j], err);
         if (st != HS_OK) return st;
@@ -85,8 +84,8 @@ hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err) {
         HS_CHECK(hs_hf_load(L, NAME("attention.query_key_value.weight"), 3 * d, d, 0, &qkv, err));
         HS_CHECK(hs_hf_load(L, NAME("attention.query_key_value.bias"), 3 * d, 0, 0, &qkv_b, err));
         float **ws[3] = {&W->wq, &W->wk, &W->wv}, **bs[3] = {&W->bq, &W->bk, &W->bv};
-        HS_CHECK(split_neox_qkv(m, qkv, c->n_heads, c->d_head, d, ws, err));
-        HS_CHECK(split_neox_qkv(m, qkv_b, c->n_heads, c->d_head, 1, bs, err));
+        HS_CHECK(hs_hf_split_qkv_per_head(m, qkv, c->n_heads, c->d_head, d, ws, err));
+        HS_CHECK(hs_hf_split_qkv_per_head(m, qkv_b, c->n_heads, c->d_head, 1, bs, err));
         HS_CHECK(hs_hf_load(L, NAME("attention.dense.weight"), d, d, 0, &W->wo, err));
         HS_CHECK(hs_hf_load(L, NAME("attention.dense.bias"), d, 0, 0, &W->bo, err));
         HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));

@@ -74,7 +74,7 @@ hs_status hs_session_cap_logits(hs_session *s, void *logits, int64_t R, hs_err *
  * (backend memory, [B, T]; negated: the transpose), each row with the table
  * its prompt's length picks (rope_long_rows: LongRoPE's long or short
  * factors, set by the forward), in one backend call per run of rows that
- * share a table. */
+ * share a table. A NoPE layer (hs_model_layer_rotates) leaves x as it is. */
 hs_status hs_session_rope(hs_session *s, int l, void *x, const int32_t *pos, int B, int T, int heads, hs_err *err);
 
 /* The RoPE table layer l rotates with (the short one under LongRoPE), and the

@@ -164,6 +164,12 @@ Test(attribution, olmo2_grad_drop_matches_autograd) { against_autograd("olmo2", 
 /* OLMo-3: back through the windows and YaRN's scaled rotation */
 Test(attribution, olmo3_matches_autograd) { against_autograd("olmo3", 3, 0); }
 Test(attribution, olmo3_grad_drop_matches_autograd) { against_autograd("olmo3", 2, 1); }
+/* SmolLM3: back through layers with RoPE and without (the QK fix reads q and k unrotated there) */
+Test(attribution, smollm3_matches_autograd) { against_autograd("smollm3", 3, 0); }
+Test(attribution, smollm3_grad_drop_matches_autograd) { against_autograd("smollm3", 2, 1); }
+/* GPT-BigCode: k and v of the one key/value head that all four query heads read */
+Test(attribution, bigcode_matches_autograd) { against_autograd("bigcode", 3, 0); }
+Test(attribution, bigcode_grad_drop_matches_autograd) { against_autograd("bigcode", 2, 1); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric

@@ -295,6 +295,14 @@ Test(conformance, olmo2_left) { run_conformance("olmo2", "left"); }
 /* OLMo-3: OLMo-2's layout with windows in three layers of four, a RoPE table per layer type, YaRN */
 Test(conformance, olmo3_right) { run_conformance("olmo3", "right"); }
 Test(conformance, olmo3_left) { run_conformance("olmo3", "left"); }
+/* SmolLM3: no RoPE in every second layer (rot_q, rot_k equal q, k there), windows on those layers */
+Test(conformance, smollm3_right) { run_conformance("smollm3", "right"); }
+Test(conformance, smollm3_left) { run_conformance("smollm3", "left"); }
+/* GPT-BigCode: multi-query attention cut from c_attn (one key/value head), and without it c_attn's rows per head */
+Test(conformance, bigcode_right) { run_conformance("bigcode", "right"); }
+Test(conformance, bigcode_left) { run_conformance("bigcode", "left"); }
+Test(conformance, bigcode_mha_right) { run_conformance("bigcode_mha", "right"); }
+Test(conformance, bigcode_mha_left) { run_conformance("bigcode_mha", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

@@ -192,6 +192,12 @@ Test(cuda_model, olmo2_f32) { REQUIRE_GPU(); fixture_case("olmo2", HS_DTYPE_F32,
 Test(cuda_model, olmo2_bf16) { REQUIRE_GPU(); fixture_case("olmo2", HS_DTYPE_BF16, "olmo2_bf16"); }
 Test(cuda_model, olmo3_f32) { REQUIRE_GPU(); fixture_case("olmo3", HS_DTYPE_F32, "olmo3_f32"); }
 Test(cuda_model, olmo3_bf16) { REQUIRE_GPU(); fixture_case("olmo3", HS_DTYPE_BF16, "olmo3_bf16"); }
+/* SmolLM3: the rope op skipped in the NoPE layers */
+Test(cuda_model, smollm3_f32) { REQUIRE_GPU(); fixture_case("smollm3", HS_DTYPE_F32, "smollm3_f32"); }
+Test(cuda_model, smollm3_bf16) { REQUIRE_GPU(); fixture_case("smollm3", HS_DTYPE_BF16, "smollm3_bf16"); }
+/* GPT-BigCode: one key/value head for four query heads, learned positions */
+Test(cuda_model, bigcode_f32) { REQUIRE_GPU(); fixture_case("bigcode", HS_DTYPE_F32, "bigcode_f32"); }
+Test(cuda_model, bigcode_bf16) { REQUIRE_GPU(); fixture_case("bigcode", HS_DTYPE_BF16, "bigcode_bf16"); }
 /* Phi: the parallel block's shared LayerNorm, lm_head's bias; GPT-Neo: unscaled scores and
  * the local layers' window (3, biting at T = 48), learned positions */
 Test(cuda_model, phi_f32) { REQUIRE_GPU(); fixture_case("phi", HS_DTYPE_F32, "phi_f32"); }
@@ -295,6 +301,10 @@ Test(cuda_model, head_grad_olmo_clip_f32) { REQUIRE_GPU(); grad_case("olmo_clip"
 Test(cuda_model, head_grad_olmo_clip_bf16) { REQUIRE_GPU(); grad_case("olmo_clip", HS_DTYPE_BF16, "head_grad_olmo_clip_bf16"); }
 Test(cuda_model, head_grad_olmo3_f32) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_F32, "head_grad_olmo3_f32"); }
 Test(cuda_model, head_grad_olmo3_bf16) { REQUIRE_GPU(); grad_case("olmo3", HS_DTYPE_BF16, "head_grad_olmo3_bf16"); }
+Test(cuda_model, head_grad_smollm3_f32) { REQUIRE_GPU(); grad_case("smollm3", HS_DTYPE_F32, "head_grad_smollm3_f32"); }
+Test(cuda_model, head_grad_smollm3_bf16) { REQUIRE_GPU(); grad_case("smollm3", HS_DTYPE_BF16, "head_grad_smollm3_bf16"); }
+Test(cuda_model, head_grad_bigcode_f32) { REQUIRE_GPU(); grad_case("bigcode", HS_DTYPE_F32, "head_grad_bigcode_f32"); }
+Test(cuda_model, head_grad_bigcode_bf16) { REQUIRE_GPU(); grad_case("bigcode", HS_DTYPE_BF16, "head_grad_bigcode_bf16"); }
 
 /* LongRoPE: phi3_longrope's shape with random weights, its original context
  * moved to split the batch's rows between the tables: 42 for the forward's

@@ -90,6 +90,8 @@ Test(head_grad, gemma2_matches_autograd) { against_autograd("gemma2"); }
 Test(head_grad, gemma3_matches_autograd) { against_autograd("gemma3"); }
 Test(head_grad, olmo2_matches_autograd) { against_autograd("olmo2"); }
 Test(head_grad, olmo3_matches_autograd) { against_autograd("olmo3"); }
+Test(head_grad, smollm3_matches_autograd) { against_autograd("smollm3"); }
+Test(head_grad, bigcode_matches_autograd) { against_autograd("bigcode"); }
 
 /* The head-mask gradient of a task metric after the last token (logit
  * difference, log-prob of the answer) against autograd (make_fixtures.py part

@@ -343,6 +343,44 @@ Test(hf_folder, olmo3_config) {
     cr_assert_eq(c.rope_scaling, HS_ROPE_SCALING_NONE);
 }
 
+/* SmolLM3: no RoPE in every N-th layer, from no_rope_layers (ints or booleans) or, without
+ * it, no_rope_layer_interval; with use_sliding_window the window on the layers layer_types
+ * marks (by default the NoPE ones), without it none. */
+Test(hf_folder, smollm3_config) {
+    hs_model_config c = loaded_config("smollm3", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_LLAMA && c.nope_every == 2 && c.tied_embeddings && c.rope_theta == 1e4f);
+    for (int l = 0; l < 4; l++) cr_assert_eq(hs_model_layer_rotates(&c, l), l % 2 == 0, "layer %d", l);
+    expect_windows(&c, 64, (const int[]){0, 3, 0, 3});
+    c = loaded_config("smollm3", "\"no_rope_layers\": [", "\"no_rope_layers\": [true, true, true, false], \"unused\": [");
+    cr_assert_eq(c.nope_every, 4);
+    c = loaded_config("smollm3", "\"no_rope_layer_interval\": 2,\n  \"no_rope_layers\": [",
+                      "\"no_rope_layer_interval\": 3,\n  \"unused\": [");
+    cr_assert(c.nope_every == 3 && !hs_model_layer_rotates(&c, 2) && hs_model_layer_rotates(&c, 3));
+    c = loaded_config("smollm3", "\"no_rope_layers\": [", "\"no_rope_layers\": [1, 1, 1, 1], \"unused\": [");
+    for (int l = 0; l < 4; l++) cr_assert(hs_model_layer_rotates(&c, l), "layer %d", l);
+    c = loaded_config("smollm3", "\"use_sliding_window\": true", "\"use_sliding_window\": false");
+    expect_windows(&c, 64, (const int[]){0, 0, 0, 0});
+    c = loaded_config("smollm3", "\"layer_types\": [", "\"unused\": [");
+    expect_windows(&c, 64, (const int[]){0, 3, 0, 3});
+    expect_refused("smollm3", "\"no_rope_layers\": [", "\"no_rope_layers\": [0, 1, 1, 0], \"unused\": [",
+                   HS_ERR_UNSUPPORTED, "no_rope_layers: only a layer without RoPE every N layers (SmolLM3's layout) "
+                   "is supported (layer 1 breaks the pattern)");
+    expect_refused("smollm3", "\"no_rope_layers\": [", "\"no_rope_layers\": [1, 2, 1, 0], \"unused\": [",
+                   HS_ERR_FORMAT, "no_rope_layers[1] must be 0 or 1");
+    expect_refused("smollm3", "\"no_rope_layers\": [", "\"no_rope_layers\": [1, 0], \"unused\": [", HS_ERR_FORMAT,
+                   "no_rope_layers must list a 0 or 1 for each of the 4 layers");
+    expect_refused("smollm3", "\"no_rope_layer_interval\": 2,\n  \"no_rope_layers\": [",
+                   "\"no_rope_layer_interval\": 0,\n  \"unused\": [", HS_ERR_FORMAT,
+                   "no_rope_layer_interval 0 must be positive");
+    expect_refused("smollm3", "\"sliding_window\": 3", "\"sliding_window\": null", HS_ERR_FORMAT,
+                   "sliding layers in layer_types without a window");
+    hs_err e = {0};
+    c.rope = HS_ROPE_NONE, c.nope_every = 2;
+    cr_assert_eq(hs_model_config_validate(&c, "x", &e), HS_ERR_FORMAT);
+    cr_assert(strstr(e.msg, "NoPE every 2 layers: needs RoPE"), "%s", e.msg);
+    cr_assert(!hs_model_layer_rotates(&c, 0));
+}
+
 /* Phi-3: fused qkv_proj and gate_up_proj split by rows, partial RoPE from
  * rope_parameters or the top level (longrope: hf_folder/longrope_config). */
 Test(hf_folder, phi3_config_and_fused_weights) {
@@ -440,6 +478,27 @@ Test(hf_folder, gptj_config) {
     expect_refused("gptj", "\"rotary_dim\": 8", "\"rotary_dim\": 18", HS_ERR_FORMAT,
                    "rotary_dim 18 must be even, from 2 to the head's 16");
     expect_refused("gptj", "\"rotary_dim\": 8", "\"rotary_dim\": 7", HS_ERR_FORMAT, "rotary_dim 7 must be even");
+}
+
+/* GPT-BigCode: GPT-2's block in nn.Linear layout, one key/value head with multi_query (else
+ * one per head, c_attn's rows per head), scale_attn_weights false as unscaled scores. */
+Test(hf_folder, bigcode_config) {
+    hs_model_config c = loaded_config("bigcode", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_BIGCODE && c.n_kv_heads == 1 && c.n_heads == 4 && c.d_head == 12 && c.d_mlp == 80);
+    cr_assert(c.act == HS_ACT_GELU_NEW && c.norm == HS_NORM_LAYERNORM && c.rope == HS_ROPE_NONE && c.n_ctx == 64);
+    cr_assert(c.learned_pos && c.tied_embeddings && c.qkv_bias && c.out_bias && c.attn_scale == 0.0f);
+    cr_assert_eq(loaded_config("bigcode_mha", NULL, NULL).n_kv_heads, 4);
+    cr_assert_eq(loaded_config("bigcode", "\"scale_attn_weights\": true", "\"scale_attn_weights\": false").attn_scale,
+                 1.0f);
+    cr_assert_eq(loaded_config("bigcode", "\"gelu_pytorch_tanh\"", "\"gelu\"").act, HS_ACT_GELU);
+    expect_refused("bigcode", "\"multi_query\": true", "\"multi_query\": false", HS_ERR_SHAPE,
+                   "'transformer.h.0.attn.c_attn.weight' has shape [72, 48], config.json implies [144, 48]");
+    expect_refused("bigcode", "\"n_inner\": 80", "\"n_inner\": null", HS_ERR_SHAPE,
+                   "'transformer.h.0.mlp.c_fc.weight' has shape [80, 48], config.json implies [192, 48]");
+    expect_refused("bigcode", "\"add_cross_attention\": false", "\"add_cross_attention\": true", HS_ERR_UNSUPPORTED,
+                   "add_cross_attention is not supported");
+    expect_refused("bigcode", "\"gelu_pytorch_tanh\"", "\"gelu_fast\"", HS_ERR_UNSUPPORTED,
+                   "activation_function 'gelu_fast' is not supported");
 }
 
 /* OPT: a ReLU MLP, learned positions two rows into their table (row p + 2

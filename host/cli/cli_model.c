@@ -12,7 +12,7 @@
 static const char *arch_str(hs_arch a) {
     return a == HS_ARCH_GPT2 ? "gpt2" : a == HS_ARCH_NEOX ? "gpt_neox" : a == HS_ARCH_GEMMA ? "gemma"
            : a == HS_ARCH_PHI ? "phi" : a == HS_ARCH_GPTNEO ? "gpt_neo" : a == HS_ARCH_GPTJ ? "gptj"
-           : a == HS_ARCH_OPT ? "opt" : "llama";
+           : a == HS_ARCH_OPT ? "opt" : a == HS_ARCH_BIGCODE ? "gpt_bigcode" : "llama";
 }
 
 static const char *act_str(hs_act_kind a) {
@@ -64,6 +64,9 @@ int hs_cli_info(int argc, char **argv) {
     if (c->rope != HS_ROPE_NONE)
         printf("rope:          theta %g, %d of %d dims per head%s\n", (double)c->rope_theta,
                c->rot_dim ? c->rot_dim : c->d_head, c->d_head, c->rope == HS_ROPE_NORMAL ? ", adjacent pairs" : "");
+    if (c->rope != HS_ROPE_NONE && c->nope_every > 0 && c->nope_every <= c->n_layers)
+        printf("nope:          one layer in %d rotates nothing (layers %d, %d, ...)\n", c->nope_every, c->nope_every - 1,
+               2 * c->nope_every - 1);
     if (c->rope_scaling == HS_ROPE_SCALING_LINEAR)
         printf("rope scaling:  linear, factor %g\n", (double)c->rope_factor);
     else if (c->rope_scaling == HS_ROPE_SCALING_LLAMA3)

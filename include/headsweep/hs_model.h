@@ -1,5 +1,5 @@
 /* hs_model: architecture description, configuration and weights of a causal
- * transformer LM (GPT-2, the Llama family, Gemma and GPT-NeoX/Pythia), loaded from an HF checkpoint
+ * transformer LM (GPT-2, the Llama family, Gemma, GPT-NeoX/Pythia and more), loaded from an HF checkpoint
  * folder (config.json + safetensors), a model id in the offline HF cache, or a
  * GGUF file. Weights are held on the host as f32 in one canonical layout, so
  * every backend and every source format meet in the same place. */
@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA, HS_ARCH_PHI, HS_ARCH_GPTNEO,
-               HS_ARCH_GPTJ, HS_ARCH_OPT } hs_arch;
+               HS_ARCH_GPTJ, HS_ARCH_OPT, HS_ARCH_BIGCODE } hs_arch;
 /* RMSNORM_1P: an RMSNorm that scales by (1 + w) (Gemma: its weights are stored
  * as offsets from 1; kept so, the sum is formed in f32 as transformers forms
  * it, also where the weights are held in bf16). */
@@ -92,6 +92,9 @@ typedef struct {
     /* Gemma 3: the sliding ("local") layers rotate with their own base, unscaled;
      * the others ("global") with rope_theta and the scaling above. 0 = one base. */
     float rope_local_theta;
+    /* SmolLM3's NoPE layers: layers l with (l + 1) % nope_every == 0 rotate nothing (their rot_q,
+     * rot_k equal q, k); 0 = every layer rotates. */
+    int nope_every;
     int parallel_attn_mlp; /* the MLP reads norm2(resid_pre), not norm2(resid_mid), and
                               resid_post = resid_pre + attn_out + mlp_out (GPT-NeoX) */
     int tied_embeddings; /* unembedding shares the token embedding */
@@ -181,6 +184,10 @@ int64_t hs_model_n_params(const hs_model *m);
  * sliding_window), and its attention window: sliding_window there, else 0. */
 int hs_model_layer_slides(const hs_model_config *c, int l);
 int hs_model_layer_window(const hs_model_config *c, int l);
+
+/* Whether layer l rotates q and k at all: the model has RoPE and l is not a NoPE
+ * layer (see nope_every). */
+int hs_model_layer_rotates(const hs_model_config *c, int l);
 
 /* Whether layer l rotates with the local RoPE base (Gemma 3's sliding layers),
  * and that table: rope_local_theta^(-2i/rot), unscaled, out[rot/2]. */
