@@ -1,6 +1,7 @@
-/* hs_model_gemma: the config.json of GemmaForCausalLM, Gemma2ForCausalLM and
- * Gemma3ForCausalLM (the text-only Gemma 3 checkpoints: 270M, 1B); their
- * weights are the Llama layout's and load with it (hs_model_hf.c).
+/* hs_model_gemma: the config.json of GemmaForCausalLM, Gemma2ForCausalLM,
+ * Gemma3ForCausalLM (the text-only Gemma 3 checkpoints: 270M, 1B) and the text
+ * model of Gemma3ForConditionalGeneration (4B, 12B, 27B); their weights are
+ * the Llama layout's and load with it (hs_model_hf.c).
  * Gemma is the Llama layout with a GeGLU MLP, RMSNorms that scale by
  * (1 + w) (HS_NORM_RMSNORM_1P: the sum is formed in f32, also from bf16
  * weights, as transformers forms it; the weights load as stored) and a token
@@ -12,6 +13,7 @@
  * sliding-window ("local") layers with a RoPE base of their own, unscaled,
  * every global_every-th layer being global (hs_hf_layer_layout). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "hs_model_hf_internal.h"
@@ -92,4 +94,28 @@ hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *a
     c->rope = HS_ROPE_NEOX;
     c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 1);
     return HS_OK;
+}
+
+hs_status hs_hf_parse_gemma3_mm_config(json_t *root, const char *path, hs_model_config *c, hs_err *err) {
+    json_t *tc = json_object_get(root, "text_config");
+    if (tc && !json_is_object(tc))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: key 'text_config' must be an object", path);
+    json_t *t = tc ? json_deep_copy(tc) : json_object();
+    if (!t) return hs_err_set(err, HS_ERR_OOM, "%s: out of memory", path);
+    /* the Hub's configs save only the text keys off Gemma3TextConfig's defaults: the sizes
+     * hs_hf_cfg_sizes requires get those defaults (4B leaves its 8 heads out) */
+    static const struct {
+        const char *key;
+        int dflt;
+    } sizes[] = {{"num_hidden_layers", 26}, {"num_attention_heads", 8}, {"hidden_size", 2304},
+                 {"intermediate_size", 9216}, {"vocab_size", 262208}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        if (!json_object_get(t, sizes[i].key)) json_object_set_new(t, sizes[i].key, json_integer(sizes[i].dflt));
+    char tpath[4300];
+    snprintf(tpath, sizeof tpath, "%s: text_config", path);
+    hs_status st = hs_hf_parse_gemma_config(t, tpath, "Gemma3ForCausalLM", c, err);
+    json_decref(t);
+    /* lm_head is tied as the outer config says (transformers ties by the model's own config) */
+    if (st == HS_OK) c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 1);
+    return st;
 }

@@ -1,7 +1,7 @@
 /* hs_model_hf: HF checkpoint folders (config.json + model.safetensors, or
  * shards listed in model.safetensors.index.json) for GPT2LMHeadModel, the
  * Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, OLMo, OLMo-2, OLMo-3, SmolLM3:
- * hs_model_smollm3.c), Gemma (hs_model_gemma.c),
+ * hs_model_smollm3.c), Gemma (hs_model_gemma.c; Gemma 3's multimodal checkpoints: their text model),
  * GPTNeoXForCausalLM (Pythia; hs_model_neox.c), PhiForCausalLM (hs_model_phi.c),
  * GPTNeoForCausalLM (hs_model_gptneo.c), GPTJForCausalLM (hs_model_gptj.c), OPTForCausalLM
  * (hs_model_opt.c) and GPTBigCodeForCausalLM (hs_model_bigcode.c).
@@ -499,6 +499,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_hf_parse_opt_config(root, path, c, err);
     } else if (!strcmp(arch, "GPTBigCodeForCausalLM")) {
         st = hs_hf_parse_bigcode_config(root, path, c, err);
+    } else if (!strcmp(arch, "Gemma3ForConditionalGeneration")) {
+        st = hs_hf_parse_gemma3_mm_config(root, path, c, err);
     } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM") ||
                !strcmp(arch, "Gemma3ForCausalLM")) {
         st = hs_hf_parse_gemma_config(root, path, arch, c, err);
@@ -506,7 +508,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_err_set(err, HS_ERR_UNSUPPORTED,
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
-                        "Gemma2ForCausalLM, Gemma3ForCausalLM, GPTNeoXForCausalLM, Olmo2ForCausalLM, "
+                        "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GPTNeoXForCausalLM, Olmo2ForCausalLM, "
                         "Olmo3ForCausalLM, OlmoForCausalLM, SmolLM3ForCausalLM, PhiForCausalLM, GPTNeoForCausalLM, "
                         "GPTJForCausalLM, OPTForCausalLM, GPTBigCodeForCausalLM)",
                         path, arch);
@@ -684,6 +686,14 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
     int64_t d = c->d_model, q = (int64_t)c->n_heads * c->d_head, kv = (int64_t)c->n_kv_heads * c->d_head,
             f = c->d_mlp;
     const int phi3 = !strcmp(c->arch_name, "Phi3ForCausalLM"), olmo1 = !strcmp(c->arch_name, "OlmoForCausalLM");
+    /* Gemma 3's multimodal checkpoints hold the text model under language_model.model. (as the
+     * Hub's are saved, and transformers 5 saves them) or model.language_model. (transformers 4.5x) */
+    const char *pre = "model.", *head = "lm_head.weight";
+    if (!strcmp(c->arch_name, "Gemma3ForConditionalGeneration")) {
+        pre = hs_hf_has_tensor(L, "model.language_model.embed_tokens.weight") ? "model.language_model."
+                                                                               : "language_model.model.";
+        if (!hs_hf_has_tensor(L, head)) head = "language_model.lm_head.weight";
+    }
     char n[256];
     float *ones = NULL; /* OLMo (1): every norm's weight, shared (its LayerNorms have none) */
     if (olmo1) {
@@ -691,10 +701,11 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
         for (int64_t i = 0; i < d; i++) ones[i] = 1.0f;
         m->n_params -= d; /* not a parameter of the checkpoint */
     }
-    HS_CHECK(hs_hf_load(L, "model.embed_tokens.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
+    snprintf(n, sizeof n, "%sembed_tokens.weight", pre);
+    HS_CHECK(hs_hf_load(L, n, c->n_vocab, d, 0, &m->w.tok_embd, err));
     for (int l = 0; l < c->n_layers; l++) {
         hs_layer_weights *W = &m->w.layers[l];
-#define NAME(s) (snprintf(n, sizeof n, "model.layers.%d.%s", l, s), n)
+#define NAME(s) (snprintf(n, sizeof n, "%slayers.%d.%s", pre, l, s), n)
         if (olmo1) W->ln1_w = W->ln2_w = ones;
         else if (!c->no_pre_norms) HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
         if (phi3) { /* rows [q | k | v] of one qkv_proj: alias into it (the model owns the buffer) */
@@ -734,12 +745,13 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
         HS_CHECK(hs_hf_load(L, NAME("mlp.down_proj.weight"), d, f, 0, &W->w_down, err));
 #undef NAME
     }
+    snprintf(n, sizeof n, "%snorm.weight", pre);
     if (olmo1) m->w.lnf_w = ones;
-    else HS_CHECK(hs_hf_load(L, "model.norm.weight", d, 0, 0, &m->w.lnf_w, err));
+    else HS_CHECK(hs_hf_load(L, n, d, 0, 0, &m->w.lnf_w, err));
     if (c->tied_embeddings)
         m->w.unembed = m->w.tok_embd;
     else
-        HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
+        HS_CHECK(hs_hf_load(L, head, c->n_vocab, d, 0, &m->w.unembed, err));
 exit:
     return st;
 }

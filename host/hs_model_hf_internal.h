@@ -99,6 +99,11 @@ hs_status hs_hf_parse_typed_rope(json_t *root, const char *path, float full_dflt
  * the config; the weights are the Llama layout's (post_norms: Gemma 2 and 3's
  * four norms per layer), loaded with it. */
 hs_status hs_hf_parse_gemma_config(json_t *root, const char *path, const char *arch, hs_model_config *c, hs_err *err);
+/* Gemma3ForConditionalGeneration (Gemma 3 4B, 12B, 27B): its text model, from
+ * text_config (absent keys at Gemma3TextConfig's defaults), Gemma3ForCausalLM's
+ * layout; the vision tower and projector are never loaded (prompts are text,
+ * which the text model alone computes). */
+hs_status hs_hf_parse_gemma3_mm_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 
 /* PhiForCausalLM (hs_model_phi.c), GPTNeoForCausalLM (hs_model_gptneo.c),
  * OPTForCausalLM (hs_model_opt.c) and GPTJForCausalLM (hs_model_gptj.c). */

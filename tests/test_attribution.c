@@ -158,6 +158,7 @@ Test(attribution, gemma2_matches_autograd) { against_autograd("gemma2", 3, 0); }
 Test(attribution, gemma2_grad_drop_matches_autograd) { against_autograd("gemma2", 2, 1); }
 /* Gemma 3: back through the (1 + w) q/k norms and each layer's own RoPE table */
 Test(attribution, gemma3_matches_autograd) { against_autograd("gemma3", 3, 0); }
+Test(attribution, gemma3_mm_matches_autograd) { against_autograd("gemma3_mm", 3, 0); }
 /* OLMo-2: back through the post-norms alone and the q/k norms over all heads */
 Test(attribution, olmo2_matches_autograd) { against_autograd("olmo2", 3, 0); }
 Test(attribution, olmo2_grad_drop_matches_autograd) { against_autograd("olmo2", 2, 1); }

@@ -280,6 +280,9 @@ Test(conformance, gemma2_left) { run_conformance("gemma2", "left"); }
 /* Gemma 3: (1 + w) q/k norms, local and global layers rotating with their own RoPE tables */
 Test(conformance, gemma3_right) { run_conformance("gemma3", "right"); }
 Test(conformance, gemma3_left) { run_conformance("gemma3", "left"); }
+/* Gemma 3's multimodal layout (4B to 27B): its text model, the vision tower left unread */
+Test(conformance, gemma3_mm_right) { run_conformance("gemma3_mm", "right"); }
+Test(conformance, gemma3_mm_left) { run_conformance("gemma3_mm", "left"); }
 /* Gemma (1): GeGLU, (1 + w) norms, the embedding's scale, one key/value head */
 Test(conformance, gemma_right) { run_conformance("gemma", "right"); }
 Test(conformance, gemma_left) { run_conformance("gemma", "left"); }

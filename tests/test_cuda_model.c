@@ -184,6 +184,7 @@ Test(cuda_model, gemma2_f32) { REQUIRE_GPU(); fixture_case("gemma2", HS_DTYPE_F3
 Test(cuda_model, gemma2_bf16) { REQUIRE_GPU(); fixture_case("gemma2", HS_DTYPE_BF16, "gemma2_bf16"); }
 Test(cuda_model, gemma3_f32) { REQUIRE_GPU(); fixture_case("gemma3", HS_DTYPE_F32, "gemma3_f32"); }
 Test(cuda_model, gemma3_bf16) { REQUIRE_GPU(); fixture_case("gemma3", HS_DTYPE_BF16, "gemma3_bf16"); }
+Test(cuda_model, gemma3_mm_bf16) { REQUIRE_GPU(); fixture_case("gemma3_mm", HS_DTYPE_BF16, "gemma3_mm_bf16"); }
 Test(cuda_model, olmo_f32) { REQUIRE_GPU(); fixture_case("olmo", HS_DTYPE_F32, "olmo_f32"); }
 Test(cuda_model, olmo_bf16) { REQUIRE_GPU(); fixture_case("olmo", HS_DTYPE_BF16, "olmo_bf16"); }
 Test(cuda_model, olmo_clip_f32) { REQUIRE_GPU(); fixture_case("olmo_clip", HS_DTYPE_F32, "olmo_clip_f32"); }

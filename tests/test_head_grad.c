@@ -88,6 +88,7 @@ Test(head_grad, olmo_matches_autograd) { against_autograd("olmo"); }
 Test(head_grad, olmo_clip_matches_autograd) { against_autograd("olmo_clip"); }
 Test(head_grad, gemma2_matches_autograd) { against_autograd("gemma2"); }
 Test(head_grad, gemma3_matches_autograd) { against_autograd("gemma3"); }
+Test(head_grad, gemma3_mm_matches_autograd) { against_autograd("gemma3_mm"); }
 Test(head_grad, olmo2_matches_autograd) { against_autograd("olmo2"); }
 Test(head_grad, olmo3_matches_autograd) { against_autograd("olmo3"); }
 Test(head_grad, smollm3_matches_autograd) { against_autograd("smollm3"); }

@@ -501,6 +501,43 @@ Test(hf_folder, bigcode_config) {
                    "activation_function 'gelu_fast' is not supported");
 }
 
+/* Gemma 3's multimodal checkpoints (4B, 12B, 27B): the text model from text_config, whose
+ * absent keys take Gemma3TextConfig's defaults (the Hub's configs leave most out), under the
+ * Hub's tensor names or transformers 4.5x's; the vision tower never loaded. */
+Test(hf_folder, gemma3_multimodal_text_model) {
+    hs_model_config c = loaded_config("gemma3_mm", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_GEMMA && !strcmp(c.arch_name, "Gemma3ForConditionalGeneration"));
+    cr_assert(c.qk_norm && c.post_norms && c.norm == HS_NORM_RMSNORM_1P && c.tied_embeddings && c.norm_eps == 1e-6f);
+    cr_assert(c.attn_softcap == 0.0f && c.final_softcap == 0.0f && c.act == HS_ACT_GELU_GLU && c.n_kv_heads == 2);
+    cr_assert(c.rope_theta == 1e6f && c.rope_local_theta == 1e4f && c.rope_scaling == HS_ROPE_SCALING_LINEAR);
+    expect_windows(&c, 64, (const int[]){4, 4, 0});
+    hs_model *m = hs_test_fixture_model("gemma3_mm"), *t = hs_test_fixture_model("gemma3");
+    cr_assert_eq(hs_model_n_params(m), hs_model_n_params(t), "the text model's parameters alone");
+    hs_model_free(t);
+    char dir[256], st_path[1100];
+    broken_copy_of("gemma3_mm", dir, sizeof dir, NULL, NULL);
+    snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
+    rename_tensors(st_path, "\"language_model.model.", "\"model.language_model.");
+    hs_model *m2 = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(dir, &m2, &e), HS_OK, "%s", e.msg);
+    const hs_model_weights *w = hs_model_get_weights(m), *w2 = hs_model_get_weights(m2);
+    cr_assert(!memcmp(w->layers[2].q_norm_w, w2->layers[2].q_norm_w, 16 * sizeof(float)) &&
+              !memcmp(w->tok_embd, w2->tok_embd, 300 * 48 * sizeof(float)) &&
+              !memcmp(w->lnf_w, w2->lnf_w, 48 * sizeof(float)));
+    hs_model_free(m2);
+    hs_model_free(m);
+    hs_test_remove_dir(dir);
+    /* without num_attention_heads the default 8 heads of 16 dims need a q_proj these weights lack */
+    expect_refused("gemma3_mm", "\"num_attention_heads\": 4,", "", HS_ERR_SHAPE,
+                   "'language_model.model.layers.0.self_attn.q_proj.weight' has shape [64, 48], config.json implies "
+                   "[128, 48]");
+    expect_refused("gemma3_mm", "\"text_config\": {", "\"text_config\": 1, \"unused\": {", HS_ERR_FORMAT,
+                   "key 'text_config' must be an object");
+    expect_refused("gemma3_mm", "\"query_pre_attn_scalar\": 24", "\"query_pre_attn_scalar\": 0", HS_ERR_FORMAT,
+                   "config.json: text_config: query_pre_attn_scalar 0 must be positive");
+}
+
 /* OPT: a ReLU MLP, learned positions two rows into their table (row p + 2
  * for position p), biases per enable_bias; OPT-350M's layout refused. */
 Test(hf_folder, opt_config) {
@@ -652,8 +689,9 @@ Test(hf_folder, gemma_configs) {
     /* a Gemma 2 checkpoint relabelled Gemma 3 lacks the q/k norms, and says which */
     expect_refused("gemma2", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
                    HS_ERR_MISSING, "'model.layers.0.self_attn.q_norm.weight'");
+    /* ... and relabelled multimodal, it has no text model where one is looked for */
     expect_refused("gemma2", "Gemma2ForCausalLM", "Gemma3ForConditionalGeneration",
-                   HS_ERR_UNSUPPORTED, "architecture 'Gemma3ForConditionalGeneration' is not supported");
+                   HS_ERR_MISSING, "'language_model.model.embed_tokens.weight'");
     /* other layouts: where (window_from, global_every) describes them, the sliding layers get the
      * window and (Gemma 3) the local RoPE base; where not, they are refused by name */
     c = loaded_config("gemma3", "\"sliding_attention\",\n    \"sliding_attention\",\n    \"full_attention\"",
