@@ -177,6 +177,14 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
         dk == HS_CONFIG_DATASET_INDUCTION)
         HS_CFG_FAIL(ctx, l[HS_EK_POSITIONS], err, HS_ERR_FORMAT,
                     "experiments[%d].positions: the induction generator has no answers", i);
+    const int needle = dk == HS_CONFIG_DATASET_NEEDLE,
+              no_answers = dk == HS_CONFIG_DATASET_INDUCTION || (needle && !s->c->dataset.answer);
+    if (hs_cfg_exp_key_applies(e, HS_EK_METRIC) && no_answers &&
+        (e->metric == HS_CONFIG_METRIC_LOGPROB || e->metric == HS_CONFIG_METRIC_ACCURACY))
+        HS_CFG_FAIL(ctx, is_set(l[HS_EK_METRIC]) ? l[HS_EK_METRIC] : l[HS_EK_TYPE], err, HS_ERR_FORMAT,
+                    "experiments[%d].metric: %s needs each prompt's answer token: a file dataset, the ioi "
+                    "generator or the needle generator with 'answer' (dataset is %s%s)",
+                    i, hs_config_metric_name(e->metric), dname, needle ? " without 'answer'" : "");
     if (hs_cfg_exp_key_applies(e, HS_EK_POSITIONS) && e->positions == HS_CONFIG_POSITIONS_SECOND_HALF &&
         (e->metric != HS_CONFIG_METRIC_LOSS || e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION))
         HS_CFG_FAIL(ctx, l[HS_EK_POSITIONS], err, HS_ERR_FORMAT,

@@ -98,6 +98,7 @@ enum {
     HS_DK_HAYSTACK,
     HS_DK_NEEDLE,
     HS_DK_QUESTION,
+    HS_DK_ANSWER,
     HS_DK_DEPTHS,
     HS_DK_LENGTHS,
     HS_DK_MAX_LEN,

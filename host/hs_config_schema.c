@@ -82,6 +82,7 @@ const hs_cfg_key hs_cfg_dataset_keys[HS_DK_COUNT] = {
     [HS_DK_HAYSTACK] = {"haystack", HS_CFG_V_PATH, DS(haystack), .applies = D_NEE, .required = 1},
     [HS_DK_NEEDLE] = {"needle", HS_CFG_V_STR, DS(needle), .applies = D_NEE, .required = 1},
     [HS_DK_QUESTION] = {"question", HS_CFG_V_STR, DS(question), .applies = D_NEE, .required = 1},
+    [HS_DK_ANSWER] = {"answer", HS_CFG_V_STR, DS(answer), .applies = D_NEE},
     [HS_DK_DEPTHS] = {"depths", HS_CFG_V_F64_LIST, DS(depths), .min = 0, .max = 1,
                       .applies = D_NEE},
     [HS_DK_LENGTHS] = {"lengths", HS_CFG_V_INT_LIST, DS(lengths), .min = 1, .max = BIG,

@@ -106,6 +106,7 @@ static int is_prefix(const int32_t *a, int n, const int32_t *b, int nb) {
 typedef struct {
     int32_t *ids;
     int n, start, len;
+    int32_t answer; /* with an answer: its token after this prompt */
     char *text;
 } needle_row;
 
@@ -160,11 +161,33 @@ exit:
     return st;
 }
 
+/* r->answer: the one token `answer` becomes after r's prompt (nb: its BOS tokens; L, depth: the
+ * prompt's, for the messages). */
+static hs_status answer_of(hs_tokenizer *tok, needle_row *r, int nb, const char *answer, int L, double depth,
+                           const hs_model_config *c, hs_err *err) {
+    int extra = 0;
+    hs_status st = hs_ds_continuation(tok, r->text, strlen(r->text), r->ids + nb, r->n - nb, answer, &r->answer, &extra,
+                                      err);
+    if (st) return st;
+    if (r->answer < 0)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "needle: the answer '%s' is not one token after the question (%d tokens%s; the prompt of "
+                          "length %d at depth %g)",
+                          answer, extra, extra < 0 ? ": it merges with the question's end" : "", L, depth);
+    if (r->answer >= c->n_vocab)
+        return hs_err_set(err, HS_ERR_INVALID_ARG,
+                          "needle: the answer's token %d is outside the model vocabulary [0, %d)", (int)r->answer,
+                          c->n_vocab);
+    return HS_OK;
+}
+
 static hs_status check_args(const hs_tokenizer *tok, const hs_model_config *c, const char *needle, const char *question,
-                            const double *depths, int n_depths, const int *lengths, int n_lengths, hs_err *err) {
+                            const char *answer, const double *depths, int n_depths, const int *lengths, int n_lengths,
+                            hs_err *err) {
     if (!tok) return hs_err_set(err, HS_ERR_INVALID_ARG, "needle: needs a tokenizer");
-    if (!needle || !*needle || !question || !*question)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "needle: the needle and the question must be non-empty");
+    if (!needle || !*needle || !question || !*question || (answer && !*answer))
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "needle: the needle, the question and the answer (if given) must be "
+                                                   "non-empty");
     if (n_depths < 1 || n_lengths < 1)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "needle: %d depths and %d lengths: need at least one of each",
                           n_depths, n_lengths);
@@ -179,8 +202,8 @@ static hs_status check_args(const hs_tokenizer *tok, const hs_model_config *c, c
 }
 
 hs_status hs_dataset_needle(hs_tokenizer *tok, const hs_model_config *c, const char *haystack_file, const char *needle,
-                            const char *question, const double *depths, int n_depths, const int *lengths, int n_lengths,
-                            uint64_t seed, hs_dataset **out, hs_err *err) {
+                            const char *question, const char *answer, const double *depths, int n_depths,
+                            const int *lengths, int n_lengths, uint64_t seed, hs_dataset **out, hs_err *err) {
     hs_status st = HS_OK;
     char *text = NULL;
     sentences h = {0};
@@ -188,7 +211,7 @@ hs_status hs_dataset_needle(hs_tokenizer *tok, const hs_model_config *c, const c
     const int N = n_depths * n_lengths, nb = hs_ds_n_bos(tok);
     int n_needle = 0, n_q = 0, T = 0;
     *out = NULL;
-    HS_CHECK(check_args(tok, c, needle, question, depths, n_depths, lengths, n_lengths, err));
+    HS_CHECK(check_args(tok, c, needle, question, answer, depths, n_depths, lengths, n_lengths, err));
     HS_CHECK(read_file(haystack_file, &text, err));
     HS_CHECK(split_sentences(haystack_file, text, &h, err));
     if (!(h.cnt = malloc((size_t)h.n * sizeof *h.cnt)) || !(rows = calloc((size_t)N, sizeof *rows)))
@@ -226,15 +249,17 @@ hs_status hs_dataset_needle(hs_tokenizer *tok, const hs_model_config *c, const c
                     HS_FAIL(err, HS_ERR_INVALID_ARG, "needle: token id %d is outside the model vocabulary [0, %d)",
                             (int)r->ids[i], c->n_vocab);
             if (r->n > T) T = r->n;
+            if (answer) HS_CHECK(answer_of(tok, r, nb, answer, L, depths[di], c, err));
         }
     }
     hs_dataset *d = NULL;
-    HS_CHECK(hs_ds_alloc(N, T, HS_DS_TEXT | HS_DS_NEEDLE, "needle", &d, err));
+    HS_CHECK(hs_ds_alloc(N, T, HS_DS_TEXT | HS_DS_NEEDLE | (answer ? HS_DS_ANSWER : 0), "needle", &d, err));
     for (int i = 0; i < N; i++) {
         memcpy(d->tokens + (size_t)i * T, rows[i].ids, (size_t)rows[i].n * sizeof(int32_t));
         d->lengths[i] = rows[i].n;
         d->needle_start[i] = rows[i].start;
         d->needle_len[i] = rows[i].len;
+        if (d->answer) d->answer[i] = rows[i].answer;
         d->text[i] = rows[i].text;
         rows[i].text = NULL;
     }

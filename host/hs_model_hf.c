@@ -60,12 +60,13 @@ hs_status hs_hf_cfg_act(json_t *root, const char *path, const char *key, const c
                         hs_model_config *c, hs_err *err) {
     json_t *v = json_object_get(root, key);
     const char *a = json_is_string(v) ? json_string_value(v) : dflt;
-    if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = HS_ACT_GELU_NEW;
+    /* gelu_fast is gelu_new's tanh formula, its product regrouped */
+    if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast")) c->act = HS_ACT_GELU_NEW;
     else if (!strcmp(a, "gelu")) c->act = HS_ACT_GELU;
     else if (relu_ok && !strcmp(a, "relu")) c->act = HS_ACT_RELU;
     else
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (gelu_new, gelu%s)", path, key, a,
-                          relu_ok ? ", relu" : "");
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (gelu_new, gelu_fast, gelu%s)", path,
+                          key, a, relu_ok ? ", relu" : "");
     return HS_OK;
 }
 
@@ -412,6 +413,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     c->arch = HS_ARCH_LLAMA;
     if ((st = hs_hf_cfg_sizes(root, path, c, err))) return st;
     /* defaults for absent keys: the architecture's config class's */
+    if (smollm3 && !json_object_get(root, "num_key_value_heads")) c->n_kv_heads = 4;
     if ((st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, phi3 ? 4096 : smollm3 ? 32768 : 2048, &c->n_ctx,
                              err)))
         return st;
@@ -508,13 +510,20 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_err_set(err, HS_ERR_UNSUPPORTED,
                         "%s: architecture '%s' is not supported (GPT2LMHeadModel, LlamaForCausalLM, "
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
-                        "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GPTNeoXForCausalLM, Olmo2ForCausalLM, "
-                        "Olmo3ForCausalLM, OlmoForCausalLM, SmolLM3ForCausalLM, PhiForCausalLM, GPTNeoForCausalLM, "
-                        "GPTJForCausalLM, OPTForCausalLM, GPTBigCodeForCausalLM)",
+                        "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GPTNeoXForCausalLM, "
+                        "Olmo2ForCausalLM, Olmo3ForCausalLM, OlmoForCausalLM, SmolLM3ForCausalLM, PhiForCausalLM, "
+                        "GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM, GPTBigCodeForCausalLM)",
                         path, arch);
     }
     c->bos_token_id = cfg_token_id(root, "bos_token_id");
     c->eos_token_id = cfg_token_id(root, "eos_token_id");
+    if (!strcmp(arch, "Gemma3ForConditionalGeneration")) { /* else text_config's, else Gemma3TextConfig's */
+        json_t *tc = json_object_get(root, "text_config");
+        if (c->bos_token_id < 0)
+            c->bos_token_id = json_object_get(tc, "bos_token_id") ? cfg_token_id(tc, "bos_token_id") : 2;
+        if (c->eos_token_id < 0)
+            c->eos_token_id = json_object_get(tc, "eos_token_id") ? cfg_token_id(tc, "eos_token_id") : 1;
+    }
 exit:
     json_decref(root);
     return st;
@@ -686,8 +695,9 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
     int64_t d = c->d_model, q = (int64_t)c->n_heads * c->d_head, kv = (int64_t)c->n_kv_heads * c->d_head,
             f = c->d_mlp;
     const int phi3 = !strcmp(c->arch_name, "Phi3ForCausalLM"), olmo1 = !strcmp(c->arch_name, "OlmoForCausalLM");
-    /* Gemma 3's multimodal checkpoints hold the text model under language_model.model. (as the
-     * Hub's are saved, and transformers 5 saves them) or model.language_model. (transformers 4.5x) */
+    /* Gemma 3's multimodal checkpoints hold the text model under language_model.model. (the Hub's,
+     * and what transformers saves) or model.language_model. (a state dict as transformers 4.52 and
+     * later hold it, exported as it is) */
     const char *pre = "model.", *head = "lm_head.weight";
     if (!strcmp(c->arch_name, "Gemma3ForConditionalGeneration")) {
         pre = hs_hf_has_tensor(L, "model.language_model.embed_tokens.weight") ? "model.language_model."

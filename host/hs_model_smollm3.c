@@ -2,9 +2,11 @@
  * layout (its weights are Llama's, loaded with them). Some layers rotate
  * nothing (NoPE): no_rope_layers lists 1 (RoPE) or 0 (none) per layer, by
  * default a 0 every no_rope_layer_interval (4) layers, as SmolLM3Config fills
- * it. With use_sliding_window, the layers layer_types marks sliding (by
- * default the NoPE ones) see a window; without it none does, whatever
- * layer_types says, as SmolLM3Attention decides. */
+ * it (a longer list's extra entries unread, as transformers leaves them).
+ * Windows: on the layers layer_types marks sliding, as transformers' masks
+ * read it (eager and sdpa attention; use_sliding_window only feeds the
+ * default layer_types, and flash attention); without layer_types, the NoPE
+ * layers with use_sliding_window, as SmolLM3Config lays them out. */
 #include <stdlib.h>
 
 #include "hs_model_hf_internal.h"
@@ -26,7 +28,7 @@ static hs_status nope_layout(json_t *root, const char *path, hs_model_config *c,
                               c->nope_every);
         return HS_OK;
     }
-    if (!json_is_array(list) || (int)json_array_size(list) != c->n_layers)
+    if (!json_is_array(list) || (int)json_array_size(list) < c->n_layers)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: no_rope_layers must list a 0 or 1 for each of the %d layers", path,
                           c->n_layers);
     c->nope_every = 0;
@@ -47,14 +49,15 @@ static hs_status nope_layout(json_t *root, const char *path, hs_model_config *c,
 
 static hs_status window_layout(json_t *root, const char *path, hs_model_config *c, hs_err *err) {
     hs_status st;
-    c->sliding_window = 0;
-    if (!hs_hf_cfg_bool(root, "use_sliding_window", 0)) return HS_OK;
     if ((st = hs_hf_cfg_window(root, path, 0, c, err))) return st;
     if (json_is_array(json_object_get(root, "layer_types"))) {
         if ((st = hs_hf_layer_layout(root, path, 0, 0, c, err))) return st;
         return hs_hf_check_window(root, path, 0, c, err);
     }
-    if (!c->sliding_window) return HS_OK; /* SmolLM3Config: no sliding layers without a window */
+    if (!hs_hf_cfg_bool(root, "use_sliding_window", 0) || !c->sliding_window) { /* no sliding layers by default */
+        c->sliding_window = 0;
+        return HS_OK;
+    }
     uint8_t *slides = malloc((size_t)c->n_layers);
     if (!slides) return hs_err_set(err, HS_ERR_OOM, "%s: out of memory", path);
     for (int l = 0; l < c->n_layers; l++) slides[l] = !hs_model_layer_rotates(c, l);

@@ -112,8 +112,8 @@ static hs_status build_dataset(const hs_config *cfg, const hs_model *m, hs_datas
                                 out, err);
             break;
         default:
-            st = hs_dataset_needle(tok, c, ds->haystack, ds->needle, ds->question, ds->depths.v, ds->depths.n, lengths,
-                                   ds->lengths.n, cfg->seed, out, err);
+            st = hs_dataset_needle(tok, c, ds->haystack, ds->needle, ds->question, ds->answer, ds->depths.v, ds->depths.n,
+                                   lengths, ds->lengths.n, cfg->seed, out, err);
         }
         if (st && !tok && err) { /* say why there was no tokenizer */
             char msg[HS_ERR_MSG_MAX];

@@ -84,3 +84,35 @@ Test(cli, run_then_plot) {
     cr_assert(strstr(out, "nope"), "%s", out);
     hs_test_remove_dir(dir);
 }
+
+/* `dataset needle` with --answer on the default model: every JSONL row carries the answer; an
+ * answer that is not one token after the question exits 1 and says so. */
+Test(cli, dataset_needle_with_answer) {
+    char model[1024], hay[1024], args[4096], out[8192], path[256];
+    if (!hs_test_smollm2_path(model, sizeof model))
+        cr_skip_test("SmolLM2 GGUF not found (set HS_SMOLLM2_GGUF or run scripts/fetch-model.sh)");
+    hs_test_fixture_path(hay, sizeof hay, "haystack.txt");
+    char dir[] = "/tmp/hs_test_cli_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/n.jsonl", dir);
+    const char *common = "--needle 'The secret password is blue harbour.' --question 'The secret password is'";
+    snprintf(args, sizeof args, "dataset needle --model '%s' --haystack '%s' %s --answer ' blue' --depths 0.2,0.8 "
+             "--lengths 150 -o '%s'", model, hay, common, path);
+    cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char line[16384];
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        cr_assert(strstr(line, "\"answer\": \" blue\""), "%s", line);
+        rows++;
+    }
+    fclose(f);
+    cr_assert_eq(rows, 2);
+    snprintf(args, sizeof args, "dataset needle --model '%s' --haystack '%s' %s --answer ' blue harbour' --depths 0.5 "
+             "--lengths 150 -o '%s'", model, hay, common, path);
+    cr_assert_eq(run_cli(args, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "the answer ' blue harbour' is not one token after the question"), "%s", out);
+    snprintf(args, sizeof args, "rm -rf '%s'", dir);
+    cr_assert_eq(system(args), 0);
+}

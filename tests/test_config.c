@@ -62,7 +62,7 @@ static hs_config *load_ok(const char *text, const char *const *sets, int n_sets)
 
 static const char *const example_configs[] = {"smollm2-induction.yaml", "smollm2-ioi.yaml",
                                               "smollm2-pruning.yaml", "smollm2-ioi-knockout.yaml",
-                                              "smollm2-ioi-paths.yaml"};
+                                              "smollm2-ioi-paths.yaml", "smollm2-retrieval.yaml"};
 /* Configs for checkpoints the user supplies (--set model=PATH). */
 static const char *const supplied_model_configs[] = {"gpt2-ioi.yaml", "llama2-7b-pruning.yaml",
                                                      "pythia-induction.yaml", "gemma2-2b-induction.yaml"};
@@ -175,7 +175,7 @@ Test(config, values_parsed) {
         "model: ~/models/x.gguf\noutput: \"r/o.h5\"\ndevice: [cuda:1, cuda:0]\ndtype: bf16\n"
         "seed: 18446744073709551615\nbatch_size: 65536\nthreads: 2\noverwrite: true\nshard: 2/4\n"
         "dataset:\n  generator: needle\n  haystack: ~/hay.txt\n  needle: \"x \\\"q\\\"\\n\"\n"
-        "  question: q?\n  depths: [0.9, 0, 0.25]\n  lengths: [2048]\n"
+        "  question: q?\n  answer: \" a\"\n  depths: [0.9, 0, 0.25]\n  lengths: [2048]\n"
         "experiments:\n  - name: a-1_B\n    type: head_ablation\n    mode: scale\n    scale: 0.5\n"
         "    layers: [3, 1]\n    heads: 2\n    metric: accuracy\n    positions: answer\n"
         "  - name: p\n    type: pruning_curve\n    importance: ~/imp.h5:/abl/mean\n    step: 1\n",
@@ -190,6 +190,7 @@ Test(config, values_parsed) {
     cr_assert(c->shard.set && c->shard.index == 2 && c->shard.count == 4);
     cr_assert_str_eq(c->dataset.haystack, "/home/tester/hay.txt");
     cr_assert_str_eq(c->dataset.needle, "x \"q\"\n");
+    cr_assert_str_eq(c->dataset.answer, " a");
     cr_assert_eq(c->dataset.depths.n, 3);
     cr_assert_eq(c->dataset.depths.v[0], 0.0);
     cr_assert_eq(c->dataset.depths.v[2], 0.9);
@@ -302,6 +303,12 @@ Test(config, out_of_range) {
     expect_error(HEAD "dataset:\n  generator: needle\n  haystack: h.txt\n  needle: n\n"
                  "  question: q\n  depths: [0.5, 1.5]\n" ABL, NULL, 0,
                  "F:8:17: dataset.depths[1]: 1.5 is out of range [0, 1]");
+    expect_error(HEAD "dataset:\n  generator: needle\n  haystack: h.txt\n  needle: n\n  question: q\n" ABL
+                 "    metric: logprob\n", NULL, 0,
+                 "F:11:5: experiments[0].metric: logprob needs each prompt's answer token: a file dataset, the ioi "
+                 "generator or the needle generator with 'answer' (dataset is needle without 'answer')");
+    expect_error(HEAD IND ABL "    metric: accuracy\n", NULL, 0, "experiments[0].metric: accuracy needs each prompt's "
+                 "answer token");
     expect_error(HEAD "dataset:\n  generator: induction\n  token_min: 500\n  token_max: 500\n" ABL,
                  NULL, 0, "F:6:3: dataset: token_min (500) must be below token_max (500)");
     expect_error(HEAD IND ABL "    mode: scale\n    scale: .inf\n", NULL, 0,

@@ -18,6 +18,7 @@
 
 static const char *NEEDLE = "The secret password of the lighthouse keeper is blue harbour.";
 static const char *QUESTION = "What is the secret password of the lighthouse keeper?";
+static const char *ANSWER = " the"; /* one token in every tokenizer tested */
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
@@ -514,7 +515,7 @@ static void needle_suite(hs_tokenizer *tok, int n_ctx) {
     const int lengths[] = {200, 600, 1500};
     hs_dataset *d = NULL, *e = NULL;
     hs_err err = {0};
-    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, depths, 4, lengths, 3, 9, &d, &err), HS_OK, "%s",
+    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, NULL, depths, 4, lengths, 3, 9, &d, &err), HS_OK, "%s",
                  err.msg);
     cr_assert_eq(d->N, 12);
     cr_assert_null(d->answer);
@@ -546,12 +547,37 @@ static void needle_suite(hs_tokenizer *tok, int n_ctx) {
         free(tail);
     }
     /* deterministic; written and read back identically */
-    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, depths, 4, lengths, 3, 9, &e, &err), HS_OK, "%s",
+    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, NULL, depths, 4, lengths, 3, 9, &e, &err), HS_OK, "%s",
                  err.msg);
     same_dataset(d, e, 1);
     hs_dataset_free(e);
     char path[256];
     snprintf(path, sizeof path, "%s/needle.jsonl", dir);
+    cr_assert_eq(hs_dataset_write_jsonl(d, tok, path, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_dataset_load_jsonl(path, tok, &c, 0, &e, &err), HS_OK, "%s", err.msg);
+    same_dataset(d, e, 1);
+    hs_dataset_free(e);
+    hs_dataset_free(d);
+    /* with an answer: the one token it becomes after each prompt, for every prompt; the
+     * prompts themselves unchanged; written and read back with it */
+    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, ANSWER, depths, 4, lengths, 3, 9, &d, &err), HS_OK,
+                 "%s", err.msg);
+    cr_assert_not_null(d->answer);
+    for (int i = 0; i < d->N; i++) {
+        int32_t *ids = NULL;
+        int n = 0;
+        char *full = malloc(strlen(d->text[i]) + strlen(ANSWER) + 1);
+        strcpy(full, d->text[i]), strcat(full, ANSWER);
+        cr_assert_eq(hs_tokenizer_encode(tok, full, strlen(full), 1, &ids, &n, &err), HS_OK, "%s", err.msg);
+        cr_assert(n == d->lengths[i] + 1 && !memcmp(ids, d->tokens + (size_t)i * d->T, (size_t)d->lengths[i] * 4),
+                  "row %d: the prompt's tokens, then one more", i);
+        cr_assert_eq(d->answer[i], ids[n - 1], "row %d", i);
+        free(ids), free(full);
+    }
+    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, NULL, depths, 4, lengths, 3, 9, &e, &err), HS_OK,
+                 "%s", err.msg);
+    cr_assert(!memcmp(d->tokens, e->tokens, (size_t)d->N * d->T * 4) && !memcmp(d->lengths, e->lengths, (size_t)d->N * 4));
+    hs_dataset_free(e);
     cr_assert_eq(hs_dataset_write_jsonl(d, tok, path, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_dataset_load_jsonl(path, tok, &c, 0, &e, &err), HS_OK, "%s", err.msg);
     same_dataset(d, e, 1);
@@ -586,23 +612,28 @@ Test(dataset_needle, errors) {
     const int len = 300, short_len = 10, long_len = 5000;
     hs_dataset *d = NULL;
     hs_err err = {0};
-    cr_assert_eq(hs_dataset_needle(tok, &c, "/nonexistent/h.txt", NEEDLE, QUESTION, &depth, 1, &len, 1, 0, &d, &err),
+    cr_assert_eq(hs_dataset_needle(tok, &c, "/nonexistent/h.txt", NEEDLE, QUESTION, NULL, &depth, 1, &len, 1, 0, &d, &err),
                  HS_ERR_IO);
     cr_assert(strstr(err.msg, "/nonexistent/h.txt"), "%s", err.msg);
-    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, &bad_depth, 1, &len, 1, 0, &d, &err),
+    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, NULL, &bad_depth, 1, &len, 1, 0, &d, &err),
                  HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "depth 1.5"), "%s", err.msg);
-    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, &depth, 1, &short_len, 1, 0, &d, &err),
+    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, NULL, &depth, 1, &short_len, 1, 0, &d, &err),
                  HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "too short"), "%s", err.msg);
-    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, &depth, 1, &long_len, 1, 0, &d, &err),
+    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, NULL, &depth, 1, &long_len, 1, 0, &d, &err),
                  HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "context"), "%s", err.msg);
-    cr_assert_eq(hs_dataset_needle(tok, &c, hay, "", QUESTION, &depth, 1, &len, 1, 0, &d, &err), HS_ERR_INVALID_ARG);
+    cr_assert_eq(hs_dataset_needle(tok, &c, hay, "", QUESTION, NULL, &depth, 1, &len, 1, 0, &d, &err), HS_ERR_INVALID_ARG);
     const char *empty = write_tmp("empty.txt", " \n\n \t\n");
-    cr_assert_eq(hs_dataset_needle(tok, &c, empty, NEEDLE, QUESTION, &depth, 1, &len, 1, 0, &d, &err),
+    cr_assert_eq(hs_dataset_needle(tok, &c, empty, NEEDLE, QUESTION, NULL, &depth, 1, &len, 1, 0, &d, &err),
                  HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "no text"), "%s", err.msg);
+    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, " blue harbour lighthouse", &depth, 1, &len, 1, 0, &d,
+                                   &err),
+                 HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "the answer ' blue harbour lighthouse' is not one token after the question ("), "%s",
+              err.msg);
     cr_assert_null(d);
     hs_tokenizer_free(tok);
     remove_dir();

@@ -31,6 +31,7 @@ static int usage(FILE *to, int code) {
                 "  --haystack FILE    haystack text\n"
                 "  --needle TEXT      the sentence to hide\n"
                 "  --question TEXT    the question at the end\n"
+                "  --answer TEXT      each prompt's one-token answer after the question (none)\n"
                 "  --depths D,...     insertion depths in [0, 1] (0.1,0.5,0.9)\n"
                 "  --lengths L,...    prompt lengths in tokens (512,1024)\n");
     return code;
@@ -57,7 +58,7 @@ static int parse_int(const char *s, int *out) {
 }
 
 typedef struct {
-    const char *kind, *model, *tokenizer, *output, *templates, *haystack, *needle, *question;
+    const char *kind, *model, *tokenizer, *output, *templates, *haystack, *needle, *question, *answer;
     long long seed;
     int n, seq_len, token_min, token_max, n_depths, n_lengths;
     double depths[MAX_LIST], lengths[MAX_LIST];
@@ -75,7 +76,8 @@ static int parse_args(int argc, char **argv, args *a) {
         static const char *const known[] = {"--model",     "--tokenizer", "-o",        "--output",
                                             "--templates", "--haystack",  "--needle",  "--question",
                                             "--seed",      "--n",         "--seq-len", "--token-min",
-                                            "--token-max", "--depths",    "--lengths", NULL};
+                                            "--token-max", "--depths",    "--lengths",   "--answer",
+                                            NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], o)) k++;
         if (!known[k]) {
@@ -90,6 +92,7 @@ static int parse_args(int argc, char **argv, args *a) {
         else if (!strcmp(o, "--haystack")) a->haystack = v;
         else if (!strcmp(o, "--needle")) a->needle = v;
         else if (!strcmp(o, "--question")) a->question = v;
+        else if (!strcmp(o, "--answer")) a->answer = v;
         else if (!strcmp(o, "--seed")) bad = sscanf(v, "%lld", &a->seed) != 1 || a->seed < 0;
         else if (!strcmp(o, "--n")) bad = parse_int(v, &a->n) || a->n < 1;
         else if (!strcmp(o, "--seq-len")) bad = parse_int(v, &a->seq_len) || a->seq_len < 1;
@@ -121,8 +124,8 @@ static int generate(const args *a, hs_model *m, hs_tokenizer *tok, hs_dataset **
     }
     int lengths[MAX_LIST];
     for (int i = 0; i < a->n_lengths; i++) lengths[i] = (int)a->lengths[i];
-    return hs_dataset_needle(tok, c, a->haystack, a->needle, a->question, a->depths, a->n_depths, lengths, a->n_lengths,
-                             (uint64_t)a->seed, d, err);
+    return hs_dataset_needle(tok, c, a->haystack, a->needle, a->question, a->answer, a->depths, a->n_depths, lengths,
+                             a->n_lengths, (uint64_t)a->seed, d, err);
 }
 
 int hs_cli_dataset(int argc, char **argv) {

@@ -64,9 +64,12 @@ int hs_cli_info(int argc, char **argv) {
     if (c->rope != HS_ROPE_NONE)
         printf("rope:          theta %g, %d of %d dims per head%s\n", (double)c->rope_theta,
                c->rot_dim ? c->rot_dim : c->d_head, c->d_head, c->rope == HS_ROPE_NORMAL ? ", adjacent pairs" : "");
-    if (c->rope != HS_ROPE_NONE && c->nope_every > 0 && c->nope_every <= c->n_layers)
-        printf("nope:          one layer in %d rotates nothing (layers %d, %d, ...)\n", c->nope_every, c->nope_every - 1,
-               2 * c->nope_every - 1);
+    if (c->rope != HS_ROPE_NONE && c->nope_every > 0 && c->nope_every <= c->n_layers) {
+        printf("nope:          one layer in %d rotates nothing (layers", c->nope_every);
+        for (int l = c->nope_every - 1, k = 0; l < c->n_layers; l += c->nope_every, k++)
+            printf(k == 3 ? ", ..." : k > 3 ? "" : "%s %d", k ? "," : "", l);
+        printf(")\n");
+    }
     if (c->rope_scaling == HS_ROPE_SCALING_LINEAR)
         printf("rope scaling:  linear, factor %g\n", (double)c->rope_factor);
     else if (c->rope_scaling == HS_ROPE_SCALING_LLAMA3)

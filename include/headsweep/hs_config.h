@@ -90,6 +90,7 @@ typedef struct {
     hs_config_ioi_templates templates; /* IOI (all) */
     char *haystack;             /* NEEDLE: haystack text file (heap, required) */
     char *needle, *question;    /* NEEDLE: needle sentence and question (heap, required) */
+    char *answer;               /* NEEDLE: each prompt's one-token answer, e.g. " eat" (heap; NULL = none) */
     hs_config_f64_list depths;  /* NEEDLE: insertion depths in [0, 1] ({0.1, 0.5, 0.9}) */
     hs_config_int_list lengths; /* NEEDLE: context lengths in tokens ({512, 1024}) */
     int max_len;                /* longer prompts are refused; 0 = the model's context (0) */

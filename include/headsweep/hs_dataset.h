@@ -107,15 +107,20 @@ hs_status hs_dataset_ioi(hs_tokenizer *tok, const hs_model_config *c, int n, uin
  * text file (from a seeded starting sentence, wrapping around), the needle
  * inserted at the sentence boundary nearest fraction `depth` of the haystack
  * tokens, then a newline and the question. needle_start / needle_len give the
- * needle's token span (it decodes to " " + needle, or to needle at depth 0);
- * answer is NULL. depths lie in [0, 1]; lengths must fit the model context.
+ * needle's token span (it decodes to " " + needle, or to needle at depth 0).
+ * With answer (non-NULL, non-empty): the one token it becomes appended to each
+ * prompt (e.g. " eat" after a question that ends "... San Francisco is") is
+ * every prompt's answer, for metrics that read one (logprob, the masking
+ * experiments); NULL: answer is NULL. depths lie in [0, 1]; lengths must fit
+ * the model context.
  * Errors: HS_ERR_IO (haystack unreadable), HS_ERR_INVALID_ARG (bad depth or
- * length, a length too short for needle and question, an empty haystack),
+ * length, a length too short for needle and question, an empty haystack, an
+ * empty needle, question or answer),
  * HS_ERR_UNSUPPORTED (the tokenizer merges tokens across the needle's
- * boundary), HS_ERR_OOM. */
+ * boundary; the answer is not one token after some prompt), HS_ERR_OOM. */
 hs_status hs_dataset_needle(hs_tokenizer *tok, const hs_model_config *c, const char *haystack_file, const char *needle,
-                            const char *question, const double *depths, int n_depths, const int *lengths, int n_lengths,
-                            uint64_t seed, hs_dataset **out, hs_err *err);
+                            const char *question, const char *answer, const double *depths, int n_depths,
+                            const int *lengths, int n_lengths, uint64_t seed, hs_dataset **out, hs_err *err);
 
 void hs_dataset_free(hs_dataset *d);
 
