@@ -344,8 +344,9 @@ Test(hf_folder, olmo3_config) {
 }
 
 /* SmolLM3: no RoPE in every N-th layer, from no_rope_layers (ints or booleans) or, without
- * it, no_rope_layer_interval; with use_sliding_window the window on the layers layer_types
- * marks (by default the NoPE ones), without it none. */
+ * it, no_rope_layer_interval; windows on the layers layer_types marks, whatever
+ * use_sliding_window says (transformers' masks read layer_types), and without layer_types on
+ * the NoPE layers when use_sliding_window is set. */
 Test(hf_folder, smollm3_config) {
     hs_model_config c = loaded_config("smollm3", NULL, NULL);
     cr_assert(c.arch == HS_ARCH_LLAMA && c.nope_every == 2 && c.tied_embeddings && c.rope_theta == 1e4f);
@@ -398,7 +399,6 @@ Test(hf_folder, smollm3_config) {
     c.rope = HS_ROPE_NONE, c.nope_every = 2;
     cr_assert_eq(hs_model_config_validate(&c, "x", &e), HS_ERR_FORMAT);
     cr_assert(strstr(e.msg, "NoPE every 2 layers: needs RoPE"), "%s", e.msg);
-    cr_assert(!hs_model_layer_rotates(&c, 0));
 }
 
 /* Phi-3: fused qkv_proj and gate_up_proj split by rows, partial RoPE from
@@ -524,7 +524,8 @@ Test(hf_folder, bigcode_config) {
 
 /* Gemma 3's multimodal checkpoints (4B, 12B, 27B): the text model from text_config, whose
  * absent keys take Gemma3TextConfig's defaults (the Hub's configs leave most out), under the
- * Hub's tensor names or transformers 4.5x's; the vision tower never loaded. */
+ * Hub's tensor names or a transformers state dict's (model.language_model.*); the vision tower
+ * never loaded. */
 Test(hf_folder, gemma3_multimodal_text_model) {
     hs_model_config c = loaded_config("gemma3_mm", NULL, NULL);
     cr_assert(c.arch == HS_ARCH_GEMMA && !strcmp(c.arch_name, "Gemma3ForConditionalGeneration"));
