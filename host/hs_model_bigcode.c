@@ -5,8 +5,6 @@
  * shared k and v ([d + 2 d_head] rows), a single KV head here. Without
  * multi_query, c_attn holds each head's q, k and v rows one after another, as
  * GPT-NeoX's query_key_value does. */
-#include <stdlib.h>
-
 #include "hs_model_hf_internal.h"
 
 hs_status hs_hf_parse_bigcode_config(json_t *root, const char *path, hs_model_config *c, hs_err *err) {
@@ -38,67 +36,29 @@ hs_status hs_hf_parse_bigcode_config(json_t *root, const char *path, hs_model_co
     return HS_OK;
 }
 
-/* c_attn's weight [rows, d] and bias [rows] into W's q, k and v. */
-static hs_status load_c_attn(hs_hf_loader *L, int l, hs_layer_weights *W, hs_err *err) {
+/* Layer l's attention: c_attn's weight [d + 2 kv, d] and bias into W's q, k and v, then c_proj. */
+static hs_status load_attn(hs_hf_loader *L, int l, hs_layer_weights *W, hs_err *err) {
     hs_status st = HS_OK;
-    hs_model *m = L->m;
-    const hs_model_config *c = &m->cfg;
+    const hs_model_config *c = &L->m->cfg;
     const int64_t d = c->d_model, kv = (int64_t)c->n_kv_heads * c->d_head, rows = d + 2 * kv;
-    char n[256];
-    float *w = NULL, *b = NULL;
+    char n[256], nb[256];
+    snprintf(n, sizeof n, "transformer.h.%d.attn.c_attn.weight", l);
+    snprintf(nb, sizeof nb, "transformer.h.%d.attn.c_attn.bias", l);
     if (c->n_kv_heads == 1) { /* multi-query: [q (d) | k | v] rows, aliased into model-owned buffers */
-        snprintf(n, sizeof n, "transformer.h.%d.attn.c_attn.weight", l);
-        if ((st = hs_hf_load(L, n, rows, d, 0, &w, err))) return st;
-        snprintf(n, sizeof n, "transformer.h.%d.attn.c_attn.bias", l);
-        if ((st = hs_hf_load(L, n, rows, 0, 0, &b, err))) return st;
+        float *w = NULL, *b = NULL;
+        HS_CHECK(hs_hf_load(L, n, rows, d, 0, &w, err));
+        HS_CHECK(hs_hf_load(L, nb, rows, 0, 0, &b, err));
         W->wq = w, W->wk = w + d * d, W->wv = w + (d + kv) * d;
         W->bq = b, W->bk = b + d, W->bv = b + d + kv;
-        return HS_OK;
+    } else { /* per head [q | k | v] */
+        HS_CHECK(hs_hf_load_qkv_per_head(L, n, nb, W, err));
     }
-    /* per head [q | k | v]: read into scratch, split into the model's buffers */
-    w = malloc((size_t)(rows * d) * sizeof(float)), b = malloc((size_t)rows * sizeof(float));
-    if (!w || !b) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory for c_attn", L->dir);
-    snprintf(n, sizeof n, "transformer.h.%d.attn.c_attn.weight", l);
-    HS_CHECK(hs_hf_load(L, n, rows, d, 0, &w, err));
-    snprintf(n, sizeof n, "transformer.h.%d.attn.c_attn.bias", l);
-    HS_CHECK(hs_hf_load(L, n, rows, 0, 0, &b, err));
-    float **ws[3] = {&W->wq, &W->wk, &W->wv}, **bs[3] = {&W->bq, &W->bk, &W->bv};
-    HS_CHECK(hs_hf_split_qkv_per_head(m, w, c->n_heads, c->d_head, d, ws, err));
-    HS_CHECK(hs_hf_split_qkv_per_head(m, b, c->n_heads, c->d_head, 1, bs, err));
+    snprintf(n, sizeof n, "transformer.h.%d.attn.c_proj.weight", l);
+    HS_CHECK(hs_hf_load(L, n, d, d, 0, &W->wo, err));
+    snprintf(n, sizeof n, "transformer.h.%d.attn.c_proj.bias", l);
+    HS_CHECK(hs_hf_load(L, n, d, 0, 0, &W->bo, err));
 exit:
-    free(w);
-    free(b);
     return st;
 }
 
-hs_status hs_hf_load_bigcode(hs_hf_loader *L, hs_err *err) {
-    hs_status st = HS_OK;
-    hs_model *m = L->m;
-    const hs_model_config *c = &m->cfg;
-    const int64_t d = c->d_model, f = c->d_mlp;
-    char n[256];
-    HS_CHECK(hs_hf_load(L, "transformer.wte.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
-    HS_CHECK(hs_hf_load(L, "transformer.wpe.weight", c->n_ctx, d, 0, &m->w.pos_embd, err));
-    for (int l = 0; l < c->n_layers; l++) {
-        hs_layer_weights *W = &m->w.layers[l];
-#define NAME(s) (snprintf(n, sizeof n, "transformer.h.%d.%s", l, s), n)
-        HS_CHECK(hs_hf_load(L, NAME("ln_1.weight"), d, 0, 0, &W->ln1_w, err));
-        HS_CHECK(hs_hf_load(L, NAME("ln_1.bias"), d, 0, 0, &W->ln1_b, err));
-        HS_CHECK(load_c_attn(L, l, W, err));
-        HS_CHECK(hs_hf_load(L, NAME("attn.c_proj.weight"), d, d, 0, &W->wo, err));
-        HS_CHECK(hs_hf_load(L, NAME("attn.c_proj.bias"), d, 0, 0, &W->bo, err));
-        HS_CHECK(hs_hf_load(L, NAME("ln_2.weight"), d, 0, 0, &W->ln2_w, err));
-        HS_CHECK(hs_hf_load(L, NAME("ln_2.bias"), d, 0, 0, &W->ln2_b, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.c_fc.weight"), f, d, 0, &W->w_up, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.c_fc.bias"), f, 0, 0, &W->b_up, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.c_proj.weight"), d, f, 0, &W->w_down, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.c_proj.bias"), d, 0, 0, &W->b_down, err));
-#undef NAME
-    }
-    HS_CHECK(hs_hf_load(L, "transformer.ln_f.weight", d, 0, 0, &m->w.lnf_w, err));
-    HS_CHECK(hs_hf_load(L, "transformer.ln_f.bias", d, 0, 0, &m->w.lnf_b, err));
-    if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
-    else HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
-exit:
-    return st;
-}
+hs_status hs_hf_load_bigcode(hs_hf_loader *L, hs_err *err) { return hs_hf_load_gpt2_linear(L, load_attn, err); }

@@ -103,7 +103,7 @@ hs_status hs_hf_parse_gemma3_mm_config(json_t *root, const char *path, hs_model_
     json_t *t = tc ? json_deep_copy(tc) : json_object();
     if (!t) return hs_err_set(err, HS_ERR_OOM, "%s: out of memory", path);
     /* the Hub's configs save only the text keys off Gemma3TextConfig's defaults: the sizes
-     * hs_hf_cfg_sizes requires get those defaults (4B leaves its 8 heads out) */
+     * hs_hf_cfg_sizes requires get those defaults (4B's leaves out its head counts) */
     static const struct {
         const char *key;
         int dflt;
@@ -114,8 +114,15 @@ hs_status hs_hf_parse_gemma3_mm_config(json_t *root, const char *path, hs_model_
     char tpath[4300];
     snprintf(tpath, sizeof tpath, "%s: text_config", path);
     hs_status st = hs_hf_parse_gemma_config(t, tpath, "Gemma3ForCausalLM", c, err);
+    if (st == HS_OK) {
+        /* lm_head is tied as the outer config says (transformers ties by the model's own config) */
+        c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 1);
+        /* BOS / EOS: the outer config's, else text_config's, else Gemma3TextConfig's */
+        if (c->bos_token_id < 0)
+            c->bos_token_id = json_object_get(t, "bos_token_id") ? hs_hf_cfg_token_id(t, "bos_token_id") : 2;
+        if (c->eos_token_id < 0)
+            c->eos_token_id = json_object_get(t, "eos_token_id") ? hs_hf_cfg_token_id(t, "eos_token_id") : 1;
+    }
     json_decref(t);
-    /* lm_head is tied as the outer config says (transformers ties by the model's own config) */
-    if (st == HS_OK) c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 1);
     return st;
 }

@@ -3,7 +3,8 @@
  * nn.Linear projections (no q/k/v biases), scores not scaled by 1/sqrt(d_head),
  * and "local" layers that see only the last window_size keys, as
  * attention_types lays them out (global and local alternating in every
- * released model). */
+ * released model). Its loader, hs_hf_load_gpt2_linear, serves GPT-BigCode
+ * too, each with its own attention. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,7 +79,7 @@ hs_status hs_hf_parse_gptneo_config(json_t *root, const char *path, hs_model_con
     return HS_OK;
 }
 
-hs_status hs_hf_load_gptneo(hs_hf_loader *L, hs_err *err) {
+hs_status hs_hf_load_gpt2_linear(hs_hf_loader *L, hs_hf_attn_loader attn, hs_err *err) {
     hs_status st = HS_OK;
     hs_model *m = L->m;
     const hs_model_config *c = &m->cfg;
@@ -91,11 +92,7 @@ hs_status hs_hf_load_gptneo(hs_hf_loader *L, hs_err *err) {
 #define NAME(s) (snprintf(n, sizeof n, "transformer.h.%d.%s", l, s), n)
         HS_CHECK(hs_hf_load(L, NAME("ln_1.weight"), d, 0, 0, &W->ln1_w, err));
         HS_CHECK(hs_hf_load(L, NAME("ln_1.bias"), d, 0, 0, &W->ln1_b, err));
-        HS_CHECK(hs_hf_load(L, NAME("attn.attention.q_proj.weight"), d, d, 0, &W->wq, err));
-        HS_CHECK(hs_hf_load(L, NAME("attn.attention.k_proj.weight"), d, d, 0, &W->wk, err));
-        HS_CHECK(hs_hf_load(L, NAME("attn.attention.v_proj.weight"), d, d, 0, &W->wv, err));
-        HS_CHECK(hs_hf_load(L, NAME("attn.attention.out_proj.weight"), d, d, 0, &W->wo, err));
-        HS_CHECK(hs_hf_load(L, NAME("attn.attention.out_proj.bias"), d, 0, 0, &W->bo, err));
+        HS_CHECK(attn(L, l, W, err));
         HS_CHECK(hs_hf_load(L, NAME("ln_2.weight"), d, 0, 0, &W->ln2_w, err));
         HS_CHECK(hs_hf_load(L, NAME("ln_2.bias"), d, 0, 0, &W->ln2_b, err));
         HS_CHECK(hs_hf_load(L, NAME("mlp.c_fc.weight"), f, d, 0, &W->w_up, err));
@@ -111,3 +108,21 @@ hs_status hs_hf_load_gptneo(hs_hf_loader *L, hs_err *err) {
 exit:
     return st;
 }
+
+/* Layer l's attention: q, k, v and out_proj under attn.attention, out_proj's bias only. */
+static hs_status load_attn(hs_hf_loader *L, int l, hs_layer_weights *W, hs_err *err) {
+    hs_status st = HS_OK;
+    const int64_t d = L->m->cfg.d_model;
+    char n[256];
+#define NAME(s) (snprintf(n, sizeof n, "transformer.h.%d.attn.attention.%s", l, s), n)
+    HS_CHECK(hs_hf_load(L, NAME("q_proj.weight"), d, d, 0, &W->wq, err));
+    HS_CHECK(hs_hf_load(L, NAME("k_proj.weight"), d, d, 0, &W->wk, err));
+    HS_CHECK(hs_hf_load(L, NAME("v_proj.weight"), d, d, 0, &W->wv, err));
+    HS_CHECK(hs_hf_load(L, NAME("out_proj.weight"), d, d, 0, &W->wo, err));
+    HS_CHECK(hs_hf_load(L, NAME("out_proj.bias"), d, 0, 0, &W->bo, err));
+#undef NAME
+exit:
+    return st;
+}
+
+hs_status hs_hf_load_gptneo(hs_hf_loader *L, hs_err *err) { return hs_hf_load_gpt2_linear(L, load_attn, err); }

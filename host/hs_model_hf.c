@@ -87,7 +87,7 @@ hs_status hs_hf_partial_rotary(json_t *root, json_t *rs, const char *path, doubl
 }
 
 /* bos/eos may be an integer or a list (first entry is used). */
-static int cfg_token_id(json_t *root, const char *key) {
+int hs_hf_cfg_token_id(json_t *root, const char *key) {
     json_t *v = json_object_get(root, key);
     if (json_is_array(v)) v = json_array_get(v, 0);
     return json_is_integer(v) ? (int)json_integer_value(v) : -1;
@@ -482,6 +482,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
     }
     const char *arch = json_string_value(a0);
     snprintf(c->arch_name, sizeof c->arch_name, "%s", arch);
+    c->bos_token_id = hs_hf_cfg_token_id(root, "bos_token_id"); /* parsers may complete them */
+    c->eos_token_id = hs_hf_cfg_token_id(root, "eos_token_id");
     if (!strcmp(arch, "GPT2LMHeadModel")) {
         st = parse_gpt2_config(root, path, c, err);
     } else if (!strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "MistralForCausalLM") ||
@@ -514,15 +516,6 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
                         "Olmo2ForCausalLM, Olmo3ForCausalLM, OlmoForCausalLM, SmolLM3ForCausalLM, PhiForCausalLM, "
                         "GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM, GPTBigCodeForCausalLM)",
                         path, arch);
-    }
-    c->bos_token_id = cfg_token_id(root, "bos_token_id");
-    c->eos_token_id = cfg_token_id(root, "eos_token_id");
-    if (!strcmp(arch, "Gemma3ForConditionalGeneration")) { /* else text_config's, else Gemma3TextConfig's */
-        json_t *tc = json_object_get(root, "text_config");
-        if (c->bos_token_id < 0)
-            c->bos_token_id = json_object_get(tc, "bos_token_id") ? cfg_token_id(tc, "bos_token_id") : 2;
-        if (c->eos_token_id < 0)
-            c->eos_token_id = json_object_get(tc, "eos_token_id") ? cfg_token_id(tc, "eos_token_id") : 1;
     }
 exit:
     json_decref(root);

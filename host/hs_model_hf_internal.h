@@ -26,6 +26,8 @@ hs_status hs_hf_cfg_int(json_t *root, const char *path, const char *key, int req
                         hs_err *err);
 hs_status hs_hf_cfg_float(json_t *root, const char *path, const char *key, float dflt, float *out, hs_err *err);
 int hs_hf_cfg_bool(json_t *root, const char *key, int dflt);
+/* A token id under key (a list's first), -1 if absent or not an integer. */
+int hs_hf_cfg_token_id(json_t *root, const char *key);
 /* The Llama-family size keys (num_hidden_layers, num_attention_heads,
  * num_key_value_heads (default: the heads), hidden_size, intermediate_size,
  * vocab_size), shared by the Llama and Gemma parsers. */
@@ -116,6 +118,13 @@ hs_status hs_hf_load_phi(hs_hf_loader *L, hs_err *err);
 hs_status hs_hf_parse_gptneo_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 hs_status hs_hf_load_gptneo(hs_hf_loader *L, hs_err *err);
 
+/* Layer l's attention weights into W (q, k, v, out, their biases where the model has them). */
+typedef hs_status (*hs_hf_attn_loader)(hs_hf_loader *L, int l, hs_layer_weights *W, hs_err *err);
+/* GPT-2's layout with nn.Linear weights, GPT-Neo's and GPT-BigCode's (hs_model_gptneo.c):
+ * transformer.wte / wpe, each layer's ln_1, its attention through attn, ln_2, mlp.c_fc and
+ * mlp.c_proj with biases, then ln_f, and lm_head unless tied. */
+hs_status hs_hf_load_gpt2_linear(hs_hf_loader *L, hs_hf_attn_loader attn, hs_err *err);
+
 /* SmolLM3ForCausalLM (hs_model_smollm3.c): its NoPE layers and sliding window
  * into c, whose Llama layout (RoPE included) is already parsed. */
 hs_status hs_hf_parse_smollm3(json_t *root, const char *path, hs_model_config *c, hs_err *err);
@@ -123,12 +132,12 @@ hs_status hs_hf_parse_smollm3(json_t *root, const char *path, hs_model_config *c
 /* GPTNeoXForCausalLM (hs_model_neox.c). */
 hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err);
-/* A fused q/k/v tensor that holds, per head h, h's q, k and v rows one after
- * another ([H, 3, d_head] outputs of `cols` inputs: GPT-NeoX's query_key_value,
- * GPT-BigCode's c_attn without multi-query) split into new model-owned
- * w[0] (q), w[1] (k), w[2] (v), [H * d_head, cols] each. */
-hs_status hs_hf_split_qkv_per_head(hs_model *m, const float *qkv, int H, int dh, int64_t cols, float **w[3],
-                                   hs_err *err);
+/* A fused q/k/v projection whose weight [3d, d] and bias [3d] hold, per head
+ * h, h's q, k and v rows one after another ([H, 3, d_head] outputs:
+ * GPT-NeoX's query_key_value, GPT-BigCode's c_attn without multi-query), read
+ * through scratch into new model-owned W->wq, wk, wv and bq, bk, bv. */
+hs_status hs_hf_load_qkv_per_head(hs_hf_loader *L, const char *weight, const char *bias, hs_layer_weights *W,
+                                  hs_err *err);
 
 /* GPTBigCodeForCausalLM (hs_model_bigcode.c). */
 hs_status hs_hf_parse_bigcode_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);

@@ -55,8 +55,9 @@ hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_confi
     return HS_OK;
 }
 
-hs_status hs_hf_split_qkv_per_head(hs_model *m, const float *qkv, int H, int dh, int64_t cols, float **w[3],
-                                   hs_err *err) {
+/* qkv [H, 3, dh, cols] into new model-owned w[0] (q), w[1] (k), w[2] (v), [H * dh, cols] each. */
+static hs_status split_per_head(hs_model *m, const float *qkv, int H, int dh, int64_t cols, float **w[3],
+                                hs_err *err) {
     for (int j = 0; j < 3; j++) {
         hs_status st = hs_model_alloc_f32(m, (int64_t)H * dh * cols, w[j], err);
         if (st != HS_OK) return st;
@@ -66,26 +67,38 @@ hs_status hs_hf_split_qkv_per_head(hs_model *m, const float *qkv, int H, int dh,
     return HS_OK;
 }
 
+hs_status hs_hf_load_qkv_per_head(hs_hf_loader *L, const char *weight, const char *bias, hs_layer_weights *W,
+                                  hs_err *err) {
+    hs_status st = HS_OK;
+    const hs_model_config *c = &L->m->cfg;
+    const int64_t d = c->d_model, rows = 3 * (int64_t)c->n_heads * c->d_head;
+    float *w = malloc((size_t)(rows * d) * sizeof(float)), *b = malloc((size_t)rows * sizeof(float));
+    if (!w || !b) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory for '%s'", L->dir, weight);
+    HS_CHECK(hs_hf_load(L, weight, rows, d, 0, &w, err));
+    HS_CHECK(hs_hf_load(L, bias, rows, 0, 0, &b, err));
+    float **ws[3] = {&W->wq, &W->wk, &W->wv}, **bs[3] = {&W->bq, &W->bk, &W->bv};
+    HS_CHECK(split_per_head(L->m, w, c->n_heads, c->d_head, d, ws, err));
+    HS_CHECK(split_per_head(L->m, b, c->n_heads, c->d_head, 1, bs, err));
+exit:
+    free(w);
+    free(b);
+    return st;
+}
+
 hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err) {
     hs_status st = HS_OK;
     hs_model *m = L->m;
     const hs_model_config *c = &m->cfg;
     const int64_t d = c->d_model, f = c->d_mlp;
-    char n[256];
-    float *qkv = malloc((size_t)(3 * d * d) * sizeof(float)), *qkv_b = malloc((size_t)(3 * d) * sizeof(float));
-    if (!qkv || !qkv_b) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory for query_key_value", L->dir);
+    char n[256], nb[256];
     HS_CHECK(hs_hf_load(L, "gpt_neox.embed_in.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
     for (int l = 0; l < c->n_layers; l++) {
         hs_layer_weights *W = &m->w.layers[l];
 #define NAME(s) (snprintf(n, sizeof n, "gpt_neox.layers.%d.%s", l, s), n)
         HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
         HS_CHECK(hs_hf_load(L, NAME("input_layernorm.bias"), d, 0, 0, &W->ln1_b, err));
-        /* the fused tensors go through scratch, split into the model's wq, wk, wv */
-        HS_CHECK(hs_hf_load(L, NAME("attention.query_key_value.weight"), 3 * d, d, 0, &qkv, err));
-        HS_CHECK(hs_hf_load(L, NAME("attention.query_key_value.bias"), 3 * d, 0, 0, &qkv_b, err));
-        float **ws[3] = {&W->wq, &W->wk, &W->wv}, **bs[3] = {&W->bq, &W->bk, &W->bv};
-        HS_CHECK(hs_hf_split_qkv_per_head(m, qkv, c->n_heads, c->d_head, d, ws, err));
-        HS_CHECK(hs_hf_split_qkv_per_head(m, qkv_b, c->n_heads, c->d_head, 1, bs, err));
+        snprintf(nb, sizeof nb, "gpt_neox.layers.%d.attention.query_key_value.bias", l);
+        HS_CHECK(hs_hf_load_qkv_per_head(L, NAME("attention.query_key_value.weight"), nb, W, err));
         HS_CHECK(hs_hf_load(L, NAME("attention.dense.weight"), d, d, 0, &W->wo, err));
         HS_CHECK(hs_hf_load(L, NAME("attention.dense.bias"), d, 0, 0, &W->bo, err));
         HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
@@ -101,7 +114,5 @@ hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err) {
     if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
     else HS_CHECK(hs_hf_load(L, "embed_out.weight", c->n_vocab, d, 0, &m->w.unembed, err));
 exit:
-    free(qkv);
-    free(qkv_b);
     return st;
 }
