@@ -2,7 +2,7 @@
  * parameters, lays out the strides, picks the kernel (bf16 tensor cores for
  * d_head 32/64/80/96/128/256 with aligned buffers, 256 only where a block may
  * take 101,632 B of shared memory; the CUDA-core kernel otherwise, up to 256, and
- * always in f32 mode), applies the SET table and,
+ * always in f32 mode; keys from a cache: the decode kernel), applies the SET table and,
  * only when a pattern is wanted, has it recomputed from q, k and the
  * log-sum-exp the fused kernel stored. */
 #include "hs_attention.cuh"
@@ -72,7 +72,10 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: B=%d x H=%d exceeds the grid",
                           p->B, p->H);
 
-    const int B = p->B, T = p->T, H = p->H, Hk = p->H_kv, d = p->d_head;
+    if (p->T_kv < 0 || (p->T_kv > 0 && p->T_kv < p->T))
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: T_kv %d below the %d queries", p->T_kv, p->T);
+
+    const int B = p->B, T = p->T, H = p->H, Hk = p->H_kv, d = p->d_head, Tk = p->T_kv > 0 ? p->T_kv : T;
     const int bf16 = be->dtype == HS_DTYPE_BF16;
     hs_cuda_attn_args a;
     a.B = B;
@@ -84,20 +87,22 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     a.scale_log2 = p->scale * HS_ATTN_LOG2E;
     a.softcap = p->softcap > 0.0f ? p->softcap : 0.0f;
     a.softcap_inv = p->softcap > 0.0f ? 1.0f / p->softcap : 0.0f;
-    a.window = p->window > 0 && p->window < T ? p->window : 0;
+    a.window = p->window > 0 && p->window < Tk ? p->window : 0;
     a.q = p->q;
     a.k = p->k;
     a.v = p->v;
     a.z = p->z;
     /* The public layout is contiguous [B, T, heads, d]. */
     a.q_sh = d, a.q_st = (int64_t)H * d, a.q_sb = (int64_t)T * H * d;
-    a.k_sh = d, a.k_st = (int64_t)Hk * d, a.k_sb = (int64_t)T * Hk * d;
+    a.k_sh = d, a.k_st = (int64_t)Hk * d, a.k_sb = (int64_t)Tk * Hk * d;
     a.v_sh = a.k_sh, a.v_st = a.k_st, a.v_sb = a.k_sb;
     a.z_sh = a.q_sh, a.z_st = a.q_st, a.z_sb = a.q_sb;
     a.key_mask = p->key_mask;
     a.head_scale = p->head_scale;
     a.lse = p->lse;
     a.uniform = p->uniform;
+    a.T_kv = p->T_kv;
+    a.q_pos = p->T_kv > 0 ? p->q_pos : NULL;
 
     if (p->pattern && !a.lse) { /* the recompute needs the LSE: keep it in scratch */
         const hs_status st = hs_cuda_scratch((void **)&be->lse_tmp, &be->lse_tmp_bytes,
@@ -107,6 +112,12 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     }
 
     hs_status st;
+    if (p->T_kv > 0) { /* decoding: its own kernel, the pattern included */
+        be->attn_launches[0]++;
+        st = hs_cuda_attn_decode(&a, bf16, p->pattern ? p->pattern_rows : NULL, p->pattern, be->stream, err);
+        if (st == HS_OK && p->set_idx) st = hs_attn_set(p, bf16, be->stream, err);
+        return st;
+    }
     const int strides_ok = a.q_st % 8 == 0 && a.q_sh % 8 == 0 && a.k_st % 8 == 0 &&
                            a.k_sh % 8 == 0 && a.q_sb % 8 == 0 && a.k_sb % 8 == 0;
     const int mma = bf16 && be->attn_kernel != HS_CUDA_ATTN_SIMT && hs_cuda_attn_mma_supports(d, be->smem_optin) &&

@@ -11,6 +11,8 @@
  *     (true f32 math: the f32 validation mode uses it for every shape);
  *   - hs_attn_pattern.cu: the pattern recompute from q, k and the LSE
  *     (tensor cores for bf16 where the fused kernel ran on them, else CUDA cores);
+ *   - hs_attn_decode.cu: a few queries against keys from a cache (T_kv > 0:
+ *     decoding), pattern included, f32 or bf16, any d_head <= 256;
  *   - hs_attention.cu: validation and dispatch.
  * All of them are deterministic (no atomics; fixed reduction orders). */
 #ifndef HS_ATTENTION_CUH
@@ -38,6 +40,10 @@ typedef struct {
     const float *head_scale;  /* [B, H] or NULL */
     float *lse;               /* [B, H, T] natural-log LSE, or NULL */
     const uint8_t *uniform;   /* [B, H] nonzero: uniform over visible keys, or NULL */
+    /* The decode kernel only: keys per row of k, v and key_mask (which are then
+     * [B, T_kv, ...]) and query t's key position q_pos[b] + t (q_pos NULL = 0). */
+    int T_kv;
+    const int32_t *q_pos;
 } hs_cuda_attn_args;
 
 /* bf16 tensor-core kernel; returns HS_ERR_UNSUPPORTED for a d it has no
@@ -61,6 +67,12 @@ hs_status hs_cuda_attn_wgmma(const hs_cuda_attn_args *a, int variant, cudaStream
 
 /* CUDA-core kernel, f32 (is_bf16 = 0) or bf16 (is_bf16 = 1) elements, d <= 256. */
 hs_status hs_cuda_attn_simt(const hs_cuda_attn_args *a, int is_bf16, cudaStream_t st, hs_err *err);
+
+/* Keys from a cache (a.T_kv > 0): z, lse and, when pattern is not NULL, the
+ * pattern [B, H, T, T_kv] (with pattern_rows int32 [B] device: [B, H, T_kv],
+ * query row pattern_rows[b] only), every entry written. */
+hs_status hs_cuda_attn_decode(const hs_cuda_attn_args *a, int is_bf16, const int32_t *pattern_rows, float *pattern,
+                              cudaStream_t st, hs_err *err);
 
 /* pattern[b,h,t,s] = exp(score(q_t·k_s) - lse[b,h,t]) for visible s (score 0
  * for uniform heads), else 0: every one of the B*H*T*T entries is written.

@@ -129,46 +129,55 @@ static hs_status cpu_rope(hs_backend *be, hs_rope_kind kind, void *xv, const int
 
 /* Attention for one (b, h) pair: S = q kᵀ (BLAS, strided views of the
  * [B, T, H, d_head] buffers), masked softmax row by row, z = P v (BLAS).
- * scores is scratch of T*T floats. Called inside an OpenMP loop: the OpenMP
- * build of OpenBLAS runs these small products single-threaded there. */
+ * Query t sits at key position q0 + t (q0 = q_pos[b] when the keys come from
+ * a cache, else 0), so only the first nk = q0 + T keys can be visible.
+ * scores is scratch of T*T_kv floats. Called inside an OpenMP loop: the
+ * OpenMP build of OpenBLAS runs these small products single-threaded there. */
 HS_SIMD_CLONES
 static void attend_head(const hs_attn_params *p, int b, int h, float *scores) {
     const int T = p->T, H = p->H, Hk = p->H_kv, dh = p->d_head, hk = h / (p->H / p->H_kv);
+    const int Tk = p->T_kv > 0 ? p->T_kv : T, q0 = p->T_kv > 0 && p->q_pos ? p->q_pos[b] : 0, nk = q0 + T;
     const float *q = (const float *)p->q + ((int64_t)b * T * H + h) * dh;
-    const float *k = (const float *)p->k + ((int64_t)b * T * Hk + hk) * dh;
-    const float *v = (const float *)p->v + ((int64_t)b * T * Hk + hk) * dh;
+    const float *k = (const float *)p->k + ((int64_t)b * Tk * Hk + hk) * dh;
+    const float *v = (const float *)p->v + ((int64_t)b * Tk * Hk + hk) * dh;
     float *z = (float *)p->z + ((int64_t)b * T * H + h) * dh;
     const float hscale = p->head_scale ? p->head_scale[b * H + h] : 1.0f;
     const int uni = p->uniform && p->uniform[b * H + h];
     if (!uni)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, p->scale, q, H * dh, k, Hk * dh, 0.0f, scores, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nk, dh, p->scale, q, H * dh, k, Hk * dh, 0.0f, scores,
+                    nk);
     for (int t = 0; t < T; t++) {
-        float *row = scores + (int64_t)t * T, mx = -INFINITY;
-        for (int s = 0; s < T; s++) {
-            int visible = s <= t && (p->window <= 0 || t - s < p->window) && (!p->key_mask || p->key_mask[b * T + s]);
+        const int ta = q0 + t; /* the query's key position */
+        float *row = scores + (int64_t)t * nk, mx = -INFINITY;
+        for (int s = 0; s < nk; s++) {
+            int visible = s <= ta && (p->window <= 0 || ta - s < p->window) && (!p->key_mask || p->key_mask[(int64_t)b * Tk + s]);
             /* uniform: equal scores; the cap divides as HF does (not by a reciprocal) */
             row[s] = !visible ? -INFINITY : uni ? 0.0f : p->softcap > 0.0f ? p->softcap * tanhf(row[s] / p->softcap) : row[s];
             if (row[s] > mx) mx = row[s];
         }
         float *lse = p->lse ? p->lse + ((int64_t)b * H + h) * T + t : NULL;
         if (mx == -INFINITY) { /* no visible key: z = 0, a zero pattern row */
-            memset(row, 0, (size_t)T * sizeof(float));
+            memset(row, 0, (size_t)nk * sizeof(float));
             if (lse) *lse = -INFINITY;
         } else {
             float sum = 0;
-            for (int s = 0; s < T; s++) {
+            for (int s = 0; s < nk; s++) {
                 row[s] = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
                 sum += row[s];
             }
             if (lse) *lse = mx + logf(sum);
-            for (int s = 0; s < T; s++) row[s] /= sum;
+            for (int s = 0; s < nk; s++) row[s] /= sum;
         }
-        if (p->pattern && !p->pattern_rows)
-            memcpy(p->pattern + (((int64_t)b * H + h) * T + t) * T, row, (size_t)T * sizeof(float));
-        else if (p->pattern && p->pattern_rows[b] == t)
-            memcpy(p->pattern + ((int64_t)b * H + h) * T, row, (size_t)T * sizeof(float));
+        float *pr = !p->pattern                ? NULL
+                    : !p->pattern_rows         ? p->pattern + (((int64_t)b * H + h) * T + t) * Tk
+                    : p->pattern_rows[b] == t ? p->pattern + ((int64_t)b * H + h) * Tk
+                                               : NULL;
+        if (pr) {
+            memcpy(pr, row, (size_t)nk * sizeof(float));
+            memset(pr + nk, 0, (size_t)(Tk - nk) * sizeof(float)); /* keys past the query's position */
+        }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, hscale, scores, T, v, Hk * dh, 0.0f, z, H * dh);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, nk, hscale, scores, nk, v, Hk * dh, 0.0f, z, H * dh);
     if (p->set_idx)
         for (int t = 0; t < T; t++) {
             const int32_t i = p->set_idx[((int64_t)b * T + t) * H + h];
@@ -184,10 +193,17 @@ static hs_status cpu_attention(hs_backend *be, const hs_attn_params *p, hs_err *
                 return hs_err_set(err, HS_ERR_INVALID_ARG, "attention: set_idx[%lld] = %d outside [0, %lld)",
                                   (long long)i, p->set_idx[i], (long long)p->n_set);
     }
+    if (p->T_kv < 0 || (p->T_kv > 0 && p->T_kv < p->T))
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "attention: T_kv %d below the %d queries", p->T_kv, p->T);
+    for (int b = 0; p->T_kv > 0 && p->q_pos && b < p->B; b++)
+        if (p->q_pos[b] < 0 || p->q_pos[b] > p->T_kv - p->T)
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "attention: q_pos[%d] = %d outside [0, %d] (T_kv %d, T %d)", b,
+                              p->q_pos[b], p->T_kv - p->T, p->T_kv, p->T);
+    const int Tk = p->T_kv > 0 ? p->T_kv : p->T;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads(be))
     {
-        float *prob = malloc((size_t)p->T * p->T * sizeof(float));
+        float *prob = malloc((size_t)p->T * Tk * sizeof(float));
         if (!prob) {
 #pragma omp atomic write
             failed = 1;

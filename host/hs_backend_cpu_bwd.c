@@ -175,6 +175,7 @@ hs_status hs_cpu_attention_bwd(hs_backend *be, const hs_attn_params *p, const vo
                                hs_err *err) {
     if (p->uniform || p->set_idx)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "attention_bwd: uniform heads and SET edits are not supported");
+    if (p->T_kv > 0) return hs_err_set(err, HS_ERR_UNSUPPORTED, "attention_bwd: keys from a cache (T_kv) are not supported");
     int failed = 0;
 #pragma omp parallel num_threads(hs_cpu_threads(be))
     {

@@ -447,6 +447,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     if (!pos || !tmp) HS_FAIL(err, HS_ERR_OOM, "forward: out of memory");
     HS_CHECK(check_batch(s, b, pos, err));
     HS_CHECK(check_edits(s, b, fp, err));
+    if (fp->kv) HS_CHECK(hs_kv_begin(fp->kv, s, b, fp, pos, err)); /* appending: the positions after the cache's */
     for (int r = 0; s->rope_long_rows && r < B; r++) { /* LongRoPE: each prompt's table, from its last position */
         int32_t top = 0;
         for (int64_t i = (int64_t)r * T; i < (int64_t)(r + 1) * T; i++)
@@ -465,6 +466,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(o->upload(be, s->d_pattern_rows, fp->pattern_rows, (size_t)B * 4, err));
     }
     const int pat_T = fp->pattern_rows ? 1 : T; /* query rows per pattern */
+    const int key_T = fp->kv && fp->kv_append ? hs_kv_cache_max_T(fp->kv) : T; /* keys per pattern row */
 
     if (fp->resid_start) /* also at layer 0: a patched embedding output */
         HS_CHECK(o->upload_f32(be, s->x, fp->resid_start, n * d, err));
@@ -513,8 +515,8 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         if (!given) { /* the attention, with the layer's edits */
             ap.pattern = NULL;
             if (hs_hooks_want(hk, HS_HOOK_PATTERN, l)) {
-                HS_CHECK(grow(s, (size_t)B * H * pat_T * T * sizeof(float), (void **)&s->d_pattern, &s->pattern_bytes,
-                              err));
+                HS_CHECK(grow(s, (size_t)B * H * pat_T * key_T * sizeof(float), (void **)&s->d_pattern,
+                              &s->pattern_bytes, err));
                 ap.pattern = s->d_pattern;
             }
             hs_zedit_build(&ze, fp->head_scale ? fp->head_scale + (int64_t)l * B * H : NULL, fp->edits, fp->n_edits, l);
@@ -530,11 +532,12 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
                 ap.uniform = s->d_uniform;
             }
             if (ze.use_set) HS_CHECK(upload_sets(s, &ze, &ap, err));
+            if (fp->kv) HS_CHECK(hs_kv_layer(fp->kv, s, l, fp->kv_append, &ap, err));
             HS_CHECK(o->attention(be, &ap, err));
             if (ze.use_post) HS_CHECK(apply_post_scales(s, &ze, tmp, err));
             /* The pattern is offered for reading: z has already been computed from it. */
             if (ap.pattern)
-                HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, ap.pattern, HS_DTYPE_F32, 4, B, H, pat_T, T, err));
+                HS_CHECK(offer(s, hk, HS_HOOK_PATTERN, l, ap.pattern, HS_DTYPE_F32, 4, B, H, pat_T, key_T, err));
         }
         HS_CHECK(offer(s, hk, HS_HOOK_Z, l, s->z, dt, 4, B, T, H, dh, err));
         HS_CHECK(o->matmul(be, s->z, W->wo, W->bo, n, d, H * dh, 0, c->post_norms ? s->raw : s->attn_out, err));
@@ -562,6 +565,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(o->add(be, s->x, s->mlp_out, n * d, err));
         HS_CHECK(offer(s, hk, HS_HOOK_RESID_POST, l, s->x, dt, 3, B, T, d, 0, err));
     }
+    if (fp->kv) hs_kv_end(fp->kv, b, fp->kv_append); /* every layer's keys are stored */
     int want_logits = fp->logits != HS_LOGITS_NONE && logits_out;
     if (stop < c->n_layers || (!want_logits && !fp->target_logprobs)) goto exit;
     HS_CHECK(o->norm(be, c->norm, s->x, s->lnf_w, s->lnf_b, c->norm_eps, n, d, s->xn, err));

@@ -1,11 +1,13 @@
-/* hs_retrieval: greedy decoding of needle prompts with the argmax of every
- * head's last attention row recorded per step (the forward computes only that
- * row of each pattern, pattern_rows, and the hook reads it in one download per
- * layer), then copy counting. */
+/* hs_retrieval: greedy decoding of needle prompts (hs_decode.h) with the
+ * argmax of every head's attention row at the generating position recorded
+ * per step (the forward computes only that row of each pattern, and the hook
+ * reads it in one download per layer), then copy counting. */
 #include "headsweep/hs_retrieval.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "hs_decode.h"
 
 hs_retrieval_params hs_retrieval_default_params(void) {
     hs_retrieval_params p = {.n_generate = 32, .batch_rows = 8};
@@ -66,60 +68,38 @@ hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const
     hs_status st = check_args(pr, ns, nl, p, err);
     if (st) return st;
     const hs_model_config *c = hs_model_get_config(m);
-    const int L = c->n_layers, H = c->n_heads, V = c->n_vocab, G = p->n_generate, R = p->batch_rows;
+    const int L = c->n_layers, H = c->n_heads, G = p->n_generate, R = p->batch_rows;
     int max_len = 1, max_nl = 1;
     for (int i = 0; i < pr->N; i++) {
         if (pr->lengths[i] > max_len) max_len = pr->lengths[i];
         if (nl[i] > max_nl) max_nl = nl[i];
     }
-    const int Tc = max_len + G - 1; /* the longest context decoded */
-    int32_t *ctx = malloc((size_t)R * Tc * sizeof *ctx), *tok = malloc((size_t)R * Tc * sizeof *tok);
-    int32_t *mask = malloc((size_t)R * Tc * sizeof *mask), *cur = malloc((size_t)R * sizeof *cur);
-    int32_t *last = malloc((size_t)R * sizeof *last);
-    int32_t *am = malloc((size_t)L * R * H * sizeof *am);
+    hs_decoder d;
+    if ((st = hs_decoder_init(s, m, R, max_len, G, &d, err))) return st;
+    int32_t *am = malloc((size_t)L * R * H * sizeof *am), *w = malloc((size_t)R * sizeof *w);
     uint8_t *copied = malloc((size_t)R * L * H * max_nl); /* [R, L, H, needle position] */
-    float *logits = malloc((size_t)R * V * sizeof(float)), *rows = malloc((size_t)R * H * Tc * sizeof(float));
-    if (!ctx || !tok || !mask || !cur || !last || !am || !copied || !logits || !rows)
-        HS_FAIL(err, HS_ERR_OOM, "retrieval: out of memory for %d rows x %d tokens", R, Tc);
-    argmax_hook ah = {.be = hs_session_backend(s), .H = H, .cur = cur, .rows = rows, .argmax = am};
+    float *rows = malloc((size_t)R * H * d.Tc * sizeof(float));
+    if (!am || !w || !copied || !rows) HS_FAIL(err, HS_ERR_OOM, "retrieval: out of memory for %d rows x %d tokens", R, d.Tc);
+    argmax_hook ah = {.be = hs_session_backend(s), .H = H, .cur = d.cur, .rows = rows, .argmax = am};
     hs_hooks hooks = {.wants = hook_wants, .fn = hook_fn, .user = &ah};
     for (int p0 = 0; p0 < pr->N; p0 += R) {
         const int B = pr->N - p0 < R ? pr->N - p0 : R;
         ah.B = B;
         memset(copied, 0, (size_t)B * L * H * max_nl);
-        for (int b = 0; b < B; b++) {
-            cur[b] = pr->lengths[p0 + b];
-            memcpy(ctx + (int64_t)b * Tc, pr->tokens + (int64_t)(p0 + b) * pr->T, (size_t)cur[b] * sizeof *ctx);
-        }
+        hs_decoder_start(&d, pr, p0, B);
         for (int step = 0; step < G; step++) {
-            int T = 0;
-            for (int b = 0; b < B; b++) T = cur[b] > T ? cur[b] : T;
-            for (int b = 0; b < B; b++) /* right-padded [B, T] view of the contexts */
-                for (int t = 0; t < T; t++) {
-                    tok[(int64_t)b * T + t] = t < cur[b] ? ctx[(int64_t)b * Tc + t] : 0;
-                    mask[(int64_t)b * T + t] = t < cur[b];
-                }
-            for (int b = 0; b < B; b++) last[b] = cur[b] - 1;
-            hs_batch batch = {.B = B, .T = T, .tokens = tok, .mask = mask};
             hs_forward_params fp = hs_forward_default_params();
-            fp.logits = HS_LOGITS_LAST;
             fp.hooks = &hooks;
-            fp.pattern_rows = last;
-            HS_CHECK(hs_forward(s, &batch, &fp, logits, err));
+            HS_CHECK(hs_decoder_step(&d, &fp, w, err));
             for (int b = 0; b < B; b++) {
-                const float *lg = logits + (int64_t)b * V;
-                int32_t w = 0; /* greedy: the first maximum */
-                for (int v = 1; v < V; v++)
-                    if (lg[v] > lg[w]) w = v;
                 const int i = p0 + b;
-                const int32_t *ctok = ctx + (int64_t)b * Tc;
+                const int32_t *ptok = pr->tokens + (int64_t)i * pr->T; /* the needle lies in the prompt */
                 for (int lh = 0; lh < L * H; lh++) {
                     const int j = am[((int64_t)(lh / H) * B + b) * H + lh % H];
-                    if (j >= ns[i] && j < ns[i] + nl[i] && ctok[j] == w)
+                    if (j >= ns[i] && j < ns[i] + nl[i] && ptok[j] == w[b])
                         copied[((int64_t)b * L * H + lh) * max_nl + (j - ns[i])] = 1;
                 }
-                if (out_generated) out_generated[(int64_t)i * G + step] = w;
-                if (step + 1 < G) ctx[(int64_t)b * Tc + cur[b]++] = w; /* the next step's context */
+                if (out_generated) out_generated[(int64_t)i * G + step] = w[b];
             }
         }
         for (int b = 0; b < B; b++) {
@@ -132,7 +112,8 @@ hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const
         }
     }
 exit:
-    free(ctx), free(tok), free(mask), free(cur), free(last), free(am), free(copied), free(logits), free(rows);
+    hs_decoder_free(&d);
+    free(am), free(w), free(copied), free(rows);
     return st;
 }
 

@@ -103,4 +103,16 @@ hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k
  * without, the clamp's input, which its backward needs. */
 hs_status hs_session_project(hs_session *s, int l, int which, int64_t n, int clip, void *out, hs_err *err);
 
+/* The forward's side of a KV cache (hs_kv_cache.c): hs_kv_begin checks the
+ * batch against the cache and, appending, sets the new tokens' positions pos
+ * [B, T] (and the attention's q_pos); hs_kv_layer stores layer l's s->k and
+ * s->v (what the attention reads) and, appending, points ap at the cache;
+ * hs_kv_end counts the stored positions after the last layer. */
+hs_status hs_kv_begin(hs_kv_cache *kv, const hs_session *s, const hs_batch *b, const hs_forward_params *fp,
+                      int32_t *pos, hs_err *err);
+hs_status hs_kv_layer(hs_kv_cache *kv, const hs_session *s, int l, int append, hs_attn_params *ap, hs_err *err);
+void hs_kv_end(hs_kv_cache *kv, const hs_batch *b, int append);
+/* The cache's positions per row: an appending forward's keys per pattern row. */
+int hs_kv_cache_max_T(const hs_kv_cache *kv);
+
 #endif

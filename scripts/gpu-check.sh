@@ -334,9 +334,9 @@ if [ $do_san -eq 1 ] && command -v compute-sanitizer >/dev/null && [ -x "$bindir
     # Attention under memcheck: attention_bf16 (in *_bf16) is the default routing, which is what
     # attention_bf16_mma forces, so that one is left out; the wgmma variants run last, apart, so
     # that their time cannot take the other runs' verdicts with it.
-    for run in "memcheck test_cuda_ops cuda_ops/attention_@(f32|bad_params|bf16_simt)" \
+    for run in "memcheck test_cuda_ops cuda_ops/attention_@(f32|bad_params|bf16_simt|cached_keys_f32)" \
         "memcheck test_cuda_ops cuda_ops/*_bf16" \
-        "memcheck test_cuda_backward cuda_backward/*_f32" "racecheck test_cuda_ops cuda_ops/@(target_logprob|norm)_*" \
+        "memcheck test_cuda_backward cuda_backward/*_f32" "racecheck test_cuda_ops cuda_ops/@(target_logprob|norm|attention_cached_keys)_*" \
         "racecheck test_cuda_backward cuda_backward/@(norm_bwd|logprob_grad|head_dot)*_bf16" \
         "memcheck test_cuda_ops cuda_ops/attention_bf16_wgmma"; do
         read -r tool bin filt <<<"$run"

@@ -9,7 +9,9 @@
  *     applied), every other value, lse and pattern are as without it; an
  *     index past the vectors is refused and named;
  *   - a sliding window: each query's row is the unwindowed attention's with
- *     the keys before its window masked as padding. */
+ *     the keys before its window masked as padding;
+ *   - keys from a cache (T_kv, q_pos): queries placed anywhere in the keys
+ *     give the whole attention's rows there. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -268,4 +270,61 @@ Test(attention_op, forward_offers_one_row_per_batch_row) {
     hs_session_free(s);
     hs_backend_free(be);
     hs_model_free(m);
+}
+
+/* Keys from a cache (T_kv, q_pos): two queries per row placed at q_pos[b] and
+ * q_pos[b] + 1 of the same keys give the whole attention's rows there (z, lse,
+ * pattern, with uniform heads, a window and one-row patterns), 0 past each
+ * query; a q_pos past the keys and the backward are refused. */
+Test(attention_op, cached_keys_give_the_whole_attentions_rows) {
+    op_case c;
+    op_init(&c);
+    hs_err err = {0};
+    enum { TQ = 2 };
+    const int32_t qpos[B] = {T - TQ, 4, 7};
+    for (int window = 0; window <= 4; window += 4)
+        for (int one_row = 0; one_row < 2; one_row++) {
+            float *pat = malloc(sizeof(float) * B * H * T * T), *dpat = malloc(sizeof(float) * B * H * TQ * T);
+            float q[B * TQ * H * D], z[B * TQ * H * D], lse[B * H * TQ];
+            cr_assert(pat && dpat);
+            hs_attn_params p = op_params(&c, pat, NULL);
+            p.window = window;
+            cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_OK, "%s", err.msg);
+            for (int b = 0; b < B; b++)
+                memcpy(q + (int64_t)b * TQ * H * D, c.q + ((int64_t)b * T + qpos[b]) * H * D, sizeof(float) * TQ * H * D);
+            poison(z, sizeof z / sizeof *z), poison(lse, sizeof lse / sizeof *lse);
+            poison(dpat, (size_t)B * H * TQ * T);
+            const int32_t rows[B] = {1, 0, 1};
+            hs_attn_params d = p;
+            d.T = TQ, d.T_kv = T, d.q_pos = qpos, d.q = q, d.z = z, d.lse = lse, d.pattern = dpat;
+            d.pattern_rows = one_row ? rows : NULL;
+            cr_assert_eq(c.be->ops->attention(c.be, &d, &err), HS_OK, "%s", err.msg);
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < TQ; t++)
+                    for (int h = 0; h < H; h++) {
+                        const int ta = qpos[b] + t;
+                        const float *zw = c.z + (((int64_t)b * T + ta) * H + h) * D, *zd = z + (((int64_t)b * TQ + t) * H + h) * D;
+                        hs_test_cmp cz = hs_test_compare(zd, zw, D, 1e-6, 1e-6);
+                        cr_assert(cz.n_bad == 0 && !cz.nan, "window %d row %d query %d head %d: z off by %g", window, b,
+                                  t, h, cz.max_abs);
+                        const float lw = c.lse[((int64_t)b * H + h) * T + ta], ld = lse[((int64_t)b * H + h) * TQ + t];
+                        cr_assert(fabsf(lw - ld) <= 1e-6f * (1 + fabsf(lw)), "lse %g, whole %g", ld, lw);
+                        if (one_row && rows[b] != t) continue;
+                        const float *pw = pat + (((int64_t)b * H + h) * T + ta) * T;
+                        const float *pd = dpat + (one_row ? ((int64_t)b * H + h) * T : (((int64_t)b * H + h) * TQ + t) * T);
+                        for (int s = 0; s < T; s++)
+                            cr_assert(fabsf(pd[s] - pw[s]) <= 1e-6f && (s <= ta || pd[s] == 0.0f),
+                                      "window %d row %d query %d head %d key %d: pattern %g, whole %g", window, b, t, h,
+                                      s, pd[s], pw[s]);
+                    }
+            const int32_t bad[B] = {T - TQ + 1, 0, 0};
+            d.q_pos = bad;
+            cr_assert_eq(c.be->ops->attention(c.be, &d, &err), HS_ERR_INVALID_ARG);
+            cr_assert(strstr(err.msg, "q_pos[0] = 10"), "%s", err.msg);
+            d.q_pos = qpos, d.uniform = NULL;
+            cr_assert_eq(c.be->ops->attention_bwd(c.be, &d, z, z, z, z, &err), HS_ERR_UNSUPPORTED);
+            cr_assert(strstr(err.msg, "cache"), "%s", err.msg);
+            free(pat), free(dpat);
+        }
+    op_free(&c);
 }

@@ -486,25 +486,28 @@ static float head_scale_value(int i) {
 /* A naive bf16 attention (PyTorch's math path in bf16): scores = q·k rounded,
  * times scale rounded, softmax in f32 rounded to bf16, P·V accumulated in f32
  * and rounded, the head multiplier applied to the rounded z. lse is the f32
- * logsumexp of the rounded scores. Uniform heads score 0 on every visible key. */
-static void naive_attention(const attn_case *c, const float *q, const float *k, const float *v,
-                            const int32_t *mask, const float *hsc, const uint8_t *uni, float scale,
-                            float *z, float *lse, float *pat) {
+ * logsumexp of the rounded scores. Uniform heads score 0 on every visible key.
+ * Keys from a cache when Tk > 0: k, v, mask hold Tk positions per row, query t
+ * sits at key position qpos[b] + t, and pat is [B, H, T, Tk]. */
+static void naive_attention_kv(const attn_case *c, int Tk, const int32_t *qpos, const float *q, const float *k,
+                               const float *v, const int32_t *mask, const float *hsc, const uint8_t *uni, float scale,
+                               float *z, float *lse, float *pat) {
     const float cap = c->cap;
-    const int B = c->B, T = c->T, Hq = c->H, Hk = c->Hk, d = c->d, grp = Hq / Hk;
-    float *S = malloc((size_t)T * sizeof *S), *acc = malloc((size_t)d * sizeof *acc);
+    const int B = c->B, T = c->T, Hq = c->H, Hk = c->Hk, d = c->d, grp = Hq / Hk, K = Tk > 0 ? Tk : T;
+    float *S = malloc((size_t)K * sizeof *S), *acc = malloc((size_t)d * sizeof *acc);
     cr_assert(S && acc);
     for (int b = 0; b < B; b++)
         for (int hh = 0; hh < Hq; hh++)
             for (int t = 0; t < T; t++) {
                 const float *qv = q + (((int64_t)b * T + t) * Hq + hh) * d;
+                const int ta = (Tk > 0 && qpos ? qpos[b] : 0) + t, ns = ta < K ? ta + 1 : K;
                 float mx = -INFINITY, sum = 0;
-                for (int s = 0; s <= t; s++) {
-                    if ((mask && !mask[(int64_t)b * T + s]) || (c->window > 0 && t - s >= c->window)) {
+                for (int s = 0; s < ns; s++) {
+                    if ((mask && !mask[(int64_t)b * K + s]) || (c->window > 0 && ta - s >= c->window)) {
                         S[s] = -INFINITY;
                         continue;
                     }
-                    const float *kv = k + (((int64_t)b * T + s) * Hk + hh / grp) * d;
+                    const float *kv = k + (((int64_t)b * K + s) * Hk + hh / grp) * d;
                     float dot = 0;
                     for (int i = 0; i < d; i++) dot += qv[i] * kv[i];
                     S[s] = (uni && uni[b * Hq + hh]) ? 0.0f : bf(bf(dot) * scale);
@@ -512,22 +515,22 @@ static void naive_attention(const attn_case *c, const float *q, const float *k, 
                     if (S[s] > mx) mx = S[s];
                 }
                 float *zr = z + (((int64_t)b * T + t) * Hq + hh) * d;
-                float *pr = pat + (((int64_t)b * Hq + hh) * T + t) * T;
+                float *pr = pat + (((int64_t)b * Hq + hh) * T + t) * K;
                 memset(zr, 0, (size_t)d * sizeof *zr);
-                memset(pr, 0, (size_t)T * sizeof *pr);
+                memset(pr, 0, (size_t)K * sizeof *pr);
                 float *lr = lse + ((int64_t)b * Hq + hh) * T + t;
                 if (mx == -INFINITY) {
                     *lr = -INFINITY;
                     continue;
                 }
-                for (int s = 0; s <= t; s++) sum += S[s] == -INFINITY ? 0.0f : expf(S[s] - mx);
+                for (int s = 0; s < ns; s++) sum += S[s] == -INFINITY ? 0.0f : expf(S[s] - mx);
                 *lr = mx + logf(sum);
                 memset(acc, 0, (size_t)d * sizeof *acc);
-                for (int s = 0; s <= t; s++) {
+                for (int s = 0; s < ns; s++) {
                     if (S[s] == -INFINITY) continue;
                     float p = bf(expf(S[s] - mx) / sum);
                     pr[s] = p;
-                    const float *vv = v + (((int64_t)b * T + s) * Hk + hh / grp) * d;
+                    const float *vv = v + (((int64_t)b * K + s) * Hk + hh / grp) * d;
                     for (int i = 0; i < d; i++) acc[i] += p * vv[i];
                 }
                 float m = hsc ? hsc[b * Hq + hh] : 1.0f;
@@ -535,6 +538,12 @@ static void naive_attention(const attn_case *c, const float *q, const float *k, 
             }
     free(S);
     free(acc);
+}
+
+static void naive_attention(const attn_case *c, const float *q, const float *k, const float *v,
+                            const int32_t *mask, const float *hsc, const uint8_t *uni, float scale,
+                            float *z, float *lse, float *pat) {
+    naive_attention_kv(c, 0, NULL, q, k, v, mask, hsc, uni, scale, z, lse, pat);
 }
 
 /* variant 0: z only; 1: z + lse + pattern + head_scale; 2: pattern without
@@ -749,6 +758,136 @@ Test(cuda_ops, attention_bf16_wgmma) {
     REQUIRE_GPU();
     for (int v = 1; v <= HS_CUDA_WGMMA_VARIANTS; v++) run_attention(HS_DTYPE_BF16, "attention_bf16_wgmma", HS_CUDA_ATTN_WGMMA, v);
 }
+
+/* ---- attention over cached keys (decoding: T_kv > 0) ------------------------------ */
+
+/* T new queries per row against Tk cached positions (the attn_case's T is the
+ * queries'). Row 0's queries are the cache's last positions, the others' sit
+ * at random positions; the key mask covers the cache. */
+typedef struct {
+    attn_case c;
+    int Tk;
+} decode_case;
+
+static const decode_case decode_cases[] = {
+    {{2, 1, 4, 2, 12, MASK_RIGHT, 0, 0}, 37},   {{3, 1, 4, 4, 64, MASK_HOLES, 0, 0}, 300},
+    {{2, 3, 8, 2, 128, MASK_NONE, 0, 0}, 129},  {{1, 1, 2, 1, 256, MASK_RIGHT, 2.0f, 33}, 70},
+    {{2, 5, 4, 2, 80, MASK_LEFT, 0, 17}, 200},  {{2, 1, 2, 1, 64, MASK_NONE, 0, 0}, 1},
+    {{1, 2, 2, 2, 96, MASK_HOLES, 1.5f, 100}, 520}, {{2, 1, 6, 3, 32, MASK_LEFT, 0, 0}, 1100},
+};
+
+/* variant 0: z and lse; 1: + head_scale, every third (row, head) uniform, the
+ * whole pattern; 2: as 1 with one pattern row per batch row and a SET table. */
+static void run_decode_case(H *h, const decode_case *dc, int variant) {
+    hs_err err = {0};
+    const attn_case *c = &dc->c;
+    const int B = c->B, T = c->T, Tk = dc->Tk, Hq = c->H, Hk = c->Hk, d = c->d;
+    const int64_t nq = (int64_t)B * T * Hq * d, nkv = (int64_t)B * Tk * Hk * d, nl = (int64_t)B * Hq * T;
+    const int64_t np = nl * Tk;
+    char what[192];
+    snprintf(what, sizeof what, "cached-key attention B=%d T=%d T_kv=%d H=%d H_kv=%d d_head=%d mask=%s variant=%d "
+             "cap=%g window=%d", B, T, Tk, Hq, Hk, d, mask_names[c->mask], variant, (double)c->cap, c->window);
+    float *q = h_rand(h, nq, 0, 1), *k = h_rand(h, nkv, 0, 1), *v = h_rand(h, nkv, 0, 1);
+    int32_t *mask = NULL, *qpos = malloc((size_t)B * sizeof *qpos);
+    cr_assert(qpos);
+    for (int b = 0; b < B; b++) qpos[b] = b == 0 ? Tk - T : (int)(hs_test_rng_u64(&h->rng) % (uint64_t)(Tk - T + 1));
+    if (c->mask != MASK_NONE) {
+        mask = malloc((size_t)B * Tk * sizeof *mask);
+        make_mask(h, c->mask, B, Tk, mask);
+    }
+    float *hsc = NULL;
+    uint8_t *uni = NULL;
+    if (variant) {
+        hsc = h_zeros((int64_t)B * Hq);
+        uni = calloc((size_t)B * Hq, 1);
+        for (int i = 0; i < B * Hq; i++) hsc[i] = head_scale_value(i), uni[i] = i % 3 == 1;
+    }
+    int32_t *sidx = NULL, *prow = NULL;
+    float *ssrc = NULL;
+    const int64_t nset = 5;
+    if (variant == 2) {
+        ssrc = h_rand(h, nset * d, 0, 2);
+        sidx = malloc((size_t)B * T * Hq * sizeof *sidx);
+        prow = malloc((size_t)B * sizeof *prow);
+        for (int64_t i = 0; i < (int64_t)B * T * Hq; i++) sidx[i] = i % 3 == 0 ? (int32_t)(i % nset) : -1;
+        for (int b = 0; b < B; b++) prow[b] = T - 1 - b % T;
+    }
+    const float scale = 1.0f / sqrtf((float)d);
+    float *z_ref = h_zeros(nq), *lse_ref = h_zeros(nl), *pat_ref = h_zeros(np);
+    hs_attn_params p = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .softcap = c->cap,
+                        .window = c->window, .q = q, .k = k, .v = v, .key_mask = mask, .head_scale = hsc, .z = z_ref,
+                        .lse = lse_ref, .pattern = pat_ref, .uniform = uni, .set_idx = sidx, .set_src = ssrc,
+                        .n_set = nset, .T_kv = Tk, .q_pos = qpos};
+    /* the CPU backend's memory is the host's: the f32 op reads the inputs (bf16-rounded in bf16 mode) in place */
+    ok(h->cpu->ops->attention(h->cpu, &p, &err), &err, "cpu attention over cached keys");
+
+    void *gq = put(h->gpu, q, nq, 0), *gk = put(h->gpu, k, nkv, 0), *gv = put(h->gpu, v, nkv, 0);
+    void *gm = mask ? put(h->gpu, mask, (int64_t)B * Tk, 1) : NULL, *gqp = put(h->gpu, qpos, B, 1);
+    void *ghs = hsc ? put(h->gpu, hsc, (int64_t)B * Hq, 1) : NULL, *gu = uni ? put_bytes(h->gpu, uni, (size_t)B * Hq) : NULL;
+    void *gsi = sidx ? put(h->gpu, sidx, (int64_t)B * T * Hq, 1) : NULL, *gss = ssrc ? put(h->gpu, ssrc, nset * d, 0) : NULL;
+    void *gr = prow ? put(h->gpu, prow, B, 1) : NULL;
+    gbuf gz = galloc(h, nq, 0, NULL), gl = galloc(h, nl, 1, NULL), gp = galloc(h, variant ? (prow ? (int64_t)B * Hq * Tk : np) : 0, 1, NULL);
+    hs_attn_params g = p;
+    g.q = gq, g.k = gk, g.v = gv, g.key_mask = gm, g.head_scale = ghs, g.uniform = gu, g.set_idx = gsi, g.set_src = gss;
+    g.z = gptr(&gz), g.lse = gptr(&gl), g.pattern = variant ? gptr(&gp) : NULL, g.pattern_rows = gr, g.q_pos = gqp;
+    ok(h->gpu->ops->attention(h->gpu, &g, &err), &err, what);
+
+    float *z = h_zeros(nq), *zn = h_zeros(nq), *ln = h_zeros(nl), *pn = h_zeros(np), *l = h_zeros(nl);
+    naive_attention_kv(c, Tk, qpos, q, k, v, mask, hsc, uni, scale, zn, ln, pn);
+    gread(h, &gz, z, what);
+    for (int64_t cell = 0; sidx && cell < (int64_t)B * T * Hq; cell++)
+        if (sidx[cell] >= 0) { /* a SET cell holds its vector exactly */
+            const float *src = ssrc + (int64_t)sidx[cell] * d;
+            memcpy(zn + cell * d, src, (size_t)d * sizeof(float));
+            for (int i = 0; i < d; i++)
+                cr_assert(z[cell * d + i] == src[i] && z_ref[cell * d + i] == src[i], "%s: SET cell %lld: z[%d] = %g "
+                          "(cpu %g), want %g", what, (long long)cell, i, z[cell * d + i], z_ref[cell * d + i], src[i]);
+        }
+    check(h, "z", z, zn, z_ref, nq);
+    gread(h, &gl, l, what);
+    for (int64_t i = 0; i < nl; i++) {
+        cr_assert(isinf(lse_ref[i]) == isinf(l[i]) && !isnan(l[i]), "%s: lse[%lld] = %g, want %g", what, (long long)i,
+                  l[i], lse_ref[i]);
+        if (isinf(lse_ref[i])) l[i] = lse_ref[i] = ln[i] = 0;
+    }
+    check(h, "lse", l, ln, lse_ref, nl);
+    if (variant) {
+        int64_t n = np;
+        if (prow) { /* the chosen rows of the references: [B, H, Tk] */
+            for (int b = 0; b < B; b++)
+                for (int hh = 0; hh < Hq; hh++) {
+                    const int64_t dst = ((int64_t)b * Hq + hh) * Tk, src = (((int64_t)b * Hq + hh) * T + prow[b]) * Tk;
+                    memmove(pat_ref + dst, pat_ref + src, (size_t)Tk * sizeof(float));
+                    memmove(pn + dst, pn + src, (size_t)Tk * sizeof(float));
+                }
+            n = (int64_t)B * Hq * Tk;
+        }
+        float *pt = h_zeros(n);
+        gread(h, &gp, pt, what);
+        for (int64_t i = 0; i < n; i++)
+            cr_assert(pat_ref[i] != 0.0f || pt[i] == 0.0f, "%s: pattern[%lld] = %g where the key is hidden", what,
+                      (long long)i, pt[i]);
+        check(h, "pattern", pt, pn, pat_ref, n);
+        free(pt);
+    }
+    gfree(h, &gz), gfree(h, &gl), gfree(h, &gp);
+    void *gb[] = {gq, gk, gv, gm, gqp, ghs, gu, gsi, gss, gr};
+    for (size_t i = 0; i < sizeof gb / sizeof *gb; i++)
+        if (gb[i]) h->gpu->ops->free(h->gpu, gb[i]);
+    free(q), free(k), free(v), free(mask), free(qpos), free(hsc), free(uni), free(sidx), free(prow), free(ssrc);
+    free(z_ref), free(lse_ref), free(pat_ref), free(z), free(zn), free(ln), free(pn), free(l);
+}
+
+static void run_decode(hs_dtype dt, const char *name) {
+    H h;
+    h_init(&h, dt, name, 1050);
+    for (size_t ci = 0; ci < sizeof decode_cases / sizeof *decode_cases; ci++)
+        for (int variant = 0; variant < 3; variant++) run_decode_case(&h, &decode_cases[ci], variant);
+    h_free(&h);
+}
+
+Test(cuda_ops, attention_cached_keys_f32) { REQUIRE_GPU(); run_decode(HS_DTYPE_F32, "attention_cached_keys_f32"); }
+Test(cuda_ops, attention_cached_keys_bf16) { REQUIRE_GPU(); run_decode(HS_DTYPE_BF16, "attention_cached_keys_bf16"); }
 
 /* Same inputs twice -> the same bits (no atomics, fixed reduction orders). */
 static void run_deterministic(hs_dtype dt, const char *name) {

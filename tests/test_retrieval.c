@@ -98,9 +98,13 @@ Test(retrieval, checks_needle_spans_and_session_size) {
     cr_assert_eq(hs_retrieval_scores_per_prompt(f.s, f.m, &f.pr, bad_start, f.nl, &p, score, NULL, &err),
                  HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "prompt 1: needle"), "%s", err.msg);
-    p.n_generate = f.G + 1; /* one token past the session's max_T */
-    cr_assert_eq(hs_retrieval_scores_per_prompt(f.s, f.m, &f.pr, f.ns, f.nl, &p, score, NULL, &err),
+    /* a session shorter than the longest prompt (the KV cache holds the generated tokens; the prompt is one batch) */
+    hs_session *small;
+    cr_assert_eq(hs_session_init(f.be, f.m, 2, f.pr.T - 1, &small, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_retrieval_scores_per_prompt(small, f.m, &f.pr, f.ns, f.nl, &p, score, NULL, &err),
                  HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "outside the session"), "%s", err.msg);
+    hs_session_free(small);
     p.n_generate = 0;
     cr_assert_eq(hs_retrieval_scores_per_prompt(f.s, f.m, &f.pr, f.ns, f.nl, &p, score, NULL, &err),
                  HS_ERR_INVALID_ARG);

@@ -17,13 +17,14 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 13 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+#define HS_BACKEND_API_VERSION 14 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
                                     4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
                                     7: rope's rot (partial rotary), act GELU; 8: embed's scale, the
                                     attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2);
                                     9: norm kind RMSNORM_1P (Gemma's (1 + w));
                                     10: the attention's sliding window; 11: rope's scale (YaRN);
-                                    12: act RELU (OPT); 13: clamp(_bwd) (OLMo's clip_qkv) */
+                                    12: act RELU (OPT); 13: clamp(_bwd) (OLMo's clip_qkv);
+                                    14: the attention's T_kv and q_pos (decoding from a KV cache) */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -78,6 +79,16 @@ typedef struct {
     const int32_t *set_idx;
     const void *set_src;
     int64_t n_set;
+    /* Keys from a cache (decoding). T_kv > 0: k, v and key_mask hold T_kv
+     * positions per row ([B, T_kv, H_kv, d_head], [B, T_kv]) and query t of row
+     * b sits at key position q_pos[b] + t (q_pos int32 [B], backend memory,
+     * 0 <= q_pos[b] <= T_kv - T): it sees keys s <= q_pos[b] + t, the window
+     * counting from there; pattern is [B, H, T, T_kv] ([B, H, T_kv] with
+     * pattern_rows), 0 past each query's position. T_kv = 0: the keys are the
+     * queries' own T positions (q_pos unused). Forward only: attention_bwd
+     * refuses it. */
+    int T_kv;
+    const int32_t *q_pos;
 } hs_attn_params;
 
 typedef struct hs_backend hs_backend;

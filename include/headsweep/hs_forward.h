@@ -94,6 +94,8 @@ typedef struct {
     const float *src; /* HS_EDIT_SET: host f32 [T, d_head] when pos = -1, else [d_head] */
 } hs_z_edit;
 
+typedef struct hs_kv_cache hs_kv_cache;
+
 typedef struct {
     hs_logits_mode logits;
     const hs_hooks *hooks;    /* NULL = none */
@@ -131,6 +133,20 @@ typedef struct {
      * [B, H, 1, T] (B*H*T floats instead of B*H*T², for analyses that read
      * one row, like the retrieval score's last position). */
     const int32_t *pattern_rows;
+    /* Decoding with a KV cache (hs_kv_cache_init), or NULL. kv_append 0 (the
+     * prefill): the batch runs as usual and its rows' keys and values (after
+     * norms and RoPE: what the attention read) replace the cache's contents;
+     * rows must be right-padded (each row's real tokens first). kv_append 1:
+     * the batch holds T new tokens per row (all real; B = the prefill's rows)
+     * at the positions after each row's cached ones; they attend to the cache
+     * and are appended to it. Hooks then see the new tokens only: [B, T, ...],
+     * the pattern [B, H, T, the cache's max_T] (0 past each query's position).
+     * Not with start_layer, resid_start(_dev), stop_layer, z_from_hook or batch
+     * positions; appended tokens take no SET and no one-position edit (edits
+     * on every position and head_scale apply to them as to the prefill). The
+     * logits equal the whole sequence's forward up to rounding. */
+    hs_kv_cache *kv;
+    int kv_append;
 } hs_forward_params;
 
 hs_forward_params hs_forward_default_params(void);
@@ -158,6 +174,15 @@ hs_backend *hs_session_backend(const hs_session *s);
  * are the same bits either way. Default HS_BACKWARD_KEEP_BYTES. */
 #define HS_BACKWARD_KEEP_BYTES ((int64_t)2 << 30)
 void hs_session_set_backward_keep_bytes(hs_session *s, int64_t bytes);
+
+/* A KV cache on s's backend for max_B rows of up to max_T positions each:
+ * 2 * n_layers * max_B * max_T * n_kv_heads * d_head activation elements.
+ * Borrows s, which must outlive it. HS_ERR_UNSUPPORTED for LongRoPE models
+ * (their RoPE table depends on the whole length). */
+hs_status hs_kv_cache_init(hs_session *s, int max_B, int max_T, hs_kv_cache **out, hs_err *err);
+void hs_kv_cache_free(hs_kv_cache *kv);
+/* Positions cached in row r (0 before a prefill, and past its rows). */
+int hs_kv_cache_len(const hs_kv_cache *kv, int r);
 
 /* Bytes of backend memory the session holds (weights + scratch). */
 int64_t hs_session_device_bytes(const hs_session *s);

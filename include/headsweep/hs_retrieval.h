@@ -29,10 +29,14 @@ hs_retrieval_params hs_retrieval_default_params(void);
 /* Scores per prompt: out_score [N, n_layers, n_heads] (copied needle
  * positions / needle_len), out_generated [N, n_generate] the greedy tokens
  * (or NULL). needle_start/needle_len [N]: the needle's token span in each
- * prompt (BOS counted, inside the prompt, needle_len >= 1). One full forward
- * per step (no KV cache), batch_rows prompts at a time: the session must
- * allow max_B >= batch_rows and max_T >= the longest prompt + n_generate - 1;
- * each forward materialises the [B, H, T, T] patterns of one layer at a time.
+ * prompt (BOS counted, inside the prompt, needle_len >= 1). batch_rows
+ * prompts at a time, decoded from a KV cache (hs_kv_cache: the prompts in one
+ * forward, then one token per step; the patterns hold only the generating
+ * row), which this call allocates on the session's backend; the session must
+ * allow max_B >= batch_rows and max_T >= the longest prompt. Where no cache
+ * can be had (LongRoPE models, or no memory for it) each step reruns the
+ * whole context: the session then needs max_T >= the longest prompt +
+ * n_generate - 1.
  * Errors: HS_ERR_INVALID_ARG (parameters, a needle span outside its prompt,
  * a batch the session cannot hold), HS_ERR_OOM, backend errors. */
 hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *prompts,

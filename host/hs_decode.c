@@ -1,0 +1,76 @@
+/* hs_decode: greedy decoding, one batch of prompts at a time (hs_decode.h). */
+#include "hs_decode.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+hs_status hs_decoder_init(hs_session *s, const hs_model *m, int R, int max_len, int n_generate, hs_decoder *d,
+                          hs_err *err) {
+    memset(d, 0, sizeof *d);
+    d->s = s, d->R = R, d->V = hs_model_get_config(m)->n_vocab;
+    d->Tc = max_len + n_generate - 1; /* the last token generated is never run */
+    const size_t cells = (size_t)R * (d->Tc + 1);
+    d->ctx = malloc(cells * sizeof *d->ctx);
+    d->tok = malloc(cells * sizeof *d->tok);
+    d->mask = malloc(cells * sizeof *d->mask);
+    d->cur = malloc((size_t)R * sizeof *d->cur);
+    d->last = malloc((size_t)R * sizeof *d->last);
+    d->logits = malloc((size_t)R * d->V * sizeof *d->logits);
+    if (!d->ctx || !d->tok || !d->mask || !d->cur || !d->last || !d->logits) {
+        hs_decoder_free(d);
+        return hs_err_set(err, HS_ERR_OOM, "decoding: out of memory for %d rows x %d tokens", R, d->Tc);
+    }
+    hs_status st = hs_kv_cache_init(s, R, d->Tc, &d->kv, err);
+    if (st == HS_ERR_UNSUPPORTED || st == HS_ERR_OOM) st = HS_OK, d->kv = NULL; /* rerun the context instead */
+    if (st) hs_decoder_free(d);
+    return st;
+}
+
+void hs_decoder_free(hs_decoder *d) {
+    hs_kv_cache_free(d->kv);
+    free(d->ctx), free(d->tok), free(d->mask), free(d->cur), free(d->last), free(d->logits);
+    memset(d, 0, sizeof *d);
+}
+
+void hs_decoder_start(hs_decoder *d, const hs_prompts *pr, int p0, int B) {
+    d->B = B, d->step = 0;
+    for (int b = 0; b < B; b++) {
+        d->cur[b] = pr->lengths[p0 + b];
+        memcpy(d->ctx + (int64_t)b * (d->Tc + 1), pr->tokens + (int64_t)(p0 + b) * pr->T, (size_t)d->cur[b] * sizeof *d->ctx);
+    }
+}
+
+hs_status hs_decoder_step(hs_decoder *d, hs_forward_params *fp, int32_t *w, hs_err *err) {
+    const int B = d->B, V = d->V, W = d->Tc + 1;
+    fp->logits = HS_LOGITS_LAST;
+    fp->kv = d->kv;
+    fp->kv_append = d->kv && d->step > 0;
+    fp->pattern_rows = NULL;
+    hs_batch batch = {.B = B, .T = 1, .tokens = d->tok};
+    if (fp->kv_append) { /* the last generated token: its attention row is the only one */
+        for (int b = 0; b < B; b++) d->tok[b] = d->ctx[(int64_t)b * W + d->cur[b] - 1];
+    } else { /* a right-padded [B, T] view of the contexts; the patterns of each row's last position */
+        int T = 0;
+        for (int b = 0; b < B; b++) T = d->cur[b] > T ? d->cur[b] : T;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                d->tok[(int64_t)b * T + t] = t < d->cur[b] ? d->ctx[(int64_t)b * W + t] : 0;
+                d->mask[(int64_t)b * T + t] = t < d->cur[b];
+            }
+        for (int b = 0; b < B; b++) d->last[b] = d->cur[b] - 1;
+        batch.T = T, batch.mask = d->mask;
+        fp->pattern_rows = d->last;
+    }
+    hs_status st = hs_forward(d->s, &batch, fp, d->logits, err);
+    if (st) return st;
+    for (int b = 0; b < B; b++) {
+        const float *lg = d->logits + (int64_t)b * V;
+        int32_t best = 0;
+        for (int v = 1; v < V; v++)
+            if (lg[v] > lg[best]) best = v;
+        w[b] = best;
+        if (d->cur[b] < W) d->ctx[(int64_t)b * W + d->cur[b]++] = best;
+    }
+    d->step++;
+    return HS_OK;
+}
