@@ -20,9 +20,10 @@ def prompt_ids(prompts, seq, vocab, device="cpu"):
     return torch.tensor([splitmix(i) % vocab for i in range(prompts * seq)], device=device).view(prompts, seq)
 
 
-def load_gguf(path):
-    """transformers' float32 model from a GGUF file (dequantised), in eval mode."""
+def load_gguf(path, **kw):
+    """transformers' float32 model from a GGUF file (dequantised), in eval mode;
+    kw goes to from_pretrained (attn_implementation="eager" for attentions)."""
     from transformers import AutoModelForCausalLM
 
     d, f = os.path.split(path)
-    return AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32, **kw).eval()

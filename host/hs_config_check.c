@@ -185,6 +185,22 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
                     "experiments[%d].metric: %s needs each prompt's answer token: a file dataset, the ioi "
                     "generator or the needle generator with 'answer' (dataset is %s%s)",
                     i, hs_config_metric_name(e->metric), dname, needle ? " without 'answer'" : "");
+    if (hs_cfg_exp_key_applies(e, HS_EK_METRIC) && e->metric == HS_CONFIG_METRIC_NEEDLE_RECALL) {
+        const hs_cfg_loc at = is_set(l[HS_EK_METRIC]) ? l[HS_EK_METRIC] : l[HS_EK_TYPE];
+        if (e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION)
+            HS_CFG_FAIL(ctx, at, err, HS_ERR_FORMAT,
+                        "experiments[%d].metric: needle_recall is greedy generation under a set of ablated heads: "
+                        "type head_set_ablation only (type is %s)", i, tname);
+        if (dk != HS_CONFIG_DATASET_NEEDLE && dk != HS_CONFIG_DATASET_FILE)
+            HS_CFG_FAIL(ctx, at, err, HS_ERR_FORMAT,
+                        "experiments[%d].metric: needle_recall needs needle prompts: the needle generator or a file "
+                        "with needle_start/needle_len (dataset is %s)", i, dname);
+        if (e->mode != HS_CONFIG_MODE_ZERO && e->mode != HS_CONFIG_MODE_SCALE && e->mode != HS_CONFIG_MODE_UNIFORM)
+            HS_CFG_FAIL(ctx, is_set(l[HS_EK_MODE]) ? l[HS_EK_MODE] : at, err, HS_ERR_FORMAT,
+                        "experiments[%d].mode: needle_recall takes zero, scale or uniform (mode %s sets z per "
+                        "position of the prompt, which generated tokens do not have)", i,
+                        hs_config_mode_name(e->mode));
+    }
     if (hs_cfg_exp_key_applies(e, HS_EK_POSITIONS) && e->positions == HS_CONFIG_POSITIONS_SECOND_HALF &&
         (e->metric != HS_CONFIG_METRIC_LOSS || e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION))
         HS_CFG_FAIL(ctx, l[HS_EK_POSITIONS], err, HS_ERR_FORMAT,

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-hs_status hs_decoder_init(hs_session *s, const hs_model *m, int R, int max_len, int n_generate, hs_decoder *d,
-                          hs_err *err) {
+hs_status hs_decoder_init(hs_session *s, const hs_model *m, int R, int max_len, int n_generate, int cache,
+                          hs_decoder *d, hs_err *err) {
     memset(d, 0, sizeof *d);
     d->s = s, d->R = R, d->V = hs_model_get_config(m)->n_vocab;
     d->Tc = max_len + n_generate - 1; /* the last token generated is never run */
@@ -20,6 +20,7 @@ hs_status hs_decoder_init(hs_session *s, const hs_model *m, int R, int max_len, 
         hs_decoder_free(d);
         return hs_err_set(err, HS_ERR_OOM, "decoding: out of memory for %d rows x %d tokens", R, d->Tc);
     }
+    if (!cache) return HS_OK;
     hs_status st = hs_kv_cache_init(s, R, d->Tc, &d->kv, err);
     if (st == HS_ERR_UNSUPPORTED || st == HS_ERR_OOM) st = HS_OK, d->kv = NULL; /* rerun the context instead */
     if (st) hs_decoder_free(d);

@@ -23,9 +23,10 @@ typedef struct {
     float *logits;   /* [R, V] */
 } hs_decoder;
 
-/* Up to R rows at a time, prompts up to max_len tokens, n_generate tokens each. */
-hs_status hs_decoder_init(hs_session *s, const hs_model *m, int R, int max_len, int n_generate, hs_decoder *d,
-                          hs_err *err);
+/* Up to R rows at a time, prompts up to max_len tokens, n_generate tokens
+ * each; cache 0: no KV cache, each step reruns the whole context. */
+hs_status hs_decoder_init(hs_session *s, const hs_model *m, int R, int max_len, int n_generate, int cache,
+                          hs_decoder *d, hs_err *err);
 void hs_decoder_free(hs_decoder *d);
 /* Loads prompts [p0, p0 + B) of pr (B <= R, each no longer than max_len). */
 void hs_decoder_start(hs_decoder *d, const hs_prompts *pr, int p0, int B);

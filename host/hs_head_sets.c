@@ -1,12 +1,14 @@
 /* hs_head_sets: one forward per batch of prompts with every head of a set
  * edited in each row (the same edit list the sweeps use), through the
- * per-prompt metric loop of hs_batches.c. */
+ * per-prompt metric loop of hs_batches.c; needle recall instead decodes each
+ * batch greedily under the same edits (hs_decode.h). */
 #include "headsweep/hs_head_sets.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "hs_batches.h"
+#include "hs_decode.h"
 #include "hs_metric.h"
 
 hs_head_set_params hs_head_set_default_params(void) {
@@ -78,6 +80,71 @@ static hs_status build_edits(void *user, int p0, int B, hs_forward_params *fp, h
     return HS_OK;
 }
 
+/* ROUGE-1 recall over tokens: each needle token id counts up to the times it
+ * was generated; / the needle's length. */
+static float token_recall(const int32_t *needle, int n, const int32_t *gen, int G) {
+    int hit = 0;
+    for (int i = 0; i < n; i++) {
+        int first = 1, in_needle = 0, in_gen = 0; /* each distinct id once, at its first occurrence */
+        for (int j = 0; j < i && first; j++) first = needle[j] != needle[i];
+        if (!first) continue;
+        for (int j = i; j < n; j++) in_needle += needle[j] == needle[i];
+        for (int j = 0; j < G; j++) in_gen += gen[j] == needle[i];
+        hit += in_needle < in_gen ? in_needle : in_gen;
+    }
+    return (float)hit / (float)n;
+}
+
+/* Needle recall: each batch decoded greedily with the set's edits on every
+ * position of the prompt and of every generated token. */
+static hs_status needle_recall(set_edits *u, const hs_model *m, float *out, hs_err *err) {
+    const hs_prompts *pr = u->pr;
+    const hs_head_set_params *p = u->p;
+    const int R = p->batch_rows, G = p->n_generate;
+    int max_len = 1;
+    for (int i = 0; i < pr->N; i++) max_len = pr->lengths[i] > max_len ? pr->lengths[i] : max_len;
+    hs_decoder d;
+    hs_status st = hs_decoder_init(u->s, m, R, max_len, G, 1, &d, err);
+    if (st) return st;
+    int32_t *gen = malloc((size_t)R * G * sizeof *gen), *w = malloc((size_t)R * sizeof *w);
+    if (!gen || !w) HS_FAIL(err, HS_ERR_OOM, "head sets: out of memory");
+    for (int p0 = 0; p0 < pr->N; p0 += R) {
+        const int B = pr->N - p0 < R ? pr->N - p0 : R;
+        hs_forward_params fp = hs_forward_default_params();
+        HS_CHECK(build_edits(u, p0, B, &fp, err));
+        hs_decoder_start(&d, pr, p0, B);
+        for (int step = 0; step < G; step++) {
+            HS_CHECK(hs_decoder_step(&d, &fp, w, err));
+            for (int b = 0; b < B; b++) gen[(int64_t)b * G + step] = w[b];
+        }
+        for (int b = 0; b < B; b++) {
+            const int i = p0 + b;
+            out[i] = token_recall(pr->tokens + (int64_t)i * pr->T + p->needle_start[i], p->needle_len[i],
+                                  gen + (int64_t)b * G, G);
+        }
+    }
+exit:
+    hs_decoder_free(&d);
+    free(gen), free(w);
+    return st;
+}
+
+static hs_status check_needles(const hs_prompts *pr, const hs_head_set_params *p, hs_err *err) {
+    if (p->mode != HS_ABLATE_ZERO && p->mode != HS_ABLATE_SCALE && p->mode != HS_ABLATE_UNIFORM)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: needle_recall takes modes zero, scale and uniform "
+                                                   "(mode %s sets z per position of the prompt)", hs_ablate_mode_name(p->mode));
+    if (!p->needle_start || !p->needle_len || p->n_generate < 1 || p->second_half)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: needle_recall needs needle spans and n_generate >= 1 "
+                                                   "(and no second_half)");
+    for (int i = 0; i < pr->N; i++)
+        if (pr->lengths[i] < 1 || pr->lengths[i] > pr->T || p->needle_len[i] < 1 || p->needle_start[i] < 0 ||
+            p->needle_start[i] + p->needle_len[i] > pr->lengths[i])
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: prompt %d: needle [%d, %d) outside its %d tokens "
+                                                       "(or an empty needle)", i, p->needle_start[i],
+                              p->needle_start[i] + p->needle_len[i], pr->lengths[i]);
+    return HS_OK;
+}
+
 hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts *pr, const hs_head_set_params *p,
                              const uint8_t *set, float *out, hs_err *err) {
     hs_status st = HS_OK;
@@ -97,7 +164,9 @@ hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts 
         if (p->mean_template[i] < 0 || p->mean_template[i] >= p->n_templates)
             return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: prompt %d has template %d outside [0, %d)", i,
                               p->mean_template[i], p->n_templates);
-    if ((st = hs_metric_check(c, pr, p->metric, err))) return hs_err_prefix(err, "head sets");
+    const int recall = p->metric == HS_METRIC_NEEDLE_RECALL;
+    if (recall ? (st = check_needles(pr, p, err)) : (st = hs_metric_check(c, pr, p->metric, err)))
+        return recall ? st : hs_err_prefix(err, "head sets");
     for (int i = 0; p->second_half && i < pr->N; i++)
         if (pr->lengths[i] < 5 || pr->lengths[i] % 2 == 0)
             return hs_err_set(err, HS_ERR_INVALID_ARG,
@@ -121,7 +190,8 @@ hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts 
     }
     if (st == HS_OK && (!u.edits || (resample && n_set && (!u.stok || !u.smask))))
         st = hs_err_set(err, HS_ERR_OOM, "head sets: out of memory");
-    if (st == HS_OK) st = hs_metric_per_prompt_edited(s, m, pr, p->metric, p->second_half, R, build_edits, &u, out, err);
+    if (st == HS_OK && recall) st = needle_recall(&u, m, out, err);
+    else if (st == HS_OK) st = hs_metric_per_prompt_edited(s, m, pr, p->metric, p->second_half, R, build_edits, &u, out, err);
     hs_capture_free(u.cap);
     free(u.edits), free(u.stok), free(u.smask);
     return st;

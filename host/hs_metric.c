@@ -64,6 +64,8 @@ void hs_metric_dlogits(hs_metric m, const hs_prompts *pr, int p0, int B, const f
 
 hs_status hs_metric_check(const hs_model_config *c, const hs_prompts *pr, hs_metric metric, hs_err *err) {
     if (metric < 0 || metric >= HS_METRIC_COUNT) return hs_err_set(err, HS_ERR_INVALID_ARG, "unknown metric %d", (int)metric);
+    if (metric == HS_METRIC_NEEDLE_RECALL) /* generated, not read from one forward */
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "metric needle_recall is for head sets only (hs_head_set_metric)");
     if ((metric == HS_METRIC_LOGPROB || metric == HS_METRIC_ACCURACY || metric == HS_METRIC_LOGIT_DIFF) && !pr->answer)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "metric %s needs answer tokens", hs_metric_name(metric));
     if (metric == HS_METRIC_LOGIT_DIFF && !pr->distractor)

@@ -75,7 +75,7 @@ hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const
         if (nl[i] > max_nl) max_nl = nl[i];
     }
     hs_decoder d;
-    if ((st = hs_decoder_init(s, m, R, max_len, G, &d, err))) return st;
+    if ((st = hs_decoder_init(s, m, R, max_len, G, !p->no_kv_cache, &d, err))) return st;
     int32_t *am = malloc((size_t)L * R * H * sizeof *am), *w = malloc((size_t)R * sizeof *w);
     uint8_t *copied = malloc((size_t)R * L * H * max_nl); /* [R, L, H, needle position] */
     float *rows = malloc((size_t)R * H * d.Tc * sizeof(float));

@@ -362,10 +362,12 @@ hs_status hs_run(const hs_config *cfg, const char *config_text, const hs_run_par
     HS_CHECK(check_dataset_fits(cfg, x.data, err));
     x.prompts = hs_dataset_prompts(x.data);
     int session_T = x.prompts.T;
-    for (int i = 0; i < cfg->n_experiments; i++)
-        if (cfg->experiments[i].type == HS_CONFIG_EXP_HEAD_SCORES &&
-            (cfg->experiments[i].scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL)))
-            session_T = x.prompts.T + HS_RUN_RETRIEVAL_TOKENS - 1; /* greedy decoding grows the context */
+    for (int i = 0; i < cfg->n_experiments; i++) { /* greedy decoding: room for the context to grow without a KV cache */
+        const hs_config_experiment *e = &cfg->experiments[i];
+        if ((e->type == HS_CONFIG_EXP_HEAD_SCORES && (e->scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL))) ||
+            (e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION && e->metric == HS_CONFIG_METRIC_NEEDLE_RECALL))
+            session_T = x.prompts.T + HS_RUN_RETRIEVAL_TOKENS - 1;
+    }
     HS_CHECK(open_workers(cfg, x.rp, x.model, session_T, &w, &nw, device, sizeof device, err));
     hs_backend_identity(w[0].be, x.ident, sizeof x.ident); /* one GPU model per run: every worker's */
     if (!(x.exps = calloc((size_t)cfg->n_experiments, sizeof *x.exps))) HS_FAIL(err, HS_ERR_OOM, "run: out of memory");

@@ -22,7 +22,7 @@
 #include "headsweep/hs_run.h"
 
 #define HS_RUN_MAX_DIMS 4
-#define HS_RUN_RETRIEVAL_TOKENS 32 /* greedy tokens per needle prompt for the retrieval score */
+#define HS_RUN_RETRIEVAL_TOKENS 32 /* greedy tokens per needle prompt: the retrieval score, needle_recall */
 #define HS_RUN_COMPUTED_ON_MAX 4096
 
 /* One float32 result array: rows of `per` floats, one row per item this

@@ -309,6 +309,25 @@ Test(config, out_of_range) {
                  "generator or the needle generator with 'answer' (dataset is needle without 'answer')");
     expect_error(HEAD IND ABL "    metric: accuracy\n", NULL, 0, "experiments[0].metric: accuracy needs each prompt's "
                  "answer token");
+#define NEEDLE "dataset:\n  generator: needle\n  haystack: h.txt\n  needle: n\n  question: q\n"
+#define SETS "experiments:\n  - name: s\n    type: head_set_ablation\n    importance: x.h5:/a\n"
+    expect_error(HEAD NEEDLE ABL "    metric: needle_recall\n", NULL, 0,
+                 "F:11:5: experiments[0].metric: needle_recall is greedy generation under a set of ablated heads: "
+                 "type head_set_ablation only (type is head_ablation)");
+    expect_error(HEAD IND SETS "    metric: needle_recall\n", NULL, 0,
+                 "experiments[0].metric: needle_recall needs needle prompts: the needle generator or a file with "
+                 "needle_start/needle_len (dataset is induction)");
+    expect_error(HEAD NEEDLE SETS "    metric: needle_recall\n    mode: mean\n", NULL, 0,
+                 "F:13:5: experiments[0].mode: needle_recall takes zero, scale or uniform (mode mean sets z per "
+                 "position of the prompt, which generated tokens do not have)");
+    {
+        hs_config *c = load_ok(HEAD NEEDLE SETS "    metric: needle_recall\n    mode: uniform\n", NULL, 0);
+        cr_assert_eq(c->experiments[0].metric, HS_CONFIG_METRIC_NEEDLE_RECALL);
+        cr_assert_str_eq(hs_config_metric_name(c->experiments[0].metric), "needle_recall");
+        hs_config_free(c);
+    }
+#undef NEEDLE
+#undef SETS
     expect_error(HEAD "dataset:\n  generator: induction\n  token_min: 500\n  token_max: 500\n" ABL,
                  NULL, 0, "F:6:3: dataset: token_min (500) must be below token_max (500)");
     expect_error(HEAD IND ABL "    mode: scale\n    scale: .inf\n", NULL, 0,

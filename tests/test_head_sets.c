@@ -1,6 +1,8 @@
 /* hs_head_set_metric: a set of heads ablated together equals the same set
  * applied as a head mask (zero) or as hand-built SET edits (mean); the
- * second-half loss equals the loss recomputed from the target log-probs. */
+ * second-half loss equals the loss recomputed from the target log-probs;
+ * needle recall is that of transformers' greedy answers unablated, and that of
+ * whole-forward greedy decoding under the same edits when ablated. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -291,4 +293,168 @@ Test(head_sets, resample_matches_the_single_head_sweep) {
     cr_assert(strstr(err.msg, "prompt 2 has resample source"), "%s", err.msg);
     free(delta);
     teardown(&f);
+}
+
+/* ---- needle_recall: greedy generation under the ablation -------------------------- */
+
+/* ROUGE-1 recall over tokens, written another way than the library's: sort
+ * both sides, then merge, counting each matched pair once. */
+static int cmp_i32(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+static float sorted_recall(const int32_t *needle, int n, const int32_t *gen, int G) {
+    int32_t a[64], b[64];
+    cr_assert(n <= 64 && G <= 64);
+    memcpy(a, needle, (size_t)n * sizeof *a), memcpy(b, gen, (size_t)G * sizeof *b);
+    qsort(a, (size_t)n, sizeof *a, cmp_i32), qsort(b, (size_t)G, sizeof *b, cmp_i32);
+    int i = 0, j = 0, hit = 0;
+    while (i < n && j < G) {
+        if (a[i] == b[j]) hit++, i++, j++;
+        else if (a[i] < b[j]) i++;
+        else j++;
+    }
+    return (float)hit / (float)n;
+}
+
+/* The retrieval fixture's needle prompts (transformers' greedy tokens in it). */
+typedef struct {
+    hs_model *m;
+    hs_backend *be;
+    hs_session *s;
+    hs_st_file *ref;
+    hs_prompts pr;
+    const int32_t *ns, *nl, *gen;
+    int G;
+} needles;
+
+static void needles_init(needles *n, int session_T_extra) {
+    hs_err err = {0};
+    memset(n, 0, sizeof *n);
+    hs_test_load_fixture("llama_gqa", "retrieval", &n->m, &n->ref);
+    const hs_st_tensor *tok = hs_test_ref_tensor(n->ref, "tokens"), *gen = hs_test_ref_tensor(n->ref, "generated");
+    n->pr = (hs_prompts){.N = (int)tok->shape[0], .T = (int)tok->shape[1], .tokens = tok->data,
+                         .lengths = hs_test_ref_tensor(n->ref, "lengths")->data};
+    n->ns = hs_test_ref_tensor(n->ref, "needle_start")->data;
+    n->nl = hs_test_ref_tensor(n->ref, "needle_len")->data;
+    n->gen = gen->data;
+    n->G = (int)gen->shape[1];
+    cr_assert_eq(hs_backend_cpu_init(NULL, &n->be, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_session_init(n->be, n->m, 2, n->pr.T + session_T_extra, &n->s, &err), HS_OK, "%s", err.msg);
+}
+
+static void needles_free(needles *n) {
+    hs_session_free(n->s);
+    hs_backend_free(n->be);
+    hs_st_close(n->ref);
+    hs_model_free(n->m);
+}
+
+static hs_head_set_params recall_params(const needles *n, hs_ablate_mode mode) {
+    hs_head_set_params p = hs_head_set_default_params();
+    p.metric = HS_METRIC_NEEDLE_RECALL;
+    p.mode = mode;
+    p.scale = 0.25f;
+    p.needle_start = n->ns, p.needle_len = n->nl, p.n_generate = n->G;
+    p.batch_rows = 2; /* both prompts in one batch: the shorter right-padded */
+    return p;
+}
+
+/* Unablated: the recall of transformers' own greedy answer (the fixture's). */
+Test(head_sets, needle_recall_unablated_is_transformers_answers) {
+    needles n;
+    needles_init(&n, 0);
+    hs_err err = {0};
+    hs_head_set_params p = recall_params(&n, HS_ABLATE_ZERO);
+    float got[8];
+    cr_assert_eq(hs_head_set_metric(n.s, n.m, &n.pr, &p, NULL, got, &err), HS_OK, "%s", err.msg);
+    int any = 0;
+    for (int i = 0; i < n.pr.N; i++) {
+        const float want = sorted_recall(n.pr.tokens + (int64_t)i * n.pr.T + n.ns[i], n.nl[i], n.gen + (int64_t)i * n.G, n.G);
+        cr_assert_eq(got[i], want, "prompt %d: recall %g, of transformers' answer %g", i, got[i], want);
+        any |= want > 0;
+    }
+    cr_assert(any, "no answer recalls the needle: the fixture tests nothing");
+    needles_free(&n);
+}
+
+/* Ablated: the same as greedy decoding each prompt alone with whole forwards
+ * (no cache, no padding) under the same edits, for zero, scale and uniform
+ * sets; and the ablation changes some answer. */
+Test(head_sets, needle_recall_ablated_is_whole_forward_decoding) {
+    needles n;
+    needles_init(&n, 0);
+    hs_err err = {0};
+    const hs_model_config *c = hs_model_get_config(n.m);
+    const int L = c->n_layers, H = c->n_heads, V = c->n_vocab;
+    hs_session *big;
+    cr_assert_eq(hs_session_init(n.be, n.m, 1, n.pr.T + n.G, &big, &err), HS_OK, "%s", err.msg);
+    uint8_t set[256] = {0};
+    for (int h = 0; h < H; h++) set[(L - 1) * H + h] = 1; /* the last layer's heads, and one more */
+    set[0] = 1;
+    const hs_ablate_mode modes[3] = {HS_ABLATE_ZERO, HS_ABLATE_SCALE, HS_ABLATE_UNIFORM};
+    int changed = 0;
+    float *logits = malloc(sizeof(float) * V);
+    cr_assert(logits);
+    for (int mi = 0; mi < 3; mi++) {
+        hs_head_set_params p = recall_params(&n, modes[mi]);
+        float got[8];
+        cr_assert_eq(hs_head_set_metric(n.s, n.m, &n.pr, &p, set, got, &err), HS_OK, "%s", err.msg);
+        for (int i = 0; i < n.pr.N; i++) {
+            int32_t ctx[256], gen[64];
+            int len = n.pr.lengths[i];
+            memcpy(ctx, n.pr.tokens + (int64_t)i * n.pr.T, (size_t)len * sizeof *ctx);
+            hs_z_edit e[256];
+            int ne = 0;
+            for (int k = 0; k < L * H; k++)
+                if (set[k])
+                    e[ne++] = (hs_z_edit){.row = 0, .layer = k / H, .head = k % H, .pos = -1, .scale = 0.25f,
+                                          .mode = mi == 0 ? HS_EDIT_ZERO : mi == 1 ? HS_EDIT_SCALE : HS_EDIT_UNIFORM};
+            for (int g = 0; g < n.G; g++) {
+                hs_batch b = {.B = 1, .T = len, .tokens = ctx};
+                hs_forward_params fp = hs_forward_default_params();
+                fp.edits = e, fp.n_edits = ne;
+                cr_assert_eq(hs_forward(big, &b, &fp, logits, &err), HS_OK, "%s", err.msg);
+                int best = 0;
+                for (int v = 1; v < V; v++)
+                    if (logits[v] > logits[best]) best = v;
+                gen[g] = best, ctx[len++] = best;
+            }
+            const float want = sorted_recall(n.pr.tokens + (int64_t)i * n.pr.T + n.ns[i], n.nl[i], gen, n.G);
+            cr_assert_eq(got[i], want, "mode %d prompt %d: recall %g, whole-forward decoding %g", mi, i, got[i], want);
+            changed |= memcmp(gen, n.gen + (int64_t)i * n.G, (size_t)n.G * sizeof *gen) != 0;
+        }
+    }
+    cr_assert(changed, "no ablation changed an answer: the comparison tests little");
+    free(logits);
+    hs_session_free(big);
+    needles_free(&n);
+}
+
+Test(head_sets, needle_recall_refusals_name_the_problem) {
+    needles n;
+    needles_init(&n, 0);
+    hs_err err = {0};
+    float got[8];
+    hs_head_set_params p = recall_params(&n, HS_ABLATE_MEAN);
+    p.mean_z = got; /* any means: the mode itself is refused */
+    cr_assert_eq(hs_head_set_metric(n.s, n.m, &n.pr, &p, NULL, got, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "modes zero, scale and uniform"), "%s", err.msg);
+    p = recall_params(&n, HS_ABLATE_UNIFORM);
+    int32_t bad[8];
+    memcpy(bad, n.ns, (size_t)n.pr.N * sizeof *bad);
+    bad[1] = n.pr.lengths[1];
+    p.needle_start = bad;
+    cr_assert_eq(hs_head_set_metric(n.s, n.m, &n.pr, &p, NULL, got, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "prompt 1: needle"), "%s", err.msg);
+    p = recall_params(&n, HS_ABLATE_UNIFORM);
+    p.n_generate = 0;
+    cr_assert_eq(hs_head_set_metric(n.s, n.m, &n.pr, &p, NULL, got, &err), HS_ERR_INVALID_ARG);
+    /* the one-forward experiments refuse it */
+    hs_ablation_params ap = hs_ablation_default_params();
+    ap.metric = HS_METRIC_NEEDLE_RECALL;
+    float base[8], delta[8 * 64];
+    cr_assert_eq(hs_head_ablation(n.s, n.m, &n.pr, &ap, base, delta, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "head sets only"), "%s", err.msg);
+    needles_free(&n);
 }

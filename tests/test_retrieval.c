@@ -69,6 +69,13 @@ static void matches(const char *model) {
     }
     cr_assert_gt(copying, 0, "%s: no head copies: the fixture tests nothing", model);
     cr_log_info("%s: %d (prompt, head) pairs copy, all counts exact", model, copying);
+    /* without the KV cache (each step reruns the whole context, as LongRoPE models decode): the same */
+    p.no_kv_cache = 1;
+    cr_assert_eq(hs_retrieval_scores_per_prompt(f.s, f.m, &f.pr, f.ns, f.nl, &p, score1, gen, &err), HS_OK, "%s",
+                 err.msg);
+    cr_assert(!memcmp(gen, f.gen, (size_t)N * f.G * sizeof *gen), "%s: greedy tokens without the cache differ", model);
+    cr_assert(!memcmp(score1, score, (size_t)N * f.LH * sizeof *score), "%s: scores without the cache differ", model);
+    p.no_kv_cache = 0;
     /* one prompt per batch (another unit size) gives the same */
     p.batch_rows = 1;
     cr_assert_eq(hs_retrieval_scores_per_prompt(f.s, f.m, &f.pr, f.ns, f.nl, &p, score1, NULL, &err), HS_OK);

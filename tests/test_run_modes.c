@@ -1,7 +1,7 @@
 /* The run driver's wiring of resample and patch ablation, template means, the
- * retrieval score and the result hook: `headsweep run` (which cuts every
- * experiment into units) writes exactly what the library computes in one
- * call over the whole dataset. The library functions themselves are checked
+ * retrieval score, needle recall under head sets and the result hook:
+ * `headsweep run` (which cuts every experiment into units) writes exactly
+ * what the library computes in one call over the whole dataset. The library functions themselves are checked
  * against transformers in test_ablation_sources.c, test_retrieval.c and
  * test_capture_result.c. */
 #include <criterion/criterion.h>
@@ -15,6 +15,7 @@
 #include "headsweep/hs_config.h"
 #include "headsweep/hs_dataset.h"
 #include "headsweep/hs_h5.h"
+#include "headsweep/hs_head_sets.h"
 #include "headsweep/hs_retrieval.h"
 #include "headsweep/hs_run.h"
 #include "hs_testutil.h"
@@ -78,6 +79,8 @@ Test(run_modes, run_equals_the_library_on_the_whole_dataset, .timeout = 300) {
             "    metric: logit_diff\n    positions: last\n"
             "  - name: pat\n    type: head_ablation\n    mode: patch\n    metric: logit_diff\n    positions: last\n"
             "  - name: ret\n    type: head_scores\n    scores: [retrieval]\n"
+            "  - name: rec\n    type: head_set_ablation\n    importance: ret/retrieval\n    top_k: 2\n"
+            "    random_sets: 1\n    metric: needle_recall\n    mode: uniform\n"
             "  - name: cap\n    type: capture\n    hooks: [result]\n    layers: [1]\n    prompts: [0, 3, 8]\n",
             model, out, data);
     fclose(fc);
@@ -166,6 +169,23 @@ Test(run_modes, run_equals_the_library_on_the_whole_dataset, .timeout = 300) {
     cr_assert(gs.ndim == 2 && gs.dims[0] == N && gs.dims[1] == 32);
     cr_assert_eq(memcmp(gi, gen, sizeof gen), 0, "generated tokens differ");
     free(gi);
+
+    /* needle recall: each written set's recall per prompt, as the library gives it over all prompts */
+    float *sets = read_f32(f, "rec", "sets", &n), *mp = read_f32(f, "rec", "metric_per_prompt", &n);
+    cr_assert_eq(n, N * 2);
+    hs_head_set_params hp = hs_head_set_default_params();
+    hp.metric = HS_METRIC_NEEDLE_RECALL;
+    hp.mode = HS_ABLATE_UNIFORM;
+    hp.needle_start = d->needle_start, hp.needle_len = d->needle_len, hp.n_generate = 32;
+    hp.batch_rows = 12;
+    for (int k = 0; k < 2; k++) {
+        uint8_t set[64];
+        float want[N];
+        for (int j = 0; j < L * H; j++) set[j] = sets[k * L * H + j] != 0.0f;
+        cr_assert_eq(hs_head_set_metric(s, m, &pr, &hp, set, want, &err), HS_OK, "%s", err.msg);
+        for (int i = 0; i < N; i++) cr_assert_eq(mp[i * 2 + k], want[i], "rec: set %d prompt %d", k, i);
+    }
+    free(sets), free(mp);
 
     hs_capture *cap;
     cr_assert_eq(hs_capture_init(be, &cap, &err), HS_OK);

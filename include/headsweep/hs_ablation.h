@@ -17,6 +17,10 @@ typedef enum {
     HS_METRIC_LOGIT_DIFF, /* logit(answer) - logit(distractor) after the last token */
     HS_METRIC_KL,         /* KL(unedited || edited) of the next-token distribution after the last token */
     HS_METRIC_ACCURACY,   /* 1 if argmax is the answer after the last token, else 0 */
+    /* Greedy generation under the edits, scored against the prompt's needle:
+     * ROUGE-1 recall over tokens (each needle token id counted up to the times
+     * it was generated, / needle length). Head sets only (hs_head_set_metric). */
+    HS_METRIC_NEEDLE_RECALL,
     HS_METRIC_COUNT
 } hs_metric;
 

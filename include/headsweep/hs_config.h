@@ -113,6 +113,7 @@ typedef enum {
     HS_CONFIG_METRIC_LOGIT_DIFF,
     HS_CONFIG_METRIC_KL,
     HS_CONFIG_METRIC_ACCURACY,
+    HS_CONFIG_METRIC_NEEDLE_RECALL, /* head_set_ablation on needle prompts: greedy generation under the ablation */
 } hs_config_metric;
 
 typedef enum {

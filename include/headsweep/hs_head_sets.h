@@ -30,13 +30,22 @@ typedef struct {
      * of [BOS] x1..xn x1..xn prompts, the tokens x2..xn an induction head can
      * predict (positions n+1 .. 2n-1 predicting n+2 .. 2n), instead of every position. */
     int second_half;
+    /* HS_METRIC_NEEDLE_RECALL: each prompt's needle span [N] (inside the
+     * prompt, length >= 1) and the greedy tokens generated under the ablation
+     * (>= 1); modes ZERO, SCALE and UNIFORM only (the edits apply to every
+     * generated token too). */
+    const int32_t *needle_start, *needle_len;
+    int n_generate;
     int batch_rows;
 } hs_head_set_params;
 
 hs_head_set_params hs_head_set_default_params(void);
 
 /* out [N]: the metric of every prompt with the heads set[l * H + h] != 0
- * ablated together (set NULL: the unedited model). KL is against the unedited model. */
+ * ablated together (set NULL: the unedited model). KL is against the unedited
+ * model. needle_recall decodes batch_rows prompts at a time from a KV cache
+ * (hs_kv_cache) this call allocates; without one (LongRoPE) the session needs
+ * max_T >= the longest prompt + n_generate - 1. */
 hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts *prompts, const hs_head_set_params *p,
                              const uint8_t *set, float *out, hs_err *err);
 

@@ -22,6 +22,7 @@ extern "C" {
 typedef struct {
     int n_generate; /* greedy tokens per prompt, >= 1 (32) */
     int batch_rows; /* prompts decoded together, >= 1 (8) */
+    int no_kv_cache; /* 1: rerun the whole context at every step, as without a cache (benchmarks, tests) */
 } hs_retrieval_params;
 
 hs_retrieval_params hs_retrieval_default_params(void);
