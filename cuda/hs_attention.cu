@@ -112,8 +112,7 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     }
 
     hs_status st;
-    if (p->T_kv > 0) { /* decoding: its own kernel, the pattern included */
-        be->attn_launches[0]++;
+    if (p->T_kv > 0) { /* decoding: its own kernel, the pattern included (attn_launches counts the fused ones) */
         st = hs_cuda_attn_decode(&a, bf16, p->pattern ? p->pattern_rows : NULL, p->pattern, be->stream, err);
         if (st == HS_OK && p->set_idx) st = hs_attn_set(p, bf16, be->stream, err);
         return st;

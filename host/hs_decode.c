@@ -22,9 +22,22 @@ hs_status hs_decoder_init(hs_session *s, const hs_model *m, int R, int max_len, 
     }
     if (!cache) return HS_OK;
     hs_status st = hs_kv_cache_init(s, R, d->Tc, &d->kv, err);
-    if (st == HS_ERR_UNSUPPORTED || st == HS_ERR_OOM) st = HS_OK, d->kv = NULL; /* rerun the context instead */
+    if (st == HS_ERR_UNSUPPORTED || st == HS_ERR_OOM) { /* rerun the context instead: slower, the same tokens */
+        st = HS_OK, d->kv = NULL;
+        if (err) err->code = HS_OK, err->msg[0] = '\0';
+    }
     if (st) hs_decoder_free(d);
     return st;
+}
+
+hs_status hs_needle_spans_check(const hs_prompts *pr, const int32_t *ns, const int32_t *nl, const char *what,
+                                hs_err *err) {
+    if (!ns || !nl) return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: needs the needle spans", what);
+    for (int i = 0; i < pr->N; i++)
+        if (pr->lengths[i] < 1 || pr->lengths[i] > pr->T || nl[i] < 1 || ns[i] < 0 || ns[i] + nl[i] > pr->lengths[i])
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: prompt %d: needle [%d, %d) outside its %d tokens (or an "
+                                                       "empty needle)", what, i, ns[i], ns[i] + nl[i], pr->lengths[i]);
+    return HS_OK;
 }
 
 void hs_decoder_free(hs_decoder *d) {

@@ -15,7 +15,7 @@ typedef struct {
     hs_session *s;
     hs_kv_cache *kv; /* NULL: each step reruns the whole context */
     int R, V;
-    int Tc;          /* context capacity: the longest prompt + the tokens generated */
+    int Tc;          /* the longest context run: the longest prompt + n_generate - 1 */
     int B, step;     /* the current batch's rows, steps taken */
     int32_t *ctx;    /* [R, Tc + 1] each row's context: its prompt, then the tokens generated */
     int32_t *cur;    /* [R] context lengths, the last generated token included */
@@ -34,5 +34,10 @@ void hs_decoder_start(hs_decoder *d, const hs_prompts *pr, int p0, int B);
  * pattern rows and cache fields are set here), then w [B] = each row's
  * argmax (the first maximum, as torch.argmax), appended to the contexts. */
 hs_status hs_decoder_step(hs_decoder *d, hs_forward_params *fp, int32_t *w, hs_err *err);
+
+/* Every prompt's needle span [ns[i], ns[i] + nl[i]) is non-empty and inside
+ * its prompt (lengths in 1..T too); errors start with what. */
+hs_status hs_needle_spans_check(const hs_prompts *pr, const int32_t *ns, const int32_t *nl, const char *what,
+                                hs_err *err);
 
 #endif

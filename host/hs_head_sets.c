@@ -133,16 +133,10 @@ static hs_status check_needles(const hs_prompts *pr, const hs_head_set_params *p
     if (p->mode != HS_ABLATE_ZERO && p->mode != HS_ABLATE_SCALE && p->mode != HS_ABLATE_UNIFORM)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: needle_recall takes modes zero, scale and uniform "
                                                    "(mode %s sets z per position of the prompt)", hs_ablate_mode_name(p->mode));
-    if (!p->needle_start || !p->needle_len || p->n_generate < 1 || p->second_half)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: needle_recall needs needle spans and n_generate >= 1 "
-                                                   "(and no second_half)");
-    for (int i = 0; i < pr->N; i++)
-        if (pr->lengths[i] < 1 || pr->lengths[i] > pr->T || p->needle_len[i] < 1 || p->needle_start[i] < 0 ||
-            p->needle_start[i] + p->needle_len[i] > pr->lengths[i])
-            return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: prompt %d: needle [%d, %d) outside its %d tokens "
-                                                       "(or an empty needle)", i, p->needle_start[i],
-                              p->needle_start[i] + p->needle_len[i], pr->lengths[i]);
-    return HS_OK;
+    if (p->n_generate < 1 || p->second_half || p->batch_rows < 1)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: needle_recall needs n_generate >= 1 (%d), batch_rows "
+                                                   ">= 1 and no second_half", p->n_generate);
+    return hs_needle_spans_check(pr, p->needle_start, p->needle_len, "head sets", err);
 }
 
 hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts *pr, const hs_head_set_params *p,
@@ -150,7 +144,8 @@ hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts 
     hs_status st = HS_OK;
     const hs_model_config *c = hs_model_get_config(m);
     const int L = c->n_layers, H = c->n_heads, R = p->batch_rows;
-    const int resample = p->mode == HS_ABLATE_RESAMPLE;
+    const int resample = p->mode == HS_ABLATE_RESAMPLE, recall = p->metric == HS_METRIC_NEEDLE_RECALL;
+    if (recall && (st = check_needles(pr, p, err))) return st; /* first: its own refusals, by name */
     if (R < 1 || p->mode < 0 || p->mode >= HS_ABLATE_COUNT || (p->mode == HS_ABLATE_MEAN && !p->mean_z) ||
         (resample && (!p->resample_ref || !p->resample_src || p->resample_ref->N < 1)) ||
         (p->second_half && p->metric != HS_METRIC_LOSS))
@@ -164,9 +159,7 @@ hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts 
         if (p->mean_template[i] < 0 || p->mean_template[i] >= p->n_templates)
             return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: prompt %d has template %d outside [0, %d)", i,
                               p->mean_template[i], p->n_templates);
-    const int recall = p->metric == HS_METRIC_NEEDLE_RECALL;
-    if (recall ? (st = check_needles(pr, p, err)) : (st = hs_metric_check(c, pr, p->metric, err)))
-        return recall ? st : hs_err_prefix(err, "head sets");
+    if (!recall && (st = hs_metric_check(c, pr, p->metric, err))) return hs_err_prefix(err, "head sets");
     for (int i = 0; p->second_half && i < pr->N; i++)
         if (pr->lengths[i] < 5 || pr->lengths[i] % 2 == 0)
             return hs_err_set(err, HS_ERR_INVALID_ARG,

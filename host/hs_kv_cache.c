@@ -3,9 +3,10 @@
  * checks the batch against the cache and gives appended tokens their
  * positions, hs_kv_layer stores a layer's keys and values before its
  * attention (and, appending, points the attention at the cache), hs_kv_end
- * counts the stored positions once every layer has run: a forward that fails
- * part way leaves the cache's counts, and so what later forwards see, as
- * they were. */
+ * counts the stored positions once every layer has run. An append that fails
+ * part way leaves the counts, and so what later forwards see, as they were
+ * (its partial entries lie past them); a prefill empties the cache before it
+ * writes, so one that fails leaves nothing to append to. */
 #include "hs_session_internal.h"
 
 #include <stdlib.h>
@@ -76,6 +77,7 @@ hs_status hs_kv_begin(hs_kv_cache *kv, const hs_session *s, const hs_batch *b, c
                 if (b->mask[(int64_t)r * b->T + t] && !b->mask[(int64_t)r * b->T + t - 1])
                     return hs_err_set(err, HS_ERR_INVALID_ARG, "kv cache: batch row %d is not right-padded (a real "
                                                                "token at %d after padding)", r, t);
+        kv->B = 0; /* overwritten from here on: no appends until the prefill completes */
         return HS_OK;
     }
     if (b->B != kv->B)

@@ -53,13 +53,7 @@ static hs_status check_args(const hs_prompts *pr, const int32_t *ns, const int32
     if (p->n_generate < 1 || p->batch_rows < 1)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "retrieval: n_generate %d and batch_rows %d must be >= 1",
                           p->n_generate, p->batch_rows);
-    if (!ns || !nl) return hs_err_set(err, HS_ERR_INVALID_ARG, "retrieval: needs the needle spans");
-    for (int i = 0; i < pr->N; i++)
-        if (pr->lengths[i] < 1 || pr->lengths[i] > pr->T || nl[i] < 1 || ns[i] < 0 || ns[i] + nl[i] > pr->lengths[i])
-            return hs_err_set(err, HS_ERR_INVALID_ARG,
-                              "retrieval: prompt %d: needle [%d, %d) outside its %d tokens (or an empty needle)", i,
-                              ns[i], ns[i] + nl[i], pr->lengths[i]);
-    return HS_OK;
+    return hs_needle_spans_check(pr, ns, nl, "retrieval", err);
 }
 
 hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *pr, const int32_t *ns,

@@ -159,8 +159,12 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
         const int metric = e->type == HS_CONFIG_EXP_HEAD_ABLATION || e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING ||
                            e->type == HS_CONFIG_EXP_PRUNING_CURVE || e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION ||
                            e->type == HS_CONFIG_EXP_HEAD_IMPORTANCE;
+        const int recall = e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION && e->metric == HS_CONFIG_METRIC_NEEDLE_RECALL;
         const char *missing = NULL;
-        if (metric && e->metric != HS_CONFIG_METRIC_LOSS && e->metric != HS_CONFIG_METRIC_KL && !d->answer)
+        if (recall && (!d->needle_start || !d->needle_len))
+            missing = "needle spans (needle_start, needle_len)";
+        else if (metric && !recall && e->metric != HS_CONFIG_METRIC_LOSS && e->metric != HS_CONFIG_METRIC_KL &&
+                 !d->answer)
             missing = "answers";
         else if (metric && e->metric == HS_CONFIG_METRIC_LOGIT_DIFF && !d->distractor)
             missing = "distractors";

@@ -463,10 +463,7 @@ static hs_status unit_sets(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int
     p.batch_rows = x->cfg->batch_size;
     if (r->resample_src) p.resample_ref = &r->source, p.resample_src = r->resample_src + i0; /* resample, patch */
     hs_status st = HS_OK;
-    if (p.metric == HS_METRIC_NEEDLE_RECALL) { /* the greedy answer under the ablation against the needle */
-        if (!x->data->needle_start)
-            return hs_err_set(err, HS_ERR_INVALID_ARG, "experiment '%s': needle_recall needs each prompt's "
-                                                       "needle_start/needle_len (the dataset has none)", e->name);
+    if (p.metric == HS_METRIC_NEEDLE_RECALL) { /* the greedy answer under the ablation (spans: check_dataset_fits) */
         p.needle_start = x->data->needle_start + i0, p.needle_len = x->data->needle_len + i0;
         p.n_generate = HS_RUN_RETRIEVAL_TOKENS;
     }

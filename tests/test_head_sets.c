@@ -339,6 +339,7 @@ static void needles_init(needles *n, int session_T_extra) {
     n->nl = hs_test_ref_tensor(n->ref, "needle_len")->data;
     n->gen = gen->data;
     n->G = (int)gen->shape[1];
+    cr_assert(n->pr.N <= 8 && n->pr.T + n->G <= 256 && n->G <= 64, "the tests' fixed arrays hold the fixture");
     cr_assert_eq(hs_backend_cpu_init(NULL, &n->be, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_session_init(n->be, n->m, 2, n->pr.T + session_T_extra, &n->s, &err), HS_OK, "%s", err.msg);
 }
@@ -387,6 +388,7 @@ Test(head_sets, needle_recall_ablated_is_whole_forward_decoding) {
     hs_err err = {0};
     const hs_model_config *c = hs_model_get_config(n.m);
     const int L = c->n_layers, H = c->n_heads, V = c->n_vocab;
+    cr_assert(L * H <= 256);
     hs_session *big;
     cr_assert_eq(hs_session_init(n.be, n.m, 1, n.pr.T + n.G, &big, &err), HS_OK, "%s", err.msg);
     uint8_t set[256] = {0};
@@ -436,8 +438,7 @@ Test(head_sets, needle_recall_refusals_name_the_problem) {
     needles_init(&n, 0);
     hs_err err = {0};
     float got[8];
-    hs_head_set_params p = recall_params(&n, HS_ABLATE_MEAN);
-    p.mean_z = got; /* any means: the mode itself is refused */
+    hs_head_set_params p = recall_params(&n, HS_ABLATE_MEAN); /* no means needed: the mode itself is refused */
     cr_assert_eq(hs_head_set_metric(n.s, n.m, &n.pr, &p, NULL, got, &err), HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "modes zero, scale and uniform"), "%s", err.msg);
     p = recall_params(&n, HS_ABLATE_UNIFORM);
@@ -450,6 +451,7 @@ Test(head_sets, needle_recall_refusals_name_the_problem) {
     p = recall_params(&n, HS_ABLATE_UNIFORM);
     p.n_generate = 0;
     cr_assert_eq(hs_head_set_metric(n.s, n.m, &n.pr, &p, NULL, got, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "n_generate >= 1 (0)"), "%s", err.msg);
     /* the one-forward experiments refuse it */
     hs_ablation_params ap = hs_ablation_default_params();
     ap.metric = HS_METRIC_NEEDLE_RECALL;
@@ -457,4 +459,62 @@ Test(head_sets, needle_recall_refusals_name_the_problem) {
     cr_assert_eq(hs_head_ablation(n.s, n.m, &n.pr, &ap, base, delta, &err), HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "head sets only"), "%s", err.msg);
     needles_free(&n);
+}
+
+/* A run scores needle recall on prompts with needle spans and no answers (the
+ * metric reads none), and refuses, before any work, a dataset without spans. */
+Test(head_sets, needle_recall_runs_without_answers, .timeout = 120) {
+    char dir[] = "/tmp/hs_test_recall_XXXXXX", cfgp[256], out[256], data[256], bare[256], model[1024];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    snprintf(data, sizeof data, "%s/d.jsonl", dir);
+    snprintf(bare, sizeof bare, "%s/bare.jsonl", dir);
+    hs_test_fixture_path(model, sizeof model, "models/llama_gqa");
+    FILE *fd = fopen(data, "w"), *fb = fopen(bare, "w");
+    cr_assert(fd && fb);
+    hs_test_rng r;
+    hs_test_rng_seed(&r, 9);
+    for (int i = 0; i < 4; i++) { /* 12 tokens, the needle [2, 5) begun again at the end */
+        int t[12];
+        for (int k = 0; k < 12; k++) t[k] = 3 + (int)(hs_test_rng_u64(&r) % 290);
+        t[10] = t[2], t[11] = t[3];
+        for (int f = 0; f < 2; f++) {
+            FILE *o = f ? fb : fd;
+            fprintf(o, "{\"tokens\": [");
+            for (int k = 0; k < 12; k++) fprintf(o, "%s%d", k ? ", " : "", t[k]);
+            fprintf(o, f ? "]}\n" : "], \"needle_start\": 2, \"needle_len\": 3}\n");
+        }
+    }
+    fclose(fd), fclose(fb);
+    for (int f = 0; f < 2; f++) {
+        FILE *fc = fopen(cfgp, "w");
+        cr_assert_not_null(fc);
+        fprintf(fc,
+                "model: %s\nseed: 3\nbatch_size: 4\noutput: %s\ndataset:\n  file: %s\nexperiments:\n"
+                "  - name: scores\n    type: head_scores\n    scores: [previous_token]\n"
+                "  - name: rec\n    type: head_set_ablation\n    importance: scores/previous_token\n    top_k: 2\n"
+                "    random_sets: 1\n    metric: needle_recall\n    mode: uniform\n",
+                model, f ? "/dev/null/never.h5" : out, f ? bare : data); /* refused before it writes */
+        fclose(fc);
+        hs_err err = {0};
+        if (f) {
+            cr_assert_eq(hs_test_run_config(cfgp, NULL, 0, NULL, &err), HS_ERR_INVALID_ARG);
+            cr_assert(strstr(err.msg, "experiment 'rec' needs needle spans"), "%s", err.msg);
+            continue;
+        }
+        cr_assert_eq(hs_test_run_config(cfgp, NULL, 0, NULL, &err), HS_OK, "%s", err.msg);
+        hs_h5 *h;
+        hs_h5_group *g;
+        float *mp = NULL;
+        hs_h5_shape ms;
+        cr_assert_eq(hs_h5_open_read(out, &h, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_h5_group_open(h, "rec", &g, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_h5_read_f32(g, "metric_per_prompt", &mp, &ms, &err), HS_OK, "%s", err.msg);
+        cr_assert(ms.ndim == 2 && ms.dims[0] == 4 && ms.dims[1] == 2);
+        for (int i = 0; i < 8; i++) cr_assert(mp[i] >= 0.0f && mp[i] <= 1.0f, "recall %g outside [0, 1]", mp[i]);
+        free(mp);
+        hs_h5_close(h);
+    }
+    hs_test_remove_dir(dir);
 }

@@ -3,7 +3,8 @@
  * prompts of 9 and 6 tokens are prefilled, then 4 steps of one token and one
  * of two are appended; each step's logits must equal the whole sequence's at
  * the same positions, and so must every layer's attention row of the new
- * token (and be 0 past it), with and without edits (uniform attention, a
+ * token (of a chosen one of the two: pattern_rows) and be 0 past it, with and
+ * without edits (uniform attention, a
  * scaled head, a zeroed head, on every position). The fixtures cover learned
  * positions, RoPE with GQA, partial rotary and a parallel block, q/k norms,
  * sliding windows of 3 and 4 keys, NoPE layers, soft-capped scores and
@@ -122,9 +123,12 @@ static void decode_on(const char *model, int edited, int gpu) {
         }
         hs_batch ab = {.B = B, .T = T, .tokens = nt};
         hs_hooks dhk = {.wants = pat_wants, .fn = pat_fn, .user = &dh};
+        const int32_t prow[B] = {1, 0}; /* the 2-token step: one chosen row each */
         dp.kv_append = 1;
         dp.logits = T == 1 ? HS_LOGITS_LAST : HS_LOGITS_ALL;
-        dp.hooks = T == 1 ? &dhk : NULL;
+        dp.hooks = &dhk;
+        dp.pattern_rows = T == 1 ? NULL : prow;
+        for (int r = 0; r < B && T > 1; r++) rows[r] += prow[r];
         cr_assert_eq(hs_forward(s, &ab, &dp, got, &err), HS_OK, "%s: step %d: %s", model, step, err.msg);
         for (int r = 0; r < B; r++) {
             cr_assert_eq(hs_kv_cache_len(kv, r), plen[r] + at + T);
@@ -132,7 +136,7 @@ static void decode_on(const char *model, int edited, int gpu) {
                 close_enough("decoded logits", got + ((int64_t)r * T + t) * V,
                              ref + ((int64_t)r * TF + plen[r] + at + t) * V, V);
         }
-        if (T == 1) { /* the same rows from the whole sequences */
+        { /* the same rows from the whole sequences */
             hs_hooks phk = {.wants = pat_wants, .fn = pat_fn, .user = &ph};
             fp.logits = HS_LOGITS_NONE;
             fp.hooks = &phk;
@@ -173,6 +177,12 @@ Test(kv_cache, olmo_clip_qkv) { decode_matches("olmo_clip", 1); }
 Test(kv_cache, cuda_f32_llama_gqa) { REQUIRE_GPU(); decode_on("llama_gqa", 1, 1); }
 Test(kv_cache, cuda_f32_gemma2) { REQUIRE_GPU(); decode_on("gemma2", 1, 1); }
 Test(kv_cache, cuda_f32_smollm3) { REQUIRE_GPU(); decode_on("smollm3", 1, 1); }
+
+static int fail_wants(void *u, hs_hook_point p, int l) { return (void)u, p == HS_HOOK_RESID_PRE && l == 1; }
+static hs_status fail_fn(void *u, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
+    (void)u, (void)p, (void)l, (void)t;
+    return hs_err_set(err, HS_ERR_INTERRUPTED, "a hook fails");
+}
 
 Test(kv_cache, misuse_is_refused_by_name) {
     hs_err err = {0};
@@ -232,6 +242,28 @@ Test(kv_cache, misuse_is_refused_by_name) {
     REFUSED("a full cache", "6 cached + 1 new positions exceed 6");
     hs_kv_cache_free(kv);
     hs_session_free(s2);
+    hs_session_free(s);
+
+    /* a prefill that fails part way (a hook at layer 1) leaves nothing to append to; a prefill of
+     * fewer rows then serves those rows only */
+    cr_assert_eq(hs_session_init(be, m, B, 8, &s, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_kv_cache_init(s, B, 6, &kv, &err), HS_OK, "%s", err.msg);
+    fp = hs_forward_default_params();
+    fp.kv = kv;
+    b = (hs_batch){.B = B, .T = 3, .tokens = tok};
+    cr_assert_eq(hs_forward(s, &b, &fp, logits, &err), HS_OK, "%s", err.msg);
+    hs_hooks fail = {.wants = fail_wants, .fn = fail_fn};
+    fp.hooks = &fail;
+    cr_assert_eq(hs_forward(s, &b, &fp, logits, &err), HS_ERR_INTERRUPTED);
+    cr_assert_eq(hs_kv_cache_len(kv, 0), 0, "a failed prefill empties the cache");
+    fp.hooks = NULL, fp.kv_append = 1, b.T = 1;
+    REFUSED("appending after a failed prefill", "appending 2 rows to a cache of 0");
+    fp.kv_append = 0, b.B = 1, b.T = 2;
+    cr_assert_eq(hs_forward(s, &b, &fp, logits, &err), HS_OK, "%s", err.msg);
+    fp.kv_append = 1, b.T = 1;
+    cr_assert_eq(hs_forward(s, &b, &fp, logits, &err), HS_OK, "%s", err.msg);
+    cr_assert(hs_kv_cache_len(kv, 0) == 3 && hs_kv_cache_len(kv, 1) == 0, "one row of 3 positions");
+    hs_kv_cache_free(kv);
     hs_session_free(s);
     hs_model_free(m);
 

@@ -173,6 +173,7 @@ Test(run_modes, run_equals_the_library_on_the_whole_dataset, .timeout = 300) {
     /* needle recall: each written set's recall per prompt, as the library gives it over all prompts */
     float *sets = read_f32(f, "rec", "sets", &n), *mp = read_f32(f, "rec", "metric_per_prompt", &n);
     cr_assert_eq(n, N * 2);
+    cr_assert(L * H <= 64);
     hs_head_set_params hp = hs_head_set_default_params();
     hp.metric = HS_METRIC_NEEDLE_RECALL;
     hp.mode = HS_ABLATE_UNIFORM;

@@ -144,7 +144,9 @@ typedef struct {
      * Not with start_layer, resid_start(_dev), stop_layer, z_from_hook or batch
      * positions; appended tokens take no SET and no one-position edit (edits
      * on every position and head_scale apply to them as to the prefill). The
-     * logits equal the whole sequence's forward up to rounding. */
+     * logits equal the whole sequence's forward up to rounding. The cache
+     * counts the tokens once every layer has run (a failure in the logits after
+     * that leaves them appended); a prefill empties it first. */
     hs_kv_cache *kv;
     int kv_append;
 } hs_forward_params;
