@@ -88,3 +88,16 @@ hs_status hs_decoder_step(hs_decoder *d, hs_forward_params *fp, int32_t *w, hs_e
     d->step++;
     return HS_OK;
 }
+
+float hs_needle_recall(const int32_t *needle, int n, const int32_t *gen, int G) {
+    int hit = 0;
+    for (int i = 0; i < n; i++) {
+        int first = 1, in_needle = 0, in_gen = 0; /* each distinct id once, at its first occurrence */
+        for (int j = 0; j < i && first; j++) first = needle[j] != needle[i];
+        if (!first) continue;
+        for (int j = i; j < n; j++) in_needle += needle[j] == needle[i];
+        for (int j = 0; j < G; j++) in_gen += gen[j] == needle[i];
+        hit += in_needle < in_gen ? in_needle : in_gen;
+    }
+    return (float)hit / (float)n;
+}

@@ -35,6 +35,10 @@ void hs_decoder_start(hs_decoder *d, const hs_prompts *pr, int p0, int B);
  * argmax (the first maximum, as torch.argmax), appended to the contexts. */
 hs_status hs_decoder_step(hs_decoder *d, hs_forward_params *fp, int32_t *w, hs_err *err);
 
+/* ROUGE-1 recall over tokens of an answer gen [G] against a needle [n]: each
+ * needle token id counts up to the times the answer holds it; / n. */
+float hs_needle_recall(const int32_t *needle, int n, const int32_t *gen, int G);
+
 /* Every prompt's needle span [ns[i], ns[i] + nl[i]) is non-empty and inside
  * its prompt (lengths in 1..T too); errors start with what. */
 hs_status hs_needle_spans_check(const hs_prompts *pr, const int32_t *ns, const int32_t *nl, const char *what,

@@ -80,21 +80,6 @@ static hs_status build_edits(void *user, int p0, int B, hs_forward_params *fp, h
     return HS_OK;
 }
 
-/* ROUGE-1 recall over tokens: each needle token id counts up to the times it
- * was generated; / the needle's length. */
-static float token_recall(const int32_t *needle, int n, const int32_t *gen, int G) {
-    int hit = 0;
-    for (int i = 0; i < n; i++) {
-        int first = 1, in_needle = 0, in_gen = 0; /* each distinct id once, at its first occurrence */
-        for (int j = 0; j < i && first; j++) first = needle[j] != needle[i];
-        if (!first) continue;
-        for (int j = i; j < n; j++) in_needle += needle[j] == needle[i];
-        for (int j = 0; j < G; j++) in_gen += gen[j] == needle[i];
-        hit += in_needle < in_gen ? in_needle : in_gen;
-    }
-    return (float)hit / (float)n;
-}
-
 /* Needle recall: each batch decoded greedily with the set's edits on every
  * position of the prompt and of every generated token. */
 static hs_status needle_recall(set_edits *u, const hs_model *m, float *out, hs_err *err) {
@@ -119,7 +104,7 @@ static hs_status needle_recall(set_edits *u, const hs_model *m, float *out, hs_e
         }
         for (int b = 0; b < B; b++) {
             const int i = p0 + b;
-            out[i] = token_recall(pr->tokens + (int64_t)i * pr->T + p->needle_start[i], p->needle_len[i],
+            out[i] = hs_needle_recall(pr->tokens + (int64_t)i * pr->T + p->needle_start[i], p->needle_len[i],
                                   gen + (int64_t)b * G, G);
         }
     }

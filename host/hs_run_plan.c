@@ -158,6 +158,7 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
             const char *n_g[1] = {"generated"};
             HS_CHECK(add(r, 0, "retrieval_per_prompt", 2, lh, N_LH, err));
             HS_CHECK(add(r, 0, "generated_tokens", 1, g, n_g, err)); /* token ids, exact in float32 */
+            HS_CHECK(add(r, 0, "needle_recall", 0, NULL, NULL, err));
         }
         break;
     case HS_CONFIG_EXP_PRUNING_CURVE: {

@@ -11,6 +11,7 @@
 #include "headsweep/hs_head_sets.h"
 #include "headsweep/hs_patching.h"
 #include "headsweep/hs_retrieval.h"
+#include "hs_decode.h"
 #include "hs_run_internal.h"
 
 /* Prompts [i0, i0 + n) as a prompt set of their own. */
@@ -386,6 +387,10 @@ static hs_status unit_scores(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, i
                                                   gen, err)
                  : hs_err_set(err, HS_ERR_OOM, "out of memory");
         for (int64_t k = 0; !st && k < (int64_t)n * rp.n_generate; k++) g[k] = (float)gen[k];
+        float *rec = row(r, "needle_recall", i0); /* each answer's recall of its needle: the paper's filter reads it */
+        for (int i = 0; !st && i < n; i++)
+            rec[i] = hs_needle_recall(v.tokens + (int64_t)i * v.T + x->data->needle_start[i0 + i],
+                                      x->data->needle_len[i0 + i], gen + (int64_t)i * rp.n_generate, rp.n_generate);
         free(gen);
     }
     for (int k = 0; !st && k < HS_SCORE_COUNT; k++) {

@@ -1,11 +1,17 @@
 /* Retrieval scores (Wu et al. 2024) against transformers greedy decoding with
  * output_attentions on the tiny fixture models (make_fixtures.py,
  * make_retrieval_refs): the generated tokens and the copied-needle counts
- * must agree exactly. The fixture only keeps prompts whose every greedy and
- * attention argmax has a safe margin, so exactness is not luck. */
+ * must agree exactly (with and without the KV cache). The fixture only keeps
+ * prompts whose every greedy and attention argmax has a safe margin, so
+ * exactness is not luck. The run's needle recall and filtered score are
+ * recomputed from transformers' answers. */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "headsweep/hs_h5.h"
 #include "headsweep/hs_retrieval.h"
 #include "headsweep/hs_safetensors.h"
 #include "hs_testutil.h"
@@ -115,5 +121,89 @@ Test(retrieval, checks_needle_spans_and_session_size) {
     p.n_generate = 0;
     cr_assert_eq(hs_retrieval_scores_per_prompt(f.s, f.m, &f.pr, f.ns, f.nl, &p, score, NULL, &err),
                  HS_ERR_INVALID_ARG);
+    fx_free(&f);
+}
+
+/* The run writes each answer's needle recall and the paper's filtered score:
+ * the fixture's prompts as a JSONL file, prompt 1's needle moved to one token
+ * its greedy answer (transformers') repeats, so at least one prompt passes
+ * the filter. The run's 32-token answers begin with transformers' tokens; the
+ * recall is recomputed from them here, the filtered mean from the written
+ * per-prompt scores. */
+static float recall_of(const int32_t *needle, int n, const int32_t *gen, int G) {
+    int hit = 0;
+    uint8_t used[64] = {0};
+    cr_assert(G <= 64);
+    for (int i = 0; i < n; i++) /* each needle token takes one unused equal answer token */
+        for (int j = 0; j < G; j++)
+            if (!used[j] && gen[j] == needle[i]) {
+                used[j] = 1, hit++;
+                break;
+            }
+    return (float)hit / (float)n;
+}
+
+Test(retrieval, the_run_writes_needle_recall_and_the_papers_filter, .timeout = 120) {
+    fx f;
+    fx_init(&f, "llama_gqa");
+    const int N = f.pr.N;
+    cr_assert(N <= 8);
+    int32_t ns[8], nl[8];
+    for (int i = 0; i < N; i++) ns[i] = f.ns[i], nl[i] = f.nl[i];
+    const int32_t *p1 = f.pr.tokens + f.pr.T, *g1 = f.gen + f.G;
+    ns[1] = -1;
+    for (int j = 0; j < f.pr.lengths[1] && ns[1] < 0; j++)
+        for (int k = 0; k < f.G; k++)
+            if (p1[j] == g1[k]) ns[1] = j, nl[1] = 1;
+    cr_assert_geq(ns[1], 0, "prompt 1's answer repeats none of its tokens");
+    char dir[] = "/tmp/hs_test_ret_XXXXXX", data[256], cfgp[256], out[256], model[1024];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/d.jsonl", dir);
+    snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    hs_test_fixture_path(model, sizeof model, "models/llama_gqa");
+    FILE *fd = fopen(data, "w"), *fc = fopen(cfgp, "w");
+    cr_assert(fd && fc);
+    for (int i = 0; i < N; i++) {
+        fprintf(fd, "{\"tokens\": [");
+        for (int t = 0; t < f.pr.lengths[i]; t++) fprintf(fd, "%s%d", t ? ", " : "", f.pr.tokens[(int64_t)i * f.pr.T + t]);
+        fprintf(fd, "], \"needle_start\": %d, \"needle_len\": %d}\n", ns[i], nl[i]);
+    }
+    fprintf(fc, "model: %s\nbatch_size: 2\noutput: %s\ndataset:\n  file: %s\nexperiments:\n"
+                "  - name: ret\n    type: head_scores\n    scores: [retrieval]\n", model, out, data);
+    fclose(fd), fclose(fc);
+    hs_err err = {0};
+    cr_assert_eq(hs_test_run_config(cfgp, NULL, 0, NULL, &err), HS_OK, "%s", err.msg);
+    hs_test_check_with_h5py(out);
+    hs_h5 *h;
+    hs_h5_group *g;
+    float *rec = NULL, *per = NULL, *filt = NULL;
+    int32_t *gen = NULL;
+    hs_h5_shape rs, ps, fs, gs;
+    cr_assert_eq(hs_h5_open_read(out, &h, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_group_open(h, "ret", &g, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_f32(g, "needle_recall", &rec, &rs, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_f32(g, "retrieval_per_prompt", &per, &ps, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_f32(g, "retrieval_filtered", &filt, &fs, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_i32(g, "generated_tokens", &gen, &gs, &err), HS_OK, "%s", err.msg);
+    cr_assert(rs.ndim == 1 && rs.dims[0] == N && fs.ndim == 2 && fs.dims[0] * fs.dims[1] == f.LH && gs.ndim == 2);
+    const int G = (int)gs.dims[1]; /* the run's 32 tokens; the fixture holds transformers' first f.G */
+    int kept = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert(!memcmp(gen + (int64_t)i * G, f.gen + (int64_t)i * f.G, (size_t)f.G * sizeof *gen),
+                  "prompt %d: the run's answer does not begin with transformers'", i);
+        const float want = recall_of(f.pr.tokens + (int64_t)i * f.pr.T + ns[i], nl[i], gen + (int64_t)i * G, G);
+        cr_assert_eq(rec[i], want, "prompt %d: needle recall %g, recomputed %g", i, rec[i], want);
+        kept += want > 0.5f;
+    }
+    cr_assert_eq(rec[1], 1.0f);
+    for (int k = 0; k < f.LH; k++) {
+        double s = 0;
+        for (int i = 0; i < N; i++) s += rec[i] > 0.5f ? per[(int64_t)i * f.LH + k] : 0.0;
+        cr_assert_float_eq(filt[k], (float)(s / kept), 1e-7, "head %d: filtered %g", k, filt[k]);
+    }
+    free(rec), free(per), free(filt), free(gen);
+    hs_h5_close(h);
+    hs_test_remove_dir(dir);
     fx_free(&f);
 }
