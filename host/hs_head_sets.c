@@ -102,6 +102,7 @@ static hs_status needle_recall(set_edits *u, const hs_model *m, float *out, hs_e
             HS_CHECK(hs_decoder_step(&d, &fp, w, err));
             for (int b = 0; b < B; b++) gen[(int64_t)b * G + step] = w[b];
         }
+        if (p->generated) memcpy(p->generated + (int64_t)p0 * G, gen, (size_t)B * G * sizeof *gen);
         for (int b = 0; b < B; b++) {
             const int i = p0 + b;
             out[i] = hs_needle_recall(pr->tokens + (int64_t)i * pr->T + p->needle_start[i], p->needle_len[i],

@@ -186,6 +186,12 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
         HS_CHECK(add(r, 0, "base", 0, NULL, NULL, err));
         HS_CHECK(add(r, 0, "metric_per_prompt", 1, slh, n_slh, err));
         HS_CHECK(add(r, 1, "sets", 3, slh, n_slh, err));
+        if (e->metric == HS_CONFIG_METRIC_NEEDLE_RECALL) { /* the answers: token ids, exact in float32 */
+            const int64_t sg[2] = {1 + e->random_sets, HS_RUN_RETRIEVAL_TOKENS};
+            const char *n_sg[2] = {"set", "generated"};
+            HS_CHECK(add(r, 0, "base_generated_tokens", 1, sg + 1, n_sg + 1, err));
+            HS_CHECK(add(r, 0, "generated_tokens", 2, sg, n_sg, err));
+        }
         break;
     }
     case HS_CONFIG_EXP_ACTIVATION_PATCHING:

@@ -468,22 +468,32 @@ static hs_status unit_sets(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int
     p.batch_rows = x->cfg->batch_size;
     if (r->resample_src) p.resample_ref = &r->source, p.resample_src = r->resample_src + i0; /* resample, patch */
     hs_status st = HS_OK;
-    if (p.metric == HS_METRIC_NEEDLE_RECALL) { /* the greedy answer under the ablation (spans: check_dataset_fits) */
+    const int G = HS_RUN_RETRIEVAL_TOKENS, recall = p.metric == HS_METRIC_NEEDLE_RECALL;
+    if (recall) { /* the greedy answer under the ablation (spans: check_dataset_fits) */
         p.needle_start = x->data->needle_start + i0, p.needle_len = x->data->needle_len + i0;
-        p.n_generate = HS_RUN_RETRIEVAL_TOKENS;
+        p.n_generate = G;
+        p.generated = malloc((size_t)n * G * sizeof *p.generated);
     }
     float *val = malloc((size_t)n * sizeof *val);
     uint8_t *set = malloc((size_t)LH);
-    if (!val || !set) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+    if (!val || !set || (recall && !p.generated)) HS_FAIL(err, HS_ERR_OOM, "out of memory");
     HS_CHECK(hs_head_set_metric(w->session, x->model, &v, &p, NULL, row(r, "base", i0), err));
+    if (recall) {
+        float *bg = row(r, "base_generated_tokens", i0);
+        for (int64_t k = 0; k < (int64_t)n * G; k++) bg[k] = (float)p.generated[k];
+    }
     for (int s = 0; s < n_sets; s++) {
         for (int64_t k = 0; k < LH; k++) set[k] = sets->data[s * LH + k] != 0.0f;
         HS_CHECK(hs_head_set_metric(w->session, x->model, &v, &p, set, val, err));
         for (int i = 0; i < n; i++) m->data[(int64_t)(i0 + i - r->lo) * n_sets + s] = val[i];
+        for (int i = 0; recall && i < n; i++) { /* [prompt, set, generated] */
+            float *gt = row(r, "generated_tokens", i0 + i) + (int64_t)s * G;
+            for (int k = 0; k < G; k++) gt[k] = (float)p.generated[(int64_t)i * G + k];
+        }
         if (hs_run_should_stop(x, exp)) HS_FAIL(err, HS_ERR_INTERRUPTED, "interrupted");
     }
 exit:
-    free(val), free(set);
+    free(val), free(set), free(p.generated);
     return st;
 }
 

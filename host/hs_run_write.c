@@ -17,6 +17,21 @@ static hs_status put(hs_h5_group *g, const hs_run_exp *r, const hs_run_array *a,
     return hs_h5_write_f32(g, name ? name : a->name, a->ndim + 1, dims, a->dim_names, a->data, err);
 }
 
+/* The same for an array of token ids (held as float32, exact), written as int32. */
+static hs_status put_i32(hs_h5_group *g, const hs_run_exp *r, const hs_run_array *a, const char *definition,
+                         hs_err *err) {
+    const int64_t n = (int64_t)(r->hi - r->lo) * a->per;
+    int64_t dims[HS_RUN_MAX_DIMS + 1] = {r->hi - r->lo};
+    for (int k = 0; k < a->ndim; k++) dims[k + 1] = a->dims[k];
+    int32_t *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+    if (!v) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+    for (int64_t k = 0; k < n; k++) v[k] = (int32_t)a->data[k];
+    hs_status st = hs_h5_write_i32(g, a->name, a->ndim + 1, dims, a->dim_names, v, err);
+    free(v);
+    if (!st && definition) st = hs_h5_attr_str(g, a->name, "definition", definition, err);
+    return st;
+}
+
 void hs_run_mean_items(const hs_run_array *a, int n, float *out) {
     for (int64_t k = 0; k < a->per; k++) {
         double s = 0;
@@ -136,28 +151,20 @@ static hs_status write_scores(const hs_config_experiment *e, const hs_run_exp *r
                                 err));
     }
     if (e->scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_RETRIEVAL)) {
-        const hs_run_array *a = hs_run_find(r, "retrieval_per_prompt"), *gt = hs_run_find(r, "generated_tokens");
-        const int64_t n = r->hi - r->lo, ng = n * gt->per;
+        const hs_run_array *a = hs_run_find(r, "retrieval_per_prompt");
         float *m = malloc((size_t)a->per * sizeof *m);
-        int32_t *gen = malloc((size_t)(ng > 0 ? ng : 1) * sizeof *gen);
-        if (m && gen) {
-            hs_run_mean_items(a, (int)n, m);
-            for (int64_t k = 0; k < ng; k++) gen[k] = (int32_t)gt->data[k];
-            const int64_t gd[2] = {n, gt->per};
-            st = hs_h5_write_f32(g, "retrieval", 2, a->dims, a->dim_names + 1, m, err);
-            if (!st) st = put(g, r, a, NULL, err);
-            if (!st) st = hs_h5_write_i32(g, "generated_tokens", 2, gd, gt->dim_names, gen, err);
-        } else {
-            st = hs_err_set(err, HS_ERR_OOM, "out of memory");
-        }
-        free(m), free(gen);
+        if (!m) return hs_err_set(err, HS_ERR_OOM, "out of memory");
+        hs_run_mean_items(a, r->hi - r->lo, m);
+        st = hs_h5_write_f32(g, "retrieval", 2, a->dims, a->dim_names + 1, m, err);
+        free(m);
         if (st) goto exit;
+        HS_CHECK(put(g, r, a, NULL, err));
+        HS_CHECK(put_i32(g, r, hs_run_find(r, "generated_tokens"), "the greedy tokens each needle prompt generated",
+                         err));
         HS_CHECK(hs_h5_attr_str(g, "retrieval", "definition",
                                 "Wu et al. 2024: distinct needle positions a head copy-pastes during greedy decoding "
                                 "(generated token in the needle, argmax attention on that needle position) / needle "
                                 "length, mean over prompts; > 0.1 = retrieval head",
-                                err));
-        HS_CHECK(hs_h5_attr_str(g, "generated_tokens", "definition", "the greedy tokens each needle prompt generated",
                                 err));
         HS_CHECK(write_retrieval_filtered(g, r, err));
     }
@@ -296,6 +303,11 @@ static hs_status write_sets(const hs_config_experiment *e, const hs_run_exp *r, 
                             "sets of the other heads (seeded)", err));
     HS_CHECK(hs_h5_attr_str(g, "metric", "definition", "mean over prompts of the metric with the set ablated", err));
     HS_CHECK(hs_h5_attr_str(g, "base", "definition", "metric of the unablated model, per prompt", err));
+    if (hs_run_find(r, "generated_tokens")) { /* needle_recall: the answers themselves */
+        HS_CHECK(put_i32(g, r, hs_run_find(r, "base_generated_tokens"), "each prompt's greedy answer, unablated", err));
+        HS_CHECK(put_i32(g, r, hs_run_find(r, "generated_tokens"), "each prompt's greedy answer with the set ablated",
+                         err));
+    }
     HS_CHECK(hs_h5_attr_f64(g, NULL, "metric_base", b, err));
     HS_CHECK(hs_h5_attr_f64(g, NULL, "metric_top_k", metric[0], err));
     if (n_sets > 1) {

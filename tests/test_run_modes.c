@@ -179,14 +179,25 @@ Test(run_modes, run_equals_the_library_on_the_whole_dataset, .timeout = 300) {
     hp.mode = HS_ABLATE_UNIFORM;
     hp.needle_start = d->needle_start, hp.needle_len = d->needle_len, hp.n_generate = 32;
     hp.batch_rows = 12;
-    for (int k = 0; k < 2; k++) {
+    int32_t answers[N * 32], *wa = NULL, *wb = NULL; /* the written answers [N, set, 32] and unablated [N, 32] */
+    hs_h5_shape as, bs;
+    cr_assert_eq(hs_h5_group_open(f, "rec", &g, &err), HS_OK);
+    cr_assert_eq(hs_h5_read_i32(g, "generated_tokens", &wa, &as, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_i32(g, "base_generated_tokens", &wb, &bs, &err), HS_OK, "%s", err.msg);
+    cr_assert(as.ndim == 3 && as.dims[0] == N && as.dims[1] == 2 && as.dims[2] == 32 && bs.ndim == 2);
+    hp.generated = answers;
+    for (int k = -1; k < 2; k++) {
         uint8_t set[64];
         float want[N];
-        for (int j = 0; j < L * H; j++) set[j] = sets[k * L * H + j] != 0.0f;
-        cr_assert_eq(hs_head_set_metric(s, m, &pr, &hp, set, want, &err), HS_OK, "%s", err.msg);
-        for (int i = 0; i < N; i++) cr_assert_eq(mp[i * 2 + k], want[i], "rec: set %d prompt %d", k, i);
+        for (int j = 0; k >= 0 && j < L * H; j++) set[j] = sets[k * L * H + j] != 0.0f;
+        cr_assert_eq(hs_head_set_metric(s, m, &pr, &hp, k >= 0 ? set : NULL, want, &err), HS_OK, "%s", err.msg);
+        for (int i = 0; i < N; i++) {
+            if (k >= 0) cr_assert_eq(mp[i * 2 + k], want[i], "rec: set %d prompt %d", k, i);
+            const int32_t *w = k >= 0 ? wa + ((int64_t)i * 2 + k) * 32 : wb + (int64_t)i * 32;
+            cr_assert(!memcmp(w, answers + (int64_t)i * 32, 32 * sizeof *w), "rec: set %d prompt %d: answers differ", k, i);
+        }
     }
-    free(sets), free(mp);
+    free(sets), free(mp), free(wa), free(wb);
 
     hs_capture *cap;
     cr_assert_eq(hs_capture_init(be, &cap, &err), HS_OK);

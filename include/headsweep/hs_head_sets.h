@@ -36,6 +36,7 @@ typedef struct {
      * generated token too). */
     const int32_t *needle_start, *needle_len;
     int n_generate;
+    int32_t *generated; /* NEEDLE_RECALL: out [N, n_generate], each prompt's answer, or NULL */
     int batch_rows;
 } hs_head_set_params;
 
