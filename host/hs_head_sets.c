@@ -106,7 +106,7 @@ static hs_status needle_recall(set_edits *u, const hs_model *m, float *out, hs_e
         for (int b = 0; b < B; b++) {
             const int i = p0 + b;
             out[i] = hs_needle_recall(pr->tokens + (int64_t)i * pr->T + p->needle_start[i], p->needle_len[i],
-                                  gen + (int64_t)b * G, G);
+                                      gen + (int64_t)b * G, G);
         }
     }
 exit:
@@ -117,8 +117,9 @@ exit:
 
 static hs_status check_needles(const hs_prompts *pr, const hs_head_set_params *p, hs_err *err) {
     if (p->mode != HS_ABLATE_ZERO && p->mode != HS_ABLATE_SCALE && p->mode != HS_ABLATE_UNIFORM)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: needle_recall takes modes zero, scale and uniform "
-                                                   "(mode %s sets z per position of the prompt)", hs_ablate_mode_name(p->mode));
+        return hs_err_set(err, HS_ERR_INVALID_ARG,
+                          "head sets: needle_recall takes modes zero, scale and uniform (mode %s sets z per position "
+                          "of the prompt)", hs_ablate_mode_name(p->mode));
     if (p->n_generate < 1 || p->second_half || p->batch_rows < 1)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "head sets: needle_recall needs n_generate >= 1 (%d), batch_rows "
                                                    ">= 1 and no second_half", p->n_generate);

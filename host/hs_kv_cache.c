@@ -83,7 +83,9 @@ hs_status hs_kv_begin(hs_kv_cache *kv, const hs_session *s, const hs_batch *b, c
     if (b->B != kv->B)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "kv cache: appending %d rows to a cache of %d", b->B, kv->B);
     for (int64_t i = 0; b->mask && i < (int64_t)b->B * b->T; i++)
-        if (!b->mask[i]) return hs_err_set(err, HS_ERR_INVALID_ARG, "kv cache: appended tokens are all real (mask 0 at row %d)", (int)(i / b->T));
+        if (!b->mask[i])
+            return hs_err_set(err, HS_ERR_INVALID_ARG, "kv cache: appended tokens must all be real (mask 0 at row %d)",
+                              (int)(i / b->T));
     for (int i = 0; i < fp->n_edits; i++)
         if (fp->edits[i].pos >= 0 || fp->edits[i].mode == HS_EDIT_SET)
             return hs_err_set(err, HS_ERR_INVALID_ARG, "kv cache: edit %d: appended tokens take no SET or one-position "

@@ -104,13 +104,13 @@ static hs_status write_retrieval_filtered(hs_h5_group *g, const hs_run_exp *r, h
     const int64_t n = r->hi - r->lo;
     hs_status st = HS_OK;
     int kept = 0;
+    for (int64_t i = 0; i < n; i++) kept += rec->data[i] > 0.5f;
     float *m = malloc((size_t)a->per * sizeof *m);
     if (!m) return hs_err_set(err, HS_ERR_OOM, "out of memory");
     for (int64_t k = 0; k < a->per; k++) {
         double s = 0; /* prompt order: the same sum however the prompts were sharded */
-        kept = 0;
         for (int64_t i = 0; i < n; i++)
-            if (rec->data[i] > 0.5f) s += a->data[i * a->per + k], kept++;
+            if (rec->data[i] > 0.5f) s += a->data[i * a->per + k];
         m[k] = kept ? (float)(s / kept) : NAN;
     }
     HS_CHECK(put(g, r, rec, NULL, err));
