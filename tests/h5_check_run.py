@@ -32,6 +32,16 @@ with h5py.File(path, "r") as f:
                     assert np.allclose(g[k[: -len("_per_prompt")]][...], v[...].mean(0), atol=1e-6), k
                 elif k == "generated_tokens":
                     assert v.shape[0] == N and v.dtype == np.int32, (k, v.shape, v.dtype)
+                elif k == "needle_recall":
+                    r = v[...]
+                    assert r.shape == (N,) and ((r >= 0) & (r <= 1)).all(), (k, r)
+                elif k == "retrieval_filtered":  # the paper's filter: NaN where no answer recalls half the needle
+                    keep, per = g["needle_recall"][...] > 0.5, g["retrieval_per_prompt"][...]
+                    assert int(v.attrs["prompts_kept"]) == keep.sum(), k
+                    if keep.any():
+                        assert np.allclose(v[...], per[keep].mean(0), atol=1e-6), k
+                    else:
+                        assert v.shape == (L, H) and np.isnan(v[...]).all(), k
                 elif v.ndim == 2:
                     assert v.shape == (L, H) and np.isfinite(v[...]).all(), k
         elif kind == "pruning_curve":
@@ -45,6 +55,9 @@ with h5py.File(path, "r") as f:
             assert (sets.sum((1, 2)) == int(g.attrs["top_k"])).all(), "every set holds top_k heads"
             assert np.allclose(g["metric"][...], m.mean(0), atol=1e-5)
             assert abs(g.attrs["metric_top_k"] - g["metric"][0]) < 1e-5
+            if g.attrs["metric"] == "needle_recall":  # the answers, unablated and per set
+                assert g["base_generated_tokens"].shape[0] == N and g["base_generated_tokens"].dtype == np.int32
+                assert g["generated_tokens"].shape[:2] == (N, sets.shape[0]) and g["generated_tokens"].dtype == np.int32
         elif kind == "activation_patching":
             assert g["clean"].shape == (N,) and g["corrupt"].shape == (N,)
             if "z_all_pos" in g:

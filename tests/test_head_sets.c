@@ -504,6 +504,7 @@ Test(head_sets, needle_recall_runs_without_answers, .timeout = 120) {
             continue;
         }
         cr_assert_eq(hs_test_run_config(cfgp, NULL, 0, NULL, &err), HS_OK, "%s", err.msg);
+        hs_test_check_with_h5py(out); /* the answers' layout too */
         hs_h5 *h;
         hs_h5_group *g;
         float *mp = NULL;
