@@ -247,6 +247,30 @@ hs_prompts hs_test_ref_prompts(hs_st_file *ref) {
                         .distractor = hs_test_ref_tensor(ref, "distractor")->data};
 }
 
+hs_test_needles hs_test_ref_needles(hs_st_file *ref) {
+    const hs_st_tensor *tok = hs_test_ref_tensor(ref, "tokens"), *gen = hs_test_ref_tensor(ref, "generated");
+    return (hs_test_needles){.pr = {.N = (int)tok->shape[0], .T = (int)tok->shape[1], .tokens = tok->data,
+                                    .lengths = hs_test_ref_tensor(ref, "lengths")->data},
+                             .ns = hs_test_ref_tensor(ref, "needle_start")->data,
+                             .nl = hs_test_ref_tensor(ref, "needle_len")->data,
+                             .gen = gen->data,
+                             .G = (int)gen->shape[1]};
+}
+
+float hs_test_token_recall(const int32_t *needle, int n, const int32_t *gen, int G) {
+    uint8_t *used = calloc((size_t)(G > 0 ? G : 1), 1);
+    cr_assert_not_null(used);
+    int hit = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < G; j++)
+            if (!used[j] && gen[j] == needle[i]) {
+                used[j] = 1, hit++;
+                break;
+            }
+    free(used);
+    return (float)hit / (float)n;
+}
+
 void hs_test_logits_match(const hs_model *m, hs_st_file *ref, const char *what) {
     hs_test_logits_match_at(m, ref, NULL, what);
 }

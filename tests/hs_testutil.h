@@ -24,6 +24,18 @@ const hs_st_tensor *hs_test_ref_tensor(hs_st_file *ref, const char *name);
 /* The clean prompts of a patching-style fixture (tensors tokens [N, T],
  * lengths, answer, distractor; borrowed from ref). */
 hs_prompts hs_test_ref_prompts(hs_st_file *ref);
+/* The needle prompts of a retrieval fixture (make_retrieval_refs): prompts,
+ * needle spans and transformers' greedy tokens gen [N, G] (borrowed from ref). */
+typedef struct {
+    hs_prompts pr;
+    const int32_t *ns, *nl, *gen;
+    int G;
+} hs_test_needles;
+hs_test_needles hs_test_ref_needles(hs_st_file *ref);
+/* ROUGE-1 recall over tokens of answer gen [G] against needle [n], written
+ * another way than the library's: each needle token takes one unused equal
+ * answer token; / n. */
+float hs_test_token_recall(const int32_t *needle, int n, const int32_t *gen, int G);
 /* Removes a test's temporary directory and everything in it (rm -rf); a
  * failure fails the test. */
 void hs_test_remove_dir(const char *dir);

@@ -297,26 +297,6 @@ Test(head_sets, resample_matches_the_single_head_sweep) {
 
 /* ---- needle_recall: greedy generation under the ablation -------------------------- */
 
-/* ROUGE-1 recall over tokens, written another way than the library's: sort
- * both sides, then merge, counting each matched pair once. */
-static int cmp_i32(const void *a, const void *b) {
-    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-static float sorted_recall(const int32_t *needle, int n, const int32_t *gen, int G) {
-    int32_t a[64], b[64];
-    cr_assert(n <= 64 && G <= 64);
-    memcpy(a, needle, (size_t)n * sizeof *a), memcpy(b, gen, (size_t)G * sizeof *b);
-    qsort(a, (size_t)n, sizeof *a, cmp_i32), qsort(b, (size_t)G, sizeof *b, cmp_i32);
-    int i = 0, j = 0, hit = 0;
-    while (i < n && j < G) {
-        if (a[i] == b[j]) hit++, i++, j++;
-        else if (a[i] < b[j]) i++;
-        else j++;
-    }
-    return (float)hit / (float)n;
-}
-
 /* The retrieval fixture's needle prompts (transformers' greedy tokens in it). */
 typedef struct {
     hs_model *m;
@@ -332,13 +312,8 @@ static void needles_init(needles *n, int session_T_extra) {
     hs_err err = {0};
     memset(n, 0, sizeof *n);
     hs_test_load_fixture("llama_gqa", "retrieval", &n->m, &n->ref);
-    const hs_st_tensor *tok = hs_test_ref_tensor(n->ref, "tokens"), *gen = hs_test_ref_tensor(n->ref, "generated");
-    n->pr = (hs_prompts){.N = (int)tok->shape[0], .T = (int)tok->shape[1], .tokens = tok->data,
-                         .lengths = hs_test_ref_tensor(n->ref, "lengths")->data};
-    n->ns = hs_test_ref_tensor(n->ref, "needle_start")->data;
-    n->nl = hs_test_ref_tensor(n->ref, "needle_len")->data;
-    n->gen = gen->data;
-    n->G = (int)gen->shape[1];
+    const hs_test_needles nd = hs_test_ref_needles(n->ref);
+    n->pr = nd.pr, n->ns = nd.ns, n->nl = nd.nl, n->gen = nd.gen, n->G = nd.G;
     cr_assert(n->pr.N <= 8 && n->pr.T + n->G <= 256 && n->G <= 64, "the tests' fixed arrays hold the fixture");
     cr_assert_eq(hs_backend_cpu_init(NULL, &n->be, &err), HS_OK, "%s", err.msg);
     cr_assert_eq(hs_session_init(n->be, n->m, 2, n->pr.T + session_T_extra, &n->s, &err), HS_OK, "%s", err.msg);
@@ -371,7 +346,7 @@ Test(head_sets, needle_recall_unablated_is_transformers_answers) {
     cr_assert_eq(hs_head_set_metric(n.s, n.m, &n.pr, &p, NULL, got, &err), HS_OK, "%s", err.msg);
     int any = 0;
     for (int i = 0; i < n.pr.N; i++) {
-        const float want = sorted_recall(n.pr.tokens + (int64_t)i * n.pr.T + n.ns[i], n.nl[i], n.gen + (int64_t)i * n.G, n.G);
+        const float want = hs_test_token_recall(n.pr.tokens + (int64_t)i * n.pr.T + n.ns[i], n.nl[i], n.gen + (int64_t)i * n.G, n.G);
         cr_assert_eq(got[i], want, "prompt %d: recall %g, of transformers' answer %g", i, got[i], want);
         any |= want > 0;
     }
@@ -422,7 +397,7 @@ Test(head_sets, needle_recall_ablated_is_whole_forward_decoding) {
                     if (logits[v] > logits[best]) best = v;
                 gen[g] = best, ctx[len++] = best;
             }
-            const float want = sorted_recall(n.pr.tokens + (int64_t)i * n.pr.T + n.ns[i], n.nl[i], gen, n.G);
+            const float want = hs_test_token_recall(n.pr.tokens + (int64_t)i * n.pr.T + n.ns[i], n.nl[i], gen, n.G);
             cr_assert_eq(got[i], want, "mode %d prompt %d: recall %g, whole-forward decoding %g", mi, i, got[i], want);
             changed |= memcmp(gen, n.gen + (int64_t)i * n.G, (size_t)n.G * sizeof *gen) != 0;
         }

@@ -31,13 +31,8 @@ static void fx_init(fx *f, const char *model) {
     hs_err err = {0};
     memset(f, 0, sizeof *f);
     hs_test_load_fixture(model, "retrieval", &f->m, &f->ref);
-    const hs_st_tensor *tok = hs_test_ref_tensor(f->ref, "tokens"), *gen = hs_test_ref_tensor(f->ref, "generated");
-    f->pr = (hs_prompts){.N = (int)tok->shape[0], .T = (int)tok->shape[1], .tokens = tok->data,
-                         .lengths = hs_test_ref_tensor(f->ref, "lengths")->data};
-    f->ns = hs_test_ref_tensor(f->ref, "needle_start")->data;
-    f->nl = hs_test_ref_tensor(f->ref, "needle_len")->data;
-    f->gen = gen->data;
-    f->G = (int)gen->shape[1];
+    const hs_test_needles nd = hs_test_ref_needles(f->ref);
+    f->pr = nd.pr, f->ns = nd.ns, f->nl = nd.nl, f->gen = nd.gen, f->G = nd.G;
     f->scores = hs_test_ref_tensor(f->ref, "scores")->data;
     const hs_model_config *c = hs_model_get_config(f->m);
     f->LH = c->n_layers * c->n_heads;
@@ -130,19 +125,6 @@ Test(retrieval, checks_needle_spans_and_session_size) {
  * the filter. The run's 32-token answers begin with transformers' tokens; the
  * recall is recomputed from them here, the filtered mean from the written
  * per-prompt scores. */
-static float recall_of(const int32_t *needle, int n, const int32_t *gen, int G) {
-    int hit = 0;
-    uint8_t used[64] = {0};
-    cr_assert(G <= 64);
-    for (int i = 0; i < n; i++) /* each needle token takes one unused equal answer token */
-        for (int j = 0; j < G; j++)
-            if (!used[j] && gen[j] == needle[i]) {
-                used[j] = 1, hit++;
-                break;
-            }
-    return (float)hit / (float)n;
-}
-
 Test(retrieval, the_run_writes_needle_recall_and_the_papers_filter, .timeout = 120) {
     fx f;
     fx_init(&f, "llama_gqa");
@@ -192,7 +174,7 @@ Test(retrieval, the_run_writes_needle_recall_and_the_papers_filter, .timeout = 1
     for (int i = 0; i < N; i++) {
         cr_assert(!memcmp(gen + (int64_t)i * G, f.gen + (int64_t)i * f.G, (size_t)f.G * sizeof *gen),
                   "prompt %d: the run's answer does not begin with transformers'", i);
-        const float want = recall_of(f.pr.tokens + (int64_t)i * f.pr.T + ns[i], nl[i], gen + (int64_t)i * G, G);
+        const float want = hs_test_token_recall(f.pr.tokens + (int64_t)i * f.pr.T + ns[i], nl[i], gen + (int64_t)i * G, G);
         cr_assert_eq(rec[i], want, "prompt %d: needle recall %g, recomputed %g", i, rec[i], want);
         kept += want > 0.5f;
     }
