@@ -104,18 +104,16 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     a.T_kv = p->T_kv;
     a.q_pos = p->T_kv > 0 ? p->q_pos : NULL;
 
-    if (p->pattern && !a.lse) { /* the recompute needs the LSE: keep it in scratch */
-        const hs_status st = hs_cuda_scratch((void **)&be->lse_tmp, &be->lse_tmp_bytes,
-                                             (size_t)B * H * T * sizeof(float), err);
-        if (st != HS_OK) return st;
-        a.lse = be->lse_tmp;
-    }
-
     hs_status st;
     if (p->T_kv > 0) { /* decoding: its own kernel, the pattern included (attn_launches counts the fused ones) */
         st = hs_cuda_attn_decode(&a, bf16, p->pattern ? p->pattern_rows : NULL, p->pattern, be->stream, err);
         if (st == HS_OK && p->set_idx) st = hs_attn_set(p, bf16, be->stream, err);
         return st;
+    }
+    if (p->pattern && !a.lse) { /* the recompute needs the LSE: keep it in scratch (decoding computes its own) */
+        st = hs_cuda_scratch((void **)&be->lse_tmp, &be->lse_tmp_bytes, (size_t)B * H * T * sizeof(float), err);
+        if (st != HS_OK) return st;
+        a.lse = be->lse_tmp;
     }
     const int strides_ok = a.q_st % 8 == 0 && a.q_sh % 8 == 0 && a.k_st % 8 == 0 &&
                            a.k_sh % 8 == 0 && a.q_sb % 8 == 0 && a.k_sb % 8 == 0;

@@ -18,11 +18,6 @@
 #define F32_RTOL 1e-5
 #define GUARD 512 /* bytes before and after every output; keeps outputs 256-aligned */
 
-#define REQUIRE_GPU()                                                        \
-    do {                                                                     \
-        if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device"); \
-    } while (0)
-
 /* ---- harness ------------------------------------------------------------------ */
 
 typedef struct {

@@ -50,6 +50,13 @@ hs_status hs_test_run_config(const char *path, const char *const *sets, int n_se
  * Returns 1 if the file exists. */
 int hs_test_smollm2_path(char *out, size_t n);
 
+/* Skips the calling Criterion test, with the reason, where no CUDA device is
+ * visible (the test file includes criterion and hs_backend.h). */
+#define REQUIRE_GPU()                                                              \
+    do {                                                                           \
+        if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");   \
+    } while (0)
+
 /* xorshift64* generator: tests seed it and print the seed. */
 typedef struct { uint64_t s; } hs_test_rng;
 void hs_test_rng_seed(hs_test_rng *r, uint64_t seed);

@@ -43,11 +43,6 @@
 #include "headsweep/hs_model.h"
 #include "hs_testutil.h"
 
-#define REQUIRE_GPU()                                                        \
-    do {                                                                     \
-        if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device"); \
-    } while (0)
-
 static double tol_f32(int depth) { return 2e-6 * (depth + 2); }
 static double tol_bf16(int depth) { return 2.0 * sqrt(10.0 * depth + 4.0) * ldexp(1.0, -8) / sqrt(3.0); }
 

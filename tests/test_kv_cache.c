@@ -160,11 +160,6 @@ static void decode_on(const char *model, int edited, int gpu) {
 
 static void decode_matches(const char *model, int edited) { decode_on(model, edited, 0); }
 
-#define REQUIRE_GPU()                                                                      \
-    do {                                                                                   \
-        if (hs_backend_cuda_device_count() == 0) cr_skip_test("no CUDA device");            \
-    } while (0)
-
 Test(kv_cache, gpt2_learned_positions) { decode_matches("gpt2", 0), decode_matches("gpt2", 1); }
 Test(kv_cache, llama_gqa_rope) { decode_matches("llama_gqa", 0), decode_matches("llama_gqa", 1); }
 Test(kv_cache, phi_partial_rotary_parallel) { decode_matches("phi", 1); }
