@@ -159,6 +159,22 @@ int hs_model_qk_norm_width(const hs_model_config *c, int kv) {
     return c->qk_norm_all ? (kv ? c->n_kv_heads : c->n_heads) * c->d_head : c->d_head;
 }
 
+hs_status hs_model_layout_of(const char *path, const char *key, const uint8_t *slides, hs_model_config *c, hs_err *err) {
+    const int n = c->n_layers;
+    c->window_from = n, c->global_every = 0; /* the first sliding layer, then the first full layer after it */
+    for (int l = 0; l < n; l++) {
+        if (slides[l] && c->window_from == n) c->window_from = l;
+        if (!slides[l] && c->window_from < l && !c->global_every) c->global_every = l - c->window_from + 1;
+    }
+    for (int l = 0; l < n; l++)
+        if (slides[l] != hs_model_layer_slides(c, l))
+            return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                              "%s: %s: only sliding layers from one layer on, with a full layer every N "
+                              "among them, are supported (layer %d breaks the pattern)",
+                              path, key, l);
+    return HS_OK;
+}
+
 float hs_model_attn_scale(const hs_model_config *c) {
     return c->attn_scale > 0.0f ? c->attn_scale : 1.0f / sqrtf((float)c->d_head);
 }

@@ -1,8 +1,11 @@
-/* hs_model_gguf: Llama-family models (llama, qwen2, qwen3) from a GGUF file. The
- * configuration comes from the "<arch>.*" metadata, the weights are
- * dequantised to f32 in HF layout: every shape is checked against the
- * configuration before anything is allocated, and llama.cpp's Q/K row
- * permutation is undone so that the model uses HF's rotate_half RoPE. */
+/* hs_model_gguf: a model from a GGUF file written by llama.cpp's converter
+ * (llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, gpt2). The configuration
+ * comes from the metadata (hs_model_gguf_cfg.c); the weights are dequantised
+ * to f32 in HF layout: every shape is checked against the configuration
+ * before anything is allocated, fused tensors (Phi-3's and GPT-2's attn_qkv,
+ * Phi-3's gate + up) are cut into their projections, Gemma's norms get back
+ * their offset from 1, and llama.cpp's Q/K row permutation is undone so that
+ * the model uses HF's rotate_half RoPE. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,148 +15,46 @@
 #include "headsweep/hs_gguf.h"
 #include "hs_model_internal.h"
 
-/* One tensor to load: expected GGUF shape ne = [in, out] (out == 0 for a 1-D
- * tensor of length in), where it goes, and whether its rows are permuted. */
+/* One tensor to load, its expected GGUF shape ne = [in, rows] (rows 0: a
+ * vector of in elements), the slice that goes to dst (rows first .. first +
+ * count - 1 of a matrix, elements of a vector; count 0: all of it), whether
+ * its rows are permuted, and a constant added to every element. */
 typedef struct {
     char name[96];
-    int64_t in, out;
+    int64_t in, rows, first, count;
     float **dst;
     int perm_heads; /* > 0: rows hold perm_heads heads in llama.cpp's interleaved order */
+    float add;
     hs_gguf_tensor_info ti;
 } tensor_spec;
 
-/* ---- configuration ------------------------------------------------------------------- */
-
-/* "<arch>.<suffix>" as a positive int; dflt when absent unless required. */
-static hs_status meta_int(const hs_gguf *g, const char *arch, const char *suffix, int required,
-                          int dflt, int *out, hs_err *err) {
-    char key[160];
-    uint32_t v;
-    snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    if (!required && hs_gguf_find_key(g, key) < 0) {
-        *out = dflt;
-        return HS_OK;
-    }
-    hs_status st = hs_gguf_get_u32(g, key, &v, err);
-    if (st != HS_OK) return st;
-    if (v == 0 || v > INT_MAX)
-        return hs_err_set(err, HS_ERR_FORMAT, "%s: key '%s': %u is not a valid size",
-                          hs_gguf_name(g), key, v);
-    *out = (int)v;
-    return HS_OK;
-}
-
-static hs_status meta_float(const hs_gguf *g, const char *arch, const char *suffix, int required,
-                            float dflt, float *out, hs_err *err) {
-    char key[160];
-    snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    if (!required && hs_gguf_find_key(g, key) < 0) {
-        *out = dflt;
-        return HS_OK;
-    }
-    return hs_gguf_get_f32(g, key, out, err);
-}
-
-/* A token id, or -1 when absent. */
-static hs_status meta_token(const hs_gguf *g, const char *key, int *out, hs_err *err) {
-    int32_t v;
-    *out = -1;
-    if (hs_gguf_find_key(g, key) < 0) return HS_OK;
-    hs_status st = hs_gguf_get_i32(g, key, &v, err);
-    if (st == HS_OK) *out = v;
-    return st;
-}
-
-static hs_status read_config(const hs_gguf *g, hs_model_config *c, int *permuted, hs_err *err) {
-    hs_status st = HS_OK;
-    const char *arch = NULL, *file = hs_gguf_name(g), *rs;
-    char key[160];
-    int rope_dims = 0, v_len = 0;
-    hs_gguf_tensor_info emb;
-
-    HS_CHECK(hs_gguf_get_str(g, "general.architecture", &arch, NULL, err));
-    memset(c, 0, sizeof *c);
-    if (!strcmp(arch, "llama")) {
-        /* convert_hf_to_gguf.py permutes llama's Q/K rows (see hf_row below). */
-        *permuted = 1;
-        snprintf(c->arch_name, sizeof c->arch_name, "LlamaForCausalLM");
-    } else if (!strcmp(arch, "qwen2") || !strcmp(arch, "qwen3")) {
-        /* Qwen2 and Qwen3 are converted without the permutation; llama.cpp runs them with NEOX RoPE. */
-        *permuted = 0;
-        c->qk_norm = arch[4] == '3';
-        snprintf(c->arch_name, sizeof c->arch_name, "%s", c->qk_norm ? "Qwen3ForCausalLM" : "Qwen2ForCausalLM");
-    } else {
-        HS_FAIL(err, HS_ERR_UNSUPPORTED,
-                "%s: key 'general.architecture': architecture '%.100s' is not supported "
-                "(supported: llama, qwen2, qwen3)", file, arch);
-    }
-    c->arch = HS_ARCH_LLAMA;
-    c->norm = HS_NORM_RMSNORM;
-    c->act = HS_ACT_SILU_GLU;
-    c->rope = HS_ROPE_NEOX;
-    HS_CHECK(meta_int(g, arch, "block_count", 1, 0, &c->n_layers, err));
-    HS_CHECK(meta_int(g, arch, "embedding_length", 1, 0, &c->d_model, err));
-    HS_CHECK(meta_int(g, arch, "feed_forward_length", 1, 0, &c->d_mlp, err));
-    HS_CHECK(meta_int(g, arch, "attention.head_count", 1, 0, &c->n_heads, err));
-    HS_CHECK(meta_int(g, arch, "attention.head_count_kv", 0, c->n_heads, &c->n_kv_heads, err));
-    HS_CHECK(meta_int(g, arch, "context_length", 1, 0, &c->n_ctx, err));
-    HS_CHECK(meta_float(g, arch, "attention.layer_norm_rms_epsilon", 1, 0, &c->norm_eps, err));
-    HS_CHECK(meta_float(g, arch, "rope.freq_base", 0, 10000.0f, &c->rope_theta, err));
-    snprintf(key, sizeof key, "%s.attention.key_length", arch);
-    if (hs_gguf_find_key(g, key) >= 0)
-        HS_CHECK(meta_int(g, arch, "attention.key_length", 1, 0, &c->d_head, err));
-    else if (c->d_model % c->n_heads != 0)
-        HS_FAIL(err, HS_ERR_FORMAT, "%s: key '%s.embedding_length': %d is not a multiple of the head count %d",
-                file, arch, c->d_model, c->n_heads);
-    else
-        c->d_head = c->d_model / c->n_heads;
-    HS_CHECK(meta_int(g, arch, "attention.value_length", 0, c->d_head, &v_len, err));
-    if (v_len != c->d_head)
-        HS_FAIL(err, HS_ERR_UNSUPPORTED, "%s: key '%s.attention.value_length': %d differs from the key length %d",
-                file, arch, v_len, c->d_head);
-    /* Partial rotary and RoPE scaling other than linear are not implemented:
-     * refuse rather than silently compute something else. Llama 3.1's scaling
-     * comes as the tensor rope_freqs.weight (plan_tensors). */
-    HS_CHECK(meta_int(g, arch, "rope.dimension_count", 0, c->d_head, &rope_dims, err));
-    if (rope_dims != c->d_head)
-        HS_FAIL(err, HS_ERR_UNSUPPORTED, "%s: key '%s.rope.dimension_count': partial RoPE (%d of %d dimensions) is not supported",
-                file, arch, rope_dims, c->d_head);
-    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
-    if (hs_gguf_find_key(g, key) >= 0) {
-        HS_CHECK(hs_gguf_get_str(g, key, &rs, NULL, err));
-        if (!strcmp(rs, "linear")) {
-            c->rope_scaling = HS_ROPE_SCALING_LINEAR;
-            HS_CHECK(meta_float(g, arch, "rope.scaling.factor", 1, 0, &c->rope_factor, err));
-        } else if (strcmp(rs, "none") != 0) {
-            HS_FAIL(err, HS_ERR_UNSUPPORTED, "%s: key '%s': RoPE scaling '%.60s' is not supported (none, linear)",
-                    file, key, rs);
-        }
-    }
-
-    /* The vocabulary is whatever the embedding holds (it may be padded). */
-    st = hs_gguf_tensor_find(g, "token_embd.weight", &emb, err);
-    if (st != HS_OK && st != HS_ERR_UNSUPPORTED) goto exit;
-    st = HS_OK;
-    if (emb.ne[1] <= 0 || emb.ne[1] > INT_MAX)
-        HS_FAIL(err, HS_ERR_SHAPE, "%s: tensor 'token_embd.weight': vocabulary size %lld out of range", file,
-                (long long)emb.ne[1]);
-    c->n_vocab = (int)emb.ne[1];
-    HS_CHECK(meta_token(g, "tokenizer.ggml.bos_token_id", &c->bos_token_id, err));
-    HS_CHECK(meta_token(g, "tokenizer.ggml.eos_token_id", &c->eos_token_id, err));
-exit:
-    return st;
-}
-
 /* ---- tensors ---------------------------------------------------------------------------- */
 
-static void add_spec(tensor_spec *s, int *n, const char *name, int64_t in, int64_t out, float **dst,
-                     int perm_heads) {
-    tensor_spec *t = &s[(*n)++];
+typedef struct {
+    tensor_spec *s;
+    int n;
+} plan;
+
+static tensor_spec *add(plan *p, const char *name, int64_t in, int64_t rows, float **dst) {
+    tensor_spec *t = &p->s[p->n++];
+    memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
     t->in = in;
-    t->out = out;
+    t->rows = rows;
     t->dst = dst;
-    t->perm_heads = perm_heads;
+    return t;
+}
+
+/* One slice of a fused tensor (count rows, or elements of a vector, from first). */
+static void add_slice(plan *p, const char *name, int64_t in, int64_t rows, int64_t first, int64_t count, float **dst) {
+    tensor_spec *t = add(p, name, in, rows, dst);
+    t->first = first;
+    t->count = count;
+}
+
+static int64_t spec_elems(const tensor_spec *t) {
+    if (!t->count) return t->ti.n_elems;
+    return t->rows ? t->count * t->in : t->count;
 }
 
 /* Finds every tensor and checks type and shape; nothing is allocated yet. */
@@ -161,10 +62,10 @@ static hs_status check_spec(const hs_gguf *g, tensor_spec *t, hs_err *err) {
     hs_status st = hs_gguf_tensor_find(g, t->name, &t->ti, err);
     if (st != HS_OK) return st;
     const int64_t *ne = t->ti.ne;
-    int64_t want1 = t->out ? t->out : 1;
+    int64_t want1 = t->rows ? t->rows : 1;
     if (ne[0] != t->in || ne[1] != want1 || ne[2] != 1 || ne[3] != 1) {
         char want[64], got[96];
-        if (t->out) snprintf(want, sizeof want, "[%lld, %lld]", (long long)t->in, (long long)t->out);
+        if (t->rows) snprintf(want, sizeof want, "[%lld, %lld]", (long long)t->in, (long long)t->rows);
         else snprintf(want, sizeof want, "[%lld]", (long long)t->in);
         int k = snprintf(got, sizeof got, "[");
         for (int d = 0; d < (t->ti.n_dims ? t->ti.n_dims : 1); d++)
@@ -178,58 +79,132 @@ static hs_status check_spec(const hs_gguf *g, tensor_spec *t, hs_err *err) {
     return HS_OK;
 }
 
-static hs_status plan_tensors(const hs_gguf *g, hs_model *m, int permuted, tensor_spec *s, int *n,
-                              hs_err *err) {
-    hs_status st = HS_OK;
+#define LAYER(suffix) (snprintf(nm, sizeof nm, "blk.%d.%s", l, suffix), nm)
+
+/* Phi-3's attn_qkv rows are q, k, v; ffn_up's are the gate's, then up's. GPT-2's
+ * attn_qkv likewise, its bias too. Separate q, k, v tensors are read as well. */
+static void plan_qkv(const hs_gguf *g, plan *p, int l, const hs_model_config *c, hs_layer_weights *L) {
+    const int64_t d = c->d_model, qd = (int64_t)c->n_heads * c->d_head, kd = (int64_t)c->n_kv_heads * c->d_head;
+    char nm[96];
+    hs_gguf_tensor_info ti;
+    if (hs_gguf_tensor_find(g, LAYER("attn_qkv.weight"), &ti, NULL) == HS_ERR_MISSING) {
+        add(p, LAYER("attn_q.weight"), d, qd, &L->wq);
+        add(p, LAYER("attn_k.weight"), d, kd, &L->wk);
+        add(p, LAYER("attn_v.weight"), d, kd, &L->wv);
+        if (c->qkv_bias) {
+            add(p, LAYER("attn_q.bias"), qd, 0, &L->bq);
+            add(p, LAYER("attn_k.bias"), kd, 0, &L->bk);
+            add(p, LAYER("attn_v.bias"), kd, 0, &L->bv);
+        }
+        return;
+    }
+    const int64_t all = qd + 2 * kd;
+    add_slice(p, LAYER("attn_qkv.weight"), d, all, 0, qd, &L->wq);
+    add_slice(p, LAYER("attn_qkv.weight"), d, all, qd, kd, &L->wk);
+    add_slice(p, LAYER("attn_qkv.weight"), d, all, qd + kd, kd, &L->wv);
+    if (!c->qkv_bias) return;
+    add_slice(p, LAYER("attn_qkv.bias"), all, 0, 0, qd, &L->bq);
+    add_slice(p, LAYER("attn_qkv.bias"), all, 0, qd, kd, &L->bk);
+    add_slice(p, LAYER("attn_qkv.bias"), all, 0, qd + kd, kd, &L->bv);
+}
+
+static void plan_gpt2(const hs_gguf *g, plan *p, hs_model *m) {
+    const hs_model_config *c = &m->cfg;
+    hs_model_weights *w = &m->w;
+    const int64_t d = c->d_model, f = c->d_mlp;
+    char nm[96];
+    add(p, "position_embd.weight", d, c->n_ctx, &w->pos_embd);
+    add(p, "output_norm.bias", d, 0, &w->lnf_b);
+    for (int l = 0; l < c->n_layers; l++) {
+        hs_layer_weights *L = &w->layers[l];
+        add(p, LAYER("attn_norm.weight"), d, 0, &L->ln1_w);
+        add(p, LAYER("attn_norm.bias"), d, 0, &L->ln1_b);
+        plan_qkv(g, p, l, c, L);
+        add(p, LAYER("attn_output.weight"), d, d, &L->wo);
+        add(p, LAYER("attn_output.bias"), d, 0, &L->bo);
+        add(p, LAYER("ffn_norm.weight"), d, 0, &L->ln2_w);
+        add(p, LAYER("ffn_norm.bias"), d, 0, &L->ln2_b);
+        add(p, LAYER("ffn_up.weight"), d, f, &L->w_up);
+        add(p, LAYER("ffn_up.bias"), f, 0, &L->b_up);
+        add(p, LAYER("ffn_down.weight"), f, d, &L->w_down);
+        add(p, LAYER("ffn_down.bias"), d, 0, &L->b_down);
+    }
+}
+
+static void plan_layers(const hs_gguf *g, plan *p, hs_model *m, const hs_gguf_layout *lay) {
+    const hs_model_config *c = &m->cfg;
+    hs_model_weights *w = &m->w;
+    const int64_t d = c->d_model, qd = (int64_t)c->n_heads * c->d_head, f = c->d_mlp;
+    const int qh = lay->permuted ? c->n_heads : 0, kh = lay->permuted ? c->n_kv_heads : 0;
+    char nm[96];
+    for (int l = 0; l < c->n_layers; l++) {
+        hs_layer_weights *L = &w->layers[l];
+        add(p, LAYER("attn_norm.weight"), d, 0, &L->ln1_w);
+        if (lay->family == HS_GGUF_PHI3) {
+            plan_qkv(g, p, l, c, L);
+        } else {
+            const int64_t kd = (int64_t)c->n_kv_heads * c->d_head;
+            add(p, LAYER("attn_q.weight"), d, qd, &L->wq)->perm_heads = qh;
+            add(p, LAYER("attn_k.weight"), d, kd, &L->wk)->perm_heads = kh;
+            add(p, LAYER("attn_v.weight"), d, kd, &L->wv);
+            if (c->qkv_bias) { /* a bias is a one-column matrix: its entries permute like Q/K rows */
+                add(p, LAYER("attn_q.bias"), qd, 0, &L->bq)->perm_heads = qh;
+                add(p, LAYER("attn_k.bias"), kd, 0, &L->bk)->perm_heads = kh;
+                add(p, LAYER("attn_v.bias"), kd, 0, &L->bv);
+            }
+        }
+        if (c->qk_norm) {
+            add(p, LAYER("attn_q_norm.weight"), c->d_head, 0, &L->q_norm_w);
+            add(p, LAYER("attn_k_norm.weight"), c->d_head, 0, &L->k_norm_w);
+        }
+        add(p, LAYER("attn_output.weight"), qd, d, &L->wo);
+        add(p, LAYER("ffn_norm.weight"), d, 0, &L->ln2_w);
+        if (c->post_norms) {
+            add(p, LAYER("post_attention_norm.weight"), d, 0, &L->attn_post_w);
+            add(p, LAYER("post_ffw_norm.weight"), d, 0, &L->mlp_post_w);
+        }
+        if (lay->family == HS_GGUF_PHI3) {
+            add_slice(p, LAYER("ffn_up.weight"), d, 2 * f, 0, f, &L->w_gate);
+            add_slice(p, LAYER("ffn_up.weight"), d, 2 * f, f, f, &L->w_up);
+        } else {
+            add(p, LAYER("ffn_gate.weight"), d, f, &L->w_gate);
+            add(p, LAYER("ffn_up.weight"), d, f, &L->w_up);
+        }
+        add(p, LAYER("ffn_down.weight"), f, d, &L->w_down);
+    }
+}
+#undef LAYER
+
+static hs_status plan_tensors(const hs_gguf *g, hs_model *m, const hs_gguf_layout *lay, plan *p, hs_err *err) {
     hs_model_config *c = &m->cfg;
     hs_model_weights *w = &m->w;
     hs_gguf_tensor_info ti;
-    const int64_t d = c->d_model, qd = (int64_t)c->n_heads * c->d_head,
-                  kd = (int64_t)c->n_kv_heads * c->d_head, f = c->d_mlp;
-    const int qh = permuted ? c->n_heads : 0, kh = permuted ? c->n_kv_heads : 0;
-    char nm[96];
-    *n = 0;
-
-    add_spec(s, n, "token_embd.weight", d, c->n_vocab, &w->tok_embd, 0);
-    add_spec(s, n, "output_norm.weight", d, 0, &w->lnf_w, 0);
-    /* Llama 3.1 / 3.2: each RoPE frequency divided by its factor (llama.cpp's rope_freqs) */
-    if (hs_gguf_tensor_find(g, "rope_freqs.weight", &ti, NULL) != HS_ERR_MISSING)
-        add_spec(s, n, "rope_freqs.weight", c->d_head / 2, 0, &w->rope_freq_factors, 0);
-    c->tied_embeddings = hs_gguf_tensor_find(g, "output.weight", &ti, NULL) == HS_ERR_MISSING;
-    if (!c->tied_embeddings) add_spec(s, n, "output.weight", d, c->n_vocab, &w->unembed, 0);
-    /* Q/K/V biases (Qwen2) are all or nothing; layer 0 decides. */
-    c->qkv_bias = hs_gguf_tensor_find(g, "blk.0.attn_q.bias", &ti, NULL) != HS_ERR_MISSING;
-#define LAYER(suffix, in, out, dst, ph)                          \
-    do {                                                         \
-        snprintf(nm, sizeof nm, "blk.%d.%s", l, suffix);         \
-        add_spec(s, n, nm, in, out, &L->dst, ph);                \
-    } while (0)
-    for (int l = 0; l < c->n_layers; l++) {
-        hs_layer_weights *L = &w->layers[l];
-        LAYER("attn_norm.weight", d, 0, ln1_w, 0);
-        LAYER("attn_q.weight", d, qd, wq, qh);
-        LAYER("attn_k.weight", d, kd, wk, kh);
-        LAYER("attn_v.weight", d, kd, wv, 0);
-        if (c->qk_norm) {
-            LAYER("attn_q_norm.weight", c->d_head, 0, q_norm_w, 0);
-            LAYER("attn_k_norm.weight", c->d_head, 0, k_norm_w, 0);
+    const int64_t d = c->d_model;
+    p->n = 0;
+    add(p, "token_embd.weight", d, c->n_vocab, &w->tok_embd);
+    add(p, "output_norm.weight", d, 0, &w->lnf_w);
+    if (!c->tied_embeddings) add(p, "output.weight", d, c->n_vocab, &w->unembed);
+    if (lay->family == HS_GGUF_GPT2) {
+        plan_gpt2(g, p, m);
+    } else {
+        /* Llama 3.1 / 3.2: each RoPE frequency divided by its factor (llama.cpp's rope_freqs) */
+        if (hs_gguf_tensor_find(g, "rope_freqs.weight", &ti, NULL) != HS_ERR_MISSING) {
+            if (c->rope_scaling == HS_ROPE_SCALING_LONGROPE)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: tensor 'rope_freqs.weight' beside LongRoPE's factor lists",
+                                  hs_gguf_name(g));
+            add(p, "rope_freqs.weight", (c->rot_dim ? c->rot_dim : c->d_head) / 2, 0, &w->rope_freq_factors);
         }
-        LAYER("attn_output.weight", qd, d, wo, 0);
-        LAYER("ffn_norm.weight", d, 0, ln2_w, 0);
-        LAYER("ffn_gate.weight", d, f, w_gate, 0);
-        LAYER("ffn_up.weight", d, f, w_up, 0);
-        LAYER("ffn_down.weight", f, d, w_down, 0);
-        if (c->qkv_bias) {
-            /* A bias is a one-column matrix: its entries permute like Q/K rows. */
-            LAYER("attn_q.bias", qd, 0, bq, qh);
-            LAYER("attn_k.bias", kd, 0, bk, kh);
-            LAYER("attn_v.bias", kd, 0, bv, 0);
-        }
+        plan_layers(g, p, m, lay);
     }
-#undef LAYER
-    for (int i = 0; i < *n; i++) HS_CHECK(check_spec(g, &s[i], err));
-exit:
-    return st;
+    for (int i = 0; i < p->n; i++) {
+        tensor_spec *t = &p->s[i];
+        const size_t len = strlen(t->name);
+        /* Gemma's norms hold 1 + w */
+        if (len > 11 && !strcmp(t->name + len - 11, "norm.weight")) t->add = lay->norm_offset;
+        const hs_status st = check_spec(g, t, err);
+        if (st != HS_OK) return st;
+    }
+    return HS_OK;
 }
 
 /* llama.cpp's converter (convert_hf_to_gguf.py, LlamaModel.permute) reorders
@@ -243,67 +218,73 @@ static int64_t hf_row(int64_t r, int64_t d) {
     return h * d + s * (d / 2) + j;
 }
 
-/* Dequantises one tensor, writing each GGUF row straight to its HF row (rows
- * are whole blocks, checked by the parser). Returns 0, or -1 out of memory. */
+/* Dequantises one tensor (or its slice), writing each GGUF row straight to its
+ * HF row (rows are whole blocks, checked by the parser). Returns 0, or -1 out
+ * of memory. */
 static int convert_tensor(const tensor_spec *t) {
     const uint8_t *src = t->ti.data;
     float *dst = *t->dst;
-    if (!t->perm_heads) {
-        hs_to_f32(t->ti.dtype, src, dst, t->ti.n_elems);
-        return 0;
+    const int64_t n = spec_elems(t);
+    if (t->rows) { /* [rows, in] matrix: rows of ne[0] elements */
+        const int64_t n_in = t->ti.ne[0], row_bytes = hs_dtype_nbytes(t->ti.dtype, n_in);
+        src += t->first * row_bytes;
+        if (!t->perm_heads) {
+            hs_to_f32(t->ti.dtype, src, dst, n);
+        } else {
+            const int64_t rows = n / n_in, d = rows / t->perm_heads;
+            for (int64_t r = 0; r < rows; r++) hs_to_f32(t->ti.dtype, src + r * row_bytes, dst + hf_row(r, d) * n_in, n_in);
+        }
+    } else if (!t->perm_heads && !t->first && !t->count) {
+        hs_to_f32(t->ti.dtype, src, dst, n);
+    } else {
+        /* A vector's slice or permutation: its elements may sit inside a
+         * quantisation block, so dequantise all of it first. */
+        const int64_t all = t->ti.n_elems, d = t->perm_heads ? all / t->perm_heads : 0;
+        float *tmp = malloc((size_t)all * sizeof *tmp);
+        if (!tmp) return -1;
+        hs_to_f32(t->ti.dtype, src, tmp, all);
+        for (int64_t r = 0; r < n; r++) dst[t->perm_heads ? hf_row(r, d) : r] = tmp[t->first + r];
+        free(tmp);
     }
-    if (t->out) { /* [out, in] matrix: rows of ne[0] elements */
-        const int64_t n_in = t->ti.ne[0], rows = t->ti.n_elems / n_in, d = rows / t->perm_heads;
-        const int64_t row_bytes = hs_dtype_nbytes(t->ti.dtype, n_in);
-        for (int64_t r = 0; r < rows; r++)
-            hs_to_f32(t->ti.dtype, src + r * row_bytes, dst + hf_row(r, d) * n_in, n_in);
-        return 0;
-    }
-    /* A bias: one element per row, possibly inside a quantisation block, so
-     * dequantise all of it first. */
-    const int64_t rows = t->ti.n_elems, d = rows / t->perm_heads;
-    float *tmp = malloc((size_t)rows * sizeof *tmp);
-    if (!tmp) return -1;
-    hs_to_f32(t->ti.dtype, src, tmp, rows);
-    for (int64_t r = 0; r < rows; r++) dst[hf_row(r, d)] = tmp[r];
-    free(tmp);
+    for (int64_t i = 0; t->add != 0.0f && i < n; i++) dst[i] += t->add;
     return 0;
 }
 
 hs_status hs_model_load_gguf(hs_model *m, const char *path, hs_err *err) {
     hs_status st = HS_OK;
     hs_gguf *g = NULL;
-    tensor_spec *specs = NULL;
-    int n_specs = 0, permuted = 0, failed = 0;
+    hs_gguf_layout lay;
+    plan p = {0};
+    int failed = 0;
 
     HS_CHECK(hs_gguf_open(path, &g, err));
-    HS_CHECK(read_config(g, &m->cfg, &permuted, err));
+    HS_CHECK(hs_gguf_read_config(g, &m->cfg, &lay, err));
     HS_CHECK(hs_model_config_validate(&m->cfg, path, err));
-    if (permuted && m->cfg.d_head % 2 != 0)
+    if (lay.permuted && m->cfg.d_head % 2 != 0)
         HS_FAIL(err, HS_ERR_FORMAT, "%s: head dimension %d is odd: cannot undo the Q/K permutation", path,
                 m->cfg.d_head);
     HS_CHECK(hs_model_alloc_layers(m, err));
-    /* per layer at most 9 weights, 2 q/k norms and 3 biases; 4 more for the whole model */
-    specs = calloc((size_t)m->cfg.n_layers * 14 + 4, sizeof *specs);
-    if (!specs) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory", path);
-    HS_CHECK(plan_tensors(g, m, permuted, specs, &n_specs, err));
+    /* per layer at most 11 weights, 4 norms, 2 q/k norms and 6 biases; 6 more for the whole model */
+    p.s = calloc((size_t)m->cfg.n_layers * 23 + 6, sizeof *p.s);
+    if (!p.s) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory", path);
+    HS_CHECK(plan_tensors(g, m, &lay, &p, err));
 
-    for (int i = 0; i < n_specs; i++) {
-        tensor_spec *t = &specs[i];
-        HS_CHECK(hs_model_alloc_f32(m, t->ti.n_elems, t->dst, err));
+    for (int i = 0; i < p.n; i++) {
+        tensor_spec *t = &p.s[i];
+        HS_CHECK(hs_model_alloc_f32(m, spec_elems(t), t->dst, err));
         hs_model_note_dtype(m, hs_dtype_name(t->ti.dtype));
     }
     /* Tensors are independent: dequantise them in parallel. */
 #pragma omp parallel for schedule(dynamic) reduction(| : failed)
-    for (int i = 0; i < n_specs; i++) failed |= convert_tensor(&specs[i]) != 0;
+    for (int i = 0; i < p.n; i++) failed |= convert_tensor(&p.s[i]) != 0;
     if (failed) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory while dequantising", path);
     if (m->cfg.tied_embeddings) m->w.unembed = m->w.tok_embd;
-    for (int i = 0; m->w.rope_freq_factors && i < m->cfg.d_head / 2; i++)
+    for (int i = 0; m->w.rope_freq_factors && i < (m->cfg.rot_dim ? m->cfg.rot_dim : m->cfg.d_head) / 2; i++)
         if (!(m->w.rope_freq_factors[i] > 0.0f) || isinf(m->w.rope_freq_factors[i]))
             HS_FAIL(err, HS_ERR_FORMAT, "%s: tensor 'rope_freqs.weight': factor %d is %g (must be positive and finite)",
                     path, i, (double)m->w.rope_freq_factors[i]);
 exit:
-    free(specs);
+    free(p.s);
     hs_gguf_close(g);
     return st;
 }

@@ -41,7 +41,7 @@ static hs_status neo_layout(json_t *root, const char *path, hs_model_config *c, 
     }
     if (n != c->n_layers)
         HS_FAIL(err, HS_ERR_FORMAT, "%s: attention_types lists %d layers for num_layers %d", path, n, c->n_layers);
-    st = hs_hf_layout_of(path, "attention_types", slides, c, err);
+    st = hs_model_layout_of(path, "attention_types", slides, c, err);
 exit:
     free(slides);
     json_decref(dflt);

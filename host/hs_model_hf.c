@@ -314,22 +314,6 @@ hs_status hs_hf_cfg_sizes(json_t *root, const char *path, hs_model_config *c, hs
     return hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err);
 }
 
-hs_status hs_hf_layout_of(const char *path, const char *key, const uint8_t *slides, hs_model_config *c, hs_err *err) {
-    const int n = c->n_layers;
-    c->window_from = n, c->global_every = 0; /* the first sliding layer, then the first full layer after it */
-    for (int l = 0; l < n; l++) {
-        if (slides[l] && c->window_from == n) c->window_from = l;
-        if (!slides[l] && c->window_from < l && !c->global_every) c->global_every = l - c->window_from + 1;
-    }
-    for (int l = 0; l < n; l++)
-        if (slides[l] != hs_model_layer_slides(c, l))
-            return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                              "%s: %s: only sliding layers from one layer on, with a full layer every N "
-                              "among them, are supported (layer %d breaks the pattern)",
-                              path, key, l);
-    return HS_OK;
-}
-
 hs_status hs_hf_layer_layout(json_t *root, const char *path, int from, int every, hs_model_config *c, hs_err *err) {
     c->window_from = from, c->global_every = every;
     json_t *lt = json_object_get(root, "layer_types");
@@ -349,7 +333,7 @@ hs_status hs_hf_layer_layout(json_t *root, const char *path, int from, int every
         }
         slides[l] = t[0] == 's';
     }
-    hs_status st = hs_hf_layout_of(path, "layer_types", slides, c, err);
+    hs_status st = hs_model_layout_of(path, "layer_types", slides, c, err);
     free(slides);
     return st;
 }

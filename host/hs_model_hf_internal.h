@@ -84,9 +84,6 @@ hs_status hs_hf_check_window(json_t *root, const char *path, int slides_by_defau
  * a full layer every `every` among them (0: none), or as config.json's
  * layer_types lists them, refused by name where no (from, every) describes it. */
 hs_status hs_hf_layer_layout(json_t *root, const char *path, int from, int every, hs_model_config *c, hs_err *err);
-/* The (window_from, global_every) of the layers that slide (slides[n_layers],
- * 0 or 1), refused by name (the config key `key`) where no pair describes them. */
-hs_status hs_hf_layout_of(const char *path, const char *key, const uint8_t *slides, hs_model_config *c, hs_err *err);
 
 /* RoPE per layer type (Gemma 3, OLMo-3): the full-attention layers' base
  * (rope_theta, default full_dflt) and scaling (rope_scaling, merged over

@@ -3,6 +3,7 @@
 #ifndef HS_MODEL_INTERNAL_H
 #define HS_MODEL_INTERNAL_H
 
+#include "headsweep/hs_gguf.h"
 #include "headsweep/hs_model.h"
 
 struct hs_model {
@@ -26,8 +27,28 @@ hs_status hs_model_alloc_f32(hs_model *m, int64_t n, float **out, hs_err *err);
 /* Records a source dtype name in src_dtypes (deduplicated). */
 void hs_model_note_dtype(hs_model *m, const char *dtype_name);
 
+/* The (window_from, global_every) of the layers that slide (slides[n_layers],
+ * 0 or 1), refused by name (the config key `key`) where no pair describes them. */
+hs_status hs_model_layout_of(const char *path, const char *key, const uint8_t *slides, hs_model_config *c,
+                             hs_err *err);
+
 /* Loaders: fill m->cfg and m->w; on error the caller frees m. */
 hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err);
 hs_status hs_model_load_gguf(hs_model *m, const char *path, hs_err *err);
+
+/* How a GGUF architecture's tensors are laid out (hs_model_gguf_cfg.c reads the
+ * configuration, hs_model_gguf.c the tensors). */
+typedef enum {
+    HS_GGUF_LLAMA = 0, /* llama, qwen2, qwen3: one tensor per projection */
+    HS_GGUF_GEMMA,     /* gemma, gemma2, gemma3: the same, with post-norms and q/k norms */
+    HS_GGUF_PHI3,      /* fused attn_qkv and ffn_up (gate, then up) */
+    HS_GGUF_GPT2       /* fused attn_qkv with biases, LayerNorms, learned positions */
+} hs_gguf_family;
+typedef struct {
+    hs_gguf_family family;
+    int permuted;      /* Q/K rows in llama.cpp's interleaved order */
+    float norm_offset; /* added to every norm weight (Gemma's 1 + w stored: -1) */
+} hs_gguf_layout;
+hs_status hs_gguf_read_config(const hs_gguf *g, hs_model_config *c, hs_gguf_layout *lay, hs_err *err);
 
 #endif

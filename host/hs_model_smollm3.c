@@ -61,7 +61,7 @@ static hs_status window_layout(json_t *root, const char *path, hs_model_config *
     uint8_t *slides = malloc((size_t)c->n_layers);
     if (!slides) return hs_err_set(err, HS_ERR_OOM, "%s: out of memory", path);
     for (int l = 0; l < c->n_layers; l++) slides[l] = !hs_model_layer_rotates(c, l);
-    st = hs_hf_layout_of(path, "no_rope_layers", slides, c, err);
+    st = hs_model_layout_of(path, "no_rope_layers", slides, c, err);
     free(slides);
     return st;
 }

@@ -531,8 +531,8 @@ Test(gguf_model, shape_contradicts_config) {
 
 Test(gguf_model, unsupported_architecture) {
     tiny_opts o = FLOAT_CFG;
-    o.arch = "gpt2";
-    expect_fail(o, HS_ERR_UNSUPPORTED, "'gpt2'", "general.architecture");
+    o.arch = "falcon";
+    expect_fail(o, HS_ERR_UNSUPPORTED, "'falcon'", "general.architecture");
 }
 
 Test(gguf_model, missing_key) {
