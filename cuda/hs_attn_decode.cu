@@ -63,8 +63,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
         }
         dot = hs_dec_warp_sum(dot);
         const float sc = uni ? 0.0f : hs_attn_score2(a, dot);
+        /* a score of -inf (an overflowed dot) hides its key, as on the CPU: no exp2(-inf - -inf) */
         const float m_new = fmaxf(m, sc);
-        const float corr = exp2f(m - m_new), p = exp2f(sc - m_new);
+        const float corr = m_new == -INFINITY ? 1.0f : exp2f(m - m_new), p = sc == -INFINITY ? 0.0f : exp2f(sc - m_new);
         l = l * corr + p;
         m = m_new;
 #pragma unroll
@@ -137,7 +138,6 @@ static hs_status hs_decode_dispatch(const hs_cuda_attn_args *a, const int32_t *r
 
 hs_status hs_cuda_attn_decode(const hs_cuda_attn_args *a, int is_bf16, const int32_t *pattern_rows, float *pattern,
                               cudaStream_t st, hs_err *err) {
-    if (a->T > 65535) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: %d queries on a cache exceed the grid", a->T);
     return is_bf16 ? hs_decode_dispatch<__nv_bfloat16>(a, pattern_rows, pattern, st, err)
                    : hs_decode_dispatch<float>(a, pattern_rows, pattern, st, err);
 }

@@ -232,6 +232,9 @@ hs_status hs_cuda_attn_pattern(const hs_cuda_attn_args *a, int is_bf16, int use_
         }
     }
     const unsigned nt = (unsigned)((a->T + PAT_TILE - 1) / PAT_TILE);
+    if ((int64_t)a->B * a->H > 65535 || nt > 65535)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: a full pattern of B=%d x H=%d, T=%d exceeds the grid",
+                          a->B, a->H, a->T);
     const dim3 grid(nt, nt, (unsigned)((int64_t)a->B * a->H));
     const size_t smem = sizeof(float) * ((size_t)PAT_TILE * a->d + (size_t)PAT_TILE * (a->d + 1));
     if (smem > 48 * 1024) /* d_head > 188 (Gemma 2's 256) */

@@ -202,7 +202,7 @@ template <int DPL> __device__ __forceinline__ float hs_bwd_dot(const float (&a)[
 template <int DPL>
 __device__ __forceinline__ float hs_bwd_score(const hs_bwd_attn &a, const float (&q)[DPL], const float (&k)[DPL]) {
     const float s = __fmul_rn(a.scale, hs_bwd_dot(q, k));
-    return a.softcap > 0.0f ? a.softcap * tanhf(s * a.softcap_inv) : s;
+    return a.softcap > 0.0f ? __fmul_rn(a.softcap, tanhf(s * a.softcap_inv)) : s;
 }
 
 /* The cap's derivative at a capped score sc: 1 - tanh^2 (1 without a cap). */

@@ -165,7 +165,8 @@ Test(cuda_backward, act_bwd_gelu_glu_bf16) { REQUIRE_GPU(); run_act_bwd(HS_DTYPE
 
 /* ---- softcap_bwd and clamp_bwd, out of place and in place (dx = dy) ------------------- */
 
-/* clamp = 0: softcap_bwd (cap 5) at outputs y within 0.9 cap; 1: clamp_bwd (bound 1) at inputs
+/* clamp = 0: softcap_bwd (cap 5) at outputs y drawn N(0, 0.9 cap) and kept within 0.99 cap (what a
+ * cap can output); 1: clamp_bwd (bound 1) at inputs
  * x, one in five on the bounds themselves, where the gradient is zero as torch's is, compared
  * exactly (it selects, it does not compute). Both ops take (be, y or x, dy, n, cap, dx). */
 static void run_pointwise_bwd(hs_dtype dt, const char *name, int clamp) {
@@ -183,6 +184,7 @@ static void run_pointwise_bwd(hs_dtype dt, const char *name, int clamp) {
             float *x = h_rand(&h, n, 0, clamp ? 1.5f : 0.9f * c), *dy = h_rand(&h, n, 0, 1), *ref = h_zeros(n),
                   *got = h_zeros(n);
             for (int64_t i = 0; clamp && i < n; i += 5) x[i] = i % 2 ? -c : c; /* on the bounds: blocked */
+            for (int64_t i = 0; !clamp && i < n; i++) x[i] = fmaxf(-0.99f * c, fminf(0.99f * c, x[i]));
             void *cx = put(h.cpu, x, n, 0), *cdy = put(h.cpu, dy, n, 0), *cdx = put(h.cpu, ref, n, 0);
             ok((clamp ? h.cpu->ops->clamp_bwd : h.cpu->ops->softcap_bwd)(h.cpu, cx, cdy, n, c, cdx, &err), &err, op);
             get(h.cpu, ref, cdx, n, 0);

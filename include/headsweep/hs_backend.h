@@ -82,7 +82,9 @@ typedef struct {
     /* Keys from a cache (decoding). T_kv > 0: k, v and key_mask hold T_kv
      * positions per row ([B, T_kv, H_kv, d_head], [B, T_kv]) and query t of row
      * b sits at key position q_pos[b] + t (q_pos int32 [B], backend memory,
-     * 0 <= q_pos[b] <= T_kv - T): it sees keys s <= q_pos[b] + t, the window
+     * 0 <= q_pos[b] <= T_kv - T; the CPU refuses others, a device backend,
+     * which reads q_pos in its kernel, does not check): it sees keys
+     * s <= q_pos[b] + t, the window
      * counting from there; pattern is [B, H, T, T_kv] ([B, H, T_kv] with
      * pattern_rows), 0 past each query's position. T_kv = 0: the keys are the
      * queries' own T positions (q_pos unused). Forward only: attention_bwd
