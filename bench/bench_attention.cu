@@ -129,6 +129,26 @@ template <typename F> static double time_ms(cudaStream_t st, F fn, int reps) {
     return median(ms);
 }
 
+/* The rows as CSV, or as a markdown table for a .md path; false (reported) when the file cannot be written. */
+static bool write_rows(const char *out, const std::vector<Row> &rows) {
+    FILE *f = fopen(out, "w");
+    if (!f) {
+        perror(out);
+        return false;
+    }
+    const bool md = strlen(out) > 3 && !strcmp(out + strlen(out) - 3, ".md");
+    if (md) {
+        fprintf(f, "| impl | d_head | seq | batch | heads | ms | TFLOP/s |\n|---|---|---|---|---|---|---|\n");
+        for (const Row &r : rows)
+            fprintf(f, "| %s | %d | %d | %d | %d | %.4f | %.1f |\n", r.impl, r.d, r.T, r.B, r.H, r.ms, r.tflops);
+    } else {
+        fprintf(f, "impl,dtype,d_head,seq,batch,heads,causal,ms,tflops\n");
+        for (const Row &r : rows)
+            fprintf(f, "%s,bf16,%d,%d,%d,%d,1,%.5f,%.2f\n", r.impl, r.d, r.T, r.B, r.H, r.ms, r.tflops);
+    }
+    return fclose(f) == 0;
+}
+
 int main(int argc, char **argv) {
     const char *out = NULL;
     int quick = 0;
@@ -351,28 +371,12 @@ int main(int argc, char **argv) {
                     printf("%-28s d=%-3d T=%-5d B=%-4d H=%-3d %9.3f ms %8.1f TFLOP/s\n", r.impl, r.d, r.T,
                            r.B, r.H, r.ms, r.tflops);
             fflush(stdout);
+            /* the table so far: a run stopped at its time limit keeps its rows */
+            if (out && !write_rows(out, rows)) return 1;
         }
     }
-    if (out) {
-        FILE *f = fopen(out, "w");
-        if (!f) {
-            perror(out);
-            return 1;
-        }
-        const bool md = strlen(out) > 3 && !strcmp(out + strlen(out) - 3, ".md");
-        if (md) {
-            fprintf(f, "| impl | d_head | seq | batch | heads | ms | TFLOP/s |\n|---|---|---|---|---|---|---|\n");
-            for (const Row &r : rows)
-                fprintf(f, "| %s | %d | %d | %d | %d | %.4f | %.1f |\n", r.impl, r.d, r.T, r.B, r.H, r.ms,
-                        r.tflops);
-        } else {
-            fprintf(f, "impl,dtype,d_head,seq,batch,heads,causal,ms,tflops\n");
-            for (const Row &r : rows)
-                fprintf(f, "%s,bf16,%d,%d,%d,%d,1,%.5f,%.2f\n", r.impl, r.d, r.T, r.B, r.H, r.ms, r.tflops);
-        }
-        fclose(f);
-        printf("wrote %s\n", out);
-    }
+    if (out && !write_rows(out, rows)) return 1;
+    if (out) printf("wrote %s\n", out);
     cublasDestroy(blas);
     hs_backend_free(be);
     return disagree ? 1 : 0;

@@ -24,7 +24,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # shellcheck disable=SC2086 # SHAPE is a list of options
 ours_rc=0
-ours=$("$BIN/bench_sweep_7b" ${DEVICE:+--device "$DEVICE"} $SHAPE --metric "$METRIC" "$@" 2>"$log") || ours_rc=$?
+# BIN_LD: the library path for $BIN's binaries alone (a prebuilt bundle's), not for the Python peer
+ours=$(LD_LIBRARY_PATH=${BIN_LD:-${LD_LIBRARY_PATH:-}} "$BIN/bench_sweep_7b" ${DEVICE:+--device "$DEVICE"} $SHAPE \
+    --metric "$METRIC" "$@" 2>"$log") || ours_rc=$?
 ours_note=""
 if [ $ours_rc -ne 0 ]; then
     cat "$log" >&2
