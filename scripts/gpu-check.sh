@@ -23,8 +23,9 @@
 # too little left is skipped and named, and the report (with the logs) is
 # rewritten into $OUT after every section, so a call stopped at its limit
 # still brings back what ran. The order puts the most telling checks first:
-# the test binaries, compute-sanitizer, the benchmarks, then the CUDA tests
-# that the opt-in Hopper kernel changes, again on it. Exit status: 0 when every
+# the test binaries with CUDA cases, compute-sanitizer, the benchmarks, the
+# CPU-only test binaries (CI runs them on every push), then the CUDA tests that
+# the opt-in Hopper kernel changes, again on it. Exit status: 0 when every
 # test passed (no CUDA test skipped on the GPU) and compute-sanitizer found
 # nothing; 1 on a failure; 3 when nothing failed but the time budget cut or
 # left out steps (named in the report as CUT or NOT RUN, not as failures).
@@ -307,25 +308,33 @@ run_test() {
     fi
     [ $rc -ne 0 ] && status=1
 }
-for t in "$bindir"/test_*; do
-    [ $do_tests -eq 1 ] && [ -x "$t" ] || continue
-    name=$(basename "$t")
-    run_test "$t" "$work/$name.log"
-    log "$name: $verdict, $synth (${secs}s)"
-    {
-        echo "### $name: $verdict, ${synth:-no summary} (${secs} s)"
-        echo
-        echo '```'
-        # every line that is not a pass; the passes, up to 60
-        grep -aE '^\[(FAIL|SKIP|ERR |WARN)\]|Assertion|\[----\] .*(Failed|failed|error)' "$work/$name.log"
-        grep -aE '^\[PASS\]' "$work/$name.log" | head -60
-        n_pass=$(grep -acE '^\[PASS\]' "$work/$name.log")
-        [ "$n_pass" -gt 60 ] && echo "... and $((n_pass - 60)) more passes"
-        echo '```'
-        echo
-    } >>"$work/tests.md"
-    write_report "$name"
-done
+# run_tests PASS: the binaries with CUDA cases first (pass 1), the CPU-only ones
+# after the sanitizer and the benchmarks (pass 2): CI runs those on every push.
+gpu_tests=" test_cuda_ops test_cuda_backward test_cuda_model test_cuda_experiments test_kv_cache test_shard test_run "
+run_tests() {
+    local t name
+    for t in "$bindir"/test_*; do
+        [ $do_tests -eq 1 ] && [ -x "$t" ] || continue
+        name=$(basename "$t")
+        case "$gpu_tests" in *" $name "*) [ "$1" = 1 ] || continue ;; *) [ "$1" = 2 ] || continue ;; esac
+        run_test "$t" "$work/$name.log"
+        log "$name: $verdict, $synth (${secs}s)"
+        {
+            echo "### $name: $verdict, ${synth:-no summary} (${secs} s)"
+            echo
+            echo '```'
+            # every line that is not a pass; the passes, up to 60
+            grep -aE '^\[(FAIL|SKIP|ERR |WARN)\]|Assertion|\[----\] .*(Failed|failed|error)' "$work/$name.log"
+            grep -aE '^\[PASS\]' "$work/$name.log" | head -60
+            n_pass=$(grep -acE '^\[PASS\]' "$work/$name.log")
+            [ "$n_pass" -gt 60 ] && echo "... and $((n_pass - 60)) more passes"
+            echo '```'
+            echo
+        } >>"$work/tests.md"
+        write_report "$name"
+    done
+}
+run_tests 1
 
 # ---- compute-sanitizer: memcheck over the op tests, racecheck over the block reductions ------------
 if [ $do_san -eq 1 ] && [ -n "$sanitizer" ] && [ -x "$bindir/test_cuda_ops" ]; then
@@ -403,6 +412,10 @@ if [ $do_bench -eq 1 ]; then
     step bench_forward_7b 150 b_fwd
     write_report "the benchmarks"
 fi
+
+# ---- the CPU-only test binaries ----------------------------------------------------------------
+[ $do_tests -eq 1 ] && log "the CPU-only test binaries"
+run_tests 2
 
 # ---- the CUDA tests again on the Hopper wgmma attention kernel ------------------------------------
 # It is opt-in (HS_CUDA_ATTN=wgmma) until these pass on a device; test_cuda_ops
