@@ -264,8 +264,8 @@ hs_status hs_model_load_gguf(hs_model *m, const char *path, hs_err *err) {
         HS_FAIL(err, HS_ERR_FORMAT, "%s: head dimension %d is odd: cannot undo the Q/K permutation", path,
                 m->cfg.d_head);
     HS_CHECK(hs_model_alloc_layers(m, err));
-    /* per layer at most 11 weights, 4 norms, 2 q/k norms and 6 biases; 6 more for the whole model */
-    p.s = calloc((size_t)m->cfg.n_layers * 23 + 6, sizeof *p.s);
+    /* per layer at most 16 tensors (GPT-2's, or Gemma 3's with biases), 5 more for the whole model */
+    p.s = calloc((size_t)m->cfg.n_layers * 16 + 5, sizeof *p.s);
     if (!p.s) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory", path);
     HS_CHECK(plan_tensors(g, m, &lay, &p, err));
 

@@ -247,7 +247,7 @@ hs_status hs_gguf_read_config(const hs_gguf *g, hs_model_config *c, hs_gguf_layo
 
     /* The vocabulary is whatever the embedding holds (it may be padded, or cut to the tokenizer's). */
     st = hs_gguf_tensor_find(g, "token_embd.weight", &emb, err);
-    if (st != HS_OK) return st;
+    if (st != HS_OK && st != HS_ERR_UNSUPPORTED) return st; /* an unsupported type is named when the tensors are planned */
     if (emb.ne[1] <= 0 || emb.ne[1] > INT_MAX)
         return hs_err_set(err, HS_ERR_SHAPE, "%s: tensor 'token_embd.weight': vocabulary size %lld out of range", file,
                           (long long)emb.ne[1]);
