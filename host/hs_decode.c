@@ -7,7 +7,9 @@
 hs_status hs_decoder_init(hs_session *s, const hs_model *m, int R, int max_len, int n_generate, int cache,
                           hs_decoder *d, hs_err *err) {
     memset(d, 0, sizeof *d);
-    d->s = s, d->R = R, d->V = hs_model_get_config(m)->n_vocab;
+    const hs_model_config *c = hs_model_get_config(m);
+    d->s = s, d->R = R, d->V = c->n_vocab;
+    d->longrope_ctx = c->rope_scaling == HS_ROPE_SCALING_LONGROPE ? c->rope_original_ctx : 0;
     d->Tc = max_len + n_generate - 1; /* the last token generated is never run */
     const size_t cells = (size_t)R * (d->Tc + 1);
     d->ctx = malloc(cells * sizeof *d->ctx);
@@ -59,6 +61,11 @@ hs_status hs_decoder_step(hs_decoder *d, hs_forward_params *fp, int32_t *w, hs_e
     fp->logits = HS_LOGITS_LAST;
     fp->kv = d->kv;
     fp->kv_append = d->kv && d->step > 0;
+    /* LongRoPE: the step at which a row passes the original context reruns the contexts (refilling
+     * the cache), so that every key takes the long table, as transformers' generate does (Phi-3's
+     * prepare_inputs_for_generation drops its cache there) */
+    for (int b = 0; fp->kv_append && d->longrope_ctx && b < B; b++)
+        if (d->cur[b] == d->longrope_ctx + 1) fp->kv_append = 0;
     fp->pattern_rows = NULL;
     hs_batch batch = {.B = B, .T = 1, .tokens = d->tok};
     if (fp->kv_append) { /* the last generated token: its attention row is the only one */

@@ -1,9 +1,10 @@
 /* hs_decode (internal): greedy decoding of right-padded prompts, a batch of
  * rows at a time, shared by the retrieval score and the needle recall of head
  * sets. From a KV cache where one can be had (the prompts in one forward,
- * then one token per step), else rerunning the whole context at each step
- * (LongRoPE models, or no memory for a cache): the same tokens up to
- * rounding. At every step the forward's patterns hold only the generating
+ * then one token per step; with LongRoPE, the contexts again at the step a
+ * row passes the original context, as transformers' generate does), else
+ * rerunning the whole context at each step (no memory for a cache): the same
+ * tokens up to rounding. At every step the forward's patterns hold only the generating
  * row ([B, H, 1, keys]), and the caller's edits apply (every position only:
  * no SET and no one-position edits). */
 #ifndef HS_DECODE_H
@@ -16,6 +17,7 @@ typedef struct {
     hs_kv_cache *kv; /* NULL: each step reruns the whole context */
     int R, V;
     int Tc;          /* the longest context run: the longest prompt + n_generate - 1 */
+    int longrope_ctx; /* LongRoPE's original context (0: none): passing it reruns the contexts */
     int B, step;     /* the current batch's rows, steps taken */
     int32_t *ctx;    /* [R, Tc + 1] each row's context: its prompt, then the tokens generated */
     int32_t *cur;    /* [R] context lengths, the last generated token included */

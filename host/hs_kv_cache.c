@@ -26,9 +26,6 @@ hs_status hs_kv_cache_init(hs_session *s, int max_B, int max_T, hs_kv_cache **ou
     const hs_model_config *c = &s->cfg;
     if (max_B <= 0 || max_T <= 0)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "kv cache: %d rows x %d positions must be positive", max_B, max_T);
-    if (c->rope_scaling == HS_ROPE_SCALING_LONGROPE) /* its table depends on the whole length: keys would go stale */
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "kv cache: LongRoPE picks its table from the whole length; decode "
-                                                   "without the cache");
     hs_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return hs_err_set(err, HS_ERR_OOM, "kv cache: out of memory");
     kv->s = s, kv->max_B = max_B, kv->max_T = max_T;

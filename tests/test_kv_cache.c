@@ -8,7 +8,8 @@
  * scaled head, a zeroed head, on every position). The fixtures cover learned
  * positions, RoPE with GQA, partial rotary and a parallel block, q/k norms,
  * sliding windows of 3 and 4 keys, NoPE layers, soft-capped scores and
- * post-norms, and clipped q/k/v.
+ * post-norms, clipped q/k/v, and LongRoPE (past its original context; across
+ * it, against transformers' generate and its model with the cache kept).
  * Tolerance: both sides run the same f32 ops; only the BLAS blocking of the
  * projections (one row against many) and the attention's key count differ:
  * |got - ref| <= 2e-5 (1 + |ref|) and rel l2 <= 1e-5. The same on the CUDA
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "headsweep/hs_forward.h"
+#include "hs_decode.h"
 #include "hs_testutil.h"
 
 enum { B = 2, NEW = 6, TF = 9 + NEW, CAP = 24 };
@@ -168,6 +170,57 @@ Test(kv_cache, gemma2_softcap_window_post_norms) { decode_matches("gemma2", 0), 
 Test(kv_cache, gemma3_local_rope_window) { decode_matches("gemma3", 1); }
 Test(kv_cache, smollm3_nope_window) { decode_matches("smollm3", 1); }
 Test(kv_cache, olmo_clip_qkv) { decode_matches("olmo_clip", 1); }
+/* prompts of 9 and 6 tokens, past LongRoPE's original context of 5: the long table throughout */
+Test(kv_cache, phi3_longrope_past_the_original_context) { decode_matches("phi3_longrope", 1); }
+
+/* LongRoPE across its original context (ref/phi3_longrope_generate.safetensors: 3 prompt tokens,
+ * 6 generated, the context passing 5 at the fourth step), against transformers in float64:
+ * the decoder (cache, and without) gives generate's logits, which rerun the context at the
+ * step that crosses; appending to the cache there instead gives the model called with its
+ * cache kept (the first keys still short-rotated), as hs_forward documents. */
+static void longrope_steps(int cache, int keep) {
+    hs_err err = {0};
+    hs_model *m = NULL;
+    hs_st_file *ref = NULL;
+    hs_test_load_fixture("phi3_longrope", "generate", &m, &ref);
+    const hs_st_tensor *tok = hs_test_ref_tensor(ref, "tokens"), *lg = hs_test_ref_tensor(ref, keep ? "logits_kept" : "logits");
+    const int V = hs_model_get_config(m)->n_vocab, G = 6, P = 3;
+    cr_assert(tok->numel == P + G && lg->numel == (int64_t)G * V);
+    const int32_t *seq = tok->data;
+    hs_backend *be;
+    hs_session *s;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_session_init(be, m, 1, P + G, &s, &err), HS_OK, "%s", err.msg);
+    const int32_t len = P;
+    const hs_prompts pr = {.N = 1, .T = P, .tokens = seq, .lengths = &len};
+    hs_decoder d;
+    cr_assert_eq(hs_decoder_init(s, m, 1, P, G, cache, &d, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(d.kv != NULL, cache, "a KV cache for LongRoPE");
+    hs_decoder_start(&d, &pr, 0, 1);
+    for (int k = 0; k < G; k++) {
+        hs_forward_params fp = hs_forward_default_params();
+        int32_t w;
+        if (keep && k > 0) { /* the forward's own append, never rerun */
+            hs_batch b = {.B = 1, .T = 1, .tokens = &seq[P + k - 1]};
+            fp.kv = d.kv, fp.kv_append = 1, fp.logits = HS_LOGITS_LAST;
+            cr_assert_eq(hs_forward(s, &b, &fp, d.logits, &err), HS_OK, "%s", err.msg);
+        } else {
+            cr_assert_eq(hs_decoder_step(&d, &fp, &w, &err), HS_OK, "%s", err.msg);
+            cr_assert_eq(w, seq[P + k], "step %d: greedy token %d, transformers' %d", k, w, seq[P + k]);
+        }
+        const float *want = (const float *)lg->data + (int64_t)k * V;
+        hs_test_cmp c = hs_test_compare(d.logits, want, V, HS_TEST_F32_ATOL_RMS * hs_test_rms(want, V), HS_TEST_F32_RTOL);
+        cr_assert(c.n_bad == 0 && !c.nan, "cache %d keep %d, step %d (length %d): %lld of %d logits off, max abs %.3g",
+                  cache, keep, k, P + k, (long long)c.n_bad, V, c.max_abs);
+    }
+    hs_decoder_free(&d);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_st_close(ref);
+    hs_model_free(m);
+}
+Test(kv_cache, phi3_longrope_crossing_matches_generate) { longrope_steps(1, 0), longrope_steps(0, 0); }
+Test(kv_cache, phi3_longrope_crossing_kept_cache_matches_the_model) { longrope_steps(1, 1); }
 
 Test(kv_cache, cuda_f32_llama_gqa) { REQUIRE_GPU(); decode_on("llama_gqa", 1, 1); }
 Test(kv_cache, cuda_f32_gemma2) { REQUIRE_GPU(); decode_on("gemma2", 1, 1); }
@@ -259,14 +312,6 @@ Test(kv_cache, misuse_is_refused_by_name) {
     cr_assert_eq(hs_forward(s, &b, &fp, logits, &err), HS_OK, "%s", err.msg);
     cr_assert(hs_kv_cache_len(kv, 0) == 3 && hs_kv_cache_len(kv, 1) == 0, "one row of 3 positions");
     hs_kv_cache_free(kv);
-    hs_session_free(s);
-    hs_model_free(m);
-
-    /* LongRoPE's table depends on the whole length: no cache */
-    m = hs_test_fixture_model("phi3_longrope");
-    cr_assert_eq(hs_session_init(be, m, 1, 8, &s, &err), HS_OK, "%s", err.msg);
-    cr_assert_eq(hs_kv_cache_init(s, 1, 8, &kv, &err), HS_ERR_UNSUPPORTED);
-    cr_assert(strstr(err.msg, "LongRoPE"), "%s", err.msg);
     hs_session_free(s);
     hs_model_free(m);
     hs_backend_free(be);

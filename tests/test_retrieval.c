@@ -70,7 +70,7 @@ static void matches(const char *model) {
     }
     cr_assert_gt(copying, 0, "%s: no head copies: the fixture tests nothing", model);
     cr_log_info("%s: %d (prompt, head) pairs copy, all counts exact", model, copying);
-    /* without the KV cache (each step reruns the whole context, as LongRoPE models decode): the same */
+    /* without the KV cache (each step reruns the whole context, as where no cache fits): the same */
     p.no_kv_cache = 1;
     cr_assert_eq(hs_retrieval_scores_per_prompt(f.s, f.m, &f.pr, f.ns, f.nl, &p, score1, gen, &err), HS_OK, "%s",
                  err.msg);

@@ -144,7 +144,11 @@ typedef struct {
      * Not with start_layer, resid_start(_dev), stop_layer, z_from_hook or batch
      * positions; appended tokens take no SET and no one-position edit (edits
      * on every position and head_scale apply to them as to the prefill). The
-     * logits equal the whole sequence's forward up to rounding. The cache
+     * logits equal the whole sequence's forward up to rounding, but with
+     * LongRoPE once a row passes the original context: appended tokens rotate
+     * by the table of the length they reach, the cached keys stay as they were
+     * computed (transformers' model called with past_key_values does the same;
+     * its generate, and hs_decode, rerun the context at that step). The cache
      * counts the tokens once every layer has run (a failure in the logits after
      * that leaves them appended); a prefill empties it first. */
     hs_kv_cache *kv;
@@ -179,8 +183,7 @@ void hs_session_set_backward_keep_bytes(hs_session *s, int64_t bytes);
 
 /* A KV cache on s's backend for max_B rows of up to max_T positions each:
  * 2 * n_layers * max_B * max_T * n_kv_heads * d_head activation elements.
- * Borrows s, which must outlive it. HS_ERR_UNSUPPORTED for LongRoPE models
- * (their RoPE table depends on the whole length). */
+ * Borrows s, which must outlive it. */
 hs_status hs_kv_cache_init(hs_session *s, int max_B, int max_T, hs_kv_cache **out, hs_err *err);
 void hs_kv_cache_free(hs_kv_cache *kv);
 /* Positions cached in row r (0 before a prefill, and past its rows). */

@@ -45,9 +45,10 @@ hs_head_set_params hs_head_set_default_params(void);
 /* out [N]: the metric of every prompt with the heads set[l * H + h] != 0
  * ablated together (set NULL: the unedited model). KL is against the unedited
  * model. needle_recall decodes batch_rows prompts at a time from a KV cache
- * (hs_kv_cache) this call allocates; where none can be had (LongRoPE, or no
- * memory for it) each step reruns the whole context, and the session then
- * needs max_T >= the longest prompt + n_generate - 1. */
+ * (hs_kv_cache) this call allocates; where none can be had (no memory for
+ * it) each step reruns the whole context, as LongRoPE models do at the step a
+ * prompt passes the original context: the session then needs max_T >= the
+ * longest prompt + n_generate - 1. */
 hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts *prompts, const hs_head_set_params *p,
                              const uint8_t *set, float *out, hs_err *err);
 

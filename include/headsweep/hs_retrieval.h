@@ -35,9 +35,9 @@ hs_retrieval_params hs_retrieval_default_params(void);
  * forward, then one token per step; the patterns hold only the generating
  * row), which this call allocates on the session's backend; the session must
  * allow max_B >= batch_rows and max_T >= the longest prompt. Where no cache
- * can be had (LongRoPE models, or no memory for it) each step reruns the
- * whole context: the session then needs max_T >= the longest prompt +
- * n_generate - 1.
+ * can be had (no memory for it) each step reruns the whole context, as
+ * LongRoPE models do at the step a prompt passes the original context: the
+ * session then needs max_T >= the longest prompt + n_generate - 1.
  * Errors: HS_ERR_INVALID_ARG (parameters, a needle span outside its prompt,
  * a batch the session cannot hold), HS_ERR_OOM, backend errors. */
 hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *prompts,
