@@ -160,13 +160,13 @@ static void attend_head(const hs_attn_params *p, int b, int h, float *scores) {
             memset(row, 0, (size_t)nk * sizeof(float));
             if (lse) *lse = -INFINITY;
         } else {
-            float sum = 0;
+            double sum = 0; /* in double, as row_logsumexp: long contexts have many small terms */
             for (int s = 0; s < nk; s++) {
                 row[s] = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
                 sum += row[s];
             }
-            if (lse) *lse = mx + logf(sum);
-            for (int s = 0; s < nk; s++) row[s] /= sum;
+            if (lse) *lse = (float)((double)mx + log(sum));
+            for (int s = 0; s < nk; s++) row[s] = (float)(row[s] / sum); /* as the backward recomputes it */
         }
         float *pr = !p->pattern                ? NULL
                     : !p->pattern_rows         ? p->pattern + (((int64_t)b * H + h) * T + t) * Tk
@@ -267,12 +267,15 @@ static hs_status cpu_clamp(hs_backend *be, const void *xv, int64_t n, float c, v
  * <= 1 after the shift, so f32 is accurate to ~1e-7 relative for the
  * vocabulary sizes of LMs). */
 HS_SIMD_CLONES
+/* The sum in double: a float one over a 49152-word vocabulary drifts low by ~1e-4 relative
+ * (small terms lost against the accumulator), which the loss would carry. */
 static float row_logsumexp(const float *x, int n) {
-    float mx = x[0], sum = 0.0f;
+    float mx = x[0];
+    double sum = 0.0;
     for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
 #pragma omp simd reduction(+ : sum)
     for (int i = 0; i < n; i++) sum += expf(x[i] - mx);
-    return mx + logf(sum);
+    return (float)((double)mx + log(sum));
 }
 
 static hs_status cpu_target_logprob(hs_backend *be, const void *lv, const int32_t *tg, int64_t R, int V, float *out,
