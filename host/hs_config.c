@@ -23,7 +23,7 @@ const char *hs_config_exp_type_name(hs_config_exp_type t) {
     return name_of(hs_cfg_exp_type_names, HS_CONFIG_EXP_COUNT, (int)t);
 }
 const char *hs_config_dataset_kind_name(hs_config_dataset_kind k) {
-    return name_of(hs_cfg_dataset_kind_names, 4, (int)k);
+    return name_of(hs_cfg_dataset_kind_names, HS_CONFIG_DATASET_COUNT, (int)k);
 }
 const char *hs_config_metric_name(hs_config_metric m) {
     return name_of(hs_cfg_metric_names, 6, (int)m);
@@ -67,7 +67,7 @@ hs_config_dataset hs_config_dataset_default_params(hs_config_dataset_kind kind) 
     memset(&d, 0, sizeof d);
     d.kind = kind;
     d.n = 64;
-    d.seq_len = 50;    /* Olsson et al. use a few dozen random tokens per half */
+    d.seq_len = kind == HS_CONFIG_DATASET_TEXT ? 512 : 50; /* Olsson et al.: a few dozen random tokens per half */
     d.token_min = 100; /* skip the lowest ids: byte and special tokens in BPE vocabularies */
     d.token_max = 20000;
     d.templates = HS_CONFIG_IOI_ALL;

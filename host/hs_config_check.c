@@ -56,7 +56,7 @@ static hs_status check_dataset(const hs_cfg_ctx *ctx, hs_cfg_state *s, hs_err *e
     if (!is_set(file) && !is_set(gen))
         HS_CFG_FAIL(
             ctx, s->dataset_map, err, HS_ERR_MISSING,
-            "dataset: needs 'file' (JSONL prompts) or 'generator' (ioi, induction, needle)");
+            "dataset: needs 'file' (JSONL prompts) or 'generator' (ioi, induction, needle, text)");
     if (is_set(file)) d->kind = HS_CONFIG_DATASET_FILE;
     hs_config_dataset def = hs_config_dataset_default_params(d->kind);
     const char *kname = hs_config_dataset_kind_name(d->kind);
@@ -174,11 +174,12 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
                     "distractors: a file dataset or the ioi generator (dataset is %s)",
                     i, dname);
     if (hs_cfg_exp_key_applies(e, HS_EK_POSITIONS) && e->positions == HS_CONFIG_POSITIONS_ANSWER &&
-        dk == HS_CONFIG_DATASET_INDUCTION)
+        (dk == HS_CONFIG_DATASET_INDUCTION || dk == HS_CONFIG_DATASET_TEXT))
         HS_CFG_FAIL(ctx, l[HS_EK_POSITIONS], err, HS_ERR_FORMAT,
-                    "experiments[%d].positions: the induction generator has no answers", i);
+                    "experiments[%d].positions: the %s generator has no answers", i, dname);
     const int needle = dk == HS_CONFIG_DATASET_NEEDLE,
-              no_answers = dk == HS_CONFIG_DATASET_INDUCTION || (needle && !s->c->dataset.answer);
+              no_answers = dk == HS_CONFIG_DATASET_INDUCTION || dk == HS_CONFIG_DATASET_TEXT ||
+                           (needle && !s->c->dataset.answer);
     if (hs_cfg_exp_key_applies(e, HS_EK_METRIC) && no_answers &&
         (e->metric == HS_CONFIG_METRIC_LOGPROB || e->metric == HS_CONFIG_METRIC_ACCURACY))
         HS_CFG_FAIL(ctx, is_set(l[HS_EK_METRIC]) ? l[HS_EK_METRIC] : l[HS_EK_TYPE], err, HS_ERR_FORMAT,

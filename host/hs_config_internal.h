@@ -101,6 +101,9 @@ enum {
     HS_DK_ANSWER,
     HS_DK_DEPTHS,
     HS_DK_LENGTHS,
+    HS_DK_CORPUS,
+    HS_DK_WINDOWS,
+    HS_DK_WINDOW_BOS,
     HS_DK_MAX_LEN,
     HS_DK_COUNT
 };

@@ -10,7 +10,7 @@
 const char *const hs_cfg_exp_type_names[] = {
     "head_ablation", "activation_patching", "head_scores", "pruning_curve", "capture", "head_set_ablation",
     "head_importance", NULL};
-const char *const hs_cfg_dataset_kind_names[] = {"file", "ioi", "induction", "needle", NULL};
+const char *const hs_cfg_dataset_kind_names[] = {"file", "ioi", "induction", "needle", "text", NULL};
 const char *const hs_cfg_metric_names[] = {"loss", "logprob", "logit_diff", "kl", "accuracy", "needle_recall", NULL};
 const char *const hs_cfg_positions_names[] = {"all", "last", "answer", "second_half", NULL};
 const char *const hs_cfg_mode_names[] = {"zero",  "scale",   "mean", "resample",
@@ -29,7 +29,7 @@ const char *const hs_cfg_hook_names[] = {
     NULL};
 const char *const hs_cfg_templates_names[] = {"all", "baba", "abba", NULL};
 /* dataset.generator: names[i] is hs_config_dataset_kind base + i */
-static const char *const generator_names[] = {"ioi", "induction", "needle", NULL};
+static const char *const generator_names[] = {"ioi", "induction", "needle", "text", NULL};
 
 #define BIT HS_CONFIG_BIT
 #define T_ABL BIT(HS_CONFIG_EXP_HEAD_ABLATION)
@@ -43,7 +43,8 @@ static const char *const generator_names[] = {"ioi", "induction", "needle", NULL
 #define D_IOI BIT(HS_CONFIG_DATASET_IOI)
 #define D_IND BIT(HS_CONFIG_DATASET_INDUCTION)
 #define D_NEE BIT(HS_CONFIG_DATASET_NEEDLE)
-#define D_GEN (D_IOI | D_IND | D_NEE)
+#define D_TXT BIT(HS_CONFIG_DATASET_TEXT)
+#define D_GEN (D_IOI | D_IND | D_NEE | D_TXT)
 
 /* Ranges are generous sanity bounds; model-dependent limits (layer and head
  * counts, context length) are checked at run time against the model. */
@@ -72,7 +73,7 @@ const hs_cfg_key hs_cfg_dataset_keys[HS_DK_COUNT] = {
                          HS_CONFIG_DATASET_IOI, .applies = D_GEN},
     [HS_DK_N] = {"n", HS_CFG_V_INT, DS(n), .min = 1, .max = 1e7, .applies = D_IOI | D_IND},
     [HS_DK_SEQ_LEN] = {"seq_len", HS_CFG_V_INT, DS(seq_len), .min = 1, .max = BIG,
-                       .applies = D_IND},
+                       .applies = D_IND | D_TXT},
     [HS_DK_TOKEN_MIN] = {"token_min", HS_CFG_V_INT, DS(token_min), .min = 0, .max = 1 << 30,
                          .applies = D_IND},
     [HS_DK_TOKEN_MAX] = {"token_max", HS_CFG_V_INT, DS(token_max), .min = 1, .max = 1 << 30,
@@ -87,6 +88,9 @@ const hs_cfg_key hs_cfg_dataset_keys[HS_DK_COUNT] = {
                       .applies = D_NEE},
     [HS_DK_LENGTHS] = {"lengths", HS_CFG_V_INT_LIST, DS(lengths), .min = 1, .max = BIG,
                        .applies = D_NEE},
+    [HS_DK_CORPUS] = {"corpus", HS_CFG_V_PATH, DS(corpus), .applies = D_TXT, .required = 1},
+    [HS_DK_WINDOWS] = {"windows", HS_CFG_V_INT, DS(windows), .min = 0, .max = 1e7, .applies = D_TXT},
+    [HS_DK_WINDOW_BOS] = {"window_bos", HS_CFG_V_BOOL, DS(window_bos), .applies = D_TXT},
     [HS_DK_MAX_LEN] = {"max_len", HS_CFG_V_INT, DS(max_len), .min = 0, .max = BIG},
 };
 

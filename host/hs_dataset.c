@@ -3,6 +3,8 @@
  * induction generator. Generators are seeded and deterministic. */
 #include "headsweep/hs_dataset.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -160,5 +162,29 @@ hs_status hs_dataset_induction(const hs_model_config *c, int n, int seq_len, int
         d->lengths[i] = T;
     }
     *out = d;
+    return HS_OK;
+}
+
+hs_status hs_ds_read_text(const char *path, const char *what, char **out, hs_err *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return hs_err_set(err, HS_ERR_IO, "%s %s: cannot open: %s", what, path, strerror(errno));
+    hs_ds_buf b = {0};
+    char chunk[65536];
+    size_t got;
+    int oom = hs_ds_buf_add(&b, "", 0);
+    while (!oom && (got = fread(chunk, 1, sizeof chunk, f)) > 0) oom = hs_ds_buf_add(&b, chunk, got);
+    int bad = ferror(f);
+    fclose(f);
+    if (oom || bad) {
+        free(b.p);
+        return oom ? hs_err_set(err, HS_ERR_OOM, "%s %s: out of memory reading it", what, path)
+                   : hs_err_set(err, HS_ERR_IO, "%s %s: cannot read it", what, path);
+    }
+    if (strlen(b.p) != b.n) {
+        free(b.p);
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "%s %s contains NUL bytes", what, path);
+    }
+    *out = b.p;
     return HS_OK;
 }

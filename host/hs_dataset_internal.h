@@ -48,6 +48,10 @@ hs_status hs_ds_encode_prompt(hs_tokenizer *tok, const char *text, size_t len, i
 hs_status hs_ds_continuation(hs_tokenizer *tok, const char *prompt, size_t plen, const int32_t *prompt_ids,
                              int n_prompt, const char *cont, int32_t *id, int *n_extra, hs_err *err);
 
+/* The whole of a text file, NUL-terminated (*out malloc'd); errors start with
+ * what and the path ("needle: haystack PATH: cannot open: ..."). */
+hs_status hs_ds_read_text(const char *path, const char *what, char **out, hs_err *err);
+
 /* A growing NUL-terminated string. */
 typedef struct {
     char *p;

@@ -61,30 +61,6 @@ oom:
     return hs_err_set(err, HS_ERR_OOM, "needle: out of memory splitting %s", path);
 }
 
-static hs_status read_file(const char *path, char **out, hs_err *err) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return hs_err_set(err, HS_ERR_IO, "needle: cannot open haystack %s: %s", path, strerror(errno));
-    hs_ds_buf b = {0};
-    char chunk[65536];
-    size_t got;
-    int oom = hs_ds_buf_add(&b, "", 0);
-    while (!oom && (got = fread(chunk, 1, sizeof chunk, f)) > 0) oom = hs_ds_buf_add(&b, chunk, got);
-    int bad = ferror(f);
-    fclose(f);
-    if (oom || bad) {
-        free(b.p);
-        return oom ? hs_err_set(err, HS_ERR_OOM, "needle: out of memory reading %s", path)
-                   : hs_err_set(err, HS_ERR_IO, "needle: cannot read haystack %s", path);
-    }
-    if (strlen(b.p) != b.n) {
-        free(b.p);
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "needle: haystack %s contains NUL bytes", path);
-    }
-    *out = b.p;
-    return HS_OK;
-}
-
 static hs_status count_tokens(hs_tokenizer *tok, const char *sep, const char *s, int *n, hs_err *err) {
     hs_ds_buf b = {0};
     int32_t *ids = NULL;
@@ -212,7 +188,7 @@ hs_status hs_dataset_needle(hs_tokenizer *tok, const hs_model_config *c, const c
     int n_needle = 0, n_q = 0, T = 0;
     *out = NULL;
     HS_CHECK(check_args(tok, c, needle, question, answer, depths, n_depths, lengths, n_lengths, err));
-    HS_CHECK(read_file(haystack_file, &text, err));
+    HS_CHECK(hs_ds_read_text(haystack_file, "needle: haystack", &text, err));
     HS_CHECK(split_sentences(haystack_file, text, &h, err));
     if (!(h.cnt = malloc((size_t)h.n * sizeof *h.cnt)) || !(rows = calloc((size_t)N, sizeof *rows)))
         HS_FAIL(err, HS_ERR_OOM, "needle: out of memory");

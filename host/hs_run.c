@@ -111,6 +111,9 @@ static hs_status build_dataset(const hs_config *cfg, const hs_model *m, hs_datas
                                                                       : HS_DATASET_IOI_ALL,
                                 out, err);
             break;
+        case HS_CONFIG_DATASET_TEXT:
+            st = hs_dataset_text(tok, c, ds->corpus, ds->seq_len, ds->windows, ds->window_bos, out, err);
+            break;
         default:
             st = hs_dataset_needle(tok, c, ds->haystack, ds->needle, ds->question, ds->answer, ds->depths.v, ds->depths.n,
                                    lengths, ds->lengths.n, cfg->seed, out, err);

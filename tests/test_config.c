@@ -734,3 +734,27 @@ Test(config, head_sets_and_split_layers) {
                           "    top_k: 0\n",
                  NULL, 0, "experiments[0].top_k");
 }
+
+/* The text generator: its corpus required, seq_len 512 and every window by default; no answers. */
+Test(config, text_generator) {
+    hs_config *c = load_ok(HEAD "dataset:\n  generator: text\n  corpus: wiki.txt\n" ABL, NULL, 0);
+    cr_assert_eq(c->dataset.kind, HS_CONFIG_DATASET_TEXT);
+    cr_assert_str_eq(c->dataset.corpus, "wiki.txt");
+    cr_assert(c->dataset.seq_len == 512 && c->dataset.windows == 0 && !c->dataset.window_bos);
+    check_round_trip(c);
+    hs_config_free(c);
+    c = load_ok(HEAD "dataset:\n  generator: text\n  corpus: w.txt\n  seq_len: 128\n  windows: 40\n"
+                     "  window_bos: true\n" ABL, NULL, 0);
+    cr_assert(c->dataset.seq_len == 128 && c->dataset.windows == 40 && c->dataset.window_bos);
+    check_round_trip(c);
+    hs_config_free(c);
+    expect_error(HEAD "dataset:\n  generator: text\n" ABL, NULL, 0, "dataset: generator text needs 'corpus'");
+    expect_error(HEAD "dataset:\n  generator: text\n  corpus: w.txt\n  n: 4\n" ABL, NULL, 0,
+                 "F:6:3: dataset.n does not apply to generator text");
+    expect_error(HEAD "dataset:\n  generator: induction\n  corpus: w.txt\n" ABL, NULL, 0,
+                 "F:5:3: dataset.corpus does not apply to generator induction (it applies to: text)");
+    expect_error(HEAD "dataset:\n  generator: text\n  corpus: w.txt\n"
+                      "experiments:\n  - name: abl\n    type: head_ablation\n    metric: logprob\n",
+                 NULL, 0, "metric: logprob needs each prompt's answer token");
+    expect_error(HEAD "dataset:\n  generator: text\n  corpus: w.txt\n  windows: -1\n" ABL, NULL, 0, "F:6:");
+}

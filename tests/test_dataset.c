@@ -1,10 +1,11 @@
 /* Prompt datasets: the JSONL reader (happy path and every validation error,
  * each naming file:line and field), the IOI and needle generators on a
  * fixture tokenizer (always) and on SmolLM2's (when the GGUF is present),
- * JSONL write -> load round trips, and `headsweep run` on file and IOI
- * datasets. */
+ * the text generator's perplexity windows, JSONL write -> load round trips,
+ * and `headsweep run` on file, IOI and text datasets. */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "headsweep/hs_config.h"
 #include "headsweep/hs_dataset.h"
+#include "headsweep/hs_forward.h"
 #include "headsweep/hs_h5.h"
 #include "headsweep/hs_run.h"
 #include "hs_testutil.h"
@@ -639,6 +641,79 @@ Test(dataset_needle, errors) {
     remove_dir();
 }
 
+/* ---- perplexity windows of a corpus ------------------------------------------------------ */
+
+/* The windows are the corpus's own tokens, in order: BOS (the tokenizer adds one) then the text
+ * in windows of seq_len; with window_bos, BOS and seq_len - 1 text tokens each. */
+Test(dataset_text, windows_are_the_corpus_tokens) {
+    hs_tokenizer *tok = fixture_tok("tokenizer/bpe_llama3.json"); /* adds BOS <|endoftext|> = 0 */
+    hs_model_config c = config_for(tok, 8192);
+    char hay[1024];
+    hs_test_fixture_path(hay, sizeof hay, "haystack.txt");
+    FILE *f = fopen(hay, "rb");
+    cr_assert(f);
+    char *text = calloc(1 << 20, 1);
+    const size_t len = fread(text, 1, (1 << 20) - 1, f);
+    fclose(f);
+    hs_err err = {0};
+    for (int wb = 0; wb < 2; wb++) {
+        int32_t *ids = NULL;
+        int n = 0;
+        cr_assert_eq(hs_tokenizer_encode(tok, text, len, !wb, &ids, &n, &err), HS_OK, "%s", err.msg);
+        const int L = 64, step = wb ? L - 1 : L;
+        cr_assert(n > 3 * step, "the corpus holds %d tokens", n);
+        cr_assert_eq(ids[0] == 0, !wb, "BOS opens the corpus only without window_bos");
+        hs_dataset *d = NULL;
+        cr_assert_eq(hs_dataset_text(tok, &c, hay, L, 0, wb, &d, &err), HS_OK, "%s", err.msg);
+        cr_assert(d->N == n / step && d->T == L, "%d windows of %d from %d tokens", d->N, d->T, n);
+        cr_assert(!d->answer && !d->distractor && !d->corrupt_tokens && !d->text);
+        for (int w = 0; w < d->N; w++) {
+            const int32_t *row = d->tokens + (int64_t)w * L;
+            cr_assert_eq(d->lengths[w], L);
+            if (wb) cr_assert_eq(row[0], 0, "window %d opens with BOS", w);
+            cr_assert(!memcmp(row + wb, ids + (int64_t)w * step, (size_t)step * sizeof *row), "window %d", w);
+        }
+        hs_dataset *e = NULL; /* at most 2 windows: the first two */
+        cr_assert_eq(hs_dataset_text(tok, &c, hay, L, 2, wb, &e, &err), HS_OK, "%s", err.msg);
+        cr_assert(e->N == 2 && !memcmp(e->tokens, d->tokens, (size_t)2 * L * sizeof *e->tokens));
+        hs_dataset_free(e);
+        hs_dataset_free(d);
+        free(ids);
+    }
+    free(text);
+    hs_tokenizer_free(tok);
+}
+
+Test(dataset_text, errors) {
+    make_dir();
+    hs_tokenizer *tok = fixture_tok("tokenizer/bpe_llama3.json"), *nobos = fixture_tok("tokenizer/bpe_gpt2.json");
+    hs_model_config c = config_for(tok, 8192), cn = config_for(nobos, 8192);
+    char hay[1024];
+    hs_test_fixture_path(hay, sizeof hay, "haystack.txt");
+    hs_dataset *d = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_dataset_text(tok, &c, "/nonexistent/corpus.txt", 64, 0, 0, &d, &err), HS_ERR_IO);
+    cr_assert(strstr(err.msg, "/nonexistent/corpus.txt"), "%s", err.msg);
+    cr_assert_eq(hs_dataset_text(tok, &c, hay, 1, 0, 0, &d, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "seq_len 1"), "%s", err.msg);
+    const char *tiny = write_tmp("tiny.txt", "Just a few words.");
+    cr_assert_eq(hs_dataset_text(tok, &c, tiny, 64, 0, 0, &d, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, tiny) && strstr(err.msg, "fewer than one window of 64"), "%s", err.msg);
+    const char *bad = write_tmp("bad.txt", "valid text, then \xff\xfe bytes that are not UTF-8");
+    cr_assert_eq(hs_dataset_text(tok, &c, bad, 4, 0, 0, &d, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, bad) && strstr(err.msg, "UTF-8"), "%s", err.msg);
+    cr_assert_eq(hs_tokenizer_bos_id(nobos), -1, "the GPT-2 fixture tokenizer has no BOS");
+    cr_assert_eq(hs_dataset_text(nobos, &cn, hay, 64, 0, 1, &d, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "no BOS"), "%s", err.msg);
+    c.learned_pos = 1, c.n_ctx = 32;
+    cr_assert_eq(hs_dataset_text(tok, &c, hay, 64, 0, 0, &d, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "context 32"), "%s", err.msg);
+    cr_assert_null(d);
+    hs_tokenizer_free(nobos);
+    hs_tokenizer_free(tok);
+    remove_dir();
+}
+
 /* ---- round trips without text ------------------------------------------------------- */
 
 Test(dataset_roundtrip, induction_as_token_ids) {
@@ -768,7 +843,7 @@ Test(dataset_run, file_dataset_of_token_ids_on_a_fixture_model) {
     remove_dir();
 }
 
-Test(dataset_run, ioi_and_needle_on_smollm2, .timeout = 300) {
+Test(dataset_run, ioi_needle_and_text_on_smollm2, .timeout = 300) {
     char model[1024];
     if (!hs_test_smollm2_path(model, sizeof model))
         cr_skip_test("SmolLM2 GGUF not found (set HS_SMOLLM2_GGUF or run scripts/fetch-model.sh)");
@@ -797,5 +872,56 @@ Test(dataset_run, ioi_and_needle_on_smollm2, .timeout = 300) {
     cr_assert_gt(ns[0], 10);
     cr_assert_gt(nl[0], 5);
     free(ns), free(nl);
+
+    /* perplexity windows: the run's unablated loss of each window is its mean next-token NLL */
+    snprintf(out, sizeof out, "%s/text.h5", dir);
+    snprintf(yaml, sizeof yaml,
+             "model: %s\noutput: %s\ndataset:\n  generator: text\n  corpus: %s\n  seq_len: 32\n  windows: 2\n"
+             "experiments:\n  - name: abl\n    type: head_ablation\n    metric: loss\n    layers: [0]\n"
+             "    heads: [0]\n",
+             model, out, hay);
+    run_config(yaml, HS_OK, NULL);
+    int32_t *tok = read_i32(out, "tokens", &sh);
+    cr_assert(sh.dims[0] == 2 && sh.dims[1] == 32);
+    hs_h5 *f = NULL;
+    hs_h5_group *g;
+    float *base = NULL;
+    char *kind = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_h5_open_read(out, &f, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_group_open(f, "dataset", &g, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_attr_str(g, NULL, "kind", &kind, &err), HS_OK, "%s", err.msg);
+    cr_assert_str_eq(kind, "text");
+    cr_assert_eq(hs_h5_group_open(f, "abl", &g, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_f32(g, "base", &base, &sh, &err), HS_OK, "%s", err.msg);
+    hs_h5_close(f);
+    hs_model *m = NULL;
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    cr_assert_eq(hs_model_load(model, &m, &err), HS_OK, "%s", err.msg);
+    const int V = hs_model_get_config(m)->n_vocab;
+    float *lg = malloc((size_t)2 * 32 * V * sizeof *lg);
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_session_init(be, m, 2, 32, &s, &err), HS_OK, "%s", err.msg);
+    hs_batch b = {.B = 2, .T = 32, .tokens = tok};
+    hs_forward_params fp = hs_forward_default_params();
+    fp.logits = HS_LOGITS_ALL;
+    cr_assert_eq(hs_forward(s, &b, &fp, lg, &err), HS_OK, "%s", err.msg);
+    for (int r = 0; r < 2; r++) {
+        double nll = 0;
+        for (int p = 0; p < 31; p++) {
+            const float *x = lg + ((int64_t)r * 32 + p) * V;
+            double mx = x[0], z = 0;
+            for (int v = 1; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+            for (int v = 0; v < V; v++) z += exp(x[v] - mx);
+            nll += mx + log(z) - x[tok[r * 32 + p + 1]];
+        }
+        nll /= 31;
+        cr_assert(fabs(base[r] - nll) <= 1e-5 * (1 + fabs(nll)), "window %d: loss %.7g, mean NLL %.7g", r, base[r], nll);
+    }
+    free(lg), free(base), free(kind), free(tok);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_model_free(m);
     remove_dir();
 }

@@ -1,4 +1,4 @@
-/* `headsweep dataset ioi|induction|needle`: runs a built-in prompt generator
+/* `headsweep dataset ioi|induction|needle|text`: runs a built-in prompt generator
  * for a model's tokenizer and vocabulary and writes the prompts as JSONL
  * (the format a config's `dataset: file:` reads back identically). */
 #include <stdio.h>
@@ -14,7 +14,7 @@
 #define MAX_LIST HS_CONFIG_MAX_LIST
 
 static int usage(FILE *to, int code) {
-    fprintf(to, "usage: headsweep dataset ioi|induction|needle --model MODEL -o FILE [options]\n"
+    fprintf(to, "usage: headsweep dataset ioi|induction|needle|text --model MODEL -o FILE [options]\n"
                 "\n"
                 "  --model MODEL      the model (.gguf, folder or HF id): its vocabulary, context and tokenizer\n"
                 "  --tokenizer PATH   another tokenizer (tokenizer.json, folder or .gguf) than the model's\n"
@@ -33,7 +33,12 @@ static int usage(FILE *to, int code) {
                 "  --question TEXT    the question at the end\n"
                 "  --answer TEXT      each prompt's one-token answer after the question (none)\n"
                 "  --depths D,...     insertion depths in [0, 1] (0.1,0.5,0.9)\n"
-                "  --lengths L,...    prompt lengths in tokens (512,1024)\n");
+                "  --lengths L,...    prompt lengths in tokens (512,1024)\n"
+                "text (perplexity windows of a corpus, as GPTQ / SparseGPT / Wanda cut WikiText-2):\n"
+                "  --corpus FILE      the text, tokenized whole\n"
+                "  --seq-len N        tokens per window (512)\n"
+                "  --windows N        at most N windows from the start (0: all)\n"
+                "  --window-bos       each window opens with BOS (default: one BOS opens the corpus)\n");
     return code;
 }
 
@@ -58,9 +63,9 @@ static int parse_int(const char *s, int *out) {
 }
 
 typedef struct {
-    const char *kind, *model, *tokenizer, *output, *templates, *haystack, *needle, *question, *answer;
+    const char *kind, *model, *tokenizer, *output, *templates, *haystack, *needle, *question, *answer, *corpus;
     long long seed;
-    int n, seq_len, token_min, token_max, n_depths, n_lengths;
+    int n, seq_len, seq_len_set, token_min, token_max, n_depths, n_lengths, windows, window_bos;
     double depths[MAX_LIST], lengths[MAX_LIST];
 } args;
 
@@ -73,11 +78,15 @@ static int parse_args(int argc, char **argv, args *a) {
             a->kind = o;
             continue;
         }
+        if (!strcmp(o, "--window-bos")) { /* a flag: no value */
+            a->window_bos = 1;
+            continue;
+        }
         static const char *const known[] = {"--model",     "--tokenizer", "-o",        "--output",
                                             "--templates", "--haystack",  "--needle",  "--question",
                                             "--seed",      "--n",         "--seq-len", "--token-min",
                                             "--token-max", "--depths",    "--lengths",   "--answer",
-                                            NULL};
+                                            "--corpus",    "--windows",   NULL};
         int k = 0;
         while (known[k] && strcmp(known[k], o)) k++;
         if (!known[k]) {
@@ -93,9 +102,11 @@ static int parse_args(int argc, char **argv, args *a) {
         else if (!strcmp(o, "--needle")) a->needle = v;
         else if (!strcmp(o, "--question")) a->question = v;
         else if (!strcmp(o, "--answer")) a->answer = v;
+        else if (!strcmp(o, "--corpus")) a->corpus = v;
+        else if (!strcmp(o, "--windows")) bad = parse_int(v, &a->windows) || a->windows < 0;
         else if (!strcmp(o, "--seed")) bad = sscanf(v, "%lld", &a->seed) != 1 || a->seed < 0;
         else if (!strcmp(o, "--n")) bad = parse_int(v, &a->n) || a->n < 1;
-        else if (!strcmp(o, "--seq-len")) bad = parse_int(v, &a->seq_len) || a->seq_len < 1;
+        else if (!strcmp(o, "--seq-len")) bad = parse_int(v, &a->seq_len) || a->seq_len < 1, a->seq_len_set = 1;
         else if (!strcmp(o, "--token-min")) bad = parse_int(v, &a->token_min);
         else if (!strcmp(o, "--token-max")) bad = parse_int(v, &a->token_max);
         else if (!strcmp(o, "--depths")) bad = (a->n_depths = parse_list(v, a->depths)) < 1;
@@ -122,6 +133,10 @@ static int generate(const args *a, hs_model *m, hs_tokenizer *tok, hs_dataset **
                                                                      : HS_DATASET_IOI_ALL;
         return hs_dataset_ioi(tok, c, a->n, (uint64_t)a->seed, t, d, err);
     }
+    if (!strcmp(a->kind, "text"))
+        return hs_dataset_text(tok, c, a->corpus, a->seq_len_set ? a->seq_len : hs_config_dataset_default_params(
+                                                                                   HS_CONFIG_DATASET_TEXT).seq_len,
+                               a->windows, a->window_bos, d, err);
     int lengths[MAX_LIST];
     for (int i = 0; i < a->n_lengths; i++) lengths[i] = (int)a->lengths[i];
     return hs_dataset_needle(tok, c, a->haystack, a->needle, a->question, a->answer, a->depths, a->n_depths, lengths,
@@ -145,9 +160,13 @@ int hs_cli_dataset(int argc, char **argv) {
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc;
     if (!a.kind || !a.model || !a.output) return usage(stderr, 2);
-    const int ioi = !strcmp(a.kind, "ioi"), needle = !strcmp(a.kind, "needle");
-    if (!ioi && !needle && strcmp(a.kind, "induction")) {
-        fprintf(stderr, "headsweep dataset: unknown generator '%s' (ioi, induction, needle)\n", a.kind);
+    const int ioi = !strcmp(a.kind, "ioi"), needle = !strcmp(a.kind, "needle"), text = !strcmp(a.kind, "text");
+    if (!ioi && !needle && !text && strcmp(a.kind, "induction")) {
+        fprintf(stderr, "headsweep dataset: unknown generator '%s' (ioi, induction, needle, text)\n", a.kind);
+        return 2;
+    }
+    if (text && !a.corpus) {
+        fprintf(stderr, "headsweep dataset: text needs --corpus\n");
         return 2;
     }
     if (ioi && strcmp(a.templates, "all") && strcmp(a.templates, "baba") && strcmp(a.templates, "abba")) {
@@ -166,7 +185,7 @@ int hs_cli_dataset(int argc, char **argv) {
     if (hs_model_load(a.model, &m, &err)) goto fail;
     /* induction writes token ids: a tokenizer is optional there */
     const char *tp = a.tokenizer ? a.tokenizer : hs_model_get_path(m);
-    if ((ioi || needle || a.tokenizer) && hs_tokenizer_load(tp, &tok, &err)) goto fail;
+    if ((ioi || needle || text || a.tokenizer) && hs_tokenizer_load(tp, &tok, &err)) goto fail;
     if (generate(&a, m, tok, &d, &err) || hs_dataset_write_jsonl(d, tok, a.output, &err)) goto fail;
     int lo = d->T;
     for (int i = 0; i < d->N; i++) lo = d->lengths[i] < lo ? d->lengths[i] : lo;

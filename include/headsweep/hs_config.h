@@ -69,6 +69,7 @@ typedef enum {
     HS_CONFIG_DATASET_IOI,
     HS_CONFIG_DATASET_INDUCTION,
     HS_CONFIG_DATASET_NEEDLE,
+    HS_CONFIG_DATASET_TEXT, /* a corpus cut into perplexity windows */
     HS_CONFIG_DATASET_COUNT
 } hs_config_dataset_kind;
 
@@ -85,7 +86,7 @@ typedef struct {
     hs_config_dataset_kind kind;
     char *file;                 /* FILE: JSONL path (heap) */
     int n;                      /* IOI, INDUCTION: prompts to generate, 1..10^7 (64) */
-    int seq_len;                /* INDUCTION: random tokens per half (50) */
+    int seq_len;                /* INDUCTION: random tokens per half (50); TEXT: tokens per window (512) */
     int token_min, token_max;   /* INDUCTION: ids drawn from [token_min, token_max) (100, 20000) */
     hs_config_ioi_templates templates; /* IOI (all) */
     char *haystack;             /* NEEDLE: haystack text file (heap, required) */
@@ -93,6 +94,9 @@ typedef struct {
     char *answer;               /* NEEDLE: each prompt's one-token answer, e.g. " eat" (heap; NULL = none) */
     hs_config_f64_list depths;  /* NEEDLE: insertion depths in [0, 1] ({0.1, 0.5, 0.9}) */
     hs_config_int_list lengths; /* NEEDLE: context lengths in tokens ({512, 1024}) */
+    char *corpus;               /* TEXT: the text file (heap, required) */
+    int windows;                /* TEXT: at most this many windows, from the start; 0 = all (0) */
+    int window_bos;             /* TEXT: each window opens with BOS (0: one BOS opens the corpus) */
     int max_len;                /* longer prompts are refused; 0 = the model's context (0) */
 } hs_config_dataset;
 

@@ -122,6 +122,20 @@ hs_status hs_dataset_needle(hs_tokenizer *tok, const hs_model_config *c, const c
                             const char *question, const char *answer, const double *depths, int n_depths,
                             const int *lengths, int n_lengths, uint64_t seed, hs_dataset **out, hs_err *err);
 
+/* A corpus as perplexity windows (the pruning literature's protocol: GPTQ,
+ * SparseGPT and Wanda on WikiText-2): the whole file tokenized once with the
+ * tokenizer's special tokens (a BOS opens it where the tokenizer adds one),
+ * cut into consecutive windows of seq_len tokens, the last partial one
+ * dropped. window_bos: each window is BOS and the next seq_len - 1 corpus
+ * tokens instead. max_windows > 0: at most that many, from the start. No
+ * answers: the loss over every position is the windows' perplexity (exp of
+ * the mean over windows).
+ * Errors: HS_ERR_IO (the file), HS_ERR_INVALID_ARG (seq_len < 2, a corpus
+ * shorter than one window, invalid UTF-8 (its byte offset), window_bos
+ * without a BOS, windows beyond a learned-position context), HS_ERR_OOM. */
+hs_status hs_dataset_text(hs_tokenizer *tok, const hs_model_config *c, const char *corpus, int seq_len,
+                          int max_windows, int window_bos, hs_dataset **out, hs_err *err);
+
 void hs_dataset_free(hs_dataset *d);
 
 /* A borrowed view for the experiments. */
