@@ -225,6 +225,7 @@ Test(kv_cache, phi3_longrope_crossing_kept_cache_matches_the_model) { longrope_s
 Test(kv_cache, cuda_f32_llama_gqa) { REQUIRE_GPU(); decode_on("llama_gqa", 1, 1); }
 Test(kv_cache, cuda_f32_gemma2) { REQUIRE_GPU(); decode_on("gemma2", 1, 1); }
 Test(kv_cache, cuda_f32_smollm3) { REQUIRE_GPU(); decode_on("smollm3", 1, 1); }
+Test(kv_cache, cuda_f32_phi3_longrope) { REQUIRE_GPU(); decode_on("phi3_longrope", 1, 1); }
 
 static int fail_wants(void *u, hs_hook_point p, int l) { return (void)u, p == HS_HOOK_RESID_PRE && l == 1; }
 static hs_status fail_fn(void *u, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
