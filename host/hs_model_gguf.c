@@ -1,5 +1,5 @@
 /* hs_model_gguf: a model from a GGUF file written by llama.cpp's converter
- * (llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, gpt2). The configuration
+ * (llama, qwen2, qwen3, gemma, gemma2, gemma3, phi2, phi3, gpt2). The configuration
  * comes from the metadata (hs_model_gguf_cfg.c); the weights are dequantised
  * to f32 in HF layout: every shape is checked against the configuration
  * before anything is allocated, fused tensors (Phi-3's and GPT-2's attn_qkv,
@@ -131,6 +131,29 @@ static void plan_gpt2(const hs_gguf *g, plan *p, hs_model *m) {
     }
 }
 
+/* Phi-1 to 2: one LayerNorm per layer (ln2 aliases it after loading), biases on every projection
+ * and on the output. */
+static void plan_phi2(const hs_gguf *g, plan *p, hs_model *m) {
+    const hs_model_config *c = &m->cfg;
+    hs_model_weights *w = &m->w;
+    const int64_t d = c->d_model, qd = (int64_t)c->n_heads * c->d_head, f = c->d_mlp;
+    char nm[96];
+    add(p, "output_norm.bias", d, 0, &w->lnf_b);
+    if (!c->tied_embeddings) add(p, "output.bias", c->n_vocab, 0, &w->unembed_b);
+    for (int l = 0; l < c->n_layers; l++) {
+        hs_layer_weights *L = &w->layers[l];
+        add(p, LAYER("attn_norm.weight"), d, 0, &L->ln1_w);
+        add(p, LAYER("attn_norm.bias"), d, 0, &L->ln1_b);
+        plan_qkv(g, p, l, c, L);
+        add(p, LAYER("attn_output.weight"), qd, d, &L->wo);
+        add(p, LAYER("attn_output.bias"), d, 0, &L->bo);
+        add(p, LAYER("ffn_up.weight"), d, f, &L->w_up);
+        add(p, LAYER("ffn_up.bias"), f, 0, &L->b_up);
+        add(p, LAYER("ffn_down.weight"), f, d, &L->w_down);
+        add(p, LAYER("ffn_down.bias"), d, 0, &L->b_down);
+    }
+}
+
 static void plan_layers(const hs_gguf *g, plan *p, hs_model *m, const hs_gguf_layout *lay) {
     const hs_model_config *c = &m->cfg;
     hs_model_weights *w = &m->w;
@@ -186,6 +209,8 @@ static hs_status plan_tensors(const hs_gguf *g, hs_model *m, const hs_gguf_layou
     if (!c->tied_embeddings) add(p, "output.weight", d, c->n_vocab, &w->unembed);
     if (lay->family == HS_GGUF_GPT2) {
         plan_gpt2(g, p, m);
+    } else if (lay->family == HS_GGUF_PHI2) {
+        plan_phi2(g, p, m);
     } else {
         /* Llama 3.1 / 3.2: each RoPE frequency divided by its factor (llama.cpp's rope_freqs) */
         if (hs_gguf_tensor_find(g, "rope_freqs.weight", &ti, NULL) != HS_ERR_MISSING) {
@@ -279,6 +304,8 @@ hs_status hs_model_load_gguf(hs_model *m, const char *path, hs_err *err) {
     for (int i = 0; i < p.n; i++) failed |= convert_tensor(&p.s[i]) != 0;
     if (failed) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory while dequantising", path);
     if (m->cfg.tied_embeddings) m->w.unembed = m->w.tok_embd;
+    for (int l = 0; lay.family == HS_GGUF_PHI2 && l < m->cfg.n_layers; l++) /* one norm read by both halves */
+        m->w.layers[l].ln2_w = m->w.layers[l].ln1_w, m->w.layers[l].ln2_b = m->w.layers[l].ln1_b;
     for (int i = 0; m->w.rope_freq_factors && i < (m->cfg.rot_dim ? m->cfg.rot_dim : m->cfg.d_head) / 2; i++)
         if (!(m->w.rope_freq_factors[i] > 0.0f) || isinf(m->w.rope_freq_factors[i]))
             HS_FAIL(err, HS_ERR_FORMAT, "%s: tensor 'rope_freqs.weight': factor %d is %g (must be positive and finite)",

@@ -1,6 +1,6 @@
 /* hs_model_gguf_cfg: a GGUF file's "<arch>.*" metadata as an hs_model_config,
  * for the architectures whose llama.cpp conversion headsweep reads: llama,
- * qwen2, qwen3, gemma, gemma2, gemma3, phi3 and gpt2. What the file leaves out
+ * qwen2, qwen3, gemma, gemma2, gemma3, phi2, phi3 and gpt2. What the file leaves out
  * is what llama.cpp's loader assumes (its defaults, the layer patterns and
  * Gemma's 27B score scale); where llama.cpp and transformers differ on what
  * a file means (Phi-3's sliding window, LongRoPE's choice of factors) the
@@ -22,6 +22,7 @@ static const struct {
     {"qwen3", "Qwen3ForCausalLM", HS_GGUF_LLAMA, 0},   {"gemma", "GemmaForCausalLM", HS_GGUF_GEMMA, 0},
     {"gemma2", "Gemma2ForCausalLM", HS_GGUF_GEMMA, 0}, {"gemma3", "Gemma3ForCausalLM", HS_GGUF_GEMMA, 0},
     {"phi3", "Phi3ForCausalLM", HS_GGUF_PHI3, 0},      {"gpt2", "GPT2LMHeadModel", HS_GGUF_GPT2, 0},
+    {"phi2", "PhiForCausalLM", HS_GGUF_PHI2, 0},
 };
 
 /* "<arch>.<suffix>" as an int >= lo (lo 1: a size; 0: a count that may be 0); dflt when
@@ -171,7 +172,8 @@ static hs_status common_config(const hs_gguf *g, const char *arch, hs_gguf_famil
         (st = meta_int(g, arch, "attention.head_count_kv", 0, 1, c->n_heads, &c->n_kv_heads, err)) ||
         (st = meta_int(g, arch, "context_length", 1, 1, 0, &c->n_ctx, err)))
         return st;
-    if (fam == HS_GGUF_GPT2) st = meta_float(g, arch, "attention.layer_norm_epsilon", 1, 0, &c->norm_eps, err);
+    if (fam == HS_GGUF_GPT2 || fam == HS_GGUF_PHI2)
+        st = meta_float(g, arch, "attention.layer_norm_epsilon", 1, 0, &c->norm_eps, err);
     else st = meta_float(g, arch, "attention.layer_norm_rms_epsilon", 1, 0, &c->norm_eps, err);
     if (st) return st;
     snprintf(key, sizeof key, "%s.attention.key_length", arch);
@@ -202,7 +204,8 @@ static hs_status common_config(const hs_gguf *g, const char *arch, hs_gguf_famil
     /* Partial rotary only where the architecture has it (Phi-4-mini); Llama 3.1's
      * scaling comes as the tensor rope_freqs.weight (plan_tensors). */
     if ((st = meta_int(g, arch, "rope.dimension_count", 0, 1, c->d_head, &rope_dims, err))) return st;
-    if (rope_dims != c->d_head && (fam != HS_GGUF_PHI3 || rope_dims > c->d_head || rope_dims % 2))
+    const int partial_ok = fam == HS_GGUF_PHI3 || fam == HS_GGUF_PHI2;
+    if (rope_dims != c->d_head && (!partial_ok || rope_dims > c->d_head || rope_dims % 2))
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
                           "%s: key '%s.rope.dimension_count': partial RoPE (%d of %d dimensions) is not supported here",
                           file, arch, rope_dims, c->d_head);
@@ -233,7 +236,7 @@ hs_status hs_gguf_read_config(const hs_gguf *g, hs_model_config *c, hs_gguf_layo
     if (a == sizeof ARCHS / sizeof *ARCHS)
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
                           "%s: key 'general.architecture': architecture '%.100s' is not supported "
-                          "(supported: llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, gpt2)",
+                          "(supported: llama, qwen2, qwen3, gemma, gemma2, gemma3, phi2, phi3, gpt2)",
                           file, arch);
     lay->family = ARCHS[a].family;
     lay->permuted = ARCHS[a].permuted;
@@ -243,6 +246,10 @@ hs_status hs_gguf_read_config(const hs_gguf *g, hs_model_config *c, hs_gguf_layo
     if ((st = common_config(g, arch, lay->family, c, err))) return st;
     if (lay->family == HS_GGUF_GEMMA) st = gemma_config(g, arch, c, err);
     else if (lay->family == HS_GGUF_PHI3) st = phi3_config(g, arch, c, err);
+    else if (lay->family == HS_GGUF_PHI2) { /* the same normed stream feeds both halves; GELU's tanh form */
+        c->arch = HS_ARCH_PHI, c->norm = HS_NORM_LAYERNORM, c->act = HS_ACT_GELU_NEW;
+        c->parallel_attn_mlp = c->out_bias = 1;
+    }
     if (st) return st;
 
     /* The vocabulary is whatever the embedding holds (it may be padded, or cut to the tokenizer's). */

@@ -42,7 +42,8 @@ typedef enum {
     HS_GGUF_LLAMA = 0, /* llama, qwen2, qwen3: one tensor per projection */
     HS_GGUF_GEMMA,     /* gemma, gemma2, gemma3: the same, with post-norms and q/k norms */
     HS_GGUF_PHI3,      /* fused attn_qkv and ffn_up (gate, then up) */
-    HS_GGUF_GPT2       /* fused attn_qkv with biases, LayerNorms, learned positions */
+    HS_GGUF_GPT2,      /* fused attn_qkv with biases, LayerNorms, learned positions */
+    HS_GGUF_PHI2       /* Phi-1 to 2: a parallel block of one LayerNorm, biases everywhere, partial RoPE */
 } hs_gguf_family;
 typedef struct {
     hs_gguf_family family;

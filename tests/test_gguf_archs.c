@@ -1,5 +1,5 @@
-/* GGUF files of the architectures beyond llama: gemma, gemma2, gemma3, phi3
- * (with LongRoPE) and gpt2, as llama.cpp's converter writes them
+/* GGUF files of the architectures beyond llama: gemma, gemma2, gemma3, phi2,
+ * phi3 (with LongRoPE) and gpt2, as llama.cpp's converter writes them
  * (tests/fixtures/gguf_archs.py: F32, F16 and Q8_0 matrices, fused tensors,
  * Gemma's 1 + w norms). Each loads with the configuration the file means and
  * gives transformers' logits on the weights gguf-py reads back, every prompt
@@ -126,6 +126,17 @@ Test(gguf_archs, gpt2) {
     cr_assert_str_eq(c->arch_name, "GPT2LMHeadModel");
     cr_assert(c->arch == HS_ARCH_GPT2 && c->norm == HS_NORM_LAYERNORM && c->learned_pos && c->qkv_bias && c->out_bias);
     cr_assert(c->d_mlp == 256 && c->tied_embeddings && c->rope == HS_ROPE_NONE);
+    hs_model_free(m);
+}
+
+Test(gguf_archs, phi2) {
+    hs_model *m = check_logits("phi2");
+    const hs_model_config *c = hs_model_get_config(m);
+    const hs_model_weights *w = hs_model_get_weights(m);
+    cr_assert_str_eq(c->arch_name, "PhiForCausalLM");
+    cr_assert(c->arch == HS_ARCH_PHI && c->norm == HS_NORM_LAYERNORM && c->act == HS_ACT_GELU_NEW);
+    cr_assert(c->parallel_attn_mlp && c->qkv_bias && c->out_bias && !c->tied_embeddings && c->rot_dim == 8);
+    cr_assert(w->unembed_b && w->layers[1].ln2_w == w->layers[1].ln1_w, "output bias; one norm per layer");
     hs_model_free(m);
 }
 
@@ -293,7 +304,7 @@ Test(gguf_archs_meta, fused_qkv_shape_refused) {
  * bytes before the first tensor's data): any status, never a crash, an error
  * that names the file (meaningful under HS_SANITIZE). */
 Test(gguf_archs_meta, header_mutations_never_crash) {
-    static const char *names[] = {"gemma", "gemma2", "gemma3", "phi3", "phi3_longrope", "gpt2"};
+    static const char *names[] = {"gemma", "gemma2", "gemma3", "phi3", "phi3_longrope", "gpt2", "phi2"};
     hs_test_rng r;
     hs_test_rng_seed(&r, 4321);
     for (size_t k = 0; k < sizeof names / sizeof *names; k++) {

@@ -156,7 +156,7 @@ typedef struct hs_model hs_model;
 /* Loads a model from:
  *   - a folder with config.json and model.safetensors (or a sharded set with
  *     model.safetensors.index.json),
- *   - a single .gguf file (llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, gpt2),
+ *   - a single .gguf file (llama, qwen2, qwen3, gemma, gemma2, gemma3, phi2, phi3, gpt2),
  *   - an HF model id "org/name", resolved offline in $HF_HOME/hub (default
  *     ~/.cache/huggingface/hub).
  * On success *out owns everything; release with hs_model_free. Every error
