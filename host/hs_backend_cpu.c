@@ -263,12 +263,9 @@ static hs_status cpu_clamp(hs_backend *be, const void *xv, int64_t n, float c, v
     return HS_OK;
 }
 
-/* log-sum-exp of one row, max-shifted, f32 accumulation (the row's terms are
- * <= 1 after the shift, so f32 is accurate to ~1e-7 relative for the
- * vocabulary sizes of LMs). */
-HS_SIMD_CLONES
 /* The sum in double: a float one over a 49152-word vocabulary drifts low by ~1e-4 relative
  * (small terms lost against the accumulator), which the loss would carry. */
+HS_SIMD_CLONES
 static float row_logsumexp(const float *x, int n) {
     float mx = x[0];
     double sum = 0.0;

@@ -3,6 +3,7 @@
  * GQA, GPT-NeoX, Qwen3, Phi-3, Gemma 1 to 3, OLMo-2) hook point by hook point,
  * with right and left padding. The first diverging hook is named. */
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -198,7 +199,9 @@ static void run_conformance(const char *model, const char *pad) {
     cr_log_info("%s/%s: %d hook tensors + logits match (worst hook rel l2 %.2e, logits max abs %.2e)", model, pad,
                 compared, worst, cm.max_abs);
 
-    /* Last-position logits equal the all-position logits at each row's last real token. */
+    /* Last-position logits equal the all-position logits at each row's last real token, up to
+     * the unembedding GEMM's blocking (one row per prompt against every row): a few float ulps
+     * of the row's largest logit. */
     float *last = malloc((size_t)B * c->n_vocab * sizeof(float));
     fp.logits = HS_LOGITS_LAST;
     fp.hooks = NULL;
@@ -206,9 +209,10 @@ static void run_conformance(const char *model, const char *pad) {
     for (int b = 0; b < B; b++) {
         int t = T - 1;
         while (t > 0 && !((const int32_t *)msk->data)[b * T + t]) t--;
-        hs_test_cmp cl = hs_test_compare(last + (int64_t)b * c->n_vocab, logits + ((int64_t)b * T + t) * c->n_vocab,
-                                         c->n_vocab, 1e-6, 1e-6);
-        cr_assert_eq(cl.n_bad, 0, "%s/%s row %d: last-position logits differ from the full pass", model, pad, b);
+        const float *full = logits + ((int64_t)b * T + t) * c->n_vocab;
+        hs_test_cmp cl = hs_test_compare(last + (int64_t)b * c->n_vocab, full, c->n_vocab,
+                                         8 * FLT_EPSILON * hs_test_max_abs(full, c->n_vocab), 1e-6);
+        cr_assert_eq(cl.n_bad, 0, "%s/%s row %d: last-position logits differ from the full pass (max abs %.3g)", model, pad, b, cl.max_abs);
     }
     free(last);
     free(logits);
