@@ -76,6 +76,9 @@ static hs_status check_dataset(const hs_cfg_ctx *ctx, hs_cfg_state *s, hs_err *e
         if (key->kind != HS_CFG_V_STR && key->kind != HS_CFG_V_PATH && k != HS_DK_GENERATOR)
             hs_cfg_copy_plain(key, d, &def);
     }
+    if (d->kind == HS_CONFIG_DATASET_TEXT && d->seq_len < 2)
+        HS_CFG_FAIL(ctx, s->ds[HS_DK_SEQ_LEN], err, HS_ERR_FORMAT,
+                    "dataset: seq_len %d: a text window needs at least 2 tokens (one prediction)", d->seq_len);
     if (d->kind == HS_CONFIG_DATASET_INDUCTION && d->token_min >= d->token_max)
         HS_CFG_FAIL(
             ctx, is_set(s->ds[HS_DK_TOKEN_MAX]) ? s->ds[HS_DK_TOKEN_MAX] : s->ds[HS_DK_TOKEN_MIN],

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hs_session_internal.h"
+
 hs_status hs_decoder_init(hs_session *s, const hs_model *m, int R, int max_len, int n_generate, int cache,
                           hs_decoder *d, hs_err *err) {
     memset(d, 0, sizeof *d);
@@ -21,6 +23,14 @@ hs_status hs_decoder_init(hs_session *s, const hs_model *m, int R, int max_len, 
     if (!d->ctx || !d->tok || !d->mask || !d->cur || !d->last || !d->logits) {
         hs_decoder_free(d);
         return hs_err_set(err, HS_ERR_OOM, "decoding: out of memory for %d rows x %d tokens", R, d->Tc);
+    }
+    /* LongRoPE reruns the contexts at the step one passes the original context: room for that */
+    if (cache && d->longrope_ctx && d->longrope_ctx < d->Tc && s->max_T < d->Tc) {
+        hs_decoder_free(d);
+        return hs_err_set(err, HS_ERR_INVALID_ARG,
+                          "decoding: LongRoPE reruns the contexts when one passes the original context of %d: the "
+                          "session needs max_T >= %d (the longest prompt %d + %d generated - 1), it has %d",
+                          c->rope_original_ctx, max_len + n_generate - 1, max_len, n_generate, s->max_T);
     }
     if (!cache) return HS_OK;
     hs_status st = hs_kv_cache_init(s, R, d->Tc, &d->kv, err);

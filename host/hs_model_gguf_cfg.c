@@ -259,7 +259,13 @@ hs_status hs_gguf_read_config(const hs_gguf *g, hs_model_config *c, hs_gguf_layo
         return hs_err_set(err, HS_ERR_SHAPE, "%s: tensor 'token_embd.weight': vocabulary size %lld out of range", file,
                           (long long)emb.ne[1]);
     c->n_vocab = (int)emb.ne[1];
-    c->tied_embeddings = !has_tensor(g, "output.weight");
+    /* tied: no output.weight, or one that repeats the embedding byte for byte (llama.cpp's GPT-2
+     * converter writes that copy) */
+    hs_gguf_tensor_info out;
+    const hs_status so = hs_gguf_tensor_find(g, "output.weight", &out, NULL);
+    c->tied_embeddings = so == HS_ERR_MISSING ||
+                         (so == HS_OK && st == HS_OK && out.dtype == emb.dtype && out.nbytes == emb.nbytes &&
+                          !memcmp(out.ne, emb.ne, sizeof out.ne) && !memcmp(out.data, emb.data, (size_t)emb.nbytes));
     /* Q/K/V biases (Qwen2) are all or nothing; layer 0 decides. */
     if (lay->family != HS_GGUF_GPT2) c->qkv_bias = has_tensor(g, "blk.0.attn_q.bias") || has_tensor(g, "blk.0.attn_qkv.bias");
     if ((st = meta_token(g, "tokenizer.ggml.bos_token_id", &c->bos_token_id, err))) return st;

@@ -757,4 +757,6 @@ Test(config, text_generator) {
                       "experiments:\n  - name: abl\n    type: head_ablation\n    metric: logprob\n",
                  NULL, 0, "metric: logprob needs each prompt's answer token");
     expect_error(HEAD "dataset:\n  generator: text\n  corpus: w.txt\n  windows: -1\n" ABL, NULL, 0, "F:6:");
+    expect_error(HEAD "dataset:\n  generator: text\n  corpus: w.txt\n  seq_len: 1\n" ABL, NULL, 0,
+                 "F:6:3: dataset: seq_len 1: a text window needs at least 2 tokens");
 }

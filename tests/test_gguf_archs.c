@@ -125,7 +125,9 @@ Test(gguf_archs, gpt2) {
     const hs_model_config *c = hs_model_get_config(m);
     cr_assert_str_eq(c->arch_name, "GPT2LMHeadModel");
     cr_assert(c->arch == HS_ARCH_GPT2 && c->norm == HS_NORM_LAYERNORM && c->learned_pos && c->qkv_bias && c->out_bias);
-    cr_assert(c->d_mlp == 256 && c->tied_embeddings && c->rope == HS_ROPE_NONE);
+    cr_assert(c->d_mlp == 256 && c->rope == HS_ROPE_NONE);
+    cr_assert(c->tied_embeddings && hs_model_get_weights(m)->unembed == hs_model_get_weights(m)->tok_embd,
+              "output.weight repeats token_embd byte for byte: tied, one copy");
     hs_model_free(m);
 }
 

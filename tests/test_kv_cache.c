@@ -222,6 +222,23 @@ static void longrope_steps(int cache, int keep) {
 Test(kv_cache, phi3_longrope_crossing_matches_generate) { longrope_steps(1, 0), longrope_steps(0, 0); }
 Test(kv_cache, phi3_longrope_crossing_kept_cache_matches_the_model) { longrope_steps(1, 1); }
 
+/* The rerun at the crossing needs room for the longest context: a session sized for the prompts
+ * alone is refused before anything runs. */
+Test(kv_cache, phi3_longrope_session_too_short_refused) {
+    hs_err err = {0};
+    hs_model *m = hs_test_fixture_model("phi3_longrope");
+    hs_backend *be;
+    hs_session *s;
+    hs_decoder d;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_session_init(be, m, 1, 3, &s, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_decoder_init(s, m, 1, 3, 6, 1, &d, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "LongRoPE") && strstr(err.msg, "max_T >= 8"), "%s", err.msg);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_model_free(m);
+}
+
 Test(kv_cache, cuda_f32_llama_gqa) { REQUIRE_GPU(); decode_on("llama_gqa", 1, 1); }
 Test(kv_cache, cuda_f32_gemma2) { REQUIRE_GPU(); decode_on("gemma2", 1, 1); }
 Test(kv_cache, cuda_f32_smollm3) { REQUIRE_GPU(); decode_on("smollm3", 1, 1); }

@@ -48,7 +48,7 @@ hs_head_set_params hs_head_set_default_params(void);
  * (hs_kv_cache) this call allocates; where none can be had (no memory for
  * it) each step reruns the whole context, as LongRoPE models do at the step a
  * prompt passes the original context: the session then needs max_T >= the
- * longest prompt + n_generate - 1. */
+ * longest prompt + n_generate - 1 (LongRoPE models: checked up front). */
 hs_status hs_head_set_metric(hs_session *s, const hs_model *m, const hs_prompts *prompts, const hs_head_set_params *p,
                              const uint8_t *set, float *out, hs_err *err);
 

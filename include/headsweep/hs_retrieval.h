@@ -37,7 +37,9 @@ hs_retrieval_params hs_retrieval_default_params(void);
  * allow max_B >= batch_rows and max_T >= the longest prompt. Where no cache
  * can be had (no memory for it) each step reruns the whole context, as
  * LongRoPE models do at the step a prompt passes the original context: the
- * session then needs max_T >= the longest prompt + n_generate - 1.
+ * session then needs max_T >= the longest prompt + n_generate - 1 (LongRoPE
+ * models always, unless every context stays within the original one; refused
+ * up front otherwise).
  * Errors: HS_ERR_INVALID_ARG (parameters, a needle span outside its prompt,
  * a batch the session cannot hold), HS_ERR_OOM, backend errors. */
 hs_status hs_retrieval_scores_per_prompt(hs_session *s, const hs_model *m, const hs_prompts *prompts,
