@@ -26,9 +26,10 @@ hs_status hs_dataset_text(hs_tokenizer *tok, const hs_model_config *c, const cha
     int n = 0;
     hs_status st = hs_ds_read_text(corpus, "text dataset: corpus", &text, err);
     if (st) return st;
-    /* the tokenizer's special tokens on the whole text (a BOS opens it where the tokenizer adds one);
+    /* as every prompt is encoded: a BOS opens the text where the tokenizer adds one, never an EOS;
      * with a BOS per window, none: each window adds its own */
-    st = hs_tokenizer_encode(tok, text, strlen(text), !window_bos, &ids, &n, err);
+    st = window_bos ? hs_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n, err)
+                    : hs_ds_encode_prompt(tok, text, strlen(text), &ids, &n, err);
     free(text);
     if (st) {
         hs_err_prefix(err, "text dataset: corpus %s", corpus);

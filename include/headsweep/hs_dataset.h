@@ -123,9 +123,9 @@ hs_status hs_dataset_needle(hs_tokenizer *tok, const hs_model_config *c, const c
                             const int *lengths, int n_lengths, uint64_t seed, hs_dataset **out, hs_err *err);
 
 /* A corpus as perplexity windows (the pruning literature's protocol: GPTQ,
- * SparseGPT and Wanda on WikiText-2): the whole file tokenized once with the
- * tokenizer's special tokens (a BOS opens it where the tokenizer adds one),
- * cut into consecutive windows of seq_len tokens, the last partial one
+ * SparseGPT and Wanda on WikiText-2): the whole file tokenized once as every
+ * prompt is (a BOS opens it where the tokenizer adds one, no EOS), cut into
+ * consecutive windows of seq_len tokens, the last partial one
  * dropped. window_bos: each window is BOS and the next seq_len - 1 corpus
  * tokens instead. max_windows > 0: at most that many, from the start. No
  * answers: the loss over every position is the windows' perplexity (exp of
