@@ -108,45 +108,24 @@ static void plan_qkv(const hs_gguf *g, plan *p, int l, const hs_model_config *c,
     add_slice(p, LAYER("attn_qkv.bias"), all, 0, qd + kd, kd, &L->bv);
 }
 
-static void plan_gpt2(const hs_gguf *g, plan *p, hs_model *m) {
+/* GPT-2's and Phi-1/2's layers: LayerNorms with biases, biases on every projection. GPT-2 has a
+ * second norm before the MLP; Phi's parallel block reads the first (ln2 aliases it after loading). */
+static void plan_biased_layers(const hs_gguf *g, plan *p, hs_model *m, int ffn_norm) {
     const hs_model_config *c = &m->cfg;
-    hs_model_weights *w = &m->w;
-    const int64_t d = c->d_model, f = c->d_mlp;
-    char nm[96];
-    add(p, "position_embd.weight", d, c->n_ctx, &w->pos_embd);
-    add(p, "output_norm.bias", d, 0, &w->lnf_b);
-    for (int l = 0; l < c->n_layers; l++) {
-        hs_layer_weights *L = &w->layers[l];
-        add(p, LAYER("attn_norm.weight"), d, 0, &L->ln1_w);
-        add(p, LAYER("attn_norm.bias"), d, 0, &L->ln1_b);
-        plan_qkv(g, p, l, c, L);
-        add(p, LAYER("attn_output.weight"), d, d, &L->wo);
-        add(p, LAYER("attn_output.bias"), d, 0, &L->bo);
-        add(p, LAYER("ffn_norm.weight"), d, 0, &L->ln2_w);
-        add(p, LAYER("ffn_norm.bias"), d, 0, &L->ln2_b);
-        add(p, LAYER("ffn_up.weight"), d, f, &L->w_up);
-        add(p, LAYER("ffn_up.bias"), f, 0, &L->b_up);
-        add(p, LAYER("ffn_down.weight"), f, d, &L->w_down);
-        add(p, LAYER("ffn_down.bias"), d, 0, &L->b_down);
-    }
-}
-
-/* Phi-1 to 2: one LayerNorm per layer (ln2 aliases it after loading), biases on every projection
- * and on the output. */
-static void plan_phi2(const hs_gguf *g, plan *p, hs_model *m) {
-    const hs_model_config *c = &m->cfg;
-    hs_model_weights *w = &m->w;
     const int64_t d = c->d_model, qd = (int64_t)c->n_heads * c->d_head, f = c->d_mlp;
     char nm[96];
-    add(p, "output_norm.bias", d, 0, &w->lnf_b);
-    if (!c->tied_embeddings) add(p, "output.bias", c->n_vocab, 0, &w->unembed_b);
+    add(p, "output_norm.bias", d, 0, &m->w.lnf_b);
     for (int l = 0; l < c->n_layers; l++) {
-        hs_layer_weights *L = &w->layers[l];
+        hs_layer_weights *L = &m->w.layers[l];
         add(p, LAYER("attn_norm.weight"), d, 0, &L->ln1_w);
         add(p, LAYER("attn_norm.bias"), d, 0, &L->ln1_b);
         plan_qkv(g, p, l, c, L);
         add(p, LAYER("attn_output.weight"), qd, d, &L->wo);
         add(p, LAYER("attn_output.bias"), d, 0, &L->bo);
+        if (ffn_norm) {
+            add(p, LAYER("ffn_norm.weight"), d, 0, &L->ln2_w);
+            add(p, LAYER("ffn_norm.bias"), d, 0, &L->ln2_b);
+        }
         add(p, LAYER("ffn_up.weight"), d, f, &L->w_up);
         add(p, LAYER("ffn_up.bias"), f, 0, &L->b_up);
         add(p, LAYER("ffn_down.weight"), f, d, &L->w_down);
@@ -208,9 +187,11 @@ static hs_status plan_tensors(const hs_gguf *g, hs_model *m, const hs_gguf_layou
     add(p, "output_norm.weight", d, 0, &w->lnf_w);
     if (!c->tied_embeddings) add(p, "output.weight", d, c->n_vocab, &w->unembed);
     if (lay->family == HS_GGUF_GPT2) {
-        plan_gpt2(g, p, m);
+        add(p, "position_embd.weight", d, c->n_ctx, &w->pos_embd);
+        plan_biased_layers(g, p, m, 1);
     } else if (lay->family == HS_GGUF_PHI2) {
-        plan_phi2(g, p, m);
+        if (!c->tied_embeddings) add(p, "output.bias", c->n_vocab, 0, &w->unembed_b);
+        plan_biased_layers(g, p, m, 0);
     } else {
         /* Llama 3.1 / 3.2: each RoPE frequency divided by its factor (llama.cpp's rope_freqs) */
         if (hs_gguf_tensor_find(g, "rope_freqs.weight", &ti, NULL) != HS_ERR_MISSING) {
