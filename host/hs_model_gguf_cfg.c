@@ -135,7 +135,6 @@ static hs_status phi3_config(const hs_gguf *g, const char *arch, hs_model_config
     const char *names[2] = {"rope_factors_short.weight", "rope_factors_long.weight"};
     float *lists[2] = {c->rope_short_factor, c->rope_long_factor};
     hs_status st;
-    c->act = HS_ACT_SILU_GLU;
     if ((st = meta_int(g, arch, "attention.sliding_window", 0, 0, 0, &c->sliding_window, err))) return st;
     if (!has_tensor(g, names[0]) && !has_tensor(g, names[1])) return HS_OK;
     const int pairs = (c->rot_dim ? c->rot_dim : c->d_head) / 2;
