@@ -51,7 +51,7 @@ static hs_status load_attn(hs_hf_loader *L, int l, hs_layer_weights *W, hs_err *
         W->wq = w, W->wk = w + d * d, W->wv = w + (d + kv) * d;
         W->bq = b, W->bk = b + d, W->bv = b + d + kv;
     } else { /* per head [q | k | v] */
-        HS_CHECK(hs_hf_load_qkv_per_head(L, n, nb, W, err));
+        HS_CHECK(hs_hf_load_qkv_grouped(L, n, nb, W, err));
     }
     snprintf(n, sizeof n, "transformer.h.%d.attn.c_proj.weight", l);
     HS_CHECK(hs_hf_load(L, n, d, d, 0, &W->wo, err));

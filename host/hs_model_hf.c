@@ -4,7 +4,8 @@
  * hs_model_smollm3.c), Gemma (hs_model_gemma.c; Gemma 3's multimodal checkpoints: their text model),
  * GPTNeoXForCausalLM (Pythia; hs_model_neox.c), PhiForCausalLM (hs_model_phi.c),
  * GPTNeoForCausalLM (hs_model_gptneo.c), GPTJForCausalLM (hs_model_gptj.c), OPTForCausalLM
- * (hs_model_opt.c) and GPTBigCodeForCausalLM (hs_model_bigcode.c).
+ * (hs_model_opt.c), GPTBigCodeForCausalLM (hs_model_bigcode.c), FalconForCausalLM
+ * (hs_model_falcon.c) and StableLmForCausalLM (hs_model_stablelm.c; its tensors: Llama's).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
@@ -487,6 +488,10 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_hf_parse_opt_config(root, path, c, err);
     } else if (!strcmp(arch, "GPTBigCodeForCausalLM")) {
         st = hs_hf_parse_bigcode_config(root, path, c, err);
+    } else if (!strcmp(arch, "FalconForCausalLM")) {
+        st = hs_hf_parse_falcon_config(root, path, c, &L->two_norms, err);
+    } else if (!strcmp(arch, "StableLmForCausalLM")) {
+        st = hs_hf_parse_stablelm_config(root, path, c, err);
     } else if (!strcmp(arch, "Gemma3ForConditionalGeneration")) {
         st = hs_hf_parse_gemma3_mm_config(root, path, c, err);
     } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM") ||
@@ -498,7 +503,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
                         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, GemmaForCausalLM, "
                         "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GPTNeoXForCausalLM, "
                         "Olmo2ForCausalLM, Olmo3ForCausalLM, OlmoForCausalLM, SmolLM3ForCausalLM, PhiForCausalLM, "
-                        "GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM, GPTBigCodeForCausalLM)",
+                        "GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM, GPTBigCodeForCausalLM, FalconForCausalLM, "
+                        "StableLmForCausalLM)",
                         path, arch);
     }
 exit:
@@ -671,7 +677,8 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
     const hs_model_config *c = &m->cfg;
     int64_t d = c->d_model, q = (int64_t)c->n_heads * c->d_head, kv = (int64_t)c->n_kv_heads * c->d_head,
             f = c->d_mlp;
-    const int phi3 = !strcmp(c->arch_name, "Phi3ForCausalLM"), olmo1 = !strcmp(c->arch_name, "OlmoForCausalLM");
+    const int phi3 = !strcmp(c->arch_name, "Phi3ForCausalLM"), olmo1 = !strcmp(c->arch_name, "OlmoForCausalLM"),
+              ln_bias = c->arch == HS_ARCH_STABLELM; /* LayerNorms with biases */
     /* Gemma 3's multimodal checkpoints hold the text model under language_model.model. (the Hub's,
      * and what transformers saves) or model.language_model. (a state dict as transformers 4.52 and
      * later hold it, exported as it is) */
@@ -695,6 +702,7 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
 #define NAME(s) (snprintf(n, sizeof n, "%slayers.%d.%s", pre, l, s), n)
         if (olmo1) W->ln1_w = W->ln2_w = ones;
         else if (!c->no_pre_norms) HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
+        if (ln_bias) HS_CHECK(hs_hf_load(L, NAME("input_layernorm.bias"), d, 0, 0, &W->ln1_b, err));
         if (phi3) { /* rows [q | k | v] of one qkv_proj: alias into it (the model owns the buffer) */
             HS_CHECK(hs_hf_load(L, NAME("self_attn.qkv_proj.weight"), q + 2 * kv, d, 0, &W->wq, err));
             W->wk = W->wq + q * d;
@@ -719,8 +727,11 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
             if (!c->no_pre_norms)
                 HS_CHECK(hs_hf_load(L, NAME("pre_feedforward_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
             HS_CHECK(hs_hf_load(L, NAME("post_feedforward_layernorm.weight"), d, 0, 0, &W->mlp_post_w, err));
+        } else if (c->parallel_attn_mlp) { /* StableLM's parallel block: one norm read by both halves */
+            W->ln2_w = W->ln1_w, W->ln2_b = W->ln1_b;
         } else if (!olmo1) {
             HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
+            if (ln_bias) HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.bias"), d, 0, 0, &W->ln2_b, err));
         }
         if (phi3) { /* rows [gate | up] of one gate_up_proj */
             HS_CHECK(hs_hf_load(L, NAME("mlp.gate_up_proj.weight"), 2 * f, d, 0, &W->w_gate, err));
@@ -735,6 +746,8 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
     snprintf(n, sizeof n, "%snorm.weight", pre);
     if (olmo1) m->w.lnf_w = ones;
     else HS_CHECK(hs_hf_load(L, n, d, 0, 0, &m->w.lnf_w, err));
+    snprintf(n, sizeof n, "%snorm.bias", pre);
+    if (ln_bias) HS_CHECK(hs_hf_load(L, n, d, 0, 0, &m->w.lnf_b, err));
     if (c->tied_embeddings)
         m->w.unembed = m->w.tok_embd;
     else
@@ -760,7 +773,8 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     else if (m->cfg.arch == HS_ARCH_GPTJ) HS_CHECK(hs_hf_load_gptj(&L, err));
     else if (m->cfg.arch == HS_ARCH_OPT) HS_CHECK(hs_hf_load_opt(&L, err));
     else if (m->cfg.arch == HS_ARCH_BIGCODE) HS_CHECK(hs_hf_load_bigcode(&L, err));
-    else HS_CHECK(load_llama(&L, err)); /* the Llama family and Gemma: one tensor layout */
+    else if (m->cfg.arch == HS_ARCH_FALCON) HS_CHECK(hs_hf_load_falcon(&L, err));
+    else HS_CHECK(load_llama(&L, err)); /* the Llama family, Gemma and StableLM: one tensor layout */
 exit:
     for (int i = 0; i < L.n_files; i++) {
         hs_st_close(L.files[i]);

@@ -19,6 +19,7 @@ typedef struct {
     int n_files;
     json_t *weight_map; /* NULL for a single file */
     const char *prefix; /* GPT-2 checkpoints: "transformer." or "" */
+    int two_norms;      /* Falcon's parallel block: ln_attn and ln_mlp, not one input_layernorm */
 } hs_hf_loader;
 
 /* config.json values: a missing key is an error when required, else dflt. */
@@ -129,12 +130,22 @@ hs_status hs_hf_parse_smollm3(json_t *root, const char *path, hs_model_config *c
 /* GPTNeoXForCausalLM (hs_model_neox.c). */
 hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err);
-/* A fused q/k/v projection whose weight [3d, d] and bias [3d] hold, per head
- * h, h's q, k and v rows one after another ([H, 3, d_head] outputs:
- * GPT-NeoX's query_key_value, GPT-BigCode's c_attn without multi-query), read
- * through scratch into new model-owned W->wq, wk, wv and bq, bk, bv. */
-hs_status hs_hf_load_qkv_per_head(hs_hf_loader *L, const char *weight, const char *bias, hs_layer_weights *W,
-                                  hs_err *err);
+/* A fused q/k/v projection whose weight [(H + 2 n_kv) d_head, d] and bias (NULL: none) hold,
+ * per KV head, its H / n_kv query heads' rows, then its key's, then its value's (GPT-NeoX's
+ * query_key_value and GPT-BigCode's c_attn without multi-query, n_kv = H: each head's q, k, v;
+ * Falcon's query_key_value in all its layouts), read through scratch into new model-owned
+ * W->wq, wk, wv and bq, bk, bv. */
+hs_status hs_hf_load_qkv_grouped(hs_hf_loader *L, const char *weight, const char *bias, hs_layer_weights *W,
+                                 hs_err *err);
+
+/* FalconForCausalLM (hs_model_falcon.c); *two_norms: the parallel block has ln_attn and
+ * ln_mlp (for the loader's two_norms). */
+hs_status hs_hf_parse_falcon_config(json_t *root, const char *path, hs_model_config *c, int *two_norms, hs_err *err);
+hs_status hs_hf_load_falcon(hs_hf_loader *L, hs_err *err);
+
+/* StableLmForCausalLM (hs_model_stablelm.c): the config; the weights are the Llama layout's
+ * with LayerNorms' biases, loaded with it. */
+hs_status hs_hf_parse_stablelm_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 
 /* GPTBigCodeForCausalLM (hs_model_bigcode.c). */
 hs_status hs_hf_parse_bigcode_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);

@@ -55,30 +55,39 @@ hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_confi
     return HS_OK;
 }
 
-/* qkv [H, 3, dh, cols] into new model-owned w[0] (q), w[1] (k), w[2] (v), [H * dh, cols] each. */
-static hs_status split_per_head(hs_model *m, const float *qkv, int H, int dh, int64_t cols, float **w[3],
-                                hs_err *err) {
+/* rows [n_kv, H / n_kv + 2, dh] x cols, per KV head its query heads, then its key, then its value,
+ * into new model-owned w[0] (q, [H * dh, cols]), w[1] (k) and w[2] (v) ([n_kv * dh, cols] each). */
+static hs_status split_grouped(hs_model *m, const float *qkv, int H, int n_kv, int dh, int64_t cols, float **w[3],
+                               hs_err *err) {
+    const int g = H / n_kv;
+    const int64_t blk = (int64_t)dh * cols;
     for (int j = 0; j < 3; j++) {
-        hs_status st = hs_model_alloc_f32(m, (int64_t)H * dh * cols, w[j], err);
+        hs_status st = hs_model_alloc_f32(m, (int64_t)(j ? n_kv : H) * blk, w[j], err);
         if (st != HS_OK) return st;
-        for (int h = 0; h < H; h++)
-            memcpy(*w[j] + (int64_t)h * dh * cols, qkv + ((int64_t)h * 3 + j) * dh * cols, (size_t)(dh * cols) * 4);
+    }
+    for (int kv = 0; kv < n_kv; kv++) {
+        const float *src = qkv + (int64_t)kv * (g + 2) * blk;
+        memcpy(*w[0] + (int64_t)kv * g * blk, src, (size_t)(g * blk) * sizeof(float));
+        memcpy(*w[1] + (int64_t)kv * blk, src + g * blk, (size_t)blk * sizeof(float));
+        memcpy(*w[2] + (int64_t)kv * blk, src + (g + 1) * blk, (size_t)blk * sizeof(float));
     }
     return HS_OK;
 }
 
-hs_status hs_hf_load_qkv_per_head(hs_hf_loader *L, const char *weight, const char *bias, hs_layer_weights *W,
-                                  hs_err *err) {
+hs_status hs_hf_load_qkv_grouped(hs_hf_loader *L, const char *weight, const char *bias, hs_layer_weights *W,
+                                 hs_err *err) {
     hs_status st = HS_OK;
     const hs_model_config *c = &L->m->cfg;
-    const int64_t d = c->d_model, rows = 3 * (int64_t)c->n_heads * c->d_head;
+    const int64_t d = c->d_model, rows = ((int64_t)c->n_heads + 2 * c->n_kv_heads) * c->d_head;
     float *w = malloc((size_t)(rows * d) * sizeof(float)), *b = malloc((size_t)rows * sizeof(float));
     if (!w || !b) HS_FAIL(err, HS_ERR_OOM, "%s: out of memory for '%s'", L->dir, weight);
     HS_CHECK(hs_hf_load(L, weight, rows, d, 0, &w, err));
-    HS_CHECK(hs_hf_load(L, bias, rows, 0, 0, &b, err));
     float **ws[3] = {&W->wq, &W->wk, &W->wv}, **bs[3] = {&W->bq, &W->bk, &W->bv};
-    HS_CHECK(split_per_head(L->m, w, c->n_heads, c->d_head, d, ws, err));
-    HS_CHECK(split_per_head(L->m, b, c->n_heads, c->d_head, 1, bs, err));
+    HS_CHECK(split_grouped(L->m, w, c->n_heads, c->n_kv_heads, c->d_head, d, ws, err));
+    if (bias) {
+        HS_CHECK(hs_hf_load(L, bias, rows, 0, 0, &b, err));
+        HS_CHECK(split_grouped(L->m, b, c->n_heads, c->n_kv_heads, c->d_head, 1, bs, err));
+    }
 exit:
     free(w);
     free(b);
@@ -98,7 +107,7 @@ hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err) {
         HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
         HS_CHECK(hs_hf_load(L, NAME("input_layernorm.bias"), d, 0, 0, &W->ln1_b, err));
         snprintf(nb, sizeof nb, "gpt_neox.layers.%d.attention.query_key_value.bias", l);
-        HS_CHECK(hs_hf_load_qkv_per_head(L, NAME("attention.query_key_value.weight"), nb, W, err));
+        HS_CHECK(hs_hf_load_qkv_grouped(L, NAME("attention.query_key_value.weight"), nb, W, err));
         HS_CHECK(hs_hf_load(L, NAME("attention.dense.weight"), d, d, 0, &W->wo, err));
         HS_CHECK(hs_hf_load(L, NAME("attention.dense.bias"), d, 0, 0, &W->bo, err));
         HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));

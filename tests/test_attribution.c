@@ -171,6 +171,14 @@ Test(attribution, smollm3_grad_drop_matches_autograd) { against_autograd("smollm
 /* GPT-BigCode: k and v of the one key/value head that all four query heads read */
 Test(attribution, bigcode_matches_autograd) { against_autograd("bigcode", 3, 0); }
 Test(attribution, bigcode_grad_drop_matches_autograd) { against_autograd("bigcode", 2, 1); }
+/* Falcon: q, k and v cut from the fused projection per KV head (one for 7B, two for 40B), the
+ * parallel block on one norm and on two */
+Test(attribution, falcon_mq_matches_autograd) { against_autograd("falcon_mq", 3, 0); }
+Test(attribution, falcon_mq_grad_drop_matches_autograd) { against_autograd("falcon_mq", 2, 1); }
+Test(attribution, falcon_gqa_matches_autograd) { against_autograd("falcon_gqa", 3, 0); }
+/* StableLM: back through LayerNorms with biases and a partial RoPE */
+Test(attribution, stablelm_matches_autograd) { against_autograd("stablelm", 3, 0); }
+Test(attribution, stablelm_grad_drop_matches_autograd) { against_autograd("stablelm", 2, 1); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric

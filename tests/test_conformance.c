@@ -310,6 +310,21 @@ Test(conformance, bigcode_right) { run_conformance("bigcode", "right"); }
 Test(conformance, bigcode_left) { run_conformance("bigcode", "left"); }
 Test(conformance, bigcode_mha_right) { run_conformance("bigcode_mha", "right"); }
 Test(conformance, bigcode_mha_left) { run_conformance("bigcode_mha", "left"); }
+/* Falcon-7B's layout: a parallel block on one LayerNorm, multi-query attention cut from the fused
+ * query_key_value, no biases; Falcon-40B's: ln_attn and ln_mlp, two grouped key/value heads (here with
+ * biases and an untied lm_head); and the sequential block with per-head q, k, v */
+Test(conformance, falcon_mq_right) { run_conformance("falcon_mq", "right"); }
+Test(conformance, falcon_mq_left) { run_conformance("falcon_mq", "left"); }
+Test(conformance, falcon_gqa_right) { run_conformance("falcon_gqa", "right"); }
+Test(conformance, falcon_gqa_left) { run_conformance("falcon_gqa", "left"); }
+Test(conformance, falcon_seq_right) { run_conformance("falcon_seq", "right"); }
+Test(conformance, falcon_seq_left) { run_conformance("falcon_seq", "left"); }
+/* StableLM: Llama's layer with LayerNorms' biases, q/k/v biases, RoPE on 4 of 16 dims; and with
+ * use_parallel_residual the parallel block on one norm */
+Test(conformance, stablelm_right) { run_conformance("stablelm", "right"); }
+Test(conformance, stablelm_left) { run_conformance("stablelm", "left"); }
+Test(conformance, stablelm_par_right) { run_conformance("stablelm_par", "right"); }
+Test(conformance, stablelm_par_left) { run_conformance("stablelm_par", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

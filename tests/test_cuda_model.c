@@ -194,6 +194,12 @@ Test(cuda_model, smollm3_bf16) { REQUIRE_GPU(); fixture_case("smollm3", HS_DTYPE
 /* GPT-BigCode: one key/value head for four query heads, learned positions */
 Test(cuda_model, bigcode_f32) { REQUIRE_GPU(); fixture_case("bigcode", HS_DTYPE_F32, "bigcode_f32"); }
 Test(cuda_model, bigcode_bf16) { REQUIRE_GPU(); fixture_case("bigcode", HS_DTYPE_BF16, "bigcode_bf16"); }
+Test(cuda_model, falcon_mq_f32) { REQUIRE_GPU(); fixture_case("falcon_mq", HS_DTYPE_F32, "falcon_mq_f32"); }
+Test(cuda_model, falcon_mq_bf16) { REQUIRE_GPU(); fixture_case("falcon_mq", HS_DTYPE_BF16, "falcon_mq_bf16"); }
+Test(cuda_model, falcon_gqa_f32) { REQUIRE_GPU(); fixture_case("falcon_gqa", HS_DTYPE_F32, "falcon_gqa_f32"); }
+Test(cuda_model, falcon_gqa_bf16) { REQUIRE_GPU(); fixture_case("falcon_gqa", HS_DTYPE_BF16, "falcon_gqa_bf16"); }
+Test(cuda_model, stablelm_f32) { REQUIRE_GPU(); fixture_case("stablelm", HS_DTYPE_F32, "stablelm_f32"); }
+Test(cuda_model, stablelm_bf16) { REQUIRE_GPU(); fixture_case("stablelm", HS_DTYPE_BF16, "stablelm_bf16"); }
 /* Phi: the parallel block's shared LayerNorm, lm_head's bias; GPT-Neo: unscaled scores and
  * the local layers' window (3, biting at T = 48), learned positions */
 Test(cuda_model, phi_f32) { REQUIRE_GPU(); fixture_case("phi", HS_DTYPE_F32, "phi_f32"); }
@@ -301,6 +307,8 @@ Test(cuda_model, head_grad_smollm3_f32) { REQUIRE_GPU(); grad_case("smollm3", HS
 Test(cuda_model, head_grad_smollm3_bf16) { REQUIRE_GPU(); grad_case("smollm3", HS_DTYPE_BF16, "head_grad_smollm3_bf16"); }
 Test(cuda_model, head_grad_bigcode_f32) { REQUIRE_GPU(); grad_case("bigcode", HS_DTYPE_F32, "head_grad_bigcode_f32"); }
 Test(cuda_model, head_grad_bigcode_bf16) { REQUIRE_GPU(); grad_case("bigcode", HS_DTYPE_BF16, "head_grad_bigcode_bf16"); }
+Test(cuda_model, head_grad_falcon_gqa_f32) { REQUIRE_GPU(); grad_case("falcon_gqa", HS_DTYPE_F32, "head_grad_falcon_gqa_f32"); }
+Test(cuda_model, head_grad_stablelm_f32) { REQUIRE_GPU(); grad_case("stablelm", HS_DTYPE_F32, "head_grad_stablelm_f32"); }
 
 /* LongRoPE: phi3_longrope's shape with random weights, its original context
  * moved to split the batch's rows between the tables: 42 for the forward's

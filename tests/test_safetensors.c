@@ -522,6 +522,73 @@ Test(hf_folder, bigcode_config) {
                    "activation_function 'gelu_10' is not supported");
 }
 
+/* Falcon: the three layouts FalconDecoderLayer builds from the config (7B's parallel block on one
+ * norm with one key/value head, 40B's ln_attn / ln_mlp with grouped heads, the sequential block),
+ * the Hub's older key spellings, and the combinations transformers cannot run refused by name. */
+Test(hf_folder, falcon_config) {
+    hs_model_config c = loaded_config("falcon_mq", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_FALCON && c.n_heads == 4 && c.n_kv_heads == 1 && c.d_head == 12 && c.d_mlp == 80);
+    cr_assert(c.parallel_attn_mlp && c.tied_embeddings && !c.qkv_bias && !c.out_bias && c.act == HS_ACT_GELU);
+    cr_assert(c.norm == HS_NORM_LAYERNORM && c.rope == HS_ROPE_NEOX && c.rot_dim == 0 && c.rope_theta == 1e4f);
+    hs_model *m = hs_test_fixture_model("falcon_mq");
+    const hs_model_weights *w = hs_model_get_weights(m);
+    cr_assert(w->layers[0].ln2_w == w->layers[0].ln1_w && w->layers[0].ln2_b == w->layers[0].ln1_b);
+    hs_model_free(m);
+    c = loaded_config("falcon_gqa", NULL, NULL);
+    cr_assert(c.n_kv_heads == 2 && c.parallel_attn_mlp && c.qkv_bias && c.out_bias && !c.tied_embeddings);
+    m = hs_test_fixture_model("falcon_gqa");
+    w = hs_model_get_weights(m);
+    cr_assert(w->layers[0].ln2_w != w->layers[0].ln1_w && w->layers[0].ln2_b != w->layers[0].ln1_b);
+    hs_model_free(m);
+    c = loaded_config("falcon_seq", NULL, NULL);
+    cr_assert(c.n_kv_heads == 4 && !c.parallel_attn_mlp);
+    cr_assert_eq(loaded_config("falcon_mq", "\"num_attention_heads\": 4", "\"n_head\": 4").n_heads, 4);
+    cr_assert_eq(loaded_config("falcon_mq", "\"num_hidden_layers\": 3", "\"n_layer\": 3").n_layers, 3);
+    cr_assert_eq(loaded_config("falcon_gqa", "\"num_kv_heads\": 2", "\"n_head_kv\": 2").n_kv_heads, 2);
+    cr_assert_eq(loaded_config("falcon_mq", "\"activation\": \"gelu\"", "\"activation\": \"gelu_new\"").act,
+                 HS_ACT_GELU_NEW);
+    expect_refused("falcon_mq", "\"alibi\": false", "\"alibi\": true", HS_ERR_UNSUPPORTED,
+                   "alibi true (Falcon-RW's ALiBi positions) is not supported");
+    expect_refused("falcon_gqa", "\"parallel_attn\": true", "\"parallel_attn\": false", HS_ERR_UNSUPPORTED,
+                   "new_decoder_architecture with parallel_attn false is not supported");
+    expect_refused("falcon_mq", "\"num_ln_in_parallel_attn\": null", "\"num_ln_in_parallel_attn\": 2",
+                   HS_ERR_UNSUPPORTED, "num_ln_in_parallel_attn 2 is not supported");
+    expect_refused("falcon_gqa", "\"num_kv_heads\": 2", "\"num_kv_heads\": 3", HS_ERR_FORMAT,
+                   "num_attention_heads 4 is not a multiple of num_kv_heads 3");
+    expect_refused("falcon_gqa", "\"num_ln_in_parallel_attn\": 2", "\"num_ln_in_parallel_attn\": 1", HS_ERR_MISSING,
+                   "transformer.h.0.input_layernorm.weight");
+    expect_refused("falcon_mq", "\"multi_query\": true", "\"multi_query\": false", HS_ERR_SHAPE,
+                   "'transformer.h.0.self_attention.query_key_value.weight' has shape [72, 48], config.json implies "
+                   "[144, 48]");
+    expect_refused("falcon_mq", "\"activation\": \"gelu\"", "\"activation\": \"silu\"", HS_ERR_UNSUPPORTED,
+                   "activation 'silu' is not supported");
+    expect_refused("falcon_mq", "\"alibi\": false", "\"apply_residual_connection_post_layernorm\": true, \"alibi\": false",
+                   HS_ERR_UNSUPPORTED, "apply_residual_connection_post_layernorm true is not supported");
+}
+
+/* StableLM: Llama's tensors with LayerNorm biases, q/k/v biases by use_qkv_bias, a quarter of
+ * each head rotated, the parallel block on one norm; StableLM-2 12B's per-head q/k norms refused. */
+Test(hf_folder, stablelm_config) {
+    hs_model_config c = loaded_config("stablelm", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_STABLELM && c.n_heads == 4 && c.n_kv_heads == 2 && c.d_head == 16 && c.rot_dim == 4);
+    cr_assert(c.norm == HS_NORM_LAYERNORM && c.act == HS_ACT_SILU_GLU && c.qkv_bias && !c.out_bias);
+    cr_assert(!c.parallel_attn_mlp && !c.tied_embeddings && c.n_ctx == 64);
+    hs_model *m = hs_test_fixture_model("stablelm");
+    const hs_model_weights *w = hs_model_get_weights(m);
+    cr_assert(w->layers[0].ln1_b && w->layers[0].ln2_b && w->lnf_b && w->layers[0].bq && !w->layers[0].bo);
+    hs_model_free(m);
+    m = hs_test_fixture_model("stablelm_par");
+    w = hs_model_get_weights(m);
+    cr_assert(hs_model_get_config(m)->parallel_attn_mlp && w->layers[1].ln2_w == w->layers[1].ln1_w &&
+              w->layers[1].ln2_b == w->layers[1].ln1_b);
+    hs_model_free(m);
+    cr_assert_eq(loaded_config("stablelm", "\"partial_rotary_factor\": 0.25", "\"partial_rotary_factor\": 0.5").rot_dim, 8);
+    expect_refused("stablelm", "\"qk_layernorm\": false", "\"qk_layernorm\": true", HS_ERR_UNSUPPORTED,
+                   "qk_layernorm (StableLM-2 12B's per-head LayerNorms on q and k) is not supported");
+    expect_refused("stablelm", "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", HS_ERR_UNSUPPORTED,
+                   "hidden_act 'gelu' is not supported (silu only)");
+}
+
 /* Gemma 3's multimodal checkpoints (4B, 12B, 27B): the text model from text_config, whose
  * absent keys take Gemma3TextConfig's defaults (the Hub's configs leave most out), under the
  * Hub's tensor names or a transformers state dict's (model.language_model.*); the vision tower
@@ -997,7 +1064,7 @@ Test(hf_folder, sliding_window_masks_long_prompts) {
 }
 
 Test(hf_folder, unsupported_architecture) {
-    expect_refused("llama_mha", "LlamaForCausalLM", "FalconForCausalLM", HS_ERR_UNSUPPORTED, "FalconForCausalLM");
+    expect_refused("llama_mha", "LlamaForCausalLM", "BloomForCausalLM", HS_ERR_UNSUPPORTED, "BloomForCausalLM");
 }
 
 Test(hf_folder, shape_contradicts_config) {

@@ -1,5 +1,5 @@
 /* hs_model: architecture description, configuration and weights of a causal
- * transformer LM (GPT-2, the Llama family, Gemma, GPT-NeoX/Pythia and more), loaded from an HF checkpoint
+ * transformer LM (GPT-2, the Llama family, Gemma, GPT-NeoX/Pythia, Falcon and more), loaded from an HF checkpoint
  * folder (config.json + safetensors), a model id in the offline HF cache, or a
  * GGUF file. Weights are held on the host as f32 in one canonical layout, so
  * every backend and every source format meet in the same place. */
@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA, HS_ARCH_PHI, HS_ARCH_GPTNEO,
-               HS_ARCH_GPTJ, HS_ARCH_OPT, HS_ARCH_BIGCODE } hs_arch;
+               HS_ARCH_GPTJ, HS_ARCH_OPT, HS_ARCH_BIGCODE, HS_ARCH_FALCON, HS_ARCH_STABLELM } hs_arch;
 /* RMSNORM_1P: an RMSNorm that scales by (1 + w) (Gemma: its weights are stored
  * as offsets from 1; kept so, the sum is formed in f32 as transformers forms
  * it, also where the weights are held in bf16). */
