@@ -117,6 +117,7 @@ typedef struct {
     int merge_prev; /* SPLIT: each match ends the piece before it (MergedWithPrevious: Gemma) */
     int prepend;    /* METASPACE: HS_TOK_PREPEND_* */
     int split;      /* METASPACE: split before each replacement char */
+    int mapped;     /* SPLIT after ByteLevel: matched against the text in GPT-2's byte alphabet */
     char label[48]; /* for hs_tokenizer_describe */
 } hs_tok_step;
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "hs_tok_json.h"
+#include "hs_tok_punct.h"
 
 hs_status hs_tok_json_bool(const hs_tokenizer *tok, json_t *obj, const char *key, int def, int *out,
                            const char *where, hs_err *err) {
@@ -130,13 +131,29 @@ hs_status hs_tok_json_normalizer(hs_tokenizer *tok, json_t *j, const char *where
 
 /* ---- pre-tokenizer ------------------------------------------------------------------- */
 
+/* A split step; after ByteLevel it matches the text in the byte alphabet, as `tokenizers`
+ * hands it on (Falcon: Digits and a Split follow its ByteLevel). */
+static hs_status add_split(hs_tokenizer *tok, const char *re, int literal, int behavior, const char *label,
+                           const char *what, hs_err *err) {
+    char l[48];
+    snprintf(l, sizeof l, "%s%s", label, tok->byte_level ? " on bytes" : "");
+    hs_status st = hs_tok_add_split(tok, re, literal, behavior, l, what, err);
+    if (st == HS_OK) tok->steps[tok->n_steps - 1].mapped = tok->byte_level;
+    return st;
+}
+
+/* `tokenizers`' Punctuation: each of its characters a match, or with Contiguous each run. */
+#define PUNCT_CLASS "[" HS_TOK_PUNCT_BODY "]"
+
 static hs_status pre_rec(hs_tokenizer *tok, json_t *j, const char *where, hs_err *err) {
     const char *type;
     hs_status st = type_of(tok, j, where, &type, err);
     if (st) return st;
-    if (tok->byte_level)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: %s: a pre-tokenizer after ByteLevel is not supported", tok->path,
-                          where);
+    if (tok->byte_level && strcmp(type, "Sequence") && strcmp(type, "Split") && strcmp(type, "Digits") &&
+        strcmp(type, "Punctuation"))
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "%s: %s: a %s pre-tokenizer after ByteLevel is not supported (Split, Digits, Punctuation)",
+                          tok->path, where, type);
     if (!strcmp(type, "Sequence")) {
         json_t *a = json_object_get(j, "pretokenizers");
         if (!json_is_array(a)) return hs_err_set(err, HS_ERR_FORMAT, "%s: %s.pretokenizers is not an array", tok->path, where);
@@ -182,13 +199,28 @@ static hs_status pre_rec(hs_tokenizer *tok, json_t *j, const char *where, hs_err
                               tok->path, where, beh ? beh : "(none)");
         char w[320];
         snprintf(w, sizeof w, "%s: %s", tok->path, where);
-        return hs_tok_add_split(tok, re ? re : lit, !re, b, re ? "Split(regex)" : "Split(string)", w, err);
+        return add_split(tok, re ? re : lit, !re, b, re ? "Split(regex)" : "Split(string)", w, err);
     }
     if (!strcmp(type, "Digits")) {
         int ind = 0;
         if ((st = hs_tok_json_bool(tok, j, "individual_digits", 0, &ind, where, err))) return st;
-        return hs_tok_add_split(tok, ind ? "\\p{N}" : "\\p{N}+", 0, 0, ind ? "Digits(individual)" : "Digits", where,
-                                err);
+        return add_split(tok, ind ? "\\p{N}" : "\\p{N}+", 0, 0, ind ? "Digits(individual)" : "Digits", where, err);
+    }
+    if (!strcmp(type, "Punctuation")) { /* Falcon: Contiguous */
+        const char *beh = NULL;
+        if ((st = hs_tok_json_str(tok, j, "behavior", &beh, NULL, where, err))) return st;
+        if (!beh) beh = "Isolated"; /* Punctuation's default */
+        if (!strcmp(beh, "Contiguous")) return add_split(tok, PUNCT_CLASS "+", 0, HS_TOK_SPLIT_ISOLATED, "Punctuation(contiguous)", where, err);
+        const int b = !strcmp(beh, "Isolated")             ? HS_TOK_SPLIT_ISOLATED
+                      : !strcmp(beh, "Removed")            ? HS_TOK_SPLIT_REMOVED
+                      : !strcmp(beh, "MergedWithPrevious") ? HS_TOK_SPLIT_MERGED_PREV
+                                                           : -1;
+        if (b < 0)
+            return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                              "%s: %s: Punctuation behavior '%s' is not supported (Isolated, Contiguous, Removed, "
+                              "MergedWithPrevious)",
+                              tok->path, where, beh);
+        return add_split(tok, PUNCT_CLASS, 0, b, "Punctuation", where, err);
     }
     if (!strcmp(type, "Metaspace")) {
         const char *rep, *scheme;
@@ -212,8 +244,8 @@ static hs_status pre_rec(hs_tokenizer *tok, json_t *j, const char *where, hs_err
         return hs_tok_add_step(tok, &s, where, err);
     }
     return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                      "%s: %s: unsupported pre_tokenizer type '%s' (supported: ByteLevel, Split, Digits, Metaspace, "
-                      "Sequence)",
+                      "%s: %s: unsupported pre_tokenizer type '%s' (supported: ByteLevel, Split, Digits, Punctuation, "
+                      "Metaspace, Sequence)",
                       tok->path, where, type);
 }
 

@@ -154,15 +154,47 @@ static hs_status run_steps(run_ctx *c, int k, const char *p, size_t len, int fir
 
 static hs_status oom(run_ctx *c) { return hs_err_set(c->err, HS_ERR_OOM, "tokenizer: out of memory"); }
 
+/* The pieces a split cuts from the text it matched (p, len) go on as raw bytes:
+ * raw == p, or with a mapped split the raw text whose bytes p spells one code
+ * point each. The split's cuts only move forward, so a cursor translates them. */
+typedef struct {
+    const char *raw;
+    size_t m, r; /* offset in p and the raw offset it stands for */
+} cut_cursor;
+
+static size_t raw_off(cut_cursor *cc, const char *p, size_t m) {
+    if (!cc->raw) return m;
+    while (cc->m < m) cc->m += (size_t)hs_tok_utf8_len((unsigned char)p[cc->m]), cc->r++;
+    return cc->r;
+}
+
+static hs_status emit(run_ctx *c, int k, cut_cursor *cc, const char *p, size_t m0, size_t m1, int first) {
+    const size_t r0 = raw_off(cc, p, m0), r1 = raw_off(cc, p, m1);
+    return run_steps(c, k + 1, (cc->raw ? cc->raw : p) + r0, r1 - r0, first && r0 == 0);
+}
+
 /* Isolated / Removed / MergedWithPrevious split on a regex, with Oniguruma's
  * find_iter rule for empty matches (one right after the previous match is
  * skipped). Merged: the text since the last piece and the match are one piece
- * (a match right after another stands alone, as in HF tokenizers). */
+ * (a match right after another stands alone, as in HF tokenizers). A split after
+ * ByteLevel (st->mapped) matches the text spelled in GPT-2's byte alphabet, as
+ * `tokenizers` hands it on, so it may cut a character's bytes apart (Digits after
+ * ByteLevel isolates the second byte of "²", which spells U+00B2). */
 static hs_status run_split(run_ctx *c, int k, const hs_tok_step *st, const char *p, size_t len, int first) {
     pcre2_match_data *md = hs_tok_scratch_md(c->s);
     pcre2_match_context *mctx = hs_tok_scratch_mctx(c->s);
     size_t prev = 0, at = 0, last_end = (size_t)-1;
     hs_status r;
+    cut_cursor cc = {NULL, 0, 0};
+    if (st->mapped) { /* every byte's code point is below U+0800: two UTF-8 bytes at most */
+        char *b = hs_tok_scratch_buf(c->s, k, 2 * len);
+        if (!b) return oom(c);
+        size_t o = 0;
+        for (size_t i = 0; i < len; i++) o += (size_t)hs_tok_utf8_encode(hs_tok_byte_to_cp((unsigned char)p[i]), b + o);
+        cc.raw = p;
+        p = b;
+        len = o;
+    }
     while (at <= len) {
         hs_tok_scratch_stats(c->s)->regex_calls++;
         int rc = pcre2_match(st->re, (PCRE2_SPTR)p, len, at, PCRE2_NO_UTF_CHECK, md, mctx);
@@ -181,14 +213,14 @@ static hs_status run_split(run_ctx *c, int k, const hs_tok_step *st, const char 
             continue;
         }
         if (st->merge_prev) {
-            if (me > prev && (r = run_steps(c, k + 1, p + prev, me - prev, first && prev == 0))) return r;
+            if (me > prev && (r = emit(c, k, &cc, p, prev, me, first))) return r;
         } else {
-            if (ms > prev && (r = run_steps(c, k + 1, p + prev, ms - prev, first && prev == 0))) return r;
-            if (me > ms && !st->removed && (r = run_steps(c, k + 1, p + ms, me - ms, first && ms == 0))) return r;
+            if (ms > prev && (r = emit(c, k, &cc, p, prev, ms, first))) return r;
+            if (me > ms && !st->removed && (r = emit(c, k, &cc, p, ms, me, first))) return r;
         }
         prev = last_end = at = me;
     }
-    if (len > prev) return run_steps(c, k + 1, p + prev, len - prev, first && prev == 0);
+    if (len > prev) return emit(c, k, &cc, p, prev, len, first);
     return HS_OK;
 }
 

@@ -188,6 +188,14 @@ Test(tokenizer_conformance, bpe_neox) {
     hs_tokenizer_free(tok);
 }
 
+/* Falcon's layout: Punctuation (contiguous), the ByteLevel split, then Digits and a Split on
+ * three digits matched against the byte alphabet, where they cut characters' bytes apart */
+Test(tokenizer_conformance, bpe_falcon) {
+    hs_tokenizer *tok = load_fixture("tokenizer/bpe_falcon.json");
+    check_corpus(tok, "tokenizer/golden_bpe_falcon.txt", 0);
+    hs_tokenizer_free(tok);
+}
+
 Test(tokenizer_conformance, spm_bpe) {
     hs_tokenizer *tok = load_fixture("tokenizer/spm_bpe.json");
     check_corpus(tok, "tokenizer/golden_spm_bpe.txt", RT_SKIP_SPACEMARK);
@@ -218,7 +226,8 @@ Test(tokenizer_conformance, smollm2_gguf) {
     hs_tokenizer_free(tok);
 }
 
-/* cases.jsonl: add_special on and off, the SmolLM2 chat template. */
+/* cases.jsonl: add_special on and off, the SmolLM2 chat template, Punctuation's behaviours and
+ * every code point `tokenizers` or Unicode's \p{P} calls punctuation, between letters. */
 Test(tokenizer_conformance, cases) {
     static const char *const files[][2] = {{"bpe_gpt2", "tokenizer/bpe_gpt2.json"},
                                            {"bpe_llama3", "tokenizer/bpe_llama3.json"},
@@ -227,6 +236,10 @@ Test(tokenizer_conformance, cases) {
                                            {"spm_merged", "tokenizer/spm_merged.json"},
                                            {"spm_gguf", "tokenizer/spm_bpe.gguf"},
                                            {"bpe_neox", "tokenizer/bpe_neox.json"},
+                                           {"bpe_falcon", "tokenizer/bpe_falcon.json"},
+                                           {"bpe_punct_isolated", "tokenizer/bpe_punct_isolated.json"},
+                                           {"bpe_punct_removed", "tokenizer/bpe_punct_removed.json"},
+                                           {"bpe_punct_merged", "tokenizer/bpe_punct_merged.json"},
                                            {"smollm2", NULL}};
     enum { N_TOK = sizeof files / sizeof *files };
     hs_tokenizer *toks[N_TOK] = {0};
@@ -241,7 +254,7 @@ Test(tokenizer_conformance, cases) {
     cr_assert_not_null(f);
     char *line = NULL;
     size_t cap = 0;
-    int checked = 0, chat = 0;
+    int checked = 0, chat = 0, punct = 0;
     while (getline(&line, &cap, f) > 0) {
         json_t *c = json_loads(line, JSON_ALLOW_NUL, &je);
         cr_assert_not_null(c, "%s", je.text);
@@ -260,7 +273,9 @@ Test(tokenizer_conformance, cases) {
             for (int k = 0; ok && k < n; k++) ok = ids[k] == json_integer_value(json_array_get(want, k));
             cr_assert(ok, "%s: case %s differs (got %d ids)", name, line, n);
             checked++;
-            chat += json_object_get(c, "what") != NULL;
+            const char *what = json_string_value(json_object_get(c, "what"));
+            chat += what && !strcmp(what, "chat template");
+            punct += what && !strcmp(what, "punctuation set");
             free(ids);
         }
         json_decref(c);
@@ -268,6 +283,7 @@ Test(tokenizer_conformance, cases) {
     free(line);
     fclose(f);
     cr_assert_geq(checked, 70);
+    cr_assert_geq(punct, 8, "the punctuation-set cases were not checked");
     if (toks[N_TOK - 1]) cr_assert_eq(chat, 1, "the SmolLM2 chat-template case was not checked");
     for (int i = 0; i < N_TOK; i++) hs_tokenizer_free(toks[i]);
 }
@@ -442,6 +458,18 @@ static void bad_added_id(json_t *r) {
 static void string_vocab_id(json_t *r) {
     json_object_set_new(json_object_get(model_of(r), "vocab"), "a", json_string("7"));
 }
+/* bpe_gpt2's ByteLevel, then `after` */
+static void after_byte_level(json_t *r, json_t *after) {
+    json_t *bl = json_incref(json_object_get(r, "pre_tokenizer"));
+    json_object_set_new(r, "pre_tokenizer", json_pack("{s:s, s:[o, o]}", "type", "Sequence", "pretokenizers", bl, after));
+}
+static void metaspace_after_byte_level(json_t *r) {
+    after_byte_level(r, json_pack("{s:s, s:s, s:s}", "type", "Metaspace", "replacement", "_", "prepend_scheme", "never"));
+}
+static void byte_level_twice(json_t *r) { after_byte_level(r, json_pack("{s:s}", "type", "ByteLevel")); }
+static void punct_merged_next(json_t *r) {
+    json_object_set_new(r, "pre_tokenizer", json_pack("{s:s, s:s}", "type", "Punctuation", "behavior", "MergedWithNext"));
+}
 
 Test(tokenizer_errors, bad_tokenizer_json) {
     static const struct {
@@ -460,6 +488,10 @@ Test(tokenizer_errors, bad_tokenizer_json) {
         {onig_only_regex, HS_ERR_UNSUPPORTED, "pre_tokenizer", "\\h"},
         {bad_added_id, HS_ERR_FORMAT, "added_tokens[0]", "id"},
         {string_vocab_id, HS_ERR_FORMAT, "model.vocab['a']", "integer"},
+        {metaspace_after_byte_level, HS_ERR_UNSUPPORTED, "pre_tokenizer.pretokenizers[1]",
+         "a Metaspace pre-tokenizer after ByteLevel is not supported"},
+        {byte_level_twice, HS_ERR_UNSUPPORTED, "pre_tokenizer.pretokenizers[1]", "a ByteLevel pre-tokenizer after"},
+        {punct_merged_next, HS_ERR_UNSUPPORTED, "pre_tokenizer", "Punctuation behavior 'MergedWithNext'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         hs_err err = {0};
