@@ -6,7 +6,8 @@
  * token (of a chosen one of the two: pattern_rows) and be 0 past it, with and
  * without edits (uniform attention, a
  * scaled head, a zeroed head, on every position). The fixtures cover learned
- * positions, RoPE with GQA, partial rotary and a parallel block, q/k norms,
+ * positions, RoPE with GQA, partial rotary and a parallel block, multi-query
+ * and grouped heads cut from Falcon's fused projection, q/k norms,
  * sliding windows of 3 and 4 keys, NoPE layers, soft-capped scores and
  * post-norms, clipped q/k/v, and LongRoPE (past its original context; across
  * it, against transformers' generate and its model with the cache kept).
@@ -14,8 +15,12 @@
  * projections (one row against many) and the attention's key count differ:
  * |got - ref| <= 2e-5 (1 + |ref|) and rel l2 <= 1e-5. The same on the CUDA
  * backend in f32 mode, where its decode kernel meets its fused kernels (skipped
- * without a device). Then the cache's misuse: each refusal names what is
- * wrong. */
+ * without a device), and in bf16 mode, where the cache holds bf16 keys and
+ * values as the fused path's activations are: there the two sides round
+ * differently ordered sums to bf16 (unit roundoff 2^-8) at ~10 tensors a layer,
+ * so only rel l2 <= 2e-2 is asked (test_cuda_model's bf16 bound at 3 layers,
+ * 0.03, less its embedding term), and no NaN. Then the cache's misuse: each
+ * refusal names what is wrong. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -55,15 +60,21 @@ static hs_status pat_fn(void *u, hs_hook_point p, int l, hs_tensor *t, hs_err *e
     return st;
 }
 
+#define KV_BF16_L2 2e-2
+
+static int g_bf16; /* the test in flight runs the CUDA backend in bf16 mode */
+
 static void close_enough(const char *what, const float *got, const float *ref, int64_t n) {
     hs_test_cmp c = hs_test_compare(got, ref, n, KV_ATOL, KV_RTOL);
-    cr_assert(c.n_bad == 0 && !c.nan && c.rel_l2 <= KV_L2,
+    if (g_bf16) c.n_bad = 0; /* elements near zero carry absolute bf16 error: the norm decides */
+    cr_assert(c.n_bad == 0 && !c.nan && c.rel_l2 <= (g_bf16 ? KV_BF16_L2 : KV_L2),
               "%s: %lld of %lld off (first [%lld]: %.9g vs %.9g), max abs %.3g, rel l2 %.3g", what,
               (long long)c.n_bad, (long long)n, (long long)c.first_bad, c.first_bad >= 0 ? got[c.first_bad] : 0.0,
               c.first_bad >= 0 ? ref[c.first_bad] : 0.0, c.max_abs, c.rel_l2);
 }
 
-/* gpu: on the CUDA backend in f32 mode (its decode kernel against its fused kernels) */
+/* gpu: on the CUDA backend (its decode kernel against its fused kernels), in f32 mode, or in
+ * bf16 mode with gpu == 2 */
 static void decode_on(const char *model, int edited, int gpu) {
     hs_err err = {0};
     hs_model *m = hs_test_fixture_model(model);
@@ -73,7 +84,8 @@ static void decode_on(const char *model, int edited, int gpu) {
     hs_session *s;
     hs_kv_cache *kv;
     hs_backend_params bp = hs_backend_default_params();
-    bp.dtype = HS_DTYPE_F32;
+    bp.dtype = gpu == 2 ? HS_DTYPE_BF16 : HS_DTYPE_F32;
+    g_bf16 = gpu == 2;
     cr_assert_eq(gpu ? hs_backend_cuda_init(&bp, &be, &err) : hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s",
                  err.msg);
     cr_assert_eq(hs_session_init(be, m, B, TF, &s, &err), HS_OK, "%s", err.msg);
@@ -172,6 +184,9 @@ Test(kv_cache, smollm3_nope_window) { decode_matches("smollm3", 1); }
 Test(kv_cache, olmo_clip_qkv) { decode_matches("olmo_clip", 1); }
 /* prompts of 9 and 6 tokens, past LongRoPE's original context of 5: the long table throughout */
 Test(kv_cache, phi3_longrope_past_the_original_context) { decode_matches("phi3_longrope", 1); }
+Test(kv_cache, falcon_multi_query_parallel) { decode_matches("falcon_mq", 1); }
+Test(kv_cache, falcon_grouped_two_norms) { decode_matches("falcon_gqa", 0), decode_matches("falcon_gqa", 1); }
+Test(kv_cache, stablelm_partial_rotary_biases) { decode_matches("stablelm", 1), decode_matches("stablelm_par", 1); }
 
 /* LongRoPE across its original context (ref/phi3_longrope_generate.safetensors: 3 prompt tokens,
  * 6 generated, the context passing 5 at the fourth step), against transformers in float64:
@@ -243,6 +258,9 @@ Test(kv_cache, cuda_f32_llama_gqa) { REQUIRE_GPU(); decode_on("llama_gqa", 1, 1)
 Test(kv_cache, cuda_f32_gemma2) { REQUIRE_GPU(); decode_on("gemma2", 1, 1); }
 Test(kv_cache, cuda_f32_smollm3) { REQUIRE_GPU(); decode_on("smollm3", 1, 1); }
 Test(kv_cache, cuda_f32_phi3_longrope) { REQUIRE_GPU(); decode_on("phi3_longrope", 1, 1); }
+Test(kv_cache, cuda_bf16_llama_gqa) { REQUIRE_GPU(); decode_on("llama_gqa", 1, 2); }
+Test(kv_cache, cuda_bf16_gemma2) { REQUIRE_GPU(); decode_on("gemma2", 1, 2); }
+Test(kv_cache, cuda_bf16_falcon_gqa) { REQUIRE_GPU(); decode_on("falcon_gqa", 1, 2); }
 
 static int fail_wants(void *u, hs_hook_point p, int l) { return (void)u, p == HS_HOOK_RESID_PRE && l == 1; }
 static hs_status fail_fn(void *u, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
