@@ -20,6 +20,14 @@ static inline uint64_t hs_ds_next_u64(uint64_t *s) {
 /* Uniform in [0, n), n >= 1 (modulo bias < n / 2^64: negligible). */
 static inline int hs_ds_below(uint64_t *s, int n) { return (int)(hs_ds_next_u64(s) % (uint64_t)n); }
 
+/* The index of the first of ids[0..n) outside the model's vocabulary [0, n_vocab) (a tokenizer's
+ * added tokens may lie beyond it), or -1: every generator checks its prompts with it. */
+static inline int64_t hs_ds_outside_vocab(const int32_t *ids, int64_t n, int n_vocab) {
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= n_vocab) return i;
+    return -1;
+}
+
 /* Optional fields for hs_ds_alloc. */
 enum {
     HS_DS_ANSWER = 1 << 0,

@@ -171,10 +171,13 @@ static hs_status make_row(hs_tokenizer *tok, const hs_model_config *cfg, uint64_
     }
     if (!r->cids) goto retry;
     r->tmpl = t;
-    for (int i = 0; i < r->n; i++)
-        if (r->ids[i] >= cfg->n_vocab || r->cids[i] >= cfg->n_vocab)
-            HS_FAIL(err, HS_ERR_INVALID_ARG, "ioi: token id %d is outside the model vocabulary [0, %d)",
-                    (int)(r->ids[i] >= cfg->n_vocab ? r->ids[i] : r->cids[i]), cfg->n_vocab);
+    for (int k = 0; k < 2; k++) {
+        const int32_t *ids = k ? r->cids : r->ids;
+        const int64_t bad = hs_ds_outside_vocab(ids, r->n, cfg->n_vocab);
+        if (bad >= 0)
+            HS_FAIL(err, HS_ERR_INVALID_ARG, "ioi: token id %d is outside the model vocabulary [0, %d)", (int)ids[bad],
+                    cfg->n_vocab);
+    }
     return HS_OK;
 retry:
     st = HS_OK;

@@ -64,11 +64,10 @@ static char *memdup0(const char *s, size_t n) {
 
 /* ids must be model tokens (the tokenizer's added tokens may lie beyond them). */
 static hs_status check_ids(const loader *L, int line, const char *field, const int32_t *ids, int n, hs_err *err) {
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= L->c->n_vocab)
-            return fail(L, line, field, err, HS_ERR_FORMAT,
-                        "token id %d at position %d is outside the model vocabulary [0, %d)", (int)ids[i], i,
-                        L->c->n_vocab);
+    const int64_t i = hs_ds_outside_vocab(ids, n, L->c->n_vocab);
+    if (i >= 0)
+        return fail(L, line, field, err, HS_ERR_FORMAT, "token id %d at position %d is outside the model vocabulary [0, %d)",
+                    (int)ids[i], (int)i, L->c->n_vocab);
     return HS_OK;
 }
 

@@ -220,10 +220,10 @@ hs_status hs_dataset_needle(hs_tokenizer *tok, const hs_model_config *c, const c
                 free(r->ids), free(r->text);
                 *r = more;
             }
-            for (int i = 0; i < r->n; i++)
-                if (r->ids[i] >= c->n_vocab)
-                    HS_FAIL(err, HS_ERR_INVALID_ARG, "needle: token id %d is outside the model vocabulary [0, %d)",
-                            (int)r->ids[i], c->n_vocab);
+            const int64_t bad = hs_ds_outside_vocab(r->ids, r->n, c->n_vocab);
+            if (bad >= 0)
+                HS_FAIL(err, HS_ERR_INVALID_ARG, "needle: token id %d is outside the model vocabulary [0, %d)",
+                        (int)r->ids[bad], c->n_vocab);
             if (r->n > T) T = r->n;
             if (answer) HS_CHECK(answer_of(tok, r, nb, answer, L, depths[di], c, err));
         }

@@ -43,13 +43,13 @@ hs_status hs_dataset_text(hs_tokenizer *tok, const hs_model_config *c, const cha
         return hs_err_set(err, HS_ERR_INVALID_ARG, "text dataset: corpus %s holds %d tokens, fewer than one window of %d",
                           corpus, n, step);
     }
-    for (int64_t i = 0; i < (int64_t)N * step; i++)
-        if (ids[i] < 0 || ids[i] >= c->n_vocab) {
-            const int32_t bad = ids[i];
-            free(ids);
-            return hs_err_set(err, HS_ERR_INVALID_ARG, "text dataset: corpus %s: token %d (at %lld) is outside the "
-                              "model's vocabulary of %d", corpus, bad, (long long)i, c->n_vocab);
-        }
+    const int64_t i = hs_ds_outside_vocab(ids, (int64_t)N * step, c->n_vocab);
+    if (i >= 0) {
+        const int32_t bad = ids[i];
+        free(ids);
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "text dataset: corpus %s: token %d (at %lld) is outside the "
+                          "model's vocabulary of %d", corpus, bad, (long long)i, c->n_vocab);
+    }
     hs_dataset *d = NULL;
     if ((st = hs_ds_alloc(N, seq_len, 0, "text dataset", &d, err))) {
         free(ids);
