@@ -719,6 +719,36 @@ Test(dataset_text, errors) {
     remove_dir();
 }
 
+/* A tokenizer may know more ids than the model (added tokens past its embedding): every
+ * generator refuses a prompt with one, naming the id and the vocabulary. Here the model is
+ * given a vocabulary of 40 ids, which every text reaches past. */
+Test(dataset_errors, ids_outside_the_model_vocabulary) {
+    make_dir();
+    hs_tokenizer *tok = fixture_tok("tokenizer/bpe_gpt2.json"), *names = load_tok(names_tokenizer());
+    hs_model_config c = config_for(tok, 8192), cn = config_for(names, 256);
+    c.n_vocab = cn.n_vocab = 40;
+    char hay[1024];
+    hs_test_fixture_path(hay, sizeof hay, "haystack.txt");
+    const double depth = 0.5;
+    const int len = 300;
+    hs_dataset *d = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_dataset_text(tok, &c, hay, 64, 0, 0, &d, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, hay) && strstr(err.msg, "outside the model's vocabulary of 40"), "%s", err.msg);
+    cr_assert_eq(hs_dataset_needle(tok, &c, hay, NEEDLE, QUESTION, NULL, &depth, 1, &len, 1, 0, &d, &err),
+                 HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "needle: token id") && strstr(err.msg, "vocabulary [0, 40)"), "%s", err.msg);
+    cr_assert_eq(hs_dataset_ioi(names, &cn, 4, 2, HS_DATASET_IOI_ALL, &d, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "ioi: token id") && strstr(err.msg, "vocabulary [0, 40)"), "%s", err.msg);
+    const char *p = write_tmp("big.jsonl", "{\"prompt\": \"The cat sat on the mat\"}\n");
+    cr_assert_eq(hs_dataset_load_jsonl(p, tok, &c, 0, &d, &err), HS_ERR_FORMAT);
+    cr_assert(strstr(err.msg, "big.jsonl:1:") && strstr(err.msg, "vocabulary [0, 40)"), "%s", err.msg);
+    cr_assert_null(d);
+    hs_tokenizer_free(names);
+    hs_tokenizer_free(tok);
+    remove_dir();
+}
+
 /* ---- round trips without text ------------------------------------------------------- */
 
 Test(dataset_roundtrip, induction_as_token_ids) {
