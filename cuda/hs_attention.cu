@@ -68,6 +68,7 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: NULL q, k, v or z");
     if (p->set_idx && !p->set_src)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: set_idx without set_src");
+    if (p->alibi) return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention: ALiBi slopes are not supported yet");
     if (p->B > 65535 || p->H > 65535) /* grids are (query tiles, H, B); the pattern's own check its */
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: B=%d or H=%d exceeds the grid", p->B, p->H);
 

@@ -403,6 +403,7 @@ hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, co
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: uniform heads and SET edits are not supported");
     if (p->T_kv > 0)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: keys from a cache (T_kv) are not supported");
+    if (p->alibi) return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: ALiBi slopes are not supported yet");
     if (p->B <= 0 || p->T <= 0 || p->H <= 0 || p->H_kv <= 0 || p->H % p->H_kv || p->d_head <= 0)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention_bwd: bad sizes B=%d T=%d H=%d H_kv=%d d_head=%d",
                           p->B, p->T, p->H, p->H_kv, p->d_head);

@@ -141,7 +141,7 @@ static void attend_head(const hs_attn_params *p, int b, int h, float *scores) {
     const float *k = (const float *)p->k + ((int64_t)b * Tk * Hk + hk) * dh;
     const float *v = (const float *)p->v + ((int64_t)b * Tk * Hk + hk) * dh;
     float *z = (float *)p->z + ((int64_t)b * T * H + h) * dh;
-    const float hscale = p->head_scale ? p->head_scale[b * H + h] : 1.0f;
+    const float hscale = p->head_scale ? p->head_scale[b * H + h] : 1.0f, slope = p->alibi ? p->alibi[h] : 0.0f;
     const int uni = p->uniform && p->uniform[b * H + h];
     if (!uni)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nk, dh, p->scale, q, H * dh, k, Hk * dh, 0.0f, scores,
@@ -152,7 +152,9 @@ static void attend_head(const hs_attn_params *p, int b, int h, float *scores) {
         for (int s = 0; s < nk; s++) {
             int visible = s <= ta && (p->window <= 0 || ta - s < p->window) && (!p->key_mask || p->key_mask[(int64_t)b * Tk + s]);
             /* uniform: equal scores; the cap divides as HF does (not by a reciprocal) */
-            row[s] = !visible ? -INFINITY : uni ? 0.0f : p->softcap > 0.0f ? p->softcap * tanhf(row[s] / p->softcap) : row[s];
+            float x = row[s];
+            if (p->alibi) x += slope * (float)(s - ta);
+            row[s] = !visible ? -INFINITY : uni ? 0.0f : p->softcap > 0.0f ? p->softcap * tanhf(x / p->softcap) : x;
             if (row[s] > mx) mx = row[s];
         }
         float *lse = p->lse ? p->lse + ((int64_t)b * H + h) * T + t : NULL;

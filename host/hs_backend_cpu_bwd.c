@@ -126,7 +126,8 @@ hs_status hs_cpu_clamp_bwd(hs_backend *be, const void *xv, const void *dyv, int6
 /* One (batch row, kv head): for each query head of the group, recompute P,
  * then dP = dZ Vᵀ, dS = P ∘ (dP - rowsum(P ∘ dP)), dQ = scale dS K,
  * dK += scale dSᵀ Q, dV += Pᵀ dZ. S and dP are T*T scratch each. With a
- * softcap, dS also takes the cap's derivative 1 - tanh², kept in C (T*T). */
+ * softcap, dS also takes the cap's derivative 1 - tanh², kept in C (T*T).
+ * ALiBi's biases join S before the cap, as in the forward. */
 static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq, float *dk, float *dv, int b, int hk,
                             float *S, float *dP, float *C) {
     const float cap = p->softcap;
@@ -144,6 +145,7 @@ static void attend_head_bwd(const hs_attn_params *p, const float *dz, float *dq,
             float *s = S + (int64_t)t * T, *dp = dP + (int64_t)t * T, *cd = C ? C + (int64_t)t * T : NULL;
             float mx = -INFINITY;
             for (int j = 0; j < T; j++) {
+                if (p->alibi) s[j] += p->alibi[h] * (float)(j - t); /* a constant in q and k: only P moves */
                 if (cap > 0.0f) {
                     const float th = tanhf(s[j] / cap);
                     s[j] = cap * th, cd[j] = 1.0f - th * th;

@@ -331,7 +331,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
     hs_status st = HS_OK;
     const int64_t qd = (int64_t)H * dh, kd = (int64_t)Hk * dh;
     hs_attn_params ap = {.B = b->B, .T = b->T, .H = H, .H_kv = Hk, .d_head = dh, .scale = hs_model_attn_scale(c),
-                         .softcap = c->attn_softcap,
+                         .softcap = c->attn_softcap, .alibi = s->d_alibi,
                          .q = s->q, .k = s->k, .v = s->v, .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,
                          .head_scale = head_scale ? w->hsc : NULL};
     if (top < 0 || top >= c->n_layers)

@@ -67,6 +67,12 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     hs_status st = HS_OK;
     if (max_B <= 0 || max_T <= 0)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "session: max batch %d x %d must be positive", max_B, max_T);
+    /* said here, before any weight is uploaded, rather than by the first attention op */
+    if (hs_model_get_config(m)->alibi && be->device != HS_DEVICE_CPU)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "session: %s uses ALiBi positions (BLOOM), which the CUDA backend does not run yet; use "
+                          "device: cpu",
+                          hs_model_get_path(m));
     hs_session *s = calloc(1, sizeof *s);
     if (!s) return hs_err_set(err, HS_ERR_OOM, "session: out of memory");
     s->be = be;
@@ -128,6 +134,8 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     }
     HS_CHECK(wbuf(s, w->lnf_w, d, &s->lnf_w, err));
     HS_CHECK(wbuf(s, w->lnf_b, d, &s->lnf_b, err));
+    HS_CHECK(wbuf(s, w->embed_ln_w, d, &s->embed_ln_w, err));
+    HS_CHECK(wbuf(s, w->embed_ln_b, d, &s->embed_ln_b, err));
     if (w->unembed == w->tok_embd) s->unembed = s->tok_embd;
     else HS_CHECK(wbuf(s, w->unembed, V * d, &s->unembed, err));
     HS_CHECK(wbuf(s, w->unembed_b, V, &s->unembed_b, err));
@@ -157,6 +165,15 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     HS_CHECK(sbuf(s, (size_t)max_B * sizeof(int32_t), (void **)&s->d_pattern_rows, err));
     HS_CHECK(sbuf(s, (size_t)max_B * c->n_heads * sizeof(float), (void **)&s->d_head_scale, err));
     HS_CHECK(sbuf(s, (size_t)max_B * c->n_heads, (void **)&s->d_uniform, err));
+    if (c->alibi) {
+        float *slopes = malloc((size_t)c->n_heads * sizeof(float));
+        if (!slopes) HS_FAIL(err, HS_ERR_OOM, "session: out of memory");
+        hs_model_alibi_slopes(c, slopes);
+        st = sbuf(s, (size_t)c->n_heads * sizeof(float), (void **)&s->d_alibi, err);
+        if (st == HS_OK) st = s->be->ops->upload(s->be, s->d_alibi, slopes, (size_t)c->n_heads * sizeof(float), err);
+        free(slopes);
+        if (st != HS_OK) goto exit;
+    }
 exit:
     if (st != HS_OK) {
         hs_session_free(s);
@@ -178,7 +195,7 @@ void hs_session_free(hs_session *s) {
     void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->q_pre, s->k_pre, s->raw, s->z, s->attn_out, s->gate,
                        s->up, s->hid, s->mlp_out, s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows,
                        s->d_head_scale, s->d_uniform, s->tl_logits, s->tl_dlogits, s->tl_targets, s->tl_out,
-                       s->d_set_idx, s->d_set_src, s->d_pattern, s->d_all_logits};
+                       s->d_set_idx, s->d_set_src, s->d_pattern, s->d_all_logits, s->d_alibi};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         if (scratch[i]) fr(be, scratch[i]);
     hs_bwd_free(s);
@@ -189,7 +206,7 @@ void hs_session_free(hs_session *s) {
                 for (size_t i = 0; i < sizeof(hs_session_layer) / sizeof(void *); i++)
                     if (p[i]) fr(be, p[i]);
             }
-        void *top[] = {s->tok_embd, s->pos_embd, s->lnf_w, s->lnf_b,
+        void *top[] = {s->tok_embd, s->pos_embd, s->lnf_w, s->lnf_b, s->embed_ln_w, s->embed_ln_b,
                        s->unembed != s->tok_embd ? s->unembed : NULL, s->unembed_b};
         for (size_t i = 0; i < sizeof top / sizeof *top; i++)
             if (top[i]) fr(be, top[i]);
@@ -472,11 +489,14 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(o->upload_f32(be, s->x, fp->resid_start, n * d, err));
     else if (fp->resid_start_dev)
         HS_CHECK(o->copy(be, s->x, fp->resid_start_dev, (size_t)n * d * es, err));
-    else
+    else {
         HS_CHECK(o->embed(be, s->d_tokens, s->d_pos, s->tok_embd, c->learned_pos ? s->pos_embd : NULL, n, d,
                           embed_scale(c, dt), s->x, err));
+        if (c->embed_norm) /* BLOOM: layer 0's resid_pre is the normed embedding */
+            HS_CHECK(o->norm(be, c->norm, s->x, s->embed_ln_w, s->embed_ln_b, c->norm_eps, n, d, s->x, err));
+    }
     hs_attn_params ap = {.B = B, .T = T, .H = H, .H_kv = Hk, .d_head = dh, .scale = hs_model_attn_scale(c),
-                         .softcap = c->attn_softcap,
+                         .softcap = c->attn_softcap, .alibi = s->d_alibi,
                          .q = s->q, .k = s->k, .v = s->v, .key_mask = b->mask ? s->d_mask : NULL, .z = s->z,
                          .pattern_rows = fp->pattern_rows ? s->d_pattern_rows : NULL};
     const int stop = fp->stop_layer ? fp->stop_layer : c->n_layers;

@@ -175,6 +175,15 @@ hs_status hs_model_layout_of(const char *path, const char *key, const uint8_t *s
     return HS_OK;
 }
 
+void hs_model_alibi_slopes(const hs_model_config *c, float *out) {
+    int p2 = 1;
+    while (2 * p2 <= c->n_heads) p2 *= 2;
+    /* bases 2^(-8/P) and 2^(-4/P) in double as Python forms them, raised in f32 as torch.pow does */
+    const float base = (float)exp2(-8.0 / p2), extra = (float)exp2(-4.0 / p2);
+    for (int i = 0; i < c->n_heads; i++)
+        out[i] = i < p2 ? powf(base, (float)(i + 1)) : powf(extra, (float)(2 * (i - p2) + 1));
+}
+
 float hs_model_attn_scale(const hs_model_config *c) {
     return c->attn_scale > 0.0f ? c->attn_scale : 1.0f / sqrtf((float)c->d_head);
 }
@@ -209,6 +218,8 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
                           c->nope_every);
     if (c->rope_local_theta > 0.0f && c->rope == HS_ROPE_NONE)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: a local RoPE base needs RoPE", src);
+    if (c->alibi && (c->rope != HS_ROPE_NONE || c->learned_pos))
+        return hs_err_set(err, HS_ERR_FORMAT, "%s: ALiBi positions exclude RoPE and learned positions", src);
     if (c->rope != HS_ROPE_NONE && !(c->rope_theta > 0.0f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: rope_theta %g must be positive", src, (double)c->rope_theta);
     if (c->rope_scaling != HS_ROPE_SCALING_NONE && c->rope_scaling != HS_ROPE_SCALING_LONGROPE &&
@@ -431,6 +442,10 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
     }
     HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &m->w.lnf_w, err));
     if (ln) HS_CHECK(rand_tensor(m, &s, d, 0.02f, 0, &m->w.lnf_b, err));
+    if (c->embed_norm) { /* drawn last: the other weights stay those of the same seed without it */
+        HS_CHECK(rand_tensor(m, &s, d, 0.1f, nw, &m->w.embed_ln_w, err));
+        if (ln) HS_CHECK(rand_tensor(m, &s, d, 0.02f, 0, &m->w.embed_ln_b, err));
+    }
     if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
     else HS_CHECK(rand_tensor(m, &s, (int64_t)c->n_vocab * d, sd, 0, &m->w.unembed, err));
 exit:

@@ -15,20 +15,13 @@
 
 #include "hs_model_hf_internal.h"
 
-/* key, else the Hub's older spelling old (transformers 4's attribute_map), else dflt */
-static hs_status cfg_int2(json_t *root, const char *path, const char *key, const char *old, int required, int dflt,
-                          int *out, hs_err *err) {
-    if (!json_object_get(root, key) && json_object_get(root, old)) key = old;
-    return hs_hf_cfg_int(root, path, key, required, dflt, out, err);
-}
-
 hs_status hs_hf_parse_falcon_config(json_t *root, const char *path, hs_model_config *c, int *two_norms, hs_err *err) {
     hs_status st;
     c->arch = HS_ARCH_FALCON;
     /* defaults for absent keys: FalconConfig's */
-    if ((st = cfg_int2(root, path, "num_hidden_layers", "n_layer", 1, 0, &c->n_layers, err)) ||
-        (st = cfg_int2(root, path, "num_attention_heads", "n_head", 1, 0, &c->n_heads, err)) ||
-        (st = cfg_int2(root, path, "hidden_size", "n_embed", 1, 0, &c->d_model, err)) ||
+    if ((st = hs_hf_cfg_int2(root, path, "num_hidden_layers", "n_layer", 1, 0, &c->n_layers, err)) ||
+        (st = hs_hf_cfg_int2(root, path, "num_attention_heads", "n_head", 1, 0, &c->n_heads, err)) ||
+        (st = hs_hf_cfg_int2(root, path, "hidden_size", "n_embed", 1, 0, &c->d_model, err)) ||
         (st = hs_hf_cfg_int(root, path, "vocab_size", 1, 0, &c->n_vocab, err)) ||
         (st = hs_hf_cfg_int(root, path, "max_position_embeddings", 0, 2048, &c->n_ctx, err)) ||
         (st = hs_hf_cfg_float(root, path, "layer_norm_epsilon", 1e-5f, &c->norm_eps, err)))
@@ -59,7 +52,7 @@ hs_status hs_hf_parse_falcon_config(json_t *root, const char *path, hs_model_con
                           "%s: num_ln_in_parallel_attn %d is not supported (1, or 2 with new_decoder_architecture)",
                           path, n_ln);
     if (new_arch) {
-        if ((st = cfg_int2(root, path, "num_kv_heads", "n_head_kv", 0, c->n_heads, &c->n_kv_heads, err))) return st;
+        if ((st = hs_hf_cfg_int2(root, path, "num_kv_heads", "n_head_kv", 0, c->n_heads, &c->n_kv_heads, err))) return st;
         if (c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads != 0)
             return hs_err_set(err, HS_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_kv_heads %d", path,
                               c->n_heads, c->n_kv_heads);

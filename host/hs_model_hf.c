@@ -5,7 +5,8 @@
  * GPTNeoXForCausalLM (Pythia; hs_model_neox.c), PhiForCausalLM (hs_model_phi.c),
  * GPTNeoForCausalLM (hs_model_gptneo.c), GPTJForCausalLM (hs_model_gptj.c), OPTForCausalLM
  * (hs_model_opt.c), GPTBigCodeForCausalLM (hs_model_bigcode.c), FalconForCausalLM
- * (hs_model_falcon.c) and StableLmForCausalLM (hs_model_stablelm.c; its tensors: Llama's).
+ * (hs_model_falcon.c), StableLmForCausalLM (hs_model_stablelm.c; its tensors: Llama's) and
+ * BloomForCausalLM (hs_model_bloom.c).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
@@ -85,6 +86,12 @@ hs_status hs_hf_partial_rotary(json_t *root, json_t *rs, const char *path, doubl
     hs_status st = hs_hf_rot_dim(path, "partial_rotary_factor", pct, c, err);
     if (st == HS_OK && c->rot_dim == c->d_head) c->rot_dim = 0;
     return st;
+}
+
+hs_status hs_hf_cfg_int2(json_t *root, const char *path, const char *key, const char *alt, int required, int dflt,
+                         int *out, hs_err *err) {
+    if (!json_object_get(root, key) && json_object_get(root, alt)) key = alt;
+    return hs_hf_cfg_int(root, path, key, required, dflt, out, err);
 }
 
 /* bos/eos may be an integer or a list (first entry is used). */
@@ -492,6 +499,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_hf_parse_falcon_config(root, path, c, &L->two_norms, err);
     } else if (!strcmp(arch, "StableLmForCausalLM")) {
         st = hs_hf_parse_stablelm_config(root, path, c, err);
+    } else if (!strcmp(arch, "BloomForCausalLM")) {
+        st = hs_hf_parse_bloom_config(root, path, c, err);
     } else if (!strcmp(arch, "Gemma3ForConditionalGeneration")) {
         st = hs_hf_parse_gemma3_mm_config(root, path, c, err);
     } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM") ||
@@ -504,7 +513,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
                         "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GPTNeoXForCausalLM, "
                         "Olmo2ForCausalLM, Olmo3ForCausalLM, OlmoForCausalLM, SmolLM3ForCausalLM, PhiForCausalLM, "
                         "GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM, GPTBigCodeForCausalLM, FalconForCausalLM, "
-                        "StableLmForCausalLM)",
+                        "StableLmForCausalLM, BloomForCausalLM)",
                         path, arch);
     }
 exit:
@@ -774,6 +783,7 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     else if (m->cfg.arch == HS_ARCH_OPT) HS_CHECK(hs_hf_load_opt(&L, err));
     else if (m->cfg.arch == HS_ARCH_BIGCODE) HS_CHECK(hs_hf_load_bigcode(&L, err));
     else if (m->cfg.arch == HS_ARCH_FALCON) HS_CHECK(hs_hf_load_falcon(&L, err));
+    else if (m->cfg.arch == HS_ARCH_BLOOM) HS_CHECK(hs_hf_load_bloom(&L, err));
     else HS_CHECK(load_llama(&L, err)); /* the Llama family, Gemma and StableLM: one tensor layout */
 exit:
     for (int i = 0; i < L.n_files; i++) {

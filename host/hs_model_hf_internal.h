@@ -26,6 +26,10 @@ typedef struct {
 hs_status hs_hf_cfg_int(json_t *root, const char *path, const char *key, int required, int dflt, int *out,
                         hs_err *err);
 hs_status hs_hf_cfg_float(json_t *root, const char *path, const char *key, float dflt, float *out, hs_err *err);
+/* hs_hf_cfg_int under key, or under its other spelling alt where only that is given (the Hub's
+ * older names, or a config class's attribute_map). */
+hs_status hs_hf_cfg_int2(json_t *root, const char *path, const char *key, const char *alt, int required, int dflt,
+                         int *out, hs_err *err);
 int hs_hf_cfg_bool(json_t *root, const char *key, int dflt);
 /* A token id under key (a list's first), -1 if absent or not an integer. */
 int hs_hf_cfg_token_id(json_t *root, const char *key);
@@ -142,6 +146,10 @@ hs_status hs_hf_load_qkv_grouped(hs_hf_loader *L, const char *weight, const char
  * ln_mlp (for the loader's two_norms). */
 hs_status hs_hf_parse_falcon_config(json_t *root, const char *path, hs_model_config *c, int *two_norms, hs_err *err);
 hs_status hs_hf_load_falcon(hs_hf_loader *L, hs_err *err);
+
+/* BloomForCausalLM (hs_model_bloom.c). */
+hs_status hs_hf_parse_bloom_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
+hs_status hs_hf_load_bloom(hs_hf_loader *L, hs_err *err);
 
 /* StableLmForCausalLM (hs_model_stablelm.c): the config; the weights are the Llama layout's
  * with LayerNorms' biases, loaded with it. */

@@ -21,6 +21,7 @@ struct hs_session {
     int owns_weights; /* 0 on the CPU backend: weights alias the model's */
     size_t es;        /* bytes per activation element */
     void *tok_embd, *pos_embd, *lnf_w, *lnf_b, *unembed, *unembed_b;
+    void *embed_ln_w, *embed_ln_b; /* embed_norm: the embedding's LayerNorm */
     hs_session_layer *layers;
     /* scratch, sized for max_B * max_T rows */
     void *x, *xn, *q, *k, *v, *z, *attn_out, *gate, *up, *hid, *mlp_out, *logits;
@@ -39,6 +40,7 @@ struct hs_session {
     int32_t *tl_targets;
     float *tl_out;
     float *d_head_scale; /* [max_B, H] */
+    float *d_alibi;      /* ALiBi: the heads' slopes, f32 [H] (hs_model_alibi_slopes); NULL without */
     uint8_t *d_uniform;  /* [max_B, H] */
     /* the attention op's SET table and vectors, allocated at first use */
     int32_t *d_set_idx; /* [max_B, max_T, H] */

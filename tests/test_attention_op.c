@@ -11,7 +11,11 @@
  *   - a sliding window: each query's row is the unwindowed attention's with
  *     the keys before its window masked as padding;
  *   - keys from a cache (T_kv, q_pos): queries placed anywhere in the keys
- *     give the whole attention's rows there. */
+ *     give the whole attention's rows there;
+ *   - ALiBi: the pattern and z are a double-precision softmax of
+ *     scale q·k + slope_h (s - t) over the visible keys (1e-5), uniform heads
+ *     untouched by it, and its backward is the same as with the biases folded
+ *     into q and k (an exact identity: slope (s - t) = [q, 1, -t]·[k, slope s, slope]). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -139,6 +143,99 @@ Test(attention_op, window_equals_masking_the_keys_before_it) {
     cr_assert(!memcmp(z, c.z, sizeof(float) * nz), "window T differs from none");
     free(pat), free(ref), free(z), free(lse);
     op_free(&c);
+}
+
+Test(attention_op, alibi_adds_slope_times_key_distance) {
+    op_case c;
+    op_init(&c);
+    hs_err err = {0};
+    const float slopes[H] = {0.5f, 0.25f, 0.125f, 0.0625f};
+    const int64_t nz = (int64_t)B * T * H * D, np = (int64_t)B * H * T * T;
+    float *pat = malloc(sizeof(float) * np);
+    poison(pat, (size_t)np);
+    poison(c.z, (size_t)nz);
+    hs_attn_params p = op_params(&c, pat, NULL);
+    p.alibi = slopes;
+    cr_assert_eq(c.be->ops->attention(c.be, &p, &err), HS_OK, "%s", err.msg);
+    int differs = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                if (!c.mask[b * T + t]) continue;
+                const int uni = c.uni[b * H + h], hk = h / (H / HK);
+                double sc[T], mx = -INFINITY, sum = 0;
+                for (int s = 0; s < T; s++) {
+                    sc[s] = -INFINITY;
+                    if (s > t || !c.mask[b * T + s]) continue;
+                    double dot = 0;
+                    for (int i = 0; i < D; i++)
+                        dot += (double)c.q[((b * T + t) * H + h) * D + i] * c.k[((b * T + s) * HK + hk) * D + i];
+                    sc[s] = uni ? 0.0 : dot / sqrt((double)D) + (double)slopes[h] * (s - t);
+                    if (sc[s] > mx) mx = sc[s];
+                }
+                for (int s = 0; s < T; s++) sum += sc[s] == -INFINITY ? 0.0 : exp(sc[s] - mx);
+                double zr[D] = {0};
+                for (int s = 0; s < T; s++) {
+                    const double pr = sc[s] == -INFINITY ? 0.0 : exp(sc[s] - mx) / sum;
+                    const float got = pat[(((int64_t)b * H + h) * T + t) * T + s];
+                    cr_assert(fabs(got - pr) <= 1e-5, "pattern (%d,%d,%d,%d): %g, reference %g", b, h, t, s, got, pr);
+                    for (int i = 0; i < D; i++) zr[i] += pr * c.v[((b * T + s) * HK + hk) * D + i];
+                }
+                for (int i = 0; i < D; i++) {
+                    const float got = c.z[((int64_t)(b * T + t) * H + h) * D + i];
+                    cr_assert(fabs(got - zr[i]) <= 1e-5 * (1.0 + fabs(zr[i])), "z (%d,%d,%d)[%d]: %g, reference %g", b, t,
+                              h, i, got, zr[i]);
+                }
+                differs += !uni && t > 0;
+            }
+    cr_assert_gt(differs, 50);
+    free(pat);
+    op_free(&c);
+}
+
+/* ALiBi's backward: slope (s - t) = q'·k' with q' = [q, 1, -t] and k' = [k, slope s, slope] scaled
+ * back by 1/scale, so the biased op's dq, dk, dv equal the unbiased op's on the widened heads,
+ * cut back to D (one head group per KV head: the bias of a query head h needs its own k', so
+ * here one query head per KV head). */
+Test(attention_op, alibi_backward_equals_folding_the_biases_into_q_and_k) {
+    enum { B1 = 2, T1 = 7, H1 = 3, D1 = 6, DW = D1 + 2 };
+    hs_backend *be;
+    hs_err err = {0};
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    hs_test_rng rng;
+    hs_test_rng_seed(&rng, 91);
+    const int64_t n = (int64_t)B1 * T1 * H1;
+    float q[n * D1], k[n * D1], v[n * D1], dz[n * D1], qw[n * DW], kw[n * DW], vw[n * DW], dzw[n * DW];
+    hs_test_fill_normal(&rng, q, n * D1, 1.0f), hs_test_fill_normal(&rng, k, n * D1, 1.0f);
+    hs_test_fill_normal(&rng, v, n * D1, 1.0f), hs_test_fill_normal(&rng, dz, n * D1, 1.0f);
+    const float slopes[H1] = {0.5f, 0.25f, 0.125f}, scale = 1.0f / sqrtf((float)D1);
+    for (int64_t r = 0; r < n; r++) {
+        const int t = (int)(r / H1 % T1), h = (int)(r % H1);
+        for (int i = 0; i < DW; i++) {
+            qw[r * DW + i] = i < D1 ? q[r * D1 + i] : i == D1 ? 1.0f : -(float)t;
+            kw[r * DW + i] = i < D1 ? k[r * D1 + i] : (i == D1 ? slopes[h] * (float)t : slopes[h]) / scale;
+            vw[r * DW + i] = i < D1 ? v[r * D1 + i] : 0.0f;
+            dzw[r * DW + i] = i < D1 ? dz[r * D1 + i] : 0.0f;
+        }
+    }
+    float z[n * D1], zw[n * DW], dq[n * D1], dk[n * D1], dv[n * D1], dqw[n * DW], dkw[n * DW], dvw[n * DW];
+    hs_attn_params p = {.B = B1, .T = T1, .H = H1, .H_kv = H1, .d_head = D1, .scale = scale, .alibi = slopes,
+                        .q = q, .k = k, .v = v, .z = z};
+    hs_attn_params pw = {.B = B1, .T = T1, .H = H1, .H_kv = H1, .d_head = DW, .scale = scale,
+                         .q = qw, .k = kw, .v = vw, .z = zw};
+    cr_assert_eq(be->ops->attention(be, &p, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(be->ops->attention(be, &pw, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(be->ops->attention_bwd(be, &p, dz, dq, dk, dv, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(be->ops->attention_bwd(be, &pw, dzw, dqw, dkw, dvw, &err), HS_OK, "%s", err.msg);
+    for (int64_t r = 0; r < n; r++)
+        for (int i = 0; i < D1; i++) {
+            const float *got[4] = {z, dq, dk, dv}, *want[4] = {zw, dqw, dkw, dvw};
+            for (int j = 0; j < 4; j++)
+                cr_assert(fabsf(got[j][r * D1 + i] - want[j][r * DW + i]) <= 1e-4f * (1.0f + fabsf(want[j][r * DW + i])),
+                          "%s (%lld)[%d]: %g, folded %g", (const char *[]){"z", "dq", "dk", "dv"}[j], (long long)r, i,
+                          got[j][r * D1 + i], want[j][r * DW + i]);
+        }
+    hs_backend_free(be);
 }
 
 Test(attention_op, pattern_rows_are_rows_of_the_whole_pattern) {

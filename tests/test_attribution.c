@@ -179,6 +179,9 @@ Test(attribution, falcon_gqa_matches_autograd) { against_autograd("falcon_gqa", 
 /* StableLM: back through LayerNorms with biases and a partial RoPE */
 Test(attribution, stablelm_matches_autograd) { against_autograd("stablelm", 3, 0); }
 Test(attribution, stablelm_grad_drop_matches_autograd) { against_autograd("stablelm", 2, 1); }
+/* BLOOM: back through ALiBi's biased scores to layer 0's resid_pre, after the embedding's norm */
+Test(attribution, bloom_matches_autograd) { against_autograd("bloom", 3, 0); }
+Test(attribution, bloom_grad_drop_matches_autograd) { against_autograd("bloom", 2, 1); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric

@@ -325,6 +325,10 @@ Test(conformance, stablelm_right) { run_conformance("stablelm", "right"); }
 Test(conformance, stablelm_left) { run_conformance("stablelm", "left"); }
 Test(conformance, stablelm_par_right) { run_conformance("stablelm_par", "right"); }
 Test(conformance, stablelm_par_left) { run_conformance("stablelm_par", "left"); }
+/* BLOOM: ALiBi's per-head biases (6 heads: both slope series), a LayerNorm on the embedding,
+ * per-head fused q/k/v; tensors named without "transformer.", as on the Hub */
+Test(conformance, bloom_right) { run_conformance("bloom", "right"); }
+Test(conformance, bloom_left) { run_conformance("bloom", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

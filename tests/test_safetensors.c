@@ -566,6 +566,38 @@ Test(hf_folder, falcon_config) {
                    HS_ERR_UNSUPPORTED, "apply_residual_connection_post_layernorm true is not supported");
 }
 
+/* BLOOM: ALiBi in place of positions, the embedding's LayerNorm, the Hub's spellings (n_embed,
+ * tensors without "transformer."; the fixture's are so), the slopes of a head count that is
+ * not a power of two, and a CUDA session refused up front (ALiBi runs on the CPU only). */
+Test(hf_folder, bloom_config) {
+    hs_model_config c = loaded_config("bloom", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_BLOOM && c.alibi && c.embed_norm && c.rope == HS_ROPE_NONE && !c.learned_pos);
+    cr_assert(c.n_heads == 6 && c.n_kv_heads == 6 && c.d_head == 8 && c.d_mlp == 192 && c.n_ctx == 2048);
+    cr_assert(c.act == HS_ACT_GELU_NEW && c.norm == HS_NORM_LAYERNORM && c.qkv_bias && c.out_bias && c.tied_embeddings);
+    cr_assert_eq(loaded_config("bloom", "\"hidden_size\": 48", "\"n_embed\": 48").d_model, 48);
+    cr_assert_eq(loaded_config("bloom", "\"n_head\": 6", "\"num_attention_heads\": 6").n_heads, 6);
+    float slopes[6];
+    hs_model_alibi_slopes(&c, slopes);
+    /* 2^(-8i/4) for the 4 heads of the power of two, then 2^(-4i/4) for i = 1, 3 */
+    const double want[6] = {0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125};
+    for (int h = 0; h < 6; h++) cr_assert_float_eq(slopes[h], want[h], 1e-12, "slope %d: %g", h, (double)slopes[h]);
+    expect_refused("bloom", "\"apply_residual_connection_post_layernorm\": false",
+                   "\"apply_residual_connection_post_layernorm\": true", HS_ERR_UNSUPPORTED,
+                   "apply_residual_connection_post_layernorm true is not supported");
+    expect_refused("bloom", "\"pretraining_tp\": 1,\n  \"slow_but_exact\": false",
+                   "\"pretraining_tp\": 4,\n  \"slow_but_exact\": true", HS_ERR_UNSUPPORTED,
+                   "slow_but_exact with pretraining_tp 4 is not supported");
+    hs_model *m = hs_test_fixture_model("bloom");
+    const hs_model_weights *w = hs_model_get_weights(m);
+    cr_assert(w->embed_ln_w && w->embed_ln_b && !w->pos_embd);
+    hs_backend fake_gpu = {.ops = NULL, .device = HS_DEVICE_CUDA, .device_index = 0};
+    hs_session *s = NULL;
+    hs_err e = {0};
+    cr_assert_eq(hs_session_init(&fake_gpu, m, 1, 4, &s, &e), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(e.msg, "ALiBi") && strstr(e.msg, "device: cpu") && !s, "%s", e.msg);
+    hs_model_free(m);
+}
+
 /* StableLM: Llama's tensors with LayerNorm biases, q/k/v biases by use_qkv_bias, a quarter of
  * each head rotated, the parallel block on one norm; StableLM-2 12B's per-head q/k norms refused. */
 Test(hf_folder, stablelm_config) {
@@ -1064,7 +1096,7 @@ Test(hf_folder, sliding_window_masks_long_prompts) {
 }
 
 Test(hf_folder, unsupported_architecture) {
-    expect_refused("llama_mha", "LlamaForCausalLM", "BloomForCausalLM", HS_ERR_UNSUPPORTED, "BloomForCausalLM");
+    expect_refused("llama_mha", "LlamaForCausalLM", "XGLMForCausalLM", HS_ERR_UNSUPPORTED, "XGLMForCausalLM");
 }
 
 Test(hf_folder, shape_contradicts_config) {

@@ -13,7 +13,7 @@ static const char *arch_str(hs_arch a) {
     return a == HS_ARCH_GPT2 ? "gpt2" : a == HS_ARCH_NEOX ? "gpt_neox" : a == HS_ARCH_GEMMA ? "gemma"
            : a == HS_ARCH_PHI ? "phi" : a == HS_ARCH_GPTNEO ? "gpt_neo" : a == HS_ARCH_GPTJ ? "gptj"
            : a == HS_ARCH_OPT ? "opt" : a == HS_ARCH_BIGCODE ? "gpt_bigcode" : a == HS_ARCH_FALCON ? "falcon"
-           : a == HS_ARCH_STABLELM ? "stablelm" : "llama";
+           : a == HS_ARCH_STABLELM ? "stablelm" : a == HS_ARCH_BLOOM ? "bloom" : "llama";
 }
 
 static const char *act_str(hs_act_kind a) {
@@ -58,6 +58,8 @@ int hs_cli_info(int argc, char **argv) {
         printf("post-norms:    on the attention's and the MLP's outputs%s\n",
                c->no_pre_norms ? " (their only norms: none before them)" : "");
     if (c->embed_scale > 0.0f) printf("embed scale:   %g\n", (double)c->embed_scale);
+    if (c->embed_norm) printf("embed norm:    a LayerNorm on the embedding before layer 0\n");
+    if (c->alibi) printf("positions:     ALiBi, per-head score biases (no position embedding)\n");
     if (c->attn_scale > 0.0f) printf("score scale:   %g\n", (double)c->attn_scale);
     if (c->clip_qkv > 0.0f) printf("clip_qkv:      q, k and v clamped to +-%g\n", (double)c->clip_qkv);
     if (c->attn_softcap > 0.0f || c->final_softcap > 0.0f)

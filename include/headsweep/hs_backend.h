@@ -17,14 +17,15 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 14 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+#define HS_BACKEND_API_VERSION 15 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
                                     4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
                                     7: rope's rot (partial rotary), act GELU; 8: embed's scale, the
                                     attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2);
                                     9: norm kind RMSNORM_1P (Gemma's (1 + w));
                                     10: the attention's sliding window; 11: rope's scale (YaRN);
                                     12: act RELU (OPT); 13: clamp(_bwd) (OLMo's clip_qkv);
-                                    14: the attention's T_kv and q_pos (decoding from a KV cache) */
+                                    14: the attention's T_kv and q_pos (decoding from a KV cache);
+                                    15: the attention's ALiBi slopes (BLOOM) */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -41,8 +42,8 @@ typedef enum {
 
 /* Fused causal attention for one layer.
  * z[b,t,h,:] = sum_s P[b,h,t,s] v[b,s,h/(H/H_kv),:], P = softmax over keys s <= t
- * with key_mask[b,s] != 0 (and with a window, t - s < window) of the score scale * q·k, or with softcap > 0 of
- * softcap * tanh(scale * q·k / softcap). A query with no visible key gets z = 0
+ * with key_mask[b,s] != 0 (and with a window, t - s < window) of the score scale * q·k (+ alibi[h] * (s - t)
+ * with ALiBi), or with softcap > 0 of softcap * tanh(that / softcap). A query with no visible key gets z = 0
  * and lse = -inf. lse and pattern are of the scores after the cap. */
 typedef struct {
     int B, T;        /* batch rows, sequence length (padded) */
@@ -52,6 +53,11 @@ typedef struct {
     float softcap;   /* > 0: scores are capped (Gemma 2); 0 = none */
     int window;      /* > 0: a sliding window, query t sees keys t - window < s <= t (indices,
                         as transformers masks them); 0 = none */
+    const float *alibi; /* ALiBi (BLOOM): f32 [H] slopes, backend memory; query t's score of key s gains
+                           alibi[h] * (s - t), t its key position (q_pos[b] + t from a cache). Between real
+                           tokens index distance is position distance, whichever side pads, so this is
+                           BLOOM's slope * position up to a per-row constant, which the softmax drops.
+                           NULL = none */
     const void *q;   /* [B, T, H, d_head] */
     const void *k;   /* [B, T, H_kv, d_head] */
     const void *v;   /* [B, T, H_kv, d_head] */
