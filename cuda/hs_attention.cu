@@ -2,7 +2,7 @@
  * parameters, lays out the strides, picks the kernel (bf16 tensor cores for
  * d_head 32/64/80/96/128/256 with aligned buffers, 256 only where a block may
  * take 101,632 B of shared memory; the CUDA-core kernel otherwise, up to 256, and
- * always in f32 mode; keys from a cache: the decode kernel), applies the SET table and,
+ * always in f32 mode and with ALiBi; keys from a cache: the decode kernel), applies the SET table and,
  * only when a pattern is wanted, has it recomputed from q, k and the
  * log-sum-exp the fused kernel stored. */
 #include "hs_attention.cuh"
@@ -68,7 +68,8 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: NULL q, k, v or z");
     if (p->set_idx && !p->set_src)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: set_idx without set_src");
-    if (p->alibi) return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention: ALiBi slopes are not supported yet");
+    if (p->alibi && p->softcap > 0.0f) /* no model has both; the kernels add the bias after the score */
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention: ALiBi with a soft-cap is not supported");
     if (p->B > 65535 || p->H > 65535) /* grids are (query tiles, H, B); the pattern's own check its */
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention: B=%d or H=%d exceeds the grid", p->B, p->H);
 
@@ -77,7 +78,7 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
 
     const int B = p->B, T = p->T, H = p->H, Hk = p->H_kv, d = p->d_head, Tk = p->T_kv > 0 ? p->T_kv : T;
     const int bf16 = be->dtype == HS_DTYPE_BF16;
-    hs_cuda_attn_args a;
+    hs_cuda_attn_args a = {}; /* every field the kernels read: alibi and the rest NULL unless set below */
     a.B = B;
     a.T = T;
     a.H = H;
@@ -88,6 +89,7 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     a.softcap = p->softcap > 0.0f ? p->softcap : 0.0f;
     a.softcap_inv = p->softcap > 0.0f ? 1.0f / p->softcap : 0.0f;
     a.window = p->window > 0 && p->window < Tk ? p->window : 0;
+    a.alibi = p->alibi;
     a.q = p->q;
     a.k = p->k;
     a.v = p->v;
@@ -117,8 +119,9 @@ hs_status hs_cuda_attention(hs_cuda_backend *be, const hs_attn_params *p, hs_err
     }
     const int strides_ok = a.q_st % 8 == 0 && a.q_sh % 8 == 0 && a.k_st % 8 == 0 &&
                            a.k_sh % 8 == 0 && a.q_sb % 8 == 0 && a.k_sb % 8 == 0;
+    /* ALiBi (BLOOM) runs on the CUDA-core kernels, whose scores carry the bias: the tensor-core ones have none */
     const int mma = bf16 && be->attn_kernel != HS_CUDA_ATTN_SIMT && hs_cuda_attn_mma_supports(d, be->smem_optin) &&
-                    strides_ok && hs_al16(a.q) && hs_al16(a.k) && hs_al16(a.v) && hs_al16(a.z);
+                    strides_ok && hs_al16(a.q) && hs_al16(a.k) && hs_al16(a.v) && hs_al16(a.z) && !p->alibi;
     /* the Hopper kernel has no soft-cap (Gemma 2) and no window: the mma kernel takes those */
     const int wg = mma && be->attn_kernel == HS_CUDA_ATTN_WGMMA && hs_cuda_attn_wgmma_supports(d, be->cc) &&
                    !(a.softcap > 0.0f) && !a.window;

@@ -29,6 +29,8 @@ typedef struct {
     float softcap;    /* > 0: scores are softcap * tanh(scale q·k / softcap) (Gemma 2); 0 = none */
     float softcap_inv; /* 1 / softcap: a division's slow-path call made the simt kernel spill */
     int window;       /* > 0: query t sees keys t - window < s <= t (set only when window < T); 0 = none */
+    const float *alibi; /* [H] ALiBi slopes: key s of query t scores slope_h * (s - t) more (natural
+                           units), or NULL; the CUDA-core kernels only (the dispatch routes it there) */
     const void *q, *k, *v; /* element type: the launcher's */
     void *z;
     /* Strides in elements: batch, time, head; the head's d values are contiguous. */
@@ -106,6 +108,11 @@ __device__ __forceinline__ float hs_attn_score(const hs_cuda_attn_args &a, float
 /* The same in base 2, what the online softmax works in. */
 __device__ __forceinline__ float hs_attn_score2(const hs_cuda_attn_args &a, float dot) {
     return a.softcap > 0.0f ? hs_attn_score(a, dot) * HS_ATTN_LOG2E : dot * a.scale_log2;
+}
+/* Head h's ALiBi slope in natural units (0 without ALiBi: adding slope * (s - t) then changes no
+ * score, so the kernels add it unconditionally). Never with a soft-cap (the dispatch refuses it). */
+__device__ __forceinline__ float hs_attn_slope(const hs_cuda_attn_args &a, int h) {
+    return a.alibi ? a.alibi[h] : 0.0f;
 }
 
 #endif

@@ -64,7 +64,8 @@ __global__ void __launch_bounds__(PAT_THREADS)
         if (t >= T_) continue;
         const float L = lse[(int64_t)bh * T_ + t];
         const bool vis = kvis && key <= t && hs_attn_in_window(a, t, key) && L != -INFINITY;
-        prow[(int64_t)t * T_ + key] = vis ? expf((uni ? 0.0f : hs_attn_score(a, dot[r])) - L) : 0.0f;
+        prow[(int64_t)t * T_ + key] =
+            vis ? expf((uni ? 0.0f : hs_attn_score(a, dot[r]) + hs_attn_slope(a, h) * (float)(key - t)) - L) : 0.0f;
     }
 }
 
@@ -92,7 +93,8 @@ __global__ void __launch_bounds__(PAT_THREADS)
             const T *kr = kb + s * a.k_st;
             for (int c = 0; c < a.d; c++) dot = fmaf(sq[c], hs_ld(kr + c), dot);
         }
-        prow[s] = vis ? expf((uni ? 0.0f : hs_attn_score(a, dot)) - L) : 0.0f; /* uniform heads: score 0 */
+        /* uniform heads: score 0 */
+        prow[s] = vis ? expf((uni ? 0.0f : hs_attn_score(a, dot) + hs_attn_slope(a, h) * (float)(s - t)) - L) : 0.0f;
     }
 }
 

@@ -54,6 +54,7 @@ __global__ void __launch_bounds__(SIMT_WARPS * 32) hs_k_attn_simt(hs_cuda_attn_a
     const T *vb = (const T *)a.v + b * a.v_sb + hk * a.v_sh;
     const int32_t *mask = a.key_mask ? a.key_mask + (int64_t)b * T_ : NULL;
     const bool uni = a.uniform && a.uniform[b * a.H + h] != 0; /* all visible scores 0 */
+    const float slope2 = hs_attn_slope(a, h) * HS_ATTN_LOG2E; /* ALiBi, base 2 */
 
     for (int i = tid; i < SIMT_BQ * d; i += blockDim.x) {
         const int r = i / d, c = i - r * d, t = q0 + r;
@@ -99,7 +100,8 @@ __global__ void __launch_bounds__(SIMT_WARPS * 32) hs_k_attn_simt(hs_cuda_attn_a
 #pragma unroll
         for (int r = 0; r < SIMT_RPW; r++) {
             const int t = q0 + row0 + r;
-            const float sc = (kvis && s <= t && hs_attn_in_window(a, t, s)) ? (uni ? 0.0f : dot[r]) : -INFINITY;
+            const float sc = (kvis && s <= t && hs_attn_in_window(a, t, s)) ? (uni ? 0.0f : dot[r] + slope2 * (float)(s - t))
+                                                                            : -INFINITY;
             const float m_new = fmaxf(m[r], hs_warp_max(sc));
             const float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no visible key yet */
             const float p = exp2f(sc - m_use);

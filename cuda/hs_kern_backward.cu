@@ -171,6 +171,7 @@ typedef struct {
     int B, T, H, Hk, d;
     float scale, softcap, softcap_inv; /* softcap > 0: scores are cap * tanh(scale q·k / cap); its inverse */
     int window; /* query t sees keys t - window < s <= t: the attention's window, or T */
+    const float *alibi; /* [H] ALiBi slopes (key s of query t: + slope_h (s - t), never with a cap), or NULL */
     const void *q, *k, *v, *dz;
     const int32_t *mask;
     const float *hscale; /* [B, H]: z = hscale * P v, so dz acts as hscale * dz; NULL = ones */
@@ -196,12 +197,15 @@ template <int DPL> __device__ __forceinline__ float hs_bwd_dot(const float (&a)[
     for (int c = 0; c < DPL; c++) s += a[c] * b[c];
     return hs_warp_sum(s);
 }
-/* The scaled score, rounded once (__fmul_rn): the log-sum-exp is built from
- * it, and exp(score - lse) must see the same value, not a fused multiply-add
- * of the unrounded product (with one visible key, P would then miss 1). */
+/* The scaled score of query t, head h for key `key`, rounded once (__fmul_rn, and ALiBi's bias
+ * added by __fadd_rn): the log-sum-exp is built from it, and exp(score - lse) must see the same
+ * value, not a fused multiply-add of the unrounded product (with one visible key, P would then
+ * miss 1). */
 template <int DPL>
-__device__ __forceinline__ float hs_bwd_score(const hs_bwd_attn &a, const float (&q)[DPL], const float (&k)[DPL]) {
-    const float s = __fmul_rn(a.scale, hs_bwd_dot(q, k));
+__device__ __forceinline__ float hs_bwd_score(const hs_bwd_attn &a, const float (&q)[DPL], const float (&k)[DPL], int h,
+                                              int t, int key) {
+    float s = __fmul_rn(a.scale, hs_bwd_dot(q, k));
+    if (a.alibi) s = __fadd_rn(s, __fmul_rn(a.alibi[h], (float)(key - t)));
     return a.softcap > 0.0f ? __fmul_rn(a.softcap, tanhf(s * a.softcap_inv)) : s;
 }
 
@@ -226,7 +230,7 @@ template <typename T, int DPL> __global__ void __launch_bounds__(HS_BWD_WARPS * 
     for (int s = s0; s <= t; s++) {
         if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
         hs_bwd_load((const T *)a.k + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
-        const float sc = hs_bwd_score(a, qv, kv), mn = fmaxf(m, sc);
+        const float sc = hs_bwd_score(a, qv, kv, h, t, s), mn = fmaxf(m, sc);
         l = l * expf(m - mn) + expf(sc - mn);
         m = mn;
     }
@@ -237,7 +241,7 @@ template <typename T, int DPL> __global__ void __launch_bounds__(HS_BWD_WARPS * 
     for (int s = s0; s <= t && l != 0.0f; s++) {
         if (a.mask && !a.mask[(int64_t)b * a.T + s]) continue;
         hs_bwd_load((const T *)a.k + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
-        const float p = expf(hs_bwd_score(a, qv, kv) - lse);
+        const float p = expf(hs_bwd_score(a, qv, kv, h, t, s) - lse);
         hs_bwd_load((const T *)a.v + (((int64_t)b * a.T + s) * a.Hk + hk) * a.d, a.d, kv);
         D += p * hs_bwd_dot(dzv, kv);
     }
@@ -261,7 +265,7 @@ template <typename T, int DPL> __global__ void __launch_bounds__(HS_BWD_WARPS * 
         const int64_t ko = (((int64_t)b * a.T + s) * a.Hk + hk) * a.d;
         hs_bwd_load((const T *)a.k + ko, a.d, kv);
         hs_bwd_load((const T *)a.v + ko, a.d, vv);
-        const float sc = hs_bwd_score(a, qv, kv), p = expf(sc - lse),
+        const float sc = hs_bwd_score(a, qv, kv, h, t, s), p = expf(sc - lse),
                     ds = p * (hs_bwd_dot(dzv, vv) - D) * hs_bwd_capd(a, sc);
 #pragma unroll
         for (int c = 0; c < DPL; c++) acc[c] += ds * kv[c];
@@ -296,7 +300,7 @@ __global__ void __launch_bounds__(HS_BWD_WARPS * 32, DPL <= 4 ? 8 : 4) hs_k_attn
             const int64_t qo = (((int64_t)b * a.T + t) * a.H + h) * a.d;
             hs_bwd_load((const T *)a.q + qo, a.d, qv);
             hs_bwd_load((const T *)a.dz + qo, a.d, dzv, hs_bwd_hs(a, b, h));
-            const float sc = hs_bwd_score(a, qv, kv), p = expf(sc - lse),
+            const float sc = hs_bwd_score(a, qv, kv, h, t, s), p = expf(sc - lse),
                         ds = p * (hs_bwd_dot(dzv, vv) - a.D[r]) * hs_bwd_capd(a, sc);
 #pragma unroll
             for (int c = 0; c < DPL; c++) dv[c] += p * dzv[c], dk[c] += ds * qv[c];
@@ -403,7 +407,8 @@ hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, co
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: uniform heads and SET edits are not supported");
     if (p->T_kv > 0)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: keys from a cache (T_kv) are not supported");
-    if (p->alibi) return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: ALiBi slopes are not supported yet");
+    if (p->alibi && p->softcap > 0.0f)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda attention_bwd: ALiBi with a soft-cap is not supported");
     if (p->B <= 0 || p->T <= 0 || p->H <= 0 || p->H_kv <= 0 || p->H % p->H_kv || p->d_head <= 0)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda attention_bwd: bad sizes B=%d T=%d H=%d H_kv=%d d_head=%d",
                           p->B, p->T, p->H, p->H_kv, p->d_head);
@@ -414,7 +419,7 @@ hs_status hs_cuda_attention_bwd(hs_cuda_backend *be, const hs_attn_params *p, co
     const float cap = p->softcap > 0.0f ? p->softcap : 0.0f;
     const int window = p->window > 0 && p->window < p->T ? p->window : p->T;
     hs_bwd_attn a = {p->B, p->T, p->H, p->H_kv, p->d_head, p->scale, cap, cap > 0.0f ? 1.0f / cap : 0.0f, window,
-                     p->q, p->k, p->v, dz, p->key_mask, p->head_scale, dq, dk, dv, (float *)be->bwd_tmp,
+                     p->alibi, p->q, p->k, p->v, dz, p->key_mask, p->head_scale, dq, dk, dv, (float *)be->bwd_tmp,
                      (float *)((char *)be->bwd_tmp + stat)};
     return be->dtype == HS_DTYPE_BF16 ? hs_bwd_dispatch_attn<bf16>(be->stream, a, err)
                                       : hs_bwd_dispatch_attn<float>(be->stream, a, err);

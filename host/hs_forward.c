@@ -67,12 +67,6 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
     hs_status st = HS_OK;
     if (max_B <= 0 || max_T <= 0)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "session: max batch %d x %d must be positive", max_B, max_T);
-    /* said here, before any weight is uploaded, rather than by the first attention op */
-    if (hs_model_get_config(m)->alibi && be->device != HS_DEVICE_CPU)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "session: %s uses ALiBi positions (BLOOM), which the CUDA backend does not run yet; use "
-                          "device: cpu",
-                          hs_model_get_path(m));
     hs_session *s = calloc(1, sizeof *s);
     if (!s) return hs_err_set(err, HS_ERR_OOM, "session: out of memory");
     s->be = be;

@@ -3,8 +3,8 @@
  * "transformer." or, as the Hub's files hold them (saved from BloomModel),
  * without it. GPT-2's pre-LN block with nn.Linear projections, a LayerNorm on
  * the embedding (embed_norm), query_key_value per head [q | k | v] with biases,
- * the tanh GELU, no position embedding: ALiBi's per-head score biases instead.
- * ALiBi runs on the CPU backend only for now (the session refuses others). */
+ * the tanh GELU, no position embedding: ALiBi's per-head score biases instead
+ * (on the CUDA backend its CUDA-core attention kernels carry them). */
 #include <string.h>
 
 #include "hs_model_hf_internal.h"

@@ -449,16 +449,28 @@ typedef struct {
     int B, T, H, Hk, d, mask; /* mask: 0 none, 1 left padding, 2 holes */
     float cap;                /* > 0: soft-capped scores (Gemma 2) */
     int window;               /* > 0: a sliding window */
+    int alibi;                /* ALiBi (BLOOM): slopes 2^-(h + 1) */
 } bwd_case;
 
+/* Slopes 1/2, 1/4, ... for ALiBi's cases (the op takes any), or NULL. */
+static float *bwd_slopes(const bwd_case *c) {
+    if (!c->alibi) return NULL;
+    float *s = malloc((size_t)c->H * sizeof *s);
+    cr_assert(s);
+    for (int h = 0; h < c->H; h++) s[h] = ldexpf(1.0f, -(h + 1));
+    return s;
+}
+
 static const bwd_case bwd_cases[] = {
-    {1, 1, 1, 1, 8, 0, 0, 0}, {2, 37, 4, 2, 64, 1, 0, 0}, {1, 129, 6, 3, 128, 2, 0, 0}, {2, 64, 2, 2, 96, 0, 0, 0},
-    {1, 200, 4, 1, 80, 1, 0, 0},
-    {2, 45, 4, 2, 16, 2, 1.5f, 0}, {1, 130, 4, 1, 128, 1, 2.5f, 0},
+    {1, 1, 1, 1, 8, 0, 0, 0, 0}, {2, 37, 4, 2, 64, 1, 0, 0, 0}, {1, 129, 6, 3, 128, 2, 0, 0, 0}, {2, 64, 2, 2, 96, 0, 0, 0, 0},
+    {1, 200, 4, 1, 80, 1, 0, 0, 0},
+    {2, 45, 4, 2, 16, 2, 1.5f, 0, 0}, {1, 130, 4, 1, 128, 1, 2.5f, 0, 0},
     /* Gemma 2's d_head 256: the kernels' eight-values-per-lane instance */
-    {1, 70, 4, 2, 256, 1, 0, 0}, {2, 33, 2, 1, 256, 2, 2.0f, 0},
+    {1, 70, 4, 2, 256, 1, 0, 0, 0}, {2, 33, 2, 1, 256, 2, 2.0f, 0, 0},
     /* sliding windows, with holes, a cap and d_head 256 among them */
-    {2, 40, 4, 2, 64, 2, 0, 7}, {1, 90, 4, 1, 128, 1, 2.5f, 30}, {1, 50, 2, 1, 256, 2, 0, 12},
+    {2, 40, 4, 2, 64, 2, 0, 7, 0}, {1, 90, 4, 1, 128, 1, 2.5f, 30, 0}, {1, 50, 2, 1, 256, 2, 0, 12, 0},
+    /* ALiBi (BLOOM's d_head 64 and 128), with holes, GQA and a window */
+    {2, 37, 4, 4, 64, 1, 0, 0, 1}, {1, 129, 6, 3, 128, 2, 0, 0, 1}, {2, 40, 4, 2, 64, 2, 0, 7, 1},
 };
 
 static int32_t *make_mask(hs_test_rng *rng, const bwd_case *c) {
@@ -478,8 +490,10 @@ static void run_attention_bwd(hs_dtype dt, const char *name) {
         const bwd_case *c = &bwd_cases[ci];
         const int64_t nq = (int64_t)c->B * c->T * c->H * c->d, nk = (int64_t)c->B * c->T * c->Hk * c->d;
         char what[160];
-        snprintf(what, sizeof what, "attention_bwd B=%d T=%d H=%d H_kv=%d d=%d mask=%d head_scale=%d cap=%g window=%d",
-                 c->B, c->T, c->H, c->Hk, c->d, c->mask, (int)(ci % 2), (double)c->cap, c->window);
+        snprintf(what, sizeof what,
+                 "attention_bwd B=%d T=%d H=%d H_kv=%d d=%d mask=%d head_scale=%d cap=%g window=%d alibi=%d", c->B,
+                 c->T, c->H, c->Hk, c->d, c->mask, (int)(ci % 2), (double)c->cap, c->window, c->alibi);
+        float *slopes = bwd_slopes(c);
         float *q = h_rand(&h, nq, 0, 1), *k = h_rand(&h, nk, 0, 1), *v = h_rand(&h, nk, 0, 1), *dz = h_rand(&h, nq, 0, 1);
         int32_t *mask = make_mask(&h.rng, c);
         float *hsc = NULL; /* odd cases: a pruning-style head multiplier (z = hsc * P v) */
@@ -494,16 +508,18 @@ static void run_attention_bwd(hs_dtype dt, const char *name) {
         void *cq = put(h.cpu, q, nq, 0), *ck = put(h.cpu, k, nk, 0), *cv = put(h.cpu, v, nk, 0),
              *cdz = put(h.cpu, dz, nq, 0), *cm = mask ? put(h.cpu, mask, (int64_t)c->B * c->T, 1) : NULL,
              *cdq = put(h.cpu, rq, nq, 0), *cdk = put(h.cpu, rk, nk, 0), *cdv = put(h.cpu, rv, nk, 0),
-             *chs = hsc ? put(h.cpu, hsc, (int64_t)c->B * c->H, 1) : NULL;
+             *chs = hsc ? put(h.cpu, hsc, (int64_t)c->B * c->H, 1) : NULL,
+             *cal = slopes ? put(h.cpu, slopes, c->H, 1) : NULL;
         hs_attn_params p = {.B = c->B, .T = c->T, .H = c->H, .H_kv = c->Hk, .d_head = c->d, .scale = scale,
-                            .softcap = c->cap, .window = c->window, .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs};
+                            .softcap = c->cap, .window = c->window, .alibi = cal, .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs};
         ok(h.cpu->ops->attention_bwd(h.cpu, &p, cdz, cdq, cdk, cdv, &err), &err, "cpu attention_bwd");
         get(h.cpu, rq, cdq, nq, 0), get(h.cpu, rk, cdk, nk, 0), get(h.cpu, rv, cdv, nk, 0);
         void *xq = put(h.gpu, q, nq, 0), *xk = put(h.gpu, k, nk, 0), *xv = put(h.gpu, v, nk, 0),
              *xdz = put(h.gpu, dz, nq, 0), *xm = mask ? put(h.gpu, mask, (int64_t)c->B * c->T, 1) : NULL,
-             *xhs = hsc ? put(h.gpu, hsc, (int64_t)c->B * c->H, 1) : NULL;
+             *xhs = hsc ? put(h.gpu, hsc, (int64_t)c->B * c->H, 1) : NULL,
+             *xal = slopes ? put(h.gpu, slopes, c->H, 1) : NULL;
         hs_attn_params g = p;
-        g.q = xq, g.k = xk, g.v = xv, g.key_mask = xm, g.head_scale = xhs;
+        g.q = xq, g.k = xk, g.v = xv, g.key_mask = xm, g.head_scale = xhs, g.alibi = xal;
         float *aq = h_zeros(nq), *ak = h_zeros(nk), *av = h_zeros(nk); /* the second run's outputs */
         for (int rep = 0; rep < 2; rep++) {
             gbuf oq = galloc(&h, nq, 0, NULL), ok_ = galloc(&h, nk, 0, NULL), ov = galloc(&h, nk, 0, NULL);
@@ -519,11 +535,11 @@ static void run_attention_bwd(hs_dtype dt, const char *name) {
         check_same_bits(&h, "dk", gk, ak, nk);
         check_same_bits(&h, "dv", gv, av, nk);
         free(aq), free(ak), free(av);
-        void *cb[] = {cq, ck, cv, cdz, cm, cdq, cdk, cdv, chs}, *gb[] = {xq, xk, xv, xdz, xm, xhs};
+        void *cb[] = {cq, ck, cv, cdz, cm, cdq, cdk, cdv, chs, cal}, *gb[] = {xq, xk, xv, xdz, xm, xhs, xal};
         for (size_t i = 0; i < sizeof cb / sizeof *cb; i++) h.cpu->ops->free(h.cpu, cb[i]);
         for (size_t i = 0; i < sizeof gb / sizeof *gb; i++) h.gpu->ops->free(h.gpu, gb[i]);
         free(q), free(k), free(v), free(dz), free(mask), free(rq), free(rk), free(rv), free(gq), free(gk), free(gv);
-        free(hsc);
+        free(hsc), free(slopes);
     }
     h_free(&h);
 }
@@ -545,16 +561,17 @@ static double attn_objective(hs_backend *be, hs_attn_params p, const float *dz, 
 
 /* Central differences in f32 (step 1e-2), with key padding, GQA and head
  * multipliers (a zeroed head among them), without and with a soft-cap on the
- * scores or a sliding window: agreement to ~1e-3 of the gradient's scale; a
+ * scores, a sliding window or ALiBi's biases: agreement to ~1e-3 of the gradient's scale; a
  * wrong term (a missing mask or window, a transposed product, the multiplier
  * or the cap's derivative left out) is off by O(1). */
-static void attention_bwd_fd(float cap, int window) {
+static void attention_bwd_fd(float cap, int window, int alibi) {
     hs_backend *be = NULL;
     hs_err err = {0};
     cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
     hs_test_rng rng;
     hs_test_rng_seed(&rng, 91);
-    const bwd_case c = {2, 9, 4, 2, 8, 1, cap, window};
+    const bwd_case c = {2, 9, 4, 2, 8, 1, cap, window, alibi};
+    const float slopes[4] = {0.5f, 0.25f, 0.125f, 0.0625f};
     const int64_t nq = (int64_t)c.B * c.T * c.H * c.d, nk = (int64_t)c.B * c.T * c.Hk * c.d;
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *dz = malloc(nq * 4), *z = malloc(nq * 4);
     float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
@@ -563,7 +580,8 @@ static void attention_bwd_fd(float cap, int window) {
     int32_t *mask = make_mask(&rng, &c);
     const float hsc[2 * 4] = {1.0f, 0.0f, 0.5f, -2.0f, 1.5f, 1.0f, 0.25f, 1.0f}; /* [B, H] */
     hs_attn_params p = {.B = c.B, .T = c.T, .H = c.H, .H_kv = c.Hk, .d_head = c.d, .scale = 0.35f,
-                        .softcap = c.cap, .window = c.window, .q = q, .k = k, .v = v, .key_mask = mask, .head_scale = hsc};
+                        .softcap = c.cap, .window = c.window, .alibi = alibi ? slopes : NULL, .q = q, .k = k, .v = v,
+                        .key_mask = mask, .head_scale = hsc};
     cr_assert_eq(be->ops->attention_bwd(be, &p, dz, dq, dk, dv, &err), HS_OK, "%s", err.msg);
     float *ins[3] = {q, k, v}, *grads[3] = {dq, dk, dv};
     const int64_t ns[3] = {nq, nk, nk};
@@ -578,17 +596,19 @@ static void attention_bwd_fd(float cap, int window) {
             const double dn = attn_objective(be, p, dz, z, nq);
             ins[w][i] = x0;
             const double fd = (up - dn) / (2.0 * h);
-            cr_assert(fabs(fd - grads[w][i]) <= 2e-3 * sc + 1e-4, "cap %g window %d: %s[%lld]: op %g, finite difference %g",
-                      (double)cap, window, names[w], (long long)i, grads[w][i], fd);
+            cr_assert(fabs(fd - grads[w][i]) <= 2e-3 * sc + 1e-4,
+                      "cap %g window %d alibi %d: %s[%lld]: op %g, finite difference %g", (double)cap, window, alibi,
+                      names[w], (long long)i, grads[w][i], fd);
         }
     }
     free(q), free(k), free(v), free(dz), free(z), free(dq), free(dk), free(dv), free(mask);
     hs_backend_free(be);
 }
 
-Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) { attention_bwd_fd(0.0f, 0); }
-Test(cuda_backward_cpu, attention_bwd_softcap_matches_finite_differences) { attention_bwd_fd(1.0f, 0); }
-Test(cuda_backward_cpu, attention_bwd_window_matches_finite_differences) { attention_bwd_fd(0.0f, 3); }
+Test(cuda_backward_cpu, attention_bwd_matches_finite_differences) { attention_bwd_fd(0.0f, 0, 0); }
+Test(cuda_backward_cpu, attention_bwd_softcap_matches_finite_differences) { attention_bwd_fd(1.0f, 0, 0); }
+Test(cuda_backward_cpu, attention_bwd_window_matches_finite_differences) { attention_bwd_fd(0.0f, 3, 0); }
+Test(cuda_backward_cpu, attention_bwd_alibi_matches_finite_differences) { attention_bwd_fd(0.0f, 0, 1); }
 
 /* norm_bwd against central differences of the norm op, every kind. */
 Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {

@@ -200,6 +200,8 @@ Test(cuda_model, falcon_gqa_f32) { REQUIRE_GPU(); fixture_case("falcon_gqa", HS_
 Test(cuda_model, falcon_gqa_bf16) { REQUIRE_GPU(); fixture_case("falcon_gqa", HS_DTYPE_BF16, "falcon_gqa_bf16"); }
 Test(cuda_model, stablelm_f32) { REQUIRE_GPU(); fixture_case("stablelm", HS_DTYPE_F32, "stablelm_f32"); }
 Test(cuda_model, stablelm_bf16) { REQUIRE_GPU(); fixture_case("stablelm", HS_DTYPE_BF16, "stablelm_bf16"); }
+Test(cuda_model, bloom_f32) { REQUIRE_GPU(); fixture_case("bloom", HS_DTYPE_F32, "bloom_f32"); }
+Test(cuda_model, bloom_bf16) { REQUIRE_GPU(); fixture_case("bloom", HS_DTYPE_BF16, "bloom_bf16"); }
 /* Phi: the parallel block's shared LayerNorm, lm_head's bias; GPT-Neo: unscaled scores and
  * the local layers' window (3, biting at T = 48), learned positions */
 Test(cuda_model, phi_f32) { REQUIRE_GPU(); fixture_case("phi", HS_DTYPE_F32, "phi_f32"); }
@@ -309,6 +311,8 @@ Test(cuda_model, head_grad_bigcode_f32) { REQUIRE_GPU(); grad_case("bigcode", HS
 Test(cuda_model, head_grad_bigcode_bf16) { REQUIRE_GPU(); grad_case("bigcode", HS_DTYPE_BF16, "head_grad_bigcode_bf16"); }
 Test(cuda_model, head_grad_falcon_gqa_f32) { REQUIRE_GPU(); grad_case("falcon_gqa", HS_DTYPE_F32, "head_grad_falcon_gqa_f32"); }
 Test(cuda_model, head_grad_stablelm_f32) { REQUIRE_GPU(); grad_case("stablelm", HS_DTYPE_F32, "head_grad_stablelm_f32"); }
+Test(cuda_model, head_grad_bloom_f32) { REQUIRE_GPU(); grad_case("bloom", HS_DTYPE_F32, "head_grad_bloom_f32"); }
+Test(cuda_model, head_grad_bloom_bf16) { REQUIRE_GPU(); grad_case("bloom", HS_DTYPE_BF16, "head_grad_bloom_bf16"); }
 
 /* LongRoPE: phi3_longrope's shape with random weights, its original context
  * moved to split the batch's rows between the tables: 42 for the forward's

@@ -429,40 +429,57 @@ typedef struct {
     int B, T, H, Hk, d, mask;
     float cap; /* > 0: soft-capped scores (Gemma 2) */
     int window; /* > 0: a sliding window (Mistral, Gemma 2's local layers) */
+    int alibi;  /* ALiBi (BLOOM): the slopes of H heads (hs_model_alibi_slopes) */
 } attn_case;
+
+/* ALiBi's slopes for c's H heads (malloc'd), or NULL without ALiBi. */
+static float *case_slopes(const attn_case *c) {
+    if (!c->alibi) return NULL;
+    hs_model_config mc;
+    memset(&mc, 0, sizeof mc);
+    mc.n_heads = c->H;
+    float *s = malloc((size_t)c->H * sizeof *s);
+    cr_assert(s);
+    hs_model_alibi_slopes(&mc, s);
+    return s;
+}
 
 /* d_head 12/20/100 take the generic kernel in bf16 too; 32/64/80/96/128 the
  * tensor-core one, and 256 where the device gives a block 101,632 B of shared
  * memory (A100, H100). T up to 300 spans several 64-key tiles; T >= 1024 picks
  * the 128-row-block variant for d_head <= 64. */
 static const attn_case attn_cases[] = {
-    {1, 1, 1, 1, 12, MASK_NONE, 0, 0},    {2, 37, 4, 2, 12, MASK_LEFT, 0, 0},   {2, 300, 4, 4, 64, MASK_RIGHT, 0, 0},
-    {1, 300, 8, 2, 128, MASK_NONE, 0, 0}, {3, 129, 2, 1, 80, MASK_HOLES, 0, 0}, {2, 200, 3, 3, 96, MASK_LEFT, 0, 0},
-    {1, 65, 2, 2, 32, MASK_NONE, 0, 0},   {1, 64, 1, 1, 64, MASK_NONE, 0, 0},   {2, 50, 2, 2, 20, MASK_HOLES, 0, 0},
-    {1, 100, 2, 1, 100, MASK_RIGHT, 0, 0}, {2, 257, 6, 3, 128, MASK_LEFT, 0, 0},
+    {1, 1, 1, 1, 12, MASK_NONE, 0, 0, 0},    {2, 37, 4, 2, 12, MASK_LEFT, 0, 0, 0},   {2, 300, 4, 4, 64, MASK_RIGHT, 0, 0, 0},
+    {1, 300, 8, 2, 128, MASK_NONE, 0, 0, 0}, {3, 129, 2, 1, 80, MASK_HOLES, 0, 0, 0}, {2, 200, 3, 3, 96, MASK_LEFT, 0, 0, 0},
+    {1, 65, 2, 2, 32, MASK_NONE, 0, 0, 0},   {1, 64, 1, 1, 64, MASK_NONE, 0, 0, 0},   {2, 50, 2, 2, 20, MASK_HOLES, 0, 0, 0},
+    {1, 100, 2, 1, 100, MASK_RIGHT, 0, 0, 0}, {2, 257, 6, 3, 128, MASK_LEFT, 0, 0, 0},
     /* T >= 1024 with d_head <= 64: the two-m-tiles-per-warp kernel variant */
-    {1, 1100, 2, 1, 64, MASK_LEFT, 0, 0},  {1, 1030, 2, 2, 32, MASK_HOLES, 0, 0},
+    {1, 1100, 2, 1, 64, MASK_LEFT, 0, 0, 0},  {1, 1030, 2, 2, 32, MASK_HOLES, 0, 0, 0},
     /* the wgmma kernel's edges: one row, a partial second warpgroup, a 128-row
      * block plus one, several 128-key tiles with holes */
-    {1, 1, 2, 1, 128, MASK_NONE, 0, 0},    {2, 70, 2, 2, 64, MASK_LEFT, 0, 0},   {2, 129, 4, 2, 64, MASK_HOLES, 0, 0},
-    {1, 520, 2, 2, 128, MASK_HOLES, 0, 0},
+    {1, 1, 2, 1, 128, MASK_NONE, 0, 0, 0},    {2, 70, 2, 2, 64, MASK_LEFT, 0, 0, 0},   {2, 129, 4, 2, 64, MASK_HOLES, 0, 0, 0},
+    {1, 520, 2, 2, 128, MASK_HOLES, 0, 0, 0},
     /* soft-capped scores, caps low enough to bend them: the generic kernel (d_head 16) and
      * the tensor-core one (64, 128; the wgmma kernel leaves capped scores to it) */
-    {2, 37, 4, 2, 16, MASK_LEFT, 1.5f, 0}, {2, 130, 4, 2, 64, MASK_HOLES, 2.0f, 0}, {1, 200, 4, 1, 128, MASK_RIGHT, 3.0f, 0},
+    {2, 37, 4, 2, 16, MASK_LEFT, 1.5f, 0, 0}, {2, 130, 4, 2, 64, MASK_HOLES, 2.0f, 0, 0}, {1, 200, 4, 1, 128, MASK_RIGHT, 3.0f, 0, 0},
     /* Gemma 2's d_head 256 (tensor cores on A100 / H100, the CUDA-core kernel in f32 and on parts
      * with less shared memory per block), capped or not */
-    {1, 70, 2, 1, 256, MASK_LEFT, 0, 0}, {2, 45, 4, 2, 256, MASK_HOLES, 2.0f, 0},
+    {1, 70, 2, 1, 256, MASK_LEFT, 0, 0, 0}, {2, 45, 4, 2, 256, MASK_HOLES, 2.0f, 0, 0},
     /* sliding windows: under a row tile (1, 9), under a key tile (5, 17, 33), a key tile's
      * multiple (128) and over one (70, 100, 150, 300), so that whole tiles are skipped, cut at the
      * window's edge or left whole on every windowed tensor-core instance (d_head 32 to 128; a
      * window always takes the 64-row shape, also at T >= 1024); capped */
-    {2, 37, 4, 2, 16, MASK_LEFT, 0, 5},  {2, 300, 4, 2, 64, MASK_HOLES, 0, 70}, {1, 200, 4, 2, 128, MASK_RIGHT, 0, 17},
-    {1, 260, 2, 2, 96, MASK_NONE, 2.0f, 100}, {1, 90, 2, 1, 256, MASK_LEFT, 2.0f, 33},
-    {1, 1100, 2, 1, 64, MASK_LEFT, 0, 300}, {1, 400, 2, 1, 128, MASK_HOLES, 0, 150}, {2, 150, 4, 2, 32, MASK_LEFT, 0, 9},
-    {1, 200, 2, 2, 80, MASK_NONE, 0, 1},   {1, 330, 2, 2, 96, MASK_RIGHT, 0, 128},
+    {2, 37, 4, 2, 16, MASK_LEFT, 0, 5, 0},  {2, 300, 4, 2, 64, MASK_HOLES, 0, 70, 0}, {1, 200, 4, 2, 128, MASK_RIGHT, 0, 17, 0},
+    {1, 260, 2, 2, 96, MASK_NONE, 2.0f, 100, 0}, {1, 90, 2, 1, 256, MASK_LEFT, 2.0f, 33, 0},
+    {1, 1100, 2, 1, 64, MASK_LEFT, 0, 300, 0}, {1, 400, 2, 1, 128, MASK_HOLES, 0, 150, 0}, {2, 150, 4, 2, 32, MASK_LEFT, 0, 9, 0},
+    {1, 200, 2, 2, 80, MASK_NONE, 0, 1, 0},   {1, 330, 2, 2, 96, MASK_RIGHT, 0, 128, 0},
     /* d_head 256 on tensor cores (Q read from shared memory at each k step): several row
      * blocks and key tiles, GQA; windowed across tiles with holes */
-    {2, 200, 2, 1, 256, MASK_RIGHT, 0, 0}, {1, 300, 2, 2, 256, MASK_HOLES, 0, 100},
+    {2, 200, 2, 1, 256, MASK_RIGHT, 0, 0, 0}, {1, 300, 2, 2, 256, MASK_HOLES, 0, 100, 0},
+    /* ALiBi (BLOOM's d_head 64 and 128, and others): the CUDA-core kernels in bf16 too, padding of
+     * every kind, 6 heads (both slope series), GQA, a window */
+    {2, 37, 4, 2, 16, MASK_LEFT, 0, 0, 1},  {2, 130, 6, 6, 64, MASK_HOLES, 0, 0, 1}, {1, 200, 4, 4, 128, MASK_RIGHT, 0, 0, 1},
+    {2, 150, 6, 3, 64, MASK_LEFT, 0, 33, 1}, {1, 70, 2, 1, 80, MASK_NONE, 0, 0, 1},
 };
 
 static void make_mask(H *h, int kind, int B, int T, int32_t *m) {
@@ -488,10 +505,12 @@ static float head_scale_value(int i) {
  * and rounded, the head multiplier applied to the rounded z. lse is the f32
  * logsumexp of the rounded scores. Uniform heads score 0 on every visible key.
  * Keys from a cache when Tk > 0: k, v, mask hold Tk positions per row, query t
- * sits at key position qpos[b] + t, and pat is [B, H, T, Tk]. */
+ * sits at key position qpos[b] + t, and pat is [B, H, T, Tk]. slopes: ALiBi's,
+ * the rounded bias slope (s - t) added to the rounded score and the sum
+ * rounded (PyTorch's baddbmm in bf16), or NULL. */
 static void naive_attention_kv(const attn_case *c, int Tk, const int32_t *qpos, const float *q, const float *k,
                                const float *v, const int32_t *mask, const float *hsc, const uint8_t *uni, float scale,
-                               float *z, float *lse, float *pat) {
+                               const float *slopes, float *z, float *lse, float *pat) {
     const float cap = c->cap;
     const int B = c->B, T = c->T, Hq = c->H, Hk = c->Hk, d = c->d, grp = Hq / Hk, K = Tk > 0 ? Tk : T;
     float *S = malloc((size_t)K * sizeof *S), *acc = malloc((size_t)d * sizeof *acc);
@@ -511,6 +530,7 @@ static void naive_attention_kv(const attn_case *c, int Tk, const int32_t *qpos, 
                     float dot = 0;
                     for (int i = 0; i < d; i++) dot += qv[i] * kv[i];
                     S[s] = (uni && uni[b * Hq + hh]) ? 0.0f : bf(bf(dot) * scale);
+                    if (slopes && !(uni && uni[b * Hq + hh])) S[s] = bf(S[s] + bf(slopes[hh] * (float)(s - ta)));
                     if (cap > 0.0f && !(uni && uni[b * Hq + hh])) S[s] = bf(cap * bf(tanhf(bf(S[s] / cap))));
                     if (S[s] > mx) mx = S[s];
                 }
@@ -542,8 +562,8 @@ static void naive_attention_kv(const attn_case *c, int Tk, const int32_t *qpos, 
 
 static void naive_attention(const attn_case *c, const float *q, const float *k, const float *v,
                             const int32_t *mask, const float *hsc, const uint8_t *uni, float scale,
-                            float *z, float *lse, float *pat) {
-    naive_attention_kv(c, 0, NULL, q, k, v, mask, hsc, uni, scale, z, lse, pat);
+                            const float *slopes, float *z, float *lse, float *pat) {
+    naive_attention_kv(c, 0, NULL, q, k, v, mask, hsc, uni, scale, slopes, z, lse, pat);
 }
 
 /* variant 0: z only; 1: z + lse + pattern + head_scale; 2: pattern without
@@ -558,9 +578,10 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     const int B = c->B, T = c->T, Hq = c->H, Hk = c->Hk, d = c->d;
     const int64_t nq = (int64_t)B * T * Hq * d, nkv = (int64_t)B * T * Hk * d, nl = (int64_t)B * Hq * T;
     int64_t np = nl * T;
-    char what[160];
-    snprintf(what, sizeof what, "attention B=%d T=%d H=%d H_kv=%d d_head=%d mask=%s variant=%d cap=%g window=%d", B,
-             T, Hq, Hk, d, mask_names[c->mask], variant, (double)c->cap, c->window);
+    char what[176];
+    snprintf(what, sizeof what, "attention B=%d T=%d H=%d H_kv=%d d_head=%d mask=%s variant=%d cap=%g window=%d alibi=%d",
+             B, T, Hq, Hk, d, mask_names[c->mask], variant, (double)c->cap, c->window, c->alibi);
+    float *slopes = case_slopes(c);
     float *q = h_rand(h, nq, 0, 1), *k = h_rand(h, nkv, 0, 1), *v = h_rand(h, nkv, 0, 1);
     int32_t *mask = NULL;
     if (c->mask != MASK_NONE) {
@@ -601,8 +622,9 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     void *cz = put(h->cpu, z_ref, nq, 0), *cl = put(h->cpu, lse_ref, nl, 1), *cp = put(h->cpu, pat_ref, np, 1);
     void *cu = uni ? put_bytes(h->cpu, uni, (size_t)B * Hq) : NULL;
     void *csi = sidx ? put(h->cpu, sidx, (int64_t)B * T * Hq, 1) : NULL, *css = ssrc ? put(h->cpu, ssrc, nset * d, 0) : NULL;
+    void *cal = slopes ? put(h->cpu, slopes, Hq, 1) : NULL;
     hs_attn_params p = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .softcap = c->cap,
-                        .window = c->window, .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs, .z = cz, .lse = cl, .pattern = cp,
+                        .window = c->window, .alibi = cal, .q = cq, .k = ck, .v = cv, .key_mask = cm, .head_scale = chs, .z = cz, .lse = cl, .pattern = cp,
                         .uniform = cu, .set_idx = csi, .set_src = css, .n_set = nset};
     ok(h->cpu->ops->attention(h->cpu, &p, &err), &err, "cpu attention");
     get(h->cpu, z_ref, cz, nq, 0);
@@ -613,6 +635,7 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     void *gm = mask ? put(h->gpu, mask, (int64_t)B * T, 1) : NULL, *ghs = hsc ? put(h->gpu, hsc, (int64_t)B * Hq, 1) : NULL;
     void *gu = uni ? put_bytes(h->gpu, uni, (size_t)B * Hq) : NULL;
     void *gsi = sidx ? put(h->gpu, sidx, (int64_t)B * T * Hq, 1) : NULL, *gss = ssrc ? put(h->gpu, ssrc, nset * d, 0) : NULL;
+    void *gal = slopes ? put(h->gpu, slopes, Hq, 1) : NULL;
     const int want_lse = variant == 1 || (variant >= 3 && variant <= 5);
     int32_t *prow = NULL; /* variants 4 and 6: the query row kept per batch row */
     void *gr = NULL;
@@ -624,13 +647,13 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
     gbuf gz = galloc(h, nq, 0, NULL), gl = galloc(h, want_lse ? nl : 0, 1, NULL),
          gp = galloc(h, variant ? (prow ? nl : np) : 0, 1, NULL);
     hs_attn_params g = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .softcap = c->cap,
-                        .window = c->window, .q = gq, .k = gk, .v = gv, .key_mask = gm, .head_scale = ghs, .z = gptr(&gz),
+                        .window = c->window, .alibi = gal, .q = gq, .k = gk, .v = gv, .key_mask = gm, .head_scale = ghs, .z = gptr(&gz),
                         .lse = want_lse ? gptr(&gl) : NULL, .pattern = variant ? gptr(&gp) : NULL,
                         .pattern_rows = gr, .uniform = gu, .set_idx = gsi, .set_src = gss, .n_set = nset};
     ok(h->gpu->ops->attention(h->gpu, &g, &err), &err, what);
 
     float *z = h_zeros(nq), *zn = h_zeros(nq), *ln = h_zeros(nl), *pn = h_zeros(np);
-    naive_attention(c, q, k, v, mask, hsc, uni, scale, zn, ln, pn);
+    naive_attention(c, q, k, v, mask, hsc, uni, scale, slopes, zn, ln, pn);
     gread(h, &gz, z, what);
     if (sidx) /* a SET cell holds its vector exactly, on every side */
         for (int64_t cell = 0; cell < (int64_t)B * T * Hq; cell++) {
@@ -674,9 +697,10 @@ static void run_attn_case(H *h, const attn_case *c, int variant) {
         free(pt);
     }
     gfree(h, &gz), gfree(h, &gl), gfree(h, &gp);
-    void *cb[] = {cq, ck, cv, cm, chs, cz, cl, cp, cu, csi, css}, *gb[] = {gq, gk, gv, gm, ghs, gu, gsi, gss};
+    void *cb[] = {cq, ck, cv, cm, chs, cz, cl, cp, cu, csi, css, cal}, *gb[] = {gq, gk, gv, gm, ghs, gu, gsi, gss, gal};
     for (size_t i = 0; i < sizeof cb / sizeof *cb; i++) h->cpu->ops->free(h->cpu, cb[i]);
     for (size_t i = 0; i < sizeof gb / sizeof *gb; i++) h->gpu->ops->free(h->gpu, gb[i]);
+    free(slopes);
     if (gr) h->gpu->ops->free(h->gpu, gr);
     free(prow);
     free(q), free(k), free(v), free(mask), free(hsc), free(uni), free(z_ref), free(lse_ref), free(pat_ref);
@@ -719,13 +743,17 @@ static void run_attention(hs_dtype dt, const char *name, hs_cuda_attn_kernel ker
             run_attn_case(&h, &attn_cases[ci], 3), run_attn_case(&h, &attn_cases[ci], 6), calls += 2;
         if (attn_cases[ci].window > 0) /* windowed: uniform heads, single pattern rows, a SET table */
             run_attn_case(&h, &attn_cases[ci], 4), run_attn_case(&h, &attn_cases[ci], 5), calls += 2;
+        if (attn_cases[ci].alibi) /* uniform heads beside biased ones, one row without lse, the LSE scratch */
+            run_attn_case(&h, &attn_cases[ci], 2), run_attn_case(&h, &attn_cases[ci], 3),
+                run_attn_case(&h, &attn_cases[ci], 6), calls += 3;
         /* Which kernel each call took: a forced kernel must really have run
          * the shapes it covers, whether the test or the environment
          * (HS_CUDA_ATTN, gpu-check.sh's reruns) forced it. AUTO is mma.sync. */
         hs_backend_cuda_attn_launches(h.gpu, after);
         const hs_cuda_attn_kernel set = hs_backend_cuda_attn_kernel(h.gpu);
         const int d = attn_cases[ci].d,
-                  tc = dt == HS_DTYPE_BF16 && (d == 32 || d == 64 || d == 80 || d == 96 || d == 128 || (d == 256 && tc256)),
+                  tc = dt == HS_DTYPE_BF16 && !attn_cases[ci].alibi && /* ALiBi: the CUDA-core kernel */
+                       (d == 32 || d == 64 || d == 80 || d == 96 || d == 128 || (d == 256 && tc256)),
                   hopper = tc && (d == 64 || d == 128) && !(attn_cases[ci].cap > 0.0f) && !attn_cases[ci].window;
         const int simt = set == HS_CUDA_ATTN_SIMT;
         const int ok_k[3] = {!tc || simt, tc && !simt && (set != HS_CUDA_ATTN_WGMMA || !hopper),
@@ -770,10 +798,12 @@ typedef struct {
 } decode_case;
 
 static const decode_case decode_cases[] = {
-    {{2, 1, 4, 2, 12, MASK_RIGHT, 0, 0}, 37},   {{3, 1, 4, 4, 64, MASK_HOLES, 0, 0}, 300},
-    {{2, 3, 8, 2, 128, MASK_NONE, 0, 0}, 129},  {{1, 1, 2, 1, 256, MASK_RIGHT, 2.0f, 33}, 70},
-    {{2, 5, 4, 2, 80, MASK_LEFT, 0, 17}, 200},  {{2, 1, 2, 1, 64, MASK_NONE, 0, 0}, 1},
-    {{1, 2, 2, 2, 96, MASK_HOLES, 1.5f, 100}, 520}, {{2, 1, 6, 3, 32, MASK_LEFT, 0, 0}, 1100},
+    {{2, 1, 4, 2, 12, MASK_RIGHT, 0, 0, 0}, 37},   {{3, 1, 4, 4, 64, MASK_HOLES, 0, 0, 0}, 300},
+    {{2, 3, 8, 2, 128, MASK_NONE, 0, 0, 0}, 129},  {{1, 1, 2, 1, 256, MASK_RIGHT, 2.0f, 33, 0}, 70},
+    {{2, 5, 4, 2, 80, MASK_LEFT, 0, 17, 0}, 200},  {{2, 1, 2, 1, 64, MASK_NONE, 0, 0, 0}, 1},
+    {{1, 2, 2, 2, 96, MASK_HOLES, 1.5f, 100, 0}, 520}, {{2, 1, 6, 3, 32, MASK_LEFT, 0, 0, 0}, 1100},
+    /* ALiBi from the cache: the bias counts from each query's own position */
+    {{2, 1, 6, 6, 64, MASK_LEFT, 0, 0, 1}, 90}, {{3, 2, 4, 2, 128, MASK_HOLES, 0, 0, 1}, 300},
 };
 
 /* variant 0: z and lse; 1: + head_scale, every third (row, head) uniform, the
@@ -784,9 +814,11 @@ static void run_decode_case(H *h, const decode_case *dc, int variant) {
     const int B = c->B, T = c->T, Tk = dc->Tk, Hq = c->H, Hk = c->Hk, d = c->d;
     const int64_t nq = (int64_t)B * T * Hq * d, nkv = (int64_t)B * Tk * Hk * d, nl = (int64_t)B * Hq * T;
     const int64_t np = nl * Tk;
-    char what[192];
+    char what[208];
     snprintf(what, sizeof what, "cached-key attention B=%d T=%d T_kv=%d H=%d H_kv=%d d_head=%d mask=%s variant=%d "
-             "cap=%g window=%d", B, T, Tk, Hq, Hk, d, mask_names[c->mask], variant, (double)c->cap, c->window);
+             "cap=%g window=%d alibi=%d", B, T, Tk, Hq, Hk, d, mask_names[c->mask], variant, (double)c->cap, c->window,
+             c->alibi);
+    float *slopes = case_slopes(c);
     float *q = h_rand(h, nq, 0, 1), *k = h_rand(h, nkv, 0, 1), *v = h_rand(h, nkv, 0, 1);
     int32_t *mask = NULL, *qpos = malloc((size_t)B * sizeof *qpos);
     cr_assert(qpos);
@@ -815,7 +847,7 @@ static void run_decode_case(H *h, const decode_case *dc, int variant) {
     const float scale = 1.0f / sqrtf((float)d);
     float *z_ref = h_zeros(nq), *lse_ref = h_zeros(nl), *pat_ref = h_zeros(np);
     hs_attn_params p = {.B = B, .T = T, .H = Hq, .H_kv = Hk, .d_head = d, .scale = scale, .softcap = c->cap,
-                        .window = c->window, .q = q, .k = k, .v = v, .key_mask = mask, .head_scale = hsc, .z = z_ref,
+                        .window = c->window, .alibi = slopes, .q = q, .k = k, .v = v, .key_mask = mask, .head_scale = hsc, .z = z_ref,
                         .lse = lse_ref, .pattern = pat_ref, .uniform = uni, .set_idx = sidx, .set_src = ssrc,
                         .n_set = nset, .T_kv = Tk, .q_pos = qpos};
     /* the CPU backend's memory is the host's: the f32 op reads the inputs (bf16-rounded in bf16 mode) in place */
@@ -825,15 +857,16 @@ static void run_decode_case(H *h, const decode_case *dc, int variant) {
     void *gm = mask ? put(h->gpu, mask, (int64_t)B * Tk, 1) : NULL, *gqp = put(h->gpu, qpos, B, 1);
     void *ghs = hsc ? put(h->gpu, hsc, (int64_t)B * Hq, 1) : NULL, *gu = uni ? put_bytes(h->gpu, uni, (size_t)B * Hq) : NULL;
     void *gsi = sidx ? put(h->gpu, sidx, (int64_t)B * T * Hq, 1) : NULL, *gss = ssrc ? put(h->gpu, ssrc, nset * d, 0) : NULL;
-    void *gr = prow ? put(h->gpu, prow, B, 1) : NULL;
+    void *gr = prow ? put(h->gpu, prow, B, 1) : NULL, *gal = slopes ? put(h->gpu, slopes, Hq, 1) : NULL;
     gbuf gz = galloc(h, nq, 0, NULL), gl = galloc(h, nl, 1, NULL), gp = galloc(h, variant ? (prow ? (int64_t)B * Hq * Tk : np) : 0, 1, NULL);
     hs_attn_params g = p;
     g.q = gq, g.k = gk, g.v = gv, g.key_mask = gm, g.head_scale = ghs, g.uniform = gu, g.set_idx = gsi, g.set_src = gss;
     g.z = gptr(&gz), g.lse = gptr(&gl), g.pattern = variant ? gptr(&gp) : NULL, g.pattern_rows = gr, g.q_pos = gqp;
+    g.alibi = gal;
     ok(h->gpu->ops->attention(h->gpu, &g, &err), &err, what);
 
     float *z = h_zeros(nq), *zn = h_zeros(nq), *ln = h_zeros(nl), *pn = h_zeros(np), *l = h_zeros(nl);
-    naive_attention_kv(c, Tk, qpos, q, k, v, mask, hsc, uni, scale, zn, ln, pn);
+    naive_attention_kv(c, Tk, qpos, q, k, v, mask, hsc, uni, scale, slopes, zn, ln, pn);
     gread(h, &gz, z, what);
     for (int64_t cell = 0; sidx && cell < (int64_t)B * T * Hq; cell++)
         if (sidx[cell] >= 0) { /* a SET cell holds its vector exactly */
@@ -871,10 +904,10 @@ static void run_decode_case(H *h, const decode_case *dc, int variant) {
         free(pt);
     }
     gfree(h, &gz), gfree(h, &gl), gfree(h, &gp);
-    void *gb[] = {gq, gk, gv, gm, gqp, ghs, gu, gsi, gss, gr};
+    void *gb[] = {gq, gk, gv, gm, gqp, ghs, gu, gsi, gss, gr, gal};
     for (size_t i = 0; i < sizeof gb / sizeof *gb; i++)
         if (gb[i]) h->gpu->ops->free(h->gpu, gb[i]);
-    free(q), free(k), free(v), free(mask), free(qpos), free(hsc), free(uni), free(sidx), free(prow), free(ssrc);
+    free(q), free(k), free(v), free(mask), free(qpos), free(hsc), free(uni), free(sidx), free(prow), free(ssrc), free(slopes);
     free(z_ref), free(lse_ref), free(pat_ref), free(z), free(zn), free(ln), free(pn), free(l);
 }
 

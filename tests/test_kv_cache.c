@@ -262,6 +262,8 @@ Test(kv_cache, cuda_f32_phi3_longrope) { REQUIRE_GPU(); decode_on("phi3_longrope
 Test(kv_cache, cuda_bf16_llama_gqa) { REQUIRE_GPU(); decode_on("llama_gqa", 1, 2); }
 Test(kv_cache, cuda_bf16_gemma2) { REQUIRE_GPU(); decode_on("gemma2", 1, 2); }
 Test(kv_cache, cuda_bf16_falcon_gqa) { REQUIRE_GPU(); decode_on("falcon_gqa", 1, 2); }
+Test(kv_cache, cuda_f32_bloom) { REQUIRE_GPU(); decode_on("bloom", 1, 1); }
+Test(kv_cache, cuda_bf16_bloom) { REQUIRE_GPU(); decode_on("bloom", 1, 2); }
 
 static int fail_wants(void *u, hs_hook_point p, int l) { return (void)u, p == HS_HOOK_RESID_PRE && l == 1; }
 static hs_status fail_fn(void *u, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
