@@ -6,7 +6,7 @@
  * GPTNeoForCausalLM (hs_model_gptneo.c), GPTJForCausalLM (hs_model_gptj.c), OPTForCausalLM
  * (hs_model_opt.c), GPTBigCodeForCausalLM (hs_model_bigcode.c), FalconForCausalLM
  * (hs_model_falcon.c), StableLmForCausalLM (hs_model_stablelm.c; its tensors: Llama's) and
- * BloomForCausalLM (hs_model_bloom.c).
+ * BloomForCausalLM (hs_model_bloom.c) and MptForCausalLM (hs_model_mpt.c).
  * Tensors are converted to f32 in the canonical layout of hs_model_weights;
  * every shape is checked first. */
 #include <jansson.h>
@@ -501,6 +501,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_hf_parse_stablelm_config(root, path, c, err);
     } else if (!strcmp(arch, "BloomForCausalLM")) {
         st = hs_hf_parse_bloom_config(root, path, c, err);
+    } else if (!strcmp(arch, "MptForCausalLM") || !strcmp(arch, "MPTForCausalLM")) {
+        st = hs_hf_parse_mpt_config(root, path, c, err);
     } else if (!strcmp(arch, "Gemma3ForConditionalGeneration")) {
         st = hs_hf_parse_gemma3_mm_config(root, path, c, err);
     } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM") ||
@@ -513,7 +515,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
                         "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GPTNeoXForCausalLM, "
                         "Olmo2ForCausalLM, Olmo3ForCausalLM, OlmoForCausalLM, SmolLM3ForCausalLM, PhiForCausalLM, "
                         "GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM, GPTBigCodeForCausalLM, FalconForCausalLM, "
-                        "StableLmForCausalLM, BloomForCausalLM)",
+                        "StableLmForCausalLM, BloomForCausalLM, MptForCausalLM)",
                         path, arch);
     }
 exit:
@@ -784,6 +786,7 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     else if (m->cfg.arch == HS_ARCH_BIGCODE) HS_CHECK(hs_hf_load_bigcode(&L, err));
     else if (m->cfg.arch == HS_ARCH_FALCON) HS_CHECK(hs_hf_load_falcon(&L, err));
     else if (m->cfg.arch == HS_ARCH_BLOOM) HS_CHECK(hs_hf_load_bloom(&L, err));
+    else if (m->cfg.arch == HS_ARCH_MPT) HS_CHECK(hs_hf_load_mpt(&L, err));
     else HS_CHECK(load_llama(&L, err)); /* the Llama family, Gemma and StableLM: one tensor layout */
 exit:
     for (int i = 0; i < L.n_files; i++) {

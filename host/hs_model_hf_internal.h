@@ -151,6 +151,10 @@ hs_status hs_hf_load_falcon(hs_hf_loader *L, hs_err *err);
 hs_status hs_hf_parse_bloom_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 hs_status hs_hf_load_bloom(hs_hf_loader *L, hs_err *err);
 
+/* MptForCausalLM (hs_model_mpt.c; the Hub's remote-code spelling MPTForCausalLM too). */
+hs_status hs_hf_parse_mpt_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
+hs_status hs_hf_load_mpt(hs_hf_loader *L, hs_err *err);
+
 /* StableLmForCausalLM (hs_model_stablelm.c): the config; the weights are the Llama layout's
  * with LayerNorms' biases, loaded with it. */
 hs_status hs_hf_parse_stablelm_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);

@@ -182,6 +182,7 @@ Test(attribution, stablelm_grad_drop_matches_autograd) { against_autograd("stabl
 /* BLOOM: back through ALiBi's biased scores to layer 0's resid_pre, after the embedding's norm */
 Test(attribution, bloom_matches_autograd) { against_autograd("bloom", 3, 0); }
 Test(attribution, bloom_grad_drop_matches_autograd) { against_autograd("bloom", 2, 1); }
+Test(attribution, mpt_matches_autograd) { against_autograd("mpt", 3, 0); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric

@@ -329,6 +329,12 @@ Test(conformance, stablelm_par_left) { run_conformance("stablelm_par", "left"); 
  * per-head fused q/k/v; tensors named without "transformer.", as on the Hub */
 Test(conformance, bloom_right) { run_conformance("bloom", "right"); }
 Test(conformance, bloom_left) { run_conformance("bloom", "left"); }
+/* MPT: ALiBi with MPT's slopes, LayerNorms without biases, one fused Wqkv; and with clip_qkv
+ * (q, k and v clamped to +-1) and a softmax_scale of its own */
+Test(conformance, mpt_right) { run_conformance("mpt", "right"); }
+Test(conformance, mpt_left) { run_conformance("mpt", "left"); }
+Test(conformance, mpt_clip_right) { run_conformance("mpt_clip", "right"); }
+Test(conformance, mpt_clip_left) { run_conformance("mpt_clip", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

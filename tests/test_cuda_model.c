@@ -202,6 +202,8 @@ Test(cuda_model, stablelm_f32) { REQUIRE_GPU(); fixture_case("stablelm", HS_DTYP
 Test(cuda_model, stablelm_bf16) { REQUIRE_GPU(); fixture_case("stablelm", HS_DTYPE_BF16, "stablelm_bf16"); }
 Test(cuda_model, bloom_f32) { REQUIRE_GPU(); fixture_case("bloom", HS_DTYPE_F32, "bloom_f32"); }
 Test(cuda_model, bloom_bf16) { REQUIRE_GPU(); fixture_case("bloom", HS_DTYPE_BF16, "bloom_bf16"); }
+Test(cuda_model, mpt_f32) { REQUIRE_GPU(); fixture_case("mpt_clip", HS_DTYPE_F32, "mpt_clip_f32"); }
+Test(cuda_model, mpt_bf16) { REQUIRE_GPU(); fixture_case("mpt_clip", HS_DTYPE_BF16, "mpt_clip_bf16"); }
 /* Phi: the parallel block's shared LayerNorm, lm_head's bias; GPT-Neo: unscaled scores and
  * the local layers' window (3, biting at T = 48), learned positions */
 Test(cuda_model, phi_f32) { REQUIRE_GPU(); fixture_case("phi", HS_DTYPE_F32, "phi_f32"); }

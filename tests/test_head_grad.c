@@ -97,6 +97,7 @@ Test(head_grad, falcon_mq_matches_autograd) { against_autograd("falcon_mq"); }
 Test(head_grad, falcon_gqa_matches_autograd) { against_autograd("falcon_gqa"); }
 Test(head_grad, stablelm_matches_autograd) { against_autograd("stablelm"); }
 Test(head_grad, bloom_matches_autograd) { against_autograd("bloom"); }
+Test(head_grad, mpt_matches_autograd) { against_autograd("mpt"); }
 
 /* The head-mask gradient of a task metric after the last token (logit
  * difference, log-prob of the answer) against autograd (make_fixtures.py part

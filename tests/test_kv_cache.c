@@ -188,6 +188,7 @@ Test(kv_cache, falcon_multi_query_parallel) { decode_matches("falcon_mq", 1); }
 Test(kv_cache, falcon_grouped_two_norms) { decode_matches("falcon_gqa", 0), decode_matches("falcon_gqa", 1); }
 Test(kv_cache, stablelm_partial_rotary_biases) { decode_matches("stablelm", 1), decode_matches("stablelm_par", 1); }
 Test(kv_cache, bloom_alibi_from_the_cache) { decode_matches("bloom", 0), decode_matches("bloom", 1); }
+Test(kv_cache, mpt_alibi_clip_qkv) { decode_matches("mpt", 1), decode_matches("mpt_clip", 1); }
 
 /* LongRoPE across its original context (ref/phi3_longrope_generate.safetensors: 3 prompt tokens,
  * 6 generated, the context passing 5 at the fourth step), against transformers in float64:

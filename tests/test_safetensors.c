@@ -593,6 +593,36 @@ Test(hf_folder, bloom_config) {
     hs_model_free(m);
 }
 
+/* MPT: ALiBi, bias-free LayerNorms and projections, one fused Wqkv aliased three ways, attn_config's
+ * clip_qkv and softmax_scale; the Hub's remote-code spelling MPTForCausalLM; what transformers'
+ * MptForCausalLM does not run refused by name. */
+Test(hf_folder, mpt_config) {
+    hs_model_config c = loaded_config("mpt", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_MPT && c.alibi && !c.embed_norm && c.rope == HS_ROPE_NONE && !c.learned_pos);
+    cr_assert(c.n_heads == 6 && c.d_head == 8 && c.d_mlp == 192 && c.n_ctx == 64 && c.act == HS_ACT_GELU);
+    cr_assert(c.norm == HS_NORM_LAYERNORM && !c.qkv_bias && !c.out_bias && c.tied_embeddings);
+    cr_assert(c.clip_qkv == 0.0f && c.attn_scale == 0.0f);
+    c = loaded_config("mpt_clip", NULL, NULL);
+    cr_assert(c.clip_qkv == 1.0f && c.attn_scale == 0.3f);
+    cr_assert_eq(loaded_config("mpt", "\"MptForCausalLM\"", "\"MPTForCausalLM\"").arch, HS_ARCH_MPT);
+    hs_model *m = hs_test_fixture_model("mpt");
+    const hs_model_weights *w = hs_model_get_weights(m);
+    cr_assert(w->layers[1].wk == w->layers[1].wq + 48 * 48 && w->layers[1].wv == w->layers[1].wk + 48 * 48);
+    cr_assert(!w->layers[0].ln1_b && !w->layers[0].ln2_b && !w->lnf_b && !w->layers[0].bq);
+    hs_model_free(m);
+    expect_refused("mpt", "\"qk_ln\": false", "\"qk_ln\": true", HS_ERR_UNSUPPORTED,
+                   "qk_ln, prefix_lm and attn_uses_sequence_id are not supported");
+    expect_refused("mpt", "\"alibi\": true", "\"alibi\": false", HS_ERR_UNSUPPORTED,
+                   "alibi false with alibi_bias_max 8 is not supported");
+    expect_refused("mpt", "\"alibi_bias_max\": 8", "\"alibi_bias_max\": 16", HS_ERR_UNSUPPORTED,
+                   "alibi true with alibi_bias_max 16 is not supported");
+    expect_refused("mpt", "\"logit_scale\": null", "\"logit_scale\": 0.5", HS_ERR_UNSUPPORTED,
+                   "logit_scale is not supported");
+    expect_refused("mpt_clip", "\"clip_qkv\": 1.0", "\"clip_qkv\": -1.0", HS_ERR_FORMAT,
+                   "clip_qkv -1 must be positive or null");
+    expect_refused("mpt", "\"expansion_ratio\": 4", "\"expansion_ratio\": 2", HS_ERR_SHAPE, "ffn.up_proj.weight");
+}
+
 /* StableLM: Llama's tensors with LayerNorm biases, q/k/v biases by use_qkv_bias, a quarter of
  * each head rotated, the parallel block on one norm; StableLM-2 12B's per-head q/k norms refused. */
 Test(hf_folder, stablelm_config) {

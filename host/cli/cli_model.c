@@ -13,7 +13,8 @@ static const char *arch_str(hs_arch a) {
     return a == HS_ARCH_GPT2 ? "gpt2" : a == HS_ARCH_NEOX ? "gpt_neox" : a == HS_ARCH_GEMMA ? "gemma"
            : a == HS_ARCH_PHI ? "phi" : a == HS_ARCH_GPTNEO ? "gpt_neo" : a == HS_ARCH_GPTJ ? "gptj"
            : a == HS_ARCH_OPT ? "opt" : a == HS_ARCH_BIGCODE ? "gpt_bigcode" : a == HS_ARCH_FALCON ? "falcon"
-           : a == HS_ARCH_STABLELM ? "stablelm" : a == HS_ARCH_BLOOM ? "bloom" : "llama";
+           : a == HS_ARCH_STABLELM ? "stablelm" : a == HS_ARCH_BLOOM ? "bloom"
+           : a == HS_ARCH_MPT ? "mpt" : "llama";
 }
 
 static const char *act_str(hs_act_kind a) {

@@ -16,7 +16,8 @@ extern "C" {
 #endif
 
 typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA, HS_ARCH_PHI, HS_ARCH_GPTNEO,
-               HS_ARCH_GPTJ, HS_ARCH_OPT, HS_ARCH_BIGCODE, HS_ARCH_FALCON, HS_ARCH_STABLELM, HS_ARCH_BLOOM } hs_arch;
+               HS_ARCH_GPTJ, HS_ARCH_OPT, HS_ARCH_BIGCODE, HS_ARCH_FALCON, HS_ARCH_STABLELM, HS_ARCH_BLOOM,
+               HS_ARCH_MPT } hs_arch;
 /* RMSNORM_1P: an RMSNorm that scales by (1 + w) (Gemma: its weights are stored
  * as offsets from 1; kept so, the sum is formed in f32 as transformers forms
  * it, also where the weights are held in bf16). */
@@ -118,8 +119,8 @@ typedef struct {
                             7B 0424 / 0724: 8); hook_q, hook_k, hook_v are the clamped values,
                             what the model computes with; 0 = none */
     int learned_pos;     /* learned absolute position embedding (GPT-2) */
-    int alibi;           /* ALiBi (BLOOM): head h's scores gain slope_h * (s - t) for key s of query t
-                            (hs_model_alibi_slopes); positions are only these biases */
+    int alibi;           /* ALiBi (BLOOM, MPT): head h's scores gain slope_h * (s - t) for key s of
+                            query t (hs_model_alibi_slopes); positions are only these biases */
     int embed_norm;      /* a LayerNorm on the embedding before layer 0 (BLOOM's
                             word_embeddings_layernorm): resid_pre of layer 0 comes after it */
     int bos_token_id;    /* -1 if unknown */
@@ -213,7 +214,9 @@ int hs_model_rope_long(const hs_model_config *c, int64_t n_pos);
 
 /* ALiBi's per-head slopes, out[n_heads]: for the largest power of two P <= n_heads,
  * 2^(-8i/P) for heads i = 1..P, then (beyond P) every other one of 2P's, 2^(-4i/P) for
- * i = 1, 3, 5, ... (Press et al.; BLOOM's _get_alibi_slopes, in f32 as it computes them). */
+ * i = 1, 3, 5, ... (Press et al.; BLOOM's _get_alibi_slopes, in f32 as it computes them).
+ * MPT's build_mpt_alibi_tensor orders the same values another way (from the power of two
+ * above n_heads, its even steps first): equal for every head count, to an f32 ulp. */
 void hs_model_alibi_slopes(const hs_model_config *c, float *out);
 
 /* The attention's score scale: attn_scale, or 1/sqrt(d_head). */
