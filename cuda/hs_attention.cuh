@@ -76,8 +76,9 @@ hs_status hs_cuda_attn_simt(const hs_cuda_attn_args *a, int is_bf16, cudaStream_
 hs_status hs_cuda_attn_decode(const hs_cuda_attn_args *a, int is_bf16, const int32_t *pattern_rows, float *pattern,
                               cudaStream_t st, hs_err *err);
 
-/* pattern[b,h,t,s] = exp(score(q_t·k_s) - lse[b,h,t]) for visible s (score 0
- * for uniform heads), else 0: every one of the B*H*T*T entries is written.
+/* pattern[b,h,t,s] = exp(score(q_t·k_s) + slope_h (s - t) - lse[b,h,t]) for visible s (the
+ * ALiBi term only with a.alibi; score 0 for uniform heads), else 0: every one of the B*H*T*T
+ * entries is written.
  * use_mma: the bf16 tensor-core version (same conditions as the fused kernel). */
 hs_status hs_cuda_attn_pattern(const hs_cuda_attn_args *a, int is_bf16, int use_mma, const float *lse,
                                float *pattern, cudaStream_t st, hs_err *err);

@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     const T *vb = (const T *)a.v + b * a.v_sb + hk * a.v_sh;
     const int32_t *mask = a.key_mask ? a.key_mask + (int64_t)b * Tk : NULL;
     const bool uni = a.uniform && a.uniform[bh] != 0;
-    const float slope2 = hs_attn_slope(a, h) * HS_ATTN_LOG2E; /* ALiBi, base 2 */
+    const float slope = hs_attn_slope(a, h), slope2 = slope * HS_ATTN_LOG2E; /* ALiBi, natural and base 2 */
     float *sq = s_acc + DEC_WARPS * d;
     for (int c = tid; c < d; c += blockDim.x) sq[c] = hs_ld(qr + c);
     __syncthreads();
@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
             const T *kr = kb + s * a.k_st;
             for (int c = 0; c < d; c++) dot = fmaf(sq[c], hs_ld(kr + c), dot);
         }
-        prow[s] = vis ? expf((uni ? 0.0f : hs_attn_score(a, dot) + hs_attn_slope(a, h) * (float)(s - ta)) - s_lse) : 0.0f;
+        prow[s] = vis ? expf((uni ? 0.0f : hs_attn_score(a, dot) + slope * (float)(s - ta)) - s_lse) : 0.0f;
     }
 }
 

@@ -1,13 +1,13 @@
 /* hs_attn_pattern: the attention pattern [B, H, T, T] (f32), or one query row
  * per batch row of it [B, H, T], recomputed only
  * when a hook wants it, from q, k and the log-sum-exp the fused kernel
- * stored: P[t,s] = exp(scale q_t·k_s - lse_t) for visible keys, 0 elsewhere
- * (every entry is written). Writing T² floats is the cost, so:
+ * stored: P[t,s] = exp(scale q_t·k_s (+ slope_h (s - t) with ALiBi) - lse_t) for
+ * visible keys, 0 elsewhere (every entry is written). Writing T² floats is the cost, so:
  *   - bf16 on the tensor cores (the fused kernel's S = Q·Kᵀ tiles, stored
  *     straight from the accumulator fragments as float2), 64 query rows per
  *     block, tiles above the diagonal zero-filled without any compute;
- *   - f32 (and bf16 shapes the tensor-core kernel does not take) on CUDA
- *     cores, 32x32 tiles, true f32. */
+ *   - f32 (and bf16 shapes the tensor-core kernel does not take, and ALiBi) on
+ *     CUDA cores, 32x32 tiles, true f32. */
 #include "hs_mma_util.cuh"
 
 #include <math.h>
@@ -51,6 +51,7 @@ __global__ void __launch_bounds__(PAT_THREADS)
     if (key >= T_) return;
     const bool uni = a.uniform && a.uniform[bh] != 0;
     const bool kvis = !a.key_mask || a.key_mask[(int64_t)b * T_ + key] != 0;
+    const float slope = hs_attn_slope(a, h); /* ALiBi; read once: the stores below may alias it */
     float dot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     const float *kr = sK + lane * (d + 1);
     for (int c = 0; c < d; c++) {
@@ -65,7 +66,7 @@ __global__ void __launch_bounds__(PAT_THREADS)
         const float L = lse[(int64_t)bh * T_ + t];
         const bool vis = kvis && key <= t && hs_attn_in_window(a, t, key) && L != -INFINITY;
         prow[(int64_t)t * T_ + key] =
-            vis ? expf((uni ? 0.0f : hs_attn_score(a, dot[r]) + hs_attn_slope(a, h) * (float)(key - t)) - L) : 0.0f;
+            vis ? expf((uni ? 0.0f : hs_attn_score(a, dot[r]) + slope * (float)(key - t)) - L) : 0.0f;
     }
 }
 
@@ -83,7 +84,7 @@ __global__ void __launch_bounds__(PAT_THREADS)
     for (int c = threadIdx.x; c < a.d; c += PAT_THREADS) sq[c] = hs_ld(qr + c);
     __syncthreads();
     const bool uni = a.uniform && a.uniform[bh] != 0;
-    const float L = lse[(int64_t)bh * T_ + t];
+    const float L = lse[(int64_t)bh * T_ + t], slope = hs_attn_slope(a, h); /* ALiBi */
     float *prow = pattern + (int64_t)bh * T_;
     for (int s = threadIdx.x; s < T_; s += PAT_THREADS) {
         const bool vis = s <= t && hs_attn_in_window(a, t, s) && L != -INFINITY &&
@@ -94,7 +95,7 @@ __global__ void __launch_bounds__(PAT_THREADS)
             for (int c = 0; c < a.d; c++) dot = fmaf(sq[c], hs_ld(kr + c), dot);
         }
         /* uniform heads: score 0 */
-        prow[s] = vis ? expf((uni ? 0.0f : hs_attn_score(a, dot) + hs_attn_slope(a, h) * (float)(s - t)) - L) : 0.0f;
+        prow[s] = vis ? expf((uni ? 0.0f : hs_attn_score(a, dot) + slope * (float)(s - t)) - L) : 0.0f;
     }
 }
 

@@ -46,7 +46,8 @@ void hs_backend_cuda_attn_launches(hs_backend *be, int64_t out[3]);
  * backend's device (given 16-byte-aligned buffers); *cc gets the device's
  * compute capability (major * 10 + minor). 0 and 0 for anything that is not
  * a CUDA backend. d_head 256 needs 101,632 B of shared memory per block: A100
- * and H100 give it, sm_86/89 parts do not. */
+ * and H100 give it, sm_86/89 parts do not. ALiBi's attention never takes them
+ * (the CUDA-core kernel carries its biases). */
 int hs_backend_cuda_attn_tensor_cores(hs_backend *be, int d, int *cc);
 
 /* hs_backend_identity's text for a CUDA backend. */
