@@ -65,7 +65,8 @@ static const char *const example_configs[] = {"smollm2-induction.yaml", "smollm2
                                               "smollm2-ioi-paths.yaml", "smollm2-retrieval.yaml"};
 /* Configs for checkpoints the user supplies (--set model=PATH). */
 static const char *const supplied_model_configs[] = {"gpt2-ioi.yaml", "llama2-7b-pruning.yaml",
-                                                     "pythia-induction.yaml", "gemma2-2b-induction.yaml"};
+                                                     "pythia-induction.yaml", "gemma2-2b-induction.yaml",
+                                                     "bloom-560m-pruning.yaml"};
 #define N_OF(a) (sizeof(a) / sizeof *(a))
 
 /* configs/<name>, loaded; a failure fails the test. */
