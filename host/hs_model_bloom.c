@@ -49,29 +49,16 @@ hs_status hs_hf_load_bloom(hs_hf_loader *L, hs_err *err) {
     hs_status st = HS_OK;
     hs_model *m = L->m;
     const hs_model_config *c = &m->cfg;
-    const int64_t d = c->d_model, f = c->d_mlp;
-    char n[256], nb[256];
+    const int64_t d = c->d_model;
+    char n[256];
     L->prefix = hs_hf_has_tensor(L, "transformer.word_embeddings.weight") ? "transformer." : "";
 #define TOP(s) (snprintf(n, sizeof n, "%s%s", L->prefix, s), n)
     HS_CHECK(hs_hf_load(L, TOP("word_embeddings.weight"), c->n_vocab, d, 0, &m->w.tok_embd, err));
     HS_CHECK(hs_hf_load(L, TOP("word_embeddings_layernorm.weight"), d, 0, 0, &m->w.embed_ln_w, err));
     HS_CHECK(hs_hf_load(L, TOP("word_embeddings_layernorm.bias"), d, 0, 0, &m->w.embed_ln_b, err));
-    for (int l = 0; l < c->n_layers; l++) {
-        hs_layer_weights *W = &m->w.layers[l];
-#define NAME(s) (snprintf(n, sizeof n, "%sh.%d.%s", L->prefix, l, s), n)
-        HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
-        HS_CHECK(hs_hf_load(L, NAME("input_layernorm.bias"), d, 0, 0, &W->ln1_b, err));
-        snprintf(nb, sizeof nb, "%sh.%d.self_attention.query_key_value.bias", L->prefix, l);
-        HS_CHECK(hs_hf_load_qkv_grouped(L, NAME("self_attention.query_key_value.weight"), nb, W, err));
-        HS_CHECK(hs_hf_load(L, NAME("self_attention.dense.weight"), d, d, 0, &W->wo, err));
-        HS_CHECK(hs_hf_load(L, NAME("self_attention.dense.bias"), d, 0, 0, &W->bo, err));
-        HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
-        HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.bias"), d, 0, 0, &W->ln2_b, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_h_to_4h.weight"), f, d, 0, &W->w_up, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_h_to_4h.bias"), f, 0, 0, &W->b_up, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_4h_to_h.weight"), d, f, 0, &W->w_down, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_4h_to_h.bias"), d, 0, 0, &W->b_down, err));
-#undef NAME
+    for (int l = 0; l < c->n_layers; l++) { /* GPT-NeoX's layer, its attention named self_attention */
+        snprintf(n, sizeof n, "%sh.%d.", L->prefix, l);
+        HS_CHECK(hs_hf_load_neox_layer(L, n, "self_attention", &m->w.layers[l], err));
     }
     HS_CHECK(hs_hf_load(L, TOP("ln_f.weight"), d, 0, 0, &m->w.lnf_w, err));
     HS_CHECK(hs_hf_load(L, TOP("ln_f.bias"), d, 0, 0, &m->w.lnf_b, err));

@@ -134,6 +134,11 @@ hs_status hs_hf_parse_smollm3(json_t *root, const char *path, hs_model_config *c
 /* GPTNeoXForCausalLM (hs_model_neox.c). */
 hs_status hs_hf_parse_neox_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err);
+/* GPT-NeoX's layer under name prefix pre (e.g. "gpt_neox.layers.3."): input_layernorm,
+ * <attn>.query_key_value (per head), <attn>.dense, post_attention_layernorm, mlp.dense_h_to_4h and
+ * mlp.dense_4h_to_h, every one with its bias. BLOOM's is the same with attn "self_attention". */
+hs_status hs_hf_load_neox_layer(hs_hf_loader *L, const char *pre, const char *attn, hs_layer_weights *W,
+                                hs_err *err);
 /* A fused q/k/v projection whose weight [(H + 2 n_kv) d_head, d] and bias (NULL: none) hold,
  * per KV head, its H / n_kv query heads' rows, then its key's, then its value's (GPT-NeoX's
  * query_key_value and GPT-BigCode's c_attn without multi-query, n_kv = H: each head's q, k, v;

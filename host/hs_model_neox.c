@@ -94,29 +94,42 @@ exit:
     return st;
 }
 
+hs_status hs_hf_load_neox_layer(hs_hf_loader *L, const char *pre, const char *attn, hs_layer_weights *W,
+                                hs_err *err) {
+    hs_status st = HS_OK;
+    const hs_model_config *c = &L->m->cfg;
+    const int64_t d = c->d_model, f = c->d_mlp;
+    char n[320], nb[320];
+#define NAME(s) (snprintf(n, sizeof n, "%s%s", pre, s), n)
+#define ATTN(s) (snprintf(n, sizeof n, "%s%s.%s", pre, attn, s), n)
+    HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
+    HS_CHECK(hs_hf_load(L, NAME("input_layernorm.bias"), d, 0, 0, &W->ln1_b, err));
+    snprintf(nb, sizeof nb, "%s%s.query_key_value.bias", pre, attn);
+    HS_CHECK(hs_hf_load_qkv_grouped(L, ATTN("query_key_value.weight"), nb, W, err));
+    HS_CHECK(hs_hf_load(L, ATTN("dense.weight"), d, d, 0, &W->wo, err));
+    HS_CHECK(hs_hf_load(L, ATTN("dense.bias"), d, 0, 0, &W->bo, err));
+    HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
+    HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.bias"), d, 0, 0, &W->ln2_b, err));
+    HS_CHECK(hs_hf_load(L, NAME("mlp.dense_h_to_4h.weight"), f, d, 0, &W->w_up, err));
+    HS_CHECK(hs_hf_load(L, NAME("mlp.dense_h_to_4h.bias"), f, 0, 0, &W->b_up, err));
+    HS_CHECK(hs_hf_load(L, NAME("mlp.dense_4h_to_h.weight"), d, f, 0, &W->w_down, err));
+    HS_CHECK(hs_hf_load(L, NAME("mlp.dense_4h_to_h.bias"), d, 0, 0, &W->b_down, err));
+#undef ATTN
+#undef NAME
+exit:
+    return st;
+}
+
 hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err) {
     hs_status st = HS_OK;
     hs_model *m = L->m;
     const hs_model_config *c = &m->cfg;
-    const int64_t d = c->d_model, f = c->d_mlp;
-    char n[256], nb[256];
+    const int64_t d = c->d_model;
+    char pre[64];
     HS_CHECK(hs_hf_load(L, "gpt_neox.embed_in.weight", c->n_vocab, d, 0, &m->w.tok_embd, err));
     for (int l = 0; l < c->n_layers; l++) {
-        hs_layer_weights *W = &m->w.layers[l];
-#define NAME(s) (snprintf(n, sizeof n, "gpt_neox.layers.%d.%s", l, s), n)
-        HS_CHECK(hs_hf_load(L, NAME("input_layernorm.weight"), d, 0, 0, &W->ln1_w, err));
-        HS_CHECK(hs_hf_load(L, NAME("input_layernorm.bias"), d, 0, 0, &W->ln1_b, err));
-        snprintf(nb, sizeof nb, "gpt_neox.layers.%d.attention.query_key_value.bias", l);
-        HS_CHECK(hs_hf_load_qkv_grouped(L, NAME("attention.query_key_value.weight"), nb, W, err));
-        HS_CHECK(hs_hf_load(L, NAME("attention.dense.weight"), d, d, 0, &W->wo, err));
-        HS_CHECK(hs_hf_load(L, NAME("attention.dense.bias"), d, 0, 0, &W->bo, err));
-        HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.weight"), d, 0, 0, &W->ln2_w, err));
-        HS_CHECK(hs_hf_load(L, NAME("post_attention_layernorm.bias"), d, 0, 0, &W->ln2_b, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_h_to_4h.weight"), f, d, 0, &W->w_up, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_h_to_4h.bias"), f, 0, 0, &W->b_up, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_4h_to_h.weight"), d, f, 0, &W->w_down, err));
-        HS_CHECK(hs_hf_load(L, NAME("mlp.dense_4h_to_h.bias"), d, 0, 0, &W->b_down, err));
-#undef NAME
+        snprintf(pre, sizeof pre, "gpt_neox.layers.%d.", l);
+        HS_CHECK(hs_hf_load_neox_layer(L, pre, "attention", &m->w.layers[l], err));
     }
     HS_CHECK(hs_hf_load(L, "gpt_neox.final_layer_norm.weight", d, 0, 0, &m->w.lnf_w, err));
     HS_CHECK(hs_hf_load(L, "gpt_neox.final_layer_norm.bias", d, 0, 0, &m->w.lnf_b, err));
