@@ -60,11 +60,8 @@ hs_status hs_hf_load_bloom(hs_hf_loader *L, hs_err *err) {
         snprintf(n, sizeof n, "%sh.%d.", L->prefix, l);
         HS_CHECK(hs_hf_load_neox_layer(L, n, "self_attention", &m->w.layers[l], err));
     }
-    HS_CHECK(hs_hf_load(L, TOP("ln_f.weight"), d, 0, 0, &m->w.lnf_w, err));
-    HS_CHECK(hs_hf_load(L, TOP("ln_f.bias"), d, 0, 0, &m->w.lnf_b, err));
+    HS_CHECK(hs_hf_load_final(L, TOP("ln_f"), 1, "lm_head.weight", err));
 #undef TOP
-    if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
-    else HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
 exit:
     return st;
 }

@@ -106,10 +106,7 @@ hs_status hs_hf_load_falcon(hs_hf_loader *L, hs_err *err) {
         }
 #undef NAME
     }
-    HS_CHECK(hs_hf_load(L, "transformer.ln_f.weight", d, 0, 0, &m->w.lnf_w, err));
-    HS_CHECK(hs_hf_load(L, "transformer.ln_f.bias", d, 0, 0, &m->w.lnf_b, err));
-    if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
-    else HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
+    HS_CHECK(hs_hf_load_final(L, "transformer.ln_f", 1, "lm_head.weight", err));
 exit:
     return st;
 }

@@ -67,10 +67,7 @@ hs_status hs_hf_load_gptj(hs_hf_loader *L, hs_err *err) {
         HS_CHECK(hs_hf_load(L, NAME("mlp.fc_out.bias"), d, 0, 0, &W->b_down, err));
 #undef NAME
     }
-    HS_CHECK(hs_hf_load(L, "transformer.ln_f.weight", d, 0, 0, &m->w.lnf_w, err));
-    HS_CHECK(hs_hf_load(L, "transformer.ln_f.bias", d, 0, 0, &m->w.lnf_b, err));
-    if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
-    else HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
+    HS_CHECK(hs_hf_load_final(L, "transformer.ln_f", 1, "lm_head.weight", err));
     HS_CHECK(hs_hf_load(L, "lm_head.bias", c->n_vocab, 0, 0, &m->w.unembed_b, err));
 exit:
     return st;

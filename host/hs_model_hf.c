@@ -88,6 +88,21 @@ hs_status hs_hf_partial_rotary(json_t *root, json_t *rs, const char *path, doubl
     return st;
 }
 
+hs_status hs_hf_load_final(hs_hf_loader *L, const char *norm, int bias, const char *head, hs_err *err) {
+    hs_status st = HS_OK;
+    hs_model *m = L->m;
+    const int64_t d = m->cfg.d_model;
+    char n[320];
+    snprintf(n, sizeof n, "%s.weight", norm);
+    HS_CHECK(hs_hf_load(L, n, d, 0, 0, &m->w.lnf_w, err));
+    snprintf(n, sizeof n, "%s.bias", norm);
+    if (bias) HS_CHECK(hs_hf_load(L, n, d, 0, 0, &m->w.lnf_b, err));
+    if (m->cfg.tied_embeddings) m->w.unembed = m->w.tok_embd;
+    else HS_CHECK(hs_hf_load(L, head, m->cfg.n_vocab, d, 0, &m->w.unembed, err));
+exit:
+    return st;
+}
+
 hs_status hs_hf_cfg_int2(json_t *root, const char *path, const char *key, const char *alt, int required, int dflt,
                          int *out, hs_err *err) {
     if (!json_object_get(root, key) && json_object_get(root, alt)) key = alt;

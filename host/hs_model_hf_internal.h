@@ -58,6 +58,9 @@ hs_status hs_hf_partial_rotary(json_t *root, json_t *rs, const char *path, doubl
  * file holds [d1, d0] (GPT-2 Conv1D) and we want [d0, d1]. */
 hs_status hs_hf_load(hs_hf_loader *L, const char *name, int64_t d0, int64_t d1, int transpose, float **out,
                      hs_err *err);
+/* The model's last norm, "<norm>.weight" and with bias "<norm>.bias" ([d_model] each), then
+ * the unembedding: the token embedding when tied, else tensor `head` [n_vocab, d_model]. */
+hs_status hs_hf_load_final(hs_hf_loader *L, const char *norm, int bias, const char *head, hs_err *err);
 /* Whether the checkpoint holds tensor `name`. */
 int hs_hf_has_tensor(hs_hf_loader *L, const char *name);
 

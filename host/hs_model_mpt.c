@@ -87,9 +87,7 @@ hs_status hs_hf_load_mpt(hs_hf_loader *L, hs_err *err) {
         HS_CHECK(hs_hf_load(L, NAME("ffn.down_proj.weight"), d, f, 0, &W->w_down, err));
 #undef NAME
     }
-    HS_CHECK(hs_hf_load(L, "transformer.norm_f.weight", d, 0, 0, &m->w.lnf_w, err));
-    if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
-    else HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
+    HS_CHECK(hs_hf_load_final(L, "transformer.norm_f", 0, "lm_head.weight", err)); /* no bias */
 exit:
     return st;
 }

@@ -131,10 +131,7 @@ hs_status hs_hf_load_neox(hs_hf_loader *L, hs_err *err) {
         snprintf(pre, sizeof pre, "gpt_neox.layers.%d.", l);
         HS_CHECK(hs_hf_load_neox_layer(L, pre, "attention", &m->w.layers[l], err));
     }
-    HS_CHECK(hs_hf_load(L, "gpt_neox.final_layer_norm.weight", d, 0, 0, &m->w.lnf_w, err));
-    HS_CHECK(hs_hf_load(L, "gpt_neox.final_layer_norm.bias", d, 0, 0, &m->w.lnf_b, err));
-    if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
-    else HS_CHECK(hs_hf_load(L, "embed_out.weight", c->n_vocab, d, 0, &m->w.unembed, err));
+    HS_CHECK(hs_hf_load_final(L, "gpt_neox.final_layer_norm", 1, "embed_out.weight", err));
 exit:
     return st;
 }

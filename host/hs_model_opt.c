@@ -83,11 +83,8 @@ hs_status hs_hf_load_opt(hs_hf_loader *L, hs_err *err) {
         }
 #undef NAME
     }
-    HS_CHECK(hs_hf_load(L, TOP("final_layer_norm.weight"), d, 0, 0, &m->w.lnf_w, err));
-    HS_CHECK(hs_hf_load(L, TOP("final_layer_norm.bias"), d, 0, 0, &m->w.lnf_b, err));
+    HS_CHECK(hs_hf_load_final(L, TOP("final_layer_norm"), 1, "lm_head.weight", err));
 #undef TOP
-    if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
-    else HS_CHECK(hs_hf_load(L, "lm_head.weight", c->n_vocab, d, 0, &m->w.unembed, err));
 exit:
     return st;
 }
