@@ -259,10 +259,13 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
     if (c->post_norms && (c->norm == HS_NORM_LAYERNORM || c->parallel_attn_mlp))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: post-norms need RMSNorm and a sequential block (the Gemma 2 layout)",
                           src);
-    const float knobs[5] = {c->embed_scale, c->attn_scale, c->attn_softcap, c->final_softcap, c->clip_qkv};
-    const char *knob_names[5] = {"embedding scale", "attention scale", "attention softcap", "final logit softcap",
-                                 "clip_qkv"};
-    for (int i = 0; i < 5; i++)
+    const float knobs[7] = {c->embed_scale, c->attn_scale,  c->attn_softcap,  c->final_softcap,
+                            c->clip_qkv,    c->logit_scale, c->residual_scale};
+    const char *knob_names[7] = {"embedding scale", "attention scale", "attention softcap", "final logit softcap",
+                                 "clip_qkv",        "logit scale",     "residual scale"};
+    if (c->residual_scale > 0.0f && c->post_norms) /* a post-norm would undo it; no model has both */
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: a residual scale with post-norms is not supported", src);
+    for (int i = 0; i < 7; i++)
         if (!(knobs[i] >= 0.0f && knobs[i] < 1e30f))
             return hs_err_set(err, HS_ERR_FORMAT, "%s: %s %g must be positive (or 0 for none)", src, knob_names[i],
                               (double)knobs[i]);
@@ -270,6 +273,63 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
     if ((int64_t)c->n_heads * c->d_head > (1 << 20) || c->d_model > (1 << 20) || c->d_mlp > (1 << 22) ||
         c->n_vocab > (1 << 24) || c->n_ctx > (1 << 24) || c->n_layers > 4096)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: model dimensions beyond supported limits", src);
+    return HS_OK;
+}
+
+static void scale_f32(float *x, int64_t n, float s) {
+    if (x)
+        for (int64_t i = 0; i < n; i++) x[i] *= s;
+}
+
+/* Whether p is one of the layers' norm weights or biases, or the embedding norm's (OLMo's
+ * shared ones). */
+static int norm_shared(const hs_model *m, const float *p) {
+    if (p == m->w.embed_ln_w || p == m->w.embed_ln_b) return 1;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const hs_layer_weights *W = &m->w.layers[l];
+        const float *ps[6] = {W->ln1_w, W->ln1_b, W->ln2_w, W->ln2_b, W->attn_post_w, W->mlp_post_w};
+        for (int i = 0; i < 6; i++)
+            if (p == ps[i]) return 1;
+    }
+    return 0;
+}
+
+/* *p as a buffer of its own, to scale: a copy where another norm shares it, or dflt where
+ * it is NULL. */
+static hs_status unshare(hs_model *m, float **p, int64_t n, float dflt, hs_err *err) {
+    if (*p && !norm_shared(m, *p)) return HS_OK;
+    float *own = NULL, *from = *p;
+    hs_status st = hs_model_alloc_f32(m, n, &own, err);
+    if (st != HS_OK) return st;
+    m->n_params -= n; /* a copy, not a parameter of the checkpoint */
+    for (int64_t i = 0; i < n; i++) own[i] = from ? from[i] : dflt;
+    *p = own;
+    return HS_OK;
+}
+
+hs_status hs_model_fold_scales(hs_model *m, hs_err *err) {
+    const hs_model_config *c = &m->cfg;
+    const int64_t d = c->d_model, qd = (int64_t)c->n_heads * c->d_head, f = c->d_mlp;
+    const float r = c->residual_scale, ls = c->logit_scale;
+    if (r > 0.0f && r != 1.0f) /* attn_out = r (z W_O^T + b_O) = z (r W_O)^T + r b_O; the MLP's likewise */
+        for (int l = 0; l < c->n_layers; l++) {
+            hs_layer_weights *W = &m->w.layers[l];
+            scale_f32(W->wo, d * qd, r);
+            scale_f32(W->bo, d, r);
+            scale_f32(W->w_down, d * f, r);
+            scale_f32(W->b_down, d, r);
+        }
+    if (!(ls > 0.0f) || ls == 1.0f) return HS_OK;
+    /* logits = (n(x) w + b) U^T + u, so s logits = (n(x) (s w) + s b) U^T + s u; the soft-cap
+     * comes after. Gemma's (1 + w) norms would need s (1 + w) - 1: no such model has a scale. */
+    if (c->norm == HS_NORM_RMSNORM_1P)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: a logit scale with (1 + w) norms is not supported", m->path);
+    hs_status st = unshare(m, &m->w.lnf_w, d, 1.0f, err);
+    if (st == HS_OK && m->w.lnf_b) st = unshare(m, &m->w.lnf_b, d, 0.0f, err);
+    if (st != HS_OK) return st;
+    scale_f32(m->w.lnf_w, d, ls);
+    scale_f32(m->w.lnf_b, d, ls);
+    scale_f32(m->w.unembed_b, c->n_vocab, ls);
     return HS_OK;
 }
 
@@ -349,6 +409,7 @@ hs_status hs_model_load(const char *path, hs_model **out, hs_err *err) {
         st = hs_err_set(err, HS_ERR_IO, "%s: no such file or folder: %s", path, strerror(ENOENT));
     }
     if (st == HS_OK) st = hs_model_config_validate(&m->cfg, m->path, err);
+    if (st == HS_OK) st = hs_model_fold_scales(m, err);
     if (st != HS_OK) {
         hs_model_free(m);
         return st;
@@ -448,6 +509,7 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
     }
     if (c->tied_embeddings) m->w.unembed = m->w.tok_embd;
     else HS_CHECK(rand_tensor(m, &s, (int64_t)c->n_vocab * d, sd, 0, &m->w.unembed, err));
+    HS_CHECK(hs_model_fold_scales(m, err));
 exit:
     if (st != HS_OK) {
         hs_model_free(m);

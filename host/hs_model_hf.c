@@ -411,12 +411,30 @@ static hs_status llama_window(json_t *root, const char *path, const char *arch, 
     return hs_hf_check_window(root, path, 0, c, err);
 }
 
+/* Granite's four multipliers (GraniteConfig's defaults 1): the embedding's (embed_scale), the
+ * attention's score scale in place of 1/sqrt(d_head) (attn_scale), the attention's and MLP's
+ * outputs' before they join the stream (residual_scale) and the logits' divisor (logit_scale
+ * is its inverse). */
+static hs_status granite_multipliers(json_t *root, const char *path, hs_model_config *c, hs_err *err) {
+    static const char *keys[4] = {"embedding_multiplier", "attention_multiplier", "residual_multiplier",
+                                  "logits_scaling"};
+    float v[4];
+    for (int i = 0; i < 4; i++) {
+        hs_status st = hs_hf_cfg_float(root, path, keys[i], 1.0f, &v[i], err);
+        if (st) return st;
+        if (!(v[i] > 0.0f && v[i] < 1e30f))
+            return hs_err_set(err, HS_ERR_FORMAT, "%s: %s %g must be positive", path, keys[i], (double)v[i]);
+    }
+    c->embed_scale = v[0], c->attn_scale = v[1], c->residual_scale = v[2], c->logit_scale = 1.0f / v[3];
+    return HS_OK;
+}
+
 static hs_status parse_llama_config(json_t *root, const char *path, const char *arch, hs_model_config *c,
                                     hs_err *err) {
     hs_status st;
     const int phi3 = !strcmp(arch, "Phi3ForCausalLM"), olmo3 = !strcmp(arch, "Olmo3ForCausalLM"),
               olmo = olmo3 || !strcmp(arch, "Olmo2ForCausalLM"), olmo1 = !strcmp(arch, "OlmoForCausalLM"),
-              smollm3 = !strcmp(arch, "SmolLM3ForCausalLM");
+              smollm3 = !strcmp(arch, "SmolLM3ForCausalLM"), granite = !strcmp(arch, "GraniteForCausalLM");
     c->arch = HS_ARCH_LLAMA;
     if ((st = hs_hf_cfg_sizes(root, path, c, err))) return st;
     /* defaults for absent keys: the architecture's config class's */
@@ -465,6 +483,7 @@ static hs_status parse_llama_config(json_t *root, const char *path, const char *
     }
     if (phi3 && (st = hs_hf_partial_rotary(root, rs, path, 1.0, c, err))) return st;
     if (smollm3 && (st = hs_hf_parse_smollm3(root, path, c, err))) return st;
+    if (granite && (st = granite_multipliers(root, path, c, err))) return st;
     c->out_bias = 0;
     c->learned_pos = 0;
     return HS_OK;
@@ -496,7 +515,7 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
     } else if (!strcmp(arch, "LlamaForCausalLM") || !strcmp(arch, "MistralForCausalLM") ||
                !strcmp(arch, "Qwen2ForCausalLM") || !strcmp(arch, "Qwen3ForCausalLM") || !strcmp(arch, "Phi3ForCausalLM") ||
                !strcmp(arch, "Olmo2ForCausalLM") || !strcmp(arch, "Olmo3ForCausalLM") || !strcmp(arch, "OlmoForCausalLM") ||
-               !strcmp(arch, "SmolLM3ForCausalLM")) {
+               !strcmp(arch, "SmolLM3ForCausalLM") || !strcmp(arch, "GraniteForCausalLM")) {
         st = parse_llama_config(root, path, arch, c, err);
     } else if (!strcmp(arch, "GPTNeoXForCausalLM")) {
         st = hs_hf_parse_neox_config(root, path, c, err);
@@ -518,6 +537,10 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
         st = hs_hf_parse_bloom_config(root, path, c, err);
     } else if (!strcmp(arch, "MptForCausalLM") || !strcmp(arch, "MPTForCausalLM")) {
         st = hs_hf_parse_mpt_config(root, path, c, err);
+    } else if (!strcmp(arch, "CohereForCausalLM") || !strcmp(arch, "Cohere2ForCausalLM")) {
+        st = hs_hf_parse_cohere_config(root, path, !strcmp(arch, "Cohere2ForCausalLM"), c, err);
+    } else if (!strcmp(arch, "Starcoder2ForCausalLM")) {
+        st = hs_hf_parse_starcoder2_config(root, path, c, err);
     } else if (!strcmp(arch, "Gemma3ForConditionalGeneration")) {
         st = hs_hf_parse_gemma3_mm_config(root, path, c, err);
     } else if (!strcmp(arch, "GemmaForCausalLM") || !strcmp(arch, "Gemma2ForCausalLM") ||
@@ -530,7 +553,8 @@ static hs_status load_config(hs_hf_loader *L, hs_err *err) {
                         "Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GPTNeoXForCausalLM, "
                         "Olmo2ForCausalLM, Olmo3ForCausalLM, OlmoForCausalLM, SmolLM3ForCausalLM, PhiForCausalLM, "
                         "GPTNeoForCausalLM, GPTJForCausalLM, OPTForCausalLM, GPTBigCodeForCausalLM, FalconForCausalLM, "
-                        "StableLmForCausalLM, BloomForCausalLM, MptForCausalLM)",
+                        "StableLmForCausalLM, BloomForCausalLM, MptForCausalLM, GraniteForCausalLM, "
+                        "CohereForCausalLM, Cohere2ForCausalLM, Starcoder2ForCausalLM)",
                         path, arch);
     }
 exit:
@@ -802,6 +826,7 @@ hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err) {
     else if (m->cfg.arch == HS_ARCH_FALCON) HS_CHECK(hs_hf_load_falcon(&L, err));
     else if (m->cfg.arch == HS_ARCH_BLOOM) HS_CHECK(hs_hf_load_bloom(&L, err));
     else if (m->cfg.arch == HS_ARCH_MPT) HS_CHECK(hs_hf_load_mpt(&L, err));
+    else if (m->cfg.arch == HS_ARCH_STARCODER2) HS_CHECK(hs_hf_load_starcoder2(&L, err));
     else HS_CHECK(load_llama(&L, err)); /* the Llama family, Gemma and StableLM: one tensor layout */
 exit:
     for (int i = 0; i < L.n_files; i++) {

@@ -167,6 +167,14 @@ hs_status hs_hf_load_mpt(hs_hf_loader *L, hs_err *err);
  * with LayerNorms' biases, loaded with it. */
 hs_status hs_hf_parse_stablelm_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 
+/* CohereForCausalLM and (v2) Cohere2ForCausalLM (hs_model_cohere.c): the config; the weights
+ * are the Llama layout's (the parallel block's one norm), loaded with it. */
+hs_status hs_hf_parse_cohere_config(json_t *root, const char *path, int v2, hs_model_config *c, hs_err *err);
+
+/* Starcoder2ForCausalLM (hs_model_starcoder2.c). */
+hs_status hs_hf_parse_starcoder2_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
+hs_status hs_hf_load_starcoder2(hs_hf_loader *L, hs_err *err);
+
 /* GPTBigCodeForCausalLM (hs_model_bigcode.c). */
 hs_status hs_hf_parse_bigcode_config(json_t *root, const char *path, hs_model_config *c, hs_err *err);
 hs_status hs_hf_load_bigcode(hs_hf_loader *L, hs_err *err);

@@ -32,6 +32,11 @@ void hs_model_note_dtype(hs_model *m, const char *dtype_name);
 hs_status hs_model_layout_of(const char *path, const char *key, const uint8_t *slides, hs_model_config *c,
                              hs_err *err);
 
+/* Folds cfg.logit_scale and cfg.residual_scale into m's weights (see hs_model_config):
+ * hs_model_load and hs_model_init_random call it once, after the weights are in. A final
+ * norm weight shared with another norm (OLMo's ones) is copied first. */
+hs_status hs_model_fold_scales(hs_model *m, hs_err *err);
+
 /* Loaders: fill m->cfg and m->w; on error the caller frees m. */
 hs_status hs_model_load_hf_dir(hs_model *m, const char *dir, hs_err *err);
 hs_status hs_model_load_gguf(hs_model *m, const char *path, hs_err *err);

@@ -183,6 +183,12 @@ Test(attribution, stablelm_grad_drop_matches_autograd) { against_autograd("stabl
 Test(attribution, bloom_matches_autograd) { against_autograd("bloom", 3, 0); }
 Test(attribution, bloom_grad_drop_matches_autograd) { against_autograd("bloom", 2, 1); }
 Test(attribution, mpt_matches_autograd) { against_autograd("mpt", 3, 0); }
+Test(attribution, granite_matches_autograd) { against_autograd("granite", 3, 0); }
+Test(attribution, granite_grad_drop_matches_autograd) { against_autograd("granite", 2, 1); }
+Test(attribution, cohere_matches_autograd) { against_autograd("cohere", 3, 0); }
+Test(attribution, cohere2_matches_autograd) { against_autograd("cohere2", 3, 0); }
+Test(attribution, cohere2_grad_drop_matches_autograd) { against_autograd("cohere2", 2, 1); }
+Test(attribution, starcoder2_matches_autograd) { against_autograd("starcoder2", 3, 0); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric

@@ -335,6 +335,14 @@ Test(conformance, mpt_right) { run_conformance("mpt", "right"); }
 Test(conformance, mpt_left) { run_conformance("mpt", "left"); }
 Test(conformance, mpt_clip_right) { run_conformance("mpt_clip", "right"); }
 Test(conformance, mpt_clip_left) { run_conformance("mpt_clip", "left"); }
+Test(conformance, granite_right) { run_conformance("granite", "right"); }
+Test(conformance, granite_left) { run_conformance("granite", "left"); }
+Test(conformance, cohere_right) { run_conformance("cohere", "right"); }
+Test(conformance, cohere_left) { run_conformance("cohere", "left"); }
+Test(conformance, cohere2_right) { run_conformance("cohere2", "right"); }
+Test(conformance, cohere2_left) { run_conformance("cohere2", "left"); }
+Test(conformance, starcoder2_right) { run_conformance("starcoder2", "right"); }
+Test(conformance, starcoder2_left) { run_conformance("starcoder2", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

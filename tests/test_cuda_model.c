@@ -204,6 +204,16 @@ Test(cuda_model, bloom_f32) { REQUIRE_GPU(); fixture_case("bloom", HS_DTYPE_F32,
 Test(cuda_model, bloom_bf16) { REQUIRE_GPU(); fixture_case("bloom", HS_DTYPE_BF16, "bloom_bf16"); }
 Test(cuda_model, mpt_f32) { REQUIRE_GPU(); fixture_case("mpt_clip", HS_DTYPE_F32, "mpt_clip_f32"); }
 Test(cuda_model, mpt_bf16) { REQUIRE_GPU(); fixture_case("mpt_clip", HS_DTYPE_BF16, "mpt_clip_bf16"); }
+/* Granite's multipliers (two folded into the weights), Cohere's parallel block on adjacent-pair
+ * RoPE, Cohere2's NoPE full layer among windowed ones, StarCoder2's biases and windows */
+Test(cuda_model, granite_f32) { REQUIRE_GPU(); fixture_case("granite", HS_DTYPE_F32, "granite_f32"); }
+Test(cuda_model, granite_bf16) { REQUIRE_GPU(); fixture_case("granite", HS_DTYPE_BF16, "granite_bf16"); }
+Test(cuda_model, cohere_f32) { REQUIRE_GPU(); fixture_case("cohere", HS_DTYPE_F32, "cohere_f32"); }
+Test(cuda_model, cohere_bf16) { REQUIRE_GPU(); fixture_case("cohere", HS_DTYPE_BF16, "cohere_bf16"); }
+Test(cuda_model, cohere2_f32) { REQUIRE_GPU(); fixture_case("cohere2", HS_DTYPE_F32, "cohere2_f32"); }
+Test(cuda_model, cohere2_bf16) { REQUIRE_GPU(); fixture_case("cohere2", HS_DTYPE_BF16, "cohere2_bf16"); }
+Test(cuda_model, starcoder2_f32) { REQUIRE_GPU(); fixture_case("starcoder2", HS_DTYPE_F32, "starcoder2_f32"); }
+Test(cuda_model, starcoder2_bf16) { REQUIRE_GPU(); fixture_case("starcoder2", HS_DTYPE_BF16, "starcoder2_bf16"); }
 /* Phi: the parallel block's shared LayerNorm, lm_head's bias; GPT-Neo: unscaled scores and
  * the local layers' window (3, biting at T = 48), learned positions */
 Test(cuda_model, phi_f32) { REQUIRE_GPU(); fixture_case("phi", HS_DTYPE_F32, "phi_f32"); }
@@ -315,6 +325,10 @@ Test(cuda_model, head_grad_falcon_gqa_f32) { REQUIRE_GPU(); grad_case("falcon_gq
 Test(cuda_model, head_grad_stablelm_f32) { REQUIRE_GPU(); grad_case("stablelm", HS_DTYPE_F32, "head_grad_stablelm_f32"); }
 Test(cuda_model, head_grad_bloom_f32) { REQUIRE_GPU(); grad_case("bloom", HS_DTYPE_F32, "head_grad_bloom_f32"); }
 Test(cuda_model, head_grad_bloom_bf16) { REQUIRE_GPU(); grad_case("bloom", HS_DTYPE_BF16, "head_grad_bloom_bf16"); }
+Test(cuda_model, head_grad_granite_f32) { REQUIRE_GPU(); grad_case("granite", HS_DTYPE_F32, "head_grad_granite_f32"); }
+Test(cuda_model, head_grad_cohere2_f32) { REQUIRE_GPU(); grad_case("cohere2", HS_DTYPE_F32, "head_grad_cohere2_f32"); }
+Test(cuda_model, head_grad_cohere2_bf16) { REQUIRE_GPU(); grad_case("cohere2", HS_DTYPE_BF16, "head_grad_cohere2_bf16"); }
+Test(cuda_model, head_grad_starcoder2_f32) { REQUIRE_GPU(); grad_case("starcoder2", HS_DTYPE_F32, "head_grad_starcoder2_f32"); }
 
 /* LongRoPE: phi3_longrope's shape with random weights, its original context
  * moved to split the batch's rows between the tables: 42 for the forward's

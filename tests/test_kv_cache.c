@@ -189,6 +189,10 @@ Test(kv_cache, falcon_grouped_two_norms) { decode_matches("falcon_gqa", 0), deco
 Test(kv_cache, stablelm_partial_rotary_biases) { decode_matches("stablelm", 1), decode_matches("stablelm_par", 1); }
 Test(kv_cache, bloom_alibi_from_the_cache) { decode_matches("bloom", 0), decode_matches("bloom", 1); }
 Test(kv_cache, mpt_alibi_clip_qkv) { decode_matches("mpt", 1), decode_matches("mpt_clip", 1); }
+Test(kv_cache, granite_multipliers) { decode_matches("granite", 1); }
+Test(kv_cache, cohere_parallel_adjacent_pairs) { decode_matches("cohere", 1); }
+Test(kv_cache, cohere2_windows_and_nope) { decode_matches("cohere2", 0), decode_matches("cohere2", 1); }
+Test(kv_cache, starcoder2_windows_biases) { decode_matches("starcoder2", 1); }
 
 /* LongRoPE across its original context (ref/phi3_longrope_generate.safetensors: 3 prompt tokens,
  * 6 generated, the context passing 5 at the fourth step), against transformers in float64:
@@ -265,6 +269,8 @@ Test(kv_cache, cuda_bf16_gemma2) { REQUIRE_GPU(); decode_on("gemma2", 1, 2); }
 Test(kv_cache, cuda_bf16_falcon_gqa) { REQUIRE_GPU(); decode_on("falcon_gqa", 1, 2); }
 Test(kv_cache, cuda_f32_bloom) { REQUIRE_GPU(); decode_on("bloom", 1, 1); }
 Test(kv_cache, cuda_bf16_bloom) { REQUIRE_GPU(); decode_on("bloom", 1, 2); }
+Test(kv_cache, cuda_f32_cohere2) { REQUIRE_GPU(); decode_on("cohere2", 1, 1); }
+Test(kv_cache, cuda_bf16_cohere2) { REQUIRE_GPU(); decode_on("cohere2", 1, 2); }
 
 static int fail_wants(void *u, hs_hook_point p, int l) { return (void)u, p == HS_HOOK_RESID_PRE && l == 1; }
 static hs_status fail_fn(void *u, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {

@@ -646,6 +646,99 @@ Test(hf_folder, stablelm_config) {
                    "hidden_act 'gelu' is not supported (silu only)");
 }
 
+/* Granite: Llama's tensors and four multipliers. The residual and logit multipliers are folded
+ * into W_O and W_out and into the final norm (powers of two here: the fold is exact), which
+ * this checks against a copy whose multipliers are 1. */
+Test(hf_folder, granite_config) {
+    hs_model_config c = loaded_config("granite", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_LLAMA && !strcmp(c.arch_name, "GraniteForCausalLM") && c.tied_embeddings);
+    cr_assert(c.embed_scale == 3.0f && c.attn_scale == 0.2f && c.residual_scale == 0.5f && c.logit_scale == 0.25f);
+    char dir[256];
+    broken_copy_of("granite", dir, sizeof dir, "\"residual_multiplier\": 0.5", "\"residual_multiplier\": 1.0");
+    hs_model *one = NULL, *m = hs_test_fixture_model("granite");
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(dir, &one, &e), HS_OK, "%s", e.msg);
+    hs_test_remove_dir(dir);
+    const hs_model_weights *w = hs_model_get_weights(m), *w1 = hs_model_get_weights(one);
+    for (int i = 0; i < 48 * 48; i++) cr_assert_eq(w->layers[2].wo[i], 0.5f * w1->layers[2].wo[i], "wo[%d]", i);
+    for (int i = 0; i < 48 * 80; i++) cr_assert_eq(w->layers[0].w_down[i], 0.5f * w1->layers[0].w_down[i], "w_down[%d]", i);
+    for (int i = 0; i < 48; i++) cr_assert_eq(w->lnf_w[i], w1->lnf_w[i], "the logit scale folded in both");
+    cr_assert_eq(memcmp(w->layers[0].wq, w1->layers[0].wq, 48 * 48 * sizeof(float)), 0, "W_Q untouched");
+    cr_assert_eq(w->unembed, w->tok_embd, "tied: the fold leaves the embedding alone");
+    hs_model_free(one);
+    broken_copy_of("granite", dir, sizeof dir, "\"logits_scaling\": 4.0", "\"logits_scaling\": 1.0");
+    cr_assert_eq(hs_model_load(dir, &one, &e), HS_OK, "%s", e.msg);
+    hs_test_remove_dir(dir);
+    w1 = hs_model_get_weights(one);
+    for (int i = 0; i < 48; i++) cr_assert_eq(w->lnf_w[i], 0.25f * w1->lnf_w[i], "lnf_w[%d]", i);
+    hs_model_free(one);
+    hs_model_free(m);
+    expect_refused("granite", "\"logits_scaling\": 4.0", "\"logits_scaling\": 0.0", HS_ERR_FORMAT,
+                   "logits_scaling 0 must be positive");
+    expect_refused("granite", "\"attention_bias\": false", "\"attention_bias\": true", HS_ERR_UNSUPPORTED,
+                   "attention_bias (with o_proj bias) is not supported");
+}
+
+/* Cohere: Llama's tensors in GPT-J's parallel block on one bias-free LayerNorm, RoPE on adjacent
+ * pairs, the logit scale folded into the final norm; Command R+'s q/k norms refused. */
+Test(hf_folder, cohere_config) {
+    hs_model_config c = loaded_config("cohere", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_COHERE && c.parallel_attn_mlp && c.norm == HS_NORM_LAYERNORM && c.rope == HS_ROPE_NORMAL);
+    cr_assert(c.act == HS_ACT_SILU_GLU && c.logit_scale == 0.25f && c.tied_embeddings && !c.qkv_bias && !c.out_bias);
+    cr_assert(c.n_kv_heads == 2 && c.d_head == 12 && c.sliding_window == 0 && c.nope_every == 0 && c.norm_eps == 1e-5f);
+    hs_model *m = hs_test_fixture_model("cohere"), *one = NULL;
+    char dir[256];
+    broken_copy_of("cohere", dir, sizeof dir, "\"logit_scale\": 0.25", "\"logit_scale\": 1.0");
+    hs_err e = {0};
+    cr_assert_eq(hs_model_load(dir, &one, &e), HS_OK, "%s", e.msg);
+    hs_test_remove_dir(dir);
+    const hs_model_weights *w = hs_model_get_weights(m), *w1 = hs_model_get_weights(one);
+    cr_assert(w->layers[1].ln2_w == w->layers[1].ln1_w && !w->layers[1].ln1_b && !w->lnf_b);
+    for (int i = 0; i < 48; i++) cr_assert_eq(w->lnf_w[i], 0.25f * w1->lnf_w[i], "lnf_w[%d]", i);
+    hs_model_free(one);
+    hs_model_free(m);
+    expect_refused("cohere", "\"use_qk_norm\": false", "\"use_qk_norm\": true", HS_ERR_UNSUPPORTED,
+                   "use_qk_norm (Command R+'s per-head LayerNorms on q and k) is not supported");
+    expect_refused("cohere", "\"logit_scale\": 0.25", "\"logit_scale\": -1", HS_ERR_FORMAT,
+                   "logit_scale -1 must be positive");
+}
+
+/* Cohere2: every fourth layer full and without RoPE, the others sliding and rotating; as
+ * layer_types lists them, or as sliding_window_pattern lays them out where it is absent. */
+Test(hf_folder, cohere2_config) {
+    hs_model_config c = loaded_config("cohere2", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_COHERE && !strcmp(c.arch_name, "Cohere2ForCausalLM") && c.nope_every == 4);
+    expect_windows(&c, 64, (const int[]){3, 3, 3, 0});
+    for (int l = 0; l < 4; l++) cr_assert_eq(hs_model_layer_rotates(&c, l), l != 3, "layer %d", l);
+    c = loaded_config("cohere2", "\"layer_types\": [", "\"sliding_window_pattern\": 2, \"unread\": [");
+    expect_windows(&c, 64, (const int[]){3, 0, 3, 0});
+    cr_assert_eq(c.nope_every, 2);
+    expect_refused("cohere2", "\"layer_types\": [\n    \"sliding_attention\"", "\"layer_types\": [\n    \"full_attention\"",
+                   HS_ERR_UNSUPPORTED, "must be every N-th layer (layer 1 breaks the pattern)");
+    expect_refused("cohere2", "\"sliding_window\": 3", "\"sliding_window\": null", HS_ERR_FORMAT,
+                   "sliding layers in layer_types without a window");
+}
+
+/* StarCoder2: LayerNorms with biases, biases on every projection (use_bias), the tanh GELU MLP,
+ * a window in every layer (none where sliding_window is null), an untied lm_head. */
+Test(hf_folder, starcoder2_config) {
+    hs_model_config c = loaded_config("starcoder2", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_STARCODER2 && c.norm == HS_NORM_LAYERNORM && c.act == HS_ACT_GELU_NEW);
+    cr_assert(c.qkv_bias && c.out_bias && !c.tied_embeddings && c.rope == HS_ROPE_NEOX && c.n_kv_heads == 2);
+    expect_windows(&c, 64, (const int[]){4, 4, 4});
+    hs_model *m = hs_test_fixture_model("starcoder2");
+    const hs_model_weights *w = hs_model_get_weights(m);
+    cr_assert(w->layers[2].bo && w->layers[2].b_up && w->layers[2].b_down && w->layers[2].ln2_b && w->lnf_b);
+    cr_assert(!w->layers[2].w_gate && w->unembed != w->tok_embd);
+    hs_model_free(m);
+    c = loaded_config("starcoder2", "\"sliding_window\": 4", "\"sliding_window\": null");
+    expect_windows(&c, 64, (const int[]){0, 0, 0});
+    c = loaded_config("starcoder2", "\"use_bias\": true", "\"use_bias\": false");
+    cr_assert(!c.qkv_bias && !c.out_bias);
+    expect_refused("starcoder2", "\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"silu\"",
+                   HS_ERR_UNSUPPORTED, "silu");
+}
+
 /* Gemma 3's multimodal checkpoints (4B, 12B, 27B): the text model from text_config, whose
  * absent keys take Gemma3TextConfig's defaults (the Hub's configs leave most out), under the
  * Hub's tensor names or a transformers state dict's (model.language_model.*); the vision tower

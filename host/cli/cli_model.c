@@ -14,7 +14,8 @@ static const char *arch_str(hs_arch a) {
            : a == HS_ARCH_PHI ? "phi" : a == HS_ARCH_GPTNEO ? "gpt_neo" : a == HS_ARCH_GPTJ ? "gptj"
            : a == HS_ARCH_OPT ? "opt" : a == HS_ARCH_BIGCODE ? "gpt_bigcode" : a == HS_ARCH_FALCON ? "falcon"
            : a == HS_ARCH_STABLELM ? "stablelm" : a == HS_ARCH_BLOOM ? "bloom"
-           : a == HS_ARCH_MPT ? "mpt" : "llama";
+           : a == HS_ARCH_MPT ? "mpt" : a == HS_ARCH_COHERE ? "cohere" : a == HS_ARCH_STARCODER2 ? "starcoder2"
+                                                                                                : "llama";
 }
 
 static const char *act_str(hs_act_kind a) {
@@ -63,6 +64,8 @@ int hs_cli_info(int argc, char **argv) {
     if (c->alibi) printf("positions:     ALiBi, per-head score biases (no position embedding)\n");
     if (c->attn_scale > 0.0f) printf("score scale:   %g\n", (double)c->attn_scale);
     if (c->clip_qkv > 0.0f) printf("clip_qkv:      q, k and v clamped to +-%g\n", (double)c->clip_qkv);
+    if (c->logit_scale > 0.0f) printf("logit scale:   %g (folded into the final norm)\n", (double)c->logit_scale);
+    if (c->residual_scale > 0.0f) printf("resid scale:   %g (folded into W_O and W_out)\n", (double)c->residual_scale);
     if (c->attn_softcap > 0.0f || c->final_softcap > 0.0f)
         printf("softcaps:      attention %g, logits %g (0 = none)\n", (double)c->attn_softcap, (double)c->final_softcap);
     if (c->rope != HS_ROPE_NONE)

@@ -17,7 +17,7 @@ extern "C" {
 
 typedef enum { HS_ARCH_GPT2 = 0, HS_ARCH_LLAMA, HS_ARCH_NEOX, HS_ARCH_GEMMA, HS_ARCH_PHI, HS_ARCH_GPTNEO,
                HS_ARCH_GPTJ, HS_ARCH_OPT, HS_ARCH_BIGCODE, HS_ARCH_FALCON, HS_ARCH_STABLELM, HS_ARCH_BLOOM,
-               HS_ARCH_MPT } hs_arch;
+               HS_ARCH_MPT, HS_ARCH_COHERE, HS_ARCH_STARCODER2 } hs_arch;
 /* RMSNORM_1P: an RMSNorm that scales by (1 + w) (Gemma: its weights are stored
  * as offsets from 1; kept so, the sum is formed in f32 as transformers forms
  * it, also where the weights are held in bf16). */
@@ -115,6 +115,14 @@ typedef struct {
                             0 = 1/sqrt(d_head) */
     float attn_softcap;  /* scores become cap * tanh(score / cap) before the mask (Gemma 2: 50); 0 = none */
     float final_softcap; /* the logits likewise (Gemma 2: 30); 0 = none */
+    /* The logits are multiplied by logit_scale before any final soft-cap (Cohere's 0.0625,
+     * Granite's 1 / logits_scaling), and attn_out and mlp_out by residual_scale before they join
+     * the stream (Granite's residual_multiplier). 0 = 1. Both are folded into the weights when
+     * the model is loaded (hs_model_fold_scales): logit_scale into the final norm's weight and
+     * bias and the unembedding's bias, residual_scale into W_O, b_O, W_out and b_out; so
+     * hook_attn_out and hook_mlp_out are what the stream receives. */
+    float logit_scale;
+    float residual_scale;
     float clip_qkv;      /* q, k and v are clamped to [-clip, clip] after their projections (OLMo
                             7B 0424 / 0724: 8); hook_q, hook_k, hook_v are the clamped values,
                             what the model computes with; 0 = none */
