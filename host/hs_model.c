@@ -182,6 +182,8 @@ void hs_model_alibi_slopes(const hs_model_config *c, float *out) {
     const float base = (float)exp2(-8.0 / p2), extra = (float)exp2(-4.0 / p2);
     for (int i = 0; i < c->n_heads; i++)
         out[i] = i < p2 ? powf(base, (float)(i + 1)) : powf(extra, (float)(2 * (i - p2) + 1));
+    if (c->alibi_scale > 0.0f)
+        for (int i = 0; i < c->n_heads; i++) out[i] *= c->alibi_scale;
 }
 
 float hs_model_attn_scale(const hs_model_config *c) {
@@ -259,13 +261,13 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
     if (c->post_norms && (c->norm == HS_NORM_LAYERNORM || c->parallel_attn_mlp))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: post-norms need RMSNorm and a sequential block (the Gemma 2 layout)",
                           src);
-    const float knobs[7] = {c->embed_scale, c->attn_scale,  c->attn_softcap,  c->final_softcap,
-                            c->clip_qkv,    c->logit_scale, c->residual_scale};
-    const char *knob_names[7] = {"embedding scale", "attention scale", "attention softcap", "final logit softcap",
-                                 "clip_qkv",        "logit scale",     "residual scale"};
+    const float knobs[8] = {c->embed_scale, c->attn_scale,  c->attn_softcap,   c->final_softcap,
+                            c->clip_qkv,    c->logit_scale, c->residual_scale, c->alibi_scale};
+    const char *knob_names[8] = {"embedding scale", "attention scale", "attention softcap", "final logit softcap",
+                                 "clip_qkv",        "logit scale",     "residual scale",    "ALiBi slope scale"};
     if (c->residual_scale > 0.0f && c->post_norms) /* a post-norm would undo it; no model has both */
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: a residual scale with post-norms is not supported", src);
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         if (!(knobs[i] >= 0.0f && knobs[i] < 1e30f))
             return hs_err_set(err, HS_ERR_FORMAT, "%s: %s %g must be positive (or 0 for none)", src, knob_names[i],
                               (double)knobs[i]);

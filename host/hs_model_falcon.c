@@ -10,7 +10,10 @@
  *   one shared norm);
  * - neither: the sequential pre-LN block.
  * query_key_value holds, per KV head, its query heads, then its key, then its
- * value; RoPE rotates whole heads, rotate_half style; ALiBi (Falcon-RW) is refused. */
+ * value; RoPE rotates whole heads, rotate_half style. Falcon-RW (alibi) has
+ * ALiBi in place of RoPE, its biases added to q k^T before the score scale: the
+ * slopes are scaled by 1/sqrt(d_head) (alibi_scale). */
+#include <math.h>
 #include <string.h>
 
 #include "hs_model_hf_internal.h"
@@ -32,8 +35,6 @@ hs_status hs_hf_parse_falcon_config(json_t *root, const char *path, hs_model_con
     c->d_head = c->d_model / c->n_heads;
     if (json_is_null(json_object_get(root, "ffn_hidden_size"))) c->d_mlp = 4 * c->d_model;
     else if ((st = hs_hf_cfg_int(root, path, "ffn_hidden_size", 0, 4 * c->d_model, &c->d_mlp, err))) return st;
-    if (hs_hf_cfg_bool(root, "alibi", 0))
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: alibi true (Falcon-RW's ALiBi positions) is not supported", path);
     if (hs_hf_cfg_bool(root, "apply_residual_connection_post_layernorm", 0))
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
                           "%s: apply_residual_connection_post_layernorm true is not supported", path);
@@ -66,6 +67,11 @@ hs_status hs_hf_parse_falcon_config(json_t *root, const char *path, hs_model_con
     if (json_is_object(rs) && (st = hs_hf_parse_rope_scaling(root, rs, path, rs_name, c, err))) return st;
     c->norm = HS_NORM_LAYERNORM;
     c->rope = HS_ROPE_NEOX;
+    if (hs_hf_cfg_bool(root, "alibi", 0)) { /* FalconAttention: (q k^T + alibi) / sqrt(d_head), no rotation */
+        c->rope = HS_ROPE_NONE;
+        c->alibi = 1;
+        c->alibi_scale = (float)(1.0 / sqrt((double)c->d_head));
+    }
     c->parallel_attn_mlp = parallel;
     *two_norms = parallel && n_ln == 2;
     c->tied_embeddings = hs_hf_cfg_bool(root, "tie_word_embeddings", 1);

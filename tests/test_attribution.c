@@ -183,6 +183,7 @@ Test(attribution, stablelm_grad_drop_matches_autograd) { against_autograd("stabl
 Test(attribution, bloom_matches_autograd) { against_autograd("bloom", 3, 0); }
 Test(attribution, bloom_grad_drop_matches_autograd) { against_autograd("bloom", 2, 1); }
 Test(attribution, mpt_matches_autograd) { against_autograd("mpt", 3, 0); }
+Test(attribution, falcon_rw_matches_autograd) { against_autograd("falcon_rw", 3, 0); }
 Test(attribution, granite_matches_autograd) { against_autograd("granite", 3, 0); }
 Test(attribution, granite_grad_drop_matches_autograd) { against_autograd("granite", 2, 1); }
 Test(attribution, cohere_matches_autograd) { against_autograd("cohere", 3, 0); }

@@ -335,6 +335,8 @@ Test(conformance, mpt_right) { run_conformance("mpt", "right"); }
 Test(conformance, mpt_left) { run_conformance("mpt", "left"); }
 Test(conformance, mpt_clip_right) { run_conformance("mpt_clip", "right"); }
 Test(conformance, mpt_clip_left) { run_conformance("mpt_clip", "left"); }
+Test(conformance, falcon_rw_right) { run_conformance("falcon_rw", "right"); }
+Test(conformance, falcon_rw_left) { run_conformance("falcon_rw", "left"); }
 Test(conformance, granite_right) { run_conformance("granite", "right"); }
 Test(conformance, granite_left) { run_conformance("granite", "left"); }
 Test(conformance, cohere_right) { run_conformance("cohere", "right"); }

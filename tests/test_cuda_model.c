@@ -204,6 +204,8 @@ Test(cuda_model, bloom_f32) { REQUIRE_GPU(); fixture_case("bloom", HS_DTYPE_F32,
 Test(cuda_model, bloom_bf16) { REQUIRE_GPU(); fixture_case("bloom", HS_DTYPE_BF16, "bloom_bf16"); }
 Test(cuda_model, mpt_f32) { REQUIRE_GPU(); fixture_case("mpt_clip", HS_DTYPE_F32, "mpt_clip_f32"); }
 Test(cuda_model, mpt_bf16) { REQUIRE_GPU(); fixture_case("mpt_clip", HS_DTYPE_BF16, "mpt_clip_bf16"); }
+Test(cuda_model, falcon_rw_f32) { REQUIRE_GPU(); fixture_case("falcon_rw", HS_DTYPE_F32, "falcon_rw_f32"); }
+Test(cuda_model, falcon_rw_bf16) { REQUIRE_GPU(); fixture_case("falcon_rw", HS_DTYPE_BF16, "falcon_rw_bf16"); }
 /* Granite's multipliers (two folded into the weights), Cohere's parallel block on adjacent-pair
  * RoPE, Cohere2's NoPE full layer among windowed ones, StarCoder2's biases and windows */
 Test(cuda_model, granite_f32) { REQUIRE_GPU(); fixture_case("granite", HS_DTYPE_F32, "granite_f32"); }

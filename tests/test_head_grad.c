@@ -98,6 +98,7 @@ Test(head_grad, falcon_gqa_matches_autograd) { against_autograd("falcon_gqa"); }
 Test(head_grad, stablelm_matches_autograd) { against_autograd("stablelm"); }
 Test(head_grad, bloom_matches_autograd) { against_autograd("bloom"); }
 Test(head_grad, mpt_matches_autograd) { against_autograd("mpt"); }
+Test(head_grad, falcon_rw_matches_autograd) { against_autograd("falcon_rw"); }
 Test(head_grad, granite_matches_autograd) { against_autograd("granite"); }
 Test(head_grad, cohere_matches_autograd) { against_autograd("cohere"); }
 Test(head_grad, cohere2_matches_autograd) { against_autograd("cohere2"); }

@@ -189,6 +189,7 @@ Test(kv_cache, falcon_grouped_two_norms) { decode_matches("falcon_gqa", 0), deco
 Test(kv_cache, stablelm_partial_rotary_biases) { decode_matches("stablelm", 1), decode_matches("stablelm_par", 1); }
 Test(kv_cache, bloom_alibi_from_the_cache) { decode_matches("bloom", 0), decode_matches("bloom", 1); }
 Test(kv_cache, mpt_alibi_clip_qkv) { decode_matches("mpt", 1), decode_matches("mpt_clip", 1); }
+Test(kv_cache, falcon_rw_scaled_alibi) { decode_matches("falcon_rw", 0), decode_matches("falcon_rw", 1); }
 Test(kv_cache, granite_multipliers) { decode_matches("granite", 1); }
 Test(kv_cache, cohere_parallel_adjacent_pairs) { decode_matches("cohere", 1); }
 Test(kv_cache, cohere2_windows_and_nope) { decode_matches("cohere2", 0), decode_matches("cohere2", 1); }

@@ -547,8 +547,6 @@ Test(hf_folder, falcon_config) {
     cr_assert_eq(loaded_config("falcon_gqa", "\"num_kv_heads\": 2", "\"n_head_kv\": 2").n_kv_heads, 2);
     cr_assert_eq(loaded_config("falcon_mq", "\"activation\": \"gelu\"", "\"activation\": \"gelu_new\"").act,
                  HS_ACT_GELU_NEW);
-    expect_refused("falcon_mq", "\"alibi\": false", "\"alibi\": true", HS_ERR_UNSUPPORTED,
-                   "alibi true (Falcon-RW's ALiBi positions) is not supported");
     expect_refused("falcon_gqa", "\"parallel_attn\": true", "\"parallel_attn\": false", HS_ERR_UNSUPPORTED,
                    "new_decoder_architecture with parallel_attn false is not supported");
     expect_refused("falcon_mq", "\"num_ln_in_parallel_attn\": null", "\"num_ln_in_parallel_attn\": 2",
@@ -564,6 +562,20 @@ Test(hf_folder, falcon_config) {
                    "activation 'silu' is not supported");
     expect_refused("falcon_mq", "\"alibi\": false", "\"apply_residual_connection_post_layernorm\": true, \"alibi\": false",
                    HS_ERR_UNSUPPORTED, "apply_residual_connection_post_layernorm true is not supported");
+}
+
+/* Falcon-RW: ALiBi in place of RoPE, its biases added before the score scale, so the slopes are
+ * BLOOM's over sqrt(d_head). */
+Test(hf_folder, falcon_rw_config) {
+    hs_model_config c = loaded_config("falcon_rw", NULL, NULL);
+    cr_assert(c.arch == HS_ARCH_FALCON && c.alibi && c.rope == HS_ROPE_NONE && !c.parallel_attn_mlp && c.n_kv_heads == 4);
+    cr_assert(c.qkv_bias && c.out_bias && c.tied_embeddings && c.d_head == 12);
+    cr_assert_float_eq(c.alibi_scale, 1.0f / sqrtf(12.0f), 1e-7f);
+    float slopes[4];
+    hs_model_alibi_slopes(&c, slopes);
+    for (int i = 0; i < 4; i++)
+        cr_assert_float_eq(slopes[i], exp2f(-2.0f * (float)(i + 1)) / sqrtf(12.0f), 1e-8f, "slope %d: %g", i,
+                           (double)slopes[i]);
 }
 
 /* BLOOM: ALiBi in place of positions, the embedding's LayerNorm, the Hub's spellings (n_embed,

@@ -129,6 +129,8 @@ typedef struct {
     int learned_pos;     /* learned absolute position embedding (GPT-2) */
     int alibi;           /* ALiBi (BLOOM, MPT): head h's scores gain slope_h * (s - t) for key s of
                             query t (hs_model_alibi_slopes); positions are only these biases */
+    float alibi_scale;   /* ALiBi's slopes times it (Falcon-RW: 1/sqrt(d_head), its biases added
+                            before the score scale); 0 = 1 */
     int embed_norm;      /* a LayerNorm on the embedding before layer 0 (BLOOM's
                             word_embeddings_layernorm): resid_pre of layer 0 comes after it */
     int bos_token_id;    /* -1 if unknown */
@@ -224,7 +226,8 @@ int hs_model_rope_long(const hs_model_config *c, int64_t n_pos);
  * 2^(-8i/P) for heads i = 1..P, then (beyond P) every other one of 2P's, 2^(-4i/P) for
  * i = 1, 3, 5, ... (Press et al.; BLOOM's _get_alibi_slopes, in f32 as it computes them).
  * MPT's build_mpt_alibi_tensor orders the same values another way (from the power of two
- * above n_heads, its even steps first): equal for every head count, to an f32 ulp. */
+ * above n_heads, its even steps first): equal for every head count, to an f32 ulp. Times
+ * alibi_scale where it is set. */
 void hs_model_alibi_slopes(const hs_model_config *c, float *out);
 
 /* The attention's score scale: attn_scale, or 1/sqrt(d_head). */
