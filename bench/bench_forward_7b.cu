@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
         HS(err, o->embed(be, d_tok, d_pos, tok, NULL, n, d, 1.0f, x, &err));
         for (int l = 0; l < L; l++) {
             const Layer &w = W[l];
-            HS(err, o->norm(be, HS_NORM_RMSNORM, x, w.ln1, NULL, eps, n, d, xn, &err));
+            HS(err, o->norm(be, HS_NORM_RMSNORM, x, w.ln1, NULL, eps, n, d, 1, xn, &err));
             HS(err, o->matmul(be, xn, w.wq, NULL, n, H * dh, d, 0, q, &err));
             HS(err, o->matmul(be, xn, w.wk, NULL, n, Hk * dh, d, 0, k, &err));
             HS(err, o->matmul(be, xn, w.wv, NULL, n, Hk * dh, d, 0, v, &err));
@@ -163,14 +163,14 @@ int main(int argc, char **argv) {
             HS(err, o->attention(be, &ap, &err));
             HS(err, o->matmul(be, z, w.wo, NULL, n, d, H * dh, 0, attn_out, &err));
             HS(err, o->add(be, x, attn_out, n * d, &err));
-            HS(err, o->norm(be, HS_NORM_RMSNORM, x, w.ln2, NULL, eps, n, d, xn, &err));
+            HS(err, o->norm(be, HS_NORM_RMSNORM, x, w.ln2, NULL, eps, n, d, 1, xn, &err));
             HS(err, o->matmul(be, xn, w.wu, NULL, n, f, d, 0, up, &err));
             HS(err, o->matmul(be, xn, w.wg, NULL, n, f, d, 0, gate, &err));
             HS(err, o->act(be, HS_ACT_SILU_GLU, gate, up, n * f, hid, &err));
             HS(err, o->matmul(be, hid, w.wd, NULL, n, d, f, 0, mlp_out, &err));
             HS(err, o->add(be, x, mlp_out, n * d, &err));
         }
-        HS(err, o->norm(be, HS_NORM_RMSNORM, x, lnf, NULL, eps, n, d, xn, &err));
+        HS(err, o->norm(be, HS_NORM_RMSNORM, x, lnf, NULL, eps, n, d, 1, xn, &err));
         HS(err, o->matmul(be, xn, unembed, NULL, n, V, d, 0, logits, &err));
     };
 

@@ -141,9 +141,9 @@ static hs_status cu_embed(hs_backend *be, const int32_t *tokens, const int32_t *
 }
 
 static hs_status cu_norm(hs_backend *be, hs_norm_kind kind, const void *x, const void *w,
-                         const void *b, float eps, int64_t rows, int d, void *y, hs_err *err) {
+                         const void *b, float eps, int64_t rows, int d, int w_rows, void *y, hs_err *err) {
     HS_ENTER(be, err);
-    return hs_cuda_norm(hs_cb(be)->stream, hs_cb(be)->dtype, kind, x, w, b, eps, rows, d, y, err);
+    return hs_cuda_norm(hs_cb(be)->stream, hs_cb(be)->dtype, kind, x, w, b, eps, rows, d, w_rows, y, err);
 }
 
 static hs_status cu_matmul(hs_backend *be, const void *x, const void *w, const void *bias,
@@ -245,9 +245,10 @@ static hs_status cu_matmul_bwd(hs_backend *be, const void *dy, const void *w, in
 }
 
 static hs_status cu_norm_bwd(hs_backend *be, hs_norm_kind kind, const void *x, const void *w, float eps, int64_t rows,
-                             int d, const void *dy, int accumulate, void *dx, hs_err *err) {
+                             int d, int w_rows, const void *dy, int accumulate, void *dx, hs_err *err) {
     HS_ENTER(be, err);
-    return hs_cuda_norm_bwd(hs_cb(be)->stream, hs_cb(be)->dtype, kind, x, w, eps, rows, d, dy, accumulate, dx, err);
+    return hs_cuda_norm_bwd(hs_cb(be)->stream, hs_cb(be)->dtype, kind, x, w, eps, rows, d, w_rows, dy, accumulate, dx,
+                            err);
 }
 
 static hs_status cu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gate, const void *up, const void *d_out,

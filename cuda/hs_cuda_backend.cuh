@@ -78,7 +78,7 @@ hs_status hs_cuda_embed(cudaStream_t st, hs_dtype dt, const int32_t *tokens, con
                         const void *tok_embd, const void *pos_embd, int64_t n, int d, float scale, void *out,
                         hs_err *err);
 hs_status hs_cuda_norm(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const void *x,
-                       const void *w, const void *b, float eps, int64_t rows, int d, void *y,
+                       const void *w, const void *b, float eps, int64_t rows, int d, int w_rows, void *y,
                        hs_err *err);
 /* inv_freq: device f32 [rot/2], computed on the host like the reference;
  * scale multiplies cos and sin (YaRN). */
@@ -115,7 +115,7 @@ hs_status hs_cuda_target_logprob(cudaStream_t st, hs_dtype dt, const void *logit
 hs_status hs_cuda_matmul_bwd(hs_cuda_backend *be, const void *dy, const void *w, int64_t M, int N, int K,
                              int accumulate, void *dx, hs_err *err);
 hs_status hs_cuda_norm_bwd(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const void *x, const void *w, float eps,
-                           int64_t rows, int d, const void *dy, int accumulate, void *dx, hs_err *err);
+                           int64_t rows, int d, int w_rows, const void *dy, int accumulate, void *dx, hs_err *err);
 hs_status hs_cuda_act_bwd(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate, const void *up,
                           const void *dout, int64_t n, void *dgate, void *dup, hs_err *err);
 hs_status hs_cuda_logprob_grad(cudaStream_t st, hs_dtype dt, const void *logits, const int32_t *targets, int64_t R,

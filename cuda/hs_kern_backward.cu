@@ -42,11 +42,11 @@ hs_status hs_cuda_matmul_bwd(hs_cuda_backend *be, const void *dy, const void *w,
 
 template <typename T>
 __global__ void __launch_bounds__(HS_BWD_THREADS)
-    hs_k_norm_bwd(int layernorm, float w0, const T *x, const T *w, float eps, int d, const T *dy, int accumulate,
-                  T *dx) {
+    hs_k_norm_bwd(int layernorm, float w0, const T *x, const T *wt, float eps, int d, int w_rows, const T *dy,
+                  int accumulate, T *dx) {
     __shared__ float sh[HS_BWD_THREADS];
     const int64_t r = blockIdx.x;
-    const T *xr = x + r * d, *dyr = dy + r * d;
+    const T *xr = x + r * d, *dyr = dy + r * d, *w = wt + (r % w_rows) * d;
     T *dxr = dx + r * d;
     float mean = 0.0f;
     if (layernorm) {
@@ -317,23 +317,25 @@ __global__ void __launch_bounds__(HS_BWD_WARPS * 32, DPL <= 4 ? 8 : 4) hs_k_attn
 
 template <typename T>
 static hs_status hs_bwd_launch_norm(cudaStream_t st, int ln, float w0, const void *x, const void *w, float eps,
-                                    int64_t rows, int d, const void *dy, int acc, void *dx, hs_err *err) {
-    hs_k_norm_bwd<T><<<(unsigned)rows, HS_BWD_THREADS, 0, st>>>(ln, w0, (const T *)x, (const T *)w, eps, d,
+                                    int64_t rows, int d, int w_rows, const void *dy, int acc, void *dx, hs_err *err) {
+    hs_k_norm_bwd<T><<<(unsigned)rows, HS_BWD_THREADS, 0, st>>>(ln, w0, (const T *)x, (const T *)w, eps, d, w_rows,
                                                                 (const T *)dy, acc, (T *)dx);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_norm_bwd");
     return HS_OK;
 }
 
 hs_status hs_cuda_norm_bwd(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const void *x, const void *w, float eps,
-                           int64_t rows, int d, const void *dy, int accumulate, void *dx, hs_err *err) {
+                           int64_t rows, int d, int w_rows, const void *dy, int accumulate, void *dx, hs_err *err) {
     if (rows <= 0 || d <= 0) return HS_OK;
+    if (w_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda norm_bwd: w_rows %d", w_rows);
     if (rows > 0x7fffffff) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda norm_bwd: %lld rows", (long long)rows);
     if (kind != HS_NORM_LAYERNORM && kind != HS_NORM_RMSNORM && kind != HS_NORM_RMSNORM_1P)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda norm_bwd: unknown kind %d", (int)kind);
     const int ln = kind == HS_NORM_LAYERNORM;
     const float w0 = kind == HS_NORM_RMSNORM_1P ? 1.0f : 0.0f;
-    return dt == HS_DTYPE_BF16 ? hs_bwd_launch_norm<bf16>(st, ln, w0, x, w, eps, rows, d, dy, accumulate, dx, err)
-                               : hs_bwd_launch_norm<float>(st, ln, w0, x, w, eps, rows, d, dy, accumulate, dx, err);
+    return dt == HS_DTYPE_BF16 ? hs_bwd_launch_norm<bf16>(st, ln, w0, x, w, eps, rows, d, w_rows, dy, accumulate, dx, err)
+                               : hs_bwd_launch_norm<float>(st, ln, w0, x, w, eps, rows, d, w_rows, dy, accumulate, dx,
+                                                           err);
 }
 
 hs_status hs_cuda_act_bwd(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate, const void *up,

@@ -207,12 +207,14 @@ __device__ float hs_block_sum(float v, float *sh) {
 }
 
 template <typename T>
-__global__ void hs_k_norm(int layernorm, float w0, const T *x, const T *w, const T *b, float eps,
-                          int64_t rows, int d, T *y) {
+__global__ void hs_k_norm(int layernorm, float w0, const T *x, const T *wt, const T *bt, float eps,
+                          int64_t rows, int d, int w_rows, T *y) {
     __shared__ float sh[32];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const T *xr = x + r * d;
         T *yr = y + r * d;
+        const int64_t wo = (r % w_rows) * d; /* this row's weight (and bias) row */
+        const T *w = wt + wo, *b = bt ? bt + wo : nullptr;
         if (layernorm) {
             float s = 0.0f;
             for (int i = threadIdx.x; i < d; i += blockDim.x) s += hs_ld(xr + i);
@@ -241,23 +243,24 @@ __global__ void hs_k_norm(int layernorm, float w0, const T *x, const T *w, const
 
 template <typename T>
 static hs_status hs_norm_t(cudaStream_t st, int layernorm, float w0, const void *x, const void *w,
-                           const void *b, float eps, int64_t rows, int d, void *y, hs_err *err) {
+                           const void *b, float eps, int64_t rows, int d, int w_rows, void *y, hs_err *err) {
     int threads = d >= 2048 ? 512 : d >= 512 ? 256 : d >= 128 ? 128 : 32;
     unsigned grid = (unsigned)(rows < (1 << 20) ? rows : (1 << 20));
     hs_k_norm<T><<<grid, threads, 0, st>>>(layernorm, w0, (const T *)x, (const T *)w, (const T *)b, eps,
-                                          rows, d, (T *)y);
+                                          rows, d, w_rows, (T *)y);
     HS_CUDA_LAUNCH_CHECK(err, "hs_k_norm");
     return HS_OK;
 }
 
 hs_status hs_cuda_norm(cudaStream_t st, hs_dtype dt, hs_norm_kind kind, const void *x,
-                       const void *w, const void *b, float eps, int64_t rows, int d, void *y,
+                       const void *w, const void *b, float eps, int64_t rows, int d, int w_rows, void *y,
                        hs_err *err) {
     if (rows <= 0 || d <= 0) return HS_OK;
+    if (w_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "cuda norm: w_rows %d", w_rows);
     if (kind != HS_NORM_LAYERNORM && kind != HS_NORM_RMSNORM && kind != HS_NORM_RMSNORM_1P)
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "cuda norm: unknown kind %d", (int)kind);
     return HS_DISPATCH_DT(dt, hs_norm_t, st, kind == HS_NORM_LAYERNORM, kind == HS_NORM_RMSNORM_1P ? 1.0f : 0.0f, x,
-                          w, b, eps, rows, d, y, err);
+                          w, b, eps, rows, d, w_rows, y, err);
 }
 
 /* ---- RoPE, in place on x [n, H, d_head] --------------------------------------- */

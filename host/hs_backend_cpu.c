@@ -65,13 +65,15 @@ static hs_status cpu_embed(hs_backend *be, const int32_t *tokens, const int32_t 
 }
 
 static hs_status cpu_norm(hs_backend *be, hs_norm_kind kind, const void *xv, const void *wv, const void *bv,
-                          float eps, int64_t rows, int d, void *yv, hs_err *err) {
-    const float *x = xv, *w = wv, *b = bv;
+                          float eps, int64_t rows, int d, int w_rows, void *yv, hs_err *err) {
+    if (w_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "cpu norm: w_rows %d", w_rows);
+    const float *x = xv;
     float *y = yv;
 #pragma omp parallel for num_threads(nthreads(be)) if (rows > 16)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * d;
         float *yr = y + r * d;
+        const float *w = (const float *)wv + (r % w_rows) * d, *b = bv ? (const float *)bv + (r % w_rows) * d : NULL;
         if (kind == HS_NORM_LAYERNORM) {
             float mean = 0, var = 0;
             for (int i = 0; i < d; i++) mean += xr[i];

@@ -22,14 +22,14 @@ hs_status hs_cpu_matmul_bwd(hs_backend *be, const void *dy, const void *w, int64
  * same without the mean of g, xhat = x * inv; g = dy * w (dy * (1 + w) for
  * RMSNORM_1P). */
 hs_status hs_cpu_norm_bwd(hs_backend *be, hs_norm_kind kind, const void *xv, const void *wv, float eps, int64_t rows,
-                          int d, const void *dyv, int accumulate, void *dxv, hs_err *err) {
-    (void)err;
-    const float *x = xv, *w = wv, *dy = dyv;
+                          int d, int w_rows, const void *dyv, int accumulate, void *dxv, hs_err *err) {
+    if (w_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "cpu norm_bwd: w_rows %d", w_rows);
+    const float *x = xv, *dy = dyv;
     float *dx = dxv;
     const float w0 = kind == HS_NORM_RMSNORM_1P ? 1.0f : 0.0f;
 #pragma omp parallel for num_threads(hs_cpu_threads(be)) if (rows > 16)
     for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * d, *dyr = dy + r * d;
+        const float *xr = x + r * d, *dyr = dy + r * d, *w = (const float *)wv + (r % w_rows) * d;
         float *dxr = dx + r * d;
         double mean = 0, ss = 0;
         if (kind == HS_NORM_LAYERNORM) {

@@ -15,7 +15,7 @@ static inline int hs_cpu_threads(hs_backend *be) { return ((hs_cpu_backend *)be)
 hs_status hs_cpu_matmul_bwd(hs_backend *be, const void *dy, const void *w, int64_t M, int N, int K, int accumulate,
                             void *dx, hs_err *err);
 hs_status hs_cpu_norm_bwd(hs_backend *be, hs_norm_kind kind, const void *x, const void *w, float eps, int64_t rows,
-                          int d, const void *dy, int accumulate, void *dx, hs_err *err);
+                          int d, int w_rows, const void *dy, int accumulate, void *dx, hs_err *err);
 hs_status hs_cpu_act_bwd(hs_backend *be, hs_act_kind kind, const void *gate, const void *up, const void *d_out,
                          int64_t n, void *d_gate, void *d_up, hs_err *err);
 hs_status hs_cpu_softcap_bwd(hs_backend *be, const void *y, const void *dy, int64_t n, float cap, void *dx, hs_err *err);

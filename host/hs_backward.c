@@ -180,7 +180,7 @@ hs_status hs_bwd_seed_nll(hs_session *s, const hs_batch *b, const int32_t *targe
     int64_t cap;
     hs_status st = HS_OK;
     HS_CHECK(hs_session_logit_chunk(s, &cap, err));
-    HS_CHECK(o->norm(s->be, c->norm, xf, s->lnf_w, s->lnf_b, c->norm_eps, n, (int)d, s->xn, err));
+    HS_CHECK(o->norm(s->be, c->norm, xf, s->lnf_w, s->lnf_b, c->norm_eps, n, (int)d, 1, s->xn, err));
     HS_CHECK(o->upload(s->be, w->tg, targets, (size_t)n * sizeof(int32_t), err));
     for (int64_t r0 = 0; r0 < n; r0 += cap) {
         const int64_t R = n - r0 < cap ? n - r0 : cap;
@@ -197,7 +197,7 @@ hs_status hs_bwd_seed_nll(hs_session *s, const hs_batch *b, const int32_t *targe
         }
         HS_CHECK(o->matmul_bwd(s->be, dl, s->unembed, R, (int)V, (int)d, 0, (char *)w->dxn + r0 * d * es, err));
     }
-    HS_CHECK(o->norm_bwd(s->be, c->norm, xf, s->lnf_w, c->norm_eps, n, (int)d, w->dxn, 0, w->g, err));
+    HS_CHECK(o->norm_bwd(s->be, c->norm, xf, s->lnf_w, c->norm_eps, n, (int)d, 1, w->dxn, 0, w->g, err));
 exit:
     return st;
 }
@@ -224,7 +224,7 @@ hs_status hs_bwd_seed_last(hs_session *s, const hs_batch *b, const float *dlogit
         for (int r = 0; r < B; r++)
             HS_CHECK(o->copy(s->be, (char *)w->mid + r * row, (const char *)xf + ((int64_t)r * T + last_row(b, r)) * row,
                              (size_t)row, err));
-        HS_CHECK(o->norm(s->be, c->norm, w->mid, s->lnf_w, s->lnf_b, c->norm_eps, B, (int)d, w->mid, err)); /* in place */
+        HS_CHECK(o->norm(s->be, c->norm, w->mid, s->lnf_w, s->lnf_b, c->norm_eps, B, (int)d, 1, w->mid, err)); /* in place */
     }
     /* dM/dxn at the last rows, staged in gm, then scattered into a zeroed dxn */
     for (int r0 = 0; r0 < B; r0 += (int)cap) {
@@ -243,7 +243,7 @@ hs_status hs_bwd_seed_last(hs_session *s, const hs_batch *b, const float *dlogit
     for (int r = 0; r < B; r++)
         HS_CHECK(o->copy(s->be, (char *)w->dxn + ((int64_t)r * T + last_row(b, r)) * row, (char *)w->gm + r * row,
                          (size_t)row, err));
-    HS_CHECK(o->norm_bwd(s->be, c->norm, xf, s->lnf_w, c->norm_eps, n, (int)d, w->dxn, 0, w->g, err));
+    HS_CHECK(o->norm_bwd(s->be, c->norm, xf, s->lnf_w, c->norm_eps, n, (int)d, 1, w->dxn, 0, w->g, err));
 exit:
     return st;
 }
@@ -255,7 +255,7 @@ static hs_status pre_norm_bwd(hs_session *s, int l, int mlp, const void *x, int6
     const hs_model_config *c = &s->cfg;
     const hs_session_layer *W = &s->layers[l];
     if (c->no_pre_norms) return s->be->ops->add(s->be, dx, dy, n * c->d_model, err);
-    return s->be->ops->norm_bwd(s->be, c->norm, x, mlp ? W->ln2_w : W->ln1_w, c->norm_eps, n, c->d_model, dy, 1, dx,
+    return s->be->ops->norm_bwd(s->be, c->norm, x, mlp ? W->ln2_w : W->ln1_w, c->norm_eps, n, c->d_model, 1, dy, 1, dx,
                                 err);
 }
 
@@ -366,7 +366,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         if (c->post_norms) {
             HS_CHECK(o->act(s->be, c->act, gate, up, n * f, s->hid, err));
             HS_CHECK(o->matmul(s->be, s->hid, W->w_down, W->b_down, n, (int)d, f, 0, s->raw, err));
-            HS_CHECK(o->norm_bwd(s->be, c->norm, s->raw, W->mlp_post_w, c->norm_eps, n, (int)d, w->g, 0, w->g2,
+            HS_CHECK(o->norm_bwd(s->be, c->norm, s->raw, W->mlp_post_w, c->norm_eps, n, (int)d, 1, w->g, 0, w->g2,
                                  err));
             g_down = w->g2;
         }
@@ -381,7 +381,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         if (c->post_norms) { /* o_proj's raw output, from the z the forward made (with its multipliers) */
             const void *zf = w->keep ? (const char *)w->kz + l * n * qd * es : s->z;
             HS_CHECK(o->matmul(s->be, zf, W->wo, W->bo, n, (int)d, H * dh, 0, s->raw, err));
-            HS_CHECK(o->norm_bwd(s->be, c->norm, s->raw, W->attn_post_w, c->norm_eps, n, (int)d, g_attn, 0,
+            HS_CHECK(o->norm_bwd(s->be, c->norm, s->raw, W->attn_post_w, c->norm_eps, n, (int)d, 1, g_attn, 0,
                                  w->g2, err));
             g_wo = w->g2;
         }
@@ -400,10 +400,10 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         const void *dq = w->dq, *dk = w->dk;
         if (c->qk_norm) {
             const int wq = hs_model_qk_norm_width(c, 0), wk = hs_model_qk_norm_width(c, 1);
-            HS_CHECK(o->norm_bwd(s->be, c->norm, s->q_pre, W->q_norm_w, c->norm_eps, n * qd / wq, wq, w->dq, 0,
-                                 w->dq_pre, err));
-            HS_CHECK(o->norm_bwd(s->be, c->norm, s->k_pre, W->k_norm_w, c->norm_eps, n * kd / wk, wk, w->dk, 0,
-                                 w->dk_pre, err));
+            HS_CHECK(o->norm_bwd(s->be, c->norm, s->q_pre, W->q_norm_w, c->norm_eps, n * qd / wq, wq,
+                                 hs_model_qk_norm_rows(c, 0), w->dq, 0, w->dq_pre, err));
+            HS_CHECK(o->norm_bwd(s->be, c->norm, s->k_pre, W->k_norm_w, c->norm_eps, n * kd / wk, wk,
+                                 hs_model_qk_norm_rows(c, 1), w->dk, 0, w->dk_pre, err));
             dq = w->dq_pre, dk = w->dk_pre;
         }
         if (c->clip_qkv > 0.0f) { /* through the clamps: each projection's input to its clamp, recomputed */

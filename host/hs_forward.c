@@ -112,8 +112,10 @@ hs_status hs_session_init(hs_backend *be, const hs_model *m, int max_B, int max_
         HS_CHECK(wbuf(s, W->bk, kd, &D->bk, err));
         HS_CHECK(wbuf(s, W->wv, kd * d, &D->wv, err));
         HS_CHECK(wbuf(s, W->bv, kd, &D->bv, err));
-        HS_CHECK(wbuf(s, W->q_norm_w, hs_model_qk_norm_width(c, 0), &D->q_norm_w, err));
-        HS_CHECK(wbuf(s, W->k_norm_w, hs_model_qk_norm_width(c, 1), &D->k_norm_w, err));
+        HS_CHECK(wbuf(s, W->q_norm_w, (int64_t)hs_model_qk_norm_width(c, 0) * hs_model_qk_norm_rows(c, 0),
+                      &D->q_norm_w, err));
+        HS_CHECK(wbuf(s, W->k_norm_w, (int64_t)hs_model_qk_norm_width(c, 1) * hs_model_qk_norm_rows(c, 1),
+                      &D->k_norm_w, err));
         HS_CHECK(wbuf(s, W->wo, d * qd, &D->wo, err));
         HS_CHECK(wbuf(s, W->bo, d, &D->bo, err));
         HS_CHECK(wbuf(s, W->ln2_w, d, &D->ln2_w, err));
@@ -232,10 +234,10 @@ hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k
     hs_status st = HS_OK;
     if (do_q)
         st = s->be->ops->norm(s->be, c->norm, s->q_pre, W->q_norm_w, NULL, c->norm_eps,
-                              n * c->n_heads * c->d_head / wq, wq, s->q, err);
+                              n * c->n_heads * c->d_head / wq, wq, hs_model_qk_norm_rows(c, 0), s->q, err);
     if (!st && do_k)
         st = s->be->ops->norm(s->be, c->norm, s->k_pre, W->k_norm_w, NULL, c->norm_eps,
-                              n * c->n_kv_heads * c->d_head / wk, wk, s->k, err);
+                              n * c->n_kv_heads * c->d_head / wk, wk, hs_model_qk_norm_rows(c, 1), s->k, err);
     return st;
 }
 
@@ -262,14 +264,14 @@ hs_status hs_session_pre_norm(hs_session *s, int l, int mlp, const void *x, int6
     const hs_session_layer *W = &s->layers[l];
     if (c->no_pre_norms) return s->be->ops->copy(s->be, out, x, (size_t)(n * c->d_model) * s->es, err);
     return s->be->ops->norm(s->be, c->norm, x, mlp ? W->ln2_w : W->ln1_w, mlp ? W->ln2_b : W->ln1_b, c->norm_eps, n,
-                            c->d_model, out, err);
+                            c->d_model, 1, out, err);
 }
 hs_backend *hs_session_backend(const hs_session *s) { return s->be; }
 
 hs_status hs_session_post_norm(hs_session *s, int l, int mlp, int64_t n, void *out, hs_err *err) {
     const hs_session_layer *W = &s->layers[l];
     return s->be->ops->norm(s->be, s->cfg.norm, s->raw, mlp ? W->mlp_post_w : W->attn_post_w, NULL,
-                            s->cfg.norm_eps, n, s->cfg.d_model, out, err);
+                            s->cfg.norm_eps, n, s->cfg.d_model, 1, out, err);
 }
 
 hs_status hs_session_cap_logits(hs_session *s, void *logits, int64_t R, hs_err *err) {
@@ -487,7 +489,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         HS_CHECK(o->embed(be, s->d_tokens, s->d_pos, s->tok_embd, c->learned_pos ? s->pos_embd : NULL, n, d,
                           embed_scale(c, dt), s->x, err));
         if (c->embed_norm) /* BLOOM: layer 0's resid_pre is the normed embedding */
-            HS_CHECK(o->norm(be, c->norm, s->x, s->embed_ln_w, s->embed_ln_b, c->norm_eps, n, d, s->x, err));
+            HS_CHECK(o->norm(be, c->norm, s->x, s->embed_ln_w, s->embed_ln_b, c->norm_eps, n, d, 1, s->x, err));
     }
     hs_attn_params ap = {.B = B, .T = T, .H = H, .H_kv = Hk, .d_head = dh, .scale = hs_model_attn_scale(c),
                          .softcap = c->attn_softcap, .alibi = s->d_alibi,
@@ -582,7 +584,7 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
     if (fp->kv) hs_kv_end(fp->kv, b, fp->kv_append); /* every layer's keys are stored */
     int want_logits = fp->logits != HS_LOGITS_NONE && logits_out;
     if (stop < c->n_layers || (!want_logits && !fp->target_logprobs)) goto exit;
-    HS_CHECK(o->norm(be, c->norm, s->x, s->lnf_w, s->lnf_b, c->norm_eps, n, d, s->xn, err));
+    HS_CHECK(o->norm(be, c->norm, s->x, s->lnf_w, s->lnf_b, c->norm_eps, n, d, 1, s->xn, err));
     if (fp->target_logprobs) HS_CHECK(target_logprobs(s, b, fp->target_logprobs, err));
     if (!want_logits) goto exit;
     if (fp->logits == HS_LOGITS_ALL) {

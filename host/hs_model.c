@@ -159,6 +159,10 @@ int hs_model_qk_norm_width(const hs_model_config *c, int kv) {
     return c->qk_norm_all ? (kv ? c->n_kv_heads : c->n_heads) * c->d_head : c->d_head;
 }
 
+int hs_model_qk_norm_rows(const hs_model_config *c, int kv) {
+    return c->qk_norm_per_head && !c->qk_norm_all ? (kv ? c->n_kv_heads : c->n_heads) : 1;
+}
+
 hs_status hs_model_layout_of(const char *path, const char *key, const uint8_t *slides, hs_model_config *c, hs_err *err) {
     const int n = c->n_layers;
     c->window_from = n, c->global_every = 0; /* the first sliding layer, then the first full layer after it */
@@ -210,8 +214,8 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
         return hs_err_set(err, HS_ERR_FORMAT, "%s: norm epsilon %g out of range", src, (double)c->norm_eps);
     if ((c->qk_norm_all && !c->qk_norm) || (c->no_pre_norms && !c->post_norms))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: q/k norms over all heads need q/k norms; no pre-norms need post-norms", src);
-    if (c->qk_norm && (c->rope == HS_ROPE_NONE || c->norm == HS_NORM_LAYERNORM))
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: q/k norms need RoPE and RMSNorm (the Qwen3 layout)", src);
+    if (c->qk_norm && c->rope == HS_ROPE_NONE)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: q/k norms need RoPE", src);
     if (c->sliding_window < 0 || c->window_from < 0 || c->global_every < 0)
         return hs_err_set(err, HS_ERR_FORMAT, "%s: sliding window %d, from layer %d, global every %d: none may be negative",
                           src, c->sliding_window, c->window_from, c->global_every);
@@ -256,6 +260,8 @@ hs_status hs_model_config_validate(const hs_model_config *c, const char *src, hs
                           "%s: llama3 RoPE scaling needs 0 < low_freq_factor (%g) < high_freq_factor (%g) and a "
                           "positive original_max_position_embeddings (%d)",
                           src, (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor, c->rope_original_ctx);
+    if (c->qk_norm_per_head && (!c->qk_norm || c->qk_norm_all))
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: per-head q/k norm weights need qk_norm over single heads", src);
     if (c->clip_qkv > 0.0f && c->qk_norm) /* OLMoE clamps after its q/k norms, the forward before them */
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: clip_qkv with q/k norms is not supported", src);
     if (c->post_norms && (c->norm == HS_NORM_LAYERNORM || c->parallel_attn_mlp))
@@ -482,8 +488,10 @@ hs_status hs_model_init_random(const hs_model_config *cfg, uint64_t seed, hs_mod
         HS_CHECK(rand_tensor(m, &s, kd * d, sd, 0, &L->wv, err));
         HS_CHECK(rand_tensor(m, &s, d * qd, sd, 0, &L->wo, err));
         if (c->qk_norm) {
-            HS_CHECK(rand_tensor(m, &s, hs_model_qk_norm_width(c, 0), 0.1f, nw, &L->q_norm_w, err));
-            HS_CHECK(rand_tensor(m, &s, hs_model_qk_norm_width(c, 1), 0.1f, nw, &L->k_norm_w, err));
+            HS_CHECK(rand_tensor(m, &s, (int64_t)hs_model_qk_norm_width(c, 0) * hs_model_qk_norm_rows(c, 0), 0.1f, nw,
+                                 &L->q_norm_w, err));
+            HS_CHECK(rand_tensor(m, &s, (int64_t)hs_model_qk_norm_width(c, 1) * hs_model_qk_norm_rows(c, 1), 0.1f, nw,
+                                 &L->k_norm_w, err));
         }
         if (c->qkv_bias) {
             HS_CHECK(rand_tensor(m, &s, qd, sd, 0, &L->bq, err));

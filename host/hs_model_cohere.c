@@ -5,8 +5,9 @@
  * adjacent pairs of dims (HS_ROPE_NORMAL), and the logits times logit_scale.
  * Cohere2's layers slide except every fourth (or as layer_types says), and
  * only the sliding layers rotate: its full-attention layers are NoPE. The
- * weights are loaded with the Llama layout (hs_model_hf.c). Command R+'s
- * per-head q/k LayerNorms (use_qk_norm) are refused by name. */
+ * weights are loaded with the Llama layout (hs_model_hf.c). Command R+ (use_qk_norm)
+ * normalises each head's q and k with a LayerNorm of its own ([heads, d_head]
+ * weights, no bias) before RoPE. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,9 +41,7 @@ hs_status hs_hf_parse_cohere_config(json_t *root, const char *path, int v2, hs_m
         return st;
     if (!(c->logit_scale > 0.0f))
         return hs_err_set(err, HS_ERR_FORMAT, "%s: logit_scale %g must be positive", path, (double)c->logit_scale);
-    if (hs_hf_cfg_bool(root, "use_qk_norm", 0))
-        return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "%s: use_qk_norm (Command R+'s per-head LayerNorms on q and k) is not supported", path);
+    c->qk_norm = c->qk_norm_per_head = !v2 && hs_hf_cfg_bool(root, "use_qk_norm", 0); /* Command R+ */
     if (hs_hf_cfg_bool(root, "attention_bias", 0))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: attention_bias is not supported", path);
     json_t *act = json_object_get(root, "hidden_act");

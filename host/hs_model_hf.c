@@ -721,6 +721,20 @@ exit:
     return st;
 }
 
+/* StableLM-2 12B's per-head LayerNorms (StableLmLayerNormPerHead): layer l's
+ * self_attn.<which>.norms.<h>.weight, [d_head] each, into one new [heads * d_head] weight. */
+static hs_status load_per_head_norms(hs_hf_loader *L, int l, const char *which, int heads, float **out, hs_err *err) {
+    const int64_t dh = L->m->cfg.d_head;
+    hs_status st = hs_model_alloc_f32(L->m, heads * dh, out, err);
+    for (int h = 0; h < heads && st == HS_OK; h++) {
+        char n[256];
+        float *row = *out + h * dh;
+        snprintf(n, sizeof n, "model.layers.%d.self_attn.%s.norms.%d.weight", l, which, h);
+        st = hs_hf_load(L, n, dh, 0, 0, &row, err);
+    }
+    return st;
+}
+
 static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
     hs_status st = HS_OK;
     hs_model *m = L->m;
@@ -767,7 +781,13 @@ static hs_status load_llama(hs_hf_loader *L, hs_err *err) {
             HS_CHECK(hs_hf_load(L, NAME("self_attn.k_proj.bias"), kv, 0, 0, &W->bk, err));
             HS_CHECK(hs_hf_load(L, NAME("self_attn.v_proj.bias"), kv, 0, 0, &W->bv, err));
         }
-        if (c->qk_norm) {
+        if (c->qk_norm && c->arch == HS_ARCH_STABLELM) { /* per head: q_layernorm.norms.<h>.weight */
+            HS_CHECK(load_per_head_norms(L, l, "q_layernorm", c->n_heads, &W->q_norm_w, err));
+            HS_CHECK(load_per_head_norms(L, l, "k_layernorm", c->n_kv_heads, &W->k_norm_w, err));
+        } else if (c->qk_norm_per_head) { /* Cohere: [heads, d_head] */
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.q_norm.weight"), c->n_heads, c->d_head, 0, &W->q_norm_w, err));
+            HS_CHECK(hs_hf_load(L, NAME("self_attn.k_norm.weight"), c->n_kv_heads, c->d_head, 0, &W->k_norm_w, err));
+        } else if (c->qk_norm) {
             HS_CHECK(hs_hf_load(L, NAME("self_attn.q_norm.weight"), hs_model_qk_norm_width(c, 0), 0, 0, &W->q_norm_w, err));
             HS_CHECK(hs_hf_load(L, NAME("self_attn.k_norm.weight"), hs_model_qk_norm_width(c, 1), 0, 0, &W->k_norm_w, err));
         }

@@ -3,9 +3,9 @@
  * Llama's (q/k/v/o, gate/up/down, SiLU) with LayerNorms that carry biases, q/k/v
  * biases where use_qkv_bias says, RoPE on the first partial_rotary_factor of each
  * head (rotate_half), and with use_parallel_residual GPT-NeoX's parallel block
- * on one norm (ln2 points at ln1, as for Phi). Its weights are loaded with the
- * Llama layout (hs_model_hf.c). StableLM-2 12B's per-head q/k LayerNorms
- * (qk_layernorm) are refused by name. */
+ * on one norm (ln2 points at ln1, as for Phi), and with qk_layernorm (StableLM-2
+ * 12B) a LayerNorm without bias on each head's q and k, each head its own weights.
+ * Its weights are loaded with the Llama layout (hs_model_hf.c). */
 #include <string.h>
 
 #include "hs_model_hf_internal.h"
@@ -21,9 +21,7 @@ hs_status hs_hf_parse_stablelm_config(json_t *root, const char *path, hs_model_c
                           c->d_model, c->n_heads);
     c->d_head = c->d_model / c->n_heads; /* StableLmAttention's: no head_dim key */
     if ((st = hs_hf_cfg_float(root, path, "layer_norm_eps", 1e-5f, &c->norm_eps, err))) return st;
-    if (hs_hf_cfg_bool(root, "qk_layernorm", 0))
-        return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "%s: qk_layernorm (StableLM-2 12B's per-head LayerNorms on q and k) is not supported", path);
+    c->qk_norm = c->qk_norm_per_head = hs_hf_cfg_bool(root, "qk_layernorm", 0); /* StableLM-2 12B */
     json_t *act = json_object_get(root, "hidden_act");
     if (json_is_string(act) && strcmp(json_string_value(act), "silu"))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu only)", path,

@@ -129,7 +129,9 @@ void hs_test_round_model_bf16(hs_model *m) {
         R(L->wq, qd * d), R(L->bq, qd), R(L->wk, kd * d), R(L->bk, kd), R(L->wv, kd * d), R(L->bv, kd);
         R(L->wo, d * qd), R(L->bo, d), R(L->w_gate, f * d), R(L->w_up, f * d), R(L->b_up, f);
         R(L->w_down, d * f), R(L->b_down, d);
-        R(L->q_norm_w, hs_model_qk_norm_width(c, 0)), R(L->k_norm_w, hs_model_qk_norm_width(c, 1)), R(L->attn_post_w, d), R(L->mlp_post_w, d);
+        R(L->q_norm_w, (int64_t)hs_model_qk_norm_width(c, 0) * hs_model_qk_norm_rows(c, 0));
+        R(L->k_norm_w, (int64_t)hs_model_qk_norm_width(c, 1) * hs_model_qk_norm_rows(c, 1));
+        R(L->attn_post_w, d), R(L->mlp_post_w, d);
     }
     R(w->lnf_w, d), R(w->lnf_b, d), R(w->unembed, V * d), R(w->unembed_b, V);
 #undef R

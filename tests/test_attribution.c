@@ -190,6 +190,8 @@ Test(attribution, cohere_matches_autograd) { against_autograd("cohere", 3, 0); }
 Test(attribution, cohere2_matches_autograd) { against_autograd("cohere2", 3, 0); }
 Test(attribution, cohere2_grad_drop_matches_autograd) { against_autograd("cohere2", 2, 1); }
 Test(attribution, starcoder2_matches_autograd) { against_autograd("starcoder2", 3, 0); }
+Test(attribution, stablelm_qk_matches_autograd) { against_autograd("stablelm_qk", 3, 0); }
+Test(attribution, cohere_qk_grad_drop_matches_autograd) { against_autograd("cohere_qk", 2, 1); }
 
 /* The backward with the forward's activations kept and with each layer
  * recomputed gives the same bits (both architectures, a last-position metric

@@ -345,6 +345,10 @@ Test(conformance, cohere2_right) { run_conformance("cohere2", "right"); }
 Test(conformance, cohere2_left) { run_conformance("cohere2", "left"); }
 Test(conformance, starcoder2_right) { run_conformance("starcoder2", "right"); }
 Test(conformance, starcoder2_left) { run_conformance("starcoder2", "left"); }
+Test(conformance, stablelm_qk_right) { run_conformance("stablelm_qk", "right"); }
+Test(conformance, stablelm_qk_left) { run_conformance("stablelm_qk", "left"); }
+Test(conformance, cohere_qk_right) { run_conformance("cohere_qk", "right"); }
+Test(conformance, cohere_qk_left) { run_conformance("cohere_qk", "left"); }
 
 /* bf16 weights in a sharded checkpoint: the loader widens them exactly, so
  * the logits match HF run on the same bf16 values in f32. */

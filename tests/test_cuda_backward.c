@@ -69,25 +69,27 @@ Test(cuda_backward, matmul_bwd_bf16) { REQUIRE_GPU(); run_matmul_bwd(HS_DTYPE_BF
 static void run_norm_bwd(hs_dtype dt, hs_norm_kind kind, const char *name) {
     H h;
     h_init(&h, dt, name, 2002);
-    const struct { int64_t rows; int d; } cs[] = {{1, 8}, {33, 576}, {7, 4096}, {300, 64}, {640, 16}, {96, 128}};
+    /* w_rows > 1: per-head q/k norm weights (StableLM-2 12B), row r reading weight row r % w_rows */
+    const struct { int64_t rows; int d, w_rows; } cs[] = {{1, 8, 1},    {33, 576, 1}, {7, 4096, 1}, {300, 64, 1},
+                                                          {640, 16, 1}, {96, 128, 1}, {640, 16, 8}, {96, 128, 3}};
     for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++)
         for (int acc = 0; acc < 2; acc++) {
             hs_err err = {0};
-            const int64_t R = cs[ci].rows, n = R * cs[ci].d;
-            const int d = cs[ci].d;
+            const int64_t R = cs[ci].rows, n = R * cs[ci].d, nw = (int64_t)cs[ci].w_rows * cs[ci].d;
+            const int d = cs[ci].d, wr = cs[ci].w_rows;
             char what[96];
-            snprintf(what, sizeof what, "norm_bwd rows=%lld d=%d accumulate=%d", (long long)R, d, acc);
-            float *x = h_rand(&h, n, 0.3f, 2), *w = h_rand(&h, d, 1, 0.2f), *dy = h_rand(&h, n, 0, 1),
+            snprintf(what, sizeof what, "norm_bwd rows=%lld d=%d w_rows=%d accumulate=%d", (long long)R, d, wr, acc);
+            float *x = h_rand(&h, n, 0.3f, 2), *w = h_rand(&h, nw, 1, 0.2f), *dy = h_rand(&h, n, 0, 1),
                   *dx0 = h_rand(&h, n, 0, 1), *ref = h_zeros(n), *got = h_zeros(n);
-            void *cx = put(h.cpu, x, n, 0), *cw = put(h.cpu, w, d, 0), *cdy = put(h.cpu, dy, n, 0),
+            void *cx = put(h.cpu, x, n, 0), *cw = put(h.cpu, w, nw, 0), *cdy = put(h.cpu, dy, n, 0),
                  *cdx = put(h.cpu, dx0, n, 0);
-            ok(h.cpu->ops->norm_bwd(h.cpu, kind, cx, cw, 1e-5f, R, d, cdy, acc, cdx, &err), &err, "cpu norm_bwd");
+            ok(h.cpu->ops->norm_bwd(h.cpu, kind, cx, cw, 1e-5f, R, d, wr, cdy, acc, cdx, &err), &err, "cpu norm_bwd");
             get(h.cpu, ref, cdx, n, 0);
-            void *gx = put(h.gpu, x, n, 0), *gw = put(h.gpu, w, d, 0), *gdy = put(h.gpu, dy, n, 0);
+            void *gx = put(h.gpu, x, n, 0), *gw = put(h.gpu, w, nw, 0), *gdy = put(h.gpu, dy, n, 0);
             float *again = h_zeros(n); /* the second run's output */
             for (int rep = 0; rep < 2; rep++) {
                 gbuf out = galloc(&h, n, 0, acc ? dx0 : NULL);
-                ok(h.gpu->ops->norm_bwd(h.gpu, kind, gx, gw, 1e-5f, R, d, gdy, acc, gptr(&out), &err), &err, what);
+                ok(h.gpu->ops->norm_bwd(h.gpu, kind, gx, gw, 1e-5f, R, d, wr, gdy, acc, gptr(&out), &err), &err, what);
                 gread(&h, &out, rep ? again : got, what);
                 gfree(&h, &out);
             }
@@ -610,7 +612,8 @@ Test(cuda_backward_cpu, attention_bwd_softcap_matches_finite_differences) { atte
 Test(cuda_backward_cpu, attention_bwd_window_matches_finite_differences) { attention_bwd_fd(0.0f, 3, 0); }
 Test(cuda_backward_cpu, attention_bwd_alibi_matches_finite_differences) { attention_bwd_fd(0.0f, 0, 1); }
 
-/* norm_bwd against central differences of the norm op, every kind. */
+/* norm_bwd against central differences of the norm op, every kind, one weight row for every
+ * row and one per row (w_rows: per-head q/k norms). */
 Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {
     hs_backend *be = NULL;
     hs_err err = {0};
@@ -618,25 +621,36 @@ Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {
     hs_test_rng rng;
     hs_test_rng_seed(&rng, 92);
     enum { R = 3, D = 16 };
-    float x[R * D], w[D], b[D], dy[R * D], dx[R * D], y[R * D];
-    hs_test_fill_normal(&rng, x, R * D, 1), hs_test_fill_normal(&rng, w, D, 1), hs_test_fill_normal(&rng, b, D, 1);
+    float x[R * D], w[R * D], b[R * D], dy[R * D], dx[R * D], y[R * D];
+    hs_test_fill_normal(&rng, x, R * D, 1), hs_test_fill_normal(&rng, w, R * D, 1), hs_test_fill_normal(&rng, b, R * D, 1);
     hs_test_fill_normal(&rng, dy, R * D, 1);
-    for (int kind = 0; kind < 3; kind++) {
-        const hs_norm_kind nk = kind == 2 ? HS_NORM_RMSNORM_1P : kind ? HS_NORM_RMSNORM : HS_NORM_LAYERNORM;
-        cr_assert_eq(be->ops->norm_bwd(be, nk, x, w, 1e-5f, R, D, dy, 0, dx, &err), HS_OK, "%s", err.msg);
+    for (int kind = 0; kind < 6; kind++) {
+        const hs_norm_kind nk = kind % 3 == 2 ? HS_NORM_RMSNORM_1P : kind % 3 ? HS_NORM_RMSNORM : HS_NORM_LAYERNORM;
+        const int wr = kind < 3 ? 1 : R;
+        cr_assert_eq(be->ops->norm_bwd(be, nk, x, w, 1e-5f, R, D, wr, dy, 0, dx, &err), HS_OK, "%s", err.msg);
         for (int i = 0; i < R * D; i++) {
             const float x0 = x[i], h = 1e-2f;
             double f[2];
             for (int sgn = 0; sgn < 2; sgn++) {
                 x[i] = x0 + (sgn ? -h : h);
-                cr_assert_eq(be->ops->norm(be, nk, x, w, kind ? NULL : b, 1e-5f, R, D, y, &err), HS_OK);
+                cr_assert_eq(be->ops->norm(be, nk, x, w, kind % 3 ? NULL : b, 1e-5f, R, D, wr, y, &err), HS_OK);
                 f[sgn] = 0;
                 for (int j = 0; j < R * D; j++) f[sgn] += (double)dy[j] * y[j];
             }
             x[i] = x0;
             const double fd = (f[0] - f[1]) / (2.0 * h);
-            cr_assert(fabs(fd - dx[i]) <= 2e-3 * (1 + fabs(fd)), "%s dx[%d]: op %g, finite difference %g",
-                      kind == 2 ? "rmsnorm_1p" : kind ? "rmsnorm" : "layernorm", i, dx[i], fd);
+            cr_assert(fabs(fd - dx[i]) <= 2e-3 * (1 + fabs(fd)), "%s (w_rows %d) dx[%d]: op %g, finite difference %g",
+                      kind % 3 == 2 ? "rmsnorm_1p" : kind % 3 ? "rmsnorm" : "layernorm", wr, i, dx[i], fd);
+        }
+        if (wr == 1) continue;
+        /* row r with weight row r: the same as that row alone with w_rows 1 and its weights */
+        float one[D];
+        cr_assert_eq(be->ops->norm(be, nk, x, w, kind % 3 ? NULL : b, 1e-5f, R, D, wr, y, &err), HS_OK);
+        for (int r = 0; r < R; r++) {
+            cr_assert_eq(be->ops->norm(be, nk, x + r * D, w + r * D, kind % 3 ? NULL : b + r * D, 1e-5f, 1, D, 1, one,
+                                       &err),
+                         HS_OK);
+            cr_assert_eq(memcmp(one, y + r * D, sizeof one), 0, "row %d does not read weight row %d", r, r);
         }
     }
     hs_backend_free(be);

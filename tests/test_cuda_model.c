@@ -216,6 +216,11 @@ Test(cuda_model, cohere2_f32) { REQUIRE_GPU(); fixture_case("cohere2", HS_DTYPE_
 Test(cuda_model, cohere2_bf16) { REQUIRE_GPU(); fixture_case("cohere2", HS_DTYPE_BF16, "cohere2_bf16"); }
 Test(cuda_model, starcoder2_f32) { REQUIRE_GPU(); fixture_case("starcoder2", HS_DTYPE_F32, "starcoder2_f32"); }
 Test(cuda_model, starcoder2_bf16) { REQUIRE_GPU(); fixture_case("starcoder2", HS_DTYPE_BF16, "starcoder2_bf16"); }
+/* per-head q/k norm weights: the norm op's w_rows */
+Test(cuda_model, stablelm_qk_f32) { REQUIRE_GPU(); fixture_case("stablelm_qk", HS_DTYPE_F32, "stablelm_qk_f32"); }
+Test(cuda_model, stablelm_qk_bf16) { REQUIRE_GPU(); fixture_case("stablelm_qk", HS_DTYPE_BF16, "stablelm_qk_bf16"); }
+Test(cuda_model, cohere_qk_f32) { REQUIRE_GPU(); fixture_case("cohere_qk", HS_DTYPE_F32, "cohere_qk_f32"); }
+Test(cuda_model, cohere_qk_bf16) { REQUIRE_GPU(); fixture_case("cohere_qk", HS_DTYPE_BF16, "cohere_qk_bf16"); }
 /* Phi: the parallel block's shared LayerNorm, lm_head's bias; GPT-Neo: unscaled scores and
  * the local layers' window (3, biting at T = 48), learned positions */
 Test(cuda_model, phi_f32) { REQUIRE_GPU(); fixture_case("phi", HS_DTYPE_F32, "phi_f32"); }
@@ -331,6 +336,8 @@ Test(cuda_model, head_grad_granite_f32) { REQUIRE_GPU(); grad_case("granite", HS
 Test(cuda_model, head_grad_cohere2_f32) { REQUIRE_GPU(); grad_case("cohere2", HS_DTYPE_F32, "head_grad_cohere2_f32"); }
 Test(cuda_model, head_grad_cohere2_bf16) { REQUIRE_GPU(); grad_case("cohere2", HS_DTYPE_BF16, "head_grad_cohere2_bf16"); }
 Test(cuda_model, head_grad_starcoder2_f32) { REQUIRE_GPU(); grad_case("starcoder2", HS_DTYPE_F32, "head_grad_starcoder2_f32"); }
+Test(cuda_model, head_grad_stablelm_qk_f32) { REQUIRE_GPU(); grad_case("stablelm_qk", HS_DTYPE_F32, "head_grad_stablelm_qk_f32"); }
+Test(cuda_model, head_grad_cohere_qk_bf16) { REQUIRE_GPU(); grad_case("cohere_qk", HS_DTYPE_BF16, "head_grad_cohere_qk_bf16"); }
 
 /* LongRoPE: phi3_longrope's shape with random weights, its original context
  * moved to split the batch's rows between the tables: 42 for the forward's

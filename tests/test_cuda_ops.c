@@ -73,10 +73,10 @@ Test(cuda_ops, embed_bf16) { REQUIRE_GPU(); run_embed(HS_DTYPE_BF16, "embed_bf16
 /* ---- norm ------------------------------------------------------------------- */
 
 /* bf16 framework LayerNorm/RMSNorm: f32 reductions, every tensor op rounded. */
-static void naive_norm(hs_norm_kind kind, const float *x, const float *w, const float *b, float eps,
-                       int64_t rows, int d, float *y) {
+static void naive_norm(hs_norm_kind kind, const float *x, const float *wt, const float *bt, float eps,
+                       int64_t rows, int d, int w_rows, float *y) {
     for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * d;
+        const float *xr = x + r * d, *w = wt + (r % w_rows) * d, *b = bt ? bt + (r % w_rows) * d : NULL;
         float *yr = y + r * d;
         if (kind == HS_NORM_LAYERNORM) {
             double s = 0;
@@ -105,30 +105,32 @@ static void naive_norm(hs_norm_kind kind, const float *x, const float *w, const 
 static void run_norm(hs_dtype dt, hs_norm_kind kind, const char *name) {
     H h;
     h_init(&h, dt, name, 1002 + kind);
-    /* the last two: Qwen3's q/k norms, one row per (token, head) */
-    const struct { int64_t rows; int d, bias; } cs[] = {{1, 12, 1},   {37, 576, 0},  {5, 4096, 1}, {130, 768, 1},
-                                                         {3, 33, 0},   {640, 16, 0},  {96, 128, 0}};
+    /* {640, 16}, {96, 128}: Qwen3's q/k norms, one row per (token, head); with w_rows the heads' count:
+     * StableLM-2 12B's per-head weights, row r reading weight row r % w_rows */
+    const struct { int64_t rows; int d, bias, w_rows; } cs[] = {
+        {1, 12, 1, 1}, {37, 576, 0, 1}, {5, 4096, 1, 1}, {130, 768, 1, 1}, {3, 33, 0, 1},
+        {640, 16, 0, 1}, {96, 128, 0, 1}, {640, 16, 1, 8}, {96, 128, 0, 3}, {7, 33, 1, 5}};
     for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
         hs_err err = {0};
-        const int64_t rows = cs[ci].rows, n = rows * cs[ci].d;
-        const int d = cs[ci].d, has_b = kind == HS_NORM_LAYERNORM && cs[ci].bias;
+        const int64_t rows = cs[ci].rows, n = rows * cs[ci].d, nw = (int64_t)cs[ci].w_rows * cs[ci].d;
+        const int d = cs[ci].d, wr = cs[ci].w_rows, has_b = kind == HS_NORM_LAYERNORM && cs[ci].bias;
         const float eps = 1e-5f;
         /* RMSNORM_1P's weights are offsets from 1, spread so that 1 + w is not bf16-exact */
-        float *x = h_rand(&h, n, 0.5f, 2.0f), *w = h_rand(&h, d, kind == HS_NORM_RMSNORM_1P ? 0.5f : 1.0f, 0.1f),
-              *b = has_b ? h_rand(&h, d, 0, 0.1f) : NULL;
+        float *x = h_rand(&h, n, 0.5f, 2.0f), *w = h_rand(&h, nw, kind == HS_NORM_RMSNORM_1P ? 0.5f : 1.0f, 0.1f),
+              *b = has_b ? h_rand(&h, nw, 0, 0.1f) : NULL;
         float *ref = h_zeros(n), *got = h_zeros(n), *naive = h_zeros(n);
-        void *cx = put(h.cpu, x, n, 0), *cw = put(h.cpu, w, d, 0), *cbb = has_b ? put(h.cpu, b, d, 0) : NULL;
+        void *cx = put(h.cpu, x, n, 0), *cw = put(h.cpu, w, nw, 0), *cbb = has_b ? put(h.cpu, b, nw, 0) : NULL;
         void *cy = put(h.cpu, ref, n, 0);
-        ok(h.cpu->ops->norm(h.cpu, kind, cx, cw, cbb, eps, rows, d, cy, &err), &err, "cpu norm");
+        ok(h.cpu->ops->norm(h.cpu, kind, cx, cw, cbb, eps, rows, d, wr, cy, &err), &err, "cpu norm");
         get(h.cpu, ref, cy, n, 0);
-        void *gx = put(h.gpu, x, n, 0), *gw = put(h.gpu, w, d, 0), *gb = has_b ? put(h.gpu, b, d, 0) : NULL;
+        void *gx = put(h.gpu, x, n, 0), *gw = put(h.gpu, w, nw, 0), *gb = has_b ? put(h.gpu, b, nw, 0) : NULL;
         gbuf y = galloc(&h, n, 0, NULL);
-        ok(h.gpu->ops->norm(h.gpu, kind, gx, gw, gb, eps, rows, d, gptr(&y), &err), &err, "cuda norm");
+        ok(h.gpu->ops->norm(h.gpu, kind, gx, gw, gb, eps, rows, d, wr, gptr(&y), &err), &err, "cuda norm");
         gread(&h, &y, got, "norm");
-        naive_norm(kind, x, w, b, eps, rows, d, naive);
+        naive_norm(kind, x, w, b, eps, rows, d, wr, naive);
         check(&h, "norm", got, naive, ref, n);
         /* in place (y == x), as a caller may do */
-        ok(h.gpu->ops->norm(h.gpu, kind, gx, gw, gb, eps, rows, d, gx, &err), &err, "cuda norm in place");
+        ok(h.gpu->ops->norm(h.gpu, kind, gx, gw, gb, eps, rows, d, wr, gx, &err), &err, "cuda norm in place");
         get(h.gpu, got, gx, n, 0);
         check(&h, "norm in place", got, naive, ref, n);
         gfree(&h, &y);

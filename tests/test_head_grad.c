@@ -103,6 +103,8 @@ Test(head_grad, granite_matches_autograd) { against_autograd("granite"); }
 Test(head_grad, cohere_matches_autograd) { against_autograd("cohere"); }
 Test(head_grad, cohere2_matches_autograd) { against_autograd("cohere2"); }
 Test(head_grad, starcoder2_matches_autograd) { against_autograd("starcoder2"); }
+Test(head_grad, stablelm_qk_matches_autograd) { against_autograd("stablelm_qk"); }
+Test(head_grad, cohere_qk_matches_autograd) { against_autograd("cohere_qk"); }
 
 /* The head-mask gradient of a task metric after the last token (logit
  * difference, log-prob of the answer) against autograd (make_fixtures.py part

@@ -194,6 +194,7 @@ Test(kv_cache, granite_multipliers) { decode_matches("granite", 1); }
 Test(kv_cache, cohere_parallel_adjacent_pairs) { decode_matches("cohere", 1); }
 Test(kv_cache, cohere2_windows_and_nope) { decode_matches("cohere2", 0), decode_matches("cohere2", 1); }
 Test(kv_cache, starcoder2_windows_biases) { decode_matches("starcoder2", 1); }
+Test(kv_cache, per_head_qk_norms) { decode_matches("stablelm_qk", 1), decode_matches("cohere_qk", 1); }
 
 /* LongRoPE across its original context (ref/phi3_longrope_generate.safetensors: 3 prompt tokens,
  * 6 generated, the context passing 5 at the fourth step), against transformers in float64:

@@ -636,7 +636,8 @@ Test(hf_folder, mpt_config) {
 }
 
 /* StableLM: Llama's tensors with LayerNorm biases, q/k/v biases by use_qkv_bias, a quarter of
- * each head rotated, the parallel block on one norm; StableLM-2 12B's per-head q/k norms refused. */
+ * each head rotated, the parallel block on one norm; StableLM-2 12B's per-head q/k norms, read
+ * from one module per head into one [heads * d_head] weight. */
 Test(hf_folder, stablelm_config) {
     hs_model_config c = loaded_config("stablelm", NULL, NULL);
     cr_assert(c.arch == HS_ARCH_STABLELM && c.n_heads == 4 && c.n_kv_heads == 2 && c.d_head == 16 && c.rot_dim == 4);
@@ -652,8 +653,11 @@ Test(hf_folder, stablelm_config) {
               w->layers[1].ln2_b == w->layers[1].ln1_b);
     hs_model_free(m);
     cr_assert_eq(loaded_config("stablelm", "\"partial_rotary_factor\": 0.25", "\"partial_rotary_factor\": 0.5").rot_dim, 8);
-    expect_refused("stablelm", "\"qk_layernorm\": false", "\"qk_layernorm\": true", HS_ERR_UNSUPPORTED,
-                   "qk_layernorm (StableLM-2 12B's per-head LayerNorms on q and k) is not supported");
+    c = loaded_config("stablelm_qk", NULL, NULL);
+    cr_assert(c.qk_norm && c.qk_norm_per_head && !c.qk_norm_all);
+    cr_assert(hs_model_qk_norm_width(&c, 0) == 16 && hs_model_qk_norm_rows(&c, 0) == 4 && hs_model_qk_norm_rows(&c, 1) == 2);
+    expect_refused("stablelm", "\"qk_layernorm\": false", "\"qk_layernorm\": true", HS_ERR_MISSING,
+                   "model.layers.0.self_attn.q_layernorm.norms.0.weight");
     expect_refused("stablelm", "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", HS_ERR_UNSUPPORTED,
                    "hidden_act 'gelu' is not supported (silu only)");
 }
@@ -692,7 +696,7 @@ Test(hf_folder, granite_config) {
 }
 
 /* Cohere: Llama's tensors in GPT-J's parallel block on one bias-free LayerNorm, RoPE on adjacent
- * pairs, the logit scale folded into the final norm; Command R+'s q/k norms refused. */
+ * pairs, the logit scale folded into the final norm; Command R+'s per-head q/k norms. */
 Test(hf_folder, cohere_config) {
     hs_model_config c = loaded_config("cohere", NULL, NULL);
     cr_assert(c.arch == HS_ARCH_COHERE && c.parallel_attn_mlp && c.norm == HS_NORM_LAYERNORM && c.rope == HS_ROPE_NORMAL);
@@ -709,8 +713,10 @@ Test(hf_folder, cohere_config) {
     for (int i = 0; i < 48; i++) cr_assert_eq(w->lnf_w[i], 0.25f * w1->lnf_w[i], "lnf_w[%d]", i);
     hs_model_free(one);
     hs_model_free(m);
-    expect_refused("cohere", "\"use_qk_norm\": false", "\"use_qk_norm\": true", HS_ERR_UNSUPPORTED,
-                   "use_qk_norm (Command R+'s per-head LayerNorms on q and k) is not supported");
+    c = loaded_config("cohere_qk", NULL, NULL);
+    cr_assert(c.qk_norm && c.qk_norm_per_head && hs_model_qk_norm_rows(&c, 0) == 4 && hs_model_qk_norm_rows(&c, 1) == 2);
+    expect_refused("cohere", "\"use_qk_norm\": false", "\"use_qk_norm\": true", HS_ERR_MISSING,
+                   "model.layers.0.self_attn.q_norm.weight");
     expect_refused("cohere", "\"logit_scale\": 0.25", "\"logit_scale\": -1", HS_ERR_FORMAT,
                    "logit_scale -1 must be positive");
 }

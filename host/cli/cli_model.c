@@ -54,7 +54,10 @@ int hs_cli_info(int argc, char **argv) {
     printf("norm:          %s (eps %g)%s\n",
            c->norm == HS_NORM_RMSNORM ? "rmsnorm" : c->norm == HS_NORM_RMSNORM_1P ? "rmsnorm, scaled by 1 + w" : "layernorm",
            (double)c->norm_eps,
-           !c->qk_norm ? "" : c->qk_norm_all ? ", also on q and k (over all heads) before RoPE" : ", also on each head's q and k before RoPE");
+           !c->qk_norm             ? ""
+           : c->qk_norm_all        ? ", also on q and k (over all heads) before RoPE"
+           : c->qk_norm_per_head ? ", also on each head's q and k before RoPE (weights per head)"
+                                   : ", also on each head's q and k before RoPE");
     printf("mlp:           %s%s\n", act_str(c->act), c->parallel_attn_mlp ? ", parallel to attention" : "");
     if (c->post_norms)
         printf("post-norms:    on the attention's and the MLP's outputs%s\n",

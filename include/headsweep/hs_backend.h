@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 15 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+#define HS_BACKEND_API_VERSION 16 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
                                     4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
                                     7: rope's rot (partial rotary), act GELU; 8: embed's scale, the
                                     attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2);
@@ -25,7 +25,8 @@ extern "C" {
                                     10: the attention's sliding window; 11: rope's scale (YaRN);
                                     12: act RELU (OPT); 13: clamp(_bwd) (OLMo's clip_qkv);
                                     14: the attention's T_kv and q_pos (decoding from a KV cache);
-                                    15: the attention's ALiBi slopes (BLOOM) */
+                                    15: the attention's ALiBi slopes (BLOOM);
+                                    16: norm(_bwd)'s w_rows (per-head q/k norm weights) */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -133,9 +134,11 @@ typedef struct {
                        const void *tok_embd, const void *pos_embd, int64_t n, int d,
                        float scale, void *out, hs_err *err);
     /* y = norm(x) * w (+ b); rows x d; y may be x. LayerNorm uses b (may be
-     * NULL); RMSNORM_1P scales by (1 + w). */
+     * NULL); RMSNORM_1P scales by (1 + w). w (and b) hold w_rows rows of d: row r
+     * uses row r % w_rows (1: one for every row; the heads' count: StableLM-2's
+     * per-head q/k norms over [tokens x heads, d_head]). */
     hs_status (*norm)(hs_backend *be, hs_norm_kind kind, const void *x, const void *w,
-                      const void *b, float eps, int64_t rows, int d, void *y, hs_err *err);
+                      const void *b, float eps, int64_t rows, int d, int w_rows, void *y, hs_err *err);
     /* y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]) (+ y if accumulate). */
     hs_status (*matmul)(hs_backend *be, const void *x, const void *w, const void *bias,
                         int64_t M, int N, int K, int accumulate, void *y, hs_err *err);
@@ -173,9 +176,9 @@ typedef struct {
     /* dx[M,K] (+)= dy[M,N] · w[N,K]: the input gradient of matmul. */
     hs_status (*matmul_bwd)(hs_backend *be, const void *dy, const void *w, int64_t M, int N, int K, int accumulate,
                             void *dx, hs_err *err);
-    /* dx (+)= (d norm(x) * w / dx)ᵀ dy; rows x d. The bias does not enter. */
+    /* dx (+)= (d norm(x) * w / dx)ᵀ dy; rows x d, w_rows as norm's. The bias does not enter. */
     hs_status (*norm_bwd)(hs_backend *be, hs_norm_kind kind, const void *x, const void *w, float eps, int64_t rows,
-                          int d, const void *dy, int accumulate, void *dx, hs_err *err);
+                          int d, int w_rows, const void *dy, int accumulate, void *dx, hs_err *err);
     /* GELU_NEW, GELU: d_up = d_out * gelu'(up), d_gate unused (RELU: d_out where
      * up > 0, else 0, as torch's threshold_backward); SILU_GLU: d_up =
      * d_out * silu(gate), d_gate = d_out * up * silu'(gate); GELU_GLU likewise

@@ -104,6 +104,8 @@ typedef struct {
                             the projection and RoPE (Qwen3, Gemma 3); hook_q / hook_k are the
                             projection's output */
     int qk_norm_all;     /* with qk_norm: one norm over all heads' q (k) at once (OLMo-2) */
+    int qk_norm_per_head; /* with qk_norm: each head's q (k) norm has weights of its own (StableLM-2
+                             12B's, Command R+'s per-head LayerNorms) */
     int out_bias;        /* attention output and MLP projections have biases (GPT-2, GPT-NeoX) */
     int post_norms;      /* an RMSNorm on the attention's and the MLP's outputs before they join the
                             stream (Gemma 2's sandwich norms); hook_attn_out / hook_mlp_out come after
@@ -145,8 +147,8 @@ typedef struct {
     float *wq, *bq;            /* [n_heads*d_head, d_model], [n_heads*d_head] */
     float *wk, *bk;            /* [n_kv_heads*d_head, d_model], [n_kv_heads*d_head] */
     float *wv, *bv;            /* as wk, bk */
-    float *q_norm_w, *k_norm_w; /* [d_head] each (qk_norm only); with qk_norm_all
-                                   [n_heads*d_head], [n_kv_heads*d_head] */
+    float *q_norm_w, *k_norm_w; /* [d_head] each (qk_norm only); with qk_norm_all or
+                                   qk_norm_per_head [n_heads*d_head], [n_kv_heads*d_head] */
     float *wo, *bo;            /* [d_model, n_heads*d_head], [d_model] */
     float *ln2_w, *ln2_b;      /* [d_model] */
     float *w_gate;             /* [d_mlp, d_model] (SwiGLU only) */
@@ -213,6 +215,9 @@ void hs_model_rope_inv_freq_local(const hs_model_config *c, float *out);
 /* The width of one row of the q (kv = 0) or k (kv = 1) norm: d_head, or with
  * qk_norm_all every head's d_head at once. */
 int hs_model_qk_norm_width(const hs_model_config *c, int kv);
+/* The rows of its weight, each normalised row r using row r % rows: the q (k) heads with
+ * qk_norm_per_head, else 1. The weight holds width * rows floats. */
+int hs_model_qk_norm_rows(const hs_model_config *c, int kv);
 
 /* YaRN's or LongRoPE's attention factor on the scaled table's cos and sin, else 1. */
 float hs_model_rope_attn_factor(const hs_model_config *c);
