@@ -9,7 +9,7 @@
 
 const char *const hs_cfg_exp_type_names[] = {
     "head_ablation", "activation_patching", "head_scores", "pruning_curve", "capture", "head_set_ablation",
-    "head_importance", NULL};
+    "head_importance", "direct_logit_attribution", NULL};
 const char *const hs_cfg_dataset_kind_names[] = {"file", "ioi", "induction", "needle", "text", NULL};
 const char *const hs_cfg_metric_names[] = {"loss", "logprob", "logit_diff", "kl", "accuracy", "needle_recall", NULL};
 const char *const hs_cfg_positions_names[] = {"all", "last", "answer", "second_half", NULL};
@@ -39,6 +39,7 @@ static const char *const generator_names[] = {"ioi", "induction", "needle", "tex
 #define T_CAP BIT(HS_CONFIG_EXP_CAPTURE)
 #define T_SET BIT(HS_CONFIG_EXP_HEAD_SET_ABLATION)
 #define T_IMP BIT(HS_CONFIG_EXP_HEAD_IMPORTANCE)
+#define T_DLA BIT(HS_CONFIG_EXP_DLA)
 #define D_FILE BIT(HS_CONFIG_DATASET_FILE)
 #define D_IOI BIT(HS_CONFIG_DATASET_IOI)
 #define D_IND BIT(HS_CONFIG_DATASET_INDUCTION)
@@ -99,7 +100,7 @@ const hs_cfg_key hs_cfg_exp_keys[HS_EK_COUNT] = {
     [HS_EK_NAME] = {"name", HS_CFG_V_NAME, EX(name), .required = 1},
     [HS_EK_TYPE] = {"type", HS_CFG_V_ENUM, EX(type), hs_cfg_exp_type_names, .required = 1},
     [HS_EK_METRIC] = {"metric", HS_CFG_V_ENUM, EX(metric), hs_cfg_metric_names,
-                      .applies = T_ABL | T_PAT | T_PRU | T_SET | T_IMP},
+                      .applies = T_ABL | T_PAT | T_PRU | T_SET | T_IMP | T_DLA},
     [HS_EK_POSITIONS] = {"positions", HS_CFG_V_ENUM, EX(positions), hs_cfg_positions_names,
                          .applies = T_ABL | T_PAT | T_PRU | T_SET},
     [HS_EK_MODE] = {"mode", HS_CFG_V_ENUM, EX(mode), hs_cfg_mode_names, .applies = T_ABL | T_PRU | T_SET},

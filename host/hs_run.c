@@ -61,6 +61,13 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
                                   e->name, e->importance.experiment);
             break;
         case HS_CONFIG_EXP_CAPTURE: break;
+        case HS_CONFIG_EXP_DLA:
+            if (e->metric != HS_CONFIG_METRIC_LOGIT_DIFF)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "experiment '%s' (direct_logit_attribution): metric %s is not linear in the "
+                                  "residual; the direct effect is defined on the logit difference (metric logit_diff)",
+                                  e->name, hs_config_metric_name(e->metric));
+            break;
         case HS_CONFIG_EXP_HEAD_IMPORTANCE:
             if (e->metric == HS_CONFIG_METRIC_KL || e->metric == HS_CONFIG_METRIC_ACCURACY)
                 return hs_err_set(err, HS_ERR_UNSUPPORTED,
@@ -139,6 +146,12 @@ static hs_status build_dataset(const hs_config *cfg, const hs_model *m, hs_datas
 static hs_status check_model_fits(const hs_config *cfg, const hs_model_config *c, hs_err *err) {
     for (int i = 0; i < cfg->n_experiments; i++) {
         const hs_config_experiment *e = &cfg->experiments[i];
+        if (e->type == HS_CONFIG_EXP_DLA && (c->post_norms || c->final_softcap > 0.0f))
+            return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                              "experiment '%s' (direct_logit_attribution): the model %s, so its heads' direct "
+                              "effects do not add up to the logit difference",
+                              e->name, c->post_norms ? "normalises the attention's and MLP's outputs (post-norms)"
+                                                     : "soft-caps its logits");
         if (e->type != HS_CONFIG_EXP_CAPTURE) continue;
         if (c->rope == HS_ROPE_NONE && (e->hooks & (HS_CONFIG_BIT(HS_HOOK_ROT_Q) | HS_CONFIG_BIT(HS_HOOK_ROT_K))))
             return hs_err_set(err, HS_ERR_INVALID_ARG,
@@ -161,7 +174,7 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
         const hs_config_experiment *e = &cfg->experiments[i];
         const int metric = e->type == HS_CONFIG_EXP_HEAD_ABLATION || e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING ||
                            e->type == HS_CONFIG_EXP_PRUNING_CURVE || e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION ||
-                           e->type == HS_CONFIG_EXP_HEAD_IMPORTANCE;
+                           e->type == HS_CONFIG_EXP_HEAD_IMPORTANCE || e->type == HS_CONFIG_EXP_DLA;
         const int recall = e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION && e->metric == HS_CONFIG_METRIC_NEEDLE_RECALL;
         const char *missing = NULL;
         if (recall && (!d->needle_start || !d->needle_len))

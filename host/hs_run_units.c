@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "headsweep/hs_dla.h"
 #include "headsweep/hs_head_grad.h"
 #include "headsweep/hs_head_scores.h"
 #include "headsweep/hs_head_sets.h"
@@ -508,6 +509,16 @@ static hs_status unit_importance(hs_run_ctx *x, int exp, hs_run_worker *w, int i
     return st;
 }
 
+static hs_status unit_dla(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    const hs_run_exp *r = &x->exps[exp];
+    const hs_prompts v = view(&x->prompts, i0, n);
+    const hs_dla_out out = {.heads = row(r, "dla", i0), .mlp = row(r, "dla_mlp", i0), .rest = row(r, "dla_rest", i0),
+                            .metric = row(r, "logit_diff", i0)};
+    hs_status st = hs_dla(w->session, &v, x->cfg->batch_size, &out, err);
+    if (!st && hs_run_should_stop(x, exp)) st = hs_err_set(err, HS_ERR_INTERRUPTED, "interrupted");
+    return st;
+}
+
 hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, int g, hs_err *err) {
     switch (x->cfg->experiments[exp].type) {
     case HS_CONFIG_EXP_HEAD_ABLATION: return unit_ablation(x, exp, w, i0, n, g, err);
@@ -517,6 +528,7 @@ hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, i
     case HS_CONFIG_EXP_ACTIVATION_PATCHING: return unit_patching(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_HEAD_SET_ABLATION: return unit_sets(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_HEAD_IMPORTANCE: return unit_importance(x, exp, w, i0, n, err);
+    case HS_CONFIG_EXP_DLA: return unit_dla(x, exp, w, i0, n, err);
     default: return hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(x->cfg->experiments[exp].type));
     }
 }

@@ -159,7 +159,10 @@ Test(config, defaults_filled) {
     c = load_ok(HEAD "dataset:\n  generator: ioi\n"
                 "experiments:\n  - {name: p, type: activation_patching}\n"
                 "  - {name: a, type: head_ablation, metric: logprob}\n"
-                "  - {name: q, type: pruning_curve, importance: a}\n", NULL, 0);
+                "  - {name: q, type: pruning_curve, importance: a}\n"
+                "  - {name: d, type: direct_logit_attribution}\n", NULL, 0);
+    cr_assert_eq(c->experiments[3].type, HS_CONFIG_EXP_DLA);
+    cr_assert_eq(c->experiments[3].metric, HS_CONFIG_METRIC_LOGIT_DIFF); /* its only metric */
     cr_assert_eq(c->experiments[0].metric, HS_CONFIG_METRIC_LOGIT_DIFF);
     cr_assert_eq(c->experiments[0].positions, HS_CONFIG_POSITIONS_LAST);
     cr_assert_eq(c->experiments[0].targets, HS_CONFIG_BIT(HS_CONFIG_TARGET_Z_ALL_POS));
@@ -390,6 +393,12 @@ Test(config, key_not_applicable) {
                  "F:8:5: experiments[0].scores: olsson_induction needs the induction generator");
     expect_error(HEAD IND ABL "    mode: mean\n    mean_over: template\n", NULL, 0,
                  "F:9:5: experiments[0].mean_over: template needs templated prompts");
+    /* direct logit attribution reads the logit difference: answers and distractors, no positions */
+    expect_error(HEAD IND "experiments:\n  - name: d\n    type: direct_logit_attribution\n", NULL, 0,
+                 "F:7:5: experiments[0].metric: logit_diff needs answers and distractors");
+    expect_error(HEAD "dataset:\n  generator: ioi\n" "experiments:\n  - name: d\n    type: direct_logit_attribution\n"
+                 "    positions: all\n", NULL, 0,
+                 "F:8:5: experiments[0].positions does not apply to type direct_logit_attribution");
 }
 
 Test(config, importance_references) {

@@ -5,8 +5,8 @@
  * resid_pre, which also exercises resid_start at layer 0), head scores
  * (patterns recomputed from the log-sum-exp), resample and per-template mean
  * ablation (per-position SET edits), heads ablated together, the retrieval
- * score (greedy decoding), the result hook and attribution patching (the
- * backward). Those fixtures' heads (d_head 12) take the CUDA-core attention
+ * score (greedy decoding), the result hook, attribution patching (the
+ * backward) and direct logit attribution (its hooks' row downloads). Those fixtures' heads (d_head 12) take the CUDA-core attention
  * kernel only; one more test runs the experiments in bf16 on a random model
  * with d_head 64, on the tensor-core kernels (mma, or wgmma under
  * HS_CUDA_ATTN). Skips without a device. */
@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "headsweep/hs_capture.h"
+#include "headsweep/hs_dla.h"
 #include "headsweep/hs_head_scores.h"
 #include "headsweep/hs_head_sets.h"
 #include "headsweep/hs_retrieval.h"
@@ -99,6 +100,34 @@ Test(cuda_experiments, head_ablation_matches_cpu) {
         free(dc), free(dg);
     }
     fx_free(&f);
+}
+
+/* Direct logit attribution: the last tokens' rows the hooks download from the device, every
+ * part and the metric; on gpt2 (LayerNorm, biases) and llama_gqa (RMSNorm, grouped KV heads). */
+Test(cuda_experiments, dla_matches_cpu) {
+    const char *models[2] = {"gpt2", "llama_gqa"};
+    for (int k = 0; k < 2; k++) {
+        fx f;
+        fx_init(&f, models[k]);
+        const int N = f.pr.N, n = N * f.L * f.H;
+        float *hc = malloc((size_t)n * sizeof(float)), *hg = malloc((size_t)n * sizeof(float));
+        float mc[64], mg[64], rc[16], rg[16], lc[16], lg[16];
+        cr_assert(N <= 16 && N * f.L <= 64);
+        hs_err err = {0};
+        const hs_dla_out oc = {.heads = hc, .mlp = mc, .rest = rc, .metric = lc},
+                         og = {.heads = hg, .mlp = mg, .rest = rg, .metric = lg};
+        cr_assert_eq(hs_dla(f.s_cpu, &f.pr, 16, &oc, &err), HS_OK, "%s", err.msg);
+        for (int i = 0; i < n; i++) hg[i] = NAN; /* poisoned */
+        for (int i = 0; i < N * f.L; i++) mg[i] = NAN;
+        for (int i = 0; i < N; i++) rg[i] = lg[i] = NAN;
+        cr_assert_eq(hs_dla(f.s_gpu, &f.pr, 16, &og, &err), HS_OK, "%s", err.msg);
+        expect_close(hg, hc, n, "dla heads");
+        expect_close(mg, mc, N * f.L, "dla mlp");
+        expect_close(rg, rc, N, "dla rest");
+        expect_close(lg, lc, N, "dla metric");
+        free(hc), free(hg);
+        fx_free(&f);
+    }
 }
 
 /* Exact patching on CUDA: every target but z_all_pos (z_by_pos covers the

@@ -357,6 +357,13 @@ Test(run, unimplemented_options_are_refused_up_front) {
     cr_assert(strstr(err.msg, "'few'") && strstr(err.msg, "subset of layers"), "%s", err.msg);
     cr_assert_neq(access(out, F_OK), 0);
     hs_config_free(cfg);
+    /* direct logit attribution of a metric that is not linear in the residual */
+    write_config(cfgp, out, "  - name: dla\n    type: direct_logit_attribution\n    metric: loss\n");
+    cr_assert_eq(hs_config_load(cfgp, NULL, 0, &cfg, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "'dla'") && strstr(err.msg, "metric logit_diff"), "%s", err.msg);
+    cr_assert_neq(access(out, F_OK), 0);
+    hs_config_free(cfg);
     /* recompute needs a gradient importance to recompute: refused at load, naming the key */
     const char *sets[] = {"experiments.prune.recompute=true"};
     cr_assert_neq(hs_config_load(cfgp, sets, 1, &cfg, &err), HS_OK);
@@ -449,7 +456,8 @@ Test(run, activation_patching_matches_transformers) {
                "    targets: [z_all_pos, resid_pre, attn_out, mlp_out, q_all_pos, k_all_pos, v_all_pos]\n"
                "  - name: mg\n    type: head_importance\n    metric: logit_diff\n"
                "  - name: pathk\n    type: activation_patching\n    metric: logit_diff\n    targets: [path_heads]\n"
-               "    receivers: [L2H0]\n    receiver_input: k\n", /* the fixture's path_heads_k */
+               "    receivers: [L2H0]\n    receiver_input: k\n" /* the fixture's path_heads_k */
+               "  - name: dla\n    type: direct_logit_attribution\n",
             model, out, jsonl);
     fclose(f);
     hs_config *cfg = load(cfgp);
@@ -558,6 +566,31 @@ Test(run, activation_patching_matches_transformers) {
     cr_assert_str_eq(method, "logit_diff");
     free(method), free(mg), free(mt);
     hs_st_close(img);
+    { /* direct logit attribution: transformers' per-head direct effects, their mean, and the parts' sum */
+        hs_st_file *dr = NULL;
+        hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_dla.safetensors");
+        cr_assert_eq(hs_st_open(ref, &dr, &err), HS_OK, "%s", err.msg);
+        const hs_st_tensor *wh = hs_st_find(dr, "heads");
+        float *dh = read_f32(h, "dla", "dla", &sh), *dm = read_f32(h, "dla", "dla_mean", NULL),
+              *dp = read_f32(h, "dla", "dla_mlp", NULL), *dr_ = read_f32(h, "dla", "dla_rest", NULL),
+              *ld = read_f32(h, "dla", "logit_diff", NULL);
+        cr_assert(sh.ndim == 3 && sh.dims[0] == N && sh.dims[1] == L && sh.dims[2] == H);
+        for (int64_t i = 0; i < wh->numel; i++)
+            cr_assert_float_eq(dh[i], ((const float *)wh->data)[i], 1e-4, "dla %lld", (long long)i);
+        for (int k = 0; k < L * H; k++) {
+            double m = 0;
+            for (int i = 0; i < N; i++) m += dh[i * L * H + k] / N;
+            cr_assert_float_eq(dm[k], m, 1e-5, "dla_mean %d", k);
+        }
+        for (int i = 0; i < N; i++) {
+            double sum = dr_[i];
+            for (int k = 0; k < L * H; k++) sum += dh[i * L * H + k];
+            for (int l = 0; l < L; l++) sum += dp[i * L + l];
+            cr_assert_float_eq(sum, ld[i], 1e-4, "prompt %d: the parts add up to the logit difference", i);
+        }
+        free(dh), free(dm), free(dp), free(dr_), free(ld);
+        hs_st_close(dr);
+    }
     hs_h5_close(h);
     hs_st_close(st);
     hs_config_free(cfg);

@@ -111,6 +111,7 @@ int hs_cli_plot(int argc, char **argv) {
     if (hs_h5_read_attr_str(g, NULL, "type", &type, &err)) goto fail;
     if (!dsname) { /* the experiment's headline result */
         if (!strcmp(type, "head_ablation")) dsname = "delta_mean";
+        else if (!strcmp(type, "direct_logit_attribution")) dsname = "dla_mean";
         else if (!strcmp(type, "pruning_curve")) dsname = "metric";
         else {
             if (hs_h5_list_datasets(g, &names, &nn, &err)) goto fail;

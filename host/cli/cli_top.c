@@ -58,10 +58,11 @@ int hs_cli_top(int argc, char **argv) {
         rc = 0;
         goto done;
     }
-    if (!ds) /* the ranking a pruning curve would use */
-        ds = !strcmp(type, "head_ablation")     ? "delta_mean"
-             : !strcmp(type, "head_importance") ? "importance"
-                                                : NULL;
+    if (!ds) /* the experiment's [layer, head] result: for the first two, what a pruning curve ranks by */
+        ds = !strcmp(type, "head_ablation")              ? "delta_mean"
+             : !strcmp(type, "head_importance")          ? "importance"
+             : !strcmp(type, "direct_logit_attribution") ? "dla_mean"
+                                                         : NULL;
     if (!ds) {
         snprintf(err.msg, sizeof err.msg, "%s: experiment '%s' (%s): name the result with --dataset", file, exp, type);
         goto fail;

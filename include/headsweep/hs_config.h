@@ -108,6 +108,7 @@ typedef enum {
     HS_CONFIG_EXP_CAPTURE,
     HS_CONFIG_EXP_HEAD_SET_ABLATION, /* the top-k heads of a ranking together vs random k-head sets */
     HS_CONFIG_EXP_HEAD_IMPORTANCE,   /* Michel et al.'s gradient importance (hs_head_grad.h) */
+    HS_CONFIG_EXP_DLA,               /* direct logit attribution (hs_dla.h) */
     HS_CONFIG_EXP_COUNT
 } hs_config_exp_type;
 
@@ -213,7 +214,8 @@ typedef struct {
 typedef struct {
     char *name;                 /* [A-Za-z0-9_-]+, unique; the HDF5 group name (heap) */
     hs_config_exp_type type;
-    hs_config_metric metric;    /* ablation, patching, pruning, head_importance (loss: Michel et al.) */
+    hs_config_metric metric;    /* ablation, patching, pruning, head_importance (loss: Michel et al.),
+                                   direct_logit_attribution (logit_diff, its only one) */
     hs_config_positions positions; /* where the metric reads; default all for loss/kl, else last */
     hs_config_mode mode;        /* ablation, pruning (zero) */
     double scale;               /* mode scale (0.0) */

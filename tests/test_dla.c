@@ -1,0 +1,99 @@
+/* Direct logit attribution (hs_dla.h) against transformers (make_fixtures.py part dla: each
+ * prompt alone, every head's result through o_proj itself, the final norm's scale frozen, in
+ * double): heads, MLPs, the rest and the metric, for the prompts padded together and one by
+ * one. Plus the invariant that the parts add up to the logit difference the forward computed,
+ * and the refusals. */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "headsweep/hs_dla.h"
+#include "headsweep/hs_safetensors.h"
+#include "hs_testutil.h"
+
+static void expect_close(const char *model, const char *key, int rows, const float *got, hs_st_file *ref) {
+    const hs_st_tensor *want = hs_test_ref_tensor(ref, key);
+    const double scale = hs_test_max_abs(want->data, want->numel);
+    /* f32 sums over d_model against double: 1e-5 of the largest value, 1e-4 relative */
+    hs_test_cmp cmp = hs_test_compare(got, want->data, want->numel, 1e-5 * scale + 1e-6, 1e-4);
+    cr_assert_eq(cmp.n_bad, 0, "%s %s rows=%d: %lld of %lld off (first %lld: got %g want %g)", model, key, rows,
+                 (long long)cmp.n_bad, (long long)cmp.n, (long long)cmp.first_bad, (double)got[cmp.first_bad],
+                 (double)((const float *)want->data)[cmp.first_bad]);
+    cr_log_info("%s %s rows=%d: max |diff| %.2e (max |value| %.3g)", model, key, rows, cmp.max_abs, scale);
+}
+
+static void against_transformers(const char *model) {
+    hs_model *m = NULL;
+    hs_st_file *ref = NULL;
+    hs_err err = {0};
+    hs_test_load_fixture(model, "dla", &m, &ref);
+    const hs_prompts pr = hs_test_ref_prompts(ref);
+    const hs_model_config *c = hs_model_get_config(m);
+    const int L = c->n_layers, H = c->n_heads, N = pr.N;
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_session_init(be, m, N, pr.T, &s, &err), HS_OK, "%s", err.msg);
+    float *heads = malloc((size_t)N * L * H * sizeof(float)), *mlp = malloc((size_t)N * L * sizeof(float)),
+          *rest = malloc((size_t)N * sizeof(float)), *metric = malloc((size_t)N * sizeof(float));
+    const hs_dla_out out = {.heads = heads, .mlp = mlp, .rest = rest, .metric = metric};
+    for (int rows = N; rows >= 1; rows -= N - 1) { /* all prompts padded together, then one by one */
+        for (int i = 0; i < N * L * H; i++) heads[i] = NAN;
+        for (int i = 0; i < N * L; i++) mlp[i] = NAN;
+        for (int i = 0; i < N; i++) rest[i] = metric[i] = NAN;
+        cr_assert_eq(hs_dla(s, &pr, rows, &out, &err), HS_OK, "%s", err.msg);
+        expect_close(model, "heads", rows, heads, ref);
+        expect_close(model, "mlp", rows, mlp, ref);
+        expect_close(model, "rest", rows, rest, ref);
+        expect_close(model, "metric", rows, metric, ref);
+        for (int i = 0; i < N; i++) { /* the parts add up to what the forward computed */
+            double sum = rest[i];
+            for (int k = 0; k < L * H; k++) sum += heads[(int64_t)i * L * H + k];
+            for (int l = 0; l < L; l++) sum += mlp[(int64_t)i * L + l];
+            cr_assert(fabs(sum - metric[i]) <= 1e-4 * (1 + fabs(metric[i])), "%s prompt %d: parts %g, logit diff %g",
+                      model, i, sum, (double)metric[i]);
+        }
+    }
+    free(heads), free(mlp), free(rest), free(metric);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_st_close(ref);
+    hs_model_free(m);
+}
+
+Test(dla, gpt2_matches_transformers) { against_transformers("gpt2"); }
+Test(dla, llama_gqa_matches_transformers) { against_transformers("llama_gqa"); }
+Test(dla, pythia_parallel_block) { against_transformers("pythia"); }
+Test(dla, gemma_one_plus_w_norm) { against_transformers("gemma"); }
+Test(dla, phi_unembedding_bias) { against_transformers("phi"); }
+Test(dla, granite_folded_scales) { against_transformers("granite"); }
+Test(dla, cohere_logit_scale) { against_transformers("cohere"); }
+
+/* Post-norms (the heads' results do not add up to the residual), soft-capped logits and a
+ * prompt set without distractors are refused by name. */
+Test(dla, refusals) {
+    hs_err err = {0};
+    hs_backend *be = NULL;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    const int32_t tokens[4] = {5, 6, 7, 8}, lengths[1] = {4}, answer[1] = {9}, distractor[1] = {10};
+    float heads[64];
+    const hs_dla_out out = {.heads = heads};
+    hs_model *m = hs_test_fixture_model("gemma2");
+    hs_session *s = NULL;
+    cr_assert_eq(hs_session_init(be, m, 1, 4, &s, &err), HS_OK, "%s", err.msg);
+    const hs_prompts pr = {.N = 1, .T = 4, .tokens = tokens, .lengths = lengths, .answer = answer, .distractor = distractor};
+    cr_assert_eq(hs_dla(s, &pr, 1, &out, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "post-norms"), "%s", err.msg);
+    hs_session_free(s);
+    hs_model_free(m);
+    m = hs_test_fixture_model("gpt2");
+    cr_assert_eq(hs_session_init(be, m, 1, 4, &s, &err), HS_OK, "%s", err.msg);
+    const hs_prompts no_distractor = {.N = 1, .T = 4, .tokens = tokens, .lengths = lengths, .answer = answer};
+    cr_assert_eq(hs_dla(s, &no_distractor, 1, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "distractor"), "%s", err.msg);
+    hs_session_free(s);
+    hs_model_free(m);
+    hs_backend_free(be);
+}
