@@ -13,8 +13,8 @@
 #include "hs_metric.h"
 
 const char *hs_metric_name(hs_metric m) {
-    static const char *n[HS_METRIC_COUNT] = {"loss", "logprob", "logit_diff", "kl", "accuracy",
-                                             "needle_recall"};
+    static const char *n[HS_METRIC_COUNT] = {"loss",     "logprob",       "logit_diff", "kl",
+                                             "accuracy", "needle_recall", "logit"};
     return (m >= 0 && m < HS_METRIC_COUNT) ? n[m] : "?";
 }
 

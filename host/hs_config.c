@@ -26,7 +26,7 @@ const char *hs_config_dataset_kind_name(hs_config_dataset_kind k) {
     return name_of(hs_cfg_dataset_kind_names, HS_CONFIG_DATASET_COUNT, (int)k);
 }
 const char *hs_config_metric_name(hs_config_metric m) {
-    return name_of(hs_cfg_metric_names, 6, (int)m);
+    return name_of(hs_cfg_metric_names, HS_CONFIG_METRIC_COUNT, (int)m);
 }
 const char *hs_config_positions_name(hs_config_positions p) {
     return name_of(hs_cfg_positions_names, 4, (int)p);

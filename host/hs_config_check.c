@@ -184,7 +184,8 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
               no_answers = dk == HS_CONFIG_DATASET_INDUCTION || dk == HS_CONFIG_DATASET_TEXT ||
                            (needle && !s->c->dataset.answer);
     if (hs_cfg_exp_key_applies(e, HS_EK_METRIC) && no_answers &&
-        (e->metric == HS_CONFIG_METRIC_LOGPROB || e->metric == HS_CONFIG_METRIC_ACCURACY))
+        (e->metric == HS_CONFIG_METRIC_LOGPROB || e->metric == HS_CONFIG_METRIC_ACCURACY ||
+         e->metric == HS_CONFIG_METRIC_LOGIT))
         HS_CFG_FAIL(ctx, is_set(l[HS_EK_METRIC]) ? l[HS_EK_METRIC] : l[HS_EK_TYPE], err, HS_ERR_FORMAT,
                     "experiments[%d].metric: %s needs each prompt's answer token: a file dataset, the ioi "
                     "generator or the needle generator with 'answer' (dataset is %s%s)",

@@ -11,7 +11,8 @@ const char *const hs_cfg_exp_type_names[] = {
     "head_ablation", "activation_patching", "head_scores", "pruning_curve", "capture", "head_set_ablation",
     "head_importance", "direct_logit_attribution", NULL};
 const char *const hs_cfg_dataset_kind_names[] = {"file", "ioi", "induction", "needle", "text", NULL};
-const char *const hs_cfg_metric_names[] = {"loss", "logprob", "logit_diff", "kl", "accuracy", "needle_recall", NULL};
+const char *const hs_cfg_metric_names[] = {"loss",     "logprob",       "logit_diff", "kl",
+                                           "accuracy", "needle_recall", "logit",      NULL};
 const char *const hs_cfg_positions_names[] = {"all", "last", "answer", "second_half", NULL};
 const char *const hs_cfg_mode_names[] = {"zero",  "scale",   "mean", "resample",
                                          "patch", "uniform", NULL};

@@ -54,7 +54,7 @@ static double dot(const float *a, const float *b, int64_t n) {
 }
 
 /* g [d] for one prompt: w * (U[a] - U[b]) / s from its final residual fin, centred under
- * LayerNorm; *cnst = b . (U[a] - U[b]) + u[a] - u[b]. */
+ * LayerNorm; *cnst = b . (U[a] - U[b]) + u[a] - u[b]. b < 0: U[a] and u[a] alone (metric logit). */
 static void direction(const hs_model_config *c, const hs_model_weights *w, const float *fin, int a, int b, float *g,
                       double *cnst) {
     const int d = c->d_model;
@@ -64,21 +64,21 @@ static void direction(const hs_model_config *c, const hs_model_weights *w, const
     mean /= d;
     for (int i = 0; i < d; i++) ss += (fin[i] - mean) * (fin[i] - mean);
     const double s = sqrt(ss / d + c->norm_eps), w0 = c->norm == HS_NORM_RMSNORM_1P ? 1.0 : 0.0;
-    const float *ua = w->unembed + (int64_t)a * d, *ub = w->unembed + (int64_t)b * d;
+    const float *ua = w->unembed + (int64_t)a * d, *ub = b >= 0 ? w->unembed + (int64_t)b * d : NULL;
     double gm = 0, k = 0;
     for (int i = 0; i < d; i++) {
-        const double u = (double)ua[i] - ub[i];
+        const double u = (double)ua[i] - (ub ? ub[i] : 0.0f);
         g[i] = (float)((w0 + w->lnf_w[i]) * u / s);
         gm += g[i];
         if (w->lnf_b) k += w->lnf_b[i] * u;
     }
     for (int i = 0; ln && i < d; i++) g[i] -= (float)(gm / d); /* (c - mean c) . g = c . (g - mean g) */
-    if (w->unembed_b) k += (double)w->unembed_b[a] - w->unembed_b[b];
+    if (w->unembed_b) k += (double)w->unembed_b[a] - (b >= 0 ? w->unembed_b[b] : 0.0f);
     *cnst = k;
 }
 
-static hs_status dla_batch(hs_session *s, const hs_prompts *pr, int p0, int B, dla_ctx *x, float *logits, float *g,
-                           float *proj, const hs_dla_out *out, hs_err *err) {
+static hs_status dla_batch(hs_session *s, const hs_prompts *pr, int diff, int p0, int B, dla_ctx *x, float *logits,
+                           float *g, float *proj, const hs_dla_out *out, hs_err *err) {
     const hs_model_config *c = &s->cfg;
     const hs_model_weights *w = hs_model_get_weights(s->model);
     const int L = c->n_layers, H = c->n_heads, dh = c->d_head, d = c->d_model, T = pr->T, V = c->n_vocab;
@@ -99,8 +99,8 @@ static hs_status dla_batch(hs_session *s, const hs_prompts *pr, int p0, int B, d
     double *cnst = calloc((size_t)B, sizeof *cnst);
     if (!cnst) HS_FAIL(err, HS_ERR_OOM, "direct logit attribution: out of memory");
     for (int b = 0; b < B; b++)
-        direction(c, w, x->fin + (int64_t)b * d, pr->answer[p0 + b], pr->distractor[p0 + b], g + (int64_t)b * d,
-                  &cnst[b]);
+        direction(c, w, x->fin + (int64_t)b * d, pr->answer[p0 + b], diff ? pr->distractor[p0 + b] : -1,
+                  g + (int64_t)b * d, &cnst[b]);
     for (int l = 0; l < L; l++) {
         const hs_layer_weights *W = &w->layers[l];
         /* proj [B, H * dh] = g [B, d] W_O [d, H * dh]: each head's direction in z space */
@@ -118,8 +118,8 @@ static hs_status dla_batch(hs_session *s, const hs_prompts *pr, int p0, int B, d
     for (int b = 0; b < B; b++) {
         const int64_t n = p0 + b;
         if (out->rest) out->rest[n] = (float)(cnst[b] + dot(x->emb + (int64_t)b * d, g + (int64_t)b * d, d));
-        if (out->metric)
-            out->metric[n] = logits[(int64_t)b * V + pr->answer[n]] - logits[(int64_t)b * V + pr->distractor[n]];
+        const float *lg = logits + (int64_t)b * V;
+        if (out->metric) out->metric[n] = lg[pr->answer[n]] - (diff ? lg[pr->distractor[n]] : 0.0f);
     }
     free(cnst);
 exit:
@@ -127,8 +127,13 @@ exit:
     return st;
 }
 
-hs_status hs_dla(hs_session *s, const hs_prompts *pr, int batch_rows, const hs_dla_out *out, hs_err *err) {
+hs_status hs_dla(hs_session *s, const hs_prompts *pr, hs_metric metric, int batch_rows, const hs_dla_out *out,
+                 hs_err *err) {
     const hs_model_config *c = &s->cfg;
+    if (metric != HS_METRIC_LOGIT_DIFF && metric != HS_METRIC_LOGIT)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "direct logit attribution: metric %s is not linear in the residual (logit_diff or logit)",
+                          hs_metric_name(metric));
     if (c->post_norms)
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
                           "direct logit attribution: the model normalises the attention's and MLP's outputs before "
@@ -136,8 +141,11 @@ hs_status hs_dla(hs_session *s, const hs_prompts *pr, int batch_rows, const hs_d
     if (c->final_softcap > 0.0f)
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
                           "direct logit attribution: the logits are soft-capped, not linear in the residual");
-    hs_status st = hs_metric_check(c, pr, HS_METRIC_LOGIT_DIFF, err);
-    if (st) return hs_err_prefix(err, "direct logit attribution");
+    hs_status st = hs_metric_check(c, pr, metric, err);
+    if (st) {
+        hs_err_prefix(err, "direct logit attribution");
+        return st;
+    }
     const int L = c->n_layers, d = c->d_model, R = batch_rows > 0 ? batch_rows : 1;
     const int64_t qd = (int64_t)c->n_heads * c->d_head;
     dla_ctx x = {.s = s};
@@ -150,7 +158,8 @@ hs_status hs_dla(hs_session *s, const hs_prompts *pr, int batch_rows, const hs_d
     if (!x.z || !x.mlp || !x.emb || !x.fin || !logits || !g || !proj)
         HS_FAIL(err, HS_ERR_OOM, "direct logit attribution: out of memory");
     for (int p0 = 0; p0 < pr->N; p0 += R)
-        HS_CHECK(dla_batch(s, pr, p0, pr->N - p0 < R ? pr->N - p0 : R, &x, logits, g, proj, out, err));
+        HS_CHECK(dla_batch(s, pr, metric == HS_METRIC_LOGIT_DIFF, p0, pr->N - p0 < R ? pr->N - p0 : R, &x, logits, g,
+                           proj, out, err));
 exit:
     free(x.z), free(x.mlp), free(x.emb), free(x.fin), free(logits), free(g), free(proj);
     return st;

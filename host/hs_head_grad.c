@@ -79,10 +79,11 @@ hs_status hs_head_grad_per_prompt(hs_session *s, const hs_prompts *pr, const flo
 
 hs_status hs_head_grad_metric(hs_session *s, const hs_prompts *pr, hs_metric metric, const float *head_mask,
                               int batch_rows, float *out, hs_err *err) {
-    if (metric != HS_METRIC_LOSS && metric != HS_METRIC_LOGIT_DIFF && metric != HS_METRIC_LOGPROB)
+    if (metric != HS_METRIC_LOSS && metric != HS_METRIC_LOGIT_DIFF && metric != HS_METRIC_LOGPROB &&
+        metric != HS_METRIC_LOGIT)
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
                           "head gradient: metric %s (KL to the unmasked model has zero gradient there, accuracy "
-                          "none); use loss, logit_diff or logprob", hs_metric_name(metric));
+                          "none); use loss, logit_diff, logprob or logit", hs_metric_name(metric));
     hs_status st = hs_metric_check(&s->cfg, pr, metric, err);
     if (st) return hs_err_prefix(err, "head gradient");
     const int T = pr->T, R = batch_rows > 0 ? batch_rows : 1;

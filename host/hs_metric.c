@@ -28,6 +28,7 @@ double hs_row_metric(hs_metric m, const hs_prompts *pr, int prompt, const float 
         hs_log_softmax(logits, V, scratch);
         return scratch[pr->answer[prompt]];
     case HS_METRIC_LOGIT_DIFF: return (double)logits[pr->answer[prompt]] - logits[pr->distractor[prompt]];
+    case HS_METRIC_LOGIT: return logits[pr->answer[prompt]];
     case HS_METRIC_KL: {
         hs_log_softmax(logits, V, scratch);
         double kl = 0;
@@ -49,9 +50,10 @@ void hs_metric_dlogits(hs_metric m, const hs_prompts *pr, int p0, int B, const f
     for (int r = 0; r < B; r++) {
         const float *x = logits + (int64_t)r * V, *ref = ref_logp ? ref_logp + (int64_t)r * V : NULL;
         float *g = dl + (int64_t)r * V;
-        if (m == HS_METRIC_LOGIT_DIFF) {
+        if (m == HS_METRIC_LOGIT_DIFF || m == HS_METRIC_LOGIT) {
             for (int v = 0; v < V; v++) g[v] = 0.0f;
-            g[pr->answer[p0 + r]] += 1.0f, g[pr->distractor[p0 + r]] -= 1.0f;
+            g[pr->answer[p0 + r]] += 1.0f;
+            if (m == HS_METRIC_LOGIT_DIFF) g[pr->distractor[p0 + r]] -= 1.0f;
             continue;
         }
         hs_log_softmax(x, V, scratch); /* before g, which may alias x, is written */
@@ -66,7 +68,9 @@ hs_status hs_metric_check(const hs_model_config *c, const hs_prompts *pr, hs_met
     if (metric < 0 || metric >= HS_METRIC_COUNT) return hs_err_set(err, HS_ERR_INVALID_ARG, "unknown metric %d", (int)metric);
     if (metric == HS_METRIC_NEEDLE_RECALL) /* generated, not read from one forward */
         return hs_err_set(err, HS_ERR_INVALID_ARG, "metric needle_recall is for head sets only (hs_head_set_metric)");
-    if ((metric == HS_METRIC_LOGPROB || metric == HS_METRIC_ACCURACY || metric == HS_METRIC_LOGIT_DIFF) && !pr->answer)
+    if ((metric == HS_METRIC_LOGPROB || metric == HS_METRIC_ACCURACY || metric == HS_METRIC_LOGIT_DIFF ||
+         metric == HS_METRIC_LOGIT) &&
+        !pr->answer)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "metric %s needs answer tokens", hs_metric_name(metric));
     if (metric == HS_METRIC_LOGIT_DIFF && !pr->distractor)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "metric logit_diff needs distractor tokens");

@@ -62,17 +62,18 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
             break;
         case HS_CONFIG_EXP_CAPTURE: break;
         case HS_CONFIG_EXP_DLA:
-            if (e->metric != HS_CONFIG_METRIC_LOGIT_DIFF)
+            if (e->metric != HS_CONFIG_METRIC_LOGIT_DIFF && e->metric != HS_CONFIG_METRIC_LOGIT)
                 return hs_err_set(err, HS_ERR_UNSUPPORTED,
                                   "experiment '%s' (direct_logit_attribution): metric %s is not linear in the "
-                                  "residual; the direct effect is defined on the logit difference (metric logit_diff)",
+                                  "residual; the direct effect is defined on logits (metric logit_diff or logit)",
                                   e->name, hs_config_metric_name(e->metric));
             break;
         case HS_CONFIG_EXP_HEAD_IMPORTANCE:
             if (e->metric == HS_CONFIG_METRIC_KL || e->metric == HS_CONFIG_METRIC_ACCURACY)
                 return hs_err_set(err, HS_ERR_UNSUPPORTED,
                                   "experiment '%s' (head_importance): metric %s has no useful gradient (KL to the "
-                                  "unmasked model is flat there, accuracy is a step); use loss, logit_diff or logprob",
+                                  "unmasked model is flat there, accuracy is a step); use loss, logit_diff, logprob or "
+                                  "logit",
                                   e->name, hs_config_metric_name(e->metric));
             break;
         case HS_CONFIG_EXP_ACTIVATION_PATCHING:

@@ -175,7 +175,7 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
         HS_CHECK(add(r, 0, "dla", 2, lh, N_LH, err));
         HS_CHECK(add(r, 0, "dla_mlp", 1, lh, n_l, err));
         HS_CHECK(add(r, 0, "dla_rest", 0, NULL, NULL, err));
-        HS_CHECK(add(r, 0, "logit_diff", 0, NULL, NULL, err));
+        HS_CHECK(add(r, 0, "metric", 0, NULL, NULL, err));
         break;
     }
     case HS_CONFIG_EXP_HEAD_IMPORTANCE:

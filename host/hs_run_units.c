@@ -15,6 +15,11 @@
 #include "hs_decode.h"
 #include "hs_run_internal.h"
 
+/* experiments pass their config metric on as an hs_metric */
+_Static_assert((int)HS_CONFIG_METRIC_LOGIT_DIFF == (int)HS_METRIC_LOGIT_DIFF, "metric order");
+_Static_assert((int)HS_CONFIG_METRIC_NEEDLE_RECALL == (int)HS_METRIC_NEEDLE_RECALL, "metric order");
+_Static_assert((int)HS_CONFIG_METRIC_LOGIT == (int)HS_METRIC_LOGIT, "metric order");
+
 /* Prompts [i0, i0 + n) as a prompt set of their own. */
 static hs_prompts view(const hs_prompts *p, int i0, int n) {
     hs_prompts v = *p;
@@ -513,8 +518,8 @@ static hs_status unit_dla(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int 
     const hs_run_exp *r = &x->exps[exp];
     const hs_prompts v = view(&x->prompts, i0, n);
     const hs_dla_out out = {.heads = row(r, "dla", i0), .mlp = row(r, "dla_mlp", i0), .rest = row(r, "dla_rest", i0),
-                            .metric = row(r, "logit_diff", i0)};
-    hs_status st = hs_dla(w->session, &v, x->cfg->batch_size, &out, err);
+                            .metric = row(r, "metric", i0)};
+    hs_status st = hs_dla(w->session, &v, (hs_metric)x->cfg->experiments[exp].metric, x->cfg->batch_size, &out, err);
     if (!st && hs_run_should_stop(x, exp)) st = hs_err_set(err, HS_ERR_INTERRUPTED, "interrupted");
     return st;
 }

@@ -369,22 +369,28 @@ exit:
     return st;
 }
 
-static hs_status write_dla(const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+static hs_status write_dla(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
     hs_status st = HS_OK;
+    const int diff = e->metric == HS_CONFIG_METRIC_LOGIT_DIFF;
     HS_CHECK(put_with_mean(g, r, "dla",
-                           "direct effect of each head on logit[answer] - logit[distractor] at the last token: its "
-                           "result z_h W_O[:, h]^T through the final norm with the scale the forward computed (centred "
-                           "under LayerNorm), dotted with w * (W_U[answer] - W_U[distractor]) (TransformerLens "
-                           "residual_stack_to_logit_diff with apply_ln_to_stack)",
+                           diff ? "direct effect of each head on logit[answer] - logit[distractor] after the last token: "
+                                  "its result z_h W_O[:, h]^T through the final norm with the scale the forward computed "
+                                  "(centred under LayerNorm), dotted with w * (W_U[answer] - W_U[distractor]) "
+                                  "(TransformerLens residual_stack_to_logit_diff with apply_ln_to_stack)"
+                                : "direct effect of each head on logit[answer] after the last token: its result z_h "
+                                  "W_O[:, h]^T through the final norm with the scale the forward computed (centred under "
+                                  "LayerNorm), dotted with w * W_U[answer] (TransformerLens apply_ln_to_stack)",
                            err));
     HS_CHECK(put_with_mean(g, r, "dla_mlp", "the same for each layer's mlp_out", err));
     HS_CHECK(put_with_mean(g, r, "dla_rest",
                            "the same for the embedding (resid_pre of layer 0) and every b_O, plus the final norm's "
-                           "bias and the unembedding's: dla + dla_mlp + dla_rest add up to logit_diff",
+                           "bias and the unembedding's: dla + dla_mlp + dla_rest add up to metric",
                            err));
-    HS_CHECK(put_with_mean(g, r, "logit_diff", "logit[answer] - logit[distractor] at the last token, from the forward",
+    HS_CHECK(put_with_mean(g, r, "metric",
+                           diff ? "logit[answer] - logit[distractor] after the last token, from the forward"
+                                : "logit[answer] after the last token, from the forward",
                            err));
-    HS_CHECK(hs_h5_attr_str(g, NULL, "metric", "logit_diff", err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
 exit:
     return st;
 }
@@ -406,7 +412,7 @@ hs_status hs_run_write(const hs_config *cfg, int exp, const hs_run_exp *r, hs_h5
     case HS_CONFIG_EXP_HEAD_SCORES: return write_scores(e, r, g, err);
     case HS_CONFIG_EXP_PRUNING_CURVE: return write_pruning(e, r, g, err);
     case HS_CONFIG_EXP_CAPTURE: return write_capture(r, g, err);
-    case HS_CONFIG_EXP_DLA: return write_dla(r, g, err);
+    case HS_CONFIG_EXP_DLA: return write_dla(e, r, g, err);
     case HS_CONFIG_EXP_ACTIVATION_PATCHING: return write_patching(e, r, g, err);
     case HS_CONFIG_EXP_HEAD_SET_ABLATION: return write_sets(e, r, g, err);
     case HS_CONFIG_EXP_HEAD_IMPORTANCE: return write_importance(e, r, g, err);

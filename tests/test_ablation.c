@@ -158,3 +158,31 @@ Test(ablation, layer_and_all_but_one_variants) {
     free(full), free(part), free(mask), free(layer_d), free(abo);
     fx_free(&f);
 }
+
+/* The logit metric: the answer's logit after the last token. Its ablation deltas for the answer,
+ * minus those for the distractor taken as the answer, are the logit difference's deltas. */
+Test(ablation, logit_metric_differences_give_logit_diff) {
+    fx f;
+    fx_init(&f, "gpt2", 32);
+    const int N = f.pr.N;
+    int32_t *ans = malloc((size_t)N * sizeof *ans), *dis = malloc((size_t)N * sizeof *dis);
+    for (int i = 0; i < N; i++) ans[i] = 3 + 7 * i, dis[i] = 11 + 5 * i;
+    f.pr.answer = ans, f.pr.distractor = dis;
+    float ba[8], bb[8], bd[8];
+    float *da = sweep(&f, HS_METRIC_LOGIT, HS_ABLATE_ZERO, 32, 1, ba);
+    f.pr.answer = dis;
+    float *db = sweep(&f, HS_METRIC_LOGIT, HS_ABLATE_ZERO, 32, 1, bb);
+    f.pr.answer = ans;
+    float *dd = sweep(&f, HS_METRIC_LOGIT_DIFF, HS_ABLATE_ZERO, 32, 1, bd);
+    for (int i = 0; i < N; i++) cr_assert_float_eq(bd[i], ba[i] - bb[i], 1e-5, "base %d", i);
+    for (int64_t k = 0; k < (int64_t)N * f.L * f.H; k++) cr_assert_float_eq(dd[k], da[k] - db[k], 1e-5, "delta %lld", (long long)k);
+    f.pr.answer = NULL;
+    float base[8], delta[3 * 3 * 5 * 8];
+    hs_ablation_params p = hs_ablation_default_params();
+    p.metric = HS_METRIC_LOGIT;
+    hs_err err = {0};
+    cr_assert_eq(hs_head_ablation(f.s, f.m, &f.pr, &p, base, delta, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "logit needs answer"), "%s", err.msg);
+    free(da), free(db), free(dd), free(ans), free(dis);
+    fx_free(&f);
+}

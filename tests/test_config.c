@@ -399,6 +399,8 @@ Test(config, key_not_applicable) {
     expect_error(HEAD "dataset:\n  generator: ioi\n" "experiments:\n  - name: d\n    type: direct_logit_attribution\n"
                  "    positions: all\n", NULL, 0,
                  "F:8:5: experiments[0].positions does not apply to type direct_logit_attribution");
+    expect_error(HEAD IND ABL "    metric: logit\n", NULL, 0,
+                 "F:8:5: experiments[0].metric: logit needs each prompt's answer token");
 }
 
 Test(config, importance_references) {

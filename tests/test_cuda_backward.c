@@ -620,13 +620,13 @@ Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {
     cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
     hs_test_rng rng;
     hs_test_rng_seed(&rng, 92);
-    enum { R = 3, D = 16 };
+    enum { R = 6, D = 16 }; /* w_rows 3 below: rows 3-5 wrap round to weight rows 0-2 */
     float x[R * D], w[R * D], b[R * D], dy[R * D], dx[R * D], y[R * D];
     hs_test_fill_normal(&rng, x, R * D, 1), hs_test_fill_normal(&rng, w, R * D, 1), hs_test_fill_normal(&rng, b, R * D, 1);
     hs_test_fill_normal(&rng, dy, R * D, 1);
     for (int kind = 0; kind < 6; kind++) {
         const hs_norm_kind nk = kind % 3 == 2 ? HS_NORM_RMSNORM_1P : kind % 3 ? HS_NORM_RMSNORM : HS_NORM_LAYERNORM;
-        const int wr = kind < 3 ? 1 : R;
+        const int wr = kind < 3 ? 1 : 3;
         cr_assert_eq(be->ops->norm_bwd(be, nk, x, w, 1e-5f, R, D, wr, dy, 0, dx, &err), HS_OK, "%s", err.msg);
         for (int i = 0; i < R * D; i++) {
             const float x0 = x[i], h = 1e-2f;
@@ -643,14 +643,15 @@ Test(cuda_backward_cpu, norm_bwd_matches_finite_differences) {
                       kind % 3 == 2 ? "rmsnorm_1p" : kind % 3 ? "rmsnorm" : "layernorm", wr, i, dx[i], fd);
         }
         if (wr == 1) continue;
-        /* row r with weight row r: the same as that row alone with w_rows 1 and its weights */
+        /* row r with weight row r % 3: the same as that row alone with w_rows 1 and those weights */
         float one[D];
         cr_assert_eq(be->ops->norm(be, nk, x, w, kind % 3 ? NULL : b, 1e-5f, R, D, wr, y, &err), HS_OK);
         for (int r = 0; r < R; r++) {
-            cr_assert_eq(be->ops->norm(be, nk, x + r * D, w + r * D, kind % 3 ? NULL : b + r * D, 1e-5f, 1, D, 1, one,
-                                       &err),
+            const int wrow = r % wr;
+            cr_assert_eq(be->ops->norm(be, nk, x + r * D, w + wrow * D, kind % 3 ? NULL : b + wrow * D, 1e-5f, 1, D, 1,
+                                       one, &err),
                          HS_OK);
-            cr_assert_eq(memcmp(one, y + r * D, sizeof one), 0, "row %d does not read weight row %d", r, r);
+            cr_assert_eq(memcmp(one, y + r * D, sizeof one), 0, "row %d does not read weight row %d", r, wrow);
         }
     }
     hs_backend_free(be);

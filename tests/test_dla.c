@@ -1,8 +1,8 @@
 /* Direct logit attribution (hs_dla.h) against transformers (make_fixtures.py part dla: each
  * prompt alone, every head's result through o_proj itself, the final norm's scale frozen, in
- * double): heads, MLPs, the rest and the metric, for the prompts padded together and one by
- * one. Plus the invariant that the parts add up to the logit difference the forward computed,
- * and the refusals. */
+ * double): heads, MLPs, the rest and the metric, of the logit difference and of the answer's
+ * logit, for the prompts padded together and one by one. Plus the invariant that the parts add
+ * up to the metric the forward computed, and the refusals. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <math.h>
@@ -13,7 +13,10 @@
 #include "headsweep/hs_safetensors.h"
 #include "hs_testutil.h"
 
-static void expect_close(const char *model, const char *key, int rows, const float *got, hs_st_file *ref) {
+static void expect_close(const char *model, const char *pre, const char *name, int rows, const float *got,
+                         hs_st_file *ref) {
+    char key[64];
+    snprintf(key, sizeof key, "%s%s", pre, name);
     const hs_st_tensor *want = hs_test_ref_tensor(ref, key);
     const double scale = hs_test_max_abs(want->data, want->numel);
     /* f32 sums over d_model against double: 1e-5 of the largest value, 1e-4 relative */
@@ -39,21 +42,24 @@ static void against_transformers(const char *model) {
     float *heads = malloc((size_t)N * L * H * sizeof(float)), *mlp = malloc((size_t)N * L * sizeof(float)),
           *rest = malloc((size_t)N * sizeof(float)), *metric = malloc((size_t)N * sizeof(float));
     const hs_dla_out out = {.heads = heads, .mlp = mlp, .rest = rest, .metric = metric};
-    for (int rows = N; rows >= 1; rows -= N - 1) { /* all prompts padded together, then one by one */
+    for (int mk = 0; mk < 4; mk++) { /* logit_diff, then logit; the prompts padded together, then one by one */
+        const int rows = mk % 2 ? 1 : N;
+        const hs_metric mt = mk / 2 ? HS_METRIC_LOGIT : HS_METRIC_LOGIT_DIFF;
+        const char *pre = mk / 2 ? "logit." : "";
         for (int i = 0; i < N * L * H; i++) heads[i] = NAN;
         for (int i = 0; i < N * L; i++) mlp[i] = NAN;
         for (int i = 0; i < N; i++) rest[i] = metric[i] = NAN;
-        cr_assert_eq(hs_dla(s, &pr, rows, &out, &err), HS_OK, "%s", err.msg);
-        expect_close(model, "heads", rows, heads, ref);
-        expect_close(model, "mlp", rows, mlp, ref);
-        expect_close(model, "rest", rows, rest, ref);
-        expect_close(model, "metric", rows, metric, ref);
+        cr_assert_eq(hs_dla(s, &pr, mt, rows, &out, &err), HS_OK, "%s", err.msg);
+        expect_close(model, pre, "heads", rows, heads, ref);
+        expect_close(model, pre, "mlp", rows, mlp, ref);
+        expect_close(model, pre, "rest", rows, rest, ref);
+        expect_close(model, pre, "metric", rows, metric, ref);
         for (int i = 0; i < N; i++) { /* the parts add up to what the forward computed */
             double sum = rest[i];
             for (int k = 0; k < L * H; k++) sum += heads[(int64_t)i * L * H + k];
             for (int l = 0; l < L; l++) sum += mlp[(int64_t)i * L + l];
-            cr_assert(fabs(sum - metric[i]) <= 1e-4 * (1 + fabs(metric[i])), "%s prompt %d: parts %g, logit diff %g",
-                      model, i, sum, (double)metric[i]);
+            cr_assert(fabs(sum - metric[i]) <= 1e-4 * (1 + fabs(metric[i])), "%s %s prompt %d: parts %g, metric %g",
+                      model, hs_metric_name(mt), i, sum, (double)metric[i]);
         }
     }
     free(heads), free(mlp), free(rest), free(metric);
@@ -71,8 +77,9 @@ Test(dla, phi_unembedding_bias) { against_transformers("phi"); }
 Test(dla, granite_folded_scales) { against_transformers("granite"); }
 Test(dla, cohere_logit_scale) { against_transformers("cohere"); }
 
-/* Post-norms (the heads' results do not add up to the residual), soft-capped logits and a
- * prompt set without distractors are refused by name. */
+/* Post-norms (the heads' results do not add up to the residual), a prompt set without
+ * distractors for the logit difference and a metric that is not linear in the logits are
+ * refused by name. */
 Test(dla, refusals) {
     hs_err err = {0};
     hs_backend *be = NULL;
@@ -84,15 +91,17 @@ Test(dla, refusals) {
     hs_session *s = NULL;
     cr_assert_eq(hs_session_init(be, m, 1, 4, &s, &err), HS_OK, "%s", err.msg);
     const hs_prompts pr = {.N = 1, .T = 4, .tokens = tokens, .lengths = lengths, .answer = answer, .distractor = distractor};
-    cr_assert_eq(hs_dla(s, &pr, 1, &out, &err), HS_ERR_UNSUPPORTED);
+    cr_assert_eq(hs_dla(s, &pr, HS_METRIC_LOGIT_DIFF, 1, &out, &err), HS_ERR_UNSUPPORTED);
     cr_assert(strstr(err.msg, "post-norms"), "%s", err.msg);
     hs_session_free(s);
     hs_model_free(m);
     m = hs_test_fixture_model("gpt2");
     cr_assert_eq(hs_session_init(be, m, 1, 4, &s, &err), HS_OK, "%s", err.msg);
     const hs_prompts no_distractor = {.N = 1, .T = 4, .tokens = tokens, .lengths = lengths, .answer = answer};
-    cr_assert_eq(hs_dla(s, &no_distractor, 1, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert_eq(hs_dla(s, &no_distractor, HS_METRIC_LOGIT_DIFF, 1, &out, &err), HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "distractor"), "%s", err.msg);
+    cr_assert_eq(hs_dla(s, &no_distractor, HS_METRIC_LOGPROB, 1, &out, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "not linear"), "%s", err.msg);
     hs_session_free(s);
     hs_model_free(m);
     hs_backend_free(be);

@@ -126,9 +126,9 @@ static void metric_against_autograd(const char *model) {
     const struct {
         hs_metric m;
         const char *name;
-    } ms[2] = {{HS_METRIC_LOGIT_DIFF, "logit_diff"}, {HS_METRIC_LOGPROB, "logprob"}};
+    } ms[3] = {{HS_METRIC_LOGIT_DIFF, "logit_diff"}, {HS_METRIC_LOGPROB, "logprob"}, {HS_METRIC_LOGIT, "logit"}};
     float *got = malloc((size_t)n * sizeof(float));
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 3; k++)
         for (int masked = 0; masked < 2; masked++)
             for (int rows = pr.N; rows >= 1; rows -= pr.N - 1) {
                 char key[64];

@@ -573,7 +573,7 @@ Test(run, activation_patching_matches_transformers) {
         const hs_st_tensor *wh = hs_st_find(dr, "heads");
         float *dh = read_f32(h, "dla", "dla", &sh), *dm = read_f32(h, "dla", "dla_mean", NULL),
               *dp = read_f32(h, "dla", "dla_mlp", NULL), *dr_ = read_f32(h, "dla", "dla_rest", NULL),
-              *ld = read_f32(h, "dla", "logit_diff", NULL);
+              *ld = read_f32(h, "dla", "metric", NULL);
         cr_assert(sh.ndim == 3 && sh.dims[0] == N && sh.dims[1] == L && sh.dims[2] == H);
         for (int64_t i = 0; i < wh->numel; i++)
             cr_assert_float_eq(dh[i], ((const float *)wh->data)[i], 1e-4, "dla %lld", (long long)i);

@@ -67,8 +67,8 @@ int hs_cli_info(int argc, char **argv) {
     if (c->alibi) printf("positions:     ALiBi, per-head score biases (no position embedding)\n");
     if (c->attn_scale > 0.0f) printf("score scale:   %g\n", (double)c->attn_scale);
     if (c->clip_qkv > 0.0f) printf("clip_qkv:      q, k and v clamped to +-%g\n", (double)c->clip_qkv);
-    if (c->logit_scale > 0.0f) printf("logit scale:   %g (folded into the final norm)\n", (double)c->logit_scale);
-    if (c->residual_scale > 0.0f) printf("resid scale:   %g (folded into W_O and W_out)\n", (double)c->residual_scale);
+    if (c->logit_scale > 0.0f && c->logit_scale != 1.0f) printf("logit scale:   %g (folded into the final norm)\n", (double)c->logit_scale);
+    if (c->residual_scale > 0.0f && c->residual_scale != 1.0f) printf("resid scale:   %g (folded into W_O and W_out)\n", (double)c->residual_scale);
     if (c->attn_softcap > 0.0f || c->final_softcap > 0.0f)
         printf("softcaps:      attention %g, logits %g (0 = none)\n", (double)c->attn_softcap, (double)c->final_softcap);
     if (c->rope != HS_ROPE_NONE)

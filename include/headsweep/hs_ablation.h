@@ -21,6 +21,7 @@ typedef enum {
      * ROUGE-1 recall over tokens (each needle token id counted up to the times
      * it was generated, / needle length). Head sets only (hs_head_set_metric). */
     HS_METRIC_NEEDLE_RECALL,
+    HS_METRIC_LOGIT, /* logit(answer) after the last token (TransformerLens's logit of the correct token) */
     HS_METRIC_COUNT
 } hs_metric;
 

@@ -119,6 +119,8 @@ typedef enum {
     HS_CONFIG_METRIC_KL,
     HS_CONFIG_METRIC_ACCURACY,
     HS_CONFIG_METRIC_NEEDLE_RECALL, /* head_set_ablation on needle prompts: greedy generation under the ablation */
+    HS_CONFIG_METRIC_LOGIT,         /* logit(answer) after the last token */
+    HS_CONFIG_METRIC_COUNT
 } hs_config_metric;
 
 typedef enum {

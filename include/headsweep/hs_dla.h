@@ -11,7 +11,8 @@
  * with c~ = c - mean(c) under LayerNorm (its centring is linear; RMSNorm's is the identity),
  * w the final norm's weight (1 + w for Gemma's), and const = b . (W_U[a] - W_U[b]) plus the
  * unembedding bias's difference. Each component's term is its direct effect: what it writes
- * straight into the logit difference, not through later layers. */
+ * straight into the logit difference, not through later layers. With metric LOGIT the
+ * direction is W_U[answer] alone (TransformerLens's logit of the correct token). */
 #ifndef HS_DLA_H
 #define HS_DLA_H
 
@@ -27,15 +28,17 @@ typedef struct {
     float *heads;  /* [N, L, H]: each head's direct effect */
     float *mlp;    /* [N, L]: each MLP's */
     float *rest;   /* [N]: the embedding's, the output biases b_O, and the constant above */
-    float *metric; /* [N]: the logit difference the forward computed; it equals the sum of the
-                      three above (to rounding), which the tests check */
+    float *metric; /* [N]: the metric the forward computed; it equals the sum of the three above
+                      (to rounding), which the tests check */
 } hs_dla_out;
 
-/* Direct logit attribution of every prompt of pr (answers and distractors required),
- * batch_rows prompts per forward. Refused for models whose components do not add up to the
- * final residual linearly: post-norms on the attention's and MLP's outputs (Gemma 2 and 3,
- * OLMo-2) and a soft-cap on the logits. */
-hs_status hs_dla(hs_session *s, const hs_prompts *pr, int batch_rows, const hs_dla_out *out, hs_err *err);
+/* Direct logit attribution of every prompt of pr for metric HS_METRIC_LOGIT_DIFF (answers and
+ * distractors required) or HS_METRIC_LOGIT (answers), batch_rows prompts per forward. Refused
+ * for other metrics (not linear in the residual) and for models whose components do not add up
+ * to the final residual linearly: post-norms on the attention's and MLP's outputs (Gemma 2 and
+ * 3, OLMo-2) and a soft-cap on the logits. */
+hs_status hs_dla(hs_session *s, const hs_prompts *pr, hs_metric metric, int batch_rows, const hs_dla_out *out,
+                 hs_err *err);
 
 #ifdef __cplusplus
 }

@@ -121,7 +121,7 @@ typedef struct {
      * Granite's 1 / logits_scaling), and attn_out and mlp_out by residual_scale before they join
      * the stream (Granite's residual_multiplier). 0 = 1. Both are folded into the weights when
      * the model is loaded (hs_model_fold_scales): logit_scale into the final norm's weight and
-     * bias and the unembedding's bias, residual_scale into W_O, b_O, W_out and b_out; so
+     * bias and the unembedding's bias, residual_scale into W_O, b_O, w_down and b_down; so
      * hook_attn_out and hook_mlp_out are what the stream receives. */
     float logit_scale;
     float residual_scale;
