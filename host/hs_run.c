@@ -150,7 +150,7 @@ static hs_status check_model_fits(const hs_config *cfg, const hs_model_config *c
         if (e->type == HS_CONFIG_EXP_DLA && (c->post_norms || c->final_softcap > 0.0f))
             return hs_err_set(err, HS_ERR_UNSUPPORTED,
                               "experiment '%s' (direct_logit_attribution): the model %s, so its heads' direct "
-                              "effects do not add up to the logit difference",
+                              "effects do not add up to the metric",
                               e->name, c->post_norms ? "normalises the attention's and MLP's outputs (post-norms)"
                                                      : "soft-caps its logits");
         if (e->type != HS_CONFIG_EXP_CAPTURE) continue;
