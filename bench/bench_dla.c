@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
     double best = INFINITY;
     for (int r = 0; r < reps; r++) { /* the best of reps: the machine is shared */
         const double t0 = now_s();
-        if (hs_dla(s, &pr, HS_METRIC_LOGIT_DIFF, N, &o, &err)) {
+        if (hs_dla(s, &pr, HS_METRIC_LOGIT_DIFF, HS_DLA_LAST, N, &o, &err)) {
             fprintf(stderr, "bench_dla: %s\n", err.msg);
             return 1;
         }

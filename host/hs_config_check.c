@@ -183,7 +183,9 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
     const int needle = dk == HS_CONFIG_DATASET_NEEDLE,
               no_answers = dk == HS_CONFIG_DATASET_INDUCTION || dk == HS_CONFIG_DATASET_TEXT ||
                            (needle && !s->c->dataset.answer);
-    if (hs_cfg_exp_key_applies(e, HS_EK_METRIC) && no_answers &&
+    /* direct logit attribution over positions scores each position's next token, no answer */
+    const int next_tokens = e->type == HS_CONFIG_EXP_DLA && e->positions != HS_CONFIG_POSITIONS_LAST;
+    if (hs_cfg_exp_key_applies(e, HS_EK_METRIC) && no_answers && !next_tokens &&
         (e->metric == HS_CONFIG_METRIC_LOGPROB || e->metric == HS_CONFIG_METRIC_ACCURACY ||
          e->metric == HS_CONFIG_METRIC_LOGIT))
         HS_CFG_FAIL(ctx, is_set(l[HS_EK_METRIC]) ? l[HS_EK_METRIC] : l[HS_EK_TYPE], err, HS_ERR_FORMAT,
@@ -207,10 +209,12 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
                         hs_config_mode_name(e->mode));
     }
     if (hs_cfg_exp_key_applies(e, HS_EK_POSITIONS) && e->positions == HS_CONFIG_POSITIONS_SECOND_HALF &&
-        (e->metric != HS_CONFIG_METRIC_LOSS || e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION))
+        (e->metric != HS_CONFIG_METRIC_LOSS || e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION) &&
+        (e->metric != HS_CONFIG_METRIC_LOGIT || e->type != HS_CONFIG_EXP_DLA))
         HS_CFG_FAIL(ctx, l[HS_EK_POSITIONS], err, HS_ERR_FORMAT,
-                    "experiments[%d].positions: second_half is the loss of a head_set_ablation over "
-                    "the repeated half of [BOS] x x prompts", i);
+                    "experiments[%d].positions: second_half is the loss of a head_set_ablation, or the next "
+                    "tokens' logits of a direct_logit_attribution (metric logit), over the repeated half of "
+                    "[BOS] x x prompts", i);
     if (e->type == HS_CONFIG_EXP_HEAD_SCORES) {
         if ((e->scores & HS_CONFIG_BIT(HS_CONFIG_SCORE_OLSSON_INDUCTION)) &&
             dk != HS_CONFIG_DATASET_INDUCTION)

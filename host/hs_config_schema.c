@@ -103,7 +103,7 @@ const hs_cfg_key hs_cfg_exp_keys[HS_EK_COUNT] = {
     [HS_EK_METRIC] = {"metric", HS_CFG_V_ENUM, EX(metric), hs_cfg_metric_names,
                       .applies = T_ABL | T_PAT | T_PRU | T_SET | T_IMP | T_DLA},
     [HS_EK_POSITIONS] = {"positions", HS_CFG_V_ENUM, EX(positions), hs_cfg_positions_names,
-                         .applies = T_ABL | T_PAT | T_PRU | T_SET},
+                         .applies = T_ABL | T_PAT | T_PRU | T_SET | T_DLA},
     [HS_EK_MODE] = {"mode", HS_CFG_V_ENUM, EX(mode), hs_cfg_mode_names, .applies = T_ABL | T_PRU | T_SET},
     [HS_EK_SCALE] = {"scale", HS_CFG_V_F64, EX(scale), .min = -DBL_MAX, .max = DBL_MAX,
                      .applies = T_ABL | T_PRU | T_SET},

@@ -67,6 +67,16 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
                                   "experiment '%s' (direct_logit_attribution): metric %s is not linear in the "
                                   "residual; the direct effect is defined on logits (metric logit_diff or logit)",
                                   e->name, hs_config_metric_name(e->metric));
+            if (e->positions == HS_CONFIG_POSITIONS_ANSWER)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "experiment '%s' (direct_logit_attribution): positions answer: it reads after the "
+                                  "last token (last) or each position's next token (all, second_half)",
+                                  e->name);
+            if (e->positions != HS_CONFIG_POSITIONS_LAST && e->metric != HS_CONFIG_METRIC_LOGIT)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "experiment '%s' (direct_logit_attribution): positions %s score each position's "
+                                  "next token, metric logit (not %s)",
+                                  e->name, hs_config_positions_name(e->positions), hs_config_metric_name(e->metric));
             break;
         case HS_CONFIG_EXP_HEAD_IMPORTANCE:
             if (e->metric == HS_CONFIG_METRIC_KL || e->metric == HS_CONFIG_METRIC_ACCURACY)
@@ -181,7 +191,7 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
         if (recall && (!d->needle_start || !d->needle_len))
             missing = "needle spans (needle_start, needle_len)";
         else if (metric && !recall && e->metric != HS_CONFIG_METRIC_LOSS && e->metric != HS_CONFIG_METRIC_KL &&
-                 !d->answer)
+                 !(e->type == HS_CONFIG_EXP_DLA && e->positions != HS_CONFIG_POSITIONS_LAST) && !d->answer)
             missing = "answers";
         else if (metric && e->metric == HS_CONFIG_METRIC_LOGIT_DIFF && !d->distractor)
             missing = "distractors";

@@ -519,7 +519,11 @@ static hs_status unit_dla(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int 
     const hs_prompts v = view(&x->prompts, i0, n);
     const hs_dla_out out = {.heads = row(r, "dla", i0), .mlp = row(r, "dla_mlp", i0), .rest = row(r, "dla_rest", i0),
                             .metric = row(r, "metric", i0)};
-    hs_status st = hs_dla(w->session, &v, (hs_metric)x->cfg->experiments[exp].metric, x->cfg->batch_size, &out, err);
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    const hs_dla_positions where = e->positions == HS_CONFIG_POSITIONS_ALL           ? HS_DLA_ALL
+                                   : e->positions == HS_CONFIG_POSITIONS_SECOND_HALF ? HS_DLA_SECOND_HALF
+                                                                                     : HS_DLA_LAST;
+    hs_status st = hs_dla(w->session, &v, (hs_metric)e->metric, where, x->cfg->batch_size, &out, err);
     if (!st && hs_run_should_stop(x, exp)) st = hs_err_set(err, HS_ERR_INTERRUPTED, "interrupted");
     return st;
 }

@@ -391,6 +391,11 @@ static hs_status write_dla(const hs_config_experiment *e, const hs_run_exp *r, h
                                 : "logit[answer] after the last token, from the forward",
                            err));
     HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "positions", hs_config_positions_name(e->positions), err));
+    if (e->positions != HS_CONFIG_POSITIONS_LAST)
+        HS_CHECK(hs_h5_attr_str(g, NULL, "note",
+                                "each value is the prompt's mean over its positions of the same for logit[next token]",
+                                err));
 exit:
     return st;
 }

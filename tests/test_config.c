@@ -397,8 +397,14 @@ Test(config, key_not_applicable) {
     expect_error(HEAD IND "experiments:\n  - name: d\n    type: direct_logit_attribution\n", NULL, 0,
                  "F:7:5: experiments[0].metric: logit_diff needs answers and distractors");
     expect_error(HEAD "dataset:\n  generator: ioi\n" "experiments:\n  - name: d\n    type: direct_logit_attribution\n"
-                 "    positions: all\n", NULL, 0,
-                 "F:8:5: experiments[0].positions does not apply to type direct_logit_attribution");
+                 "    positions: second_half\n", NULL, 0,
+                 "F:8:5: experiments[0].positions: second_half is the loss of a head_set_ablation, or the next "
+                 "tokens' logits of a direct_logit_attribution (metric logit)");
+    /* over positions it scores each next token: no answers needed */
+    hs_config *dc = load_ok(HEAD IND "experiments:\n  - name: d\n    type: direct_logit_attribution\n"
+                            "    metric: logit\n    positions: second_half\n", NULL, 0);
+    cr_assert_eq(dc->experiments[0].positions, HS_CONFIG_POSITIONS_SECOND_HALF);
+    hs_config_free(dc);
     expect_error(HEAD IND ABL "    metric: logit\n", NULL, 0,
                  "F:8:5: experiments[0].metric: logit needs each prompt's answer token");
 }

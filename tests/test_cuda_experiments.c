@@ -116,11 +116,11 @@ Test(cuda_experiments, dla_matches_cpu) {
         hs_err err = {0};
         const hs_dla_out oc = {.heads = hc, .mlp = mc, .rest = rc, .metric = lc},
                          og = {.heads = hg, .mlp = mg, .rest = rg, .metric = lg};
-        cr_assert_eq(hs_dla(f.s_cpu, &f.pr, HS_METRIC_LOGIT_DIFF, 16, &oc, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_dla(f.s_cpu, &f.pr, HS_METRIC_LOGIT_DIFF, HS_DLA_LAST, 16, &oc, &err), HS_OK, "%s", err.msg);
         for (int i = 0; i < n; i++) hg[i] = NAN; /* poisoned */
         for (int i = 0; i < N * f.L; i++) mg[i] = NAN;
         for (int i = 0; i < N; i++) rg[i] = lg[i] = NAN;
-        cr_assert_eq(hs_dla(f.s_gpu, &f.pr, HS_METRIC_LOGIT_DIFF, 16, &og, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_dla(f.s_gpu, &f.pr, HS_METRIC_LOGIT_DIFF, HS_DLA_LAST, 16, &og, &err), HS_OK, "%s", err.msg);
         expect_close(hg, hc, n, "dla heads");
         expect_close(mg, mc, N * f.L, "dla mlp");
         expect_close(rg, rc, N, "dla rest");

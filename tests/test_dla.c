@@ -49,7 +49,7 @@ static void against_transformers(const char *model) {
         for (int i = 0; i < N * L * H; i++) heads[i] = NAN;
         for (int i = 0; i < N * L; i++) mlp[i] = NAN;
         for (int i = 0; i < N; i++) rest[i] = metric[i] = NAN;
-        cr_assert_eq(hs_dla(s, &pr, mt, rows, &out, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_dla(s, &pr, mt, HS_DLA_LAST, rows, &out, &err), HS_OK, "%s", err.msg);
         expect_close(model, pre, "heads", rows, heads, ref);
         expect_close(model, pre, "mlp", rows, mlp, ref);
         expect_close(model, pre, "rest", rows, rest, ref);
@@ -91,18 +91,87 @@ Test(dla, refusals) {
     hs_session *s = NULL;
     cr_assert_eq(hs_session_init(be, m, 1, 4, &s, &err), HS_OK, "%s", err.msg);
     const hs_prompts pr = {.N = 1, .T = 4, .tokens = tokens, .lengths = lengths, .answer = answer, .distractor = distractor};
-    cr_assert_eq(hs_dla(s, &pr, HS_METRIC_LOGIT_DIFF, 1, &out, &err), HS_ERR_UNSUPPORTED);
+    cr_assert_eq(hs_dla(s, &pr, HS_METRIC_LOGIT_DIFF, HS_DLA_LAST, 1, &out, &err), HS_ERR_UNSUPPORTED);
     cr_assert(strstr(err.msg, "post-norms"), "%s", err.msg);
     hs_session_free(s);
     hs_model_free(m);
     m = hs_test_fixture_model("gpt2");
     cr_assert_eq(hs_session_init(be, m, 1, 4, &s, &err), HS_OK, "%s", err.msg);
     const hs_prompts no_distractor = {.N = 1, .T = 4, .tokens = tokens, .lengths = lengths, .answer = answer};
-    cr_assert_eq(hs_dla(s, &no_distractor, HS_METRIC_LOGIT_DIFF, 1, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert_eq(hs_dla(s, &no_distractor, HS_METRIC_LOGIT_DIFF, HS_DLA_LAST, 1, &out, &err), HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "distractor"), "%s", err.msg);
-    cr_assert_eq(hs_dla(s, &no_distractor, HS_METRIC_LOGPROB, 1, &out, &err), HS_ERR_UNSUPPORTED);
+    cr_assert_eq(hs_dla(s, &no_distractor, HS_METRIC_LOGPROB, HS_DLA_LAST, 1, &out, &err), HS_ERR_UNSUPPORTED);
     cr_assert(strstr(err.msg, "not linear"), "%s", err.msg);
     hs_session_free(s);
     hs_model_free(m);
     hs_backend_free(be);
 }
+
+/* Over positions, metric logit of each next token (make_fixtures.py part dla_pos): every position
+ * with a next token, and the second copy's positions of [BOS] x x (those of the prompts with an
+ * odd length >= 5, the others refused). */
+static void positions_against_transformers(const char *model) {
+    hs_model *m = NULL;
+    hs_st_file *ref = NULL;
+    hs_err err = {0};
+    hs_test_load_fixture(model, "dla_pos", &m, &ref);
+    const hs_st_tensor *tk = hs_test_ref_tensor(ref, "tokens"), *ln = hs_test_ref_tensor(ref, "lengths");
+    const hs_prompts all = {.N = (int)tk->shape[0], .T = (int)tk->shape[1], .tokens = tk->data, .lengths = ln->data};
+    const hs_model_config *c = hs_model_get_config(m);
+    const int L = c->n_layers, H = c->n_heads, N = all.N, T = all.T;
+    hs_backend *be = NULL;
+    hs_session *s = NULL;
+    cr_assert_eq(hs_backend_cpu_init(NULL, &be, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_session_init(be, m, N, T, &s, &err), HS_OK, "%s", err.msg);
+    float *heads = malloc((size_t)N * L * H * sizeof(float)), *mlp = malloc((size_t)N * L * sizeof(float)),
+          *rest = malloc((size_t)N * sizeof(float)), *metric = malloc((size_t)N * sizeof(float));
+    const hs_dla_out out = {.heads = heads, .mlp = mlp, .rest = rest, .metric = metric};
+    /* the prompts second_half can read, and their rows in the references */
+    int32_t *tok = malloc((size_t)N * T * sizeof *tok), *len = malloc((size_t)N * sizeof *len), keep[16], nk = 0;
+    for (int i = 0; i < N; i++)
+        if (all.lengths[i] >= 5 && all.lengths[i] % 2 == 1) {
+            memcpy(tok + (int64_t)nk * T, all.tokens + (int64_t)i * T, (size_t)T * sizeof *tok);
+            len[nk] = all.lengths[i], keep[nk++] = i;
+        }
+    cr_assert(nk >= 1 && nk < N, "the fixture needs prompts of both kinds (%d of %d readable)", nk, N);
+    const hs_prompts half = {.N = nk, .T = T, .tokens = tok, .lengths = len};
+    for (int k = 0; k < 3; k++) {
+        const int second = k == 2, rows = k == 1 ? 1 : N;
+        const hs_prompts *pr = second ? &half : &all;
+        const char *pre = second ? "half." : "all.";
+        for (int i = 0; i < N * L * H; i++) heads[i] = NAN;
+        for (int i = 0; i < N * L; i++) mlp[i] = NAN;
+        for (int i = 0; i < N; i++) rest[i] = metric[i] = NAN;
+        cr_assert_eq(hs_dla(s, pr, HS_METRIC_LOGIT, second ? HS_DLA_SECOND_HALF : HS_DLA_ALL, rows, &out, &err), HS_OK,
+                     "%s", err.msg);
+        const struct { const char *name; float *got; int per; } parts[4] = {
+            {"heads", heads, L * H}, {"mlp", mlp, L}, {"rest", rest, 1}, {"metric", metric, 1}};
+        for (int q = 0; q < 4; q++) {
+            char key[32];
+            snprintf(key, sizeof key, "%s%s", pre, parts[q].name);
+            const float *want = hs_test_ref_tensor(ref, key)->data;
+            for (int i = 0; i < pr->N; i++) {
+                const int ri = second ? keep[i] : i;
+                for (int e = 0; e < parts[q].per; e++) {
+                    const double g = parts[q].got[(int64_t)i * parts[q].per + e], w = want[(int64_t)ri * parts[q].per + e];
+                    cr_assert(fabs(g - w) <= 1e-5 + 1e-4 * fabs(w), "%s %s rows=%d prompt %d [%d]: got %g want %g", model,
+                              key, rows, ri, e, g, w);
+                }
+            }
+        }
+    }
+    /* a prompt second_half cannot read, and a metric other than logit, are refused */
+    cr_assert_eq(hs_dla(s, &all, HS_METRIC_LOGIT, HS_DLA_SECOND_HALF, N, &out, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "odd length"), "%s", err.msg);
+    cr_assert_eq(hs_dla(s, &all, HS_METRIC_LOGIT_DIFF, HS_DLA_ALL, N, &out, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "next token"), "%s", err.msg);
+    free(heads), free(mlp), free(rest), free(metric), free(tok), free(len);
+    hs_session_free(s);
+    hs_backend_free(be);
+    hs_st_close(ref);
+    hs_model_free(m);
+}
+
+Test(dla, positions_gpt2) { positions_against_transformers("gpt2"); }
+Test(dla, positions_llama_gqa) { positions_against_transformers("llama_gqa"); }
+Test(dla, positions_pythia) { positions_against_transformers("pythia"); }

@@ -23,6 +23,13 @@
 extern "C" {
 #endif
 
+/* Where each prompt is read. LAST: after its last token (the metric's answer and distractor).
+ * ALL: after every token that has a next one, each position scored on the logit of that next
+ * token, the prompt's values the mean over its positions. SECOND_HALF: the same over the
+ * positions of [BOS] x x's second copy whose next token repeats (the loss's second_half
+ * positions: induction heads' direct effect). ALL and SECOND_HALF take metric LOGIT. */
+typedef enum { HS_DLA_LAST = 0, HS_DLA_ALL, HS_DLA_SECOND_HALF } hs_dla_positions;
+
 /* Per prompt (rows of pr), caller-owned; any but heads may be NULL. */
 typedef struct {
     float *heads;  /* [N, L, H]: each head's direct effect */
@@ -33,12 +40,12 @@ typedef struct {
 } hs_dla_out;
 
 /* Direct logit attribution of every prompt of pr for metric HS_METRIC_LOGIT_DIFF (answers and
- * distractors required) or HS_METRIC_LOGIT (answers), batch_rows prompts per forward. Refused
- * for other metrics (not linear in the residual) and for models whose components do not add up
- * to the final residual linearly: post-norms on the attention's and MLP's outputs (Gemma 2 and
- * 3, OLMo-2) and a soft-cap on the logits. */
-hs_status hs_dla(hs_session *s, const hs_prompts *pr, hs_metric metric, int batch_rows, const hs_dla_out *out,
-                 hs_err *err);
+ * distractors required) or HS_METRIC_LOGIT (answers; at LAST only), read where `where` says,
+ * batch_rows prompts per forward. Refused for other metrics (not linear in the residual) and for
+ * models whose components do not add up to the final residual linearly: post-norms on the
+ * attention's and MLP's outputs (Gemma 2 and 3, OLMo-2) and a soft-cap on the logits. */
+hs_status hs_dla(hs_session *s, const hs_prompts *pr, hs_metric metric, hs_dla_positions where, int batch_rows,
+                 const hs_dla_out *out, hs_err *err);
 
 #ifdef __cplusplus
 }
