@@ -262,16 +262,22 @@ static void expect_windows(const hs_model_config *c, int n_ctx, const int *windo
                      hs_model_layer_window(c, l), windows[l]);
 }
 
-/* The config of a scratch copy of models/MODEL with `from` replaced by `to` in its config.json. */
-static hs_model_config loaded_config(const char *model, const char *from, const char *to) {
+/* A scratch copy of models/MODEL with `from` replaced by `to` in its config.json, loaded. */
+static hs_model *loaded_model(const char *model, const char *from, const char *to) {
     char dir[256];
     broken_copy_of(model, dir, sizeof dir, from, to);
     hs_model *m = NULL;
     hs_err e = {0};
     cr_assert_eq(hs_model_load(dir, &m, &e), HS_OK, "%s", e.msg);
+    hs_test_remove_dir(dir);
+    return m;
+}
+
+/* Its config. */
+static hs_model_config loaded_config(const char *model, const char *from, const char *to) {
+    hs_model *m = loaded_model(model, from, to);
     hs_model_config c = *hs_model_get_config(m);
     hs_model_free(m);
-    hs_test_remove_dir(dir);
     return c;
 }
 
@@ -669,12 +675,8 @@ Test(hf_folder, granite_config) {
     hs_model_config c = loaded_config("granite", NULL, NULL);
     cr_assert(c.arch == HS_ARCH_LLAMA && !strcmp(c.arch_name, "GraniteForCausalLM") && c.tied_embeddings);
     cr_assert(c.embed_scale == 3.0f && c.attn_scale == 0.2f && c.residual_scale == 0.5f && c.logit_scale == 0.25f);
-    char dir[256];
-    broken_copy_of("granite", dir, sizeof dir, "\"residual_multiplier\": 0.5", "\"residual_multiplier\": 1.0");
-    hs_model *one = NULL, *m = hs_test_fixture_model("granite");
-    hs_err e = {0};
-    cr_assert_eq(hs_model_load(dir, &one, &e), HS_OK, "%s", e.msg);
-    hs_test_remove_dir(dir);
+    hs_model *m = hs_test_fixture_model("granite"),
+             *one = loaded_model("granite", "\"residual_multiplier\": 0.5", "\"residual_multiplier\": 1.0");
     const hs_model_weights *w = hs_model_get_weights(m), *w1 = hs_model_get_weights(one);
     for (int i = 0; i < 48 * 48; i++) cr_assert_eq(w->layers[2].wo[i], 0.5f * w1->layers[2].wo[i], "wo[%d]", i);
     for (int i = 0; i < 48 * 80; i++) cr_assert_eq(w->layers[0].w_down[i], 0.5f * w1->layers[0].w_down[i], "w_down[%d]", i);
@@ -683,9 +685,7 @@ Test(hf_folder, granite_config) {
     cr_assert_eq(w->unembed, w->tok_embd);
     cr_assert_eq(memcmp(w->tok_embd, w1->tok_embd, 300 * 48 * sizeof(float)), 0, "tied: the fold leaves the embedding alone");
     hs_model_free(one);
-    broken_copy_of("granite", dir, sizeof dir, "\"logits_scaling\": 4.0", "\"logits_scaling\": 1.0");
-    cr_assert_eq(hs_model_load(dir, &one, &e), HS_OK, "%s", e.msg);
-    hs_test_remove_dir(dir);
+    one = loaded_model("granite", "\"logits_scaling\": 4.0", "\"logits_scaling\": 1.0");
     w1 = hs_model_get_weights(one);
     for (int i = 0; i < 48; i++) cr_assert_eq(w->lnf_w[i], 0.25f * w1->lnf_w[i], "lnf_w[%d]", i);
     hs_model_free(one);
@@ -703,12 +703,8 @@ Test(hf_folder, cohere_config) {
     cr_assert(c.arch == HS_ARCH_COHERE && c.parallel_attn_mlp && c.norm == HS_NORM_LAYERNORM && c.rope == HS_ROPE_NORMAL);
     cr_assert(c.act == HS_ACT_SILU_GLU && c.logit_scale == 0.25f && c.tied_embeddings && !c.qkv_bias && !c.out_bias);
     cr_assert(c.n_kv_heads == 2 && c.d_head == 12 && c.sliding_window == 0 && c.nope_every == 0 && c.norm_eps == 1e-5f);
-    hs_model *m = hs_test_fixture_model("cohere"), *one = NULL;
-    char dir[256];
-    broken_copy_of("cohere", dir, sizeof dir, "\"logit_scale\": 0.25", "\"logit_scale\": 1.0");
-    hs_err e = {0};
-    cr_assert_eq(hs_model_load(dir, &one, &e), HS_OK, "%s", e.msg);
-    hs_test_remove_dir(dir);
+    hs_model *m = hs_test_fixture_model("cohere"),
+             *one = loaded_model("cohere", "\"logit_scale\": 0.25", "\"logit_scale\": 1.0");
     const hs_model_weights *w = hs_model_get_weights(m), *w1 = hs_model_get_weights(one);
     cr_assert(w->layers[1].ln2_w == w->layers[1].ln1_w && !w->layers[1].ln1_b && !w->lnf_b);
     for (int i = 0; i < 48; i++) cr_assert_eq(w->lnf_w[i], 0.25f * w1->lnf_w[i], "lnf_w[%d]", i);
