@@ -216,6 +216,11 @@ static hs_status cu_add(hs_backend *be, void *y, const void *x, int64_t n, hs_er
     return hs_cuda_add(hs_cb(be)->stream, hs_cb(be)->dtype, y, x, n, err);
 }
 
+static hs_status cu_axpy(hs_backend *be, void *y, float alpha, const void *x, int64_t n, hs_err *err) {
+    HS_ENTER(be, err);
+    return hs_cuda_axpy(hs_cb(be)->stream, hs_cb(be)->dtype, y, alpha, x, n, err);
+}
+
 static hs_status cu_softcap(hs_backend *be, const void *x, int64_t n, float cap, void *y, hs_err *err) {
     HS_ENTER(be, err);
     return hs_cuda_softcap(hs_cb(be)->stream, hs_cb(be)->dtype, x, n, cap, y, err);
@@ -324,6 +329,7 @@ static const hs_backend_ops hs_cuda_ops = {
     cu_attention,
     cu_act,
     cu_add,
+    cu_axpy,
     cu_softcap,
     cu_clamp,
     cu_target_logprob,

@@ -89,6 +89,9 @@ hs_status hs_cuda_act(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void
                       const void *up, int64_t n, void *out, hs_err *err);
 hs_status hs_cuda_add(cudaStream_t st, hs_dtype dt, void *y, const void *x, int64_t n,
                       hs_err *err);
+/* y += alpha * x (one FMA per element, in f32). */
+hs_status hs_cuda_axpy(cudaStream_t st, hs_dtype dt, void *y, float alpha, const void *x, int64_t n,
+                       hs_err *err);
 hs_status hs_cuda_softcap(cudaStream_t st, hs_dtype dt, const void *x, int64_t n, float cap, void *y, hs_err *err);
 hs_status hs_cuda_clamp(cudaStream_t st, hs_dtype dt, const void *x, int64_t n, float c, void *y, hs_err *err);
 hs_status hs_cuda_clamp_bwd(cudaStream_t st, hs_dtype dt, const void *x, const void *dy, int64_t n, float c, void *dx,

@@ -40,6 +40,10 @@ static inline int hs_aligned16(const void *p) { return p == NULL || ((uintptr_t)
 struct hs_op_add {
     __device__ float operator()(float y, float x) const { return y + x; }
 };
+struct hs_op_axpy { /* a = y, b = x */
+    float alpha;
+    __device__ float operator()(float y, float x) const { return fmaf(alpha, x, y); }
+};
 struct hs_op_gelu_new { /* a unused; b = up */
     __device__ float operator()(float a, float x) const {
         return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
@@ -112,6 +116,12 @@ hs_status hs_cuda_add(cudaStream_t st, hs_dtype dt, void *y, const void *x, int6
                       hs_err *err) {
     return dt == HS_DTYPE_F32 ? hs_map2<float>(st, y, x, y, n, hs_op_add(), err)
                               : hs_map2<bf16>(st, y, x, y, n, hs_op_add(), err);
+}
+
+hs_status hs_cuda_axpy(cudaStream_t st, hs_dtype dt, void *y, float alpha, const void *x, int64_t n,
+                       hs_err *err) {
+    return dt == HS_DTYPE_F32 ? hs_map2<float>(st, y, x, y, n, hs_op_axpy{alpha}, err)
+                              : hs_map2<bf16>(st, y, x, y, n, hs_op_axpy{alpha}, err);
 }
 
 hs_status hs_cuda_act(cudaStream_t st, hs_dtype dt, hs_act_kind kind, const void *gate,

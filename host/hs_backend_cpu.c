@@ -251,6 +251,13 @@ static hs_status cpu_add(hs_backend *be, void *yv, const void *xv, int64_t n, hs
     return HS_OK;
 }
 
+static hs_status cpu_axpy(hs_backend *be, void *yv, float alpha, const void *xv, int64_t n, hs_err *err) {
+    float *y = yv;
+    const float *x = xv;
+    for (int64_t i = 0; i < n; i++) y[i] = fmaf(alpha, x[i], y[i]);
+    return HS_OK;
+}
+
 static hs_status cpu_softcap(hs_backend *be, const void *xv, int64_t n, float cap, void *yv, hs_err *err) {
     const float *x = xv;
     float *y = yv;
@@ -312,6 +319,7 @@ static const hs_backend_ops cpu_ops = {
     .attention = cpu_attention,
     .act = cpu_act,
     .add = cpu_add,
+    .axpy = cpu_axpy,
     .softcap = cpu_softcap,
     .clamp = cpu_clamp,
     .target_logprob = cpu_target_logprob,

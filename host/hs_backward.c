@@ -25,7 +25,7 @@
 void hs_bwd_free(hs_session *s) {
     hs_bwd *w = s->bwd;
     if (!w) return;
-    void *bufs[] = {w->res, w->mid, w->g,   w->g2,   w->gm,      w->dxn, w->dhid, w->dup,  w->dgate,
+    void *bufs[] = {w->res, w->mid, w->g,   w->g2,   w->gm,      w->dxn, w->dhid, w->dup,  w->dgate, w->gmlp,
                     w->dz,  w->dq,  w->dk,  w->dv,   w->dq_pre,  w->dk_pre, w->zu, w->hsc, w->dots, w->neg_pos, w->tg,
                     w->kq,  w->kk,  w->kv,  w->kz,   w->kmid,    w->kpre, w->kprel, w->clip_raw, w->clip_d};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
@@ -50,7 +50,7 @@ static hs_status bwd_alloc(hs_session *s, int64_t n, int keep, hs_err *err) {
         int64_t bytes;
     } want[] = {
         {&w->res, (c->n_layers + 1) * n * d * es}, {&w->mid, n * d * es}, {&w->g, n * d * es},
-        {&w->g2, n * d * es}, {&w->gm, n * d * es}, {&w->dxn, n * d * es}, {&w->dhid, n * f * es}, {&w->dup, n * f * es},
+        {&w->g2, n * d * es}, {&w->gm, n * d * es}, {&w->gmlp, n * d * es}, {&w->dxn, n * d * es}, {&w->dhid, n * f * es}, {&w->dup, n * f * es},
         {&w->dgate, n * f * es}, {&w->dz, n * qd * es}, {&w->dq, n * qd * es}, {&w->dk, n * kd * es},
         {&w->dv, n * kd * es}, {&w->dq_pre, c->qk_norm * n * qd * es}, {&w->dk_pre, c->qk_norm * n * kd * es},
         {&w->zu, n * qd * es}, {(void **)&w->hsc, n * c->n_heads * 4},
@@ -248,15 +248,21 @@ exit:
     return st;
 }
 
-/* dx += the gradient through layer l's pre-norm (mlp: the MLP's) at x of dy;
- * without pre-norms, dy itself. */
-static hs_status pre_norm_bwd(hs_session *s, int l, int mlp, const void *x, int64_t n, const void *dy, void *dx,
-                              hs_err *err) {
+hs_status hs_bwd_pre_norm(hs_session *s, int l, int mlp, const void *x, int64_t n, const void *dy, int accumulate,
+                          void *dx, hs_err *err) {
     const hs_model_config *c = &s->cfg;
     const hs_session_layer *W = &s->layers[l];
-    if (c->no_pre_norms) return s->be->ops->add(s->be, dx, dy, n * c->d_model, err);
-    return s->be->ops->norm_bwd(s->be, c->norm, x, mlp ? W->ln2_w : W->ln1_w, c->norm_eps, n, c->d_model, 1, dy, 1, dx,
-                                err);
+    const hs_backend_ops *o = s->be->ops;
+    if (c->no_pre_norms)
+        return accumulate ? o->add(s->be, dx, dy, n * c->d_model, err)
+                          : o->copy(s->be, dx, dy, (size_t)(n * c->d_model * (int64_t)s->es), err);
+    return o->norm_bwd(s->be, c->norm, x, mlp ? W->ln2_w : W->ln1_w, c->norm_eps, n, c->d_model, 1, dy, accumulate, dx,
+                       err);
+}
+
+static hs_status pre_norm_bwd(hs_session *s, int l, int mlp, const void *x, int64_t n, const void *dy, void *dx,
+                              hs_err *err) {
+    return hs_bwd_pre_norm(s, l, mlp, x, n, dy, 1, dx, err);
 }
 
 /* q_pre, k_pre of layer l (qk_norm), as the forward made them. */
@@ -374,6 +380,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         HS_CHECK(o->act_bwd(s->be, c->act, gate, up, w->dhid, n * f, w->dgate, w->dup, err));
         HS_CHECK(o->matmul_bwd(s->be, w->dup, W->w_up, n, f, (int)d, 0, w->dxn, err));
         if (hs_act_gated(c->act)) HS_CHECK(o->matmul_bwd(s->be, w->dgate, W->w_gate, n, f, (int)d, 1, w->dxn, err));
+        if (want_attn & HS_BWD_MLP_IN) HS_CHECK(hs_bwd_pre_norm(s, l, 1, mid, n, w->dxn, 0, w->gmlp, err));
         HS_CHECK(o->copy(s->be, w->gm, w->g, (size_t)(n * d * es), err));
         HS_CHECK(pre_norm_bwd(s, l, 1, mid, n, w->dxn, w->gm, err));
         /* the heads' output: attn_out reaches resid_post through resid_mid, or directly (parallel) */
@@ -386,7 +393,8 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
             g_wo = w->g2;
         }
         HS_CHECK(o->matmul_bwd(s->be, g_wo, W->wo, n, (int)d, H * dh, 0, w->dz, err));
-        hs_bwd_layer gl = {.z = z, .dz = w->dz, .g_mid = g_attn, .g_post = w->g, .attn = &ap};
+        hs_bwd_layer gl = {.z = z, .dz = w->dz, .g_mid = g_attn, .g_post = w->g, .attn = &ap, .x = x,
+                           .g_mlp_in = want_attn & HS_BWD_MLP_IN ? w->gmlp : NULL};
         if (l == 0 && !want_attn) { /* nothing below reads the attention's gradients */
             HS_CHECK(visit(user, l, &gl, err));
             break;

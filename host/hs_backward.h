@@ -27,6 +27,7 @@ typedef struct hs_bwd {
     void *kq, *kk, *kv, *kz, *kmid, *kpre, *kprel;
     void *res;    /* [L + 1, rows, d]: resid_pre of every layer, then the final resid_post */
     void *mid, *g, *g2, *gm, *dxn, *dhid, *dup, *dgate, *dz, *dq, *dk, *dv;
+    void *gmlp;   /* [rows, d]: the MLP's input gradient, for walks that want it */
     void *dq_pre, *dk_pre; /* qk_norm: the gradients at q and k before their norms */
     void *clip_raw, *clip_d; /* clip_qkv: a projection before its clamp; the gradient through the clamp */
     void *zu;     /* the unscaled z of the layer (with head multipliers) */
@@ -41,7 +42,8 @@ void hs_bwd_free(hs_session *s);
 /* The forward of a backward pass: fp as for hs_forward (logits, target
  * log-probs; fp->head_scale host [L, B, H] or NULL; fp->hooks, or NULL, may
  * read what they want but must not change it: the backward's own hooks keep
- * the activations as computed). Allocates the buffers for b. */
+ * the activations as computed; fp->resid_start(_dev) may replace the
+ * embedding). Allocates the buffers for b. */
 hs_status hs_bwd_forward(hs_session *s, const hs_batch *b, const hs_forward_params *fp, float *logits_out,
                          hs_err *err);
 
@@ -66,17 +68,30 @@ typedef struct {
      * [B*T, H_kv, d_head], q and k taken before RoPE (and before the q/k
      * norms: at hook_q and hook_k). */
     const void *g_pre, *dq, *dk, *dv;
+    /* With HS_BWD_MLP_IN, else NULL: the gradient at the MLP's input (its
+     * share of dM/d resid_mid, or of dM/d resid_pre in a parallel block,
+     * through its pre-norm) [B*T, d]. */
+    const void *g_mlp_in;
+    const void *x; /* [B*T, d] resid_pre[l] as the forward made it */
     /* The layer's attention as the forward ran it: q and k after RoPE, v,
      * the key mask (its z output is the walk's: copy before changing it). */
     const hs_attn_params *attn;
 } hs_bwd_layer;
+
+/* dx (+)= the gradient through layer l's pre-norm at x of dy [n, d] (mlp: the
+ * MLP's norm, else the attention's); without pre-norms, dy itself. */
+hs_status hs_bwd_pre_norm(hs_session *s, int l, int mlp, const void *x, int64_t n, const void *dy, int accumulate,
+                          void *dx, hs_err *err);
 
 /* Called for layers L-1 down to 0. */
 typedef hs_status (*hs_bwd_visit)(void *user, int layer, const hs_bwd_layer *g, hs_err *err);
 
 /* The backward after a seed. head_scale: the forward's fp->head_scale.
  * want_attn: the visitors want g_pre, dq, dk, dv (layer 0 then also runs
- * the attention's backward, which nothing else reads). */
+ * the attention's backward, which nothing else reads); HS_BWD_MLP_IN added
+ * to it: also g_mlp_in. */
+#define HS_BWD_ATTN 1
+#define HS_BWD_MLP_IN 2
 hs_status hs_bwd_walk(hs_session *s, const hs_batch *b, const float *head_scale, int want_attn, hs_bwd_visit visit,
                       void *user, hs_err *err);
 

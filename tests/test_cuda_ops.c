@@ -284,7 +284,7 @@ static float naive_gelu_erf(float x) { /* torch gelu (exact) in bf16: one roundi
 }
 
 /* 0 gelu_new, 1 silu, 2 add, 3 gelu, 4 GeGLU, 5 softcap (cap 1.5 on b), 6 ReLU, 7 clamp (+-1.5 on b,
- * in place: the forward clamps the projections where they are) */
+ * in place: the forward clamps the projections where they are), 8 axpy (b += -0.75 a) */
 static void run_elementwise(hs_dtype dt, int which, const char *name) {
     H h;
     h_init(&h, dt, name, 1010 + which);
@@ -301,17 +301,22 @@ static void run_elementwise(hs_dtype dt, int which, const char *name) {
         float *ca_o = (float *)ca + off, *cb_o = (float *)cb + off;
         char *ga_o = (char *)ga + off * h.es, *gb_o = (char *)gb + off * h.es;
         gbuf out;
-        if (which == 2) { /* y += x in place on b (offset by one element: unaligned view) */
-            ok(h.cpu->ops->add(h.cpu, cb_o, ca_o, n, &err), &err, "cpu add");
+        if (which == 2 || which == 8) { /* y (+)= x in place on b (offset by one element: unaligned view) */
+            const float alpha = -0.75f;
+            if (which == 2) ok(h.cpu->ops->add(h.cpu, cb_o, ca_o, n, &err), &err, "cpu add");
+            else ok(h.cpu->ops->axpy(h.cpu, cb_o, alpha, ca_o, n, &err), &err, "cpu axpy");
             get(h.cpu, ref, cb_o, n, 0);
             out = galloc(&h, n + off, 0, b);
-            ok(h.gpu->ops->add(h.gpu, (char *)gptr(&out) + off * h.es, ga_o, n, &err), &err, what);
+            char *go = (char *)gptr(&out) + off * h.es;
+            if (which == 2) ok(h.gpu->ops->add(h.gpu, go, ga_o, n, &err), &err, what);
+            else ok(h.gpu->ops->axpy(h.gpu, go, alpha, ga_o, n, &err), &err, what);
             float *all = h_zeros(n + off);
             gread(&h, &out, all, what);
             memcpy(got, all + off, (size_t)n * sizeof *got);
-            cr_assert(off == 0 || all[0] == b[0], "%s: add wrote before its start", what);
+            cr_assert(off == 0 || all[0] == b[0], "%s: wrote before its start", what);
             free(all);
-            for (int64_t i = 0; i < n; i++) naive[i] = bf(b[off + i] + a[off + i]);
+            for (int64_t i = 0; i < n; i++)
+                naive[i] = which == 2 ? bf(b[off + i] + a[off + i]) : bf(fmaf(alpha, a[off + i], b[off + i]));
         } else if (which == 7) {
             ok(h.cpu->ops->clamp(h.cpu, cb_o, n, 1.5f, co, &err), &err, "cpu clamp");
             get(h.cpu, ref, co, n, 0);
@@ -377,6 +382,8 @@ Test(cuda_ops, clamp_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 7, "cla
 Test(cuda_ops, clamp_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 7, "clamp_bf16"); }
 Test(cuda_ops, add_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 2, "add_f32"); }
 Test(cuda_ops, add_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 2, "add_bf16"); }
+Test(cuda_ops, axpy_f32) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_F32, 8, "axpy_f32"); }
+Test(cuda_ops, axpy_bf16) { REQUIRE_GPU(); run_elementwise(HS_DTYPE_BF16, 8, "axpy_bf16"); }
 
 /* ---- target_logprob (a metric reduction) -------------------------------------------
  * Both backends reduce the same (bf16-rounded in bf16 mode) logits in f32 and

@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define HS_BACKEND_API_VERSION 16 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
+#define HS_BACKEND_API_VERSION 17 /* 2: copy, target_logprob; 3: SET table in the attention op, set_z gone;
                                     4: the backward ops (gradient head importance); 5: zero; 6: copy_2d;
                                     7: rope's rot (partial rotary), act GELU; 8: embed's scale, the
                                     attention's softcap, softcap(_bwd), act GELU_GLU (Gemma 2);
@@ -26,7 +26,8 @@ extern "C" {
                                     12: act RELU (OPT); 13: clamp(_bwd) (OLMo's clip_qkv);
                                     14: the attention's T_kv and q_pos (decoding from a KV cache);
                                     15: the attention's ALiBi slopes (BLOOM);
-                                    16: norm(_bwd)'s w_rows (per-head q/k norm weights) */
+                                    16: norm(_bwd)'s w_rows (per-head q/k norm weights);
+                                    17: axpy (edge attribution's differences) */
 
 typedef enum {
     HS_OP_EMBED = 0,
@@ -157,6 +158,8 @@ typedef struct {
                      int64_t n, void *out, hs_err *err);
     /* y += x, n elements. */
     hs_status (*add)(hs_backend *be, void *y, const void *x, int64_t n, hs_err *err);
+    /* y += alpha * x, n elements (alpha * x rounded once with the sum: one FMA in f32). */
+    hs_status (*axpy)(hs_backend *be, void *y, float alpha, const void *x, int64_t n, hs_err *err);
     /* y = cap * tanh(x / cap), n elements (Gemma 2's final logits); y may be x. */
     hs_status (*softcap)(hs_backend *be, const void *x, int64_t n, float cap, void *y, hs_err *err);
     /* y = min(max(x, -c), c), NaN passed on as torch.clamp passes it, n elements (OLMo's
