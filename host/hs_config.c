@@ -96,8 +96,10 @@ hs_config_experiment hs_config_experiment_default_params(hs_config_exp_type type
     hs_config_experiment e;
     memset(&e, 0, sizeof e);
     e.type = type;
-    e.metric = type == HS_CONFIG_EXP_ACTIVATION_PATCHING || type == HS_CONFIG_EXP_DLA ? HS_CONFIG_METRIC_LOGIT_DIFF
-                                                                                      : HS_CONFIG_METRIC_LOSS;
+    e.metric = type == HS_CONFIG_EXP_ACTIVATION_PATCHING || type == HS_CONFIG_EXP_DLA ||
+                       type == HS_CONFIG_EXP_EDGE_ATTRIBUTION
+                   ? HS_CONFIG_METRIC_LOGIT_DIFF
+                   : HS_CONFIG_METRIC_LOSS;
     e.positions = default_positions(e.metric);
     e.mode = HS_CONFIG_MODE_ZERO;
     e.scale = 0.0;
@@ -117,6 +119,7 @@ hs_config_experiment hs_config_experiment_default_params(hs_config_exp_type type
     e.hooks = HS_CONFIG_BIT(HS_CONFIG_HOOK_Z) | HS_CONFIG_BIT(HS_CONFIG_HOOK_PATTERN);
     e.circuits = HS_CONFIG_BIT(HS_CONFIG_CIRCUIT_COUNT) - 1u;
     e.fold_norms = 1;
+    e.ig_steps = 1;
     return e;
 }
 

@@ -158,11 +158,12 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
 
     /* what the dataset must provide */
     const char *dname = hs_config_dataset_kind_name(dk);
-    if (e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING && !has_pairs(dk))
+    if ((e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING || e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION) &&
+        !has_pairs(dk))
         HS_CFG_FAIL(ctx, l[HS_EK_TYPE], err, HS_ERR_FORMAT,
-                    "experiments[%d]: activation_patching needs clean/corrupt pairs: a file "
+                    "experiments[%d]: %s needs clean/corrupt pairs: a file "
                     "dataset or the ioi generator (dataset is %s)",
-                    i, dname);
+                    i, tname, dname);
     if (hs_cfg_exp_key_applies(e, HS_EK_MODE) && e->mode == HS_CONFIG_MODE_PATCH && !has_pairs(dk))
         HS_CFG_FAIL(ctx, l[HS_EK_MODE], err, HS_ERR_FORMAT,
                     "experiments[%d].mode: patch needs corrupt prompts: a file dataset or the ioi "

@@ -137,6 +137,7 @@ enum {
     HS_EK_BY_POSITION,
     HS_EK_CIRCUITS,
     HS_EK_FOLD_NORMS,
+    HS_EK_IG_STEPS,
     HS_EK_COUNT
 };
 

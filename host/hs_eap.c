@@ -25,202 +25,156 @@
 #include "hs_session_internal.h"
 
 hs_eap_params hs_eap_default_params(void) {
-  return (hs_eap_params){
-      .metric = HS_METRIC_LOGIT_DIFF, .batch_rows = 8, .ig_steps = 1};
+    return (hs_eap_params){.metric = HS_METRIC_LOGIT_DIFF, .batch_rows = 8, .ig_steps = 1};
 }
 
-int hs_eap_n_upstream(const hs_model_config *c) {
-  return 1 + c->n_layers * (c->n_heads + 1);
-}
+int hs_eap_n_upstream(const hs_model_config *c) { return 1 + c->n_layers * (c->n_heads + 1); }
 
 /* Downstream nodes of one layer: q per head, k and v per KV head, the MLP. */
-static int per_layer(const hs_model_config *c) {
-  return c->n_heads + 2 * c->n_kv_heads + 1;
+static int per_layer(const hs_model_config *c) { return c->n_heads + 2 * c->n_kv_heads + 1; }
+
+int hs_eap_n_downstream(const hs_model_config *c) { return c->n_layers * per_layer(c) + 1; }
+
+void hs_eap_upstream_name(const hs_model_config *c, int u, char *buf, size_t n) {
+    if (u <= 0) {
+        snprintf(buf, n, "input");
+        return;
+    }
+    const int l = (u - 1) / (c->n_heads + 1), h = (u - 1) % (c->n_heads + 1);
+    if (h == c->n_heads) snprintf(buf, n, "MLP%d", l);
+    else snprintf(buf, n, "L%dH%d", l, h);
 }
 
-int hs_eap_n_downstream(const hs_model_config *c) {
-  return c->n_layers * per_layer(c) + 1;
-}
-
-void hs_eap_upstream_name(const hs_model_config *c, int u, char *buf,
-                          size_t n) {
-  if (u <= 0) {
-    snprintf(buf, n, "input");
-    return;
-  }
-  const int l = (u - 1) / (c->n_heads + 1), h = (u - 1) % (c->n_heads + 1);
-  if (h == c->n_heads)
-    snprintf(buf, n, "MLP%d", l);
-  else
-    snprintf(buf, n, "L%dH%d", l, h);
-}
-
-void hs_eap_downstream_name(const hs_model_config *c, int v, char *buf,
-                            size_t n) {
-  const int P = per_layer(c), H = c->n_heads, Hk = c->n_kv_heads;
-  if (v >= c->n_layers * P) {
-    snprintf(buf, n, "logits");
-    return;
-  }
-  const int l = v / P, j = v % P;
-  const char *kv = Hk == H ? "H" : "KV";
-  if (j < H)
-    snprintf(buf, n, "L%dH%d<q>", l, j);
-  else if (j < H + Hk)
-    snprintf(buf, n, "L%d%s%d<k>", l, kv, j - H);
-  else if (j < H + 2 * Hk)
-    snprintf(buf, n, "L%d%s%d<v>", l, kv, j - H - Hk);
-  else
-    snprintf(buf, n, "MLP%d", l);
+void hs_eap_downstream_name(const hs_model_config *c, int v, char *buf, size_t n) {
+    const int P = per_layer(c), H = c->n_heads, Hk = c->n_kv_heads;
+    if (v >= c->n_layers * P) {
+        snprintf(buf, n, "logits");
+        return;
+    }
+    const int l = v / P, j = v % P;
+    const char *kv = Hk == H ? "H" : "KV";
+    if (j < H) snprintf(buf, n, "L%dH%d<q>", l, j);
+    else if (j < H + Hk) snprintf(buf, n, "L%d%s%d<k>", l, kv, j - H);
+    else if (j < H + 2 * Hk) snprintf(buf, n, "L%d%s%d<v>", l, kv, j - H - Hk);
+    else snprintf(buf, n, "MLP%d", l);
 }
 
 /* Upstream nodes that a node of layer l reads: its attention (mlp 0) or MLP. */
 static int readable(const hs_model_config *c, int l, int mlp) {
-  return 1 + l * (c->n_heads + 1) +
-         (mlp && !c->parallel_attn_mlp ? c->n_heads : 0);
+    return 1 + l * (c->n_heads + 1) + (mlp && !c->parallel_attn_mlp ? c->n_heads : 0);
 }
 
 int hs_eap_is_edge(const hs_model_config *c, int u, int v) {
-  const int P = per_layer(c);
-  if (u < 0 || u >= hs_eap_n_upstream(c) || v < 0 ||
-      v >= hs_eap_n_downstream(c))
-    return 0;
-  if (v >= c->n_layers * P)
-    return 1; /* the logits read everything */
-  return u < readable(c, v / P, v % P == P - 1);
+    const int P = per_layer(c);
+    if (u < 0 || u >= hs_eap_n_upstream(c) || v < 0 || v >= hs_eap_n_downstream(c)) return 0;
+    if (v >= c->n_layers * P) return 1; /* the logits read everything */
+    return u < readable(c, v / P, v % P == P - 1);
 }
 
-hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p,
-                       hs_err *err) {
-  if (c->post_norms)
-    return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                      "edge attribution: post-norm blocks add a normed output "
-                      "to the residual stream, not a sum "
-                      "of their heads' results: not supported");
-  if (c->clip_qkv > 0.0f)
-    return hs_err_set(
-        err, HS_ERR_UNSUPPORTED,
-        "edge attribution: clamped q/k/v projections (clip_qkv) are not "
-        "supported");
-  if (p->batch_rows < 1)
-    return hs_err_set(err, HS_ERR_INVALID_ARG,
-                      "edge attribution: batch_rows must be >= 1");
-  if (p->ig_steps < 1 || p->ig_steps > 1000)
-    return hs_err_set(err, HS_ERR_INVALID_ARG,
-                      "edge attribution: ig_steps %d is not in 1..1000",
-                      p->ig_steps);
-  if (p->metric == HS_METRIC_ACCURACY)
-    return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                      "edge attribution: metric accuracy has no gradient");
-  if (p->metric == HS_METRIC_KL && p->ig_steps == 1)
-    return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                      "edge attribution: metric kl has zero gradient at the "
-                      "clean run: use ig_steps > 1 (EAP-IG)");
-  if (p->metric != HS_METRIC_LOGIT_DIFF && p->metric != HS_METRIC_LOGPROB &&
-      p->metric != HS_METRIC_LOSS && p->metric != HS_METRIC_KL)
-    return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                      "edge attribution: metric %d is not supported",
-                      (int)p->metric);
-  return HS_OK;
+hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p, hs_err *err) {
+    if (c->post_norms)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "edge attribution: post-norm blocks add a normed output "
+                          "to the residual stream, not a sum "
+                          "of their heads' results: not supported");
+    if (c->clip_qkv > 0.0f)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "edge attribution: clamped q/k/v projections (clip_qkv) are not "
+                          "supported");
+    if (p->batch_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: batch_rows must be >= 1");
+    if (p->ig_steps < 1 || p->ig_steps > 1000)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: ig_steps %d is not in 1..1000", p->ig_steps);
+    if (p->metric == HS_METRIC_ACCURACY)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "edge attribution: metric accuracy has no gradient");
+    if (p->metric == HS_METRIC_KL && p->ig_steps == 1)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "edge attribution: metric kl has zero gradient at the "
+                          "clean run: use ig_steps > 1 (EAP-IG)");
+    if (p->metric != HS_METRIC_LOGIT_DIFF && p->metric != HS_METRIC_LOGPROB && p->metric != HS_METRIC_LOSS &&
+        p->metric != HS_METRIC_KL)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "edge attribution: metric %d is not supported", (int)p->metric);
+    return HS_OK;
 }
 
 typedef struct {
-  hs_session *s;
-  const hs_model_config *c;
-  int B, T, L, H, Hk, dh, d, U, V, P, steps;
-  int64_t n, es, qd, node; /* node: one node's T * d elements */
-  /* backend: the corrupted run's z [L, n, qd], MLP outputs [L, n, d] and
-   * input [n, d]; the clean input [n, d] (EAP-IG: clean - corrupt), an
-   * interpolated one [n, d]; the upstream differences [B, U, T, d]
-   * and one layer's downstream gradients [B, P + 1, T, d] (+1: the logits);
-   * scratch */
-  void *zc, *mc, *ec, *ecl, *mix, *up, *down, *zd, *rows, *rows2, *head, *woh,
-      *score;
-  float *sh;   /* host [U, P + 1]: one prompt's GEMM */
-  double *acc; /* host [B, U, V]: the batch's scores, summed over the steps */
-  double *factor; /* [B] dM/d(seeded quantity) / steps */
+    hs_session *s;
+    const hs_model_config *c;
+    int B, T, L, H, Hk, dh, d, U, V, P, steps;
+    int64_t n, es, qd, node; /* node: one node's T * d elements */
+    /* backend: the corrupted run's z [L, n, qd], MLP outputs [L, n, d] and
+     * input [n, d]; the clean input [n, d] (EAP-IG: clean - corrupt), an
+     * interpolated one [n, d]; the upstream differences [B, U, T, d]
+     * and one layer's downstream gradients [B, P + 1, T, d] (+1: the logits);
+     * scratch */
+    void *zc, *mc, *ec, *ecl, *mix, *up, *down, *zd, *rows, *rows2, *head, *woh, *score;
+    float *sh;      /* host [U, P + 1]: one prompt's GEMM */
+    double *acc;    /* host [B, U, V]: the batch's scores, summed over the steps */
+    double *factor; /* [B] dM/d(seeded quantity) / steps */
 } eap_ctx;
 
 /* Node row j of every batch row in a [B, nodes, T, d] buffer := rows [n, d]. */
-static hs_status scatter(eap_ctx *x, void *buf, int nodes, int j,
-                         const void *rows, hs_err *err) {
-  const size_t nb = (size_t)(x->node * x->es);
-  return x->s->be->ops->copy_2d(x->s->be, (char *)buf + j * nb, nodes * nb,
-                                rows, nb, nb, (size_t)x->B, err);
+static hs_status scatter(eap_ctx *x, void *buf, int nodes, int j, const void *rows, hs_err *err) {
+    const size_t nb = (size_t)(x->node * x->es);
+    return x->s->be->ops->copy_2d(x->s->be, (char *)buf + j * nb, nodes * nb, rows, nb, nb, (size_t)x->B, err);
 }
 
 /* x->head [n, dh] := head h's slice of a [n, heads, dh] buffer. */
-static hs_status gather_head(eap_ctx *x, const void *src, int heads, int h,
-                             hs_err *err) {
-  const size_t w = (size_t)(x->dh * x->es);
-  return x->s->be->ops->copy_2d(x->s->be, x->head, w, (const char *)src + h * w,
-                                heads * w, w, (size_t)x->n, err);
+static hs_status gather_head(eap_ctx *x, const void *src, int heads, int h, hs_err *err) {
+    const size_t w = (size_t)(x->dh * x->es);
+    return x->s->be->ops->copy_2d(x->s->be, x->head, w, (const char *)src + h * w, heads * w, w, (size_t)x->n, err);
 }
 
 /* ---- 1 and 2: the upstream differences ------------------------------------
  */
 
 static int corrupt_wants(void *user, hs_hook_point p, int layer) {
-  return p == HS_HOOK_Z || p == HS_HOOK_MLP_OUT ||
-         (p == HS_HOOK_RESID_PRE && layer == 0);
+    return p == HS_HOOK_Z || p == HS_HOOK_MLP_OUT || (p == HS_HOOK_RESID_PRE && layer == 0);
 }
 
-static hs_status corrupt_keep(void *user, hs_hook_point p, int layer,
-                              hs_tensor *t, hs_err *err) {
-  eap_ctx *x = user;
-  const hs_backend_ops *o = x->s->be->ops;
-  if (p == HS_HOOK_Z)
-    return o->copy(x->s->be, (char *)x->zc + layer * x->n * x->qd * x->es,
-                   t->data, (size_t)(x->n * x->qd * x->es), err);
-  void *dst = p == HS_HOOK_MLP_OUT ? (char *)x->mc + layer * x->n * x->d * x->es
-                                   : x->ec;
-  return o->copy(x->s->be, dst, t->data, (size_t)(x->n * x->d * x->es), err);
+static hs_status corrupt_keep(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
+    eap_ctx *x = user;
+    const hs_backend_ops *o = x->s->be->ops;
+    if (p == HS_HOOK_Z)
+        return o->copy(x->s->be, (char *)x->zc + layer * x->n * x->qd * x->es, t->data, (size_t)(x->n * x->qd * x->es),
+                       err);
+    void *dst = p == HS_HOOK_MLP_OUT ? (char *)x->mc + layer * x->n * x->d * x->es : x->ec;
+    return o->copy(x->s->be, dst, t->data, (size_t)(x->n * x->d * x->es), err);
 }
 
 /* Upstream node u := a(corrupt) - a(clean) for an activation of width d. */
-static hs_status diff_node(eap_ctx *x, int u, const void *corrupt,
-                           const void *clean, hs_err *err) {
-  const hs_backend_ops *o = x->s->be->ops;
-  hs_status st =
-      o->copy(x->s->be, x->rows, corrupt, (size_t)(x->n * x->d * x->es), err);
-  if (!st)
-    st = o->axpy(x->s->be, x->rows, -1.0f, clean, x->n * x->d, err);
-  if (!st)
-    st = scatter(x, x->up, x->U, u, x->rows, err);
-  return st;
+static hs_status diff_node(eap_ctx *x, int u, const void *corrupt, const void *clean, hs_err *err) {
+    const hs_backend_ops *o = x->s->be->ops;
+    hs_status st = o->copy(x->s->be, x->rows, corrupt, (size_t)(x->n * x->d * x->es), err);
+    if (!st) st = o->axpy(x->s->be, x->rows, -1.0f, clean, x->n * x->d, err);
+    if (!st) st = scatter(x, x->up, x->U, u, x->rows, err);
+    return st;
 }
 
-static hs_status clean_diff(void *user, hs_hook_point p, int l, hs_tensor *t,
-                            hs_err *err) {
-  eap_ctx *x = user;
-  hs_session *s = x->s;
-  const hs_backend_ops *o = s->be->ops;
-  hs_status st = HS_OK;
-  if (p == HS_HOOK_RESID_PRE) {
-    HS_CHECK(
-        o->copy(s->be, x->ecl, t->data, (size_t)(x->n * x->d * x->es), err));
-    return diff_node(x, 0, x->ec, t->data, err);
-  }
-  if (p == HS_HOOK_MLP_OUT)
-    return diff_node(x, 1 + l * (x->H + 1) + x->H,
-                     (char *)x->mc + l * x->n * x->d * x->es, t->data, err);
-  /* z: each head's result difference (z_c - z) W_O[:, h], W_O's columns of h
-   * gathered */
-  const void *wo = s->layers[l].wo;
-  HS_CHECK(o->copy(s->be, x->zd, (char *)x->zc + l * x->n * x->qd * x->es,
-                   (size_t)(x->n * x->qd * x->es), err));
-  HS_CHECK(o->axpy(s->be, x->zd, -1.0f, t->data, x->n * x->qd, err));
-  for (int h = 0; h < x->H; h++) {
-    const size_t w = (size_t)(x->dh * x->es);
-    HS_CHECK(gather_head(x, x->zd, x->H, h, err));
-    HS_CHECK(o->copy_2d(s->be, x->woh, w, (const char *)wo + h * w,
-                        (size_t)(x->qd * x->es), w, (size_t)x->d, err));
-    HS_CHECK(o->matmul(s->be, x->head, x->woh, NULL, x->n, x->d, x->dh, 0,
-                       x->rows, err));
-    HS_CHECK(scatter(x, x->up, x->U, 1 + l * (x->H + 1) + h, x->rows, err));
-  }
+static hs_status clean_diff(void *user, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
+    eap_ctx *x = user;
+    hs_session *s = x->s;
+    const hs_backend_ops *o = s->be->ops;
+    hs_status st = HS_OK;
+    if (p == HS_HOOK_RESID_PRE) {
+        HS_CHECK(o->copy(s->be, x->ecl, t->data, (size_t)(x->n * x->d * x->es), err));
+        return diff_node(x, 0, x->ec, t->data, err);
+    }
+    if (p == HS_HOOK_MLP_OUT)
+        return diff_node(x, 1 + l * (x->H + 1) + x->H, (char *)x->mc + l * x->n * x->d * x->es, t->data, err);
+    /* z: each head's result difference (z_c - z) W_O[:, h], W_O's columns of h
+     * gathered */
+    const void *wo = s->layers[l].wo;
+    HS_CHECK(o->copy(s->be, x->zd, (char *)x->zc + l * x->n * x->qd * x->es, (size_t)(x->n * x->qd * x->es), err));
+    HS_CHECK(o->axpy(s->be, x->zd, -1.0f, t->data, x->n * x->qd, err));
+    for (int h = 0; h < x->H; h++) {
+        const size_t w = (size_t)(x->dh * x->es);
+        HS_CHECK(gather_head(x, x->zd, x->H, h, err));
+        HS_CHECK(o->copy_2d(s->be, x->woh, w, (const char *)wo + h * w, (size_t)(x->qd * x->es), w, (size_t)x->d, err));
+        HS_CHECK(o->matmul(s->be, x->head, x->woh, NULL, x->n, x->d, x->dh, 0, x->rows, err));
+        HS_CHECK(scatter(x, x->up, x->U, 1 + l * (x->H + 1) + h, x->rows, err));
+    }
 exit:
-  return st;
+    return st;
 }
 
 /* ---- 3 and 4: the downstream gradients and the scores ----------------------
@@ -229,261 +183,204 @@ exit:
 /* Node j of the layer's downstream buffer := the gradient at the residual
  * stream that heads of a projection read: g [n, heads, dh] at the
  * projection's output, head h, through its rows of w and the layer's norm. */
-static hs_status head_input(eap_ctx *x, const hs_bwd_layer *gl, int l, int j,
-                            const void *g, int heads, int h, const void *w,
-                            hs_err *err) {
-  hs_session *s = x->s;
-  hs_status st = gather_head(x, g, heads, h, err);
-  if (!st)
-    st = s->be->ops->matmul_bwd(
-        s->be, x->head, (const char *)w + (int64_t)h * x->dh * x->d * x->es,
-        x->n, x->dh, x->d, 0, x->rows2, err);
-  if (!st)
-    st = hs_bwd_pre_norm(s, l, 0, gl->x, x->n, x->rows2, 0, x->rows, err);
-  if (!st)
-    st = scatter(x, x->down, x->P + 1, j, x->rows, err);
-  return st;
+static hs_status head_input(eap_ctx *x, const hs_bwd_layer *gl, int l, int j, const void *g, int heads, int h,
+                            const void *w, hs_err *err) {
+    hs_session *s = x->s;
+    hs_status st = gather_head(x, g, heads, h, err);
+    if (!st)
+        st = s->be->ops->matmul_bwd(s->be, x->head, (const char *)w + (int64_t)h * x->dh * x->d * x->es, x->n, x->dh,
+                                    x->d, 0, x->rows2, err);
+    if (!st) st = hs_bwd_pre_norm(s, l, 0, gl->x, x->n, x->rows2, 0, x->rows, err);
+    if (!st) st = scatter(x, x->down, x->P + 1, j, x->rows, err);
+    return st;
 }
 
 static hs_status visit(void *user, int l, const hs_bwd_layer *gl, hs_err *err) {
-  eap_ctx *x = user;
-  hs_session *s = x->s;
-  const hs_backend_ops *o = s->be->ops;
-  const hs_session_layer *W = &s->layers[l];
-  const int H = x->H, Hk = x->Hk, P = x->P, top = l == x->L - 1;
-  hs_status st = HS_OK;
-  for (int h = 0; h < H; h++)
-    HS_CHECK(head_input(x, gl, l, h, gl->dq, H, h, W->wq, err));
-  for (int h = 0; h < Hk; h++)
-    HS_CHECK(head_input(x, gl, l, H + h, gl->dk, Hk, h, W->wk, err));
-  for (int h = 0; h < Hk; h++)
-    HS_CHECK(head_input(x, gl, l, H + Hk + h, gl->dv, Hk, h, W->wv, err));
-  HS_CHECK(scatter(x, x->down, P + 1, P - 1, gl->g_mlp_in, err));
-  if (top)
-    HS_CHECK(scatter(x, x->down, P + 1, P, gl->g_post, err));
-  /* per prompt: every upstream node the layer's nodes can read (the logits:
-   * all) */
-  const int M = top ? x->U : readable(x->c, l, 1), N = P + top;
-  const int64_t K = x->node;
-  for (int b = 0; b < x->B; b++) {
-    HS_CHECK(o->matmul(s->be, (const char *)x->up + b * x->U * K * x->es,
-                       (const char *)x->down + b * (P + 1) * K * x->es, NULL, M,
-                       N, (int)K, 0, x->score, err));
-    HS_CHECK(o->download_f32(s->be, x->sh, x->score, (int64_t)M * N, err));
-    double *acc = x->acc + (int64_t)b * x->U * x->V;
-    for (int j = 0; j < N; j++) {
-      const int v = j == P ? x->V - 1 : l * P + j;
-      for (int u = 0; u < M; u++)
-        if (hs_eap_is_edge(x->c, u, v))
-          acc[(int64_t)u * x->V + v] += x->factor[b] * x->sh[u * N + j];
+    eap_ctx *x = user;
+    hs_session *s = x->s;
+    const hs_backend_ops *o = s->be->ops;
+    const hs_session_layer *W = &s->layers[l];
+    const int H = x->H, Hk = x->Hk, P = x->P, top = l == x->L - 1;
+    hs_status st = HS_OK;
+    for (int h = 0; h < H; h++) HS_CHECK(head_input(x, gl, l, h, gl->dq, H, h, W->wq, err));
+    for (int h = 0; h < Hk; h++) HS_CHECK(head_input(x, gl, l, H + h, gl->dk, Hk, h, W->wk, err));
+    for (int h = 0; h < Hk; h++) HS_CHECK(head_input(x, gl, l, H + Hk + h, gl->dv, Hk, h, W->wv, err));
+    HS_CHECK(scatter(x, x->down, P + 1, P - 1, gl->g_mlp_in, err));
+    if (top) HS_CHECK(scatter(x, x->down, P + 1, P, gl->g_post, err));
+    /* per prompt: every upstream node the layer's nodes can read (the logits:
+     * all) */
+    const int M = top ? x->U : readable(x->c, l, 1), N = P + top;
+    const int64_t K = x->node;
+    for (int b = 0; b < x->B; b++) {
+        HS_CHECK(o->matmul(s->be, (const char *)x->up + b * x->U * K * x->es,
+                           (const char *)x->down + b * (P + 1) * K * x->es, NULL, M, N, (int)K, 0, x->score, err));
+        HS_CHECK(o->download_f32(s->be, x->sh, x->score, (int64_t)M * N, err));
+        double *acc = x->acc + (int64_t)b * x->U * x->V;
+        for (int j = 0; j < N; j++) {
+            const int v = j == P ? x->V - 1 : l * P + j;
+            for (int u = 0; u < M; u++)
+                if (hs_eap_is_edge(x->c, u, v)) acc[(int64_t)u * x->V + v] += x->factor[b] * x->sh[u * N + j];
+        }
     }
-  }
 exit:
-  return st;
+    return st;
 }
 
 static void eap_free(eap_ctx *x) {
-  hs_backend *be = x->s->be;
-  void *bufs[] = {x->zc, x->mc,   x->ec,    x->ecl,  x->mix, x->up,   x->down,
-                  x->zd, x->rows, x->rows2, x->head, x->woh, x->score};
-  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-    if (bufs[i])
-      be->ops->free(be, bufs[i]);
-  free(x->sh), free(x->acc), free(x->factor);
+    hs_backend *be = x->s->be;
+    void *bufs[] = {x->zc, x->mc,   x->ec,    x->ecl,  x->mix, x->up,   x->down,
+                    x->zd, x->rows, x->rows2, x->head, x->woh, x->score};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (bufs[i]) be->ops->free(be, bufs[i]);
+    free(x->sh), free(x->acc), free(x->factor);
 }
 
 static hs_status eap_alloc(eap_ctx *x, int R, hs_err *err) {
-  hs_backend *be = x->s->be;
-  const int64_t n = (int64_t)R * x->T, es = x->es, d = x->d;
-  struct {
-    void **p;
-    int64_t bytes;
-  } want[] = {{&x->zc, x->L * n * x->qd * es},
-              {&x->mc, x->L * n * d * es},
-              {&x->ec, n * d * es},
-              {&x->ecl, n * d * es},
-              {&x->mix, (x->steps > 1) * n * d * es},
-              {&x->up, (int64_t)x->U * n * d * es},
-              {&x->down, (x->P + 1) * n * d * es},
-              {&x->zd, n * x->qd * es},
-              {&x->rows, n * d * es},
-              {&x->rows2, n * d * es},
-              {&x->head, n * x->dh * es},
-              {&x->woh, d * x->dh * es},
-              {&x->score, (int64_t)x->U * (x->P + 1) * es}};
-  for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
-    if (!want[i].bytes)
-      continue;
-    hs_status st = be->ops->alloc(be, (size_t)want[i].bytes, want[i].p, err);
-    if (st)
-      return hs_err_prefix(
-                 err, "edge attribution buffers for %d prompts of %d tokens", R,
-                 x->T),
-             st;
-  }
-  x->sh = malloc((size_t)x->U * (x->P + 1) * sizeof *x->sh);
-  x->acc = malloc((size_t)R * x->U * x->V * sizeof *x->acc);
-  x->factor = malloc((size_t)R * sizeof *x->factor);
-  if (!x->sh || !x->acc || !x->factor)
-    return hs_err_set(err, HS_ERR_OOM,
-                      "edge attribution: out of memory for %d prompts' scores",
-                      R);
-  return HS_OK;
+    hs_backend *be = x->s->be;
+    const int64_t n = (int64_t)R * x->T, es = x->es, d = x->d;
+    struct {
+        void **p;
+        int64_t bytes;
+    } want[] = {{&x->zc, x->L * n * x->qd * es},
+                {&x->mc, x->L * n * d * es},
+                {&x->ec, n * d * es},
+                {&x->ecl, n * d * es},
+                {&x->mix, (x->steps > 1) * n * d * es},
+                {&x->up, (int64_t)x->U * n * d * es},
+                {&x->down, (x->P + 1) * n * d * es},
+                {&x->zd, n * x->qd * es},
+                {&x->rows, n * d * es},
+                {&x->rows2, n * d * es},
+                {&x->head, n * x->dh * es},
+                {&x->woh, d * x->dh * es},
+                {&x->score, (int64_t)x->U * (x->P + 1) * es}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        if (!want[i].bytes) continue;
+        hs_status st = be->ops->alloc(be, (size_t)want[i].bytes, want[i].p, err);
+        if (st) return hs_err_prefix(err, "edge attribution buffers for %d prompts of %d tokens", R, x->T), st;
+    }
+    x->sh = malloc((size_t)x->U * (x->P + 1) * sizeof *x->sh);
+    x->acc = malloc((size_t)R * x->U * x->V * sizeof *x->acc);
+    x->factor = malloc((size_t)R * sizeof *x->factor);
+    if (!x->sh || !x->acc || !x->factor)
+        return hs_err_set(err, HS_ERR_OOM, "edge attribution: out of memory for %d prompts' scores", R);
+    return HS_OK;
 }
 
 /* The metric's gradient seeded for the pass just run (logits [B, V] of it). */
-static hs_status seed(eap_ctx *x, const hs_prompts *pr, const hs_eap_params *p,
-                      int p0, const hs_batch *b, float *logits,
-                      const float *clean_logp, float *scratch, hs_err *err) {
-  if (p->metric == HS_METRIC_LOSS)
-    return hs_bwd_seed_nll(x->s, b, b->targets, err);
-  hs_metric_dlogits(p->metric, pr, p0, b->B, logits, x->c->n_vocab, clean_logp,
-                    logits, scratch); /* in place */
-  return hs_bwd_seed_last(x->s, b, logits, err);
+static hs_status seed(eap_ctx *x, const hs_prompts *pr, const hs_eap_params *p, int p0, const hs_batch *b,
+                      float *logits, const float *clean_logp, float *scratch, hs_err *err) {
+    if (p->metric == HS_METRIC_LOSS) return hs_bwd_seed_nll(x->s, b, b->targets, err);
+    hs_metric_dlogits(p->metric, pr, p0, b->B, logits, x->c->n_vocab, clean_logp, logits, scratch); /* in place */
+    return hs_bwd_seed_last(x->s, b, logits, err);
 }
 
 /* Host buffers of one batch: logits and target log-probs of the corrupted
  * and the clean pass, the clean distribution (KL's reference), the metrics. */
 typedef struct {
-  float *xlogits, *logits, *clean_logp, *xlp, *lp, *scratch;
-  double *m_clean, *m_corrupt;
+    float *xlogits, *logits, *clean_logp, *xlp, *lp, *scratch;
+    double *m_clean, *m_corrupt;
 } eap_host;
 
-hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr,
-                        const int32_t *corrupt, const hs_eap_params *p, int p0,
-                        int n, double *sum, double *clean_sum,
-                        double *corrupt_sum, hs_err *err) {
-  const hs_model_config *c = &s->cfg;
-  hs_status st = hs_eap_check(c, p, err);
-  if (st)
-    return st;
-  if ((st = hs_metric_check(c, pr, p->metric, err)))
-    return hs_err_prefix(err, "edge attribution");
-  if (p0 < 0 || n < 1 || p0 + n > pr->N)
-    return hs_err_set(
-        err, HS_ERR_INVALID_ARG,
-        "edge attribution: prompts [%d, %d) outside the %d prompts", p0, p0 + n,
-        pr->N);
-  eap_ctx x = {.s = s,
-               .c = c,
-               .T = pr->T,
-               .L = c->n_layers,
-               .H = c->n_heads,
-               .Hk = c->n_kv_heads,
-               .dh = c->d_head,
-               .d = c->d_model,
-               .U = hs_eap_n_upstream(c),
-               .V = hs_eap_n_downstream(c),
-               .P = per_layer(c),
-               .steps = p->ig_steps,
-               .es = s->es};
-  x.qd = (int64_t)x.H * x.dh, x.node = (int64_t)x.T * x.d;
-  const int R = p->batch_rows < n ? p->batch_rows : n, T = pr->T,
-            Vv = c->n_vocab;
-  const int64_t rows = (int64_t)R * T;
-  int32_t *mask = malloc((size_t)rows * sizeof *mask),
-          *tg = malloc((size_t)rows * sizeof *tg);
-  eap_host h = {.xlogits = malloc((size_t)R * Vv * sizeof(float)),
-                .logits = malloc((size_t)R * Vv * sizeof(float)),
-                .clean_logp = malloc((size_t)R * Vv * sizeof(float)),
-                .xlp = malloc((size_t)rows * sizeof(float)),
-                .lp = malloc((size_t)rows * sizeof(float)),
-                .scratch = malloc((size_t)Vv * sizeof(float)),
-                .m_clean = malloc((size_t)R * sizeof(double)),
-                .m_corrupt = malloc((size_t)R * sizeof(double))};
-  if (!mask || !tg || !h.xlogits || !h.logits || !h.clean_logp || !h.xlp ||
-      !h.lp || !h.scratch || !h.m_clean || !h.m_corrupt)
-    HS_FAIL(err, HS_ERR_OOM,
-            "edge attribution: out of memory for %d prompts of %d tokens", R,
-            T);
-  HS_CHECK(eap_alloc(&x, R, err));
-  const hs_hooks keep_corrupt = {.wants = corrupt_wants,
-                                 .fn = corrupt_keep,
-                                 .user = &x},
-                 diffs = {.wants = corrupt_wants, .fn = clean_diff, .user = &x};
-  hs_forward_params fp = hs_forward_default_params();
-  fp.logits = hs_metric_logits(p->metric);
-  for (int q0 = p0; q0 < p0 + n; q0 += R) {
-    x.B = p0 + n - q0 < R ? p0 + n - q0 : R;
-    x.n = (int64_t)x.B * T;
-    hs_prompts one = *pr; /* this batch's prompts, for the masks and targets */
-    one.N = x.B, one.tokens = pr->tokens + (int64_t)q0 * T,
-    one.lengths = pr->lengths + q0;
-    hs_prompts_mask_targets(&one, NULL, mask, tg);
-    const hs_batch bc = {.B = x.B,
-                         .T = T,
-                         .tokens = one.tokens,
-                         .mask = mask,
-                         .targets = tg},
-                   bx = {.B = x.B,
-                         .T = T,
-                         .tokens = corrupt + (int64_t)q0 * T,
-                         .mask = mask,
-                         .targets = tg};
-    /* 1. corrupted (the loss is read against the clean prompt's tokens: the
-     * same next tokens) */
-    fp.hooks = &keep_corrupt;
-    fp.target_logprobs = p->metric == HS_METRIC_LOSS ? h.xlp : NULL;
-    HS_CHECK(hs_forward(s, &bx, &fp, h.xlogits, err));
-    /* 2. clean, with the differences; for EAP the pass the backward starts from
-     */
-    fp.hooks = &diffs;
-    fp.target_logprobs = p->metric == HS_METRIC_LOSS ? h.lp : NULL;
-    HS_CHECK(x.steps == 1 ? hs_bwd_forward(s, &bc, &fp, h.logits, err)
-                          : hs_forward(s, &bc, &fp, h.logits, err));
-    for (int r = 0; r < x.B; r++) {
-      const int g = q0 + r, len = pr->lengths[g];
-      const int64_t o = (int64_t)r * Vv;
-      hs_log_softmax(h.logits + o, Vv, h.clean_logp + o);
-      h.m_clean[r] =
-          hs_row_metric(p->metric, pr, g, h.logits + o, h.lp + (int64_t)r * T,
-                        Vv, h.clean_logp + o, h.scratch);
-      h.m_corrupt[r] =
-          hs_row_metric(p->metric, pr, g, h.xlogits + o, h.xlp + (int64_t)r * T,
-                        Vv, h.clean_logp + o, h.scratch);
-      x.factor[r] = (p->metric != HS_METRIC_LOSS ? 1.0
-                     : len > 1                   ? 1.0 / (len - 1)
-                                                 : 0.0) /
-                    x.steps;
-    }
-    memset(x.acc, 0, (size_t)x.B * x.U * x.V * sizeof *x.acc);
-    /* 3 and 4, at the clean input (EAP) or at each of EAP-IG's inputs */
-    if (x.steps > 1)
-      HS_CHECK(s->be->ops->axpy(s->be, x.ecl, -1.0f, x.ec, x.n * x.d,
-                                err)); /* clean - corrupt */
-    for (int k = 1; k <= x.steps; k++) {
-      if (x.steps > 1) {
-        hs_forward_params fk = fp;
-        fk.hooks = NULL;
-        if (k < x.steps) { /* corrupt + k/m (clean - corrupt); at k = m the
-                              clean input itself */
-          HS_CHECK(s->be->ops->copy(s->be, x.mix, x.ec,
-                                    (size_t)(x.n * x.d * x.es), err));
-          HS_CHECK(s->be->ops->axpy(s->be, x.mix, (float)k / x.steps, x.ecl,
-                                    x.n * x.d, err));
-          fk.resid_start_dev = x.mix;
+hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corrupt, const hs_eap_params *p, int p0,
+                        int n, double *sum, double *clean_sum, double *corrupt_sum, hs_err *err) {
+    const hs_model_config *c = &s->cfg;
+    hs_status st = hs_eap_check(c, p, err);
+    if (st) return st;
+    if ((st = hs_metric_check(c, pr, p->metric, err))) return hs_err_prefix(err, "edge attribution");
+    if (p0 < 0 || n < 1 || p0 + n > pr->N)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: prompts [%d, %d) outside the %d prompts", p0,
+                          p0 + n, pr->N);
+    eap_ctx x = {.s = s,
+                 .c = c,
+                 .T = pr->T,
+                 .L = c->n_layers,
+                 .H = c->n_heads,
+                 .Hk = c->n_kv_heads,
+                 .dh = c->d_head,
+                 .d = c->d_model,
+                 .U = hs_eap_n_upstream(c),
+                 .V = hs_eap_n_downstream(c),
+                 .P = per_layer(c),
+                 .steps = p->ig_steps,
+                 .es = s->es};
+    x.qd = (int64_t)x.H * x.dh, x.node = (int64_t)x.T * x.d;
+    const int R = p->batch_rows < n ? p->batch_rows : n, T = pr->T, Vv = c->n_vocab;
+    const int64_t rows = (int64_t)R * T;
+    int32_t *mask = malloc((size_t)rows * sizeof *mask), *tg = malloc((size_t)rows * sizeof *tg);
+    eap_host h = {.xlogits = malloc((size_t)R * Vv * sizeof(float)),
+                  .logits = malloc((size_t)R * Vv * sizeof(float)),
+                  .clean_logp = malloc((size_t)R * Vv * sizeof(float)),
+                  .xlp = malloc((size_t)rows * sizeof(float)),
+                  .lp = malloc((size_t)rows * sizeof(float)),
+                  .scratch = malloc((size_t)Vv * sizeof(float)),
+                  .m_clean = malloc((size_t)R * sizeof(double)),
+                  .m_corrupt = malloc((size_t)R * sizeof(double))};
+    if (!mask || !tg || !h.xlogits || !h.logits || !h.clean_logp || !h.xlp || !h.lp || !h.scratch || !h.m_clean ||
+        !h.m_corrupt)
+        HS_FAIL(err, HS_ERR_OOM, "edge attribution: out of memory for %d prompts of %d tokens", R, T);
+    HS_CHECK(eap_alloc(&x, R, err));
+    const hs_hooks keep_corrupt = {.wants = corrupt_wants, .fn = corrupt_keep, .user = &x},
+                   diffs = {.wants = corrupt_wants, .fn = clean_diff, .user = &x};
+    hs_forward_params fp = hs_forward_default_params();
+    fp.logits = hs_metric_logits(p->metric);
+    for (int q0 = p0; q0 < p0 + n; q0 += R) {
+        x.B = p0 + n - q0 < R ? p0 + n - q0 : R;
+        x.n = (int64_t)x.B * T;
+        hs_prompts one = *pr; /* this batch's prompts, for the masks and targets */
+        one.N = x.B, one.tokens = pr->tokens + (int64_t)q0 * T, one.lengths = pr->lengths + q0;
+        hs_prompts_mask_targets(&one, NULL, mask, tg);
+        const hs_batch bc = {.B = x.B, .T = T, .tokens = one.tokens, .mask = mask, .targets = tg},
+                       bx = {.B = x.B, .T = T, .tokens = corrupt + (int64_t)q0 * T, .mask = mask, .targets = tg};
+        /* 1. corrupted (the loss is read against the clean prompt's tokens: the
+         * same next tokens) */
+        fp.hooks = &keep_corrupt;
+        fp.target_logprobs = p->metric == HS_METRIC_LOSS ? h.xlp : NULL;
+        HS_CHECK(hs_forward(s, &bx, &fp, h.xlogits, err));
+        /* 2. clean, with the differences; for EAP the pass the backward starts from
+         */
+        fp.hooks = &diffs;
+        fp.target_logprobs = p->metric == HS_METRIC_LOSS ? h.lp : NULL;
+        HS_CHECK(x.steps == 1 ? hs_bwd_forward(s, &bc, &fp, h.logits, err) : hs_forward(s, &bc, &fp, h.logits, err));
+        for (int r = 0; r < x.B; r++) {
+            const int g = q0 + r, len = pr->lengths[g];
+            const int64_t o = (int64_t)r * Vv;
+            hs_log_softmax(h.logits + o, Vv, h.clean_logp + o);
+            h.m_clean[r] =
+                hs_row_metric(p->metric, pr, g, h.logits + o, h.lp + (int64_t)r * T, Vv, h.clean_logp + o, h.scratch);
+            h.m_corrupt[r] =
+                hs_row_metric(p->metric, pr, g, h.xlogits + o, h.xlp + (int64_t)r * T, Vv, h.clean_logp + o, h.scratch);
+            x.factor[r] = (p->metric != HS_METRIC_LOSS ? 1.0 : len > 1 ? 1.0 / (len - 1) : 0.0) / x.steps;
         }
-        HS_CHECK(hs_bwd_forward(s, &bc, &fk, h.logits, err));
-      }
-      HS_CHECK(
-          seed(&x, pr, p, q0, &bc, h.logits, h.clean_logp, h.scratch, err));
-      HS_CHECK(hs_bwd_walk(s, &bc, NULL, HS_BWD_ATTN | HS_BWD_MLP_IN, visit, &x,
-                           err));
+        memset(x.acc, 0, (size_t)x.B * x.U * x.V * sizeof *x.acc);
+        /* 3 and 4, at the clean input (EAP) or at each of EAP-IG's inputs */
+        if (x.steps > 1) HS_CHECK(s->be->ops->axpy(s->be, x.ecl, -1.0f, x.ec, x.n * x.d, err)); /* clean - corrupt */
+        for (int k = 1; k <= x.steps; k++) {
+            if (x.steps > 1) {
+                hs_forward_params fk = fp;
+                fk.hooks = NULL;
+                if (k < x.steps) { /* corrupt + k/m (clean - corrupt); at k = m the
+                                      clean input itself */
+                    HS_CHECK(s->be->ops->copy(s->be, x.mix, x.ec, (size_t)(x.n * x.d * x.es), err));
+                    HS_CHECK(s->be->ops->axpy(s->be, x.mix, (float)k / x.steps, x.ecl, x.n * x.d, err));
+                    fk.resid_start_dev = x.mix;
+                }
+                HS_CHECK(hs_bwd_forward(s, &bc, &fk, h.logits, err));
+            }
+            HS_CHECK(seed(&x, pr, p, q0, &bc, h.logits, h.clean_logp, h.scratch, err));
+            HS_CHECK(hs_bwd_walk(s, &bc, NULL, HS_BWD_ATTN | HS_BWD_MLP_IN, visit, &x, err));
+        }
+        for (int r = 0; r < x.B; r++) { /* in prompt order */
+            const double *acc = x.acc + (int64_t)r * x.U * x.V;
+            for (int64_t i = 0; i < (int64_t)x.U * x.V; i++) sum[i] += acc[i];
+            *clean_sum += h.m_clean[r];
+            *corrupt_sum += h.m_corrupt[r];
+        }
     }
-    for (int r = 0; r < x.B; r++) { /* in prompt order */
-      const double *acc = x.acc + (int64_t)r * x.U * x.V;
-      for (int64_t i = 0; i < (int64_t)x.U * x.V; i++)
-        sum[i] += acc[i];
-      *clean_sum += h.m_clean[r];
-      *corrupt_sum += h.m_corrupt[r];
-    }
-  }
 exit:
-  if (st)
-    hs_err_prefix(err, "edge attribution");
-  eap_free(&x);
-  free(mask), free(tg), free(h.xlogits), free(h.logits), free(h.clean_logp),
-      free(h.xlp), free(h.lp);
-  free(h.scratch), free(h.m_clean), free(h.m_corrupt);
-  return st;
+    if (st) hs_err_prefix(err, "edge attribution");
+    eap_free(&x);
+    free(mask), free(tg), free(h.xlogits), free(h.logits), free(h.clean_logp), free(h.xlp), free(h.lp);
+    free(h.scratch), free(h.m_clean), free(h.m_corrupt);
+    return st;
 }

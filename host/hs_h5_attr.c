@@ -232,7 +232,7 @@ hs_status hs_h5_write_provenance(hs_h5 *f, const hs_h5_provenance *p, hs_err *er
     } ints[] = {
         {"n_layers", p->n_layers}, {"n_heads", p->n_heads}, {"n_kv_heads", p->n_kv_heads},
         {"d_model", p->d_model},   {"d_head", p->d_head},   {"d_mlp", p->d_mlp},
-        {"n_vocab", p->n_vocab},
+        {"n_vocab", p->n_vocab},  {"parallel_attn_mlp", p->parallel_attn_mlp},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         HS_CHECK(hs_h5_attr_int(r, NULL, ints[i].key, ints[i].val, err));

@@ -59,6 +59,8 @@ typedef struct {
     hs_prompts source;   /* resample: the dataset; patch: its corrupted prompts */
     uint8_t *select;     /* [L, H] heads swept, NULL = all */
     struct hs_circuit *circuit; /* circuit_scores: the heads' factors (hs_circuit.h), made once */
+    hs_model_config shape; /* edge_attribution: the model's shape, which its graph follows (hs_eap.h) */
+    int n_prompts;         /* edge_attribution: the prompts its items (batches) hold */
     int64_t units_done;  /* progress */
     int started;         /* a worker has taken one of its units in this run */
 } hs_run_exp;

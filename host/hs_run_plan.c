@@ -7,6 +7,7 @@
 
 #include "headsweep/hs_capture.h"
 #include "headsweep/hs_circuit.h"
+#include "headsweep/hs_eap.h"
 #include "headsweep/hs_head_scores.h"
 #include "hs_run_internal.h"
 
@@ -195,6 +196,18 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
             HS_CHECK(add(r, 0, hs_config_circuit_name((hs_config_circuit)k), comp ? 3 : 1, hlh, n_hlh, err));
             r->arrays[r->n_arrays - 1].dim_names[0] = "layer";
         }
+        break;
+    }
+    case HS_CONFIG_EXP_EDGE_ATTRIBUTION: { /* the items are batches of prompts: [U, V] per prompt is too much */
+        const int64_t uv[2] = {hs_eap_n_upstream(c), hs_eap_n_downstream(c)};
+        const char *n_uv[2] = {"upstream", "downstream"};
+        r->n_items = (N + cfg->batch_size - 1) / cfg->batch_size;
+        r->shape = *c;
+        r->n_prompts = N;
+        HS_CHECK(add(r, 0, "edges_sum", 2, uv, n_uv, err));
+        HS_CHECK(add(r, 0, "metric_clean_sum", 0, NULL, NULL, err));
+        HS_CHECK(add(r, 0, "metric_corrupt_sum", 0, NULL, NULL, err));
+        for (int k = 0; k < r->n_arrays; k++) r->arrays[k].dim_names[0] = "batch";
         break;
     }
     case HS_CONFIG_EXP_HEAD_IMPORTANCE:

@@ -78,6 +78,7 @@ static hs_status write_provenance(hs_h5 *f, const hs_config *cfg, const char *te
     p.d_head = c->d_head;
     p.d_mlp = c->d_mlp;
     p.n_vocab = c->n_vocab;
+    p.parallel_attn_mlp = c->parallel_attn_mlp;
     p.device = device;
     p.computed_on = computed_on;
     p.blas_version = openblas_get_config();
@@ -219,6 +220,8 @@ static hs_status file_model_config(hs_h5_group *root, hs_model_config *c, hs_err
         if (st) return st;
         *k[i].v = (int)v;
     }
+    int64_t par = 0; /* absent from files written before it was recorded (no experiment then read it) */
+    if (!hs_h5_read_attr_int(root, NULL, "parallel_attn_mlp", &par, NULL)) c->parallel_attn_mlp = (int)par;
     return HS_OK;
 }
 

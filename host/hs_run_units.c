@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "headsweep/hs_circuit.h"
+#include "headsweep/hs_eap.h"
 #include "headsweep/hs_dla.h"
 #include "headsweep/hs_head_grad.h"
 #include "headsweep/hs_head_scores.h"
@@ -95,6 +96,14 @@ static hs_patching_params patching_params(const hs_run_ctx *x, const hs_config_e
     return p;
 }
 
+static hs_eap_params eap_params(const hs_run_ctx *x, const hs_config_experiment *e) {
+    hs_eap_params p = hs_eap_default_params();
+    p.metric = (hs_metric)e->metric;
+    p.batch_rows = x->cfg->batch_size;
+    p.ig_steps = e->ig_steps;
+    return p;
+}
+
 int hs_run_unit_size(const hs_run_ctx *x, int exp) {
     const hs_config_experiment *e = &x->cfg->experiments[exp];
     if (e->type == HS_CONFIG_EXP_HEAD_ABLATION) {
@@ -107,6 +116,7 @@ int hs_run_unit_size(const hs_run_ctx *x, int exp) {
                                                          : hs_activation_patching_unit(x->model, &p);
     }
     if (e->type == HS_CONFIG_EXP_CIRCUIT_SCORES) return 1; /* one writer layer */
+    if (e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION) return 1; /* one batch of prompts */
     return x->cfg->batch_size;
 }
 
@@ -278,6 +288,11 @@ hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, 
     hs_run_exp *r = &x->exps[exp];
     const hs_model_config *c = hs_model_get_config(x->model);
     if (e->type == HS_CONFIG_EXP_PRUNING_CURVE) return pruning_masks(x, exp, w, err);
+    if (e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION) { /* the model's refusals before any work */
+        const hs_eap_params p = eap_params(x, e);
+        hs_status st = hs_eap_check(c, &p, err);
+        return st ? hs_err_prefix(err, "experiment '%s'", e->name), st : HS_OK;
+    }
     if (e->type == HS_CONFIG_EXP_CIRCUIT_SCORES && pending && !r->circuit) {
         const unsigned copying = HS_CONFIG_BIT(HS_CONFIG_CIRCUIT_COPYING);
         const hs_circuit_params p = {.fold_norms = e->fold_norms, .compositions = (e->circuits & ~copying) != 0,
@@ -537,6 +552,31 @@ static hs_status unit_dla(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int 
     return st;
 }
 
+/* Batches [i0, i0 + n) of batch_size prompts: each batch's summed edge scores and metrics. */
+static hs_status unit_eap(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    const hs_run_exp *r = &x->exps[exp];
+    const hs_eap_params p = eap_params(x, &x->cfg->experiments[exp]);
+    const hs_model_config *c = hs_model_get_config(x->model);
+    const int64_t uv = (int64_t)hs_eap_n_upstream(c) * hs_eap_n_downstream(c);
+    double *sum = malloc((size_t)uv * sizeof *sum);
+    if (!sum) return hs_err_set(err, HS_ERR_OOM, "edge attribution: out of memory for %lld scores", (long long)uv);
+    hs_status st = HS_OK;
+    for (int b = i0; !st && b < i0 + n; b++) {
+        const int p0 = b * p.batch_rows, np = x->prompts.N - p0 < p.batch_rows ? x->prompts.N - p0 : p.batch_rows;
+        double clean = 0, corrupt = 0;
+        memset(sum, 0, (size_t)uv * sizeof *sum);
+        st = hs_eap_scores(w->session, &x->prompts, x->data->corrupt_tokens, &p, p0, np, sum, &clean, &corrupt, err);
+        if (st) break;
+        float *edges = row(r, "edges_sum", b);
+        for (int64_t k = 0; k < uv; k++) edges[k] = (float)sum[k];
+        *row(r, "metric_clean_sum", b) = (float)clean;
+        *row(r, "metric_corrupt_sum", b) = (float)corrupt;
+        if (hs_run_should_stop(x, exp)) st = hs_err_set(err, HS_ERR_INTERRUPTED, "interrupted");
+    }
+    free(sum);
+    return st;
+}
+
 /* Writer layers [i0, i0 + n): their composition scores with every later head, their copying scores. */
 static hs_status unit_circuit(hs_run_ctx *x, int exp, int i0, int n, hs_err *err) {
     const hs_run_exp *r = &x->exps[exp];
@@ -568,6 +608,7 @@ hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, i
     case HS_CONFIG_EXP_HEAD_IMPORTANCE: return unit_importance(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_DLA: return unit_dla(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_CIRCUIT_SCORES: return unit_circuit(x, exp, i0, n, err);
+    case HS_CONFIG_EXP_EDGE_ATTRIBUTION: return unit_eap(x, exp, w, i0, n, err);
     default: return hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(x->cfg->experiments[exp].type));
     }
 }

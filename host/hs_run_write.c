@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "headsweep/hs_eap.h"
 #include "headsweep/hs_head_grad.h"
 #include "headsweep/hs_head_scores.h"
 #include "hs_run_internal.h"
@@ -442,6 +443,68 @@ exit:
     return st;
 }
 
+/* The edges' mean over prompts from the batches' sums, NaN where no edge;
+ * the nodes' names as the two axes' coordinates; the mean metrics. */
+static hs_status write_eap(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+    const hs_model_config *c = &r->shape;
+    const hs_run_array *a = hs_run_find(r, "edges_sum");
+    const int U = hs_eap_n_upstream(c), V = hs_eap_n_downstream(c), n = r->hi - r->lo, N = r->n_prompts;
+    hs_status st = HS_OK;
+    float *mean = malloc((size_t)U * V * sizeof *mean);
+    char *names = malloc((size_t)(U + V) * 24), **up = malloc((size_t)(U + V) * sizeof *up), **down = up + U;
+    if (!mean || !names || !up) HS_FAIL(err, HS_ERR_OOM, "edge attribution: out of memory for %d x %d edges", U, V);
+    for (int i = 0; i < U + V; i++) {
+        up[i] = names + (size_t)i * 24;
+        if (i < U) hs_eap_upstream_name(c, i, up[i], 24);
+        else hs_eap_downstream_name(c, i - U, up[i], 24);
+    }
+    for (int u = 0; u < U; u++)
+        for (int v = 0; v < V; v++) {
+            const int64_t k = (int64_t)u * V + v;
+            double s = 0;
+            for (int i = 0; i < n; i++) s += a->data[i * a->per + k];
+            mean[k] = hs_eap_is_edge(c, u, v) ? (float)(s / N) : NAN;
+        }
+    HS_CHECK(hs_h5_write_str(g, "upstream", U, "upstream", (const char *const *)up, err));
+    HS_CHECK(hs_h5_write_str(g, "downstream", V, "downstream", (const char *const *)down, err));
+    HS_CHECK(hs_h5_write_f32(g, "edges", 2, (int64_t[]){U, V}, (const char *[]){"upstream", "downstream"}, mean, err));
+    HS_CHECK(hs_h5_attr_str(g, "edges", "definition",
+                            "mean over prompts of sum over positions of (a_u(corrupt) - a_u(clean)) . dM/d(input of "
+                            "v): the first-order change of the metric when edge u -> v carries the corrupted "
+                            "activation (Syed et al. 2023; Hanna et al. 2024). u: the input, a head's result "
+                            "(z_h W_O_h) or an MLP's output; v: a head's q, k or v input or an MLP's input (the "
+                            "residual stream before the layer's norm, as that one reader reads it: TransformerLens's "
+                            "split q/k/v inputs, k and v per KV head), or the logits (the final resid_post). NaN "
+                            "where u does not come before v",
+                            err));
+    const char *mname[2] = {"metric_clean", "metric_corrupt"};
+    for (int k = 0; k < 2; k++) {
+        const hs_run_array *m = hs_run_find(r, k ? "metric_corrupt_sum" : "metric_clean_sum");
+        double s = 0;
+        for (int i = 0; i < n; i++) s += m->data[i];
+        const float v = (float)(s / N);
+        HS_CHECK(hs_h5_write_f32(g, mname[k], 0, NULL, NULL, &v, err));
+    }
+    HS_CHECK(hs_h5_attr_str(g, "metric_clean", "definition", "the metric of the clean prompts, mean over prompts", err));
+    HS_CHECK(hs_h5_attr_str(g, "metric_corrupt", "definition",
+                            "the metric of the corrupted prompts (read against the clean prompts' answers and next "
+                            "tokens), mean over prompts",
+                            err));
+    char method[160];
+    if (e->ig_steps > 1)
+        snprintf(method, sizeof method,
+                 "EAP-IG: dM/d(input of v) averaged over %d runs whose input embedding is corrupt + k/%d (clean - "
+                 "corrupt), k = 1..%d",
+                 e->ig_steps, e->ig_steps, e->ig_steps);
+    else
+        snprintf(method, sizeof method, "EAP: dM/d(input of v) at the clean run");
+    HS_CHECK(hs_h5_attr_str(g, NULL, "method", method, err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
+exit:
+    free(mean), free(names), free(up);
+    return st;
+}
+
 static hs_status write_capture(const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
     hs_status st = HS_OK;
     for (int k = 0; k < r->n_arrays; k++) HS_CHECK(put(g, r, &r->arrays[k], NULL, err));
@@ -461,6 +524,7 @@ hs_status hs_run_write(const hs_config *cfg, int exp, const hs_run_exp *r, hs_h5
     case HS_CONFIG_EXP_CAPTURE: return write_capture(r, g, err);
     case HS_CONFIG_EXP_DLA: return write_dla(e, r, g, err);
     case HS_CONFIG_EXP_CIRCUIT_SCORES: return write_circuit(e, r, g, err);
+    case HS_CONFIG_EXP_EDGE_ATTRIBUTION: return write_eap(e, r, g, err);
     case HS_CONFIG_EXP_ACTIVATION_PATCHING: return write_patching(e, r, g, err);
     case HS_CONFIG_EXP_HEAD_SET_ABLATION: return write_sets(e, r, g, err);
     case HS_CONFIG_EXP_HEAD_IMPORTANCE: return write_importance(e, r, g, err);

@@ -164,3 +164,52 @@ Test(cli, dataset_needle_with_answer) {
     snprintf(args, sizeof args, "rm -rf '%s'", dir);
     cr_assert_eq(system(args), 0);
 }
+
+/* Edge attribution through the CLI: run on the fixture's clean/corrupt pairs, then `top` names
+ * the edge of largest |score| that TransformerLens's reference has, with its value. */
+Test(cli, edge_attribution_top) {
+    char dir[] = "/tmp/hs_test_cli_XXXXXX", model[1024], args[2048], out[8192], path[256];
+    cr_assert_not_null(mkdtemp(dir));
+    hs_test_fixture_path(model, sizeof model, "models/llama_gqa");
+    hs_st_file *ref = NULL;
+    hs_err err = {0};
+    hs_test_fixture_path(path, sizeof path, "ref/llama_gqa_eap.safetensors");
+    cr_assert_eq(hs_st_open(path, &ref, &err), HS_OK, "%s", err.msg);
+    const hs_prompts pr = hs_test_ref_prompts(ref);
+    const int32_t *ct = hs_test_ref_tensor(ref, "corrupt")->data;
+    snprintf(path, sizeof path, "%s/p.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < pr.N; i++) {
+        fprintf(f, "{\"tokens\": [");
+        for (int t = 0; t < pr.lengths[i]; t++) fprintf(f, "%s%d", t ? ", " : "", pr.tokens[i * pr.T + t]);
+        fprintf(f, "], \"corrupt\": [");
+        for (int t = 0; t < pr.lengths[i]; t++) fprintf(f, "%s%d", t ? ", " : "", ct[i * pr.T + t]);
+        fprintf(f, "], \"answer\": %d, \"distractor\": %d}\n", pr.answer[i], pr.distractor[i]);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/c.yaml", dir);
+    f = fopen(path, "w");
+    fprintf(f, "model: %s\noutput: %s/r.h5\nbatch_size: 2\ndataset:\n  file: %s/p.jsonl\nexperiments:\n"
+               "  - name: eap\n    type: edge_attribution\n",
+            model, dir, dir);
+    fclose(f);
+    snprintf(args, sizeof args, "run %s", path);
+    cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "top %s/r.h5 --experiment eap -k 2", dir);
+    cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+    const hs_st_tensor *e = hs_test_ref_tensor(ref, "logit_diff.edges");
+    const float *w = e->data;
+    int64_t best = -1;
+    for (int64_t i = 0; i < e->numel; i++)
+        if (!isnan(w[i]) && (best < 0 || fabsf(w[i]) > fabsf(w[best]))) best = i;
+    char up[32], down[32];
+    float v;
+    const char *at = strstr(out, "  1  ");
+    cr_assert(at && sscanf(at, "  1  %31s -> %31s %f", up, down, &v) == 3, "%s", out);
+    cr_assert(fabsf(v - w[best]) < 1e-4f * fmaxf(1.0f, fabsf(w[best])), "top edge %s -> %s %g, the reference's %g: %s",
+              up, down, v, w[best], out);
+    cr_assert(strstr(out, "  2  ") && !strstr(out, "  3  "), "%s", out);
+    hs_st_close(ref);
+    snprintf(args, sizeof args, "rm -rf '%s'", dir);
+    cr_assert_eq(system(args), 0);
+}

@@ -162,7 +162,14 @@ Test(config, defaults_filled) {
                 "  - {name: q, type: pruning_curve, importance: a}\n"
                 "  - {name: d, type: direct_logit_attribution}\n"
                 "  - {name: w, type: circuit_scores}\n"
-                "  - {name: k, type: circuit_scores, circuits: [k_composition], fold_norms: false}\n", NULL, 0);
+                "  - {name: k, type: circuit_scores, circuits: [k_composition], fold_norms: false}\n"
+                "  - {name: e, type: edge_attribution}\n"
+                "  - {name: g, type: edge_attribution, metric: kl, ig_steps: 5}\n", NULL, 0);
+    cr_assert_eq(c->experiments[6].type, HS_CONFIG_EXP_EDGE_ATTRIBUTION);
+    cr_assert_eq(c->experiments[6].metric, HS_CONFIG_METRIC_LOGIT_DIFF); /* as patching's */
+    cr_assert_eq(c->experiments[6].ig_steps, 1);                         /* EAP */
+    cr_assert_eq(c->experiments[7].metric, HS_CONFIG_METRIC_KL);
+    cr_assert_eq(c->experiments[7].ig_steps, 5);
     cr_assert_eq(c->experiments[4].type, HS_CONFIG_EXP_CIRCUIT_SCORES);
     cr_assert_eq(c->experiments[4].circuits, 0xfu); /* q, k, v composition and copying */
     cr_assert_eq(c->experiments[4].fold_norms, 1);
@@ -394,6 +401,14 @@ Test(config, key_not_applicable) {
     expect_error(HEAD IND "experiments:\n  - name: w\n    type: circuit_scores\n    circuits: [induction]\n", NULL, 0,
                  "F:8:16: experiments[0].circuits[0]: 'induction' is not one of q_composition, k_composition, "
                  "v_composition, copying");
+    expect_error(HEAD IND ABL "    ig_steps: 3\n", NULL, 0,
+                 "F:8:5: experiments[0].ig_steps does not apply to type head_ablation "
+                 "(it applies to: edge_attribution)");
+    expect_error(HEAD IND "experiments:\n  - name: e\n    type: edge_attribution\n    metric: loss\n", NULL, 0,
+                 "F:7:5: experiments[0]: edge_attribution needs clean/corrupt pairs: a file dataset or the ioi "
+                 "generator (dataset is induction)");
+    expect_error(HEAD "dataset:\n  generator: ioi\n" "experiments:\n  - {name: e, type: edge_attribution, ig_steps: 0}\n",
+                 NULL, 0, "ig_steps");
     expect_error(HEAD IND ABL "    scale: 0.5\n", NULL, 0,
                  "F:8:5: experiments[0].scale only applies with mode scale (mode is zero)");
     expect_error(HEAD IND ABL "    mode: zero\n    mean_over: dataset\n", NULL, 0,

@@ -460,7 +460,9 @@ Test(run, activation_patching_matches_transformers) {
                "  - name: dla\n    type: direct_logit_attribution\n"
                "  - name: dlapos\n    type: direct_logit_attribution\n    metric: logit\n    positions: all\n"
                "    by_position: true\n"
-               "  - name: circ\n    type: circuit_scores\n",
+               "  - name: circ\n    type: circuit_scores\n"
+               "  - name: eap\n    type: edge_attribution\n"
+               "  - name: eapig\n    type: edge_attribution\n    metric: kl\n    ig_steps: 3\n",
             model, out, jsonl);
     fclose(f);
     hs_config *cfg = load(cfgp);
@@ -630,6 +632,42 @@ Test(run, activation_patching_matches_transformers) {
             free(got);
         }
         hs_st_close(cr);
+    }
+    { /* edge attribution: TransformerLens's, on the same prompts; node names as the axes' coordinates */
+        hs_st_file *er = NULL;
+        hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_eap.safetensors");
+        cr_assert_eq(hs_st_open(ref, &er, &err), HS_OK, "%s", err.msg);
+        const char *keys[2][2] = {{"eap", "logit_diff"}, {"eapig", "ig3.kl"}};
+        for (int k = 0; k < 2; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "%s.edges", keys[k][1]);
+            const hs_st_tensor *we = hs_st_find(er, key);
+            cr_assert_not_null(we);
+            float *got = read_f32(h, keys[k][0], "edges", &sh);
+            cr_assert(sh.ndim == 2 && sh.dims[0] == we->shape[0] && sh.dims[1] == we->shape[1] &&
+                      !strcmp(sh.dim_names[0], "upstream") && !strcmp(sh.dim_names[1], "downstream"));
+            double scale = 0;
+            for (int64_t i = 0; i < we->numel; i++) scale = fmax(scale, fabs(((const float *)we->data)[i]));
+            for (int64_t i = 0; i < we->numel; i++) {
+                const float w = ((const float *)we->data)[i];
+                if (isnan(w))
+                    cr_assert(isnan(got[i]), "%s edges %lld: %g where there is no edge", keys[k][0], (long long)i,
+                              got[i]);
+                else cr_assert_float_eq(got[i], w, 2e-5 * scale, "%s edges %lld", keys[k][0], (long long)i);
+            }
+            free(got);
+            hs_h5_group *g;
+            char **nodes;
+            int64_t nn;
+            cr_assert_eq(hs_h5_group_open(h, keys[k][0], &g, &err), HS_OK, "%s", err.msg);
+            cr_assert_eq(hs_h5_read_str(g, "downstream", &nodes, &nn, &err), HS_OK, "%s", err.msg);
+            cr_assert(nn == sh.dims[1] && !strcmp(nodes[0], "L0H0<q>") && !strcmp(nodes[nn - 1], "logits"));
+            hs_h5_names_free(nodes, nn);
+            cr_assert_eq(hs_h5_read_str(g, "upstream", &nodes, &nn, &err), HS_OK, "%s", err.msg);
+            cr_assert(nn == sh.dims[0] && !strcmp(nodes[0], "input") && !strcmp(nodes[1], "L0H0"));
+            hs_h5_names_free(nodes, nn);
+        }
+        hs_st_close(er);
     }
     hs_h5_close(h);
     hs_st_close(st);

@@ -75,6 +75,7 @@ static void write_config(const char *path, const char *out, const char *importan
             "  - name: dlapos\n    type: direct_logit_attribution\n    metric: logit\n    positions: all\n"
             "    by_position: true\n"
             "  - name: circ\n    type: circuit_scores\n"
+            "  - name: eap\n    type: edge_attribution\n    metric: logprob\n"
             "  - name: cap\n    type: capture\n    hooks: [z, resid_post]\n    layers: [0, 2]\n    prompts: [1, 4, 10]\n",
             model, out, data);
     if (importance)
@@ -114,6 +115,18 @@ static void assert_same_results(const char *a, const char *b) {
         for (int64_t k = 0; k < na; k++) {
             void *da = NULL, *db = NULL;
             hs_h5_shape sa, sb;
+            char **sa_s, **sb_s; /* string datasets (node names) */
+            int64_t nsa, nsb;
+            if (hs_h5_read_str(ga, names_a[k], &sa_s, &nsa, NULL) == HS_OK) {
+                cr_assert_eq(hs_h5_read_str(gb, names_a[k], &sb_s, &nsb, &err), HS_OK, "%s", err.msg);
+                cr_assert_eq(nsa, nsb, "%s/%s", groups[i], names_a[k]);
+                for (int64_t j = 0; j < nsa; j++)
+                    cr_assert_str_eq(sa_s[j], sb_s[j], "%s/%s[%lld]", groups[i], names_a[k], (long long)j);
+                hs_h5_names_free(sa_s, nsa);
+                hs_h5_names_free(sb_s, nsb);
+                compared++;
+                continue;
+            }
             int isf = hs_h5_read_f32(ga, names_a[k], (float **)&da, &sa, NULL) == HS_OK;
             if (isf) cr_assert_eq(hs_h5_read_f32(gb, names_a[k], (float **)&db, &sb, &err), HS_OK, "%s", err.msg);
             else {

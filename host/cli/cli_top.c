@@ -4,7 +4,8 @@
  * head_set_ablation: the heads of the top set and the metric with it
  * ablated against the random sets. For a composition score [layer, head,
  * reader_layer, reader_head]: the k strongest writer -> reader pairs (into
- * one reader head with --reader). */
+ * one reader head with --reader). For edge attribution [upstream,
+ * downstream]: the k edges of largest |score|, by their nodes' names. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,31 @@ static int top_pairs(float *d, const hs_h5_shape *sh, const char *exp, const cha
                (long long)(best / (L2 * H) % H), (long long)(best / H % L2), (long long)(best % H), (double)d[best]);
         d[best] = NAN;
     }
+    return 0;
+}
+
+/* The k edges of largest |score| of d [upstream, downstream] (NaN: no edge), named by the group's
+ * upstream and downstream datasets. */
+static int top_edges(hs_h5_group *g, float *d, const hs_h5_shape *sh, const char *exp, const char *ds, int k,
+                     hs_err *err) {
+    char **up = NULL, **down = NULL;
+    int64_t nu = 0, nd = 0;
+    if (hs_h5_read_str(g, "upstream", &up, &nu, err) || hs_h5_read_str(g, "downstream", &down, &nd, err) ||
+        nu != sh->dims[0] || nd != sh->dims[1]) {
+        if (!err->msg[0]) snprintf(err->msg, sizeof err->msg, "%s/%s: the node names do not fit its axes", exp, ds);
+        hs_h5_names_free(up, nu), hs_h5_names_free(down, nd);
+        return 1;
+    }
+    printf("top %d edges by |%s/%s|:\n", k, exp, ds);
+    for (int r = 0; r < k; r++) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < nu * nd; i++)
+            if (d[i] == d[i] && (best < 0 || fabsf(d[i]) > fabsf(d[best]))) best = i;
+        if (best < 0) break;
+        printf("  %2d  %-10s -> %-12s %10.5f\n", r + 1, up[best / nd], down[best % nd], (double)d[best]);
+        d[best] = NAN;
+    }
+    hs_h5_names_free(up, nu), hs_h5_names_free(down, nd);
     return 0;
 }
 
@@ -106,6 +132,7 @@ int hs_cli_top(int argc, char **argv) {
              : !strcmp(type, "head_importance")          ? "importance"
              : !strcmp(type, "direct_logit_attribution") ? "dla_mean"
              : !strcmp(type, "circuit_scores")           ? "copying"
+             : !strcmp(type, "edge_attribution")         ? "edges"
                                                          : NULL;
     if (!ds) {
         snprintf(err.msg, sizeof err.msg, "%s: experiment '%s' (%s): name the result with --dataset", file, exp, type);
@@ -119,6 +146,10 @@ int hs_cli_top(int argc, char **argv) {
     if (reader) {
         snprintf(err.msg, sizeof err.msg, "%s: --reader: %s/%s is not a composition score", file, exp, ds);
         goto fail;
+    }
+    if (sh.ndim == 2 && !strcmp(sh.dim_names[0], "upstream")) {
+        if ((rc = top_edges(g, d, &sh, exp, ds, k, &err))) goto fail;
+        goto done;
     }
     if (sh.ndim != 2 || strcmp(sh.dim_names[0], "layer")) {
         snprintf(err.msg, sizeof err.msg, "%s: %s/%s is not a [layer, head] result", file, exp, ds);

@@ -110,6 +110,7 @@ typedef enum {
     HS_CONFIG_EXP_HEAD_IMPORTANCE,   /* Michel et al.'s gradient importance (hs_head_grad.h) */
     HS_CONFIG_EXP_DLA,               /* direct logit attribution (hs_dla.h) */
     HS_CONFIG_EXP_CIRCUIT_SCORES,    /* weight-only composition and copying scores (hs_circuit.h) */
+    HS_CONFIG_EXP_EDGE_ATTRIBUTION,  /* edge attribution patching, EAP and EAP-IG (hs_eap.h) */
     HS_CONFIG_EXP_COUNT
 } hs_config_exp_type;
 
@@ -226,6 +227,7 @@ typedef struct {
     char *name;                 /* [A-Za-z0-9_-]+, unique; the HDF5 group name (heap) */
     hs_config_exp_type type;
     hs_config_metric metric;    /* ablation, patching, pruning, head_importance (loss: Michel et al.),
+                                   edge_attribution (logit_diff, logprob, loss; kl with ig_steps > 1),
                                    direct_logit_attribution (logit_diff, its only one) */
     hs_config_positions positions; /* where the metric reads; default all for loss/kl, else last */
     hs_config_mode mode;        /* ablation, pruning (zero) */
@@ -256,6 +258,7 @@ typedef struct {
                                    position's values before the mean, [prompt, position, layer, head] (false) */
     unsigned circuits;          /* circuit_scores: HS_CONFIG_BIT(hs_config_circuit) set (all four) */
     int fold_norms;             /* circuit_scores: TransformerLens's processed weights (true) */
+    int ig_steps;               /* edge_attribution: 1 = EAP, m > 1 = EAP-IG with m steps (1) */
 } hs_config_experiment;
 
 typedef struct {

@@ -30,10 +30,10 @@ extern "C" {
 #endif
 
 typedef struct {
-  hs_metric metric; /* LOGIT_DIFF, LOGPROB, LOSS (mean next-token NLL), or KL to
-                       the clean run (EAP-IG only) */
-  int batch_rows;   /* prompts per forward pass, >= 1 */
-  int ig_steps;     /* 1: EAP; m > 1: EAP-IG with m steps */
+    hs_metric metric; /* LOGIT_DIFF, LOGPROB, LOSS (mean next-token NLL), or KL to
+                         the clean run (EAP-IG only) */
+    int batch_rows;   /* prompts per forward pass, >= 1 */
+    int ig_steps;     /* 1: EAP; m > 1: EAP-IG with m steps */
 } hs_eap_params;
 
 hs_eap_params hs_eap_default_params(void);
@@ -44,16 +44,14 @@ int hs_eap_n_downstream(const hs_model_config *c);
 /* "input", "L3H5", "MLP3"; and "L3H5<q>", "L3H5<k>" (GQA: "L3KV1<k>", the KV
  * head), "L3H5<v>", "MLP3", "logits". */
 void hs_eap_upstream_name(const hs_model_config *c, int u, char *buf, size_t n);
-void hs_eap_downstream_name(const hs_model_config *c, int v, char *buf,
-                            size_t n);
+void hs_eap_downstream_name(const hs_model_config *c, int v, char *buf, size_t n);
 /* 1 when upstream node u writes before downstream node v reads. */
 int hs_eap_is_edge(const hs_model_config *c, int u, int v);
 
 /* The model and parameters suit EAP: no post-norms (a block would add a normed
  * output, not a sum of head results), no clamped projections; a metric with
  * a gradient (KL's is zero at the clean run: EAP-IG only). */
-hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p,
-                       hs_err *err);
+hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p, hs_err *err);
 
 /* For prompts [p0, p0 + n) of pr (right-padded; corrupt [N, T] their
  * corrupted tokens, the same lengths), in batches of p->batch_rows: adds each
@@ -61,10 +59,8 @@ hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p,
  * clean metric to *clean_sum and its corrupted metric to *corrupt_sum. The
  * additions run in prompt order, so a range gives the same bits however it
  * is reached. Needs the backend's backward ops. */
-hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr,
-                        const int32_t *corrupt, const hs_eap_params *p, int p0,
-                        int n, double *sum, double *clean_sum,
-                        double *corrupt_sum, hs_err *err);
+hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corrupt, const hs_eap_params *p, int p0,
+                        int n, double *sum, double *clean_sum, double *corrupt_sum, hs_err *err);
 
 #ifdef __cplusplus
 }

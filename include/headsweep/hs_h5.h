@@ -94,6 +94,7 @@ typedef struct {
      * here with hs_sha256_file, which reads the whole file (seconds per GB). */
     const char *const *weight_sha256;
     int64_t n_layers, n_heads, n_kv_heads, d_model, d_head, d_mlp, n_vocab;
+    int64_t parallel_attn_mlp; /* 1: attention and MLP read the same resid_pre (GPT-NeoX, GPT-J) */
     const char *device;       /* "cpu", "cuda:0 (NVIDIA H100 80GB HBM3)" */
     const char *blas_version; /* e.g. OpenBLAS config string */
     const char *cuda_version; /* runtime/driver/cuBLAS versions; NULL on CPU runs */
@@ -109,7 +110,7 @@ hs_h5_provenance hs_h5_provenance_default(void);
 /* Writes the root attributes listed in docs/hdf5-schema.md: headsweep_version,
  * git_revision, created_utc, config, config_sha256, model_path, model_id,
  * weights_sha256 (sha256sum format: "<hex>  <path>\n" per file), n_layers,
- * n_heads, n_kv_heads, d_model, d_head, d_mlp, n_vocab, device, hdf5_version
+ * n_heads, n_kv_heads, d_model, d_head, d_mlp, n_vocab, parallel_attn_mlp, device, hdf5_version
  * (from the library), blas_version, cuda_version, seed, and computed_on when
  * given. Existing attributes of
  * the same names are replaced. HS_ERR_IO naming the weight file if hashing it
