@@ -124,8 +124,7 @@ static hs_status gather_head(eap_ctx *x, const void *src, int heads, int h, hs_e
     return x->s->be->ops->copy_2d(x->s->be, x->head, w, (const char *)src + h * w, heads * w, w, (size_t)x->n, err);
 }
 
-/* ---- 1 and 2: the upstream differences ------------------------------------
- */
+/* ---- 1 and 2: the upstream differences ---------------------------------- */
 
 static int corrupt_wants(void *user, hs_hook_point p, int layer) {
     return p == HS_HOOK_Z || p == HS_HOOK_MLP_OUT || (p == HS_HOOK_RESID_PRE && layer == 0);
@@ -161,8 +160,7 @@ static hs_status clean_diff(void *user, hs_hook_point p, int l, hs_tensor *t, hs
     }
     if (p == HS_HOOK_MLP_OUT)
         return diff_node(x, 1 + l * (x->H + 1) + x->H, (char *)x->mc + l * x->n * x->d * x->es, t->data, err);
-    /* z: each head's result difference (z_c - z) W_O[:, h], W_O's columns of h
-     * gathered */
+    /* z: each head's result difference (z_c - z) W_O[:, h], W_O's columns of h gathered */
     const void *wo = s->layers[l].wo;
     HS_CHECK(o->copy(s->be, x->zd, (char *)x->zc + l * x->n * x->qd * x->es, (size_t)(x->n * x->qd * x->es), err));
     HS_CHECK(o->axpy(s->be, x->zd, -1.0f, t->data, x->n * x->qd, err));
@@ -177,8 +175,7 @@ exit:
     return st;
 }
 
-/* ---- 3 and 4: the downstream gradients and the scores ----------------------
- */
+/* ---- 3 and 4: the downstream gradients and the scores -------------------- */
 
 /* Node j of the layer's downstream buffer := the gradient at the residual
  * stream that heads of a projection read: g [n, heads, dh] at the
@@ -207,8 +204,7 @@ static hs_status visit(void *user, int l, const hs_bwd_layer *gl, hs_err *err) {
     for (int h = 0; h < Hk; h++) HS_CHECK(head_input(x, gl, l, H + Hk + h, gl->dv, Hk, h, W->wv, err));
     HS_CHECK(scatter(x, x->down, P + 1, P - 1, gl->g_mlp_in, err));
     if (top) HS_CHECK(scatter(x, x->down, P + 1, P, gl->g_post, err));
-    /* per prompt: every upstream node the layer's nodes can read (the logits:
-     * all) */
+    /* per prompt: every upstream node the layer's nodes can read (the logits: all) */
     const int M = top ? x->U : readable(x->c, l, 1), N = P + top;
     const int64_t K = x->node;
     for (int b = 0; b < x->B; b++) {

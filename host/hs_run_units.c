@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "headsweep/hs_circuit.h"
-#include "headsweep/hs_eap.h"
 #include "headsweep/hs_dla.h"
+#include "headsweep/hs_eap.h"
 #include "headsweep/hs_head_grad.h"
 #include "headsweep/hs_head_scores.h"
 #include "headsweep/hs_head_sets.h"

@@ -62,7 +62,8 @@ static hs_config *load_ok(const char *text, const char *const *sets, int n_sets)
 
 static const char *const example_configs[] = {"smollm2-induction.yaml", "smollm2-ioi.yaml",
                                               "smollm2-pruning.yaml", "smollm2-ioi-knockout.yaml",
-                                              "smollm2-ioi-paths.yaml", "smollm2-retrieval.yaml"};
+                                              "smollm2-ioi-paths.yaml", "smollm2-retrieval.yaml",
+                                              "smollm2-ioi-edges.yaml"};
 /* Configs for checkpoints the user supplies (--set model=PATH). */
 static const char *const supplied_model_configs[] = {"gpt2-ioi.yaml", "llama2-7b-pruning.yaml",
                                                      "pythia-induction.yaml", "gemma2-2b-induction.yaml",

@@ -6,7 +6,8 @@
  * (patterns recomputed from the log-sum-exp), resample and per-template mean
  * ablation (per-position SET edits), heads ablated together, the retrieval
  * score (greedy decoding), the result hook, attribution patching (the
- * backward) and direct logit attribution (its hooks' row downloads). Those fixtures' heads (d_head 12) take the CUDA-core attention
+ * backward), direct logit attribution (its hooks' row downloads) and edge
+ * attribution (per-head input gradients, the score GEMMs, axpy). Those fixtures' heads (d_head 12) take the CUDA-core attention
  * kernel only; one more test runs the experiments in bf16 on a random model
  * with d_head 64, on the tensor-core kernels (mma, or wgmma under
  * HS_CUDA_ATTN). Skips without a device. */
@@ -16,6 +17,7 @@
 
 #include "headsweep/hs_capture.h"
 #include "headsweep/hs_dla.h"
+#include "headsweep/hs_eap.h"
 #include "headsweep/hs_head_scores.h"
 #include "headsweep/hs_head_sets.h"
 #include "headsweep/hs_retrieval.h"
@@ -126,6 +128,41 @@ Test(cuda_experiments, dla_matches_cpu) {
         expect_close(rg, rc, N, "dla rest");
         expect_close(lg, lc, N, "dla metric");
         free(hc), free(hg);
+        fx_free(&f);
+    }
+}
+
+/* Edge attribution: EAP with logit_diff and EAP-IG with KL (the interpolated inputs through
+ * resid_start_dev), every edge; non-edges stay untouched (0) on both. */
+Test(cuda_experiments, eap_matches_cpu) {
+    const char *models[2] = {"gpt2", "llama_gqa"};
+    for (int k = 0; k < 2; k++) {
+        fx f;
+        fx_init(&f, models[k]);
+        const hs_model_config *c = hs_model_get_config(f.m);
+        const int64_t n = (int64_t)hs_eap_n_upstream(c) * hs_eap_n_downstream(c);
+        double *sc = calloc((size_t)n, sizeof *sc), *sg = calloc((size_t)n, sizeof *sg);
+        float *fc = malloc((size_t)(n + 2) * sizeof *fc), *fg = malloc((size_t)(n + 2) * sizeof *fg);
+        for (int ig = 0; ig < 2; ig++) {
+            hs_eap_params p = hs_eap_default_params();
+            p.metric = ig ? HS_METRIC_KL : HS_METRIC_LOGIT_DIFF, p.ig_steps = ig ? 3 : 1, p.batch_rows = 16;
+            double mc[2] = {0, 0}, mg[2] = {0, 0};
+            memset(sc, 0, (size_t)n * sizeof *sc), memset(sg, 0, (size_t)n * sizeof *sg);
+            hs_err err = {0};
+            cr_assert_eq(hs_eap_scores(f.s_cpu, &f.pr, f.corrupt, &p, 0, f.pr.N, sc, &mc[0], &mc[1], &err), HS_OK,
+                         "%s", err.msg);
+            cr_assert_eq(hs_eap_scores(f.s_gpu, &f.pr, f.corrupt, &p, 0, f.pr.N, sg, &mg[0], &mg[1], &err), HS_OK,
+                         "%s", err.msg);
+            for (int64_t i = 0; i < n; i++) fc[i] = (float)(sc[i] / f.pr.N), fg[i] = (float)(sg[i] / f.pr.N);
+            for (int i = 0; i < 2; i++) fc[n + i] = (float)(mc[i] / f.pr.N), fg[n + i] = (float)(mg[i] / f.pr.N);
+            for (int64_t i = 0; i < n; i++)
+                if (!hs_eap_is_edge(c, (int)(i / hs_eap_n_downstream(c)), (int)(i % hs_eap_n_downstream(c))))
+                    cr_assert(sg[i] == 0.0, "%s: CUDA wrote non-edge %lld", models[k], (long long)i);
+            char what[64];
+            snprintf(what, sizeof what, "%s %s", models[k], ig ? "EAP-IG kl" : "EAP logit_diff");
+            expect_close(fg, fc, n + 2, what);
+        }
+        free(sc), free(sg), free(fc), free(fg);
         fx_free(&f);
     }
 }

@@ -1,6 +1,6 @@
 /* Edge attribution patching against TransformerLens 4.3 (make_fixtures.py
  * part eap: split q/k/v inputs, per-head results and hook_mlp_in, each prompt
- * alone, unpadded, in double): every edge's score averaged over the prompts,
+ * alone, unpadded, f32 activations, scores summed in double): every edge's score averaged over the prompts,
  * EAP for logit_diff, logprob and the loss, EAP-IG (3 steps) for logit_diff
  * and KL. Models: GPT-2 (LayerNorm), Llama with GQA (k and v per KV head,
  * RoPE), GPT-NeoX (the parallel block: an MLP reads no head of its layer).

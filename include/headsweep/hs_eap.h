@@ -56,9 +56,10 @@ hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p, hs_err 
 /* For prompts [p0, p0 + n) of pr (right-padded; corrupt [N, T] their
  * corrupted tokens, the same lengths), in batches of p->batch_rows: adds each
  * prompt's edge scores to sum [U, V] (only edges; others untouched), its
- * clean metric to *clean_sum and its corrupted metric to *corrupt_sum. The
- * additions run in prompt order, so a range gives the same bits however it
- * is reached. Needs the backend's backward ops. */
+ * clean metric to *clean_sum and its corrupted metric to *corrupt_sum. Each
+ * prompt's scores are summed in double and added in prompt order: the same
+ * batches give the same bits, whoever runs them. The metric's loss and
+ * answers are the clean prompt's. Needs the backend's backward ops. */
 hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corrupt, const hs_eap_params *p, int p0,
                         int n, double *sum, double *clean_sum, double *corrupt_sum, hs_err *err);
 
