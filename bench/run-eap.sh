@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Edge attribution patching on SmolLM2-135M (CPU), IOI prompts, logit
 # difference, every edge of the graph: headsweep's EAP and EAP-IG against the
-# same computed the way Hanna et al.'s EAP-IG library does it on
+# same computed the way Hanna et al.'s EAP-IG library computes EAP on
 # TransformerLens (PyTorch CPU), in one command, same weights, prompts and
 # threads. Writes bench/results/cpu-eap.md. Needs build/ (scripts/setup.sh)
 # and .venv (scripts/setup-python.sh).

@@ -16,6 +16,7 @@
 #include "headsweep/hs_eap.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,10 +113,19 @@ typedef struct {
     double *factor; /* [B] dM/d(seeded quantity) / steps */
 } eap_ctx;
 
-/* Node row j of every batch row in a [B, nodes, T, d] buffer := rows [n, d]. */
+/* Node row j of every batch row in a [B, nodes, T, d] buffer := rows [n, d].
+ * One strided copy, but CUDA's 2-D copy refuses pitches beyond the device's
+ * maximum (2^31 - 1 bytes on current GPUs: 7B models' upstream buffer at
+ * 248 tokens), so past that one copy per batch row. */
 static hs_status scatter(eap_ctx *x, void *buf, int nodes, int j, const void *rows, hs_err *err) {
-    const size_t nb = (size_t)(x->node * x->es);
-    return x->s->be->ops->copy_2d(x->s->be, (char *)buf + j * nb, nodes * nb, rows, nb, nb, (size_t)x->B, err);
+    const hs_backend_ops *o = x->s->be->ops;
+    const size_t nb = (size_t)(x->node * x->es), pitch = (size_t)nodes * nb;
+    if (pitch <= INT32_MAX) return o->copy_2d(x->s->be, (char *)buf + j * nb, pitch, rows, nb, nb, (size_t)x->B, err);
+    for (int b = 0; b < x->B; b++) {
+        hs_status st = o->copy(x->s->be, (char *)buf + b * pitch + j * nb, (const char *)rows + b * nb, nb, err);
+        if (st) return st;
+    }
+    return HS_OK;
 }
 
 /* x->head [n, dh] := head h's slice of a [n, heads, dh] buffer. */
@@ -155,7 +165,7 @@ static hs_status clean_diff(void *user, hs_hook_point p, int l, hs_tensor *t, hs
     const hs_backend_ops *o = s->be->ops;
     hs_status st = HS_OK;
     if (p == HS_HOOK_RESID_PRE) {
-        HS_CHECK(o->copy(s->be, x->ecl, t->data, (size_t)(x->n * x->d * x->es), err));
+        if (x->ecl) HS_CHECK(o->copy(s->be, x->ecl, t->data, (size_t)(x->n * x->d * x->es), err));
         return diff_node(x, 0, x->ec, t->data, err);
     }
     if (p == HS_HOOK_MLP_OUT)
@@ -240,7 +250,7 @@ static hs_status eap_alloc(eap_ctx *x, int R, hs_err *err) {
     } want[] = {{&x->zc, x->L * n * x->qd * es},
                 {&x->mc, x->L * n * d * es},
                 {&x->ec, n * d * es},
-                {&x->ecl, n * d * es},
+                {&x->ecl, (x->steps > 1) * n * d * es}, /* EAP-IG's clean input */
                 {&x->mix, (x->steps > 1) * n * d * es},
                 {&x->up, (int64_t)x->U * n * d * es},
                 {&x->down, (x->P + 1) * n * d * es},
@@ -253,13 +263,13 @@ static hs_status eap_alloc(eap_ctx *x, int R, hs_err *err) {
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!want[i].bytes) continue;
         hs_status st = be->ops->alloc(be, (size_t)want[i].bytes, want[i].p, err);
-        if (st) return hs_err_prefix(err, "edge attribution buffers for %d prompts of %d tokens", R, x->T), st;
+        if (st) return hs_err_prefix(err, "buffers for %d prompts of %d tokens", R, x->T), st;
     }
     x->sh = malloc((size_t)x->U * (x->P + 1) * sizeof *x->sh);
     x->acc = malloc((size_t)R * x->U * x->V * sizeof *x->acc);
     x->factor = malloc((size_t)R * sizeof *x->factor);
     if (!x->sh || !x->acc || !x->factor)
-        return hs_err_set(err, HS_ERR_OOM, "edge attribution: out of memory for %d prompts' scores", R);
+        return hs_err_set(err, HS_ERR_OOM, "out of memory for %d prompts' scores", R);
     return HS_OK;
 }
 
@@ -283,7 +293,8 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
     const hs_model_config *c = &s->cfg;
     hs_status st = hs_eap_check(c, p, err);
     if (st) return st;
-    if ((st = hs_metric_check(c, pr, p->metric, err))) return hs_err_prefix(err, "edge attribution");
+    if ((st = hs_metric_check(c, pr, p->metric, err))) return hs_err_prefix(err, "edge attribution"), st;
+    if (!corrupt) return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: no corrupted prompts given");
     if (p0 < 0 || n < 1 || p0 + n > pr->N)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: prompts [%d, %d) outside the %d prompts", p0,
                           p0 + n, pr->N);
@@ -341,7 +352,7 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
         for (int r = 0; r < x.B; r++) {
             const int g = q0 + r, len = pr->lengths[g];
             const int64_t o = (int64_t)r * Vv;
-            hs_log_softmax(h.logits + o, Vv, h.clean_logp + o);
+            if (p->metric != HS_METRIC_LOSS) hs_log_softmax(h.logits + o, Vv, h.clean_logp + o); /* KL's reference */
             h.m_clean[r] =
                 hs_row_metric(p->metric, pr, g, h.logits + o, h.lp + (int64_t)r * T, Vv, h.clean_logp + o, h.scratch);
             h.m_corrupt[r] =

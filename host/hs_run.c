@@ -199,7 +199,8 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
         const hs_config_experiment *e = &cfg->experiments[i];
         const int metric = e->type == HS_CONFIG_EXP_HEAD_ABLATION || e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING ||
                            e->type == HS_CONFIG_EXP_PRUNING_CURVE || e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION ||
-                           e->type == HS_CONFIG_EXP_HEAD_IMPORTANCE || e->type == HS_CONFIG_EXP_DLA;
+                           e->type == HS_CONFIG_EXP_HEAD_IMPORTANCE || e->type == HS_CONFIG_EXP_DLA ||
+                           e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION;
         const int recall = e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION && e->metric == HS_CONFIG_METRIC_NEEDLE_RECALL;
         const char *missing = NULL;
         if (recall && (!d->needle_start || !d->needle_len))
@@ -209,7 +210,9 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
             missing = "answers";
         else if (metric && e->metric == HS_CONFIG_METRIC_LOGIT_DIFF && !d->distractor)
             missing = "distractors";
-        else if ((e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING || e->mode == HS_CONFIG_MODE_PATCH) && !d->corrupt_tokens)
+        else if ((e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING || e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION ||
+                  e->mode == HS_CONFIG_MODE_PATCH) &&
+                 !d->corrupt_tokens)
             missing = "corrupt prompts";
         else if (e->mode == HS_CONFIG_MODE_MEAN && e->mean_over == HS_CONFIG_MEAN_OVER_TEMPLATE && !d->template_id)
             missing = "template ids";

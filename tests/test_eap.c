@@ -180,22 +180,32 @@ Test(eap, identical_corruption_scores_zero) {
     fx_free(&f);
 }
 
-/* A range of prompts adds exactly what its prompts add alone. */
+/* A range adds exactly what its batches add when run alone (the offsets of a
+ * batch inside the prompts), and batches of 3 padded prompts give what one
+ * prompt at a time gives, to rounding. */
 Test(eap, ranges_add_up) {
     fx f;
     fx_init(&f, "llama_gqa", 3);
     const size_t n = (size_t)f.U * f.V;
-    double *all = calloc(n, sizeof *all), *parts = calloc(n, sizeof *parts), c1 = 0, x1 = 0, c2 = 0, x2 = 0;
+    double *all = calloc(n, sizeof *all), *parts = calloc(n, sizeof *parts), *one = calloc(n, sizeof *one);
+    double c1 = 0, x1 = 0, c2 = 0, x2 = 0, c3 = 0, x3 = 0;
     hs_eap_params p = hs_eap_default_params();
-    p.batch_rows = 1;
+    p.batch_rows = 3;
     hs_err err = {0};
     cr_assert_eq(hs_eap_scores(f.s, &f.pr, f.corrupt, &p, 0, f.pr.N, all, &c1, &x1, &err), HS_OK, "%s", err.msg);
-    for (int i = 0; i < f.pr.N; i++)
-        cr_assert_eq(hs_eap_scores(f.s, &f.pr, f.corrupt, &p, i, 1, parts, &c2, &x2, &err), HS_OK, "%s", err.msg);
+    for (int i = 0; i < f.pr.N; i += 3) {
+        const int k = f.pr.N - i < 3 ? f.pr.N - i : 3;
+        cr_assert_eq(hs_eap_scores(f.s, &f.pr, f.corrupt, &p, i, k, parts, &c2, &x2, &err), HS_OK, "%s", err.msg);
+    }
     for (size_t i = 0; i < n; i++) cr_assert_eq(all[i], parts[i], "edge %zu", i);
     cr_assert_eq(c1, c2);
     cr_assert_eq(x1, x2);
-    free(all), free(parts);
+    p.batch_rows = 1;
+    cr_assert_eq(hs_eap_scores(f.s, &f.pr, f.corrupt, &p, 0, f.pr.N, one, &c3, &x3, &err), HS_OK, "%s", err.msg);
+    double scale = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(one[i]));
+    for (size_t i = 0; i < n; i++) cr_assert_leq(fabs(all[i] - one[i]), 1e-5 * scale, "edge %zu: %g vs %g", i, all[i], one[i]);
+    free(all), free(parts), free(one);
     fx_free(&f);
 }
 
@@ -215,6 +225,8 @@ Test(eap, refusals) {
     p.ig_steps = 0;
     cr_assert_eq(hs_eap_scores(f.s, &f.pr, f.corrupt, &p, 0, 1, edges, &c, &x, &err), HS_ERR_INVALID_ARG);
     p = hs_eap_default_params();
+    cr_assert_eq(hs_eap_scores(f.s, &f.pr, NULL, &p, 0, 1, edges, &c, &x, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "corrupted prompts"), "%s", err.msg);
     cr_assert_eq(hs_eap_scores(f.s, &f.pr, f.corrupt, &p, f.pr.N - 1, 2, edges, &c, &x, &err), HS_ERR_INVALID_ARG);
     cr_assert(strstr(err.msg, "outside"), "%s", err.msg);
     hs_model_config post = *f.c;

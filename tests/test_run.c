@@ -788,3 +788,28 @@ Test(run, gpt_neox_parallel_block_runs_end_to_end, .timeout = 300) {
     hs_h5_close(h);
     hs_test_remove_dir(dir);
 }
+
+/* A JSONL dataset without corrupted prompts: edge attribution reads them, so the run is refused
+ * before any work, naming the experiment and what is missing, and writes nothing. */
+Test(run, edge_attribution_without_corrupt_prompts_is_refused) {
+    make_dir();
+    char model[1024], jsonl[256], cfgp[256], out[256];
+    hs_test_fixture_path(model, sizeof model, "models/gpt2");
+    snprintf(jsonl, sizeof jsonl, "%s/p.jsonl", dir);
+    snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    FILE *f = fopen(jsonl, "w");
+    fprintf(f, "{\"tokens\": [5, 6, 7, 8], \"answer\": 9, \"distractor\": 10}\n");
+    fclose(f);
+    f = fopen(cfgp, "w");
+    fprintf(f, "model: %s\noutput: %s\ndataset:\n  file: %s\nexperiments:\n  - name: edges\n    type: edge_attribution\n",
+            model, out, jsonl);
+    fclose(f);
+    hs_config *cfg = load(cfgp);
+    hs_err err = {0};
+    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "'edges'") && strstr(err.msg, "corrupt prompts"), "%s", err.msg);
+    cr_assert_neq(access(out, F_OK), 0, "a refused run wrote %s", out);
+    hs_config_free(cfg);
+    hs_test_remove_dir(dir);
+}

@@ -4,6 +4,7 @@
  * shard sets and writes nothing then. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -646,5 +647,57 @@ Test(shard, split_layers_shards_a_chunk_over_tasks, .timeout = 300) {
     hs_err err = {0};
     cr_assert_eq(hs_run_merge(merged, sp, 7, 0, &err), HS_OK, "%s", err.msg);
     assert_same_results(ref, merged);
+    remove_dir();
+}
+
+/* Edge attribution over 4 batches of 3 prompts on GPT-NeoX (parallel blocks): 3 shards merged
+ * equal the unsharded file bit for bit (the batches' sums added in order), and the merged graph
+ * is the parallel one (no edge from a head into its own layer's MLP), read from the shards'
+ * parallel_attn_mlp attribute without the model. */
+Test(shard, edge_attribution_batches_merge_in_order, .timeout = 300) {
+    make_dir();
+    char model[1024], cfg[256], data[256], ref[256], out[256], merged[256], paths[3][256];
+    hs_test_fixture_path(model, sizeof model, "models/pythia");
+    path_in(cfg, sizeof cfg, "c.yaml");
+    path_in(data, sizeof data, "data.jsonl");
+    path_in(out, sizeof out, "out.h5");
+    path_in(ref, sizeof ref, "ref.h5");
+    path_in(merged, sizeof merged, "merged.h5");
+    write_jsonl(data);
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen(cfg, "w");
+        cr_assert_not_null(f);
+        fprintf(f,
+                "model: %s\nbatch_size: 3\noutput: %s\ndataset:\n  file: %s\nexperiments:\n"
+                "  - name: eap\n    type: edge_attribution\n    ig_steps: 2\n",
+                model, k ? out : ref, data);
+        fclose(f);
+        hs_err err = {0};
+        if (!k) cr_assert_eq(run(cfg, NULL, NULL, &err), HS_OK, "%s", err.msg);
+    }
+    run_shards(cfg, 3, paths); /* 4 batches over 3 shards */
+    const char *sp[3] = {paths[1], paths[2], paths[0]};
+    hs_err err = {0};
+    cr_assert_eq(hs_run_merge(merged, sp, 3, 0, &err), HS_OK, "%s", err.msg);
+    assert_same_results(ref, merged);
+    hs_h5 *f;
+    hs_h5_group *g;
+    float *e = NULL;
+    hs_h5_shape sh;
+    cr_assert_eq(hs_h5_open_read(merged, &f, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_group_open(f, "eap", &g, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_f32(g, "edges", &e, &sh, &err), HS_OK, "%s", err.msg);
+    int64_t v_mlp0 = -1, u_h0 = 1; /* MLP0 among the downstream nodes; L0H0 upstream */
+    char **down;
+    int64_t nd;
+    cr_assert_eq(hs_h5_read_str(g, "downstream", &down, &nd, &err), HS_OK, "%s", err.msg);
+    for (int64_t v = 0; v < nd; v++)
+        if (!strcmp(down[v], "MLP0")) v_mlp0 = v;
+    hs_h5_names_free(down, nd);
+    cr_assert(v_mlp0 >= 0 && sh.dims[1] == nd);
+    cr_assert(isnan(e[u_h0 * nd + v_mlp0]), "parallel block: L0H0 -> MLP0 is no edge, got %g", e[u_h0 * nd + v_mlp0]);
+    cr_assert(!isnan(e[v_mlp0]) && e[v_mlp0] != 0.0f, "input -> MLP0 is an edge: %g", e[v_mlp0]);
+    free(e);
+    hs_h5_close(f);
     remove_dir();
 }

@@ -1,7 +1,9 @@
 /* hs_eap: edge attribution patching (Syed et al. 2023, "Attribution Patching
  * Outperforms Automated Circuit Discovery") and its integrated-gradients form
- * EAP-IG (Hanna et al. 2024, "Have Faith in Faithfulness"), as Hanna et al.'s
- * library computes them on TransformerLens with split q/k/v inputs.
+ * EAP-IG (Hanna et al. 2024, "Have Faith in Faithfulness"), on the graph
+ * Hanna et al.'s library builds on TransformerLens with split q/k/v inputs.
+ * EAP-IG's steps end at the clean input (k = 1..m below), as the paper
+ * writes the sum; versions of the library's loop run k = 0..m-1 instead.
  *
  * The graph: upstream nodes write to the residual stream, downstream nodes
  * read it. Upstream, in this order: the input (resid_pre of layer 0), then
