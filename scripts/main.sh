@@ -5,8 +5,11 @@
 # loss increase when each head is mean-ablated, and the top-10 induction heads
 # ablated together against random heads, and from the weights the heads whose
 # output an induction head (L17H4) reads with its keys (K-composition)
-# (configs/smollm2-induction.yaml).
-# Results: results/smollm2-induction.h5 (+ SVG heatmaps beside it).
+# (configs/smollm2-induction.yaml); then the IOI circuit as edges: edge
+# attribution patching (EAP-IG) over all 70,651 edges of the graph on 32 IOI
+# prompts (configs/smollm2-ioi-edges.yaml).
+# Results: results/smollm2-induction.h5 (+ SVG heatmaps beside it),
+# results/smollm2-ioi-edges.h5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -22,3 +25,7 @@ build/headsweep top "$OUT" --experiment circuits --dataset k_composition --reade
 build/headsweep plot "$OUT" --experiment induction_scores --dataset olsson_induction -o results/olsson_induction.svg
 build/headsweep plot "$OUT" --experiment mean_ablation -o results/mean_ablation.svg
 build/headsweep plot "$OUT" --experiment circuits --dataset k_composition --reader L17H4 -o results/k_composition_L17H4.svg
+EDGES=results/smollm2-ioi-edges.h5
+build/headsweep run configs/smollm2-ioi-edges.yaml --set "model=$MODEL" --set "output=$EDGES" --overwrite
+build/headsweep top "$EDGES" --experiment eap_ig -k 10
+build/headsweep top "$EDGES" --experiment eap_ig --node L17H4 -k 5

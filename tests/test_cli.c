@@ -209,6 +209,24 @@ Test(cli, edge_attribution_top) {
     cr_assert(fabsf(v - w[best]) < 1e-4f * fmaxf(1.0f, fabsf(w[best])), "top edge %s -> %s %g, the reference's %g: %s",
               up, down, v, w[best], out);
     cr_assert(strstr(out, "  2  ") && !strstr(out, "  3  "), "%s", out);
+    /* --node: only the edges at one node; the reference's strongest edge into the logits first */
+    const int V = (int)e->shape[1];
+    int64_t best_l = -1;
+    for (int64_t u = 0; u < e->shape[0]; u++) {
+        const int64_t i = u * V + V - 1;
+        if (!isnan(w[i]) && (best_l < 0 || fabsf(w[i]) > fabsf(w[best_l]))) best_l = i;
+    }
+    snprintf(args, sizeof args, "top %s/r.h5 --experiment eap --node logits -k 3", dir);
+    cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+    at = strstr(out, "  1  ");
+    cr_assert(at && sscanf(at, "  1  %31s -> %31s %f", up, down, &v) == 3 && !strcmp(down, "logits") &&
+                  fabsf(v - w[best_l]) < 1e-4f * fmaxf(1.0f, fabsf(w[best_l])),
+              "the strongest edge into the logits is %g: %s", w[best_l], out);
+    for (const char *p = strstr(out, "  1  "); p; p = strstr(p + 1, " -> "))
+        if (p != at) cr_assert(!strncmp(p, " -> logits", 10), "an edge not into the logits: %s", out);
+    snprintf(args, sizeof args, "top %s/r.h5 --experiment eap --node L9H9", dir);
+    cr_assert_eq(run_cli(args, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "no node 'L9H9'"), "%s", out);
     hs_st_close(ref);
     snprintf(args, sizeof args, "rm -rf '%s'", dir);
     cr_assert_eq(system(args), 0);

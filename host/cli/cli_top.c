@@ -5,7 +5,8 @@
  * ablated against the random sets. For a composition score [layer, head,
  * reader_layer, reader_head]: the k strongest writer -> reader pairs (into
  * one reader head with --reader). For edge attribution [upstream,
- * downstream]: the k edges of largest |score|, by their nodes' names. */
+ * downstream]: the k edges of largest |score|, by their nodes' names (only
+ * those into or out of one node with --node NAME). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,9 +42,9 @@ static int top_pairs(float *d, const hs_h5_shape *sh, const char *exp, const cha
 }
 
 /* The k edges of largest |score| of d [upstream, downstream] (NaN: no edge), named by the group's
- * upstream and downstream datasets. */
+ * upstream and downstream datasets; with node, only the edges into or out of it. */
 static int top_edges(hs_h5_group *g, float *d, const hs_h5_shape *sh, const char *exp, const char *ds, int k,
-                     hs_err *err) {
+                     const char *node, hs_err *err) {
     char **up = NULL, **down = NULL;
     int64_t nu = 0, nd = 0;
     if (hs_h5_read_str(g, "upstream", &up, &nu, err) || hs_h5_read_str(g, "downstream", &down, &nd, err) ||
@@ -52,11 +53,21 @@ static int top_edges(hs_h5_group *g, float *d, const hs_h5_shape *sh, const char
         hs_h5_names_free(up, nu), hs_h5_names_free(down, nd);
         return 1;
     }
-    printf("top %d edges by |%s/%s|:\n", k, exp, ds);
+    int found = !node;
+    for (int64_t i = 0; node && i < nu + nd; i++) found |= !strcmp(i < nu ? up[i] : down[i - nu], node);
+    if (!found) {
+        snprintf(err->msg, sizeof err->msg, "%s/%s: no node '%s' (nodes are named like input, L3H5, MLP3, L3H5<q>, "
+                 "logits: see its upstream and downstream datasets)", exp, ds, node);
+        hs_h5_names_free(up, nu), hs_h5_names_free(down, nd);
+        return 1;
+    }
+    printf("top %d edges by |%s/%s|%s%s:\n", k, exp, ds, node ? " at " : "", node ? node : "");
     for (int r = 0; r < k; r++) {
         int64_t best = -1;
         for (int64_t i = 0; i < nu * nd; i++)
-            if (d[i] == d[i] && (best < 0 || fabsf(d[i]) > fabsf(d[best]))) best = i;
+            if (d[i] == d[i] && (!node || !strcmp(up[i / nd], node) || !strcmp(down[i % nd], node)) &&
+                (best < 0 || fabsf(d[i]) > fabsf(d[best])))
+                best = i;
         if (best < 0) break;
         printf("  %2d  %-10s -> %-12s %10.5f\n", r + 1, up[best / nd], down[best % nd], (double)d[best]);
         d[best] = NAN;
@@ -80,18 +91,20 @@ int hs_cli_reader_fits(const hs_h5_shape *sh, int rl, int rh, char *msg, size_t 
 }
 
 int hs_cli_top(int argc, char **argv) {
-    const char *file = NULL, *exp = NULL, *ds = NULL, *reader = NULL;
+    const char *file = NULL, *exp = NULL, *ds = NULL, *reader = NULL, *node = NULL;
     int k = 10, rl = -1, rh = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--experiment") && i + 1 < argc) exp = argv[++i];
         else if (!strcmp(argv[i], "--dataset") && i + 1 < argc) ds = argv[++i];
         else if (!strcmp(argv[i], "-k") && i + 1 < argc) k = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reader") && i + 1 < argc) reader = argv[++i];
+        else if (!strcmp(argv[i], "--node") && i + 1 < argc) node = argv[++i];
         else if (argv[i][0] != '-' && !file) file = argv[i];
         else file = NULL, i = argc;
     }
     if (!file || !exp || k < 1 || (reader && !hs_cli_parse_head(reader, &rl, &rh))) {
-        fprintf(stderr, "usage: headsweep top FILE --experiment NAME [--dataset D] [-k 10] [--reader LxHy]\n");
+        fprintf(stderr,
+                "usage: headsweep top FILE --experiment NAME [--dataset D] [-k 10] [--reader LxHy] [--node NAME]\n");
         return 2;
     }
     hs_err err = {0};
@@ -139,6 +152,11 @@ int hs_cli_top(int argc, char **argv) {
         goto fail;
     }
     if (hs_h5_read_f32(g, ds, &d, &sh, &err)) goto fail;
+    const int edges = sh.ndim == 2 && !strcmp(sh.dim_names[0], "upstream");
+    if (node && !edges) {
+        snprintf(err.msg, sizeof err.msg, "%s: --node: %s/%s is not an edge attribution", file, exp, ds);
+        goto fail;
+    }
     if (hs_cli_is_composition(&sh)) {
         rc = top_pairs(d, &sh, exp, ds, k, rl, rh);
         goto done;
@@ -147,8 +165,8 @@ int hs_cli_top(int argc, char **argv) {
         snprintf(err.msg, sizeof err.msg, "%s: --reader: %s/%s is not a composition score", file, exp, ds);
         goto fail;
     }
-    if (sh.ndim == 2 && !strcmp(sh.dim_names[0], "upstream")) {
-        if ((rc = top_edges(g, d, &sh, exp, ds, k, &err))) goto fail;
+    if (edges) {
+        if ((rc = top_edges(g, d, &sh, exp, ds, k, node, &err))) goto fail;
         goto done;
     }
     if (sh.ndim != 2 || strcmp(sh.dim_names[0], "layer")) {
