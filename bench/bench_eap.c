@@ -15,8 +15,9 @@
 #include "hs_bench_util.h"
 
 /* The mean scores of N prompts in batches of rows, the best time of reps. */
-static hs_status time_eap(hs_session *s, const hs_model_config *c, const hs_prompts *pr, const int32_t *corrupt, int rows, int steps, int reps,
-                          double *edges, double *clean, double *corrupted, double *best, hs_err *err) {
+static hs_status time_eap(hs_session *s, const hs_model_config *c, const hs_prompts *pr, const int32_t *corrupt,
+                          int rows, int steps, int reps, double *edges, double *clean, double *corrupted, double *best,
+                          hs_err *err) {
     const int64_t uv = (int64_t)hs_eap_n_upstream(c) * hs_eap_n_downstream(c);
     hs_eap_params p = hs_eap_default_params();
     p.batch_rows = rows, p.ig_steps = steps;
@@ -106,7 +107,11 @@ int main(int argc, char **argv) {
         goto fail;
     const hs_model_config *c = hs_model_get_config(m);
     const int64_t uv = (int64_t)hs_eap_n_upstream(c) * hs_eap_n_downstream(c);
-    const hs_prompts pr = {.N = N, .T = d->T, .tokens = d->tokens, .lengths = d->lengths, .answer = d->answer,
+    const hs_prompts pr = {.N = N,
+                           .T = d->T,
+                           .tokens = d->tokens,
+                           .lengths = d->lengths,
+                           .answer = d->answer,
                            .distractor = d->distractor};
     double *eap = malloc((size_t)uv * sizeof *eap), *ig = malloc((size_t)uv * sizeof *ig), t_eap, t_ig, mc, mx;
     if (!eap || !ig) {

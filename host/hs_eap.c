@@ -339,13 +339,11 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
         hs_prompts_mask_targets(&one, NULL, mask, tg);
         const hs_batch bc = {.B = x.B, .T = T, .tokens = one.tokens, .mask = mask, .targets = tg},
                        bx = {.B = x.B, .T = T, .tokens = corrupt + (int64_t)q0 * T, .mask = mask, .targets = tg};
-        /* 1. corrupted (the loss is read against the clean prompt's tokens: the
-         * same next tokens) */
+        /* 1. corrupted (its loss is read against the clean prompt's next tokens) */
         fp.hooks = &keep_corrupt;
         fp.target_logprobs = p->metric == HS_METRIC_LOSS ? h.xlp : NULL;
         HS_CHECK(hs_forward(s, &bx, &fp, h.xlogits, err));
-        /* 2. clean, with the differences; for EAP the pass the backward starts from
-         */
+        /* 2. clean, with the differences; for EAP the pass the backward starts from */
         fp.hooks = &diffs;
         fp.target_logprobs = p->metric == HS_METRIC_LOSS ? h.lp : NULL;
         HS_CHECK(x.steps == 1 ? hs_bwd_forward(s, &bc, &fp, h.logits, err) : hs_forward(s, &bc, &fp, h.logits, err));
@@ -366,8 +364,7 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
             if (x.steps > 1) {
                 hs_forward_params fk = fp;
                 fk.hooks = NULL;
-                if (k < x.steps) { /* corrupt + k/m (clean - corrupt); at k = m the
-                                      clean input itself */
+                if (k < x.steps) { /* corrupt + k/m (clean - corrupt); at k = m the clean input */
                     HS_CHECK(s->be->ops->copy(s->be, x.mix, x.ec, (size_t)(x.n * x.d * x.es), err));
                     HS_CHECK(s->be->ops->axpy(s->be, x.mix, (float)k / x.steps, x.ecl, x.n * x.d, err));
                     fk.resid_start_dev = x.mix;

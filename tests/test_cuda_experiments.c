@@ -7,8 +7,9 @@
  * ablation (per-position SET edits), heads ablated together, the retrieval
  * score (greedy decoding), the result hook, attribution patching (the
  * backward), direct logit attribution (its hooks' row downloads) and edge
- * attribution (per-head input gradients, the score GEMMs, axpy). Those fixtures' heads (d_head 12) take the CUDA-core attention
- * kernel only; one more test runs the experiments in bf16 on a random model
+ * attribution (per-head input gradients, the score GEMMs, axpy). Those
+ * fixtures' heads (d_head 12) take the CUDA-core attention kernel only; one
+ * more test runs the experiments in bf16 on a random model
  * with d_head 64, on the tensor-core kernels (mma, or wgmma under
  * HS_CUDA_ATTN). Skips without a device. */
 #include <criterion/criterion.h>

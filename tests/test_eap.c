@@ -204,7 +204,8 @@ Test(eap, ranges_add_up) {
     cr_assert_eq(hs_eap_scores(f.s, &f.pr, f.corrupt, &p, 0, f.pr.N, one, &c3, &x3, &err), HS_OK, "%s", err.msg);
     double scale = 0;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(one[i]));
-    for (size_t i = 0; i < n; i++) cr_assert_leq(fabs(all[i] - one[i]), 1e-5 * scale, "edge %zu: %g vs %g", i, all[i], one[i]);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_leq(fabs(all[i] - one[i]), 1e-5 * scale, "edge %zu: %g vs %g", i, all[i], one[i]);
     free(all), free(parts), free(one);
     fx_free(&f);
 }
