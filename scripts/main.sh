@@ -9,7 +9,7 @@
 # attribution patching (EAP-IG) over all 70,651 edges of the graph on 32 IOI
 # prompts (configs/smollm2-ioi-edges.yaml).
 # Results: results/smollm2-induction.h5 (+ SVG heatmaps beside it),
-# results/smollm2-ioi-edges.h5.
+# results/smollm2-ioi-edges.h5 (+ the graph of its 30 strongest edges, results/eap_ig_edges.svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -29,3 +29,4 @@ EDGES=results/smollm2-ioi-edges.h5
 build/headsweep run configs/smollm2-ioi-edges.yaml --set "model=$MODEL" --set "output=$EDGES" --overwrite
 build/headsweep top "$EDGES" --experiment eap_ig -k 10
 build/headsweep top "$EDGES" --experiment eap_ig --node L17H4 -k 5
+build/headsweep plot "$EDGES" --experiment eap_ig -k 30 -o results/eap_ig_edges.svg

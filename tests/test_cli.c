@@ -224,6 +224,22 @@ Test(cli, edge_attribution_top) {
               "the strongest edge into the logits is %g: %s", w[best_l], out);
     for (const char *p = strstr(out, "  1  "); p; p = strstr(p + 1, " -> "))
         if (p != at) cr_assert(!strncmp(p, " -> logits", 10), "an edge not into the logits: %s", out);
+    /* plot: the k strongest edges as a graph, the strongest with its names and score */
+    snprintf(args, sizeof args, "plot %s/r.h5 --experiment eap -k 6 -o %s/e.svg", dir, dir);
+    cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+    snprintf(path, sizeof path, "%s/e.svg", dir);
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char svg[16384];
+    const size_t got = fread(svg, 1, sizeof svg - 1, f);
+    svg[got] = 0;
+    fclose(f);
+    char want[96];
+    snprintf(want, sizeof want, "<title>%s -&gt; %s", up, down); /* into the logits, and the strongest of all */
+    cr_assert(strstr(svg, "<svg") && strstr(svg, want), "%s not in %.400s", want, svg);
+    int paths = 0;
+    for (const char *q = strstr(svg, "<path"); q; q = strstr(q + 1, "<path")) paths++;
+    cr_assert_eq(paths, 6, "%d edges drawn, not 6", paths);
     snprintf(args, sizeof args, "top %s/r.h5 --experiment eap --node L9H9", dir);
     cr_assert_eq(run_cli(args, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "no node 'L9H9'"), "%s", out);

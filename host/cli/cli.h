@@ -3,6 +3,8 @@
 #define HS_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "headsweep/hs_h5.h"
 
@@ -26,6 +28,10 @@ int hs_cli_is_composition(const hs_h5_shape *sh);
 /* Reader head rl, rh of composition score sh: 1 if the model has it, else 0 with a message in msg. */
 int hs_cli_reader_fits(const hs_h5_shape *sh, int rl, int rh, char *msg, size_t n);
 int hs_cli_top(int argc, char **argv);
+/* The k strongest edges of d [nu, nd] (an edge attribution; NaN = no edge; taken ones set to NaN)
+ * as an SVG graph into o, nodes named by up and down. Returns the edges drawn (0: none, or out of
+ * memory). */
+int hs_cli_plot_edges(FILE *o, const char *title, float *d, int64_t nu, int64_t nd, char **up, char **down, int k);
 int hs_cli_validate(int argc, char **argv);
 int hs_cli_tokenize(int argc, char **argv);
 int hs_cli_dataset(int argc, char **argv);

@@ -1,7 +1,8 @@
-/* `headsweep plot FILE --experiment NAME [--dataset D] [--reader LxHy] [-o OUT.svg]`: draws a
- * [layer, head] result as an SVG heatmap (diverging colours for signed data), a composition
- * score's writers into one reader head likewise, or a 1-D [step] result (pruning curves) as a
- * line plot. Plain SVG, no plotting library: it opens in any browser. */
+/* `headsweep plot FILE --experiment NAME [--dataset D] [--reader LxHy] [-k 30] [-o OUT.svg]`:
+ * draws a [layer, head] result as an SVG heatmap (diverging colours for signed data), a
+ * composition score's writers into one reader head likewise, a 1-D [step] result (pruning
+ * curves) as a line plot, or an edge attribution's k strongest edges as a graph
+ * (cli_plot_edges.c). Plain SVG, no plotting library: it opens in any browser. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,20 +86,19 @@ static void lineplot(FILE *o, const char *title, const float *x, const float *y,
 
 int hs_cli_plot(int argc, char **argv) {
     const char *file = NULL, *exp = NULL, *dsname = NULL, *outp = NULL, *reader = NULL;
-    int rl = -1, rh = -1;
+    int rl = -1, rh = -1, k = 30;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--experiment") && i + 1 < argc) exp = argv[++i];
         else if (!strcmp(argv[i], "--reader") && i + 1 < argc) reader = argv[++i];
         else if (!strcmp(argv[i], "--dataset") && i + 1 < argc) dsname = argv[++i];
         else if (!strcmp(argv[i], "-o") && i + 1 < argc) outp = argv[++i];
+        else if (!strcmp(argv[i], "-k") && i + 1 < argc) k = atoi(argv[++i]);
         else if (argv[i][0] != '-' && !file) file = argv[i];
-        else {
-            fprintf(stderr, "usage: headsweep plot FILE --experiment NAME [--dataset D] [--reader LxHy] [-o OUT.svg]\n");
-            return 2;
-        }
+        else file = NULL, i = argc;
     }
-    if (!file || !exp || (reader && !hs_cli_parse_head(reader, &rl, &rh))) {
-        fprintf(stderr, "usage: headsweep plot FILE --experiment NAME [--dataset D] [--reader LxHy] [-o OUT.svg]\n");
+    if (!file || !exp || k < 1 || (reader && !hs_cli_parse_head(reader, &rl, &rh))) {
+        fprintf(stderr,
+                "usage: headsweep plot FILE --experiment NAME [--dataset D] [--reader LxHy] [-k 30] [-o OUT.svg]\n");
         return 2;
     }
     hs_err err = {0};
@@ -115,6 +115,7 @@ int hs_cli_plot(int argc, char **argv) {
         if (!strcmp(type, "head_ablation")) dsname = "delta_mean";
         else if (!strcmp(type, "direct_logit_attribution")) dsname = "dla_mean";
         else if (!strcmp(type, "pruning_curve")) dsname = "metric";
+        else if (!strcmp(type, "edge_attribution")) dsname = "edges";
         else {
             if (hs_h5_list_datasets(g, &names, &nn, &err)) goto fail;
             for (int64_t i = 0; i < nn && !dsname; i++) {
@@ -151,7 +152,21 @@ int hs_cli_plot(int argc, char **argv) {
         snprintf(err.msg, sizeof err.msg, "%.900s: cannot write", outp);
         goto fail;
     }
-    if (sh.ndim == 2) {
+    if (sh.ndim == 2 && !strcmp(sh.dim_names[0], "upstream")) { /* edges: the node names from the group */
+        char **up = NULL, **down = NULL;
+        int64_t nu = 0, nd = 0;
+        int drawn = 0;
+        if (!hs_h5_read_str(g, "upstream", &up, &nu, &err) && !hs_h5_read_str(g, "downstream", &down, &nd, &err) &&
+            nu == sh.dims[0] && nd == sh.dims[1])
+            drawn = hs_cli_plot_edges(o, title, d, nu, nd, up, down, k);
+        hs_h5_names_free(up, nu), hs_h5_names_free(down, nd);
+        if (!drawn) {
+            fclose(o);
+            remove(outp);
+            if (!err.msg[0]) snprintf(err.msg, sizeof err.msg, "%s: %s/%s has no edge to draw", file, exp, dsname);
+            goto fail;
+        }
+    } else if (sh.ndim == 2) {
         heatmap(o, title, d, (int)sh.dims[0], (int)sh.dims[1]);
     } else if (sh.ndim == 1 && !strcmp(sh.dim_names[0], "step") && !hs_h5_read_f32(g, "step", &x, NULL, &err)) {
         lineplot(o, title, x, d, (int)sh.dims[0]);
