@@ -8,11 +8,11 @@ PyTorch CPU, the same GGUF weights and thread count; the processing is left out 
 (headsweep's includes its QR factors).
 With --ours F (bench_circuit's raw f32) it also reports the largest differences. Prints
 key=value."""
-import argparse, os, tempfile, time
+import argparse, os, time
 
 import numpy as np
 import torch
-from peer_util import load_gguf
+from peer_util import load_gguf_bridge
 
 ap = argparse.ArgumentParser()
 ap.add_argument("model")
@@ -22,15 +22,7 @@ ap.add_argument("--ours")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 
-from transformers import AutoTokenizer
-from transformer_lens.model_bridge import TransformerBridge
-
-hf = load_gguf(a.model)
-d, f = os.path.split(a.model)
-tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-with tempfile.TemporaryDirectory() as tmp:  # the bridge reads the config from a folder
-    hf.config.save_pretrained(tmp)
-    bridge = TransformerBridge.boot_transformers(tmp, hf_model=hf, tokenizer=tok, device="cpu")
+hf, bridge = load_gguf_bridge(a.model)
 bridge.enable_compatibility_mode()
 L, H = hf.config.num_hidden_layers, hf.config.num_attention_heads
 

@@ -14,11 +14,11 @@ the causal mask no real position reads a pad, the metric reads each prompt's
 last real token, and the gradient at a pad is zero. PyTorch CPU, the same
 GGUF weights, prompts (bench_eap --ids) and thread count. With --ours F
 (bench_eap --out) and --ours-ig F it reports the agreement. Prints key=value."""
-import argparse, copy, json, os, resource, tempfile, time
+import argparse, json, os, resource, time
 
 import numpy as np
 import torch
-from peer_util import load_gguf
+from peer_util import load_gguf_bridge
 
 ap = argparse.ArgumentParser()
 ap.add_argument("model")
@@ -31,15 +31,7 @@ ap.add_argument("--ours-ig")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 
-from transformers import AutoTokenizer
-from transformer_lens.model_bridge import TransformerBridge
-
-hf = load_gguf(a.model)
-d_, f_ = os.path.split(a.model)
-tok = AutoTokenizer.from_pretrained(d_, gguf_file=f_)
-with tempfile.TemporaryDirectory() as tmp:
-    hf.config.save_pretrained(tmp)
-    bridge = TransformerBridge.boot_transformers(tmp, hf_model=hf, tokenizer=tok, device="cpu")
+hf, bridge = load_gguf_bridge(a.model)
 bridge.enable_compatibility_mode(no_processing=True)
 bridge.set_use_split_qkv_input(True)
 bridge.set_use_attn_result(True)

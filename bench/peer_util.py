@@ -27,3 +27,20 @@ def load_gguf(path, **kw):
 
     d, f = os.path.split(path)
     return AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32, **kw).eval()
+
+
+def load_gguf_bridge(path):
+    """(the transformers model, TransformerLens 4.3's TransformerBridge over it) from a GGUF file,
+    the bridge not yet in compatibility mode; it reads the config from a folder, so one is made."""
+    import tempfile
+
+    from transformers import AutoTokenizer
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf = load_gguf(path)
+    d, f = os.path.split(path)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    with tempfile.TemporaryDirectory() as tmp:
+        hf.config.save_pretrained(tmp)
+        bridge = TransformerBridge.boot_transformers(tmp, hf_model=hf, tokenizer=tok, device="cpu")
+    return hf, bridge
