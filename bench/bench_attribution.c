@@ -21,6 +21,7 @@
 
 #include "headsweep/hs_dataset.h"
 #include "headsweep/hs_patching.h"
+#include "hs_bench_ioi.h"
 #include "hs_bench_util.h"
 
 /* (mean over prompts - mean corrupt) / (mean clean - mean corrupt), per cell. */
@@ -85,23 +86,16 @@ int main(int argc, char **argv) {
         return 2;
     }
     hs_err err = {0};
-    hs_model *m = NULL;
-    hs_tokenizer *tok = NULL;
-    hs_dataset *d = NULL;
-    hs_backend *be = NULL;
+    hs_bench_ioi b;
     hs_session *s = NULL;
-    hs_backend_params bp = hs_backend_default_params();
-    bp.n_threads = threads;
-    if (hs_model_load(model, &m, &err) || hs_tokenizer_load(model, &tok, &err) ||
-        hs_dataset_ioi(tok, hs_model_get_config(m), N, seed, HS_DATASET_IOI_ALL, &d, &err) ||
-        (ids && hs_dataset_write_jsonl(d, NULL, ids, &err)) || hs_backend_cpu_init(&bp, &be, &err))
-        goto fail;
+    if (hs_bench_ioi_open(model, N, seed, threads, ids, &b, &err)) goto fail;
+    hs_model *m = b.m;
+    const hs_dataset *d = b.d;
     const hs_model_config *c = hs_model_get_config(m);
     const int L = c->n_layers, H = c->n_heads, K = L * H;
     if (rows <= 0) rows = 4 * H; /* configs/smollm2-ioi.yaml's batch_size: 4 prompts per patched forward */
-    if (hs_session_init(be, m, rows > N ? rows : N, d->T, &s, &err)) goto fail;
-    const hs_prompts pr = {.N = N, .T = d->T, .tokens = d->tokens, .lengths = d->lengths, .answer = d->answer,
-                           .distractor = d->distractor};
+    if (hs_session_init(b.be, m, rows > N ? rows : N, d->T, &s, &err)) goto fail;
+    const hs_prompts pr = hs_dataset_prompts(d);
     float *cl = malloc((size_t)N * 4), *co = malloc((size_t)N * 4), *ex = malloc((size_t)N * K * 4),
           *at = malloc((size_t)N * K * 4), *acl = malloc((size_t)N * 4), *aco = malloc((size_t)N * 4),
           *gd = malloc((size_t)N * K * 4), *gcl = malloc((size_t)N * 4), *gco = malloc((size_t)N * 4);
@@ -166,10 +160,7 @@ int main(int argc, char **argv) {
     free(cl), free(co), free(ex), free(at), free(acl), free(aco), free(gd), free(gcl), free(gco), free(ne), free(na);
     free(oe), free(oa);
     hs_session_free(s);
-    hs_backend_free(be);
-    hs_dataset_free(d);
-    hs_tokenizer_free(tok);
-    hs_model_free(m);
+    hs_bench_ioi_close(&b);
     return 0;
 fail:
     fprintf(stderr, "bench_attribution: %s\n", err.msg);

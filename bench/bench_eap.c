@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "headsweep/hs_dataset.h"
 #include "headsweep/hs_eap.h"
+#include "hs_bench_ioi.h"
 #include "hs_bench_util.h"
 
 /* The mean scores of N prompts in batches of rows, the best time of reps. */
@@ -93,26 +93,14 @@ int main(int argc, char **argv) {
     }
     if (rows <= 0) rows = N;
     hs_err err = {0};
-    hs_model *m = NULL;
-    hs_tokenizer *tok = NULL;
-    hs_dataset *d = NULL;
-    hs_backend *be = NULL;
+    hs_bench_ioi b;
     hs_session *s = NULL;
-    hs_backend_params bp = hs_backend_default_params();
-    bp.n_threads = threads;
-    if (hs_model_load(model, &m, &err) || hs_tokenizer_load(model, &tok, &err) ||
-        hs_dataset_ioi(tok, hs_model_get_config(m), N, seed, HS_DATASET_IOI_ALL, &d, &err) ||
-        (ids && hs_dataset_write_jsonl(d, NULL, ids, &err)) || hs_backend_cpu_init(&bp, &be, &err) ||
-        hs_session_init(be, m, rows, d->T, &s, &err))
-        goto fail;
-    const hs_model_config *c = hs_model_get_config(m);
+    if (hs_bench_ioi_open(model, N, seed, threads, ids, &b, &err)) goto fail;
+    const hs_dataset *d = b.d;
+    if (hs_session_init(b.be, b.m, rows, d->T, &s, &err)) goto fail;
+    const hs_model_config *c = hs_model_get_config(b.m);
     const int64_t uv = (int64_t)hs_eap_n_upstream(c) * hs_eap_n_downstream(c);
-    const hs_prompts pr = {.N = N,
-                           .T = d->T,
-                           .tokens = d->tokens,
-                           .lengths = d->lengths,
-                           .answer = d->answer,
-                           .distractor = d->distractor};
+    const hs_prompts pr = hs_dataset_prompts(d);
     double *eap = malloc((size_t)uv * sizeof *eap), *ig = malloc((size_t)uv * sizeof *ig), t_eap, t_ig, mc, mx;
     if (!eap || !ig) {
         fprintf(stderr, "bench_eap: out of memory\n");
@@ -132,7 +120,8 @@ int main(int argc, char **argv) {
            "clean_ld=%.4f corrupt_ld=%.4f top_eap=%s top_ig=%s\n",
            N, d->T, rows, edges, steps, t_eap, t_ig, mc, mx, top, top_ig);
     free(eap), free(ig);
-    hs_session_free(s), hs_backend_free(be), hs_dataset_free(d), hs_tokenizer_free(tok), hs_model_free(m);
+    hs_session_free(s);
+    hs_bench_ioi_close(&b);
     return 0;
 fail:
     fprintf(stderr, "bench_eap: %s\n", err.msg);
