@@ -260,11 +260,6 @@ hs_status hs_bwd_pre_norm(hs_session *s, int l, int mlp, const void *x, int64_t 
                        err);
 }
 
-static hs_status pre_norm_bwd(hs_session *s, int l, int mlp, const void *x, int64_t n, const void *dy, void *dx,
-                              hs_err *err) {
-    return hs_bwd_pre_norm(s, l, mlp, x, n, dy, 1, dx, err);
-}
-
 /* q_pre, k_pre of layer l (qk_norm), as the forward made them. */
 static hs_status project_qk(hs_session *s, const void *x, int l, int64_t n, hs_err *err) {
     hs_status st = hs_session_pre_norm(s, l, 0, x, n, s->xn, err);
@@ -382,7 +377,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         if (hs_act_gated(c->act)) HS_CHECK(o->matmul_bwd(s->be, w->dgate, W->w_gate, n, f, (int)d, 1, w->dxn, err));
         if (want_attn & HS_BWD_MLP_IN) HS_CHECK(hs_bwd_pre_norm(s, l, 1, mid, n, w->dxn, 0, w->gmlp, err));
         HS_CHECK(o->copy(s->be, w->gm, w->g, (size_t)(n * d * es), err));
-        HS_CHECK(pre_norm_bwd(s, l, 1, mid, n, w->dxn, w->gm, err));
+        HS_CHECK(hs_bwd_pre_norm(s, l, 1, mid, n, w->dxn, 1, w->gm, err));
         /* the heads' output: attn_out reaches resid_post through resid_mid, or directly (parallel) */
         const void *g_attn = par ? w->g : w->gm, *g_wo = g_attn;
         if (c->post_norms) { /* o_proj's raw output, from the z the forward made (with its multipliers) */
@@ -431,7 +426,7 @@ hs_status hs_bwd_walk_from(hs_session *s, const hs_batch *b, const float *head_s
         }
         /* into g2, so the visitor still sees dM/d resid_post in g; then the two swap */
         HS_CHECK(o->copy(s->be, w->g2, w->gm, (size_t)(n * d * es), err));
-        HS_CHECK(pre_norm_bwd(s, l, 0, x, n, w->dxn, w->g2, err));
+        HS_CHECK(hs_bwd_pre_norm(s, l, 0, x, n, w->dxn, 1, w->g2, err));
         if (want_attn) gl.g_pre = w->g2, gl.dq = dq, gl.dk = dk, gl.dv = w->dv;
         HS_CHECK(visit(user, l, &gl, err));
         void *t = w->g;

@@ -73,15 +73,13 @@ int hs_eap_is_edge(const hs_model_config *c, int u, int v) {
 }
 
 hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p, hs_err *err) {
-    if (c->post_norms)
+    if (c && c->post_norms)
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "edge attribution: post-norm blocks add a normed output "
-                          "to the residual stream, not a sum "
+                          "edge attribution: post-norm blocks add a normed output to the residual stream, not a sum "
                           "of their heads' results: not supported");
-    if (c->clip_qkv > 0.0f)
+    if (c && c->clip_qkv > 0.0f)
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "edge attribution: clamped q/k/v projections (clip_qkv) are not "
-                          "supported");
+                          "edge attribution: clamped q/k/v projections (clip_qkv) are not supported");
     if (p->batch_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: batch_rows must be >= 1");
     if (p->ig_steps < 1 || p->ig_steps > 1000)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: ig_steps %d is not in 1..1000", p->ig_steps);
@@ -89,11 +87,13 @@ hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p, hs_err 
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "edge attribution: metric accuracy has no gradient");
     if (p->metric == HS_METRIC_KL && p->ig_steps == 1)
         return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "edge attribution: metric kl has zero gradient at the "
-                          "clean run: use ig_steps > 1 (EAP-IG)");
+                          "edge attribution: metric kl has zero gradient at the clean run: use ig_steps > 1 (EAP-IG)");
     if (p->metric != HS_METRIC_LOGIT_DIFF && p->metric != HS_METRIC_LOGPROB && p->metric != HS_METRIC_LOSS &&
         p->metric != HS_METRIC_KL)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED, "edge attribution: metric %d is not supported", (int)p->metric);
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "edge attribution: metric %s has no gradient to attribute; use logit_diff, logprob, loss, "
+                          "or kl with ig_steps > 1",
+                          hs_metric_name(p->metric));
     return HS_OK;
 }
 
@@ -222,10 +222,9 @@ static hs_status visit(void *user, int l, const hs_bwd_layer *gl, hs_err *err) {
                            (const char *)x->down + b * (P + 1) * K * x->es, NULL, M, N, (int)K, 0, x->score, err));
         HS_CHECK(o->download_f32(s->be, x->sh, x->score, (int64_t)M * N, err));
         double *acc = x->acc + (int64_t)b * x->U * x->V;
-        for (int j = 0; j < N; j++) {
-            const int v = j == P ? x->V - 1 : l * P + j;
-            for (int u = 0; u < M; u++)
-                if (hs_eap_is_edge(x->c, u, v)) acc[(int64_t)u * x->V + v] += x->factor[b] * x->sh[u * N + j];
+        for (int j = 0; j < N; j++) { /* the column's edges: the first `reads` upstream nodes */
+            const int v = j == P ? x->V - 1 : l * P + j, reads = j == P ? x->U : readable(x->c, l, j == P - 1);
+            for (int u = 0; u < reads; u++) acc[(int64_t)u * x->V + v] += x->factor[b] * x->sh[u * N + j];
         }
     }
 exit:

@@ -62,19 +62,12 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
             break;
         case HS_CONFIG_EXP_CAPTURE:
         case HS_CONFIG_EXP_CIRCUIT_SCORES: break;
-        case HS_CONFIG_EXP_EDGE_ATTRIBUTION:
-            if (e->metric != HS_CONFIG_METRIC_LOGIT_DIFF && e->metric != HS_CONFIG_METRIC_LOGPROB &&
-                e->metric != HS_CONFIG_METRIC_LOSS && e->metric != HS_CONFIG_METRIC_KL)
-                return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                                  "experiment '%s' (edge_attribution): metric %s has no gradient to attribute; use "
-                                  "logit_diff, logprob, loss, or kl with ig_steps > 1",
-                                  e->name, hs_config_metric_name(e->metric));
-            if (e->metric == HS_CONFIG_METRIC_KL && e->ig_steps < 2)
-                return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                                  "experiment '%s' (edge_attribution): metric kl has zero gradient at the clean run; "
-                                  "it needs EAP-IG (ig_steps > 1)",
-                                  e->name);
+        case HS_CONFIG_EXP_EDGE_ATTRIBUTION: { /* the parameters; the model's refusals come at hs_run_prepare */
+            const hs_eap_params p = hs_run_eap_params(cfg, e);
+            hs_status st = hs_eap_check(NULL, &p, err);
+            if (st) return hs_err_prefix(err, "experiment '%s'", e->name), st;
             break;
+        }
         case HS_CONFIG_EXP_DLA:
             if (e->metric != HS_CONFIG_METRIC_LOGIT_DIFF && e->metric != HS_CONFIG_METRIC_LOGIT)
                 return hs_err_set(err, HS_ERR_UNSUPPORTED,

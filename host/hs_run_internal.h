@@ -17,6 +17,7 @@
 
 #include "headsweep/hs_ablation.h"
 #include "headsweep/hs_dataset.h"
+#include "headsweep/hs_eap.h"
 #include "headsweep/hs_h5.h"
 #include "headsweep/hs_journal.h"
 #include "headsweep/hs_run.h"
@@ -112,6 +113,8 @@ float hs_run_importance_sign(hs_config_metric m);
 
 /* ---- experiment steps (hs_run_units.c, hs_run_capture.c) ------------------ */
 
+/* An edge_attribution experiment's parameters (hs_eap.h). */
+hs_eap_params hs_run_eap_params(const hs_config *cfg, const hs_config_experiment *e);
 /* Items per unit of experiment exp (depends on config and model only). */
 int hs_run_unit_size(const hs_run_ctx *x, int exp);
 /* Work done once before the units of exp run: the constants every shard

@@ -96,10 +96,10 @@ static hs_patching_params patching_params(const hs_run_ctx *x, const hs_config_e
     return p;
 }
 
-static hs_eap_params eap_params(const hs_run_ctx *x, const hs_config_experiment *e) {
+hs_eap_params hs_run_eap_params(const hs_config *cfg, const hs_config_experiment *e) {
     hs_eap_params p = hs_eap_default_params();
     p.metric = (hs_metric)e->metric;
-    p.batch_rows = x->cfg->batch_size;
+    p.batch_rows = cfg->batch_size;
     p.ig_steps = e->ig_steps;
     return p;
 }
@@ -289,7 +289,7 @@ hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, 
     const hs_model_config *c = hs_model_get_config(x->model);
     if (e->type == HS_CONFIG_EXP_PRUNING_CURVE) return pruning_masks(x, exp, w, err);
     if (e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION) { /* the model's refusals before any work */
-        const hs_eap_params p = eap_params(x, e);
+        const hs_eap_params p = hs_run_eap_params(x->cfg, e);
         hs_status st = hs_eap_check(c, &p, err);
         return st ? hs_err_prefix(err, "experiment '%s'", e->name), st : HS_OK;
     }
@@ -555,7 +555,7 @@ static hs_status unit_dla(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int 
 /* Batches [i0, i0 + n) of batch_size prompts: each batch's summed edge scores and metrics. */
 static hs_status unit_eap(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
     const hs_run_exp *r = &x->exps[exp];
-    const hs_eap_params p = eap_params(x, &x->cfg->experiments[exp]);
+    const hs_eap_params p = hs_run_eap_params(x->cfg, &x->cfg->experiments[exp]);
     const hs_model_config *c = hs_model_get_config(x->model);
     const int64_t uv = (int64_t)hs_eap_n_upstream(c) * hs_eap_n_downstream(c);
     double *sum = malloc((size_t)uv * sizeof *sum);

@@ -52,7 +52,8 @@ int hs_eap_is_edge(const hs_model_config *c, int u, int v);
 
 /* The model and parameters suit EAP: no post-norms (a block would add a normed
  * output, not a sum of head results), no clamped projections; a metric with
- * a gradient (KL's is zero at the clean run: EAP-IG only). */
+ * a gradient (KL's is zero at the clean run: EAP-IG only). c may be NULL:
+ * the parameters alone (a config checked before the model is loaded). */
 hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p, hs_err *err);
 
 /* For prompts [p0, p0 + n) of pr (right-padded; corrupt [N, T] their
