@@ -142,6 +142,8 @@ hs_status hs_bwd_forward(hs_session *s, const hs_batch *b, const hs_forward_para
     if (!o->supports_op(s->be, HS_OP_BACKWARD))
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "the %s backend has no backward ops yet", o->name);
     if (fp_in->start_layer) return hs_err_set(err, HS_ERR_INVALID_ARG, "backward: the forward must start at layer 0");
+    if (fp_in->inputs) /* the walk reruns each layer from its resid_pre, one input for every node */
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "backward: split inputs (edge interventions) have no backward");
     if (s->cfg.final_softcap > 0.0f && !s->tl_dlogits) { /* the capped logits' gradient needs its own chunk */
         int64_t cap;
         hs_status st = hs_session_logit_chunk(s, &cap, err);

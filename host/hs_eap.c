@@ -2,9 +2,8 @@
  *   1. the corrupted forward keeps every layer's z and MLP output and the
  *      input (resid_pre of layer 0) in backend memory;
  *   2. the clean forward's hooks turn each into the upstream differences
- *      a(corrupt) - a(clean), laid out [B, U, T, d] (a head's from its z
- *      difference times its slice of W_O), so that one prompt's nodes are
- *      the rows of a [U, T * d] matrix;
+ *      a(corrupt) - a(clean), laid out [B, U, T, d] (hs_eap_graph.c), so
+ *      that one prompt's nodes are the rows of a [U, T * d] matrix;
  *   3. the backward (hs_backward.h) at the clean input (EAP-IG: at each
  *      interpolated input) hands every layer's dM/dq, dk, dv, the MLP's input
  *      gradient and dM/d resid_post; a downstream head's input gradient is
@@ -22,8 +21,8 @@
 #include <string.h>
 
 #include "hs_backward.h"
+#include "hs_eap_internal.h"
 #include "hs_metric.h"
-#include "hs_session_internal.h"
 
 hs_eap_params hs_eap_default_params(void) {
     return (hs_eap_params){.metric = HS_METRIC_LOGIT_DIFF, .batch_rows = 8, .ig_steps = 1};
@@ -31,10 +30,7 @@ hs_eap_params hs_eap_default_params(void) {
 
 int hs_eap_n_upstream(const hs_model_config *c) { return 1 + c->n_layers * (c->n_heads + 1); }
 
-/* Downstream nodes of one layer: q per head, k and v per KV head, the MLP. */
-static int per_layer(const hs_model_config *c) { return c->n_heads + 2 * c->n_kv_heads + 1; }
-
-int hs_eap_n_downstream(const hs_model_config *c) { return c->n_layers * per_layer(c) + 1; }
+int hs_eap_n_downstream(const hs_model_config *c) { return c->n_layers * hs_eap_per_layer(c) + 1; }
 
 void hs_eap_upstream_name(const hs_model_config *c, int u, char *buf, size_t n) {
     if (u <= 0) {
@@ -47,7 +43,7 @@ void hs_eap_upstream_name(const hs_model_config *c, int u, char *buf, size_t n) 
 }
 
 void hs_eap_downstream_name(const hs_model_config *c, int v, char *buf, size_t n) {
-    const int P = per_layer(c), H = c->n_heads, Hk = c->n_kv_heads;
+    const int P = hs_eap_per_layer(c), H = c->n_heads, Hk = c->n_kv_heads;
     if (v >= c->n_layers * P) {
         snprintf(buf, n, "logits");
         return;
@@ -60,26 +56,27 @@ void hs_eap_downstream_name(const hs_model_config *c, int v, char *buf, size_t n
     else snprintf(buf, n, "MLP%d", l);
 }
 
-/* Upstream nodes that a node of layer l reads: its attention (mlp 0) or MLP. */
-static int readable(const hs_model_config *c, int l, int mlp) {
-    return 1 + l * (c->n_heads + 1) + (mlp && !c->parallel_attn_mlp ? c->n_heads : 0);
-}
-
 int hs_eap_is_edge(const hs_model_config *c, int u, int v) {
-    const int P = per_layer(c);
+    const int P = hs_eap_per_layer(c);
     if (u < 0 || u >= hs_eap_n_upstream(c) || v < 0 || v >= hs_eap_n_downstream(c)) return 0;
     if (v >= c->n_layers * P) return 1; /* the logits read everything */
-    return u < readable(c, v / P, v % P == P - 1);
+    return u < hs_eap_readable(c, v / P, v % P == P - 1);
+}
+
+hs_status hs_eap_model_check(const hs_model_config *c, const char *what, hs_err *err) {
+    if (c->post_norms)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                          "%s: post-norm blocks add a normed output to the residual stream, not a sum of their "
+                          "heads' results: not supported",
+                          what);
+    if (c->clip_qkv > 0.0f)
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "%s: clamped q/k/v projections (clip_qkv) are not supported", what);
+    return HS_OK;
 }
 
 hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p, hs_err *err) {
-    if (c && c->post_norms)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "edge attribution: post-norm blocks add a normed output to the residual stream, not a sum "
-                          "of their heads' results: not supported");
-    if (c && c->clip_qkv > 0.0f)
-        return hs_err_set(err, HS_ERR_UNSUPPORTED,
-                          "edge attribution: clamped q/k/v projections (clip_qkv) are not supported");
+    hs_status st = c ? hs_eap_model_check(c, "edge attribution", err) : HS_OK;
+    if (st) return st;
     if (p->batch_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: batch_rows must be >= 1");
     if (p->ig_steps < 1 || p->ig_steps > 1000)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: ig_steps %d is not in 1..1000", p->ig_steps);
@@ -98,92 +95,16 @@ hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p, hs_err 
 }
 
 typedef struct {
-    hs_session *s;
+    hs_eap_up a; /* the upstream differences: the corrupted run against the clean one */
     const hs_model_config *c;
-    int B, T, L, H, Hk, dh, d, U, V, P, steps;
-    int64_t n, es, qd, node; /* node: one node's T * d elements */
-    /* backend: the corrupted run's z [L, n, qd], MLP outputs [L, n, d] and
-     * input [n, d]; the clean input [n, d] (EAP-IG: clean - corrupt), an
-     * interpolated one [n, d]; the upstream differences [B, U, T, d]
-     * and one layer's downstream gradients [B, P + 1, T, d] (+1: the logits);
-     * scratch */
-    void *zc, *mc, *ec, *ecl, *mix, *up, *down, *zd, *rows, *rows2, *head, *woh, *score;
+    int L, Hk, V, P, steps;
+    /* backend: EAP-IG's interpolated input [n, d]; one layer's downstream
+     * gradients [B, P + 1, T, d] (+1: the logits); scratch */
+    void *mix, *down, *rows2, *score;
     float *sh;      /* host [U, P + 1]: one prompt's GEMM */
     double *acc;    /* host [B, U, V]: the batch's scores, summed over the steps */
     double *factor; /* [B] dM/d(seeded quantity) / steps */
 } eap_ctx;
-
-/* Node row j of every batch row in a [B, nodes, T, d] buffer := rows [n, d].
- * One strided copy, but CUDA's 2-D copy refuses pitches beyond the device's
- * maximum (2^31 - 1 bytes on current GPUs: 7B models' upstream buffer at
- * 248 tokens), so past that one copy per batch row. */
-static hs_status scatter(eap_ctx *x, void *buf, int nodes, int j, const void *rows, hs_err *err) {
-    const hs_backend_ops *o = x->s->be->ops;
-    const size_t nb = (size_t)(x->node * x->es), pitch = (size_t)nodes * nb;
-    if (pitch <= INT32_MAX) return o->copy_2d(x->s->be, (char *)buf + j * nb, pitch, rows, nb, nb, (size_t)x->B, err);
-    for (int b = 0; b < x->B; b++) {
-        hs_status st = o->copy(x->s->be, (char *)buf + b * pitch + j * nb, (const char *)rows + b * nb, nb, err);
-        if (st) return st;
-    }
-    return HS_OK;
-}
-
-/* x->head [n, dh] := head h's slice of a [n, heads, dh] buffer. */
-static hs_status gather_head(eap_ctx *x, const void *src, int heads, int h, hs_err *err) {
-    const size_t w = (size_t)(x->dh * x->es);
-    return x->s->be->ops->copy_2d(x->s->be, x->head, w, (const char *)src + h * w, heads * w, w, (size_t)x->n, err);
-}
-
-/* ---- 1 and 2: the upstream differences ---------------------------------- */
-
-static int corrupt_wants(void *user, hs_hook_point p, int layer) {
-    return p == HS_HOOK_Z || p == HS_HOOK_MLP_OUT || (p == HS_HOOK_RESID_PRE && layer == 0);
-}
-
-static hs_status corrupt_keep(void *user, hs_hook_point p, int layer, hs_tensor *t, hs_err *err) {
-    eap_ctx *x = user;
-    const hs_backend_ops *o = x->s->be->ops;
-    if (p == HS_HOOK_Z)
-        return o->copy(x->s->be, (char *)x->zc + layer * x->n * x->qd * x->es, t->data, (size_t)(x->n * x->qd * x->es),
-                       err);
-    void *dst = p == HS_HOOK_MLP_OUT ? (char *)x->mc + layer * x->n * x->d * x->es : x->ec;
-    return o->copy(x->s->be, dst, t->data, (size_t)(x->n * x->d * x->es), err);
-}
-
-/* Upstream node u := a(corrupt) - a(clean) for an activation of width d. */
-static hs_status diff_node(eap_ctx *x, int u, const void *corrupt, const void *clean, hs_err *err) {
-    const hs_backend_ops *o = x->s->be->ops;
-    hs_status st = o->copy(x->s->be, x->rows, corrupt, (size_t)(x->n * x->d * x->es), err);
-    if (!st) st = o->axpy(x->s->be, x->rows, -1.0f, clean, x->n * x->d, err);
-    if (!st) st = scatter(x, x->up, x->U, u, x->rows, err);
-    return st;
-}
-
-static hs_status clean_diff(void *user, hs_hook_point p, int l, hs_tensor *t, hs_err *err) {
-    eap_ctx *x = user;
-    hs_session *s = x->s;
-    const hs_backend_ops *o = s->be->ops;
-    hs_status st = HS_OK;
-    if (p == HS_HOOK_RESID_PRE) {
-        if (x->ecl) HS_CHECK(o->copy(s->be, x->ecl, t->data, (size_t)(x->n * x->d * x->es), err));
-        return diff_node(x, 0, x->ec, t->data, err);
-    }
-    if (p == HS_HOOK_MLP_OUT)
-        return diff_node(x, 1 + l * (x->H + 1) + x->H, (char *)x->mc + l * x->n * x->d * x->es, t->data, err);
-    /* z: each head's result difference (z_c - z) W_O[:, h], W_O's columns of h gathered */
-    const void *wo = s->layers[l].wo;
-    HS_CHECK(o->copy(s->be, x->zd, (char *)x->zc + l * x->n * x->qd * x->es, (size_t)(x->n * x->qd * x->es), err));
-    HS_CHECK(o->axpy(s->be, x->zd, -1.0f, t->data, x->n * x->qd, err));
-    for (int h = 0; h < x->H; h++) {
-        const size_t w = (size_t)(x->dh * x->es);
-        HS_CHECK(gather_head(x, x->zd, x->H, h, err));
-        HS_CHECK(o->copy_2d(s->be, x->woh, w, (const char *)wo + h * w, (size_t)(x->qd * x->es), w, (size_t)x->d, err));
-        HS_CHECK(o->matmul(s->be, x->head, x->woh, NULL, x->n, x->d, x->dh, 0, x->rows, err));
-        HS_CHECK(scatter(x, x->up, x->U, 1 + l * (x->H + 1) + h, x->rows, err));
-    }
-exit:
-    return st;
-}
 
 /* ---- 3 and 4: the downstream gradients and the scores -------------------- */
 
@@ -192,38 +113,38 @@ exit:
  * projection's output, head h, through its rows of w and the layer's norm. */
 static hs_status head_input(eap_ctx *x, const hs_bwd_layer *gl, int l, int j, const void *g, int heads, int h,
                             const void *w, hs_err *err) {
-    hs_session *s = x->s;
-    hs_status st = gather_head(x, g, heads, h, err);
+    hs_session *s = x->a.s;
+    hs_status st = hs_eap_gather_head(&x->a, g, heads, h, err);
     if (!st)
-        st = s->be->ops->matmul_bwd(s->be, x->head, (const char *)w + (int64_t)h * x->dh * x->d * x->es, x->n, x->dh,
-                                    x->d, 0, x->rows2, err);
-    if (!st) st = hs_bwd_pre_norm(s, l, 0, gl->x, x->n, x->rows2, 0, x->rows, err);
-    if (!st) st = scatter(x, x->down, x->P + 1, j, x->rows, err);
+        st = s->be->ops->matmul_bwd(s->be, x->a.head, (const char *)w + (int64_t)h * x->a.dh * x->a.d * x->a.es,
+                                    x->a.n, x->a.dh, x->a.d, 0, x->rows2, err);
+    if (!st) st = hs_bwd_pre_norm(s, l, 0, gl->x, x->a.n, x->rows2, 0, x->a.rows, err);
+    if (!st) st = hs_eap_put_node(&x->a, x->down, x->P + 1, j, x->a.rows, err);
     return st;
 }
 
 static hs_status visit(void *user, int l, const hs_bwd_layer *gl, hs_err *err) {
     eap_ctx *x = user;
-    hs_session *s = x->s;
+    hs_session *s = x->a.s;
     const hs_backend_ops *o = s->be->ops;
     const hs_session_layer *W = &s->layers[l];
-    const int H = x->H, Hk = x->Hk, P = x->P, top = l == x->L - 1;
+    const int H = x->a.H, Hk = x->Hk, P = x->P, top = l == x->L - 1;
     hs_status st = HS_OK;
     for (int h = 0; h < H; h++) HS_CHECK(head_input(x, gl, l, h, gl->dq, H, h, W->wq, err));
     for (int h = 0; h < Hk; h++) HS_CHECK(head_input(x, gl, l, H + h, gl->dk, Hk, h, W->wk, err));
     for (int h = 0; h < Hk; h++) HS_CHECK(head_input(x, gl, l, H + Hk + h, gl->dv, Hk, h, W->wv, err));
-    HS_CHECK(scatter(x, x->down, P + 1, P - 1, gl->g_mlp_in, err));
-    if (top) HS_CHECK(scatter(x, x->down, P + 1, P, gl->g_post, err));
+    HS_CHECK(hs_eap_put_node(&x->a, x->down, P + 1, P - 1, gl->g_mlp_in, err));
+    if (top) HS_CHECK(hs_eap_put_node(&x->a, x->down, P + 1, P, gl->g_post, err));
     /* per prompt: every upstream node the layer's nodes can read (the logits: all) */
-    const int M = top ? x->U : readable(x->c, l, 1), N = P + top;
-    const int64_t K = x->node;
-    for (int b = 0; b < x->B; b++) {
-        HS_CHECK(o->matmul(s->be, (const char *)x->up + b * x->U * K * x->es,
-                           (const char *)x->down + b * (P + 1) * K * x->es, NULL, M, N, (int)K, 0, x->score, err));
+    const int M = top ? x->a.U : hs_eap_readable(x->c, l, 1), N = P + top;
+    const int64_t K = x->a.node;
+    for (int b = 0; b < x->a.B; b++) {
+        HS_CHECK(o->matmul(s->be, (const char *)x->a.up + b * x->a.U * K * x->a.es,
+                           (const char *)x->down + b * (P + 1) * K * x->a.es, NULL, M, N, (int)K, 0, x->score, err));
         HS_CHECK(o->download_f32(s->be, x->sh, x->score, (int64_t)M * N, err));
-        double *acc = x->acc + (int64_t)b * x->U * x->V;
+        double *acc = x->acc + (int64_t)b * x->a.U * x->V;
         for (int j = 0; j < N; j++) { /* the column's edges: the first `reads` upstream nodes */
-            const int v = j == P ? x->V - 1 : l * P + j, reads = j == P ? x->U : readable(x->c, l, j == P - 1);
+            const int v = j == P ? x->V - 1 : l * P + j, reads = j == P ? x->a.U : hs_eap_readable(x->c, l, j == P - 1);
             for (int u = 0; u < reads; u++) acc[(int64_t)u * x->V + v] += x->factor[b] * x->sh[u * N + j];
         }
     }
@@ -232,40 +153,25 @@ exit:
 }
 
 static void eap_free(eap_ctx *x) {
-    hs_backend *be = x->s->be;
-    void *bufs[] = {x->zc, x->mc,   x->ec,    x->ecl,  x->mix, x->up,   x->down,
-                    x->zd, x->rows, x->rows2, x->head, x->woh, x->score};
+    hs_backend *be = x->a.s->be;
+    void *bufs[] = {x->mix, x->down, x->rows2, x->score};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (bufs[i]) be->ops->free(be, bufs[i]);
+    hs_eap_up_free(&x->a);
     free(x->sh), free(x->acc), free(x->factor);
 }
 
 static hs_status eap_alloc(eap_ctx *x, int R, hs_err *err) {
-    hs_backend *be = x->s->be;
-    const int64_t n = (int64_t)R * x->T, es = x->es, d = x->d;
-    struct {
-        void **p;
-        int64_t bytes;
-    } want[] = {{&x->zc, x->L * n * x->qd * es},
-                {&x->mc, x->L * n * d * es},
-                {&x->ec, n * d * es},
-                {&x->ecl, (x->steps > 1) * n * d * es}, /* EAP-IG's clean input */
-                {&x->mix, (x->steps > 1) * n * d * es},
-                {&x->up, (int64_t)x->U * n * d * es},
-                {&x->down, (x->P + 1) * n * d * es},
-                {&x->zd, n * x->qd * es},
-                {&x->rows, n * d * es},
-                {&x->rows2, n * d * es},
-                {&x->head, n * x->dh * es},
-                {&x->woh, d * x->dh * es},
-                {&x->score, (int64_t)x->U * (x->P + 1) * es}};
-    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
-        if (!want[i].bytes) continue;
-        hs_status st = be->ops->alloc(be, (size_t)want[i].bytes, want[i].p, err);
-        if (st) return hs_err_prefix(err, "buffers for %d prompts of %d tokens", R, x->T), st;
-    }
-    x->sh = malloc((size_t)x->U * (x->P + 1) * sizeof *x->sh);
-    x->acc = malloc((size_t)R * x->U * x->V * sizeof *x->acc);
+    hs_backend *be = x->a.s->be;
+    const int64_t n = (int64_t)R * x->a.T, es = x->a.es, d = x->a.d;
+    hs_status st = hs_eap_up_alloc(&x->a, x->L, R, x->steps > 1, err); /* EAP-IG: and the clean input */
+    if (!st && x->steps > 1) st = be->ops->alloc(be, (size_t)(n * d * es), &x->mix, err);
+    if (!st) st = be->ops->alloc(be, (size_t)((x->P + 1) * n * d * es), &x->down, err);
+    if (!st) st = be->ops->alloc(be, (size_t)(n * d * es), &x->rows2, err);
+    if (!st) st = be->ops->alloc(be, (size_t)((int64_t)x->a.U * (x->P + 1) * es), &x->score, err);
+    if (st) return st;
+    x->sh = malloc((size_t)x->a.U * (x->P + 1) * sizeof *x->sh);
+    x->acc = malloc((size_t)R * x->a.U * x->V * sizeof *x->acc);
     x->factor = malloc((size_t)R * sizeof *x->factor);
     if (!x->sh || !x->acc || !x->factor)
         return hs_err_set(err, HS_ERR_OOM, "out of memory for %d prompts' scores", R);
@@ -275,9 +181,9 @@ static hs_status eap_alloc(eap_ctx *x, int R, hs_err *err) {
 /* The metric's gradient seeded for the pass just run (logits [B, V] of it). */
 static hs_status seed(eap_ctx *x, const hs_prompts *pr, const hs_eap_params *p, int p0, const hs_batch *b,
                       float *logits, const float *clean_logp, float *scratch, hs_err *err) {
-    if (p->metric == HS_METRIC_LOSS) return hs_bwd_seed_nll(x->s, b, b->targets, err);
+    if (p->metric == HS_METRIC_LOSS) return hs_bwd_seed_nll(x->a.s, b, b->targets, err);
     hs_metric_dlogits(p->metric, pr, p0, b->B, logits, x->c->n_vocab, clean_logp, logits, scratch); /* in place */
-    return hs_bwd_seed_last(x->s, b, logits, err);
+    return hs_bwd_seed_last(x->a.s, b, logits, err);
 }
 
 /* Host buffers of one batch: logits and target log-probs of the corrupted
@@ -297,20 +203,20 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
     if (p0 < 0 || n < 1 || p0 + n > pr->N)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: prompts [%d, %d) outside the %d prompts", p0,
                           p0 + n, pr->N);
-    eap_ctx x = {.s = s,
+    eap_ctx x = {.a = {.s = s,
+                       .T = pr->T,
+                       .H = c->n_heads,
+                       .dh = c->d_head,
+                       .d = c->d_model,
+                       .U = hs_eap_n_upstream(c),
+                       .es = (int64_t)s->es},
                  .c = c,
-                 .T = pr->T,
                  .L = c->n_layers,
-                 .H = c->n_heads,
                  .Hk = c->n_kv_heads,
-                 .dh = c->d_head,
-                 .d = c->d_model,
-                 .U = hs_eap_n_upstream(c),
                  .V = hs_eap_n_downstream(c),
-                 .P = per_layer(c),
-                 .steps = p->ig_steps,
-                 .es = s->es};
-    x.qd = (int64_t)x.H * x.dh, x.node = (int64_t)x.T * x.d;
+                 .P = hs_eap_per_layer(c),
+                 .steps = p->ig_steps};
+    x.a.qd = (int64_t)x.a.H * x.a.dh, x.a.node = (int64_t)x.a.T * x.a.d;
     const int R = p->batch_rows < n ? p->batch_rows : n, T = pr->T, Vv = c->n_vocab;
     const int64_t rows = (int64_t)R * T;
     int32_t *mask = malloc((size_t)rows * sizeof *mask), *tg = malloc((size_t)rows * sizeof *tg);
@@ -326,18 +232,18 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
         !h.m_corrupt)
         HS_FAIL(err, HS_ERR_OOM, "edge attribution: out of memory for %d prompts of %d tokens", R, T);
     HS_CHECK(eap_alloc(&x, R, err));
-    const hs_hooks keep_corrupt = {.wants = corrupt_wants, .fn = corrupt_keep, .user = &x},
-                   diffs = {.wants = corrupt_wants, .fn = clean_diff, .user = &x};
+    const hs_hooks keep_corrupt = {.wants = hs_eap_up_wants, .fn = hs_eap_up_keep, .user = &x.a},
+                   diffs = {.wants = hs_eap_up_wants, .fn = hs_eap_up_diff, .user = &x.a};
     hs_forward_params fp = hs_forward_default_params();
     fp.logits = hs_metric_logits(p->metric);
     for (int q0 = p0; q0 < p0 + n; q0 += R) {
-        x.B = p0 + n - q0 < R ? p0 + n - q0 : R;
-        x.n = (int64_t)x.B * T;
+        x.a.B = p0 + n - q0 < R ? p0 + n - q0 : R;
+        x.a.n = (int64_t)x.a.B * T;
         hs_prompts one = *pr; /* this batch's prompts, for the masks and targets */
-        one.N = x.B, one.tokens = pr->tokens + (int64_t)q0 * T, one.lengths = pr->lengths + q0;
+        one.N = x.a.B, one.tokens = pr->tokens + (int64_t)q0 * T, one.lengths = pr->lengths + q0;
         hs_prompts_mask_targets(&one, NULL, mask, tg);
-        const hs_batch bc = {.B = x.B, .T = T, .tokens = one.tokens, .mask = mask, .targets = tg},
-                       bx = {.B = x.B, .T = T, .tokens = corrupt + (int64_t)q0 * T, .mask = mask, .targets = tg};
+        const hs_batch bc = {.B = x.a.B, .T = T, .tokens = one.tokens, .mask = mask, .targets = tg},
+                       bx = {.B = x.a.B, .T = T, .tokens = corrupt + (int64_t)q0 * T, .mask = mask, .targets = tg};
         /* 1. corrupted (its loss is read against the clean prompt's next tokens) */
         fp.hooks = &keep_corrupt;
         fp.target_logprobs = p->metric == HS_METRIC_LOSS ? h.xlp : NULL;
@@ -346,7 +252,7 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
         fp.hooks = &diffs;
         fp.target_logprobs = p->metric == HS_METRIC_LOSS ? h.lp : NULL;
         HS_CHECK(x.steps == 1 ? hs_bwd_forward(s, &bc, &fp, h.logits, err) : hs_forward(s, &bc, &fp, h.logits, err));
-        for (int r = 0; r < x.B; r++) {
+        for (int r = 0; r < x.a.B; r++) {
             const int g = q0 + r, len = pr->lengths[g];
             const int64_t o = (int64_t)r * Vv;
             if (p->metric != HS_METRIC_LOSS) hs_log_softmax(h.logits + o, Vv, h.clean_logp + o); /* KL's reference */
@@ -356,16 +262,17 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
                 hs_row_metric(p->metric, pr, g, h.xlogits + o, h.xlp + (int64_t)r * T, Vv, h.clean_logp + o, h.scratch);
             x.factor[r] = (p->metric != HS_METRIC_LOSS ? 1.0 : len > 1 ? 1.0 / (len - 1) : 0.0) / x.steps;
         }
-        memset(x.acc, 0, (size_t)x.B * x.U * x.V * sizeof *x.acc);
+        memset(x.acc, 0, (size_t)x.a.B * x.a.U * x.V * sizeof *x.acc);
         /* 3 and 4, at the clean input (EAP) or at each of EAP-IG's inputs */
-        if (x.steps > 1) HS_CHECK(s->be->ops->axpy(s->be, x.ecl, -1.0f, x.ec, x.n * x.d, err)); /* clean - corrupt */
+        if (x.steps > 1) /* clean - corrupt */
+            HS_CHECK(s->be->ops->axpy(s->be, x.a.input, -1.0f, x.a.ec, x.a.n * x.a.d, err));
         for (int k = 1; k <= x.steps; k++) {
             if (x.steps > 1) {
                 hs_forward_params fk = fp;
                 fk.hooks = NULL;
                 if (k < x.steps) { /* corrupt + k/m (clean - corrupt); at k = m the clean input */
-                    HS_CHECK(s->be->ops->copy(s->be, x.mix, x.ec, (size_t)(x.n * x.d * x.es), err));
-                    HS_CHECK(s->be->ops->axpy(s->be, x.mix, (float)k / x.steps, x.ecl, x.n * x.d, err));
+                    HS_CHECK(s->be->ops->copy(s->be, x.mix, x.a.ec, (size_t)(x.a.n * x.a.d * x.a.es), err));
+                    HS_CHECK(s->be->ops->axpy(s->be, x.mix, (float)k / x.steps, x.a.input, x.a.n * x.a.d, err));
                     fk.resid_start_dev = x.mix;
                 }
                 HS_CHECK(hs_bwd_forward(s, &bc, &fk, h.logits, err));
@@ -373,9 +280,9 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
             HS_CHECK(seed(&x, pr, p, q0, &bc, h.logits, h.clean_logp, h.scratch, err));
             HS_CHECK(hs_bwd_walk(s, &bc, NULL, HS_BWD_ATTN | HS_BWD_MLP_IN, visit, &x, err));
         }
-        for (int r = 0; r < x.B; r++) { /* in prompt order */
-            const double *acc = x.acc + (int64_t)r * x.U * x.V;
-            for (int64_t i = 0; i < (int64_t)x.U * x.V; i++) sum[i] += acc[i];
+        for (int r = 0; r < x.a.B; r++) { /* in prompt order */
+            const double *acc = x.acc + (int64_t)r * x.a.U * x.V;
+            for (int64_t i = 0; i < (int64_t)x.a.U * x.V; i++) sum[i] += acc[i];
             *clean_sum += h.m_clean[r];
             *corrupt_sum += h.m_corrupt[r];
         }

@@ -191,7 +191,7 @@ void hs_session_free(hs_session *s) {
     void *scratch[] = {s->x, s->xn, s->q, s->k, s->v, s->q_pre, s->k_pre, s->raw, s->z, s->attn_out, s->gate,
                        s->up, s->hid, s->mlp_out, s->logits, s->d_tokens, s->d_pos, s->d_mask, s->d_pattern_rows,
                        s->d_head_scale, s->d_uniform, s->tl_logits, s->tl_dlogits, s->tl_targets, s->tl_out,
-                       s->d_set_idx, s->d_set_src, s->d_pattern, s->d_all_logits, s->d_alibi};
+                       s->d_set_idx, s->d_set_src, s->d_pattern, s->d_all_logits, s->d_alibi, s->split_x, s->split_y};
     for (size_t i = 0; i < sizeof scratch / sizeof *scratch; i++)
         if (scratch[i]) fr(be, scratch[i]);
     hs_bwd_free(s);
@@ -347,6 +347,8 @@ static hs_status check_edits(const hs_session *s, const hs_batch *b, const hs_fo
                           c->n_layers);
     if (fp->target_logprobs && !b->targets)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "target_logprobs requested without batch targets");
+    if (fp->inputs && (fp->kv || fp->z_from_hook))
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "forward: split inputs go with neither a KV cache nor z_from_hook");
     if (fp->z_from_hook < 0 || fp->z_from_hook > c->n_layers)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "z_from_hook %d outside [0, %d]", fp->z_from_hook, c->n_layers);
     return HS_OK;
@@ -510,12 +512,15 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         const int need_q = !given || hs_hooks_want(hk, HS_HOOK_Q, l) || (rope && hs_hooks_want(hk, HS_HOOK_ROT_Q, l));
         const int need_k = !given || hs_hooks_want(hk, HS_HOOK_K, l) || (rope && hs_hooks_want(hk, HS_HOOK_ROT_K, l));
         const int need_v = !given || hs_hooks_want(hk, HS_HOOK_V, l);
-        if (need_q || need_k || need_v) HS_CHECK(hs_session_pre_norm(s, l, 0, s->x, n, s->xn, err));
+        const int split = hs_session_split_wanted(fp, l); /* every node reads its own copy of the stream */
+        if (!split && (need_q || need_k || need_v)) HS_CHECK(hs_session_pre_norm(s, l, 0, s->x, n, s->xn, err));
         /* with q/k norms, hook_q and hook_k are q_proj's and k_proj's outputs; rot_q, rot_k come after the norms */
-        void *q = c->qk_norm ? s->q_pre : s->q, *k = c->qk_norm ? s->k_pre : s->k;
-        if (need_q) HS_CHECK(hs_session_project(s, l, 0, n, 1, q, err));
-        if (need_k) HS_CHECK(hs_session_project(s, l, 1, n, 1, k, err));
-        if (need_v) HS_CHECK(hs_session_project(s, l, 2, n, 1, s->v, err));
+        void *q = c->qk_norm ? s->q_pre : s->q, *k = c->qk_norm ? s->k_pre : s->k, *qkv[3] = {q, k, s->v};
+        const int need[3] = {need_q, need_k, need_v};
+        for (int j = 0; j < 3; j++)
+            if (need[j])
+                HS_CHECK(split ? hs_session_split_project(s, fp->inputs, l, j, B, T, qkv[j], err)
+                               : hs_session_project(s, l, j, n, 1, qkv[j], err));
         if (need_q) HS_CHECK(offer(s, hk, HS_HOOK_Q, l, q, dt, 4, B, T, H, dh, err));
         if (need_k) HS_CHECK(offer(s, hk, HS_HOOK_K, l, k, dt, 4, B, T, Hk, dh, err));
         if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
@@ -563,7 +568,8 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
             HS_CHECK(o->add(be, s->x, s->attn_out, n * d, err));
             HS_CHECK(offer(s, hk, HS_HOOK_RESID_MID, l, s->x, dt, 3, B, T, d, 0, err));
         }
-        HS_CHECK(hs_session_pre_norm(s, l, 1, s->x, n, s->xn, err));
+        HS_CHECK(split ? hs_session_split_mlp_in(s, fp->inputs, l, B, T, err)
+                       : hs_session_pre_norm(s, l, 1, s->x, n, s->xn, err));
         HS_CHECK(o->matmul(be, s->xn, W->w_up, W->b_up, n, f, d, 0, s->up, err));
         if (hs_act_gated(c->act)) {
             HS_CHECK(o->matmul(be, s->xn, W->w_gate, NULL, n, f, d, 0, s->gate, err));

@@ -27,6 +27,7 @@ struct hs_session {
     void *x, *xn, *q, *k, *v, *z, *attn_out, *gate, *up, *hid, *mlp_out, *logits;
     void *q_pre, *k_pre; /* qk_norm: q and k before their norms (hook_q, hook_k) */
     void *raw;           /* post_norms: o_proj's or down_proj's output before its norm */
+    void *split_x, *split_y; /* split inputs: one node's stream [rows, d] and projection [rows, d_head], at first use */
     float *rope_inv;     /* host [rot_dim / 2]: RoPE's inverse frequencies (hs_model_rope_inv_freq) */
     float *rope_inv_local; /* the local layers' (Gemma 3; hs_model_rope_inv_freq_local), or NULL */
     float *rope_inv_long;  /* LONGROPE: the long factors' (hs_model_rope_inv_freq_long), or NULL */
@@ -104,6 +105,15 @@ hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k
  * clip, clamped by the model's clip_qkv (OLMo), as the forward computes it;
  * without, the clamp's input, which its backward needs. */
 hs_status hs_session_project(hs_session *s, int l, int which, int64_t n, int clip, void *out, hs_err *err);
+
+/* Split inputs (hs_input_hooks, hs_forward_split.c). Whether fp's input hook
+ * takes layer l; out = layer l's projection `which` (0 q, 1 k, 2 v, clamped
+ * like hs_session_project) of [B, T] rows, each head from its own copy of
+ * s->x that the hook saw; s->xn = the MLP's norm of its own copy of s->x. */
+int hs_session_split_wanted(const hs_forward_params *fp, int l);
+hs_status hs_session_split_project(hs_session *s, const hs_input_hooks *in, int l, int which, int B, int T, void *out,
+                                   hs_err *err);
+hs_status hs_session_split_mlp_in(hs_session *s, const hs_input_hooks *in, int l, int B, int T, hs_err *err);
 
 /* The forward's side of a KV cache (hs_kv_cache.c): hs_kv_begin checks the
  * batch against the cache and, appending, sets the new tokens' positions pos

@@ -25,6 +25,8 @@
 #ifndef HS_EAP_H
 #define HS_EAP_H
 
+#include <stdint.h>
+
 #include "headsweep/hs_ablation.h"
 
 #ifdef __cplusplus
@@ -65,6 +67,34 @@ hs_status hs_eap_check(const hs_model_config *c, const hs_eap_params *p, hs_err 
  * answers are the clean prompt's. Needs the backend's backward ops. */
 hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corrupt, const hs_eap_params *p, int p0,
                         int n, double *sum, double *clean_sum, double *corrupt_sum, hs_err *err);
+
+/* Circuit evaluation (Hanna et al.'s evaluate_graph with patching): the
+ * metric of the model run on the clean prompt with only a circuit's edges
+ * intact. Every other edge u -> v carries the corrupted run's activation:
+ * node v reads the residual stream plus a_u(corrupt) - a_u(this run) for
+ * each upstream u outside the circuit (its own copy of the stream: split
+ * inputs, hs_input_hooks), a_u(this run) being what u computes in this
+ * intervened run. A circuit of every edge is the clean run; the empty one
+ * gives the corrupted run. Edges whose upstream node is cut off from the
+ * input, or whose downstream node cannot reach the logits, change nothing. */
+typedef struct {
+    hs_metric metric; /* any; the loss and answers are the clean prompt's, KL is to the clean run */
+    int batch_rows;   /* prompts per forward pass, >= 1 */
+    /* n_circuits masks [U, V] (host): nonzero = the edge is in the circuit;
+     * entries that are not edges (hs_eap_is_edge) are ignored */
+    const uint8_t *const *circuits;
+    int n_circuits;
+} hs_eap_circuit_params;
+
+/* The model suits the graph (as hs_eap_check) and p is well formed. */
+hs_status hs_eap_circuit_check(const hs_model_config *c, const hs_eap_circuit_params *p, hs_err *err);
+
+/* For prompts [p0, p0 + n) of pr (right-padded; corrupt [N, T] their
+ * corrupted tokens, the same lengths): metric [n, n_circuits] each prompt's
+ * metric with each circuit, clean [n] and corrupted [n] its metric on the
+ * clean and on the corrupted prompt (either may be NULL). */
+hs_status hs_eap_circuit(hs_session *s, const hs_prompts *pr, const int32_t *corrupt, const hs_eap_circuit_params *p,
+                         int p0, int n, float *metric, float *clean, float *corrupted, hs_err *err);
 
 #ifdef __cplusplus
 }

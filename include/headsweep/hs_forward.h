@@ -94,6 +94,22 @@ typedef struct {
     const float *src; /* HS_EDIT_SET: host f32 [T, d_head] when pos = -1, else [d_head] */
 } hs_z_edit;
 
+/* Split inputs (TransformerLens's use_split_qkv_input with hook_q_input,
+ * hook_k_input and hook_v_input, and hook_mlp_in): at a layer the hook
+ * wants, each head's q projection, each KV head's k and v projection and the
+ * MLP read the residual stream through a copy of their own, which the hook
+ * may edit for that one node (edge-level interventions: hs_eap_circuit). */
+typedef enum { HS_INPUT_Q = 0, HS_INPUT_K, HS_INPUT_V, HS_INPUT_MLP } hs_input_kind;
+
+typedef struct {
+    int (*wants)(void *user, int layer); /* NULL = every layer */
+    /* x: [B, T, d_model] in backend memory, the stream as node (kind, head)
+     * reads it before the layer's norm (head: a KV head for K and V, -1 for
+     * the MLP), q, k and v in head order before the MLP; edit it in place. */
+    hs_status (*fn)(void *user, int layer, hs_input_kind kind, int head, hs_tensor *x, hs_err *err);
+    void *user;
+} hs_input_hooks;
+
 typedef struct hs_kv_cache hs_kv_cache;
 
 typedef struct {
@@ -153,6 +169,10 @@ typedef struct {
      * that leaves them appended); a prefill empties it first. */
     hs_kv_cache *kv;
     int kv_append;
+    /* Split inputs (above), or NULL. Not with a KV cache, z_from_hook or
+     * hs_bwd_forward. A layer's projections then cost H + 2 H_kv narrow GEMMs
+     * and as many norms instead of three wide GEMMs and one norm. */
+    const hs_input_hooks *inputs;
 } hs_forward_params;
 
 hs_forward_params hs_forward_default_params(void);
