@@ -97,7 +97,7 @@ hs_config_experiment hs_config_experiment_default_params(hs_config_exp_type type
     memset(&e, 0, sizeof e);
     e.type = type;
     e.metric = type == HS_CONFIG_EXP_ACTIVATION_PATCHING || type == HS_CONFIG_EXP_DLA ||
-                       type == HS_CONFIG_EXP_EDGE_ATTRIBUTION
+                       type == HS_CONFIG_EXP_EDGE_ATTRIBUTION || type == HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS
                    ? HS_CONFIG_METRIC_LOGIT_DIFF
                    : HS_CONFIG_METRIC_LOSS;
     e.positions = default_positions(e.metric);
@@ -120,6 +120,7 @@ hs_config_experiment hs_config_experiment_default_params(hs_config_exp_type type
     e.circuits = HS_CONFIG_BIT(HS_CONFIG_CIRCUIT_COUNT) - 1u;
     e.fold_norms = 1;
     e.ig_steps = 1;
+    e.absolute = 1; /* Hanna et al. rank edges by |score| */
     return e;
 }
 

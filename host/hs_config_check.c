@@ -158,7 +158,8 @@ static hs_status check_experiment(const hs_cfg_ctx *ctx, hs_cfg_state *s, int i,
 
     /* what the dataset must provide */
     const char *dname = hs_config_dataset_kind_name(dk);
-    if ((e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING || e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION) &&
+    if ((e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING || e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION ||
+         e->type == HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS) &&
         !has_pairs(dk))
         HS_CFG_FAIL(ctx, l[HS_EK_TYPE], err, HS_ERR_FORMAT,
                     "experiments[%d]: %s needs clean/corrupt pairs: a file "
@@ -239,7 +240,8 @@ exit:
     return st;
 }
 
-/* Unique names; pruning importance names a head_ablation of this config. */
+/* Unique names; pruning importance names a head_ablation of this config, edges_from an
+ * edge_attribution. */
 static hs_status check_references(const hs_cfg_ctx *ctx, hs_cfg_state *s, hs_err *err) {
     hs_status st = HS_OK;
     hs_config *c = s->c;
@@ -249,6 +251,18 @@ static hs_status check_references(const hs_cfg_ctx *ctx, hs_cfg_state *s, hs_err
                 HS_CFG_FAIL(ctx, hs_cfg_at_value(s->exp[i][HS_EK_NAME]), err, HS_ERR_FORMAT,
                             "experiments[%d].name: '%s' is already used by experiments[%d]", i,
                             c->experiments[i].name, j);
+    for (int i = 0; i < c->n_experiments; i++) { /* edges_from names an edge_attribution */
+        const hs_config_experiment *e = &c->experiments[i];
+        if (e->type != HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS || !e->edges_from.experiment) continue;
+        int j = 0;
+        while (j < c->n_experiments && strcmp(c->experiments[j].name, e->edges_from.experiment)) j++;
+        if (j == c->n_experiments || c->experiments[j].type != HS_CONFIG_EXP_EDGE_ATTRIBUTION)
+            HS_CFG_FAIL(ctx, hs_cfg_at_value(s->exp[i][HS_EK_EDGES_FROM]), err, HS_ERR_FORMAT,
+                        "experiments[%d].edges_from: '%s' is %s; experiment '%s' needs an edge_attribution "
+                        "experiment of this config, or FILE.h5:/group/edges",
+                        i, e->edges_from.experiment, j == c->n_experiments ? "no experiment of this config"
+                        : hs_config_exp_type_name(c->experiments[j].type), e->name);
+    }
     for (int i = 0; i < c->n_experiments; i++) {
         const hs_config_experiment *e = &c->experiments[i];
         if (e->type != HS_CONFIG_EXP_PRUNING_CURVE && e->type != HS_CONFIG_EXP_HEAD_SET_ABLATION) continue;

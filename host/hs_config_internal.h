@@ -138,6 +138,9 @@ enum {
     HS_EK_CIRCUITS,
     HS_EK_FOLD_NORMS,
     HS_EK_IG_STEPS,
+    HS_EK_EDGES_FROM,
+    HS_EK_N_EDGES,
+    HS_EK_ABSOLUTE,
     HS_EK_COUNT
 };
 

@@ -9,7 +9,8 @@
 
 const char *const hs_cfg_exp_type_names[] = {
     "head_ablation", "activation_patching", "head_scores", "pruning_curve", "capture", "head_set_ablation",
-    "head_importance", "direct_logit_attribution", "circuit_scores", "edge_attribution", NULL};
+    "head_importance", "direct_logit_attribution", "circuit_scores", "edge_attribution",
+    "circuit_faithfulness", NULL};
 const char *const hs_cfg_dataset_kind_names[] = {"file", "ioi", "induction", "needle", "text", NULL};
 const char *const hs_cfg_metric_names[] = {"loss",     "logprob",       "logit_diff", "kl",
                                            "accuracy", "needle_recall", "logit",      NULL};
@@ -44,6 +45,7 @@ static const char *const generator_names[] = {"ioi", "induction", "needle", "tex
 #define T_DLA BIT(HS_CONFIG_EXP_DLA)
 #define T_CIR BIT(HS_CONFIG_EXP_CIRCUIT_SCORES)
 #define T_EAP BIT(HS_CONFIG_EXP_EDGE_ATTRIBUTION)
+#define T_FAI BIT(HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS)
 #define D_FILE BIT(HS_CONFIG_DATASET_FILE)
 #define D_IOI BIT(HS_CONFIG_DATASET_IOI)
 #define D_IND BIT(HS_CONFIG_DATASET_INDUCTION)
@@ -104,7 +106,7 @@ const hs_cfg_key hs_cfg_exp_keys[HS_EK_COUNT] = {
     [HS_EK_NAME] = {"name", HS_CFG_V_NAME, EX(name), .required = 1},
     [HS_EK_TYPE] = {"type", HS_CFG_V_ENUM, EX(type), hs_cfg_exp_type_names, .required = 1},
     [HS_EK_METRIC] = {"metric", HS_CFG_V_ENUM, EX(metric), hs_cfg_metric_names,
-                      .applies = T_ABL | T_PAT | T_PRU | T_SET | T_IMP | T_DLA | T_EAP},
+                      .applies = T_ABL | T_PAT | T_PRU | T_SET | T_IMP | T_DLA | T_EAP | T_FAI},
     [HS_EK_POSITIONS] = {"positions", HS_CFG_V_ENUM, EX(positions), hs_cfg_positions_names,
                          .applies = T_ABL | T_PAT | T_PRU | T_SET | T_DLA},
     [HS_EK_MODE] = {"mode", HS_CFG_V_ENUM, EX(mode), hs_cfg_mode_names, .applies = T_ABL | T_PRU | T_SET},
@@ -145,4 +147,8 @@ const hs_cfg_key hs_cfg_exp_keys[HS_EK_COUNT] = {
     [HS_EK_CIRCUITS] = {"circuits", HS_CFG_V_ENUM_SET, EX(circuits), hs_cfg_circuit_names, .applies = T_CIR},
     [HS_EK_FOLD_NORMS] = {"fold_norms", HS_CFG_V_BOOL, EX(fold_norms), .applies = T_CIR},
     [HS_EK_IG_STEPS] = {"ig_steps", HS_CFG_V_INT, EX(ig_steps), .min = 1, .max = 1000, .applies = T_EAP},
+    [HS_EK_EDGES_FROM] = {"edges_from", HS_CFG_V_IMPORTANCE, EX(edges_from), .applies = T_FAI, .required = 1},
+    [HS_EK_N_EDGES] = {"n_edges", HS_CFG_V_INT_LIST, EX(n_edges), .min = 0, .max = BIG, .applies = T_FAI,
+                       .required = 1},
+    [HS_EK_ABSOLUTE] = {"absolute", HS_CFG_V_BOOL, EX(absolute), .applies = T_FAI},
 };

@@ -68,6 +68,21 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
             if (st) return hs_err_prefix(err, "experiment '%s'", e->name), st;
             break;
         }
+        case HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS:
+            if (e->edges_from.experiment && shard_count > 1)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "experiment '%s': edges from experiment '%s' need every prompt's scores, which a "
+                                  "shard does not have; run the edge attribution sharded, merge, then point "
+                                  "edges_from at the merged file (edges_from: FILE:/%s/edges)",
+                                  e->name, e->edges_from.experiment, e->edges_from.experiment);
+            if (e->metric != HS_CONFIG_METRIC_LOGIT_DIFF && e->metric != HS_CONFIG_METRIC_LOGPROB &&
+                e->metric != HS_CONFIG_METRIC_LOSS && e->metric != HS_CONFIG_METRIC_KL &&
+                e->metric != HS_CONFIG_METRIC_ACCURACY)
+                return hs_err_set(err, HS_ERR_UNSUPPORTED,
+                                  "experiment '%s' (circuit_faithfulness): metric %s does not apply; use logit_diff, "
+                                  "logprob, loss, kl or accuracy",
+                                  e->name, hs_config_metric_name(e->metric));
+            break;
         case HS_CONFIG_EXP_DLA:
             if (e->metric != HS_CONFIG_METRIC_LOGIT_DIFF && e->metric != HS_CONFIG_METRIC_LOGIT)
                 return hs_err_set(err, HS_ERR_UNSUPPORTED,
@@ -193,7 +208,7 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
         const int metric = e->type == HS_CONFIG_EXP_HEAD_ABLATION || e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING ||
                            e->type == HS_CONFIG_EXP_PRUNING_CURVE || e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION ||
                            e->type == HS_CONFIG_EXP_HEAD_IMPORTANCE || e->type == HS_CONFIG_EXP_DLA ||
-                           e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION;
+                           e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION || e->type == HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS;
         const int recall = e->type == HS_CONFIG_EXP_HEAD_SET_ABLATION && e->metric == HS_CONFIG_METRIC_NEEDLE_RECALL;
         const char *missing = NULL;
         if (recall && (!d->needle_start || !d->needle_len))
@@ -204,6 +219,7 @@ static hs_status check_dataset_fits(const hs_config *cfg, const hs_dataset *d, h
         else if (metric && e->metric == HS_CONFIG_METRIC_LOGIT_DIFF && !d->distractor)
             missing = "distractors";
         else if ((e->type == HS_CONFIG_EXP_ACTIVATION_PATCHING || e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION ||
+                  e->type == HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS ||
                   e->mode == HS_CONFIG_MODE_PATCH) &&
                  !d->corrupt_tokens)
             missing = "corrupt prompts";

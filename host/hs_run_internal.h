@@ -60,7 +60,8 @@ typedef struct {
     hs_prompts source;   /* resample: the dataset; patch: its corrupted prompts */
     uint8_t *select;     /* [L, H] heads swept, NULL = all */
     struct hs_circuit *circuit; /* circuit_scores: the heads' factors (hs_circuit.h), made once */
-    hs_model_config shape; /* edge_attribution: the model's shape, which its graph follows (hs_eap.h) */
+    hs_model_config shape; /* edge_attribution, circuit_faithfulness: the model's shape, which their graph
+                              follows (hs_eap.h) */
     int n_prompts;         /* edge_attribution: the prompts its items (batches) hold */
     int64_t units_done;  /* progress */
     int started;         /* a worker has taken one of its units in this run */
@@ -148,6 +149,9 @@ hs_status hs_run_write(const hs_config *cfg, int exp, const hs_run_exp *r, hs_h5
 /* Mean over the first n rows of a, in row order (the same sum however the
  * rows were sharded): out [a->per]. */
 void hs_run_mean_items(const hs_run_array *a, int n, float *out);
+/* The mean edge scores [U, V] of a finished edge_attribution, NaN where no
+ * edge: the values its result file holds. */
+void hs_run_eap_mean(const hs_run_exp *r, float *mean);
 /* importance [L, H] (larger = more important) from a finished head_ablation. */
 void hs_run_importance(const hs_config_experiment *e, const hs_run_exp *r, float *out);
 /* Michel's importance of a finished head_importance: raw (may be NULL) and

@@ -210,6 +210,24 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
         for (int k = 0; k < r->n_arrays; k++) r->arrays[k].dim_names[0] = "batch";
         break;
     }
+    case HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS: { /* after the edge attribution it ranks by (phase 1) */
+        const int64_t k[1] = {e->n_edges.n}, uv[2] = {hs_eap_n_upstream(c), hs_eap_n_downstream(c)};
+        const char *n_k[1] = {"n_edges"}, *n_uv[2] = {"upstream", "downstream"};
+        int64_t edges = 0;
+        for (int v = 0; v < uv[1]; v++)
+            for (int u = 0; u < uv[0]; u++) edges += hs_eap_is_edge(c, u, v);
+        for (int i = 0; i < e->n_edges.n; i++)
+            if (e->n_edges.v[i] > edges)
+                HS_FAIL(err, HS_ERR_INVALID_ARG, "n_edges %d: the model's graph has %lld edges", e->n_edges.v[i],
+                        (long long)edges);
+        r->phase = 1;
+        r->shape = *c;
+        HS_CHECK(add(r, 0, "metric", 1, k, n_k, err));
+        HS_CHECK(add(r, 0, "metric_clean", 0, NULL, NULL, err));
+        HS_CHECK(add(r, 0, "metric_corrupt", 0, NULL, NULL, err));
+        HS_CHECK(add(r, 1, "edge_rank", 2, uv, n_uv, err));
+        break;
+    }
     case HS_CONFIG_EXP_HEAD_IMPORTANCE:
         HS_CHECK(add(r, 0, "grad", 2, lh, N_LH, err));
         HS_CHECK(add(r, 0, "tokens", 0, NULL, NULL, err)); /* a count, exact in float32 */

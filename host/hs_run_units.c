@@ -283,11 +283,90 @@ exit:
     return st;
 }
 
+typedef struct {
+    float key;
+    int64_t idx;
+} ranked_edge;
+
+static int by_key_desc(const void *a, const void *b) {
+    const ranked_edge *x = a, *y = b;
+    if (x->key != y->key) return x->key > y->key ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx; /* ties: the lower index (upstream, then downstream) first */
+}
+
+/* The edge scores edges_from names: a finished edge_attribution of this run,
+ * or a [U, V] dataset of a result file. */
+static hs_status edge_scores(hs_run_ctx *x, const hs_config_experiment *e, float *scores, int U, int V, hs_err *err) {
+    if (e->edges_from.experiment) {
+        for (int j = 0; j < x->cfg->n_experiments; j++)
+            if (!strcmp(x->cfg->experiments[j].name, e->edges_from.experiment)) {
+                hs_run_eap_mean(&x->exps[j], scores);
+                return HS_OK;
+            }
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "edges_from: no experiment '%s'", e->edges_from.experiment);
+    }
+    hs_h5 *f = NULL;
+    hs_h5_group *grp;
+    float *data = NULL;
+    hs_h5_shape shape;
+    hs_status st = HS_OK;
+    char group[512];
+    const char *ds = strrchr(e->edges_from.dataset, '/'), *g0 = e->edges_from.dataset + (e->edges_from.dataset[0] == '/');
+    snprintf(group, sizeof group, "%.*s", ds && ds > g0 ? (int)(ds - g0) : 0, g0);
+    HS_CHECK(hs_h5_open_read(e->edges_from.file, &f, err));
+    HS_CHECK(hs_h5_group_open(f, group[0] ? group : "/", &grp, err));
+    HS_CHECK(hs_h5_read_f32(grp, ds ? ds + 1 : e->edges_from.dataset, &data, &shape, err));
+    if (shape.ndim != 2 || shape.dims[0] != U || shape.dims[1] != V)
+        HS_FAIL(err, HS_ERR_SHAPE, "%s:%s: edge scores must be [upstream, downstream] = [%d, %d] for this model",
+                e->edges_from.file, e->edges_from.dataset, U, V);
+    memcpy(scores, data, (size_t)U * V * sizeof *scores);
+exit:
+    free(data);
+    if (f) hs_h5_close(f);
+    return st;
+}
+
+/* edge_rank [U, V]: each edge's place by (|)score(|), 0 = the strongest, NaN where no edge. */
+static hs_status rank_edges(hs_run_ctx *x, int exp, hs_err *err) {
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    const hs_model_config *c = hs_model_get_config(x->model);
+    const int U = hs_eap_n_upstream(c), V = hs_eap_n_downstream(c);
+    float *rank = hs_run_find(&x->exps[exp], "edge_rank")->data, *scores = malloc((size_t)U * V * sizeof *scores);
+    ranked_edge *order = malloc((size_t)U * V * sizeof *order);
+    hs_status st = HS_OK;
+    int64_t n = 0;
+    if (!scores || !order) HS_FAIL(err, HS_ERR_OOM, "out of memory for %d x %d edges", U, V);
+    HS_CHECK(edge_scores(x, e, scores, U, V, err));
+    for (int u = 0; u < U; u++)
+        for (int v = 0; v < V; v++) {
+            const int64_t i = (int64_t)u * V + v;
+            rank[i] = NAN;
+            if (!hs_eap_is_edge(c, u, v)) continue;
+            if (!isfinite(scores[i])) {
+                char un[32], vn[32];
+                hs_eap_upstream_name(c, u, un, sizeof un), hs_eap_downstream_name(c, v, vn, sizeof vn);
+                HS_FAIL(err, HS_ERR_FORMAT, "edges_from: edge %s -> %s has score %g", un, vn, scores[i]);
+            }
+            order[n++] = (ranked_edge){e->absolute ? fabsf(scores[i]) : scores[i], i};
+        }
+    qsort(order, (size_t)n, sizeof *order, by_key_desc);
+    for (int64_t k = 0; k < n; k++) rank[order[k].idx] = (float)k; /* exact: fewer than 2^24 edges */
+exit:
+    free(scores), free(order);
+    return st;
+}
+
 hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, hs_err *err) {
     const hs_config_experiment *e = &x->cfg->experiments[exp];
     hs_run_exp *r = &x->exps[exp];
     const hs_model_config *c = hs_model_get_config(x->model);
     if (e->type == HS_CONFIG_EXP_PRUNING_CURVE) return pruning_masks(x, exp, w, err);
+    if (e->type == HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS) {
+        const hs_eap_circuit_params p = {.metric = (hs_metric)e->metric, .batch_rows = 1, .n_circuits = 1,
+                                         .circuits = (const uint8_t *const[]){(const uint8_t *)""}};
+        hs_status st = hs_eap_circuit_check(c, &p, err);
+        return st ? st : rank_edges(x, exp, err);
+    }
     if (e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION) { /* the model's refusals before any work */
         const hs_eap_params p = hs_run_eap_params(x->cfg, e);
         hs_status st = hs_eap_check(c, &p, err);
@@ -577,6 +656,27 @@ static hs_status unit_eap(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int 
     return st;
 }
 
+/* Prompts [i0, i0 + n): their metric with each circuit, the n_edges[k] edges of rank < n_edges[k]. */
+static hs_status unit_faithfulness(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, hs_err *err) {
+    const hs_run_exp *r = &x->exps[exp];
+    const hs_config_experiment *e = &x->cfg->experiments[exp];
+    const hs_run_array *rank = hs_run_find(r, "edge_rank");
+    const int K = e->n_edges.n;
+    uint8_t *in = malloc((size_t)K * rank->per), *circuits[HS_CONFIG_MAX_LIST];
+    if (!in) return hs_err_set(err, HS_ERR_OOM, "out of memory for %d circuits", K);
+    for (int k = 0; k < K; k++) {
+        circuits[k] = in + k * rank->per;
+        for (int64_t i = 0; i < rank->per; i++) circuits[k][i] = rank->data[i] < (float)e->n_edges.v[k]; /* NaN: 0 */
+    }
+    const hs_eap_circuit_params p = {.metric = (hs_metric)e->metric, .batch_rows = x->cfg->batch_size,
+                                     .circuits = (const uint8_t *const *)circuits, .n_circuits = K};
+    hs_status st = hs_eap_circuit(w->session, &x->prompts, x->data->corrupt_tokens, &p, i0, n, row(r, "metric", i0),
+                                  row(r, "metric_clean", i0), row(r, "metric_corrupt", i0), err);
+    free(in);
+    if (!st && hs_run_should_stop(x, exp)) st = hs_err_set(err, HS_ERR_INTERRUPTED, "interrupted");
+    return st;
+}
+
 /* Writer layers [i0, i0 + n): their composition scores with every later head, their copying scores. */
 static hs_status unit_circuit(hs_run_ctx *x, int exp, int i0, int n, hs_err *err) {
     const hs_run_exp *r = &x->exps[exp];
@@ -609,6 +709,7 @@ hs_status hs_run_unit(hs_run_ctx *x, int exp, hs_run_worker *w, int i0, int n, i
     case HS_CONFIG_EXP_DLA: return unit_dla(x, exp, w, i0, n, err);
     case HS_CONFIG_EXP_CIRCUIT_SCORES: return unit_circuit(x, exp, i0, n, err);
     case HS_CONFIG_EXP_EDGE_ATTRIBUTION: return unit_eap(x, exp, w, i0, n, err);
+    case HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS: return unit_faithfulness(x, exp, w, i0, n, err);
     default: return hs_err_set(err, HS_ERR_UNSUPPORTED, "experiment type %s", hs_config_exp_type_name(x->cfg->experiments[exp].type));
     }
 }

@@ -443,21 +443,10 @@ exit:
     return st;
 }
 
-/* The edges' mean over prompts from the batches' sums, NaN where no edge;
- * the nodes' names as the two axes' coordinates; the mean metrics. */
-static hs_status write_eap(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+void hs_run_eap_mean(const hs_run_exp *r, float *mean) {
     const hs_model_config *c = &r->shape;
     const hs_run_array *a = hs_run_find(r, "edges_sum");
     const int U = hs_eap_n_upstream(c), V = hs_eap_n_downstream(c), n = r->hi - r->lo, N = r->n_prompts;
-    hs_status st = HS_OK;
-    float *mean = malloc((size_t)U * V * sizeof *mean);
-    char *names = malloc((size_t)(U + V) * 24), **up = malloc((size_t)(U + V) * sizeof *up), **down = up + U;
-    if (!mean || !names || !up) HS_FAIL(err, HS_ERR_OOM, "edge attribution: out of memory for %d x %d edges", U, V);
-    for (int i = 0; i < U + V; i++) {
-        up[i] = names + (size_t)i * 24;
-        if (i < U) hs_eap_upstream_name(c, i, up[i], 24);
-        else hs_eap_downstream_name(c, i - U, up[i], 24);
-    }
     for (int u = 0; u < U; u++)
         for (int v = 0; v < V; v++) {
             const int64_t k = (int64_t)u * V + v;
@@ -465,8 +454,36 @@ static hs_status write_eap(const hs_config_experiment *e, const hs_run_exp *r, h
             for (int i = 0; i < n; i++) s += a->data[i * a->per + k];
             mean[k] = hs_eap_is_edge(c, u, v) ? (float)(s / N) : NAN;
         }
+}
+
+/* The graph's node names as the coordinates "upstream" and "downstream". */
+static hs_status put_nodes(hs_h5_group *g, const hs_model_config *c, hs_err *err) {
+    const int U = hs_eap_n_upstream(c), V = hs_eap_n_downstream(c);
+    hs_status st = HS_OK;
+    char *names = malloc((size_t)(U + V) * 24), **up = malloc((size_t)(U + V) * sizeof *up), **down = up + U;
+    if (!names || !up) HS_FAIL(err, HS_ERR_OOM, "out of memory for %d + %d node names", U, V);
+    for (int i = 0; i < U + V; i++) {
+        up[i] = names + (size_t)i * 24;
+        if (i < U) hs_eap_upstream_name(c, i, up[i], 24);
+        else hs_eap_downstream_name(c, i - U, up[i], 24);
+    }
     HS_CHECK(hs_h5_write_str(g, "upstream", U, "upstream", (const char *const *)up, err));
     HS_CHECK(hs_h5_write_str(g, "downstream", V, "downstream", (const char *const *)down, err));
+exit:
+    free(names), free(up);
+    return st;
+}
+
+/* The edges' mean over prompts from the batches' sums, NaN where no edge;
+ * the nodes' names as the two axes' coordinates; the mean metrics. */
+static hs_status write_eap(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g, hs_err *err) {
+    const hs_model_config *c = &r->shape;
+    const int U = hs_eap_n_upstream(c), V = hs_eap_n_downstream(c), n = r->hi - r->lo, N = r->n_prompts;
+    hs_status st = HS_OK;
+    float *mean = malloc((size_t)U * V * sizeof *mean);
+    if (!mean) HS_FAIL(err, HS_ERR_OOM, "edge attribution: out of memory for %d x %d edges", U, V);
+    hs_run_eap_mean(r, mean);
+    HS_CHECK(put_nodes(g, c, err));
     HS_CHECK(hs_h5_write_f32(g, "edges", 2, (int64_t[]){U, V}, (const char *[]){"upstream", "downstream"}, mean, err));
     HS_CHECK(hs_h5_attr_str(g, "edges", "definition",
                             "mean over prompts of sum over positions of (a_u(corrupt) - a_u(clean)) . dM/d(input of "
@@ -501,7 +518,59 @@ static hs_status write_eap(const hs_config_experiment *e, const hs_run_exp *r, h
     HS_CHECK(hs_h5_attr_str(g, NULL, "method", method, err));
     HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
 exit:
-    free(mean), free(names), free(up);
+    free(mean);
+    return st;
+}
+
+/* Each circuit's metric per prompt and mean, the faithfulness of the means
+ * (Hanna et al.), the ranking the circuits came from. */
+static hs_status write_faithfulness(const hs_config_experiment *e, const hs_run_exp *r, hs_h5_group *g,
+                                    hs_err *err) {
+    const hs_run_array *m = hs_run_find(r, "metric"), *rank = r->consts;
+    const int K = (int)m->dims[0], n = r->hi - r->lo;
+    hs_status st = HS_OK;
+    float *mean = malloc((size_t)K * sizeof *mean), *faith = malloc((size_t)K * sizeof *faith), clean, corrupt;
+    int32_t *sizes = malloc((size_t)K * sizeof *sizes);
+    if (!mean || !faith || !sizes) HS_FAIL(err, HS_ERR_OOM, "out of memory");
+    hs_run_mean_items(m, n, mean);
+    hs_run_mean_items(hs_run_find(r, "metric_clean"), n, &clean);
+    hs_run_mean_items(hs_run_find(r, "metric_corrupt"), n, &corrupt);
+    for (int k = 0; k < K; k++) {
+        faith[k] = (float)(((double)mean[k] - corrupt) / ((double)clean - corrupt));
+        sizes[k] = e->n_edges.v[k];
+    }
+    const char *nk[1] = {"n_edges"};
+    HS_CHECK(hs_h5_write_i32(g, "n_edges", 1, m->dims, nk, sizes, err));
+    HS_CHECK(put_with_mean(g, r, "metric",
+                           "the metric of the clean prompt with only the circuit's edges intact, every other edge "
+                           "u -> v carrying a_u(corrupt) - a_u(this run) into v's input (Hanna et al.'s "
+                           "evaluate_graph); the circuit: the n_edges strongest edges of edge_rank",
+                           err));
+    HS_CHECK(put_with_mean(g, r, "metric_clean", "the metric of the clean prompt", err));
+    HS_CHECK(put_with_mean(g, r, "metric_corrupt",
+                           "the metric of the corrupted prompt (read against the clean prompt's answers and next "
+                           "tokens)",
+                           err));
+    HS_CHECK(hs_h5_write_f32(g, "faithfulness", 1, m->dims, nk, faith, err));
+    HS_CHECK(hs_h5_attr_str(g, "faithfulness", "definition",
+                            "(metric_mean - metric_corrupt_mean) / (metric_clean_mean - metric_corrupt_mean): 1 = the "
+                            "circuit recovers the clean run, 0 = no more than the corrupted one",
+                            err));
+    HS_CHECK(put_nodes(g, &r->shape, err));
+    HS_CHECK(hs_h5_write_f32(g, "edge_rank", 2, rank->dims, rank->dim_names + 1, rank->data, err));
+    HS_CHECK(hs_h5_attr_str(g, "edge_rank", "definition",
+                            e->absolute ? "each edge's place by |score| of edges_from, 0 = the strongest (ties: the "
+                                          "lower upstream, then downstream index first); NaN where no edge"
+                                        : "each edge's place by score of edges_from, 0 = the largest (ties: the "
+                                          "lower upstream, then downstream index first); NaN where no edge",
+                            err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "edges_from",
+                            e->edges_from.experiment ? e->edges_from.experiment : e->edges_from.dataset, err));
+    if (!e->edges_from.experiment) HS_CHECK(hs_h5_attr_str(g, NULL, "edges_from_file", e->edges_from.file, err));
+    HS_CHECK(hs_h5_attr_int(g, NULL, "absolute", e->absolute, err));
+    HS_CHECK(hs_h5_attr_str(g, NULL, "metric", hs_config_metric_name(e->metric), err));
+exit:
+    free(mean), free(faith), free(sizes);
     return st;
 }
 
@@ -525,6 +594,7 @@ hs_status hs_run_write(const hs_config *cfg, int exp, const hs_run_exp *r, hs_h5
     case HS_CONFIG_EXP_DLA: return write_dla(e, r, g, err);
     case HS_CONFIG_EXP_CIRCUIT_SCORES: return write_circuit(e, r, g, err);
     case HS_CONFIG_EXP_EDGE_ATTRIBUTION: return write_eap(e, r, g, err);
+    case HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS: return write_faithfulness(e, r, g, err);
     case HS_CONFIG_EXP_ACTIVATION_PATCHING: return write_patching(e, r, g, err);
     case HS_CONFIG_EXP_HEAD_SET_ABLATION: return write_sets(e, r, g, err);
     case HS_CONFIG_EXP_HEAD_IMPORTANCE: return write_importance(e, r, g, err);

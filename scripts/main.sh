@@ -6,10 +6,12 @@
 # ablated together against random heads, and from the weights the heads whose
 # output an induction head (L17H4) reads with its keys (K-composition)
 # (configs/smollm2-induction.yaml); then the IOI circuit as edges: edge
-# attribution patching (EAP-IG) over all 70,651 edges of the graph on 32 IOI
-# prompts (configs/smollm2-ioi-edges.yaml).
+# attribution patching (EAP, EAP-IG) over all 70,651 edges of the graph on 32 IOI
+# prompts, and how faithful circuits of their strongest edges are
+# (configs/smollm2-ioi-edges.yaml).
 # Results: results/smollm2-induction.h5 (+ SVG heatmaps beside it),
-# results/smollm2-ioi-edges.h5 (+ the graph of its 30 strongest edges, results/eap_ig_edges.svg).
+# results/smollm2-ioi-edges.h5 (+ the graph of its 30 strongest edges, results/eap_ig_edges.svg,
+# and the faithfulness curve, results/eap_ig_faithfulness.svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -30,3 +32,6 @@ build/headsweep run configs/smollm2-ioi-edges.yaml --set "model=$MODEL" --set "o
 build/headsweep top "$EDGES" --experiment eap_ig -k 10
 build/headsweep top "$EDGES" --experiment eap_ig --node L17H4 -k 5
 build/headsweep plot "$EDGES" --experiment eap_ig -k 30 -o results/eap_ig_edges.svg
+build/headsweep top "$EDGES" --experiment faith_eap
+build/headsweep top "$EDGES" --experiment faith_eap_ig
+build/headsweep plot "$EDGES" --experiment faith_eap_ig -o results/eap_ig_faithfulness.svg

@@ -166,7 +166,9 @@ Test(cli, dataset_needle_with_answer) {
 }
 
 /* Edge attribution through the CLI: run on the fixture's clean/corrupt pairs, then `top` names
- * the edge of largest |score| that TransformerLens's reference has, with its value. */
+ * the edge of largest |score| that TransformerLens's reference has, with its value; `plot` draws
+ * the strongest edges. A circuit_faithfulness of those scores: `top` prints its curve, whose
+ * 25-edge circuit has TransformerLens's mean metric, and `plot` draws it. */
 Test(cli, edge_attribution_top) {
     char dir[] = "/tmp/hs_test_cli_XXXXXX", model[1024], args[2048], out[8192], path[256];
     cr_assert_not_null(mkdtemp(dir));
@@ -190,7 +192,8 @@ Test(cli, edge_attribution_top) {
     snprintf(path, sizeof path, "%s/c.yaml", dir);
     f = fopen(path, "w");
     fprintf(f, "model: %s\noutput: %s/r.h5\nbatch_size: 2\ndataset:\n  file: %s/p.jsonl\nexperiments:\n"
-               "  - name: eap\n    type: edge_attribution\n",
+               "  - name: eap\n    type: edge_attribution\n"
+               "  - name: faith\n    type: circuit_faithfulness\n    edges_from: eap\n    n_edges: [0, 25]\n",
             model, dir, dir);
     fclose(f);
     snprintf(args, sizeof args, "run %s", path);
@@ -243,6 +246,32 @@ Test(cli, edge_attribution_top) {
     snprintf(args, sizeof args, "top %s/r.h5 --experiment eap --node L9H9", dir);
     cr_assert_eq(run_cli(args, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "no node 'L9H9'"), "%s", out);
+    /* the faithfulness curve: the 25 strongest edges give the metric TransformerLens's evaluation gives them */
+    hs_st_file *cref = NULL;
+    hs_test_fixture_path(path, sizeof path, "ref/llama_gqa_eap_circuit.safetensors");
+    cr_assert_eq(hs_st_open(path, &cref, &err), HS_OK, "%s", err.msg);
+    const float *wm = hs_test_ref_tensor(cref, "logit_diff.metric")->data; /* [circuit, prompt]; 0: the top 25 */
+    double mean25 = 0;
+    for (int i = 0; i < pr.N; i++) mean25 += wm[i] / pr.N;
+    snprintf(args, sizeof args, "top %s/r.h5 --experiment faith", dir);
+    cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+    int n0, n25;
+    float m0, f0, m25, f25;
+    at = strstr(out, "faithfulness\n");
+    cr_assert(at && sscanf(at, "faithfulness\n %d %f %f\n %d %f %f", &n0, &m0, &f0, &n25, &m25, &f25) == 6, "%s", out);
+    cr_assert(n0 == 0 && fabsf(f0) < 1e-4f && n25 == 25, "%s", out);
+    cr_assert(fabs(m25 - mean25) < 1e-4 * fmax(1, fabs(mean25)), "25 edges: %g, TransformerLens %g: %s", m25, mean25,
+              out);
+    snprintf(args, sizeof args, "plot %s/r.h5 --experiment faith -o %s/f.svg", dir, dir);
+    cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
+    snprintf(path, sizeof path, "%s/f.svg", dir);
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    const size_t got_f = fread(svg, 1, sizeof svg - 1, f);
+    svg[got_f] = 0;
+    fclose(f);
+    cr_assert(strstr(svg, "<polyline") && strstr(svg, "edges in the circuit (log scale, 0 to 25)"), "%.600s", svg);
+    hs_st_close(cref);
     hs_st_close(ref);
     snprintf(args, sizeof args, "rm -rf '%s'", dir);
     cr_assert_eq(system(args), 0);

@@ -165,7 +165,19 @@ Test(config, defaults_filled) {
                 "  - {name: w, type: circuit_scores}\n"
                 "  - {name: k, type: circuit_scores, circuits: [k_composition], fold_norms: false}\n"
                 "  - {name: e, type: edge_attribution}\n"
-                "  - {name: g, type: edge_attribution, metric: kl, ig_steps: 5}\n", NULL, 0);
+                "  - {name: g, type: edge_attribution, metric: kl, ig_steps: 5}\n"
+                "  - {name: f, type: circuit_faithfulness, edges_from: g, n_edges: [100, 0, 10]}\n"
+                "  - {name: h, type: circuit_faithfulness, edges_from: 'r.h5:/g/edges', n_edges: [5], metric: kl,\n"
+                "     absolute: false}\n", NULL, 0);
+    cr_assert_eq(c->experiments[8].type, HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS);
+    cr_assert_eq(c->experiments[8].metric, HS_CONFIG_METRIC_LOGIT_DIFF);
+    cr_assert_str_eq(c->experiments[8].edges_from.experiment, "g");
+    cr_assert(c->experiments[8].n_edges.n == 3 && c->experiments[8].n_edges.v[0] == 0 &&
+              c->experiments[8].n_edges.v[2] == 100); /* sorted */
+    cr_assert_eq(c->experiments[8].absolute, 1); /* by |score|, as Hanna et al. */
+    cr_assert(!c->experiments[9].edges_from.experiment && !strcmp(c->experiments[9].edges_from.file, "r.h5") &&
+              !strcmp(c->experiments[9].edges_from.dataset, "/g/edges"));
+    cr_assert_eq(c->experiments[9].absolute, 0);
     cr_assert_eq(c->experiments[6].type, HS_CONFIG_EXP_EDGE_ATTRIBUTION);
     cr_assert_eq(c->experiments[6].metric, HS_CONFIG_METRIC_LOGIT_DIFF); /* as patching's */
     cr_assert_eq(c->experiments[6].ig_steps, 1);                         /* EAP */
@@ -410,6 +422,22 @@ Test(config, key_not_applicable) {
                  "generator (dataset is induction)");
     expect_error(HEAD "dataset:\n  generator: ioi\n" "experiments:\n  - {name: e, type: edge_attribution, ig_steps: 0}\n",
                  NULL, 0, "ig_steps");
+    expect_error(HEAD "dataset:\n  generator: ioi\n" "experiments:\n  - {name: f, type: circuit_faithfulness, n_edges: [1]}\n",
+                 NULL, 0, "edges_from");
+    expect_error(HEAD "dataset:\n  generator: ioi\n" "experiments:\n  - {name: f, type: circuit_faithfulness, edges_from: e}\n",
+                 NULL, 0, "n_edges");
+    expect_error(HEAD "dataset:\n  generator: ioi\n"
+                 "experiments:\n  - {name: a, type: head_ablation}\n"
+                 "  - {name: f, type: circuit_faithfulness, edges_from: a, n_edges: [1]}\n",
+                 NULL, 0,
+                 "F:7:55: experiments[1].edges_from: 'a' is head_ablation; experiment 'f' needs an edge_attribution "
+                 "experiment of this config, or FILE.h5:/group/edges");
+    expect_error(HEAD "dataset:\n  generator: ioi\n"
+                 "experiments:\n  - {name: f, type: circuit_faithfulness, edges_from: nope, n_edges: [1]}\n",
+                 NULL, 0, "'nope' is no experiment of this config");
+    expect_error(HEAD IND ABL "    n_edges: [3]\n", NULL, 0,
+                 "F:8:5: experiments[0].n_edges does not apply to type head_ablation "
+                 "(it applies to: circuit_faithfulness)");
     expect_error(HEAD IND ABL "    scale: 0.5\n", NULL, 0,
                  "F:8:5: experiments[0].scale only applies with mode scale (mode is zero)");
     expect_error(HEAD IND ABL "    mode: zero\n    mean_over: dataset\n", NULL, 0,

@@ -168,6 +168,38 @@ Test(cuda_experiments, eap_matches_cpu) {
     }
 }
 
+/* Circuit evaluation on CUDA (split inputs: per-head projections from node
+ * copies, the cut GEMMs, node gathers): each prompt's metric with a random
+ * half of the edges, every edge and none, in f32, against the CPU. */
+Test(cuda_experiments, eap_circuit_matches_cpu) {
+    const char *models[2] = {"gpt2", "llama_gqa"};
+    for (int k = 0; k < 2; k++) {
+        fx f;
+        fx_init(&f, models[k]);
+        const hs_model_config *c = hs_model_get_config(f.m);
+        const int64_t uv = (int64_t)hs_eap_n_upstream(c) * hs_eap_n_downstream(c);
+        const int N = f.pr.N, K = 3;
+        uint8_t *in = malloc((size_t)(K * uv));
+        hs_test_rng rng;
+        hs_test_rng_seed(&rng, 17);
+        for (int64_t i = 0; i < uv; i++) in[i] = hs_test_rng_uniform(&rng) < 0.5f, in[uv + i] = 1, in[2 * uv + i] = 0;
+        const uint8_t *circuits[3] = {in, in + uv, in + 2 * uv};
+        float *oc = malloc((size_t)N * (K + 2) * sizeof *oc), *og = malloc((size_t)N * (K + 2) * sizeof *og);
+        for (int64_t i = 0; i < (int64_t)N * (K + 2); i++) og[i] = NAN; /* poisoned: every value is written */
+        const hs_eap_circuit_params p = {.metric = HS_METRIC_KL, .batch_rows = 16, .circuits = circuits, .n_circuits = K};
+        hs_err err = {0};
+        cr_assert_eq(hs_eap_circuit(f.s_cpu, &f.pr, f.corrupt, &p, 0, N, oc, oc + N * K, oc + N * (K + 1), &err), HS_OK,
+                     "%s", err.msg);
+        cr_assert_eq(hs_eap_circuit(f.s_gpu, &f.pr, f.corrupt, &p, 0, N, og, og + N * K, og + N * (K + 1), &err), HS_OK,
+                     "%s", err.msg);
+        char what[64];
+        snprintf(what, sizeof what, "%s circuits, kl", models[k]);
+        expect_close(og, oc, (int64_t)N * (K + 2), what);
+        free(in), free(oc), free(og);
+        fx_free(&f);
+    }
+}
+
 /* Exact patching on CUDA: every target but z_all_pos (z_by_pos covers the
  * SET edits; path_logits covers z_all_pos's edit and the freeze hook's
  * whole-row copies; path_heads the partial pass and the receivers' copies),

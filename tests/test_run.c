@@ -12,6 +12,7 @@
 #include "headsweep/hs_backend.h"
 #include "headsweep/hs_config.h"
 #include "headsweep/hs_dataset.h"
+#include "headsweep/hs_eap.h"
 #include "headsweep/hs_h5.h"
 #include "headsweep/hs_head_grad.h"
 #include "headsweep/hs_head_scores.h"
@@ -811,5 +812,123 @@ Test(run, edge_attribution_without_corrupt_prompts_is_refused) {
     cr_assert(strstr(err.msg, "'edges'") && strstr(err.msg, "corrupt prompts"), "%s", err.msg);
     cr_assert_neq(access(out, F_OK), 0, "a refused run wrote %s", out);
     hs_config_free(cfg);
+    hs_test_remove_dir(dir);
+}
+
+/* Circuit faithfulness through `headsweep run` on GPT-2: the edges ranked by
+ * an edge attribution of the same run. The 25 strongest are the circuit the
+ * eap_circuit fixture took from TransformerLens's scores, and each prompt's
+ * metric with them is TransformerLens's (evaluate_graph by hooks); no edge is
+ * the corrupted run and every edge the clean one; faithfulness is the
+ * normalised mean. The same experiment ranking from the result file gives
+ * the same bits. Sharded, ranking from this run's experiment is refused, and
+ * so is a circuit larger than the graph. */
+Test(run, circuit_faithfulness_matches_transformer_lens) {
+    make_dir();
+    char ref[1024], model[1024], jsonl[256], cfgp[256], out[256], out2[256];
+    hs_test_fixture_path(model, sizeof model, "models/gpt2");
+    hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_eap.safetensors");
+    snprintf(jsonl, sizeof jsonl, "%s/p.jsonl", dir);
+    snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    snprintf(out2, sizeof out2, "%s/out2.h5", dir);
+    hs_st_file *st = NULL, *cr = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_st_open(ref, &st, &err), HS_OK, "%s", err.msg);
+    hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_eap_circuit.safetensors");
+    cr_assert_eq(hs_st_open(ref, &cr, &err), HS_OK, "%s", err.msg);
+    const hs_st_tensor *tok = hs_st_find(st, "tokens");
+    const int N = (int)tok->shape[0], T = (int)tok->shape[1];
+    const int32_t *tk = tok->data, *ct = hs_st_find(st, "corrupt")->data, *len = hs_st_find(st, "lengths")->data,
+                  *ans = hs_st_find(st, "answer")->data, *dis = hs_st_find(st, "distractor")->data;
+    FILE *f = fopen(jsonl, "w");
+    for (int i = 0; i < N; i++) {
+        fprintf(f, "{\"tokens\": [");
+        for (int t = 0; t < len[i]; t++) fprintf(f, "%s%d", t ? ", " : "", tk[i * T + t]);
+        fprintf(f, "], \"corrupt\": [");
+        for (int t = 0; t < len[i]; t++) fprintf(f, "%s%d", t ? ", " : "", ct[i * T + t]);
+        fprintf(f, "], \"answer\": %d, \"distractor\": %d}\n", ans[i], dis[i]);
+    }
+    fclose(f);
+    hs_model *m = hs_test_fixture_model("gpt2");
+    const hs_model_config *mc = hs_model_get_config(m);
+    const int U = hs_eap_n_upstream(mc), V = hs_eap_n_downstream(mc);
+    int edges = 0;
+    for (int u = 0; u < U; u++)
+        for (int v = 0; v < V; v++) edges += hs_eap_is_edge(mc, u, v);
+    f = fopen(cfgp, "w");
+    fprintf(f, "model: %s\noutput: %s\nbatch_size: 3\ndataset:\n  file: %s\nexperiments:\n"
+               "  - name: eap\n    type: edge_attribution\n"
+               "  - name: faith\n    type: circuit_faithfulness\n    edges_from: eap\n    n_edges: [0, 25, %d]\n",
+            model, out, jsonl, edges);
+    fclose(f);
+    hs_config *cfg = load(cfgp);
+    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_OK, "%s", err.msg);
+    hs_config_free(cfg);
+    hs_h5 *h = NULL;
+    hs_h5_shape sh;
+    cr_assert_eq(hs_h5_open_read(out, &h, &err), HS_OK, "%s", err.msg);
+    float *met = read_f32(h, "faith", "metric", &sh), *cl = read_f32(h, "faith", "metric_clean", NULL),
+          *co = read_f32(h, "faith", "metric_corrupt", NULL), *fa = read_f32(h, "faith", "faithfulness", NULL),
+          *rank = read_f32(h, "faith", "edge_rank", NULL);
+    cr_assert(sh.ndim == 2 && sh.dims[0] == N && sh.dims[1] == 3 && !strcmp(sh.dim_names[1], "n_edges"));
+    const float *circ = hs_st_find(cr, "circuits")->data, *want = hs_st_find(cr, "logit_diff.metric")->data,
+                *wc = hs_st_find(cr, "logit_diff.clean")->data, *wx = hs_st_find(cr, "logit_diff.corrupted")->data;
+    for (int64_t i = 0; i < (int64_t)U * V; i++)
+        cr_assert_eq(rank[i] < 25.0f, circ[i] != 0.0f, "edge %lld: rank %g, in the fixture's 25: %d", (long long)i,
+                     rank[i], circ[i] != 0.0f);
+    double mm[3] = {0}, mcl = 0, mco = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert_float_eq(cl[i], wc[i], 2e-5 * fmax(1, fabs(wc[i])), "prompt %d clean", i);
+        cr_assert_float_eq(co[i], wx[i], 2e-5 * fmax(1, fabs(wx[i])), "prompt %d corrupted", i);
+        cr_assert_float_eq(met[i * 3], co[i], 1e-5 * fmax(1, fabs(co[i])), "prompt %d: no edge is the corrupted run", i);
+        cr_assert_float_eq(met[i * 3 + 1], want[i], 2e-5 * fmax(1, fabs(want[i])), "prompt %d: 25 edges", i);
+        cr_assert_float_eq(met[i * 3 + 2], cl[i], 1e-5 * fmax(1, fabs(cl[i])), "prompt %d: every edge is clean", i);
+        for (int k = 0; k < 3; k++) mm[k] += met[i * 3 + k];
+        mcl += cl[i], mco += co[i];
+    }
+    for (int k = 0; k < 3; k++)
+        cr_assert_float_eq(fa[k], (mm[k] - mco) / (mcl - mco), 1e-5, "faithfulness %d", k);
+    cr_assert(fabs(fa[0]) < 1e-4 && fabs(fa[2] - 1) < 1e-4, "faithfulness %g .. %g", fa[0], fa[2]);
+    hs_h5_group *g;
+    int32_t *sizes = NULL;
+    char *from = NULL;
+    cr_assert_eq(hs_h5_group_open(h, "faith", &g, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_i32(g, "n_edges", &sizes, &sh, &err), HS_OK, "%s", err.msg);
+    cr_assert(sh.dims[0] == 3 && sizes[0] == 0 && sizes[1] == 25 && sizes[2] == edges);
+    cr_assert_eq(hs_h5_read_attr_str(g, NULL, "edges_from", &from, &err), HS_OK, "%s", err.msg);
+    cr_assert_str_eq(from, "eap");
+    free(sizes), free(from);
+    hs_h5_close(h);
+    /* from the file: the same bits */
+    const char *file_sets[2] = {"output=", "experiments.faith.edges_from="};
+    char s0[300], s1[300];
+    snprintf(s0, sizeof s0, "%s%s", file_sets[0], out2);
+    snprintf(s1, sizeof s1, "%s%s:/eap/edges", file_sets[1], out);
+    const char *sets[2] = {s0, s1};
+    cr_assert_eq(hs_config_load(cfgp, sets, 2, &cfg, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_OK, "%s", err.msg);
+    hs_config_free(cfg);
+    cr_assert_eq(hs_h5_open_read(out2, &h, &err), HS_OK, "%s", err.msg);
+    float *met2 = read_f32(h, "faith", "metric", NULL);
+    cr_assert_eq(memcmp(met, met2, (size_t)N * 3 * sizeof *met), 0, "ranking from the file changes the metric");
+    hs_h5_close(h);
+    free(met), free(met2), free(cl), free(co), free(fa), free(rank);
+    /* refusals, before any work */
+    const char *shard[2] = {"shard=0/2", "overwrite=true"};
+    cr_assert_eq(hs_config_load(cfgp, shard, 2, &cfg, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_UNSUPPORTED);
+    cr_assert(strstr(err.msg, "'faith'") && strstr(err.msg, "edges_from: FILE:/eap/edges"), "%s", err.msg);
+    hs_config_free(cfg);
+    char big[64], want_msg[64];
+    snprintf(big, sizeof big, "experiments.faith.n_edges=[%d]", edges + 1);
+    snprintf(want_msg, sizeof want_msg, "graph has %d edges", edges);
+    const char *over[2] = {big, "overwrite=true"};
+    cr_assert_eq(hs_config_load(cfgp, over, 2, &cfg, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_INVALID_ARG);
+    cr_assert(strstr(err.msg, "'faith'") && strstr(err.msg, want_msg), "%s", err.msg);
+    hs_config_free(cfg);
+    hs_model_free(m);
+    hs_st_close(st), hs_st_close(cr);
     hs_test_remove_dir(dir);
 }

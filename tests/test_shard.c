@@ -653,7 +653,8 @@ Test(shard, split_layers_shards_a_chunk_over_tasks, .timeout = 300) {
 /* Edge attribution over 4 batches of 3 prompts on GPT-NeoX (parallel blocks): 3 shards merged
  * equal the unsharded file bit for bit (the batches' sums added in order), and the merged graph
  * is the parallel one (no edge from a head into its own layer's MLP), read from the shards'
- * parallel_attn_mlp attribute without the model. */
+ * parallel_attn_mlp attribute without the model. Then circuit faithfulness ranked by the merged
+ * file, sharded the same way. */
 Test(shard, edge_attribution_batches_merge_in_order, .timeout = 300) {
     make_dir();
     char model[1024], cfg[256], data[256], ref[256], out[256], merged[256], paths[3][256];
@@ -695,6 +696,33 @@ Test(shard, edge_attribution_batches_merge_in_order, .timeout = 300) {
     cr_assert(v_mlp0 >= 0 && sh.dims[1] == nd);
     cr_assert(isnan(e[u_h0 * nd + v_mlp0]), "parallel block: L0H0 -> MLP0 is no edge, got %g", e[u_h0 * nd + v_mlp0]);
     cr_assert(!isnan(e[v_mlp0]) && e[v_mlp0] != 0.0f, "input -> MLP0 is an edge: %g", e[v_mlp0]);
+    free(e);
+    hs_h5_close(h);
+    /* circuits of the merged scores' strongest edges, sharded over the prompts: the same bits */
+    char ranked[256], ref2[256];
+    path_in(ranked, sizeof ranked, "ranked.h5");
+    path_in(ref2, sizeof ref2, "ref2.h5");
+    cr_assert_eq(rename(merged, ranked), 0);
+    f = fopen(cfg, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "model: %s\nbatch_size: 3\noutput: %s\ndataset:\n  file: %s\nexperiments:\n"
+            "  - name: faith\n    type: circuit_faithfulness\n    metric: kl\n    edges_from: %s:/eap/edges\n"
+            "    n_edges: [0, 5, 50]\n",
+            model, out, data, ranked);
+    fclose(f);
+    cr_assert_eq(run(cfg, NULL, NULL, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(rename(out, ref2), 0);
+    for (int i = 0; i < 3; i++) cr_assert_eq(remove(paths[i]), 0, "%s", paths[i]); /* the edge attribution's */
+    run_shards(cfg, 3, paths); /* 4 units (3, 3, 3 and 2 prompts) over 3 shards */
+    cr_assert_eq(hs_run_merge(merged, sp, 3, 0, &err), HS_OK, "%s", err.msg);
+    assert_same_results(ref2, merged);
+    cr_assert_eq(hs_h5_open_read(merged, &h, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_group_open(h, "faith", &g, &err), HS_OK, "%s", err.msg);
+    cr_assert_eq(hs_h5_read_f32(g, "metric", &e, &sh, &err), HS_OK, "%s", err.msg);
+    cr_assert(sh.dims[0] == 11 && sh.dims[1] == 3, "[prompt, n_edges] = [%lld, %lld]", (long long)sh.dims[0],
+              (long long)sh.dims[1]);
+    for (int i = 0; i < 11; i++) cr_assert(e[i * 3] > 1e-4f, "prompt %d: no edge kept, KL %g", i, e[i * 3]);
     free(e);
     hs_h5_close(h);
     remove_dir();

@@ -62,10 +62,16 @@ static void heatmap(FILE *o, const char *title, const float *d, int L, int H) {
     fprintf(o, "</svg>\n");
 }
 
-static void lineplot(FILE *o, const char *title, const float *x, const float *y, int n) {
-    double lo = y[0], hi = y[0];
+/* y against x: the pruned fraction (0 to 1), or with logx a count drawn on
+ * log10(1 + x) up to its largest. */
+static void lineplot(FILE *o, const char *title, const float *x_in, const float *y, int n, int logx) {
+    double lo = y[0], hi = y[0], xmax = 0;
     for (int i = 1; i < n; i++) lo = fmin(lo, y[i]), hi = fmax(hi, y[i]);
     if (hi == lo) hi = lo + 1;
+    float *x = malloc((size_t)n * sizeof *x);
+    if (!x) return;
+    for (int i = 0; i < n; i++) xmax = fmax(xmax, logx ? log10(1.0 + x_in[i]) : 1.0);
+    for (int i = 0; i < n; i++) x[i] = (float)((logx ? log10(1.0 + x_in[i]) : x_in[i]) / (xmax > 0 ? xmax : 1));
     const int x0 = 70, y0 = 40, w = 480, h = 300;
     fprintf(o, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' font-family='sans-serif' font-size='11'>\n",
             x0 + w + 30, y0 + h + 60);
@@ -76,12 +82,18 @@ static void lineplot(FILE *o, const char *title, const float *x, const float *y,
     for (int i = 0; i < n; i++) fprintf(o, "%.1f,%.1f ", x0 + w * x[i], y0 + h * (hi - y[i]) / (hi - lo));
     fprintf(o, "'/>\n");
     for (int i = 0; i < n; i++)
-        fprintf(o, "<circle cx='%.1f' cy='%.1f' r='3' fill='#1f5fa8'><title>%.3g: %.5g</title></circle>\n",
-                x0 + w * x[i], y0 + h * (hi - y[i]) / (hi - lo), (double)x[i], (double)y[i]);
+        fprintf(o, "<circle cx='%.1f' cy='%.1f' r='3' fill='#1f5fa8'><title>%.6g: %.5g</title></circle>\n",
+                x0 + w * x[i], y0 + h * (hi - y[i]) / (hi - lo), (double)x_in[i], (double)y[i]);
     fprintf(o, "<text x='%d' y='%d' text-anchor='end'>%.4g</text><text x='%d' y='%d' text-anchor='end'>%.4g</text>\n",
             x0 - 6, y0 + 10, hi, x0 - 6, y0 + h, lo);
-    fprintf(o, "<text x='%d' y='%d' text-anchor='middle'>fraction of heads pruned (0 to 1)</text>\n</svg>\n",
-            x0 + w / 2, y0 + h + 30);
+    if (logx)
+        fprintf(o,
+                "<text x='%d' y='%d' text-anchor='middle'>edges in the circuit (log scale, 0 to %.0f)</text>\n</svg>\n",
+                x0 + w / 2, y0 + h + 30, pow(10.0, xmax) - 1);
+    else
+        fprintf(o, "<text x='%d' y='%d' text-anchor='middle'>fraction of heads pruned (0 to 1)</text>\n</svg>\n",
+                x0 + w / 2, y0 + h + 30);
+    free(x);
 }
 
 int hs_cli_plot(int argc, char **argv) {
@@ -105,6 +117,7 @@ int hs_cli_plot(int argc, char **argv) {
     hs_h5 *f = NULL;
     hs_h5_group *g;
     float *d = NULL, *x = NULL;
+    int32_t *sizes = NULL; /* circuit_faithfulness: the x axis */
     char *type = NULL, **names = NULL, title[512], outbuf[1024];
     int64_t nn = 0;
     int rc = 1;
@@ -116,6 +129,7 @@ int hs_cli_plot(int argc, char **argv) {
         else if (!strcmp(type, "direct_logit_attribution")) dsname = "dla_mean";
         else if (!strcmp(type, "pruning_curve")) dsname = "metric";
         else if (!strcmp(type, "edge_attribution")) dsname = "edges";
+        else if (!strcmp(type, "circuit_faithfulness")) dsname = "faithfulness";
         else {
             if (hs_h5_list_datasets(g, &names, &nn, &err)) goto fail;
             for (int64_t i = 0; i < nn && !dsname; i++) {
@@ -169,11 +183,16 @@ int hs_cli_plot(int argc, char **argv) {
     } else if (sh.ndim == 2) {
         heatmap(o, title, d, (int)sh.dims[0], (int)sh.dims[1]);
     } else if (sh.ndim == 1 && !strcmp(sh.dim_names[0], "step") && !hs_h5_read_f32(g, "step", &x, NULL, &err)) {
-        lineplot(o, title, x, d, (int)sh.dims[0]);
+        lineplot(o, title, x, d, (int)sh.dims[0], 0);
+    } else if (sh.ndim == 1 && !strcmp(sh.dim_names[0], "n_edges") &&
+               !hs_h5_read_i32(g, "n_edges", &sizes, NULL, &err) && (x = malloc((size_t)sh.dims[0] * sizeof *x))) {
+        for (int64_t i = 0; i < sh.dims[0]; i++) x[i] = (float)sizes[i];
+        lineplot(o, title, x, d, (int)sh.dims[0], 1);
     } else {
         fclose(o);
         remove(outp);
-        snprintf(err.msg, sizeof err.msg, "%s: dataset '%s' is neither [layer, head] nor [step]", file, dsname);
+        snprintf(err.msg, sizeof err.msg, "%s: dataset '%s' is neither [layer, head] nor [step] nor [n_edges]", file,
+                 dsname);
         goto fail;
     }
     if (fclose(o) != 0) {
@@ -188,6 +207,7 @@ fail:
 done:
     free(d);
     free(x);
+    free(sizes);
     free(type);
     if (names) hs_h5_names_free(names, nn);
     if (f) hs_h5_close(f);

@@ -41,6 +41,27 @@ static int top_pairs(float *d, const hs_h5_shape *sh, const char *exp, const cha
     return 0;
 }
 
+/* A circuit_faithfulness: each circuit's size, mean metric and faithfulness. */
+static int top_faithfulness(hs_h5_group *g, const char *exp, hs_err *err) {
+    float *m = NULL, *fa = NULL, *cl = NULL, *co = NULL;
+    int32_t *sizes = NULL;
+    char *metric = NULL;
+    hs_h5_shape sh;
+    int rc = 1;
+    if (hs_h5_read_i32(g, "n_edges", &sizes, &sh, err) || hs_h5_read_f32(g, "metric_mean", &m, NULL, err) ||
+        hs_h5_read_f32(g, "faithfulness", &fa, NULL, err) || hs_h5_read_f32(g, "metric_clean_mean", &cl, NULL, err) ||
+        hs_h5_read_f32(g, "metric_corrupt_mean", &co, NULL, err) ||
+        hs_h5_read_attr_str(g, NULL, "metric", &metric, err))
+        goto done;
+    printf("%s: %s with only the strongest edges intact (clean %.5f, corrupted %.5f)\n", exp, metric, cl[0], co[0]);
+    printf("  %10s  %12s  %12s\n", "edges", metric, "faithfulness");
+    for (int64_t i = 0; i < sh.dims[0]; i++) printf("  %10d  %12.5f  %12.4f\n", sizes[i], m[i], fa[i]);
+    rc = 0;
+done:
+    free(m), free(fa), free(cl), free(co), free(sizes), free(metric);
+    return rc;
+}
+
 /* The k edges of largest |score| of d [upstream, downstream] (NaN: no edge), named by the group's
  * upstream and downstream datasets; with node, only the edges into or out of it. */
 static int top_edges(hs_h5_group *g, float *d, const hs_h5_shape *sh, const char *exp, const char *ds, int k,
@@ -138,6 +159,11 @@ int hs_cli_top(int argc, char **argv) {
                    (long long)sh.dims[0] - 1);
         free(metric);
         rc = 0;
+        goto done;
+    }
+    if (!strcmp(type, "circuit_faithfulness") && !ds) {
+        rc = top_faithfulness(g, exp, &err);
+        if (rc) goto fail;
         goto done;
     }
     if (!ds) /* the experiment's [layer, head] result: for the first two, what a pruning curve ranks by */

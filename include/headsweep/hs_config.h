@@ -111,6 +111,7 @@ typedef enum {
     HS_CONFIG_EXP_DLA,               /* direct logit attribution (hs_dla.h) */
     HS_CONFIG_EXP_CIRCUIT_SCORES,    /* weight-only composition and copying scores (hs_circuit.h) */
     HS_CONFIG_EXP_EDGE_ATTRIBUTION,  /* edge attribution patching, EAP and EAP-IG (hs_eap.h) */
+    HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS, /* the metric with only the strongest edges intact (hs_eap_circuit) */
     HS_CONFIG_EXP_COUNT
 } hs_config_exp_type;
 
@@ -219,7 +220,7 @@ typedef enum {
 typedef struct {
     char *experiment;
     char *file, *dataset;
-} hs_config_importance;
+} hs_config_importance; /* also circuit_faithfulness's edges_from: an edge_attribution, or [upstream, downstream] */
 
 /* One experiment. Fields that do not apply to its type (or, for scale and
  * mean_over, to its mode) hold their defaults and are ignored. */
@@ -259,6 +260,11 @@ typedef struct {
     unsigned circuits;          /* circuit_scores: HS_CONFIG_BIT(hs_config_circuit) set (all four) */
     int fold_norms;             /* circuit_scores: TransformerLens's processed weights (true) */
     int ig_steps;               /* edge_attribution: 1 = EAP, m > 1 = EAP-IG with m steps (1) */
+    hs_config_importance edges_from; /* circuit_faithfulness (required): the edge scores that rank the
+                                   edges, an edge_attribution experiment of this config or
+                                   "FILE.h5:/group/edges" ([upstream, downstream]) */
+    hs_config_int_list n_edges; /* circuit_faithfulness (required): each circuit's size, the strongest edges */
+    int absolute;               /* circuit_faithfulness: rank by |score| (true), else by score, largest first */
 } hs_config_experiment;
 
 typedef struct {
