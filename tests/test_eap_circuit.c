@@ -118,7 +118,8 @@ Test(eap_circuit, pythia_matches_transformer_lens) { against_transformer_lens("p
 
 /* Every edge kept is the clean run, none the corrupted one, to rounding (each
  * head's projection is a GEMM of its own; the stream plus every difference
- * is the corrupted stream). */
+ * is the corrupted stream), for the logit difference, the loss (every
+ * position's next token) and the answer's log-probability. */
 Test(eap_circuit, endpoints) {
     fx f;
     fx_init(&f, "llama_gqa", 3);
@@ -129,16 +130,22 @@ Test(eap_circuit, endpoints) {
     const uint8_t *circuits[2] = {all, none};
     float *metric = malloc((size_t)N * 2 * sizeof *metric), *clean = malloc((size_t)N * sizeof *clean),
           *corrupted = malloc((size_t)N * sizeof *corrupted);
-    run(&f, HS_METRIC_LOGIT_DIFF, 3, circuits, 2, metric, clean, corrupted);
-    int differ = 0;
-    for (int i = 0; i < N; i++) {
-        cr_assert_leq(fabs(metric[2 * i] - clean[i]), 1e-5 * fmax(1, fabs(clean[i])),
-                      "prompt %d: every edge %.7g, clean %.7g", i, metric[2 * i], clean[i]);
-        cr_assert_leq(fabs(metric[2 * i + 1] - corrupted[i]), 1e-5 * fmax(1, fabs(corrupted[i])),
-                      "prompt %d: no edge %.7g, corrupted %.7g", i, metric[2 * i + 1], corrupted[i]);
-        differ += fabs(clean[i] - corrupted[i]) > 1e-3;
+    const hs_metric metrics[3] = {HS_METRIC_LOGIT_DIFF, HS_METRIC_LOSS, HS_METRIC_LOGPROB};
+    for (int m = 0; m < 3; m++) { /* the loss reads every position's log-probability */
+        run(&f, metrics[m], 3, circuits, 2, metric, clean, corrupted);
+        int differ = 0;
+        for (int i = 0; i < N; i++) {
+            cr_assert_leq(fabs(metric[2 * i] - clean[i]), 1e-5 * fmax(1, fabs(clean[i])),
+                          "%s, prompt %d: every edge %.7g, clean %.7g", hs_metric_name(metrics[m]), i, metric[2 * i],
+                          clean[i]);
+            cr_assert_leq(fabs(metric[2 * i + 1] - corrupted[i]), 1e-5 * fmax(1, fabs(corrupted[i])),
+                          "%s, prompt %d: no edge %.7g, corrupted %.7g", hs_metric_name(metrics[m]), i,
+                          metric[2 * i + 1], corrupted[i]);
+            differ += fabs(clean[i] - corrupted[i]) > 1e-3;
+        }
+        cr_assert_gt(differ, 0, "%s: the corruption changes no prompt's metric: the test shows nothing",
+                     hs_metric_name(metrics[m]));
     }
-    cr_assert_gt(differ, 0, "the corruption changes no prompt's metric: the test shows nothing");
     free(all), free(none), free(metric), free(clean), free(corrupted);
     fx_free(&f);
 }

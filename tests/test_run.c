@@ -821,8 +821,9 @@ Test(run, edge_attribution_without_corrupt_prompts_is_refused) {
  * metric with them is TransformerLens's (evaluate_graph by hooks); no edge is
  * the corrupted run and every edge the clean one; faithfulness is the
  * normalised mean. The same experiment ranking from the result file gives
- * the same bits. Sharded, ranking from this run's experiment is refused, and
- * so is a circuit larger than the graph. */
+ * the same bits; every edge is ranked once, by |score| or (absolute: false)
+ * by score. Sharded, ranking from this run's experiment is refused, and so
+ * is a circuit larger than the graph. */
 Test(run, circuit_faithfulness_matches_transformer_lens) {
     make_dir();
     char ref[1024], model[1024], jsonl[256], cfgp[256], out[256], out2[256];
@@ -913,6 +914,29 @@ Test(run, circuit_faithfulness_matches_transformer_lens) {
     float *met2 = read_f32(h, "faith", "metric", NULL);
     cr_assert_eq(memcmp(met, met2, (size_t)N * 3 * sizeof *met), 0, "ranking from the file changes the metric");
     hs_h5_close(h);
+    /* the ranking: by |score| (absolute, the default), or by score, largest first */
+    for (int absolute = 1; absolute >= 0; absolute--) {
+        char s_abs[64], s_out[300];
+        snprintf(s_abs, sizeof s_abs, "experiments.faith.absolute=%s", absolute ? "true" : "false");
+        snprintf(s_out, sizeof s_out, "output=%s", out2);
+        const char *rs[3] = {s_abs, s_out, "overwrite=true"};
+        cr_assert_eq(hs_config_load(cfgp, rs, 3, &cfg, &err), HS_OK, "%s", err.msg);
+        cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_OK, "%s", err.msg);
+        hs_config_free(cfg);
+        cr_assert_eq(hs_h5_open_read(out2, &h, &err), HS_OK, "%s", err.msg);
+        float *rk = read_f32(h, "faith", "edge_rank", NULL), *sc = read_f32(h, "eap", "edges", NULL);
+        float *by_rank = malloc((size_t)edges * sizeof *by_rank);
+        for (int i = 0; i < edges; i++) by_rank[i] = NAN;
+        for (int64_t i = 0; i < (int64_t)U * V; i++) {
+            cr_assert_eq(isnan(rk[i]), isnan(sc[i]), "edge %lld: ranked iff an edge", (long long)i);
+            if (!isnan(rk[i])) by_rank[(int)rk[i]] = absolute ? fabsf(sc[i]) : sc[i];
+        }
+        for (int r = 1; r < edges; r++)
+            cr_assert(by_rank[r] <= by_rank[r - 1], "absolute %d: rank %d scores %g after %g", absolute, r, by_rank[r],
+                      by_rank[r - 1]);
+        free(rk), free(sc), free(by_rank);
+        hs_h5_close(h);
+    }
     free(met), free(met2), free(cl), free(co), free(fa), free(rank);
     /* refusals, before any work */
     const char *shard[2] = {"shard=0/2", "overwrite=true"};
