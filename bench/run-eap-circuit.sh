@@ -33,7 +33,7 @@ K=$(hs_get "$ours" circuits)
     echo
     echo "| way | seconds | vs headsweep |"
     echo "|---|---|---|"
-    echo "| headsweep: a corrupted and a clean forward, then $K circuit forwards (split inputs), the batch of $N (best of $REPS) | $t | 1.00 |"
+    echo "| headsweep: a corrupted and a clean forward, then $K circuit forwards, the batch of $N (best of $REPS) | $t | 1.00 |"
     echo "| TransformerLens 4.3, evaluate_graph's patching (split q/k/v inputs; one corrupted forward shared by the circuits; best of $REPS) | $t_peer | $(hs_vs "$t_peer" "$t") |"
     echo
     echo "For scale: a plain headsweep forward of the batch takes $(hs_get "$ours" forward_seconds) s."

@@ -12,6 +12,10 @@
 static hs_status node_copy(const hs_eap_up *x, void *buf, int nodes, int j, const void *rows, int put, hs_err *err) {
     const hs_backend_ops *o = x->s->be->ops;
     const size_t nb = (size_t)(x->node * x->es), pitch = (size_t)nodes * nb;
+    if (x->node_major) { /* one contiguous block */
+        char *at = (char *)buf + (size_t)j * x->B * nb;
+        return put ? o->copy(x->s->be, at, rows, x->B * nb, err) : o->copy(x->s->be, (void *)rows, at, x->B * nb, err);
+    }
     char *in_buf = (char *)buf + j * nb;
     if (pitch <= INT32_MAX)
         return put ? o->copy_2d(x->s->be, in_buf, pitch, rows, nb, nb, (size_t)x->B, err)
@@ -86,6 +90,7 @@ hs_status hs_eap_up_keep(void *user, hs_hook_point p, int layer, hs_tensor *t, h
 /* Upstream node u := a(corrupt) - a(run) for an activation of width d. */
 static hs_status diff_node(hs_eap_up *x, int u, const void *corrupt, const void *run, hs_err *err) {
     const hs_backend_ops *o = x->s->be->ops;
+    if (x->need && !x->need[u]) return HS_OK;
     hs_status st = o->copy(x->s->be, x->rows, corrupt, (size_t)(x->n * x->d * x->es), err);
     if (!st) st = o->axpy(x->s->be, x->rows, -1.0f, run, x->n * x->d, err);
     if (!st) st = hs_eap_put_node(x, x->up, x->U, u, x->rows, err);
@@ -105,10 +110,15 @@ hs_status hs_eap_up_diff(void *user, hs_hook_point p, int l, hs_tensor *t, hs_er
         return diff_node(x, 1 + l * (x->H + 1) + x->H, (char *)x->mc + l * x->n * x->d * x->es, t->data, err);
     /* z: each head's result difference (z_c - z) W_O[:, h], W_O's columns of h gathered */
     const void *wo = s->layers[l].wo;
+    const uint8_t *need = x->need ? x->need + 1 + l * (x->H + 1) : NULL;
+    int any = !need;
+    for (int h = 0; h < x->H && !any; h++) any = need[h];
+    if (!any) return HS_OK;
     HS_CHECK(o->copy(s->be, x->zd, (char *)x->zc + l * x->n * x->qd * x->es, (size_t)(x->n * x->qd * x->es), err));
     HS_CHECK(o->axpy(s->be, x->zd, -1.0f, t->data, x->n * x->qd, err));
     for (int h = 0; h < x->H; h++) {
         const size_t w = (size_t)(x->dh * x->es);
+        if (need && !need[h]) continue;
         HS_CHECK(hs_eap_gather_head(x, x->zd, x->H, h, err));
         HS_CHECK(o->copy_2d(s->be, x->woh, w, (const char *)wo + h * w, (size_t)(x->qd * x->es), w, (size_t)x->d, err));
         HS_CHECK(o->matmul(s->be, x->head, x->woh, NULL, x->n, x->d, x->dh, 0, x->rows, err));

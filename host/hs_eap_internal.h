@@ -1,8 +1,9 @@
 /* hs_eap_internal: what edge attribution (hs_eap.c) and circuit evaluation
  * (hs_eap_circuit.c) share: the upstream nodes' activation differences
  * a(corrupt) - a(this run), kept in backend memory laid out [B, U, T, d]
- * (one prompt's nodes are the rows of a [U, T * d] matrix), and the
- * graph's layout. */
+ * (one prompt's nodes are the rows of a [U, T * d] matrix: EAP's GEMMs are
+ * per prompt) or node-major [U, B, T, d] (a node's rows are contiguous), and
+ * the graph's layout. */
 #ifndef HS_EAP_INTERNAL_H
 #define HS_EAP_INTERNAL_H
 
@@ -13,6 +14,8 @@ typedef struct {
     hs_session *s;
     int B, T, H, dh, d, U;
     int64_t n, es, qd, node; /* n = B * T rows; node: one node's T * d elements */
+    int node_major;          /* the differences laid out [U, B, T, d] */
+    const uint8_t *need;     /* [U] the differences to take, NULL = all */
     /* the corrupted run's z [L, n, qd], MLP outputs [L, n, d] and input
      * [n, d]; the differences [B, U, T, d]; with keep_input a copy of this
      * run's input [n, d] (EAP-IG); scratch */
@@ -35,8 +38,8 @@ hs_status hs_eap_model_check(const hs_model_config *c, const char *what, hs_err 
 hs_status hs_eap_up_alloc(hs_eap_up *x, int L, int R, int keep_input, hs_err *err);
 void hs_eap_up_free(hs_eap_up *x);
 
-/* Node row j of every batch row in a [B, nodes, T, d] buffer := rows [n, d]
- * (put), or the reverse (get). */
+/* Node row j of every batch row in a [B, nodes, T, d] buffer (node-major:
+ * [nodes, B, T, d]) := rows [n, d] (put), or the reverse (get). */
 hs_status hs_eap_put_node(const hs_eap_up *x, void *buf, int nodes, int j, const void *rows, hs_err *err);
 hs_status hs_eap_get_node(const hs_eap_up *x, const void *buf, int nodes, int j, void *rows, hs_err *err);
 /* x->head [n, dh] := head h's slice of a [n, heads, dh] buffer. */

@@ -512,15 +512,15 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
         const int need_q = !given || hs_hooks_want(hk, HS_HOOK_Q, l) || (rope && hs_hooks_want(hk, HS_HOOK_ROT_Q, l));
         const int need_k = !given || hs_hooks_want(hk, HS_HOOK_K, l) || (rope && hs_hooks_want(hk, HS_HOOK_ROT_K, l));
         const int need_v = !given || hs_hooks_want(hk, HS_HOOK_V, l);
-        const int split = hs_session_split_wanted(fp, l); /* every node reads its own copy of the stream */
-        if (!split && (need_q || need_k || need_v)) HS_CHECK(hs_session_pre_norm(s, l, 0, s->x, n, s->xn, err));
+        const int split = hs_session_split_wanted(fp, l); /* nodes reading copies of their own */
+        if (need_q || need_k || need_v) HS_CHECK(hs_session_pre_norm(s, l, 0, s->x, n, s->xn, err));
         /* with q/k norms, hook_q and hook_k are q_proj's and k_proj's outputs; rot_q, rot_k come after the norms */
         void *q = c->qk_norm ? s->q_pre : s->q, *k = c->qk_norm ? s->k_pre : s->k, *qkv[3] = {q, k, s->v};
         const int need[3] = {need_q, need_k, need_v};
         for (int j = 0; j < 3; j++)
-            if (need[j])
-                HS_CHECK(split ? hs_session_split_project(s, fp->inputs, l, j, B, T, qkv[j], err)
-                               : hs_session_project(s, l, j, n, 1, qkv[j], err));
+            if (need[j]) HS_CHECK(hs_session_project(s, l, j, n, 1, qkv[j], err));
+        for (int j = 0; j < 3 && split; j++) /* then the split nodes' own heads over theirs (s->xn is free) */
+            if (need[j]) HS_CHECK(hs_session_split_project(s, fp->inputs, l, j, B, T, qkv[j], err));
         if (need_q) HS_CHECK(offer(s, hk, HS_HOOK_Q, l, q, dt, 4, B, T, H, dh, err));
         if (need_k) HS_CHECK(offer(s, hk, HS_HOOK_K, l, k, dt, 4, B, T, Hk, dh, err));
         if (need_v) HS_CHECK(offer(s, hk, HS_HOOK_V, l, s->v, dt, 4, B, T, Hk, dh, err));
@@ -568,8 +568,9 @@ hs_status hs_forward(hs_session *s, const hs_batch *b, const hs_forward_params *
             HS_CHECK(o->add(be, s->x, s->attn_out, n * d, err));
             HS_CHECK(offer(s, hk, HS_HOOK_RESID_MID, l, s->x, dt, 3, B, T, d, 0, err));
         }
-        HS_CHECK(split ? hs_session_split_mlp_in(s, fp->inputs, l, B, T, err)
-                       : hs_session_pre_norm(s, l, 1, s->x, n, s->xn, err));
+        HS_CHECK(split && hs_session_split_node(fp->inputs, l, HS_INPUT_MLP, -1)
+                     ? hs_session_split_mlp_in(s, fp->inputs, l, B, T, err)
+                     : hs_session_pre_norm(s, l, 1, s->x, n, s->xn, err));
         HS_CHECK(o->matmul(be, s->xn, W->w_up, W->b_up, n, f, d, 0, s->up, err));
         if (hs_act_gated(c->act)) {
             HS_CHECK(o->matmul(be, s->xn, W->w_gate, NULL, n, f, d, 0, s->gate, err));

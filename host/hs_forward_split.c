@@ -1,7 +1,8 @@
-/* hs_forward_split: split inputs (hs_input_hooks, hs_forward.h). Each node
- * that reads the residual stream gets a copy of its own for the hook to
+/* hs_forward_split: split inputs (hs_input_hooks, hs_forward.h). Each wanted
+ * node that reads the residual stream gets a copy of its own for the hook to
  * edit, and its projection is computed from that copy alone: a head's q (k,
- * v) is its rows of W_Q (W_K, W_V) applied to its normed copy. */
+ * v) is its rows of W_Q (W_K, W_V) applied to its normed copy, written over
+ * its columns of the layer's wide projection. */
 #include <stdint.h>
 
 #include "hs_session_internal.h"
@@ -9,6 +10,10 @@
 int hs_session_split_wanted(const hs_forward_params *fp, int l) {
     const hs_input_hooks *in = fp->inputs;
     return in && in->fn && (!in->wants || in->wants(in->user, l));
+}
+
+int hs_session_split_node(const hs_input_hooks *in, int l, hs_input_kind kind, int head) {
+    return !in->node_wants || in->node_wants(in->user, l, kind, head);
 }
 
 static const char *kind_name(hs_input_kind k) {
@@ -49,14 +54,17 @@ hs_status hs_session_split_project(hs_session *s, const hs_input_hooks *in, int 
     const char *w = which == 0 ? W->wq : which == 1 ? W->wk : W->wv;
     const char *b = which == 0 ? W->bq : which == 1 ? W->bk : W->bv;
     hs_status st = HS_OK;
+    int any = 0;
     for (int h = 0; h < heads; h++) {
+        if (!hs_session_split_node(in, l, (hs_input_kind)which, h)) continue; /* the wide projection's columns stand */
+        any = 1;
         HS_CHECK(node_input(s, in, l, (hs_input_kind)which, h, B, T, err));
         HS_CHECK(hs_session_pre_norm(s, l, 0, s->split_x, n, s->xn, err));
         HS_CHECK(o->matmul(s->be, s->xn, w + (int64_t)h * dh * d * s->es, b ? b + h * hb : NULL, n, dh, d, 0,
                            s->split_y, err));
         HS_CHECK(o->copy_2d(s->be, (char *)out + h * hb, heads * hb, s->split_y, hb, hb, (size_t)n, err));
     }
-    if (c->clip_qkv > 0.0f) st = o->clamp(s->be, out, n * heads * dh, c->clip_qkv, out, err);
+    if (any && c->clip_qkv > 0.0f) st = o->clamp(s->be, out, n * heads * dh, c->clip_qkv, out, err);
 exit:
     return st;
 }

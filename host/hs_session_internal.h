@@ -107,10 +107,12 @@ hs_status hs_session_qk_norm(hs_session *s, int l, int64_t n, int do_q, int do_k
 hs_status hs_session_project(hs_session *s, int l, int which, int64_t n, int clip, void *out, hs_err *err);
 
 /* Split inputs (hs_input_hooks, hs_forward_split.c). Whether fp's input hook
- * takes layer l; out = layer l's projection `which` (0 q, 1 k, 2 v, clamped
- * like hs_session_project) of [B, T] rows, each head from its own copy of
- * s->x that the hook saw; s->xn = the MLP's norm of its own copy of s->x. */
+ * takes layer l, and node (kind, head) of it; in out, layer l's projection
+ * `which` (0 q, 1 k, 2 v, clamped like hs_session_project) of [B, T] rows,
+ * each wanted head's columns from its own copy of s->x that the hook saw;
+ * s->xn = the MLP's norm of its own copy of s->x. */
 int hs_session_split_wanted(const hs_forward_params *fp, int l);
+int hs_session_split_node(const hs_input_hooks *in, int l, hs_input_kind kind, int head);
 hs_status hs_session_split_project(hs_session *s, const hs_input_hooks *in, int l, int which, int B, int T, void *out,
                                    hs_err *err);
 hs_status hs_session_split_mlp_in(hs_session *s, const hs_input_hooks *in, int l, int B, int T, hs_err *err);

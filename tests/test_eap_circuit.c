@@ -116,10 +116,10 @@ Test(eap_circuit, gpt2_one_prompt_per_batch) { against_transformer_lens("gpt2", 
 Test(eap_circuit, llama_gqa_matches_transformer_lens) { against_transformer_lens("llama_gqa", 2); }
 Test(eap_circuit, pythia_matches_transformer_lens) { against_transformer_lens("pythia", 3); }
 
-/* Every edge kept is the clean run, none the corrupted one, to rounding (each
- * head's projection is a GEMM of its own; the stream plus every difference
- * is the corrupted stream), for the logit difference, the loss (every
- * position's next token) and the answer's log-probability. */
+/* Every edge kept is the clean run, none the corrupted one, bit for bit (no
+ * node reads a sum then: each reads this run's stream or the corrupted
+ * run's), for the logit difference, the loss (every position's next token)
+ * and the answer's log-probability. */
 Test(eap_circuit, endpoints) {
     fx f;
     fx_init(&f, "llama_gqa", 3);
@@ -135,12 +135,10 @@ Test(eap_circuit, endpoints) {
         run(&f, metrics[m], 3, circuits, 2, metric, clean, corrupted);
         int differ = 0;
         for (int i = 0; i < N; i++) {
-            cr_assert_leq(fabs(metric[2 * i] - clean[i]), 1e-5 * fmax(1, fabs(clean[i])),
-                          "%s, prompt %d: every edge %.7g, clean %.7g", hs_metric_name(metrics[m]), i, metric[2 * i],
-                          clean[i]);
-            cr_assert_leq(fabs(metric[2 * i + 1] - corrupted[i]), 1e-5 * fmax(1, fabs(corrupted[i])),
-                          "%s, prompt %d: no edge %.7g, corrupted %.7g", hs_metric_name(metrics[m]), i,
-                          metric[2 * i + 1], corrupted[i]);
+            cr_assert_eq(metric[2 * i], clean[i], "%s, prompt %d: every edge %.9g, clean %.9g",
+                         hs_metric_name(metrics[m]), i, metric[2 * i], clean[i]);
+            cr_assert_eq(metric[2 * i + 1], corrupted[i], "%s, prompt %d: no edge %.9g, corrupted %.9g",
+                         hs_metric_name(metrics[m]), i, metric[2 * i + 1], corrupted[i]);
             differ += fabs(clean[i] - corrupted[i]) > 1e-3;
         }
         cr_assert_gt(differ, 0, "%s: the corruption changes no prompt's metric: the test shows nothing",

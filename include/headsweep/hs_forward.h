@@ -96,16 +96,19 @@ typedef struct {
 
 /* Split inputs (TransformerLens's use_split_qkv_input with hook_q_input,
  * hook_k_input and hook_v_input, and hook_mlp_in): at a layer the hook
- * wants, each head's q projection, each KV head's k and v projection and the
- * MLP read the residual stream through a copy of their own, which the hook
- * may edit for that one node (edge-level interventions: hs_eap_circuit). */
+ * wants, each node it wants (a head's q projection, a KV head's k or v
+ * projection, the MLP) reads the residual stream through a copy of its own,
+ * which the hook may edit for that one node (edge-level interventions:
+ * hs_eap_circuit); the others read the stream as usual. */
 typedef enum { HS_INPUT_Q = 0, HS_INPUT_K, HS_INPUT_V, HS_INPUT_MLP } hs_input_kind;
 
 typedef struct {
     int (*wants)(void *user, int layer); /* NULL = every layer */
+    /* NULL = every node of a wanted layer (head: a KV head for K and V, -1 for the MLP) */
+    int (*node_wants)(void *user, int layer, hs_input_kind kind, int head);
     /* x: [B, T, d_model] in backend memory, the stream as node (kind, head)
-     * reads it before the layer's norm (head: a KV head for K and V, -1 for
-     * the MLP), q, k and v in head order before the MLP; edit it in place. */
+     * reads it before the layer's norm, q, k and v in head order before the
+     * MLP; edit it in place. */
     hs_status (*fn)(void *user, int layer, hs_input_kind kind, int head, hs_tensor *x, hs_err *err);
     void *user;
 } hs_input_hooks;
@@ -170,8 +173,8 @@ typedef struct {
     hs_kv_cache *kv;
     int kv_append;
     /* Split inputs (above), or NULL. Not with a KV cache, z_from_hook or
-     * hs_bwd_forward. A layer's projections then cost H + 2 H_kv narrow GEMMs
-     * and as many norms instead of three wide GEMMs and one norm. */
+     * hs_bwd_forward. Each wanted head costs a norm and a narrow GEMM on top
+     * of the layer's three wide ones. */
     const hs_input_hooks *inputs;
 } hs_forward_params;
 
