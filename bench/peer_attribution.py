@@ -14,11 +14,11 @@ to the layer's input directly and none into the layer; then one backward per
 layer on that graph (retain_graph) and sum over layers of |estimate| / (L - 1).
 --ours-gd F (bench_attribution --out-gd) reports that agreement too. Prints
 key=value."""
-import argparse, json, os, time
+import argparse, os, time
 
 import numpy as np
 import torch
-from peer_util import load_gguf
+from peer_util import load_gguf, read_pairs
 
 ap = argparse.ArgumentParser()
 ap.add_argument("model")
@@ -35,17 +35,9 @@ for p in model.parameters():
 c = model.config
 L, H = c.num_hidden_layers, c.num_attention_heads
 dh = c.hidden_size // H
-rows = [json.loads(line) for line in open(a.ids) if line.strip()]
-N, T = len(rows), max(len(r["tokens"]) for r in rows)
-lengths = torch.tensor([len(r["tokens"]) for r in rows])
+clean, corrupt, lengths, answer, distractor = read_pairs(a.ids)
+N, T = clean.shape
 mask = (torch.arange(T)[None] < lengths[:, None]).long()
-clean = torch.zeros(N, T, dtype=torch.long)
-corrupt = torch.zeros(N, T, dtype=torch.long)
-for i, r in enumerate(rows):
-    clean[i, : lengths[i]] = torch.tensor(r["tokens"])
-    corrupt[i, : lengths[i]] = torch.tensor(r["corrupt"])
-answer = torch.tensor([r["answer"] for r in rows])
-distractor = torch.tensor([r["distractor"] for r in rows])
 last = lengths - 1
 o_projs = [model.model.layers[l].self_attn.o_proj for l in range(L)]
 drop = {"layer": None}  # GradDrop: the layer whose addition to the stream passes no gradient

@@ -14,11 +14,11 @@ the causal mask no real position reads a pad, the metric reads each prompt's
 last real token, and the gradient at a pad is zero. PyTorch CPU, the same
 GGUF weights, prompts (bench_eap --ids) and thread count. With --ours F
 (bench_eap --out) and --ours-ig F it reports the agreement. Prints key=value."""
-import argparse, json, os, resource, time
+import argparse, os, resource, time
 
 import numpy as np
 import torch
-from peer_util import load_gguf_bridge
+from peer_util import load_edge_bridge, read_pairs
 
 ap = argparse.ArgumentParser()
 ap.add_argument("model")
@@ -31,11 +31,7 @@ ap.add_argument("--ours-ig")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 
-hf, bridge = load_gguf_bridge(a.model)
-bridge.enable_compatibility_mode(no_processing=True)
-bridge.set_use_split_qkv_input(True)
-bridge.set_use_attn_result(True)
-bridge.set_use_hook_mlp_in(True)
+hf, bridge = load_edge_bridge(a.model)
 for p in bridge.parameters():
     p.requires_grad_(False)
 c = hf.config
@@ -43,16 +39,8 @@ L, H, Hk = c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads
 U, P = 1 + L * (H + 1), H + 2 * Hk + 1
 V = L * P + 1
 
-rows = [json.loads(line) for line in open(a.ids) if line.strip()]
-N, T = len(rows), max(len(r["tokens"]) for r in rows)
-lengths = torch.tensor([len(r["tokens"]) for r in rows])
-clean = torch.zeros(N, T, dtype=torch.long)
-corrupt = torch.zeros(N, T, dtype=torch.long)
-for i, r in enumerate(rows):
-    clean[i, : lengths[i]] = torch.tensor(r["tokens"])
-    corrupt[i, : lengths[i]] = torch.tensor(r["corrupt"])
-answer = torch.tensor([r["answer"] for r in rows])
-distractor = torch.tensor([r["distractor"] for r in rows])
+clean, corrupt, lengths, answer, distractor = read_pairs(a.ids)
+N, T = clean.shape
 last = lengths - 1
 IN = "blocks.0.hook_resid_pre"
 up_hooks = [IN] + [f"blocks.{l}.{h}" for l in range(L) for h in ("attn.hook_result", "hook_mlp_out")]

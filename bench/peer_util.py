@@ -44,3 +44,32 @@ def load_gguf_bridge(path):
         hf.config.save_pretrained(tmp)
         bridge = TransformerBridge.boot_transformers(tmp, hf_model=hf, tokenizer=tok, device="cpu")
     return hf, bridge
+
+
+def read_pairs(path):
+    """The IOI pairs a C benchmark wrote (hs_dataset_write_jsonl): clean and corrupt token ids right-padded
+    with 0 to [N, T], the lengths, the answer and distractor ids."""
+    import json
+
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    N, T = len(rows), max(len(r["tokens"]) for r in rows)
+    lengths = torch.tensor([len(r["tokens"]) for r in rows])
+    clean = torch.zeros(N, T, dtype=torch.long)
+    corrupt = torch.zeros(N, T, dtype=torch.long)
+    for i, r in enumerate(rows):
+        clean[i, : lengths[i]] = torch.tensor(r["tokens"])
+        corrupt[i, : lengths[i]] = torch.tensor(r["corrupt"])
+    answer = torch.tensor([r["answer"] for r in rows])
+    distractor = torch.tensor([r["distractor"] for r in rows])
+    return clean, corrupt, lengths, answer, distractor
+
+
+def load_edge_bridge(path):
+    """(the transformers model, the bridge) set up as Hanna et al.'s library runs TransformerLens for its
+    edge graph: no weight processing, split q/k/v inputs, per-head results, hook_mlp_in."""
+    hf, bridge = load_gguf_bridge(path)
+    bridge.enable_compatibility_mode(no_processing=True)
+    bridge.set_use_split_qkv_input(True)
+    bridge.set_use_attn_result(True)
+    bridge.set_use_hook_mlp_in(True)
+    return hf, bridge

@@ -198,25 +198,14 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
     const hs_model_config *c = &s->cfg;
     hs_status st = hs_eap_check(c, p, err);
     if (st) return st;
-    if ((st = hs_metric_check(c, pr, p->metric, err))) return hs_err_prefix(err, "edge attribution"), st;
-    if (!corrupt) return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: no corrupted prompts given");
-    if (p0 < 0 || n < 1 || p0 + n > pr->N)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "edge attribution: prompts [%d, %d) outside the %d prompts", p0,
-                          p0 + n, pr->N);
-    eap_ctx x = {.a = {.s = s,
-                       .T = pr->T,
-                       .H = c->n_heads,
-                       .dh = c->d_head,
-                       .d = c->d_model,
-                       .U = hs_eap_n_upstream(c),
-                       .es = (int64_t)s->es},
+    if ((st = hs_eap_check_prompts(c, pr, corrupt, p->metric, p0, n, "edge attribution", err))) return st;
+    eap_ctx x = {.a = hs_eap_up_shape(s, pr->T),
                  .c = c,
                  .L = c->n_layers,
                  .Hk = c->n_kv_heads,
                  .V = hs_eap_n_downstream(c),
                  .P = hs_eap_per_layer(c),
                  .steps = p->ig_steps};
-    x.a.qd = (int64_t)x.a.H * x.a.dh, x.a.node = (int64_t)x.a.T * x.a.d;
     const int R = p->batch_rows < n ? p->batch_rows : n, T = pr->T, Vv = c->n_vocab;
     const int64_t rows = (int64_t)R * T;
     int32_t *mask = malloc((size_t)rows * sizeof *mask), *tg = malloc((size_t)rows * sizeof *tg);
@@ -239,11 +228,8 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
     for (int q0 = p0; q0 < p0 + n; q0 += R) {
         x.a.B = p0 + n - q0 < R ? p0 + n - q0 : R;
         x.a.n = (int64_t)x.a.B * T;
-        hs_prompts one = *pr; /* this batch's prompts, for the masks and targets */
-        one.N = x.a.B, one.tokens = pr->tokens + (int64_t)q0 * T, one.lengths = pr->lengths + q0;
-        hs_prompts_mask_targets(&one, NULL, mask, tg);
-        const hs_batch bc = {.B = x.a.B, .T = T, .tokens = one.tokens, .mask = mask, .targets = tg},
-                       bx = {.B = x.a.B, .T = T, .tokens = corrupt + (int64_t)q0 * T, .mask = mask, .targets = tg};
+        hs_batch bc, bx;
+        hs_eap_batches(pr, corrupt, q0, x.a.B, mask, tg, &bc, &bx);
         /* 1. corrupted (its loss is read against the clean prompt's next tokens) */
         fp.hooks = &keep_corrupt;
         fp.target_logprobs = p->metric == HS_METRIC_LOSS ? h.xlp : NULL;

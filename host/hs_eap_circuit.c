@@ -90,9 +90,10 @@ static hs_status plan_circuit(circ_ctx *x, const uint8_t *in, circ *c, float **h
                               hs_err *err) {
     const int U = x->a.U, V = x->V, NB = 2 * x->L + 1;
     uint8_t *col = malloc((size_t)U);
+    int *ru0 = malloc((size_t)U * sizeof *ru0), *rlen = malloc((size_t)U * sizeof *rlen); /* a block's runs */
     c->mode = calloc((size_t)V, 1), c->slot = malloc((size_t)V * sizeof *c->slot), c->need = calloc((size_t)U, 1);
     c->layer = calloc((size_t)x->L, 1), c->b = calloc((size_t)NB, sizeof *c->b);
-    if (!col || !c->mode || !c->slot || !c->need || !c->layer || !c->b) goto oom;
+    if (!col || !ru0 || !rlen || !c->mode || !c->slot || !c->need || !c->layer || !c->b) goto oom;
     for (int b = 0; b < NB; b++) {
         int v0, nv, ur;
         block_shape(x, b, &v0, &nv, &ur);
@@ -107,46 +108,46 @@ static hs_status plan_circuit(circ_ctx *x, const uint8_t *in, circ *c, float **h
             if (b < 2 * x->L && (mode >= MIX_RUN || (b % 2 && mode == CORRUPT))) c->layer[b / 2] |= 1;
             if (b < 2 * x->L && b % 2 == 0 && mode == CORRUPT) c->layer[b / 2] |= 2;
         }
+        int n_runs = 0;
         for (int u = 0; u < ur;) { /* runs of the marked columns, short gaps merged */
             while (u < ur && !col[u]) u++;
             if (u == ur) break;
             int e = u + 1;
             for (int g = e; g < ur && g <= e + GAP; g++)
                 if (col[g]) e = g + 1;
-            if (!(B->n_runs & (B->n_runs - 1))) { /* 0, 1, 2, 4, ...: grow */
-                const int n2 = B->n_runs ? 2 * B->n_runs : 1;
-                int *u0 = realloc(B->u0, (size_t)n2 * sizeof *u0), *len = u0 ? realloc(B->len, (size_t)n2 * sizeof *len) : NULL;
-                if (u0) B->u0 = u0;
-                if (len) B->len = len;
-                int64_t *off = len ? realloc(B->off, (size_t)n2 * sizeof *off) : NULL;
-                if (!off) goto oom;
-                B->off = off;
-            }
-            const int k = B->n_runs++;
-            B->u0[k] = u, B->len[k] = e - u, B->off[k] = *nh;
-            if (*nh + (int64_t)B->R * (e - u) > *cap) {
-                const int64_t c2 = 2 * (*cap + (int64_t)B->R * (e - u));
+            ru0[n_runs] = u, rlen[n_runs++] = e - u;
+            u = e;
+        }
+        if (!n_runs) continue;
+        B->n_runs = n_runs;
+        B->u0 = malloc((size_t)n_runs * sizeof *B->u0), B->len = malloc((size_t)n_runs * sizeof *B->len);
+        B->off = malloc((size_t)n_runs * sizeof *B->off);
+        if (!B->u0 || !B->len || !B->off) goto oom;
+        for (int k = 0; k < n_runs; k++) {
+            const int u = B->u0[k] = ru0[k], len = B->len[k] = rlen[k];
+            B->off[k] = *nh;
+            if (*nh + (int64_t)B->R * len > *cap) {
+                const int64_t c2 = 2 * (*cap + (int64_t)B->R * len);
                 float *g = realloc(*h, (size_t)c2 * sizeof *g);
                 if (!g) goto oom;
                 *h = g, *cap = c2;
             }
-            for (int v = v0; v < v0 + nv; v++) {
+            for (int v = v0; v < v0 + nv; v++) { /* the run's coefficients [R, len] */
                 if (c->slot[v] < 0) continue;
-                float *row = *h + *nh + (int64_t)c->slot[v] * (e - u);
-                for (int w = u; w < e; w++) {
+                float *row = *h + *nh + (int64_t)c->slot[v] * len;
+                for (int w = u; w < u + len; w++) {
                     const int is_cut = !in[(int64_t)w * V + v];
                     row[w - u] = c->mode[v] == MIX_RUN ? (float)is_cut : -(float)!is_cut;
                 }
             }
-            *nh += (int64_t)B->R * (e - u);
-            memset(c->need + u, 1, (size_t)(e - u));
-            u = e;
+            *nh += (int64_t)B->R * len;
+            memset(c->need + u, 1, (size_t)len);
         }
     }
-    free(col);
+    free(col), free(ru0), free(rlen);
     return HS_OK;
 oom:
-    free(col);
+    free(col), free(ru0), free(rlen);
     return hs_err_set(err, HS_ERR_OOM, "out of memory for the circuits' plans");
 }
 
@@ -203,9 +204,9 @@ static int layer_wants(void *user, int l) { return ((circ_ctx *)user)->cur->laye
 
 static int node_wants(void *user, int l, hs_input_kind kind, int head) {
     const circ_ctx *x = user;
-    const int j = kind == HS_INPUT_Q ? head : kind == HS_INPUT_K ? x->a.H + head : kind == HS_INPUT_V ? x->a.H + x->Hk + head : x->P - 1;
-    const int mode = x->cur->mode[l * x->P + j];
-    return kind == HS_INPUT_MLP ? mode != CLEAN : mode >= MIX_RUN;
+    if (kind == HS_INPUT_MLP) return x->cur->mode[l * x->P + x->P - 1] != CLEAN;
+    const int j = kind == HS_INPUT_Q ? head : kind == HS_INPUT_K ? x->a.H + head : x->a.H + x->Hk + head;
+    return x->cur->mode[l * x->P + j] >= MIX_RUN;
 }
 
 static hs_status node_input(void *user, int l, hs_input_kind kind, int head, hs_tensor *t, hs_err *err) {
@@ -315,26 +316,16 @@ hs_status hs_eap_circuit(hs_session *s, const hs_prompts *pr, const int32_t *cor
     const hs_model_config *c = &s->cfg;
     hs_status st = hs_eap_circuit_check(c, p, err);
     if (st) return st;
-    if ((st = hs_metric_check(c, pr, p->metric, err))) return hs_err_prefix(err, "circuit evaluation"), st;
-    if (!corrupt) return hs_err_set(err, HS_ERR_INVALID_ARG, "circuit evaluation: no corrupted prompts given");
-    if (p0 < 0 || n < 1 || p0 + n > pr->N)
-        return hs_err_set(err, HS_ERR_INVALID_ARG, "circuit evaluation: prompts [%d, %d) outside the %d prompts", p0,
-                          p0 + n, pr->N);
-    circ_ctx x = {.a = {.s = s,
-                        .T = pr->T,
-                        .H = c->n_heads,
-                        .dh = c->d_head,
-                        .d = c->d_model,
-                        .U = hs_eap_n_upstream(c),
-                        .es = (int64_t)s->es,
-                        .node_major = 1},
+    if ((st = hs_eap_check_prompts(c, pr, corrupt, p->metric, p0, n, "circuit evaluation", err))) return st;
+    circ_ctx x = {.a = hs_eap_up_shape(s, pr->T),
                   .c = c,
                   .L = c->n_layers,
                   .Hk = c->n_kv_heads,
                   .P = hs_eap_per_layer(c),
                   .V = hs_eap_n_downstream(c),
-                  .K = p->n_circuits};
-    x.a.qd = (int64_t)x.a.H * x.a.dh, x.a.node = (int64_t)x.a.T * x.a.d, x.kd = (int64_t)x.Hk * x.a.dh;
+                  .K = p->n_circuits,
+                  .kd = (int64_t)c->n_kv_heads * c->d_head};
+    x.a.node_major = 1;
     const int R = p->batch_rows < n ? p->batch_rows : n, T = pr->T, Vv = c->n_vocab, K = p->n_circuits;
     const int64_t rows = (int64_t)R * T;
     int32_t *mask = malloc((size_t)rows * sizeof *mask), *tg = malloc((size_t)rows * sizeof *tg);
@@ -354,11 +345,8 @@ hs_status hs_eap_circuit(hs_session *s, const hs_prompts *pr, const int32_t *cor
     for (int q0 = p0; q0 < p0 + n; q0 += R) {
         x.a.B = p0 + n - q0 < R ? p0 + n - q0 : R;
         x.a.n = (int64_t)x.a.B * T;
-        hs_prompts one = *pr; /* this batch's prompts, for the masks and targets */
-        one.N = x.a.B, one.tokens = pr->tokens + (int64_t)q0 * T, one.lengths = pr->lengths + q0;
-        hs_prompts_mask_targets(&one, NULL, mask, tg);
-        const hs_batch bc = {.B = x.a.B, .T = T, .tokens = one.tokens, .mask = mask, .targets = tg},
-                       bx = {.B = x.a.B, .T = T, .tokens = corrupt + (int64_t)q0 * T, .mask = mask, .targets = tg};
+        hs_batch bc, bx;
+        hs_eap_batches(pr, corrupt, q0, x.a.B, mask, tg, &bc, &bx);
         fp.hooks = &keep; /* 1. corrupted (its loss read against the clean prompt's next tokens), then clean */
         fp.inputs = NULL;
         fp.target_logprobs = loss ? xlp : NULL;
@@ -370,11 +358,10 @@ hs_status hs_eap_circuit(hs_session *s, const hs_prompts *pr, const int32_t *cor
             const int g = q0 + r, i = q0 - p0 + r;
             const int64_t o = (int64_t)r * Vv;
             if (!loss) hs_log_softmax(logits + o, Vv, ref + o); /* KL's reference */
-            if (clean)
-                clean[i] = (float)hs_row_metric(p->metric, pr, g, logits + o, lp + (int64_t)r * T, Vv, ref + o, scratch);
+            const float *lpr = lp + (int64_t)r * T, *xlpr = xlp + (int64_t)r * T;
+            if (clean) clean[i] = (float)hs_row_metric(p->metric, pr, g, logits + o, lpr, Vv, ref + o, scratch);
             if (corrupted)
-                corrupted[i] = (float)hs_row_metric(p->metric, pr, g, xlogits + o, xlp + (int64_t)r * T, Vv, ref + o,
-                                                    scratch);
+                corrupted[i] = (float)hs_row_metric(p->metric, pr, g, xlogits + o, xlpr, Vv, ref + o, scratch);
         }
         fp.hooks = &run; /* 2. each circuit */
         fp.inputs = &inputs;

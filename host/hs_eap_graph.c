@@ -6,6 +6,42 @@
 
 #include <stdint.h>
 
+#include "hs_metric.h"
+
+hs_eap_up hs_eap_up_shape(hs_session *s, int T) {
+    const hs_model_config *c = &s->cfg;
+    return (hs_eap_up){.s = s,
+                       .T = T,
+                       .H = c->n_heads,
+                       .dh = c->d_head,
+                       .d = c->d_model,
+                       .U = hs_eap_n_upstream(c),
+                       .es = (int64_t)s->es,
+                       .qd = (int64_t)c->n_heads * c->d_head,
+                       .node = (int64_t)T * c->d_model};
+}
+
+hs_status hs_eap_check_prompts(const hs_model_config *c, const hs_prompts *pr, const int32_t *corrupt, hs_metric m,
+                               int p0, int n, const char *what, hs_err *err) {
+    hs_status st = hs_metric_check(c, pr, m, err);
+    if (st) return hs_err_prefix(err, "%s", what), st;
+    if (!corrupt) return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: no corrupted prompts given", what);
+    if (p0 < 0 || n < 1 || p0 + n > pr->N)
+        return hs_err_set(err, HS_ERR_INVALID_ARG, "%s: prompts [%d, %d) outside the %d prompts", what, p0, p0 + n,
+                          pr->N);
+    return HS_OK;
+}
+
+void hs_eap_batches(const hs_prompts *pr, const int32_t *corrupt, int q0, int B, int32_t *mask, int32_t *tg,
+                    hs_batch *clean, hs_batch *corrupted) {
+    hs_prompts one = *pr; /* these prompts, for the masks and targets */
+    one.N = B, one.tokens = pr->tokens + (int64_t)q0 * pr->T, one.lengths = pr->lengths + q0;
+    hs_prompts_mask_targets(&one, NULL, mask, tg);
+    *clean = (hs_batch){.B = B, .T = pr->T, .tokens = one.tokens, .mask = mask, .targets = tg};
+    *corrupted = *clean;
+    corrupted->tokens = corrupt + (int64_t)q0 * pr->T;
+}
+
 /* CUDA's 2-D copy refuses pitches beyond the device's maximum (2^31 - 1
  * bytes on current GPUs: 7B models' upstream buffer at 248 tokens), so past
  * that one copy per batch row. */

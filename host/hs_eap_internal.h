@@ -29,6 +29,18 @@ static inline int hs_eap_readable(const hs_model_config *c, int l, int mlp) {
     return 1 + l * (c->n_heads + 1) + (mlp && !c->parallel_attn_mlp ? c->n_heads : 0);
 }
 
+/* The shape fields of the differences of s's model for prompts of T tokens
+ * (B, n and the buffers unset). */
+hs_eap_up hs_eap_up_shape(hs_session *s, int T);
+/* The arguments of a pass over prompts [p0, p0 + n) of pr suit it: the
+ * metric's prompts, corrupted prompts given, the range; errors prefixed by what. */
+hs_status hs_eap_check_prompts(const hs_model_config *c, const hs_prompts *pr, const int32_t *corrupt, hs_metric m,
+                               int p0, int n, const char *what, hs_err *err);
+/* Prompts [q0, q0 + B) as a clean and a corrupted batch, sharing the padding
+ * mask and the clean prompts' next tokens as targets (mask, tg [B, T]). */
+void hs_eap_batches(const hs_prompts *pr, const int32_t *corrupt, int q0, int B, int32_t *mask, int32_t *tg,
+                    hs_batch *clean, hs_batch *corrupted);
+
 /* The model suits the graph: no post-norms (a block would add a normed
  * output, not a sum of head results), no clamped projections. */
 hs_status hs_eap_model_check(const hs_model_config *c, const char *what, hs_err *err);

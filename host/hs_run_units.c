@@ -120,6 +120,20 @@ int hs_run_unit_size(const hs_run_ctx *x, int exp) {
     return x->cfg->batch_size;
 }
 
+/* *data := dataset "/group/name" of result file `file` (heap), *shape its shape. */
+static hs_status read_result(const char *file, const char *dataset, float **data, hs_h5_shape *shape, hs_err *err) {
+    hs_h5 *f = NULL;
+    hs_h5_group *grp;
+    char group[512];
+    const char *ds = strrchr(dataset, '/'), *g0 = dataset + (dataset[0] == '/'); /* "/abl/delta_mean" */
+    snprintf(group, sizeof group, "%.*s", ds && ds > g0 ? (int)(ds - g0) : 0, g0);
+    hs_status st = hs_h5_open_read(file, &f, err);
+    if (!st) st = hs_h5_group_open(f, group[0] ? group : "/", &grp, err);
+    if (!st) st = hs_h5_read_f32(grp, ds ? ds + 1 : dataset, data, shape, err);
+    if (f) hs_h5_close(f);
+    return st;
+}
+
 /* Importance [L, H] from this run (a head_ablation, or the first score of a
  * head_scores) or from a result file "FILE:/group/dataset". */
 static hs_status load_importance(hs_run_ctx *x, const hs_config_experiment *e, float *imp, int LH, hs_err *err) {
@@ -151,25 +165,16 @@ static hs_status load_importance(hs_run_ctx *x, const hs_config_experiment *e, f
                           "importance: experiment '%s' is not a head_ablation, head_importance or head_scores of this run",
                           e->importance.experiment);
     }
-    hs_h5 *f = NULL;
-    hs_h5_group *grp;
     float *data = NULL;
     hs_h5_shape shape;
     hs_status st = HS_OK;
-    char group[512];
-    const char *ds = strrchr(e->importance.dataset, '/');
-    const char *g0 = e->importance.dataset + (e->importance.dataset[0] == '/'); /* "/abl/delta_mean" */
-    snprintf(group, sizeof group, "%.*s", ds && ds > g0 ? (int)(ds - g0) : 0, g0);
-    HS_CHECK(hs_h5_open_read(e->importance.file, &f, err));
-    HS_CHECK(hs_h5_group_open(f, group[0] ? group : "/", &grp, err));
-    HS_CHECK(hs_h5_read_f32(grp, ds ? ds + 1 : e->importance.dataset, &data, &shape, err));
+    HS_CHECK(read_result(e->importance.file, e->importance.dataset, &data, &shape, err));
     if (shape.ndim != 2 || shape.dims[0] * shape.dims[1] != LH)
         HS_FAIL(err, HS_ERR_SHAPE, "%s:%s: importance must be [layer, head] with %d entries", e->importance.file,
                 e->importance.dataset, LH);
     memcpy(imp, data, (size_t)LH * sizeof(float));
 exit:
     free(data);
-    if (f) hs_h5_close(f);
     return st;
 }
 
@@ -305,24 +310,16 @@ static hs_status edge_scores(hs_run_ctx *x, const hs_config_experiment *e, float
             }
         return hs_err_set(err, HS_ERR_INVALID_ARG, "edges_from: no experiment '%s'", e->edges_from.experiment);
     }
-    hs_h5 *f = NULL;
-    hs_h5_group *grp;
     float *data = NULL;
     hs_h5_shape shape;
     hs_status st = HS_OK;
-    char group[512];
-    const char *ds = strrchr(e->edges_from.dataset, '/'), *g0 = e->edges_from.dataset + (e->edges_from.dataset[0] == '/');
-    snprintf(group, sizeof group, "%.*s", ds && ds > g0 ? (int)(ds - g0) : 0, g0);
-    HS_CHECK(hs_h5_open_read(e->edges_from.file, &f, err));
-    HS_CHECK(hs_h5_group_open(f, group[0] ? group : "/", &grp, err));
-    HS_CHECK(hs_h5_read_f32(grp, ds ? ds + 1 : e->edges_from.dataset, &data, &shape, err));
+    HS_CHECK(read_result(e->edges_from.file, e->edges_from.dataset, &data, &shape, err));
     if (shape.ndim != 2 || shape.dims[0] != U || shape.dims[1] != V)
         HS_FAIL(err, HS_ERR_SHAPE, "%s:%s: edge scores must be [upstream, downstream] = [%d, %d] for this model",
                 e->edges_from.file, e->edges_from.dataset, U, V);
     memcpy(scores, data, (size_t)U * V * sizeof *scores);
 exit:
     free(data);
-    if (f) hs_h5_close(f);
     return st;
 }
 

@@ -422,9 +422,11 @@ Test(config, key_not_applicable) {
                  "generator (dataset is induction)");
     expect_error(HEAD "dataset:\n  generator: ioi\n" "experiments:\n  - {name: e, type: edge_attribution, ig_steps: 0}\n",
                  NULL, 0, "ig_steps");
-    expect_error(HEAD "dataset:\n  generator: ioi\n" "experiments:\n  - {name: f, type: circuit_faithfulness, n_edges: [1]}\n",
+    expect_error(HEAD "dataset:\n  generator: ioi\n"
+                 "experiments:\n  - {name: f, type: circuit_faithfulness, n_edges: [1]}\n",
                  NULL, 0, "edges_from");
-    expect_error(HEAD "dataset:\n  generator: ioi\n" "experiments:\n  - {name: f, type: circuit_faithfulness, edges_from: e}\n",
+    expect_error(HEAD "dataset:\n  generator: ioi\n"
+                 "experiments:\n  - {name: f, type: circuit_faithfulness, edges_from: e}\n",
                  NULL, 0, "n_edges");
     expect_error(HEAD "dataset:\n  generator: ioi\n"
                  "experiments:\n  - {name: a, type: head_ablation}\n"

@@ -48,6 +48,24 @@ static void write_config(const char *path, const char *out, const char *extra) {
     fclose(f);
 }
 
+/* A JSONL dataset of a fixture's clean/corrupt pairs (tokens, corrupt, lengths, answer, distractor). */
+static void write_pairs(const char *path, hs_st_file *st) {
+    const hs_st_tensor *tok = hs_st_find(st, "tokens");
+    const int N = (int)tok->shape[0], T = (int)tok->shape[1];
+    const int32_t *tk = tok->data, *ct = hs_st_find(st, "corrupt")->data, *len = hs_st_find(st, "lengths")->data,
+                  *ans = hs_st_find(st, "answer")->data, *dis = hs_st_find(st, "distractor")->data;
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    for (int i = 0; i < N; i++) {
+        fprintf(f, "{\"tokens\": [");
+        for (int t = 0; t < len[i]; t++) fprintf(f, "%s%d", t ? ", " : "", tk[i * T + t]);
+        fprintf(f, "], \"corrupt\": [");
+        for (int t = 0; t < len[i]; t++) fprintf(f, "%s%d", t ? ", " : "", ct[i * T + t]);
+        fprintf(f, "], \"answer\": %d, \"distractor\": %d}\n", ans[i], dis[i]);
+    }
+    fclose(f);
+}
+
 static hs_config *load(const char *path) {
     hs_config *c = NULL;
     hs_err err = {0};
@@ -435,17 +453,8 @@ Test(run, activation_patching_matches_transformers) {
     cr_assert_eq(hs_st_open(ref, &st, &err), HS_OK, "%s", err.msg);
     const hs_st_tensor *tok = hs_st_find(st, "tokens");
     const int N = (int)tok->shape[0], T = (int)tok->shape[1];
-    const int32_t *tk = tok->data, *ct = hs_st_find(st, "corrupt")->data, *len = hs_st_find(st, "lengths")->data,
-                  *ans = hs_st_find(st, "answer")->data, *dis = hs_st_find(st, "distractor")->data;
-    FILE *f = fopen(jsonl, "w");
-    for (int i = 0; i < N; i++) {
-        fprintf(f, "{\"tokens\": [");
-        for (int t = 0; t < len[i]; t++) fprintf(f, "%s%d", t ? ", " : "", tk[i * T + t]);
-        fprintf(f, "], \"corrupt\": [");
-        for (int t = 0; t < len[i]; t++) fprintf(f, "%s%d", t ? ", " : "", ct[i * T + t]);
-        fprintf(f, "], \"answer\": %d, \"distractor\": %d}\n", ans[i], dis[i]);
-    }
-    fclose(f);
+    write_pairs(jsonl, st);
+    FILE *f;
     f = fopen(cfgp, "w");
     fprintf(f, "model: %s\noutput: %s\nbatch_size: 16\ndataset:\n  file: %s\nexperiments:\n"
                "  - name: patch\n    type: activation_patching\n    metric: logit_diff\n"
@@ -603,7 +612,8 @@ Test(run, activation_patching_matches_transformers) {
         cr_assert_eq(hs_st_open(ref, &dr, &err), HS_OK, "%s", err.msg);
         const hs_st_tensor *pt = hs_st_find(dr, "tokens"), *ph = hs_st_find(dr, "pos.heads"),
                            *pm = hs_st_find(dr, "pos.metric");
-        cr_assert(pt && ph && pm && pt->numel == (int64_t)N * T && !memcmp(pt->data, tk, (size_t)N * T * sizeof *tk),
+        cr_assert(pt && ph && pm && pt->numel == (int64_t)N * T &&
+                      !memcmp(pt->data, tok->data, (size_t)N * T * sizeof(int32_t)),
                   "the dla_pos fixture has the patching set's prompts");
         float *bp = read_f32(h, "dlapos", "dla_by_pos", &sh), *bm = read_f32(h, "dlapos", "metric_by_pos", NULL);
         cr_assert(sh.ndim == 4 && sh.dims[0] == N && sh.dims[1] == T && !strcmp(sh.dim_names[1], "position"));
@@ -839,18 +849,9 @@ Test(run, circuit_faithfulness_matches_transformer_lens) {
     hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_eap_circuit.safetensors");
     cr_assert_eq(hs_st_open(ref, &cr, &err), HS_OK, "%s", err.msg);
     const hs_st_tensor *tok = hs_st_find(st, "tokens");
-    const int N = (int)tok->shape[0], T = (int)tok->shape[1];
-    const int32_t *tk = tok->data, *ct = hs_st_find(st, "corrupt")->data, *len = hs_st_find(st, "lengths")->data,
-                  *ans = hs_st_find(st, "answer")->data, *dis = hs_st_find(st, "distractor")->data;
-    FILE *f = fopen(jsonl, "w");
-    for (int i = 0; i < N; i++) {
-        fprintf(f, "{\"tokens\": [");
-        for (int t = 0; t < len[i]; t++) fprintf(f, "%s%d", t ? ", " : "", tk[i * T + t]);
-        fprintf(f, "], \"corrupt\": [");
-        for (int t = 0; t < len[i]; t++) fprintf(f, "%s%d", t ? ", " : "", ct[i * T + t]);
-        fprintf(f, "], \"answer\": %d, \"distractor\": %d}\n", ans[i], dis[i]);
-    }
-    fclose(f);
+    const int N = (int)tok->shape[0];
+    write_pairs(jsonl, st);
+    FILE *f;
     hs_model *m = hs_test_fixture_model("gpt2");
     const hs_model_config *mc = hs_model_get_config(m);
     const int U = hs_eap_n_upstream(mc), V = hs_eap_n_downstream(mc);
@@ -882,9 +883,9 @@ Test(run, circuit_faithfulness_matches_transformer_lens) {
     for (int i = 0; i < N; i++) {
         cr_assert_float_eq(cl[i], wc[i], 2e-5 * fmax(1, fabs(wc[i])), "prompt %d clean", i);
         cr_assert_float_eq(co[i], wx[i], 2e-5 * fmax(1, fabs(wx[i])), "prompt %d corrupted", i);
-        cr_assert_float_eq(met[i * 3], co[i], 1e-5 * fmax(1, fabs(co[i])), "prompt %d: no edge is the corrupted run", i);
+        cr_assert_eq(met[i * 3], co[i], "prompt %d: no edge is the corrupted run", i);
         cr_assert_float_eq(met[i * 3 + 1], want[i], 2e-5 * fmax(1, fabs(want[i])), "prompt %d: 25 edges", i);
-        cr_assert_float_eq(met[i * 3 + 2], cl[i], 1e-5 * fmax(1, fabs(cl[i])), "prompt %d: every edge is clean", i);
+        cr_assert_eq(met[i * 3 + 2], cl[i], "prompt %d: every edge is the clean run", i);
         for (int k = 0; k < 3; k++) mm[k] += met[i * 3 + k];
         mcl += cl[i], mco += co[i];
     }
