@@ -165,11 +165,12 @@ static hs_status eap_alloc(eap_ctx *x, int R, hs_err *err) {
     hs_backend *be = x->a.s->be;
     const int64_t n = (int64_t)R * x->a.T, es = x->a.es, d = x->a.d;
     hs_status st = hs_eap_up_alloc(&x->a, x->L, R, x->steps > 1, err); /* EAP-IG: and the clean input */
-    if (!st && x->steps > 1) st = be->ops->alloc(be, (size_t)(n * d * es), &x->mix, err);
+    if (st) return st; /* prefixed */
+    if (x->steps > 1) st = be->ops->alloc(be, (size_t)(n * d * es), &x->mix, err);
     if (!st) st = be->ops->alloc(be, (size_t)((x->P + 1) * n * d * es), &x->down, err);
     if (!st) st = be->ops->alloc(be, (size_t)(n * d * es), &x->rows2, err);
     if (!st) st = be->ops->alloc(be, (size_t)((int64_t)x->a.U * (x->P + 1) * es), &x->score, err);
-    if (st) return st;
+    if (st) return hs_err_prefix(err, "buffers for %d prompts of %d tokens", R, x->a.T), st;
     x->sh = malloc((size_t)x->a.U * (x->P + 1) * sizeof *x->sh);
     x->acc = malloc((size_t)R * x->a.U * x->V * sizeof *x->acc);
     x->factor = malloc((size_t)R * sizeof *x->factor);

@@ -66,7 +66,7 @@ typedef struct {
 
 hs_status hs_eap_circuit_check(const hs_model_config *c, const hs_eap_circuit_params *p, hs_err *err) {
     hs_status st = c ? hs_eap_model_check(c, "circuit evaluation", err) : HS_OK;
-    if (st) return st;
+    if (st || !p) return st;
     if (p->batch_rows < 1) return hs_err_set(err, HS_ERR_INVALID_ARG, "circuit evaluation: batch_rows must be >= 1");
     if (p->n_circuits < 1 || !p->circuits)
         return hs_err_set(err, HS_ERR_INVALID_ARG, "circuit evaluation: no circuits given");
@@ -285,7 +285,8 @@ static hs_status keep_hook(void *user, hs_hook_point p, int l, hs_tensor *t, hs_
 static hs_status ctx_alloc(circ_ctx *x, int R, hs_err *err) {
     hs_backend *be = x->a.s->be;
     const int64_t n = (int64_t)R * x->a.T, es = x->a.es, d = x->a.d, L = x->L;
-    hs_status st = hs_eap_up_alloc(&x->a, x->L, R, 0, err);
+    hs_status st = hs_eap_up_alloc(&x->a, x->L, R, 0, err); /* prefixes its own errors */
+    if (st) return st;
     struct {
         void **p;
         int64_t bytes;
@@ -296,7 +297,7 @@ static hs_status ctx_alloc(circ_ctx *x, int R, hs_err *err) {
                 {&x->kc, L * n * x->kd * es},
                 {&x->vc, L * n * x->kd * es},
                 {&x->y, (x->P - 1) * n * d * es}};
-    for (size_t i = 0; !st && i < sizeof want / sizeof *want; i++)
+    for (size_t i = 0; !st && i < sizeof want / sizeof *want; i++) /* st is HS_OK here */
         if (want[i].bytes) st = be->ops->alloc(be, (size_t)want[i].bytes, want[i].p, err);
     return st ? hs_err_prefix(err, "buffers for %d prompts of %d tokens", R, x->a.T), st : HS_OK;
 }
@@ -317,6 +318,15 @@ hs_status hs_eap_circuit(hs_session *s, const hs_prompts *pr, const int32_t *cor
     hs_status st = hs_eap_circuit_check(c, p, err);
     if (st) return st;
     if ((st = hs_eap_check_prompts(c, pr, corrupt, p->metric, p0, n, "circuit evaluation", err))) return st;
+    if (!s->be->ops->supports_op(s->be, HS_OP_BACKWARD)) /* the sums' GEMMs are matmul_bwd */
+        return hs_err_set(err, HS_ERR_UNSUPPORTED, "circuit evaluation: the %s backend has no backward ops",
+                          s->be->ops->name);
+    const int64_t nd = (int64_t)(p->batch_rows < n ? p->batch_rows : n) * pr->T * c->d_model;
+    if (nd > INT32_MAX) /* a GEMM's inner size */
+        return hs_err_set(err, HS_ERR_INVALID_ARG,
+                          "circuit evaluation: %d prompts x %d tokens x d_model %d is past 2^31 elements per batch: "
+                          "use a smaller batch",
+                          p->batch_rows < n ? p->batch_rows : n, pr->T, c->d_model);
     circ_ctx x = {.a = hs_eap_up_shape(s, pr->T),
                   .c = c,
                   .L = c->n_layers,

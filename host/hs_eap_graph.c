@@ -45,32 +45,17 @@ void hs_eap_batches(const hs_prompts *pr, const int32_t *corrupt, int q0, int B,
 /* CUDA's 2-D copy refuses pitches beyond the device's maximum (2^31 - 1
  * bytes on current GPUs: 7B models' upstream buffer at 248 tokens), so past
  * that one copy per batch row. */
-static hs_status node_copy(const hs_eap_up *x, void *buf, int nodes, int j, const void *rows, int put, hs_err *err) {
+hs_status hs_eap_put_node(const hs_eap_up *x, void *buf, int nodes, int j, const void *rows, hs_err *err) {
     const hs_backend_ops *o = x->s->be->ops;
     const size_t nb = (size_t)(x->node * x->es), pitch = (size_t)nodes * nb;
-    if (x->node_major) { /* one contiguous block */
-        char *at = (char *)buf + (size_t)j * x->B * nb;
-        return put ? o->copy(x->s->be, at, rows, x->B * nb, err) : o->copy(x->s->be, (void *)rows, at, x->B * nb, err);
-    }
-    char *in_buf = (char *)buf + j * nb;
-    if (pitch <= INT32_MAX)
-        return put ? o->copy_2d(x->s->be, in_buf, pitch, rows, nb, nb, (size_t)x->B, err)
-                   : o->copy_2d(x->s->be, (void *)rows, nb, in_buf, pitch, nb, (size_t)x->B, err);
+    if (x->node_major) return o->copy(x->s->be, (char *)buf + (size_t)j * x->B * nb, rows, x->B * nb, err);
+    char *at = (char *)buf + j * nb;
+    if (pitch <= INT32_MAX) return o->copy_2d(x->s->be, at, pitch, rows, nb, nb, (size_t)x->B, err);
     for (int b = 0; b < x->B; b++) {
-        char *r = (char *)rows + b * nb;
-        hs_status st = put ? o->copy(x->s->be, in_buf + b * pitch, r, nb, err)
-                           : o->copy(x->s->be, r, in_buf + b * pitch, nb, err);
+        hs_status st = o->copy(x->s->be, at + b * pitch, (const char *)rows + b * nb, nb, err);
         if (st) return st;
     }
     return HS_OK;
-}
-
-hs_status hs_eap_put_node(const hs_eap_up *x, void *buf, int nodes, int j, const void *rows, hs_err *err) {
-    return node_copy(x, buf, nodes, j, rows, 1, err);
-}
-
-hs_status hs_eap_get_node(const hs_eap_up *x, const void *buf, int nodes, int j, void *rows, hs_err *err) {
-    return node_copy(x, (void *)buf, nodes, j, rows, 0, err);
 }
 
 hs_status hs_eap_gather_head(hs_eap_up *x, const void *src, int heads, int h, hs_err *err) {

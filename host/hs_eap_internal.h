@@ -17,8 +17,8 @@ typedef struct {
     int node_major;          /* the differences laid out [U, B, T, d] */
     const uint8_t *need;     /* [U] the differences to take, NULL = all */
     /* the corrupted run's z [L, n, qd], MLP outputs [L, n, d] and input
-     * [n, d]; the differences [B, U, T, d]; with keep_input a copy of this
-     * run's input [n, d] (EAP-IG); scratch */
+     * [n, d]; the differences [B, U, T, d] (node-major [U, B, T, d]); with
+     * keep_input a copy of this run's input [n, d] (EAP-IG); scratch */
     void *zc, *mc, *ec, *up, *input, *zd, *rows, *head, *woh;
 } hs_eap_up;
 
@@ -51,9 +51,8 @@ hs_status hs_eap_up_alloc(hs_eap_up *x, int L, int R, int keep_input, hs_err *er
 void hs_eap_up_free(hs_eap_up *x);
 
 /* Node row j of every batch row in a [B, nodes, T, d] buffer (node-major:
- * [nodes, B, T, d]) := rows [n, d] (put), or the reverse (get). */
+ * [nodes, B, T, d]) := rows [n, d]. */
 hs_status hs_eap_put_node(const hs_eap_up *x, void *buf, int nodes, int j, const void *rows, hs_err *err);
-hs_status hs_eap_get_node(const hs_eap_up *x, const void *buf, int nodes, int j, void *rows, hs_err *err);
 /* x->head [n, dh] := head h's slice of a [n, heads, dh] buffer. */
 hs_status hs_eap_gather_head(hs_eap_up *x, const void *src, int heads, int h, hs_err *err);
 

@@ -62,7 +62,7 @@ static hs_status check_supported(const hs_config *cfg, int shard_count, hs_err *
             break;
         case HS_CONFIG_EXP_CAPTURE:
         case HS_CONFIG_EXP_CIRCUIT_SCORES: break;
-        case HS_CONFIG_EXP_EDGE_ATTRIBUTION: { /* the parameters; the model's refusals come at hs_run_prepare */
+        case HS_CONFIG_EXP_EDGE_ATTRIBUTION: { /* the parameters; the model's refusals in check_model_fits */
             const hs_eap_params p = hs_run_eap_params(cfg, e);
             hs_status st = hs_eap_check(NULL, &p, err);
             if (st) return hs_err_prefix(err, "experiment '%s'", e->name), st;
@@ -185,6 +185,12 @@ static hs_status check_model_fits(const hs_config *cfg, const hs_model_config *c
                               "effects do not add up to the metric",
                               e->name, c->post_norms ? "normalises the attention's and MLP's outputs (post-norms)"
                                                      : "soft-caps its logits");
+        if (e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION || e->type == HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS) {
+            const hs_eap_params p = hs_run_eap_params(cfg, e); /* the edge graph's refusals */
+            hs_status st = e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION ? hs_eap_check(c, &p, err)
+                                                                      : hs_eap_circuit_check(c, NULL, err);
+            if (st) return hs_err_prefix(err, "experiment '%s'", e->name), st;
+        }
         if (e->type != HS_CONFIG_EXP_CAPTURE) continue;
         if (c->rope == HS_ROPE_NONE && (e->hooks & (HS_CONFIG_BIT(HS_HOOK_ROT_Q) | HS_CONFIG_BIT(HS_HOOK_ROT_K))))
             return hs_err_set(err, HS_ERR_INVALID_ARG,

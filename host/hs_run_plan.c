@@ -216,6 +216,9 @@ hs_status hs_run_plan(const hs_config *cfg, int exp, const hs_model_config *c, i
         int64_t edges = 0;
         for (int v = 0; v < uv[1]; v++)
             for (int u = 0; u < uv[0]; u++) edges += hs_eap_is_edge(c, u, v);
+        if (edges >= (int64_t)1 << 24) /* edge_rank holds each rank exactly in float32 */
+            HS_FAIL(err, HS_ERR_UNSUPPORTED, "the model's graph has %lld edges, past the 2^24 ranks float32 holds",
+                    (long long)edges);
         for (int i = 0; i < e->n_edges.n; i++)
             if (e->n_edges.v[i] > edges)
                 HS_FAIL(err, HS_ERR_INVALID_ARG, "n_edges %d: the model's graph has %lld edges", e->n_edges.v[i],

@@ -358,17 +358,7 @@ hs_status hs_run_prepare(hs_run_ctx *x, int exp, hs_run_worker *w, int pending, 
     hs_run_exp *r = &x->exps[exp];
     const hs_model_config *c = hs_model_get_config(x->model);
     if (e->type == HS_CONFIG_EXP_PRUNING_CURVE) return pruning_masks(x, exp, w, err);
-    if (e->type == HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS) {
-        const hs_eap_circuit_params p = {.metric = (hs_metric)e->metric, .batch_rows = 1, .n_circuits = 1,
-                                         .circuits = (const uint8_t *const[]){(const uint8_t *)""}};
-        hs_status st = hs_eap_circuit_check(c, &p, err);
-        return st ? st : rank_edges(x, exp, err);
-    }
-    if (e->type == HS_CONFIG_EXP_EDGE_ATTRIBUTION) { /* the model's refusals before any work */
-        const hs_eap_params p = hs_run_eap_params(x->cfg, e);
-        hs_status st = hs_eap_check(c, &p, err);
-        return st ? hs_err_prefix(err, "experiment '%s'", e->name), st : HS_OK;
-    }
+    if (e->type == HS_CONFIG_EXP_CIRCUIT_FAITHFULNESS) return rank_edges(x, exp, err);
     if (e->type == HS_CONFIG_EXP_CIRCUIT_SCORES && pending && !r->circuit) {
         const unsigned copying = HS_CONFIG_BIT(HS_CONFIG_CIRCUIT_COPYING);
         const hs_circuit_params p = {.fold_norms = e->fold_norms, .compositions = (e->circuits & ~copying) != 0,

@@ -554,7 +554,8 @@ static hs_status write_faithfulness(const hs_config_experiment *e, const hs_run_
     HS_CHECK(hs_h5_write_f32(g, "faithfulness", 1, m->dims, nk, faith, err));
     HS_CHECK(hs_h5_attr_str(g, "faithfulness", "definition",
                             "(metric_mean - metric_corrupt_mean) / (metric_clean_mean - metric_corrupt_mean): 1 = the "
-                            "circuit recovers the clean run, 0 = no more than the corrupted one",
+                            "circuit recovers the clean run, 0 = no more than the corrupted one; NaN or inf where the "
+                            "clean and corrupted means are equal",
                             err));
     HS_CHECK(put_nodes(g, &r->shape, err));
     HS_CHECK(hs_h5_write_f32(g, "edge_rank", 2, rank->dims, rank->dim_names + 1, rank->data, err));

@@ -186,8 +186,8 @@ Test(cuda_experiments, eap_circuit_matches_cpu) {
         const uint8_t *circuits[3] = {in, in + uv, in + 2 * uv};
         float *oc = malloc((size_t)N * (K + 2) * sizeof *oc), *og = malloc((size_t)N * (K + 2) * sizeof *og);
         for (int64_t i = 0; i < (int64_t)N * (K + 2); i++) og[i] = NAN; /* poisoned: every value is written */
-        const hs_eap_circuit_params p = {.metric = HS_METRIC_KL, .batch_rows = 16, .circuits = circuits,
-                                         .n_circuits = K};
+        const hs_eap_circuit_params p = {.metric = HS_METRIC_KL, .batch_rows = 2, .circuits = circuits,
+                                         .n_circuits = K}; /* several batches, the last partial */
         hs_err err = {0};
         cr_assert_eq(hs_eap_circuit(f.s_cpu, &f.pr, f.corrupt, &p, 0, N, oc, oc + N * K, oc + N * (K + 1), &err), HS_OK,
                      "%s", err.msg);

@@ -957,3 +957,38 @@ Test(run, circuit_faithfulness_matches_transformer_lens) {
     hs_st_close(st), hs_st_close(cr);
     hs_test_remove_dir(dir);
 }
+
+/* A post-norm model (Gemma 2) has no edge graph: edge attribution and circuit faithfulness are
+ * refused before any work, naming the experiment, even behind a phase-0 experiment and with
+ * edges_from naming a file that is never read; nothing is written. */
+Test(run, edge_experiments_on_post_norm_models_are_refused_up_front) {
+    make_dir();
+    char ref[1024], model[1024], jsonl[256], cfgp[256], out[256];
+    hs_test_fixture_path(ref, sizeof ref, "ref/gpt2_eap.safetensors");
+    hs_test_fixture_path(model, sizeof model, "models/gemma2");
+    snprintf(jsonl, sizeof jsonl, "%s/p.jsonl", dir);
+    snprintf(cfgp, sizeof cfgp, "%s/c.yaml", dir);
+    snprintf(out, sizeof out, "%s/out.h5", dir);
+    hs_st_file *st = NULL;
+    hs_err err = {0};
+    cr_assert_eq(hs_st_open(ref, &st, &err), HS_OK, "%s", err.msg);
+    write_pairs(jsonl, st);
+    hs_st_close(st);
+    const char *exps[2] = {"  - name: faith\n    type: circuit_faithfulness\n    edges_from: none.h5:/eap/edges\n"
+                           "    n_edges: [1]\n",
+                           "  - name: edges\n    type: edge_attribution\n"};
+    const char *want[2] = {"circuit evaluation: post-norm", "edge attribution: post-norm"};
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen(cfgp, "w");
+        fprintf(f, "model: %s\noutput: %s\ndataset:\n  file: %s\nexperiments:\n"
+                   "  - name: abl\n    type: head_ablation\n%s",
+                model, out, jsonl, exps[k]);
+        fclose(f);
+        hs_config *cfg = load(cfgp);
+        cr_assert_eq(hs_run(cfg, "x", NULL, &err), HS_ERR_UNSUPPORTED, "%s", err.msg);
+        cr_assert(strstr(err.msg, k ? "'edges'" : "'faith'") && strstr(err.msg, want[k]), "%s", err.msg);
+        cr_assert_neq(access(out, F_OK), 0, "a refused run wrote %s", out);
+        hs_config_free(cfg);
+    }
+    hs_test_remove_dir(dir);
+}

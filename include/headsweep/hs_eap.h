@@ -74,11 +74,13 @@ hs_status hs_eap_scores(hs_session *s, const hs_prompts *pr, const int32_t *corr
  * node v reads the residual stream plus a_u(corrupt) - a_u(this run) for
  * each upstream u outside the circuit (its own copy of the stream: split
  * inputs, hs_input_hooks), a_u(this run) being what u computes in this
- * intervened run. A circuit of every edge is the clean run; the empty one
- * gives the corrupted run. Edges whose upstream node is cut off from the
- * input, or whose downstream node cannot reach the logits, change nothing. */
+ * intervened run. A circuit of every edge is the clean run and the empty
+ * one the corrupted run, bit for bit. Edges whose upstream node is cut off
+ * from the input, or whose downstream node cannot reach the logits, change
+ * nothing (to rounding). Needs the backend's backward ops (matmul_bwd). */
 typedef struct {
-    hs_metric metric; /* any; the loss and answers are the clean prompt's, KL is to the clean run */
+    hs_metric metric; /* logit_diff, logprob, loss, kl or accuracy; the loss and answers are the
+                         clean prompt's, KL is to the clean run */
     int batch_rows;   /* prompts per forward pass, >= 1 */
     /* n_circuits masks [U, V] (host): nonzero = the edge is in the circuit;
      * entries that are not edges (hs_eap_is_edge) are ignored */
@@ -86,13 +88,15 @@ typedef struct {
     int n_circuits;
 } hs_eap_circuit_params;
 
-/* The model suits the graph (as hs_eap_check) and p is well formed. */
+/* The model suits the graph (as hs_eap_check) and p is well formed; either
+ * may be NULL (the other alone). */
 hs_status hs_eap_circuit_check(const hs_model_config *c, const hs_eap_circuit_params *p, hs_err *err);
 
 /* For prompts [p0, p0 + n) of pr (right-padded; corrupt [N, T] their
  * corrupted tokens, the same lengths): metric [n, n_circuits] each prompt's
  * metric with each circuit, clean [n] and corrupted [n] its metric on the
- * clean and on the corrupted prompt (either may be NULL). */
+ * clean and on the corrupted prompt (either may be NULL). On failure the
+ * batches before the failing one have written theirs. */
 hs_status hs_eap_circuit(hs_session *s, const hs_prompts *pr, const int32_t *corrupt, const hs_eap_circuit_params *p,
                          int p0, int n, float *metric, float *clean, float *corrupted, hs_err *err);
 

@@ -99,7 +99,8 @@ typedef struct {
  * wants, each node it wants (a head's q projection, a KV head's k or v
  * projection, the MLP) reads the residual stream through a copy of its own,
  * which the hook may edit for that one node (edge-level interventions:
- * hs_eap_circuit); the others read the stream as usual. */
+ * hs_eap_circuit); the others read the stream as usual. A q or k norm over
+ * all heads (qk_norm_all) still mixes the heads' projections after that. */
 typedef enum { HS_INPUT_Q = 0, HS_INPUT_K, HS_INPUT_V, HS_INPUT_MLP } hs_input_kind;
 
 typedef struct {
