@@ -18,7 +18,7 @@ import argparse, os, resource, time
 
 import numpy as np
 import torch
-from peer_util import load_edge_bridge, read_pairs
+from peer_util import edge_graph, load_edge_bridge, logit_diff, read_pairs
 
 ap = argparse.ArgumentParser()
 ap.add_argument("model")
@@ -36,28 +36,15 @@ for p in bridge.parameters():
     p.requires_grad_(False)
 c = hf.config
 L, H, Hk = c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads
-U, P = 1 + L * (H + 1), H + 2 * Hk + 1
-V = L * P + 1
+U, P, V, up_hooks, up_slice = edge_graph(c)
 
 clean, corrupt, lengths, answer, distractor = read_pairs(a.ids)
 N, T = clean.shape
 last = lengths - 1
-IN = "blocks.0.hook_resid_pre"
-up_hooks = [IN] + [f"blocks.{l}.{h}" for l in range(L) for h in ("attn.hook_result", "hook_mlp_out")]
 
 
-def up_slice(name):
-    """The upstream nodes a hook's output fills: the input, a layer's heads, a layer's MLP."""
-    if name == IN:
-        return slice(0, 1)
-    l = int(name.split(".")[1])
-    base = 1 + l * (H + 1)
-    return slice(base, base + H) if "result" in name else slice(base + H, base + H + 1)
-
-
-def logit_diff(logits):
-    lg = logits[torch.arange(N), last]
-    return lg[torch.arange(N), answer] - lg[torch.arange(N), distractor]
+def ld(logits):
+    return logit_diff(logits, last, answer, distractor)
 
 
 def scores(steps):
@@ -97,9 +84,9 @@ def scores(steps):
     for k in range(1, steps + 1):
         # the graph starts at the input (the weights need no gradient); at k = m the clean input itself
         mix = e_x + k / steps * (e_c - e_x) if k < steps else None
-        hooks = [(IN, lambda t, hook, mix=mix: (t.detach() if mix is None else mix).clone().requires_grad_(True))]
+        hooks = [(up_hooks[0], lambda t, hook, mix=mix: (t.detach() if mix is None else mix).clone().requires_grad_(True))]
         with bridge.hooks(fwd_hooks=hooks, bwd_hooks=bwd):
-            logit_diff(bridge(clean)).sum().backward()
+            ld(bridge(clean)).sum().backward()
     return (s / (N * steps)).float().numpy()
 
 

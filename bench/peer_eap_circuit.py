@@ -18,7 +18,7 @@ import argparse, os, resource, time
 
 import numpy as np
 import torch
-from peer_util import load_edge_bridge, read_pairs
+from peer_util import edge_graph, load_edge_bridge, logit_diff, read_pairs
 
 ap = argparse.ArgumentParser()
 ap.add_argument("model")
@@ -34,8 +34,7 @@ torch.set_num_threads(a.threads)
 hf, bridge = load_edge_bridge(a.model)
 c = hf.config
 L, H, Hk = c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads
-U, P = 1 + L * (H + 1), H + 2 * Hk + 1
-V = L * P + 1
+U, P, V, up_hooks, up_slice = edge_graph(c)
 
 clean, corrupt, lengths, answer, distractor = read_pairs(a.ids)
 N, T = clean.shape
@@ -44,21 +43,10 @@ rank = torch.from_numpy(np.fromfile(a.rank, dtype=np.float32).reshape(U, V))
 sizes = [int(s) for s in a.sizes.split(",")]
 # the edges each circuit cuts: an edge (rank not NaN) of rank >= n
 cuts = [((~rank.isnan()) & ~(rank < n)).float() for n in sizes]
-IN = "blocks.0.hook_resid_pre"
-up_hooks = [IN] + [f"blocks.{l}.{h}" for l in range(L) for h in ("attn.hook_result", "hook_mlp_out")]
 
 
-def up_slice(name):
-    if name == IN:
-        return slice(0, 1)
-    l = int(name.split(".")[1])
-    base = 1 + l * (H + 1)
-    return slice(base, base + H) if "result" in name else slice(base + H, base + H + 1)
-
-
-def logit_diff(logits):
-    lg = logits[torch.arange(N), last]
-    return lg[torch.arange(N), answer] - lg[torch.arange(N), distractor]
+def ld(logits):
+    return logit_diff(logits, last, answer, distractor)
 
 
 def add_up(diff, sign):
@@ -90,13 +78,13 @@ def down_hooks(diff, cut):
 def evaluate():
     d0 = torch.zeros(N, T, U, c.hidden_size)
     with bridge.hooks(fwd_hooks=add_up(d0, 1.0)):
-        m_x = logit_diff(bridge(corrupt))
-    m_c = logit_diff(bridge(clean))
+        m_x = ld(bridge(corrupt))
+    m_c = ld(bridge(clean))
     out = []
     for cut in cuts:
         diff = d0.clone()
         with bridge.hooks(fwd_hooks=add_up(diff, -1.0) + down_hooks(diff, cut)):
-            out.append(logit_diff(bridge(clean)))
+            out.append(ld(bridge(clean)))
     return torch.stack(out, 1), m_c, m_x
 
 

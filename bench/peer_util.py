@@ -73,3 +73,27 @@ def load_edge_bridge(path):
     bridge.set_use_attn_result(True)
     bridge.set_use_hook_mlp_in(True)
     return hf, bridge
+
+
+def edge_graph(cfg):
+    """The edge graph of a model config (hs_eap.h): (U, P, V), the upstream hooks (the input, each
+    layer's per-head results, its MLP output) and up_slice(hook name) -> the upstream nodes it fills."""
+    L, H, Hk = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads
+    U, P = 1 + L * (H + 1), H + 2 * Hk + 1
+    inp = "blocks.0.hook_resid_pre"
+    hooks = [inp] + [f"blocks.{l}.{h}" for l in range(L) for h in ("attn.hook_result", "hook_mlp_out")]
+
+    def up_slice(name):
+        if name == inp:
+            return slice(0, 1)
+        base = 1 + int(name.split(".")[1]) * (H + 1)
+        return slice(base, base + H) if "result" in name else slice(base + H, base + H + 1)
+
+    return U, P, L * P + 1, hooks, up_slice
+
+
+def logit_diff(logits, last, answer, distractor):
+    """logit(answer) - logit(distractor) at each row's last real token."""
+    rows = torch.arange(logits.shape[0])
+    lg = logits[rows, last]
+    return lg[rows, answer] - lg[rows, distractor]

@@ -321,22 +321,21 @@ hs_status hs_eap_circuit(hs_session *s, const hs_prompts *pr, const int32_t *cor
     if (!s->be->ops->supports_op(s->be, HS_OP_BACKWARD)) /* the sums' GEMMs are matmul_bwd */
         return hs_err_set(err, HS_ERR_UNSUPPORTED, "circuit evaluation: the %s backend has no backward ops",
                           s->be->ops->name);
-    const int64_t nd = (int64_t)(p->batch_rows < n ? p->batch_rows : n) * pr->T * c->d_model;
-    if (nd > INT32_MAX) /* a GEMM's inner size */
+    const int R = p->batch_rows < n ? p->batch_rows : n, T = pr->T, Vv = c->n_vocab, K = p->n_circuits;
+    if ((int64_t)R * T * c->d_model > INT32_MAX) /* a GEMM's inner size */
         return hs_err_set(err, HS_ERR_INVALID_ARG,
                           "circuit evaluation: %d prompts x %d tokens x d_model %d is past 2^31 elements per batch: "
                           "use a smaller batch",
-                          p->batch_rows < n ? p->batch_rows : n, pr->T, c->d_model);
-    circ_ctx x = {.a = hs_eap_up_shape(s, pr->T),
+                          R, T, c->d_model);
+    circ_ctx x = {.a = hs_eap_up_shape(s, T),
                   .c = c,
                   .L = c->n_layers,
                   .Hk = c->n_kv_heads,
                   .P = hs_eap_per_layer(c),
                   .V = hs_eap_n_downstream(c),
-                  .K = p->n_circuits,
+                  .K = K,
                   .kd = (int64_t)c->n_kv_heads * c->d_head};
     x.a.node_major = 1;
-    const int R = p->batch_rows < n ? p->batch_rows : n, T = pr->T, Vv = c->n_vocab, K = p->n_circuits;
     const int64_t rows = (int64_t)R * T;
     int32_t *mask = malloc((size_t)rows * sizeof *mask), *tg = malloc((size_t)rows * sizeof *tg);
     float *xlogits = malloc((size_t)R * Vv * sizeof(float)), *logits = malloc((size_t)R * Vv * sizeof(float)),
